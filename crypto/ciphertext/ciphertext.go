@@ -1,0 +1,130 @@
+// Package ciphertext defines keyledger's symmetric ciphertext blob and seals
+// and opens it.
+//
+// Blob layout, format version 1 (all fields fixed size, then the sealed body):
+//
+//	version     1 byte   0x01
+//	key id     16 bytes  the KMS key's UUID
+//	material   32 bytes  the key material id that sealed it
+//	sealed      rest     aead.Seal(material, plaintext, aad = header || context)
+//
+// The encryption context is bound as additional authenticated data in a
+// canonical form (sorted keys, length-prefixed), so the same pairs in any
+// order decrypt and any other pairs do not. Every failure to open is the same
+// ErrInvalid. Safe for concurrent use.
+package ciphertext
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"slices"
+
+	"github.com/keyledger/keyledger/crypto/aead"
+	"github.com/keyledger/keyledger/crypto/secret"
+)
+
+const (
+	version1   = 0x01
+	headerSize = 1 + 16 + 32
+	sealLabel  = "keyledger/v1 symmetric ciphertext"
+	// Overhead is how many bytes a blob adds to its plaintext.
+	Overhead = headerSize + aead.Overhead
+)
+
+// ErrInvalid is the one error for any blob that does not parse or open.
+var ErrInvalid = errors.New("ciphertext: invalid ciphertext")
+
+// Header is the public part of a blob: which key and material made it.
+type Header struct {
+	KeyID      string // UUID text, lower case
+	MaterialID string // 64 lower-case hex characters
+}
+
+// Seal encrypts plaintext under material and returns the blob.
+// It panics if the header is malformed (a programmer error).
+func Seal(h Header, material secret.Bytes, plaintext []byte, context map[string]string) []byte {
+	hdr, err := h.marshal()
+	if err != nil {
+		panic(err)
+	}
+	blob := make([]byte, 0, len(hdr)+len(plaintext)+aead.Overhead)
+	blob = append(blob, hdr...)
+	return aead.Seal(blob, material, sealLabel, plaintext, aad(hdr, context))
+}
+
+// ParseHeader reads the header of a blob without decrypting it.
+func ParseHeader(blob []byte) (Header, error) {
+	if len(blob) < Overhead || blob[0] != version1 {
+		return Header{}, ErrInvalid
+	}
+	return Header{
+		KeyID:      formatUUID(blob[1:17]),
+		MaterialID: hex.EncodeToString(blob[17:headerSize]),
+	}, nil
+}
+
+// Open decrypts a blob sealed under material with the given context.
+func Open(blob []byte, material secret.Bytes, context map[string]string) ([]byte, error) {
+	if _, err := ParseHeader(blob); err != nil {
+		return nil, err
+	}
+	pt, err := aead.Open(material, sealLabel, blob[headerSize:], aad(blob[:headerSize], context))
+	if err != nil {
+		return nil, ErrInvalid
+	}
+	return pt, nil
+}
+
+func (h Header) marshal() ([]byte, error) {
+	id, ok := parseUUID(h.KeyID)
+	mat, err := hex.DecodeString(h.MaterialID)
+	if !ok || err != nil || len(mat) != 32 {
+		return nil, errors.New("ciphertext: malformed header")
+	}
+	out := make([]byte, 0, headerSize)
+	out = append(out, version1)
+	out = append(out, id[:]...)
+	return append(out, mat...), nil
+}
+
+// aad is header || count || (len key || key || len value || value)* with
+// keys in byte order and lengths as unsigned varints.
+func aad(header []byte, context map[string]string) []byte {
+	keys := make([]string, 0, len(context))
+	size := len(header) + binary.MaxVarintLen64
+	for k, v := range context {
+		keys = append(keys, k)
+		size += len(k) + len(v) + 2*binary.MaxVarintLen64
+	}
+	slices.Sort(keys)
+	out := make([]byte, 0, size)
+	out = append(out, header...)
+	out = binary.AppendUvarint(out, uint64(len(keys)))
+	for _, k := range keys {
+		out = binary.AppendUvarint(out, uint64(len(k)))
+		out = append(out, k...)
+		v := context[k]
+		out = binary.AppendUvarint(out, uint64(len(v)))
+		out = append(out, v...)
+	}
+	return out
+}
+
+func parseUUID(s string) (id [16]byte, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return id, false
+	}
+	compact := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:36]
+	b, err := hex.DecodeString(compact)
+	if err != nil {
+		return id, false
+	}
+	copy(id[:], b)
+	return id, true
+}
+
+func formatUUID(b []byte) string {
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}

@@ -1,0 +1,229 @@
+package event
+
+import "time"
+
+// Stable type strings. Never rename one; add a new version instead.
+const (
+	TypeKeyCreated            = "KeyCreated.v1"
+	TypeKeyEnabled            = "KeyEnabled.v1"
+	TypeKeyDisabled           = "KeyDisabled.v1"
+	TypeKeyDescriptionUpdated = "KeyDescriptionUpdated.v1"
+	TypeKeyDeletionScheduled  = "KeyDeletionScheduled.v1"
+	TypeKeyDeletionCanceled   = "KeyDeletionCanceled.v1"
+	TypeKeyDeleted            = "KeyDeleted.v1"
+	TypeAliasCreated          = "AliasCreated.v1"
+	TypeAliasUpdated          = "AliasUpdated.v1"
+	TypeAliasDeleted          = "AliasDeleted.v1"
+	TypeKeyTagged             = "KeyTagged.v1"
+	TypeKeyUntagged           = "KeyUntagged.v1"
+	TypeAPICall               = "APICall.v1"
+)
+
+func newBody(typ string) Body {
+	switch typ {
+	case TypeKeyCreated:
+		return &KeyCreated{}
+	case TypeKeyEnabled:
+		return &KeyEnabled{}
+	case TypeKeyDisabled:
+		return &KeyDisabled{}
+	case TypeKeyDescriptionUpdated:
+		return &KeyDescriptionUpdated{}
+	case TypeKeyDeletionScheduled:
+		return &KeyDeletionScheduled{}
+	case TypeKeyDeletionCanceled:
+		return &KeyDeletionCanceled{}
+	case TypeKeyDeleted:
+		return &KeyDeleted{}
+	case TypeAliasCreated:
+		return &AliasCreated{}
+	case TypeAliasUpdated:
+		return &AliasUpdated{}
+	case TypeAliasDeleted:
+		return &AliasDeleted{}
+	case TypeKeyTagged:
+		return &KeyTagged{}
+	case TypeKeyUntagged:
+		return &KeyUntagged{}
+	case TypeAPICall:
+		return &APICall{}
+	}
+	return &Unknown{}
+}
+
+// MaterialRef commits to one piece of wrapped key material held in the
+// deletable material store: its id and the SHA-256 of its wrapped bytes.
+type MaterialRef struct {
+	ID          string `json:"id"`
+	WrappedHash string `json:"wrappedHash"`
+}
+
+// KeyCreated records a new KMS key and its first key material.
+type KeyCreated struct {
+	Description string            `json:"description,omitempty"`
+	KeySpec     string            `json:"keySpec"`
+	KeyUsage    string            `json:"keyUsage"`
+	Origin      string            `json:"origin"`
+	MultiRegion bool              `json:"multiRegion,omitempty"`
+	Policy      string            `json:"policy,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	Material    MaterialRef       `json:"material"`
+}
+
+func (*KeyCreated) Type() string { return TypeKeyCreated }
+func (b *KeyCreated) encode(w *writer) {
+	w.str("description", b.Description)
+	w.str("keySpec", b.KeySpec)
+	w.str("keyUsage", b.KeyUsage)
+	w.str("origin", b.Origin)
+	w.bool("multiRegion", b.MultiRegion)
+	w.str("policy", b.Policy)
+	w.strMap("tags", b.Tags)
+	w.object("material", func(w *writer) {
+		w.str("id", b.Material.ID)
+		w.str("wrappedHash", b.Material.WrappedHash)
+	})
+}
+
+// KeyEnabled records EnableKey.
+type KeyEnabled struct{}
+
+func (*KeyEnabled) Type() string   { return TypeKeyEnabled }
+func (*KeyEnabled) encode(*writer) {}
+
+// KeyDisabled records DisableKey.
+type KeyDisabled struct{}
+
+func (*KeyDisabled) Type() string   { return TypeKeyDisabled }
+func (*KeyDisabled) encode(*writer) {}
+
+// KeyDescriptionUpdated records UpdateKeyDescription.
+type KeyDescriptionUpdated struct {
+	Description string `json:"description,omitempty"`
+}
+
+func (*KeyDescriptionUpdated) Type() string { return TypeKeyDescriptionUpdated }
+func (b *KeyDescriptionUpdated) encode(w *writer) {
+	w.str("description", b.Description)
+}
+
+// KeyDeletionScheduled records ScheduleKeyDeletion.
+type KeyDeletionScheduled struct {
+	DeletionDate      time.Time `json:"deletionDate"`
+	PendingWindowDays int       `json:"pendingWindowDays"`
+}
+
+func (*KeyDeletionScheduled) Type() string { return TypeKeyDeletionScheduled }
+func (b *KeyDeletionScheduled) encode(w *writer) {
+	w.time("deletionDate", b.DeletionDate)
+	w.int("pendingWindowDays", int64(b.PendingWindowDays))
+}
+
+// KeyDeletionCanceled records CancelKeyDeletion; the key becomes Disabled.
+type KeyDeletionCanceled struct{}
+
+func (*KeyDeletionCanceled) Type() string   { return TypeKeyDeletionCanceled }
+func (*KeyDeletionCanceled) encode(*writer) {}
+
+// KeyDeleted records the scheduler deleting a key whose waiting period
+// ended, and which key materials it destroys.
+type KeyDeleted struct {
+	DestroyedMaterials []string `json:"destroyedMaterials,omitempty"`
+}
+
+func (*KeyDeleted) Type() string { return TypeKeyDeleted }
+func (b *KeyDeleted) encode(w *writer) {
+	w.strList("destroyedMaterials", b.DestroyedMaterials)
+}
+
+// AliasCreated records CreateAlias; the envelope's KeyID is the target.
+type AliasCreated struct {
+	AliasName string `json:"aliasName"`
+}
+
+func (*AliasCreated) Type() string { return TypeAliasCreated }
+func (b *AliasCreated) encode(w *writer) {
+	w.str("aliasName", b.AliasName)
+}
+
+// AliasUpdated records UpdateAlias; the envelope's KeyID is the new target.
+type AliasUpdated struct {
+	AliasName     string `json:"aliasName"`
+	PreviousKeyID string `json:"previousKeyId"`
+}
+
+func (*AliasUpdated) Type() string { return TypeAliasUpdated }
+func (b *AliasUpdated) encode(w *writer) {
+	w.str("aliasName", b.AliasName)
+	w.str("previousKeyId", b.PreviousKeyID)
+}
+
+// AliasDeleted records DeleteAlias; the envelope's KeyID is the old target.
+type AliasDeleted struct {
+	AliasName string `json:"aliasName"`
+}
+
+func (*AliasDeleted) Type() string { return TypeAliasDeleted }
+func (b *AliasDeleted) encode(w *writer) {
+	w.str("aliasName", b.AliasName)
+}
+
+// KeyTagged records TagResource (new or replaced tags).
+type KeyTagged struct {
+	Tags map[string]string `json:"tags"`
+}
+
+func (*KeyTagged) Type() string { return TypeKeyTagged }
+func (b *KeyTagged) encode(w *writer) {
+	w.strMap("tags", b.Tags)
+}
+
+// KeyUntagged records UntagResource.
+type KeyUntagged struct {
+	TagKeys []string `json:"tagKeys"`
+}
+
+func (*KeyUntagged) Type() string { return TypeKeyUntagged }
+func (b *KeyUntagged) encode(w *writer) {
+	w.strList("tagKeys", b.TagKeys)
+}
+
+// APICall records a request that changes no key state: a cryptographic
+// operation, a read, or any refused request. It holds the non-secret request
+// parameters AWS logs (never plaintext, ciphertext or data keys).
+type APICall struct {
+	MaterialID                   string            `json:"materialId,omitempty"`
+	EncryptionAlgorithm          string            `json:"encryptionAlgorithm,omitempty"`
+	EncryptionContext            map[string]string `json:"encryptionContext,omitempty"`
+	NumberOfBytes                int               `json:"numberOfBytes,omitempty"`
+	DataKeySpec                  string            `json:"dataKeySpec,omitempty"`
+	DestinationKeyID             string            `json:"destinationKeyId,omitempty"`
+	DestinationMaterialID        string            `json:"destinationMaterialId,omitempty"`
+	DestinationEncryptionContext map[string]string `json:"destinationEncryptionContext,omitempty"`
+	Params                       map[string]string `json:"params,omitempty"`
+}
+
+func (*APICall) Type() string { return TypeAPICall }
+func (b *APICall) encode(w *writer) {
+	w.str("materialId", b.MaterialID)
+	w.str("encryptionAlgorithm", b.EncryptionAlgorithm)
+	w.strMap("encryptionContext", b.EncryptionContext)
+	w.int("numberOfBytes", int64(b.NumberOfBytes))
+	w.str("dataKeySpec", b.DataKeySpec)
+	w.str("destinationKeyId", b.DestinationKeyID)
+	w.str("destinationMaterialId", b.DestinationMaterialID)
+	w.strMap("destinationEncryptionContext", b.DestinationEncryptionContext)
+	w.strMap("params", b.Params)
+}
+
+// Unknown is the body of an event type this build does not know. Its raw
+// JSON is kept so nothing is lost; it cannot be re-encoded.
+type Unknown struct {
+	TypeName string
+	Raw      []byte
+}
+
+func (u *Unknown) Type() string { return u.TypeName }
+func (u *Unknown) encode(w *writer) {
+	panic("event: cannot encode an event of unknown type " + u.TypeName)
+}

@@ -1,0 +1,143 @@
+package event
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden vectors")
+
+var t0 = time.Date(2026, 11, 27, 2, 47, 43, 123456789, time.UTC)
+
+// goldenEvents covers every body type and every canonical-encoding rule.
+func goldenEvents() []*Event {
+	actor := &Actor{AccessKeyID: "AKIAEXAMPLE", SourceIP: "127.0.0.1", UserAgent: "aws-sdk-go-v2/1.0", RequestID: "req-1"}
+	key := "1234abcd-12ab-34cd-56ef-1234567890ab"
+	mat := MaterialRef{ID: "aa11", WrappedHash: "bb22"}
+	bodies := []struct {
+		op   string
+		body Body
+		err  *Failure
+	}{
+		{"CreateKey", &KeyCreated{Description: "quote \" backslash \\ newline \n tab \t del \x7f é 😀", KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT", Origin: "AWS_KMS", Policy: `{"Version":"2012-10-17"}`, Tags: map[string]string{"b": "2", "a": "1", "": "empty-key"}, Material: mat}, nil},
+		{"EnableKey", &KeyEnabled{}, nil},
+		{"DisableKey", &KeyDisabled{}, nil},
+		{"UpdateKeyDescription", &KeyDescriptionUpdated{Description: "new"}, nil},
+		{"ScheduleKeyDeletion", &KeyDeletionScheduled{DeletionDate: t0.Add(7 * 24 * time.Hour), PendingWindowDays: 7}, nil},
+		{"CancelKeyDeletion", &KeyDeletionCanceled{}, nil},
+		{"DeleteKey", &KeyDeleted{DestroyedMaterials: []string{"aa11", "cc33"}}, nil},
+		{"CreateAlias", &AliasCreated{AliasName: "alias/app"}, nil},
+		{"UpdateAlias", &AliasUpdated{AliasName: "alias/app", PreviousKeyID: "prev-key"}, nil},
+		{"DeleteAlias", &AliasDeleted{AliasName: "alias/app"}, nil},
+		{"TagResource", &KeyTagged{Tags: map[string]string{"env": "prod"}}, nil},
+		{"UntagResource", &KeyUntagged{TagKeys: []string{"env", "team"}}, nil},
+		{"Encrypt", &APICall{MaterialID: "aa11", EncryptionAlgorithm: "SYMMETRIC_DEFAULT", EncryptionContext: map[string]string{"purpose": "test"}}, nil},
+		{"ReEncrypt", &APICall{MaterialID: "aa11", DestinationKeyID: "other", DestinationMaterialID: "dd44", DestinationEncryptionContext: map[string]string{"x": "y"}}, nil},
+		{"GenerateDataKey", &APICall{MaterialID: "aa11", NumberOfBytes: 32, DataKeySpec: "AES_256"}, nil},
+		{"Encrypt", &APICall{}, &Failure{Code: "DisabledException", Message: "key is disabled"}},
+		{"ListKeys", &APICall{Params: map[string]string{"limit": "10"}}, nil},
+	}
+	var out []*Event
+	prev := Hash{}
+	for i, b := range bodies {
+		e := &Event{Index: uint64(i), Prev: prev, Time: t0.Add(time.Duration(i) * time.Second), Operation: b.op,
+			Account: "111122223333", Region: "us-east-1", KeyID: key, Actor: actor, Error: b.err, Body: b.body}
+		if b.op == "DeleteKey" {
+			e.Actor = nil // a service event
+		}
+		out = append(out, e)
+		prev = Of(e.Encode())
+	}
+	return out
+}
+
+func TestGoldenEncoding(t *testing.T) {
+	var got bytes.Buffer
+	for _, e := range goldenEvents() {
+		got.Write(e.Encode())
+		got.WriteByte('\n')
+	}
+	path := filepath.Join("testdata", "events.golden")
+	if *update {
+		if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("canonical encoding changed (-want +got):\n%s", cmp.Diff(string(want), got.String()))
+	}
+}
+
+func TestDecodeRoundTrip(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "events.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := SplitBatch(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := goldenEvents()
+	if len(lines) != len(want) {
+		t.Fatalf("%d golden lines, %d events", len(lines), len(want))
+	}
+	var prev Hash
+	for i, line := range lines {
+		e, err := Decode(line)
+		if err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		if !bytes.Equal(e.Encode(), line) {
+			t.Fatalf("line %d: re-encoding differs:\n%s\n%s", i, e.Encode(), line)
+		}
+		if diff := cmp.Diff(want[i], e); diff != "" {
+			t.Fatalf("line %d decoded differently (-want +got):\n%s", i, diff)
+		}
+		l, p, err := DecodeLink(line)
+		if err != nil || l.Index != uint64(i) || p != prev {
+			t.Fatalf("line %d link = %+v %v %v", i, l, p, err)
+		}
+		prev = Of(line)
+	}
+}
+
+func TestInvalidUTF8Replaced(t *testing.T) {
+	e := &Event{Operation: "Encrypt", Time: t0, Body: &APICall{Params: map[string]string{"k": "a\xffb"}}}
+	d, err := Decode(e.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Body.(*APICall).Params["k"]; got != "a\ufffdb" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestUnknownTypeDecodes(t *testing.T) {
+	raw := []byte(`{"v":1,"index":3,"prev":"` + Hash{}.String() + `","time":"2026-11-27T02:47:43.000000000Z","type":"FutureThing.v9","op":"X","body":{"a":1}}`)
+	e, err := Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, ok := e.Body.(*Unknown)
+	if !ok || u.TypeName != "FutureThing.v9" || string(u.Raw) != `{"a":1}` {
+		t.Fatalf("got %#v", e.Body)
+	}
+}
+
+func TestSplitBatchRejectsMalformed(t *testing.T) {
+	for _, in := range []string{"", "{}", "{}\n\n{}\n", "\n"} {
+		if _, err := SplitBatch([]byte(in)); err == nil {
+			t.Errorf("SplitBatch(%q) succeeded", in)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+// Package chain checks the hash chain that links ledger events.
+//
+// Every event names its dense index and the SHA-256 of the previous event's
+// stored bytes. A Linker follows a chain event by event and reports the first
+// link that does not hold: a changed, removed, inserted or reordered event
+// breaks the link to its successor (or its own index). The chain alone cannot
+// tell a truncated tail from a short ledger; signed checkpoints do that.
+// A Linker is not safe for concurrent use.
+package chain
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/keyledger/keyledger/ledger/event"
+)
+
+// Head is the position of the last linked event.
+type Head struct {
+	Seq   uint64     // stream sequence of the message holding the event
+	Index uint64     // the event's index
+	Hash  event.Hash // the event's hash
+	Count uint64     // number of events linked so far
+}
+
+// Empty reports whether no event has been linked.
+func (h Head) Empty() bool { return h.Count == 0 }
+
+// NextIndex is the index the next event must carry.
+func (h Head) NextIndex() uint64 {
+	if h.Empty() {
+		return 0
+	}
+	return h.Index + 1
+}
+
+// BrokenLinkError names the first link that does not hold.
+type BrokenLinkError struct {
+	Seq      uint64 // stream sequence of the message holding the bad event
+	Index    uint64 // the index the event should have had
+	Expected string // what the link should have been
+	Found    string // what the event holds
+}
+
+func (e *BrokenLinkError) Error() string {
+	return fmt.Sprintf("chain broken at stream sequence %d, event index %d: expected %s, found %s",
+		e.Seq, e.Index, e.Expected, e.Found)
+}
+
+// Linker links events one at a time.
+type Linker struct {
+	head Head
+}
+
+// NewLinker starts linking after head (the zero Head for a whole chain).
+func NewLinker(head Head) *Linker { return &Linker{head: head} }
+
+// Head returns the position of the last linked event.
+func (l *Linker) Head() Head { return l.head }
+
+// Link checks that raw, found in the message at stream sequence seq, is the
+// next event on the chain, and advances past it.
+func (l *Linker) Link(seq uint64, raw []byte) (event.Hash, error) {
+	want := l.head.NextIndex()
+	link, prev, err := event.DecodeLink(raw)
+	if err != nil {
+		return event.Hash{}, &BrokenLinkError{Seq: seq, Index: want, Expected: "a decodable event", Found: err.Error()}
+	}
+	if link.Index != want {
+		return event.Hash{}, &BrokenLinkError{Seq: seq, Index: want,
+			Expected: fmt.Sprintf("index %d", want), Found: fmt.Sprintf("index %d", link.Index)}
+	}
+	if prev != l.head.Hash {
+		return event.Hash{}, &BrokenLinkError{Seq: seq, Index: want,
+			Expected: "prev " + l.head.Hash.String(), Found: "prev " + prev.String()}
+	}
+	h := event.Of(raw)
+	l.head = Head{Seq: seq, Index: link.Index, Hash: h, Count: l.head.Count + 1}
+	return h, nil
+}
+
+// LinkMessage links every event of one ledger message.
+func (l *Linker) LinkMessage(seq uint64, data []byte) error {
+	lines, err := event.SplitBatch(data)
+	if err != nil {
+		return &BrokenLinkError{Seq: seq, Index: l.head.NextIndex(), Expected: "a message of events", Found: err.Error()}
+	}
+	for _, raw := range lines {
+		if _, err := l.Link(seq, raw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Source yields the ledger's messages in stream order.
+type Source interface {
+	Messages(ctx context.Context, fn func(seq uint64, data []byte) error) error
+}
+
+// Verify walks a whole ledger and returns its head, or the first broken link
+// as a *BrokenLinkError.
+func Verify(ctx context.Context, src Source) (Head, error) {
+	l := NewLinker(Head{})
+	err := src.Messages(ctx, func(seq uint64, data []byte) error {
+		return l.LinkMessage(seq, data)
+	})
+	return l.Head(), err
+}

@@ -1,0 +1,95 @@
+// Package embedded runs an in-process nats-server with JetStream, the
+// default deployment: one process, nothing else to install.
+//
+// Durability: the server is started with sync_interval "always", so
+// JetStream fsyncs every stored message before it acknowledges it. An
+// acknowledged ledger event therefore survives kill -9 and a power cut. The
+// ledger group-commits many events into one message, so the cost is one
+// fsync per group, not per request.
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Options configure the embedded server.
+type Options struct {
+	DataDir string // JetStream storage directory (required)
+	// Listen is host:port for NATS clients (e.g. audit subscribers). Empty
+	// means no network listener: in-process connections only.
+	Listen string
+	// NoSync turns off fsync on every write. Only for tests that measure
+	// something else; an acknowledged event may then be lost on power cut.
+	NoSync bool
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	ns *server.Server
+}
+
+// Start starts the server and waits until it is ready.
+func Start(opts Options) (*Server, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("embedded: a data directory is required")
+	}
+	so := &server.Options{
+		ServerName:         "keyledger-embedded",
+		JetStream:          true,
+		StoreDir:           opts.DataDir,
+		SyncAlways:         !opts.NoSync,
+		NoSigs:             true,
+		NoLog:              true,
+		MaxPayload:         8 << 20,
+		JetStreamMaxMemory: 256 << 20,
+	}
+	if opts.Listen == "" {
+		so.DontListen = true
+	} else {
+		host, port, err := net.SplitHostPort(opts.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: listen address: %w", err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: listen port: %w", err)
+		}
+		so.Host, so.Port = host, p
+	}
+	ns, err := server.NewServer(so)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded: nats-server did not become ready")
+	}
+	return &Server{ns: ns}, nil
+}
+
+// Connect opens an in-process client connection (no TCP).
+func (s *Server) Connect(name string) (*nats.Conn, error) {
+	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1))
+}
+
+// ClientURL is the URL network clients use, or "" without a listener.
+func (s *Server) ClientURL() string {
+	if s.ns.Addr() == nil {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// Shutdown stops the server and waits for it to finish.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}

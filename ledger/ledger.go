@@ -1,0 +1,440 @@
+package ledger
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/event"
+)
+
+// Errors callers branch on.
+var (
+	// ErrConflict means another writer appended to the chain first; the event
+	// was not stored.
+	ErrConflict = errors.New("ledger: another writer appended first")
+	// ErrClosed means the ledger is shut down.
+	ErrClosed = errors.New("ledger: closed")
+	// ErrBroken means the stream holds something that does not link to the
+	// chain; the ledger refuses all writes.
+	ErrBroken = errors.New("ledger: chain on the stream is broken")
+)
+
+// Config names the stream and tunes group commit.
+type Config struct {
+	Stream   string // stream name, default "KEYLEDGER"
+	Subject  string // subject the chain is written to, default "keyledger.events"
+	Replicas int    // stream replicas (3 on a cluster), default 1
+	// MaxBatchEvents and MaxBatchBytes bound one group commit.
+	MaxBatchEvents int
+	MaxBatchBytes  int
+	// PublishTimeout bounds one round-trip to JetStream.
+	PublishTimeout time.Duration
+	// OnCommit receives committed records in chain order, before the
+	// requests that appended them are released. It runs on the writer
+	// goroutine and must not call Append.
+	OnCommit func([]Record)
+	Logger   *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Stream == "" {
+		c.Stream = "KEYLEDGER"
+	}
+	if c.Subject == "" {
+		c.Subject = "keyledger.events"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxBatchEvents == 0 {
+		c.MaxBatchEvents = 2000
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = 1 << 20
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 10 * time.Second
+	}
+	if c.OnCommit == nil {
+		c.OnCommit = func([]Record) {}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Record is one committed event.
+type Record struct {
+	Seq   uint64 // stream sequence of the message that holds it
+	Event *event.Event
+	Raw   []byte // the exact stored bytes
+	Hash  event.Hash
+}
+
+// Ledger is the JetStream-backed chain.
+type Ledger struct {
+	cfg    Config
+	js     jetstream.JetStream
+	stream jetstream.Stream
+
+	queue    chan *pending
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+
+	mu   sync.Mutex // guards head after Start (read by Head)
+	head chain.Head
+}
+
+type pending struct {
+	ev   *event.Event
+	done chan result
+}
+
+type result struct {
+	rec Record
+	err error
+}
+
+// Open ensures the stream exists with deletes and purges denied. It does not
+// start the writer: Replay first, then Start.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Ledger, error) {
+	cfg.setDefaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	sc := jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "keyledger: hash-chained ledger of every key operation",
+		Subjects:    []string{cfg.Subject},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		MaxAge:      0,
+		Duplicates:  2 * time.Minute,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, sc)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: stream %s: %w", cfg.Stream, err)
+	}
+	return &Ledger{
+		cfg: cfg, js: js, stream: stream,
+		queue: make(chan *pending, 16384),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}, nil
+}
+
+// Messages yields every message of the stream in order (chain.Source).
+func (l *Ledger) Messages(ctx context.Context, fn func(seq uint64, data []byte) error) error {
+	return l.messagesAfter(ctx, 0, func(m jetstream.Msg, seq uint64) error { return fn(seq, m.Data()) })
+}
+
+// messagesAfter yields messages with sequence > after, up to the stream's
+// last sequence when called.
+func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m jetstream.Msg, seq uint64) error) error {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("ledger: stream info: %w", err)
+	}
+	last := info.State.LastSeq
+	if last <= after {
+		return nil
+	}
+	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{l.cfg.Subject},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    after + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: reader: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("ledger: reader: %w", err)
+	}
+	defer it.Stop()
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return fmt.Errorf("ledger: reading stream: %w", err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("ledger: message metadata: %w", err)
+		}
+		seq := md.Sequence.Stream
+		if err := fn(m, seq); err != nil {
+			return err
+		}
+		if seq >= last {
+			return nil
+		}
+	}
+}
+
+// Replay decodes every event after head, checking each link, and calls fn in
+// order. It returns the new head. A broken link is a *chain.BrokenLinkError.
+func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(Record) error) (chain.Head, error) {
+	linker := chain.NewLinker(head)
+	err := l.messagesAfter(ctx, head.Seq, func(m jetstream.Msg, seq uint64) error {
+		recs, err := linkMessage(linker, seq, m.Data())
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return linker.Head(), err
+}
+
+// linkMessage links and decodes every event in one message.
+func linkMessage(linker *chain.Linker, seq uint64, data []byte) ([]Record, error) {
+	lines, err := event.SplitBatch(data)
+	if err != nil {
+		return nil, &chain.BrokenLinkError{Seq: seq, Index: linker.Head().NextIndex(), Expected: "a message of events", Found: err.Error()}
+	}
+	recs := make([]Record, 0, len(lines))
+	for _, raw := range lines {
+		h, err := linker.Link(seq, raw)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := event.Decode(raw)
+		if err != nil {
+			return nil, &chain.BrokenLinkError{Seq: seq, Index: linker.Head().Index, Expected: "a decodable event", Found: err.Error()}
+		}
+		recs = append(recs, Record{Seq: seq, Event: ev, Raw: raw, Hash: h})
+	}
+	return recs, nil
+}
+
+// Start begins writing after head (as returned by Replay).
+func (l *Ledger) Start(head chain.Head) {
+	l.head = head
+	go l.writer()
+}
+
+// Head returns the position of the last committed event.
+func (l *Ledger) Head() chain.Head {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.head
+}
+
+// Close stops the writer after the events already queued are settled.
+func (l *Ledger) Close() {
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.done
+}
+
+// Append queues ev (its Index and Prev are set by the writer) and waits until
+// it is committed or has failed. The returned record is the stored event.
+func (l *Ledger) Append(ctx context.Context, ev *event.Event) (Record, error) {
+	p := &pending{ev: ev, done: make(chan result, 1)}
+	select {
+	case l.queue <- p:
+	case <-l.stop:
+		return Record{}, ErrClosed
+	case <-ctx.Done():
+		return Record{}, ctx.Err()
+	}
+	// Once queued, wait for the outcome regardless of ctx: the writer always
+	// settles every event it takes, and callers rely on knowing whether the
+	// event is in the ledger.
+	select {
+	case r := <-p.done:
+		return r.rec, r.err
+	case <-l.done:
+		select {
+		case r := <-p.done:
+			return r.rec, r.err
+		default:
+			return Record{}, ErrClosed
+		}
+	}
+}
+
+func (l *Ledger) writer() {
+	defer close(l.done)
+	var broken error
+	batch := make([]*pending, 0, l.cfg.MaxBatchEvents)
+	for {
+		batch = batch[:0]
+		select {
+		case p := <-l.queue:
+			batch = append(batch, p)
+		case <-l.stop:
+			l.drain(ErrClosed)
+			return
+		}
+		size := 0
+	fill:
+		for len(batch) < l.cfg.MaxBatchEvents && size < l.cfg.MaxBatchBytes {
+			select {
+			case p := <-l.queue:
+				batch = append(batch, p)
+				size += 512
+			default:
+				break fill
+			}
+		}
+		if broken != nil {
+			settle(batch, nil, broken)
+			continue
+		}
+		broken = l.commit(batch)
+	}
+}
+
+// commit links, publishes and settles one batch. It returns a non-nil error
+// only when the ledger can no longer be written.
+func (l *Ledger) commit(batch []*pending) error {
+	recs := make([]Record, len(batch))
+	ends := make([]int, len(batch))
+	head := l.head
+	next, prev := head.NextIndex(), head.Hash
+	data := make([]byte, 0, 512*len(batch))
+	for i, p := range batch {
+		p.ev.Index, p.ev.Prev = next+uint64(i), prev
+		start := len(data)
+		data = p.ev.AppendEncoded(data)
+		prev = event.Of(data[start:])
+		recs[i] = Record{Event: p.ev, Hash: prev}
+		ends[i] = len(data)
+		data = append(data, '\n')
+	}
+	start := 0
+	for i := range recs {
+		recs[i].Raw = data[start:ends[i]:ends[i]]
+		start = ends[i] + 1
+	}
+	msgID := fmt.Sprintf("kl-%d-%s", next, hex.EncodeToString(recs[0].Hash[:8]))
+
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+	ack, err := l.publish(ctx, data, msgID, head.Seq)
+	cancel()
+	if err == nil {
+		l.accept(recs, ack.Sequence)
+		settle(batch, recs, nil)
+		return nil
+	}
+	return l.recover(batch, recs, msgID, err)
+}
+
+func (l *Ledger) publish(ctx context.Context, data []byte, msgID string, lastSeq uint64) (*jetstream.PubAck, error) {
+	msg := &nats.Msg{Subject: l.cfg.Subject, Data: data, Header: nats.Header{}}
+	return l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequence(lastSeq))
+}
+
+// accept advances the head past recs stored at seq and hands them on.
+func (l *Ledger) accept(recs []Record, seq uint64) {
+	for i := range recs {
+		recs[i].Seq = seq
+	}
+	last := recs[len(recs)-1]
+	l.mu.Lock()
+	l.head = chain.Head{Seq: seq, Index: last.Event.Index, Hash: last.Hash, Count: l.head.Count + uint64(len(recs))}
+	l.mu.Unlock()
+	l.cfg.OnCommit(recs)
+}
+
+// recover reads back what the stream holds after the head. If our message is
+// there it was committed after all; anything else is another writer's, which
+// is the truth and is handed on; if neither, our batch failed cleanly.
+func (l *Ledger) recover(batch []*pending, recs []Record, msgID string, pubErr error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+	defer cancel()
+	ours := false
+	linker := chain.NewLinker(l.head)
+	err := l.messagesAfter(ctx, l.head.Seq, func(m jetstream.Msg, seq uint64) error {
+		if m.Headers().Get(jetstream.MsgIDHeader) == msgID && !ours {
+			ours = true
+			for _, r := range recs {
+				if _, err := linker.Link(seq, r.Raw); err != nil {
+					return err
+				}
+			}
+			l.accept(recs, seq)
+			return nil
+		}
+		found, err := linkMessage(linker, seq, m.Data())
+		if err != nil {
+			return err
+		}
+		l.accept(found, seq)
+		return nil
+	})
+	if err != nil {
+		var bl *chain.BrokenLinkError
+		if errors.As(err, &bl) {
+			l.cfg.Logger.Error("ledger: stream does not link to our chain; refusing writes", "error", bl)
+			settle(batch, nil, ErrBroken)
+			return ErrBroken
+		}
+		l.cfg.Logger.Error("ledger: cannot read back after a failed publish", "error", err, "publish_error", pubErr)
+		settle(batch, nil, fmt.Errorf("ledger: append failed: %w", pubErr))
+		return nil
+	}
+	switch {
+	case ours:
+		settle(batch, recs, nil)
+	case isWrongLastSequence(pubErr):
+		settle(batch, nil, ErrConflict)
+	default:
+		l.cfg.Logger.Warn("ledger: append failed", "error", pubErr)
+		settle(batch, nil, fmt.Errorf("ledger: append failed: %w", pubErr))
+	}
+	return nil
+}
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+	}
+	return false
+}
+
+func settle(batch []*pending, recs []Record, err error) {
+	for i, p := range batch {
+		if err != nil {
+			p.done <- result{err: err}
+			continue
+		}
+		p.done <- result{rec: recs[i]}
+	}
+}
+
+// drain fails every queued event; called once the writer stops.
+func (l *Ledger) drain(err error) {
+	for {
+		select {
+		case p := <-l.queue:
+			p.done <- result{err: err}
+		default:
+			return
+		}
+	}
+}

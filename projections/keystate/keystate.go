@@ -264,6 +264,14 @@ func (s *State) Deleted() []DeletedKey {
 	return out
 }
 
+// WasDeleted reports whether the key with id existed and was deleted.
+func (s *State) WasDeleted(id string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.deleted[id]
+	return ok
+}
+
 // Snapshot is a comparable copy of the whole state.
 type Snapshot struct {
 	Applied uint64

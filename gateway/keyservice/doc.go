@@ -1,0 +1,32 @@
+// Package keyservice is keyledger's application service: one method per AWS
+// KMS operation, each validated against the key-state projection, answered
+// with real cryptography, and recorded in the ledger before it returns.
+//
+// # Request flow
+//
+// Every method builds one ledger event: a state change (KeyCreated,
+// KeyDisabled, …) or an APICall for cryptographic operations, reads and every
+// refusal. The method returns only after the ledger has acknowledged the
+// event; if the ledger cannot take it, the caller gets KMSInternalException
+// and nothing happened (no ciphertext, no key, no state change). The writing
+// instance folds its own events before answering, so it reads its writes.
+//
+// # Ordering
+//
+// State-changing operations hold the service's lock exclusively from
+// validation until their event is folded; every other operation holds it
+// shared until its event is committed. So no Encrypt is ever recorded after
+// the DisableKey that should have stopped it, and two CreateAlias calls cannot
+// both claim a name. Changes are rare (AWS's quota is 5/s), uses are not; the
+// shared side is cheap.
+//
+// # Secrets
+//
+// Plaintext key material exists only unwrapped in the material cache (as
+// secret.Bytes) and briefly in crypto calls. Events, logs and error messages
+// carry key ids, material ids and commitments, never plaintext, ciphertext,
+// data keys or key material.
+//
+// Scheduled work (a key whose deletion falls due) is driven by the injected
+// Clock: RunDue turns it into DeleteKey events and destroys the material.
+package keyservice

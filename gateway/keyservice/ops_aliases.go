@@ -1,0 +1,175 @@
+package keyservice
+
+import (
+	"context"
+	"strings"
+
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/projections/keystate"
+)
+
+const maxAliasesPerKey = 50
+
+// validateAliasName applies AWS's alias name rules.
+func validateAliasName(name string) error {
+	switch {
+	case name == "":
+		return missing("aliasName")
+	case len(name) > 256:
+		return tooLong("aliasName", 256)
+	case !strings.HasPrefix(name, "alias/") || len(name) == len("alias/"):
+		return errorf(CodeValidation, "Alias must start with the prefix \"alias/\" and have a name after it.")
+	case strings.HasPrefix(name, "alias/aws/"):
+		return errorf(CodeInvalidAliasName, "Alias names beginning with alias/aws/ are reserved for AWS managed keys.")
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(":/_-", c)) {
+			return errorf(CodeValidation, "1 validation error detected: Value at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$")
+		}
+	}
+	return nil
+}
+
+type AliasInput struct {
+	AliasName   string `json:"AliasName"`
+	TargetKeyId string `json:"TargetKeyId"`
+}
+
+// CreateAlias gives a key a new alias.
+func (s *Service) CreateAlias(ctx context.Context, c Caller, in *AliasInput) (*struct{}, error) {
+	defer s.exclusive()()
+	ev := s.newEvent(c, "CreateAlias")
+	ev.Body = &event.APICall{Params: map[string]string{"aliasName": in.AliasName}}
+	if err := validateAliasName(in.AliasName); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	k, err := s.resolve(in.TargetKeyId, false)
+	if err != nil {
+		if e := AsError(err); e.Code == CodeValidation {
+			err = missing("targetKeyId")
+		}
+		return nil, s.refuse(ctx, ev, err)
+	}
+	ev.KeyID = k.ID
+	if _, exists := s.state.Alias(s.account, in.AliasName); exists {
+		return nil, s.refuse(ctx, ev, errorf(CodeAlreadyExists, "An alias with the name %s already exists", s.aliasArn(in.AliasName)))
+	}
+	if err := s.notPendingDeletion(k); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	if len(s.state.Aliases(s.account, k.ID)) >= maxAliasesPerKey {
+		return nil, s.refuse(ctx, ev, errorf(CodeLimitExceeded, "A key can have at most %d aliases.", maxAliasesPerKey))
+	}
+	ev.Body = &event.AliasCreated{AliasName: in.AliasName}
+	if err := s.record(ctx, ev); err != nil {
+		return nil, err
+	}
+	return &struct{}{}, nil
+}
+
+// UpdateAlias points an existing alias at another key of the same type.
+func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) (*struct{}, error) {
+	defer s.exclusive()()
+	ev := s.newEvent(c, "UpdateAlias")
+	ev.Body = &event.APICall{Params: map[string]string{"aliasName": in.AliasName}}
+	if err := validateAliasName(in.AliasName); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	a, ok := s.state.Alias(s.account, in.AliasName)
+	if !ok {
+		return nil, s.refuse(ctx, ev, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(in.AliasName)))
+	}
+	k, err := s.resolve(in.TargetKeyId, false)
+	if err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	ev.KeyID = k.ID
+	if err := s.notPendingDeletion(k); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	if old, ok := s.state.Key(a.KeyID); ok && (old.Spec != k.Spec || old.Usage != k.Usage) {
+		return nil, s.refuse(ctx, ev, errorf(CodeValidation,
+			"The new target key %s must have the same key spec and key usage as the current target key.", s.keyArn(k.ID)))
+	}
+	ev.Body = &event.AliasUpdated{AliasName: in.AliasName, PreviousKeyID: a.KeyID}
+	if err := s.record(ctx, ev); err != nil {
+		return nil, err
+	}
+	return &struct{}{}, nil
+}
+
+type DeleteAliasInput struct {
+	AliasName string `json:"AliasName"`
+}
+
+// DeleteAlias removes an alias; the key is unaffected.
+func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInput) (*struct{}, error) {
+	defer s.exclusive()()
+	ev := s.newEvent(c, "DeleteAlias")
+	ev.Body = &event.APICall{Params: map[string]string{"aliasName": in.AliasName}}
+	if err := validateAliasName(in.AliasName); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	a, ok := s.state.Alias(s.account, in.AliasName)
+	if !ok {
+		return nil, s.refuse(ctx, ev, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(in.AliasName)))
+	}
+	ev.KeyID = a.KeyID
+	ev.Body = &event.AliasDeleted{AliasName: in.AliasName}
+	if err := s.record(ctx, ev); err != nil {
+		return nil, err
+	}
+	return &struct{}{}, nil
+}
+
+type ListAliasesInput struct {
+	KeyId  string `json:"KeyId"`
+	Limit  *int32 `json:"Limit"`
+	Marker string `json:"Marker"`
+}
+
+type AliasListEntry struct {
+	AliasName       string     `json:"AliasName"`
+	AliasArn        string     `json:"AliasArn"`
+	TargetKeyId     string     `json:"TargetKeyId"`
+	CreationDate    *EpochTime `json:"CreationDate"`
+	LastUpdatedDate *EpochTime `json:"LastUpdatedDate"`
+}
+
+type ListAliasesOutput struct {
+	Aliases    []AliasListEntry `json:"Aliases"`
+	NextMarker string           `json:"NextMarker,omitempty"`
+	Truncated  bool             `json:"Truncated"`
+}
+
+// ListAliases lists the account's aliases, or one key's.
+func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInput) (*ListAliasesOutput, error) {
+	defer s.shared()()
+	ev := s.newEvent(c, "ListAliases")
+	ev.Body = &event.APICall{Params: listParams(&ListInput{Limit: in.Limit, Marker: in.Marker})}
+	keyID := ""
+	if in.KeyId != "" {
+		k, err := s.resolve(in.KeyId, false)
+		if err != nil {
+			return nil, s.refuse(ctx, ev, err)
+		}
+		keyID, ev.KeyID = k.ID, k.ID
+	}
+	limit, err := limitOf(in.Limit, 50, 100)
+	if err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	aliases, next, err := page(s.state.Aliases(s.account, keyID), func(a keystate.Alias) string { return a.Name }, in.Marker, limit)
+	if err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	if err := s.record(ctx, ev); err != nil {
+		return nil, err
+	}
+	out := &ListAliasesOutput{Aliases: []AliasListEntry{}, NextMarker: next, Truncated: next != ""}
+	for _, a := range aliases {
+		out.Aliases = append(out.Aliases, AliasListEntry{AliasName: a.Name, AliasArn: s.aliasArn(a.Name),
+			TargetKeyId: a.KeyID, CreationDate: epoch(a.Created), LastUpdatedDate: epoch(a.Updated)})
+	}
+	return out, nil
+}

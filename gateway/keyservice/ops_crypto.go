@@ -1,0 +1,416 @@
+package keyservice
+
+import (
+	"context"
+
+	"github.com/keyledger/keyledger/crypto/ciphertext"
+	"github.com/keyledger/keyledger/crypto/keyspec"
+	"github.com/keyledger/keyledger/crypto/secret"
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/projections/keystate"
+)
+
+const (
+	maxPlaintext  = 4096
+	maxCiphertext = 6144
+	maxDataKey    = 1024
+)
+
+var errDryRun = &Error{Code: CodeDryRun, Message: "The request would have succeeded, but the DryRun option is set."}
+
+type EncryptInput struct {
+	KeyId               string            `json:"KeyId"`
+	Plaintext           []byte            `json:"Plaintext"`
+	EncryptionContext   map[string]string `json:"EncryptionContext"`
+	GrantTokens         []string          `json:"GrantTokens"`
+	EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
+	DryRun              bool              `json:"DryRun"`
+}
+
+type EncryptOutput struct {
+	CiphertextBlob      []byte `json:"CiphertextBlob"`
+	KeyId               string `json:"KeyId"`
+	EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
+}
+
+// Encrypt seals up to 4096 bytes under the key's current material.
+func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*EncryptOutput, error) {
+	defer s.shared()()
+	ev := s.newEvent(c, "Encrypt")
+	call := &event.APICall{EncryptionAlgorithm: string(keyspec.AlgSymmetricDefault), EncryptionContext: in.EncryptionContext}
+	ev.Body = call
+	if err := checkBlob("plaintext", in.Plaintext, maxPlaintext); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	k, m, err := s.encryptionKey(ctx, ev, in.KeyId, in.EncryptionAlgorithm, in.GrantTokens)
+	if err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	call.MaterialID = m.ID
+	if in.DryRun {
+		return nil, s.refuse(ctx, ev, errDryRun)
+	}
+	blob, err := s.seal(ctx, k, m, in.Plaintext, in.EncryptionContext)
+	clear(in.Plaintext)
+	if err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	if err := s.record(ctx, ev); err != nil {
+		return nil, err
+	}
+	return &EncryptOutput{CiphertextBlob: blob, KeyId: s.keyArn(k.ID), EncryptionAlgorithm: call.EncryptionAlgorithm}, nil
+}
+
+// encryptionKey resolves the key for a symmetric encryption and checks its
+// state, usage and the requested algorithm; it names the key on ev.
+func (s *Service) encryptionKey(ctx context.Context, ev *event.Event, ref, alg string, grantTokens []string) (keystate.Key, keystate.Material, error) {
+	if err := checkGrantTokens(grantTokens); err != nil {
+		return keystate.Key{}, keystate.Material{}, err
+	}
+	k, err := s.resolve(ref, true)
+	if err != nil {
+		return k, keystate.Material{}, err
+	}
+	ev.KeyID = k.ID
+	if err := s.checkAlgorithm(k, alg); err != nil {
+		return k, keystate.Material{}, err
+	}
+	if err := s.usable(k, keyspec.EncryptDecrypt); err != nil {
+		return k, keystate.Material{}, err
+	}
+	return k, k.CurrentMaterial(), nil
+}
+
+func (s *Service) checkAlgorithm(k keystate.Key, alg string) error {
+	if alg == "" {
+		return nil
+	}
+	a := keyspec.EncryptionAlgorithm(alg)
+	if !a.Known() {
+		return notInEnum("encryptionAlgorithm", alg, "SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE")
+	}
+	for _, allowed := range k.Spec.EncryptionAlgorithms(k.Usage) {
+		if allowed == a {
+			return nil
+		}
+	}
+	return errorf(CodeInvalidKeyUsage, "The encryption algorithm %s is not compatible with the type of %s.", alg, s.keyArn(k.ID))
+}
+
+func (s *Service) seal(ctx context.Context, k keystate.Key, m keystate.Material, plaintext []byte, encCtx map[string]string) ([]byte, error) {
+	sec, err := s.unwrapped(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return ciphertext.Seal(ciphertext.Header{KeyID: k.ID, MaterialID: m.ID}, sec, plaintext, encCtx), nil
+}
+
+func checkBlob(member string, b []byte, max int) error {
+	if b == nil {
+		return missing(member)
+	}
+	if len(b) < 1 {
+		return tooShort(member, 1)
+	}
+	if len(b) > max {
+		return tooLong(member, max)
+	}
+	return nil
+}
+
+func checkGrantTokens(tokens []string) error {
+	if len(tokens) > 10 {
+		return tooLong("grantTokens", 10)
+	}
+	for _, t := range tokens {
+		if len(t) < 1 || len(t) > 8192 {
+			return errorf(CodeValidation, "1 validation error detected: Value at 'grantTokens' failed to satisfy constraint: Member must have length between 1 and 8192")
+		}
+	}
+	return nil
+}
+
+type DecryptInput struct {
+	CiphertextBlob      []byte            `json:"CiphertextBlob"`
+	EncryptionContext   map[string]string `json:"EncryptionContext"`
+	GrantTokens         []string          `json:"GrantTokens"`
+	KeyId               string            `json:"KeyId"`
+	EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
+	Recipient           any               `json:"Recipient"`
+	DryRun              bool              `json:"DryRun"`
+	DryRunModifiers     []string          `json:"DryRunModifiers"`
+}
+
+type DecryptOutput struct {
+	KeyId               string `json:"KeyId"`
+	Plaintext           []byte `json:"Plaintext"`
+	EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
+	KeyMaterialId       string `json:"KeyMaterialId"`
+}
+
+// Decrypt opens a blob made by Encrypt or GenerateDataKey*. The blob names
+// its key, so KeyId is optional; if given it must name the same key.
+func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*DecryptOutput, error) {
+	defer s.shared()()
+	ev := s.newEvent(c, "Decrypt")
+	call := &event.APICall{EncryptionAlgorithm: string(keyspec.AlgSymmetricDefault), EncryptionContext: in.EncryptionContext}
+	ev.Body = call
+	if in.Recipient != nil {
+		return nil, s.refuse(ctx, ev, errorf(CodeUnsupportedOperation, "Recipient (Nitro Enclaves attestation) is not supported."))
+	}
+	if err := checkGrantTokens(in.GrantTokens); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	opened, err := s.open(ctx, ev, in.CiphertextBlob, in.KeyId, in.EncryptionAlgorithm, in.EncryptionContext, in.DryRun)
+	if err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	call.MaterialID = opened.material.ID
+	if err := s.record(ctx, ev); err != nil {
+		clear(opened.plaintext)
+		return nil, err
+	}
+	return &DecryptOutput{KeyId: s.keyArn(opened.key.ID), Plaintext: opened.plaintext,
+		EncryptionAlgorithm: call.EncryptionAlgorithm, KeyMaterialId: opened.material.ID}, nil
+}
+
+type openedBlob struct {
+	key       keystate.Key
+	material  keystate.Material
+	plaintext []byte
+}
+
+// open authenticates and decrypts a blob, naming its key on ev. Every
+// problem with the blob itself is the same InvalidCiphertextException.
+func (s *Service) open(ctx context.Context, ev *event.Event, blob []byte, keyRef, alg string, encCtx map[string]string, dryRun bool) (openedBlob, error) {
+	var o openedBlob
+	if err := checkBlob("ciphertextBlob", blob, maxCiphertext); err != nil {
+		return o, err
+	}
+	invalid := errorf(CodeInvalidCiphertext, "The ciphertext is invalid, or was not made with this key and encryption context.")
+	h, err := ciphertext.ParseHeader(blob)
+	if err != nil {
+		return o, invalid
+	}
+	k, ok := s.state.Key(h.KeyID)
+	if !ok {
+		if s.state.WasDeleted(h.KeyID) {
+			return o, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(h.KeyID))
+		}
+		return o, invalid
+	}
+	ev.KeyID = k.ID
+	if keyRef != "" {
+		named, err := s.resolve(keyRef, true)
+		if err != nil {
+			return o, err
+		}
+		if named.ID != k.ID {
+			return o, errorf(CodeIncorrectKey, "The key ID in the request does not identify a KMS key that can perform this operation.")
+		}
+	}
+	if err := s.checkAlgorithm(k, alg); err != nil {
+		return o, err
+	}
+	if err := s.usable(k, keyspec.EncryptDecrypt); err != nil {
+		return o, err
+	}
+	m, ok := k.Material(h.MaterialID)
+	if !ok {
+		return o, invalid
+	}
+	if dryRun {
+		return o, errDryRun
+	}
+	sec, err := s.unwrapped(ctx, m)
+	if err != nil {
+		return o, err
+	}
+	pt, err := ciphertext.Open(blob, sec, encCtx)
+	if err != nil {
+		return o, invalid
+	}
+	return openedBlob{key: k, material: m, plaintext: pt}, nil
+}
+
+type ReEncryptInput struct {
+	CiphertextBlob                 []byte            `json:"CiphertextBlob"`
+	SourceEncryptionContext        map[string]string `json:"SourceEncryptionContext"`
+	SourceKeyId                    string            `json:"SourceKeyId"`
+	DestinationKeyId               string            `json:"DestinationKeyId"`
+	DestinationEncryptionContext   map[string]string `json:"DestinationEncryptionContext"`
+	SourceEncryptionAlgorithm      string            `json:"SourceEncryptionAlgorithm"`
+	DestinationEncryptionAlgorithm string            `json:"DestinationEncryptionAlgorithm"`
+	GrantTokens                    []string          `json:"GrantTokens"`
+	DryRun                         bool              `json:"DryRun"`
+	DryRunModifiers                []string          `json:"DryRunModifiers"`
+}
+
+type ReEncryptOutput struct {
+	CiphertextBlob                 []byte `json:"CiphertextBlob"`
+	SourceKeyId                    string `json:"SourceKeyId"`
+	KeyId                          string `json:"KeyId"`
+	SourceEncryptionAlgorithm      string `json:"SourceEncryptionAlgorithm"`
+	DestinationEncryptionAlgorithm string `json:"DestinationEncryptionAlgorithm"`
+	SourceKeyMaterialId            string `json:"SourceKeyMaterialId"`
+	DestinationKeyMaterialId       string `json:"DestinationKeyMaterialId"`
+}
+
+// ReEncrypt decrypts a blob and encrypts its plaintext under another key (or
+// the same key's current material) without revealing it.
+func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (*ReEncryptOutput, error) {
+	defer s.shared()()
+	ev := s.newEvent(c, "ReEncrypt")
+	call := &event.APICall{EncryptionAlgorithm: string(keyspec.AlgSymmetricDefault),
+		EncryptionContext: in.SourceEncryptionContext, DestinationEncryptionContext: in.DestinationEncryptionContext}
+	ev.Body = call
+	if err := checkGrantTokens(in.GrantTokens); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	if in.DestinationKeyId == "" {
+		return nil, s.refuse(ctx, ev, missing("destinationKeyId"))
+	}
+	src, err := s.open(ctx, ev, in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext, false)
+	if err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	defer clear(src.plaintext)
+	call.MaterialID = src.material.ID
+	destEv := &event.Event{} // collects the destination key id
+	dst, dm, err := s.encryptionKey(ctx, destEv, in.DestinationKeyId, in.DestinationEncryptionAlgorithm, nil)
+	call.DestinationKeyID = destEv.KeyID
+	if err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	call.DestinationMaterialID = dm.ID
+	if in.DryRun {
+		return nil, s.refuse(ctx, ev, errDryRun)
+	}
+	blob, err := s.seal(ctx, dst, dm, src.plaintext, in.DestinationEncryptionContext)
+	if err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	if err := s.record(ctx, ev); err != nil {
+		return nil, err
+	}
+	return &ReEncryptOutput{CiphertextBlob: blob, SourceKeyId: s.keyArn(src.key.ID), KeyId: s.keyArn(dst.ID),
+		SourceEncryptionAlgorithm: string(keyspec.AlgSymmetricDefault), DestinationEncryptionAlgorithm: string(keyspec.AlgSymmetricDefault),
+		SourceKeyMaterialId: src.material.ID, DestinationKeyMaterialId: dm.ID}, nil
+}
+
+type GenerateDataKeyInput struct {
+	KeyId             string            `json:"KeyId"`
+	EncryptionContext map[string]string `json:"EncryptionContext"`
+	NumberOfBytes     *int32            `json:"NumberOfBytes"`
+	KeySpec           string            `json:"KeySpec"`
+	GrantTokens       []string          `json:"GrantTokens"`
+	Recipient         any               `json:"Recipient"`
+	DryRun            bool              `json:"DryRun"`
+}
+
+type GenerateDataKeyOutput struct {
+	CiphertextBlob []byte `json:"CiphertextBlob"`
+	Plaintext      []byte `json:"Plaintext,omitempty"`
+	KeyId          string `json:"KeyId"`
+	KeyMaterialId  string `json:"KeyMaterialId"`
+}
+
+// GenerateDataKey returns a new data key in plaintext and encrypted.
+func (s *Service) GenerateDataKey(ctx context.Context, c Caller, in *GenerateDataKeyInput) (*GenerateDataKeyOutput, error) {
+	return s.generateDataKey(ctx, c, "GenerateDataKey", in, true)
+}
+
+// GenerateDataKeyWithoutPlaintext returns a new data key, encrypted only.
+func (s *Service) GenerateDataKeyWithoutPlaintext(ctx context.Context, c Caller, in *GenerateDataKeyInput) (*GenerateDataKeyOutput, error) {
+	return s.generateDataKey(ctx, c, "GenerateDataKeyWithoutPlaintext", in, false)
+}
+
+func (s *Service) generateDataKey(ctx context.Context, c Caller, op string, in *GenerateDataKeyInput, withPlaintext bool) (*GenerateDataKeyOutput, error) {
+	defer s.shared()()
+	ev := s.newEvent(c, op)
+	call := &event.APICall{EncryptionContext: in.EncryptionContext, DataKeySpec: in.KeySpec}
+	ev.Body = call
+	if in.Recipient != nil {
+		return nil, s.refuse(ctx, ev, errorf(CodeUnsupportedOperation, "Recipient (Nitro Enclaves attestation) is not supported."))
+	}
+	k, m, err := s.encryptionKey(ctx, ev, in.KeyId, "", in.GrantTokens)
+	if err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	call.MaterialID = m.ID
+	n, err := dataKeySize(in.KeySpec, in.NumberOfBytes)
+	if err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	call.NumberOfBytes = n
+	if in.DryRun {
+		return nil, s.refuse(ctx, ev, errDryRun)
+	}
+	dataKey := secret.Random(n)
+	blob, err := s.seal(ctx, k, m, dataKey.Expose(), in.EncryptionContext)
+	if err != nil {
+		dataKey.Clear()
+		return nil, s.refuse(ctx, ev, err)
+	}
+	if err := s.record(ctx, ev); err != nil {
+		dataKey.Clear()
+		return nil, err
+	}
+	out := &GenerateDataKeyOutput{CiphertextBlob: blob, KeyId: s.keyArn(k.ID), KeyMaterialId: m.ID}
+	if withPlaintext {
+		out.Plaintext = dataKey.Expose() // handed to the caller; the container is dropped
+	} else {
+		dataKey.Clear()
+	}
+	return out, nil
+}
+
+func dataKeySize(spec string, n *int32) (int, error) {
+	switch {
+	case spec != "" && n != nil:
+		return 0, errorf(CodeValidation, "Please specify either number of bytes or key spec, not both.")
+	case spec == "" && n == nil:
+		return 0, errorf(CodeValidation, "Please specify either number of bytes or key spec.")
+	case spec == "AES_256":
+		return 32, nil
+	case spec == "AES_128":
+		return 16, nil
+	case spec != "":
+		return 0, notInEnum("keySpec", spec, "AES_256", "AES_128")
+	case *n < 1 || *n > maxDataKey:
+		return 0, outOfRange("numberOfBytes", int64(*n), 1, maxDataKey)
+	}
+	return int(*n), nil
+}
+
+type GenerateRandomInput struct {
+	NumberOfBytes    *int32 `json:"NumberOfBytes"`
+	CustomKeyStoreId string `json:"CustomKeyStoreId"`
+	Recipient        any    `json:"Recipient"`
+}
+
+type GenerateRandomOutput struct {
+	Plaintext []byte `json:"Plaintext"`
+}
+
+// GenerateRandom returns 1–1024 random bytes from crypto/rand.
+func (s *Service) GenerateRandom(ctx context.Context, c Caller, in *GenerateRandomInput) (*GenerateRandomOutput, error) {
+	ev := s.newEvent(c, "GenerateRandom")
+	call := &event.APICall{}
+	ev.Body = call
+	switch {
+	case in.Recipient != nil:
+		return nil, s.refuse(ctx, ev, errorf(CodeUnsupportedOperation, "Recipient (Nitro Enclaves attestation) is not supported."))
+	case in.CustomKeyStoreId != "":
+		return nil, s.refuse(ctx, ev, errorf(CodeCustomKeyStoreNotFnd, "Custom key store %s does not exist.", in.CustomKeyStoreId))
+	case in.NumberOfBytes == nil:
+		return nil, s.refuse(ctx, ev, missing("numberOfBytes"))
+	case *in.NumberOfBytes < 1 || *in.NumberOfBytes > maxDataKey:
+		return nil, s.refuse(ctx, ev, outOfRange("numberOfBytes", int64(*in.NumberOfBytes), 1, maxDataKey))
+	}
+	call.NumberOfBytes = int(*in.NumberOfBytes)
+	if err := s.record(ctx, ev); err != nil {
+		return nil, err
+	}
+	return &GenerateRandomOutput{Plaintext: secret.Random(call.NumberOfBytes).Expose()}, nil
+}

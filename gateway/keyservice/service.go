@@ -1,0 +1,302 @@
+package keyservice
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyledger/keyledger/crypto/keyspec"
+	"github.com/keyledger/keyledger/crypto/rootkey"
+	"github.com/keyledger/keyledger/crypto/secret"
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/projections/keystate"
+)
+
+// Clock tells the time. Tests move it to make deletions fall due.
+type Clock interface{ Now() time.Time }
+
+// Ledger appends events and waits for them to be committed.
+type Ledger interface {
+	Append(ctx context.Context, ev *event.Event) (ledger.Record, error)
+}
+
+// MaterialStore keeps wrapped key material.
+type MaterialStore interface {
+	Put(ctx context.Context, id string, wrapped []byte) error
+	Get(ctx context.Context, id string) ([]byte, error)
+	Destroy(ctx context.Context, id string) error
+}
+
+// Config wires a Service.
+type Config struct {
+	Account   string
+	Region    string
+	Clock     Clock
+	Ledger    Ledger
+	State     *keystate.State
+	Materials MaterialStore
+	RootKey   rootkey.Key
+	Logger    *slog.Logger
+}
+
+// Service implements the AWS KMS operations.
+type Service struct {
+	account, region string
+	clock           Clock
+	ledger          Ledger
+	state           *keystate.State
+	materials       MaterialStore
+	root            rootkey.Key
+	log             *slog.Logger
+
+	mu sync.RWMutex // see "Ordering" in the package doc
+
+	cacheMu sync.RWMutex
+	cache   map[string]secret.Bytes // material id → unwrapped material
+}
+
+// New returns a Service.
+func New(cfg Config) *Service {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{
+		account: cfg.Account, region: cfg.Region, clock: cfg.Clock, ledger: cfg.Ledger,
+		state: cfg.State, materials: cfg.Materials, root: cfg.RootKey, log: cfg.Logger,
+		cache: map[string]secret.Bytes{},
+	}
+}
+
+// Account is the account this service serves.
+func (s *Service) Account() string { return s.account }
+
+// Region is the region this service serves.
+func (s *Service) Region() string { return s.region }
+
+func (s *Service) keyArn(id string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", s.region, s.account, id)
+}
+
+func (s *Service) aliasArn(name string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:%s", s.region, s.account, name)
+}
+
+// newEvent starts the event that will record one request.
+func (s *Service) newEvent(c Caller, op string) *event.Event {
+	return &event.Event{
+		Time: s.clock.Now(), Operation: op, Account: s.account, Region: s.region,
+		Actor: &event.Actor{AccessKeyID: c.AccessKeyID, SourceIP: c.SourceIP, UserAgent: c.UserAgent, RequestID: c.RequestID},
+	}
+}
+
+// record appends ev and waits for the ledger. If the ledger cannot take the
+// event the request fails with KMSInternalException.
+func (s *Service) record(ctx context.Context, ev *event.Event) error {
+	if ev.Body == nil {
+		ev.Body = &event.APICall{}
+	}
+	if _, err := s.ledger.Append(ctx, ev); err != nil {
+		s.log.Error("ledger append failed; request refused", "op", ev.Operation, "key", ev.KeyID, "error", err)
+		return errInternal
+	}
+	return nil
+}
+
+// refuse records ev as refused with err and returns the AWS error.
+func (s *Service) refuse(ctx context.Context, ev *event.Event, err error) error {
+	e := AsError(err)
+	if e == errInternal && !errors.Is(err, errInternal) {
+		s.log.Error("internal error", "op", ev.Operation, "key", ev.KeyID, "error", err)
+	}
+	ev.Error = &event.Failure{Code: string(e.Code), Message: e.Message}
+	if recErr := s.record(ctx, ev); recErr != nil {
+		return recErr
+	}
+	return e
+}
+
+func (s *Service) shared() func() {
+	s.mu.RLock()
+	return s.mu.RUnlock
+}
+
+func (s *Service) exclusive() func() {
+	s.mu.Lock()
+	return s.mu.Unlock
+}
+
+// resolve finds the key a KeyId names: a key id or key ARN, and with
+// allowAlias an alias name or alias ARN too.
+func (s *Service) resolve(ref string, allowAlias bool) (keystate.Key, error) {
+	if ref == "" {
+		return keystate.Key{}, missing("keyId")
+	}
+	if len(ref) > 2048 {
+		return keystate.Key{}, tooLong("keyId", 2048)
+	}
+	id := ref
+	if strings.HasPrefix(ref, "arn:") {
+		parts := strings.SplitN(ref, ":", 6)
+		if len(parts) != 6 || parts[1] != "aws" || parts[2] != "kms" {
+			return keystate.Key{}, errorf(CodeNotFound, "Invalid arn %s", ref)
+		}
+		if parts[3] != s.region || parts[4] != s.account {
+			return keystate.Key{}, errorf(CodeNotFound, "Key '%s' does not exist", ref)
+		}
+		id = parts[5]
+		if strings.HasPrefix(id, "key/") {
+			id = strings.TrimPrefix(id, "key/")
+		} else if !strings.HasPrefix(id, "alias/") {
+			return keystate.Key{}, errorf(CodeNotFound, "Invalid arn %s", ref)
+		}
+	}
+	if strings.HasPrefix(id, "alias/") {
+		if !allowAlias {
+			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId %s", ref)
+		}
+		a, ok := s.state.Alias(s.account, id)
+		if !ok {
+			return keystate.Key{}, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(id))
+		}
+		id = a.KeyID
+	}
+	k, ok := s.state.Key(id)
+	if !ok {
+		if !looksLikeKeyID(id) {
+			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId %s", ref)
+		}
+		return keystate.Key{}, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(id))
+	}
+	return k, nil
+}
+
+func looksLikeKeyID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i, c := range id {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// usable checks that k may perform a cryptographic operation of usage u.
+func (s *Service) usable(k keystate.Key, u keyspec.Usage) error {
+	switch k.State {
+	case keystate.Enabled:
+	case keystate.Disabled:
+		return errorf(CodeDisabled, "%s is disabled.", s.keyArn(k.ID))
+	case keystate.PendingDeletion:
+		return errorf(CodeInvalidState, "%s is pending deletion.", s.keyArn(k.ID))
+	default:
+		return errorf(CodeInvalidState, "%s is %s.", s.keyArn(k.ID), k.State)
+	}
+	if k.Usage != u {
+		return errorf(CodeInvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.keyArn(k.ID), k.Usage)
+	}
+	return nil
+}
+
+// notPendingDeletion is the check management operations make.
+func (s *Service) notPendingDeletion(k keystate.Key) error {
+	if k.State == keystate.PendingDeletion {
+		return errorf(CodeInvalidState, "%s is pending deletion.", s.keyArn(k.ID))
+	}
+	return nil
+}
+
+// unwrapped returns a key material in plaintext, from the cache or from the
+// material store, after checking it against the ledger's commitment.
+func (s *Service) unwrapped(ctx context.Context, m keystate.Material) (secret.Bytes, error) {
+	s.cacheMu.RLock()
+	sec, ok := s.cache[m.ID]
+	s.cacheMu.RUnlock()
+	if ok {
+		return sec, nil
+	}
+	wrapped, err := s.materials.Get(ctx, m.ID)
+	if err != nil {
+		return secret.Bytes{}, fmt.Errorf("material %s: %w", m.ID, err)
+	}
+	if material.Commitment(wrapped) != m.WrappedHash {
+		return secret.Bytes{}, fmt.Errorf("material %s does not match its ledger commitment", m.ID)
+	}
+	sec, err = s.root.Unwrap(wrapped, m.ID)
+	if err != nil {
+		return secret.Bytes{}, fmt.Errorf("material %s: %w", m.ID, err)
+	}
+	s.cacheMu.Lock()
+	s.cache[m.ID] = sec
+	s.cacheMu.Unlock()
+	return sec, nil
+}
+
+// forget drops materials from the cache and clears their bytes.
+func (s *Service) forget(ids ...string) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	for _, id := range ids {
+		if sec, ok := s.cache[id]; ok {
+			sec.Clear()
+			delete(s.cache, id)
+		}
+	}
+}
+
+// newKeyID returns a random (version 4) UUID.
+func newKeyID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("keyservice: crypto/rand failed: " + err.Error())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// newMaterialID returns a random 256-bit id in hex, the form AWS uses for
+// KeyMaterialId.
+func newMaterialID() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("keyservice: crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// metadata renders a key as AWS's KeyMetadata.
+func (s *Service) metadata(k keystate.Key) *KeyMetadata {
+	md := &KeyMetadata{
+		AWSAccountId: k.Account, KeyId: k.ID, Arn: s.keyArn(k.ID), CreationDate: EpochTime(k.Created),
+		Enabled: k.State == keystate.Enabled, Description: k.Description, KeyUsage: string(k.Usage),
+		KeyState: string(k.State), Origin: k.Origin, KeyManager: "CUSTOMER",
+		CustomerMasterKeySpec: string(k.Spec), KeySpec: string(k.Spec), MultiRegion: k.MultiRegion,
+		CurrentKeyMaterialId: k.CurrentMaterial().ID,
+	}
+	for _, a := range k.Spec.EncryptionAlgorithms(k.Usage) {
+		md.EncryptionAlgorithms = append(md.EncryptionAlgorithms, string(a))
+	}
+	if k.State == keystate.PendingDeletion {
+		md.DeletionDate = epoch(k.DeletionDate)
+		days := k.PendingWindowDays
+		md.PendingDeletionWindowInDays = &days
+	}
+	return md
+}

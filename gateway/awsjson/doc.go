@@ -1,0 +1,11 @@
+// Package awsjson serves the AWS KMS JSON 1.1 protocol on Fiber: POST / with
+// X-Amz-Target: TrentService.<Operation>, JSON bodies with base64 blobs and
+// epoch-second timestamps, and errors as {"__type","message"} with AWS's
+// HTTP statuses (5xx only for server faults, so SDKs retry those).
+//
+// It is the only package that touches *fiber.Ctx. Request bytes are decoded
+// into fresh values inside the handler (Fiber reuses its buffers), and the
+// service gets a context with the gateway's own deadline. Error messages
+// come from the service's *keyservice.Error or from this package's fixed
+// texts; decoder errors are never echoed, since they may quote input.
+package awsjson

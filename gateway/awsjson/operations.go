@@ -1,0 +1,87 @@
+package awsjson
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/keyledger/keyledger/gateway/keyservice"
+)
+
+// handler decodes one operation's request body and runs it.
+type handler func(ctx context.Context, c keyservice.Caller, body []byte) (any, error)
+
+// op adapts a service method to a handler.
+func op[In, Out any](fn func(context.Context, keyservice.Caller, *In) (*Out, error)) handler {
+	return func(ctx context.Context, c keyservice.Caller, body []byte) (any, error) {
+		in := new(In)
+		if err := decode(body, in); err != nil {
+			return nil, err
+		}
+		return fn(ctx, c, in)
+	}
+}
+
+// operations is the one X-Amz-Target dispatch table.
+func operations(svc *keyservice.Service) map[string]handler {
+	return map[string]handler{
+		"CreateKey":                       op(svc.CreateKey),
+		"DescribeKey":                     op(svc.DescribeKey),
+		"ListKeys":                        op(svc.ListKeys),
+		"UpdateKeyDescription":            op(svc.UpdateKeyDescription),
+		"EnableKey":                       op(svc.EnableKey),
+		"DisableKey":                      op(svc.DisableKey),
+		"ScheduleKeyDeletion":             op(svc.ScheduleKeyDeletion),
+		"CancelKeyDeletion":               op(svc.CancelKeyDeletion),
+		"Encrypt":                         op(svc.Encrypt),
+		"Decrypt":                         op(svc.Decrypt),
+		"ReEncrypt":                       op(svc.ReEncrypt),
+		"GenerateDataKey":                 op(svc.GenerateDataKey),
+		"GenerateDataKeyWithoutPlaintext": op(svc.GenerateDataKeyWithoutPlaintext),
+		"GenerateRandom":                  op(svc.GenerateRandom),
+		"CreateAlias":                     op(svc.CreateAlias),
+		"UpdateAlias":                     op(svc.UpdateAlias),
+		"DeleteAlias":                     op(svc.DeleteAlias),
+		"ListAliases":                     op(svc.ListAliases),
+		"TagResource":                     op(svc.TagResource),
+		"UntagResource":                   op(svc.UntagResource),
+		"ListResourceTags":                op(svc.ListResourceTags),
+		"GetKeyPolicy":                    op(svc.GetKeyPolicy),
+		"ListKeyPolicies":                 op(svc.ListKeyPolicies),
+	}
+}
+
+// unimplemented names the AWS KMS operations this build does not serve yet;
+// they answer UnsupportedOperationException rather than "unknown".
+var unimplemented = map[string]bool{
+	"Sign": true, "Verify": true, "GetPublicKey": true, "DeriveSharedSecret": true,
+	"GenerateMac": true, "VerifyMac": true, "GenerateDataKeyPair": true, "GenerateDataKeyPairWithoutPlaintext": true,
+	"EnableKeyRotation": true, "DisableKeyRotation": true, "GetKeyRotationStatus": true,
+	"RotateKeyOnDemand": true, "ListKeyRotations": true, "GetKeyLastUsage": true,
+	"GetParametersForImport": true, "ImportKeyMaterial": true, "DeleteImportedKeyMaterial": true,
+	"PutKeyPolicy": true, "CreateGrant": true, "ListGrants": true, "ListRetirableGrants": true,
+	"RetireGrant": true, "RevokeGrant": true, "ReplicateKey": true, "UpdatePrimaryRegion": true,
+	"CreateCustomKeyStore": true, "UpdateCustomKeyStore": true, "DeleteCustomKeyStore": true,
+	"DescribeCustomKeyStores": true, "ConnectCustomKeyStore": true, "DisconnectCustomKeyStore": true,
+}
+
+// decode reads a request body into in. An empty body is an empty object.
+// Decoder errors are summarised, never echoed: they can quote input.
+func decode(body []byte, in any) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil
+	}
+	if body[0] != '{' {
+		return &keyservice.Error{Code: codeSerialization, Message: "The request body must be a JSON object."}
+	}
+	if err := json.Unmarshal(body, in); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return &keyservice.Error{Code: codeSerialization, Message: "Member '" + typeErr.Field + "' has the wrong type or is out of range."}
+		}
+		return &keyservice.Error{Code: codeSerialization, Message: "The request body is not valid JSON for this operation (malformed JSON, wrong member types, or invalid base64)."}
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+package awsjson
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/keyledger/keyledger/gateway/keyservice"
+	"github.com/keyledger/keyledger/gateway/sigv4"
+)
+
+// MaxBodyBytes bounds a request body; the largest legitimate KMS request
+// (a 32 KiB key policy with tags) is far below it.
+const MaxBodyBytes = 256 << 10
+
+const (
+	contentType    = "application/x-amz-json-1.1"
+	targetPrefix   = "TrentService."
+	requestTimeout = 30 * time.Second
+)
+
+// Server is the HTTP front of a keyservice.Service.
+type Server struct {
+	app *fiber.App
+	ops map[string]handler
+	log *slog.Logger
+}
+
+// New builds the Fiber app for svc.
+func New(svc *keyservice.Service, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{ops: operations(svc), log: log}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "keyledger",
+		DisableStartupMessage: true,
+		BodyLimit:             MaxBodyBytes,
+		ReadTimeout:           60 * time.Second,
+		WriteTimeout:          60 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		ErrorHandler:          s.fiberError,
+	})
+	s.app.Post("/", s.handle)
+	s.app.Use(func(c *fiber.Ctx) error {
+		return s.fail(c, newRequestID(), codeUnknownOperation, "KMS serves POST / only.")
+	})
+	return s
+}
+
+// App exposes the Fiber app (for Listener and tests).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+
+// Shutdown stops accepting and waits for in-flight requests.
+func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+
+func (s *Server) handle(c *fiber.Ctx) error {
+	reqID := newRequestID()
+	opName, ok := strings.CutPrefix(c.Get("X-Amz-Target"), targetPrefix)
+	h := s.ops[opName]
+	if !ok || h == nil {
+		if unimplemented[opName] {
+			return s.fail(c, reqID, string(keyservice.CodeUnsupportedOperation), "Operation "+opName+" is not supported by this keyledger version yet.")
+		}
+		return s.fail(c, reqID, codeUnknownOperation, "Unknown operation; X-Amz-Target must be TrentService.<Operation>.")
+	}
+	ct := c.Get(fiber.HeaderContentType)
+	if !strings.HasPrefix(ct, contentType) && !strings.HasPrefix(ct, "application/x-amz-json-1.0") {
+		return s.fail(c, reqID, codeSerialization, "Content-Type must be "+contentType+".")
+	}
+	auth, err := sigv4.Parse(c.Get(fiber.HeaderAuthorization))
+	if err != nil {
+		if errors.Is(err, sigv4.ErrMissing) {
+			return s.fail(c, reqID, codeMissingAuth, "Missing Authentication Token")
+		}
+		return s.fail(c, reqID, codeIncompleteSig, err.Error())
+	}
+	caller := keyservice.Caller{
+		AccessKeyID: auth.AccessKeyID,
+		SourceIP:    c.IP(),
+		UserAgent:   strings.Clone(c.Get(fiber.HeaderUserAgent)),
+		RequestID:   reqID,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	out, err := h(ctx, caller, c.Body())
+	if err != nil {
+		e := keyservice.AsError(err)
+		return s.fail(c, reqID, string(e.Code), e.Message)
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		s.log.Error("encoding a response failed", "op", opName, "error", err)
+		e := keyservice.AsError(err)
+		return s.fail(c, reqID, string(e.Code), e.Message)
+	}
+	c.Set("x-amzn-RequestId", reqID)
+	c.Set(fiber.HeaderContentType, contentType)
+	return c.Send(body)
+}
+
+func (s *Server) fail(c *fiber.Ctx, reqID, code, msg string) error {
+	body, _ := json.Marshal(errorBody{Type: code, Message: msg})
+	c.Set("x-amzn-RequestId", reqID)
+	c.Set("X-Amzn-ErrorType", code)
+	c.Set(fiber.HeaderContentType, contentType)
+	return c.Status(status(code)).Send(body)
+}
+
+// fiberError renders Fiber's own errors (body too large, malformed HTTP) in
+// AWS's shape.
+func (s *Server) fiberError(c *fiber.Ctx, err error) error {
+	var fe *fiber.Error
+	if errors.As(err, &fe) && fe.Code == fiber.StatusRequestEntityTooLarge {
+		return s.fail(c, newRequestID(), string(keyservice.CodeValidation), "The request body is larger than the service accepts.")
+	}
+	s.log.Warn("http error", "error", err)
+	return s.fail(c, newRequestID(), codeSerialization, "The request could not be read.")
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}

@@ -1,0 +1,46 @@
+package sigv4
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const good = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261127/us-east-1/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
+
+func TestParse(t *testing.T) {
+	a, err := Parse(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.AccessKeyID != "AKIDEXAMPLE" || a.Region != "us-east-1" || a.Service != "kms" || a.Date != "20261127" || len(a.SignedHeaders) != 4 {
+		t.Fatalf("parsed %+v", a)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	tests := map[string]error{
+		"":          ErrMissing,
+		"Basic abc": ErrIncomplete,
+		strings.Replace(good, "Credential", "Cred", 1):           ErrIncomplete,
+		strings.Replace(good, "/aws4_request", "", 1):            ErrIncomplete,
+		strings.Replace(good, "Signature=5d", "Signature=zz", 1): ErrIncomplete,
+		"AWS4-HMAC-SHA256 garbage":                               ErrIncomplete,
+	}
+	for in, want := range tests {
+		if _, err := Parse(in); !errors.Is(err, want) {
+			t.Errorf("Parse(%q) = %v, want %v", in, err, want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(good)
+	f.Add("AWS4-HMAC-SHA256 Credential=a/b/c/d/e")
+	f.Fuzz(func(t *testing.T, h string) {
+		a, err := Parse(h)
+		if err == nil && (a.AccessKeyID == "" || len(a.Signature) != 64) {
+			t.Fatalf("accepted %q as %+v", h, a)
+		}
+	})
+}

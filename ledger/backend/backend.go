@@ -1,0 +1,104 @@
+// Package backend connects keyledger to its NATS JetStream deployment, the
+// embedded default or an existing cluster, and opens the ledger and the
+// material store on it. It is the one place outside the ledger's own
+// packages that holds a NATS connection, so nothing above the ledger
+// imports NATS.
+package backend
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/embedded"
+	"github.com/keyledger/keyledger/ledger/material"
+)
+
+// Backend is a connection to JetStream, and the embedded server if any.
+type Backend struct {
+	nc       *nats.Conn
+	srv      *embedded.Server
+	replicas int
+}
+
+// Embedded starts an embedded nats-server and connects to it in-process.
+func Embedded(opts embedded.Options) (*Backend, error) {
+	srv, err := embedded.Start(opts)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := srv.Connect("keyledger")
+	if err != nil {
+		srv.Shutdown()
+		return nil, err
+	}
+	return &Backend{nc: nc, srv: srv, replicas: 1}, nil
+}
+
+// Options tune a connection to an existing NATS deployment.
+type Options struct {
+	Replicas  int    // stream replicas: 3 on a three-node cluster
+	CredsFile string // NATS user credentials, if the deployment needs them
+	Name      string
+}
+
+// Connect uses an existing NATS deployment.
+func Connect(url string, opts Options) (*Backend, error) {
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
+	}
+	if opts.Name == "" {
+		opts.Name = "keyledger"
+	}
+	nopts := []nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	if opts.CredsFile != "" {
+		nopts = append(nopts, nats.UserCredentials(opts.CredsFile))
+	}
+	nc, err := nats.Connect(url, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("backend: connect %s: %w", url, err)
+	}
+	return &Backend{nc: nc, replicas: opts.Replicas}, nil
+}
+
+// OpenLedger opens the ledger stream.
+func (b *Backend) OpenLedger(ctx context.Context, cfg ledger.Config) (*ledger.Ledger, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = b.replicas
+	}
+	return ledger.Open(ctx, b.nc, cfg)
+}
+
+// OpenMaterials opens the material store.
+func (b *Backend) OpenMaterials(ctx context.Context, cfg material.Config) (*material.Store, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = b.replicas
+	}
+	return material.Open(ctx, b.nc, cfg)
+}
+
+// ClientURL is where NATS clients (audit subscribers) reach the embedded
+// server, or "" when it has no listener or the deployment is external.
+func (b *Backend) ClientURL() string {
+	if b.srv == nil {
+		return ""
+	}
+	return b.srv.ClientURL()
+}
+
+// Close drains the connection and stops the embedded server.
+func (b *Backend) Close() {
+	if b.nc != nil {
+		_ = b.nc.Drain()
+		for b.nc.IsDraining() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		b.nc.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+	}
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/chain"
+)
+
+// auditVerify walks the whole ledger and checks every link.
+func auditVerify(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var bf backendFlags
+	bf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	if bf.natsURL == "" {
+		// Directly on a data directory: the server must be stopped.
+		if _, err := os.Stat(filepath.Join(bf.dataDir, "jetstream")); err != nil {
+			fmt.Fprintf(stderr, "keyledger: no ledger under %s: %v\n", bf.dataDir, err)
+			return 1
+		}
+	}
+	b, err := bf.open("")
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	defer b.Close()
+	ctx := context.Background()
+	l, err := b.OpenLedger(ctx, ledger.Config{Stream: bf.stream})
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	start := time.Now()
+	head, err := chain.Verify(ctx, l)
+	took := time.Since(start)
+	var broken *chain.BrokenLinkError
+	switch {
+	case errors.As(err, &broken):
+		fmt.Fprintf(stdout, "FAILED after %d good events\nfirst broken link: stream sequence %d, event index %d\n  expected: %s\n  found:    %s\n",
+			head.Count, broken.Seq, broken.Index, broken.Expected, broken.Found)
+		return 1
+	case err != nil:
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	rate := float64(head.Count) / took.Seconds()
+	if head.Empty() {
+		fmt.Fprintln(stdout, "OK: 0 events verified (the ledger is empty)")
+		return 0
+	}
+	fmt.Fprintf(stdout, "OK: %d events verified in %s (%.0f events/s)\nhead: %s (index %d, stream sequence %d)\n",
+		head.Count, took.Round(time.Millisecond), rate, head.Hash, head.Index, head.Seq)
+	return 0
+}

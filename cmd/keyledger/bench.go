@@ -1,0 +1,182 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/keyledger/keyledger/gateway/sigv4"
+)
+
+// benchClient sends SigV4-signed AWS JSON requests over a pool of
+// keep-alive connections.
+type benchClient struct {
+	hc     *fasthttp.HostClient
+	host   string
+	creds  sigv4.Credentials
+	region string
+}
+
+func (c *benchClient) call(op string, body []byte, resp *fasthttp.Response) error {
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	now := time.Now().UTC()
+	amzDate := now.Format(sigv4.AmzDateFormat)
+	target := "TrentService." + op
+	headers := []sigv4.Header{
+		{Name: "content-type", Value: "application/x-amz-json-1.1"},
+		{Name: "host", Value: c.host},
+		{Name: "x-amz-date", Value: amzDate},
+		{Name: "x-amz-target", Value: target},
+	}
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("http://" + c.host + "/")
+	req.Header.SetContentType("application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Date", amzDate)
+	req.Header.Set("X-Amz-Target", target)
+	req.Header.Set("Authorization", sigv4.Sign(c.creds, c.region, "kms", "POST", "/", headers, body, now))
+	req.SetBody(body)
+	if err := c.hc.Do(req, resp); err != nil {
+		return err
+	}
+	if resp.StatusCode() != 200 {
+		return fmt.Errorf("%s: HTTP %d: %s", op, resp.StatusCode(), resp.Body())
+	}
+	return nil
+}
+
+func bench(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	endpoint := fs.String("endpoint", "http://127.0.0.1:8080", "keyledger endpoint")
+	concurrency := fs.Int("concurrency", 64, "concurrent connections, each with one request in flight")
+	duration := fs.Duration("duration", 10*time.Second, "how long to measure")
+	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring")
+	size := fs.Int("size", 1024, "plaintext bytes per Encrypt")
+	accessKey := fs.String("access-key", "AKIAKEYLEDGERBENCH", "access key id to sign with")
+	secretKey := fs.String("secret-key", "keyledger-bench-secret", "secret access key to sign with")
+	region := fs.String("region", "us-east-1", "region to sign for")
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	u, err := url.Parse(*endpoint)
+	if err != nil || u.Host == "" {
+		fmt.Fprintf(stderr, "keyledger bench: bad --endpoint %q\n", *endpoint)
+		return 2
+	}
+	c := &benchClient{
+		hc:     &fasthttp.HostClient{Addr: u.Host, MaxConns: *concurrency, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second},
+		host:   u.Host,
+		creds:  sigv4.Credentials{AccessKeyID: *accessKey, Secret: *secretKey},
+		region: *region,
+	}
+
+	resp := fasthttp.AcquireResponse()
+	if err := c.call("CreateKey", []byte(`{"Description":"keyledger bench"}`), resp); err != nil {
+		fmt.Fprintf(stderr, "keyledger bench: CreateKey: %v\n", err)
+		return 1
+	}
+	var created struct{ KeyMetadata struct{ KeyId string } }
+	if err := json.Unmarshal(resp.Body(), &created); err != nil {
+		fmt.Fprintf(stderr, "keyledger bench: CreateKey answer: %v\n", err)
+		return 1
+	}
+	fasthttp.ReleaseResponse(resp)
+
+	plaintext := make([]byte, *size)
+	_, _ = rand.Read(plaintext)
+	body, _ := json.Marshal(map[string]string{"KeyId": created.KeyMetadata.KeyId, "Plaintext": base64.StdEncoding.EncodeToString(plaintext)})
+
+	fmt.Fprintf(stdout, "Encrypt of %d-byte plaintexts, %d connections, %s (after %s warm-up) against %s\n",
+		*size, *concurrency, *duration, *warmup, *endpoint)
+	res := drive(*concurrency, *warmup, *duration, func(resp *fasthttp.Response) error {
+		return c.call("Encrypt", body, resp)
+	})
+	res.print(stdout)
+	if res.errors > 0 {
+		fmt.Fprintf(stderr, "first error: %v\n", res.firstErr)
+		return 1
+	}
+	return 0
+}
+
+type benchResult struct {
+	latencies []time.Duration
+	elapsed   time.Duration
+	errors    int
+	firstErr  error
+}
+
+// drive runs fn on n workers; only requests that start after the warm-up
+// and end before the deadline are measured.
+func drive(n int, warmup, duration time.Duration, fn func(*fasthttp.Response) error) benchResult {
+	start := time.Now()
+	measureFrom, measureTo := start.Add(warmup), start.Add(warmup+duration)
+	var mu sync.Mutex
+	var res benchResult
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp := fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseResponse(resp)
+			lat := make([]time.Duration, 0, 1<<16)
+			errs, firstErr := 0, error(nil)
+			for {
+				t0 := time.Now()
+				if t0.After(measureTo) {
+					break
+				}
+				err := fn(resp)
+				t1 := time.Now()
+				if t0.Before(measureFrom) || t1.After(measureTo) {
+					continue
+				}
+				if err != nil {
+					errs++
+					if firstErr == nil {
+						firstErr = err
+					}
+					continue
+				}
+				lat = append(lat, t1.Sub(t0))
+			}
+			mu.Lock()
+			res.latencies = append(res.latencies, lat...)
+			res.errors += errs
+			if res.firstErr == nil {
+				res.firstErr = firstErr
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = duration
+	slices.Sort(res.latencies)
+	return res
+}
+
+func (r benchResult) pct(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.latencies)-1) * p)
+	return r.latencies[i]
+}
+
+func (r benchResult) print(w io.Writer) {
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+	fmt.Fprintf(w, "requests:   %d ok, %d failed\n", len(r.latencies), r.errors)
+	fmt.Fprintf(w, "throughput: %.0f requests/s\n", float64(len(r.latencies))/r.elapsed.Seconds())
+	fmt.Fprintf(w, "latency:    p50 %s  p99 %s  p99.9 %s  max %s\n", ms(r.pct(0.50)), ms(r.pct(0.99)), ms(r.pct(0.999)), ms(r.pct(1)))
+}

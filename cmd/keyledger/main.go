@@ -1,0 +1,86 @@
+// Command keyledger is a self-hosted key management service that speaks the
+// AWS KMS API and keeps a tamper-evident ledger of every key operation.
+//
+//	keyledger serve          run the service (embedded NATS by default)
+//	keyledger audit verify   check the ledger's hash chain
+//	keyledger bench          measure a running service
+//
+// Every flag can also be set by an environment variable: --data-dir is
+// KEYLEDGER_DATA_DIR, and so on. Flags win over the environment.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+const usage = `keyledger: an AWS KMS-compatible key service with a hash-chained audit ledger.
+
+Usage:
+  keyledger serve [flags]          run the service
+  keyledger audit verify [flags]   verify every link of the ledger's hash chain
+  keyledger bench [flags]          drive load against a running service and report latency
+  keyledger version
+
+Run "keyledger <command> -h" for a command's flags. Every flag can also be
+set with an environment variable KEYLEDGER_<FLAG> (e.g. KEYLEDGER_DATA_DIR).
+`
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "audit":
+		if len(args) < 2 || args[1] != "verify" {
+			fmt.Fprint(stderr, "usage: keyledger audit verify [flags]\n")
+			return 2
+		}
+		return auditVerify(args[2:], stdout, stderr)
+	case "bench":
+		return bench(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "keyledger", version)
+		return 0
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "keyledger: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+// parseFlags parses args, then fills every flag not given on the command
+// line from KEYLEDGER_<NAME> in the environment.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		env := "KEYLEDGER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", env, e)
+			}
+		}
+	})
+	return err
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/keyledger/keyledger/crypto/rootkey"
+	"github.com/keyledger/keyledger/gateway/node"
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/backend"
+	"github.com/keyledger/keyledger/ledger/embedded"
+)
+
+type backendFlags struct {
+	dataDir, natsURL, natsCreds, stream string
+	replicas                            int
+}
+
+func (b *backendFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&b.dataDir, "data-dir", "./data", "data directory (embedded JetStream storage, generated root key)")
+	fs.StringVar(&b.natsURL, "nats-url", "", "use this NATS deployment instead of the embedded server (e.g. nats://n1:4222,nats://n2:4222)")
+	fs.StringVar(&b.natsCreds, "nats-creds", "", "NATS credentials file for --nats-url")
+	fs.IntVar(&b.replicas, "replicas", 1, "JetStream replicas for the ledger and material streams with --nats-url (3 on a cluster)")
+	fs.StringVar(&b.stream, "stream", "KEYLEDGER", "ledger stream name")
+}
+
+// open connects to the configured NATS deployment, or starts the embedded one.
+func (b *backendFlags) open(natsListen string) (*backend.Backend, error) {
+	if b.natsURL != "" {
+		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds})
+	}
+	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen})
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var bf backendFlags
+	bf.register(fs)
+	listen := fs.String("listen", "127.0.0.1:8080", "address the AWS KMS API listens on")
+	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address")
+	rootKeyFile := fs.String("root-key-file", "", "file holding the 256-bit root key (default <data-dir>/root.key, generated if absent)")
+	account := fs.String("account", "111122223333", "AWS account id in ARNs")
+	region := fs.String("region", "us-east-1", "AWS region in ARNs")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "keyledger: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	keyPath := *rootKeyFile
+	if keyPath == "" {
+		keyPath = filepath.Join(bf.dataDir, "root.key")
+	}
+	root, created, err := rootkey.LoadOrCreate(keyPath)
+	if err != nil {
+		log.Error("cannot load the root key", "path", keyPath, "error", err)
+		return 1
+	}
+	if created {
+		log.Warn("generated a NEW root key; production must supply its own with --root-key-file and back it up: without it no key can be used",
+			"path", keyPath)
+	}
+	log.Info("root key loaded", "fingerprint", root.Fingerprint())
+
+	b, err := bf.open(*natsListen)
+	if err != nil {
+		log.Error("cannot reach NATS JetStream", "error", err)
+		return 1
+	}
+	defer b.Close()
+	ctx := context.Background()
+	n, err := node.Start(ctx, b, node.Config{
+		Account: *account, Region: *region, RootKey: root, Logger: log,
+		Ledger: ledger.Config{Stream: bf.stream},
+	})
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Error("cannot listen", "address", *listen, "error", err)
+		_ = n.Close(ctx)
+		return 1
+	}
+	mode := "embedded NATS (fsync on every write) in " + bf.dataDir
+	if bf.natsURL != "" {
+		mode = "NATS at " + bf.natsURL
+	} else if u := b.ClientURL(); u != "" {
+		mode += ", NATS clients at " + u
+	}
+	log.Info("keyledger serving the AWS KMS API", "endpoint", "http://"+ln.Addr().String(), "ledger", mode,
+		"account", *account, "region", *region)
+
+	served := make(chan error, 1)
+	go func() { served <- n.Serve(ln) }()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sigs:
+		log.Info("shutting down", "signal", s.String())
+	case err := <-served:
+		log.Error("server stopped", "error", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := n.Close(sctx); err != nil {
+		log.Warn("shutdown", "error", err)
+	}
+	return 0
+}

@@ -43,10 +43,11 @@ func (wallClock) Now() time.Time { return time.Now().UTC() }
 
 // Node is a running instance.
 type Node struct {
-	Ledger  *ledger.Ledger
-	State   *keystate.State
-	Service *keyservice.Service
-	HTTP    *awsjson.Server
+	Ledger    *ledger.Ledger
+	Materials *material.Store
+	State     *keystate.State
+	Service   *keyservice.Service
+	HTTP      *awsjson.Server
 
 	stopScheduler context.CancelFunc
 	schedulerDone chan struct{}
@@ -98,7 +99,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: finishing material destruction: %w", err)
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Ledger: l, State: state, Service: svc, HTTP: awsjson.New(svc, cfg.Logger),
+	n := &Node{Ledger: l, Materials: mats, State: state, Service: svc, HTTP: awsjson.New(svc, cfg.Logger),
 		stopScheduler: cancel, schedulerDone: make(chan struct{})}
 	go func() {
 		defer close(n.schedulerDone)

@@ -1,0 +1,202 @@
+// Package tests holds keyledger's end-to-end tests: the real aws-sdk-go-v2
+// KMS client over HTTP against the real gateway, on a real in-process
+// nats-server with JetStream.
+package tests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/smithy-go"
+
+	"github.com/keyledger/keyledger/crypto/rootkey"
+	"github.com/keyledger/keyledger/gateway/node"
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/backend"
+	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/embedded"
+)
+
+const (
+	testAccount = "111122223333"
+	testRegion  = "us-east-1"
+)
+
+// fakeClock is the injected clock the tests move.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer collects log output from concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// instance is one keyledger node serving HTTP on a loopback port.
+type instance struct {
+	t        *testing.T
+	dir      string
+	root     rootkey.Key
+	clock    *fakeClock
+	logs     *syncBuffer
+	backend  *backend.Backend
+	node     *node.Node
+	endpoint string
+	kms      *kms.Client
+	natsURL  string // set when running against an external NATS server
+	ledgerCf ledger.Config
+}
+
+type option func(*instance)
+
+// withNATS runs the instance against an existing NATS server.
+func withNATS(url string) option { return func(i *instance) { i.natsURL = url } }
+
+func withPublishTimeout(d time.Duration) option {
+	return func(i *instance) { i.ledgerCf.PublishTimeout = d }
+}
+
+func start(t *testing.T, opts ...option) *instance {
+	t.Helper()
+	i := &instance{t: t, dir: t.TempDir(), root: rootkey.Generate(), logs: &syncBuffer{},
+		clock: &fakeClock{now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}}
+	for _, o := range opts {
+		o(i)
+	}
+	i.up()
+	t.Cleanup(i.down)
+	return i
+}
+
+// up starts (or restarts) the instance on its data directory.
+func (i *instance) up() {
+	t := i.t
+	t.Helper()
+	var err error
+	if i.natsURL != "" {
+		i.backend, err = backend.Connect(i.natsURL, backend.Options{})
+	} else {
+		i.backend, err = backend.Embedded(embedded.Options{DataDir: filepath.Join(i.dir, "jetstream")})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(i.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	i.node, err = node.Start(context.Background(), i.backend, node.Config{
+		Account: testAccount, Region: testRegion, RootKey: i.root, Clock: i.clock,
+		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCf, Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go i.node.Serve(ln)
+	i.endpoint = "http://" + ln.Addr().String()
+	i.kms = newClient(i.endpoint, "AKIAEXAMPLEUSER")
+}
+
+// down stops the instance; safe to call twice.
+func (i *instance) down() {
+	if i.node != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = i.node.Close(ctx)
+		i.node = nil
+	}
+	if i.backend != nil {
+		i.backend.Close()
+		i.backend = nil
+	}
+}
+
+func (i *instance) restart() {
+	i.down()
+	i.up()
+}
+
+func newClient(endpoint, accessKey string) *kms.Client {
+	return kms.New(kms.Options{
+		Region:           testRegion,
+		BaseEndpoint:     aws.String(endpoint),
+		Credentials:      credentials.NewStaticCredentialsProvider(accessKey, "test-secret-"+accessKey, ""),
+		RetryMaxAttempts: 1,
+	})
+}
+
+// records returns every event in the ledger.
+func (i *instance) records() []ledger.Record {
+	i.t.Helper()
+	var out []ledger.Record
+	if _, err := i.node.Ledger.Replay(context.Background(), chain.Head{}, func(r ledger.Record) error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		i.t.Fatal(err)
+	}
+	return out
+}
+
+// createKey makes a symmetric key and returns its id.
+func (i *instance) createKey(desc string) string {
+	i.t.Helper()
+	out, err := i.kms.CreateKey(context.Background(), &kms.CreateKeyInput{Description: aws.String(desc)})
+	if err != nil {
+		i.t.Fatal(err)
+	}
+	return *out.KeyMetadata.KeyId
+}
+
+// wantCode asserts that err is the AWS error code, and returns its message.
+func wantCode(t *testing.T, err error, code string) string {
+	t.Helper()
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		t.Fatalf("err = %v, want %s", err, code)
+	}
+	if apiErr.ErrorCode() != code {
+		t.Fatalf("error code = %s (%s), want %s", apiErr.ErrorCode(), apiErr.ErrorMessage(), code)
+	}
+	if apiErr.ErrorMessage() == "" {
+		t.Fatalf("%s has no message", code)
+	}
+	return apiErr.ErrorMessage()
+}

@@ -53,7 +53,10 @@ func Connect(url string, opts Options) (*Backend, error) {
 	if opts.Name == "" {
 		opts.Name = "keyledger"
 	}
-	nopts := []nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	// No reconnect buffer: a publish made while disconnected must fail now,
+	// not be sent later after its request was already answered with an error.
+	nopts := []nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(-1)}
 	if opts.CredsFile != "" {
 		nopts = append(nopts, nats.UserCredentials(opts.CredsFile))
 	}

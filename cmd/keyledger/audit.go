@@ -29,8 +29,14 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "keyledger: no ledger under %s: %v\n", bf.dataDir, err)
 			return 1
 		}
+		release, err := lockDataDir(bf.dataDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyledger: %v\n", err)
+			return 1
+		}
+		defer release()
 	}
-	b, err := bf.open("")
+	b, err := bf.open("", false)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1

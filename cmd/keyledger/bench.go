@@ -65,6 +65,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	accessKey := fs.String("access-key", "AKIAKEYLEDGERBENCH", "access key id to sign with")
 	secretKey := fs.String("secret-key", "keyledger-bench-secret", "secret access key to sign with")
 	region := fs.String("region", "us-east-1", "region to sign for")
+	wait := fs.Duration("wait", 15*time.Second, "how long to wait for the service to come up")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
@@ -81,9 +82,15 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	}
 
 	resp := fasthttp.AcquireResponse()
-	if err := c.call("CreateKey", []byte(`{"Description":"keyledger bench"}`), resp); err != nil {
-		fmt.Fprintf(stderr, "keyledger bench: CreateKey: %v\n", err)
-		return 1
+	for deadline := time.Now().Add(*wait); ; time.Sleep(100 * time.Millisecond) {
+		err := c.call("CreateKey", []byte(`{"Description":"keyledger bench"}`), resp)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(stderr, "keyledger bench: CreateKey: %v\n", err)
+			return 1
+		}
 	}
 	var created struct{ KeyMetadata struct{ KeyId string } }
 	if err := json.Unmarshal(resp.Body(), &created); err != nil {

@@ -297,4 +297,3 @@ func (s *State) Snapshot() Snapshot {
 	slices.SortFunc(snap.Aliases, func(a, b Alias) int { return strings.Compare(a.Account+"/"+a.Name, b.Account+"/"+b.Name) })
 	return snap
 }
-

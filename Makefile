@@ -1,0 +1,43 @@
+# keyledger — see README.md.
+GO       ?= go
+BIN      := bin/keyledger
+DATA_DIR ?= ./data
+LISTEN   ?= 127.0.0.1:8080
+
+.PHONY: run build test fuzz bench bench-nofsync vet clean
+
+## run: build and start the service on the embedded default (JetStream under $(DATA_DIR))
+run: build
+	$(BIN) serve --data-dir $(DATA_DIR) --listen $(LISTEN)
+
+build:
+	$(GO) build -o $(BIN) ./cmd/keyledger
+
+## test: the whole suite (unit, end-to-end through the AWS SDK, CLI, crash and architecture tests)
+test: vet
+	$(GO) test -race -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+## fuzz: a short run of every fuzz target (FUZZTIME each)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./gateway/awsjson -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/sigv4 -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./crypto/ciphertext -run '^$$' -fuzz FuzzParseAndOpen -fuzztime $(FUZZTIME)
+
+## bench: start a fresh embedded server (fsync on every write) and drive Encrypt at it
+BENCH_FLAGS ?= --concurrency 64 --duration 20s --warmup 3s --size 1024
+bench: build
+	@dir=$$(mktemp -d); \
+	$(BIN) serve --data-dir $$dir --listen 127.0.0.1:18080 --log-level warn $(SERVE_FLAGS) & pid=$$!; \
+	$(BIN) bench --endpoint http://127.0.0.1:18080 $(BENCH_FLAGS); status=$$?; \
+	kill $$pid; wait $$pid; rm -rf $$dir; exit $$status
+
+## bench-nofsync: the same without fsync, to measure what durability costs
+bench-nofsync:
+	$(MAKE) bench SERVE_FLAGS=--unsafe-no-fsync
+
+clean:
+	rm -rf bin

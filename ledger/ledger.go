@@ -129,6 +129,10 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Ledger, error) {
 		DenyPurge:   true,
 		AllowDirect: true,
 	}
+	// A group commit is one message: keep it within the server's limit.
+	if mp := int(nc.MaxPayload()); mp > 0 && cfg.MaxBatchBytes > mp-8192 {
+		cfg.MaxBatchBytes = mp - 8192
+	}
 	stream, err := js.CreateOrUpdateStream(ctx, sc)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: stream %s: %w", cfg.Stream, err)
@@ -278,68 +282,96 @@ func (l *Ledger) Append(ctx context.Context, ev *event.Event) (Record, error) {
 func (l *Ledger) writer() {
 	defer close(l.done)
 	var broken error
-	batch := make([]*pending, 0, l.cfg.MaxBatchEvents)
+	var carry *pending // an event that did not fit in the previous batch
 	for {
-		batch = batch[:0]
-		select {
-		case p := <-l.queue:
-			batch = append(batch, p)
-		case <-l.stop:
-			l.drain(ErrClosed)
-			return
-		}
-		size := 0
-	fill:
-		for len(batch) < l.cfg.MaxBatchEvents && size < l.cfg.MaxBatchBytes {
+		b := newBatch(l.head)
+		if carry != nil {
+			b.add(carry, l.cfg.MaxBatchBytes)
+			carry = nil
+		} else {
 			select {
 			case p := <-l.queue:
-				batch = append(batch, p)
-				size += 512
+				b.add(p, l.cfg.MaxBatchBytes)
+			case <-l.stop:
+				l.drain(ErrClosed)
+				return
+			}
+		}
+	fill:
+		for len(b.items) < l.cfg.MaxBatchEvents {
+			select {
+			case p := <-l.queue:
+				if !b.add(p, l.cfg.MaxBatchBytes) {
+					carry = p
+					break fill
+				}
 			default:
 				break fill
 			}
 		}
 		if broken != nil {
-			settle(batch, nil, broken)
+			settle(b.items, nil, broken)
 			continue
 		}
-		broken = l.commit(batch)
+		broken = l.commit(b)
 	}
 }
 
-// commit links, publishes and settles one batch. It returns a non-nil error
-// only when the ledger can no longer be written.
-func (l *Ledger) commit(batch []*pending) error {
-	recs := make([]Record, len(batch))
-	ends := make([]int, len(batch))
-	head := l.head
-	next, prev := head.NextIndex(), head.Hash
-	data := make([]byte, 0, 512*len(batch))
-	for i, p := range batch {
-		p.ev.Index, p.ev.Prev = next+uint64(i), prev
-		start := len(data)
-		data = p.ev.AppendEncoded(data)
-		prev = event.Of(data[start:])
-		recs[i] = Record{Event: p.ev, Hash: prev}
-		ends[i] = len(data)
-		data = append(data, '\n')
-	}
-	start := 0
-	for i := range recs {
-		recs[i].Raw = data[start:ends[i]:ends[i]]
-		start = ends[i] + 1
-	}
-	msgID := fmt.Sprintf("kl-%d-%s", next, hex.EncodeToString(recs[0].Hash[:8]))
+// batch is one group commit being built: its events are linked and encoded
+// as they are added, into the message that will carry them.
+type batch struct {
+	items []*pending
+	recs  []Record
+	data  []byte
+	next  uint64
+	prev  event.Hash
+}
 
+func newBatch(head chain.Head) *batch {
+	return &batch{next: head.NextIndex(), prev: head.Hash, data: make([]byte, 0, 16<<10)}
+}
+
+// add links and encodes p as the next event. It refuses (leaving the batch
+// as it was) when the message would outgrow maxBytes, unless the batch is
+// empty: a lone oversized event is tried, and fails on its own.
+func (b *batch) add(p *pending, maxBytes int) bool {
+	start := len(b.data)
+	p.ev.Index, p.ev.Prev = b.next, b.prev
+	b.data = p.ev.AppendEncoded(b.data)
+	if len(b.data)+1 > maxBytes && len(b.items) > 0 {
+		b.data = b.data[:start]
+		return false
+	}
+	raw := b.data[start:len(b.data):len(b.data)]
+	h := event.Of(raw)
+	b.data = append(b.data, '\n')
+	b.items = append(b.items, p)
+	b.recs = append(b.recs, Record{Event: p.ev, Raw: raw, Hash: h})
+	b.next, b.prev = b.next+1, h
+	return true
+}
+
+// commit publishes and settles one batch. It returns a non-nil error only
+// when the ledger can no longer be written.
+func (l *Ledger) commit(b *batch) error {
+	// Raw slices alias data; data may have been reallocated while growing,
+	// so re-slice them from the final buffer.
+	off := 0
+	for i := range b.recs {
+		n := len(b.recs[i].Raw)
+		b.recs[i].Raw = b.data[off : off+n : off+n]
+		off += n + 1
+	}
+	msgID := fmt.Sprintf("kl-%d-%s", b.recs[0].Event.Index, hex.EncodeToString(b.recs[0].Hash[:8]))
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
-	ack, err := l.publish(ctx, data, msgID, head.Seq)
+	ack, err := l.publish(ctx, b.data, msgID, l.head.Seq)
 	cancel()
 	if err == nil {
-		l.accept(recs, ack.Sequence)
-		settle(batch, recs, nil)
+		l.accept(b.recs, ack.Sequence)
+		settle(b.items, b.recs, nil)
 		return nil
 	}
-	return l.recover(batch, recs, msgID, err)
+	return l.recover(b.items, b.recs, msgID, err)
 }
 
 func (l *Ledger) publish(ctx context.Context, data []byte, msgID string, lastSeq uint64) (*jetstream.PubAck, error) {

@@ -209,3 +209,52 @@ func TestMaterialDestroy(t *testing.T) {
 		t.Fatalf("second destroy: %v", err)
 	}
 }
+
+func TestBatchesStayWithinMaxBytes(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	const maxBytes = 1500
+	l, err := ledger.Open(context.Background(), nc, ledger.Config{MaxBatchBytes: maxBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _ := l.Replay(context.Background(), chain.Head{}, func(ledger.Record) error { return nil })
+	l.Start(head)
+	var wg sync.WaitGroup
+	for i := 0; i < 60; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := l.Append(context.Background(), newEvent("Encrypt")); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	l.Close()
+	msgs, multi := 0, 0
+	err = l.Messages(context.Background(), func(_ uint64, data []byte) error {
+		msgs++
+		if len(data) > maxBytes {
+			t.Errorf("message of %d bytes exceeds %d", len(data), maxBytes)
+		}
+		if lines, _ := event.SplitBatch(data); len(lines) > 1 {
+			multi++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head, err := chain.Verify(context.Background(), l); err != nil || head.Count != 60 {
+		t.Fatalf("verify: %+v %v", head, err)
+	}
+	if multi == 0 {
+		t.Fatal("no message grouped several events")
+	}
+	t.Logf("60 events in %d messages", msgs)
+}

@@ -42,7 +42,8 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*Enc
 	if err := checkBlob("plaintext", in.Plaintext, maxPlaintext); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	k, m, err := s.encryptionKey(ctx, ev, in.KeyId, in.EncryptionAlgorithm, in.GrantTokens)
+	k, m, err := s.encryptionKey(in.KeyId, in.EncryptionAlgorithm, in.GrantTokens)
+	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
@@ -62,8 +63,9 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*Enc
 }
 
 // encryptionKey resolves the key for a symmetric encryption and checks its
-// state, usage and the requested algorithm; it names the key on ev.
-func (s *Service) encryptionKey(ctx context.Context, ev *event.Event, ref, alg string, grantTokens []string) (keystate.Key, keystate.Material, error) {
+// state, usage and the requested algorithm. The key is returned (for the
+// event to name) whenever it was found, even if it may not be used.
+func (s *Service) encryptionKey(ref, alg string, grantTokens []string) (keystate.Key, keystate.Material, error) {
 	if err := checkGrantTokens(grantTokens); err != nil {
 		return keystate.Key{}, keystate.Material{}, err
 	}
@@ -71,7 +73,6 @@ func (s *Service) encryptionKey(ctx context.Context, ev *event.Event, ref, alg s
 	if err != nil {
 		return k, keystate.Material{}, err
 	}
-	ev.KeyID = k.ID
 	if err := s.checkAlgorithm(k, alg); err != nil {
 		return k, keystate.Material{}, err
 	}
@@ -276,9 +277,8 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	}
 	defer clear(src.plaintext)
 	call.MaterialID = src.material.ID
-	destEv := &event.Event{} // collects the destination key id
-	dst, dm, err := s.encryptionKey(ctx, destEv, in.DestinationKeyId, in.DestinationEncryptionAlgorithm, nil)
-	call.DestinationKeyID = destEv.KeyID
+	dst, dm, err := s.encryptionKey(in.DestinationKeyId, in.DestinationEncryptionAlgorithm, nil)
+	call.DestinationKeyID = dst.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
@@ -333,7 +333,8 @@ func (s *Service) generateDataKey(ctx context.Context, c Caller, op string, in *
 	if in.Recipient != nil {
 		return nil, s.refuse(ctx, ev, errorf(CodeUnsupportedOperation, "Recipient (Nitro Enclaves attestation) is not supported."))
 	}
-	k, m, err := s.encryptionKey(ctx, ev, in.KeyId, "", in.GrantTokens)
+	k, m, err := s.encryptionKey(in.KeyId, "", in.GrantTokens)
+	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}

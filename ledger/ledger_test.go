@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/embedded"
@@ -257,4 +259,31 @@ func TestBatchesStayWithinMaxBytes(t *testing.T) {
 		t.Fatal("no message grouped several events")
 	}
 	t.Logf("60 events in %d messages", msgs)
+}
+
+func TestStreamDeniesDeleteAndPurge(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	l, head := openLedger(t, srv, nil)
+	l.Start(head)
+	if _, err := l.Append(context.Background(), newEvent("CreateKey")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	nc, _ := srv.Connect("attacker")
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	s, err := js.Stream(ctx, "KEYLEDGER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(ctx, 1); err == nil {
+		t.Fatal("a ledger message was deleted")
+	}
+	if err := s.Purge(ctx); err == nil {
+		t.Fatal("the ledger stream was purged")
+	}
+	if info, _ := s.Info(ctx); info.State.Msgs != 1 {
+		t.Fatalf("%d messages left", info.State.Msgs)
+	}
 }

@@ -46,14 +46,132 @@ const (
 	AlgSM2PKE           EncryptionAlgorithm = "SM2PKE"
 )
 
+// SigningAlgorithm is an AWS KMS SigningAlgorithmSpec.
+type SigningAlgorithm string
+
+const (
+	RSASSAPSSSHA256      SigningAlgorithm = "RSASSA_PSS_SHA_256"
+	RSASSAPSSSHA384      SigningAlgorithm = "RSASSA_PSS_SHA_384"
+	RSASSAPSSSHA512      SigningAlgorithm = "RSASSA_PSS_SHA_512"
+	RSASSAPKCS1V15SHA256 SigningAlgorithm = "RSASSA_PKCS1_V1_5_SHA_256"
+	RSASSAPKCS1V15SHA384 SigningAlgorithm = "RSASSA_PKCS1_V1_5_SHA_384"
+	RSASSAPKCS1V15SHA512 SigningAlgorithm = "RSASSA_PKCS1_V1_5_SHA_512"
+	ECDSASHA256          SigningAlgorithm = "ECDSA_SHA_256"
+	ECDSASHA384          SigningAlgorithm = "ECDSA_SHA_384"
+	ECDSASHA512          SigningAlgorithm = "ECDSA_SHA_512"
+	ED25519SHA512        SigningAlgorithm = "ED25519_SHA_512"
+	ED25519PHSHA512      SigningAlgorithm = "ED25519_PH_SHA_512"
+	MLDSASHAKE256        SigningAlgorithm = "ML_DSA_SHAKE_256"
+	SM2DSA               SigningAlgorithm = "SM2DSA"
+)
+
+// MACAlgorithm is an AWS KMS MacAlgorithmSpec.
+type MACAlgorithm string
+
+const (
+	HMACSHA224 MACAlgorithm = "HMAC_SHA_224"
+	HMACSHA256 MACAlgorithm = "HMAC_SHA_256"
+	HMACSHA384 MACAlgorithm = "HMAC_SHA_384"
+	HMACSHA512 MACAlgorithm = "HMAC_SHA_512"
+)
+
+// ECDH is the only KeyAgreementAlgorithmSpec.
+const ECDH = "ECDH"
+
+// MessageType is how Sign and Verify read their message.
+type MessageType string
+
+const (
+	Raw        MessageType = "RAW"
+	Digest     MessageType = "DIGEST"
+	ExternalMu MessageType = "EXTERNAL_MU"
+)
+
 // Known reports whether s is a key spec AWS KMS defines.
 func (s Spec) Known() bool {
 	_, ok := allowedUsages[s]
 	return ok
 }
 
-// Implemented reports whether keyledger can create keys of this spec yet.
-func (s Spec) Implemented() bool { return s == SymmetricDefault }
+// Implemented reports whether keyledger can create keys of this spec. SM2
+// exists only in AWS's China regions.
+func (s Spec) Implemented() bool { return s.Known() && s != SM2 }
+
+// IsHMAC reports whether s is an HMAC key spec.
+func (s Spec) IsHMAC() bool {
+	return s == HMAC224 || s == HMAC256 || s == HMAC384 || s == HMAC512
+}
+
+// IsAsymmetric reports whether s is a public-key spec.
+func (s Spec) IsAsymmetric() bool { return s.Known() && s != SymmetricDefault && !s.IsHMAC() }
+
+// SigningAlgorithms lists the signing algorithms of a SIGN_VERIFY key.
+func (s Spec) SigningAlgorithms(u Usage) []SigningAlgorithm {
+	if u != SignVerify {
+		return nil
+	}
+	switch s {
+	case RSA2048, RSA3072, RSA4096:
+		return []SigningAlgorithm{RSASSAPSSSHA256, RSASSAPSSSHA384, RSASSAPSSSHA512,
+			RSASSAPKCS1V15SHA256, RSASSAPKCS1V15SHA384, RSASSAPKCS1V15SHA512}
+	case ECCNISTP256, ECCSECGP256K1:
+		return []SigningAlgorithm{ECDSASHA256}
+	case ECCNISTP384:
+		return []SigningAlgorithm{ECDSASHA384}
+	case ECCNISTP521:
+		return []SigningAlgorithm{ECDSASHA512}
+	case ECCEdwards25519:
+		return []SigningAlgorithm{ED25519SHA512, ED25519PHSHA512}
+	case MLDSA44, MLDSA65, MLDSA87:
+		return []SigningAlgorithm{MLDSASHAKE256}
+	case SM2:
+		return []SigningAlgorithm{SM2DSA}
+	}
+	return nil
+}
+
+// MACAlgorithms lists the MAC algorithm of an HMAC key.
+func (s Spec) MACAlgorithms() []MACAlgorithm {
+	switch s {
+	case HMAC224:
+		return []MACAlgorithm{HMACSHA224}
+	case HMAC256:
+		return []MACAlgorithm{HMACSHA256}
+	case HMAC384:
+		return []MACAlgorithm{HMACSHA384}
+	case HMAC512:
+		return []MACAlgorithm{HMACSHA512}
+	}
+	return nil
+}
+
+// KeyAgreementAlgorithms lists the key agreement algorithms of a
+// KEY_AGREEMENT key.
+func (s Spec) KeyAgreementAlgorithms(u Usage) []string {
+	if u == KeyAgreement {
+		return []string{ECDH}
+	}
+	return nil
+}
+
+// HMACKeySize is the length of generated HMAC key material in bytes.
+func (s Spec) HMACKeySize() int {
+	switch s {
+	case HMAC224:
+		return 28
+	case HMAC256:
+		return 32
+	case HMAC384:
+		return 48
+	case HMAC512:
+		return 64
+	}
+	return 0
+}
+
+// DataKeyPairSpecs are the key pair specs GenerateDataKeyPair offers.
+var DataKeyPairSpecs = []Spec{RSA2048, RSA3072, RSA4096, ECCNISTP256, ECCNISTP384, ECCNISTP521,
+	ECCSECGP256K1, SM2, ECCEdwards25519}
 
 // Allows reports whether AWS allows keys of spec s to have usage u.
 func (s Spec) Allows(u Usage) bool {
@@ -65,7 +183,8 @@ func (s Spec) Allows(u Usage) bool {
 	return false
 }
 
-// DefaultUsage is the KeyUsage AWS assumes when CreateKey omits it.
+// DefaultUsage is the KeyUsage AWS assumes when CreateKey omits it:
+// ENCRYPT_DECRYPT, which only some specs allow.
 func (s Spec) DefaultUsage() Usage { return EncryptDecrypt }
 
 // EncryptionAlgorithms lists what DescribeKey shows for a key of this spec

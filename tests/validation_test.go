@@ -70,8 +70,8 @@ func TestValidation(t *testing.T) {
 			_, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpec("AES_999")})
 			return err
 		}, "ValidationException"},
-		{"key spec not built yet", func() error {
-			_, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeSignVerify})
+		{"custom key store origin", func() error {
+			_, err := c.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeAwsCloudhsm})
 			return err
 		}, "UnsupportedOperationException"},
 		{"usage not allowed for spec", func() error {

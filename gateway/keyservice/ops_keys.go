@@ -10,7 +10,6 @@ import (
 	"github.com/keyledger/keyledger/crypto/keyspec"
 	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/ledger/event"
-	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
@@ -36,29 +35,35 @@ type CreateKeyOutput struct {
 
 // CreateKey makes a key with new material, wrapped under the root key and
 // stored in the material store before the KeyCreated event commits to it.
+// An EXTERNAL key gets its material later, from ImportKeyMaterial.
 func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (*CreateKeyOutput, error) {
-	defer s.exclusive()()
 	ev := s.newEvent(c, "CreateKey")
 	body, err := s.validateCreateKey(in)
 	if err != nil {
-		return nil, s.refuse(ctx, ev, err)
+		return nil, s.refuse(ctx, ev, err) // a refusal changes no state: no lock needed
 	}
-	keyID, matID := newKeyID(), newMaterialID()
-	mat := secret.Random(32)
-	wrapped := s.root.Wrap(mat, matID)
-	if err := s.materials.Put(ctx, matID, wrapped); err != nil {
-		mat.Clear()
-		return nil, s.refuse(ctx, ev, err)
+	// Generating (RSA takes seconds) and storing happen before the lock:
+	// they touch no state.
+	var mat secret.Bytes
+	if body.Origin == "AWS_KMS" {
+		if mat, body.PublicKey, err = newMaterial(keyspec.Spec(body.KeySpec)); err == nil {
+			body.Material, err = s.storeMaterial(ctx, mat)
+		}
+		if err != nil {
+			mat.Clear()
+			return nil, s.refuse(ctx, ev, err)
+		}
 	}
-	body.Material = event.MaterialRef{ID: matID, WrappedHash: material.Commitment(wrapped)}
+	keyID := newKeyID()
+	defer s.exclusive()()
 	ev.KeyID, ev.Body = keyID, body
 	if err := s.record(ctx, ev); err != nil {
 		mat.Clear()
 		return nil, err
 	}
-	s.cacheMu.Lock()
-	s.cache[matID] = mat
-	s.cacheMu.Unlock()
+	if body.Material.ID != "" {
+		s.remember(body.Material.ID, mat)
+	}
 	k, _ := s.state.Key(keyID)
 	return &CreateKeyOutput{KeyMetadata: s.metadata(k)}, nil
 }
@@ -92,13 +97,13 @@ func (s *Service) validateCreateKey(in *CreateKeyInput) (*event.KeyCreated, erro
 	if spec == keyspec.SM2 {
 		return nil, errorf(CodeUnsupportedOperation, "KeySpec SM2 is only available in China Regions.")
 	}
-	if !spec.Implemented() {
-		return nil, errorf(CodeUnsupportedOperation, "KeySpec %s is not supported by this keyledger version yet; only SYMMETRIC_DEFAULT keys can be created.", spec)
-	}
-	switch in.Origin {
-	case "", "AWS_KMS":
-	case "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE":
-		return nil, errorf(CodeUnsupportedOperation, "Origin %s is not supported by this keyledger version yet.", in.Origin)
+	origin := in.Origin
+	switch origin {
+	case "":
+		origin = "AWS_KMS"
+	case "AWS_KMS", "EXTERNAL":
+	case "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE":
+		return nil, errorf(CodeUnsupportedOperation, "Origin %s needs a custom key store, which keyledger does not offer.", in.Origin)
 	default:
 		return nil, notInEnum("origin", in.Origin, "AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE")
 	}
@@ -130,7 +135,7 @@ func (s *Service) validateCreateKey(in *CreateKeyInput) (*event.KeyCreated, erro
 		return nil, err
 	}
 	return &event.KeyCreated{Description: desc, KeySpec: string(spec), KeyUsage: string(usage),
-		Origin: "AWS_KMS", Policy: policy, Tags: tags}, nil
+		Origin: origin, Policy: policy, Tags: tags}, nil
 }
 
 func validatePolicy(p string) error {

@@ -3,6 +3,7 @@ package keyservice
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyledger/keyledger/crypto/asymmetric"
 	"github.com/keyledger/keyledger/crypto/keyspec"
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/crypto/secret"
@@ -60,7 +62,8 @@ type Service struct {
 	mu sync.RWMutex // see "Ordering" in the package doc
 
 	cacheMu sync.RWMutex
-	cache   map[string]secret.Bytes // material id → unwrapped material
+	cache   map[string]secret.Bytes           // material id → unwrapped material
+	parsed  map[string]*asymmetric.PrivateKey // material id → parsed private key
 }
 
 // New returns a Service.
@@ -71,7 +74,7 @@ func New(cfg Config) *Service {
 	return &Service{
 		account: cfg.Account, region: cfg.Region, clock: cfg.Clock, ledger: cfg.Ledger,
 		state: cfg.State, materials: cfg.Materials, root: cfg.RootKey, log: cfg.Logger,
-		cache: map[string]secret.Bytes{},
+		cache: map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
 	}
 }
 
@@ -204,6 +207,8 @@ func (s *Service) usable(k keystate.Key, u keyspec.Usage) error {
 		return errorf(CodeDisabled, "%s is disabled.", s.keyArn(k.ID))
 	case keystate.PendingDeletion:
 		return errorf(CodeInvalidState, "%s is pending deletion.", s.keyArn(k.ID))
+	case keystate.PendingImport:
+		return errorf(CodeInvalidState, "%s is pending import.", s.keyArn(k.ID))
 	default:
 		return errorf(CodeInvalidState, "%s is %s.", s.keyArn(k.ID), k.State)
 	}
@@ -247,7 +252,28 @@ func (s *Service) unwrapped(ctx context.Context, m keystate.Material) (secret.By
 	return sec, nil
 }
 
-// forget drops materials from the cache and clears their bytes.
+// privateKey returns a key material parsed as the key's private key.
+func (s *Service) privateKey(ctx context.Context, k keystate.Key, m keystate.Material) (*asymmetric.PrivateKey, error) {
+	s.cacheMu.RLock()
+	pk, ok := s.parsed[m.ID]
+	s.cacheMu.RUnlock()
+	if ok {
+		return pk, nil
+	}
+	sec, err := s.unwrapped(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	if pk, err = asymmetric.Parse(k.Spec, sec); err != nil {
+		return nil, fmt.Errorf("material %s: %w", m.ID, err)
+	}
+	s.cacheMu.Lock()
+	s.parsed[m.ID] = pk
+	s.cacheMu.Unlock()
+	return pk, nil
+}
+
+// forget drops materials from the caches and clears their bytes.
 func (s *Service) forget(ids ...string) {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
@@ -256,7 +282,56 @@ func (s *Service) forget(ids ...string) {
 			sec.Clear()
 			delete(s.cache, id)
 		}
+		delete(s.parsed, id)
 	}
+}
+
+// remember caches material that was just made or imported.
+func (s *Service) remember(id string, mat secret.Bytes) {
+	s.cacheMu.Lock()
+	s.cache[id] = mat
+	s.cacheMu.Unlock()
+}
+
+// newMaterial generates key material for spec, and for an asymmetric spec
+// its public key (base64 DER). RSA generation takes up to seconds: call it
+// before taking the service lock.
+func newMaterial(spec keyspec.Spec) (secret.Bytes, string, error) {
+	switch {
+	case spec == keyspec.SymmetricDefault:
+		return secret.Random(32), "", nil
+	case spec.IsHMAC():
+		return secret.Random(spec.HMACKeySize()), "", nil
+	}
+	mat, err := asymmetric.Generate(spec)
+	if err != nil {
+		return secret.Bytes{}, "", err
+	}
+	pk, err := asymmetric.Parse(spec, mat)
+	if err != nil {
+		mat.Clear()
+		return secret.Bytes{}, "", err
+	}
+	return mat, base64.StdEncoding.EncodeToString(pk.PublicKeyDER()), nil
+}
+
+// storeMaterial wraps material under the root key and puts it in the
+// material store, returning the commitment the ledger records.
+func (s *Service) storeMaterial(ctx context.Context, mat secret.Bytes) (event.MaterialRef, error) {
+	id := newMaterialID()
+	wrapped := s.root.Wrap(mat, id)
+	if err := s.materials.Put(ctx, id, wrapped); err != nil {
+		return event.MaterialRef{}, err
+	}
+	return event.MaterialRef{ID: id, WrappedHash: material.Commitment(wrapped)}, nil
+}
+
+func strs[T ~string](in []T) []string {
+	out := make([]string, len(in))
+	for i, v := range in {
+		out[i] = string(v)
+	}
+	return out
 }
 
 // newKeyID returns a random (version 4) UUID.
@@ -287,11 +362,22 @@ func (s *Service) metadata(k keystate.Key) *KeyMetadata {
 		AWSAccountId: k.Account, KeyId: k.ID, Arn: s.keyArn(k.ID), CreationDate: EpochTime(k.Created),
 		Enabled: k.State == keystate.Enabled, Description: k.Description, KeyUsage: string(k.Usage),
 		KeyState: string(k.State), Origin: k.Origin, KeyManager: "CUSTOMER",
-		CustomerMasterKeySpec: string(k.Spec), KeySpec: string(k.Spec), MultiRegion: k.MultiRegion,
-		CurrentKeyMaterialId: k.CurrentMaterial().ID,
+		KeySpec: string(k.Spec), MultiRegion: k.MultiRegion,
+		EncryptionAlgorithms:   strs(k.Spec.EncryptionAlgorithms(k.Usage)),
+		SigningAlgorithms:      strs(k.Spec.SigningAlgorithms(k.Usage)),
+		MacAlgorithms:          strs(k.Spec.MACAlgorithms()),
+		KeyAgreementAlgorithms: k.Spec.KeyAgreementAlgorithms(k.Usage),
 	}
-	for _, a := range k.Spec.EncryptionAlgorithms(k.Usage) {
-		md.EncryptionAlgorithms = append(md.EncryptionAlgorithms, string(a))
+	if k.Spec != keyspec.ECCEdwards25519 && k.Spec != keyspec.MLDSA44 && k.Spec != keyspec.MLDSA65 && k.Spec != keyspec.MLDSA87 {
+		md.CustomerMasterKeySpec = string(k.Spec) // the deprecated field lacks the newer specs
+	}
+	if k.HasMaterial() {
+		m := k.CurrentMaterial()
+		md.CurrentKeyMaterialId = m.ID
+		if m.Imported {
+			md.ExpirationModel = m.ExpirationModel
+			md.ValidTo = epoch(m.ValidTo)
+		}
 	}
 	if k.State == keystate.PendingDeletion {
 		md.DeletionDate = epoch(k.DeletionDate)

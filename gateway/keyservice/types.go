@@ -61,9 +61,14 @@ type KeyMetadata struct {
 	PendingDeletionWindowInDays *int       `json:"PendingDeletionWindowInDays,omitempty"`
 	Origin                      string     `json:"Origin"`
 	KeyManager                  string     `json:"KeyManager"`
-	CustomerMasterKeySpec       string     `json:"CustomerMasterKeySpec"`
+	CustomerMasterKeySpec       string     `json:"CustomerMasterKeySpec,omitempty"`
 	KeySpec                     string     `json:"KeySpec"`
 	EncryptionAlgorithms        []string   `json:"EncryptionAlgorithms,omitempty"`
+	SigningAlgorithms           []string   `json:"SigningAlgorithms,omitempty"`
+	MacAlgorithms               []string   `json:"MacAlgorithms,omitempty"`
+	KeyAgreementAlgorithms      []string   `json:"KeyAgreementAlgorithms,omitempty"`
+	ExpirationModel             string     `json:"ExpirationModel,omitempty"`
+	ValidTo                     *EpochTime `json:"ValidTo,omitempty"`
 	MultiRegion                 bool       `json:"MultiRegion"`
 	CurrentKeyMaterialId        string     `json:"CurrentKeyMaterialId,omitempty"`
 }

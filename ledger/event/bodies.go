@@ -17,6 +17,12 @@ const (
 	TypeKeyTagged             = "KeyTagged.v1"
 	TypeKeyUntagged           = "KeyUntagged.v1"
 	TypeAPICall               = "APICall.v1"
+	TypeKeyRotationEnabled    = "KeyRotationEnabled.v1"
+	TypeKeyRotationDisabled   = "KeyRotationDisabled.v1"
+	TypeKeyRotated            = "KeyRotated.v1"
+	TypeImportParameters      = "ImportParametersIssued.v1"
+	TypeKeyMaterialImported   = "KeyMaterialImported.v1"
+	TypeKeyMaterialDeleted    = "KeyMaterialDeleted.v1"
 )
 
 func newBody(typ string) Body {
@@ -47,6 +53,18 @@ func newBody(typ string) Body {
 		return &KeyUntagged{}
 	case TypeAPICall:
 		return &APICall{}
+	case TypeKeyRotationEnabled:
+		return &KeyRotationEnabled{}
+	case TypeKeyRotationDisabled:
+		return &KeyRotationDisabled{}
+	case TypeKeyRotated:
+		return &KeyRotated{}
+	case TypeImportParameters:
+		return &ImportParametersIssued{}
+	case TypeKeyMaterialImported:
+		return &KeyMaterialImported{}
+	case TypeKeyMaterialDeleted:
+		return &KeyMaterialDeleted{}
 	}
 	return &Unknown{}
 }
@@ -58,7 +76,16 @@ type MaterialRef struct {
 	WrappedHash string `json:"wrappedHash"`
 }
 
-// KeyCreated records a new KMS key and its first key material.
+func (m MaterialRef) encode(w *writer, name string) {
+	w.object(name, func(w *writer) {
+		w.str("id", m.ID)
+		w.str("wrappedHash", m.WrappedHash)
+	})
+}
+
+// KeyCreated records a new KMS key and its first key material (none for
+// Origin EXTERNAL, whose material is imported later). PublicKey is the
+// base64 DER SubjectPublicKeyInfo of an asymmetric key (public by nature).
 type KeyCreated struct {
 	Description string            `json:"description,omitempty"`
 	KeySpec     string            `json:"keySpec"`
@@ -68,6 +95,7 @@ type KeyCreated struct {
 	Policy      string            `json:"policy,omitempty"`
 	Tags        map[string]string `json:"tags,omitempty"`
 	Material    MaterialRef       `json:"material"`
+	PublicKey   string            `json:"publicKey,omitempty"`
 }
 
 func (*KeyCreated) Type() string { return TypeKeyCreated }
@@ -79,10 +107,8 @@ func (b *KeyCreated) encode(w *writer) {
 	w.bool("multiRegion", b.MultiRegion)
 	w.str("policy", b.Policy)
 	w.strMap("tags", b.Tags)
-	w.object("material", func(w *writer) {
-		w.str("id", b.Material.ID)
-		w.str("wrappedHash", b.Material.WrappedHash)
-	})
+	b.Material.encode(w, "material")
+	w.str("publicKey", b.PublicKey)
 }
 
 // KeyEnabled records EnableKey.
@@ -214,6 +240,90 @@ func (b *APICall) encode(w *writer) {
 	w.str("destinationMaterialId", b.DestinationMaterialID)
 	w.strMap("destinationEncryptionContext", b.DestinationEncryptionContext)
 	w.strMap("params", b.Params)
+}
+
+// KeyRotationEnabled records EnableKeyRotation; the first automatic
+// rotation falls due RotationPeriodDays after the event's time.
+type KeyRotationEnabled struct {
+	RotationPeriodDays int `json:"rotationPeriodDays"`
+}
+
+func (*KeyRotationEnabled) Type() string { return TypeKeyRotationEnabled }
+func (b *KeyRotationEnabled) encode(w *writer) {
+	w.int("rotationPeriodDays", int64(b.RotationPeriodDays))
+}
+
+// KeyRotationDisabled records DisableKeyRotation.
+type KeyRotationDisabled struct{}
+
+func (*KeyRotationDisabled) Type() string   { return TypeKeyRotationDisabled }
+func (*KeyRotationDisabled) encode(*writer) {}
+
+// KeyRotated records new key material becoming current: RotateKeyOnDemand,
+// or the scheduler's RotateKey service event. RotationType is AUTOMATIC or
+// ON_DEMAND.
+type KeyRotated struct {
+	Material     MaterialRef `json:"material"`
+	RotationType string      `json:"rotationType"`
+}
+
+func (*KeyRotated) Type() string { return TypeKeyRotated }
+func (b *KeyRotated) encode(w *writer) {
+	b.Material.encode(w, "material")
+	w.str("rotationType", b.RotationType)
+}
+
+// ImportParametersIssued records GetParametersForImport: an RSA wrapping
+// key (its private half wrapped in the material store) and the import
+// token that names it, valid until ValidTo.
+type ImportParametersIssued struct {
+	TokenID           string      `json:"tokenId"`
+	WrappingAlgorithm string      `json:"wrappingAlgorithm"`
+	WrappingKeySpec   string      `json:"wrappingKeySpec"`
+	ValidTo           time.Time   `json:"validTo"`
+	WrappingKey       MaterialRef `json:"wrappingKey"`
+}
+
+func (*ImportParametersIssued) Type() string { return TypeImportParameters }
+func (b *ImportParametersIssued) encode(w *writer) {
+	w.str("tokenId", b.TokenID)
+	w.str("wrappingAlgorithm", b.WrappingAlgorithm)
+	w.str("wrappingKeySpec", b.WrappingKeySpec)
+	w.time("validTo", b.ValidTo)
+	b.WrappingKey.encode(w, "wrappingKey")
+}
+
+// KeyMaterialImported records ImportKeyMaterial: the imported material,
+// now wrapped under the root key, and when it expires.
+type KeyMaterialImported struct {
+	Material        MaterialRef `json:"material"`
+	TokenID         string      `json:"tokenId"`
+	ExpirationModel string      `json:"expirationModel"`
+	ValidTo         time.Time   `json:"validTo"`
+	Description     string      `json:"description,omitempty"`
+	PublicKey       string      `json:"publicKey,omitempty"`
+}
+
+func (*KeyMaterialImported) Type() string { return TypeKeyMaterialImported }
+func (b *KeyMaterialImported) encode(w *writer) {
+	b.Material.encode(w, "material")
+	w.str("tokenId", b.TokenID)
+	w.str("expirationModel", b.ExpirationModel)
+	w.time("validTo", b.ValidTo)
+	w.str("description", b.Description)
+	w.str("publicKey", b.PublicKey)
+}
+
+// KeyMaterialDeleted records imported material destroyed, by
+// DeleteImportedKeyMaterial or (a service event, DeleteExpiredKeyMaterial)
+// because it expired. The key is PendingImport afterwards.
+type KeyMaterialDeleted struct {
+	MaterialID string `json:"materialId"`
+}
+
+func (*KeyMaterialDeleted) Type() string { return TypeKeyMaterialDeleted }
+func (b *KeyMaterialDeleted) encode(w *writer) {
+	w.str("materialId", b.MaterialID)
 }
 
 // Unknown is the body of an event type this build does not know. Its raw

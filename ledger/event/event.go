@@ -21,6 +21,13 @@ func Of(raw []byte) Hash { return sha256.Sum256(raw) }
 
 func (h Hash) String() string { return hex.EncodeToString(h[:]) }
 
+// EventID is the event's id in UUID form (its hash's first 16 bytes), as
+// CloudTrail records carry one.
+func (h Hash) EventID() string {
+	x := hex.EncodeToString(h[:16])
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
 // ParseHash reads a hash in its hex form.
 func ParseHash(s string) (Hash, error) {
 	var h Hash

@@ -42,6 +42,15 @@ func goldenEvents() []*Event {
 		{"GenerateDataKey", &APICall{MaterialID: "aa11", NumberOfBytes: 32, DataKeySpec: "AES_256"}, nil},
 		{"Encrypt", &APICall{}, &Failure{Code: "DisabledException", Message: "key is disabled"}},
 		{"ListKeys", &APICall{Params: map[string]string{"limit": "10"}}, nil},
+		{"EnableKeyRotation", &KeyRotationEnabled{RotationPeriodDays: 365}, nil},
+		{"DisableKeyRotation", &KeyRotationDisabled{}, nil},
+		{"RotateKeyOnDemand", &KeyRotated{Material: MaterialRef{ID: "ee55", WrappedHash: "ff66"}, RotationType: "ON_DEMAND"}, nil},
+		{"GetParametersForImport", &ImportParametersIssued{TokenID: "tok", WrappingAlgorithm: "RSA_AES_KEY_WRAP_SHA_256",
+			WrappingKeySpec: "RSA_4096", ValidTo: t0.Add(24 * time.Hour), WrappingKey: MaterialRef{ID: "wk", WrappedHash: "wh"}}, nil},
+		{"ImportKeyMaterial", &KeyMaterialImported{Material: mat, TokenID: "tok", ExpirationModel: "KEY_MATERIAL_EXPIRES",
+			ValidTo: t0.Add(48 * time.Hour), Description: "hsm export", PublicKey: "MFkw"}, nil},
+		{"DeleteImportedKeyMaterial", &KeyMaterialDeleted{MaterialID: "aa11"}, nil},
+		{"CreateKey", &KeyCreated{KeySpec: "ECC_NIST_P256", KeyUsage: "SIGN_VERIFY", Origin: "AWS_KMS", Material: mat, PublicKey: "MFkwEwYHKoZIzj0CAQ"}, nil},
 	}
 	var out []*Event
 	prev := Hash{}

@@ -30,35 +30,61 @@ const (
 	Enabled         KeyState = "Enabled"
 	Disabled        KeyState = "Disabled"
 	PendingDeletion KeyState = "PendingDeletion"
+	PendingImport   KeyState = "PendingImport"
 )
 
 // Material is one key material of a key.
 type Material struct {
-	ID          string
-	WrappedHash string
-	Created     time.Time
+	ID           string
+	WrappedHash  string
+	Created      time.Time
+	RotationType string // "" for a key's first material, else AUTOMATIC or ON_DEMAND
+	Imported     bool
+	// For imported material:
+	ExpirationModel string
+	ValidTo         time.Time
+	Description     string
+}
+
+// ImportToken is an outstanding GetParametersForImport answer.
+type ImportToken struct {
+	ID                string
+	WrappingAlgorithm string
+	WrappingKeySpec   string
+	ValidTo           time.Time
+	WrappingKey       event.MaterialRef
 }
 
 // Key is a KMS key as the ledger says it is now.
 type Key struct {
-	ID                string
-	Account           string
-	Region            string
-	Created           time.Time
-	Description       string
-	Spec              keyspec.Spec
-	Usage             keyspec.Usage
-	Origin            string
-	MultiRegion       bool
-	State             KeyState
-	DeletionDate      time.Time
-	PendingWindowDays int
-	Policy            string
-	Tags              map[string]string
-	Materials         []Material // oldest first; the last is current
+	ID                 string
+	Account            string
+	Region             string
+	Created            time.Time
+	Description        string
+	Spec               keyspec.Spec
+	Usage              keyspec.Usage
+	Origin             string
+	MultiRegion        bool
+	State              KeyState
+	DeletionDate       time.Time
+	PendingWindowDays  int
+	Policy             string
+	Tags               map[string]string
+	PublicKey          string     // base64 DER, asymmetric keys only
+	Materials          []Material // oldest first; the last is current
+	RotationPeriodDays int        // 0 while automatic rotation is off
+	NextRotation       time.Time
+	OnDemandRotations  int
+	ImportTokens       map[string]ImportToken
 }
 
-// CurrentMaterial is the material new encryptions use.
+// HasMaterial reports whether the key has usable material (an EXTERNAL key
+// has none until it is imported, and none after it expires).
+func (k *Key) HasMaterial() bool { return len(k.Materials) > 0 }
+
+// CurrentMaterial is the material new encryptions use. It panics on a key
+// without material; check HasMaterial.
 func (k *Key) CurrentMaterial() Material { return k.Materials[len(k.Materials)-1] }
 
 // Material finds one of the key's materials by id.
@@ -69,6 +95,29 @@ func (k *Key) Material(id string) (Material, bool) {
 		}
 	}
 	return Material{}, false
+}
+
+// LastUse is a key's most recent successful cryptographic operation.
+type LastUse struct {
+	Operation string
+	Time      time.Time
+	EventID   string
+	RequestID string
+}
+
+// cryptoOps are the operations GetKeyLastUsage tracks.
+var cryptoOps = map[string]bool{
+	"Encrypt": true, "Decrypt": true, "ReEncrypt": true, "GenerateDataKey": true,
+	"GenerateDataKeyWithoutPlaintext": true, "GenerateDataKeyPair": true,
+	"GenerateDataKeyPairWithoutPlaintext": true, "Sign": true, "Verify": true,
+	"GenerateMac": true, "VerifyMac": true, "DeriveSharedSecret": true,
+}
+
+// encryptOps are those that encrypt under the event's material; their count
+// per material is what bounds its safe use.
+var encryptOps = map[string]bool{
+	"Encrypt": true, "GenerateDataKey": true, "GenerateDataKeyWithoutPlaintext": true,
+	"GenerateDataKeyPair": true, "GenerateDataKeyPairWithoutPlaintext": true,
 }
 
 // Alias is a KMS alias.
@@ -91,18 +140,21 @@ type DeletedKey struct {
 
 // State is the fold of the ledger.
 type State struct {
-	mu      sync.RWMutex
-	keys    map[string]*Key
-	aliases map[aliasID]*Alias
-	deleted map[string]DeletedKey
-	applied uint64 // events applied
+	mu          sync.RWMutex
+	keys        map[string]*Key
+	aliases     map[aliasID]*Alias
+	deleted     map[string]DeletedKey
+	encryptions map[string]uint64  // material id → successful encryptions under it
+	lastUse     map[string]LastUse // key id → last successful cryptographic use
+	applied     uint64             // events applied
 }
 
 type aliasID struct{ account, name string }
 
 // New returns an empty state.
 func New() *State {
-	return &State{keys: map[string]*Key{}, aliases: map[aliasID]*Alias{}, deleted: map[string]DeletedKey{}}
+	return &State{keys: map[string]*Key{}, aliases: map[aliasID]*Alias{}, deleted: map[string]DeletedKey{},
+		encryptions: map[string]uint64{}, lastUse: map[string]LastUse{}}
 }
 
 // Apply folds committed records in order.
@@ -110,25 +162,33 @@ func (s *State) Apply(recs []ledger.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range recs {
-		s.apply(r.Event)
+		s.apply(r)
 	}
 }
 
-func (s *State) apply(e *event.Event) {
+func (s *State) apply(r ledger.Record) {
+	e := r.Event
 	s.applied++
 	if e.Refused() {
 		return
 	}
 	k := s.keys[e.KeyID]
 	switch b := e.Body.(type) {
+	case *event.APICall:
+		s.count(r, b)
 	case *event.KeyCreated:
-		s.keys[e.KeyID] = &Key{
+		nk := &Key{
 			ID: e.KeyID, Account: e.Account, Region: e.Region, Created: e.Time,
 			Description: b.Description, Spec: keyspec.Spec(b.KeySpec), Usage: keyspec.Usage(b.KeyUsage),
 			Origin: b.Origin, MultiRegion: b.MultiRegion, State: Enabled, Policy: b.Policy,
-			Tags:      maps.Clone(b.Tags),
-			Materials: []Material{{ID: b.Material.ID, WrappedHash: b.Material.WrappedHash, Created: e.Time}},
+			Tags: maps.Clone(b.Tags), PublicKey: b.PublicKey,
 		}
+		if b.Material.ID != "" {
+			nk.Materials = []Material{{ID: b.Material.ID, WrappedHash: b.Material.WrappedHash, Created: e.Time}}
+		} else {
+			nk.State = PendingImport
+		}
+		s.keys[e.KeyID] = nk
 	case *event.KeyEnabled:
 		s.update(k, func(k *Key) { k.State = Enabled })
 	case *event.KeyDisabled:
@@ -140,7 +200,65 @@ func (s *State) apply(e *event.Event) {
 			k.State, k.DeletionDate, k.PendingWindowDays = PendingDeletion, b.DeletionDate, b.PendingWindowDays
 		})
 	case *event.KeyDeletionCanceled:
-		s.update(k, func(k *Key) { k.State, k.DeletionDate, k.PendingWindowDays = Disabled, time.Time{}, 0 })
+		s.update(k, func(k *Key) {
+			k.State, k.DeletionDate, k.PendingWindowDays = Disabled, time.Time{}, 0
+			if !k.HasMaterial() {
+				k.State = PendingImport
+			}
+		})
+	case *event.KeyRotationEnabled:
+		s.update(k, func(k *Key) {
+			k.RotationPeriodDays = b.RotationPeriodDays
+			k.NextRotation = e.Time.Add(days(b.RotationPeriodDays))
+		})
+	case *event.KeyRotationDisabled:
+		s.update(k, func(k *Key) { k.RotationPeriodDays, k.NextRotation = 0, time.Time{} })
+	case *event.KeyRotated:
+		s.update(k, func(k *Key) {
+			k.Materials = append(slices.Clone(k.Materials), Material{ID: b.Material.ID, WrappedHash: b.Material.WrappedHash,
+				Created: e.Time, RotationType: b.RotationType})
+			if b.RotationType == "ON_DEMAND" {
+				k.OnDemandRotations++
+			} else if k.RotationPeriodDays > 0 {
+				k.NextRotation = e.Time.Add(days(k.RotationPeriodDays))
+			}
+		})
+	case *event.ImportParametersIssued:
+		s.update(k, func(k *Key) {
+			tokens := maps.Clone(k.ImportTokens)
+			if tokens == nil {
+				tokens = map[string]ImportToken{}
+			}
+			tokens[b.TokenID] = ImportToken{ID: b.TokenID, WrappingAlgorithm: b.WrappingAlgorithm,
+				WrappingKeySpec: b.WrappingKeySpec, ValidTo: b.ValidTo, WrappingKey: b.WrappingKey}
+			k.ImportTokens = tokens
+		})
+	case *event.KeyMaterialImported:
+		s.update(k, func(k *Key) {
+			m := Material{ID: b.Material.ID, WrappedHash: b.Material.WrappedHash, Created: e.Time, Imported: true,
+				ExpirationModel: b.ExpirationModel, ValidTo: b.ValidTo, Description: b.Description}
+			mats := slices.Clone(k.Materials)
+			if i := slices.IndexFunc(mats, func(x Material) bool { return x.ID == m.ID }); i >= 0 {
+				m.Created = mats[i].Created
+				mats[i] = m
+			} else {
+				mats = append(mats, m)
+			}
+			k.Materials = mats
+			if b.PublicKey != "" {
+				k.PublicKey = b.PublicKey
+			}
+			if k.State == PendingImport {
+				k.State = Enabled
+			}
+		})
+	case *event.KeyMaterialDeleted:
+		s.update(k, func(k *Key) {
+			k.Materials = slices.DeleteFunc(slices.Clone(k.Materials), func(m Material) bool { return m.ID == b.MaterialID })
+			if !k.HasMaterial() && k.State != PendingDeletion {
+				k.State = PendingImport
+			}
+		})
 	case *event.KeyDeleted:
 		delete(s.keys, e.KeyID)
 		for id, a := range s.aliases {
@@ -179,6 +297,33 @@ func (s *State) apply(e *event.Event) {
 		delete(s.aliases, aliasID{e.Account, b.AliasName})
 	}
 }
+
+// count folds a successful API call into the usage figures.
+func (s *State) count(r ledger.Record, b *event.APICall) {
+	e := r.Event
+	if !cryptoOps[e.Operation] {
+		return
+	}
+	if encryptOps[e.Operation] && b.MaterialID != "" {
+		s.encryptions[b.MaterialID]++
+	}
+	if b.DestinationMaterialID != "" {
+		s.encryptions[b.DestinationMaterialID]++
+	}
+	requestID := ""
+	if e.Actor != nil {
+		requestID = e.Actor.RequestID
+	}
+	use := LastUse{Operation: e.Operation, Time: e.Time, EventID: r.Hash.EventID(), RequestID: requestID}
+	if e.KeyID != "" {
+		s.lastUse[e.KeyID] = use
+	}
+	if b.DestinationKeyID != "" {
+		s.lastUse[b.DestinationKeyID] = use
+	}
+}
+
+func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
 
 // update replaces k with a modified copy (readers may hold the old one).
 func (s *State) update(k *Key, fn func(*Key)) {
@@ -243,16 +388,54 @@ func (s *State) Aliases(account, keyID string) []Alias {
 
 // DueForDeletion returns keys pending deletion whose date is not after now.
 func (s *State) DueForDeletion(now time.Time) []Key {
+	return s.keysWhere(func(k *Key) bool { return k.State == PendingDeletion && !k.DeletionDate.After(now) })
+}
+
+// DueForRotation returns enabled keys whose automatic rotation is due.
+func (s *State) DueForRotation(now time.Time) []Key {
+	return s.keysWhere(func(k *Key) bool {
+		return k.State == Enabled && k.RotationPeriodDays > 0 && !k.NextRotation.After(now)
+	})
+}
+
+// DueForExpiry returns keys with imported material whose ValidTo has passed.
+func (s *State) DueForExpiry(now time.Time) []Key {
+	return s.keysWhere(func(k *Key) bool {
+		for _, m := range k.Materials {
+			if m.Imported && m.ExpirationModel == "KEY_MATERIAL_EXPIRES" && !m.ValidTo.After(now) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (s *State) keysWhere(pred func(*Key) bool) []Key {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []Key
 	for _, k := range s.keys {
-		if k.State == PendingDeletion && !k.DeletionDate.After(now) {
+		if pred(k) {
 			out = append(out, *k)
 		}
 	}
 	slices.SortFunc(out, func(a, b Key) int { return strings.Compare(a.ID, b.ID) })
 	return out
+}
+
+// Encryptions is how many successful encryptions material id has done.
+func (s *State) Encryptions(materialID string) uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.encryptions[materialID]
+}
+
+// LastUse returns the key's last successful cryptographic operation.
+func (s *State) LastUse(keyID string) (LastUse, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.lastUse[keyID]
+	return u, ok
 }
 
 // Deleted returns every deleted key, sorted by id.
@@ -274,10 +457,12 @@ func (s *State) WasDeleted(id string) bool {
 
 // Snapshot is a comparable copy of the whole state.
 type Snapshot struct {
-	Applied uint64
-	Keys    []Key
-	Aliases []Alias
-	Deleted []DeletedKey
+	Applied     uint64
+	Keys        []Key
+	Aliases     []Alias
+	Deleted     []DeletedKey
+	Encryptions map[string]uint64
+	LastUse     map[string]LastUse
 }
 
 // Snapshot copies the whole state in a stable order.
@@ -285,6 +470,8 @@ func (s *State) Snapshot() Snapshot {
 	s.mu.RLock()
 	var snap Snapshot
 	snap.Applied = s.applied
+	snap.Encryptions = maps.Clone(s.encryptions)
+	snap.LastUse = maps.Clone(s.lastUse)
 	for _, k := range s.keys {
 		snap.Keys = append(snap.Keys, *k)
 	}

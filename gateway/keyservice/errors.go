@@ -3,6 +3,8 @@ package keyservice
 import (
 	"errors"
 	"fmt"
+
+	"github.com/keyledger/keyledger/crypto/asymmetric"
 )
 
 // Code is an AWS KMS error code (the "__type" a client sees).
@@ -18,6 +20,11 @@ const (
 	CodeInvalidAliasName     Code = "InvalidAliasNameException"
 	CodeInvalidArn           Code = "InvalidArnException"
 	CodeInvalidCiphertext    Code = "InvalidCiphertextException"
+	CodeInvalidSignature     Code = "KMSInvalidSignatureException"
+	CodeInvalidMac           Code = "KMSInvalidMacException"
+	CodeInvalidImportToken   Code = "InvalidImportTokenException"
+	CodeExpiredImportToken   Code = "ExpiredImportTokenException"
+	CodeIncorrectKeyMaterial Code = "IncorrectKeyMaterialException"
 	CodeInvalidKeyUsage      Code = "InvalidKeyUsageException"
 	CodeInvalidMarker        Code = "InvalidMarkerException"
 	CodeInvalidState         Code = "KMSInvalidStateException"
@@ -52,6 +59,13 @@ func AsError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	var ie *asymmetric.InputError
+	if errors.As(err, &ie) {
+		return &Error{Code: CodeValidation, Message: ie.Reason}
+	}
+	if errors.Is(err, asymmetric.ErrUnsupported) {
+		return &Error{Code: CodeUnsupportedOperation, Message: "This combination of key and message type is not supported by keyledger."}
 	}
 	return errInternal
 }

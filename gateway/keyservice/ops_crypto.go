@@ -42,16 +42,19 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*Enc
 	if err := checkBlob("plaintext", in.Plaintext, maxPlaintext); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	k, m, err := s.encryptionKey(in.KeyId, in.EncryptionAlgorithm, in.GrantTokens)
+	k, m, err := s.encryptionKey(in.KeyId, in.EncryptionAlgorithm, in.GrantTokens, false)
 	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
 	call.MaterialID = m.ID
+	if in.EncryptionAlgorithm != "" {
+		call.EncryptionAlgorithm = in.EncryptionAlgorithm
+	}
 	if in.DryRun {
 		return nil, s.refuse(ctx, ev, errDryRun)
 	}
-	blob, err := s.seal(ctx, k, m, in.Plaintext, in.EncryptionContext)
+	blob, err := s.seal(ctx, k, m, in.EncryptionAlgorithm, in.Plaintext, in.EncryptionContext)
 	clear(in.Plaintext)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
@@ -65,7 +68,7 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*Enc
 // encryptionKey resolves the key for a symmetric encryption and checks its
 // state, usage and the requested algorithm. The key is returned (for the
 // event to name) whenever it was found, even if it may not be used.
-func (s *Service) encryptionKey(ref, alg string, grantTokens []string) (keystate.Key, keystate.Material, error) {
+func (s *Service) encryptionKey(ref, alg string, grantTokens []string, symmetricOnly bool) (keystate.Key, keystate.Material, error) {
 	if err := checkGrantTokens(grantTokens); err != nil {
 		return keystate.Key{}, keystate.Material{}, err
 	}
@@ -73,10 +76,13 @@ func (s *Service) encryptionKey(ref, alg string, grantTokens []string) (keystate
 	if err != nil {
 		return k, keystate.Material{}, err
 	}
-	if err := s.checkAlgorithm(k, alg); err != nil {
-		return k, keystate.Material{}, err
+	if symmetricOnly && k.Spec != keyspec.SymmetricDefault {
+		return k, keystate.Material{}, errorf(CodeInvalidKeyUsage, "%s is not a symmetric encryption key; this operation needs one.", s.keyArn(k.ID))
 	}
 	if err := s.usable(k, keyspec.EncryptDecrypt); err != nil {
+		return k, keystate.Material{}, err
+	}
+	if err := s.checkAlgorithm(k, alg); err != nil {
 		return k, keystate.Material{}, err
 	}
 	return k, k.CurrentMaterial(), nil
@@ -84,6 +90,9 @@ func (s *Service) encryptionKey(ref, alg string, grantTokens []string) (keystate
 
 func (s *Service) checkAlgorithm(k keystate.Key, alg string) error {
 	if alg == "" {
+		if k.Spec.IsAsymmetric() {
+			return errorf(CodeValidation, "EncryptionAlgorithm is required for asymmetric KMS keys.")
+		}
 		return nil
 	}
 	a := keyspec.EncryptionAlgorithm(alg)
@@ -98,7 +107,19 @@ func (s *Service) checkAlgorithm(k keystate.Key, alg string) error {
 	return errorf(CodeInvalidKeyUsage, "The encryption algorithm %s is not compatible with the type of %s.", alg, s.keyArn(k.ID))
 }
 
-func (s *Service) seal(ctx context.Context, k keystate.Key, m keystate.Material, plaintext []byte, encCtx map[string]string) ([]byte, error) {
+// seal encrypts under k's material m: a keyledger ciphertext blob for a
+// symmetric key, raw RSAES-OAEP for an RSA key (with alg, and no context).
+func (s *Service) seal(ctx context.Context, k keystate.Key, m keystate.Material, alg string, plaintext []byte, encCtx map[string]string) ([]byte, error) {
+	if k.Spec.IsAsymmetric() {
+		if len(encCtx) > 0 {
+			return nil, errorf(CodeValidation, "EncryptionContext is not supported with asymmetric KMS keys.")
+		}
+		pk, err := s.privateKey(ctx, k, m)
+		if err != nil {
+			return nil, err
+		}
+		return pk.Encrypt(keyspec.EncryptionAlgorithm(alg), plaintext)
+	}
 	sec, err := s.unwrapped(ctx, m)
 	if err != nil {
 		return nil, err
@@ -167,6 +188,7 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 		return nil, s.refuse(ctx, ev, err)
 	}
 	call.MaterialID = opened.material.ID
+	call.EncryptionAlgorithm = opened.algorithm
 	if err := s.record(ctx, ev); err != nil {
 		clear(opened.plaintext)
 		return nil, err
@@ -178,6 +200,7 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 type openedBlob struct {
 	key       keystate.Key
 	material  keystate.Material
+	algorithm string
 	plaintext []byte
 }
 
@@ -189,6 +212,15 @@ func (s *Service) open(ctx context.Context, ev *event.Event, blob []byte, keyRef
 		return o, err
 	}
 	invalid := errorf(CodeInvalidCiphertext, "The ciphertext is invalid, or was not made with this key and encryption context.")
+	if keyRef != "" {
+		named, err := s.resolve(keyRef, true)
+		if err != nil {
+			return o, err
+		}
+		if named.Spec.IsAsymmetric() {
+			return s.openAsymmetric(ctx, ev, named, blob, alg, encCtx, dryRun)
+		}
+	}
 	h, err := ciphertext.ParseHeader(blob)
 	if err != nil {
 		return o, invalid
@@ -231,7 +263,35 @@ func (s *Service) open(ctx context.Context, ev *event.Event, blob []byte, keyRef
 	if err != nil {
 		return o, invalid
 	}
-	return openedBlob{key: k, material: m, plaintext: pt}, nil
+	return openedBlob{key: k, material: m, algorithm: string(keyspec.AlgSymmetricDefault), plaintext: pt}, nil
+}
+
+// openAsymmetric decrypts raw RSAES-OAEP ciphertext with an RSA key.
+func (s *Service) openAsymmetric(ctx context.Context, ev *event.Event, k keystate.Key, blob []byte, alg string, encCtx map[string]string, dryRun bool) (openedBlob, error) {
+	var o openedBlob
+	ev.KeyID = k.ID
+	if err := s.usable(k, keyspec.EncryptDecrypt); err != nil {
+		return o, err
+	}
+	if err := s.checkAlgorithm(k, alg); err != nil {
+		return o, err
+	}
+	if len(encCtx) > 0 {
+		return o, errorf(CodeValidation, "EncryptionContext is not supported with asymmetric KMS keys.")
+	}
+	if dryRun {
+		return o, errDryRun
+	}
+	m := k.CurrentMaterial()
+	pk, err := s.privateKey(ctx, k, m)
+	if err != nil {
+		return o, err
+	}
+	pt, err := pk.Decrypt(keyspec.EncryptionAlgorithm(alg), blob)
+	if err != nil {
+		return o, errorf(CodeInvalidCiphertext, "The ciphertext is invalid, or was not made with this key and encryption algorithm.")
+	}
+	return openedBlob{key: k, material: m, algorithm: alg, plaintext: pt}, nil
 }
 
 type ReEncryptInput struct {
@@ -277,7 +337,7 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	}
 	defer clear(src.plaintext)
 	call.MaterialID = src.material.ID
-	dst, dm, err := s.encryptionKey(in.DestinationKeyId, in.DestinationEncryptionAlgorithm, nil)
+	dst, dm, err := s.encryptionKey(in.DestinationKeyId, in.DestinationEncryptionAlgorithm, nil, false)
 	call.DestinationKeyID = dst.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
@@ -286,15 +346,19 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	if in.DryRun {
 		return nil, s.refuse(ctx, ev, errDryRun)
 	}
-	blob, err := s.seal(ctx, dst, dm, src.plaintext, in.DestinationEncryptionContext)
+	blob, err := s.seal(ctx, dst, dm, in.DestinationEncryptionAlgorithm, src.plaintext, in.DestinationEncryptionContext)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
 	}
+	dstAlg := in.DestinationEncryptionAlgorithm
+	if dstAlg == "" {
+		dstAlg = string(keyspec.AlgSymmetricDefault)
+	}
 	return &ReEncryptOutput{CiphertextBlob: blob, SourceKeyId: s.keyArn(src.key.ID), KeyId: s.keyArn(dst.ID),
-		SourceEncryptionAlgorithm: string(keyspec.AlgSymmetricDefault), DestinationEncryptionAlgorithm: string(keyspec.AlgSymmetricDefault),
+		SourceEncryptionAlgorithm: src.algorithm, DestinationEncryptionAlgorithm: dstAlg,
 		SourceKeyMaterialId: src.material.ID, DestinationKeyMaterialId: dm.ID}, nil
 }
 
@@ -333,7 +397,7 @@ func (s *Service) generateDataKey(ctx context.Context, c Caller, op string, in *
 	if in.Recipient != nil {
 		return nil, s.refuse(ctx, ev, errorf(CodeUnsupportedOperation, "Recipient (Nitro Enclaves attestation) is not supported."))
 	}
-	k, m, err := s.encryptionKey(in.KeyId, "", in.GrantTokens)
+	k, m, err := s.encryptionKey(in.KeyId, "", in.GrantTokens, true)
 	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
@@ -348,7 +412,7 @@ func (s *Service) generateDataKey(ctx context.Context, c Caller, op string, in *
 		return nil, s.refuse(ctx, ev, errDryRun)
 	}
 	dataKey := secret.Random(n)
-	blob, err := s.seal(ctx, k, m, dataKey.Expose(), in.EncryptionContext)
+	blob, err := s.seal(ctx, k, m, "", dataKey.Expose(), in.EncryptionContext)
 	if err != nil {
 		dataKey.Clear()
 		return nil, s.refuse(ctx, ev, err)

@@ -2,18 +2,32 @@ package keyservice
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
-// RunDue carries out the work that has fallen due by the service's clock:
-// every key whose deletion date has passed is deleted (a DeleteKey service
-// event, as CloudTrail records it) and its key material destroyed.
+// RunDue carries out the work that has fallen due by the service's clock,
+// each as the service event CloudTrail records for it: keys whose deletion
+// date has passed are deleted and their material destroyed (DeleteKey);
+// keys due for automatic rotation get new material (RotateKey); imported
+// material past its ValidTo is destroyed (DeleteExpiredKeyMaterial).
 func (s *Service) RunDue(ctx context.Context) error {
-	for _, k := range s.state.DueForDeletion(s.clock.Now()) {
+	now := s.clock.Now()
+	for _, k := range s.state.DueForDeletion(now) {
 		if err := s.deleteKey(ctx, k.ID); err != nil {
+			return err
+		}
+	}
+	for _, k := range s.state.DueForRotation(now) {
+		if err := s.rotate(ctx, k.ID); err != nil {
+			return err
+		}
+	}
+	for _, k := range s.state.DueForExpiry(now) {
+		if err := s.expire(ctx, k.ID); err != nil {
 			return err
 		}
 	}
@@ -27,10 +41,14 @@ func (s *Service) deleteKey(ctx context.Context, id string) error {
 	if !ok || k.State != keystate.PendingDeletion || k.DeletionDate.After(now) {
 		return nil // changed while we waited for the lock
 	}
-	ids := make([]string, len(k.Materials))
-	for i, m := range k.Materials {
-		ids[i] = m.ID
+	var ids []string
+	for _, m := range k.Materials {
+		ids = append(ids, m.ID)
 	}
+	for _, t := range k.ImportTokens { // wrapping keys of import tokens go too
+		ids = append(ids, t.WrappingKey.ID)
+	}
+	slices.Sort(ids)
 	ev := &event.Event{Time: now, Operation: "DeleteKey", Account: k.Account, Region: k.Region, KeyID: k.ID,
 		Body: &event.KeyDeleted{DestroyedMaterials: ids}}
 	if _, err := s.ledger.Append(ctx, ev); err != nil {
@@ -49,16 +67,11 @@ func (s *Service) destroy(ctx context.Context, ids []string) error {
 	return nil
 }
 
-// Sweep finishes destroying the material of keys the ledger says are
-// deleted, in case a crash came between the DeleteKey event and the
-// destruction. Destroying is idempotent; run it at start-up.
+// Sweep finishes destroying every material the ledger says is destroyed, in
+// case a crash came between the event and the destruction. Destroying is
+// idempotent; run it at start-up.
 func (s *Service) Sweep(ctx context.Context) error {
-	for _, d := range s.state.Deleted() {
-		if err := s.destroy(ctx, d.Materials); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.destroy(ctx, s.state.Destroyed())
 }
 
 // RunScheduler calls RunDue every interval until ctx ends.

@@ -144,6 +144,7 @@ type State struct {
 	keys        map[string]*Key
 	aliases     map[aliasID]*Alias
 	deleted     map[string]DeletedKey
+	destroyed   map[string]bool    // material ids the ledger says are destroyed
 	encryptions map[string]uint64  // material id → successful encryptions under it
 	lastUse     map[string]LastUse // key id → last successful cryptographic use
 	applied     uint64             // events applied
@@ -154,7 +155,7 @@ type aliasID struct{ account, name string }
 // New returns an empty state.
 func New() *State {
 	return &State{keys: map[string]*Key{}, aliases: map[aliasID]*Alias{}, deleted: map[string]DeletedKey{},
-		encryptions: map[string]uint64{}, lastUse: map[string]LastUse{}}
+		destroyed: map[string]bool{}, encryptions: map[string]uint64{}, lastUse: map[string]LastUse{}}
 }
 
 // Apply folds committed records in order.
@@ -253,6 +254,7 @@ func (s *State) apply(r ledger.Record) {
 			}
 		})
 	case *event.KeyMaterialDeleted:
+		s.destroyed[b.MaterialID] = true
 		s.update(k, func(k *Key) {
 			k.Materials = slices.DeleteFunc(slices.Clone(k.Materials), func(m Material) bool { return m.ID == b.MaterialID })
 			if !k.HasMaterial() && k.State != PendingDeletion {
@@ -267,6 +269,9 @@ func (s *State) apply(r ledger.Record) {
 			}
 		}
 		s.deleted[e.KeyID] = DeletedKey{ID: e.KeyID, Materials: slices.Clone(b.DestroyedMaterials), Deleted: e.Time}
+		for _, m := range b.DestroyedMaterials {
+			s.destroyed[m] = true
+		}
 	case *event.KeyTagged:
 		s.update(k, func(k *Key) {
 			tags := maps.Clone(k.Tags)
@@ -438,6 +443,13 @@ func (s *State) LastUse(keyID string) (LastUse, bool) {
 	return u, ok
 }
 
+// Destroyed returns every material id the ledger says was destroyed, sorted.
+func (s *State) Destroyed() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Sorted(maps.Keys(s.destroyed))
+}
+
 // Deleted returns every deleted key, sorted by id.
 func (s *State) Deleted() []DeletedKey {
 	s.mu.RLock()
@@ -463,6 +475,7 @@ type Snapshot struct {
 	Deleted     []DeletedKey
 	Encryptions map[string]uint64
 	LastUse     map[string]LastUse
+	Destroyed   map[string]bool
 }
 
 // Snapshot copies the whole state in a stable order.
@@ -471,6 +484,7 @@ func (s *State) Snapshot() Snapshot {
 	var snap Snapshot
 	snap.Applied = s.applied
 	snap.Encryptions = maps.Clone(s.encryptions)
+	snap.Destroyed = maps.Clone(s.destroyed)
 	snap.LastUse = maps.Clone(s.lastUse)
 	for _, k := range s.keys {
 		snap.Keys = append(snap.Keys, *k)

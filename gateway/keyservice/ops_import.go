@@ -2,6 +2,8 @@ package keyservice
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"time"
@@ -133,7 +135,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	}
 	newID := body.Material.ID == ""
 	if newID {
-		if body.Material, err = s.storeMaterial(ctx, mat); err != nil {
+		if body.Material, err = s.storeMaterialAs(ctx, importedMaterialID(k.ID, mat), mat); err != nil {
 			return nil, s.refuse(ctx, ev, err)
 		}
 	}
@@ -231,6 +233,16 @@ func (s *Service) importMaterial(ctx context.Context, ev *event.Event, in *Impor
 		body.Material = event.MaterialRef{ID: cur.ID, WrappedHash: cur.WrappedHash}
 	}
 	return body, k, mat, nil
+}
+
+// importedMaterialID names imported material by what it is, so importing
+// the same material again (after it expired or was deleted) gives it the
+// same id and ciphertext made under it decrypts again. The id is an HMAC
+// keyed by the material: it commits to the material without revealing it.
+func importedMaterialID(keyID string, mat secret.Bytes) string {
+	m := hmac.New(sha256.New, mat.Expose())
+	m.Write([]byte("keyledger/v1 imported key material id\x00" + keyID))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // checkImported checks that material fits a key of spec, returning the

@@ -318,7 +318,10 @@ func newMaterial(spec keyspec.Spec) (secret.Bytes, string, error) {
 // storeMaterial wraps material under the root key and puts it in the
 // material store, returning the commitment the ledger records.
 func (s *Service) storeMaterial(ctx context.Context, mat secret.Bytes) (event.MaterialRef, error) {
-	id := newMaterialID()
+	return s.storeMaterialAs(ctx, newMaterialID(), mat)
+}
+
+func (s *Service) storeMaterialAs(ctx context.Context, id string, mat secret.Bytes) (event.MaterialRef, error) {
 	wrapped := s.root.Wrap(mat, id)
 	if err := s.materials.Put(ctx, id, wrapped); err != nil {
 		return event.MaterialRef{}, err

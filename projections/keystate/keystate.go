@@ -235,6 +235,7 @@ func (s *State) apply(r ledger.Record) {
 			k.ImportTokens = tokens
 		})
 	case *event.KeyMaterialImported:
+		delete(s.destroyed, b.Material.ID) // the same material, imported again
 		s.update(k, func(k *Key) {
 			m := Material{ID: b.Material.ID, WrappedHash: b.Material.WrappedHash, Created: e.Time, Imported: true,
 				ExpirationModel: b.ExpirationModel, ValidTo: b.ValidTo, Description: b.Description}

@@ -4,7 +4,7 @@ BIN      := bin/keyledger
 DATA_DIR ?= ./data
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: run build test fuzz bench bench-nofsync vet clean
+.PHONY: run build test fuzz bench bench-nofsync bench-all vet clean
 
 ## run: build and start the service on the embedded default (JetStream under $(DATA_DIR))
 run: build
@@ -38,6 +38,12 @@ bench: build
 ## bench-nofsync: the same without fsync, to measure what durability costs
 bench-nofsync:
 	$(MAKE) bench SERVE_FLAGS=--unsafe-no-fsync
+
+## bench-all: every operation the bench drives, 10 s each
+bench-all: build
+	@for op in encrypt generate-data-key sign-p256 sign-rsa2048 verify-p256 verify-rsa2048; do \
+	  $(MAKE) --no-print-directory bench BENCH_FLAGS="--op $$op --concurrency 64 --duration 10s --warmup 2s --size 1024" | grep -v WARN; \
+	done
 
 clean:
 	rm -rf bin

@@ -2,13 +2,14 @@ package main
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,11 +62,12 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	concurrency := fs.Int("concurrency", 64, "concurrent connections, each with one request in flight")
 	duration := fs.Duration("duration", 10*time.Second, "how long to measure")
 	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring")
-	size := fs.Int("size", 1024, "plaintext bytes per Encrypt")
+	size := fs.Int("size", 1024, "plaintext or message bytes per request")
 	accessKey := fs.String("access-key", "AKIAKEYLEDGERBENCH", "access key id to sign with")
 	secretKey := fs.String("secret-key", "keyledger-bench-secret", "secret access key to sign with")
 	region := fs.String("region", "us-east-1", "region to sign for")
 	wait := fs.Duration("wait", 15*time.Second, "how long to wait for the service to come up")
+	opName := fs.String("op", "encrypt", "operation to drive: "+strings.Join(slices.Sorted(maps.Keys(benchOps)), ", "))
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
@@ -81,9 +83,14 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		region: *region,
 	}
 
+	op, ok := benchOps[*opName]
+	if !ok {
+		fmt.Fprintf(stderr, "keyledger bench: unknown --op %q\n", *opName)
+		return 2
+	}
 	resp := fasthttp.AcquireResponse()
 	for deadline := time.Now().Add(*wait); ; time.Sleep(100 * time.Millisecond) {
-		err := c.call("CreateKey", []byte(`{"Description":"keyledger bench"}`), resp)
+		err := c.call("CreateKey", []byte(op.createKey), resp)
 		if err == nil {
 			break
 		}
@@ -99,14 +106,17 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	}
 	fasthttp.ReleaseResponse(resp)
 
-	plaintext := make([]byte, *size)
-	_, _ = rand.Read(plaintext)
-	body, _ := json.Marshal(map[string]string{"KeyId": created.KeyMetadata.KeyId, "Plaintext": base64.StdEncoding.EncodeToString(plaintext)})
-
-	fmt.Fprintf(stdout, "Encrypt of %d-byte plaintexts, %d connections, %s (after %s warm-up) against %s\n",
-		*size, *concurrency, *duration, *warmup, *endpoint)
+	message := make([]byte, *size)
+	_, _ = rand.Read(message)
+	body, err := op.body(c, created.KeyMetadata.KeyId, message)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger bench: preparing %s: %v\n", op.target, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s (%s) of %d-byte messages, %d connections, %s (after %s warm-up) against %s\n",
+		op.target, *opName, *size, *concurrency, *duration, *warmup, *endpoint)
 	res := drive(*concurrency, *warmup, *duration, func(resp *fasthttp.Response) error {
-		return c.call("Encrypt", body, resp)
+		return c.call(op.target, body, resp)
 	})
 	res.print(stdout)
 	if res.errors > 0 {
@@ -114,6 +124,50 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// benchOp is one operation the bench can drive: the key it needs and the
+// request body it sends (the same body every time).
+type benchOp struct {
+	target    string
+	createKey string
+	body      func(c *benchClient, keyID string, message []byte) ([]byte, error)
+}
+
+var benchOps = map[string]benchOp{
+	"encrypt": {"Encrypt", `{"Description":"keyledger bench"}`, func(_ *benchClient, id string, msg []byte) ([]byte, error) {
+		return json.Marshal(map[string]any{"KeyId": id, "Plaintext": msg})
+	}},
+	"generate-data-key": {"GenerateDataKey", `{"Description":"keyledger bench"}`, func(_ *benchClient, id string, _ []byte) ([]byte, error) {
+		return json.Marshal(map[string]any{"KeyId": id, "KeySpec": "AES_256"})
+	}},
+	"sign-p256":      {"Sign", `{"KeySpec":"ECC_NIST_P256","KeyUsage":"SIGN_VERIFY"}`, signBody("ECDSA_SHA_256")},
+	"sign-rsa2048":   {"Sign", `{"KeySpec":"RSA_2048","KeyUsage":"SIGN_VERIFY"}`, signBody("RSASSA_PSS_SHA_256")},
+	"verify-p256":    {"Verify", `{"KeySpec":"ECC_NIST_P256","KeyUsage":"SIGN_VERIFY"}`, verifyBody("ECDSA_SHA_256")},
+	"verify-rsa2048": {"Verify", `{"KeySpec":"RSA_2048","KeyUsage":"SIGN_VERIFY"}`, verifyBody("RSASSA_PSS_SHA_256")},
+}
+
+func signBody(alg string) func(*benchClient, string, []byte) ([]byte, error) {
+	return func(_ *benchClient, id string, msg []byte) ([]byte, error) {
+		return json.Marshal(map[string]any{"KeyId": id, "Message": msg, "SigningAlgorithm": alg})
+	}
+}
+
+// verifyBody signs the message once, then verifies that signature.
+func verifyBody(alg string) func(*benchClient, string, []byte) ([]byte, error) {
+	return func(c *benchClient, id string, msg []byte) ([]byte, error) {
+		req, _ := signBody(alg)(c, id, msg)
+		resp := fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseResponse(resp)
+		if err := c.call("Sign", req, resp); err != nil {
+			return nil, err
+		}
+		var out struct{ Signature []byte }
+		if err := json.Unmarshal(resp.Body(), &out); err != nil {
+			return nil, err
+		}
+		return json.Marshal(map[string]any{"KeyId": id, "Message": msg, "Signature": out.Signature, "SigningAlgorithm": alg})
+	}
 }
 
 type benchResult struct {

@@ -26,6 +26,14 @@ const AmzDateFormat = "20060102T150405Z"
 // body. It is what a client computes and what verification recomputes.
 func Sign(c Credentials, region, service, method, path string, headers []Header, body []byte, t time.Time) string {
 	t = t.UTC()
+	scope := t.Format("20060102") + "/" + region + "/" + service + "/aws4_request"
+	_, signed := canonicalHeaders(headers)
+	sig := signature([]byte(c.Secret), region, service, method, path, headers, body, t)
+	return Algorithm + " Credential=" + c.AccessKeyID + "/" + scope + ", SignedHeaders=" + signed + ", Signature=" + sig
+}
+
+// signature computes the hex SigV4 signature of a request.
+func signature(secretKey []byte, region, service, method, path string, headers []Header, body []byte, t time.Time) string {
 	date := t.Format("20060102")
 	scope := date + "/" + region + "/" + service + "/aws4_request"
 	canonical, signed := canonicalHeaders(headers)
@@ -33,12 +41,11 @@ func Sign(c Credentials, region, service, method, path string, headers []Header,
 	creq := method + "\n" + path + "\n\n" + canonical + "\n" + signed + "\n" + hex.EncodeToString(payload[:])
 	creqHash := sha256.Sum256([]byte(creq))
 	sts := Algorithm + "\n" + t.Format(AmzDateFormat) + "\n" + scope + "\n" + hex.EncodeToString(creqHash[:])
-	k := mac([]byte("AWS4"+c.Secret), date)
+	k := mac(append([]byte("AWS4"), secretKey...), date)
 	k = mac(k, region)
 	k = mac(k, service)
 	k = mac(k, "aws4_request")
-	sig := hex.EncodeToString(mac(k, sts))
-	return Algorithm + " Credential=" + c.AccessKeyID + "/" + scope + ", SignedHeaders=" + signed + ", Signature=" + sig
+	return hex.EncodeToString(mac(k, sts))
 }
 
 func canonicalHeaders(headers []Header) (canonical, signed string) {

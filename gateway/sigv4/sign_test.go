@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strconv"
 	"testing"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/keyledger/keyledger/crypto/secret"
 )
 
 // TestSignMatchesAWSSDK checks Sign against the AWS SDK's own signer.
@@ -45,5 +48,48 @@ func TestSignMatchesAWSSDK(t *testing.T) {
 	got := Sign(Credentials{AccessKeyID: creds.AccessKeyID, Secret: creds.SecretAccessKey}, "us-east-1", "kms", "POST", "/", hs, body, when)
 	if got != want {
 		t.Fatalf("signature differs from the AWS SDK's:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	now := time.Date(2026, 11, 27, 3, 4, 5, 0, time.UTC)
+	body := []byte(`{"KeyId":"k"}`)
+	headers := map[string]string{"host": "127.0.0.1:8080", "x-amz-date": now.Format(AmzDateFormat), "x-amz-target": "TrentService.Encrypt",
+		"content-type": "application/x-amz-json-1.1"}
+	var hs []Header
+	for k, v := range headers {
+		hs = append(hs, Header{Name: k, Value: v})
+	}
+	creds := Credentials{AccessKeyID: "AKIDEXAMPLE00001", Secret: "secret-secret-secret"}
+	auth := Sign(creds, "us-east-1", "kms", "POST", "/", hs, body, now)
+	a, _ := Parse(auth)
+	req := func(b []byte, h map[string]string) Request {
+		return Request{Method: "POST", Path: "/", Body: b, Header: func(n string) string { return h[n] }}
+	}
+	key := secret.New([]byte(creds.Secret))
+	if err := Verify(a, key, "us-east-1", "kms", req(body, headers), now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]func() error{
+		"wrong secret": func() error {
+			return Verify(a, secret.New([]byte("other")), "us-east-1", "kms", req(body, headers), now)
+		},
+		"changed body":    func() error { return Verify(a, key, "us-east-1", "kms", req([]byte(`{"KeyId":"x"}`), headers), now) },
+		"wrong region":    func() error { return Verify(a, key, "eu-west-1", "kms", req(body, headers), now) },
+		"stale":           func() error { return Verify(a, key, "us-east-1", "kms", req(body, headers), now.Add(16*time.Minute)) },
+		"from the future": func() error { return Verify(a, key, "us-east-1", "kms", req(body, headers), now.Add(-16*time.Minute)) },
+		"changed header": func() error {
+			h := map[string]string{}
+			for k, v := range headers {
+				h[k] = v
+			}
+			h["x-amz-target"] = "TrentService.Decrypt"
+			return Verify(a, key, "us-east-1", "kms", req(body, h), now)
+		},
+	}
+	for name, call := range cases {
+		if err := call(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

@@ -1,0 +1,79 @@
+package sigv4
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/keyledger/keyledger/crypto/secret"
+)
+
+// MaxSkew is how far a request's X-Amz-Date may be from the server's clock.
+const MaxSkew = 15 * time.Minute
+
+// ErrInvalid is every failed verification; InvalidError says why in AWS's
+// words (never quoting the secret or the expected signature).
+var ErrInvalid = errors.New("invalid signature")
+
+// InvalidError is a signature AWS would refuse with InvalidSignatureException.
+type InvalidError struct{ Reason string }
+
+func (e *InvalidError) Error() string { return e.Reason }
+func (e *InvalidError) Unwrap() error { return ErrInvalid }
+
+// Request is what verification needs of an HTTP request.
+type Request struct {
+	Method string
+	Path   string
+	Header func(name string) string // value of a request header (lower-case name)
+	Body   []byte
+}
+
+// Verify checks a parsed Authorization header against the caller's secret:
+// the scope (date, region, service), the clock skew, the payload hash and
+// the signature itself, compared in constant time.
+func Verify(a Authorization, secretKey secret.Bytes, region, service string, r Request, now time.Time) error {
+	amzDate := r.Header("x-amz-date")
+	if amzDate == "" {
+		return &IncompleteError{Reason: "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."}
+	}
+	t, err := time.Parse(AmzDateFormat, amzDate)
+	if err != nil {
+		return &IncompleteError{Reason: "X-Amz-Date must have the form 20060102T150405Z."}
+	}
+	if a.Region != region {
+		return &InvalidError{Reason: fmt.Sprintf("Credential should be scoped to a valid region, not '%s'.", a.Region)}
+	}
+	if a.Service != service {
+		return &InvalidError{Reason: fmt.Sprintf("Credential should be scoped to correct service: '%s'.", service)}
+	}
+	if a.Date != t.Format("20060102") {
+		return &InvalidError{Reason: "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP."}
+	}
+	if d := now.Sub(t); d > MaxSkew || d < -MaxSkew {
+		return &InvalidError{Reason: fmt.Sprintf("Signature expired: %s is now earlier than %s (%s - 15 min.)",
+			amzDate, now.UTC().Add(-MaxSkew).Format(AmzDateFormat), now.UTC().Format(AmzDateFormat))}
+	}
+	if !slices.Contains(a.SignedHeaders, "host") {
+		return &InvalidError{Reason: "The host header must be signed."}
+	}
+	if h := r.Header("x-amz-content-sha256"); h != "" && h != "UNSIGNED-PAYLOAD" {
+		sum := sha256.Sum256(r.Body)
+		if h != hex.EncodeToString(sum[:]) {
+			return &InvalidError{Reason: "The provided 'x-amz-content-sha256' header does not match what was computed."}
+		}
+	}
+	headers := make([]Header, len(a.SignedHeaders))
+	for i, name := range a.SignedHeaders {
+		headers[i] = Header{Name: name, Value: r.Header(name)}
+	}
+	want := signature(secretKey.Expose(), region, service, r.Method, r.Path, headers, r.Body, t)
+	if subtle.ConstantTimeCompare([]byte(want), []byte(a.Signature)) != 1 {
+		return &InvalidError{Reason: "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
+	}
+	return nil
+}

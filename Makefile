@@ -31,8 +31,8 @@ fuzz:
 BENCH_FLAGS ?= --concurrency 64 --duration 20s --warmup 3s --size 1024
 bench: build
 	@dir=$$(mktemp -d); \
-	$(BIN) serve --data-dir $$dir --listen 127.0.0.1:18080 --log-level warn $(SERVE_FLAGS) & pid=$$!; \
-	$(BIN) bench --endpoint http://127.0.0.1:18080 $(BENCH_FLAGS); status=$$?; \
+	$(BIN) serve --data-dir $$dir --listen 127.0.0.1:18080 --log-level warn $(SERVE_FLAGS) 2>/dev/null & pid=$$!; \
+	$(BIN) bench --endpoint http://127.0.0.1:18080 --credentials-from $$dir/principals.json $(BENCH_FLAGS); status=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$status
 
 ## bench-nofsync: the same without fsync, to measure what durability costs

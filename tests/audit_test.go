@@ -48,7 +48,7 @@ func TestRefusalsAreRecorded(t *testing.T) {
 			continue
 		}
 		if code, ok := want[e.Operation]; ok && e.Error.Code == code && e.KeyID == k {
-			if e.Actor == nil || e.Actor.AccessKeyID != "AKIAEXAMPLEUSER" || e.Actor.RequestID == "" || e.Actor.SourceIP == "" {
+			if e.Actor == nil || e.Actor.AccessKeyID != testCredentials["admin"][0] || e.Actor.PrincipalARN != "arn:aws:iam::111122223333:user/admin" || e.Actor.RequestID == "" || e.Actor.SourceIP == "" {
 				t.Fatalf("refusal without its caller: %+v", e.Actor)
 			}
 			found[e.Operation] = true

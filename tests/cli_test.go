@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/keyledger/keyledger/ledger"
@@ -157,7 +159,11 @@ func TestAuditVerifyOnRunningDeployment(t *testing.T) {
 // serveProcess starts `keyledger serve` and waits until it answers.
 func serveProcess(t *testing.T, dataDir string, port int) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(binary, "serve", "--listen", "127.0.0.1:"+strconv.Itoa(port))
+	principalsFile := filepath.Join(t.TempDir(), "principals.json")
+	if err := os.WriteFile(principalsFile, []byte(testPrincipals), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "serve", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--principals", principalsFile)
 	cmd.Env = append(os.Environ(), "KEYLEDGER_DATA_DIR="+dataDir, "KEYLEDGER_LOG_LEVEL=warn")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -165,7 +171,8 @@ func serveProcess(t *testing.T, dataDir string, port int) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	c := newClient("http://127.0.0.1:"+strconv.Itoa(port), "AKIACLI")
+	admin := testCredentials["admin"]
+	c := newClient("http://127.0.0.1:"+strconv.Itoa(port), admin[0], admin[1])
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := c.ListKeys(context.Background(), &kms.ListKeysInput{}); err == nil {
@@ -186,7 +193,8 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	port := freePort(t)
 	cmd := serveProcess(t, dataDir, port)
 	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
-	c := newClient(endpoint, "AKIACLI")
+	admin := testCredentials["admin"]
+	c := newClient(endpoint, admin[0], admin[1])
 	ctx := context.Background()
 	created, err := c.CreateKey(ctx, &kms.CreateKeyInput{})
 	if err != nil {
@@ -267,8 +275,25 @@ func TestServeFlagsFromEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	// No principals file: serve generates an admin user in the data directory.
+	var f struct {
+		Accounts map[string]struct {
+			Users map[string]struct {
+				AccessKeys []struct{ ID, Secret string } `json:"accessKeys"`
+			} `json:"users"`
+		} `json:"accounts"`
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if data, err := os.ReadFile(filepath.Join(dataDir, "principals.json")); err == nil && json.Unmarshal(data, &f) == nil {
+			break
+		}
+	}
+	adminKey := f.Accounts["444455556666"].Users["admin"].AccessKeys
+	if len(adminKey) != 1 {
+		t.Fatalf("generated principals: %+v", f)
+	}
 	c := kms.New(kms.Options{Region: "eu-west-1", BaseEndpoint: aws.String("http://127.0.0.1:" + strconv.Itoa(port)),
-		Credentials: newClient("http://x", "AKIAENV").Options().Credentials, RetryMaxAttempts: 1})
+		Credentials: credentials.NewStaticCredentialsProvider(adminKey[0].ID, adminKey[0].Secret, ""), RetryMaxAttempts: 1})
 	var out *kms.CreateKeyOutput
 	var err error
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

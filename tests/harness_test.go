@@ -21,6 +21,7 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/gateway/node"
+	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
@@ -28,9 +29,36 @@ import (
 )
 
 const (
-	testAccount = "111122223333"
-	testRegion  = "us-east-1"
+	testAccount  = "111122223333"
+	otherAccount = "444455556666"
+	testRegion   = "us-east-1"
 )
+
+// testPrincipals are the identities every test instance knows:
+//   - admin (account A): identity policy kms:* on *
+//   - alice (A): no identity policy; only what key policies and grants give her
+//   - bob (A): identity policy allowing Encrypt, Decrypt, DescribeKey on A's keys
+//   - carol (account B): identity policy allowing Encrypt, Decrypt, DescribeKey on A's keys
+//   - dave (B): no identity policy
+const testPrincipals = `{"accounts":{
+ "111122223333":{"users":{
+  "admin":{"accessKeys":[{"id":"AKIAADMIN00000001","secret":"admin-secret-000000000001"}],
+   "policies":[{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}]},
+  "alice":{"accessKeys":[{"id":"AKIAALICE00000001","secret":"alice-secret-000000000001"}]},
+  "bob":{"accessKeys":[{"id":"AKIABOB0000000001","secret":"bob-secret-00000000000001"}],
+   "policies":[{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt","kms:DescribeKey"],"Resource":"arn:aws:kms:*:111122223333:key/*"}]}]}}},
+ "444455556666":{"users":{
+  "carol":{"accessKeys":[{"id":"AKIACAROL00000001","secret":"carol-secret-00000000001"}],
+   "policies":[{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt","kms:DescribeKey"],"Resource":"arn:aws:kms:*:111122223333:key/*"}]}]},
+  "dave":{"accessKeys":[{"id":"AKIADAVE000000001","secret":"dave-secret-000000000001"}]}}}}}`
+
+var testCredentials = map[string][2]string{
+	"admin": {"AKIAADMIN00000001", "admin-secret-000000000001"},
+	"alice": {"AKIAALICE00000001", "alice-secret-000000000001"},
+	"bob":   {"AKIABOB0000000001", "bob-secret-00000000000001"},
+	"carol": {"AKIACAROL00000001", "carol-secret-00000000001"},
+	"dave":  {"AKIADAVE000000001", "dave-secret-000000000001"},
+}
 
 // fakeClock is the injected clock the tests move.
 type fakeClock struct {
@@ -118,8 +146,12 @@ func (i *instance) up() {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(i.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	dir, err := principals.Parse([]byte(testPrincipals))
+	if err != nil {
+		t.Fatal(err)
+	}
 	i.node, err = node.Start(context.Background(), i.backend, node.Config{
-		Account: testAccount, Region: testRegion, RootKey: i.root, Clock: i.clock,
+		Region: testRegion, RootKey: i.root, Clock: i.clock, Principals: dir,
 		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCf, Logger: log,
 	})
 	if err != nil {
@@ -131,7 +163,7 @@ func (i *instance) up() {
 	}
 	go i.node.Serve(ln)
 	i.endpoint = "http://" + ln.Addr().String()
-	i.kms = newClient(i.endpoint, "AKIAEXAMPLEUSER")
+	i.kms = i.as("admin")
 }
 
 // down stops the instance; safe to call twice.
@@ -153,11 +185,17 @@ func (i *instance) restart() {
 	i.up()
 }
 
-func newClient(endpoint, accessKey string) *kms.Client {
+// as returns a KMS client signing as one of testPrincipals.
+func (i *instance) as(user string) *kms.Client {
+	c := testCredentials[user]
+	return newClient(i.endpoint, c[0], c[1])
+}
+
+func newClient(endpoint, accessKey, secretKey string) *kms.Client {
 	return kms.New(kms.Options{
 		Region:           testRegion,
 		BaseEndpoint:     aws.String(endpoint),
-		Credentials:      credentials.NewStaticCredentialsProvider(accessKey, "test-secret-"+accessKey, ""),
+		Credentials:      credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
 		RetryMaxAttempts: 1,
 	})
 }

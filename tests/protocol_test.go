@@ -15,8 +15,24 @@ import (
 	"github.com/keyledger/keyledger/gateway/sigv4"
 )
 
+// signIt asks rawCall to sign the request properly as admin.
+const signIt = "<sign as admin>"
+
+// signRequest signs a hand-made request with SigV4 as one of testPrincipals.
+func signRequest(req *http.Request, user string, body []byte, when time.Time) {
+	req.Header.Set("X-Amz-Date", when.UTC().Format(sigv4.AmzDateFormat))
+	hs := []sigv4.Header{{Name: "host", Value: req.URL.Host}, {Name: "x-amz-date", Value: req.Header.Get("X-Amz-Date")}}
+	for _, h := range []string{"Content-Type", "X-Amz-Target"} {
+		if v := req.Header.Get(h); v != "" {
+			hs = append(hs, sigv4.Header{Name: strings.ToLower(h), Value: v})
+		}
+	}
+	c := testCredentials[user]
+	req.Header.Set("Authorization", sigv4.Sign(sigv4.Credentials{AccessKeyID: c[0], Secret: c[1]}, testRegion, "kms", "POST", "/", hs, body, when))
+}
+
 // rawCall sends a hand-made request and returns the status and the
-// decoded AWS error body.
+// decoded AWS error body. auth is an Authorization header, or signIt.
 func rawCall(t *testing.T, endpoint, target, contentType, auth, body string) (int, string, string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", endpoint+"/", strings.NewReader(body))
@@ -26,7 +42,11 @@ func rawCall(t *testing.T, endpoint, target, contentType, auth, body string) (in
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	if auth != "" {
+	switch auth {
+	case "":
+	case signIt:
+		signRequest(req, "admin", []byte(body), time.Now())
+	default:
 		req.Header.Set("Authorization", auth)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -51,8 +71,7 @@ func rawCall(t *testing.T, endpoint, target, contentType, auth, body string) (in
 func TestProtocolErrors(t *testing.T) {
 	in := start(t)
 	k := in.createKey("proto")
-	auth := sigv4.Sign(sigv4.Credentials{AccessKeyID: "AKIARAW", Secret: "s"}, testRegion, "kms", "POST", "/",
-		[]sigv4.Header{{Name: "host", Value: "x"}}, nil, time.Now())
+	auth := signIt
 	const ct = "application/x-amz-json-1.1"
 	tests := []struct {
 		name, target, ct, auth, body string
@@ -62,7 +81,7 @@ func TestProtocolErrors(t *testing.T) {
 		{"unknown operation", "TrentService.FlyToMoon", ct, auth, `{}`, 400, "UnknownOperationException"},
 		{"missing target", "", ct, auth, `{}`, 400, "UnknownOperationException"},
 		{"wrong service prefix", "DynamoDB_20120810.ListTables", ct, auth, `{}`, 400, "UnknownOperationException"},
-		{"not yet built", "TrentService.RevokeGrant", ct, auth, `{}`, 400, "UnsupportedOperationException"},
+		{"not yet built", "TrentService.ReplicateKey", ct, auth, `{}`, 400, "UnsupportedOperationException"},
 		{"wrong content type", "TrentService.ListKeys", "text/plain", auth, `{}`, 400, "SerializationException"},
 		{"missing auth", "TrentService.ListKeys", ct, "", `{}`, 403, "MissingAuthenticationTokenException"},
 		{"malformed auth", "TrentService.ListKeys", ct, "AWS4-HMAC-SHA256 Credential=x", `{}`, 403, "IncompleteSignatureException"},
@@ -106,13 +125,10 @@ func TestProtocolErrors(t *testing.T) {
 func TestWireFormat(t *testing.T) {
 	in := start(t)
 	body := `{"Description":"wire"}`
-	now := time.Now()
-	hs := []sigv4.Header{{Name: "content-type", Value: "application/x-amz-json-1.1"}}
-	auth := sigv4.Sign(sigv4.Credentials{AccessKeyID: "AKIARAW", Secret: "s"}, testRegion, "kms", "POST", "/", hs, []byte(body), now)
 	req, _ := http.NewRequest("POST", in.endpoint+"/", strings.NewReader(body))
 	req.Header.Set("X-Amz-Target", "TrentService.CreateKey")
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("Authorization", auth)
+	signRequest(req, "admin", []byte(body), time.Now())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -63,13 +64,22 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", 10*time.Second, "how long to measure")
 	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring")
 	size := fs.Int("size", 1024, "plaintext or message bytes per request")
-	accessKey := fs.String("access-key", "AKIAKEYLEDGERBENCH", "access key id to sign with")
-	secretKey := fs.String("secret-key", "keyledger-bench-secret", "secret access key to sign with")
+	accessKey := fs.String("access-key", os.Getenv("AWS_ACCESS_KEY_ID"), "access key id to sign with (default $AWS_ACCESS_KEY_ID)")
+	secretKey := fs.String("secret-key", os.Getenv("AWS_SECRET_ACCESS_KEY"), "secret access key to sign with (default $AWS_SECRET_ACCESS_KEY)")
+	credsFrom := fs.String("credentials-from", "", "take the first access key of this principals file (e.g. a fresh server's <data-dir>/principals.json)")
 	region := fs.String("region", "us-east-1", "region to sign for")
 	wait := fs.Duration("wait", 15*time.Second, "how long to wait for the service to come up")
 	opName := fs.String("op", "encrypt", "operation to drive: "+strings.Join(slices.Sorted(maps.Keys(benchOps)), ", "))
 	if err := parseFlags(fs, args); err != nil {
 		return 2
+	}
+	if *credsFrom != "" {
+		id, sec, err := firstAccessKey(*credsFrom)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyledger bench: %v\n", err)
+			return 2
+		}
+		*accessKey, *secretKey = id, sec
 	}
 	u, err := url.Parse(*endpoint)
 	if err != nil || u.Host == "" {
@@ -240,4 +250,32 @@ func (r benchResult) print(w io.Writer) {
 	fmt.Fprintf(w, "requests:   %d ok, %d failed\n", len(r.latencies), r.errors)
 	fmt.Fprintf(w, "throughput: %.0f requests/s\n", float64(len(r.latencies))/r.elapsed.Seconds())
 	fmt.Fprintf(w, "latency:    p50 %s  p99 %s  p99.9 %s  max %s\n", ms(r.pct(0.50)), ms(r.pct(0.99)), ms(r.pct(0.999)), ms(r.pct(1)))
+}
+
+// firstAccessKey reads the first access key of a principals file.
+func firstAccessKey(path string) (id, secretKey string, err error) {
+	var f struct {
+		Accounts map[string]struct {
+			Users map[string]struct {
+				AccessKeys []struct{ ID, Secret string } `json:"accessKeys"`
+			} `json:"users"`
+		} `json:"accounts"`
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		data, rerr := os.ReadFile(path)
+		if rerr == nil && json.Unmarshal(data, &f) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", "", fmt.Errorf("reading %s: %v", path, rerr)
+		}
+	}
+	for _, a := range f.Accounts {
+		for _, u := range a.Users {
+			for _, k := range u.AccessKeys {
+				return k.ID, k.Secret, nil
+			}
+		}
+	}
+	return "", "", fmt.Errorf("%s has no access key", path)
 }

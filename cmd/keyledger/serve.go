@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/gateway/node"
+	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/embedded"
@@ -49,7 +50,8 @@ func serve(args []string, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:8080", "address the AWS KMS API listens on")
 	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address")
 	rootKeyFile := fs.String("root-key-file", "", "file holding the 256-bit root key (default <data-dir>/root.key, generated if absent)")
-	account := fs.String("account", "111122223333", "AWS account id in ARNs")
+	principalsFile := fs.String("principals", "", "principals file: accounts, users and roles with access keys and IAM policies\n(default <data-dir>/principals.json, generated with one admin user if absent)")
+	account := fs.String("account", "111122223333", "account of the admin user generated when there is no principals file")
 	region := fs.String("region", "us-east-1", "AWS region in ARNs")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "embedded mode: do not fsync each write (acknowledged events can be lost on power cut; for measuring only)")
@@ -90,6 +92,12 @@ func serve(args []string, stderr io.Writer) int {
 	if *noFsync && bf.natsURL == "" {
 		log.Warn("fsync is OFF: acknowledged events can be lost on a power cut; never run like this in production")
 	}
+	dir, err := loadPrincipals(*principalsFile, bf.dataDir, *account, *region, stderr)
+	if err != nil {
+		log.Error("cannot load principals", "error", err)
+		return 1
+	}
+
 	b, err := bf.open(*natsListen, *noFsync)
 	if err != nil {
 		log.Error("cannot reach NATS JetStream", "error", err)
@@ -98,7 +106,7 @@ func serve(args []string, stderr io.Writer) int {
 	defer b.Close()
 	ctx := context.Background()
 	n, err := node.Start(ctx, b, node.Config{
-		Account: *account, Region: *region, RootKey: root, Logger: log,
+		Region: *region, RootKey: root, Principals: dir, Logger: log,
 		Ledger: ledger.Config{Stream: bf.stream},
 	})
 	if err != nil {
@@ -121,7 +129,7 @@ func serve(args []string, stderr io.Writer) int {
 		mode += ", NATS clients at " + u
 	}
 	log.Info("keyledger serving the AWS KMS API", "endpoint", "http://"+ln.Addr().String(), "ledger", mode,
-		"account", *account, "region", *region)
+		"region", *region)
 
 	served := make(chan error, 1)
 	go func() { served <- n.Serve(ln) }()
@@ -139,4 +147,38 @@ func serve(args []string, stderr io.Writer) int {
 		log.Warn("shutdown", "error", err)
 	}
 	return 0
+}
+
+// loadPrincipals reads the principals file, or on first start without one
+// writes <data-dir>/principals.json with a single admin user and prints its
+// credentials once, so the quick start works.
+func loadPrincipals(path, dataDir, account, region string, out io.Writer) (*principals.Directory, error) {
+	if path != "" {
+		return principals.Load(path)
+	}
+	path = filepath.Join(dataDir, "principals.json")
+	if _, err := os.Stat(path); err == nil {
+		return principals.Load(path)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	id, secretKey, err := principals.Admin(path, account)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, `
+================================================================================
+keyledger created an admin user for account %s (shown only this once; kept in
+%s, mode 0600):
+
+  export AWS_ACCESS_KEY_ID=%s
+  export AWS_SECRET_ACCESS_KEY=%s
+  export AWS_REGION=%s
+
+Production deployments should pass their own --principals file.
+================================================================================
+
+`, account, path, id, secretKey, region)
+	return principals.Load(path)
 }

@@ -6,10 +6,12 @@ import (
 
 // Protocol-level codes AWS uses that are not KMS operation errors.
 const (
-	codeUnknownOperation = "UnknownOperationException"
-	codeSerialization    = "SerializationException"
-	codeMissingAuth      = "MissingAuthenticationTokenException"
-	codeIncompleteSig    = "IncompleteSignatureException"
+	codeUnknownOperation   = "UnknownOperationException"
+	codeSerialization      = "SerializationException"
+	codeMissingAuth        = "MissingAuthenticationTokenException"
+	codeIncompleteSig      = "IncompleteSignatureException"
+	codeInvalidSignature   = "InvalidSignatureException"
+	codeUnrecognizedClient = "UnrecognizedClientException"
 )
 
 // statusOf is the one table from AWS error code to HTTP status. Client

@@ -66,14 +66,19 @@ func operations(svc *keyservice.Service) map[string]handler {
 		"GetParametersForImport":              op(svc.GetParametersForImport),
 		"ImportKeyMaterial":                   op(svc.ImportKeyMaterial),
 		"DeleteImportedKeyMaterial":           op(svc.DeleteImportedKeyMaterial),
+		"PutKeyPolicy":                        op(svc.PutKeyPolicy),
+		"CreateGrant":                         op(svc.CreateGrant),
+		"ListGrants":                          op(svc.ListGrants),
+		"ListRetirableGrants":                 op(svc.ListRetirableGrants),
+		"RetireGrant":                         op(svc.RetireGrant),
+		"RevokeGrant":                         op(svc.RevokeGrant),
 	}
 }
 
 // unimplemented names the AWS KMS operations this build does not serve yet;
 // they answer UnsupportedOperationException rather than "unknown".
 var unimplemented = map[string]bool{
-	"PutKeyPolicy": true, "CreateGrant": true, "ListGrants": true, "ListRetirableGrants": true,
-	"RetireGrant": true, "RevokeGrant": true, "ReplicateKey": true, "UpdatePrimaryRegion": true,
+	"ReplicateKey": true, "UpdatePrimaryRegion": true,
 	"CreateCustomKeyStore": true, "UpdateCustomKeyStore": true, "DeleteCustomKeyStore": true,
 	"DescribeCustomKeyStores": true, "ConnectCustomKeyStore": true, "DisconnectCustomKeyStore": true,
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/keyledger/keyledger/gateway/keyservice"
+	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/gateway/sigv4"
 )
 
@@ -29,17 +30,33 @@ const (
 
 // Server is the HTTP front of a keyservice.Service.
 type Server struct {
-	app *fiber.App
-	ops map[string]handler
-	log *slog.Logger
+	app        *fiber.App
+	ops        map[string]handler
+	principals *principals.Directory
+	region     string
+	now        func() time.Time
+	log        *slog.Logger
+}
+
+// Options configure the HTTP front.
+type Options struct {
+	Principals *principals.Directory // who may call, with their secrets
+	Region     string                // the region credentials must be scoped to
+	// Now is the clock SigV4 timestamps are checked against (default: the
+	// wall clock; callers sign with real time).
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // New builds the Fiber app for svc.
-func New(svc *keyservice.Service, log *slog.Logger) *Server {
-	if log == nil {
-		log = slog.Default()
+func New(svc *keyservice.Service, o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
-	s := &Server{ops: operations(svc), log: log}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Server{ops: operations(svc), principals: o.Principals, region: o.Region, now: o.Now, log: o.Logger}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "keyledger",
 		DisableStartupMessage: true,
@@ -79,19 +96,11 @@ func (s *Server) handle(c *fiber.Ctx) error {
 	if !strings.HasPrefix(ct, contentType) && !strings.HasPrefix(ct, "application/x-amz-json-1.0") {
 		return s.fail(c, reqID, codeSerialization, "Content-Type must be "+contentType+".")
 	}
-	auth, err := sigv4.Parse(c.Get(fiber.HeaderAuthorization))
-	if err != nil {
-		if errors.Is(err, sigv4.ErrMissing) {
-			return s.fail(c, reqID, codeMissingAuth, "Missing Authentication Token")
-		}
-		return s.fail(c, reqID, codeIncompleteSig, err.Error())
+	caller, code, msg := s.authenticate(c)
+	if code != "" {
+		return s.fail(c, reqID, code, msg)
 	}
-	caller := keyservice.Caller{
-		AccessKeyID: auth.AccessKeyID,
-		SourceIP:    c.IP(),
-		UserAgent:   strings.Clone(c.Get(fiber.HeaderUserAgent)),
-		RequestID:   reqID,
-	}
+	caller.RequestID = reqID
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	out, err := h(ctx, caller, c.Body())
@@ -108,6 +117,41 @@ func (s *Server) handle(c *fiber.Ctx) error {
 	c.Set("x-amzn-RequestId", reqID)
 	c.Set(fiber.HeaderContentType, contentType)
 	return c.Send(body)
+}
+
+// authenticate verifies the request's SigV4 signature against the
+// principal's secret and returns the caller, or an AWS error code and
+// message.
+func (s *Server) authenticate(c *fiber.Ctx) (keyservice.Caller, string, string) {
+	auth, err := sigv4.Parse(c.Get(fiber.HeaderAuthorization))
+	if err != nil {
+		if errors.Is(err, sigv4.ErrMissing) {
+			return keyservice.Caller{}, codeMissingAuth, "Missing Authentication Token"
+		}
+		return keyservice.Caller{}, codeIncompleteSig, err.Error()
+	}
+	p, secretKey, ok := s.principals.Lookup(auth.AccessKeyID)
+	if !ok {
+		return keyservice.Caller{}, codeUnrecognizedClient, "The security token included in the request is invalid."
+	}
+	req := sigv4.Request{Method: c.Method(), Path: "/", Body: c.Body(), Header: func(name string) string {
+		return c.Get(name)
+	}}
+	if err := sigv4.Verify(auth, secretKey, s.region, "kms", req, s.now()); err != nil {
+		var inc *sigv4.IncompleteError
+		if errors.As(err, &inc) {
+			return keyservice.Caller{}, codeIncompleteSig, inc.Reason
+		}
+		return keyservice.Caller{}, codeInvalidSignature, err.Error()
+	}
+	return keyservice.Caller{
+		AccessKeyID:  strings.Clone(auth.AccessKeyID),
+		PrincipalARN: p.ARN,
+		Account:      p.Account,
+		Identity:     p.Policies,
+		SourceIP:     c.IP(),
+		UserAgent:    strings.Clone(c.Get(fiber.HeaderUserAgent)),
+	}, "", ""
 }
 
 func (s *Server) fail(c *fiber.Ctx, reqID, code, msg string) error {

@@ -11,7 +11,10 @@ import (
 type Code string
 
 const (
+	CodeAccessDenied         Code = "AccessDeniedException"
 	CodeAlreadyExists        Code = "AlreadyExistsException"
+	CodeInvalidGrantToken    Code = "InvalidGrantTokenException"
+	CodeInvalidGrantID       Code = "InvalidGrantIdException"
 	CodeCustomKeyStoreNotFnd Code = "CustomKeyStoreNotFoundException"
 	CodeDisabled             Code = "DisabledException"
 	CodeDryRun               Code = "DryRunOperationException"
@@ -41,6 +44,7 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	Reason  string // for the audit record only, never sent
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }

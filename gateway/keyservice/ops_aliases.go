@@ -43,21 +43,24 @@ func (s *Service) CreateAlias(ctx context.Context, c Caller, in *AliasInput) (*s
 	if err := validateAliasName(in.AliasName); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	k, err := s.resolve(in.TargetKeyId, false)
+	if err := s.authorizeIdentity(c, "kms:CreateAlias", s.aliasArn(c.Account, in.AliasName)); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	k, err := s.use(c, in.TargetKeyId, false, request{action: "kms:CreateAlias"})
+	ev.KeyID = k.ID
 	if err != nil {
 		if e := AsError(err); e.Code == CodeValidation {
 			err = missing("targetKeyId")
 		}
 		return nil, s.refuse(ctx, ev, err)
 	}
-	ev.KeyID = k.ID
-	if _, exists := s.state.Alias(s.account, in.AliasName); exists {
-		return nil, s.refuse(ctx, ev, errorf(CodeAlreadyExists, "An alias with the name %s already exists", s.aliasArn(in.AliasName)))
+	if _, exists := s.state.Alias(c.Account, in.AliasName); exists {
+		return nil, s.refuse(ctx, ev, errorf(CodeAlreadyExists, "An alias with the name %s already exists", s.aliasArn(c.Account, in.AliasName)))
 	}
 	if err := s.notPendingDeletion(k); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	if len(s.state.Aliases(s.account, k.ID)) >= maxAliasesPerKey {
+	if len(s.state.Aliases(c.Account, k.ID)) >= maxAliasesPerKey {
 		return nil, s.refuse(ctx, ev, errorf(CodeLimitExceeded, "A key can have at most %d aliases.", maxAliasesPerKey))
 	}
 	ev.Body = &event.AliasCreated{AliasName: in.AliasName}
@@ -75,21 +78,24 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) (*s
 	if err := validateAliasName(in.AliasName); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	a, ok := s.state.Alias(s.account, in.AliasName)
-	if !ok {
-		return nil, s.refuse(ctx, ev, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(in.AliasName)))
+	if err := s.authorizeIdentity(c, "kms:UpdateAlias", s.aliasArn(c.Account, in.AliasName)); err != nil {
+		return nil, s.refuse(ctx, ev, err)
 	}
-	k, err := s.resolve(in.TargetKeyId, false)
+	a, ok := s.state.Alias(c.Account, in.AliasName)
+	if !ok {
+		return nil, s.refuse(ctx, ev, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(c.Account, in.AliasName)))
+	}
+	k, err := s.use(c, in.TargetKeyId, false, request{action: "kms:UpdateAlias"})
+	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	ev.KeyID = k.ID
 	if err := s.notPendingDeletion(k); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
 	if old, ok := s.state.Key(a.KeyID); ok && (old.Spec != k.Spec || old.Usage != k.Usage) {
 		return nil, s.refuse(ctx, ev, errorf(CodeValidation,
-			"The new target key %s must have the same key spec and key usage as the current target key.", s.keyArn(k.ID)))
+			"The new target key %s must have the same key spec and key usage as the current target key.", s.arnOf(k)))
 	}
 	ev.Body = &event.AliasUpdated{AliasName: in.AliasName, PreviousKeyID: a.KeyID}
 	if err := s.record(ctx, ev); err != nil {
@@ -110,11 +116,19 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 	if err := validateAliasName(in.AliasName); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	a, ok := s.state.Alias(s.account, in.AliasName)
+	if err := s.authorizeIdentity(c, "kms:DeleteAlias", s.aliasArn(c.Account, in.AliasName)); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	a, ok := s.state.Alias(c.Account, in.AliasName)
 	if !ok {
-		return nil, s.refuse(ctx, ev, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(in.AliasName)))
+		return nil, s.refuse(ctx, ev, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(c.Account, in.AliasName)))
 	}
 	ev.KeyID = a.KeyID
+	if k, ok := s.state.Key(a.KeyID); ok {
+		if err := s.authorize(c, request{action: "kms:DeleteAlias", key: &k}); err != nil {
+			return nil, s.refuse(ctx, ev, err)
+		}
+	}
 	ev.Body = &event.AliasDeleted{AliasName: in.AliasName}
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
@@ -147,9 +161,12 @@ func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInpu
 	defer s.shared()()
 	ev := s.newEvent(c, "ListAliases")
 	ev.Body = &event.APICall{Params: listParams(&ListInput{Limit: in.Limit, Marker: in.Marker})}
+	if err := s.authorizeIdentity(c, "kms:ListAliases", "*"); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
 	keyID := ""
 	if in.KeyId != "" {
-		k, err := s.resolve(in.KeyId, false)
+		k, err := s.resolve(c, in.KeyId, false)
 		if err != nil {
 			return nil, s.refuse(ctx, ev, err)
 		}
@@ -159,7 +176,7 @@ func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInpu
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	aliases, next, err := page(s.state.Aliases(s.account, keyID), func(a keystate.Alias) string { return a.Name }, in.Marker, limit)
+	aliases, next, err := page(s.state.Aliases(c.Account, keyID), func(a keystate.Alias) string { return a.Name }, in.Marker, limit)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
@@ -168,7 +185,7 @@ func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInpu
 	}
 	out := &ListAliasesOutput{Aliases: []AliasListEntry{}, NextMarker: next, Truncated: next != ""}
 	for _, a := range aliases {
-		out.Aliases = append(out.Aliases, AliasListEntry{AliasName: a.Name, AliasArn: s.aliasArn(a.Name),
+		out.Aliases = append(out.Aliases, AliasListEntry{AliasName: a.Name, AliasArn: s.aliasArn(c.Account, a.Name),
 			TargetKeyId: a.KeyID, CreationDate: epoch(a.Created), LastUpdatedDate: epoch(a.Updated)})
 	}
 	return out, nil

@@ -33,7 +33,7 @@ type GetPublicKeyOutput struct {
 func (s *Service) GetPublicKey(ctx context.Context, c Caller, in *GetPublicKeyInput) (*GetPublicKeyOutput, error) {
 	defer s.shared()()
 	ev := s.newEvent(c, "GetPublicKey")
-	k, err := s.asymmetricKey(in.KeyId, in.GrantTokens)
+	k, err := s.asymmetricKey(c, in.KeyId, in.GrantTokens, request{action: "kms:GetPublicKey"})
 	ev.KeyID = k.ID
 	if err == nil {
 		err = s.usable(k, k.Usage)
@@ -43,28 +43,28 @@ func (s *Service) GetPublicKey(ctx context.Context, c Caller, in *GetPublicKeyIn
 	}
 	pub, err := base64.StdEncoding.DecodeString(k.PublicKey)
 	if err != nil || len(pub) == 0 {
-		return nil, s.refuse(ctx, ev, errorf(CodeInvalidState, "%s has no public key yet.", s.keyArn(k.ID)))
+		return nil, s.refuse(ctx, ev, errorf(CodeInvalidState, "%s has no public key yet.", s.arnOf(k)))
 	}
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
 	}
 	md := s.metadata(k)
-	return &GetPublicKeyOutput{KeyId: s.keyArn(k.ID), PublicKey: pub, CustomerMasterKeySpec: md.CustomerMasterKeySpec,
+	return &GetPublicKeyOutput{KeyId: s.arnOf(k), PublicKey: pub, CustomerMasterKeySpec: md.CustomerMasterKeySpec,
 		KeySpec: md.KeySpec, KeyUsage: md.KeyUsage, EncryptionAlgorithms: md.EncryptionAlgorithms,
 		SigningAlgorithms: md.SigningAlgorithms, KeyAgreementAlgorithms: md.KeyAgreementAlgorithms}, nil
 }
 
 // asymmetricKey resolves a key that must be asymmetric.
-func (s *Service) asymmetricKey(ref string, grantTokens []string) (keystate.Key, error) {
-	if err := checkGrantTokens(grantTokens); err != nil {
+func (s *Service) asymmetricKey(c Caller, ref string, grantTokens []string, r request) (keystate.Key, error) {
+	if err := s.checkGrantTokens(grantTokens); err != nil {
 		return keystate.Key{}, err
 	}
-	k, err := s.resolve(ref, true)
+	k, err := s.use(c, ref, true, r)
 	if err != nil {
 		return k, err
 	}
 	if !k.Spec.IsAsymmetric() {
-		return k, errorf(CodeUnsupportedOperation, "%s is not an asymmetric KMS key.", s.keyArn(k.ID))
+		return k, errorf(CodeUnsupportedOperation, "%s is not an asymmetric KMS key.", s.arnOf(k))
 	}
 	return k, nil
 }
@@ -90,7 +90,7 @@ func (s *Service) Sign(ctx context.Context, c Caller, in *SignInput) (*SignOutpu
 	ev := s.newEvent(c, "Sign")
 	call := &event.APICall{Params: map[string]string{"signingAlgorithm": in.SigningAlgorithm, "messageType": messageType(in.MessageType)}}
 	ev.Body = call
-	k, m, err := s.signingKey(in.KeyId, in.GrantTokens, in.Message, in.MessageType, in.SigningAlgorithm)
+	k, m, err := s.signingKey(c, "kms:Sign", in.KeyId, in.GrantTokens, in.Message, in.MessageType, in.SigningAlgorithm)
 	ev.KeyID, call.MaterialID = k.ID, m.ID
 	if err == nil && in.DryRun {
 		err = errDryRun
@@ -108,7 +108,7 @@ func (s *Service) Sign(ctx context.Context, c Caller, in *SignInput) (*SignOutpu
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
 	}
-	return &SignOutput{KeyId: s.keyArn(k.ID), Signature: sig, SigningAlgorithm: in.SigningAlgorithm}, nil
+	return &SignOutput{KeyId: s.arnOf(k), Signature: sig, SigningAlgorithm: in.SigningAlgorithm}, nil
 }
 
 func messageType(mt string) string {
@@ -119,7 +119,7 @@ func messageType(mt string) string {
 }
 
 // signingKey validates a Sign or Verify request and resolves its key.
-func (s *Service) signingKey(ref string, grantTokens []string, msg []byte, mt, alg string) (keystate.Key, keystate.Material, error) {
+func (s *Service) signingKey(c Caller, action, ref string, grantTokens []string, msg []byte, mt, alg string) (keystate.Key, keystate.Material, error) {
 	if err := checkBlob("message", msg, maxMessage); err != nil {
 		return keystate.Key{}, keystate.Material{}, err
 	}
@@ -131,10 +131,11 @@ func (s *Service) signingKey(ref string, grantTokens []string, msg []byte, mt, a
 	if alg == "" {
 		return keystate.Key{}, keystate.Material{}, missing("signingAlgorithm")
 	}
-	k, err := s.asymmetricKey(ref, grantTokens)
+	k, err := s.asymmetricKey(c, ref, grantTokens, request{action: action,
+		extra: map[string]string{"kms:signingalgorithm": alg, "kms:messagetype": messageType(mt)}})
 	if err != nil {
 		if e := AsError(err); e.Code == CodeUnsupportedOperation {
-			err = errorf(CodeInvalidKeyUsage, "%s key usage is %s which is not valid for signing.", s.keyArn(k.ID), k.Usage)
+			err = errorf(CodeInvalidKeyUsage, "%s key usage is %s which is not valid for signing.", s.arnOf(k), k.Usage)
 		}
 		return k, keystate.Material{}, err
 	}
@@ -146,7 +147,7 @@ func (s *Service) signingKey(ref string, grantTokens []string, msg []byte, mt, a
 			return k, k.CurrentMaterial(), nil
 		}
 	}
-	return k, keystate.Material{}, errorf(CodeInvalidKeyUsage, "The signing algorithm %s is not valid for %s (%s).", alg, s.keyArn(k.ID), k.Spec)
+	return k, keystate.Material{}, errorf(CodeInvalidKeyUsage, "The signing algorithm %s is not valid for %s (%s).", alg, s.arnOf(k), k.Spec)
 }
 
 type VerifyInput struct {
@@ -172,7 +173,7 @@ func (s *Service) Verify(ctx context.Context, c Caller, in *VerifyInput) (*Verif
 	ev := s.newEvent(c, "Verify")
 	call := &event.APICall{Params: map[string]string{"signingAlgorithm": in.SigningAlgorithm, "messageType": messageType(in.MessageType)}}
 	ev.Body = call
-	k, m, err := s.signingKey(in.KeyId, in.GrantTokens, in.Message, in.MessageType, in.SigningAlgorithm)
+	k, m, err := s.signingKey(c, "kms:Verify", in.KeyId, in.GrantTokens, in.Message, in.MessageType, in.SigningAlgorithm)
 	ev.KeyID, call.MaterialID = k.ID, m.ID
 	if err == nil {
 		err = checkBlob("signature", in.Signature, 6144)
@@ -195,7 +196,7 @@ func (s *Service) Verify(ctx context.Context, c Caller, in *VerifyInput) (*Verif
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
 	}
-	return &VerifyOutput{KeyId: s.keyArn(k.ID), SignatureValid: true, SigningAlgorithm: in.SigningAlgorithm}, nil
+	return &VerifyOutput{KeyId: s.arnOf(k), SignatureValid: true, SigningAlgorithm: in.SigningAlgorithm}, nil
 }
 
 type DeriveSharedSecretInput struct {
@@ -235,7 +236,8 @@ func (s *Service) DeriveSharedSecret(ctx context.Context, c Caller, in *DeriveSh
 			return err
 		}
 		var err error
-		if k, err = s.asymmetricKey(in.KeyId, in.GrantTokens); err != nil {
+		if k, err = s.asymmetricKey(c, in.KeyId, in.GrantTokens, request{action: "kms:DeriveSharedSecret",
+			extra: map[string]string{"kms:keyagreementalgorithm": in.KeyAgreementAlgorithm}}); err != nil {
 			return err
 		}
 		return s.usable(k, keyspec.KeyAgreement)
@@ -261,7 +263,7 @@ func (s *Service) DeriveSharedSecret(ctx context.Context, c Caller, in *DeriveSh
 		clear(shared)
 		return nil, err
 	}
-	return &DeriveSharedSecretOutput{KeyId: s.keyArn(k.ID), SharedSecret: shared, KeyAgreementAlgorithm: keyspec.ECDH, KeyOrigin: k.Origin}, nil
+	return &DeriveSharedSecretOutput{KeyId: s.arnOf(k), SharedSecret: shared, KeyAgreementAlgorithm: keyspec.ECDH, KeyOrigin: k.Origin}, nil
 }
 
 type GenerateDataKeyPairInput struct {
@@ -331,7 +333,8 @@ func (s *Service) generateDataKeyPair(ctx context.Context, c Caller, op string, 
 	}
 	pub := pair.PublicKeyDER()
 	defer s.shared()()
-	k, m, err := s.encryptionKey(in.KeyId, "", in.GrantTokens, true)
+	k, m, err := s.encryptionKey(c, in.KeyId, "", in.GrantTokens, true, request{action: "kms:" + op, encCtx: in.EncryptionContext,
+		extra: map[string]string{"kms:datakeypairspec": in.KeyPairSpec}})
 	ev.KeyID, call.MaterialID = k.ID, m.ID
 	if err == nil && in.DryRun {
 		err = errDryRun
@@ -351,5 +354,5 @@ func (s *Service) generateDataKeyPair(ctx context.Context, c Caller, op string, 
 		priv = append([]byte(nil), privSecret.Expose()...)
 	}
 	return &GenerateDataKeyPairOutput{PrivateKeyCiphertextBlob: blob, PrivateKeyPlaintext: priv, PublicKey: pub,
-		KeyId: s.keyArn(k.ID), KeyPairSpec: in.KeyPairSpec, KeyMaterialId: m.ID}, nil
+		KeyId: s.arnOf(k), KeyPairSpec: in.KeyPairSpec, KeyMaterialId: m.ID}, nil
 }

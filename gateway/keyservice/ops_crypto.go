@@ -42,7 +42,8 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*Enc
 	if err := checkBlob("plaintext", in.Plaintext, maxPlaintext); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	k, m, err := s.encryptionKey(in.KeyId, in.EncryptionAlgorithm, in.GrantTokens, false)
+	k, m, err := s.encryptionKey(c, in.KeyId, in.EncryptionAlgorithm, in.GrantTokens, false,
+		request{action: "kms:Encrypt", encCtx: in.EncryptionContext})
 	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
@@ -62,22 +63,29 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*Enc
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
 	}
-	return &EncryptOutput{CiphertextBlob: blob, KeyId: s.keyArn(k.ID), EncryptionAlgorithm: call.EncryptionAlgorithm}, nil
+	return &EncryptOutput{CiphertextBlob: blob, KeyId: s.arnOf(k), EncryptionAlgorithm: call.EncryptionAlgorithm}, nil
 }
 
 // encryptionKey resolves the key for a symmetric encryption and checks its
 // state, usage and the requested algorithm. The key is returned (for the
 // event to name) whenever it was found, even if it may not be used.
-func (s *Service) encryptionKey(ref, alg string, grantTokens []string, symmetricOnly bool) (keystate.Key, keystate.Material, error) {
-	if err := checkGrantTokens(grantTokens); err != nil {
+func (s *Service) encryptionKey(c Caller, ref, alg string, grantTokens []string, symmetricOnly bool, r request) (keystate.Key, keystate.Material, error) {
+	if err := s.checkGrantTokens(grantTokens); err != nil {
 		return keystate.Key{}, keystate.Material{}, err
 	}
-	k, err := s.resolve(ref, true)
+	if r.extra == nil {
+		r.extra = map[string]string{}
+	}
+	r.extra["kms:encryptionalgorithm"] = string(keyspec.AlgSymmetricDefault)
+	if alg != "" {
+		r.extra["kms:encryptionalgorithm"] = alg
+	}
+	k, err := s.use(c, ref, true, r)
 	if err != nil {
 		return k, keystate.Material{}, err
 	}
 	if symmetricOnly && k.Spec != keyspec.SymmetricDefault {
-		return k, keystate.Material{}, errorf(CodeInvalidKeyUsage, "%s is not a symmetric encryption key; this operation needs one.", s.keyArn(k.ID))
+		return k, keystate.Material{}, errorf(CodeInvalidKeyUsage, "%s is not a symmetric encryption key; this operation needs one.", s.arnOf(k))
 	}
 	if err := s.usable(k, keyspec.EncryptDecrypt); err != nil {
 		return k, keystate.Material{}, err
@@ -104,7 +112,7 @@ func (s *Service) checkAlgorithm(k keystate.Key, alg string) error {
 			return nil
 		}
 	}
-	return errorf(CodeInvalidKeyUsage, "The encryption algorithm %s is not compatible with the type of %s.", alg, s.keyArn(k.ID))
+	return errorf(CodeInvalidKeyUsage, "The encryption algorithm %s is not compatible with the type of %s.", alg, s.arnOf(k))
 }
 
 // seal encrypts under k's material m: a keyledger ciphertext blob for a
@@ -140,13 +148,19 @@ func checkBlob(member string, b []byte, max int) error {
 	return nil
 }
 
-func checkGrantTokens(tokens []string) error {
+// checkGrantTokens validates the GrantTokens of a request: each must be a
+// token of a live grant. (Grants take effect at once here, so a token adds
+// no permission; it only must not be forged.)
+func (s *Service) checkGrantTokens(tokens []string) error {
 	if len(tokens) > 10 {
 		return tooLong("grantTokens", 10)
 	}
 	for _, t := range tokens {
 		if len(t) < 1 || len(t) > 8192 {
 			return errorf(CodeValidation, "1 validation error detected: Value at 'grantTokens' failed to satisfy constraint: Member must have length between 1 and 8192")
+		}
+		if _, ok := s.state.GrantByTokenHash(tokenHash(t)); !ok {
+			return errorf(CodeInvalidGrantToken, "The grant token is not valid.")
 		}
 	}
 	return nil
@@ -180,10 +194,10 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 	if in.Recipient != nil {
 		return nil, s.refuse(ctx, ev, errorf(CodeUnsupportedOperation, "Recipient (Nitro Enclaves attestation) is not supported."))
 	}
-	if err := checkGrantTokens(in.GrantTokens); err != nil {
+	if err := s.checkGrantTokens(in.GrantTokens); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	opened, err := s.open(ctx, ev, in.CiphertextBlob, in.KeyId, in.EncryptionAlgorithm, in.EncryptionContext, in.DryRun)
+	opened, err := s.open(c, ctx, ev, "kms:Decrypt", in.CiphertextBlob, in.KeyId, in.EncryptionAlgorithm, in.EncryptionContext, in.DryRun)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
@@ -193,7 +207,7 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 		clear(opened.plaintext)
 		return nil, err
 	}
-	return &DecryptOutput{KeyId: s.keyArn(opened.key.ID), Plaintext: opened.plaintext,
+	return &DecryptOutput{KeyId: s.arnOf(opened.key), Plaintext: opened.plaintext,
 		EncryptionAlgorithm: call.EncryptionAlgorithm, KeyMaterialId: opened.material.ID}, nil
 }
 
@@ -206,19 +220,19 @@ type openedBlob struct {
 
 // open authenticates and decrypts a blob, naming its key on ev. Every
 // problem with the blob itself is the same InvalidCiphertextException.
-func (s *Service) open(ctx context.Context, ev *event.Event, blob []byte, keyRef, alg string, encCtx map[string]string, dryRun bool) (openedBlob, error) {
+func (s *Service) open(c Caller, ctx context.Context, ev *event.Event, action string, blob []byte, keyRef, alg string, encCtx map[string]string, dryRun bool) (openedBlob, error) {
 	var o openedBlob
 	if err := checkBlob("ciphertextBlob", blob, maxCiphertext); err != nil {
 		return o, err
 	}
 	invalid := errorf(CodeInvalidCiphertext, "The ciphertext is invalid, or was not made with this key and encryption context.")
 	if keyRef != "" {
-		named, err := s.resolve(keyRef, true)
+		named, err := s.resolve(c, keyRef, true)
 		if err != nil {
 			return o, err
 		}
 		if named.Spec.IsAsymmetric() {
-			return s.openAsymmetric(ctx, ev, named, blob, alg, encCtx, dryRun)
+			return s.openAsymmetric(c, ctx, ev, action, named, keyRef, blob, alg, encCtx, dryRun)
 		}
 	}
 	h, err := ciphertext.ParseHeader(blob)
@@ -228,13 +242,21 @@ func (s *Service) open(ctx context.Context, ev *event.Event, blob []byte, keyRef
 	k, ok := s.state.Key(h.KeyID)
 	if !ok {
 		if s.state.WasDeleted(h.KeyID) {
-			return o, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(h.KeyID))
+			return o, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(c.Account, h.KeyID))
 		}
 		return o, invalid
 	}
 	ev.KeyID = k.ID
+	decAlg := alg
+	if decAlg == "" {
+		decAlg = string(keyspec.AlgSymmetricDefault)
+	}
+	if err := s.authorize(c, request{action: action, key: &k, ref: keyRef, encCtx: encCtx,
+		extra: map[string]string{"kms:encryptionalgorithm": decAlg}}); err != nil {
+		return o, err
+	}
 	if keyRef != "" {
-		named, err := s.resolve(keyRef, true)
+		named, err := s.resolve(c, keyRef, true)
 		if err != nil {
 			return o, err
 		}
@@ -267,9 +289,12 @@ func (s *Service) open(ctx context.Context, ev *event.Event, blob []byte, keyRef
 }
 
 // openAsymmetric decrypts raw RSAES-OAEP ciphertext with an RSA key.
-func (s *Service) openAsymmetric(ctx context.Context, ev *event.Event, k keystate.Key, blob []byte, alg string, encCtx map[string]string, dryRun bool) (openedBlob, error) {
+func (s *Service) openAsymmetric(c Caller, ctx context.Context, ev *event.Event, action string, k keystate.Key, ref string, blob []byte, alg string, encCtx map[string]string, dryRun bool) (openedBlob, error) {
 	var o openedBlob
 	ev.KeyID = k.ID
+	if err := s.authorize(c, request{action: action, key: &k, ref: ref, extra: map[string]string{"kms:encryptionalgorithm": alg}}); err != nil {
+		return o, err
+	}
 	if err := s.usable(k, keyspec.EncryptDecrypt); err != nil {
 		return o, err
 	}
@@ -325,19 +350,20 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	call := &event.APICall{EncryptionAlgorithm: string(keyspec.AlgSymmetricDefault),
 		EncryptionContext: in.SourceEncryptionContext, DestinationEncryptionContext: in.DestinationEncryptionContext}
 	ev.Body = call
-	if err := checkGrantTokens(in.GrantTokens); err != nil {
+	if err := s.checkGrantTokens(in.GrantTokens); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
 	if in.DestinationKeyId == "" {
 		return nil, s.refuse(ctx, ev, missing("destinationKeyId"))
 	}
-	src, err := s.open(ctx, ev, in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext, false)
+	src, err := s.open(c, ctx, ev, "kms:ReEncryptFrom", in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext, false)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
 	defer clear(src.plaintext)
 	call.MaterialID = src.material.ID
-	dst, dm, err := s.encryptionKey(in.DestinationKeyId, in.DestinationEncryptionAlgorithm, nil, false)
+	dst, dm, err := s.encryptionKey(c, in.DestinationKeyId, in.DestinationEncryptionAlgorithm, nil, false,
+		request{action: "kms:ReEncryptTo", encCtx: in.DestinationEncryptionContext})
 	call.DestinationKeyID = dst.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
@@ -357,7 +383,7 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	if dstAlg == "" {
 		dstAlg = string(keyspec.AlgSymmetricDefault)
 	}
-	return &ReEncryptOutput{CiphertextBlob: blob, SourceKeyId: s.keyArn(src.key.ID), KeyId: s.keyArn(dst.ID),
+	return &ReEncryptOutput{CiphertextBlob: blob, SourceKeyId: s.arnOf(src.key), KeyId: s.arnOf(dst),
 		SourceEncryptionAlgorithm: src.algorithm, DestinationEncryptionAlgorithm: dstAlg,
 		SourceKeyMaterialId: src.material.ID, DestinationKeyMaterialId: dm.ID}, nil
 }
@@ -397,7 +423,7 @@ func (s *Service) generateDataKey(ctx context.Context, c Caller, op string, in *
 	if in.Recipient != nil {
 		return nil, s.refuse(ctx, ev, errorf(CodeUnsupportedOperation, "Recipient (Nitro Enclaves attestation) is not supported."))
 	}
-	k, m, err := s.encryptionKey(in.KeyId, "", in.GrantTokens, true)
+	k, m, err := s.encryptionKey(c, in.KeyId, "", in.GrantTokens, true, request{action: "kms:" + op, encCtx: in.EncryptionContext})
 	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
@@ -421,7 +447,7 @@ func (s *Service) generateDataKey(ctx context.Context, c Caller, op string, in *
 		dataKey.Clear()
 		return nil, err
 	}
-	out := &GenerateDataKeyOutput{CiphertextBlob: blob, KeyId: s.keyArn(k.ID), KeyMaterialId: m.ID}
+	out := &GenerateDataKeyOutput{CiphertextBlob: blob, KeyId: s.arnOf(k), KeyMaterialId: m.ID}
 	if withPlaintext {
 		out.Plaintext = dataKey.Expose() // handed to the caller; the container is dropped
 	} else {
@@ -463,6 +489,9 @@ func (s *Service) GenerateRandom(ctx context.Context, c Caller, in *GenerateRand
 	ev := s.newEvent(c, "GenerateRandom")
 	call := &event.APICall{}
 	ev.Body = call
+	if err := s.authorizeIdentity(c, "kms:GenerateRandom", "*"); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
 	switch {
 	case in.Recipient != nil:
 		return nil, s.refuse(ctx, ev, errorf(CodeUnsupportedOperation, "Recipient (Nitro Enclaves attestation) is not supported."))

@@ -33,7 +33,7 @@ type GetParametersForImportOutput struct {
 // importable checks that key material may be imported into k.
 func (s *Service) importable(k keystate.Key) error {
 	if k.Origin != "EXTERNAL" {
-		return errorf(CodeUnsupportedOperation, "%s was not created with Origin EXTERNAL; its key material cannot be imported.", s.keyArn(k.ID))
+		return errorf(CodeUnsupportedOperation, "%s was not created with Origin EXTERNAL; its key material cannot be imported.", s.arnOf(k))
 	}
 	return s.notPendingDeletion(k)
 }
@@ -65,7 +65,8 @@ func (s *Service) GetParametersForImport(ctx context.Context, c Caller, in *GetP
 		default:
 			return keystate.Key{}, notInEnum("wrappingKeySpec", in.WrappingKeySpec, "RSA_2048", "RSA_3072", "RSA_4096", "SM2")
 		}
-		k, err := s.resolve(in.KeyId, false)
+		k, err := s.use(c, in.KeyId, false, request{action: "kms:GetParametersForImport",
+			extra: map[string]string{"kms:wrappingalgorithm": in.WrappingAlgorithm, "kms:wrappingkeyspec": in.WrappingKeySpec}})
 		if err != nil {
 			return k, err
 		}
@@ -101,7 +102,7 @@ func (s *Service) GetParametersForImport(ctx context.Context, c Caller, in *GetP
 		return nil, err
 	}
 	pubDER, _ := base64.StdEncoding.DecodeString(pub)
-	return &GetParametersForImportOutput{KeyId: s.keyArn(k.ID), ImportToken: token.Expose(), PublicKey: pubDER,
+	return &GetParametersForImportOutput{KeyId: s.arnOf(k), ImportToken: token.Expose(), PublicKey: pubDER,
 		ParametersValidTo: epoch(validTo)}, nil
 }
 
@@ -128,7 +129,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	defer s.exclusive()()
 	ev := s.newEvent(c, "ImportKeyMaterial")
 	ev.Body = &event.APICall{Params: map[string]string{"expirationModel": in.ExpirationModel, "importType": in.ImportType}}
-	body, k, mat, err := s.importMaterial(ctx, ev, in)
+	body, k, mat, err := s.importMaterial(c, ctx, ev, in)
 	defer mat.Clear()
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
@@ -146,12 +147,12 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	if newID {
 		s.remember(body.Material.ID, secret.New(mat.Expose()))
 	}
-	return &ImportKeyMaterialOutput{KeyId: s.keyArn(k.ID), KeyMaterialId: body.Material.ID}, nil
+	return &ImportKeyMaterialOutput{KeyId: s.arnOf(k), KeyMaterialId: body.Material.ID}, nil
 }
 
 // importMaterial validates an import and returns the event body (with the
 // existing material's ref on a re-import, else no ref yet) and the material.
-func (s *Service) importMaterial(ctx context.Context, ev *event.Event, in *ImportKeyMaterialInput) (*event.KeyMaterialImported, keystate.Key, secret.Bytes, error) {
+func (s *Service) importMaterial(c Caller, ctx context.Context, ev *event.Event, in *ImportKeyMaterialInput) (*event.KeyMaterialImported, keystate.Key, secret.Bytes, error) {
 	var k keystate.Key
 	var none secret.Bytes
 	if err := checkBlob("importToken", in.ImportToken, 6144); err != nil {
@@ -184,11 +185,12 @@ func (s *Service) importMaterial(ctx context.Context, ev *event.Event, in *Impor
 	default:
 		return nil, k, none, notInEnum("importType", in.ImportType, "NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL")
 	}
-	k, err := s.resolve(in.KeyId, false)
+	k, err := s.use(c, in.KeyId, false, request{action: "kms:ImportKeyMaterial",
+		extra: map[string]string{"kms:expirationmodel": body.ExpirationModel}})
+	ev.KeyID = k.ID
 	if err != nil {
 		return nil, k, none, err
 	}
-	ev.KeyID = k.ID
 	if err := s.importable(k); err != nil {
 		return nil, k, none, err
 	}
@@ -197,7 +199,7 @@ func (s *Service) importMaterial(ctx context.Context, ev *event.Event, in *Impor
 	}
 	tok, ok := k.ImportTokens[hex.EncodeToString(in.ImportToken)]
 	if !ok {
-		return nil, k, none, errorf(CodeInvalidImportToken, "The import token is not valid for %s.", s.keyArn(k.ID))
+		return nil, k, none, errorf(CodeInvalidImportToken, "The import token is not valid for %s.", s.arnOf(k))
 	}
 	if !tok.ValidTo.After(now) {
 		return nil, k, none, errorf(CodeExpiredImportToken, "The import token expired; call GetParametersForImport again.")
@@ -228,7 +230,7 @@ func (s *Service) importMaterial(ctx context.Context, ev *event.Event, in *Impor
 		}
 		if !existing.Equal(mat) {
 			mat.Clear()
-			return nil, k, none, errorf(CodeIncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", s.keyArn(k.ID))
+			return nil, k, none, errorf(CodeIncorrectKeyMaterial, "The key material is not the key material previously imported into %s.", s.arnOf(k))
 		}
 		body.Material = event.MaterialRef{ID: cur.ID, WrappedHash: cur.WrappedHash}
 	}
@@ -287,16 +289,16 @@ type DeleteImportedKeyMaterialOutput struct {
 // waits in PendingImport until the same material is imported again.
 func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Caller, in *DeleteImportedKeyMaterialInput) (*DeleteImportedKeyMaterialOutput, error) {
 	var matID string
-	k, err := s.changeKey(ctx, c, "DeleteImportedKeyMaterial", in.KeyId, func(k keystate.Key) (event.Body, error) {
+	k, err := s.changeKey(ctx, c, "DeleteImportedKeyMaterial", in.KeyId, nil, func(k keystate.Key) (event.Body, error) {
 		if k.Origin != "EXTERNAL" {
-			return nil, errorf(CodeUnsupportedOperation, "%s was not created with Origin EXTERNAL.", s.keyArn(k.ID))
+			return nil, errorf(CodeUnsupportedOperation, "%s was not created with Origin EXTERNAL.", s.arnOf(k))
 		}
 		if !k.HasMaterial() {
-			return nil, errorf(CodeInvalidState, "%s has no imported key material.", s.keyArn(k.ID))
+			return nil, errorf(CodeInvalidState, "%s has no imported key material.", s.arnOf(k))
 		}
 		matID = k.CurrentMaterial().ID
 		if in.KeyMaterialId != "" && in.KeyMaterialId != matID {
-			return nil, errorf(CodeNotFound, "Key material %s does not exist in %s.", in.KeyMaterialId, s.keyArn(k.ID))
+			return nil, errorf(CodeNotFound, "Key material %s does not exist in %s.", in.KeyMaterialId, s.arnOf(k))
 		}
 		return &event.KeyMaterialDeleted{MaterialID: matID}, nil
 	})
@@ -307,7 +309,7 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Caller, in *D
 	if err := s.materials.Destroy(ctx, matID); err != nil {
 		s.log.Error("destroying deleted key material failed; the start-up sweep retries", "material", matID, "error", err)
 	}
-	return &DeleteImportedKeyMaterialOutput{KeyId: s.keyArn(k.ID), KeyMaterialId: matID}, nil
+	return &DeleteImportedKeyMaterialOutput{KeyId: s.arnOf(k), KeyMaterialId: matID}, nil
 }
 
 // expire is the scheduler's DeleteExpiredKeyMaterial service event.

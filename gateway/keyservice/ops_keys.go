@@ -38,7 +38,10 @@ type CreateKeyOutput struct {
 // An EXTERNAL key gets its material later, from ImportKeyMaterial.
 func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (*CreateKeyOutput, error) {
 	ev := s.newEvent(c, "CreateKey")
-	body, err := s.validateCreateKey(in)
+	if err := s.authorizeIdentity(c, "kms:CreateKey", "*"); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	body, err := s.validateCreateKey(c, in)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err) // a refusal changes no state: no lock needed
 	}
@@ -68,7 +71,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	return &CreateKeyOutput{KeyMetadata: s.metadata(k)}, nil
 }
 
-func (s *Service) validateCreateKey(in *CreateKeyInput) (*event.KeyCreated, error) {
+func (s *Service) validateCreateKey(c Caller, in *CreateKeyInput) (*event.KeyCreated, error) {
 	if in.KeySpec != "" && in.CustomerMasterKeySpec != "" {
 		return nil, errorf(CodeValidation, "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.")
 	}
@@ -123,7 +126,7 @@ func (s *Service) validateCreateKey(in *CreateKeyInput) (*event.KeyCreated, erro
 		}
 		desc = *in.Description
 	}
-	policy := s.defaultPolicy()
+	policy := s.defaultPolicy(c.Account)
 	if in.Policy != nil {
 		if err := validatePolicy(*in.Policy); err != nil {
 			return nil, err
@@ -157,7 +160,7 @@ func validatePolicy(p string) error {
 
 // defaultPolicy is the key policy AWS gives a key created without one: the
 // account's root gets full access, which delegates to IAM policies.
-func (s *Service) defaultPolicy() string {
+func (s *Service) defaultPolicy(account string) string {
 	return fmt.Sprintf(`{
   "Version" : "2012-10-17",
   "Id" : "key-default-1",
@@ -170,7 +173,7 @@ func (s *Service) defaultPolicy() string {
     "Action" : "kms:*",
     "Resource" : "*"
   } ]
-}`, s.account)
+}`, account)
 }
 
 type KeyIDInput struct {
@@ -186,11 +189,14 @@ type DescribeKeyOutput struct {
 func (s *Service) DescribeKey(ctx context.Context, c Caller, in *KeyIDInput) (*DescribeKeyOutput, error) {
 	defer s.shared()()
 	ev := s.newEvent(c, "DescribeKey")
-	k, err := s.resolve(in.KeyId, true)
+	if err := s.checkGrantTokens(in.GrantTokens); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	k, err := s.use(c, in.KeyId, true, request{action: "kms:DescribeKey"})
+	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	ev.KeyID = k.ID
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
 	}
@@ -218,11 +224,14 @@ func (s *Service) ListKeys(ctx context.Context, c Caller, in *ListInput) (*ListK
 	defer s.shared()()
 	ev := s.newEvent(c, "ListKeys")
 	ev.Body = &event.APICall{Params: listParams(in)}
+	if err := s.authorizeIdentity(c, "kms:ListKeys", "*"); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
 	limit, err := limitOf(in.Limit, 100, 1000)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	keys, next, err := page(s.state.Keys(s.account), func(k keystate.Key) string { return k.ID }, in.Marker, limit)
+	keys, next, err := page(s.state.Keys(c.Account), func(k keystate.Key) string { return k.ID }, in.Marker, limit)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
@@ -231,7 +240,7 @@ func (s *Service) ListKeys(ctx context.Context, c Caller, in *ListInput) (*ListK
 	}
 	out := &ListKeysOutput{Keys: []KeyListEntry{}, NextMarker: next, Truncated: next != ""}
 	for _, k := range keys {
-		out.Keys = append(out.Keys, KeyListEntry{KeyId: k.ID, KeyArn: s.keyArn(k.ID)})
+		out.Keys = append(out.Keys, KeyListEntry{KeyId: k.ID, KeyArn: s.arnOf(k)})
 	}
 	return out, nil
 }
@@ -254,7 +263,7 @@ type UpdateKeyDescriptionInput struct {
 
 // UpdateKeyDescription replaces a key's description.
 func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, in *UpdateKeyDescriptionInput) (*struct{}, error) {
-	return s.change(ctx, c, "UpdateKeyDescription", in.KeyId, func(k keystate.Key) (event.Body, error) {
+	return s.change(ctx, c, "UpdateKeyDescription", in.KeyId, nil, func(k keystate.Key) (event.Body, error) {
 		if in.Description == nil {
 			return nil, missing("description")
 		}
@@ -270,7 +279,7 @@ func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, in *Update
 
 // EnableKey sets a key's state to Enabled.
 func (s *Service) EnableKey(ctx context.Context, c Caller, in *KeyIDInput) (*struct{}, error) {
-	return s.change(ctx, c, "EnableKey", in.KeyId, func(k keystate.Key) (event.Body, error) {
+	return s.change(ctx, c, "EnableKey", in.KeyId, nil, func(k keystate.Key) (event.Body, error) {
 		if err := s.notPendingDeletion(k); err != nil {
 			return nil, err
 		}
@@ -280,7 +289,7 @@ func (s *Service) EnableKey(ctx context.Context, c Caller, in *KeyIDInput) (*str
 
 // DisableKey sets a key's state to Disabled.
 func (s *Service) DisableKey(ctx context.Context, c Caller, in *KeyIDInput) (*struct{}, error) {
-	return s.change(ctx, c, "DisableKey", in.KeyId, func(k keystate.Key) (event.Body, error) {
+	return s.change(ctx, c, "DisableKey", in.KeyId, nil, func(k keystate.Key) (event.Body, error) {
 		if err := s.notPendingDeletion(k); err != nil {
 			return nil, err
 		}
@@ -291,22 +300,22 @@ func (s *Service) DisableKey(ctx context.Context, c Caller, in *KeyIDInput) (*st
 // change runs a state-changing operation on one key (key id or ARN only, as
 // AWS requires for management operations): decide returns the event body or
 // the refusal.
-func (s *Service) change(ctx context.Context, c Caller, op, ref string, decide func(keystate.Key) (event.Body, error)) (*struct{}, error) {
-	_, err := s.changeKey(ctx, c, op, ref, decide)
+func (s *Service) change(ctx context.Context, c Caller, op, ref string, extra map[string]string, decide func(keystate.Key) (event.Body, error)) (*struct{}, error) {
+	_, err := s.changeKey(ctx, c, op, ref, extra, decide)
 	if err != nil {
 		return nil, err
 	}
 	return &struct{}{}, nil
 }
 
-func (s *Service) changeKey(ctx context.Context, c Caller, op, ref string, decide func(keystate.Key) (event.Body, error)) (keystate.Key, error) {
+func (s *Service) changeKey(ctx context.Context, c Caller, op, ref string, extra map[string]string, decide func(keystate.Key) (event.Body, error)) (keystate.Key, error) {
 	defer s.exclusive()()
 	ev := s.newEvent(c, op)
-	k, err := s.resolve(ref, false)
+	k, err := s.use(c, ref, false, request{action: "kms:" + op, extra: extra})
+	ev.KeyID = k.ID
 	if err != nil {
 		return k, s.refuse(ctx, ev, err)
 	}
-	ev.KeyID = k.ID
 	body, err := decide(k)
 	if err != nil {
 		return k, s.refuse(ctx, ev, err)
@@ -334,11 +343,12 @@ type ScheduleKeyDeletionOutput struct {
 // ScheduleKeyDeletion starts a key's 7–30 day waiting period; when it ends
 // the scheduler deletes the key and destroys its material.
 func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, in *ScheduleKeyDeletionInput) (*ScheduleKeyDeletionOutput, error) {
-	k, err := s.changeKey(ctx, c, "ScheduleKeyDeletion", in.KeyId, func(k keystate.Key) (event.Body, error) {
-		days := int64(30)
-		if in.PendingWindowInDays != nil {
-			days = int64(*in.PendingWindowInDays)
-		}
+	days := int64(30)
+	if in.PendingWindowInDays != nil {
+		days = int64(*in.PendingWindowInDays)
+	}
+	extra := map[string]string{"kms:schedulekeydeletionpendingwindowindays": strconv.FormatInt(days, 10)}
+	k, err := s.changeKey(ctx, c, "ScheduleKeyDeletion", in.KeyId, extra, func(k keystate.Key) (event.Body, error) {
 		if days < 7 || days > 30 {
 			return nil, outOfRange("pendingWindowInDays", days, 7, 30)
 		}
@@ -353,7 +363,7 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, in *Schedul
 	if err != nil {
 		return nil, err
 	}
-	return &ScheduleKeyDeletionOutput{KeyId: s.keyArn(k.ID), DeletionDate: epoch(k.DeletionDate),
+	return &ScheduleKeyDeletionOutput{KeyId: s.arnOf(k), DeletionDate: epoch(k.DeletionDate),
 		KeyState: string(k.State), PendingWindowInDays: k.PendingWindowDays}, nil
 }
 
@@ -363,14 +373,14 @@ type CancelKeyDeletionOutput struct {
 
 // CancelKeyDeletion stops a scheduled deletion; the key becomes Disabled.
 func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, in *KeyIDInput) (*CancelKeyDeletionOutput, error) {
-	k, err := s.changeKey(ctx, c, "CancelKeyDeletion", in.KeyId, func(k keystate.Key) (event.Body, error) {
+	k, err := s.changeKey(ctx, c, "CancelKeyDeletion", in.KeyId, nil, func(k keystate.Key) (event.Body, error) {
 		if k.State != keystate.PendingDeletion {
-			return nil, errorf(CodeInvalidState, "%s is not pending deletion.", s.keyArn(k.ID))
+			return nil, errorf(CodeInvalidState, "%s is not pending deletion.", s.arnOf(k))
 		}
 		return &event.KeyDeletionCanceled{}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &CancelKeyDeletionOutput{KeyId: s.keyArn(k.ID)}, nil
+	return &CancelKeyDeletionOutput{KeyId: s.arnOf(k)}, nil
 }

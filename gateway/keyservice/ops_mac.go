@@ -35,14 +35,14 @@ type VerifyMacOutput struct {
 func (s *Service) GenerateMac(ctx context.Context, c Caller, in *MacInput) (*GenerateMacOutput, error) {
 	defer s.shared()()
 	ev := s.newEvent(c, "GenerateMac")
-	tag, k, err := s.computeMac(ctx, ev, in)
+	tag, k, err := s.computeMac(c, ctx, ev, in)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
 	}
-	return &GenerateMacOutput{Mac: tag, MacAlgorithm: in.MacAlgorithm, KeyId: s.keyArn(k.ID)}, nil
+	return &GenerateMacOutput{Mac: tag, MacAlgorithm: in.MacAlgorithm, KeyId: s.arnOf(k)}, nil
 }
 
 // VerifyMac checks an HMAC; a mismatch is KMSInvalidMacException.
@@ -53,7 +53,7 @@ func (s *Service) VerifyMac(ctx context.Context, c Caller, in *MacInput) (*Verif
 	var k keystate.Key
 	if err == nil {
 		var tag []byte
-		if tag, k, err = s.computeMac(ctx, ev, in); err == nil && !hmac.Equal(tag, in.Mac) {
+		if tag, k, err = s.computeMac(c, ctx, ev, in); err == nil && !hmac.Equal(tag, in.Mac) {
 			err = errorf(CodeInvalidMac, "The MAC is not valid for this key, message and MAC algorithm.")
 		}
 	}
@@ -63,12 +63,12 @@ func (s *Service) VerifyMac(ctx context.Context, c Caller, in *MacInput) (*Verif
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
 	}
-	return &VerifyMacOutput{KeyId: s.keyArn(k.ID), MacValid: true, MacAlgorithm: in.MacAlgorithm}, nil
+	return &VerifyMacOutput{KeyId: s.arnOf(k), MacValid: true, MacAlgorithm: in.MacAlgorithm}, nil
 }
 
 // computeMac validates a MAC request and computes the MAC, naming the key
 // and material on ev.
-func (s *Service) computeMac(ctx context.Context, ev *event.Event, in *MacInput) ([]byte, keystate.Key, error) {
+func (s *Service) computeMac(c Caller, ctx context.Context, ev *event.Event, in *MacInput) ([]byte, keystate.Key, error) {
 	call := &event.APICall{Params: map[string]string{"macAlgorithm": in.MacAlgorithm}}
 	ev.Body = call
 	if err := checkBlob("message", in.Message, maxMessage); err != nil {
@@ -82,19 +82,19 @@ func (s *Service) computeMac(ctx context.Context, ev *event.Event, in *MacInput)
 	default:
 		return nil, keystate.Key{}, notInEnum("macAlgorithm", in.MacAlgorithm, "HMAC_SHA_224", "HMAC_SHA_256", "HMAC_SHA_384", "HMAC_SHA_512")
 	}
-	if err := checkGrantTokens(in.GrantTokens); err != nil {
+	if err := s.checkGrantTokens(in.GrantTokens); err != nil {
 		return nil, keystate.Key{}, err
 	}
-	k, err := s.resolve(in.KeyId, true)
+	k, err := s.use(c, in.KeyId, true, request{action: "kms:" + ev.Operation, extra: map[string]string{"kms:macalgorithm": in.MacAlgorithm}})
+	ev.KeyID = k.ID
 	if err != nil {
 		return nil, k, err
 	}
-	ev.KeyID = k.ID
 	if err := s.usable(k, keyspec.GenerateVerifyMAC); err != nil {
 		return nil, k, err
 	}
 	if algs := k.Spec.MACAlgorithms(); len(algs) != 1 || string(algs[0]) != in.MacAlgorithm {
-		return nil, k, errorf(CodeInvalidKeyUsage, "The MAC algorithm %s is not valid for %s (%s).", in.MacAlgorithm, s.keyArn(k.ID), k.Spec)
+		return nil, k, errorf(CodeInvalidKeyUsage, "The MAC algorithm %s is not valid for %s (%s).", in.MacAlgorithm, s.arnOf(k), k.Spec)
 	}
 	m := k.CurrentMaterial()
 	call.MaterialID = m.ID

@@ -20,11 +20,11 @@ type GetKeyPolicyOutput struct {
 func (s *Service) GetKeyPolicy(ctx context.Context, c Caller, in *GetKeyPolicyInput) (*GetKeyPolicyOutput, error) {
 	defer s.shared()()
 	ev := s.newEvent(c, "GetKeyPolicy")
-	k, err := s.resolve(in.KeyId, false)
+	k, err := s.use(c, in.KeyId, false, request{action: "kms:GetKeyPolicy"})
+	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	ev.KeyID = k.ID
 	name := in.PolicyName
 	if name == "" {
 		name = "default"
@@ -55,11 +55,11 @@ type ListKeyPoliciesOutput struct {
 func (s *Service) ListKeyPolicies(ctx context.Context, c Caller, in *ListKeyPoliciesInput) (*ListKeyPoliciesOutput, error) {
 	defer s.shared()()
 	ev := s.newEvent(c, "ListKeyPolicies")
-	k, err := s.resolve(in.KeyId, false)
+	k, err := s.use(c, in.KeyId, false, request{action: "kms:ListKeyPolicies"})
+	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	ev.KeyID = k.ID
 	limit, err := limitOf(in.Limit, 100, 1000)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)

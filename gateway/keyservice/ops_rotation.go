@@ -19,15 +19,15 @@ const (
 // KMS-made material, in a usable state.
 func (s *Service) rotatable(k keystate.Key, onDemand bool) error {
 	if k.Spec != keyspec.SymmetricDefault {
-		return errorf(CodeUnsupportedOperation, "%s does not support key rotation: only symmetric encryption keys rotate.", s.keyArn(k.ID))
+		return errorf(CodeUnsupportedOperation, "%s does not support key rotation: only symmetric encryption keys rotate.", s.arnOf(k))
 	}
 	if k.Origin != "AWS_KMS" {
-		return errorf(CodeUnsupportedOperation, "%s has imported key material; keyledger rotates only key material it made.", s.keyArn(k.ID))
+		return errorf(CodeUnsupportedOperation, "%s has imported key material; keyledger rotates only key material it made.", s.arnOf(k))
 	}
 	if onDemand || k.State != keystate.Disabled {
 		return s.usable(k, k.Usage)
 	}
-	return errorf(CodeDisabled, "%s is disabled.", s.keyArn(k.ID))
+	return errorf(CodeDisabled, "%s is disabled.", s.arnOf(k))
 }
 
 type EnableKeyRotationInput struct {
@@ -37,11 +37,12 @@ type EnableKeyRotationInput struct {
 
 // EnableKeyRotation turns on automatic rotation every 90–2560 days.
 func (s *Service) EnableKeyRotation(ctx context.Context, c Caller, in *EnableKeyRotationInput) (*struct{}, error) {
-	return s.change(ctx, c, "EnableKeyRotation", in.KeyId, func(k keystate.Key) (event.Body, error) {
-		days := int64(defaultRotationDays)
-		if in.RotationPeriodInDays != nil {
-			days = int64(*in.RotationPeriodInDays)
-		}
+	days := int64(defaultRotationDays)
+	if in.RotationPeriodInDays != nil {
+		days = int64(*in.RotationPeriodInDays)
+	}
+	extra := map[string]string{"kms:rotationperiodindays": strconv.FormatInt(days, 10)}
+	return s.change(ctx, c, "EnableKeyRotation", in.KeyId, extra, func(k keystate.Key) (event.Body, error) {
 		if days < 90 || days > 2560 {
 			return nil, outOfRange("rotationPeriodInDays", days, 90, 2560)
 		}
@@ -54,7 +55,7 @@ func (s *Service) EnableKeyRotation(ctx context.Context, c Caller, in *EnableKey
 
 // DisableKeyRotation turns automatic rotation off.
 func (s *Service) DisableKeyRotation(ctx context.Context, c Caller, in *KeyIDInput) (*struct{}, error) {
-	return s.change(ctx, c, "DisableKeyRotation", in.KeyId, func(k keystate.Key) (event.Body, error) {
+	return s.change(ctx, c, "DisableKeyRotation", in.KeyId, nil, func(k keystate.Key) (event.Body, error) {
 		if err := s.rotatable(k, false); err != nil {
 			return nil, err
 		}
@@ -74,15 +75,15 @@ type GetKeyRotationStatusOutput struct {
 func (s *Service) GetKeyRotationStatus(ctx context.Context, c Caller, in *KeyIDInput) (*GetKeyRotationStatusOutput, error) {
 	defer s.shared()()
 	ev := s.newEvent(c, "GetKeyRotationStatus")
-	k, err := s.resolve(in.KeyId, false)
+	k, err := s.use(c, in.KeyId, false, request{action: "kms:GetKeyRotationStatus"})
+	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	ev.KeyID = k.ID
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
 	}
-	out := &GetKeyRotationStatusOutput{KeyId: s.keyArn(k.ID), KeyRotationEnabled: k.RotationPeriodDays > 0}
+	out := &GetKeyRotationStatusOutput{KeyId: s.arnOf(k), KeyRotationEnabled: k.RotationPeriodDays > 0}
 	if out.KeyRotationEnabled {
 		days := k.RotationPeriodDays
 		out.RotationPeriodInDays, out.NextRotationDate = &days, epoch(k.NextRotation)
@@ -98,7 +99,7 @@ type RotateKeyOnDemandOutput struct {
 func (s *Service) RotateKeyOnDemand(ctx context.Context, c Caller, in *KeyIDInput) (*RotateKeyOnDemandOutput, error) {
 	ev := s.newEvent(c, "RotateKeyOnDemand")
 	check := func() (keystate.Key, error) {
-		k, err := s.resolve(in.KeyId, false)
+		k, err := s.use(c, in.KeyId, false, request{action: "kms:RotateKeyOnDemand"})
 		if err != nil {
 			return k, err
 		}
@@ -106,7 +107,7 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Caller, in *KeyIDInpu
 			return k, err
 		}
 		if k.OnDemandRotations >= maxOnDemandRotation {
-			return k, errorf(CodeLimitExceeded, "%s has been rotated on demand %d times, the most AWS allows.", s.keyArn(k.ID), maxOnDemandRotation)
+			return k, errorf(CodeLimitExceeded, "%s has been rotated on demand %d times, the most AWS allows.", s.arnOf(k), maxOnDemandRotation)
 		}
 		return k, nil
 	}
@@ -193,10 +194,10 @@ func (s *Service) ListKeyRotations(ctx context.Context, c Caller, in *ListKeyRot
 	defer s.shared()()
 	ev := s.newEvent(c, "ListKeyRotations")
 	ev.Body = &event.APICall{Params: listParams(&ListInput{Limit: in.Limit, Marker: in.Marker})}
-	k, err := s.resolve(in.KeyId, false)
+	k, err := s.use(c, in.KeyId, false, request{action: "kms:ListKeyRotations"})
 	ev.KeyID = k.ID
 	if err == nil && k.Spec != keyspec.SymmetricDefault {
-		err = errorf(CodeUnsupportedOperation, "%s does not support key rotation.", s.keyArn(k.ID))
+		err = errorf(CodeUnsupportedOperation, "%s does not support key rotation.", s.arnOf(k))
 	}
 	all := false
 	switch in.IncludeKeyMaterial {
@@ -276,15 +277,15 @@ type KeyLastUsage struct {
 func (s *Service) GetKeyLastUsage(ctx context.Context, c Caller, in *KeyIDInput) (*GetKeyLastUsageOutput, error) {
 	defer s.shared()()
 	ev := s.newEvent(c, "GetKeyLastUsage")
-	k, err := s.resolve(in.KeyId, true)
+	k, err := s.use(c, in.KeyId, true, request{action: "kms:GetKeyLastUsage"})
+	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	ev.KeyID = k.ID
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
 	}
-	out := &GetKeyLastUsageOutput{KeyId: s.keyArn(k.ID), TrackingStartDate: epoch(k.Created), KeyCreationDate: epoch(k.Created)}
+	out := &GetKeyLastUsageOutput{KeyId: s.arnOf(k), TrackingStartDate: epoch(k.Created), KeyCreationDate: epoch(k.Created)}
 	if u, ok := s.state.LastUse(k.ID); ok {
 		out.KeyLastUsage = &KeyLastUsage{Operation: u.Operation, Timestamp: epoch(u.Time), CloudTrailEventId: u.EventID, KmsRequestId: u.RequestID}
 	}

@@ -51,7 +51,7 @@ type TagResourceInput struct {
 
 // TagResource adds or replaces tags on a key.
 func (s *Service) TagResource(ctx context.Context, c Caller, in *TagResourceInput) (*struct{}, error) {
-	return s.change(ctx, c, "TagResource", in.KeyId, func(k keystate.Key) (event.Body, error) {
+	return s.change(ctx, c, "TagResource", in.KeyId, nil, func(k keystate.Key) (event.Body, error) {
 		if in.Tags == nil {
 			return nil, missing("tags")
 		}
@@ -82,7 +82,7 @@ type UntagResourceInput struct {
 
 // UntagResource removes tags from a key; absent tag keys are ignored.
 func (s *Service) UntagResource(ctx context.Context, c Caller, in *UntagResourceInput) (*struct{}, error) {
-	return s.change(ctx, c, "UntagResource", in.KeyId, func(k keystate.Key) (event.Body, error) {
+	return s.change(ctx, c, "UntagResource", in.KeyId, nil, func(k keystate.Key) (event.Body, error) {
 		if in.TagKeys == nil {
 			return nil, missing("tagKeys")
 		}
@@ -115,11 +115,11 @@ func (s *Service) ListResourceTags(ctx context.Context, c Caller, in *ListResour
 	defer s.shared()()
 	ev := s.newEvent(c, "ListResourceTags")
 	ev.Body = &event.APICall{Params: listParams(&ListInput{Limit: in.Limit, Marker: in.Marker})}
-	k, err := s.resolve(in.KeyId, false)
+	k, err := s.use(c, in.KeyId, false, request{action: "kms:ListResourceTags"})
+	ev.KeyID = k.ID
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	ev.KeyID = k.ID
 	limit, err := limitOf(in.Limit, 50, 50)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)

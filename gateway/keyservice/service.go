@@ -39,27 +39,37 @@ type MaterialStore interface {
 
 // Config wires a Service.
 type Config struct {
-	Account   string
 	Region    string
 	Clock     Clock
 	Ledger    Ledger
 	State     *keystate.State
 	Materials MaterialStore
 	RootKey   rootkey.Key
-	Logger    *slog.Logger
+	// Principals says which principals exist, to validate key policies and
+	// grants.
+	Principals Directory
+	Logger     *slog.Logger
+}
+
+// Directory answers whether principals exist.
+type Directory interface {
+	Exists(arn string) bool
+	HasAccount(id string) bool
 }
 
 // Service implements the AWS KMS operations.
 type Service struct {
-	account, region string
-	clock           Clock
-	ledger          Ledger
-	state           *keystate.State
-	materials       MaterialStore
-	root            rootkey.Key
-	log             *slog.Logger
+	region     string
+	clock      Clock
+	ledger     Ledger
+	state      *keystate.State
+	materials  MaterialStore
+	root       rootkey.Key
+	principals Directory
+	log        *slog.Logger
 
-	mu sync.RWMutex // see "Ordering" in the package doc
+	mu       sync.RWMutex // see "Ordering" in the package doc
+	policies policyCache
 
 	cacheMu sync.RWMutex
 	cache   map[string]secret.Bytes           // material id → unwrapped material
@@ -72,31 +82,32 @@ func New(cfg Config) *Service {
 		cfg.Logger = slog.Default()
 	}
 	return &Service{
-		account: cfg.Account, region: cfg.Region, clock: cfg.Clock, ledger: cfg.Ledger,
-		state: cfg.State, materials: cfg.Materials, root: cfg.RootKey, log: cfg.Logger,
+		region: cfg.Region, clock: cfg.Clock, ledger: cfg.Ledger,
+		state: cfg.State, materials: cfg.Materials, root: cfg.RootKey, principals: cfg.Principals, log: cfg.Logger,
 		cache: map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
 	}
 }
 
-// Account is the account this service serves.
-func (s *Service) Account() string { return s.account }
-
 // Region is the region this service serves.
 func (s *Service) Region() string { return s.region }
 
-func (s *Service) keyArn(id string) string {
-	return fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", s.region, s.account, id)
+func (s *Service) keyArn(account, id string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", s.region, account, id)
 }
 
-func (s *Service) aliasArn(name string) string {
-	return fmt.Sprintf("arn:aws:kms:%s:%s:%s", s.region, s.account, name)
+// arnOf is a key's ARN.
+func (s *Service) arnOf(k keystate.Key) string { return s.keyArn(k.Account, k.ID) }
+
+func (s *Service) aliasArn(account, name string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:%s", s.region, account, name)
 }
 
 // newEvent starts the event that will record one request.
 func (s *Service) newEvent(c Caller, op string) *event.Event {
 	return &event.Event{
-		Time: s.clock.Now(), Operation: op, Account: s.account, Region: s.region,
-		Actor: &event.Actor{AccessKeyID: c.AccessKeyID, SourceIP: c.SourceIP, UserAgent: c.UserAgent, RequestID: c.RequestID},
+		Time: s.clock.Now(), Operation: op, Account: c.Account, Region: s.region,
+		Actor: &event.Actor{AccessKeyID: c.AccessKeyID, PrincipalARN: c.PrincipalARN, SourceIP: c.SourceIP,
+			UserAgent: c.UserAgent, RequestID: c.RequestID},
 	}
 }
 
@@ -119,7 +130,7 @@ func (s *Service) refuse(ctx context.Context, ev *event.Event, err error) error 
 	if e == errInternal && !errors.Is(err, errInternal) {
 		s.log.Error("internal error", "op", ev.Operation, "key", ev.KeyID, "error", err)
 	}
-	ev.Error = &event.Failure{Code: string(e.Code), Message: e.Message}
+	ev.Error = &event.Failure{Code: string(e.Code), Message: e.Message, Reason: e.Reason}
 	if recErr := s.record(ctx, ev); recErr != nil {
 		return recErr
 	}
@@ -137,24 +148,25 @@ func (s *Service) exclusive() func() {
 }
 
 // resolve finds the key a KeyId names: a key id or key ARN, and with
-// allowAlias an alias name or alias ARN too.
-func (s *Service) resolve(ref string, allowAlias bool) (keystate.Key, error) {
+// allowAlias an alias name or alias ARN too. Ids and alias names are looked
+// up in the caller's account; an ARN may name another account's key.
+func (s *Service) resolve(c Caller, ref string, allowAlias bool) (keystate.Key, error) {
 	if ref == "" {
 		return keystate.Key{}, missing("keyId")
 	}
 	if len(ref) > 2048 {
 		return keystate.Key{}, tooLong("keyId", 2048)
 	}
-	id := ref
+	account, id := c.Account, ref
 	if strings.HasPrefix(ref, "arn:") {
-		parts := strings.SplitN(ref, ":", 6)
-		if len(parts) != 6 || parts[1] != "aws" || parts[2] != "kms" {
+		parts := splitARN(ref)
+		if len(parts) != 6 || parts[1] != "aws" || parts[2] != "kms" || len(parts[4]) != 12 {
 			return keystate.Key{}, errorf(CodeNotFound, "Invalid arn %s", ref)
 		}
-		if parts[3] != s.region || parts[4] != s.account {
+		if parts[3] != s.region {
 			return keystate.Key{}, errorf(CodeNotFound, "Key '%s' does not exist", ref)
 		}
-		id = parts[5]
+		account, id = parts[4], parts[5]
 		if strings.HasPrefix(id, "key/") {
 			id = strings.TrimPrefix(id, "key/")
 		} else if !strings.HasPrefix(id, "alias/") {
@@ -165,21 +177,23 @@ func (s *Service) resolve(ref string, allowAlias bool) (keystate.Key, error) {
 		if !allowAlias {
 			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId %s", ref)
 		}
-		a, ok := s.state.Alias(s.account, id)
+		a, ok := s.state.Alias(account, id)
 		if !ok {
-			return keystate.Key{}, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(id))
+			return keystate.Key{}, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(account, id))
 		}
 		id = a.KeyID
 	}
 	k, ok := s.state.Key(id)
-	if !ok {
+	if !ok || k.Account != account {
 		if !looksLikeKeyID(id) {
 			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId %s", ref)
 		}
-		return keystate.Key{}, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(id))
+		return keystate.Key{}, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(account, id))
 	}
 	return k, nil
 }
+
+func splitARN(arn string) []string { return strings.SplitN(arn, ":", 6) }
 
 func looksLikeKeyID(id string) bool {
 	if len(id) != 36 {
@@ -204,16 +218,16 @@ func (s *Service) usable(k keystate.Key, u keyspec.Usage) error {
 	switch k.State {
 	case keystate.Enabled:
 	case keystate.Disabled:
-		return errorf(CodeDisabled, "%s is disabled.", s.keyArn(k.ID))
+		return errorf(CodeDisabled, "%s is disabled.", s.arnOf(k))
 	case keystate.PendingDeletion:
-		return errorf(CodeInvalidState, "%s is pending deletion.", s.keyArn(k.ID))
+		return errorf(CodeInvalidState, "%s is pending deletion.", s.arnOf(k))
 	case keystate.PendingImport:
-		return errorf(CodeInvalidState, "%s is pending import.", s.keyArn(k.ID))
+		return errorf(CodeInvalidState, "%s is pending import.", s.arnOf(k))
 	default:
-		return errorf(CodeInvalidState, "%s is %s.", s.keyArn(k.ID), k.State)
+		return errorf(CodeInvalidState, "%s is %s.", s.arnOf(k), k.State)
 	}
 	if k.Usage != u {
-		return errorf(CodeInvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.keyArn(k.ID), k.Usage)
+		return errorf(CodeInvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.arnOf(k), k.Usage)
 	}
 	return nil
 }
@@ -221,7 +235,7 @@ func (s *Service) usable(k keystate.Key, u keyspec.Usage) error {
 // notPendingDeletion is the check management operations make.
 func (s *Service) notPendingDeletion(k keystate.Key) error {
 	if k.State == keystate.PendingDeletion {
-		return errorf(CodeInvalidState, "%s is pending deletion.", s.keyArn(k.ID))
+		return errorf(CodeInvalidState, "%s is pending deletion.", s.arnOf(k))
 	}
 	return nil
 }
@@ -351,18 +365,20 @@ func newKeyID() string {
 
 // newMaterialID returns a random 256-bit id in hex, the form AWS uses for
 // KeyMaterialId.
-func newMaterialID() string {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
+func newMaterialID() string { return hex.EncodeToString(randomBytes(32)) }
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
 		panic("keyservice: crypto/rand failed: " + err.Error())
 	}
-	return hex.EncodeToString(b[:])
+	return b
 }
 
 // metadata renders a key as AWS's KeyMetadata.
 func (s *Service) metadata(k keystate.Key) *KeyMetadata {
 	md := &KeyMetadata{
-		AWSAccountId: k.Account, KeyId: k.ID, Arn: s.keyArn(k.ID), CreationDate: EpochTime(k.Created),
+		AWSAccountId: k.Account, KeyId: k.ID, Arn: s.arnOf(k), CreationDate: EpochTime(k.Created),
 		Enabled: k.State == keystate.Enabled, Description: k.Description, KeyUsage: string(k.Usage),
 		KeyState: string(k.State), Origin: k.Origin, KeyManager: "CUSTOMER",
 		KeySpec: string(k.Spec), MultiRegion: k.MultiRegion,

@@ -3,6 +3,8 @@ package keyservice
 import (
 	"strconv"
 	"time"
+
+	"github.com/keyledger/keyledger/gateway/policy"
 )
 
 // EpochTime is a timestamp on the AWS JSON wire: seconds since the epoch as
@@ -35,10 +37,13 @@ func epoch(t time.Time) *EpochTime {
 
 // Caller is who sent a request, as the gateway saw it.
 type Caller struct {
-	AccessKeyID string
-	SourceIP    string
-	UserAgent   string
-	RequestID   string
+	AccessKeyID  string
+	PrincipalARN string // arn:aws:iam::111122223333:user/alice
+	Account      string
+	Identity     []*policy.Document // the principal's identity (IAM) policies
+	SourceIP     string
+	UserAgent    string
+	RequestID    string
 }
 
 // Tag is an AWS resource tag.

@@ -329,6 +329,10 @@ func parsePrincipals(b json.RawMessage) (*Principals, error) {
 	return p, nil
 }
 
+// ValidPrincipal reports whether a is a 12-digit account id or an IAM/STS
+// principal ARN.
+func ValidPrincipal(a string) bool { return validPrincipal(a) }
+
 // validPrincipal accepts a 12-digit account id or an IAM/STS ARN.
 func validPrincipal(a string) bool {
 	if isAccountID(a) {

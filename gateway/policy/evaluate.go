@@ -18,9 +18,30 @@ type Request struct {
 	Principal Principal
 	Action    string // "kms:Encrypt"
 	Resource  string // the key ARN, or "*" for operations on no resource
-	// Context holds the condition keys of the request, with lower-cased
-	// names; a key may have several values (kms:EncryptionContextKeys).
-	Context map[string][]string
+	// Context returns the values of a condition key (lower-cased name) in
+	// this request; nil when the request has none. A key may have several
+	// values (kms:EncryptionContextKeys). It is called only for keys that a
+	// matching statement's conditions use, so costly keys cost only then.
+	Context func(key string) []string
+}
+
+// Values adapts a map of condition keys (lower-cased names) to
+// Request.Context.
+func Values(m map[string][]string) func(string) []string {
+	return func(k string) []string { return m[k] }
+}
+
+// Label names a statement of d for people: its Sid, or its position.
+func (d *Document) Label(st *Statement) string {
+	if st.Sid != "" {
+		return "statement " + strconv.Quote(st.Sid)
+	}
+	for i := range d.Statements {
+		if &d.Statements[i] == st {
+			return "statement " + strconv.Itoa(i+1)
+		}
+	}
+	return "a statement"
 }
 
 // Result is what one document says about a request.
@@ -163,7 +184,11 @@ func glob(pattern, s string) bool {
 
 func (st *Statement) conditionsHold(req Request) bool {
 	for _, c := range st.Conditions {
-		if !c.holds(req.Context[c.Key]) {
+		var values []string
+		if req.Context != nil {
+			values = req.Context(c.Key)
+		}
+		if !c.holds(values) {
 			return false
 		}
 	}

@@ -15,7 +15,7 @@ const (
 
 func req(principal, action string, ctx map[string][]string) Request {
 	account := strings.Split(principal, ":")[4]
-	return Request{Principal: Principal{ARN: principal, Account: account}, Action: action, Resource: key, Context: ctx}
+	return Request{Principal: Principal{ARN: principal, Account: account}, Action: action, Resource: key, Context: Values(ctx)}
 }
 
 type outcome string

@@ -23,6 +23,10 @@ const (
 	TypeImportParameters      = "ImportParametersIssued.v1"
 	TypeKeyMaterialImported   = "KeyMaterialImported.v1"
 	TypeKeyMaterialDeleted    = "KeyMaterialDeleted.v1"
+	TypeKeyPolicyPut          = "KeyPolicyPut.v1"
+	TypeGrantCreated          = "GrantCreated.v1"
+	TypeGrantRetired          = "GrantRetired.v1"
+	TypePrincipalsConfigured  = "PrincipalsConfigured.v1"
 )
 
 func newBody(typ string) Body {
@@ -65,6 +69,14 @@ func newBody(typ string) Body {
 		return &KeyMaterialImported{}
 	case TypeKeyMaterialDeleted:
 		return &KeyMaterialDeleted{}
+	case TypeKeyPolicyPut:
+		return &KeyPolicyPut{}
+	case TypeGrantCreated:
+		return &GrantCreated{}
+	case TypeGrantRetired:
+		return &GrantRetired{}
+	case TypePrincipalsConfigured:
+		return &PrincipalsConfigured{}
 	}
 	return &Unknown{}
 }
@@ -324,6 +336,65 @@ type KeyMaterialDeleted struct {
 func (*KeyMaterialDeleted) Type() string { return TypeKeyMaterialDeleted }
 func (b *KeyMaterialDeleted) encode(w *writer) {
 	w.str("materialId", b.MaterialID)
+}
+
+// KeyPolicyPut records PutKeyPolicy.
+type KeyPolicyPut struct {
+	Policy                         string `json:"policy"`
+	BypassPolicyLockoutSafetyCheck bool   `json:"bypassPolicyLockoutSafetyCheck,omitempty"`
+}
+
+func (*KeyPolicyPut) Type() string { return TypeKeyPolicyPut }
+func (b *KeyPolicyPut) encode(w *writer) {
+	w.str("policy", b.Policy)
+	w.bool("bypassPolicyLockoutSafetyCheck", b.BypassPolicyLockoutSafetyCheck)
+}
+
+// GrantCreated records CreateGrant. The grant token itself is a bearer
+// credential and is never recorded; TokenHash is its SHA-256.
+type GrantCreated struct {
+	GrantID                 string            `json:"grantId"`
+	Name                    string            `json:"name,omitempty"`
+	GranteePrincipal        string            `json:"granteePrincipal"`
+	RetiringPrincipal       string            `json:"retiringPrincipal,omitempty"`
+	Operations              []string          `json:"operations"`
+	EncryptionContextEquals map[string]string `json:"encryptionContextEquals,omitempty"`
+	EncryptionContextSubset map[string]string `json:"encryptionContextSubset,omitempty"`
+	TokenHash               string            `json:"tokenHash"`
+}
+
+func (*GrantCreated) Type() string { return TypeGrantCreated }
+func (b *GrantCreated) encode(w *writer) {
+	w.str("grantId", b.GrantID)
+	w.str("name", b.Name)
+	w.str("granteePrincipal", b.GranteePrincipal)
+	w.str("retiringPrincipal", b.RetiringPrincipal)
+	w.strList("operations", b.Operations)
+	w.strMap("encryptionContextEquals", b.EncryptionContextEquals)
+	w.strMap("encryptionContextSubset", b.EncryptionContextSubset)
+	w.str("tokenHash", b.TokenHash)
+}
+
+// GrantRetired records RetireGrant or RevokeGrant.
+type GrantRetired struct {
+	GrantID string `json:"grantId"`
+}
+
+func (*GrantRetired) Type() string       { return TypeGrantRetired }
+func (b *GrantRetired) encode(w *writer) { w.str("grantId", b.GrantID) }
+
+// PrincipalsConfigured records the principals configuration in force from
+// now on: every principal, its access key ids and identity policies (never
+// a secret), and the SHA-256 of that summary.
+type PrincipalsConfigured struct {
+	Summary string `json:"summary"`
+	Hash    string `json:"hash"`
+}
+
+func (*PrincipalsConfigured) Type() string { return TypePrincipalsConfigured }
+func (b *PrincipalsConfigured) encode(w *writer) {
+	w.str("summary", b.Summary)
+	w.str("hash", b.Hash)
 }
 
 // Unknown is the body of an event type this build does not know. Its raw

@@ -42,16 +42,20 @@ func ParseHash(s string) (Hash, error) {
 // Actor is who made the request an event records. Service events (those the
 // scheduler makes) have none.
 type Actor struct {
-	AccessKeyID string `json:"accessKeyId,omitempty"`
-	SourceIP    string `json:"sourceIp,omitempty"`
-	UserAgent   string `json:"userAgent,omitempty"`
-	RequestID   string `json:"requestId,omitempty"`
+	AccessKeyID  string `json:"accessKeyId,omitempty"`
+	PrincipalARN string `json:"principalArn,omitempty"`
+	SourceIP     string `json:"sourceIp,omitempty"`
+	UserAgent    string `json:"userAgent,omitempty"`
+	RequestID    string `json:"requestId,omitempty"`
 }
 
 // Failure is the AWS error a refused request was answered with.
 type Failure struct {
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Reason is for the audit only: which policy statement denied, or that
+	// none allowed.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Event is one ledger entry: the envelope and a typed body.
@@ -98,6 +102,7 @@ func (e *Event) AppendEncoded(dst []byte) []byte {
 	if a := e.Actor; a != nil {
 		w.object("actor", func(w *writer) {
 			w.str("accessKeyId", a.AccessKeyID)
+			w.str("principalArn", a.PrincipalARN)
 			w.str("sourceIp", a.SourceIP)
 			w.str("userAgent", a.UserAgent)
 			w.str("requestId", a.RequestID)
@@ -107,6 +112,7 @@ func (e *Event) AppendEncoded(dst []byte) []byte {
 		w.object("error", func(w *writer) {
 			w.str("code", f.Code)
 			w.str("message", f.Message)
+			w.str("reason", f.Reason)
 		})
 	}
 	w.object("body", e.Body.encode)

@@ -51,6 +51,13 @@ func goldenEvents() []*Event {
 			ValidTo: t0.Add(48 * time.Hour), Description: "hsm export", PublicKey: "MFkw"}, nil},
 		{"DeleteImportedKeyMaterial", &KeyMaterialDeleted{MaterialID: "aa11"}, nil},
 		{"CreateKey", &KeyCreated{KeySpec: "ECC_NIST_P256", KeyUsage: "SIGN_VERIFY", Origin: "AWS_KMS", Material: mat, PublicKey: "MFkwEwYHKoZIzj0CAQ"}, nil},
+		{"PutKeyPolicy", &KeyPolicyPut{Policy: `{"Statement":[]}`, BypassPolicyLockoutSafetyCheck: true}, nil},
+		{"CreateGrant", &GrantCreated{GrantID: "g1", Name: "n", GranteePrincipal: "arn:aws:iam::111122223333:role/app",
+			RetiringPrincipal: "arn:aws:iam::111122223333:user/ops", Operations: []string{"Decrypt", "Encrypt"},
+			EncryptionContextSubset: map[string]string{"dept": "it"}, TokenHash: "th"}, nil},
+		{"RevokeGrant", &GrantRetired{GrantID: "g1"}, nil},
+		{"UpdatePrincipals", &PrincipalsConfigured{Summary: `[{"arn":"x"}]`, Hash: "h"}, nil},
+		{"Decrypt", &APICall{}, &Failure{Code: "AccessDeniedException", Message: "denied", Reason: "no policy allows"}},
 	}
 	var out []*Event
 	prev := Hash{}

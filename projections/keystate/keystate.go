@@ -55,6 +55,21 @@ type ImportToken struct {
 	WrappingKey       event.MaterialRef
 }
 
+// Grant is a live grant on a key.
+type Grant struct {
+	ID                      string
+	Name                    string
+	KeyID                   string
+	IssuingAccount          string
+	GranteePrincipal        string
+	RetiringPrincipal       string
+	Operations              []string
+	EncryptionContextEquals map[string]string
+	EncryptionContextSubset map[string]string
+	TokenHash               string
+	Created                 time.Time
+}
+
 // Key is a KMS key as the ledger says it is now.
 type Key struct {
 	ID                 string
@@ -77,6 +92,7 @@ type Key struct {
 	NextRotation       time.Time
 	OnDemandRotations  int
 	ImportTokens       map[string]ImportToken
+	Grants             map[string]Grant
 }
 
 // HasMaterial reports whether the key has usable material (an EXTERNAL key
@@ -148,6 +164,7 @@ type State struct {
 	encryptions map[string]uint64  // material id → successful encryptions under it
 	lastUse     map[string]LastUse // key id → last successful cryptographic use
 	applied     uint64             // events applied
+	principals  string             // hash of the principals configuration in force
 }
 
 type aliasID struct{ account, name string }
@@ -234,6 +251,28 @@ func (s *State) apply(r ledger.Record) {
 				WrappingKeySpec: b.WrappingKeySpec, ValidTo: b.ValidTo, WrappingKey: b.WrappingKey}
 			k.ImportTokens = tokens
 		})
+	case *event.KeyPolicyPut:
+		s.update(k, func(k *Key) { k.Policy = b.Policy })
+	case *event.GrantCreated:
+		s.update(k, func(k *Key) {
+			grants := maps.Clone(k.Grants)
+			if grants == nil {
+				grants = map[string]Grant{}
+			}
+			grants[b.GrantID] = Grant{ID: b.GrantID, Name: b.Name, KeyID: k.ID, IssuingAccount: e.Account,
+				GranteePrincipal: b.GranteePrincipal, RetiringPrincipal: b.RetiringPrincipal,
+				Operations: slices.Clone(b.Operations), EncryptionContextEquals: maps.Clone(b.EncryptionContextEquals),
+				EncryptionContextSubset: maps.Clone(b.EncryptionContextSubset), TokenHash: b.TokenHash, Created: e.Time}
+			k.Grants = grants
+		})
+	case *event.GrantRetired:
+		s.update(k, func(k *Key) {
+			grants := maps.Clone(k.Grants)
+			delete(grants, b.GrantID)
+			k.Grants = grants
+		})
+	case *event.PrincipalsConfigured:
+		s.principals = b.Hash
 	case *event.KeyMaterialImported:
 		delete(s.destroyed, b.Material.ID) // the same material, imported again
 		s.update(k, func(k *Key) {
@@ -444,6 +483,44 @@ func (s *State) LastUse(keyID string) (LastUse, bool) {
 	return u, ok
 }
 
+// PrincipalsHash is the hash of the principals configuration the ledger
+// last recorded.
+func (s *State) PrincipalsHash() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.principals
+}
+
+// GrantsRetirableBy lists the live grants whose retiring principal is arn.
+func (s *State) GrantsRetirableBy(arn string) []Grant {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Grant
+	for _, k := range s.keys {
+		for _, g := range k.Grants {
+			if g.RetiringPrincipal == arn {
+				out = append(out, g)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Grant) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// GrantByTokenHash finds a live grant by the SHA-256 of its token.
+func (s *State) GrantByTokenHash(h string) (Grant, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, k := range s.keys {
+		for _, g := range k.Grants {
+			if g.TokenHash == h {
+				return g, true
+			}
+		}
+	}
+	return Grant{}, false
+}
+
 // Destroyed returns every material id the ledger says was destroyed, sorted.
 func (s *State) Destroyed() []string {
 	s.mu.RLock()
@@ -477,6 +554,7 @@ type Snapshot struct {
 	Encryptions map[string]uint64
 	LastUse     map[string]LastUse
 	Destroyed   map[string]bool
+	Principals  string
 }
 
 // Snapshot copies the whole state in a stable order.
@@ -486,6 +564,7 @@ func (s *State) Snapshot() Snapshot {
 	snap.Applied = s.applied
 	snap.Encryptions = maps.Clone(s.encryptions)
 	snap.Destroyed = maps.Clone(s.destroyed)
+	snap.Principals = s.principals
 	snap.LastUse = maps.Clone(s.lastUse)
 	for _, k := range s.keys {
 		snap.Keys = append(snap.Keys, *k)

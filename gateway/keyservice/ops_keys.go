@@ -2,7 +2,6 @@ package keyservice
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -12,8 +11,6 @@ import (
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
-
-const maxPolicyChars = 32 * 1024
 
 type CreateKeyInput struct {
 	Policy                         *string `json:"Policy"`
@@ -128,7 +125,7 @@ func (s *Service) validateCreateKey(c Caller, in *CreateKeyInput) (*event.KeyCre
 	}
 	policy := s.defaultPolicy(c.Account)
 	if in.Policy != nil {
-		if err := validatePolicy(*in.Policy); err != nil {
+		if err := s.checkKeyPolicy(c, *in.Policy, in.BypassPolicyLockoutSafetyCheck); err != nil {
 			return nil, err
 		}
 		policy = *in.Policy
@@ -139,23 +136,6 @@ func (s *Service) validateCreateKey(c Caller, in *CreateKeyInput) (*event.KeyCre
 	}
 	return &event.KeyCreated{Description: desc, KeySpec: string(spec), KeyUsage: string(usage),
 		Origin: origin, Policy: policy, Tags: tags}, nil
-}
-
-func validatePolicy(p string) error {
-	if p == "" {
-		return tooShort("policy", 1)
-	}
-	if len(p) > maxPolicyChars {
-		return errorf(CodeLimitExceeded, "Key policy is %d characters; the limit is %d.", len(p), maxPolicyChars)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal([]byte(p), &doc); err != nil {
-		return errorf(CodeMalformedPolicy, "The key policy is not valid JSON.")
-	}
-	if _, ok := doc["Statement"]; !ok {
-		return errorf(CodeMalformedPolicy, "The key policy has no Statement.")
-	}
-	return nil
 }
 
 // defaultPolicy is the key policy AWS gives a key created without one: the

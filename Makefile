@@ -41,7 +41,7 @@ bench-nofsync:
 
 ## bench-all: every operation the bench drives, 10 s each
 bench-all: build
-	@for op in encrypt generate-data-key sign-p256 sign-rsa2048 verify-p256 verify-rsa2048; do \
+	@for op in encrypt encrypt-policy generate-data-key sign-p256 sign-rsa2048 verify-p256 verify-rsa2048; do \
 	  $(MAKE) --no-print-directory bench BENCH_FLAGS="--op $$op --concurrency 64 --duration 10s --warmup 2s --size 1024" | grep -v WARN; \
 	done
 

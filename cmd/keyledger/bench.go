@@ -22,10 +22,12 @@ import (
 // benchClient sends SigV4-signed AWS JSON requests over a pool of
 // keep-alive connections.
 type benchClient struct {
-	hc     *fasthttp.HostClient
-	host   string
-	creds  sigv4.Credentials
-	region string
+	hc        *fasthttp.HostClient
+	host      string
+	creds     sigv4.Credentials
+	region    string
+	account   string // the caller's account and ARN, when known (--credentials-from)
+	principal string
 }
 
 func (c *benchClient) call(op string, body []byte, resp *fasthttp.Response) error {
@@ -73,13 +75,15 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
+	var account, principal string
 	if *credsFrom != "" {
-		id, sec, err := firstAccessKey(*credsFrom)
+		id, sec, arn, err := firstAccessKey(*credsFrom)
 		if err != nil {
 			fmt.Fprintf(stderr, "keyledger bench: %v\n", err)
 			return 2
 		}
-		*accessKey, *secretKey = id, sec
+		*accessKey, *secretKey, principal = id, sec, arn
+		account = strings.Split(arn, ":")[4]
 	}
 	u, err := url.Parse(*endpoint)
 	if err != nil || u.Host == "" {
@@ -90,7 +94,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		hc:     &fasthttp.HostClient{Addr: u.Host, MaxConns: *concurrency, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second},
 		host:   u.Host,
 		creds:  sigv4.Credentials{AccessKeyID: *accessKey, Secret: *secretKey},
-		region: *region,
+		region: *region, account: account, principal: principal,
 	}
 
 	op, ok := benchOps[*opName]
@@ -155,6 +159,34 @@ var benchOps = map[string]benchOp{
 	"sign-rsa2048":   {"Sign", `{"KeySpec":"RSA_2048","KeyUsage":"SIGN_VERIFY"}`, signBody("RSASSA_PSS_SHA_256")},
 	"verify-p256":    {"Verify", `{"KeySpec":"ECC_NIST_P256","KeyUsage":"SIGN_VERIFY"}`, verifyBody("ECDSA_SHA_256")},
 	"verify-rsa2048": {"Verify", `{"KeySpec":"RSA_2048","KeyUsage":"SIGN_VERIFY"}`, verifyBody("RSASSA_PSS_SHA_256")},
+	// encrypt-policy is Encrypt under a realistic key policy (account
+	// delegation, a conditional key-user statement naming the caller, an
+	// explicit deny for someone else) plus the caller's IAM policy and a
+	// grant on the key: authorization's cost on the hot path.
+	"encrypt-policy": {"Encrypt", `{"Description":"keyledger bench with policies"}`, policyBody},
+}
+
+func policyBody(c *benchClient, id string, msg []byte) ([]byte, error) {
+	acct := c.account
+	pol := fmt.Sprintf(`{"Version":"2012-10-17","Id":"bench","Statement":[
+ {"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::%[1]s:root"},"Action":"kms:*","Resource":"*"},
+ {"Sid":"Allow use of the key","Effect":"Allow","Principal":{"AWS":"%[2]s"},
+  "Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:GenerateDataKey*","kms:DescribeKey"],"Resource":"*",
+  "Condition":{"StringEquals":{"kms:EncryptionContext:app":"bench","kms:CallerAccount":"%[1]s"}}},
+ {"Sid":"Deny deletion","Effect":"Deny","Principal":"*","Action":["kms:ScheduleKeyDeletion","kms:DisableKey"],"Resource":"*",
+  "Condition":{"StringNotEquals":{"aws:PrincipalArn":"%[2]s"}}}]}`, acct, c.principal)
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	put, _ := json.Marshal(map[string]any{"KeyId": id, "Policy": pol})
+	if err := c.call("PutKeyPolicy", put, resp); err != nil {
+		return nil, err
+	}
+	grant, _ := json.Marshal(map[string]any{"KeyId": id, "GranteePrincipal": "arn:aws:iam::" + acct + ":role/bench-app",
+		"Operations": []string{"Encrypt", "Decrypt"}, "Constraints": map[string]any{"EncryptionContextSubset": map[string]string{"app": "bench"}}})
+	if err := c.call("CreateGrant", grant, resp); err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]any{"KeyId": id, "Plaintext": msg, "EncryptionContext": map[string]string{"app": "bench"}})
 }
 
 func signBody(alg string) func(*benchClient, string, []byte) ([]byte, error) {
@@ -252,8 +284,9 @@ func (r benchResult) print(w io.Writer) {
 	fmt.Fprintf(w, "latency:    p50 %s  p99 %s  p99.9 %s  max %s\n", ms(r.pct(0.50)), ms(r.pct(0.99)), ms(r.pct(0.999)), ms(r.pct(1)))
 }
 
-// firstAccessKey reads the first access key of a principals file.
-func firstAccessKey(path string) (id, secretKey string, err error) {
+// firstAccessKey reads the first user access key of a principals file,
+// and the user's ARN.
+func firstAccessKey(path string) (id, secretKey, arn string, err error) {
 	var f struct {
 		Accounts map[string]struct {
 			Users map[string]struct {
@@ -267,15 +300,15 @@ func firstAccessKey(path string) (id, secretKey string, err error) {
 			break
 		}
 		if time.Now().After(deadline) {
-			return "", "", fmt.Errorf("reading %s: %v", path, rerr)
+			return "", "", "", fmt.Errorf("reading %s: %v", path, rerr)
 		}
 	}
-	for _, a := range f.Accounts {
-		for _, u := range a.Users {
+	for acct, a := range f.Accounts {
+		for name, u := range a.Users {
 			for _, k := range u.AccessKeys {
-				return k.ID, k.Secret, nil
+				return k.ID, k.Secret, "arn:aws:iam::" + acct + ":user/" + name, nil
 			}
 		}
 	}
-	return "", "", fmt.Errorf("%s has no access key", path)
+	return "", "", "", fmt.Errorf("%s has no access key", path)
 }

@@ -33,6 +33,7 @@ type Server struct {
 	app        *fiber.App
 	ops        map[string]handler
 	principals *principals.Directory
+	verifier   sigv4.Verifier
 	region     string
 	now        func() time.Time
 	log        *slog.Logger
@@ -137,7 +138,7 @@ func (s *Server) authenticate(c *fiber.Ctx) (keyservice.Caller, string, string) 
 	req := sigv4.Request{Method: c.Method(), Path: "/", Body: c.Body(), Header: func(name string) string {
 		return c.Get(name)
 	}}
-	if err := sigv4.Verify(auth, secretKey, s.region, "kms", req, s.now()); err != nil {
+	if err := s.verifier.Verify(auth, secretKey, s.region, "kms", req, s.now()); err != nil {
 		var inc *sigv4.IncompleteError
 		if errors.As(err, &inc) {
 			return keyservice.Caller{}, codeIncompleteSig, inc.Reason

@@ -34,18 +34,26 @@ func Sign(c Credentials, region, service, method, path string, headers []Header,
 
 // signature computes the hex SigV4 signature of a request.
 func signature(secretKey []byte, region, service, method, path string, headers []Header, body []byte, t time.Time) string {
-	date := t.Format("20060102")
-	scope := date + "/" + region + "/" + service + "/aws4_request"
+	return signWith(signingKey(secretKey, t.Format("20060102"), region, service), region, service, method, path, headers, body, t)
+}
+
+// signingKey derives the key of one day's credential scope.
+func signingKey(secretKey []byte, date, region, service string) []byte {
+	k := mac(append([]byte("AWS4"), secretKey...), date)
+	k = mac(k, region)
+	k = mac(k, service)
+	return mac(k, "aws4_request")
+}
+
+// signWith signs a request with a derived signing key.
+func signWith(key []byte, region, service, method, path string, headers []Header, body []byte, t time.Time) string {
+	scope := t.Format("20060102") + "/" + region + "/" + service + "/aws4_request"
 	canonical, signed := canonicalHeaders(headers)
 	payload := sha256.Sum256(body)
 	creq := method + "\n" + path + "\n\n" + canonical + "\n" + signed + "\n" + hex.EncodeToString(payload[:])
 	creqHash := sha256.Sum256([]byte(creq))
 	sts := Algorithm + "\n" + t.Format(AmzDateFormat) + "\n" + scope + "\n" + hex.EncodeToString(creqHash[:])
-	k := mac(append([]byte("AWS4"), secretKey...), date)
-	k = mac(k, region)
-	k = mac(k, service)
-	k = mac(k, "aws4_request")
-	return hex.EncodeToString(mac(k, sts))
+	return hex.EncodeToString(mac(key, sts))
 }
 
 func canonicalHeaders(headers []Header) (canonical, signed string) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/keyledger/keyledger/crypto/secret"
@@ -33,10 +34,29 @@ type Request struct {
 	Body   []byte
 }
 
+// Verifier checks signatures, keeping each access key's derived signing
+// key for its day (the four HMACs that derive it are most of the cost of a
+// verification). Safe for concurrent use.
+type Verifier struct {
+	mu   sync.RWMutex
+	keys map[string]scopedKey // access key id → its latest scope's signing key
+}
+
+type scopedKey struct {
+	scope string
+	key   secret.Bytes
+}
+
 // Verify checks a parsed Authorization header against the caller's secret:
 // the scope (date, region, service), the clock skew, the payload hash and
 // the signature itself, compared in constant time.
 func Verify(a Authorization, secretKey secret.Bytes, region, service string, r Request, now time.Time) error {
+	var v Verifier
+	return v.Verify(a, secretKey, region, service, r, now)
+}
+
+// Verify is the package's Verify with the signing key cache.
+func (v *Verifier) Verify(a Authorization, secretKey secret.Bytes, region, service string, r Request, now time.Time) error {
 	amzDate := r.Header("x-amz-date")
 	if amzDate == "" {
 		return &IncompleteError{Reason: "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."}
@@ -71,9 +91,31 @@ func Verify(a Authorization, secretKey secret.Bytes, region, service string, r R
 	for i, name := range a.SignedHeaders {
 		headers[i] = Header{Name: name, Value: r.Header(name)}
 	}
-	want := signature(secretKey.Expose(), region, service, r.Method, r.Path, headers, r.Body, t)
+	want := signWith(v.signingKey(a.AccessKeyID, secretKey, a.Date, region, service).Expose(), region, service, r.Method, r.Path, headers, r.Body, t)
 	if subtle.ConstantTimeCompare([]byte(want), []byte(a.Signature)) != 1 {
 		return &InvalidError{Reason: "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
 	}
 	return nil
+}
+
+// signingKey returns the cached signing key of an access key's scope,
+// deriving it when the scope (the day) changes: one entry per access key.
+func (v *Verifier) signingKey(accessKeyID string, secretKey secret.Bytes, date, region, service string) secret.Bytes {
+	scope := date + "/" + region + "/" + service
+	v.mu.RLock()
+	c, ok := v.keys[accessKeyID]
+	v.mu.RUnlock()
+	if ok && c.scope == scope {
+		return c.key
+	}
+	derived := signingKey(secretKey.Expose(), date, region, service)
+	key := secret.New(derived)
+	clear(derived)
+	v.mu.Lock()
+	if v.keys == nil {
+		v.keys = map[string]scopedKey{}
+	}
+	v.keys[accessKeyID] = scopedKey{scope: scope, key: key}
+	v.mu.Unlock()
+	return key
 }

@@ -312,3 +312,25 @@ func TestConditionKeysEndToEnd(t *testing.T) {
 	_, err = in.as("bob").Encrypt(ctx, &kms.EncryptInput{KeyId: &k, Plaintext: []byte("x")})
 	wantCode(t, err, "AccessDeniedException") // 127.0.0.1 is not in 10.0.0.0/8
 }
+
+// TestPrincipalsChangesAreRecorded: the principals configuration is in the
+// ledger once, and again only when it changes.
+func TestPrincipalsChangesAreRecorded(t *testing.T) {
+	in := start(t)
+	count := func() (n int, last *event.PrincipalsConfigured) {
+		for _, r := range in.records() {
+			if b, ok := r.Event.Body.(*event.PrincipalsConfigured); ok {
+				n, last = n+1, b
+			}
+		}
+		return n, last
+	}
+	n, last := count()
+	if n != 1 || !strings.Contains(last.Summary, "arn:aws:iam::444455556666:user/carol") || strings.Contains(last.Summary, "secret") {
+		t.Fatalf("%d PrincipalsConfigured events; summary %q", n, last.Summary)
+	}
+	in.restart()
+	if n, _ := count(); n != 1 {
+		t.Fatalf("an unchanged configuration was recorded again (%d events)", n)
+	}
+}

@@ -87,6 +87,9 @@ func TestNoSecretAnywhere(t *testing.T) {
 	k := in.createKey("secrets")
 	var secrets [][]byte
 	secrets = append(secrets, rootBytes)
+	for _, c := range testCredentials {
+		secrets = append(secrets, []byte(c[1])) // principals' secret access keys
+	}
 	var errorTexts []string
 	note := func(err error) {
 		var apiErr smithy.APIError

@@ -1,0 +1,105 @@
+package merkle
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Checkpoint is a signed statement of the tree's size and root hash
+// (C2SP tlog-checkpoint): "<origin>\n<size>\n<base64 root>\n" plus the
+// note's signature lines.
+type Checkpoint struct {
+	Origin string
+	Size   int64
+	Root   tlog.Hash
+}
+
+// Body is the checkpoint's text before signing.
+func (c Checkpoint) Body() string {
+	return fmt.Sprintf("%s\n%d\n%s\n", c.Origin, c.Size, base64.StdEncoding.EncodeToString(c.Root[:]))
+}
+
+// ParseBody reads a checkpoint's text.
+func ParseBody(text string) (Checkpoint, error) {
+	lines := strings.Split(text, "\n")
+	if len(lines) < 4 || lines[0] == "" || lines[len(lines)-1] != "" {
+		return Checkpoint{}, errors.New("merkle: malformed checkpoint")
+	}
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil || size < 0 {
+		return Checkpoint{}, errors.New("merkle: malformed checkpoint size")
+	}
+	h, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(h) != tlog.HashSize {
+		return Checkpoint{}, errors.New("merkle: malformed checkpoint root hash")
+	}
+	var root tlog.Hash
+	copy(root[:], h)
+	return Checkpoint{Origin: lines[0], Size: size, Root: root}, nil
+}
+
+// Sign returns the signed note of a checkpoint.
+func Sign(c Checkpoint, signer note.Signer) ([]byte, error) {
+	return note.Sign(&note.Note{Text: c.Body()}, signer)
+}
+
+// Open verifies a signed checkpoint with a verifier key (the note
+// "vkey" text) and returns it.
+func Open(signed []byte, vkey string) (Checkpoint, error) {
+	v, err := note.NewVerifier(strings.TrimSpace(vkey))
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("merkle: verifier key: %w", err)
+	}
+	n, err := note.Open(signed, note.VerifierList(v))
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("merkle: checkpoint signature: %w", err)
+	}
+	return ParseBody(n.Text)
+}
+
+// LoadOrCreateKey reads the checkpoint signing key (a note "skey" line)
+// from path, or generates an Ed25519 key there (mode 0600) and writes the
+// matching verifier key next to it as path+".pub". It returns the signer
+// and the verifier key text.
+func LoadOrCreateKey(path, name string) (note.Signer, string, error) {
+	if data, err := os.ReadFile(path); err == nil {
+		skey := strings.TrimSpace(string(data))
+		clear(data)
+		s, err := note.NewSigner(skey)
+		if err != nil {
+			return nil, "", fmt.Errorf("merkle: checkpoint key %s: %w", path, err)
+		}
+		vkey, err := os.ReadFile(path + ".pub")
+		if err != nil {
+			return nil, "", fmt.Errorf("merkle: verifier key: %w", err)
+		}
+		return s, strings.TrimSpace(string(vkey)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, "", err
+	}
+	skey, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(path, []byte(skey+"\n"), 0o600); err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(path+".pub", []byte(vkey+"\n"), 0o644); err != nil {
+		return nil, "", err
+	}
+	s, err := note.NewSigner(skey)
+	return s, vkey, err
+}
+

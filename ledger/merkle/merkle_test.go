@@ -1,0 +1,106 @@
+package merkle
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// TestRFC6962Vectors uses the Certificate Transparency reference test
+// leaves and roots (certificate-transparency-go merkletree test data).
+func TestRFC6962Vectors(t *testing.T) {
+	leaves := []string{"", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"}
+	roots := map[int64]string{
+		1: "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+		2: "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+		3: "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+		8: "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+	}
+	var tree Tree
+	for _, l := range leaves {
+		b, _ := hex.DecodeString(l)
+		if err := tree.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for size, want := range roots {
+		got, err := tree.Root(size)
+		if err != nil || hex.EncodeToString(got[:]) != want {
+			t.Fatalf("root(%d) = %x, %v; want %s", size, got, err, want)
+		}
+	}
+}
+
+func TestProofs(t *testing.T) {
+	var tree Tree
+	var leaves [][]byte
+	for i := 0; i < 100; i++ {
+		l := []byte(fmt.Sprintf(`{"index":%d}`, i))
+		leaves = append(leaves, l)
+		tree.Append(l)
+	}
+	for _, size := range []int64{1, 7, 64, 100} {
+		root, _ := tree.Root(size)
+		for _, idx := range []int64{0, size / 2, size - 1} {
+			p, err := tree.Inclusion(idx, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tlog.CheckRecord(p, size, root, idx, tlog.RecordHash(leaves[idx])); err != nil {
+				t.Fatalf("inclusion %d in %d: %v", idx, size, err)
+			}
+			if err := tlog.CheckRecord(p, size, root, idx, tlog.RecordHash([]byte("forged"))); err == nil {
+				t.Fatal("a forged leaf passed the inclusion proof")
+			}
+		}
+	}
+	old, _ := tree.Root(37)
+	cur, _ := tree.Root(100)
+	p, err := tree.Consistency(37, 100)
+	if err != nil || tlog.CheckTree(p, 100, cur, 37, old) != nil {
+		t.Fatalf("consistency: %v", err)
+	}
+	if tlog.CheckTree(p, 100, cur, 37, tlog.RecordHash([]byte("x"))) == nil {
+		t.Fatal("a forged old root passed")
+	}
+	if _, err := tree.Inclusion(100, 100); err != ErrRange {
+		t.Fatal("out-of-range proof")
+	}
+	whole, _ := Rebuild(leaves)
+	if whole != cur {
+		t.Fatal("Rebuild differs")
+	}
+}
+
+func TestCheckpointSignOpen(t *testing.T) {
+	dir := t.TempDir()
+	signer, vkey, err := LoadOrCreateKey(dir+"/checkpoint.key", "keyledger.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer2, vkey2, err := LoadOrCreateKey(dir+"/checkpoint.key", "keyledger.example")
+	if err != nil || vkey2 != vkey || signer2.KeyHash() != signer.KeyHash() {
+		t.Fatal("reloaded key differs")
+	}
+	cp := Checkpoint{Origin: "keyledger.example/us-east-1", Size: 42, Root: tlog.RecordHash([]byte("x"))}
+	signed, err := Sign(cp, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Open(signed, vkey)
+	if err != nil || got != cp {
+		t.Fatalf("Open = %+v, %v", got, err)
+	}
+	tampered := []byte(strings.Replace(string(signed), "\n42\n", "\n43\n", 1))
+	if _, err := Open(tampered, vkey); err == nil {
+		t.Fatal("a tampered checkpoint opened")
+	}
+	_, other, _ := note.GenerateKey(nil, "keyledger.example")
+	if _, err := Open(signed, other); err == nil {
+		t.Fatal("opened with another key")
+	}
+}

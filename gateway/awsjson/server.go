@@ -68,17 +68,40 @@ func New(svc *keyservice.Service, o Options) *Server {
 		ErrorHandler:          s.fiberError,
 	})
 	s.app.Post("/", s.handle)
-	s.app.Use(func(c *fiber.Ctx) error {
-		return s.fail(c, newRequestID(), codeUnknownOperation, "KMS serves POST / only.")
-	})
 	return s
+}
+
+// Get registers a GET endpoint beside the KMS API (audit, reports) whose
+// requests must carry a valid SigV4 signature; h gets the caller. Errors h
+// returns are rendered as AWS errors.
+func (s *Server) Get(path string, h func(c *fiber.Ctx, caller keyservice.Caller) error) {
+	s.app.Get(path, func(c *fiber.Ctx) error {
+		reqID := newRequestID()
+		caller, code, msg := s.authenticate(c)
+		if code != "" {
+			return s.fail(c, reqID, code, msg)
+		}
+		caller.RequestID = reqID
+		c.Set("x-amzn-RequestId", reqID)
+		if err := h(c, caller); err != nil {
+			e := keyservice.AsError(err)
+			return s.fail(c, reqID, string(e.Code), e.Message)
+		}
+		return nil
+	})
 }
 
 // App exposes the Fiber app (for Listener and tests).
 func (s *Server) App() *fiber.App { return s.app }
 
-// Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+// Serve accepts connections on ln until Shutdown. Routes registered after
+// Serve starts are not reachable.
+func (s *Server) Serve(ln net.Listener) error {
+	s.app.Use(func(c *fiber.Ctx) error {
+		return s.fail(c, newRequestID(), codeUnknownOperation, "KMS serves POST / only.")
+	})
+	return s.app.Listener(ln)
+}
 
 // Shutdown stops accepting and waits for in-flight requests.
 func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
@@ -135,7 +158,11 @@ func (s *Server) authenticate(c *fiber.Ctx) (keyservice.Caller, string, string) 
 	if !ok {
 		return keyservice.Caller{}, codeUnrecognizedClient, "The security token included in the request is invalid."
 	}
-	req := sigv4.Request{Method: c.Method(), Path: "/", Body: c.Body(), Header: func(name string) string {
+	path := c.Path()
+	if q := c.Request().URI().QueryString(); len(q) > 0 {
+		path += "?" + string(q)
+	}
+	req := sigv4.Request{Method: c.Method(), Path: path, Body: c.Body(), Header: func(name string) string {
 		return c.Get(name)
 	}}
 	if err := s.verifier.Verify(auth, secretKey, s.region, "kms", req, s.now()); err != nil {

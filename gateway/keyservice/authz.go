@@ -295,3 +295,10 @@ func (s *Service) use(c Caller, ref string, allowAlias bool, r request) (keystat
 	r.key, r.ref = &k, ref
 	return k, s.authorize(c, r)
 }
+
+// AuthorizeAudit decides a request to keyledger's own audit API (actions
+// "keyledger:ReadAudit", "keyledger:SubscribeAudit", …) on a resource (a key
+// ARN, or "*"): identity policies alone, as for any non-KMS resource.
+func (s *Service) AuthorizeAudit(c Caller, action, resource string) error {
+	return s.authorizeIdentity(c, action, resource)
+}

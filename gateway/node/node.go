@@ -11,9 +11,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/keyledger/keyledger/crypto/rootkey"
+	"github.com/keyledger/keyledger/gateway/auditapi"
 	"github.com/keyledger/keyledger/gateway/awsjson"
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/gateway/principals"
@@ -22,6 +26,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
@@ -40,7 +45,12 @@ type Config struct {
 	SchedulerInterval time.Duration
 	Ledger            ledger.Config
 	Materials         material.Config
-	Logger            *slog.Logger
+	// CheckpointSigner signs the Merkle tree's checkpoints; nil means no
+	// checkpoints. CheckpointOrigin names the log in them.
+	CheckpointSigner   note.Signer
+	CheckpointOrigin   string
+	CheckpointInterval time.Duration // default 10s
+	Logger             *slog.Logger
 }
 
 type wallClock struct{}
@@ -49,14 +59,68 @@ func (wallClock) Now() time.Time { return time.Now().UTC() }
 
 // Node is a running instance.
 type Node struct {
-	Ledger    *ledger.Ledger
-	Materials *material.Store
-	State     *keystate.State
-	Service   *keyservice.Service
-	HTTP      *awsjson.Server
+	Ledger      *ledger.Ledger
+	Materials   *material.Store
+	State       *keystate.State
+	Tree        *merkle.Tree
+	Checkpoints *ledger.Checkpoints
+	Service     *keyservice.Service
+	HTTP        *awsjson.Server
 
-	stopScheduler context.CancelFunc
-	schedulerDone chan struct{}
+	cfg            Config
+	stopScheduler  context.CancelFunc
+	schedulerDone  chan struct{} // closed when the scheduler and checkpointer stopped
+	cpMu           sync.Mutex
+	lastCheckpoint int64
+}
+
+// MerkleTree is the Merkle tree over the ledger (for auditapi.Ledger).
+func (n *Node) MerkleTree() *merkle.Tree { return n.Tree }
+
+// Checkpoint signs and stores a checkpoint of the tree as it is now, if it
+// grew since the last one, and returns the signed note.
+func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
+	if n.cfg.CheckpointSigner == nil {
+		return nil, errors.New("node: no checkpoint signing key configured")
+	}
+	n.cpMu.Lock()
+	defer n.cpMu.Unlock()
+	size := n.Tree.Size()
+	if size == 0 {
+		return nil, errors.New("node: the ledger is empty")
+	}
+	if size == n.lastCheckpoint {
+		return n.Checkpoints.Latest(ctx)
+	}
+	root, err := n.Tree.Root(size)
+	if err != nil {
+		return nil, err
+	}
+	signed, err := merkle.Sign(merkle.Checkpoint{Origin: n.cfg.CheckpointOrigin, Size: size, Root: root}, n.cfg.CheckpointSigner)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Checkpoints.Put(ctx, signed); err != nil {
+		return nil, err
+	}
+	n.lastCheckpoint = size
+	return signed, nil
+}
+
+// runCheckpoints checkpoints every interval until ctx ends.
+func (n *Node) runCheckpoints(ctx context.Context) {
+	t := time.NewTicker(n.cfg.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := n.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+				n.cfg.Logger.Warn("checkpoint failed; will retry", "error", err)
+			}
+		}
+	}
 }
 
 // Start builds and starts an instance on b.
@@ -74,8 +138,17 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		return nil, errors.New("node: region and principals are required")
 	}
 	state := keystate.New()
+	tree := &merkle.Tree{}
+	fold := func(recs []ledger.Record) {
+		state.Apply(recs)
+		for _, r := range recs {
+			if err := tree.Append(r.Raw); err != nil {
+				cfg.Logger.Error("merkle tree append failed", "error", err)
+			}
+		}
+	}
 	lcfg := cfg.Ledger
-	lcfg.OnCommit = state.Apply
+	lcfg.OnCommit = fold
 	lcfg.Logger = cfg.Logger
 	l, err := b.OpenLedger(ctx, lcfg)
 	if err != nil {
@@ -87,7 +160,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	}
 	started := time.Now()
 	head, err := l.Replay(ctx, chain.Head{}, func(r ledger.Record) error {
-		state.Apply([]ledger.Record{r})
+		fold([]ledger.Record{r})
 		return nil
 	})
 	if err != nil {
@@ -108,13 +181,39 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		l.Close()
 		return nil, fmt.Errorf("node: finishing material destruction: %w", err)
 	}
+	checkpoints, err := b.OpenCheckpoints(ctx, lcfg.Stream)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
 	sctx, cancel := context.WithCancel(context.Background())
 	http := awsjson.New(svc, awsjson.Options{Principals: cfg.Principals, Region: cfg.Region, Now: cfg.AuthClock, Logger: cfg.Logger})
-	n := &Node{Ledger: l, Materials: mats, State: state, Service: svc, HTTP: http,
+	n := &Node{Ledger: l, Materials: mats, State: state, Tree: tree, Checkpoints: checkpoints, Service: svc, HTTP: http,
 		stopScheduler: cancel, schedulerDone: make(chan struct{})}
+	if cfg.CheckpointOrigin == "" {
+		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 10 * time.Second
+	}
+	n.cfg = cfg
+	auditapi.Register(http, svc, n)
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer close(n.schedulerDone)
+		defer wg.Done()
 		svc.RunScheduler(sctx, cfg.SchedulerInterval)
+	}()
+	if cfg.CheckpointSigner != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.runCheckpoints(sctx)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(n.schedulerDone)
 	}()
 	return n, nil
 }

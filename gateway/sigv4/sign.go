@@ -4,6 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -45,12 +47,14 @@ func signingKey(secretKey []byte, date, region, service string) []byte {
 	return mac(k, "aws4_request")
 }
 
-// signWith signs a request with a derived signing key.
+// signWith signs a request with a derived signing key. path may carry a
+// query string ("/audit?since=1").
 func signWith(key []byte, region, service, method, path string, headers []Header, body []byte, t time.Time) string {
 	scope := t.Format("20060102") + "/" + region + "/" + service + "/aws4_request"
 	canonical, signed := canonicalHeaders(headers)
 	payload := sha256.Sum256(body)
-	creq := method + "\n" + path + "\n\n" + canonical + "\n" + signed + "\n" + hex.EncodeToString(payload[:])
+	uri, rawQuery, _ := strings.Cut(path, "?")
+	creq := method + "\n" + uri + "\n" + canonicalQuery(rawQuery) + "\n" + canonical + "\n" + signed + "\n" + hex.EncodeToString(payload[:])
 	creqHash := sha256.Sum256([]byte(creq))
 	sts := Algorithm + "\n" + t.Format(AmzDateFormat) + "\n" + scope + "\n" + hex.EncodeToString(creqHash[:])
 	return hex.EncodeToString(mac(key, sts))
@@ -71,6 +75,42 @@ func canonicalHeaders(headers []Header) (canonical, signed string) {
 		sb.WriteString(h.Name)
 	}
 	return cb.String(), sb.String()
+}
+
+// canonicalQuery sorts and AWS-encodes a raw query string.
+func canonicalQuery(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	var pairs []string
+	for _, part := range strings.Split(raw, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		dk, err1 := url.QueryUnescape(k)
+		dv, err2 := url.QueryUnescape(v)
+		if err1 != nil || err2 != nil {
+			dk, dv = k, v
+		}
+		pairs = append(pairs, awsEscape(dk)+"="+awsEscape(dv))
+	}
+	slices.Sort(pairs)
+	return strings.Join(pairs, "&")
+}
+
+// awsEscape percent-encodes everything but RFC 3986 unreserved characters.
+func awsEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
 }
 
 func mac(key []byte, data string) []byte {

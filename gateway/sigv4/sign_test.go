@@ -93,3 +93,28 @@ func TestVerify(t *testing.T) {
 		}
 	}
 }
+
+func TestSignQueryMatchesAWSSDK(t *testing.T) {
+	when := time.Date(2026, 11, 27, 3, 4, 5, 0, time.UTC)
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:8080/audit/proof/inclusion?size=10&index=3&note=a%20b~c", nil)
+	creds := aws.Credentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
+	empty := sha256.Sum256(nil)
+	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(empty[:]), "kms", "us-east-1", when); err != nil {
+		t.Fatal(err)
+	}
+	want := req.Header.Get("Authorization")
+	parsed, _ := Parse(want)
+	var hs []Header
+	for _, name := range parsed.SignedHeaders {
+		v := req.Header.Get(name)
+		if name == "host" {
+			v = req.Host
+		}
+		hs = append(hs, Header{Name: name, Value: v})
+	}
+	got := Sign(Credentials{AccessKeyID: creds.AccessKeyID, Secret: creds.SecretAccessKey}, "us-east-1", "kms", "GET",
+		"/audit/proof/inclusion?"+req.URL.RawQuery, hs, nil, when)
+	if got != want {
+		t.Fatalf("query signature differs from the AWS SDK's:\n got %s\nwant %s", got, want)
+	}
+}

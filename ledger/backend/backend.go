@@ -83,6 +83,11 @@ func (b *Backend) OpenMaterials(ctx context.Context, cfg material.Config) (*mate
 	return material.Open(ctx, b.nc, cfg)
 }
 
+// OpenCheckpoints opens the checkpoint stream of a ledger stream.
+func (b *Backend) OpenCheckpoints(ctx context.Context, ledgerStream string) (*ledger.Checkpoints, error) {
+	return ledger.OpenCheckpoints(ctx, b.nc, ledgerStream, b.replicas)
+}
+
 // ClientURL is where NATS clients (audit subscribers) reach the embedded
 // server, or "" when it has no listener or the deployment is external.
 func (b *Backend) ClientURL() string {

@@ -1,0 +1,143 @@
+// Package auditapi serves keyledger's audit over HTTP beside the AWS API:
+// signed checkpoints, inclusion and consistency proofs, live event
+// subscriptions, time travel and compliance reports. Every endpoint needs a
+// SigV4-signed request from a principal whose identity policies allow the
+// keyledger action it names (keyledger:ReadAudit, keyledger:SubscribeAudit,
+// keyledger:ReadReports).
+package auditapi
+
+import (
+	"context"
+	"encoding/base64"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/keyledger/keyledger/gateway/awsjson"
+	"github.com/keyledger/keyledger/gateway/keyservice"
+	"github.com/keyledger/keyledger/ledger/merkle"
+)
+
+// Ledger is what the audit API reads.
+type Ledger interface {
+	MerkleTree() *merkle.Tree
+	// Checkpoint returns a signed checkpoint covering the ledger as it is now.
+	Checkpoint(ctx context.Context) ([]byte, error)
+}
+
+// API is the audit HTTP API.
+type API struct {
+	svc    *keyservice.Service
+	ledger Ledger
+}
+
+// Register adds the audit endpoints to srv.
+func Register(srv *awsjson.Server, svc *keyservice.Service, l Ledger) *API {
+	a := &API{svc: svc, ledger: l}
+	srv.Get("/audit/checkpoint", a.checkpoint)
+	srv.Get("/audit/proof/inclusion", a.inclusion)
+	srv.Get("/audit/proof/consistency", a.consistency)
+	return a
+}
+
+func bad(msg string) error {
+	return &keyservice.Error{Code: keyservice.CodeValidation, Message: msg}
+}
+
+// checkpoint answers the newest signed checkpoint (a signed note).
+func (a *API) checkpoint(c *fiber.Ctx, caller keyservice.Caller) error {
+	if err := a.svc.AuthorizeAudit(caller, "keyledger:ReadAudit", "*"); err != nil {
+		return err
+	}
+	signed, err := a.ledger.Checkpoint(c.UserContext())
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, "text/plain; charset=utf-8")
+	return c.Send(signed)
+}
+
+// ProofResponse carries a proof and the tree hashes it connects.
+type ProofResponse struct {
+	Index    int64    `json:"index,omitempty"`
+	Size     int64    `json:"size,omitempty"`
+	OldSize  int64    `json:"oldSize,omitempty"`
+	NewSize  int64    `json:"newSize,omitempty"`
+	Root     string   `json:"root,omitempty"`
+	OldRoot  string   `json:"oldRoot,omitempty"`
+	NewRoot  string   `json:"newRoot,omitempty"`
+	LeafHash string   `json:"leafHash,omitempty"`
+	Proof    []string `json:"proof"`
+}
+
+func hashes(p []tlog.Hash) []string {
+	out := make([]string, len(p))
+	for i, h := range p {
+		out[i] = base64.StdEncoding.EncodeToString(h[:])
+	}
+	return out
+}
+
+func b64(h tlog.Hash) string { return base64.StdEncoding.EncodeToString(h[:]) }
+
+func intParam(c *fiber.Ctx, name string, def int64) (int64, error) {
+	v := c.Query(name)
+	if v == "" {
+		if def < 0 {
+			return 0, bad("query parameter " + name + " is required")
+		}
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, bad("query parameter " + name + " must be a non-negative integer")
+	}
+	return n, nil
+}
+
+// inclusion proves event ?index is in the tree of ?size events (default:
+// the whole ledger now).
+func (a *API) inclusion(c *fiber.Ctx, caller keyservice.Caller) error {
+	if err := a.svc.AuthorizeAudit(caller, "keyledger:ReadAudit", "*"); err != nil {
+		return err
+	}
+	tree := a.ledger.MerkleTree()
+	index, err := intParam(c, "index", -1)
+	if err != nil {
+		return err
+	}
+	size, err := intParam(c, "size", tree.Size())
+	if err != nil {
+		return err
+	}
+	proof, err := tree.Inclusion(index, size)
+	if err != nil {
+		return bad("index must be below size, and size at most the ledger's size")
+	}
+	root, _ := tree.Root(size)
+	return c.JSON(ProofResponse{Index: index, Size: size, Root: b64(root), Proof: hashes(proof)})
+}
+
+// consistency proves the tree of ?new events extends that of ?old events.
+func (a *API) consistency(c *fiber.Ctx, caller keyservice.Caller) error {
+	if err := a.svc.AuthorizeAudit(caller, "keyledger:ReadAudit", "*"); err != nil {
+		return err
+	}
+	tree := a.ledger.MerkleTree()
+	oldSize, err := intParam(c, "old", -1)
+	if err != nil {
+		return err
+	}
+	newSize, err := intParam(c, "new", tree.Size())
+	if err != nil {
+		return err
+	}
+	proof, err := tree.Consistency(oldSize, newSize)
+	if err != nil {
+		return bad("need 1 <= old <= new <= the ledger's size")
+	}
+	oldRoot, _ := tree.Root(oldSize)
+	newRoot, _ := tree.Root(newSize)
+	return c.JSON(ProofResponse{OldSize: oldSize, NewSize: newSize, OldRoot: b64(oldRoot), NewRoot: b64(newRoot), Proof: hashes(proof)})
+}

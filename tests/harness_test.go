@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/gateway/node"
@@ -26,6 +27,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/embedded"
+	"github.com/keyledger/keyledger/ledger/merkle"
 )
 
 const (
@@ -43,7 +45,7 @@ const (
 const testPrincipals = `{"accounts":{
  "111122223333":{"users":{
   "admin":{"accessKeys":[{"id":"AKIAADMIN00000001","secret":"admin-secret-000000000001"}],
-   "policies":[{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}]},
+   "policies":[{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:*","keyledger:*"],"Resource":"*"}]}]},
   "alice":{"accessKeys":[{"id":"AKIAALICE00000001","secret":"alice-secret-000000000001"}]},
   "bob":{"accessKeys":[{"id":"AKIABOB0000000001","secret":"bob-secret-00000000000001"}],
    "policies":[{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt","kms:DescribeKey"],"Resource":"arn:aws:kms:*:111122223333:key/*"}]}]}}},
@@ -109,6 +111,8 @@ type instance struct {
 	kms      *kms.Client
 	natsURL  string // set when running against an external NATS server
 	ledgerCf ledger.Config
+	signer   note.Signer // signs checkpoints
+	vkey     string      // verifies them
 }
 
 type option func(*instance)
@@ -126,6 +130,10 @@ func start(t *testing.T, opts ...option) *instance {
 		clock: &fakeClock{now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}}
 	for _, o := range opts {
 		o(i)
+	}
+	var err error
+	if i.signer, i.vkey, err = merkle.LoadOrCreateKey(filepath.Join(i.dir, "checkpoint.key"), "keyledger-test"); err != nil {
+		t.Fatal(err)
 	}
 	i.up()
 	t.Cleanup(i.down)
@@ -153,6 +161,7 @@ func (i *instance) up() {
 	i.node, err = node.Start(context.Background(), i.backend, node.Config{
 		Region: testRegion, RootKey: i.root, Clock: i.clock, Principals: dir,
 		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCf, Logger: log,
+		CheckpointSigner: i.signer, CheckpointInterval: time.Hour, // tests checkpoint explicitly
 	})
 	if err != nil {
 		t.Fatal(err)

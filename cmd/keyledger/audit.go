@@ -11,43 +11,64 @@ import (
 	"time"
 
 	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
 )
 
-// auditVerify walks the whole ledger and checks every link.
+// openLedgerForAudit opens the ledger of a running deployment (--nats-url)
+// or, with the server stopped, of a data directory.
+func openLedgerForAudit(bf backendFlags, stderr io.Writer) (*ledger.Ledger, *backend.Backend, func(), bool) {
+	release := func() {}
+	if bf.natsURL == "" {
+		// Directly on a data directory: the server must be stopped.
+		if _, err := os.Stat(filepath.Join(bf.dataDir, "jetstream")); err != nil {
+			fmt.Fprintf(stderr, "keyledger: no ledger under %s: %v\n", bf.dataDir, err)
+			return nil, nil, nil, false
+		}
+		r, err := lockDataDir(bf.dataDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyledger: %v\n", err)
+			return nil, nil, nil, false
+		}
+		release = r
+	}
+	b, err := bf.open("", false)
+	if err != nil {
+		release()
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return nil, nil, nil, false
+	}
+	l, err := b.OpenLedger(context.Background(), ledger.Config{Stream: bf.stream})
+	if err != nil {
+		b.Close()
+		release()
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return nil, nil, nil, false
+	}
+	return l, b, func() { b.Close(); release() }, true
+}
+
+// auditVerify walks the whole ledger and checks every link, or checks an
+// offline export against its signed checkpoint.
 func auditVerify(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var bf backendFlags
 	bf.register(fs)
+	offline := fs.String("offline", "", "verify an export directory (events.jsonl + checkpoint) instead of a ledger")
+	pubkey := fs.String("pubkey", "", "with --offline: the checkpoint verifier key file (note vkey)")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
-	if bf.natsURL == "" {
-		// Directly on a data directory: the server must be stopped.
-		if _, err := os.Stat(filepath.Join(bf.dataDir, "jetstream")); err != nil {
-			fmt.Fprintf(stderr, "keyledger: no ledger under %s: %v\n", bf.dataDir, err)
-			return 1
-		}
-		release, err := lockDataDir(bf.dataDir)
-		if err != nil {
-			fmt.Fprintf(stderr, "keyledger: %v\n", err)
-			return 1
-		}
-		defer release()
+	if *offline != "" {
+		return verifyOffline(*offline, *pubkey, stdout, stderr)
 	}
-	b, err := bf.open("", false)
-	if err != nil {
-		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+	l, _, done, ok := openLedgerForAudit(bf, stderr)
+	if !ok {
 		return 1
 	}
-	defer b.Close()
+	defer done()
 	ctx := context.Background()
-	l, err := b.OpenLedger(ctx, ledger.Config{Stream: bf.stream})
-	if err != nil {
-		fmt.Fprintf(stderr, "keyledger: %v\n", err)
-		return 1
-	}
 	start := time.Now()
 	head, err := chain.Verify(ctx, l)
 	took := time.Since(start)

@@ -21,7 +21,10 @@ const usage = `keyledger: an AWS KMS-compatible key service with a hash-chained 
 
 Usage:
   keyledger serve [flags]          run the service
-  keyledger audit verify [flags]   verify every link of the ledger's hash chain
+  keyledger audit verify [flags]   verify every link of the ledger's hash chain (or --offline an export)
+  keyledger audit export [flags]   write events as JSON lines or CloudTrail records
+  keyledger audit checkpoint       print the newest signed checkpoint
+  keyledger audit prove [flags]    print an inclusion or consistency proof
   keyledger bench [flags]          drive load against a running service and report latency
   keyledger version
 
@@ -30,6 +33,15 @@ set with an environment variable KEYLEDGER_<FLAG> (e.g. KEYLEDGER_DATA_DIR).
 `
 
 var version = "dev"
+
+const auditUsage = `usage:
+  keyledger audit verify [--data-dir D | --nats-url U]            check every link of the hash chain
+  keyledger audit verify --offline DIR --pubkey FILE              check an export against its signed checkpoint
+  keyledger audit export --format jsonl|cloudtrail [--since T] [--until T] [--out DIR]
+  keyledger audit checkpoint [--data-dir D | --nats-url U]        print the newest signed checkpoint
+  keyledger audit prove --index N [--size S]                      inclusion proof of event N
+  keyledger audit prove --old A [--size B]                        consistency proof from tree size A to B
+`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -44,11 +56,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return serve(args[1:], stderr)
 	case "audit":
-		if len(args) < 2 || args[1] != "verify" {
-			fmt.Fprint(stderr, "usage: keyledger audit verify [flags]\n")
+		if len(args) < 2 {
+			fmt.Fprint(stderr, auditUsage)
 			return 2
 		}
-		return auditVerify(args[2:], stdout, stderr)
+		switch args[1] {
+		case "verify":
+			return auditVerify(args[2:], stdout, stderr)
+		case "export":
+			return auditExport(args[2:], stdout, stderr)
+		case "checkpoint":
+			return auditCheckpoint(args[2:], stdout, stderr)
+		case "prove":
+			return auditProve(args[2:], stdout, stderr)
+		}
+		fmt.Fprint(stderr, auditUsage)
+		return 2
 	case "bench":
 		return bench(args[1:], stdout, stderr)
 	case "version":

@@ -20,6 +20,7 @@ import (
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/embedded"
+	"github.com/keyledger/keyledger/ledger/merkle"
 )
 
 type backendFlags struct {
@@ -55,6 +56,8 @@ func serve(args []string, stderr io.Writer) int {
 	account := fs.String("account", "111122223333", "account of the admin user generated when there is no principals file")
 	region := fs.String("region", "us-east-1", "AWS region in ARNs")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	checkpointKey := fs.String("checkpoint-key", "", "Ed25519 note key that signs checkpoints (default <data-dir>/checkpoint.key, generated\nwith its verifier key beside it as checkpoint.key.pub if absent)")
+	checkpointEvery := fs.Duration("checkpoint-interval", 10*time.Second, "how often a signed checkpoint of the ledger's Merkle tree is stored")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "embedded mode: do not fsync each write (acknowledged events can be lost on power cut; for measuring only)")
 	if err := parseFlags(fs, args); err != nil {
@@ -112,6 +115,17 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 
+	cpKeyPath := *checkpointKey
+	if cpKeyPath == "" {
+		cpKeyPath = filepath.Join(bf.dataDir, "checkpoint.key")
+	}
+	signer, vkey, err := merkle.LoadOrCreateKey(cpKeyPath, "keyledger-"+*region)
+	if err != nil {
+		log.Error("cannot load the checkpoint signing key", "path", cpKeyPath, "error", err)
+		return 1
+	}
+	log.Info("checkpoints are signed; verify with this key", "verifier_key", vkey, "file", cpKeyPath+".pub")
+
 	b, err := bf.open(*natsListen, *noFsync)
 	if err != nil {
 		log.Error("cannot reach NATS JetStream", "error", err)
@@ -121,7 +135,8 @@ func serve(args []string, stderr io.Writer) int {
 	ctx := context.Background()
 	n, err := node.Start(ctx, b, node.Config{
 		Region: *region, RootKey: root, Principals: dir, Logger: log,
-		Ledger: ledger.Config{Stream: bf.stream},
+		Ledger:           ledger.Config{Stream: bf.stream},
+		CheckpointSigner: signer, CheckpointInterval: *checkpointEvery,
 	})
 	if err != nil {
 		log.Error("cannot start", "error", err)

@@ -187,14 +187,14 @@ func (d *Directory) Summary() (text, hash string) {
 }
 
 // Admin writes a new principals file for one account with an "admin" user
-// allowed kms:* (mode 0600) and returns the access key id and secret.
+// allowed kms:* and keyledger:* (mode 0600) and returns the access key id and secret.
 func Admin(path, account string) (accessKeyID, secretKey string, err error) {
 	accessKeyID = "AKIA" + randomString(16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 	secretKey = randomString(40, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 	doc := map[string]any{"accounts": map[string]any{account: map[string]any{"users": map[string]any{"admin": map[string]any{
 		"accessKeys": []map[string]string{{"id": accessKeyID, "secret": secretKey}},
 		"policies": []any{map[string]any{"Version": "2012-10-17", "Statement": []any{
-			map[string]any{"Sid": "KeyledgerAdmin", "Effect": "Allow", "Action": "kms:*", "Resource": "*"}}}},
+			map[string]any{"Sid": "KeyledgerAdmin", "Effect": "Allow", "Action": []string{"kms:*", "keyledger:*"}, "Resource": "*"}}}},
 	}}}}}
 	data, _ := json.MarshalIndent(doc, "", "  ")
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

@@ -27,6 +27,7 @@ fuzz:
 	$(GO) test ./gateway/sigv4 -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./crypto/ciphertext -run '^$$' -fuzz FuzzParseAndOpen -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/policy -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./ledger/merkle -run '^$$' -fuzz FuzzAdversarialProofs -fuzztime $(FUZZTIME)
 
 ## bench: start a fresh embedded server (fsync on every write) and drive Encrypt at it
 BENCH_FLAGS ?= --concurrency 64 --duration 20s --warmup 3s --size 1024

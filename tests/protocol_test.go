@@ -31,6 +31,14 @@ func signRequest(req *http.Request, user string, body []byte, when time.Time) {
 	req.Header.Set("Authorization", sigv4.Sign(sigv4.Credentials{AccessKeyID: c[0], Secret: c[1]}, testRegion, "kms", "POST", "/", hs, body, when))
 }
 
+// signRequestPath signs a GET (or any body-less) request with a query.
+func signRequestPath(req *http.Request, user, pathAndQuery string, when time.Time) {
+	req.Header.Set("X-Amz-Date", when.UTC().Format(sigv4.AmzDateFormat))
+	hs := []sigv4.Header{{Name: "host", Value: req.URL.Host}, {Name: "x-amz-date", Value: req.Header.Get("X-Amz-Date")}}
+	c := testCredentials[user]
+	req.Header.Set("Authorization", sigv4.Sign(sigv4.Credentials{AccessKeyID: c[0], Secret: c[1]}, testRegion, "kms", req.Method, pathAndQuery, hs, nil, when))
+}
+
 // rawCall sends a hand-made request and returns the status and the
 // decoded AWS error body. auth is an Authorization header, or signIt.
 func rawCall(t *testing.T, endpoint, target, contentType, auth, body string) (int, string, string) {

@@ -25,6 +25,7 @@ Usage:
   keyledger audit export [flags]   write events as JSON lines or CloudTrail records
   keyledger audit checkpoint       print the newest signed checkpoint
   keyledger audit prove [flags]    print an inclusion or consistency proof
+  keyledger audit tail [flags]     print events live, one a line
   keyledger bench [flags]          drive load against a running service and report latency
   keyledger version
 
@@ -41,6 +42,8 @@ const auditUsage = `usage:
   keyledger audit checkpoint [--data-dir D | --nats-url U]        print the newest signed checkpoint
   keyledger audit prove --index N [--size S]                      inclusion proof of event N
   keyledger audit prove --old A [--size B]                        consistency proof from tree size A to B
+  keyledger audit tail --nats-url U [--key K] [--event E] [--account A] [--since T | --from N] [--count N]
+                                                                  print events live, one JSON line each
 `
 
 func main() {
@@ -69,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return auditCheckpoint(args[2:], stdout, stderr)
 		case "prove":
 			return auditProve(args[2:], stdout, stderr)
+		case "tail":
+			return auditTail(args[2:], stdout, stderr)
 		}
 		fmt.Fprint(stderr, auditUsage)
 		return 2

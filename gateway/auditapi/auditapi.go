@@ -26,20 +26,37 @@ type Ledger interface {
 	Checkpoint(ctx context.Context) ([]byte, error)
 }
 
+// Config wires the audit API.
+type Config struct {
+	Service *keyservice.Service
+	Ledger  Ledger
+	History History
+	Hub     *Hub
+	Region  string
+}
+
 // API is the audit HTTP API.
 type API struct {
-	svc    *keyservice.Service
-	ledger Ledger
+	svc     *keyservice.Service
+	ledger  Ledger
+	history History
+	hub     *Hub
+	region  string
+	done    chan struct{}
 }
 
 // Register adds the audit endpoints to srv.
-func Register(srv *awsjson.Server, svc *keyservice.Service, l Ledger) *API {
-	a := &API{svc: svc, ledger: l}
+func Register(srv *awsjson.Server, cfg Config) *API {
+	a := &API{svc: cfg.Service, ledger: cfg.Ledger, history: cfg.History, hub: cfg.Hub, region: cfg.Region, done: make(chan struct{})}
 	srv.Get("/audit/checkpoint", a.checkpoint)
 	srv.Get("/audit/proof/inclusion", a.inclusion)
 	srv.Get("/audit/proof/consistency", a.consistency)
+	srv.Get("/audit/events", a.events)
 	return a
 }
+
+// Close ends the live event streams.
+func (a *API) Close() { close(a.done) }
 
 func bad(msg string) error {
 	return &keyservice.Error{Code: keyservice.CodeValidation, Message: msg}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -64,10 +65,13 @@ type Node struct {
 	State       *keystate.State
 	Tree        *merkle.Tree
 	Checkpoints *ledger.Checkpoints
+	Feed        *ledger.Feed
+	Hub         *auditapi.Hub
 	Service     *keyservice.Service
 	HTTP        *awsjson.Server
 
 	cfg            Config
+	audit          *auditapi.API
 	stopScheduler  context.CancelFunc
 	schedulerDone  chan struct{} // closed when the scheduler and checkpointer stopped
 	cpMu           sync.Mutex
@@ -107,6 +111,26 @@ func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
 	return signed, nil
 }
 
+// runFeed announces committed events on the NATS feed and to live HTTP
+// subscribers, off the request path. If the commit hook's queue ever
+// overflowed, subscribers are told to catch up from the ledger.
+func (n *Node) runFeed(ctx context.Context, in <-chan []ledger.Record, lost *atomic.Bool) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case recs := <-in:
+			if lost.Swap(false) {
+				n.Hub.Lag()
+			}
+			if err := n.Feed.Publish(recs); err != nil && ctx.Err() == nil {
+				n.cfg.Logger.Debug("audit feed publish failed", "error", err)
+			}
+			n.Hub.Broadcast(recs)
+		}
+	}
+}
+
 // runCheckpoints checkpoints every interval until ctx ends.
 func (n *Node) runCheckpoints(ctx context.Context) {
 	t := time.NewTicker(n.cfg.CheckpointInterval)
@@ -139,11 +163,20 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	}
 	state := keystate.New()
 	tree := &merkle.Tree{}
+	feedCh := make(chan []ledger.Record, 4096)
+	var feedLive, feedLost atomic.Bool
 	fold := func(recs []ledger.Record) {
 		state.Apply(recs)
 		for _, r := range recs {
 			if err := tree.Append(r.Raw); err != nil {
 				cfg.Logger.Error("merkle tree append failed", "error", err)
+			}
+		}
+		if feedLive.Load() {
+			select { // never block the writer: subscribers catch up from the ledger
+			case feedCh <- recs:
+			default:
+				feedLost.Store(true)
 			}
 		}
 	}
@@ -186,9 +219,12 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		l.Close()
 		return nil, err
 	}
+	feed := b.Feed(lcfg.Stream)
+	hub := &auditapi.Hub{}
+	feedLive.Store(true)
 	sctx, cancel := context.WithCancel(context.Background())
 	http := awsjson.New(svc, awsjson.Options{Principals: cfg.Principals, Region: cfg.Region, Now: cfg.AuthClock, Logger: cfg.Logger})
-	n := &Node{Ledger: l, Materials: mats, State: state, Tree: tree, Checkpoints: checkpoints, Service: svc, HTTP: http,
+	n := &Node{Ledger: l, Materials: mats, State: state, Tree: tree, Checkpoints: checkpoints, Feed: feed, Hub: hub, Service: svc, HTTP: http,
 		stopScheduler: cancel, schedulerDone: make(chan struct{})}
 	if cfg.CheckpointOrigin == "" {
 		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
@@ -197,7 +233,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		cfg.CheckpointInterval = 10 * time.Second
 	}
 	n.cfg = cfg
-	auditapi.Register(http, svc, n)
+	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Ledger: n, History: l, Hub: hub, Region: cfg.Region})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -211,6 +247,11 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 			n.runCheckpoints(sctx)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.runFeed(sctx, feedCh, &feedLost)
+	}()
 	go func() {
 		wg.Wait()
 		close(n.schedulerDone)
@@ -241,6 +282,7 @@ func (n *Node) Serve(ln net.Listener) error { return n.HTTP.Serve(ln) }
 // Close stops taking requests, lets in-flight ones finish, then stops the
 // scheduler and the ledger writer. The backend is the caller's to close.
 func (n *Node) Close(ctx context.Context) error {
+	n.audit.Close()
 	err := n.HTTP.Shutdown(ctx)
 	n.stopScheduler()
 	<-n.schedulerDone

@@ -88,6 +88,9 @@ func (b *Backend) OpenCheckpoints(ctx context.Context, ledgerStream string) (*le
 	return ledger.OpenCheckpoints(ctx, b.nc, ledgerStream, b.replicas)
 }
 
+// Feed returns the live audit feed of a ledger stream.
+func (b *Backend) Feed(ledgerStream string) *ledger.Feed { return ledger.NewFeed(b.nc, ledgerStream) }
+
 // ClientURL is where NATS clients (audit subscribers) reach the embedded
 // server, or "" when it has no listener or the deployment is external.
 func (b *Backend) ClientURL() string {

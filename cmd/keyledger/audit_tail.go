@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/event"
+)
+
+// auditTail prints events live, one JSON line each (their exact bytes),
+// optionally starting with history from a time or an index. It needs a
+// NATS connection (--nats-url; an embedded server listens with
+// serve --nats-listen).
+func auditTail(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("audit tail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var bf backendFlags
+	bf.register(fs)
+	key := fs.String("key", "", "only events about this key id")
+	op := fs.String("event", "", "only events of this name (e.g. Decrypt)")
+	account := fs.String("account", "", "only events of this account")
+	sinceFlag := fs.String("since", "", "first print the events since this time (RFC 3339 or YYYY-MM-DD)")
+	from := fs.Int64("from", -1, "first print the events from this index on")
+	count := fs.Int("count", 0, "exit after this many events (0: run until interrupted)")
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	since, err := parseTimeFlag(*sinceFlag)
+	if err != nil || bf.natsURL == "" {
+		fmt.Fprintln(stderr, "keyledger audit tail: needs --nats-url (and a valid --since)")
+		return 2
+	}
+	l, b, done, ok := openLedgerForAudit(bf, stderr)
+	if !ok {
+		return 1
+	}
+	defer done()
+	feed := b.Feed(bf.stream)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() { <-sigs; cancel() }()
+
+	var mu sync.Mutex
+	last, printed := int64(-1), 0
+	match := func(e *event.Event) bool {
+		return (*key == "" || e.KeyID == *key) && (*op == "" || e.Operation == *op) && (*account == "" || e.Account == *account)
+	}
+	printLocked := func(idx uint64, raw []byte) {
+		if int64(idx) <= last || (*count > 0 && printed >= *count) {
+			return
+		}
+		last = int64(idx)
+		printed++
+		fmt.Fprintf(stdout, "%s\n", raw)
+		if *count > 0 && printed >= *count {
+			cancel()
+		}
+	}
+	print := func(idx uint64, raw []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		printLocked(idx, raw)
+	}
+	// Live first, so nothing falls between history and live.
+	var buffered []ledger.Record
+	historyDone := false
+	sub, err := feed.Subscribe(feed.Filter(*account, *key, *op), func(idx uint64, raw []byte) {
+		mu.Lock()
+		if !historyDone {
+			e, err := event.Decode(raw)
+			if err == nil {
+				buffered = append(buffered, ledger.Record{Event: e, Raw: append([]byte(nil), raw...)})
+			}
+			mu.Unlock()
+			return
+		}
+		mu.Unlock()
+		print(idx, raw)
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	defer sub.Unsubscribe()
+	history := func(r ledger.Record) error {
+		if match(r.Event) {
+			print(r.Event.Index, r.Raw)
+		}
+		return ctx.Err()
+	}
+	switch {
+	case *from >= 0:
+		err = l.EventsFrom(ctx, uint64(*from), history)
+	case !since.IsZero():
+		err = l.EventsSince(ctx, since, history)
+	}
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	mu.Lock()
+	for _, r := range buffered {
+		printLocked(r.Event.Index, r.Raw)
+	}
+	historyDone = true
+	mu.Unlock()
+	<-ctx.Done()
+	return 0
+}

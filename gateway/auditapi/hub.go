@@ -1,0 +1,74 @@
+package auditapi
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/keyledger/keyledger/ledger"
+)
+
+// Hub fans committed events out to live subscribers (SSE streams). A
+// subscriber that cannot keep up is marked lagging and its events dropped:
+// it catches up from the ledger itself, so a slow or vanished subscriber
+// never slows anyone else. Safe for concurrent use.
+type Hub struct {
+	mu   sync.RWMutex
+	subs map[*Sub]struct{}
+}
+
+// Sub is one live subscriber.
+type Sub struct {
+	C       chan ledger.Record
+	match   func(ledger.Record) bool
+	lagging atomic.Bool
+}
+
+// Lagging reports (and clears) whether events were dropped for s.
+func (s *Sub) Lagging() bool { return s.lagging.Swap(false) }
+
+// Join registers a subscriber for the records match accepts.
+func (h *Hub) Join(match func(ledger.Record) bool) *Sub {
+	s := &Sub{C: make(chan ledger.Record, 4096), match: match}
+	h.mu.Lock()
+	if h.subs == nil {
+		h.subs = map[*Sub]struct{}{}
+	}
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+// Leave unregisters a subscriber.
+func (h *Hub) Leave(s *Sub) {
+	h.mu.Lock()
+	delete(h.subs, s)
+	h.mu.Unlock()
+}
+
+// Broadcast hands committed records to every matching subscriber without
+// blocking.
+func (h *Hub) Broadcast(recs []ledger.Record) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for s := range h.subs {
+		for _, r := range recs {
+			if !s.match(r) {
+				continue
+			}
+			select {
+			case s.C <- r:
+			default:
+				s.lagging.Store(true)
+			}
+		}
+	}
+}
+
+// Lag marks every subscriber lagging (events were lost before the hub).
+func (h *Hub) Lag() {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for s := range h.subs {
+		s.lagging.Store(true)
+	}
+}

@@ -1,0 +1,182 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keyledger/keyledger/ledger/event"
+)
+
+// Feed announces committed events live on NATS subjects that a subscriber
+// can filter by account, key and event name:
+//
+//	keyledger.audit.<account>.<key id>.<event name>
+//
+// ("_" stands for no account or no key), e.g.
+// keyledger.audit.111122223333.*.Decrypt or keyledger.audit.*.<key id>.>.
+// Each message is the event's exact stored bytes with its index in the
+// Keyledger-Index header, so subscribers can check the hash chain and the
+// Merkle proofs themselves. Live delivery is core NATS (at most once, and
+// never on the request path); the ledger stream itself is the history:
+// EventsFrom and EventsSince resume from an index or a time, and a
+// subscriber that sees a gap in the indexes fills it from there.
+type Feed struct {
+	nc     *nats.Conn
+	prefix string
+}
+
+// NewFeed returns the feed of a ledger stream.
+func NewFeed(nc *nats.Conn, ledgerStream string) *Feed {
+	prefix := "keyledger.audit"
+	if ledgerStream != "" && ledgerStream != "KEYLEDGER" {
+		prefix += "." + ledgerStream
+	}
+	return &Feed{nc: nc, prefix: prefix}
+}
+
+func token(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return s
+}
+
+// Subject is where an event is announced.
+func (f *Feed) Subject(e *event.Event) string {
+	return f.prefix + "." + token(e.Account) + "." + token(e.KeyID) + "." + token(e.Operation)
+}
+
+// Filter is the subject that selects events; empty parts match all.
+func (f *Feed) Filter(account, keyID, op string) string {
+	star := func(s string) string {
+		if s == "" {
+			return "*"
+		}
+		return s
+	}
+	return f.prefix + "." + star(account) + "." + star(keyID) + "." + star(op)
+}
+
+// Publish announces committed records.
+func (f *Feed) Publish(recs []Record) error {
+	for _, r := range recs {
+		msg := &nats.Msg{Subject: f.Subject(r.Event), Data: r.Raw, Header: nats.Header{}}
+		msg.Header.Set("Keyledger-Index", fmt.Sprint(r.Event.Index))
+		if err := f.nc.PublishMsg(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Subscribe calls fn for every live event matching filter until the
+// subscription is drained.
+func (f *Feed) Subscribe(filter string, fn func(index uint64, raw []byte)) (*nats.Subscription, error) {
+	return f.nc.Subscribe(filter, func(m *nats.Msg) {
+		var idx uint64
+		fmt.Sscan(m.Header.Get("Keyledger-Index"), &idx)
+		fn(idx, m.Data)
+	})
+}
+
+// firstIndex returns the index of the first event in stream message seq.
+func (l *Ledger) firstIndex(ctx context.Context, seq uint64) (uint64, time.Time, error) {
+	m, err := l.stream.GetMsg(ctx, seq)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	lines, err := event.SplitBatch(m.Data)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	link, _, err := event.DecodeLink(lines[0])
+	return link.Index, m.Time, err
+}
+
+// seqAtOrBefore finds, by binary search over the stream, the last message
+// whose first event index (or stored time, when byTime) is at or before
+// the target; 1 if none is.
+func (l *Ledger) seqAtOrBefore(ctx context.Context, index uint64, at time.Time, byTime bool) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	lo, hi := info.State.FirstSeq, info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return 0, nil
+	}
+	best := lo
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		idx, t, err := l.firstIndex(ctx, mid)
+		if err != nil {
+			return 0, err
+		}
+		before := idx <= index
+		if byTime {
+			before = !t.After(at)
+		}
+		if before {
+			best, lo = mid, mid+1
+		} else {
+			if mid == 0 {
+				break
+			}
+			hi = mid - 1
+		}
+	}
+	return best, nil
+}
+
+// EventsFrom calls fn for every committed event with index >= from, in
+// order, up to the ledger's end when called. It does not re-check links
+// before from (the caller checks what it needs).
+func (l *Ledger) EventsFrom(ctx context.Context, from uint64, fn func(Record) error) error {
+	seq, err := l.seqAtOrBefore(ctx, from, time.Time{}, false)
+	if err != nil || seq == 0 {
+		return err
+	}
+	return l.eventsAfterSeq(ctx, seq-1, func(r Record) error {
+		if r.Event.Index < from {
+			return nil
+		}
+		return fn(r)
+	})
+}
+
+// EventsSince calls fn for every committed event stored at or after since.
+func (l *Ledger) EventsSince(ctx context.Context, since time.Time, fn func(Record) error) error {
+	seq, err := l.seqAtOrBefore(ctx, 0, since, true)
+	if err != nil || seq == 0 {
+		return err
+	}
+	return l.eventsAfterSeq(ctx, seq-1, func(r Record) error {
+		if r.Event.Time.Before(since) {
+			return nil
+		}
+		return fn(r)
+	})
+}
+
+func (l *Ledger) eventsAfterSeq(ctx context.Context, after uint64, fn func(Record) error) error {
+	return l.messagesAfter(ctx, after, func(m jetstream.Msg, seq uint64) error {
+		lines, err := event.SplitBatch(m.Data())
+		if err != nil {
+			return err
+		}
+		for _, raw := range lines {
+			ev, err := event.Decode(raw)
+			if err != nil {
+				return err
+			}
+			if err := fn(Record{Seq: seq, Event: ev, Raw: raw, Hash: event.Of(raw)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,17 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -71,6 +74,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	credsFrom := fs.String("credentials-from", "", "take the first access key of this principals file (e.g. a fresh server's <data-dir>/principals.json)")
 	region := fs.String("region", "us-east-1", "region to sign for")
 	wait := fs.Duration("wait", 15*time.Second, "how long to wait for the service to come up")
+	subscribers := fs.Int("subscribers", 0, "also hold this many live audit streams (GET /audit/events, Server-Sent Events) open and read them")
 	opName := fs.String("op", "encrypt", "operation to drive: "+strings.Join(slices.Sorted(maps.Keys(benchOps)), ", "))
 	if err := parseFlags(fs, args); err != nil {
 		return 2
@@ -127,12 +131,19 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keyledger bench: preparing %s: %v\n", op.target, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s (%s) of %d-byte messages, %d connections, %s (after %s warm-up) against %s\n",
-		op.target, *opName, *size, *concurrency, *duration, *warmup, *endpoint)
+	var received atomic.Int64
+	for i := 0; i < *subscribers; i++ {
+		go c.subscribe(&received)
+	}
+	fmt.Fprintf(stdout, "%s (%s) of %d-byte messages, %d connections, %d audit subscribers, %s (after %s warm-up) against %s\n",
+		op.target, *opName, *size, *concurrency, *subscribers, *duration, *warmup, *endpoint)
 	res := drive(*concurrency, *warmup, *duration, func(resp *fasthttp.Response) error {
 		return c.call(op.target, body, resp)
 	})
 	res.print(stdout)
+	if *subscribers > 0 {
+		fmt.Fprintf(stdout, "audit:      %d events delivered to %d subscribers\n", received.Load(), *subscribers)
+	}
 	if res.errors > 0 {
 		fmt.Fprintf(stderr, "first error: %v\n", res.firstErr)
 		return 1
@@ -311,4 +322,38 @@ func firstAccessKey(path string) (id, secretKey, arn string, err error) {
 		}
 	}
 	return "", "", "", fmt.Errorf("%s has no access key", path)
+}
+
+// subscribe holds one live audit stream open and counts the events read.
+func (c *benchClient) subscribe(received *atomic.Int64) {
+	now := time.Now().UTC()
+	amzDate := now.Format(sigv4.AmzDateFormat)
+	headers := []sigv4.Header{{Name: "host", Value: c.host}, {Name: "x-amz-date", Value: amzDate}}
+	req, err := http.NewRequest("GET", "http://"+c.host+"/audit/events", nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set("X-Amz-Date", amzDate)
+	req.Header.Set("Authorization", sigv4.Sign(c.creds, c.region, "kms", "GET", "/audit/events", headers, nil, now))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	// Count events with as little client work as possible: the bench shares
+	// the machine with the server, and it is the server's cost we measure.
+	// Every event starts "id: " on a new line; carry 4 bytes over reads so
+	// a marker split between two reads is still seen, but not twice.
+	marker := []byte("\nid: ")
+	buf := make([]byte, 256<<10)
+	carry := 0
+	for {
+		n, err := resp.Body.Read(buf[carry:])
+		chunk := buf[:carry+n]
+		received.Add(int64(bytes.Count(chunk, marker) - bytes.Count(chunk[:carry], marker)))
+		carry = copy(buf, chunk[max(0, len(chunk)-4):])
+		if err != nil {
+			return
+		}
+	}
 }

@@ -3,7 +3,6 @@ package auditapi
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -72,13 +71,29 @@ func (a *API) events(c *fiber.Ctx, caller keyservice.Caller) error {
 			case <-ctx.Done():
 			}
 		}()
-		send := func(r ledger.Record) error {
+		// write buffers one event; flush sends what is buffered. Live events
+		// are flushed once the queue is empty, not one by one.
+		var num []byte
+		write := func(r ledger.Record) {
 			if int64(r.Event.Index) <= last || !match(r) {
-				return nil
+				return
 			}
-			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", r.Event.Index, r.Event.Operation, r.Raw)
+			num = strconv.AppendUint(num[:0], r.Event.Index, 10)
+			w.WriteString("id: ")
+			w.Write(num)
+			w.WriteString("\nevent: ")
+			w.WriteString(r.Event.Operation)
+			w.WriteString("\ndata: ")
+			w.Write(r.Raw)
+			w.WriteString("\n\n")
 			last = int64(r.Event.Index)
-			return w.Flush()
+		}
+		send := func(r ledger.Record) error {
+			write(r)
+			if w.Buffered() > 32<<10 {
+				return w.Flush()
+			}
+			return nil
 		}
 		catchUp := func() error {
 			if last >= 0 {
@@ -92,7 +107,7 @@ func (a *API) events(c *fiber.Ctx, caller keyservice.Caller) error {
 		if err := catchUp(); err != nil {
 			return
 		}
-		fmt.Fprint(w, ": live\n\n")
+		w.WriteString(": live\n\n")
 		if w.Flush() != nil {
 			return
 		}
@@ -103,17 +118,27 @@ func (a *API) events(c *fiber.Ctx, caller keyservice.Caller) error {
 			case <-ctx.Done():
 				return
 			case r := <-sub.C:
-				if send(r) != nil {
+				write(r)
+			drain:
+				for w.Buffered() < 64<<10 {
+					select {
+					case r := <-sub.C:
+						write(r)
+					default:
+						break drain
+					}
+				}
+				if w.Flush() != nil {
 					return
 				}
 			case <-idle.C:
-				fmt.Fprint(w, ": keep-alive\n\n")
+				w.WriteString(": keep-alive\n\n")
 				if w.Flush() != nil {
 					return
 				}
 				idle.Reset(keepAlive)
 			}
-			if sub.Lagging() && catchUp() != nil {
+			if sub.Lagging() && (catchUp() != nil || w.Flush() != nil) {
 				return
 			}
 		}

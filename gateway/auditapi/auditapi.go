@@ -10,12 +10,15 @@ import (
 	"context"
 	"encoding/base64"
 	"strconv"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyledger/keyledger/gateway/awsjson"
 	"github.com/keyledger/keyledger/gateway/keyservice"
+	"github.com/keyledger/keyledger/gateway/timetravel"
+	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/merkle"
 )
 
@@ -52,6 +55,7 @@ func Register(srv *awsjson.Server, cfg Config) *API {
 	srv.Get("/audit/proof/inclusion", a.inclusion)
 	srv.Get("/audit/proof/consistency", a.consistency)
 	srv.Get("/audit/events", a.events)
+	srv.Get("/audit/keys/:key", a.keyAsOf)
 	return a
 }
 
@@ -157,4 +161,34 @@ func (a *API) consistency(c *fiber.Ctx, caller keyservice.Caller) error {
 	oldRoot, _ := tree.Root(oldSize)
 	newRoot, _ := tree.Root(newSize)
 	return c.JSON(ProofResponse{OldSize: oldSize, NewSize: newSize, OldRoot: b64(oldRoot), NewRoot: b64(newRoot), Proof: hashes(proof)})
+}
+
+// keyAsOf answers GET /audit/keys/<key id>?asOf=<RFC 3339>: the key's
+// state, policy, grants and aliases then, and who could decrypt with it.
+func (a *API) keyAsOf(c *fiber.Ctx, caller keyservice.Caller) error {
+	keyID := c.Params("key")
+	asOf := time.Now()
+	if s := c.Query("asOf"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return bad("asOf must be an RFC 3339 time")
+		}
+		asOf = t
+	}
+	arn := "arn:aws:kms:" + a.region + ":" + caller.Account + ":key/" + keyID
+	if err := a.svc.AuthorizeAudit(caller, "keyledger:ReadAudit", arn); err != nil {
+		return err
+	}
+	f := timetravel.NewFolder(asOf)
+	if err := a.history.EventsFrom(c.UserContext(), 0, func(r ledger.Record) error {
+		f.Add(r)
+		return nil
+	}); err != nil {
+		return err
+	}
+	ans := f.Describe(keyID, a.region)
+	if ans.Key != nil && ans.Key.Arn != arn {
+		ans = timetravel.Answer{AsOf: ans.AsOf, EventsFolded: ans.EventsFolded} // another account's key
+	}
+	return c.JSON(ans)
 }

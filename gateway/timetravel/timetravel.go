@@ -1,0 +1,195 @@
+// Package timetravel answers "what was true on date D": a key's state,
+// policy, grants and aliases as of a time, and who could decrypt with it
+// then, by folding the ledger up to that time and evaluating the key policy,
+// the identity policies and the grants in force then. It is pure: it reads
+// records it is given and keeps nothing.
+package timetravel
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyledger/keyledger/gateway/policy"
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/projections/keystate"
+)
+
+// Folder folds records up to a time.
+type Folder struct {
+	AsOf       time.Time
+	state      *keystate.State
+	principals string // the PrincipalsConfigured summary in force
+	events     uint64
+}
+
+// NewFolder starts a fold that keeps only events at or before asOf.
+func NewFolder(asOf time.Time) *Folder { return &Folder{AsOf: asOf, state: keystate.New()} }
+
+// Add folds one record if it happened by AsOf.
+func (f *Folder) Add(r ledger.Record) {
+	if r.Event.Time.After(f.AsOf) {
+		return
+	}
+	f.events++
+	if b, ok := r.Event.Body.(*event.PrincipalsConfigured); ok && !r.Event.Refused() {
+		f.principals = b.Summary
+	}
+	f.state.Apply([]ledger.Record{r})
+}
+
+// Access is one principal's way to decrypt.
+type Access struct {
+	Principal string `json:"principal"`
+	Via       string `json:"via"`
+}
+
+// KeyView is a key as it was.
+type KeyView struct {
+	KeyID              string            `json:"keyId"`
+	Arn                string            `json:"arn"`
+	State              string            `json:"keyState"`
+	Description        string            `json:"description,omitempty"`
+	KeySpec            string            `json:"keySpec"`
+	KeyUsage           string            `json:"keyUsage"`
+	Origin             string            `json:"origin"`
+	Created            time.Time         `json:"creationDate"`
+	DeletionDate       *time.Time        `json:"deletionDate,omitempty"`
+	RotationPeriodDays int               `json:"rotationPeriodInDays,omitempty"`
+	CurrentMaterial    string            `json:"currentKeyMaterialId,omitempty"`
+	Materials          int               `json:"keyMaterials"`
+	Tags               map[string]string `json:"tags,omitempty"`
+	Aliases            []string          `json:"aliases,omitempty"`
+	Policy             json.RawMessage   `json:"policy"`
+	Grants             []GrantView       `json:"grants,omitempty"`
+}
+
+// GrantView is a grant as it was.
+type GrantView struct {
+	GrantID     string   `json:"grantId"`
+	Grantee     string   `json:"granteePrincipal"`
+	Operations  []string `json:"operations"`
+	Constrained bool     `json:"constrained,omitempty"`
+}
+
+// Answer is what the fold says about one key.
+type Answer struct {
+	AsOf          time.Time `json:"asOf"`
+	EventsFolded  uint64    `json:"eventsFolded"`
+	Exists        bool      `json:"exists"`
+	Deleted       bool      `json:"deleted,omitempty"`
+	Key           *KeyView  `json:"key,omitempty"`
+	WhoCanDecrypt []Access  `json:"whoCouldDecrypt,omitempty"`
+}
+
+// Describe answers for one key id in region.
+func (f *Folder) Describe(keyID, region string) Answer {
+	ans := Answer{AsOf: f.AsOf, EventsFolded: f.events}
+	k, ok := f.state.Key(keyID)
+	if !ok {
+		ans.Deleted = f.state.WasDeleted(keyID)
+		return ans
+	}
+	ans.Exists = true
+	arn := "arn:aws:kms:" + region + ":" + k.Account + ":key/" + k.ID
+	v := &KeyView{KeyID: k.ID, Arn: arn, State: string(k.State), Description: k.Description, KeySpec: string(k.Spec),
+		KeyUsage: string(k.Usage), Origin: k.Origin, Created: k.Created, RotationPeriodDays: k.RotationPeriodDays,
+		Materials: len(k.Materials), Tags: k.Tags, Policy: json.RawMessage(k.Policy)}
+	if !json.Valid(v.Policy) {
+		v.Policy = nil
+	}
+	if k.State == keystate.PendingDeletion {
+		d := k.DeletionDate
+		v.DeletionDate = &d
+	}
+	if k.HasMaterial() {
+		v.CurrentMaterial = k.CurrentMaterial().ID
+	}
+	for _, a := range f.state.Aliases(k.Account, k.ID) {
+		v.Aliases = append(v.Aliases, a.Name)
+	}
+	for _, g := range k.Grants {
+		v.Grants = append(v.Grants, GrantView{GrantID: g.ID, Grantee: g.GranteePrincipal, Operations: g.Operations,
+			Constrained: g.EncryptionContextEquals != nil || g.EncryptionContextSubset != nil})
+	}
+	slices.SortFunc(v.Grants, func(a, b GrantView) int { return strings.Compare(a.GrantID, b.GrantID) })
+	ans.Key = v
+	ans.WhoCanDecrypt = f.whoCanDecrypt(k, arn)
+	return ans
+}
+
+type principalSummary struct {
+	ARN      string            `json:"arn"`
+	Policies []json.RawMessage `json:"policies"`
+}
+
+// whoCanDecrypt evaluates kms:Decrypt on the key for every principal in the
+// configuration then in force (and "*" when the key policy opens it to
+// anyone), with no request conditions met: what is allowed outright.
+func (f *Folder) whoCanDecrypt(k keystate.Key, arn string) []Access {
+	keyDoc, err := policy.Parse(k.Policy)
+	if err != nil {
+		return nil
+	}
+	var principals []principalSummary
+	_ = json.Unmarshal([]byte(f.principals), &principals)
+	var out []Access
+	anyone := keyDoc.Evaluate(policy.Request{Principal: policy.Principal{ARN: "arn:aws:iam::000000000000:user/anyone", Account: "000000000000"},
+		Action: "kms:Decrypt", Resource: arn})
+	if anyone.Deny == nil && anyone.Allow != nil {
+		out = append(out, Access{Principal: "*", Via: "key policy " + keyDoc.Label(anyone.Allow) + " allows any principal"})
+	}
+	for _, p := range principals {
+		parts := strings.SplitN(p.ARN, ":", 6)
+		if len(parts) != 6 {
+			continue
+		}
+		req := policy.Request{Principal: policy.Principal{ARN: p.ARN, Account: parts[4]}, Action: "kms:Decrypt", Resource: arn}
+		kr := keyDoc.Evaluate(req)
+		var ir policy.Result
+		var idDoc *policy.Document
+		for _, raw := range p.Policies {
+			d, err := policy.Parse(string(raw))
+			if err != nil {
+				continue
+			}
+			r := d.Evaluate(req)
+			if r.Deny != nil {
+				ir, idDoc = policy.Result{Deny: r.Deny}, d
+				break
+			}
+			if r.Allow != nil && ir.Allow == nil {
+				ir.Allow, idDoc = r.Allow, d
+			}
+		}
+		if kr.Deny != nil || ir.Deny != nil {
+			continue
+		}
+		same := parts[4] == k.Account
+		switch {
+		case kr.Allow != nil && same:
+			out = append(out, Access{Principal: p.ARN, Via: "key policy " + keyDoc.Label(kr.Allow)})
+			continue
+		case (kr.Allow != nil || kr.AllowAccount != nil) && ir.Allow != nil:
+			st := kr.Allow
+			if st == nil {
+				st = kr.AllowAccount
+			}
+			out = append(out, Access{Principal: p.ARN, Via: "key policy " + keyDoc.Label(st) + " and identity policy " + idDoc.Label(ir.Allow)})
+			continue
+		}
+		for _, g := range k.Grants {
+			if g.GranteePrincipal == p.ARN && slices.Contains(g.Operations, "Decrypt") {
+				via := "grant " + g.ID
+				if g.EncryptionContextEquals != nil || g.EncryptionContextSubset != nil {
+					via += " (with encryption context constraints)"
+				}
+				out = append(out, Access{Principal: p.ARN, Via: via})
+				break
+			}
+		}
+	}
+	return out
+}

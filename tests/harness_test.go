@@ -161,7 +161,7 @@ func (i *instance) up() {
 	i.node, err = node.Start(context.Background(), i.backend, node.Config{
 		Region: testRegion, RootKey: i.root, Clock: i.clock, Principals: dir,
 		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCf, Logger: log,
-		CheckpointSigner: i.signer, CheckpointInterval: time.Hour, // tests checkpoint explicitly
+		CheckpointSigner: i.signer, CheckpointVerifier: i.vkey, CheckpointInterval: time.Hour, // tests checkpoint explicitly
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ Usage:
   keyledger audit checkpoint       print the newest signed checkpoint
   keyledger audit prove [flags]    print an inclusion or consistency proof
   keyledger audit tail [flags]     print events live, one a line
+  keyledger report compliance      the compliance report (JSON, CSV or HTML with charts)
   keyledger keys describe K [--as-of T]   a key's state, policy, grants, aliases and who could decrypt, at T
   keyledger bench [flags]          drive load against a running service and report latency
   keyledger version
@@ -80,6 +81,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	case "bench":
 		return bench(args[1:], stdout, stderr)
+	case "report":
+		if len(args) < 2 || args[1] != "compliance" {
+			fmt.Fprintln(stderr, "usage: keyledger report compliance [--format json|csv|html] [--out FILE]")
+			return 2
+		}
+		return reportCompliance(args[2:], stdout, stderr)
 	case "keys":
 		if len(args) < 2 || args[1] != "describe" {
 			fmt.Fprintln(stderr, "usage: keyledger keys describe KEY_ID [--as-of T]")

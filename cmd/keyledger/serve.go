@@ -136,7 +136,7 @@ func serve(args []string, stderr io.Writer) int {
 	n, err := node.Start(ctx, b, node.Config{
 		Region: *region, RootKey: root, Principals: dir, Logger: log,
 		Ledger:           ledger.Config{Stream: bf.stream},
-		CheckpointSigner: signer, CheckpointInterval: *checkpointEvery,
+		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
 	})
 	if err != nil {
 		log.Error("cannot start", "error", err)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyledger/keyledger/gateway/awsjson"
+	"github.com/keyledger/keyledger/gateway/compliance"
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/gateway/timetravel"
 	"github.com/keyledger/keyledger/ledger"
@@ -27,6 +28,14 @@ type Ledger interface {
 	MerkleTree() *merkle.Tree
 	// Checkpoint returns a signed checkpoint covering the ledger as it is now.
 	Checkpoint(ctx context.Context) ([]byte, error)
+	// StoredCheckpoints returns every stored signed checkpoint and the key
+	// that verifies them.
+	StoredCheckpoints(ctx context.Context) ([][]byte, string, error)
+	// Now is the service's (injected) clock.
+	Now() time.Time
+	// ChainHead is the number of events and the hash of the last, as the
+	// verified chain stands.
+	ChainHead() (uint64, string)
 }
 
 // Config wires the audit API.
@@ -56,6 +65,7 @@ func Register(srv *awsjson.Server, cfg Config) *API {
 	srv.Get("/audit/proof/consistency", a.consistency)
 	srv.Get("/audit/events", a.events)
 	srv.Get("/audit/keys/:key", a.keyAsOf)
+	srv.Get("/reports/compliance", a.compliance)
 	return a
 }
 
@@ -191,4 +201,42 @@ func (a *API) keyAsOf(c *fiber.Ctx, caller keyservice.Caller) error {
 		ans = timetravel.Answer{AsOf: ans.AsOf, EventsFolded: ans.EventsFolded} // another account's key
 	}
 	return c.JSON(ans)
+}
+
+// compliance answers GET /reports/compliance?format=json|csv|html.
+func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
+	if err := a.svc.AuthorizeAudit(caller, "keyledger:ReadReports", "*"); err != nil {
+		return err
+	}
+	format := c.Query("format", "json")
+	if format != "json" && format != "csv" && format != "html" {
+		return bad("format must be json, csv or html")
+	}
+	ctx := c.UserContext()
+	b := compliance.NewBuilder(compliance.Options{Now: a.ledger.Now(), Region: a.region})
+	if err := a.history.EventsFrom(ctx, 0, func(r ledger.Record) error {
+		b.Add(r)
+		return nil
+	}); err != nil {
+		return err
+	}
+	integrity := &compliance.Integrity{ChainVerified: true}
+	integrity.Events, integrity.Head = a.ledger.ChainHead()
+	signed, vkey, err := a.ledger.StoredCheckpoints(ctx)
+	if err != nil {
+		integrity.Problem = "checkpoints unreadable: " + err.Error()
+	} else {
+		integrity.CheckpointsVerified, integrity.Problem = compliance.VerifyCheckpoints(signed, vkey, a.ledger.MerkleTree().Root)
+	}
+	b.SetIntegrity(integrity)
+	rep := b.Report()
+	switch format {
+	case "csv":
+		c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
+		return rep.CSV(c)
+	case "html":
+		c.Set(fiber.HeaderContentType, "text/html; charset=utf-8")
+		return rep.HTML(c)
+	}
+	return c.JSON(rep)
 }

@@ -47,8 +47,10 @@ type Config struct {
 	Ledger            ledger.Config
 	Materials         material.Config
 	// CheckpointSigner signs the Merkle tree's checkpoints; nil means no
-	// checkpoints. CheckpointOrigin names the log in them.
+	// checkpoints. CheckpointVerifier is its public key (note vkey).
+	// CheckpointOrigin names the log in them.
 	CheckpointSigner   note.Signer
+	CheckpointVerifier string
 	CheckpointOrigin   string
 	CheckpointInterval time.Duration // default 10s
 	Logger             *slog.Logger
@@ -76,6 +78,22 @@ type Node struct {
 	schedulerDone  chan struct{} // closed when the scheduler and checkpointer stopped
 	cpMu           sync.Mutex
 	lastCheckpoint int64
+}
+
+// StoredCheckpoints returns the stored signed checkpoints and their
+// verifier key (for auditapi.Ledger).
+func (n *Node) StoredCheckpoints(ctx context.Context) ([][]byte, string, error) {
+	all, err := n.Checkpoints.All(ctx)
+	return all, n.cfg.CheckpointVerifier, err
+}
+
+// Now is the service's clock (for auditapi.Ledger).
+func (n *Node) Now() time.Time { return n.cfg.Clock.Now() }
+
+// ChainHead is the verified chain's length and head hash (for auditapi.Ledger).
+func (n *Node) ChainHead() (uint64, string) {
+	h := n.Ledger.Head()
+	return h.Count, h.Hash.String()
 }
 
 // MerkleTree is the Merkle tree over the ledger (for auditapi.Ledger).

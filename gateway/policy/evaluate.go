@@ -122,6 +122,9 @@ func (ps *Principals) match(p Principal) principalMatch {
 	return best
 }
 
+// MatchesAction reports whether the statement's Action (or NotAction) covers action.
+func (st *Statement) MatchesAction(action string) bool { return st.actionMatch(action) }
+
 func (st *Statement) actionMatch(action string) bool {
 	if st.Action != nil {
 		return anyGlob(st.Action, action, true)

@@ -1,0 +1,357 @@
+// Package compliance builds keyledger's compliance report from the ledger:
+// each check names its source (AWS Security Hub control, PCI DSS
+// requirement, NIST publication), with findings per key or principal, and
+// the figures behind the charts (usage over time per key, keys by state,
+// rotation age). It is pure: it folds the records it is given.
+package compliance
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/keyledger/keyledger/gateway/policy"
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/projections/keystate"
+)
+
+// Options tune the checks.
+type Options struct {
+	Now             time.Time
+	Region          string
+	MaxAgeDays      int    // cryptoperiod by age of the current key material (default 365)
+	MaxEncryptions  uint64 // cryptoperiod by use of one key material (default 2^32)
+	UnusedDays      int    // a key unused this long is flagged (default 90)
+	SpikeMinimum    int    // denials in a day below this are never a spike (default 10)
+	RetentionMonths int    // required audit retention (default 12)
+	// Integrity is the outcome of checking the chain and the signed
+	// checkpoints, done by the caller; nil means it was not checked.
+	Integrity *Integrity
+	// Retention is the ledger stream's maximum age; 0 keeps everything.
+	Retention time.Duration
+}
+
+// Integrity is what the caller found verifying the ledger.
+type Integrity struct {
+	ChainVerified       bool   `json:"chainVerified"`
+	Events              uint64 `json:"events"`
+	Head                string `json:"head"`
+	CheckpointsVerified int    `json:"checkpointsVerified"`
+	Problem             string `json:"problem,omitempty"`
+}
+
+// Finding is one thing a check found.
+type Finding struct {
+	Resource string `json:"resource"`
+	Detail   string `json:"detail"`
+}
+
+// Check is one compliance check.
+type Check struct {
+	ID       string    `json:"id"`
+	Title    string    `json:"title"`
+	Source   string    `json:"source"`
+	Status   string    `json:"status"` // PASS, FAIL, WARN, INFO
+	Summary  string    `json:"summary"`
+	Findings []Finding `json:"findings,omitempty"`
+}
+
+// Series is one key's daily count of successful cryptographic operations.
+type Series struct {
+	Key    string         `json:"key"`
+	Counts map[string]int `json:"counts"` // YYYY-MM-DD → operations
+}
+
+// Report is the whole report.
+type Report struct {
+	GeneratedAt  time.Time      `json:"generatedAt"`
+	Region       string         `json:"region"`
+	Events       uint64         `json:"events"`
+	FirstEvent   time.Time      `json:"firstEvent"`
+	LastEvent    time.Time      `json:"lastEvent"`
+	Keys         int            `json:"keys"`
+	Checks       []Check        `json:"checks"`
+	KeysByState  map[string]int `json:"keysByState"`
+	RotationAge  map[string]int `json:"rotationAgeDays"` // key → days since its current material
+	Usage        []Series       `json:"usage"`           // the busiest keys
+	DeniedPerDay map[string]int `json:"deniedPerDay"`
+	Principals   []string       `json:"principals"`
+}
+
+// Builder folds records into a report.
+type Builder struct {
+	opts       Options
+	state      *keystate.State
+	events     uint64
+	first      time.Time
+	last       time.Time
+	usage      map[string]map[string]int
+	denied     map[string]int
+	principals string
+}
+
+// NewBuilder starts a report.
+func NewBuilder(o Options) *Builder {
+	if o.MaxAgeDays == 0 {
+		o.MaxAgeDays = 365
+	}
+	if o.MaxEncryptions == 0 {
+		o.MaxEncryptions = 1 << 32
+	}
+	if o.UnusedDays == 0 {
+		o.UnusedDays = 90
+	}
+	if o.SpikeMinimum == 0 {
+		o.SpikeMinimum = 10
+	}
+	if o.RetentionMonths == 0 {
+		o.RetentionMonths = 12
+	}
+	return &Builder{opts: o, state: keystate.New(), usage: map[string]map[string]int{}, denied: map[string]int{}}
+}
+
+var cryptoOps = map[string]bool{"Encrypt": true, "Decrypt": true, "ReEncrypt": true, "GenerateDataKey": true,
+	"GenerateDataKeyWithoutPlaintext": true, "GenerateDataKeyPair": true, "GenerateDataKeyPairWithoutPlaintext": true,
+	"Sign": true, "Verify": true, "GenerateMac": true, "VerifyMac": true, "DeriveSharedSecret": true}
+
+// SetIntegrity records what the caller found verifying the ledger.
+func (b *Builder) SetIntegrity(in *Integrity) { b.opts.Integrity = in }
+
+// Add folds one record.
+func (b *Builder) Add(r ledger.Record) {
+	e := r.Event
+	b.events++
+	if b.first.IsZero() || e.Time.Before(b.first) {
+		b.first = e.Time
+	}
+	if e.Time.After(b.last) {
+		b.last = e.Time
+	}
+	day := e.Time.UTC().Format("2006-01-02")
+	switch {
+	case e.Refused():
+		if e.Error.Code == "AccessDeniedException" {
+			b.denied[day]++
+		}
+	case cryptoOps[e.Operation] && e.KeyID != "":
+		if b.usage[e.KeyID] == nil {
+			b.usage[e.KeyID] = map[string]int{}
+		}
+		b.usage[e.KeyID][day]++
+	}
+	if p, ok := e.Body.(*event.PrincipalsConfigured); ok && !e.Refused() {
+		b.principals = p.Summary
+	}
+	b.state.Apply([]ledger.Record{r})
+}
+
+func (b *Builder) arn(k keystate.Key) string {
+	return "arn:aws:kms:" + b.opts.Region + ":" + k.Account + ":key/" + k.ID
+}
+
+// Report evaluates every check.
+func (b *Builder) Report() *Report {
+	o := b.opts
+	snap := b.state.Snapshot()
+	rep := &Report{GeneratedAt: o.Now, Region: o.Region, Events: b.events, FirstEvent: b.first, LastEvent: b.last,
+		Keys: len(snap.Keys), KeysByState: map[string]int{}, RotationAge: map[string]int{}, DeniedPerDay: b.denied}
+	days := func(t time.Time) int { return int(o.Now.Sub(t).Hours() / 24) }
+
+	rotation := Check{ID: "rotation", Title: "Automatic rotation is enabled for symmetric encryption keys",
+		Source: "AWS Security Hub KMS.4; PCI DSS v4.0 3.6.4"}
+	age := Check{ID: "cryptoperiod-age", Title: fmt.Sprintf("Key material is younger than its cryptoperiod (%d days)", o.MaxAgeDays),
+		Source: "NIST SP 800-57 Part 1 Rev. 5 §5.3; PCI DSS v4.0 3.6.4"}
+	use := Check{ID: "cryptoperiod-usage", Title: fmt.Sprintf("No key material has done more than %d encryptions", o.MaxEncryptions),
+		Source: "NIST SP 800-38D §8.3 (usage limits); PCI DSS v4.0 3.6.4"}
+	pending := Check{ID: "pending-deletion", Title: "No key is scheduled for deletion unintentionally",
+		Source: "AWS Security Hub KMS.3"}
+	public := Check{ID: "public-key-policy", Title: "No key policy allows use of the key to everyone (Principal \"*\" without conditions)",
+		Source: "AWS Security Hub KMS.5"}
+	identity := Check{ID: "decrypt-on-all-keys", Title: "No identity policy allows decryption on all KMS keys",
+		Source: "AWS Security Hub KMS.1 and KMS.2"}
+	unused := Check{ID: "unused-keys", Title: fmt.Sprintf("No enabled key has gone unused for %d days", o.UnusedDays),
+		Source: "NIST SP 800-57 Part 1 Rev. 5 §8.3.4 (keys no longer needed); PCI DSS v4.0 3.7.5"}
+
+	for _, k := range snap.Keys {
+		rep.KeysByState[string(k.State)]++
+		arn := b.arn(k)
+		if k.Spec == "SYMMETRIC_DEFAULT" && k.Origin == "AWS_KMS" && k.State != keystate.PendingDeletion && k.RotationPeriodDays == 0 {
+			rotation.Findings = append(rotation.Findings, Finding{arn, "automatic rotation is disabled"})
+		}
+		if k.HasMaterial() {
+			m := k.CurrentMaterial()
+			rep.RotationAge[k.ID] = days(m.Created)
+			if d := days(m.Created); d > o.MaxAgeDays {
+				age.Findings = append(age.Findings, Finding{arn, fmt.Sprintf("current key material %s is %d days old", short(m.ID), d)})
+			}
+			for _, mm := range k.Materials {
+				if n := snap.Encryptions[mm.ID]; n > o.MaxEncryptions {
+					use.Findings = append(use.Findings, Finding{arn, fmt.Sprintf("key material %s has done %d encryptions", short(mm.ID), n)})
+				}
+			}
+		}
+		if k.State == keystate.PendingDeletion {
+			pending.Findings = append(pending.Findings, Finding{arn, "deletion scheduled for " + k.DeletionDate.UTC().Format(time.RFC3339)})
+		}
+		if doc, err := policy.Parse(k.Policy); err == nil {
+			for i, st := range doc.Statements {
+				if st.Effect == policy.Allow && st.Principal != nil && st.Principal.Any && len(st.Conditions) == 0 {
+					public.Findings = append(public.Findings, Finding{arn, fmt.Sprintf("key policy %s allows any principal", doc.Label(&doc.Statements[i]))})
+				}
+			}
+		}
+		if k.State == keystate.Enabled {
+			last, used := snap.LastUse[k.ID]
+			switch {
+			case used && days(last.Time) > o.UnusedDays:
+				unused.Findings = append(unused.Findings, Finding{arn, fmt.Sprintf("last used %d days ago (%s)", days(last.Time), last.Operation)})
+			case !used && days(k.Created) > o.UnusedDays:
+				unused.Findings = append(unused.Findings, Finding{arn, fmt.Sprintf("never used in the %d days since it was created", days(k.Created))})
+			}
+		}
+	}
+	var principals []struct {
+		ARN      string            `json:"arn"`
+		Policies []json.RawMessage `json:"policies"`
+	}
+	_ = json.Unmarshal([]byte(b.principals), &principals)
+	for _, p := range principals {
+		rep.Principals = append(rep.Principals, p.ARN)
+		for _, raw := range p.Policies {
+			doc, err := policy.Parse(string(raw))
+			if err != nil {
+				continue
+			}
+			for i, st := range doc.Statements {
+				if st.Effect != policy.Allow || len(st.Conditions) > 0 || !slices.Contains(st.Resource, "*") {
+					continue
+				}
+				for _, a := range []string{"kms:Decrypt", "kms:ReEncryptFrom"} {
+					if (&st).MatchesAction(a) {
+						identity.Findings = append(identity.Findings, Finding{p.ARN, fmt.Sprintf("identity policy %s allows %s on all keys", doc.Label(&doc.Statements[i]), a)})
+						break
+					}
+				}
+			}
+		}
+	}
+
+	spikes := Check{ID: "denied-spikes", Title: "No spike of denied requests",
+		Source: "PCI DSS v4.0 10.4.1 (review of security events); NIST SP 800-92"}
+	var counts []int
+	for _, n := range b.denied {
+		counts = append(counts, n)
+	}
+	sort.Ints(counts)
+	median := 0
+	if len(counts) > 0 {
+		median = counts[len(counts)/2]
+	}
+	threshold := max(o.SpikeMinimum, 3*median)
+	for _, day := range slices.Sorted(maps.Keys(b.denied)) {
+		if n := b.denied[day]; n > threshold {
+			spikes.Findings = append(spikes.Findings, Finding{day, fmt.Sprintf("%d denied requests (threshold %d)", n, threshold)})
+		}
+	}
+
+	integrity := Check{ID: "audit-integrity", Title: "The audit ledger's hash chain and signed checkpoints verify",
+		Source: "PCI DSS v4.0 10.3.4 (audit log integrity); NIST SP 800-92"}
+	switch in := o.Integrity; {
+	case in == nil:
+		integrity.Status, integrity.Summary = "WARN", "not checked"
+	case in.Problem != "":
+		integrity.Findings = append(integrity.Findings, Finding{"ledger", in.Problem})
+	default:
+		integrity.Summary = fmt.Sprintf("%d events chain-linked to head %s; %d signed checkpoints verify and match the ledger",
+			in.Events, short(in.Head), in.CheckpointsVerified)
+	}
+
+	retention := Check{ID: "retention", Title: fmt.Sprintf("Audit records are kept at least %d months", o.RetentionMonths),
+		Source: "PCI DSS v4.0 10.5.1"}
+	need := time.Duration(o.RetentionMonths) * 30 * 24 * time.Hour
+	switch {
+	case o.Retention != 0 && o.Retention < need:
+		retention.Findings = append(retention.Findings, Finding{"ledger stream", fmt.Sprintf("the stream keeps events only %s", o.Retention)})
+	default:
+		retention.Summary = "the ledger stream never expires events (deletes and purges are denied)"
+		if !b.first.IsZero() {
+			retention.Summary += "; first event " + b.first.UTC().Format("2006-01-02")
+		}
+	}
+
+	rep.Checks = []Check{rotation, age, use, pending, public, identity, unused, spikes, integrity, retention}
+	for i := range rep.Checks {
+		c := &rep.Checks[i]
+		if c.Status == "" {
+			c.Status = "PASS"
+			if len(c.Findings) > 0 {
+				c.Status = "FAIL"
+				if c.ID == "pending-deletion" {
+					c.Status = "WARN"
+				}
+			}
+		}
+		if c.Summary == "" {
+			c.Summary = fmt.Sprintf("%d findings", len(c.Findings))
+		}
+	}
+
+	// Usage chart: the five busiest keys.
+	type total struct {
+		key string
+		n   int
+	}
+	var totals []total
+	for k, byDay := range b.usage {
+		n := 0
+		for _, c := range byDay {
+			n += c
+		}
+		totals = append(totals, total{k, n})
+	}
+	slices.SortFunc(totals, func(a, b total) int {
+		if a.n != b.n {
+			return b.n - a.n
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	for i, t := range totals {
+		if i == 5 {
+			break
+		}
+		rep.Usage = append(rep.Usage, Series{Key: t.key, Counts: b.usage[t.key]})
+	}
+	return rep
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12] + "…"
+	}
+	return id
+}
+
+// VerifyCheckpoints opens every signed checkpoint with the verifier key and
+// checks that its root is the ledger's root at its size. It returns how many
+// verified, or the first problem.
+func VerifyCheckpoints(signed [][]byte, vkey string, root func(size int64) (tlog.Hash, error)) (int, string) {
+	for i, s := range signed {
+		cp, err := merkle.Open(s, vkey)
+		if err != nil {
+			return i, fmt.Sprintf("checkpoint %d: %v", i+1, err)
+		}
+		r, err := root(cp.Size)
+		if err != nil || r != cp.Root {
+			return i, fmt.Sprintf("checkpoint %d (size %d) does not match the ledger's Merkle root", i+1, cp.Size)
+		}
+	}
+	return len(signed), ""
+}

@@ -11,6 +11,12 @@
 // and nothing happened (no ciphertext, no key, no state change). The writing
 // instance folds its own events before answering, so it reads its writes.
 //
+// # Authorization
+//
+// Every operation authorizes the caller (authz.go) right after resolving
+// the key and before looking at its state, so a caller who may not use a
+// key learns nothing about it. Refusals are recorded like any other.
+//
 // # Ordering
 //
 // State-changing operations hold the service's lock exclusively from

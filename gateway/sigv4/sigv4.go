@@ -1,9 +1,8 @@
-// Package sigv4 reads AWS Signature Version 4 Authorization headers.
-//
-// This build parses the header and names the caller's access key id;
-// verifying the signature against the principal's secret is the access
-// control work that follows. The package holds no secrets and is safe for
-// concurrent use.
+// Package sigv4 parses AWS Signature Version 4 Authorization headers,
+// signs requests (what a client does) and verifies them against the
+// caller's secret (what the gateway does). Secrets are taken as
+// secret.Bytes and compared in constant time; a Verifier caches each access
+// key's derived signing key for its day. Safe for concurrent use.
 package sigv4
 
 import (

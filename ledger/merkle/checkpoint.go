@@ -102,4 +102,3 @@ func LoadOrCreateKey(path, name string) (note.Signer, string, error) {
 	s, err := note.NewSigner(skey)
 	return s, vkey, err
 }
-

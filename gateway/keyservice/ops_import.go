@@ -93,8 +93,9 @@ func (s *Service) GetParametersForImport(ctx context.Context, c Caller, in *GetP
 		_ = s.materials.Destroy(ctx, ref.ID)
 		return nil, s.refuse(ctx, ev, err)
 	}
+	// The token is a bearer credential: the ledger records only its hash.
 	token := secret.Random(32)
-	tokenID := hex.EncodeToString(token.Expose())
+	tokenID := importTokenID(token.Expose())
 	validTo := s.clock.Now().Add(importTokenLifetime)
 	ev.Body = &event.ImportParametersIssued{TokenID: tokenID, WrappingAlgorithm: in.WrappingAlgorithm,
 		WrappingKeySpec: in.WrappingKeySpec, ValidTo: validTo, WrappingKey: ref}
@@ -197,7 +198,7 @@ func (s *Service) importMaterial(c Caller, ctx context.Context, ev *event.Event,
 	if k.HasMaterial() && in.ImportType == "NEW_KEY_MATERIAL" {
 		return nil, k, none, errorf(CodeUnsupportedOperation, "keyledger keeps one imported key material per key; re-import it with ImportType EXISTING_KEY_MATERIAL.")
 	}
-	tok, ok := k.ImportTokens[hex.EncodeToString(in.ImportToken)]
+	tok, ok := k.ImportTokens[importTokenID(in.ImportToken)]
 	if !ok {
 		return nil, k, none, errorf(CodeInvalidImportToken, "The import token is not valid for %s.", s.arnOf(k))
 	}
@@ -235,6 +236,12 @@ func (s *Service) importMaterial(c Caller, ctx context.Context, ev *event.Event,
 		body.Material = event.MaterialRef{ID: cur.ID, WrappedHash: cur.WrappedHash}
 	}
 	return body, k, mat, nil
+}
+
+// importTokenID is how the ledger names an import token: its SHA-256.
+func importTokenID(token []byte) string {
+	h := sha256.Sum256(token)
+	return hex.EncodeToString(h[:])
 }
 
 // importedMaterialID names imported material by what it is, so importing

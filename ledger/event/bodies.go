@@ -287,7 +287,8 @@ func (b *KeyRotated) encode(w *writer) {
 
 // ImportParametersIssued records GetParametersForImport: an RSA wrapping
 // key (its private half wrapped in the material store) and the import
-// token that names it, valid until ValidTo.
+// token that names it (TokenID is the token's SHA-256; the token itself is
+// a bearer credential and never recorded), valid until ValidTo.
 type ImportParametersIssued struct {
 	TokenID           string      `json:"tokenId"`
 	WrappingAlgorithm string      `json:"wrappingAlgorithm"`

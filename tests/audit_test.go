@@ -114,6 +114,20 @@ func TestNoSecretAnywhere(t *testing.T) {
 		r, _ := in.kms.GenerateRandom(ctx, &kms.GenerateRandomInput{NumberOfBytes: aws.Int32(32)})
 		secrets = append(secrets, r.Plaintext)
 	}
+	// Bearer credentials: grant tokens and import tokens.
+	g, err := in.kms.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: &k, GranteePrincipal: aws.String("arn:aws:iam::111122223333:user/alice"),
+		Operations: []types.GrantOperation{types.GrantOperationEncrypt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, []byte(*g.GrantToken))
+	ext, _ := in.kms.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal})
+	params, err := in.kms.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: ext.KeyMetadata.KeyId,
+		WrappingAlgorithm: types.AlgorithmSpecRsaesOaepSha256, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, params.ImportToken)
 	// Oversized and refused plaintexts must not be echoed either.
 	big := []byte("PLAINTEXT-SECRET-BIG" + strings.Repeat("y", 4100))
 	secrets = append(secrets, big[:32])

@@ -334,3 +334,23 @@ func TestPrincipalsChangesAreRecorded(t *testing.T) {
 		t.Fatalf("an unchanged configuration was recorded again (%d events)", n)
 	}
 }
+
+// TestGrantDerivedGrants: a grantee with CreateGrant in its grant may pass
+// on only the operations of that grant.
+func TestGrantDerivedGrants(t *testing.T) {
+	in := start(t)
+	ctx := context.Background()
+	k := in.createKey("delegation")
+	if _, err := in.kms.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: &k, GranteePrincipal: aws.String("arn:aws:iam::111122223333:user/alice"),
+		Operations: []types.GrantOperation{types.GrantOperationEncrypt, types.GrantOperationCreateGrant}}); err != nil {
+		t.Fatal(err)
+	}
+	alice := in.as("alice")
+	if _, err := alice.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: &k, GranteePrincipal: aws.String("arn:aws:iam::444455556666:user/dave"),
+		Operations: []types.GrantOperation{types.GrantOperationEncrypt}}); err != nil {
+		t.Fatalf("passing on Encrypt: %v", err)
+	}
+	_, err := alice.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: &k, GranteePrincipal: aws.String("arn:aws:iam::444455556666:user/dave"),
+		Operations: []types.GrantOperation{types.GrantOperationDecrypt}})
+	wantCode(t, err, "AccessDeniedException")
+}

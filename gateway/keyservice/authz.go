@@ -77,6 +77,13 @@ func accessDenied(c Caller, action, resource, because, reason string) *Error {
 
 // authorize decides a request on a key.
 func (s *Service) authorize(c Caller, r request) error {
+	_, err := s.decide(c, r)
+	return err
+}
+
+// decide decides a request on a key and, when only a grant allows it,
+// returns that grant.
+func (s *Service) decide(c Caller, r request) (*keystate.Grant, error) {
 	k := *r.key
 	resource := s.arnOf(k)
 	preq := policy.Request{Principal: policy.Principal{ARN: c.PrincipalARN, Account: c.Account},
@@ -84,27 +91,29 @@ func (s *Service) authorize(c Caller, r request) error {
 	keyDoc := s.policies.get(k)
 	kr := keyDoc.Evaluate(preq)
 	if kr.Deny != nil {
-		return accessDenied(c, r.action, resource, "with an explicit deny in a resource-based policy",
+		return nil, accessDenied(c, r.action, resource, "with an explicit deny in a resource-based policy",
 			"denied by key policy "+keyDoc.Label(kr.Deny))
 	}
 	ir, irDoc := evaluateIdentity(c, preq)
 	if ir.Deny != nil {
-		return accessDenied(c, r.action, resource, "with an explicit deny in an identity-based policy",
+		return nil, accessDenied(c, r.action, resource, "with an explicit deny in an identity-based policy",
 			"denied by identity policy "+irDoc.Label(ir.Deny))
 	}
 	sameAccount := c.Account == k.Account
 	switch {
 	case kr.Allow != nil && sameAccount:
-		return nil
+		return nil, nil
 	case (kr.Allow != nil || kr.AllowAccount != nil) && ir.Allow != nil:
-		return nil
-	case s.grantAllows(c, k, r):
-		return nil
-	case kr.Allow == nil && kr.AllowAccount == nil:
-		return accessDenied(c, r.action, resource, "because no resource-based policy allows the "+r.action+" action",
+		return nil, nil
+	}
+	if g := s.grantFor(c, k, r); g != nil {
+		return g, nil
+	}
+	if kr.Allow == nil && kr.AllowAccount == nil {
+		return nil, accessDenied(c, r.action, resource, "because no resource-based policy allows the "+r.action+" action",
 			"no key policy statement allows it")
 	}
-	return accessDenied(c, r.action, resource, "because no identity-based policy allows the "+r.action+" action",
+	return nil, accessDenied(c, r.action, resource, "because no identity-based policy allows the "+r.action+" action",
 		"the key policy delegates to the account, and no identity policy allows it")
 }
 
@@ -224,11 +233,11 @@ func aliasIn(ref string) (string, bool) {
 	return "", false
 }
 
-// grantAllows reports whether a live grant on k lets the caller do r.
-func (s *Service) grantAllows(c Caller, k keystate.Key, r request) bool {
+// grantFor returns a live grant on k that lets the caller do r, if any.
+func (s *Service) grantFor(c Caller, k keystate.Key, r request) *keystate.Grant {
 	op, ok := strings.CutPrefix(r.action, "kms:")
 	if !ok {
-		return false
+		return nil
 	}
 	for _, g := range k.Grants {
 		if g.GranteePrincipal != c.PrincipalARN && g.GranteePrincipal != "arn:aws:iam::"+c.Account+":root" {
@@ -240,9 +249,9 @@ func (s *Service) grantAllows(c Caller, k keystate.Key, r request) bool {
 		if takesContext[op] && !constraintsMet(g, r.encCtx) {
 			continue
 		}
-		return true
+		return &g
 	}
-	return false
+	return nil
 }
 
 // takesContext lists the grant operations that accept an encryption

@@ -80,13 +80,27 @@ func (s *Service) CreateGrant(ctx context.Context, c Caller, in *CreateGrantInpu
 			constraint = "EncryptionContextSubset"
 		}
 	}
-	k, err := s.use(c, in.KeyId, false, request{action: "kms:CreateGrant",
-		extra: map[string]string{"kms:granteeprincipal": in.GranteePrincipal, "kms:retiringprincipal": in.RetiringPrincipal,
-			"kms:grantconstrainttype": constraint},
-		multi: map[string][]string{"kms:grantoperations": in.Operations}})
+	k, err := s.resolve(c, in.KeyId, false)
 	ev.KeyID = k.ID
 	if err != nil {
 		return fail(err)
+	}
+	via, err := s.decide(c, request{action: "kms:CreateGrant", key: &k, ref: in.KeyId,
+		extra: map[string]string{"kms:granteeprincipal": in.GranteePrincipal, "kms:retiringprincipal": in.RetiringPrincipal,
+			"kms:grantconstrainttype": constraint},
+		multi: map[string][]string{"kms:grantoperations": in.Operations}})
+	if err != nil {
+		return fail(err)
+	}
+	// A grantee creating grants through its own grant may pass on only
+	// operations that grant has, as AWS limits it.
+	if via != nil {
+		for _, op := range in.Operations {
+			if !contains(via.Operations, op) {
+				return fail(accessDenied(c, "kms:CreateGrant", s.arnOf(k),
+					"because grant "+via.ID+" does not include the "+op+" operation", "grant-derived CreateGrant beyond its grant"))
+			}
+		}
 	}
 	for _, op := range in.Operations {
 		if need := grantOperations[op]; need != "" && need != k.Usage {

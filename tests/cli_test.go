@@ -246,6 +246,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 			t.Fatalf("an acknowledged ciphertext is lost after kill -9: %v", err)
 		}
 	}
+	// History on the stopped server's directory comes after stopping it (below).
 	// A running server holds the data directory.
 	if code, out := cli(t, "audit", "verify", "--data-dir", dataDir); code != 1 || !strings.Contains(out, "in use") {
 		t.Fatalf("verify on a running server's directory: exit %d\n%s", code, out)
@@ -258,6 +259,10 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	}
 	var n int
 	fmt.Sscanf(out, "OK: %d events verified", &n)
+	code, tail := cli(t, "audit", "tail", "--data-dir", dataDir, "--event", "Encrypt", "--count", "5")
+	if code != 0 || strings.Count(tail, "\n") != 5 || !strings.Contains(tail, `"op":"Encrypt"`) {
+		t.Fatalf("audit tail on a data directory: exit %d\n%s", code, tail)
+	}
 	// CreateKey, every acknowledged Encrypt, and the restart's ListKeys and Decrypts.
 	if n < 1+2*len(done) {
 		t.Fatalf("%d events in the ledger for %d acknowledged encrypts", n, len(done))

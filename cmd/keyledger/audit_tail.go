@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,15 +10,17 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 )
 
 // auditTail prints events live, one JSON line each (their exact bytes),
-// optionally starting with history from a time or an index. It needs a
-// NATS connection (--nats-url; an embedded server listens with
-// serve --nats-listen).
+// optionally starting with history from a time or an index. Live events
+// need a NATS connection (--nats-url; an embedded server listens with
+// serve --nats-listen); on a stopped server's --data-dir it prints the
+// history and exits.
 func auditTail(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("audit tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -33,8 +36,8 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	since, err := parseTimeFlag(*sinceFlag)
-	if err != nil || bf.natsURL == "" {
-		fmt.Fprintln(stderr, "keyledger audit tail: needs --nats-url (and a valid --since)")
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger audit tail: --since: %v\n", err)
 		return 2
 	}
 	l, b, done, ok := openLedgerForAudit(bf, stderr)
@@ -42,6 +45,9 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer done()
+	if bf.natsURL == "" {
+		return tailHistory(l, *key, *op, *account, since, *from, *count, stdout, stderr)
+	}
 	feed := b.Feed(bf.stream)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -114,5 +120,34 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 	historyDone = true
 	mu.Unlock()
 	<-ctx.Done()
+	return 0
+}
+
+// tailHistory prints the matching events of a stopped server's ledger from
+// an index or a time (default: all) and returns.
+func tailHistory(l *ledger.Ledger, key, op, account string, since time.Time, from int64, count int, stdout, stderr io.Writer) int {
+	printed := 0
+	stop := errors.New("enough")
+	fn := func(r ledger.Record) error {
+		e := r.Event
+		if (key != "" && e.KeyID != key) || (op != "" && e.Operation != op) || (account != "" && e.Account != account) {
+			return nil
+		}
+		fmt.Fprintf(stdout, "%s\n", r.Raw)
+		if printed++; count > 0 && printed >= count {
+			return stop
+		}
+		return nil
+	}
+	var err error
+	if !since.IsZero() && from < 0 {
+		err = l.EventsSince(context.Background(), since, fn)
+	} else {
+		err = l.EventsFrom(context.Background(), uint64(max(from, 0)), fn)
+	}
+	if err != nil && !errors.Is(err, stop) {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
 	return 0
 }

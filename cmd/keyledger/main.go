@@ -44,7 +44,7 @@ const auditUsage = `usage:
   keyledger audit checkpoint [--data-dir D | --nats-url U]        print the newest signed checkpoint
   keyledger audit prove --index N [--size S]                      inclusion proof of event N
   keyledger audit prove --old A [--size B]                        consistency proof from tree size A to B
-  keyledger audit tail --nats-url U [--key K] [--event E] [--account A] [--since T | --from N] [--count N]
+  keyledger audit tail [--nats-url U | --data-dir D] [--key K] [--event E] [--account A] [--since T | --from N] [--count N]
                                                                   print events live, one JSON line each
 `
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +16,7 @@ import (
 
 // openLedgerForAudit opens the ledger of a running deployment (--nats-url)
 // or, with the server stopped, of a data directory.
-func openLedgerForAudit(bf backendFlags, stderr io.Writer) (*ledger.Ledger, *backend.Backend, func(), bool) {
+func openLedgerForAudit(bf *backendFlags, stderr io.Writer) (*ledger.Ledger, *backend.Backend, func(), bool) {
 	release := func() {}
 	if bf.natsURL == "" {
 		// Directly on a data directory: the server must be stopped.
@@ -51,10 +50,7 @@ func openLedgerForAudit(bf backendFlags, stderr io.Writer) (*ledger.Ledger, *bac
 // auditVerify walks the whole ledger and checks every link, or checks an
 // offline export against its signed checkpoint.
 func auditVerify(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var bf backendFlags
-	bf.register(fs)
+	fs, bf := ledgerFlagSet("audit verify", stderr)
 	offline := fs.String("offline", "", "verify an export directory (events.jsonl + checkpoint) instead of a ledger")
 	pubkey := fs.String("pubkey", "", "with --offline: the checkpoint verifier key file (note vkey)")
 	if err := parseFlags(fs, args); err != nil {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -39,10 +38,7 @@ func parseTimeFlag(v string) (time.Time, error) {
 // no window it also writes the newest signed checkpoint, making the
 // directory verifiable offline.
 func auditExport(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("audit export", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var bf backendFlags
-	bf.register(fs)
+	fs, bf := ledgerFlagSet("audit export", stderr)
 	format := fs.String("format", "jsonl", "jsonl (exact event bytes) or cloudtrail")
 	sinceFlag := fs.String("since", "", "only events at or after this time (RFC 3339 or YYYY-MM-DD)")
 	untilFlag := fs.String("until", "", "only events before this time")
@@ -201,10 +197,7 @@ func firstField(vkey string) string {
 
 // auditCheckpoint prints the newest stored signed checkpoint.
 func auditCheckpoint(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("audit checkpoint", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var bf backendFlags
-	bf.register(fs)
+	fs, bf := ledgerFlagSet("audit checkpoint", stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
@@ -229,10 +222,7 @@ func auditCheckpoint(args []string, stdout, stderr io.Writer) int {
 // auditProve prints an inclusion proof (--index) or a consistency proof
 // (--old), computed from the ledger.
 func auditProve(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("audit prove", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var bf backendFlags
-	bf.register(fs)
+	fs, bf := ledgerFlagSet("audit prove", stderr)
 	index := fs.Int64("index", -1, "prove that event N is in the tree")
 	old := fs.Int64("old", -1, "prove that the tree of --size extends the tree of this size")
 	size := fs.Int64("size", 0, "tree size (default: the whole ledger)")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,10 +21,7 @@ import (
 // serve --nats-listen); on a stopped server's --data-dir it prints the
 // history and exits.
 func auditTail(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("audit tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var bf backendFlags
-	bf.register(fs)
+	fs, bf := ledgerFlagSet("audit tail", stderr)
 	key := fs.String("key", "", "only events about this key id")
 	op := fs.String("event", "", "only events of this name (e.g. Decrypt)")
 	account := fs.String("account", "", "only events of this account")

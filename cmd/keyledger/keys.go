@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -16,10 +15,7 @@ import (
 // keysDescribe answers from the ledger what a key was at a time:
 // keyledger keys describe KEY_ID --as-of 2026-06-01T00:00:00Z
 func keysDescribe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("keys describe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var bf backendFlags
-	bf.register(fs)
+	fs, bf := ledgerFlagSet("keys describe", stderr)
 	asOfFlag := fs.String("as-of", "", "the time to answer for (RFC 3339 or YYYY-MM-DD; default now)")
 	region := fs.String("region", "us-east-1", "region in ARNs")
 	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {

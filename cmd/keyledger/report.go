@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,10 +18,7 @@ import (
 
 // reportCompliance writes the compliance report built from the ledger.
 func reportCompliance(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("report compliance", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var bf backendFlags
-	bf.register(fs)
+	fs, bf := ledgerFlagSet("report compliance", stderr)
 	format := fs.String("format", "json", "json, csv or html")
 	out := fs.String("out", "", "write to this file instead of stdout")
 	pubkey := fs.String("pubkey", "", "checkpoint verifier key file (default <data-dir>/checkpoint.key.pub)")

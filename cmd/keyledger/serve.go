@@ -36,6 +36,16 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.stream, "stream", "KEYLEDGER", "ledger stream name")
 }
 
+// ledgerFlagSet is the flag set of a command that reads a ledger: the
+// backend flags (--data-dir, --nats-url, …) and the command's own.
+func ledgerFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *backendFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bf := &backendFlags{}
+	bf.register(fs)
+	return fs, bf
+}
+
 // open connects to the configured NATS deployment, or starts the embedded one.
 func (b *backendFlags) open(natsListen string, noFsync bool) (*backend.Backend, error) {
 	if b.natsURL != "" {
@@ -45,10 +55,7 @@ func (b *backendFlags) open(natsListen string, noFsync bool) (*backend.Backend, 
 }
 
 func serve(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var bf backendFlags
-	bf.register(fs)
+	fs, bf := ledgerFlagSet("serve", stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "address the AWS KMS API listens on")
 	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address")
 	rootKeyFile := fs.String("root-key-file", "", "file holding the 256-bit root key (default <data-dir>/root.key, generated if absent)")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
@@ -22,6 +23,11 @@ func TestAuthentication(t *testing.T) {
 	_, err := newClient(in.endpoint, admin[0], "not-the-secret-at-all").ListKeys(ctx, &kms.ListKeysInput{})
 	wantCode(t, err, "InvalidSignatureException")
 	_, err = newClient(in.endpoint, "AKIANOBODY0000001", "whatever-secret-000001").ListKeys(ctx, &kms.ListKeysInput{})
+	wantCode(t, err, "UnrecognizedClientException")
+	// Temporary credentials: keyledger issues none, so a session token is refused.
+	withToken := kms.New(kms.Options{Region: testRegion, BaseEndpoint: aws.String(in.endpoint), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(admin[0], admin[1], "FQoGZXIvYXdzEXAMPLETOKEN")})
+	_, err = withToken.ListKeys(ctx, &kms.ListKeysInput{})
 	wantCode(t, err, "UnrecognizedClientException")
 	// Credentials scoped to another region.
 	other := kms.New(kms.Options{Region: "eu-west-1", BaseEndpoint: aws.String(in.endpoint), Credentials: in.kms.Options().Credentials, RetryMaxAttempts: 1})

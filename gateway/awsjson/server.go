@@ -155,7 +155,8 @@ func (s *Server) authenticate(c *fiber.Ctx) (keyservice.Caller, string, string) 
 		return keyservice.Caller{}, codeIncompleteSig, err.Error()
 	}
 	p, secretKey, ok := s.principals.Lookup(auth.AccessKeyID)
-	if !ok {
+	// keyledger issues no temporary credentials: a session token cannot be valid.
+	if !ok || c.Get("X-Amz-Security-Token") != "" {
 		return keyservice.Caller{}, codeUnrecognizedClient, "The security token included in the request is invalid."
 	}
 	path := c.Path()

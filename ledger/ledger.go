@@ -38,6 +38,9 @@ type Config struct {
 	MaxBatchBytes  int
 	// PublishTimeout bounds one round-trip to JetStream.
 	PublishTimeout time.Duration
+	// FollowInterval is how often an idle writer looks for events other
+	// instances appended (default 250ms).
+	FollowInterval time.Duration
 	// OnCommit receives committed records in chain order, before the
 	// requests that appended them are released. It runs on the writer
 	// goroutine and must not call Append.
@@ -63,6 +66,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 10 * time.Second
+	}
+	if c.FollowInterval == 0 {
+		c.FollowInterval = 250 * time.Millisecond
 	}
 	if c.OnCommit == nil {
 		c.OnCommit = func([]Record) {}
@@ -283,6 +289,8 @@ func (l *Ledger) writer() {
 	defer close(l.done)
 	var broken error
 	var carry *pending // an event that did not fit in the previous batch
+	follow := time.NewTicker(l.cfg.FollowInterval)
+	defer follow.Stop()
 	for {
 		b := newBatch(l.head)
 		if carry != nil {
@@ -292,6 +300,11 @@ func (l *Ledger) writer() {
 			select {
 			case p := <-l.queue:
 				b.add(p, l.cfg.MaxBatchBytes)
+			case <-follow.C:
+				if broken == nil {
+					broken = l.follow()
+				}
+				continue
 			case <-l.stop:
 				l.drain(ErrClosed)
 				return
@@ -377,6 +390,33 @@ func (l *Ledger) commit(b *batch) error {
 func (l *Ledger) publish(ctx context.Context, data []byte, msgID string, lastSeq uint64) (*jetstream.PubAck, error) {
 	msg := &nats.Msg{Subject: l.cfg.Subject, Data: data, Header: nats.Header{}}
 	return l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequence(lastSeq))
+}
+
+// follow folds what other writers appended since our head, so an instance
+// that is not writing still catches up (several instances share a stream).
+// It runs on the writer goroutine between batches.
+func (l *Ledger) follow() error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+	defer cancel()
+	info, err := l.stream.Info(ctx)
+	if err != nil || info.State.LastSeq <= l.head.Seq {
+		return nil // nothing new, or ask again next time
+	}
+	linker := chain.NewLinker(l.head)
+	err = l.messagesAfter(ctx, l.head.Seq, func(m jetstream.Msg, seq uint64) error {
+		recs, err := linkMessage(linker, seq, m.Data())
+		if err != nil {
+			return err
+		}
+		l.accept(recs, seq)
+		return nil
+	})
+	var bl *chain.BrokenLinkError
+	if errors.As(err, &bl) {
+		l.cfg.Logger.Error("ledger: stream does not link to our chain; refusing writes", "error", bl)
+		return ErrBroken
+	}
+	return nil
 }
 
 // accept advances the head past recs stored at seq and hands them on.

@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keyledger/keyledger/ledger/internal/jsretry"
 )
 
 // Checkpoints stores signed checkpoints of the ledger's Merkle tree in their
@@ -34,16 +36,18 @@ func OpenCheckpoints(ctx context.Context, nc *nats.Conn, ledgerStream string, re
 		return nil, err
 	}
 	subject := "keyledger.checkpoints." + ledgerStream
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        ledgerStream + "_CHECKPOINTS",
-		Description: "keyledger: signed checkpoints (C2SP tlog-checkpoint) of the ledger's Merkle tree",
-		Subjects:    []string{subject},
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		DenyDelete:  true,
-		DenyPurge:   true,
-		AllowDirect: true,
-		Duplicates:  time.Minute,
+	stream, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        ledgerStream + "_CHECKPOINTS",
+			Description: "keyledger: signed checkpoints (C2SP tlog-checkpoint) of the ledger's Merkle tree",
+			Subjects:    []string{subject},
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+			DenyDelete:  true,
+			DenyPurge:   true,
+			AllowDirect: true,
+			Duplicates:  time.Minute,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: checkpoint stream: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/internal/jsretry"
 )
 
 // Errors callers branch on.
@@ -139,7 +140,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Ledger, error) {
 	if mp := int(nc.MaxPayload()); mp > 0 && cfg.MaxBatchBytes > mp-8192 {
 		cfg.MaxBatchBytes = mp - 8192
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, sc)
+	stream, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, sc)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: stream %s: %w", cfg.Stream, err)
 	}
@@ -159,7 +162,7 @@ func (l *Ledger) Messages(ctx context.Context, fn func(seq uint64, data []byte) 
 // messagesAfter yields messages with sequence > after, up to the stream's
 // last sequence when called.
 func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m jetstream.Msg, seq uint64) error) error {
-	info, err := l.stream.Info(ctx)
+	info, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return l.stream.Info(ctx) })
 	if err != nil {
 		return fmt.Errorf("ledger: stream info: %w", err)
 	}
@@ -167,10 +170,14 @@ func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m jets
 	if last <= after {
 		return nil
 	}
-	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{l.cfg.Subject},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    after + 1,
+	// On a cluster that just lost a node this can time out while JetStream
+	// re-elects leaders.
+	cons, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{l.cfg.Subject},
+			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:    after + 1,
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("ledger: reader: %w", err)

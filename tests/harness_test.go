@@ -111,6 +111,7 @@ type instance struct {
 	kms      *kms.Client
 	natsURL  string // set when running against an external NATS server
 	ledgerCf ledger.Config
+	replicas int
 	signer   note.Signer // signs checkpoints
 	vkey     string      // verifies them
 }
@@ -119,6 +120,9 @@ type option func(*instance)
 
 // withNATS runs the instance against an existing NATS server.
 func withNATS(url string) option { return func(i *instance) { i.natsURL = url } }
+
+// withReplicas sets the stream replicas (with withNATS, on a cluster).
+func withReplicas(n int) option { return func(i *instance) { i.replicas = n } }
 
 func withPublishTimeout(d time.Duration) option {
 	return func(i *instance) { i.ledgerCf.PublishTimeout = d }
@@ -146,7 +150,7 @@ func (i *instance) up() {
 	t.Helper()
 	var err error
 	if i.natsURL != "" {
-		i.backend, err = backend.Connect(i.natsURL, backend.Options{})
+		i.backend, err = backend.Connect(i.natsURL, backend.Options{Replicas: i.replicas})
 	} else {
 		i.backend, err = backend.Embedded(embedded.Options{DataDir: filepath.Join(i.dir, "jetstream")})
 	}

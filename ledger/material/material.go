@@ -21,6 +21,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keyledger/keyledger/ledger/internal/jsretry"
 )
 
 // ErrNotFound means the material does not exist or was destroyed.
@@ -52,22 +54,24 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	}
 	// The bucket's stream is made here rather than by CreateKeyValue, which
 	// denies message deletes for good; destroying material needs them.
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              "KV_" + cfg.Bucket,
-		Description:       "keyledger: key material wrapped under the root key (deletable)",
-		Subjects:          []string{"$KV." + cfg.Bucket + ".>"},
-		MaxMsgsPerSubject: 1,
-		Discard:           jetstream.DiscardNew,
-		AllowRollup:       true,
-		AllowDirect:       true,
-		Storage:           jetstream.FileStorage,
-		Replicas:          cfg.Replicas,
-		Duplicates:        2 * time.Minute,
+	stream, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:              "KV_" + cfg.Bucket,
+			Description:       "keyledger: key material wrapped under the root key (deletable)",
+			Subjects:          []string{"$KV." + cfg.Bucket + ".>"},
+			MaxMsgsPerSubject: 1,
+			Discard:           jetstream.DiscardNew,
+			AllowRollup:       true,
+			AllowDirect:       true,
+			Storage:           jetstream.FileStorage,
+			Replicas:          cfg.Replicas,
+			Duplicates:        2 * time.Minute,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("material: bucket %s: %w", cfg.Bucket, err)
 	}
-	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	kv, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, cfg.Bucket) })
 	if err != nil {
 		return nil, fmt.Errorf("material: bucket %s: %w", cfg.Bucket, err)
 	}

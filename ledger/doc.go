@@ -26,6 +26,16 @@
 // ledger whose chain is broken refuses to load (fail closed). Messages exposes
 // the raw messages for chain.Verify.
 //
+// An idle writer also follows the stream (every FollowInterval), folding
+// what other instances appended, so instances sharing a deployment converge.
+//
+// # Beside the chain
+//
+// Checkpoints stores the signed checkpoints of the ledger's Merkle tree
+// (package merkle) in their own stream; Feed announces committed events on
+// per-account/key/event NATS subjects for live subscribers, and
+// EventsFrom/EventsSince read the history back by index or time.
+//
 // A Ledger is safe for concurrent use. It never sees secrets: events carry
 // wrapped-material commitments only.
 package ledger

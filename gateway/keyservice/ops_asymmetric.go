@@ -321,7 +321,14 @@ func (s *Service) generateDataKeyPair(ctx context.Context, c Caller, op string, 
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	// Generate before taking the lock: RSA takes up to seconds.
+	authz := request{action: "kms:" + op, encCtx: in.EncryptionContext, extra: map[string]string{"kms:datakeypairspec": in.KeyPairSpec}}
+	// Check the key and the caller first, so a refused request costs no key
+	// generation; generate before taking the lock (RSA takes up to seconds);
+	// then check again under the lock.
+	if k, _, err := s.encryptionKey(c, in.KeyId, "", in.GrantTokens, true, authz); err != nil {
+		ev.KeyID = k.ID
+		return nil, s.refuse(ctx, ev, err)
+	}
 	privSecret, err := asymmetric.Generate(spec)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
@@ -333,8 +340,7 @@ func (s *Service) generateDataKeyPair(ctx context.Context, c Caller, op string, 
 	}
 	pub := pair.PublicKeyDER()
 	defer s.shared()()
-	k, m, err := s.encryptionKey(c, in.KeyId, "", in.GrantTokens, true, request{action: "kms:" + op, encCtx: in.EncryptionContext,
-		extra: map[string]string{"kms:datakeypairspec": in.KeyPairSpec}})
+	k, m, err := s.encryptionKey(c, in.KeyId, "", in.GrantTokens, true, authz)
 	ev.KeyID, call.MaterialID = k.ID, m.ID
 	if err == nil && in.DryRun {
 		err = errDryRun

@@ -75,6 +75,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	region := fs.String("region", "us-east-1", "region to sign for")
 	wait := fs.Duration("wait", 15*time.Second, "how long to wait for the service to come up")
 	subscribers := fs.Int("subscribers", 0, "also hold this many live audit streams (GET /audit/events, Server-Sent Events) open and read them")
+	subscribeQuery := fs.String("subscribe-query", "", "query of those streams, e.g. event=Decrypt (default: every event)")
 	opName := fs.String("op", "encrypt", "operation to drive: "+strings.Join(slices.Sorted(maps.Keys(benchOps)), ", "))
 	if err := parseFlags(fs, args); err != nil {
 		return 2
@@ -133,7 +134,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	}
 	var received atomic.Int64
 	for i := 0; i < *subscribers; i++ {
-		go c.subscribe(&received)
+		go c.subscribe(*subscribeQuery, &received)
 	}
 	fmt.Fprintf(stdout, "%s (%s) of %d-byte messages, %d connections, %d audit subscribers, %s (after %s warm-up) against %s\n",
 		op.target, *opName, *size, *concurrency, *subscribers, *duration, *warmup, *endpoint)
@@ -325,16 +326,20 @@ func firstAccessKey(path string) (id, secretKey, arn string, err error) {
 }
 
 // subscribe holds one live audit stream open and counts the events read.
-func (c *benchClient) subscribe(received *atomic.Int64) {
+func (c *benchClient) subscribe(query string, received *atomic.Int64) {
 	now := time.Now().UTC()
 	amzDate := now.Format(sigv4.AmzDateFormat)
 	headers := []sigv4.Header{{Name: "host", Value: c.host}, {Name: "x-amz-date", Value: amzDate}}
-	req, err := http.NewRequest("GET", "http://"+c.host+"/audit/events", nil)
+	path := "/audit/events"
+	if query != "" {
+		path += "?" + query
+	}
+	req, err := http.NewRequest("GET", "http://"+c.host+path, nil)
 	if err != nil {
 		return
 	}
 	req.Header.Set("X-Amz-Date", amzDate)
-	req.Header.Set("Authorization", sigv4.Sign(c.creds, c.region, "kms", "GET", "/audit/events", headers, nil, now))
+	req.Header.Set("Authorization", sigv4.Sign(c.creds, c.region, "kms", "GET", path, headers, nil, now))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return

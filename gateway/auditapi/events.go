@@ -26,7 +26,8 @@ const keepAlive = 15 * time.Second
 // resuming after the Last-Event-ID header (an event index) if given. Each
 // event's id is its ledger index and its data the event's exact bytes.
 func (a *API) events(c *fiber.Ctx, caller keyservice.Caller) error {
-	keyFilter, opFilter := c.Query("key"), c.Query("event")
+	// Copies: Fiber reuses its buffers, and the stream outlives the handler.
+	keyFilter, opFilter := strings.Clone(c.Query("key")), strings.Clone(c.Query("event"))
 	if i := strings.LastIndex(keyFilter, "key/"); i >= 0 {
 		keyFilter = keyFilter[i+len("key/"):]
 	}

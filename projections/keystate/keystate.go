@@ -160,19 +160,23 @@ type State struct {
 	keys        map[string]*Key
 	aliases     map[aliasID]*Alias
 	deleted     map[string]DeletedKey
-	destroyed   map[string]bool    // material ids the ledger says are destroyed
-	encryptions map[string]uint64  // material id → successful encryptions under it
-	lastUse     map[string]LastUse // key id → last successful cryptographic use
-	applied     uint64             // events applied
-	principals  string             // hash of the principals configuration in force
+	destroyed   map[string]bool     // material ids the ledger says are destroyed
+	encryptions map[string]uint64   // material id → successful encryptions under it
+	lastUse     map[string]LastUse  // key id → last successful cryptographic use
+	applied     uint64              // events applied
+	principals  string              // hash of the principals configuration in force
+	grantTokens map[string]grantRef // grant token hash → the live grant
 }
+
+type grantRef struct{ key, grant string }
 
 type aliasID struct{ account, name string }
 
 // New returns an empty state.
 func New() *State {
 	return &State{keys: map[string]*Key{}, aliases: map[aliasID]*Alias{}, deleted: map[string]DeletedKey{},
-		destroyed: map[string]bool{}, encryptions: map[string]uint64{}, lastUse: map[string]LastUse{}}
+		destroyed: map[string]bool{}, encryptions: map[string]uint64{}, lastUse: map[string]LastUse{},
+		grantTokens: map[string]grantRef{}}
 }
 
 // Apply folds committed records in order.
@@ -254,6 +258,9 @@ func (s *State) apply(r ledger.Record) {
 	case *event.KeyPolicyPut:
 		s.update(k, func(k *Key) { k.Policy = b.Policy })
 	case *event.GrantCreated:
+		if k != nil {
+			s.grantTokens[b.TokenHash] = grantRef{key: k.ID, grant: b.GrantID}
+		}
 		s.update(k, func(k *Key) {
 			grants := maps.Clone(k.Grants)
 			if grants == nil {
@@ -266,6 +273,9 @@ func (s *State) apply(r ledger.Record) {
 			k.Grants = grants
 		})
 	case *event.GrantRetired:
+		if k != nil {
+			delete(s.grantTokens, k.Grants[b.GrantID].TokenHash)
+		}
 		s.update(k, func(k *Key) {
 			grants := maps.Clone(k.Grants)
 			delete(grants, b.GrantID)
@@ -302,6 +312,11 @@ func (s *State) apply(r ledger.Record) {
 			}
 		})
 	case *event.KeyDeleted:
+		if k != nil {
+			for _, g := range k.Grants {
+				delete(s.grantTokens, g.TokenHash)
+			}
+		}
 		delete(s.keys, e.KeyID)
 		for id, a := range s.aliases {
 			if a.KeyID == e.KeyID {
@@ -511,14 +526,16 @@ func (s *State) GrantsRetirableBy(arn string) []Grant {
 func (s *State) GrantByTokenHash(h string) (Grant, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, k := range s.keys {
-		for _, g := range k.Grants {
-			if g.TokenHash == h {
-				return g, true
-			}
-		}
+	ref, ok := s.grantTokens[h]
+	if !ok {
+		return Grant{}, false
 	}
-	return Grant{}, false
+	k := s.keys[ref.key]
+	if k == nil {
+		return Grant{}, false
+	}
+	g, ok := k.Grants[ref.grant]
+	return g, ok
 }
 
 // Destroyed returns every material id the ledger says was destroyed, sorted.

@@ -2,8 +2,6 @@ package awsjson
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -76,7 +74,7 @@ func New(svc *keyservice.Service, o Options) *Server {
 // returns are rendered as AWS errors.
 func (s *Server) Get(path string, h func(c *fiber.Ctx, caller keyservice.Caller) error) {
 	s.app.Get(path, func(c *fiber.Ctx) error {
-		reqID := newRequestID()
+		reqID := keyservice.NewID()
 		caller, code, msg := s.authenticate(c)
 		if code != "" {
 			return s.fail(c, reqID, code, msg)
@@ -98,7 +96,7 @@ func (s *Server) App() *fiber.App { return s.app }
 // Serve starts are not reachable.
 func (s *Server) Serve(ln net.Listener) error {
 	s.app.Use(func(c *fiber.Ctx) error {
-		return s.fail(c, newRequestID(), codeUnknownOperation, "KMS serves POST / only.")
+		return s.fail(c, keyservice.NewID(), codeUnknownOperation, "KMS serves POST / only.")
 	})
 	return s.app.Listener(ln)
 }
@@ -107,7 +105,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
 
 func (s *Server) handle(c *fiber.Ctx) error {
-	reqID := newRequestID()
+	reqID := keyservice.NewID()
 	opName, ok := strings.CutPrefix(c.Get("X-Amz-Target"), targetPrefix)
 	h := s.ops[opName]
 	if !ok || h == nil {
@@ -196,17 +194,8 @@ func (s *Server) fail(c *fiber.Ctx, reqID, code, msg string) error {
 func (s *Server) fiberError(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error
 	if errors.As(err, &fe) && fe.Code == fiber.StatusRequestEntityTooLarge {
-		return s.fail(c, newRequestID(), string(keyservice.CodeValidation), "The request body is larger than the service accepts.")
+		return s.fail(c, keyservice.NewID(), string(keyservice.CodeValidation), "The request body is larger than the service accepts.")
 	}
 	s.log.Warn("http error", "error", err)
-	return s.fail(c, newRequestID(), codeSerialization, "The request could not be read.")
-}
-
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	return s.fail(c, keyservice.NewID(), codeSerialization, "The request could not be read.")
 }

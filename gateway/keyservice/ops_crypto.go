@@ -226,6 +226,7 @@ func (s *Service) open(c Caller, ctx context.Context, ev *event.Event, action st
 		return o, err
 	}
 	invalid := errorf(CodeInvalidCiphertext, "The ciphertext is invalid, or was not made with this key and encryption context.")
+	namedID := "" // the key the request names, if it names one
 	if keyRef != "" {
 		named, err := s.resolve(c, keyRef, true)
 		if err != nil {
@@ -234,6 +235,7 @@ func (s *Service) open(c Caller, ctx context.Context, ev *event.Event, action st
 		if named.Spec.IsAsymmetric() {
 			return s.openAsymmetric(c, ctx, ev, action, named, keyRef, blob, alg, encCtx, dryRun)
 		}
+		namedID = named.ID
 	}
 	h, err := ciphertext.ParseHeader(blob)
 	if err != nil {
@@ -255,14 +257,8 @@ func (s *Service) open(c Caller, ctx context.Context, ev *event.Event, action st
 		extra: map[string]string{"kms:encryptionalgorithm": decAlg}}); err != nil {
 		return o, err
 	}
-	if keyRef != "" {
-		named, err := s.resolve(c, keyRef, true)
-		if err != nil {
-			return o, err
-		}
-		if named.ID != k.ID {
-			return o, errorf(CodeIncorrectKey, "The key ID in the request does not identify a KMS key that can perform this operation.")
-		}
+	if namedID != "" && namedID != k.ID {
+		return o, errorf(CodeIncorrectKey, "The key ID in the request does not identify a KMS key that can perform this operation.")
 	}
 	if err := s.checkAlgorithm(k, alg); err != nil {
 		return o, err

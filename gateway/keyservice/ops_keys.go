@@ -54,7 +54,7 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 			return nil, s.refuse(ctx, ev, err)
 		}
 	}
-	keyID := newKeyID()
+	keyID := NewID()
 	defer s.exclusive()()
 	ev.KeyID, ev.Body = keyID, body
 	if err := s.record(ctx, ev); err != nil {

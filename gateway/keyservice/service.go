@@ -351,8 +351,9 @@ func strs[T ~string](in []T) []string {
 	return out
 }
 
-// newKeyID returns a random (version 4) UUID.
-func newKeyID() string {
+// NewID returns a random (version 4) UUID: key ids, and the gateway's
+// request ids.
+func NewID() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic("keyservice: crypto/rand failed: " + err.Error())

@@ -67,24 +67,27 @@ func TestVerify(t *testing.T) {
 		return Request{Method: "POST", Path: "/", Body: b, Header: func(n string) string { return h[n] }}
 	}
 	key := secret.New([]byte(creds.Secret))
-	if err := Verify(a, key, "us-east-1", "kms", req(body, headers), now.Add(time.Minute)); err != nil {
+	var v Verifier
+	if err := v.Verify(a, key, "us-east-1", "kms", req(body, headers), now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	cases := map[string]func() error{
 		"wrong secret": func() error {
-			return Verify(a, secret.New([]byte("other")), "us-east-1", "kms", req(body, headers), now)
+			return v.Verify(a, secret.New([]byte("other")), "us-east-1", "kms", req(body, headers), now)
 		},
-		"changed body":    func() error { return Verify(a, key, "us-east-1", "kms", req([]byte(`{"KeyId":"x"}`), headers), now) },
-		"wrong region":    func() error { return Verify(a, key, "eu-west-1", "kms", req(body, headers), now) },
-		"stale":           func() error { return Verify(a, key, "us-east-1", "kms", req(body, headers), now.Add(16*time.Minute)) },
-		"from the future": func() error { return Verify(a, key, "us-east-1", "kms", req(body, headers), now.Add(-16*time.Minute)) },
+		"changed body": func() error { return v.Verify(a, key, "us-east-1", "kms", req([]byte(`{"KeyId":"x"}`), headers), now) },
+		"wrong region": func() error { return v.Verify(a, key, "eu-west-1", "kms", req(body, headers), now) },
+		"stale":        func() error { return v.Verify(a, key, "us-east-1", "kms", req(body, headers), now.Add(16*time.Minute)) },
+		"from the future": func() error {
+			return v.Verify(a, key, "us-east-1", "kms", req(body, headers), now.Add(-16*time.Minute))
+		},
 		"changed header": func() error {
 			h := map[string]string{}
 			for k, v := range headers {
 				h[k] = v
 			}
 			h["x-amz-target"] = "TrentService.Decrypt"
-			return Verify(a, key, "us-east-1", "kms", req(body, h), now)
+			return v.Verify(a, key, "us-east-1", "kms", req(body, h), now)
 		},
 	}
 	for name, call := range cases {

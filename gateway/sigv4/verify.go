@@ -43,19 +43,14 @@ type Verifier struct {
 }
 
 type scopedKey struct {
-	scope string
-	key   secret.Bytes
+	scope  string
+	secret secret.Bytes // what the key was derived from
+	key    secret.Bytes
 }
 
 // Verify checks a parsed Authorization header against the caller's secret:
 // the scope (date, region, service), the clock skew, the payload hash and
 // the signature itself, compared in constant time.
-func Verify(a Authorization, secretKey secret.Bytes, region, service string, r Request, now time.Time) error {
-	var v Verifier
-	return v.Verify(a, secretKey, region, service, r, now)
-}
-
-// Verify is the package's Verify with the signing key cache.
 func (v *Verifier) Verify(a Authorization, secretKey secret.Bytes, region, service string, r Request, now time.Time) error {
 	amzDate := r.Header("x-amz-date")
 	if amzDate == "" {
@@ -99,13 +94,14 @@ func (v *Verifier) Verify(a Authorization, secretKey secret.Bytes, region, servi
 }
 
 // signingKey returns the cached signing key of an access key's scope,
-// deriving it when the scope (the day) changes: one entry per access key.
+// deriving it again when the scope (the day) or the secret changes: one
+// entry per access key.
 func (v *Verifier) signingKey(accessKeyID string, secretKey secret.Bytes, date, region, service string) secret.Bytes {
 	scope := date + "/" + region + "/" + service
 	v.mu.RLock()
 	c, ok := v.keys[accessKeyID]
 	v.mu.RUnlock()
-	if ok && c.scope == scope {
+	if ok && c.scope == scope && c.secret.Equal(secretKey) {
 		return c.key
 	}
 	derived := signingKey(secretKey.Expose(), date, region, service)
@@ -115,7 +111,7 @@ func (v *Verifier) signingKey(accessKeyID string, secretKey secret.Bytes, date, 
 	if v.keys == nil {
 		v.keys = map[string]scopedKey{}
 	}
-	v.keys[accessKeyID] = scopedKey{scope: scope, key: key}
+	v.keys[accessKeyID] = scopedKey{scope: scope, secret: secretKey, key: key}
 	v.mu.Unlock()
 	return key
 }

@@ -12,7 +12,6 @@ package merkle
 
 import (
 	"errors"
-	"fmt"
 	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -88,19 +87,4 @@ func (t *Tree) Consistency(oldSize, newSize int64) (tlog.TreeProof, error) {
 		return nil, ErrRange
 	}
 	return tlog.ProveTree(newSize, oldSize, tlog.HashReaderFunc(t.readHashes))
-}
-
-// Rebuild computes the root of a whole list of leaves without keeping a
-// tree (offline verification).
-func Rebuild(leaves [][]byte) (tlog.Hash, error) {
-	var t Tree
-	for _, l := range leaves {
-		if err := t.Append(l); err != nil {
-			return tlog.Hash{}, err
-		}
-	}
-	if t.size == 0 {
-		return tlog.Hash{}, fmt.Errorf("merkle: no leaves")
-	}
-	return t.Root(t.size)
 }

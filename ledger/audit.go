@@ -62,7 +62,7 @@ func (f *Feed) Filter(account, keyID, op string) string {
 }
 
 // Publish announces committed records.
-func (f *Feed) Publish(recs []Record) error {
+func (f *Feed) Publish(recs []event.Record) error {
 	for _, r := range recs {
 		msg := &nats.Msg{Subject: f.Subject(r.Event), Data: r.Raw, Header: nats.Header{}}
 		msg.Header.Set("Keyledger-Index", fmt.Sprint(r.Event.Index))
@@ -135,12 +135,12 @@ func (l *Ledger) seqAtOrBefore(ctx context.Context, index uint64, at time.Time, 
 // EventsFrom calls fn for every committed event with index >= from, in
 // order, up to the ledger's end when called. It does not re-check links
 // before from (the caller checks what it needs).
-func (l *Ledger) EventsFrom(ctx context.Context, from uint64, fn func(Record) error) error {
+func (l *Ledger) EventsFrom(ctx context.Context, from uint64, fn func(event.Record) error) error {
 	seq, err := l.seqAtOrBefore(ctx, from, time.Time{}, false)
 	if err != nil || seq == 0 {
 		return err
 	}
-	return l.eventsAfterSeq(ctx, seq-1, func(r Record) error {
+	return l.eventsAfterSeq(ctx, seq-1, func(r event.Record) error {
 		if r.Event.Index < from {
 			return nil
 		}
@@ -149,12 +149,12 @@ func (l *Ledger) EventsFrom(ctx context.Context, from uint64, fn func(Record) er
 }
 
 // EventsSince calls fn for every committed event stored at or after since.
-func (l *Ledger) EventsSince(ctx context.Context, since time.Time, fn func(Record) error) error {
+func (l *Ledger) EventsSince(ctx context.Context, since time.Time, fn func(event.Record) error) error {
 	seq, err := l.seqAtOrBefore(ctx, 0, since, true)
 	if err != nil || seq == 0 {
 		return err
 	}
-	return l.eventsAfterSeq(ctx, seq-1, func(r Record) error {
+	return l.eventsAfterSeq(ctx, seq-1, func(r event.Record) error {
 		if r.Event.Time.Before(since) {
 			return nil
 		}
@@ -162,7 +162,7 @@ func (l *Ledger) EventsSince(ctx context.Context, since time.Time, fn func(Recor
 	})
 }
 
-func (l *Ledger) eventsAfterSeq(ctx context.Context, after uint64, fn func(Record) error) error {
+func (l *Ledger) eventsAfterSeq(ctx context.Context, after uint64, fn func(event.Record) error) error {
 	return l.messagesAfter(ctx, after, func(m jetstream.Msg, seq uint64) error {
 		lines, err := event.SplitBatch(m.Data())
 		if err != nil {
@@ -173,7 +173,7 @@ func (l *Ledger) eventsAfterSeq(ctx context.Context, after uint64, fn func(Recor
 			if err != nil {
 				return err
 			}
-			if err := fn(Record{Seq: seq, Event: ev, Raw: raw, Hash: event.Of(raw)}); err != nil {
+			if err := fn(event.Record{Seq: seq, Event: ev, Raw: raw, Hash: event.Of(raw)}); err != nil {
 				return err
 			}
 		}

@@ -45,7 +45,7 @@ type Config struct {
 	// OnCommit receives committed records in chain order, before the
 	// requests that appended them are released. It runs on the writer
 	// goroutine and must not call Append.
-	OnCommit func([]Record)
+	OnCommit func([]event.Record)
 	Logger   *slog.Logger
 }
 
@@ -72,19 +72,11 @@ func (c *Config) setDefaults() {
 		c.FollowInterval = 250 * time.Millisecond
 	}
 	if c.OnCommit == nil {
-		c.OnCommit = func([]Record) {}
+		c.OnCommit = func([]event.Record) {}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-}
-
-// Record is one committed event.
-type Record struct {
-	Seq   uint64 // stream sequence of the message that holds it
-	Event *event.Event
-	Raw   []byte // the exact stored bytes
-	Hash  event.Hash
 }
 
 // Ledger is the JetStream-backed chain.
@@ -108,7 +100,7 @@ type pending struct {
 }
 
 type result struct {
-	rec Record
+	rec event.Record
 	err error
 }
 
@@ -208,7 +200,7 @@ func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m jets
 
 // Replay decodes every event after head, checking each link, and calls fn in
 // order. It returns the new head. A broken link is a *chain.BrokenLinkError.
-func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(Record) error) (chain.Head, error) {
+func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Record) error) (chain.Head, error) {
 	linker := chain.NewLinker(head)
 	err := l.messagesAfter(ctx, head.Seq, func(m jetstream.Msg, seq uint64) error {
 		recs, err := linkMessage(linker, seq, m.Data())
@@ -226,12 +218,12 @@ func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(Record) er
 }
 
 // linkMessage links and decodes every event in one message.
-func linkMessage(linker *chain.Linker, seq uint64, data []byte) ([]Record, error) {
+func linkMessage(linker *chain.Linker, seq uint64, data []byte) ([]event.Record, error) {
 	lines, err := event.SplitBatch(data)
 	if err != nil {
 		return nil, &chain.BrokenLinkError{Seq: seq, Index: linker.Head().NextIndex(), Expected: "a message of events", Found: err.Error()}
 	}
-	recs := make([]Record, 0, len(lines))
+	recs := make([]event.Record, 0, len(lines))
 	for _, raw := range lines {
 		h, err := linker.Link(seq, raw)
 		if err != nil {
@@ -241,7 +233,7 @@ func linkMessage(linker *chain.Linker, seq uint64, data []byte) ([]Record, error
 		if err != nil {
 			return nil, &chain.BrokenLinkError{Seq: seq, Index: linker.Head().Index, Expected: "a decodable event", Found: err.Error()}
 		}
-		recs = append(recs, Record{Seq: seq, Event: ev, Raw: raw, Hash: h})
+		recs = append(recs, event.Record{Seq: seq, Event: ev, Raw: raw, Hash: h})
 	}
 	return recs, nil
 }
@@ -267,14 +259,14 @@ func (l *Ledger) Close() {
 
 // Append queues ev (its Index and Prev are set by the writer) and waits until
 // it is committed or has failed. The returned record is the stored event.
-func (l *Ledger) Append(ctx context.Context, ev *event.Event) (Record, error) {
+func (l *Ledger) Append(ctx context.Context, ev *event.Event) (event.Record, error) {
 	p := &pending{ev: ev, done: make(chan result, 1)}
 	select {
 	case l.queue <- p:
 	case <-l.stop:
-		return Record{}, ErrClosed
+		return event.Record{}, ErrClosed
 	case <-ctx.Done():
-		return Record{}, ctx.Err()
+		return event.Record{}, ctx.Err()
 	}
 	// Once queued, wait for the outcome regardless of ctx: the writer always
 	// settles every event it takes, and callers rely on knowing whether the
@@ -287,7 +279,7 @@ func (l *Ledger) Append(ctx context.Context, ev *event.Event) (Record, error) {
 		case r := <-p.done:
 			return r.rec, r.err
 		default:
-			return Record{}, ErrClosed
+			return event.Record{}, ErrClosed
 		}
 	}
 }
@@ -341,7 +333,7 @@ func (l *Ledger) writer() {
 // as they are added, into the message that will carry them.
 type batch struct {
 	items []*pending
-	recs  []Record
+	recs  []event.Record
 	data  []byte
 	next  uint64
 	prev  event.Hash
@@ -366,7 +358,7 @@ func (b *batch) add(p *pending, maxBytes int) bool {
 	h := event.Of(raw)
 	b.data = append(b.data, '\n')
 	b.items = append(b.items, p)
-	b.recs = append(b.recs, Record{Event: p.ev, Raw: raw, Hash: h})
+	b.recs = append(b.recs, event.Record{Event: p.ev, Raw: raw, Hash: h})
 	b.next, b.prev = b.next+1, h
 	return true
 }
@@ -427,7 +419,7 @@ func (l *Ledger) follow() error {
 }
 
 // accept advances the head past recs stored at seq and hands them on.
-func (l *Ledger) accept(recs []Record, seq uint64) {
+func (l *Ledger) accept(recs []event.Record, seq uint64) {
 	for i := range recs {
 		recs[i].Seq = seq
 	}
@@ -441,7 +433,7 @@ func (l *Ledger) accept(recs []Record, seq uint64) {
 // recover reads back what the stream holds after the head. If our message is
 // there it was committed after all; anything else is another writer's, which
 // is the truth and is handed on; if neither, our batch failed cleanly.
-func (l *Ledger) recover(batch []*pending, recs []Record, msgID string, pubErr error) error {
+func (l *Ledger) recover(batch []*pending, recs []event.Record, msgID string, pubErr error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 	defer cancel()
 	ours := false
@@ -496,7 +488,7 @@ func isWrongLastSequence(err error) bool {
 	return false
 }
 
-func settle(batch []*pending, recs []Record, err error) {
+func settle(batch []*pending, recs []event.Record, err error) {
 	for i, p := range batch {
 		if err != nil {
 			p.done <- result{err: err}

@@ -26,7 +26,7 @@ func startServer(t *testing.T, dir string) *embedded.Server {
 	return srv
 }
 
-func openLedger(t *testing.T, srv *embedded.Server, onCommit func([]ledger.Record)) (*ledger.Ledger, chain.Head) {
+func openLedger(t *testing.T, srv *embedded.Server, onCommit func([]event.Record)) (*ledger.Ledger, chain.Head) {
 	t.Helper()
 	nc, err := srv.Connect("test")
 	if err != nil {
@@ -37,7 +37,7 @@ func openLedger(t *testing.T, srv *embedded.Server, onCommit func([]ledger.Recor
 	if err != nil {
 		t.Fatal(err)
 	}
-	head, err := l.Replay(context.Background(), chain.Head{}, func(ledger.Record) error { return nil })
+	head, err := l.Replay(context.Background(), chain.Head{}, func(event.Record) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +51,8 @@ func newEvent(op string) *event.Event {
 func TestConcurrentAppendsFormOneChain(t *testing.T) {
 	srv := startServer(t, t.TempDir())
 	var mu sync.Mutex
-	var committed []ledger.Record
-	l, head := openLedger(t, srv, func(rs []ledger.Record) {
+	var committed []event.Record
+	l, head := openLedger(t, srv, func(rs []event.Record) {
 		mu.Lock()
 		committed = append(committed, rs...)
 		mu.Unlock()
@@ -60,7 +60,7 @@ func TestConcurrentAppendsFormOneChain(t *testing.T) {
 	l.Start(head)
 	const n = 500
 	var wg sync.WaitGroup
-	recs := make([]ledger.Record, n)
+	recs := make([]event.Record, n)
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -113,8 +113,8 @@ func TestConcurrentAppendsFormOneChain(t *testing.T) {
 func TestSecondWriterIsRejected(t *testing.T) {
 	srv := startServer(t, t.TempDir())
 	var mu sync.Mutex
-	var seenByA []ledger.Record
-	a, head := openLedger(t, srv, func(rs []ledger.Record) {
+	var seenByA []event.Record
+	a, head := openLedger(t, srv, func(rs []event.Record) {
 		mu.Lock()
 		seenByA = append(seenByA, rs...)
 		mu.Unlock()
@@ -162,9 +162,9 @@ func TestAcknowledgedEventsSurviveRestart(t *testing.T) {
 	}
 	nc, _ := srv.Connect("test")
 	l, _ := ledger.Open(context.Background(), nc, ledger.Config{})
-	head, _ := l.Replay(context.Background(), chain.Head{}, func(ledger.Record) error { return nil })
+	head, _ := l.Replay(context.Background(), chain.Head{}, func(event.Record) error { return nil })
 	l.Start(head)
-	var last ledger.Record
+	var last event.Record
 	for i := 0; i < 10; i++ {
 		if last, err = l.Append(context.Background(), newEvent("Encrypt")); err != nil {
 			t.Fatal(err)
@@ -224,7 +224,7 @@ func TestBatchesStayWithinMaxBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	head, _ := l.Replay(context.Background(), chain.Head{}, func(ledger.Record) error { return nil })
+	head, _ := l.Replay(context.Background(), chain.Head{}, func(event.Record) error { return nil })
 	l.Start(head)
 	var wg sync.WaitGroup
 	for i := 0; i < 60; i++ {

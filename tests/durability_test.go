@@ -14,8 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
@@ -92,7 +92,7 @@ func TestReplayEqualsLive(t *testing.T) {
 	}
 	replayed := keystate.New()
 	for _, r := range in.records() {
-		replayed.Apply([]ledger.Record{r})
+		replayed.Apply([]event.Record{r})
 	}
 	if diff := cmp.Diff(in.node.State.Snapshot(), replayed.Snapshot()); diff != "" {
 		t.Fatalf("replay differs from live (-live +replay):\n%s", diff)

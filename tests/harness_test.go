@@ -27,6 +27,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/embedded"
+	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 )
 
@@ -214,10 +215,10 @@ func newClient(endpoint, accessKey, secretKey string) *kms.Client {
 }
 
 // records returns every event in the ledger.
-func (i *instance) records() []ledger.Record {
+func (i *instance) records() []event.Record {
 	i.t.Helper()
-	var out []ledger.Record
-	if _, err := i.node.Ledger.Replay(context.Background(), chain.Head{}, func(r ledger.Record) error {
+	var out []event.Record
+	if _, err := i.node.Ledger.Replay(context.Background(), chain.Head{}, func(r event.Record) error {
 		out = append(out, r)
 		return nil
 	}); err != nil {

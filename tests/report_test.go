@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/keyledger/keyledger/gateway/compliance"
+	"github.com/keyledger/keyledger/projections/compliance"
 )
 
 // TestComplianceReport drives known traffic over 400 days of injected time

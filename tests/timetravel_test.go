@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	"github.com/keyledger/keyledger/gateway/timetravel"
+	"github.com/keyledger/keyledger/projections/timetravel"
 )
 
 func TestTimeTravel(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/cloudtrail"
 )
@@ -80,7 +81,7 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 	if *format == "cloudtrail" {
 		w.WriteString(`{"Records":[`)
 	}
-	_, err := l.Replay(ctx, chain.Head{}, func(r ledger.Record) error {
+	_, err := l.Replay(ctx, chain.Head{}, func(r event.Record) error {
 		if (!since.IsZero() && r.Event.Time.Before(since)) || (!until.IsZero() && !r.Event.Time.Before(until)) {
 			return nil
 		}
@@ -240,7 +241,7 @@ func auditProve(args []string, stdout, stderr io.Writer) int {
 	defer done()
 	var tree merkle.Tree
 	var leaf []byte
-	if _, err := l.Replay(context.Background(), chain.Head{}, func(r ledger.Record) error {
+	if _, err := l.Replay(context.Background(), chain.Head{}, func(r event.Record) error {
 		if int64(r.Event.Index) == *index {
 			leaf = r.Raw
 		}

@@ -73,14 +73,14 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 		printLocked(idx, raw)
 	}
 	// Live first, so nothing falls between history and live.
-	var buffered []ledger.Record
+	var buffered []event.Record
 	historyDone := false
 	sub, err := feed.Subscribe(feed.Filter(*account, *key, *op), func(idx uint64, raw []byte) {
 		mu.Lock()
 		if !historyDone {
 			e, err := event.Decode(raw)
 			if err == nil {
-				buffered = append(buffered, ledger.Record{Event: e, Raw: append([]byte(nil), raw...)})
+				buffered = append(buffered, event.Record{Event: e, Raw: append([]byte(nil), raw...)})
 			}
 			mu.Unlock()
 			return
@@ -93,7 +93,7 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer sub.Unsubscribe()
-	history := func(r ledger.Record) error {
+	history := func(r event.Record) error {
 		if match(r.Event) {
 			print(r.Event.Index, r.Raw)
 		}
@@ -124,7 +124,7 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 func tailHistory(l *ledger.Ledger, key, op, account string, since time.Time, from int64, count int, stdout, stderr io.Writer) int {
 	printed := 0
 	stop := errors.New("enough")
-	fn := func(r ledger.Record) error {
+	fn := func(r event.Record) error {
 		e := r.Event
 		if (key != "" && e.KeyID != key) || (op != "" && e.Operation != op) || (account != "" && e.Account != account) {
 			return nil

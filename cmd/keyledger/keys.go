@@ -7,9 +7,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/keyledger/keyledger/gateway/timetravel"
-	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/projections/timetravel"
 )
 
 // keysDescribe answers from the ledger what a key was at a time:
@@ -41,7 +41,7 @@ func keysDescribe(args []string, stdout, stderr io.Writer) int {
 	}
 	defer done()
 	f := timetravel.NewFolder(asOf)
-	if _, err := l.Replay(context.Background(), chain.Head{}, func(r ledger.Record) error {
+	if _, err := l.Replay(context.Background(), chain.Head{}, func(r event.Record) error {
 		f.Add(r)
 		return nil
 	}); err != nil {

@@ -10,10 +10,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/keyledger/keyledger/gateway/compliance"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/projections/compliance"
 )
 
 // reportCompliance writes the compliance report built from the ledger.
@@ -41,7 +42,7 @@ func reportCompliance(args []string, stdout, stderr io.Writer) int {
 	var tree merkle.Tree
 	builder := compliance.NewBuilder(compliance.Options{Now: time.Now(), Region: *region, MaxAgeDays: *maxAge, UnusedDays: *unused})
 	integrity := &compliance.Integrity{}
-	head, err := l.Replay(ctx, chain.Head{}, func(r ledger.Record) error {
+	head, err := l.Replay(ctx, chain.Head{}, func(r event.Record) error {
 		builder.Add(r)
 		return tree.Append(r.Raw)
 	})

@@ -16,11 +16,11 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyledger/keyledger/gateway/awsjson"
-	"github.com/keyledger/keyledger/gateway/compliance"
 	"github.com/keyledger/keyledger/gateway/keyservice"
-	"github.com/keyledger/keyledger/gateway/timetravel"
-	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/projections/compliance"
+	"github.com/keyledger/keyledger/projections/timetravel"
 )
 
 // Ledger is what the audit API reads.
@@ -190,7 +190,7 @@ func (a *API) keyAsOf(c *fiber.Ctx, caller keyservice.Caller) error {
 		return err
 	}
 	f := timetravel.NewFolder(asOf)
-	if err := a.history.EventsFrom(c.UserContext(), 0, func(r ledger.Record) error {
+	if err := a.history.EventsFrom(c.UserContext(), 0, func(r event.Record) error {
 		f.Add(r)
 		return nil
 	}); err != nil {
@@ -214,7 +214,7 @@ func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
 	}
 	ctx := c.UserContext()
 	b := compliance.NewBuilder(compliance.Options{Now: a.ledger.Now(), Region: a.region})
-	if err := a.history.EventsFrom(ctx, 0, func(r ledger.Record) error {
+	if err := a.history.EventsFrom(ctx, 0, func(r event.Record) error {
 		b.Add(r)
 		return nil
 	}); err != nil {

@@ -10,13 +10,13 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/keyledger/keyledger/gateway/keyservice"
-	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/event"
 )
 
 // History reads committed events back from the ledger.
 type History interface {
-	EventsFrom(ctx context.Context, from uint64, fn func(ledger.Record) error) error
-	EventsSince(ctx context.Context, since time.Time, fn func(ledger.Record) error) error
+	EventsFrom(ctx context.Context, from uint64, fn func(event.Record) error) error
+	EventsSince(ctx context.Context, since time.Time, fn func(event.Record) error) error
 }
 
 const keepAlive = 15 * time.Second
@@ -54,7 +54,7 @@ func (a *API) events(c *fiber.Ctx, caller keyservice.Caller) error {
 		since = t
 	}
 	account := caller.Account
-	match := func(r ledger.Record) bool {
+	match := func(r event.Record) bool {
 		e := r.Event
 		return e.Account == account && (keyFilter == "" || e.KeyID == keyFilter) && (opFilter == "" || e.Operation == opFilter)
 	}
@@ -75,7 +75,7 @@ func (a *API) events(c *fiber.Ctx, caller keyservice.Caller) error {
 		// write buffers one event; flush sends what is buffered. Live events
 		// are flushed once the queue is empty, not one by one.
 		var num []byte
-		write := func(r ledger.Record) {
+		write := func(r event.Record) {
 			if int64(r.Event.Index) <= last || !match(r) {
 				return
 			}
@@ -89,7 +89,7 @@ func (a *API) events(c *fiber.Ctx, caller keyservice.Caller) error {
 			w.WriteString("\n\n")
 			last = int64(r.Event.Index)
 		}
-		send := func(r ledger.Record) error {
+		send := func(r event.Record) error {
 			write(r)
 			if w.Buffered() > 32<<10 {
 				return w.Flush()

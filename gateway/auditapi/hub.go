@@ -4,7 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/event"
 )
 
 // Hub fans committed events out to live subscribers (SSE streams). A
@@ -18,8 +18,8 @@ type Hub struct {
 
 // Sub is one live subscriber.
 type Sub struct {
-	C       chan ledger.Record
-	match   func(ledger.Record) bool
+	C       chan event.Record
+	match   func(event.Record) bool
 	lagging atomic.Bool
 }
 
@@ -27,8 +27,8 @@ type Sub struct {
 func (s *Sub) Lagging() bool { return s.lagging.Swap(false) }
 
 // Join registers a subscriber for the records match accepts.
-func (h *Hub) Join(match func(ledger.Record) bool) *Sub {
-	s := &Sub{C: make(chan ledger.Record, 4096), match: match}
+func (h *Hub) Join(match func(event.Record) bool) *Sub {
+	s := &Sub{C: make(chan event.Record, 4096), match: match}
 	h.mu.Lock()
 	if h.subs == nil {
 		h.subs = map[*Sub]struct{}{}
@@ -47,7 +47,7 @@ func (h *Hub) Leave(s *Sub) {
 
 // Broadcast hands committed records to every matching subscriber without
 // blocking.
-func (h *Hub) Broadcast(recs []ledger.Record) {
+func (h *Hub) Broadcast(recs []event.Record) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for s := range h.subs {

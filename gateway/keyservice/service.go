@@ -16,7 +16,6 @@ import (
 	"github.com/keyledger/keyledger/crypto/keyspec"
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/crypto/secret"
-	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/projections/keystate"
@@ -27,7 +26,7 @@ type Clock interface{ Now() time.Time }
 
 // Ledger appends events and waits for them to be committed.
 type Ledger interface {
-	Append(ctx context.Context, ev *event.Event) (ledger.Record, error)
+	Append(ctx context.Context, ev *event.Event) (event.Record, error)
 }
 
 // MaterialStore keeps wrapped key material.

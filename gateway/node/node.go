@@ -132,7 +132,7 @@ func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
 // runFeed announces committed events on the NATS feed and to live HTTP
 // subscribers, off the request path. If the commit hook's queue ever
 // overflowed, subscribers are told to catch up from the ledger.
-func (n *Node) runFeed(ctx context.Context, in <-chan []ledger.Record, lost *atomic.Bool) {
+func (n *Node) runFeed(ctx context.Context, in <-chan []event.Record, lost *atomic.Bool) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -181,9 +181,9 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	}
 	state := keystate.New()
 	tree := &merkle.Tree{}
-	feedCh := make(chan []ledger.Record, 4096)
+	feedCh := make(chan []event.Record, 4096)
 	var feedLive, feedLost atomic.Bool
-	fold := func(recs []ledger.Record) {
+	fold := func(recs []event.Record) {
 		state.Apply(recs)
 		for _, r := range recs {
 			if err := tree.Append(r.Raw); err != nil {
@@ -210,8 +210,8 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	started := time.Now()
-	head, err := l.Replay(ctx, chain.Head{}, func(r ledger.Record) error {
-		fold([]ledger.Record{r})
+	head, err := l.Replay(ctx, chain.Head{}, func(r event.Record) error {
+		fold([]event.Record{r})
 		return nil
 	})
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 )
 
@@ -76,7 +75,7 @@ var readOnly = map[string]bool{
 }
 
 // Render turns one committed ledger record into a CloudTrail record.
-func Render(r ledger.Record) Record {
+func Render(r event.Record) Record {
 	e := r.Event
 	out := Record{
 		EventVersion: "1.11", EventTime: e.Time.UTC().Format("2006-01-02T15:04:05Z"), EventSource: "kms.amazonaws.com",

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/keyledger/keyledger/crypto/keyspec"
-	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 )
 
@@ -180,7 +179,7 @@ func New() *State {
 }
 
 // Apply folds committed records in order.
-func (s *State) Apply(recs []ledger.Record) {
+func (s *State) Apply(recs []event.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range recs {
@@ -188,7 +187,7 @@ func (s *State) Apply(recs []ledger.Record) {
 	}
 }
 
-func (s *State) apply(r ledger.Record) {
+func (s *State) apply(r event.Record) {
 	e := r.Event
 	s.applied++
 	if e.Refused() {
@@ -359,7 +358,7 @@ func (s *State) apply(r ledger.Record) {
 }
 
 // count folds a successful API call into the usage figures.
-func (s *State) count(r ledger.Record, b *event.APICall) {
+func (s *State) count(r event.Record, b *event.APICall) {
 	e := r.Event
 	if !cryptoOps[e.Operation] {
 		return

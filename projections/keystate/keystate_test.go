@@ -6,20 +6,19 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func rec(i int, key string, body event.Body, fail *event.Failure) ledger.Record {
-	return ledger.Record{Event: &event.Event{Index: uint64(i), Time: t0.Add(time.Duration(i) * time.Hour),
+func rec(i int, key string, body event.Body, fail *event.Failure) event.Record {
+	return event.Record{Event: &event.Event{Index: uint64(i), Time: t0.Add(time.Duration(i) * time.Hour),
 		Account: "111122223333", Region: "us-east-1", KeyID: key, Error: fail, Body: body}}
 }
 
 func TestFold(t *testing.T) {
 	s := New()
-	s.Apply([]ledger.Record{
+	s.Apply([]event.Record{
 		rec(0, "k1", &event.KeyCreated{KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT", Origin: "AWS_KMS",
 			Tags: map[string]string{"a": "1"}, Material: event.MaterialRef{ID: "m1", WrappedHash: "h1"}}, nil),
 		rec(1, "k1", &event.KeyDisabled{}, nil),
@@ -30,7 +29,7 @@ func TestFold(t *testing.T) {
 		rec(6, "k1", &event.KeyDescriptionUpdated{Description: "d"}, nil),
 	})
 	before, _ := s.Key("k1")
-	s.Apply([]ledger.Record{rec(7, "k1", &event.KeyDeletionScheduled{DeletionDate: t0.Add(7 * 24 * time.Hour), PendingWindowDays: 7}, nil)})
+	s.Apply([]event.Record{rec(7, "k1", &event.KeyDeletionScheduled{DeletionDate: t0.Add(7 * 24 * time.Hour), PendingWindowDays: 7}, nil)})
 	k, ok := s.Key("k1")
 	if !ok {
 		t.Fatal("key missing")
@@ -51,7 +50,7 @@ func TestFold(t *testing.T) {
 	if got := s.DueForDeletion(t0.Add(8 * 24 * time.Hour)); len(got) != 1 {
 		t.Fatal("not due when it should be")
 	}
-	s.Apply([]ledger.Record{rec(8, "k1", &event.KeyDeleted{DestroyedMaterials: []string{"m1"}}, nil)})
+	s.Apply([]event.Record{rec(8, "k1", &event.KeyDeleted{DestroyedMaterials: []string{"m1"}}, nil)})
 	if _, ok := s.Key("k1"); ok {
 		t.Fatal("deleted key still present")
 	}

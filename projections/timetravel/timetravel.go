@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/keyledger/keyledger/gateway/policy"
-	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
@@ -29,7 +28,7 @@ type Folder struct {
 func NewFolder(asOf time.Time) *Folder { return &Folder{AsOf: asOf, state: keystate.New()} }
 
 // Add folds one record if it happened by AsOf.
-func (f *Folder) Add(r ledger.Record) {
+func (f *Folder) Add(r event.Record) {
 	if r.Event.Time.After(f.AsOf) {
 		return
 	}
@@ -37,7 +36,7 @@ func (f *Folder) Add(r ledger.Record) {
 	if b, ok := r.Event.Body.(*event.PrincipalsConfigured); ok && !r.Event.Refused() {
 		f.principals = b.Summary
 	}
-	f.state.Apply([]ledger.Record{r})
+	f.state.Apply([]event.Record{r})
 }
 
 // Access is one principal's way to decrypt.

@@ -17,7 +17,6 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyledger/keyledger/gateway/policy"
-	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/keystate"
@@ -126,7 +125,7 @@ var cryptoOps = map[string]bool{"Encrypt": true, "Decrypt": true, "ReEncrypt": t
 func (b *Builder) SetIntegrity(in *Integrity) { b.opts.Integrity = in }
 
 // Add folds one record.
-func (b *Builder) Add(r ledger.Record) {
+func (b *Builder) Add(r event.Record) {
 	e := r.Event
 	b.events++
 	if b.first.IsZero() || e.Time.Before(b.first) {
@@ -150,7 +149,7 @@ func (b *Builder) Add(r ledger.Record) {
 	if p, ok := e.Body.(*event.PrincipalsConfigured); ok && !e.Refused() {
 		b.principals = p.Summary
 	}
-	b.state.Apply([]ledger.Record{r})
+	b.state.Apply([]event.Record{r})
 }
 
 func (b *Builder) arn(k keystate.Key) string {

@@ -26,7 +26,7 @@ fuzz:
 	$(GO) test ./gateway/awsjson -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/sigv4 -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./crypto/ciphertext -run '^$$' -fuzz FuzzParseAndOpen -fuzztime $(FUZZTIME)
-	$(GO) test ./gateway/policy -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./projections/policy -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./ledger/merkle -run '^$$' -fuzz FuzzAdversarialProofs -fuzztime $(FUZZTIME)
 
 ## bench: start a fresh embedded server (fsync on every write) and drive Encrypt at it

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/keyledger/keyledger/gateway/policy"
 	"github.com/keyledger/keyledger/projections/keystate"
+	"github.com/keyledger/keyledger/projections/policy"
 )
 
 // Authorization follows AWS's evaluation for KMS:

@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"github.com/keyledger/keyledger/crypto/keyspec"
-	"github.com/keyledger/keyledger/gateway/policy"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
+	"github.com/keyledger/keyledger/projections/policy"
 )
 
 // grantOperations are the operations a grant may name, by the key usage

@@ -4,9 +4,9 @@ import (
 	"context"
 	"strconv"
 
-	"github.com/keyledger/keyledger/gateway/policy"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
+	"github.com/keyledger/keyledger/projections/policy"
 )
 
 // checkKeyPolicy validates a key policy as AWS does: it parses, every

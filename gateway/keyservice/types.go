@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/keyledger/keyledger/gateway/policy"
+	"github.com/keyledger/keyledger/projections/policy"
 )
 
 // EpochTime is a timestamp on the AWS JSON wire: seconds since the epoch as

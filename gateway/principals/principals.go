@@ -36,7 +36,7 @@ import (
 	"strings"
 
 	"github.com/keyledger/keyledger/crypto/secret"
-	"github.com/keyledger/keyledger/gateway/policy"
+	"github.com/keyledger/keyledger/projections/policy"
 )
 
 // Principal is one user or role.

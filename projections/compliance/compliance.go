@@ -16,10 +16,10 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/keyledger/keyledger/gateway/policy"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/keystate"
+	"github.com/keyledger/keyledger/projections/policy"
 )
 
 // Options tune the checks.

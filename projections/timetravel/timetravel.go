@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyledger/keyledger/gateway/policy"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
+	"github.com/keyledger/keyledger/projections/policy"
 )
 
 // Folder folds records up to a time.

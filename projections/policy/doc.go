@@ -7,5 +7,7 @@
 //
 // The package is pure: no I/O, no clock of its own (aws:CurrentTime comes
 // from the request), and safe for concurrent use. Parsed documents are
-// immutable.
+// immutable. It lives under projections because both sides use it: the
+// gateway authorizes requests with it, and read-side folds (time travel,
+// compliance) answer "who could decrypt" with the same evaluator.
 package policy

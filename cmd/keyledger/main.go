@@ -26,6 +26,7 @@ Usage:
   keyledger audit checkpoint       print the newest signed checkpoint
   keyledger audit prove [flags]    print an inclusion or consistency proof
   keyledger audit tail [flags]     print events live, one a line
+  keyledger audit witness [flags]  watch a deployment's signed checkpoints for rollback or fork
   keyledger report compliance      the compliance report (JSON, CSV or HTML with charts)
   keyledger keys describe K [--as-of T]   a key's state, policy, grants, aliases and who could decrypt, at T
   keyledger bench [flags]          drive load against a running service and report latency
@@ -46,6 +47,8 @@ const auditUsage = `usage:
   keyledger audit prove --old A [--size B]                        consistency proof from tree size A to B
   keyledger audit tail [--nats-url U | --data-dir D] [--key K] [--event E] [--account A] [--since T | --from N] [--count N]
                                                                   print events live, one JSON line each
+  keyledger audit witness --url URL --pubkey FILE [--state FILE] [--interval D] [--once]
+                                                                  alarm (exit 1) on a rolled-back, forked or forged checkpoint
 `
 
 func main() {
@@ -76,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return auditProve(args[2:], stdout, stderr)
 		case "tail":
 			return auditTail(args[2:], stdout, stderr)
+		case "witness":
+			return auditWitness(args[2:], stdout, stderr)
 		}
 		fmt.Fprint(stderr, auditUsage)
 		return 2

@@ -197,7 +197,8 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 	if err := s.checkGrantTokens(in.GrantTokens); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	opened, err := s.open(c, ctx, ev, "kms:Decrypt", in.CiphertextBlob, in.KeyId, in.EncryptionAlgorithm, in.EncryptionContext, in.DryRun)
+	opened, err := s.open(ctx, openRequest{caller: c, ev: ev, action: "kms:Decrypt", blob: in.CiphertextBlob,
+		keyRef: in.KeyId, alg: in.EncryptionAlgorithm, encCtx: in.EncryptionContext, dryRun: in.DryRun})
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
@@ -211,6 +212,19 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 		EncryptionAlgorithm: call.EncryptionAlgorithm, KeyMaterialId: opened.material.ID}, nil
 }
 
+// openRequest is a blob to authenticate and decrypt, as Decrypt and the
+// source side of ReEncrypt ask for it.
+type openRequest struct {
+	caller Caller
+	ev     *event.Event // open names the blob's key on it
+	action string       // kms:Decrypt or kms:ReEncryptFrom
+	blob   []byte
+	keyRef string // the KeyId the request names, or ""
+	alg    string // the EncryptionAlgorithm the request names, or ""
+	encCtx map[string]string
+	dryRun bool
+}
+
 type openedBlob struct {
 	key       keystate.Key
 	material  keystate.Material
@@ -220,47 +234,47 @@ type openedBlob struct {
 
 // open authenticates and decrypts a blob, naming its key on ev. Every
 // problem with the blob itself is the same InvalidCiphertextException.
-func (s *Service) open(c Caller, ctx context.Context, ev *event.Event, action string, blob []byte, keyRef, alg string, encCtx map[string]string, dryRun bool) (openedBlob, error) {
+func (s *Service) open(ctx context.Context, r openRequest) (openedBlob, error) {
 	var o openedBlob
-	if err := checkBlob("ciphertextBlob", blob, maxCiphertext); err != nil {
+	if err := checkBlob("ciphertextBlob", r.blob, maxCiphertext); err != nil {
 		return o, err
 	}
 	invalid := errorf(CodeInvalidCiphertext, "The ciphertext is invalid, or was not made with this key and encryption context.")
 	namedID := "" // the key the request names, if it names one
-	if keyRef != "" {
-		named, err := s.resolve(c, keyRef, true)
+	if r.keyRef != "" {
+		named, err := s.resolve(r.caller, r.keyRef, true)
 		if err != nil {
 			return o, err
 		}
 		if named.Spec.IsAsymmetric() {
-			return s.openAsymmetric(c, ctx, ev, action, named, keyRef, blob, alg, encCtx, dryRun)
+			return s.openAsymmetric(ctx, r, named)
 		}
 		namedID = named.ID
 	}
-	h, err := ciphertext.ParseHeader(blob)
+	h, err := ciphertext.ParseHeader(r.blob)
 	if err != nil {
 		return o, invalid
 	}
 	k, ok := s.state.Key(h.KeyID)
 	if !ok {
 		if s.state.WasDeleted(h.KeyID) {
-			return o, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(c.Account, h.KeyID))
+			return o, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(r.caller.Account, h.KeyID))
 		}
 		return o, invalid
 	}
-	ev.KeyID = k.ID
-	decAlg := alg
+	r.ev.KeyID = k.ID
+	decAlg := r.alg
 	if decAlg == "" {
 		decAlg = string(keyspec.AlgSymmetricDefault)
 	}
-	if err := s.authorize(c, request{action: action, key: &k, ref: keyRef, encCtx: encCtx,
+	if err := s.authorize(r.caller, request{action: r.action, key: &k, ref: r.keyRef, encCtx: r.encCtx,
 		extra: map[string]string{"kms:encryptionalgorithm": decAlg}}); err != nil {
 		return o, err
 	}
 	if namedID != "" && namedID != k.ID {
 		return o, errorf(CodeIncorrectKey, "The key ID in the request does not identify a KMS key that can perform this operation.")
 	}
-	if err := s.checkAlgorithm(k, alg); err != nil {
+	if err := s.checkAlgorithm(k, r.alg); err != nil {
 		return o, err
 	}
 	if err := s.usable(k, keyspec.EncryptDecrypt); err != nil {
@@ -270,37 +284,38 @@ func (s *Service) open(c Caller, ctx context.Context, ev *event.Event, action st
 	if !ok {
 		return o, invalid
 	}
-	if dryRun {
+	if r.dryRun {
 		return o, errDryRun
 	}
 	sec, err := s.unwrapped(ctx, m)
 	if err != nil {
 		return o, err
 	}
-	pt, err := ciphertext.Open(blob, sec, encCtx)
+	pt, err := ciphertext.Open(r.blob, sec, r.encCtx)
 	if err != nil {
 		return o, invalid
 	}
 	return openedBlob{key: k, material: m, algorithm: string(keyspec.AlgSymmetricDefault), plaintext: pt}, nil
 }
 
-// openAsymmetric decrypts raw RSAES-OAEP ciphertext with an RSA key.
-func (s *Service) openAsymmetric(c Caller, ctx context.Context, ev *event.Event, action string, k keystate.Key, ref string, blob []byte, alg string, encCtx map[string]string, dryRun bool) (openedBlob, error) {
+// openAsymmetric decrypts raw RSAES-OAEP ciphertext with k, the RSA key
+// the request names.
+func (s *Service) openAsymmetric(ctx context.Context, r openRequest, k keystate.Key) (openedBlob, error) {
 	var o openedBlob
-	ev.KeyID = k.ID
-	if err := s.authorize(c, request{action: action, key: &k, ref: ref, extra: map[string]string{"kms:encryptionalgorithm": alg}}); err != nil {
+	r.ev.KeyID = k.ID
+	if err := s.authorize(r.caller, request{action: r.action, key: &k, ref: r.keyRef, extra: map[string]string{"kms:encryptionalgorithm": r.alg}}); err != nil {
 		return o, err
 	}
 	if err := s.usable(k, keyspec.EncryptDecrypt); err != nil {
 		return o, err
 	}
-	if err := s.checkAlgorithm(k, alg); err != nil {
+	if err := s.checkAlgorithm(k, r.alg); err != nil {
 		return o, err
 	}
-	if len(encCtx) > 0 {
+	if len(r.encCtx) > 0 {
 		return o, errorf(CodeValidation, "EncryptionContext is not supported with asymmetric KMS keys.")
 	}
-	if dryRun {
+	if r.dryRun {
 		return o, errDryRun
 	}
 	m := k.CurrentMaterial()
@@ -308,11 +323,11 @@ func (s *Service) openAsymmetric(c Caller, ctx context.Context, ev *event.Event,
 	if err != nil {
 		return o, err
 	}
-	pt, err := pk.Decrypt(keyspec.EncryptionAlgorithm(alg), blob)
+	pt, err := pk.Decrypt(keyspec.EncryptionAlgorithm(r.alg), r.blob)
 	if err != nil {
 		return o, errorf(CodeInvalidCiphertext, "The ciphertext is invalid, or was not made with this key and encryption algorithm.")
 	}
-	return openedBlob{key: k, material: m, algorithm: alg, plaintext: pt}, nil
+	return openedBlob{key: k, material: m, algorithm: r.alg, plaintext: pt}, nil
 }
 
 type ReEncryptInput struct {
@@ -352,7 +367,8 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	if in.DestinationKeyId == "" {
 		return nil, s.refuse(ctx, ev, missing("destinationKeyId"))
 	}
-	src, err := s.open(c, ctx, ev, "kms:ReEncryptFrom", in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext, false)
+	src, err := s.open(ctx, openRequest{caller: c, ev: ev, action: "kms:ReEncryptFrom", blob: in.CiphertextBlob,
+		keyRef: in.SourceKeyId, alg: in.SourceEncryptionAlgorithm, encCtx: in.SourceEncryptionContext})
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}

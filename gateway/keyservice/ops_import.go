@@ -130,7 +130,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	defer s.exclusive()()
 	ev := s.newEvent(c, "ImportKeyMaterial")
 	ev.Body = &event.APICall{Params: map[string]string{"expirationModel": in.ExpirationModel, "importType": in.ImportType}}
-	body, k, mat, err := s.importMaterial(c, ctx, ev, in)
+	body, k, mat, err := s.importMaterial(ctx, c, ev, in)
 	defer mat.Clear()
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
@@ -153,7 +153,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 
 // importMaterial validates an import and returns the event body (with the
 // existing material's ref on a re-import, else no ref yet) and the material.
-func (s *Service) importMaterial(c Caller, ctx context.Context, ev *event.Event, in *ImportKeyMaterialInput) (*event.KeyMaterialImported, keystate.Key, secret.Bytes, error) {
+func (s *Service) importMaterial(ctx context.Context, c Caller, ev *event.Event, in *ImportKeyMaterialInput) (*event.KeyMaterialImported, keystate.Key, secret.Bytes, error) {
 	var k keystate.Key
 	var none secret.Bytes
 	if err := checkBlob("importToken", in.ImportToken, 6144); err != nil {

@@ -18,20 +18,23 @@ const (
 
 var errDryRun = &Error{Code: CodeDryRun, Message: "The request would have succeeded, but the DryRun option is set."}
 
-type EncryptInput struct {
-	KeyId               string            `json:"KeyId"`
-	Plaintext           []byte            `json:"Plaintext"`
-	EncryptionContext   map[string]string `json:"EncryptionContext"`
-	GrantTokens         []string          `json:"GrantTokens"`
-	EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
-	DryRun              bool              `json:"DryRun"`
-}
+// EncryptInput and EncryptOutput are the AWS Encrypt members.
+type (
+	EncryptInput struct {
+		KeyId               string            `json:"KeyId"`
+		Plaintext           []byte            `json:"Plaintext"`
+		EncryptionContext   map[string]string `json:"EncryptionContext"`
+		GrantTokens         []string          `json:"GrantTokens"`
+		EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
+		DryRun              bool              `json:"DryRun"`
+	}
 
-type EncryptOutput struct {
-	CiphertextBlob      []byte `json:"CiphertextBlob"`
-	KeyId               string `json:"KeyId"`
-	EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
-}
+	EncryptOutput struct {
+		CiphertextBlob      []byte `json:"CiphertextBlob"`
+		KeyId               string `json:"KeyId"`
+		EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
+	}
+)
 
 // Encrypt seals up to 4096 bytes under the key's current material.
 func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*EncryptOutput, error) {
@@ -166,23 +169,26 @@ func (s *Service) checkGrantTokens(tokens []string) error {
 	return nil
 }
 
-type DecryptInput struct {
-	CiphertextBlob      []byte            `json:"CiphertextBlob"`
-	EncryptionContext   map[string]string `json:"EncryptionContext"`
-	GrantTokens         []string          `json:"GrantTokens"`
-	KeyId               string            `json:"KeyId"`
-	EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
-	Recipient           any               `json:"Recipient"`
-	DryRun              bool              `json:"DryRun"`
-	DryRunModifiers     []string          `json:"DryRunModifiers"`
-}
+// DecryptInput and DecryptOutput are the AWS Decrypt members.
+type (
+	DecryptInput struct {
+		CiphertextBlob      []byte            `json:"CiphertextBlob"`
+		EncryptionContext   map[string]string `json:"EncryptionContext"`
+		GrantTokens         []string          `json:"GrantTokens"`
+		KeyId               string            `json:"KeyId"`
+		EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
+		Recipient           any               `json:"Recipient"`
+		DryRun              bool              `json:"DryRun"`
+		DryRunModifiers     []string          `json:"DryRunModifiers"`
+	}
 
-type DecryptOutput struct {
-	KeyId               string `json:"KeyId"`
-	Plaintext           []byte `json:"Plaintext"`
-	EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
-	KeyMaterialId       string `json:"KeyMaterialId"`
-}
+	DecryptOutput struct {
+		KeyId               string `json:"KeyId"`
+		Plaintext           []byte `json:"Plaintext"`
+		EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
+		KeyMaterialId       string `json:"KeyMaterialId"`
+	}
+)
 
 // Decrypt opens a blob made by Encrypt or GenerateDataKey*. The blob names
 // its key, so KeyId is optional; if given it must name the same key.
@@ -330,28 +336,31 @@ func (s *Service) openAsymmetric(ctx context.Context, r openRequest, k keystate.
 	return openedBlob{key: k, material: m, algorithm: r.alg, plaintext: pt}, nil
 }
 
-type ReEncryptInput struct {
-	CiphertextBlob                 []byte            `json:"CiphertextBlob"`
-	SourceEncryptionContext        map[string]string `json:"SourceEncryptionContext"`
-	SourceKeyId                    string            `json:"SourceKeyId"`
-	DestinationKeyId               string            `json:"DestinationKeyId"`
-	DestinationEncryptionContext   map[string]string `json:"DestinationEncryptionContext"`
-	SourceEncryptionAlgorithm      string            `json:"SourceEncryptionAlgorithm"`
-	DestinationEncryptionAlgorithm string            `json:"DestinationEncryptionAlgorithm"`
-	GrantTokens                    []string          `json:"GrantTokens"`
-	DryRun                         bool              `json:"DryRun"`
-	DryRunModifiers                []string          `json:"DryRunModifiers"`
-}
+// ReEncryptInput and ReEncryptOutput are the AWS ReEncrypt members.
+type (
+	ReEncryptInput struct {
+		CiphertextBlob                 []byte            `json:"CiphertextBlob"`
+		SourceEncryptionContext        map[string]string `json:"SourceEncryptionContext"`
+		SourceKeyId                    string            `json:"SourceKeyId"`
+		DestinationKeyId               string            `json:"DestinationKeyId"`
+		DestinationEncryptionContext   map[string]string `json:"DestinationEncryptionContext"`
+		SourceEncryptionAlgorithm      string            `json:"SourceEncryptionAlgorithm"`
+		DestinationEncryptionAlgorithm string            `json:"DestinationEncryptionAlgorithm"`
+		GrantTokens                    []string          `json:"GrantTokens"`
+		DryRun                         bool              `json:"DryRun"`
+		DryRunModifiers                []string          `json:"DryRunModifiers"`
+	}
 
-type ReEncryptOutput struct {
-	CiphertextBlob                 []byte `json:"CiphertextBlob"`
-	SourceKeyId                    string `json:"SourceKeyId"`
-	KeyId                          string `json:"KeyId"`
-	SourceEncryptionAlgorithm      string `json:"SourceEncryptionAlgorithm"`
-	DestinationEncryptionAlgorithm string `json:"DestinationEncryptionAlgorithm"`
-	SourceKeyMaterialId            string `json:"SourceKeyMaterialId"`
-	DestinationKeyMaterialId       string `json:"DestinationKeyMaterialId"`
-}
+	ReEncryptOutput struct {
+		CiphertextBlob                 []byte `json:"CiphertextBlob"`
+		SourceKeyId                    string `json:"SourceKeyId"`
+		KeyId                          string `json:"KeyId"`
+		SourceEncryptionAlgorithm      string `json:"SourceEncryptionAlgorithm"`
+		DestinationEncryptionAlgorithm string `json:"DestinationEncryptionAlgorithm"`
+		SourceKeyMaterialId            string `json:"SourceKeyMaterialId"`
+		DestinationKeyMaterialId       string `json:"DestinationKeyMaterialId"`
+	}
+)
 
 // ReEncrypt decrypts a blob and encrypts its plaintext under another key (or
 // the same key's current material) without revealing it.
@@ -400,22 +409,26 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 		SourceKeyMaterialId: src.material.ID, DestinationKeyMaterialId: dm.ID}, nil
 }
 
-type GenerateDataKeyInput struct {
-	KeyId             string            `json:"KeyId"`
-	EncryptionContext map[string]string `json:"EncryptionContext"`
-	NumberOfBytes     *int32            `json:"NumberOfBytes"`
-	KeySpec           string            `json:"KeySpec"`
-	GrantTokens       []string          `json:"GrantTokens"`
-	Recipient         any               `json:"Recipient"`
-	DryRun            bool              `json:"DryRun"`
-}
+// GenerateDataKeyInput and GenerateDataKeyOutput are the AWS GenerateDataKey and
+// GenerateDataKeyWithoutPlaintext members.
+type (
+	GenerateDataKeyInput struct {
+		KeyId             string            `json:"KeyId"`
+		EncryptionContext map[string]string `json:"EncryptionContext"`
+		NumberOfBytes     *int32            `json:"NumberOfBytes"`
+		KeySpec           string            `json:"KeySpec"`
+		GrantTokens       []string          `json:"GrantTokens"`
+		Recipient         any               `json:"Recipient"`
+		DryRun            bool              `json:"DryRun"`
+	}
 
-type GenerateDataKeyOutput struct {
-	CiphertextBlob []byte `json:"CiphertextBlob"`
-	Plaintext      []byte `json:"Plaintext,omitempty"`
-	KeyId          string `json:"KeyId"`
-	KeyMaterialId  string `json:"KeyMaterialId"`
-}
+	GenerateDataKeyOutput struct {
+		CiphertextBlob []byte `json:"CiphertextBlob"`
+		Plaintext      []byte `json:"Plaintext,omitempty"`
+		KeyId          string `json:"KeyId"`
+		KeyMaterialId  string `json:"KeyMaterialId"`
+	}
+)
 
 // GenerateDataKey returns a new data key in plaintext and encrypted.
 func (s *Service) GenerateDataKey(ctx context.Context, c Caller, in *GenerateDataKeyInput) (*GenerateDataKeyOutput, error) {
@@ -486,15 +499,19 @@ func dataKeySize(spec string, n *int32) (int, error) {
 	return int(*n), nil
 }
 
-type GenerateRandomInput struct {
-	NumberOfBytes    *int32 `json:"NumberOfBytes"`
-	CustomKeyStoreId string `json:"CustomKeyStoreId"`
-	Recipient        any    `json:"Recipient"`
-}
+// GenerateRandomInput and GenerateRandomOutput are the AWS GenerateRandom
+// members.
+type (
+	GenerateRandomInput struct {
+		NumberOfBytes    *int32 `json:"NumberOfBytes"`
+		CustomKeyStoreId string `json:"CustomKeyStoreId"`
+		Recipient        any    `json:"Recipient"`
+	}
 
-type GenerateRandomOutput struct {
-	Plaintext []byte `json:"Plaintext"`
-}
+	GenerateRandomOutput struct {
+		Plaintext []byte `json:"Plaintext"`
+	}
+)
 
 // GenerateRandom returns 1–1024 random bytes from crypto/rand.
 func (s *Service) GenerateRandom(ctx context.Context, c Caller, in *GenerateRandomInput) (*GenerateRandomOutput, error) {

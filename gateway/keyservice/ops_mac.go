@@ -10,26 +10,30 @@ import (
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
-type MacInput struct {
-	Message      []byte   `json:"Message"`
-	KeyId        string   `json:"KeyId"`
-	MacAlgorithm string   `json:"MacAlgorithm"`
-	Mac          []byte   `json:"Mac"`
-	GrantTokens  []string `json:"GrantTokens"`
-	DryRun       bool     `json:"DryRun"`
-}
+// MacInput, GenerateMacOutput and VerifyMacOutput are the AWS GenerateMac and
+// VerifyMac members; MacInput serves both.
+type (
+	MacInput struct {
+		Message      []byte   `json:"Message"`
+		KeyId        string   `json:"KeyId"`
+		MacAlgorithm string   `json:"MacAlgorithm"`
+		Mac          []byte   `json:"Mac"`
+		GrantTokens  []string `json:"GrantTokens"`
+		DryRun       bool     `json:"DryRun"`
+	}
 
-type GenerateMacOutput struct {
-	Mac          []byte `json:"Mac"`
-	MacAlgorithm string `json:"MacAlgorithm"`
-	KeyId        string `json:"KeyId"`
-}
+	GenerateMacOutput struct {
+		Mac          []byte `json:"Mac"`
+		MacAlgorithm string `json:"MacAlgorithm"`
+		KeyId        string `json:"KeyId"`
+	}
 
-type VerifyMacOutput struct {
-	KeyId        string `json:"KeyId"`
-	MacValid     bool   `json:"MacValid"`
-	MacAlgorithm string `json:"MacAlgorithm"`
-}
+	VerifyMacOutput struct {
+		KeyId        string `json:"KeyId"`
+		MacValid     bool   `json:"MacValid"`
+		MacAlgorithm string `json:"MacAlgorithm"`
+	}
+)
 
 // GenerateMac computes an HMAC with a GENERATE_VERIFY_MAC key.
 func (s *Service) GenerateMac(ctx context.Context, c Caller, in *MacInput) (*GenerateMacOutput, error) {

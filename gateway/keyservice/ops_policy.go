@@ -9,15 +9,18 @@ import (
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
-type GetKeyPolicyInput struct {
-	KeyId      string `json:"KeyId"`
-	PolicyName string `json:"PolicyName"`
-}
+// GetKeyPolicyInput and GetKeyPolicyOutput are the AWS GetKeyPolicy members.
+type (
+	GetKeyPolicyInput struct {
+		KeyId      string `json:"KeyId"`
+		PolicyName string `json:"PolicyName"`
+	}
 
-type GetKeyPolicyOutput struct {
-	Policy     string `json:"Policy"`
-	PolicyName string `json:"PolicyName"`
-}
+	GetKeyPolicyOutput struct {
+		Policy     string `json:"Policy"`
+		PolicyName string `json:"PolicyName"`
+	}
+)
 
 // GetKeyPolicy returns the key's policy (the only one is named "default").
 func (s *Service) GetKeyPolicy(ctx context.Context, c Caller, in *GetKeyPolicyInput) (*GetKeyPolicyOutput, error) {
@@ -42,17 +45,21 @@ func (s *Service) GetKeyPolicy(ctx context.Context, c Caller, in *GetKeyPolicyIn
 	return &GetKeyPolicyOutput{Policy: k.Policy, PolicyName: name}, nil
 }
 
-type ListKeyPoliciesInput struct {
-	KeyId  string `json:"KeyId"`
-	Limit  *int32 `json:"Limit"`
-	Marker string `json:"Marker"`
-}
+// ListKeyPoliciesInput and ListKeyPoliciesOutput are the AWS ListKeyPolicies
+// members.
+type (
+	ListKeyPoliciesInput struct {
+		KeyId  string `json:"KeyId"`
+		Limit  *int32 `json:"Limit"`
+		Marker string `json:"Marker"`
+	}
 
-type ListKeyPoliciesOutput struct {
-	PolicyNames []string `json:"PolicyNames"`
-	NextMarker  string   `json:"NextMarker,omitempty"`
-	Truncated   bool     `json:"Truncated"`
-}
+	ListKeyPoliciesOutput struct {
+		PolicyNames []string `json:"PolicyNames"`
+		NextMarker  string   `json:"NextMarker,omitempty"`
+		Truncated   bool     `json:"Truncated"`
+	}
+)
 
 // ListKeyPolicies lists the key's policy names: always just "default".
 func (s *Service) ListKeyPolicies(ctx context.Context, c Caller, in *ListKeyPoliciesInput) (*ListKeyPoliciesOutput, error) {
@@ -132,6 +139,7 @@ func accountOf(principal string) string {
 	return ""
 }
 
+// PutKeyPolicyInput is the AWS PutKeyPolicy request.
 type PutKeyPolicyInput struct {
 	KeyId                          string `json:"KeyId"`
 	PolicyName                     string `json:"PolicyName"`

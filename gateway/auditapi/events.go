@@ -26,41 +26,13 @@ const keepAlive = 15 * time.Second
 // resuming after the Last-Event-ID header (an event index) if given. Each
 // event's id is its ledger index and its data the event's exact bytes.
 func (a *API) events(c *fiber.Ctx, caller keyservice.Caller) error {
-	// Copies: Fiber reuses its buffers, and the stream outlives the handler.
-	keyFilter, opFilter := strings.Clone(c.Query("key")), strings.Clone(c.Query("event"))
-	if i := strings.LastIndex(keyFilter, "key/"); i >= 0 {
-		keyFilter = keyFilter[i+len("key/"):]
-	}
-	resource := "*"
-	if keyFilter != "" {
-		resource = "arn:aws:kms:" + a.region + ":" + caller.Account + ":key/" + keyFilter
-	}
-	if err := a.svc.AuthorizeAudit(caller, "keyledger:SubscribeAudit", resource); err != nil {
+	q, err := a.eventsQuery(c, caller)
+	if err != nil {
 		return err
-	}
-	last := int64(-1) // the last index sent
-	var since time.Time
-	if id := c.Get("Last-Event-ID"); id != "" {
-		n, err := strconv.ParseInt(id, 10, 64)
-		if err != nil || n < 0 {
-			return bad("Last-Event-ID must be an event index")
-		}
-		last = n
-	} else if s := c.Query("since"); s != "" {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return bad("since must be an RFC 3339 time")
-		}
-		since = t
-	}
-	account := caller.Account
-	match := func(r event.Record) bool {
-		e := r.Event
-		return e.Account == account && (keyFilter == "" || e.KeyID == keyFilter) && (opFilter == "" || e.Operation == opFilter)
 	}
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
-	sub := a.hub.Join(match) // before reading history, so nothing falls between
+	sub := a.hub.Join(q.match) // before reading history, so nothing falls between
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer a.hub.Leave(sub)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -72,77 +44,148 @@ func (a *API) events(c *fiber.Ctx, caller keyservice.Caller) error {
 			case <-ctx.Done():
 			}
 		}()
-		// write buffers one event; flush sends what is buffered. Live events
-		// are flushed once the queue is empty, not one by one.
-		var num []byte
-		write := func(r event.Record) {
-			if int64(r.Event.Index) <= last || !match(r) {
-				return
-			}
-			num = strconv.AppendUint(num[:0], r.Event.Index, 10)
-			w.WriteString("id: ")
-			w.Write(num)
-			w.WriteString("\nevent: ")
-			w.WriteString(r.Event.Operation)
-			w.WriteString("\ndata: ")
-			w.Write(r.Raw)
-			w.WriteString("\n\n")
-			last = int64(r.Event.Index)
-		}
-		send := func(r event.Record) error {
-			write(r)
-			if w.Buffered() > 32<<10 {
-				return w.Flush()
-			}
-			return nil
-		}
-		catchUp := func() error {
-			if last >= 0 {
-				return a.history.EventsFrom(ctx, uint64(last+1), send)
-			}
-			if !since.IsZero() {
-				return a.history.EventsSince(ctx, since, send)
-			}
-			return nil
-		}
-		if err := catchUp(); err != nil {
-			return
-		}
-		w.WriteString(": live\n\n")
-		if w.Flush() != nil {
-			return
-		}
-		idle := time.NewTimer(keepAlive)
-		defer idle.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case r := <-sub.C:
-				write(r)
-			drain:
-				for w.Buffered() < 64<<10 {
-					select {
-					case r := <-sub.C:
-						write(r)
-					default:
-						break drain
-					}
-				}
-				if w.Flush() != nil {
-					return
-				}
-			case <-idle.C:
-				w.WriteString(": keep-alive\n\n")
-				if w.Flush() != nil {
-					return
-				}
-				idle.Reset(keepAlive)
-			}
-			if sub.Lagging() && (catchUp() != nil || w.Flush() != nil) {
-				return
-			}
-		}
+		s := &eventStream{w: w, history: a.history, q: q, last: q.after}
+		s.run(ctx, sub)
 	})
 	return nil
+}
+
+// eventsQuery is what one subscriber asked for.
+type eventsQuery struct {
+	account   string
+	key       string // a key id, or "" for every key
+	operation string // an event name, or "" for every event
+	after     int64  // the last index the subscriber has, or -1
+	since     time.Time
+}
+
+// eventsQuery reads and authorizes a subscription request. The values are
+// copies: Fiber reuses its buffers, and the stream outlives the handler.
+func (a *API) eventsQuery(c *fiber.Ctx, caller keyservice.Caller) (eventsQuery, error) {
+	q := eventsQuery{account: caller.Account, key: strings.Clone(c.Query("key")),
+		operation: strings.Clone(c.Query("event")), after: -1}
+	if i := strings.LastIndex(q.key, "key/"); i >= 0 {
+		q.key = q.key[i+len("key/"):]
+	}
+	resource := "*"
+	if q.key != "" {
+		resource = "arn:aws:kms:" + a.region + ":" + caller.Account + ":key/" + q.key
+	}
+	if err := a.svc.AuthorizeAudit(caller, "keyledger:SubscribeAudit", resource); err != nil {
+		return q, err
+	}
+	if id := c.Get("Last-Event-ID"); id != "" {
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || n < 0 {
+			return q, bad("Last-Event-ID must be an event index")
+		}
+		q.after = n
+	} else if s := c.Query("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return q, bad("since must be an RFC 3339 time")
+		}
+		q.since = t
+	}
+	return q, nil
+}
+
+func (q eventsQuery) match(r event.Record) bool {
+	e := r.Event
+	return e.Account == q.account && (q.key == "" || e.KeyID == q.key) && (q.operation == "" || e.Operation == q.operation)
+}
+
+// eventStream writes one subscriber's events: history first, then live
+// events, each index at most once and in order.
+type eventStream struct {
+	w       *bufio.Writer
+	history History
+	q       eventsQuery
+	last    int64 // the last index sent
+	num     []byte
+}
+
+// run catches up from the ledger, then sends live events until ctx ends or
+// the subscriber goes away.
+func (s *eventStream) run(ctx context.Context, sub *Sub) {
+	if err := s.catchUp(ctx); err != nil {
+		return
+	}
+	s.w.WriteString(": live\n\n")
+	if s.w.Flush() != nil {
+		return
+	}
+	idle := time.NewTimer(keepAlive)
+	defer idle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-sub.C:
+			s.write(r)
+			s.drain(sub)
+			if s.w.Flush() != nil {
+				return
+			}
+		case <-idle.C:
+			s.w.WriteString(": keep-alive\n\n")
+			if s.w.Flush() != nil {
+				return
+			}
+			idle.Reset(keepAlive)
+		}
+		if sub.Lagging() && (s.catchUp(ctx) != nil || s.w.Flush() != nil) {
+			return
+		}
+	}
+}
+
+// drain buffers the live events already queued, so a burst is flushed
+// once rather than event by event.
+func (s *eventStream) drain(sub *Sub) {
+	for s.w.Buffered() < 64<<10 {
+		select {
+		case r := <-sub.C:
+			s.write(r)
+		default:
+			return
+		}
+	}
+}
+
+// catchUp sends from the ledger what the subscriber has not had: after the
+// last index sent, or since the requested time.
+func (s *eventStream) catchUp(ctx context.Context) error {
+	if s.last >= 0 {
+		return s.history.EventsFrom(ctx, uint64(s.last+1), s.send)
+	}
+	if !s.q.since.IsZero() {
+		return s.history.EventsSince(ctx, s.q.since, s.send)
+	}
+	return nil
+}
+
+// send buffers one history event, flushing in large writes.
+func (s *eventStream) send(r event.Record) error {
+	s.write(r)
+	if s.w.Buffered() > 32<<10 {
+		return s.w.Flush()
+	}
+	return nil
+}
+
+// write buffers one event, unless it was sent already or does not match.
+func (s *eventStream) write(r event.Record) {
+	if int64(r.Event.Index) <= s.last || !s.q.match(r) {
+		return
+	}
+	s.num = strconv.AppendUint(s.num[:0], r.Event.Index, 10)
+	s.w.WriteString("id: ")
+	s.w.Write(s.num)
+	s.w.WriteString("\nevent: ")
+	s.w.WriteString(r.Event.Operation)
+	s.w.WriteString("\ndata: ")
+	s.w.Write(r.Raw)
+	s.w.WriteString("\n\n")
+	s.last = int64(r.Event.Index)
 }

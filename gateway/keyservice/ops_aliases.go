@@ -30,6 +30,7 @@ func validateAliasName(name string) error {
 	return nil
 }
 
+// AliasInput is the AWS CreateAlias and UpdateAlias request.
 type AliasInput struct {
 	AliasName   string `json:"AliasName"`
 	TargetKeyId string `json:"TargetKeyId"`
@@ -104,6 +105,7 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) (*s
 	return &struct{}{}, nil
 }
 
+// DeleteAliasInput is the AWS DeleteAlias request.
 type DeleteAliasInput struct {
 	AliasName string `json:"AliasName"`
 }
@@ -136,25 +138,28 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 	return &struct{}{}, nil
 }
 
-type ListAliasesInput struct {
-	KeyId  string `json:"KeyId"`
-	Limit  *int32 `json:"Limit"`
-	Marker string `json:"Marker"`
-}
+// ListAliasesInput, AliasListEntry and ListAliasesOutput are the AWS ListAliases members.
+type (
+	ListAliasesInput struct {
+		KeyId  string `json:"KeyId"`
+		Limit  *int32 `json:"Limit"`
+		Marker string `json:"Marker"`
+	}
 
-type AliasListEntry struct {
-	AliasName       string     `json:"AliasName"`
-	AliasArn        string     `json:"AliasArn"`
-	TargetKeyId     string     `json:"TargetKeyId"`
-	CreationDate    *EpochTime `json:"CreationDate"`
-	LastUpdatedDate *EpochTime `json:"LastUpdatedDate"`
-}
+	AliasListEntry struct {
+		AliasName       string     `json:"AliasName"`
+		AliasArn        string     `json:"AliasArn"`
+		TargetKeyId     string     `json:"TargetKeyId"`
+		CreationDate    *EpochTime `json:"CreationDate"`
+		LastUpdatedDate *EpochTime `json:"LastUpdatedDate"`
+	}
 
-type ListAliasesOutput struct {
-	Aliases    []AliasListEntry `json:"Aliases"`
-	NextMarker string           `json:"NextMarker,omitempty"`
-	Truncated  bool             `json:"Truncated"`
-}
+	ListAliasesOutput struct {
+		Aliases    []AliasListEntry `json:"Aliases"`
+		NextMarker string           `json:"NextMarker,omitempty"`
+		Truncated  bool             `json:"Truncated"`
+	}
+)
 
 // ListAliases lists the account's aliases, or one key's.
 func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInput) (*ListAliasesOutput, error) {

@@ -12,21 +12,24 @@ import (
 
 const maxMessage = 4096
 
-type GetPublicKeyInput struct {
-	KeyId       string   `json:"KeyId"`
-	GrantTokens []string `json:"GrantTokens"`
-}
+// GetPublicKeyInput and GetPublicKeyOutput are the AWS GetPublicKey members.
+type (
+	GetPublicKeyInput struct {
+		KeyId       string   `json:"KeyId"`
+		GrantTokens []string `json:"GrantTokens"`
+	}
 
-type GetPublicKeyOutput struct {
-	KeyId                  string   `json:"KeyId"`
-	PublicKey              []byte   `json:"PublicKey"`
-	CustomerMasterKeySpec  string   `json:"CustomerMasterKeySpec,omitempty"`
-	KeySpec                string   `json:"KeySpec"`
-	KeyUsage               string   `json:"KeyUsage"`
-	EncryptionAlgorithms   []string `json:"EncryptionAlgorithms,omitempty"`
-	SigningAlgorithms      []string `json:"SigningAlgorithms,omitempty"`
-	KeyAgreementAlgorithms []string `json:"KeyAgreementAlgorithms,omitempty"`
-}
+	GetPublicKeyOutput struct {
+		KeyId                  string   `json:"KeyId"`
+		PublicKey              []byte   `json:"PublicKey"`
+		CustomerMasterKeySpec  string   `json:"CustomerMasterKeySpec,omitempty"`
+		KeySpec                string   `json:"KeySpec"`
+		KeyUsage               string   `json:"KeyUsage"`
+		EncryptionAlgorithms   []string `json:"EncryptionAlgorithms,omitempty"`
+		SigningAlgorithms      []string `json:"SigningAlgorithms,omitempty"`
+		KeyAgreementAlgorithms []string `json:"KeyAgreementAlgorithms,omitempty"`
+	}
+)
 
 // GetPublicKey returns an asymmetric key's public key as DER
 // SubjectPublicKeyInfo, with what it may be used for.
@@ -69,20 +72,23 @@ func (s *Service) asymmetricKey(c Caller, ref string, grantTokens []string, r re
 	return k, nil
 }
 
-type SignInput struct {
-	KeyId            string   `json:"KeyId"`
-	Message          []byte   `json:"Message"`
-	MessageType      string   `json:"MessageType"`
-	GrantTokens      []string `json:"GrantTokens"`
-	SigningAlgorithm string   `json:"SigningAlgorithm"`
-	DryRun           bool     `json:"DryRun"`
-}
+// SignInput and SignOutput are the AWS Sign members.
+type (
+	SignInput struct {
+		KeyId            string   `json:"KeyId"`
+		Message          []byte   `json:"Message"`
+		MessageType      string   `json:"MessageType"`
+		GrantTokens      []string `json:"GrantTokens"`
+		SigningAlgorithm string   `json:"SigningAlgorithm"`
+		DryRun           bool     `json:"DryRun"`
+	}
 
-type SignOutput struct {
-	KeyId            string `json:"KeyId"`
-	Signature        []byte `json:"Signature"`
-	SigningAlgorithm string `json:"SigningAlgorithm"`
-}
+	SignOutput struct {
+		KeyId            string `json:"KeyId"`
+		Signature        []byte `json:"Signature"`
+		SigningAlgorithm string `json:"SigningAlgorithm"`
+	}
+)
 
 // Sign signs a message or digest with a SIGN_VERIFY key.
 func (s *Service) Sign(ctx context.Context, c Caller, in *SignInput) (*SignOutput, error) {
@@ -150,21 +156,24 @@ func (s *Service) signingKey(c Caller, action, ref string, grantTokens []string,
 	return k, keystate.Material{}, errorf(CodeInvalidKeyUsage, "The signing algorithm %s is not valid for %s (%s).", alg, s.arnOf(k), k.Spec)
 }
 
-type VerifyInput struct {
-	KeyId            string   `json:"KeyId"`
-	Message          []byte   `json:"Message"`
-	MessageType      string   `json:"MessageType"`
-	Signature        []byte   `json:"Signature"`
-	SigningAlgorithm string   `json:"SigningAlgorithm"`
-	GrantTokens      []string `json:"GrantTokens"`
-	DryRun           bool     `json:"DryRun"`
-}
+// VerifyInput and VerifyOutput are the AWS Verify members.
+type (
+	VerifyInput struct {
+		KeyId            string   `json:"KeyId"`
+		Message          []byte   `json:"Message"`
+		MessageType      string   `json:"MessageType"`
+		Signature        []byte   `json:"Signature"`
+		SigningAlgorithm string   `json:"SigningAlgorithm"`
+		GrantTokens      []string `json:"GrantTokens"`
+		DryRun           bool     `json:"DryRun"`
+	}
 
-type VerifyOutput struct {
-	KeyId            string `json:"KeyId"`
-	SignatureValid   bool   `json:"SignatureValid"`
-	SigningAlgorithm string `json:"SigningAlgorithm"`
-}
+	VerifyOutput struct {
+		KeyId            string `json:"KeyId"`
+		SignatureValid   bool   `json:"SignatureValid"`
+		SigningAlgorithm string `json:"SigningAlgorithm"`
+	}
+)
 
 // Verify checks a signature; one that does not verify is
 // KMSInvalidSignatureException, as AWS answers.
@@ -199,21 +208,25 @@ func (s *Service) Verify(ctx context.Context, c Caller, in *VerifyInput) (*Verif
 	return &VerifyOutput{KeyId: s.arnOf(k), SignatureValid: true, SigningAlgorithm: in.SigningAlgorithm}, nil
 }
 
-type DeriveSharedSecretInput struct {
-	KeyId                 string   `json:"KeyId"`
-	KeyAgreementAlgorithm string   `json:"KeyAgreementAlgorithm"`
-	PublicKey             []byte   `json:"PublicKey"`
-	GrantTokens           []string `json:"GrantTokens"`
-	DryRun                bool     `json:"DryRun"`
-	Recipient             any      `json:"Recipient"`
-}
+// DeriveSharedSecretInput and DeriveSharedSecretOutput are the AWS
+// DeriveSharedSecret members.
+type (
+	DeriveSharedSecretInput struct {
+		KeyId                 string   `json:"KeyId"`
+		KeyAgreementAlgorithm string   `json:"KeyAgreementAlgorithm"`
+		PublicKey             []byte   `json:"PublicKey"`
+		GrantTokens           []string `json:"GrantTokens"`
+		DryRun                bool     `json:"DryRun"`
+		Recipient             any      `json:"Recipient"`
+	}
 
-type DeriveSharedSecretOutput struct {
-	KeyId                 string `json:"KeyId"`
-	SharedSecret          []byte `json:"SharedSecret"`
-	KeyAgreementAlgorithm string `json:"KeyAgreementAlgorithm"`
-	KeyOrigin             string `json:"KeyOrigin"`
-}
+	DeriveSharedSecretOutput struct {
+		KeyId                 string `json:"KeyId"`
+		SharedSecret          []byte `json:"SharedSecret"`
+		KeyAgreementAlgorithm string `json:"KeyAgreementAlgorithm"`
+		KeyOrigin             string `json:"KeyOrigin"`
+	}
+)
 
 // DeriveSharedSecret runs ECDH between a KEY_AGREEMENT key and a peer's
 // public key.
@@ -266,23 +279,27 @@ func (s *Service) DeriveSharedSecret(ctx context.Context, c Caller, in *DeriveSh
 	return &DeriveSharedSecretOutput{KeyId: s.arnOf(k), SharedSecret: shared, KeyAgreementAlgorithm: keyspec.ECDH, KeyOrigin: k.Origin}, nil
 }
 
-type GenerateDataKeyPairInput struct {
-	EncryptionContext map[string]string `json:"EncryptionContext"`
-	KeyId             string            `json:"KeyId"`
-	KeyPairSpec       string            `json:"KeyPairSpec"`
-	GrantTokens       []string          `json:"GrantTokens"`
-	Recipient         any               `json:"Recipient"`
-	DryRun            bool              `json:"DryRun"`
-}
+// GenerateDataKeyPairInput and GenerateDataKeyPairOutput are the AWS
+// GenerateDataKeyPair and GenerateDataKeyPairWithoutPlaintext members.
+type (
+	GenerateDataKeyPairInput struct {
+		EncryptionContext map[string]string `json:"EncryptionContext"`
+		KeyId             string            `json:"KeyId"`
+		KeyPairSpec       string            `json:"KeyPairSpec"`
+		GrantTokens       []string          `json:"GrantTokens"`
+		Recipient         any               `json:"Recipient"`
+		DryRun            bool              `json:"DryRun"`
+	}
 
-type GenerateDataKeyPairOutput struct {
-	PrivateKeyCiphertextBlob []byte `json:"PrivateKeyCiphertextBlob"`
-	PrivateKeyPlaintext      []byte `json:"PrivateKeyPlaintext,omitempty"`
-	PublicKey                []byte `json:"PublicKey"`
-	KeyId                    string `json:"KeyId"`
-	KeyPairSpec              string `json:"KeyPairSpec"`
-	KeyMaterialId            string `json:"KeyMaterialId"`
-}
+	GenerateDataKeyPairOutput struct {
+		PrivateKeyCiphertextBlob []byte `json:"PrivateKeyCiphertextBlob"`
+		PrivateKeyPlaintext      []byte `json:"PrivateKeyPlaintext,omitempty"`
+		PublicKey                []byte `json:"PublicKey"`
+		KeyId                    string `json:"KeyId"`
+		KeyPairSpec              string `json:"KeyPairSpec"`
+		KeyMaterialId            string `json:"KeyMaterialId"`
+	}
+)
 
 // GenerateDataKeyPair returns a new key pair: the public key, the private
 // key (PKCS#8 DER) encrypted under a symmetric KMS key, and in plaintext.

@@ -18,20 +18,23 @@ const (
 
 var errDryRun = &Error{Code: CodeDryRun, Message: "The request would have succeeded, but the DryRun option is set."}
 
-type EncryptInput struct {
-	KeyId               string            `json:"KeyId"`
-	Plaintext           []byte            `json:"Plaintext"`
-	EncryptionContext   map[string]string `json:"EncryptionContext"`
-	GrantTokens         []string          `json:"GrantTokens"`
-	EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
-	DryRun              bool              `json:"DryRun"`
-}
+// EncryptInput and EncryptOutput are the AWS Encrypt members.
+type (
+	EncryptInput struct {
+		KeyId               string            `json:"KeyId"`
+		Plaintext           []byte            `json:"Plaintext"`
+		EncryptionContext   map[string]string `json:"EncryptionContext"`
+		GrantTokens         []string          `json:"GrantTokens"`
+		EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
+		DryRun              bool              `json:"DryRun"`
+	}
 
-type EncryptOutput struct {
-	CiphertextBlob      []byte `json:"CiphertextBlob"`
-	KeyId               string `json:"KeyId"`
-	EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
-}
+	EncryptOutput struct {
+		CiphertextBlob      []byte `json:"CiphertextBlob"`
+		KeyId               string `json:"KeyId"`
+		EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
+	}
+)
 
 // Encrypt seals up to 4096 bytes under the key's current material.
 func (s *Service) Encrypt(ctx context.Context, c Caller, in *EncryptInput) (*EncryptOutput, error) {
@@ -166,23 +169,26 @@ func (s *Service) checkGrantTokens(tokens []string) error {
 	return nil
 }
 
-type DecryptInput struct {
-	CiphertextBlob      []byte            `json:"CiphertextBlob"`
-	EncryptionContext   map[string]string `json:"EncryptionContext"`
-	GrantTokens         []string          `json:"GrantTokens"`
-	KeyId               string            `json:"KeyId"`
-	EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
-	Recipient           any               `json:"Recipient"`
-	DryRun              bool              `json:"DryRun"`
-	DryRunModifiers     []string          `json:"DryRunModifiers"`
-}
+// DecryptInput and DecryptOutput are the AWS Decrypt members.
+type (
+	DecryptInput struct {
+		CiphertextBlob      []byte            `json:"CiphertextBlob"`
+		EncryptionContext   map[string]string `json:"EncryptionContext"`
+		GrantTokens         []string          `json:"GrantTokens"`
+		KeyId               string            `json:"KeyId"`
+		EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
+		Recipient           any               `json:"Recipient"`
+		DryRun              bool              `json:"DryRun"`
+		DryRunModifiers     []string          `json:"DryRunModifiers"`
+	}
 
-type DecryptOutput struct {
-	KeyId               string `json:"KeyId"`
-	Plaintext           []byte `json:"Plaintext"`
-	EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
-	KeyMaterialId       string `json:"KeyMaterialId"`
-}
+	DecryptOutput struct {
+		KeyId               string `json:"KeyId"`
+		Plaintext           []byte `json:"Plaintext"`
+		EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
+		KeyMaterialId       string `json:"KeyMaterialId"`
+	}
+)
 
 // Decrypt opens a blob made by Encrypt or GenerateDataKey*. The blob names
 // its key, so KeyId is optional; if given it must name the same key.
@@ -197,7 +203,8 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 	if err := s.checkGrantTokens(in.GrantTokens); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	opened, err := s.open(c, ctx, ev, "kms:Decrypt", in.CiphertextBlob, in.KeyId, in.EncryptionAlgorithm, in.EncryptionContext, in.DryRun)
+	opened, err := s.open(ctx, openRequest{caller: c, ev: ev, action: "kms:Decrypt", blob: in.CiphertextBlob,
+		keyRef: in.KeyId, alg: in.EncryptionAlgorithm, encCtx: in.EncryptionContext, dryRun: in.DryRun})
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
@@ -211,6 +218,19 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, in *DecryptInput) (*Dec
 		EncryptionAlgorithm: call.EncryptionAlgorithm, KeyMaterialId: opened.material.ID}, nil
 }
 
+// openRequest is a blob to authenticate and decrypt, as Decrypt and the
+// source side of ReEncrypt ask for it.
+type openRequest struct {
+	caller Caller
+	ev     *event.Event // open names the blob's key on it
+	action string       // kms:Decrypt or kms:ReEncryptFrom
+	blob   []byte
+	keyRef string // the KeyId the request names, or ""
+	alg    string // the EncryptionAlgorithm the request names, or ""
+	encCtx map[string]string
+	dryRun bool
+}
+
 type openedBlob struct {
 	key       keystate.Key
 	material  keystate.Material
@@ -220,47 +240,47 @@ type openedBlob struct {
 
 // open authenticates and decrypts a blob, naming its key on ev. Every
 // problem with the blob itself is the same InvalidCiphertextException.
-func (s *Service) open(c Caller, ctx context.Context, ev *event.Event, action string, blob []byte, keyRef, alg string, encCtx map[string]string, dryRun bool) (openedBlob, error) {
+func (s *Service) open(ctx context.Context, r openRequest) (openedBlob, error) {
 	var o openedBlob
-	if err := checkBlob("ciphertextBlob", blob, maxCiphertext); err != nil {
+	if err := checkBlob("ciphertextBlob", r.blob, maxCiphertext); err != nil {
 		return o, err
 	}
 	invalid := errorf(CodeInvalidCiphertext, "The ciphertext is invalid, or was not made with this key and encryption context.")
 	namedID := "" // the key the request names, if it names one
-	if keyRef != "" {
-		named, err := s.resolve(c, keyRef, true)
+	if r.keyRef != "" {
+		named, err := s.resolve(r.caller, r.keyRef, true)
 		if err != nil {
 			return o, err
 		}
 		if named.Spec.IsAsymmetric() {
-			return s.openAsymmetric(c, ctx, ev, action, named, keyRef, blob, alg, encCtx, dryRun)
+			return s.openAsymmetric(ctx, r, named)
 		}
 		namedID = named.ID
 	}
-	h, err := ciphertext.ParseHeader(blob)
+	h, err := ciphertext.ParseHeader(r.blob)
 	if err != nil {
 		return o, invalid
 	}
 	k, ok := s.state.Key(h.KeyID)
 	if !ok {
 		if s.state.WasDeleted(h.KeyID) {
-			return o, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(c.Account, h.KeyID))
+			return o, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(r.caller.Account, h.KeyID))
 		}
 		return o, invalid
 	}
-	ev.KeyID = k.ID
-	decAlg := alg
+	r.ev.KeyID = k.ID
+	decAlg := r.alg
 	if decAlg == "" {
 		decAlg = string(keyspec.AlgSymmetricDefault)
 	}
-	if err := s.authorize(c, request{action: action, key: &k, ref: keyRef, encCtx: encCtx,
+	if err := s.authorize(r.caller, request{action: r.action, key: &k, ref: r.keyRef, encCtx: r.encCtx,
 		extra: map[string]string{"kms:encryptionalgorithm": decAlg}}); err != nil {
 		return o, err
 	}
 	if namedID != "" && namedID != k.ID {
 		return o, errorf(CodeIncorrectKey, "The key ID in the request does not identify a KMS key that can perform this operation.")
 	}
-	if err := s.checkAlgorithm(k, alg); err != nil {
+	if err := s.checkAlgorithm(k, r.alg); err != nil {
 		return o, err
 	}
 	if err := s.usable(k, keyspec.EncryptDecrypt); err != nil {
@@ -270,37 +290,38 @@ func (s *Service) open(c Caller, ctx context.Context, ev *event.Event, action st
 	if !ok {
 		return o, invalid
 	}
-	if dryRun {
+	if r.dryRun {
 		return o, errDryRun
 	}
 	sec, err := s.unwrapped(ctx, m)
 	if err != nil {
 		return o, err
 	}
-	pt, err := ciphertext.Open(blob, sec, encCtx)
+	pt, err := ciphertext.Open(r.blob, sec, r.encCtx)
 	if err != nil {
 		return o, invalid
 	}
 	return openedBlob{key: k, material: m, algorithm: string(keyspec.AlgSymmetricDefault), plaintext: pt}, nil
 }
 
-// openAsymmetric decrypts raw RSAES-OAEP ciphertext with an RSA key.
-func (s *Service) openAsymmetric(c Caller, ctx context.Context, ev *event.Event, action string, k keystate.Key, ref string, blob []byte, alg string, encCtx map[string]string, dryRun bool) (openedBlob, error) {
+// openAsymmetric decrypts raw RSAES-OAEP ciphertext with k, the RSA key
+// the request names.
+func (s *Service) openAsymmetric(ctx context.Context, r openRequest, k keystate.Key) (openedBlob, error) {
 	var o openedBlob
-	ev.KeyID = k.ID
-	if err := s.authorize(c, request{action: action, key: &k, ref: ref, extra: map[string]string{"kms:encryptionalgorithm": alg}}); err != nil {
+	r.ev.KeyID = k.ID
+	if err := s.authorize(r.caller, request{action: r.action, key: &k, ref: r.keyRef, extra: map[string]string{"kms:encryptionalgorithm": r.alg}}); err != nil {
 		return o, err
 	}
 	if err := s.usable(k, keyspec.EncryptDecrypt); err != nil {
 		return o, err
 	}
-	if err := s.checkAlgorithm(k, alg); err != nil {
+	if err := s.checkAlgorithm(k, r.alg); err != nil {
 		return o, err
 	}
-	if len(encCtx) > 0 {
+	if len(r.encCtx) > 0 {
 		return o, errorf(CodeValidation, "EncryptionContext is not supported with asymmetric KMS keys.")
 	}
-	if dryRun {
+	if r.dryRun {
 		return o, errDryRun
 	}
 	m := k.CurrentMaterial()
@@ -308,35 +329,38 @@ func (s *Service) openAsymmetric(c Caller, ctx context.Context, ev *event.Event,
 	if err != nil {
 		return o, err
 	}
-	pt, err := pk.Decrypt(keyspec.EncryptionAlgorithm(alg), blob)
+	pt, err := pk.Decrypt(keyspec.EncryptionAlgorithm(r.alg), r.blob)
 	if err != nil {
 		return o, errorf(CodeInvalidCiphertext, "The ciphertext is invalid, or was not made with this key and encryption algorithm.")
 	}
-	return openedBlob{key: k, material: m, algorithm: alg, plaintext: pt}, nil
+	return openedBlob{key: k, material: m, algorithm: r.alg, plaintext: pt}, nil
 }
 
-type ReEncryptInput struct {
-	CiphertextBlob                 []byte            `json:"CiphertextBlob"`
-	SourceEncryptionContext        map[string]string `json:"SourceEncryptionContext"`
-	SourceKeyId                    string            `json:"SourceKeyId"`
-	DestinationKeyId               string            `json:"DestinationKeyId"`
-	DestinationEncryptionContext   map[string]string `json:"DestinationEncryptionContext"`
-	SourceEncryptionAlgorithm      string            `json:"SourceEncryptionAlgorithm"`
-	DestinationEncryptionAlgorithm string            `json:"DestinationEncryptionAlgorithm"`
-	GrantTokens                    []string          `json:"GrantTokens"`
-	DryRun                         bool              `json:"DryRun"`
-	DryRunModifiers                []string          `json:"DryRunModifiers"`
-}
+// ReEncryptInput and ReEncryptOutput are the AWS ReEncrypt members.
+type (
+	ReEncryptInput struct {
+		CiphertextBlob                 []byte            `json:"CiphertextBlob"`
+		SourceEncryptionContext        map[string]string `json:"SourceEncryptionContext"`
+		SourceKeyId                    string            `json:"SourceKeyId"`
+		DestinationKeyId               string            `json:"DestinationKeyId"`
+		DestinationEncryptionContext   map[string]string `json:"DestinationEncryptionContext"`
+		SourceEncryptionAlgorithm      string            `json:"SourceEncryptionAlgorithm"`
+		DestinationEncryptionAlgorithm string            `json:"DestinationEncryptionAlgorithm"`
+		GrantTokens                    []string          `json:"GrantTokens"`
+		DryRun                         bool              `json:"DryRun"`
+		DryRunModifiers                []string          `json:"DryRunModifiers"`
+	}
 
-type ReEncryptOutput struct {
-	CiphertextBlob                 []byte `json:"CiphertextBlob"`
-	SourceKeyId                    string `json:"SourceKeyId"`
-	KeyId                          string `json:"KeyId"`
-	SourceEncryptionAlgorithm      string `json:"SourceEncryptionAlgorithm"`
-	DestinationEncryptionAlgorithm string `json:"DestinationEncryptionAlgorithm"`
-	SourceKeyMaterialId            string `json:"SourceKeyMaterialId"`
-	DestinationKeyMaterialId       string `json:"DestinationKeyMaterialId"`
-}
+	ReEncryptOutput struct {
+		CiphertextBlob                 []byte `json:"CiphertextBlob"`
+		SourceKeyId                    string `json:"SourceKeyId"`
+		KeyId                          string `json:"KeyId"`
+		SourceEncryptionAlgorithm      string `json:"SourceEncryptionAlgorithm"`
+		DestinationEncryptionAlgorithm string `json:"DestinationEncryptionAlgorithm"`
+		SourceKeyMaterialId            string `json:"SourceKeyMaterialId"`
+		DestinationKeyMaterialId       string `json:"DestinationKeyMaterialId"`
+	}
+)
 
 // ReEncrypt decrypts a blob and encrypts its plaintext under another key (or
 // the same key's current material) without revealing it.
@@ -352,7 +376,8 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 	if in.DestinationKeyId == "" {
 		return nil, s.refuse(ctx, ev, missing("destinationKeyId"))
 	}
-	src, err := s.open(c, ctx, ev, "kms:ReEncryptFrom", in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext, false)
+	src, err := s.open(ctx, openRequest{caller: c, ev: ev, action: "kms:ReEncryptFrom", blob: in.CiphertextBlob,
+		keyRef: in.SourceKeyId, alg: in.SourceEncryptionAlgorithm, encCtx: in.SourceEncryptionContext})
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
@@ -384,22 +409,26 @@ func (s *Service) ReEncrypt(ctx context.Context, c Caller, in *ReEncryptInput) (
 		SourceKeyMaterialId: src.material.ID, DestinationKeyMaterialId: dm.ID}, nil
 }
 
-type GenerateDataKeyInput struct {
-	KeyId             string            `json:"KeyId"`
-	EncryptionContext map[string]string `json:"EncryptionContext"`
-	NumberOfBytes     *int32            `json:"NumberOfBytes"`
-	KeySpec           string            `json:"KeySpec"`
-	GrantTokens       []string          `json:"GrantTokens"`
-	Recipient         any               `json:"Recipient"`
-	DryRun            bool              `json:"DryRun"`
-}
+// GenerateDataKeyInput and GenerateDataKeyOutput are the AWS GenerateDataKey and
+// GenerateDataKeyWithoutPlaintext members.
+type (
+	GenerateDataKeyInput struct {
+		KeyId             string            `json:"KeyId"`
+		EncryptionContext map[string]string `json:"EncryptionContext"`
+		NumberOfBytes     *int32            `json:"NumberOfBytes"`
+		KeySpec           string            `json:"KeySpec"`
+		GrantTokens       []string          `json:"GrantTokens"`
+		Recipient         any               `json:"Recipient"`
+		DryRun            bool              `json:"DryRun"`
+	}
 
-type GenerateDataKeyOutput struct {
-	CiphertextBlob []byte `json:"CiphertextBlob"`
-	Plaintext      []byte `json:"Plaintext,omitempty"`
-	KeyId          string `json:"KeyId"`
-	KeyMaterialId  string `json:"KeyMaterialId"`
-}
+	GenerateDataKeyOutput struct {
+		CiphertextBlob []byte `json:"CiphertextBlob"`
+		Plaintext      []byte `json:"Plaintext,omitempty"`
+		KeyId          string `json:"KeyId"`
+		KeyMaterialId  string `json:"KeyMaterialId"`
+	}
+)
 
 // GenerateDataKey returns a new data key in plaintext and encrypted.
 func (s *Service) GenerateDataKey(ctx context.Context, c Caller, in *GenerateDataKeyInput) (*GenerateDataKeyOutput, error) {
@@ -470,15 +499,19 @@ func dataKeySize(spec string, n *int32) (int, error) {
 	return int(*n), nil
 }
 
-type GenerateRandomInput struct {
-	NumberOfBytes    *int32 `json:"NumberOfBytes"`
-	CustomKeyStoreId string `json:"CustomKeyStoreId"`
-	Recipient        any    `json:"Recipient"`
-}
+// GenerateRandomInput and GenerateRandomOutput are the AWS GenerateRandom
+// members.
+type (
+	GenerateRandomInput struct {
+		NumberOfBytes    *int32 `json:"NumberOfBytes"`
+		CustomKeyStoreId string `json:"CustomKeyStoreId"`
+		Recipient        any    `json:"Recipient"`
+	}
 
-type GenerateRandomOutput struct {
-	Plaintext []byte `json:"Plaintext"`
-}
+	GenerateRandomOutput struct {
+		Plaintext []byte `json:"Plaintext"`
+	}
+)
 
 // GenerateRandom returns 1–1024 random bytes from crypto/rand.
 func (s *Service) GenerateRandom(ctx context.Context, c Caller, in *GenerateRandomInput) (*GenerateRandomOutput, error) {

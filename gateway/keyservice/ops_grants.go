@@ -24,26 +24,29 @@ var grantOperations = map[string]keyspec.Usage{
 	"GenerateMac": keyspec.GenerateVerifyMAC, "VerifyMac": keyspec.GenerateVerifyMAC, "DeriveSharedSecret": keyspec.KeyAgreement,
 }
 
-type GrantConstraints struct {
-	EncryptionContextSubset map[string]string `json:"EncryptionContextSubset,omitempty"`
-	EncryptionContextEquals map[string]string `json:"EncryptionContextEquals,omitempty"`
-}
+// GrantConstraints, CreateGrantInput and CreateGrantOutput are the AWS CreateGrant members.
+type (
+	GrantConstraints struct {
+		EncryptionContextSubset map[string]string `json:"EncryptionContextSubset,omitempty"`
+		EncryptionContextEquals map[string]string `json:"EncryptionContextEquals,omitempty"`
+	}
 
-type CreateGrantInput struct {
-	KeyId             string            `json:"KeyId"`
-	GranteePrincipal  string            `json:"GranteePrincipal"`
-	RetiringPrincipal string            `json:"RetiringPrincipal"`
-	Operations        []string          `json:"Operations"`
-	Constraints       *GrantConstraints `json:"Constraints"`
-	GrantTokens       []string          `json:"GrantTokens"`
-	Name              string            `json:"Name"`
-	DryRun            bool              `json:"DryRun"`
-}
+	CreateGrantInput struct {
+		KeyId             string            `json:"KeyId"`
+		GranteePrincipal  string            `json:"GranteePrincipal"`
+		RetiringPrincipal string            `json:"RetiringPrincipal"`
+		Operations        []string          `json:"Operations"`
+		Constraints       *GrantConstraints `json:"Constraints"`
+		GrantTokens       []string          `json:"GrantTokens"`
+		Name              string            `json:"Name"`
+		DryRun            bool              `json:"DryRun"`
+	}
 
-type CreateGrantOutput struct {
-	GrantToken string `json:"GrantToken"`
-	GrantId    string `json:"GrantId"`
-}
+	CreateGrantOutput struct {
+		GrantToken string `json:"GrantToken"`
+		GrantId    string `json:"GrantId"`
+	}
+)
 
 // CreateGrant lets a principal use a key for exactly the named operations.
 func (s *Service) CreateGrant(ctx context.Context, c Caller, in *CreateGrantInput) (*CreateGrantOutput, error) {
@@ -130,32 +133,36 @@ func (s *Service) CreateGrant(ctx context.Context, c Caller, in *CreateGrantInpu
 	return &CreateGrantOutput{GrantToken: token, GrantId: id}, nil
 }
 
-type GrantListEntry struct {
-	KeyId             string            `json:"KeyId"`
-	GrantId           string            `json:"GrantId"`
-	Name              string            `json:"Name,omitempty"`
-	CreationDate      *EpochTime        `json:"CreationDate"`
-	GranteePrincipal  string            `json:"GranteePrincipal"`
-	RetiringPrincipal string            `json:"RetiringPrincipal,omitempty"`
-	IssuingAccount    string            `json:"IssuingAccount"`
-	Operations        []string          `json:"Operations"`
-	Constraints       *GrantConstraints `json:"Constraints,omitempty"`
-}
+// GrantListEntry, ListGrantsInput and ListGrantsOutput are the AWS ListGrants and
+// ListRetirableGrants members.
+type (
+	GrantListEntry struct {
+		KeyId             string            `json:"KeyId"`
+		GrantId           string            `json:"GrantId"`
+		Name              string            `json:"Name,omitempty"`
+		CreationDate      *EpochTime        `json:"CreationDate"`
+		GranteePrincipal  string            `json:"GranteePrincipal"`
+		RetiringPrincipal string            `json:"RetiringPrincipal,omitempty"`
+		IssuingAccount    string            `json:"IssuingAccount"`
+		Operations        []string          `json:"Operations"`
+		Constraints       *GrantConstraints `json:"Constraints,omitempty"`
+	}
 
-type ListGrantsInput struct {
-	KeyId             string `json:"KeyId"`
-	GrantId           string `json:"GrantId"`
-	GranteePrincipal  string `json:"GranteePrincipal"`
-	RetiringPrincipal string `json:"RetiringPrincipal"`
-	Limit             *int32 `json:"Limit"`
-	Marker            string `json:"Marker"`
-}
+	ListGrantsInput struct {
+		KeyId             string `json:"KeyId"`
+		GrantId           string `json:"GrantId"`
+		GranteePrincipal  string `json:"GranteePrincipal"`
+		RetiringPrincipal string `json:"RetiringPrincipal"`
+		Limit             *int32 `json:"Limit"`
+		Marker            string `json:"Marker"`
+	}
 
-type ListGrantsOutput struct {
-	Grants     []GrantListEntry `json:"Grants"`
-	NextMarker string           `json:"NextMarker,omitempty"`
-	Truncated  bool             `json:"Truncated"`
-}
+	ListGrantsOutput struct {
+		Grants     []GrantListEntry `json:"Grants"`
+		NextMarker string           `json:"NextMarker,omitempty"`
+		Truncated  bool             `json:"Truncated"`
+	}
+)
 
 func (s *Service) grantEntry(g keystate.Grant) GrantListEntry {
 	e := GrantListEntry{KeyId: s.keyArn(g.IssuingAccount, g.KeyID), GrantId: g.ID, Name: g.Name, CreationDate: epoch(g.Created),
@@ -231,6 +238,7 @@ func (s *Service) ListRetirableGrants(ctx context.Context, c Caller, in *ListGra
 	return out, nil
 }
 
+// RetireGrantInput is the AWS RetireGrant request.
 type RetireGrantInput struct {
 	GrantToken string `json:"GrantToken"`
 	KeyId      string `json:"KeyId"`
@@ -283,6 +291,7 @@ func (s *Service) RetireGrant(ctx context.Context, c Caller, in *RetireGrantInpu
 	return &struct{}{}, nil
 }
 
+// RevokeGrantInput is the AWS RevokeGrant request.
 type RevokeGrantInput struct {
 	KeyId   string `json:"KeyId"`
 	GrantId string `json:"GrantId"`

@@ -17,18 +17,22 @@ import (
 
 const importTokenLifetime = 24 * time.Hour
 
-type GetParametersForImportInput struct {
-	KeyId             string `json:"KeyId"`
-	WrappingAlgorithm string `json:"WrappingAlgorithm"`
-	WrappingKeySpec   string `json:"WrappingKeySpec"`
-}
+// GetParametersForImportInput and GetParametersForImportOutput are the AWS
+// GetParametersForImport members.
+type (
+	GetParametersForImportInput struct {
+		KeyId             string `json:"KeyId"`
+		WrappingAlgorithm string `json:"WrappingAlgorithm"`
+		WrappingKeySpec   string `json:"WrappingKeySpec"`
+	}
 
-type GetParametersForImportOutput struct {
-	KeyId             string     `json:"KeyId"`
-	ImportToken       []byte     `json:"ImportToken"`
-	PublicKey         []byte     `json:"PublicKey"`
-	ParametersValidTo *EpochTime `json:"ParametersValidTo"`
-}
+	GetParametersForImportOutput struct {
+		KeyId             string     `json:"KeyId"`
+		ImportToken       []byte     `json:"ImportToken"`
+		PublicKey         []byte     `json:"PublicKey"`
+		ParametersValidTo *EpochTime `json:"ParametersValidTo"`
+	}
+)
 
 // importable checks that key material may be imported into k.
 func (s *Service) importable(k keystate.Key) error {
@@ -107,21 +111,25 @@ func (s *Service) GetParametersForImport(ctx context.Context, c Caller, in *GetP
 		ParametersValidTo: epoch(validTo)}, nil
 }
 
-type ImportKeyMaterialInput struct {
-	KeyId                  string     `json:"KeyId"`
-	ImportToken            []byte     `json:"ImportToken"`
-	EncryptedKeyMaterial   []byte     `json:"EncryptedKeyMaterial"`
-	ValidTo                *EpochTime `json:"ValidTo"`
-	ExpirationModel        string     `json:"ExpirationModel"`
-	ImportType             string     `json:"ImportType"`
-	KeyMaterialDescription string     `json:"KeyMaterialDescription"`
-	KeyMaterialId          string     `json:"KeyMaterialId"`
-}
+// ImportKeyMaterialInput and ImportKeyMaterialOutput are the AWS
+// ImportKeyMaterial members.
+type (
+	ImportKeyMaterialInput struct {
+		KeyId                  string     `json:"KeyId"`
+		ImportToken            []byte     `json:"ImportToken"`
+		EncryptedKeyMaterial   []byte     `json:"EncryptedKeyMaterial"`
+		ValidTo                *EpochTime `json:"ValidTo"`
+		ExpirationModel        string     `json:"ExpirationModel"`
+		ImportType             string     `json:"ImportType"`
+		KeyMaterialDescription string     `json:"KeyMaterialDescription"`
+		KeyMaterialId          string     `json:"KeyMaterialId"`
+	}
 
-type ImportKeyMaterialOutput struct {
-	KeyId         string `json:"KeyId"`
-	KeyMaterialId string `json:"KeyMaterialId"`
-}
+	ImportKeyMaterialOutput struct {
+		KeyId         string `json:"KeyId"`
+		KeyMaterialId string `json:"KeyMaterialId"`
+	}
+)
 
 // ImportKeyMaterial unwraps key material sent under an import token's
 // wrapping key, checks it fits the key, and stores it wrapped under the root
@@ -130,7 +138,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 	defer s.exclusive()()
 	ev := s.newEvent(c, "ImportKeyMaterial")
 	ev.Body = &event.APICall{Params: map[string]string{"expirationModel": in.ExpirationModel, "importType": in.ImportType}}
-	body, k, mat, err := s.importMaterial(c, ctx, ev, in)
+	body, k, mat, err := s.importMaterial(ctx, c, ev, in)
 	defer mat.Clear()
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
@@ -153,7 +161,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKey
 
 // importMaterial validates an import and returns the event body (with the
 // existing material's ref on a re-import, else no ref yet) and the material.
-func (s *Service) importMaterial(c Caller, ctx context.Context, ev *event.Event, in *ImportKeyMaterialInput) (*event.KeyMaterialImported, keystate.Key, secret.Bytes, error) {
+func (s *Service) importMaterial(ctx context.Context, c Caller, ev *event.Event, in *ImportKeyMaterialInput) (*event.KeyMaterialImported, keystate.Key, secret.Bytes, error) {
 	var k keystate.Key
 	var none secret.Bytes
 	if err := checkBlob("importToken", in.ImportToken, 6144); err != nil {
@@ -282,15 +290,19 @@ func checkImported(spec keyspec.Spec, mat secret.Bytes) (string, error) {
 	return base64.StdEncoding.EncodeToString(pk.PublicKeyDER()), nil
 }
 
-type DeleteImportedKeyMaterialInput struct {
-	KeyId         string `json:"KeyId"`
-	KeyMaterialId string `json:"KeyMaterialId"`
-}
+// DeleteImportedKeyMaterialInput and DeleteImportedKeyMaterialOutput are the AWS
+// DeleteImportedKeyMaterial members.
+type (
+	DeleteImportedKeyMaterialInput struct {
+		KeyId         string `json:"KeyId"`
+		KeyMaterialId string `json:"KeyMaterialId"`
+	}
 
-type DeleteImportedKeyMaterialOutput struct {
-	KeyId         string `json:"KeyId"`
-	KeyMaterialId string `json:"KeyMaterialId"`
-}
+	DeleteImportedKeyMaterialOutput struct {
+		KeyId         string `json:"KeyId"`
+		KeyMaterialId string `json:"KeyMaterialId"`
+	}
+)
 
 // DeleteImportedKeyMaterial destroys a key's imported material; the key
 // waits in PendingImport until the same material is imported again.

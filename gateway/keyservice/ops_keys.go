@@ -12,23 +12,26 @@ import (
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
-type CreateKeyInput struct {
-	Policy                         *string `json:"Policy"`
-	Description                    *string `json:"Description"`
-	KeyUsage                       string  `json:"KeyUsage"`
-	CustomerMasterKeySpec          string  `json:"CustomerMasterKeySpec"`
-	KeySpec                        string  `json:"KeySpec"`
-	Origin                         string  `json:"Origin"`
-	CustomKeyStoreId               string  `json:"CustomKeyStoreId"`
-	BypassPolicyLockoutSafetyCheck bool    `json:"BypassPolicyLockoutSafetyCheck"`
-	Tags                           []Tag   `json:"Tags"`
-	MultiRegion                    bool    `json:"MultiRegion"`
-	XksKeyId                       string  `json:"XksKeyId"`
-}
+// CreateKeyInput and CreateKeyOutput are the AWS CreateKey members.
+type (
+	CreateKeyInput struct {
+		Policy                         *string `json:"Policy"`
+		Description                    *string `json:"Description"`
+		KeyUsage                       string  `json:"KeyUsage"`
+		CustomerMasterKeySpec          string  `json:"CustomerMasterKeySpec"`
+		KeySpec                        string  `json:"KeySpec"`
+		Origin                         string  `json:"Origin"`
+		CustomKeyStoreId               string  `json:"CustomKeyStoreId"`
+		BypassPolicyLockoutSafetyCheck bool    `json:"BypassPolicyLockoutSafetyCheck"`
+		Tags                           []Tag   `json:"Tags"`
+		MultiRegion                    bool    `json:"MultiRegion"`
+		XksKeyId                       string  `json:"XksKeyId"`
+	}
 
-type CreateKeyOutput struct {
-	KeyMetadata *KeyMetadata `json:"KeyMetadata"`
-}
+	CreateKeyOutput struct {
+		KeyMetadata *KeyMetadata `json:"KeyMetadata"`
+	}
+)
 
 // CreateKey makes a key with new material, wrapped under the root key and
 // stored in the material store before the KeyCreated event commits to it.
@@ -156,11 +159,15 @@ func (s *Service) defaultPolicy(account string) string {
 }`, account)
 }
 
+// KeyIDInput is the request of the operations that take only a KeyId
+// (DescribeKey, EnableKey, DisableKey, CancelKeyDeletion, the rotation
+// operations, …).
 type KeyIDInput struct {
 	KeyId       string   `json:"KeyId"`
 	GrantTokens []string `json:"GrantTokens"`
 }
 
+// DescribeKeyOutput is the AWS DescribeKey response.
 type DescribeKeyOutput struct {
 	KeyMetadata *KeyMetadata `json:"KeyMetadata"`
 }
@@ -183,21 +190,25 @@ func (s *Service) DescribeKey(ctx context.Context, c Caller, in *KeyIDInput) (*D
 	return &DescribeKeyOutput{KeyMetadata: s.metadata(k)}, nil
 }
 
-type ListInput struct {
-	Limit  *int32 `json:"Limit"`
-	Marker string `json:"Marker"`
-}
+// ListInput, KeyListEntry and ListKeysOutput are the AWS ListKeys members;
+// ListInput is also the paging the other List operations share.
+type (
+	ListInput struct {
+		Limit  *int32 `json:"Limit"`
+		Marker string `json:"Marker"`
+	}
 
-type KeyListEntry struct {
-	KeyId  string `json:"KeyId"`
-	KeyArn string `json:"KeyArn"`
-}
+	KeyListEntry struct {
+		KeyId  string `json:"KeyId"`
+		KeyArn string `json:"KeyArn"`
+	}
 
-type ListKeysOutput struct {
-	Keys       []KeyListEntry `json:"Keys"`
-	NextMarker string         `json:"NextMarker,omitempty"`
-	Truncated  bool           `json:"Truncated"`
-}
+	ListKeysOutput struct {
+		Keys       []KeyListEntry `json:"Keys"`
+		NextMarker string         `json:"NextMarker,omitempty"`
+		Truncated  bool           `json:"Truncated"`
+	}
+)
 
 // ListKeys lists the account's keys in key id order.
 func (s *Service) ListKeys(ctx context.Context, c Caller, in *ListInput) (*ListKeysOutput, error) {
@@ -236,6 +247,7 @@ func listParams(in *ListInput) map[string]string {
 	return p
 }
 
+// UpdateKeyDescriptionInput is the AWS UpdateKeyDescription request.
 type UpdateKeyDescriptionInput struct {
 	KeyId       string  `json:"KeyId"`
 	Description *string `json:"Description"`
@@ -308,17 +320,21 @@ func (s *Service) changeKey(ctx context.Context, c Caller, op, ref string, extra
 	return k, nil
 }
 
-type ScheduleKeyDeletionInput struct {
-	KeyId               string `json:"KeyId"`
-	PendingWindowInDays *int32 `json:"PendingWindowInDays"`
-}
+// ScheduleKeyDeletionInput and ScheduleKeyDeletionOutput are the AWS
+// ScheduleKeyDeletion members.
+type (
+	ScheduleKeyDeletionInput struct {
+		KeyId               string `json:"KeyId"`
+		PendingWindowInDays *int32 `json:"PendingWindowInDays"`
+	}
 
-type ScheduleKeyDeletionOutput struct {
-	KeyId               string     `json:"KeyId"`
-	DeletionDate        *EpochTime `json:"DeletionDate"`
-	KeyState            string     `json:"KeyState"`
-	PendingWindowInDays int        `json:"PendingWindowInDays"`
-}
+	ScheduleKeyDeletionOutput struct {
+		KeyId               string     `json:"KeyId"`
+		DeletionDate        *EpochTime `json:"DeletionDate"`
+		KeyState            string     `json:"KeyState"`
+		PendingWindowInDays int        `json:"PendingWindowInDays"`
+	}
+)
 
 // ScheduleKeyDeletion starts a key's 7–30 day waiting period; when it ends
 // the scheduler deletes the key and destroys its material.
@@ -347,6 +363,7 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, c Caller, in *Schedul
 		KeyState: string(k.State), PendingWindowInDays: k.PendingWindowDays}, nil
 }
 
+// CancelKeyDeletionOutput is the AWS CancelKeyDeletion response.
 type CancelKeyDeletionOutput struct {
 	KeyId string `json:"KeyId"`
 }

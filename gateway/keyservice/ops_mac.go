@@ -10,32 +10,36 @@ import (
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
-type MacInput struct {
-	Message      []byte   `json:"Message"`
-	KeyId        string   `json:"KeyId"`
-	MacAlgorithm string   `json:"MacAlgorithm"`
-	Mac          []byte   `json:"Mac"`
-	GrantTokens  []string `json:"GrantTokens"`
-	DryRun       bool     `json:"DryRun"`
-}
+// MacInput, GenerateMacOutput and VerifyMacOutput are the AWS GenerateMac and
+// VerifyMac members; MacInput serves both.
+type (
+	MacInput struct {
+		Message      []byte   `json:"Message"`
+		KeyId        string   `json:"KeyId"`
+		MacAlgorithm string   `json:"MacAlgorithm"`
+		Mac          []byte   `json:"Mac"`
+		GrantTokens  []string `json:"GrantTokens"`
+		DryRun       bool     `json:"DryRun"`
+	}
 
-type GenerateMacOutput struct {
-	Mac          []byte `json:"Mac"`
-	MacAlgorithm string `json:"MacAlgorithm"`
-	KeyId        string `json:"KeyId"`
-}
+	GenerateMacOutput struct {
+		Mac          []byte `json:"Mac"`
+		MacAlgorithm string `json:"MacAlgorithm"`
+		KeyId        string `json:"KeyId"`
+	}
 
-type VerifyMacOutput struct {
-	KeyId        string `json:"KeyId"`
-	MacValid     bool   `json:"MacValid"`
-	MacAlgorithm string `json:"MacAlgorithm"`
-}
+	VerifyMacOutput struct {
+		KeyId        string `json:"KeyId"`
+		MacValid     bool   `json:"MacValid"`
+		MacAlgorithm string `json:"MacAlgorithm"`
+	}
+)
 
 // GenerateMac computes an HMAC with a GENERATE_VERIFY_MAC key.
 func (s *Service) GenerateMac(ctx context.Context, c Caller, in *MacInput) (*GenerateMacOutput, error) {
 	defer s.shared()()
 	ev := s.newEvent(c, "GenerateMac")
-	tag, k, err := s.computeMac(c, ctx, ev, in)
+	tag, k, err := s.computeMac(ctx, c, ev, in)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
@@ -53,7 +57,7 @@ func (s *Service) VerifyMac(ctx context.Context, c Caller, in *MacInput) (*Verif
 	var k keystate.Key
 	if err == nil {
 		var tag []byte
-		if tag, k, err = s.computeMac(c, ctx, ev, in); err == nil && !hmac.Equal(tag, in.Mac) {
+		if tag, k, err = s.computeMac(ctx, c, ev, in); err == nil && !hmac.Equal(tag, in.Mac) {
 			err = errorf(CodeInvalidMac, "The MAC is not valid for this key, message and MAC algorithm.")
 		}
 	}
@@ -68,7 +72,7 @@ func (s *Service) VerifyMac(ctx context.Context, c Caller, in *MacInput) (*Verif
 
 // computeMac validates a MAC request and computes the MAC, naming the key
 // and material on ev.
-func (s *Service) computeMac(c Caller, ctx context.Context, ev *event.Event, in *MacInput) ([]byte, keystate.Key, error) {
+func (s *Service) computeMac(ctx context.Context, c Caller, ev *event.Event, in *MacInput) ([]byte, keystate.Key, error) {
 	call := &event.APICall{Params: map[string]string{"macAlgorithm": in.MacAlgorithm}}
 	ev.Body = call
 	if err := checkBlob("message", in.Message, maxMessage); err != nil {

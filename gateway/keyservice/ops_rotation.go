@@ -30,6 +30,7 @@ func (s *Service) rotatable(k keystate.Key, onDemand bool) error {
 	return errorf(CodeDisabled, "%s is disabled.", s.arnOf(k))
 }
 
+// EnableKeyRotationInput is the AWS EnableKeyRotation request.
 type EnableKeyRotationInput struct {
 	KeyId                string `json:"KeyId"`
 	RotationPeriodInDays *int32 `json:"RotationPeriodInDays"`
@@ -63,6 +64,7 @@ func (s *Service) DisableKeyRotation(ctx context.Context, c Caller, in *KeyIDInp
 	})
 }
 
+// GetKeyRotationStatusOutput is the AWS GetKeyRotationStatus response.
 type GetKeyRotationStatusOutput struct {
 	KeyRotationEnabled   bool       `json:"KeyRotationEnabled"`
 	KeyId                string     `json:"KeyId"`
@@ -91,6 +93,7 @@ func (s *Service) GetKeyRotationStatus(ctx context.Context, c Caller, in *KeyIDI
 	return out, nil
 }
 
+// RotateKeyOnDemandOutput is the AWS RotateKeyOnDemand response.
 type RotateKeyOnDemandOutput struct {
 	KeyId string `json:"KeyId"`
 }
@@ -163,30 +166,34 @@ func (s *Service) rotate(ctx context.Context, id string) error {
 	return nil
 }
 
-type ListKeyRotationsInput struct {
-	KeyId              string `json:"KeyId"`
-	IncludeKeyMaterial string `json:"IncludeKeyMaterial"`
-	Limit              *int32 `json:"Limit"`
-	Marker             string `json:"Marker"`
-}
+// ListKeyRotationsInput, RotationsListEntry and ListKeyRotationsOutput are the
+// AWS ListKeyRotations members.
+type (
+	ListKeyRotationsInput struct {
+		KeyId              string `json:"KeyId"`
+		IncludeKeyMaterial string `json:"IncludeKeyMaterial"`
+		Limit              *int32 `json:"Limit"`
+		Marker             string `json:"Marker"`
+	}
 
-type RotationsListEntry struct {
-	KeyId                  string     `json:"KeyId"`
-	RotationDate           *EpochTime `json:"RotationDate,omitempty"`
-	RotationType           string     `json:"RotationType,omitempty"`
-	KeyMaterialId          string     `json:"KeyMaterialId"`
-	KeyMaterialState       string     `json:"KeyMaterialState"`
-	KeyMaterialDescription string     `json:"KeyMaterialDescription,omitempty"`
-	ImportState            string     `json:"ImportState,omitempty"`
-	ExpirationModel        string     `json:"ExpirationModel,omitempty"`
-	ValidTo                *EpochTime `json:"ValidTo,omitempty"`
-}
+	RotationsListEntry struct {
+		KeyId                  string     `json:"KeyId"`
+		RotationDate           *EpochTime `json:"RotationDate,omitempty"`
+		RotationType           string     `json:"RotationType,omitempty"`
+		KeyMaterialId          string     `json:"KeyMaterialId"`
+		KeyMaterialState       string     `json:"KeyMaterialState"`
+		KeyMaterialDescription string     `json:"KeyMaterialDescription,omitempty"`
+		ImportState            string     `json:"ImportState,omitempty"`
+		ExpirationModel        string     `json:"ExpirationModel,omitempty"`
+		ValidTo                *EpochTime `json:"ValidTo,omitempty"`
+	}
 
-type ListKeyRotationsOutput struct {
-	Rotations  []RotationsListEntry `json:"Rotations"`
-	NextMarker string               `json:"NextMarker,omitempty"`
-	Truncated  bool                 `json:"Truncated"`
-}
+	ListKeyRotationsOutput struct {
+		Rotations  []RotationsListEntry `json:"Rotations"`
+		NextMarker string               `json:"NextMarker,omitempty"`
+		Truncated  bool                 `json:"Truncated"`
+	}
+)
 
 // ListKeyRotations lists a key's rotations (or, with ALL_KEY_MATERIAL,
 // every key material), oldest first.
@@ -257,19 +264,22 @@ func (s *Service) ListKeyRotations(ctx context.Context, c Caller, in *ListKeyRot
 	return out, nil
 }
 
-type GetKeyLastUsageOutput struct {
-	KeyId             string        `json:"KeyId"`
-	KeyLastUsage      *KeyLastUsage `json:"KeyLastUsage,omitempty"`
-	TrackingStartDate *EpochTime    `json:"TrackingStartDate"`
-	KeyCreationDate   *EpochTime    `json:"KeyCreationDate"`
-}
+// GetKeyLastUsageOutput and KeyLastUsage are the AWS GetKeyLastUsage response.
+type (
+	GetKeyLastUsageOutput struct {
+		KeyId             string        `json:"KeyId"`
+		KeyLastUsage      *KeyLastUsage `json:"KeyLastUsage,omitempty"`
+		TrackingStartDate *EpochTime    `json:"TrackingStartDate"`
+		KeyCreationDate   *EpochTime    `json:"KeyCreationDate"`
+	}
 
-type KeyLastUsage struct {
-	Operation         string     `json:"Operation"`
-	Timestamp         *EpochTime `json:"Timestamp"`
-	CloudTrailEventId string     `json:"CloudTrailEventId"`
-	KmsRequestId      string     `json:"KmsRequestId"`
-}
+	KeyLastUsage struct {
+		Operation         string     `json:"Operation"`
+		Timestamp         *EpochTime `json:"Timestamp"`
+		CloudTrailEventId string     `json:"CloudTrailEventId"`
+		KmsRequestId      string     `json:"KmsRequestId"`
+	}
+)
 
 // GetKeyLastUsage answers from the ledger: the key's last successful
 // cryptographic operation. The ledger has tracked use since the key was

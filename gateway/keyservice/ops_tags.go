@@ -44,6 +44,7 @@ func validateTags(tags []Tag) (map[string]string, error) {
 	return out, nil
 }
 
+// TagResourceInput is the AWS TagResource request.
 type TagResourceInput struct {
 	KeyId string `json:"KeyId"`
 	Tags  []Tag  `json:"Tags"`
@@ -75,6 +76,7 @@ func (s *Service) TagResource(ctx context.Context, c Caller, in *TagResourceInpu
 	})
 }
 
+// UntagResourceInput is the AWS UntagResource request.
 type UntagResourceInput struct {
 	KeyId   string   `json:"KeyId"`
 	TagKeys []string `json:"TagKeys"`
@@ -98,17 +100,21 @@ func (s *Service) UntagResource(ctx context.Context, c Caller, in *UntagResource
 	})
 }
 
-type ListResourceTagsInput struct {
-	KeyId  string `json:"KeyId"`
-	Limit  *int32 `json:"Limit"`
-	Marker string `json:"Marker"`
-}
+// ListResourceTagsInput and ListResourceTagsOutput are the AWS ListResourceTags
+// members.
+type (
+	ListResourceTagsInput struct {
+		KeyId  string `json:"KeyId"`
+		Limit  *int32 `json:"Limit"`
+		Marker string `json:"Marker"`
+	}
 
-type ListResourceTagsOutput struct {
-	Tags       []Tag  `json:"Tags"`
-	NextMarker string `json:"NextMarker,omitempty"`
-	Truncated  bool   `json:"Truncated"`
-}
+	ListResourceTagsOutput struct {
+		Tags       []Tag  `json:"Tags"`
+		NextMarker string `json:"NextMarker,omitempty"`
+		Truncated  bool   `json:"Truncated"`
+	}
+)
 
 // ListResourceTags lists a key's tags in tag key order.
 func (s *Service) ListResourceTags(ctx context.Context, c Caller, in *ListResourceTagsInput) (*ListResourceTagsOutput, error) {

@@ -187,173 +187,239 @@ func (s *State) Apply(recs []event.Record) {
 	}
 }
 
+// apply folds one record. Refused requests change nothing; every accepted
+// event has one fold below.
 func (s *State) apply(r event.Record) {
 	e := r.Event
 	s.applied++
 	if e.Refused() {
 		return
 	}
-	k := s.keys[e.KeyID]
 	switch b := e.Body.(type) {
 	case *event.APICall:
 		s.count(r, b)
 	case *event.KeyCreated:
-		nk := &Key{
-			ID: e.KeyID, Account: e.Account, Region: e.Region, Created: e.Time,
-			Description: b.Description, Spec: keyspec.Spec(b.KeySpec), Usage: keyspec.Usage(b.KeyUsage),
-			Origin: b.Origin, MultiRegion: b.MultiRegion, State: Enabled, Policy: b.Policy,
-			Tags: maps.Clone(b.Tags), PublicKey: b.PublicKey,
-		}
-		if b.Material.ID != "" {
-			nk.Materials = []Material{{ID: b.Material.ID, WrappedHash: b.Material.WrappedHash, Created: e.Time}}
-		} else {
-			nk.State = PendingImport
-		}
-		s.keys[e.KeyID] = nk
+		s.applyKeyCreated(e, b)
 	case *event.KeyEnabled:
-		s.update(k, func(k *Key) { k.State = Enabled })
+		s.update(e.KeyID, func(k *Key) { k.State = Enabled })
 	case *event.KeyDisabled:
-		s.update(k, func(k *Key) { k.State = Disabled })
+		s.update(e.KeyID, func(k *Key) { k.State = Disabled })
 	case *event.KeyDescriptionUpdated:
-		s.update(k, func(k *Key) { k.Description = b.Description })
+		s.update(e.KeyID, func(k *Key) { k.Description = b.Description })
 	case *event.KeyDeletionScheduled:
-		s.update(k, func(k *Key) {
-			k.State, k.DeletionDate, k.PendingWindowDays = PendingDeletion, b.DeletionDate, b.PendingWindowDays
-		})
+		s.applyKeyDeletionScheduled(e, b)
 	case *event.KeyDeletionCanceled:
-		s.update(k, func(k *Key) {
-			k.State, k.DeletionDate, k.PendingWindowDays = Disabled, time.Time{}, 0
-			if !k.HasMaterial() {
-				k.State = PendingImport
-			}
-		})
+		s.applyKeyDeletionCanceled(e)
 	case *event.KeyRotationEnabled:
-		s.update(k, func(k *Key) {
-			k.RotationPeriodDays = b.RotationPeriodDays
-			k.NextRotation = e.Time.Add(days(b.RotationPeriodDays))
-		})
+		s.applyKeyRotationEnabled(e, b)
 	case *event.KeyRotationDisabled:
-		s.update(k, func(k *Key) { k.RotationPeriodDays, k.NextRotation = 0, time.Time{} })
+		s.update(e.KeyID, func(k *Key) { k.RotationPeriodDays, k.NextRotation = 0, time.Time{} })
 	case *event.KeyRotated:
-		s.update(k, func(k *Key) {
-			k.Materials = append(slices.Clone(k.Materials), Material{ID: b.Material.ID, WrappedHash: b.Material.WrappedHash,
-				Created: e.Time, RotationType: b.RotationType})
-			if b.RotationType == "ON_DEMAND" {
-				k.OnDemandRotations++
-			} else if k.RotationPeriodDays > 0 {
-				k.NextRotation = e.Time.Add(days(k.RotationPeriodDays))
-			}
-		})
+		s.applyKeyRotated(e, b)
 	case *event.ImportParametersIssued:
-		s.update(k, func(k *Key) {
-			tokens := maps.Clone(k.ImportTokens)
-			if tokens == nil {
-				tokens = map[string]ImportToken{}
-			}
-			tokens[b.TokenID] = ImportToken{ID: b.TokenID, WrappingAlgorithm: b.WrappingAlgorithm,
-				WrappingKeySpec: b.WrappingKeySpec, ValidTo: b.ValidTo, WrappingKey: b.WrappingKey}
-			k.ImportTokens = tokens
-		})
+		s.applyImportParametersIssued(e, b)
 	case *event.KeyPolicyPut:
-		s.update(k, func(k *Key) { k.Policy = b.Policy })
+		s.update(e.KeyID, func(k *Key) { k.Policy = b.Policy })
 	case *event.GrantCreated:
-		if k != nil {
-			s.grantTokens[b.TokenHash] = grantRef{key: k.ID, grant: b.GrantID}
-		}
-		s.update(k, func(k *Key) {
-			grants := maps.Clone(k.Grants)
-			if grants == nil {
-				grants = map[string]Grant{}
-			}
-			grants[b.GrantID] = Grant{ID: b.GrantID, Name: b.Name, KeyID: k.ID, IssuingAccount: e.Account,
-				GranteePrincipal: b.GranteePrincipal, RetiringPrincipal: b.RetiringPrincipal,
-				Operations: slices.Clone(b.Operations), EncryptionContextEquals: maps.Clone(b.EncryptionContextEquals),
-				EncryptionContextSubset: maps.Clone(b.EncryptionContextSubset), TokenHash: b.TokenHash, Created: e.Time}
-			k.Grants = grants
-		})
+		s.applyGrantCreated(e, b)
 	case *event.GrantRetired:
-		if k != nil {
-			delete(s.grantTokens, k.Grants[b.GrantID].TokenHash)
-		}
-		s.update(k, func(k *Key) {
-			grants := maps.Clone(k.Grants)
-			delete(grants, b.GrantID)
-			k.Grants = grants
-		})
+		s.applyGrantRetired(e, b)
 	case *event.PrincipalsConfigured:
 		s.principals = b.Hash
 	case *event.KeyMaterialImported:
-		delete(s.destroyed, b.Material.ID) // the same material, imported again
-		s.update(k, func(k *Key) {
-			m := Material{ID: b.Material.ID, WrappedHash: b.Material.WrappedHash, Created: e.Time, Imported: true,
-				ExpirationModel: b.ExpirationModel, ValidTo: b.ValidTo, Description: b.Description}
-			mats := slices.Clone(k.Materials)
-			if i := slices.IndexFunc(mats, func(x Material) bool { return x.ID == m.ID }); i >= 0 {
-				m.Created = mats[i].Created
-				mats[i] = m
-			} else {
-				mats = append(mats, m)
-			}
-			k.Materials = mats
-			if b.PublicKey != "" {
-				k.PublicKey = b.PublicKey
-			}
-			if k.State == PendingImport {
-				k.State = Enabled
-			}
-		})
+		s.applyKeyMaterialImported(e, b)
 	case *event.KeyMaterialDeleted:
-		s.destroyed[b.MaterialID] = true
-		s.update(k, func(k *Key) {
-			k.Materials = slices.DeleteFunc(slices.Clone(k.Materials), func(m Material) bool { return m.ID == b.MaterialID })
-			if !k.HasMaterial() && k.State != PendingDeletion {
-				k.State = PendingImport
-			}
-		})
+		s.applyKeyMaterialDeleted(e, b)
 	case *event.KeyDeleted:
-		if k != nil {
-			for _, g := range k.Grants {
-				delete(s.grantTokens, g.TokenHash)
-			}
-		}
-		delete(s.keys, e.KeyID)
-		for id, a := range s.aliases {
-			if a.KeyID == e.KeyID {
-				delete(s.aliases, id)
-			}
-		}
-		s.deleted[e.KeyID] = DeletedKey{ID: e.KeyID, Materials: slices.Clone(b.DestroyedMaterials), Deleted: e.Time}
-		for _, m := range b.DestroyedMaterials {
-			s.destroyed[m] = true
-		}
+		s.applyKeyDeleted(e, b)
 	case *event.KeyTagged:
-		s.update(k, func(k *Key) {
-			tags := maps.Clone(k.Tags)
-			if tags == nil {
-				tags = map[string]string{}
-			}
-			maps.Copy(tags, b.Tags)
-			k.Tags = tags
-		})
+		s.applyKeyTagged(e, b)
 	case *event.KeyUntagged:
-		s.update(k, func(k *Key) {
-			tags := maps.Clone(k.Tags)
-			for _, t := range b.TagKeys {
-				delete(tags, t)
-			}
-			k.Tags = tags
-		})
+		s.applyKeyUntagged(e, b)
 	case *event.AliasCreated:
 		s.aliases[aliasID{e.Account, b.AliasName}] = &Alias{Name: b.AliasName, Account: e.Account, Region: e.Region,
 			KeyID: e.KeyID, Created: e.Time, Updated: e.Time}
 	case *event.AliasUpdated:
-		if a := s.aliases[aliasID{e.Account, b.AliasName}]; a != nil {
-			c := *a
-			c.KeyID, c.Updated = e.KeyID, e.Time
-			s.aliases[aliasID{e.Account, b.AliasName}] = &c
-		}
+		s.applyAliasUpdated(e, b)
 	case *event.AliasDeleted:
 		delete(s.aliases, aliasID{e.Account, b.AliasName})
+	}
+}
+
+func (s *State) applyKeyCreated(e *event.Event, b *event.KeyCreated) {
+	nk := &Key{
+		ID: e.KeyID, Account: e.Account, Region: e.Region, Created: e.Time,
+		Description: b.Description, Spec: keyspec.Spec(b.KeySpec), Usage: keyspec.Usage(b.KeyUsage),
+		Origin: b.Origin, MultiRegion: b.MultiRegion, State: Enabled, Policy: b.Policy,
+		Tags: maps.Clone(b.Tags), PublicKey: b.PublicKey,
+	}
+	if b.Material.ID != "" {
+		nk.Materials = []Material{{ID: b.Material.ID, WrappedHash: b.Material.WrappedHash, Created: e.Time}}
+	} else {
+		nk.State = PendingImport
+	}
+	s.keys[e.KeyID] = nk
+}
+
+func (s *State) applyKeyDeletionScheduled(e *event.Event, b *event.KeyDeletionScheduled) {
+	s.update(e.KeyID, func(k *Key) {
+		k.State, k.DeletionDate, k.PendingWindowDays = PendingDeletion, b.DeletionDate, b.PendingWindowDays
+	})
+}
+
+// applyKeyDeletionCanceled leaves the key Disabled, as AWS does, or
+// PendingImport if it has no material.
+func (s *State) applyKeyDeletionCanceled(e *event.Event) {
+	s.update(e.KeyID, func(k *Key) {
+		k.State, k.DeletionDate, k.PendingWindowDays = Disabled, time.Time{}, 0
+		if !k.HasMaterial() {
+			k.State = PendingImport
+		}
+	})
+}
+
+func (s *State) applyKeyRotationEnabled(e *event.Event, b *event.KeyRotationEnabled) {
+	s.update(e.KeyID, func(k *Key) {
+		k.RotationPeriodDays = b.RotationPeriodDays
+		k.NextRotation = e.Time.Add(days(b.RotationPeriodDays))
+	})
+}
+
+// applyKeyRotated adds the new current material; an automatic rotation also
+// sets the next one.
+func (s *State) applyKeyRotated(e *event.Event, b *event.KeyRotated) {
+	s.update(e.KeyID, func(k *Key) {
+		k.Materials = append(slices.Clone(k.Materials), Material{ID: b.Material.ID, WrappedHash: b.Material.WrappedHash,
+			Created: e.Time, RotationType: b.RotationType})
+		if b.RotationType == "ON_DEMAND" {
+			k.OnDemandRotations++
+		} else if k.RotationPeriodDays > 0 {
+			k.NextRotation = e.Time.Add(days(k.RotationPeriodDays))
+		}
+	})
+}
+
+func (s *State) applyImportParametersIssued(e *event.Event, b *event.ImportParametersIssued) {
+	s.update(e.KeyID, func(k *Key) {
+		tokens := maps.Clone(k.ImportTokens)
+		if tokens == nil {
+			tokens = map[string]ImportToken{}
+		}
+		tokens[b.TokenID] = ImportToken{ID: b.TokenID, WrappingAlgorithm: b.WrappingAlgorithm,
+			WrappingKeySpec: b.WrappingKeySpec, ValidTo: b.ValidTo, WrappingKey: b.WrappingKey}
+		k.ImportTokens = tokens
+	})
+}
+
+func (s *State) applyGrantCreated(e *event.Event, b *event.GrantCreated) {
+	if s.keys[e.KeyID] != nil {
+		s.grantTokens[b.TokenHash] = grantRef{key: e.KeyID, grant: b.GrantID}
+	}
+	s.update(e.KeyID, func(k *Key) {
+		grants := maps.Clone(k.Grants)
+		if grants == nil {
+			grants = map[string]Grant{}
+		}
+		grants[b.GrantID] = Grant{ID: b.GrantID, Name: b.Name, KeyID: k.ID, IssuingAccount: e.Account,
+			GranteePrincipal: b.GranteePrincipal, RetiringPrincipal: b.RetiringPrincipal,
+			Operations: slices.Clone(b.Operations), EncryptionContextEquals: maps.Clone(b.EncryptionContextEquals),
+			EncryptionContextSubset: maps.Clone(b.EncryptionContextSubset), TokenHash: b.TokenHash, Created: e.Time}
+		k.Grants = grants
+	})
+}
+
+func (s *State) applyGrantRetired(e *event.Event, b *event.GrantRetired) {
+	if k := s.keys[e.KeyID]; k != nil {
+		delete(s.grantTokens, k.Grants[b.GrantID].TokenHash)
+	}
+	s.update(e.KeyID, func(k *Key) {
+		grants := maps.Clone(k.Grants)
+		delete(grants, b.GrantID)
+		k.Grants = grants
+	})
+}
+
+// applyKeyMaterialImported adds imported material, or replaces the same
+// material imported again (keeping when it was first imported), and makes a
+// key waiting for material usable.
+func (s *State) applyKeyMaterialImported(e *event.Event, b *event.KeyMaterialImported) {
+	delete(s.destroyed, b.Material.ID) // the same material, imported again
+	s.update(e.KeyID, func(k *Key) {
+		m := Material{ID: b.Material.ID, WrappedHash: b.Material.WrappedHash, Created: e.Time, Imported: true,
+			ExpirationModel: b.ExpirationModel, ValidTo: b.ValidTo, Description: b.Description}
+		mats := slices.Clone(k.Materials)
+		if i := slices.IndexFunc(mats, func(x Material) bool { return x.ID == m.ID }); i >= 0 {
+			m.Created = mats[i].Created
+			mats[i] = m
+		} else {
+			mats = append(mats, m)
+		}
+		k.Materials = mats
+		if b.PublicKey != "" {
+			k.PublicKey = b.PublicKey
+		}
+		if k.State == PendingImport {
+			k.State = Enabled
+		}
+	})
+}
+
+func (s *State) applyKeyMaterialDeleted(e *event.Event, b *event.KeyMaterialDeleted) {
+	s.destroyed[b.MaterialID] = true
+	s.update(e.KeyID, func(k *Key) {
+		k.Materials = slices.DeleteFunc(slices.Clone(k.Materials), func(m Material) bool { return m.ID == b.MaterialID })
+		if !k.HasMaterial() && k.State != PendingDeletion {
+			k.State = PendingImport
+		}
+	})
+}
+
+// applyKeyDeleted removes the key with its grants and aliases, and
+// remembers which materials were destroyed.
+func (s *State) applyKeyDeleted(e *event.Event, b *event.KeyDeleted) {
+	if k := s.keys[e.KeyID]; k != nil {
+		for _, g := range k.Grants {
+			delete(s.grantTokens, g.TokenHash)
+		}
+	}
+	delete(s.keys, e.KeyID)
+	for id, a := range s.aliases {
+		if a.KeyID == e.KeyID {
+			delete(s.aliases, id)
+		}
+	}
+	s.deleted[e.KeyID] = DeletedKey{ID: e.KeyID, Materials: slices.Clone(b.DestroyedMaterials), Deleted: e.Time}
+	for _, m := range b.DestroyedMaterials {
+		s.destroyed[m] = true
+	}
+}
+
+func (s *State) applyKeyTagged(e *event.Event, b *event.KeyTagged) {
+	s.update(e.KeyID, func(k *Key) {
+		tags := maps.Clone(k.Tags)
+		if tags == nil {
+			tags = map[string]string{}
+		}
+		maps.Copy(tags, b.Tags)
+		k.Tags = tags
+	})
+}
+
+func (s *State) applyKeyUntagged(e *event.Event, b *event.KeyUntagged) {
+	s.update(e.KeyID, func(k *Key) {
+		tags := maps.Clone(k.Tags)
+		for _, t := range b.TagKeys {
+			delete(tags, t)
+		}
+		k.Tags = tags
+	})
+}
+
+func (s *State) applyAliasUpdated(e *event.Event, b *event.AliasUpdated) {
+	if a := s.aliases[aliasID{e.Account, b.AliasName}]; a != nil {
+		c := *a
+		c.KeyID, c.Updated = e.KeyID, e.Time
+		s.aliases[aliasID{e.Account, b.AliasName}] = &c
 	}
 }
 
@@ -384,8 +450,10 @@ func (s *State) count(r event.Record, b *event.APICall) {
 
 func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
 
-// update replaces k with a modified copy (readers may hold the old one).
-func (s *State) update(k *Key, fn func(*Key)) {
+// update replaces the key with id by a modified copy (readers may hold the
+// old one). An event for a key that does not exist changes nothing.
+func (s *State) update(id string, fn func(*Key)) {
+	k := s.keys[id]
 	if k == nil {
 		return
 	}

@@ -1,0 +1,133 @@
+package keyservice_test
+
+import (
+	"context"
+	"testing"
+
+	ks "github.com/keyledger/keyledger/gateway/keyservice"
+)
+
+// TestGrants lets bob, who has no policy of his own, use a key through a
+// grant: only for the operations it names, only within its constraints,
+// and only until it is retired or revoked.
+func TestGrants(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	id := f.createKey(t, nil)
+	appCtx := map[string]string{"app": "billing"}
+	grant, err := f.svc.CreateGrant(ctx, alice, &ks.CreateGrantInput{KeyId: id, GranteePrincipal: bob.PrincipalARN,
+		RetiringPrincipal: alice.PrincipalARN, Operations: []string{"Encrypt", "Decrypt"},
+		Constraints: &ks.GrantConstraints{EncryptionContextSubset: appCtx}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	encrypt := func(c ks.Caller, encCtx map[string]string, tokens ...string) error {
+		_, err := f.svc.Encrypt(ctx, c, &ks.EncryptInput{KeyId: id, Plaintext: []byte("x"), EncryptionContext: encCtx, GrantTokens: tokens})
+		return err
+	}
+	tests := []struct {
+		name string
+		do   func() error
+		code ks.Code
+	}{
+		{"encrypt within the constraint", func() error { return encrypt(bob, appCtx) }, ""},
+		{"encrypt with more context", func() error {
+			return encrypt(bob, map[string]string{"app": "billing", "env": "prod"})
+		}, ""},
+		{"encrypt with the grant token", func() error { return encrypt(bob, appCtx, grant.GrantToken) }, ""},
+		{"encrypt outside the constraint", func() error { return encrypt(bob, map[string]string{"app": "payroll"}) }, ks.CodeAccessDenied},
+		{"encrypt without context", func() error { return encrypt(bob, nil) }, ks.CodeAccessDenied},
+		{"encrypt with a forged token", func() error { return encrypt(bob, appCtx, grant.GrantToken+"x") }, ks.CodeInvalidGrantToken},
+		{"an operation the grant does not name", func() error {
+			_, err := f.svc.GenerateDataKey(ctx, bob, &ks.GenerateDataKeyInput{KeyId: id, KeySpec: "AES_256", EncryptionContext: appCtx})
+			return err
+		}, ks.CodeAccessDenied},
+		{"retire as the grantee, not allowed to", func() error {
+			_, err := f.svc.RetireGrant(ctx, bob, &ks.RetireGrantInput{GrantToken: grant.GrantToken})
+			return err
+		}, ks.CodeAccessDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := codeOf(tt.do()); got != tt.code {
+				t.Fatalf("code %q, want %q", got, tt.code)
+			}
+		})
+	}
+
+	if _, err := f.svc.RetireGrant(ctx, alice, &ks.RetireGrantInput{GrantToken: grant.GrantToken}); err != nil {
+		t.Fatalf("RetireGrant as the retiring principal: %v", err)
+	}
+	if got := codeOf(encrypt(bob, appCtx)); got != ks.CodeAccessDenied {
+		t.Errorf("Encrypt through a retired grant: %q, want %q", got, ks.CodeAccessDenied)
+	}
+	if got := codeOf(encrypt(alice, nil, grant.GrantToken)); got != ks.CodeInvalidGrantToken {
+		t.Errorf("a retired grant's token: %q, want %q", got, ks.CodeInvalidGrantToken)
+	}
+	if k := f.key(t, id); len(k.Grants) != 0 {
+		t.Errorf("%d grants left", len(k.Grants))
+	}
+}
+
+func TestRevokeGrant(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	id := f.createKey(t, nil)
+	grant, err := f.svc.CreateGrant(ctx, alice, &ks.CreateGrantInput{KeyId: id, GranteePrincipal: bob.PrincipalARN,
+		Operations: []string{"DescribeKey"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.DescribeKey(ctx, bob, &ks.KeyIDInput{KeyId: id}); err != nil {
+		t.Fatalf("DescribeKey through the grant: %v", err)
+	}
+	if _, err := f.svc.RevokeGrant(ctx, bob, &ks.RevokeGrantInput{KeyId: id, GrantId: grant.GrantId}); codeOf(err) != ks.CodeAccessDenied {
+		t.Errorf("RevokeGrant by the grantee: %v, want %q", err, ks.CodeAccessDenied)
+	}
+	if _, err := f.svc.RevokeGrant(ctx, alice, &ks.RevokeGrantInput{KeyId: id, GrantId: grant.GrantId}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.DescribeKey(ctx, bob, &ks.KeyIDInput{KeyId: id}); codeOf(err) != ks.CodeAccessDenied {
+		t.Errorf("DescribeKey after the revoke: %v, want %q", err, ks.CodeAccessDenied)
+	}
+	if _, err := f.svc.RevokeGrant(ctx, alice, &ks.RevokeGrantInput{KeyId: id, GrantId: grant.GrantId}); codeOf(err) != ks.CodeNotFound {
+		t.Errorf("RevokeGrant again: %v, want %q", err, ks.CodeNotFound)
+	}
+}
+
+func TestCreateGrantRefusals(t *testing.T) {
+	f := newFixture(t)
+	id := f.createKey(t, nil)
+	mac := f.createKey(t, &ks.CreateKeyInput{KeySpec: "HMAC_256", KeyUsage: "GENERATE_VERIFY_MAC"})
+	tests := []struct {
+		name string
+		c    ks.Caller
+		in   ks.CreateGrantInput
+		code ks.Code
+	}{
+		{"no grantee", alice, ks.CreateGrantInput{KeyId: id, Operations: []string{"Encrypt"}}, ks.CodeValidation},
+		{"grantee not an ARN", alice, ks.CreateGrantInput{KeyId: id, GranteePrincipal: "bob", Operations: []string{"Encrypt"}}, ks.CodeValidation},
+		{"no operations", alice, ks.CreateGrantInput{KeyId: id, GranteePrincipal: bob.PrincipalARN}, ks.CodeValidation},
+		{"unknown operation", alice, ks.CreateGrantInput{KeyId: id, GranteePrincipal: bob.PrincipalARN, Operations: []string{"Launch"}}, ks.CodeValidation},
+		{"operation the key cannot do", alice, ks.CreateGrantInput{KeyId: mac, GranteePrincipal: bob.PrincipalARN, Operations: []string{"Encrypt"}}, ks.CodeValidation},
+		{"constraint on an HMAC key", alice, ks.CreateGrantInput{KeyId: mac, GranteePrincipal: bob.PrincipalARN, Operations: []string{"GenerateMac"},
+			Constraints: &ks.GrantConstraints{EncryptionContextEquals: map[string]string{"a": "b"}}}, ks.CodeValidation},
+		{"no such key", alice, ks.CreateGrantInput{KeyId: "0b3c7a9e-1d2f-4e5a-8b6c-7d8e9f0a1b2c", GranteePrincipal: bob.PrincipalARN, Operations: []string{"Encrypt"}}, ks.CodeNotFound},
+		{"unauthorized", bob, ks.CreateGrantInput{KeyId: id, GranteePrincipal: bob.PrincipalARN, Operations: []string{"Encrypt"}}, ks.CodeAccessDenied},
+		{"dry run", alice, ks.CreateGrantInput{KeyId: id, GranteePrincipal: bob.PrincipalARN, Operations: []string{"Encrypt"}, DryRun: true}, ks.CodeDryRun},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.svc.CreateGrant(context.Background(), tt.c, &tt.in)
+			if got := codeOf(err); got != tt.code {
+				t.Fatalf("error %v (code %q), want code %q", err, got, tt.code)
+			}
+			f.checkRecorded(t, "CreateGrant", tt.code)
+		})
+	}
+	for _, k := range f.state.Keys(account) {
+		if len(k.Grants) != 0 {
+			t.Errorf("refusals left %d grants on %s", len(k.Grants), k.ID)
+		}
+	}
+}

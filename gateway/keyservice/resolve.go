@@ -1,0 +1,115 @@
+package keyservice
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/keyledger/keyledger/crypto/keyspec"
+	"github.com/keyledger/keyledger/projections/keystate"
+)
+
+// keyArn is the ARN of the key id in account, in this service's region.
+func (s *Service) keyArn(account, id string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", s.region, account, id)
+}
+
+// arnOf is a key's ARN.
+func (s *Service) arnOf(k keystate.Key) string { return s.keyArn(k.Account, k.ID) }
+
+// aliasArn is the ARN of the alias name ("alias/…") in account.
+func (s *Service) aliasArn(account, name string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:%s", s.region, account, name)
+}
+
+// resolve finds the key a KeyId names: a key id or key ARN, and with
+// allowAlias an alias name or alias ARN too. Ids and alias names are looked
+// up in the caller's account; an ARN may name another account's key.
+func (s *Service) resolve(c Caller, ref string, allowAlias bool) (keystate.Key, error) {
+	if ref == "" {
+		return keystate.Key{}, missing("keyId")
+	}
+	if len(ref) > 2048 {
+		return keystate.Key{}, tooLong("keyId", 2048)
+	}
+	account, id := c.Account, ref
+	if strings.HasPrefix(ref, "arn:") {
+		parts := splitARN(ref)
+		if len(parts) != 6 || parts[1] != "aws" || parts[2] != "kms" || len(parts[4]) != 12 {
+			return keystate.Key{}, errorf(CodeNotFound, "Invalid arn %s", ref)
+		}
+		if parts[3] != s.region {
+			return keystate.Key{}, errorf(CodeNotFound, "Key '%s' does not exist", ref)
+		}
+		account, id = parts[4], parts[5]
+		if strings.HasPrefix(id, "key/") {
+			id = strings.TrimPrefix(id, "key/")
+		} else if !strings.HasPrefix(id, "alias/") {
+			return keystate.Key{}, errorf(CodeNotFound, "Invalid arn %s", ref)
+		}
+	}
+	if strings.HasPrefix(id, "alias/") {
+		if !allowAlias {
+			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId %s", ref)
+		}
+		a, ok := s.state.Alias(account, id)
+		if !ok {
+			return keystate.Key{}, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(account, id))
+		}
+		id = a.KeyID
+	}
+	k, ok := s.state.Key(id)
+	if !ok || k.Account != account {
+		if !looksLikeKeyID(id) {
+			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId %s", ref)
+		}
+		return keystate.Key{}, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(account, id))
+	}
+	return k, nil
+}
+
+func splitARN(arn string) []string { return strings.SplitN(arn, ":", 6) }
+
+func looksLikeKeyID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i, c := range id {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// usable checks that k may perform a cryptographic operation of usage u.
+func (s *Service) usable(k keystate.Key, u keyspec.Usage) error {
+	switch k.State {
+	case keystate.Enabled:
+	case keystate.Disabled:
+		return errorf(CodeDisabled, "%s is disabled.", s.arnOf(k))
+	case keystate.PendingDeletion:
+		return errorf(CodeInvalidState, "%s is pending deletion.", s.arnOf(k))
+	case keystate.PendingImport:
+		return errorf(CodeInvalidState, "%s is pending import.", s.arnOf(k))
+	default:
+		return errorf(CodeInvalidState, "%s is %s.", s.arnOf(k), k.State)
+	}
+	if k.Usage != u {
+		return errorf(CodeInvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.arnOf(k), k.Usage)
+	}
+	return nil
+}
+
+// notPendingDeletion is the check management operations make.
+func (s *Service) notPendingDeletion(k keystate.Key) error {
+	if k.State == keystate.PendingDeletion {
+		return errorf(CodeInvalidState, "%s is pending deletion.", s.arnOf(k))
+	}
+	return nil
+}

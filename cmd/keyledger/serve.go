@@ -67,6 +67,7 @@ func serve(args []string, stderr io.Writer) int {
 	checkpointEvery := fs.Duration("checkpoint-interval", 10*time.Second, "how often a signed checkpoint of the ledger's Merkle tree is stored")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "embedded mode: do not fsync each write (acknowledged events can be lost on power cut; for measuring only)")
+	clockFile := fs.String("unsafe-clock-offset-file", "", "testing only: move the service clock (deletion windows, rotation, expiry) forward by the\nduration in this file (e.g. 192h), re-read every 100 ms")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
@@ -140,11 +141,21 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	defer b.Close()
 	ctx := context.Background()
-	n, err := node.Start(ctx, b, node.Config{
+	ncfg := node.Config{
 		Region: *region, RootKey: root, Principals: dir, Logger: log,
 		Ledger:           ledger.Config{Stream: bf.stream},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
-	})
+	}
+	if *clockFile != "" {
+		clk, err := newOffsetClock(ctx, *clockFile)
+		if err != nil {
+			log.Error("cannot read the clock offset file", "path", *clockFile, "error", err)
+			return 1
+		}
+		log.Warn("the service clock is moved by a file: keys may be deleted early; never run like this in production", "path", *clockFile)
+		ncfg.Clock = clk
+	}
+	n, err := node.Start(ctx, b, ncfg)
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return 1

@@ -345,11 +345,11 @@ func (s *Service) expire(ctx context.Context, id string) error {
 		}
 		ev := &event.Event{Time: now, Operation: "DeleteExpiredKeyMaterial", Account: k.Account, Region: k.Region,
 			KeyID: k.ID, Body: &event.KeyMaterialDeleted{MaterialID: m.ID}}
-		if _, err := s.ledger.Append(ctx, ev); err != nil {
+		s.forget(m.ID)
+		if err := s.materials.Destroy(ctx, m.ID); err != nil { // before the event: see deleteKey
 			return err
 		}
-		s.forget(m.ID)
-		if err := s.materials.Destroy(ctx, m.ID); err != nil {
+		if _, err := s.ledger.Append(ctx, ev); err != nil {
 			return err
 		}
 	}

@@ -374,6 +374,9 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, in *KeyIDInpu
 		if k.State != keystate.PendingDeletion {
 			return nil, errorf(CodeInvalidState, "%s is not pending deletion.", s.arnOf(k))
 		}
+		if !k.DeletionDate.After(s.clock.Now()) { // being deleted: its material may be gone already
+			return nil, errorf(CodeInvalidState, "%s is pending deletion and its waiting period has ended.", s.arnOf(k))
+		}
 		return &event.KeyDeletionCanceled{}, nil
 	})
 	if err != nil {

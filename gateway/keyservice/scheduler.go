@@ -2,10 +2,12 @@ package keyservice
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
@@ -51,11 +53,16 @@ func (s *Service) deleteKey(ctx context.Context, id string) error {
 	slices.Sort(ids)
 	ev := &event.Event{Time: now, Operation: "DeleteKey", Account: k.Account, Region: k.Region, KeyID: k.ID,
 		Body: &event.KeyDeleted{DestroyedMaterials: ids}}
-	if _, err := s.ledger.Append(ctx, ev); err != nil {
+	// Destroy first, then record: once DeleteKey is in the ledger no file
+	// can hold the material, whenever a crash comes. A crash (or a refused
+	// append) in between leaves a key past its deletion date without
+	// material, which nothing may use or cancel; the next run records it.
+	s.forget(ids...)
+	if err := s.destroy(ctx, ids); err != nil {
 		return err
 	}
-	s.forget(ids...)
-	return s.destroy(ctx, ids)
+	_, err := s.ledger.Append(ctx, ev)
+	return err
 }
 
 func (s *Service) destroy(ctx context.Context, ids []string) error {
@@ -68,10 +75,49 @@ func (s *Service) destroy(ctx context.Context, ids []string) error {
 }
 
 // Sweep finishes destroying every material the ledger says is destroyed, in
-// case a crash came between the event and the destruction. Destroying is
-// idempotent; run it at start-up.
+// case a crash came between the event and the destruction, and reclaims the
+// per-material keys of materials the ledger never committed to (a crash
+// between storing and recording). Destroying is idempotent; run it at
+// start-up, before serving.
 func (s *Service) Sweep(ctx context.Context) error {
-	return s.destroy(ctx, s.state.Destroyed())
+	if err := s.destroy(ctx, s.state.Destroyed()); err != nil {
+		return err
+	}
+	r, ok := s.materials.(reclaimer)
+	if !ok {
+		return nil
+	}
+	live := s.liveMaterials()
+	ids, err := r.Reclaim(ctx, func(id string) bool { return live[id] })
+	if len(ids) > 0 {
+		s.log.Info("destroyed key material the ledger never committed to (left by a crash)", "materials", ids)
+	}
+	if errors.Is(err, material.ErrTooManyOrphans) { // keep them; serving is still safe
+		s.log.Error("key material unknown to the ledger kept; check the ledger for lost events", "error", err)
+		return nil
+	}
+	return err
+}
+
+// reclaimer is a material store that can destroy what the ledger does not
+// reference (material.Store).
+type reclaimer interface {
+	Reclaim(ctx context.Context, live func(id string) bool) ([]string, error)
+}
+
+// liveMaterials is every material a key still refers to: its materials and
+// its import tokens' wrapping keys.
+func (s *Service) liveMaterials() map[string]bool {
+	live := map[string]bool{}
+	for _, k := range s.state.Snapshot().Keys {
+		for _, m := range k.Materials {
+			live[m.ID] = true
+		}
+		for _, t := range k.ImportTokens {
+			live[t.WrappingKey.ID] = true
+		}
+	}
+	return live
 }
 
 // RunScheduler calls RunDue every interval until ctx ends.

@@ -8,6 +8,8 @@ package backend
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,9 +24,16 @@ type Backend struct {
 	nc       *nats.Conn
 	srv      *embedded.Server
 	replicas int
+	shredDir string // embedded default: where per-material keys live
+
+	mu     sync.Mutex
+	stores []*material.Store // closed by Close
 }
 
 // Embedded starts an embedded nats-server and connects to it in-process.
+// Per-material keys then live in a slot file beside the JetStream storage:
+// <parent of opts.DataDir>/shred, i.e. <data-dir>/shred for serve's
+// <data-dir>/jetstream.
 func Embedded(opts embedded.Options) (*Backend, error) {
 	srv, err := embedded.Start(opts)
 	if err != nil {
@@ -35,7 +44,8 @@ func Embedded(opts embedded.Options) (*Backend, error) {
 		srv.Shutdown()
 		return nil, err
 	}
-	return &Backend{nc: nc, srv: srv, replicas: 1}, nil
+	return &Backend{nc: nc, srv: srv, replicas: 1,
+		shredDir: filepath.Join(filepath.Dir(filepath.Clean(opts.DataDir)), "shred")}, nil
 }
 
 // Options tune a connection to an existing NATS deployment.
@@ -75,12 +85,24 @@ func (b *Backend) OpenLedger(ctx context.Context, cfg ledger.Config) (*ledger.Le
 	return ledger.Open(ctx, b.nc, cfg)
 }
 
-// OpenMaterials opens the material store.
+// OpenMaterials opens the material store. On the embedded default its
+// per-material keys are in the slot file unless cfg says otherwise; with an
+// external deployment they are in a bucket shared by every instance.
 func (b *Backend) OpenMaterials(ctx context.Context, cfg material.Config) (*material.Store, error) {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = b.replicas
 	}
-	return material.Open(ctx, b.nc, cfg)
+	if cfg.ShredDir == "" {
+		cfg.ShredDir = b.shredDir
+	}
+	s, err := material.Open(ctx, b.nc, cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.stores = append(b.stores, s)
+	b.mu.Unlock()
+	return s, nil
 }
 
 // OpenCheckpoints opens the checkpoint stream of a ledger stream.
@@ -100,8 +122,15 @@ func (b *Backend) ClientURL() string {
 	return b.srv.ClientURL()
 }
 
-// Close drains the connection and stops the embedded server.
+// Close closes the material stores, drains the connection and stops the
+// embedded server.
 func (b *Backend) Close() {
+	b.mu.Lock()
+	for _, s := range b.stores {
+		_ = s.Close()
+	}
+	b.stores = nil
+	b.mu.Unlock()
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		for b.nc.IsDraining() {

@@ -1,14 +1,3 @@
-// Package material is the deletable store of wrapped key material: a
-// JetStream key-value bucket kept apart from the ledger stream.
-//
-// The ledger holds only a commitment to each material (its id and the hash of
-// its wrapped bytes). When a key is deleted its material is destroyed here:
-// the message is erased with JetStream's secure delete (overwritten on disk)
-// and a purge marker replaces it, so not even someone holding the root key
-// and the whole ledger can recover the key afterwards.
-//
-// The store only ever holds material wrapped under the root key. A Store is
-// safe for concurrent use.
 package material
 
 import (
@@ -22,25 +11,43 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/keyledger/keyledger/crypto/secret"
+	"github.com/keyledger/keyledger/crypto/shred"
 	"github.com/keyledger/keyledger/ledger/internal/jsretry"
 )
 
 // ErrNotFound means the material does not exist or was destroyed.
 var ErrNotFound = errors.New("material: not found")
 
-// Config names the bucket.
+// Config names the bucket and where per-material keys live.
 type Config struct {
 	Bucket   string // default "keyledger-material"
 	Replicas int    // default 1
+	// ShredDir is the directory of the per-material key slot file. Empty
+	// means per-material keys live in the bucket <Bucket>-keys instead
+	// (external deployments, where instances share them).
+	ShredDir string
 }
 
 // Store holds wrapped key material.
 type Store struct {
 	kv     jetstream.KeyValue
 	stream jetstream.Stream
+	keys   keyStore
+	slots  *slotFile // == keys on the embedded default, else nil
+
+	repaired int
 }
 
-// Open creates or opens the bucket.
+// keyStore keeps per-material keys.
+type keyStore interface {
+	Create(ctx context.Context, id string) (secret.Bytes, error)
+	Get(ctx context.Context, id string) (secret.Bytes, error) // ErrNotFound once destroyed
+	Destroy(ctx context.Context, id string) error             // idempotent
+	Close() error
+}
+
+// Open creates or opens the bucket and the per-material key store.
 func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = "keyledger-material"
@@ -52,48 +59,95 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The bucket's stream is made here rather than by CreateKeyValue, which
-	// denies message deletes for good; destroying material needs them.
+	kv, stream, err := openBucket(ctx, js, cfg.Bucket, cfg.Replicas,
+		"keyledger: key material wrapped under the root key and a per-material key (deletable)")
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{kv: kv, stream: stream}
+	if cfg.ShredDir != "" {
+		if s.slots, s.repaired, err = openSlots(cfg.ShredDir); err != nil {
+			return nil, err
+		}
+		s.keys = slotKeys{s.slots}
+		return s, nil
+	}
+	kkv, kstream, err := openBucket(ctx, js, cfg.Bucket+"-keys", cfg.Replicas,
+		"keyledger: per-material keys (erased to destroy material)")
+	if err != nil {
+		return nil, err
+	}
+	s.keys = bucketKeys{kv: kkv, stream: kstream}
+	return s, nil
+}
+
+// RepairedSlots is how many torn key slots Open zeroed (a crash tore a
+// write).
+func (s *Store) RepairedSlots() int { return s.repaired }
+
+// openBucket makes the bucket's stream itself rather than through
+// CreateKeyValue, which denies message deletes for good; destroying needs
+// them.
+func openBucket(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, desc string) (jetstream.KeyValue, jetstream.Stream, error) {
 	stream, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) {
 		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:              "KV_" + cfg.Bucket,
-			Description:       "keyledger: key material wrapped under the root key (deletable)",
-			Subjects:          []string{"$KV." + cfg.Bucket + ".>"},
+			Name:              "KV_" + bucket,
+			Description:       desc,
+			Subjects:          []string{"$KV." + bucket + ".>"},
 			MaxMsgsPerSubject: 1,
 			Discard:           jetstream.DiscardNew,
 			AllowRollup:       true,
 			AllowDirect:       true,
 			Storage:           jetstream.FileStorage,
-			Replicas:          cfg.Replicas,
+			Replicas:          replicas,
 			Duplicates:        2 * time.Minute,
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("material: bucket %s: %w", cfg.Bucket, err)
+		return nil, nil, fmt.Errorf("material: bucket %s: %w", bucket, err)
 	}
-	kv, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, cfg.Bucket) })
+	kv, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) })
 	if err != nil {
-		return nil, fmt.Errorf("material: bucket %s: %w", cfg.Bucket, err)
+		return nil, nil, fmt.Errorf("material: bucket %s: %w", bucket, err)
 	}
-	return &Store{kv: kv, stream: stream}, nil
+	return kv, stream, nil
 }
 
 // Commitment is what the ledger records for a wrapped material: the hex
-// SHA-256 of its wrapped bytes.
+// SHA-256 of its root-wrapped bytes.
 func Commitment(wrapped []byte) string {
 	h := sha256.Sum256(wrapped)
 	return hex.EncodeToString(h[:])
 }
 
-// Put stores new wrapped material under id; an existing id is an error.
+// Put stores new root-wrapped material under id, sealed under a new
+// per-material key that is durable before Put returns; an existing id is
+// an error.
 func (s *Store) Put(ctx context.Context, id string, wrapped []byte) error {
-	if _, err := s.kv.Create(ctx, id, wrapped); err != nil {
+	key, err := s.keys.Create(ctx, id)
+	if errors.Is(err, errSlotExists) || errors.Is(err, jetstream.ErrKeyExists) {
+		// A key left by a destroyed or never-committed material of the same
+		// id (imported material keeps its id): replace it unless live.
+		if live, lerr := s.Exists(ctx, id); lerr != nil || live {
+			return fmt.Errorf("material: put %s: already stored", id)
+		}
+		if err = s.keys.Destroy(ctx, id); err == nil {
+			key, err = s.keys.Create(ctx, id)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("material: put %s: %w", id, err)
+	}
+	sealed := shred.Seal(key, id, wrapped)
+	key.Clear()
+	if _, err := s.kv.Create(ctx, id, sealed); err != nil {
+		_ = s.keys.Destroy(ctx, id) // Reclaim retries after a crash
 		return fmt.Errorf("material: put %s: %w", id, err)
 	}
 	return nil
 }
 
-// Get returns the wrapped material for id.
+// Get returns the root-wrapped material for id.
 func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 	e, err := s.kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
@@ -102,23 +156,46 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("material: get %s: %w", id, err)
 	}
-	return e.Value(), nil
+	stored := e.Value()
+	if !shred.IsSealed(stored) {
+		return stored, nil // version 1: wrapped under the root key only
+	}
+	key, err := s.keys.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer key.Clear()
+	wrapped, err := shred.Open(key, id, stored)
+	if err != nil {
+		return nil, fmt.Errorf("material: get %s: %w", id, err)
+	}
+	return wrapped, nil
 }
 
-// Destroy erases the material for id. Destroying missing material is not an
-// error, so the scheduler can retry after a crash.
+// Destroy destroys the material for id: first its per-material key
+// (overwritten and fsynced on the embedded default), then the sealed bytes
+// (JetStream secure delete, defence in depth). Destroying missing material
+// is not an error, so it can be retried after a crash.
 func (s *Store) Destroy(ctx context.Context, id string) error {
-	e, err := s.kv.Get(ctx, id)
+	if err := s.keys.Destroy(ctx, id); err != nil {
+		return fmt.Errorf("material: destroy %s: %w", id, err)
+	}
+	return eraseEntry(ctx, s.kv, s.stream, id)
+}
+
+// eraseEntry securely deletes id's message from a bucket and purges the key.
+func eraseEntry(ctx context.Context, kv jetstream.KeyValue, stream jetstream.Stream, id string) error {
+	e, err := kv.Get(ctx, id)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
 		return nil
 	case err != nil:
 		return fmt.Errorf("material: destroy %s: %w", id, err)
 	}
-	if err := s.stream.SecureDeleteMsg(ctx, e.Revision()); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := stream.SecureDeleteMsg(ctx, e.Revision()); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("material: erase %s: %w", id, err)
 	}
-	if err := s.kv.Purge(ctx, id); err != nil {
+	if err := kv.Purge(ctx, id); err != nil {
 		return fmt.Errorf("material: purge %s: %w", id, err)
 	}
 	return nil
@@ -132,3 +209,90 @@ func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
 	}
 	return err == nil, err
 }
+
+// MaxReclaim bounds how many unreferenced per-material keys Reclaim
+// destroys at once. A crash leaves at most the materials then being
+// created; many more means the ledger lost events (truncation), and
+// destroying their keys would make that loss permanent.
+const MaxReclaim = 64
+
+// ErrTooManyOrphans is Reclaim's refusal; nothing was destroyed.
+var ErrTooManyOrphans = errors.New("material: more unreferenced key slots than a crash can leave; the ledger may be missing events")
+
+// Reclaim destroys every material whose per-material key slot exists but
+// which live does not report: materials a crash left between Put and the
+// ledger commit, or destroyed ones whose destruction was cut short. It
+// returns the ids destroyed. Call it at start-up, after replaying the
+// ledger and before serving. With keys in a shared bucket (external
+// deployments) it does nothing: another instance may be between its Put
+// and its commit.
+func (s *Store) Reclaim(ctx context.Context, live func(id string) bool) ([]string, error) {
+	if s.slots == nil {
+		return nil, nil
+	}
+	var orphans []string
+	for _, id := range s.slots.IDs() {
+		if !live(id) {
+			orphans = append(orphans, id)
+		}
+	}
+	if len(orphans) > MaxReclaim {
+		return nil, fmt.Errorf("%w (%d)", ErrTooManyOrphans, len(orphans))
+	}
+	for i, id := range orphans {
+		if err := s.Destroy(ctx, id); err != nil {
+			return orphans[:i], err
+		}
+	}
+	return orphans, nil
+}
+
+// Close releases the per-material key store.
+func (s *Store) Close() error { return s.keys.Close() }
+
+// slotKeys adapts the slot file to keyStore.
+type slotKeys struct{ f *slotFile }
+
+func (k slotKeys) Create(_ context.Context, id string) (secret.Bytes, error) { return k.f.Create(id) }
+func (k slotKeys) Get(_ context.Context, id string) (secret.Bytes, error)    { return k.f.Get(id) }
+func (k slotKeys) Destroy(_ context.Context, id string) error                { return k.f.Destroy(id) }
+func (k slotKeys) Close() error                                              { return k.f.Close() }
+
+// bucketKeys keeps per-material keys in their own bucket (external
+// deployments).
+type bucketKeys struct {
+	kv     jetstream.KeyValue
+	stream jetstream.Stream
+}
+
+func (k bucketKeys) Create(ctx context.Context, id string) (secret.Bytes, error) {
+	key := shred.NewKey()
+	if _, err := k.kv.Create(ctx, id, key.Expose()); err != nil {
+		key.Clear()
+		return secret.Bytes{}, err
+	}
+	return key, nil
+}
+
+func (k bucketKeys) Get(ctx context.Context, id string) (secret.Bytes, error) {
+	e, err := k.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return secret.Bytes{}, ErrNotFound
+	}
+	if err != nil {
+		return secret.Bytes{}, fmt.Errorf("material: key of %s: %w", id, err)
+	}
+	v := e.Value()
+	if len(v) != shred.KeySize {
+		return secret.Bytes{}, fmt.Errorf("material: key of %s: damaged", id)
+	}
+	key := secret.New(v)
+	clear(v)
+	return key, nil
+}
+
+func (k bucketKeys) Destroy(ctx context.Context, id string) error {
+	return eraseEntry(ctx, k.kv, k.stream, id)
+}
+
+func (bucketKeys) Close() error { return nil }

@@ -1,0 +1,311 @@
+package material
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/keyledger/keyledger/crypto/secret"
+	"github.com/keyledger/keyledger/crypto/shred"
+)
+
+// The slot file holds the per-material keys of the embedded default. It is
+// an array of fixed-size, aligned slots that keyledger overwrites in place:
+//
+//	slot 0      header: slotHeader, zero padded, checksum
+//	slot i > 0  free: all zeros
+//	            live: "KLS1" | id length (1) | id (80, zero padded) |
+//	                  key (32) | zeros (3) | checksum (8)
+//
+// The checksum is the first 8 bytes of SHA-256 over the slot's first 120
+// bytes. A slot is written, then fsynced, before its material is stored
+// or committed; destroying a material overwrites its slot with zeros and
+// fsyncs. Free slots are reused lowest first, so the file is as large as
+// the most materials ever live at once, not the history. A slot that is
+// neither zeros nor valid (a torn write) is zeroed when the file is opened.
+const (
+	slotSize    = 128
+	slotIDMax   = 80
+	slotKeyAt   = 5 + slotIDMax
+	slotSumAt   = slotSize - 8
+	slotMagic   = "KLS1"
+	slotHeader  = "keyledger per-material key slots v1\n"
+	slotsFile   = "material-keys.slots"
+	slotsTmpExt = ".tmp"
+)
+
+var (
+	errSlotExists = errors.New("material: a key slot for this id exists")
+	errSlotBroken = errors.New("material: key slot damaged")
+)
+
+// slotFile is the embedded default's keyStore. It is safe for concurrent
+// use; every write is fsynced before the call returns.
+type slotFile struct {
+	mu    sync.Mutex
+	f     *os.File
+	index map[string]int64 // material id → slot number
+	free  []int64          // free slot numbers, ascending
+	count int64            // slots in the file, header included
+}
+
+// openSlots opens (or creates) the slot file in dir. repaired counts torn
+// slots it zeroed.
+func openSlots(dir string) (s *slotFile, repaired int, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, 0, fmt.Errorf("material: key slots: %w", err)
+	}
+	path := filepath.Join(dir, slotsFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := createSlots(dir, path); err != nil {
+			return nil, 0, fmt.Errorf("material: creating key slots: %w", err)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, 0, fmt.Errorf("material: key slots: %w", err)
+	}
+	s = &slotFile{f: f, index: map[string]int64{}}
+	if repaired, err = s.load(); err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("material: key slots %s: %w", path, err)
+	}
+	return s, repaired, nil
+}
+
+// createSlots writes a file holding only the header, atomically: a crash
+// leaves either no file or a whole one.
+func createSlots(dir, path string) error {
+	tmp := path + slotsTmpExt
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(headerSlot()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func headerSlot() []byte {
+	b := make([]byte, slotSize)
+	copy(b, slotHeader)
+	sealSlot(b)
+	return b
+}
+
+func sealSlot(b []byte) {
+	sum := sha256.Sum256(b[:slotSumAt])
+	copy(b[slotSumAt:], sum[:8])
+}
+
+func slotValid(b []byte) bool {
+	sum := sha256.Sum256(b[:slotSumAt])
+	return bytes.Equal(b[slotSumAt:], sum[:8])
+}
+
+// load reads every slot, builds the index and free list, zeroes torn slots
+// and a torn tail, and drops trailing free slots.
+func (s *slotFile) load() (repaired int, err error) {
+	data, err := io.ReadAll(io.NewSectionReader(s.f, 0, 1<<40))
+	if err != nil {
+		return 0, err
+	}
+	defer clear(data)
+	if len(data) < slotSize || !bytes.HasPrefix(data, []byte(slotHeader)) || !slotValid(data[:slotSize]) {
+		return 0, errors.New("not a key slot file (bad header)")
+	}
+	dirty := false
+	if tail := len(data) % slotSize; tail != 0 { // a torn extension
+		if _, err := s.f.WriteAt(make([]byte, tail), int64(len(data)-tail)); err != nil {
+			return 0, err
+		}
+		data = data[:len(data)-tail]
+		repaired++
+		dirty = true
+	}
+	s.count = int64(len(data) / slotSize)
+	zero := make([]byte, slotSize)
+	for i := int64(1); i < s.count; i++ {
+		b := data[i*slotSize : (i+1)*slotSize]
+		if bytes.Equal(b, zero) {
+			s.free = append(s.free, i)
+			continue
+		}
+		id, ok := parseSlot(b)
+		if !ok { // torn: never committed, or a torn zeroing
+			if _, err := s.f.WriteAt(zero, i*slotSize); err != nil {
+				return 0, err
+			}
+			s.free = append(s.free, i)
+			repaired++
+			dirty = true
+			continue
+		}
+		if j, dup := s.index[id]; dup {
+			return 0, fmt.Errorf("slots %d and %d both hold material %s", j, i, id)
+		}
+		s.index[id] = i
+	}
+	for len(s.free) > 0 && s.free[len(s.free)-1] == s.count-1 {
+		s.free = s.free[:len(s.free)-1]
+		s.count--
+		dirty = true
+	}
+	if dirty {
+		if err := s.f.Truncate(s.count * slotSize); err != nil {
+			return 0, err
+		}
+		if err := s.f.Sync(); err != nil {
+			return 0, err
+		}
+	}
+	return repaired, nil
+}
+
+// parseSlot returns the material id of a valid live slot.
+func parseSlot(b []byte) (string, bool) {
+	if !bytes.HasPrefix(b, []byte(slotMagic)) || !slotValid(b) {
+		return "", false
+	}
+	n := int(b[4])
+	if n == 0 || n > slotIDMax {
+		return "", false
+	}
+	return string(b[5 : 5+n]), true
+}
+
+// Create makes a new key for id, writes it to a free slot and fsyncs.
+func (s *slotFile) Create(id string) (secret.Bytes, error) {
+	if id == "" || len(id) > slotIDMax {
+		return secret.Bytes{}, fmt.Errorf("material: id of %d bytes does not fit a key slot", len(id))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return secret.Bytes{}, os.ErrClosed
+	}
+	if _, ok := s.index[id]; ok {
+		return secret.Bytes{}, errSlotExists
+	}
+	slot := s.count
+	if len(s.free) > 0 {
+		slot = s.free[0]
+	}
+	key := shred.NewKey()
+	b := make([]byte, slotSize)
+	defer clear(b)
+	copy(b, slotMagic)
+	b[4] = byte(len(id))
+	copy(b[5:], id)
+	copy(b[slotKeyAt:], key.Expose())
+	sealSlot(b)
+	if _, err := s.f.WriteAt(b, slot*slotSize); err != nil {
+		key.Clear()
+		return secret.Bytes{}, fmt.Errorf("material: writing key slot: %w", err)
+	}
+	if err := s.f.Sync(); err != nil {
+		key.Clear()
+		return secret.Bytes{}, fmt.Errorf("material: syncing key slot: %w", err)
+	}
+	if slot == s.count {
+		s.count++
+	} else {
+		s.free = s.free[1:]
+	}
+	s.index[id] = slot
+	return key, nil
+}
+
+// Get reads id's key back from its slot.
+func (s *slotFile) Get(id string) (secret.Bytes, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slot, ok := s.index[id]
+	if !ok || s.f == nil {
+		return secret.Bytes{}, ErrNotFound
+	}
+	b := make([]byte, slotSize)
+	defer clear(b)
+	if _, err := s.f.ReadAt(b, slot*slotSize); err != nil {
+		return secret.Bytes{}, fmt.Errorf("material: reading key slot: %w", err)
+	}
+	if got, ok := parseSlot(b); !ok || got != id {
+		return secret.Bytes{}, errSlotBroken
+	}
+	return secret.New(b[slotKeyAt : slotKeyAt+shred.KeySize]), nil
+}
+
+// Destroy overwrites id's slot with zeros and fsyncs. A missing id is not
+// an error.
+func (s *slotFile) Destroy(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slot, ok := s.index[id]
+	if !ok {
+		return nil
+	}
+	if s.f == nil {
+		return os.ErrClosed
+	}
+	if _, err := s.f.WriteAt(make([]byte, slotSize), slot*slotSize); err != nil {
+		return fmt.Errorf("material: zeroing key slot: %w", err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("material: syncing zeroed key slot: %w", err)
+	}
+	delete(s.index, id)
+	i, _ := slices.BinarySearch(s.free, slot)
+	s.free = slices.Insert(s.free, i, slot)
+	return nil
+}
+
+// IDs returns the ids of every live slot, sorted.
+func (s *slotFile) IDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.index))
+	for id := range s.index {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Close closes the file.
+func (s *slotFile) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	return err
+}

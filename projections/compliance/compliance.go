@@ -14,11 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/keyledger/keyledger/gateway/policy"
 	"github.com/keyledger/keyledger/ledger/event"
-	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
@@ -336,21 +333,4 @@ func short(id string) string {
 		return id[:12] + "…"
 	}
 	return id
-}
-
-// VerifyCheckpoints opens every signed checkpoint with the verifier key and
-// checks that its root is the ledger's root at its size. It returns how many
-// verified, or the first problem.
-func VerifyCheckpoints(signed [][]byte, vkey string, root func(size int64) (tlog.Hash, error)) (int, string) {
-	for i, s := range signed {
-		cp, err := merkle.Open(s, vkey)
-		if err != nil {
-			return i, fmt.Sprintf("checkpoint %d: %v", i+1, err)
-		}
-		r, err := root(cp.Size)
-		if err != nil || r != cp.Root {
-			return i, fmt.Sprintf("checkpoint %d (size %d) does not match the ledger's Merkle root", i+1, cp.Size)
-		}
-	}
-	return len(signed), ""
 }

@@ -123,12 +123,3 @@ func (s *Store) Destroy(ctx context.Context, id string) error {
 	}
 	return nil
 }
-
-// Exists reports whether live material is stored under id.
-func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
-	_, err := s.Get(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}

@@ -32,7 +32,8 @@
 // # Beside the chain
 //
 // Checkpoints stores the signed checkpoints of the ledger's Merkle tree
-// (package merkle) in their own stream; Feed announces committed events on
+// (package merkle) in their own stream, and a Checkpointer signs one every
+// interval (or on demand) when the tree has grown; Feed announces committed events on
 // per-account/key/event NATS subjects for live subscribers, and
 // EventsFrom/EventsSince read the history back by index or time.
 //

@@ -160,9 +160,18 @@ func TestAcknowledgedEventsSurviveRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, _ := srv.Connect("test")
-	l, _ := ledger.Open(context.Background(), nc, ledger.Config{})
-	head, _ := l.Replay(context.Background(), chain.Head{}, func(event.Record) error { return nil })
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(context.Background(), nc, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := l.Replay(context.Background(), chain.Head{}, func(event.Record) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
 	l.Start(head)
 	var last event.Record
 	for i := 0; i < 10; i++ {
@@ -175,8 +184,7 @@ func TestAcknowledgedEventsSurviveRestart(t *testing.T) {
 	srv.Shutdown()
 
 	srv2 := startServer(t, dir)
-	l2, head2 := openLedger(t, srv2, nil)
-	_ = l2
+	_, head2 := openLedger(t, srv2, nil)
 	if head2.Count != 10 || head2.Hash != last.Hash {
 		t.Fatalf("after restart head = %+v", head2)
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -16,12 +15,10 @@ import (
 	"testing"
 
 	"filippo.io/mldsa"
-	mldsax509 "filippo.io/mldsa/x509"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-	secpecdsa "github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
-
-	"github.com/keyledger/keyledger/crypto/asymmetric"
+	"github.com/keyledger/keyledger/crypto/asymmetric/asymmetrictest"
+	"github.com/keyledger/keyledger/crypto/keyspec"
 )
 
 func hashFor(alg types.SigningAlgorithmSpec) crypto.Hash {
@@ -41,51 +38,9 @@ func hashFor(alg types.SigningAlgorithmSpec) crypto.Hash {
 // GetPublicKey and libraries outside keyledger's signing path.
 func verifyWithStdlib(t *testing.T, spec types.KeySpec, pubDER []byte, alg types.SigningAlgorithmSpec, msg, sig []byte) {
 	t.Helper()
-	ok := false
-	switch spec {
-	case types.KeySpecEccSecgP256k1:
-		pub, err := asymmetric.ParseSecp256k1PublicKey(pubDER)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := secpecdsa.ParseDERSignature(sig)
-		d := sha256.Sum256(msg)
-		ok = err == nil && s.Verify(d[:], pub)
-	case types.KeySpecMlDsa44, types.KeySpecMlDsa65, types.KeySpecMlDsa87:
-		pub, err := mldsax509.ParsePKIXPublicKey(pubDER)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ok = mldsa.Verify(pub.(*mldsa.PublicKey), msg, sig, nil) == nil
-	default:
-		pub, err := x509.ParsePKIXPublicKey(pubDER)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := hashFor(alg)
-		var d []byte
-		if h != 0 {
-			w := h.New()
-			w.Write(msg)
-			d = w.Sum(nil)
-		}
-		switch p := pub.(type) {
-		case *rsa.PublicKey:
-			switch alg {
-			case types.SigningAlgorithmSpecRsassaPssSha256, types.SigningAlgorithmSpecRsassaPssSha384, types.SigningAlgorithmSpecRsassaPssSha512:
-				ok = rsa.VerifyPSS(p, h, d, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
-			default:
-				ok = rsa.VerifyPKCS1v15(p, h, d, sig) == nil
-			}
-		case *ecdsa.PublicKey:
-			ok = ecdsa.VerifyASN1(p, d, sig)
-		case ed25519.PublicKey:
-			if alg == types.SigningAlgorithmSpecEd25519PhSha512 {
-				ok = ed25519.VerifyWithOptions(p, d, sig, &ed25519.Options{Hash: crypto.SHA512}) == nil
-			} else {
-				ok = ed25519.Verify(p, msg, sig)
-			}
-		}
+	ok, err := asymmetrictest.Verify(keyspec.Spec(spec), pubDER, keyspec.SigningAlgorithm(alg), msg, sig)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if !ok {
 		t.Fatalf("%s/%s signature does not verify with the public key outside keyledger", spec, alg)

@@ -3,7 +3,6 @@ package tests
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/embedded"
 )
@@ -281,26 +281,25 @@ func TestServeFlagsFromEnvironment(t *testing.T) {
 	}
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 	// No principals file: serve generates an admin user in the data directory.
-	var f struct {
-		Accounts map[string]struct {
-			Users map[string]struct {
-				AccessKeys []struct{ ID, Secret string } `json:"accessKeys"`
-			} `json:"users"`
-		} `json:"accounts"`
-	}
+	var dir *principals.Directory
+	var err error
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if data, err := os.ReadFile(filepath.Join(dataDir, "principals.json")); err == nil && json.Unmarshal(data, &f) == nil {
+		if dir, err = principals.Load(filepath.Join(dataDir, "principals.json")); err == nil {
 			break
 		}
 	}
-	adminKey := f.Accounts["444455556666"].Users["admin"].AccessKeys
-	if len(adminKey) != 1 {
-		t.Fatalf("generated principals: %+v", f)
+	if err != nil {
+		t.Fatalf("generated principals: %v", err)
 	}
+	users := dir.Users()
+	if len(users) != 1 || users[0].ARN != "arn:aws:iam::444455556666:user/admin" || len(users[0].AccessKeyIDs()) != 1 {
+		t.Fatalf("generated principals: %+v", users)
+	}
+	adminKey := users[0].AccessKeyIDs()[0]
+	_, adminSecret, _ := dir.Lookup(adminKey)
 	c := kms.New(kms.Options{Region: "eu-west-1", BaseEndpoint: aws.String("http://127.0.0.1:" + strconv.Itoa(port)),
-		Credentials: credentials.NewStaticCredentialsProvider(adminKey[0].ID, adminKey[0].Secret, ""), RetryMaxAttempts: 1})
+		Credentials: credentials.NewStaticCredentialsProvider(adminKey, string(adminSecret.Expose()), ""), RetryMaxAttempts: 1})
 	var out *kms.CreateKeyOutput
-	var err error
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if out, err = c.CreateKey(context.Background(), &kms.CreateKeyInput{}); err == nil {
 			break

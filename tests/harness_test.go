@@ -28,6 +28,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
 )
 
@@ -228,6 +229,20 @@ func (i *instance) records() []event.Record {
 }
 
 // createKey makes a symmetric key and returns its id.
+// materialStored reports whether the material store still holds key
+// material id; a failed read fails the test.
+func (i *instance) materialStored(id string) bool {
+	i.t.Helper()
+	_, err := i.node.Materials.Get(context.Background(), id)
+	if errors.Is(err, material.ErrNotFound) {
+		return false
+	}
+	if err != nil {
+		i.t.Fatalf("material store: %v", err)
+	}
+	return true
+}
+
 func (i *instance) createKey(desc string) string {
 	i.t.Helper()
 	out, err := i.kms.CreateKey(context.Background(), &kms.CreateKeyInput{Description: aws.String(desc)})

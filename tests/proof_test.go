@@ -86,7 +86,7 @@ func TestCheckpointsAndProofsOverHTTP(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &k, Plaintext: []byte("y")})
 	}
-	signed2, err := in.node.Checkpoint(ctx)
+	signed2, err := in.node.Checkpointer.Checkpoint(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestCheckpointsAndProofsOverHTTP(t *testing.T) {
 		t.Fatalf("consistency proof: %v", err)
 	}
 	// Stored checkpoints survive; alice may not read the audit.
-	if all, err := in.node.Checkpoints.All(ctx); err != nil || len(all) < 2 {
+	if all, err := in.node.Checkpointer.Stored(ctx); err != nil || len(all) < 2 {
 		t.Fatalf("stored checkpoints: %d %v", len(all), err)
 	}
 	if status, _ := getAudit(t, in, "alice", "/audit/checkpoint"); status != 400 {
@@ -123,7 +123,7 @@ func TestOfflineVerification(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &k, Plaintext: []byte("x"), EncryptionContext: map[string]string{"n": strconv.Itoa(i)}})
 	}
-	if _, err := in.node.Checkpoint(ctx); err != nil {
+	if _, err := in.node.Checkpointer.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

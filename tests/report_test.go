@@ -52,7 +52,7 @@ func TestComplianceReport(t *testing.T) {
 	in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &public, Plaintext: []byte("used")})
 	in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &doomed, Plaintext: []byte("used")})
 	in.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &doomed, PendingWindowInDays: aws.Int32(30)})
-	if _, err := in.node.Checkpoint(ctx); err != nil {
+	if _, err := in.node.Checkpointer.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
 

@@ -104,9 +104,17 @@ func TestRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.clock.Advance(400 * 24 * time.Hour)
-	before, _ := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
-	in.node.Service.RunDue(ctx)
-	after, _ := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+	before, err := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.node.Service.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, err := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if *before.KeyMetadata.CurrentKeyMaterialId != *after.KeyMetadata.CurrentKeyMaterialId {
 		t.Fatal("a key with rotation disabled rotated")
 	}

@@ -3,6 +3,7 @@ package tests
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -141,6 +142,11 @@ func TestSSEPermissions(t *testing.T) {
 	}
 }
 
+// slowSubscriberBound is how long one Encrypt may take while subscribers
+// stall: far above any real latency (milliseconds, even under -race on two
+// shared cores), far below forever.
+const slowSubscriberBound = 10 * time.Second
+
 // TestSlowSubscriberDoesNotBlock: subscribers that never read do not slow
 // or block requests.
 func TestSlowSubscriberDoesNotBlock(t *testing.T) {
@@ -158,8 +164,14 @@ func TestSlowSubscriberDoesNotBlock(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 400; i++ {
-				if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &k, Plaintext: []byte("x")}); err != nil {
-					errs <- err
+				// A generous bound, not a benchmark: a request that waited on
+				// a blocked subscriber would wait forever.
+				rctx, cancel := context.WithTimeout(ctx, slowSubscriberBound)
+				start := time.Now()
+				_, err := in.kms.Encrypt(rctx, &kms.EncryptInput{KeyId: &k, Plaintext: []byte("x")})
+				cancel()
+				if took := time.Since(start); err != nil || took >= slowSubscriberBound {
+					errs <- fmt.Errorf("Encrypt %d took %s beside stalled subscribers: %v", i, took, err)
 					return
 				}
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
-	"github.com/keyledger/keyledger/ledger/chain"
 )
 
 // openLedgerForAudit opens the ledger of a running deployment (--nats-url)
@@ -47,43 +45,16 @@ func openLedgerForAudit(bf *backendFlags, stderr io.Writer) (*ledger.Ledger, *ba
 	return l, b, func() { b.Close(); release() }, true
 }
 
-// auditVerify walks the whole ledger and checks every link, or checks an
-// offline export against its signed checkpoint.
-func auditVerify(args []string, stdout, stderr io.Writer) int {
-	fs, bf := ledgerFlagSet("audit verify", stderr)
-	offline := fs.String("offline", "", "verify an export directory (events.jsonl + checkpoint) instead of a ledger")
-	pubkey := fs.String("pubkey", "", "with --offline: the checkpoint verifier key file (note vkey)")
-	if err := parseFlags(fs, args); err != nil {
-		return 2
+// parseTimeFlag reads a --since/--until/--as-of value: an RFC 3339 time or
+// a date; empty is the zero time.
+func parseTimeFlag(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
 	}
-	if *offline != "" {
-		return verifyOffline(*offline, *pubkey, stdout, stderr)
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
 	}
-	l, _, done, ok := openLedgerForAudit(bf, stderr)
-	if !ok {
-		return 1
-	}
-	defer done()
-	ctx := context.Background()
-	start := time.Now()
-	head, err := chain.Verify(ctx, l)
-	took := time.Since(start)
-	var broken *chain.BrokenLinkError
-	switch {
-	case errors.As(err, &broken):
-		fmt.Fprintf(stdout, "FAILED after %d good events\nfirst broken link: stream sequence %d, event index %d\n  expected: %s\n  found:    %s\n",
-			head.Count, broken.Seq, broken.Index, broken.Expected, broken.Found)
-		return 1
-	case err != nil:
-		fmt.Fprintf(stderr, "keyledger: %v\n", err)
-		return 1
-	}
-	rate := float64(head.Count) / took.Seconds()
-	if head.Empty() {
-		fmt.Fprintln(stdout, "OK: 0 events verified (the ledger is empty)")
-		return 0
-	}
-	fmt.Fprintf(stdout, "OK: %d events verified in %s (%.0f events/s)\nhead: %s (index %d, stream sequence %d)\n",
-		head.Count, took.Round(time.Millisecond), rate, head.Hash, head.Index, head.Seq)
-	return 0
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time or a date", v)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/gateway/sigv4"
 )
 
@@ -296,33 +297,26 @@ func (r benchResult) print(w io.Writer) {
 	fmt.Fprintf(w, "latency:    p50 %s  p99 %s  p99.9 %s  max %s\n", ms(r.pct(0.50)), ms(r.pct(0.99)), ms(r.pct(0.999)), ms(r.pct(1)))
 }
 
-// firstAccessKey reads the first user access key of a principals file,
-// and the user's ARN.
+// firstAccessKey reads the first user access key of a principals file
+// (users by ARN), and the user's ARN. A fresh server writes the file as it
+// starts, so a missing or unreadable file is retried for a while.
 func firstAccessKey(path string) (id, secretKey, arn string, err error) {
-	var f struct {
-		Accounts map[string]struct {
-			Users map[string]struct {
-				AccessKeys []struct{ ID, Secret string } `json:"accessKeys"`
-			} `json:"users"`
-		} `json:"accounts"`
-	}
+	var d *principals.Directory
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		data, rerr := os.ReadFile(path)
-		if rerr == nil && json.Unmarshal(data, &f) == nil {
+		if d, err = principals.Load(path); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			return "", "", "", fmt.Errorf("reading %s: %v", path, rerr)
+			return "", "", "", fmt.Errorf("reading %s: %v", path, err)
 		}
 	}
-	for acct, a := range f.Accounts {
-		for name, u := range a.Users {
-			for _, k := range u.AccessKeys {
-				return k.ID, k.Secret, "arn:aws:iam::" + acct + ":user/" + name, nil
-			}
+	for _, u := range d.Users() {
+		for _, id := range u.AccessKeyIDs() {
+			_, sec, _ := d.Lookup(id)
+			return id, string(sec.Expose()), u.ARN, nil
 		}
 	}
-	return "", "", "", fmt.Errorf("%s has no access key", path)
+	return "", "", "", fmt.Errorf("%s has no user access key", path)
 }
 
 // subscribe holds one live audit stream open and counts the events read.

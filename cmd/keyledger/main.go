@@ -1,9 +1,19 @@
 // Command keyledger is a self-hosted key management service that speaks the
 // AWS KMS API and keeps a tamper-evident ledger of every key operation.
 //
-//	keyledger serve          run the service (embedded NATS by default)
-//	keyledger audit verify   check the ledger's hash chain
-//	keyledger bench          measure a running service
+//	keyledger serve               run the service (embedded NATS by default)
+//	keyledger audit verify        check the ledger's hash chain, or --offline an export
+//	keyledger audit export        write events as JSON lines or CloudTrail records
+//	keyledger audit checkpoint    print the newest signed checkpoint
+//	keyledger audit prove         print an inclusion or consistency proof
+//	keyledger audit tail          print events live, one a line
+//	keyledger report compliance   the compliance report (JSON, CSV or HTML)
+//	keyledger keys describe       a key as it was at a time, and who could use it
+//	keyledger bench               measure a running service
+//	keyledger version             print the version
+//
+// Each command lives in its own file (serve.go, audit_verify.go, …); they
+// parse flags and wire library code, nothing more.
 //
 // Every flag can also be set by an environment variable: --data-dir is
 // KEYLEDGER_DATA_DIR, and so on. Flags win over the environment.

@@ -56,7 +56,6 @@ func (PrivateKey) GoString() string             { return redacted }
 func (PrivateKey) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
 func (PrivateKey) LogValue() slog.Value         { return slog.StringValue(redacted) }
 func (PrivateKey) MarshalJSON() ([]byte, error) { return nil, secret.ErrMarshal }
-func (k *PrivateKey) Spec() keyspec.Spec        { return k.spec }
 func (k *PrivateKey) PublicKeyDER() []byte      { return append([]byte(nil), k.pub...) }
 
 // Generate returns new private key material for spec.

@@ -2,13 +2,11 @@ package asymmetric
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
@@ -17,9 +15,8 @@ import (
 	"testing"
 
 	"filippo.io/mldsa"
-	mldsax509 "filippo.io/mldsa/x509"
-	secpecdsa "github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 
+	"github.com/keyledger/keyledger/crypto/asymmetric/asymmetrictest"
 	"github.com/keyledger/keyledger/crypto/keyspec"
 	"github.com/keyledger/keyledger/crypto/secret"
 )
@@ -27,54 +24,15 @@ import (
 var signSpecs = []keyspec.Spec{keyspec.RSA2048, keyspec.ECCNISTP256, keyspec.ECCNISTP384, keyspec.ECCNISTP521,
 	keyspec.ECCSECGP256K1, keyspec.ECCEdwards25519, keyspec.MLDSA44, keyspec.MLDSA65, keyspec.MLDSA87}
 
-// verifyOutside checks a signature with libraries other than this package's
-// own code path: crypto/x509 + the standard library, filippo.io/mldsa, and
-// decred's secp256k1 for the curve x509 lacks.
-func verifyOutside(t *testing.T, spec keyspec.Spec, pubDER []byte, alg keyspec.SigningAlgorithm, mt keyspec.MessageType, msg, sig []byte) bool {
+// verifyOutside checks a signature with libraries other than this
+// package's own code path (see asymmetrictest).
+func verifyOutside(t *testing.T, spec keyspec.Spec, pubDER []byte, alg keyspec.SigningAlgorithm, msg, sig []byte) bool {
 	t.Helper()
-	if spec == keyspec.ECCSECGP256K1 {
-		pub, err := ParseSecp256k1PublicKey(pubDER)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := secpecdsa.ParseDERSignature(sig)
-		d := sha256.Sum256(msg)
-		return err == nil && s.Verify(d[:], pub)
-	}
-	if spec == keyspec.MLDSA44 || spec == keyspec.MLDSA65 || spec == keyspec.MLDSA87 {
-		pub, err := mldsax509.ParsePKIXPublicKey(pubDER)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mldsa.Verify(pub.(*mldsa.PublicKey), msg, sig, nil) == nil
-	}
-	pub, err := x509.ParsePKIXPublicKey(pubDER)
+	ok, err := asymmetrictest.Verify(spec, pubDER, alg, msg, sig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := hashOf(alg)
-	var d []byte
-	if h != 0 {
-		w := h.New()
-		w.Write(msg)
-		d = w.Sum(nil)
-	}
-	switch p := pub.(type) {
-	case *rsa.PublicKey:
-		if isPSS(alg) {
-			return rsa.VerifyPSS(p, h, d, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
-		}
-		return rsa.VerifyPKCS1v15(p, h, d, sig) == nil
-	case *ecdsa.PublicKey:
-		return ecdsa.VerifyASN1(p, d, sig)
-	case ed25519.PublicKey:
-		if alg == keyspec.ED25519PHSHA512 {
-			return ed25519.VerifyWithOptions(p, d, sig, &ed25519.Options{Hash: crypto.SHA512}) == nil
-		}
-		return ed25519.Verify(p, msg, sig)
-	}
-	t.Fatalf("unexpected public key %T", pub)
-	return false
+	return ok
 }
 
 func TestSignVerifyEverySpec(t *testing.T) {
@@ -102,7 +60,7 @@ func TestSignVerifyEverySpec(t *testing.T) {
 				if err := k.Verify(alg, mt, in, sig); err != nil {
 					t.Fatalf("own verify: %v", err)
 				}
-				if !verifyOutside(t, spec, k.PublicKeyDER(), alg, mt, msg, sig) {
+				if !verifyOutside(t, spec, k.PublicKeyDER(), alg, msg, sig) {
 					t.Fatal("signature does not verify outside keyledger")
 				}
 				bad := bytes.Clone(sig)
@@ -114,7 +72,7 @@ func TestSignVerifyEverySpec(t *testing.T) {
 					w := h.New()
 					w.Write(msg)
 					dsig, err := k.Sign(alg, keyspec.Digest, w.Sum(nil))
-					if err != nil || !verifyOutside(t, spec, k.PublicKeyDER(), alg, mt, msg, dsig) {
+					if err != nil || !verifyOutside(t, spec, k.PublicKeyDER(), alg, msg, dsig) {
 						t.Fatalf("DIGEST signing: %v", err)
 					}
 					var ie *InputError

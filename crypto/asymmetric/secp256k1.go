@@ -90,20 +90,3 @@ func marshalSecp256k1SPKI(pub *secp256k1.PublicKey) []byte {
 	}
 	return der
 }
-
-// ParseSecp256k1PublicKey reads a secp256k1 SubjectPublicKeyInfo, which
-// crypto/x509 cannot.
-func ParseSecp256k1PublicKey(der []byte) (*secp256k1.PublicKey, error) {
-	var s spki
-	if rest, err := asn1.Unmarshal(der, &s); err != nil || len(rest) != 0 {
-		return nil, errors.New("asymmetric: not a SubjectPublicKeyInfo")
-	}
-	var curve asn1.ObjectIdentifier
-	if !s.Algorithm.Algorithm.Equal(oidECPublicKey) {
-		return nil, errors.New("asymmetric: not an EC key")
-	}
-	if _, err := asn1.Unmarshal(s.Algorithm.Parameters.FullBytes, &curve); err != nil || !curve.Equal(oidSecp256k1) {
-		return nil, errors.New("asymmetric: not a secp256k1 key")
-	}
-	return secp256k1.ParsePubKey(s.PublicKey.Bytes)
-}

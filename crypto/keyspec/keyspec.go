@@ -93,10 +93,6 @@ func (s Spec) Known() bool {
 	return ok
 }
 
-// Implemented reports whether keyledger can create keys of this spec. SM2
-// exists only in AWS's China regions.
-func (s Spec) Implemented() bool { return s.Known() && s != SM2 }
-
 // IsHMAC reports whether s is an HMAC key spec.
 func (s Spec) IsHMAC() bool {
 	return s == HMAC224 || s == HMAC256 || s == HMAC384 || s == HMAC512

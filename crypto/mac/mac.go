@@ -1,6 +1,6 @@
-// Package mac computes and checks HMACs for AWS KMS HMAC keys
-// (HMAC_224/256/384/512). Comparisons are constant-time. Safe for
-// concurrent use; never keeps the key.
+// Package mac computes HMACs for AWS KMS HMAC keys (HMAC_224/256/384/512);
+// callers compare tags in constant time (hmac.Equal). Safe for concurrent
+// use; never keeps the key.
 package mac
 
 import (
@@ -44,13 +44,4 @@ func Sum(spec keyspec.Spec, key secret.Bytes, alg keyspec.MACAlgorithm, msg []by
 	m := hmac.New(h, key.Expose())
 	m.Write(msg)
 	return m.Sum(nil), nil
-}
-
-// Verify reports whether tag is HMAC(key, msg), in constant time.
-func Verify(spec keyspec.Spec, key secret.Bytes, alg keyspec.MACAlgorithm, msg, tag []byte) (bool, error) {
-	want, err := Sum(spec, key, alg, msg)
-	if err != nil {
-		return false, err
-	}
-	return hmac.Equal(want, tag), nil
 }

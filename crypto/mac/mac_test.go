@@ -24,12 +24,6 @@ func TestRFC4231(t *testing.T) {
 		if err != nil || hex.EncodeToString(tag) != hexTag {
 			t.Fatalf("%s: %x %v", spec, tag, err)
 		}
-		ok, _ := Verify(spec, key, alg, msg, tag)
-		tag[0] ^= 1
-		bad, _ := Verify(spec, key, alg, msg, tag)
-		if !ok || bad {
-			t.Fatalf("%s: Verify wrong", spec)
-		}
 	}
 	if _, err := Sum(keyspec.HMAC256, key, keyspec.HMACSHA512, nil); err != ErrAlgorithm {
 		t.Fatal("mismatched algorithm accepted")

@@ -17,49 +17,62 @@ import (
 
 	"github.com/keyledger/keyledger/gateway/awsjson"
 	"github.com/keyledger/keyledger/gateway/keyservice"
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/compliance"
 	"github.com/keyledger/keyledger/projections/timetravel"
 )
 
-// Ledger is what the audit API reads.
-type Ledger interface {
-	MerkleTree() *merkle.Tree
+// Checkpoints is the ledger's Merkle tree and its signed checkpoints (a
+// *ledger.Checkpointer).
+type Checkpoints interface {
+	Tree() *merkle.Tree
 	// Checkpoint returns a signed checkpoint covering the ledger as it is now.
 	Checkpoint(ctx context.Context) ([]byte, error)
-	// StoredCheckpoints returns every stored signed checkpoint and the key
+	// Stored returns every stored signed checkpoint; Verifier is the key
 	// that verifies them.
-	StoredCheckpoints(ctx context.Context) ([][]byte, string, error)
-	// Now is the service's (injected) clock.
+	Stored(ctx context.Context) ([][]byte, error)
+	Verifier() string
+}
+
+// Chain is the verified hash chain as it stands (a *ledger.Ledger).
+type Chain interface {
+	Head() chain.Head
+}
+
+// Clock is the service's (injected) clock.
+type Clock interface {
 	Now() time.Time
-	// ChainHead is the number of events and the hash of the last, as the
-	// verified chain stands.
-	ChainHead() (uint64, string)
 }
 
 // Config wires the audit API.
 type Config struct {
-	Service *keyservice.Service
-	Ledger  Ledger
-	History History
-	Hub     *Hub
-	Region  string
+	Service     *keyservice.Service
+	Checkpoints Checkpoints
+	Chain       Chain
+	History     History
+	Hub         *Hub
+	Clock       Clock
+	Region      string
 }
 
 // API is the audit HTTP API.
 type API struct {
-	svc     *keyservice.Service
-	ledger  Ledger
-	history History
-	hub     *Hub
-	region  string
-	done    chan struct{}
+	svc         *keyservice.Service
+	checkpoints Checkpoints
+	chain       Chain
+	history     History
+	hub         *Hub
+	clock       Clock
+	region      string
+	done        chan struct{}
 }
 
 // Register adds the audit endpoints to srv.
 func Register(srv *awsjson.Server, cfg Config) *API {
-	a := &API{svc: cfg.Service, ledger: cfg.Ledger, history: cfg.History, hub: cfg.Hub, region: cfg.Region, done: make(chan struct{})}
+	a := &API{svc: cfg.Service, checkpoints: cfg.Checkpoints, chain: cfg.Chain, history: cfg.History, hub: cfg.Hub,
+		clock: cfg.Clock, region: cfg.Region, done: make(chan struct{})}
 	srv.Get("/audit/checkpoint", a.checkpoint)
 	srv.Get("/audit/proof/inclusion", a.inclusion)
 	srv.Get("/audit/proof/consistency", a.consistency)
@@ -81,7 +94,7 @@ func (a *API) checkpoint(c *fiber.Ctx, caller keyservice.Caller) error {
 	if err := a.svc.AuthorizeAudit(caller, "keyledger:ReadAudit", "*"); err != nil {
 		return err
 	}
-	signed, err := a.ledger.Checkpoint(c.UserContext())
+	signed, err := a.checkpoints.Checkpoint(c.UserContext())
 	if err != nil {
 		return err
 	}
@@ -91,15 +104,14 @@ func (a *API) checkpoint(c *fiber.Ctx, caller keyservice.Caller) error {
 
 // ProofResponse carries a proof and the tree hashes it connects.
 type ProofResponse struct {
-	Index    int64    `json:"index,omitempty"`
-	Size     int64    `json:"size,omitempty"`
-	OldSize  int64    `json:"oldSize,omitempty"`
-	NewSize  int64    `json:"newSize,omitempty"`
-	Root     string   `json:"root,omitempty"`
-	OldRoot  string   `json:"oldRoot,omitempty"`
-	NewRoot  string   `json:"newRoot,omitempty"`
-	LeafHash string   `json:"leafHash,omitempty"`
-	Proof    []string `json:"proof"`
+	Index   int64    `json:"index,omitempty"`
+	Size    int64    `json:"size,omitempty"`
+	OldSize int64    `json:"oldSize,omitempty"`
+	NewSize int64    `json:"newSize,omitempty"`
+	Root    string   `json:"root,omitempty"`
+	OldRoot string   `json:"oldRoot,omitempty"`
+	NewRoot string   `json:"newRoot,omitempty"`
+	Proof   []string `json:"proof"`
 }
 
 func hashes(p []tlog.Hash) []string {
@@ -133,7 +145,7 @@ func (a *API) inclusion(c *fiber.Ctx, caller keyservice.Caller) error {
 	if err := a.svc.AuthorizeAudit(caller, "keyledger:ReadAudit", "*"); err != nil {
 		return err
 	}
-	tree := a.ledger.MerkleTree()
+	tree := a.checkpoints.Tree()
 	index, err := intParam(c, "index", -1)
 	if err != nil {
 		return err
@@ -155,7 +167,7 @@ func (a *API) consistency(c *fiber.Ctx, caller keyservice.Caller) error {
 	if err := a.svc.AuthorizeAudit(caller, "keyledger:ReadAudit", "*"); err != nil {
 		return err
 	}
-	tree := a.ledger.MerkleTree()
+	tree := a.checkpoints.Tree()
 	oldSize, err := intParam(c, "old", -1)
 	if err != nil {
 		return err
@@ -213,20 +225,23 @@ func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
 		return bad("format must be json, csv or html")
 	}
 	ctx := c.UserContext()
-	b := compliance.NewBuilder(compliance.Options{Now: a.ledger.Now(), Region: a.region})
+	b := compliance.NewBuilder(compliance.Options{Now: a.clock.Now(), Region: a.region})
 	if err := a.history.EventsFrom(ctx, 0, func(r event.Record) error {
 		b.Add(r)
 		return nil
 	}); err != nil {
 		return err
 	}
-	integrity := &compliance.Integrity{ChainVerified: true}
-	integrity.Events, integrity.Head = a.ledger.ChainHead()
-	signed, vkey, err := a.ledger.StoredCheckpoints(ctx)
+	head := a.chain.Head()
+	integrity := &compliance.Integrity{ChainVerified: true, Events: head.Count, Head: head.Hash.String()}
+	signed, err := a.checkpoints.Stored(ctx)
 	if err != nil {
 		integrity.Problem = "checkpoints unreadable: " + err.Error()
 	} else {
-		integrity.CheckpointsVerified, integrity.Problem = compliance.VerifyCheckpoints(signed, vkey, a.ledger.MerkleTree().Root)
+		integrity.CheckpointsVerified, err = merkle.VerifyCheckpoints(signed, a.checkpoints.Verifier(), a.checkpoints.Tree().Root)
+		if err != nil {
+			integrity.Problem = err.Error()
+		}
 	}
 	b.SetIntegrity(integrity)
 	rep := b.Report()

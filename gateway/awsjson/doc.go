@@ -3,7 +3,9 @@
 // epoch-second timestamps, and errors as {"__type","message"} with AWS's
 // HTTP statuses (5xx only for server faults, so SDKs retry those).
 //
-// It is the only package that touches *fiber.Ctx. Request bytes are decoded
+// It and package auditapi (whose handlers it hosts) are the only packages
+// that touch *fiber.Ctx; tests/arch_test.go holds the rest of the gateway
+// to that. Request bytes are decoded
 // into fresh values inside the handler (Fiber reuses its buffers), and the
 // service gets a context with the gateway's own deadline. Error messages
 // come from the service's *keyservice.Error or from this package's fixed

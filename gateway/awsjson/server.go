@@ -89,9 +89,6 @@ func (s *Server) Get(path string, h func(c *fiber.Ctx, caller keyservice.Caller)
 	})
 }
 
-// App exposes the Fiber app (for Listener and tests).
-func (s *Server) App() *fiber.App { return s.app }
-
 // Serve accepts connections on ln until Shutdown. Routes registered after
 // Serve starts are not reachable.
 func (s *Server) Serve(ln net.Listener) error {

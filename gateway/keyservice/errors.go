@@ -21,7 +21,6 @@ const (
 	CodeIncorrectKey         Code = "IncorrectKeyException"
 	CodeInternal             Code = "KMSInternalException"
 	CodeInvalidAliasName     Code = "InvalidAliasNameException"
-	CodeInvalidArn           Code = "InvalidArnException"
 	CodeInvalidCiphertext    Code = "InvalidCiphertextException"
 	CodeInvalidSignature     Code = "KMSInvalidSignatureException"
 	CodeInvalidMac           Code = "KMSInvalidMacException"

@@ -41,7 +41,7 @@ func (l *memLedger) Append(ctx context.Context, ev *event.Event) (event.Record, 
 		return event.Record{}, l.fail
 	}
 	ev.Index, ev.Prev = uint64(len(l.recs)), l.prev
-	raw := ev.Encode()
+	raw := ev.AppendEncoded(nil)
 	rec := event.Record{Seq: uint64(len(l.recs)) + 1, Event: ev, Raw: raw, Hash: event.Of(raw)}
 	l.recs = append(l.recs, rec)
 	l.prev = rec.Hash

@@ -60,73 +60,22 @@ type wallClock struct{}
 
 func (wallClock) Now() time.Time { return time.Now().UTC() }
 
-// Node is a running instance.
+// Node is a running instance. Its exported fields are the parts a caller
+// (cmd, the end-to-end tests) may inspect or drive directly.
 type Node struct {
-	Ledger      *ledger.Ledger
-	Materials   *material.Store
-	State       *keystate.State
-	Tree        *merkle.Tree
-	Checkpoints *ledger.Checkpoints
-	Feed        *ledger.Feed
-	Hub         *auditapi.Hub
-	Service     *keyservice.Service
-	HTTP        *awsjson.Server
+	Ledger       *ledger.Ledger
+	Materials    *material.Store
+	State        *keystate.State
+	Checkpointer *ledger.Checkpointer
+	Service      *keyservice.Service
 
-	cfg            Config
-	audit          *auditapi.API
-	stopScheduler  context.CancelFunc
-	schedulerDone  chan struct{} // closed when the scheduler and checkpointer stopped
-	cpMu           sync.Mutex
-	lastCheckpoint int64
-}
-
-// StoredCheckpoints returns the stored signed checkpoints and their
-// verifier key (for auditapi.Ledger).
-func (n *Node) StoredCheckpoints(ctx context.Context) ([][]byte, string, error) {
-	all, err := n.Checkpoints.All(ctx)
-	return all, n.cfg.CheckpointVerifier, err
-}
-
-// Now is the service's clock (for auditapi.Ledger).
-func (n *Node) Now() time.Time { return n.cfg.Clock.Now() }
-
-// ChainHead is the verified chain's length and head hash (for auditapi.Ledger).
-func (n *Node) ChainHead() (uint64, string) {
-	h := n.Ledger.Head()
-	return h.Count, h.Hash.String()
-}
-
-// MerkleTree is the Merkle tree over the ledger (for auditapi.Ledger).
-func (n *Node) MerkleTree() *merkle.Tree { return n.Tree }
-
-// Checkpoint signs and stores a checkpoint of the tree as it is now, if it
-// grew since the last one, and returns the signed note.
-func (n *Node) Checkpoint(ctx context.Context) ([]byte, error) {
-	if n.cfg.CheckpointSigner == nil {
-		return nil, errors.New("node: no checkpoint signing key configured")
-	}
-	n.cpMu.Lock()
-	defer n.cpMu.Unlock()
-	size := n.Tree.Size()
-	if size == 0 {
-		return nil, errors.New("node: the ledger is empty")
-	}
-	if size == n.lastCheckpoint {
-		return n.Checkpoints.Latest(ctx)
-	}
-	root, err := n.Tree.Root(size)
-	if err != nil {
-		return nil, err
-	}
-	signed, err := merkle.Sign(merkle.Checkpoint{Origin: n.cfg.CheckpointOrigin, Size: size, Root: root}, n.cfg.CheckpointSigner)
-	if err != nil {
-		return nil, err
-	}
-	if err := n.Checkpoints.Put(ctx, signed); err != nil {
-		return nil, err
-	}
-	n.lastCheckpoint = size
-	return signed, nil
+	cfg           Config
+	feed          *ledger.Feed
+	hub           *auditapi.Hub
+	http          *awsjson.Server
+	audit         *auditapi.API
+	stopScheduler context.CancelFunc
+	schedulerDone chan struct{} // closed when the scheduler, checkpointer and feed stopped
 }
 
 // runFeed announces committed events on the NATS feed and to live HTTP
@@ -139,28 +88,12 @@ func (n *Node) runFeed(ctx context.Context, in <-chan []event.Record, lost *atom
 			return
 		case recs := <-in:
 			if lost.Swap(false) {
-				n.Hub.Lag()
+				n.hub.Lag()
 			}
-			if err := n.Feed.Publish(recs); err != nil && ctx.Err() == nil {
+			if err := n.feed.Publish(recs); err != nil && ctx.Err() == nil {
 				n.cfg.Logger.Debug("audit feed publish failed", "error", err)
 			}
-			n.Hub.Broadcast(recs)
-		}
-	}
-}
-
-// runCheckpoints checkpoints every interval until ctx ends.
-func (n *Node) runCheckpoints(ctx context.Context) {
-	t := time.NewTicker(n.cfg.CheckpointInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := n.Checkpoint(ctx); err != nil && ctx.Err() == nil {
-				n.cfg.Logger.Warn("checkpoint failed; will retry", "error", err)
-			}
+			n.hub.Broadcast(recs)
 		}
 	}
 }
@@ -242,16 +175,18 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	feedLive.Store(true)
 	sctx, cancel := context.WithCancel(context.Background())
 	http := awsjson.New(svc, awsjson.Options{Principals: cfg.Principals, Region: cfg.Region, Now: cfg.AuthClock, Logger: cfg.Logger})
-	n := &Node{Ledger: l, Materials: mats, State: state, Tree: tree, Checkpoints: checkpoints, Feed: feed, Hub: hub, Service: svc, HTTP: http,
-		stopScheduler: cancel, schedulerDone: make(chan struct{})}
 	if cfg.CheckpointOrigin == "" {
 		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
 	}
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = 10 * time.Second
 	}
-	n.cfg = cfg
-	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Ledger: n, History: l, Hub: hub, Region: cfg.Region})
+	cp := ledger.NewCheckpointer(ledger.CheckpointerConfig{Tree: tree, Store: checkpoints,
+		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin})
+	n := &Node{Ledger: l, Materials: mats, State: state, Checkpointer: cp, Service: svc,
+		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{})}
+	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
+		Clock: cfg.Clock, Region: cfg.Region})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -262,7 +197,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.runCheckpoints(sctx)
+			cp.Run(sctx, cfg.CheckpointInterval, cfg.Logger)
 		}()
 	}
 	wg.Add(1)
@@ -295,13 +230,13 @@ func recordPrincipals(ctx context.Context, l *ledger.Ledger, state *keystate.Sta
 }
 
 // Serve answers AWS KMS requests on ln until Close.
-func (n *Node) Serve(ln net.Listener) error { return n.HTTP.Serve(ln) }
+func (n *Node) Serve(ln net.Listener) error { return n.http.Serve(ln) }
 
 // Close stops taking requests, lets in-flight ones finish, then stops the
 // scheduler and the ledger writer. The backend is the caller's to close.
 func (n *Node) Close(ctx context.Context) error {
 	n.audit.Close()
-	err := n.HTTP.Shutdown(ctx)
+	err := n.http.Shutdown(ctx)
 	n.stopScheduler()
 	<-n.schedulerDone
 	n.Ledger.Close()

@@ -158,6 +158,22 @@ func (d *Directory) Exists(arn string) bool {
 	return d.accounts[arn]
 }
 
+// Users returns the configured users (not roles), sorted by ARN.
+func (d *Directory) Users() []*Principal {
+	var out []*Principal
+	for _, p := range d.byARN {
+		if p.Kind == "user" {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Principal) int { return strings.Compare(a.ARN, b.ARN) })
+	return out
+}
+
+// AccessKeyIDs returns the principal's access key ids, sorted; Lookup gives
+// each one's secret.
+func (p *Principal) AccessKeyIDs() []string { return slices.Clone(p.keyIDs) }
+
 // HasAccount reports whether an account is configured.
 func (d *Directory) HasAccount(id string) bool { return d.accounts[id] }
 

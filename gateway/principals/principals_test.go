@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -33,6 +34,13 @@ func TestParseAndLookup(t *testing.T) {
 		if d.Exists(arn) != want {
 			t.Errorf("Exists(%s) != %v", arn, want)
 		}
+	}
+	var users []string
+	for _, u := range d.Users() {
+		users = append(users, u.ARN+" "+strings.Join(u.AccessKeyIDs(), ","))
+	}
+	if want := []string{"arn:aws:iam::111122223333:user/alice AKIAALICE0000001", "arn:aws:iam::444455556666:user/carol AKIACAROL0000001"}; !slices.Equal(users, want) {
+		t.Fatalf("Users = %q, want %q", users, want)
 	}
 	text, hash := d.Summary()
 	if strings.Contains(text, "secret-") || len(hash) != 64 || !strings.Contains(text, "AKIAALICE0000001") {

@@ -29,7 +29,7 @@ func build(n int) memSource {
 		var msg []byte
 		for j := 0; j < 2; j++ {
 			e := &event.Event{Index: idx, Prev: prev, Time: time.Unix(int64(idx), 0), Operation: "Encrypt", Body: &event.APICall{}}
-			raw := e.Encode()
+			raw := e.AppendEncoded(nil)
 			prev = event.Of(raw)
 			idx++
 			msg = append(append(msg, raw...), '\n')

@@ -25,8 +25,9 @@ type Options struct {
 	// Listen is host:port for NATS clients (e.g. audit subscribers). Empty
 	// means no network listener: in-process connections only.
 	Listen string
-	// NoSync turns off fsync on every write. Only for tests that measure
-	// something else; an acknowledged event may then be lost on power cut.
+	// NoSync turns off fsync on every write (serve --unsafe-no-fsync, used
+	// to measure what durability costs): an acknowledged event may then be
+	// lost on a power cut. Never for a deployment that keeps real keys.
 	NoSync bool
 }
 

@@ -81,11 +81,6 @@ type Body interface {
 // Refused reports whether the event records a refused request.
 func (e *Event) Refused() bool { return e.Error != nil && e.Error.Code != "" }
 
-// Encode returns the event's canonical bytes (without a newline).
-func (e *Event) Encode() []byte {
-	return e.AppendEncoded(make([]byte, 0, 512))
-}
-
 // AppendEncoded appends the event's canonical bytes to dst.
 func (e *Event) AppendEncoded(dst []byte) []byte {
 	w := writer{b: dst}

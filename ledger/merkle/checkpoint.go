@@ -102,3 +102,20 @@ func LoadOrCreateKey(path, name string) (note.Signer, string, error) {
 	s, err := note.NewSigner(skey)
 	return s, vkey, err
 }
+
+// VerifyCheckpoints opens every signed checkpoint with the verifier key and
+// checks that its root is the tree's root at its size (root is usually a
+// Tree's Root). It returns how many verified before the first problem.
+func VerifyCheckpoints(signed [][]byte, vkey string, root func(size int64) (tlog.Hash, error)) (int, error) {
+	for i, s := range signed {
+		cp, err := Open(s, vkey)
+		if err != nil {
+			return i, fmt.Errorf("checkpoint %d: %v", i+1, err)
+		}
+		r, err := root(cp.Size)
+		if err != nil || r != cp.Root {
+			return i, fmt.Errorf("checkpoint %d (size %d) does not match the ledger's Merkle root", i+1, cp.Size)
+		}
+	}
+	return len(signed), nil
+}

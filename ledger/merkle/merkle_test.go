@@ -108,6 +108,40 @@ func TestCheckpointSignOpen(t *testing.T) {
 	}
 }
 
+func TestVerifyCheckpoints(t *testing.T) {
+	signer, vkey, err := LoadOrCreateKey(t.TempDir()+"/checkpoint.key", "keyledger.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tree Tree
+	var signed [][]byte
+	for i := range 5 {
+		if err := tree.Append([]byte(fmt.Sprintf("event %d", i))); err != nil {
+			t.Fatal(err)
+		}
+		root, _ := tree.Root(tree.Size())
+		s, err := Sign(Checkpoint{Origin: "keyledger.example", Size: tree.Size(), Root: root}, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed = append(signed, s)
+	}
+	if n, err := VerifyCheckpoints(signed, vkey, tree.Root); n != 5 || err != nil {
+		t.Fatalf("intact: %d verified, %v", n, err)
+	}
+	var other Tree // a ledger whose third event differs
+	for i := range 5 {
+		other.Append([]byte(fmt.Sprintf("event %d", i%3*i)))
+	}
+	if n, err := VerifyCheckpoints(signed, vkey, other.Root); n != 2 || err == nil {
+		t.Fatalf("another ledger: %d verified, %v; want 2 and an error", n, err)
+	}
+	_, otherKey, _ := note.GenerateKey(nil, "keyledger.example")
+	if n, err := VerifyCheckpoints(signed, otherKey, tree.Root); n != 0 || err == nil {
+		t.Fatalf("another key: %d verified, %v", n, err)
+	}
+}
+
 // FuzzAdversarialProofs: a proof the fuzzer builds (hashes, index, size)
 // must never prove a leaf that is not in the tree.
 func FuzzAdversarialProofs(f *testing.F) {

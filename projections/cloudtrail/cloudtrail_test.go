@@ -15,7 +15,7 @@ func TestRender(t *testing.T) {
 		SourceIP: "192.0.2.7", UserAgent: "aws-cli/2", RequestID: "req-1"}
 	enc := &event.Event{Index: 7, Time: t0, Operation: "Encrypt", Account: "111122223333", Region: "us-east-1", KeyID: "k1",
 		Actor: actor, Body: &event.APICall{MaterialID: "m1", EncryptionAlgorithm: "SYMMETRIC_DEFAULT", EncryptionContext: map[string]string{"app": "x"}}}
-	r := event.Record{Event: enc, Raw: enc.Encode()}
+	r := event.Record{Event: enc, Raw: enc.AppendEncoded(nil)}
 	r.Hash = event.Of(r.Raw)
 	rec := Render(r)
 	if rec.EventName != "Encrypt" || rec.EventSource != "kms.amazonaws.com" || rec.EventType != "AwsApiCall" || !rec.ReadOnly ||
@@ -26,13 +26,13 @@ func TestRender(t *testing.T) {
 	}
 	denied := &event.Event{Index: 8, Time: t0, Operation: "Decrypt", Account: "111122223333", Region: "us-east-1", KeyID: "k1", Actor: actor,
 		Error: &event.Failure{Code: "AccessDeniedException", Message: "User: … is not authorized", Reason: "no key policy statement allows it"}, Body: &event.APICall{}}
-	rd := Render(event.Record{Event: denied, Raw: denied.Encode()})
+	rd := Render(event.Record{Event: denied, Raw: denied.AppendEncoded(nil)})
 	if rd.ErrorCode != "AccessDeniedException" || rd.Keyledger.Reason == "" {
 		t.Fatalf("refusal record: %+v", rd)
 	}
 	del := &event.Event{Index: 9, Time: t0, Operation: "DeleteKey", Account: "111122223333", Region: "us-east-1", KeyID: "k1",
 		Body: &event.KeyDeleted{DestroyedMaterials: []string{"m1"}}}
-	rs := Render(event.Record{Event: del, Raw: del.Encode()})
+	rs := Render(event.Record{Event: del, Raw: del.AppendEncoded(nil)})
 	if rs.EventType != "AwsServiceEvent" || rs.ServiceEventDetails["keyId"] != "k1" || rs.UserIdentity.Type != "AWSService" {
 		t.Fatalf("service event: %+v", rs)
 	}

@@ -14,10 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/keyledger/keyledger/ledger/event"
-	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/keystate"
 	"github.com/keyledger/keyledger/projections/policy"
 )
@@ -162,68 +159,162 @@ func (b *Builder) Report() *Report {
 	snap := b.state.Snapshot()
 	rep := &Report{GeneratedAt: o.Now, Region: o.Region, Events: b.events, FirstEvent: b.first, LastEvent: b.last,
 		Keys: len(snap.Keys), KeysByState: map[string]int{}, RotationAge: map[string]int{}, DeniedPerDay: b.denied}
-	days := func(t time.Time) int { return int(o.Now.Sub(t).Hours() / 24) }
-
-	rotation := Check{ID: "rotation", Title: "Automatic rotation is enabled for symmetric encryption keys",
-		Source: "AWS Security Hub KMS.4; PCI DSS v4.0 3.6.4"}
-	age := Check{ID: "cryptoperiod-age", Title: fmt.Sprintf("Key material is younger than its cryptoperiod (%d days)", o.MaxAgeDays),
-		Source: "NIST SP 800-57 Part 1 Rev. 5 §5.3; PCI DSS v4.0 3.6.4"}
-	use := Check{ID: "cryptoperiod-usage", Title: fmt.Sprintf("No key material has done more than %d encryptions", o.MaxEncryptions),
-		Source: "NIST SP 800-38D §8.3 (usage limits); PCI DSS v4.0 3.6.4"}
-	pending := Check{ID: "pending-deletion", Title: "No key is scheduled for deletion unintentionally",
-		Source: "AWS Security Hub KMS.3"}
-	public := Check{ID: "public-key-policy", Title: "No key policy allows use of the key to everyone (Principal \"*\" without conditions)",
-		Source: "AWS Security Hub KMS.5"}
-	identity := Check{ID: "decrypt-on-all-keys", Title: "No identity policy allows decryption on all KMS keys",
-		Source: "AWS Security Hub KMS.1 and KMS.2"}
-	unused := Check{ID: "unused-keys", Title: fmt.Sprintf("No enabled key has gone unused for %d days", o.UnusedDays),
-		Source: "NIST SP 800-57 Part 1 Rev. 5 §8.3.4 (keys no longer needed); PCI DSS v4.0 3.7.5"}
-
 	for _, k := range snap.Keys {
 		rep.KeysByState[string(k.State)]++
-		arn := b.arn(k)
-		if k.Spec == "SYMMETRIC_DEFAULT" && k.Origin == "AWS_KMS" && k.State != keystate.PendingDeletion && k.RotationPeriodDays == 0 {
-			rotation.Findings = append(rotation.Findings, Finding{arn, "automatic rotation is disabled"})
-		}
 		if k.HasMaterial() {
-			m := k.CurrentMaterial()
-			rep.RotationAge[k.ID] = days(m.Created)
-			if d := days(m.Created); d > o.MaxAgeDays {
-				age.Findings = append(age.Findings, Finding{arn, fmt.Sprintf("current key material %s is %d days old", short(m.ID), d)})
-			}
-			for _, mm := range k.Materials {
-				if n := snap.Encryptions[mm.ID]; n > o.MaxEncryptions {
-					use.Findings = append(use.Findings, Finding{arn, fmt.Sprintf("key material %s has done %d encryptions", short(mm.ID), n)})
-				}
-			}
-		}
-		if k.State == keystate.PendingDeletion {
-			pending.Findings = append(pending.Findings, Finding{arn, "deletion scheduled for " + k.DeletionDate.UTC().Format(time.RFC3339)})
-		}
-		if doc, err := policy.Parse(k.Policy); err == nil {
-			for i, st := range doc.Statements {
-				if st.Effect == policy.Allow && st.Principal != nil && st.Principal.Any && len(st.Conditions) == 0 {
-					public.Findings = append(public.Findings, Finding{arn, fmt.Sprintf("key policy %s allows any principal", doc.Label(&doc.Statements[i]))})
-				}
-			}
-		}
-		if k.State == keystate.Enabled {
-			last, used := snap.LastUse[k.ID]
-			switch {
-			case used && days(last.Time) > o.UnusedDays:
-				unused.Findings = append(unused.Findings, Finding{arn, fmt.Sprintf("last used %d days ago (%s)", days(last.Time), last.Operation)})
-			case !used && days(k.Created) > o.UnusedDays:
-				unused.Findings = append(unused.Findings, Finding{arn, fmt.Sprintf("never used in the %d days since it was created", days(k.Created))})
-			}
+			rep.RotationAge[k.ID] = b.days(k.CurrentMaterial().Created)
 		}
 	}
-	var principals []struct {
-		ARN      string            `json:"arn"`
-		Policies []json.RawMessage `json:"policies"`
-	}
-	_ = json.Unmarshal([]byte(b.principals), &principals)
+	principals := b.configuredPrincipals()
 	for _, p := range principals {
 		rep.Principals = append(rep.Principals, p.ARN)
+	}
+	rep.Checks = []Check{
+		b.checkRotation(snap),
+		b.checkCryptoperiodAge(snap),
+		b.checkCryptoperiodUsage(snap),
+		b.checkPendingDeletion(snap),
+		b.checkPublicKeyPolicy(snap),
+		b.checkDecryptOnAllKeys(principals),
+		b.checkUnusedKeys(snap),
+		b.checkDeniedSpikes(),
+		b.checkIntegrity(),
+		b.checkRetention(),
+	}
+	for i := range rep.Checks {
+		settle(&rep.Checks[i])
+	}
+	rep.Usage = b.busiestKeys(5)
+	return rep
+}
+
+// settle fills in a check's status and summary from its findings, unless
+// the check set them itself.
+func settle(c *Check) {
+	if c.Status == "" {
+		c.Status = "PASS"
+		if len(c.Findings) > 0 {
+			c.Status = "FAIL"
+			if c.ID == "pending-deletion" {
+				c.Status = "WARN"
+			}
+		}
+	}
+	if c.Summary == "" {
+		c.Summary = fmt.Sprintf("%d findings", len(c.Findings))
+	}
+}
+
+// days is how many whole days before the report's time t was.
+func (b *Builder) days(t time.Time) int { return int(b.opts.Now.Sub(t).Hours() / 24) }
+
+func (b *Builder) checkRotation(snap keystate.Snapshot) Check {
+	c := Check{ID: "rotation", Title: "Automatic rotation is enabled for symmetric encryption keys",
+		Source: "AWS Security Hub KMS.4; PCI DSS v4.0 3.6.4"}
+	for _, k := range snap.Keys {
+		if k.Spec == "SYMMETRIC_DEFAULT" && k.Origin == "AWS_KMS" && k.State != keystate.PendingDeletion && k.RotationPeriodDays == 0 {
+			c.Findings = append(c.Findings, Finding{b.arn(k), "automatic rotation is disabled"})
+		}
+	}
+	return c
+}
+
+func (b *Builder) checkCryptoperiodAge(snap keystate.Snapshot) Check {
+	c := Check{ID: "cryptoperiod-age", Title: fmt.Sprintf("Key material is younger than its cryptoperiod (%d days)", b.opts.MaxAgeDays),
+		Source: "NIST SP 800-57 Part 1 Rev. 5 §5.3; PCI DSS v4.0 3.6.4"}
+	for _, k := range snap.Keys {
+		if !k.HasMaterial() {
+			continue
+		}
+		m := k.CurrentMaterial()
+		if d := b.days(m.Created); d > b.opts.MaxAgeDays {
+			c.Findings = append(c.Findings, Finding{b.arn(k), fmt.Sprintf("current key material %s is %d days old", short(m.ID), d)})
+		}
+	}
+	return c
+}
+
+func (b *Builder) checkCryptoperiodUsage(snap keystate.Snapshot) Check {
+	c := Check{ID: "cryptoperiod-usage", Title: fmt.Sprintf("No key material has done more than %d encryptions", b.opts.MaxEncryptions),
+		Source: "NIST SP 800-38D §8.3 (usage limits); PCI DSS v4.0 3.6.4"}
+	for _, k := range snap.Keys {
+		if !k.HasMaterial() {
+			continue
+		}
+		for _, m := range k.Materials {
+			if n := snap.Encryptions[m.ID]; n > b.opts.MaxEncryptions {
+				c.Findings = append(c.Findings, Finding{b.arn(k), fmt.Sprintf("key material %s has done %d encryptions", short(m.ID), n)})
+			}
+		}
+	}
+	return c
+}
+
+func (b *Builder) checkPendingDeletion(snap keystate.Snapshot) Check {
+	c := Check{ID: "pending-deletion", Title: "No key is scheduled for deletion unintentionally",
+		Source: "AWS Security Hub KMS.3"}
+	for _, k := range snap.Keys {
+		if k.State == keystate.PendingDeletion {
+			c.Findings = append(c.Findings, Finding{b.arn(k), "deletion scheduled for " + k.DeletionDate.UTC().Format(time.RFC3339)})
+		}
+	}
+	return c
+}
+
+func (b *Builder) checkPublicKeyPolicy(snap keystate.Snapshot) Check {
+	c := Check{ID: "public-key-policy", Title: "No key policy allows use of the key to everyone (Principal \"*\" without conditions)",
+		Source: "AWS Security Hub KMS.5"}
+	for _, k := range snap.Keys {
+		doc, err := policy.Parse(k.Policy)
+		if err != nil {
+			continue
+		}
+		for i, st := range doc.Statements {
+			if st.Effect == policy.Allow && st.Principal != nil && st.Principal.Any && len(st.Conditions) == 0 {
+				c.Findings = append(c.Findings, Finding{b.arn(k), fmt.Sprintf("key policy %s allows any principal", doc.Label(&doc.Statements[i]))})
+			}
+		}
+	}
+	return c
+}
+
+func (b *Builder) checkUnusedKeys(snap keystate.Snapshot) Check {
+	c := Check{ID: "unused-keys", Title: fmt.Sprintf("No enabled key has gone unused for %d days", b.opts.UnusedDays),
+		Source: "NIST SP 800-57 Part 1 Rev. 5 §8.3.4 (keys no longer needed); PCI DSS v4.0 3.7.5"}
+	for _, k := range snap.Keys {
+		if k.State != keystate.Enabled {
+			continue
+		}
+		last, used := snap.LastUse[k.ID]
+		switch {
+		case used && b.days(last.Time) > b.opts.UnusedDays:
+			c.Findings = append(c.Findings, Finding{b.arn(k), fmt.Sprintf("last used %d days ago (%s)", b.days(last.Time), last.Operation)})
+		case !used && b.days(k.Created) > b.opts.UnusedDays:
+			c.Findings = append(c.Findings, Finding{b.arn(k), fmt.Sprintf("never used in the %d days since it was created", b.days(k.Created))})
+		}
+	}
+	return c
+}
+
+// configuredPrincipal is one principal as the newest PrincipalsConfigured
+// event summarises it.
+type configuredPrincipal struct {
+	ARN      string            `json:"arn"`
+	Policies []json.RawMessage `json:"policies"`
+}
+
+// configuredPrincipals reads the newest principals summary folded; a
+// summary that does not parse yields none.
+func (b *Builder) configuredPrincipals() []configuredPrincipal {
+	var principals []configuredPrincipal
+	_ = json.Unmarshal([]byte(b.principals), &principals)
+	return principals
+}
+
+func (b *Builder) checkDecryptOnAllKeys(principals []configuredPrincipal) Check {
+	c := Check{ID: "decrypt-on-all-keys", Title: "No identity policy allows decryption on all KMS keys",
+		Source: "AWS Security Hub KMS.1 and KMS.2"}
+	for _, p := range principals {
 		for _, raw := range p.Policies {
 			doc, err := policy.Parse(string(raw))
 			if err != nil {
@@ -235,15 +326,18 @@ func (b *Builder) Report() *Report {
 				}
 				for _, a := range []string{"kms:Decrypt", "kms:ReEncryptFrom"} {
 					if (&st).MatchesAction(a) {
-						identity.Findings = append(identity.Findings, Finding{p.ARN, fmt.Sprintf("identity policy %s allows %s on all keys", doc.Label(&doc.Statements[i]), a)})
+						c.Findings = append(c.Findings, Finding{p.ARN, fmt.Sprintf("identity policy %s allows %s on all keys", doc.Label(&doc.Statements[i]), a)})
 						break
 					}
 				}
 			}
 		}
 	}
+	return c
+}
 
-	spikes := Check{ID: "denied-spikes", Title: "No spike of denied requests",
+func (b *Builder) checkDeniedSpikes() Check {
+	c := Check{ID: "denied-spikes", Title: "No spike of denied requests",
 		Source: "PCI DSS v4.0 10.4.1 (review of security events); NIST SP 800-92"}
 	var counts []int
 	for _, n := range b.denied {
@@ -254,67 +348,60 @@ func (b *Builder) Report() *Report {
 	if len(counts) > 0 {
 		median = counts[len(counts)/2]
 	}
-	threshold := max(o.SpikeMinimum, 3*median)
+	threshold := max(b.opts.SpikeMinimum, 3*median)
 	for _, day := range slices.Sorted(maps.Keys(b.denied)) {
 		if n := b.denied[day]; n > threshold {
-			spikes.Findings = append(spikes.Findings, Finding{day, fmt.Sprintf("%d denied requests (threshold %d)", n, threshold)})
+			c.Findings = append(c.Findings, Finding{day, fmt.Sprintf("%d denied requests (threshold %d)", n, threshold)})
 		}
 	}
+	return c
+}
 
-	integrity := Check{ID: "audit-integrity", Title: "The audit ledger's hash chain and signed checkpoints verify",
+func (b *Builder) checkIntegrity() Check {
+	c := Check{ID: "audit-integrity", Title: "The audit ledger's hash chain and signed checkpoints verify",
 		Source: "PCI DSS v4.0 10.3.4 (audit log integrity); NIST SP 800-92"}
-	switch in := o.Integrity; {
+	switch in := b.opts.Integrity; {
 	case in == nil:
-		integrity.Status, integrity.Summary = "WARN", "not checked"
+		c.Status, c.Summary = "WARN", "not checked"
 	case in.Problem != "":
-		integrity.Findings = append(integrity.Findings, Finding{"ledger", in.Problem})
+		c.Findings = append(c.Findings, Finding{"ledger", in.Problem})
 	default:
-		integrity.Summary = fmt.Sprintf("%d events chain-linked to head %s; %d signed checkpoints verify and match the ledger",
+		c.Summary = fmt.Sprintf("%d events chain-linked to head %s; %d signed checkpoints verify and match the ledger",
 			in.Events, short(in.Head), in.CheckpointsVerified)
 	}
+	return c
+}
 
-	retention := Check{ID: "retention", Title: fmt.Sprintf("Audit records are kept at least %d months", o.RetentionMonths),
+func (b *Builder) checkRetention() Check {
+	o := b.opts
+	c := Check{ID: "retention", Title: fmt.Sprintf("Audit records are kept at least %d months", o.RetentionMonths),
 		Source: "PCI DSS v4.0 10.5.1"}
 	need := time.Duration(o.RetentionMonths) * 30 * 24 * time.Hour
 	switch {
 	case o.Retention != 0 && o.Retention < need:
-		retention.Findings = append(retention.Findings, Finding{"ledger stream", fmt.Sprintf("the stream keeps events only %s", o.Retention)})
+		c.Findings = append(c.Findings, Finding{"ledger stream", fmt.Sprintf("the stream keeps events only %s", o.Retention)})
 	default:
-		retention.Summary = "the ledger stream never expires events (deletes and purges are denied)"
+		c.Summary = "the ledger stream never expires events (deletes and purges are denied)"
 		if !b.first.IsZero() {
-			retention.Summary += "; first event " + b.first.UTC().Format("2006-01-02")
+			c.Summary += "; first event " + b.first.UTC().Format("2006-01-02")
 		}
 	}
+	return c
+}
 
-	rep.Checks = []Check{rotation, age, use, pending, public, identity, unused, spikes, integrity, retention}
-	for i := range rep.Checks {
-		c := &rep.Checks[i]
-		if c.Status == "" {
-			c.Status = "PASS"
-			if len(c.Findings) > 0 {
-				c.Status = "FAIL"
-				if c.ID == "pending-deletion" {
-					c.Status = "WARN"
-				}
-			}
-		}
-		if c.Summary == "" {
-			c.Summary = fmt.Sprintf("%d findings", len(c.Findings))
-		}
-	}
-
-	// Usage chart: the five busiest keys.
+// busiestKeys is the usage chart: the n keys with the most operations.
+func (b *Builder) busiestKeys(n int) []Series {
 	type total struct {
 		key string
 		n   int
 	}
 	var totals []total
 	for k, byDay := range b.usage {
-		n := 0
+		sum := 0
 		for _, c := range byDay {
-			n += c
+			sum += c
 		}
-		totals = append(totals, total{k, n})
+		totals = append(totals, total{k, sum})
 	}
 	slices.SortFunc(totals, func(a, b total) int {
 		if a.n != b.n {
@@ -322,13 +409,14 @@ func (b *Builder) Report() *Report {
 		}
 		return strings.Compare(a.key, b.key)
 	})
+	var out []Series
 	for i, t := range totals {
-		if i == 5 {
+		if i == n {
 			break
 		}
-		rep.Usage = append(rep.Usage, Series{Key: t.key, Counts: b.usage[t.key]})
+		out = append(out, Series{Key: t.key, Counts: b.usage[t.key]})
 	}
-	return rep
+	return out
 }
 
 func short(id string) string {
@@ -336,21 +424,4 @@ func short(id string) string {
 		return id[:12] + "…"
 	}
 	return id
-}
-
-// VerifyCheckpoints opens every signed checkpoint with the verifier key and
-// checks that its root is the ledger's root at its size. It returns how many
-// verified, or the first problem.
-func VerifyCheckpoints(signed [][]byte, vkey string, root func(size int64) (tlog.Hash, error)) (int, string) {
-	for i, s := range signed {
-		cp, err := merkle.Open(s, vkey)
-		if err != nil {
-			return i, fmt.Sprintf("checkpoint %d: %v", i+1, err)
-		}
-		r, err := root(cp.Size)
-		if err != nil || r != cp.Root {
-			return i, fmt.Sprintf("checkpoint %d (size %d) does not match the ledger's Merkle root", i+1, cp.Size)
-		}
-	}
-	return len(signed), ""
 }

@@ -25,12 +25,6 @@ type Request struct {
 	Context func(key string) []string
 }
 
-// Values adapts a map of condition keys (lower-cased names) to
-// Request.Context.
-func Values(m map[string][]string) func(string) []string {
-	return func(k string) []string { return m[k] }
-}
-
 // Label names a statement of d for people: its Sid, or its position.
 func (d *Document) Label(st *Statement) string {
 	if st.Sid != "" {

@@ -15,7 +15,7 @@ const (
 
 func req(principal, action string, ctx map[string][]string) Request {
 	account := strings.Split(principal, ":")[4]
-	return Request{Principal: Principal{ARN: principal, Account: account}, Action: action, Resource: key, Context: Values(ctx)}
+	return Request{Principal: Principal{ARN: principal, Account: account}, Action: action, Resource: key, Context: values(ctx)}
 }
 
 type outcome string
@@ -233,4 +233,10 @@ func FuzzParse(f *testing.F) {
 		r := doc.Evaluate(req(alice, "kms:Decrypt", map[string][]string{"kms:encryptioncontextkeys": {"a", "b"}, "aws:sourceip": {"192.0.2.1"}}))
 		_ = decide(r)
 	})
+}
+
+// values adapts a map of condition keys (lower-cased names) to
+// Request.Context.
+func values(m map[string][]string) func(string) []string {
+	return func(k string) []string { return m[k] }
 }

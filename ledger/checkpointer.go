@@ -1,0 +1,100 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/keyledger/keyledger/ledger/merkle"
+)
+
+// CheckpointerConfig describes what a Checkpointer signs and where it keeps
+// the result.
+type CheckpointerConfig struct {
+	Tree  *merkle.Tree // the Merkle tree over the ledger, kept current by the caller
+	Store *Checkpoints
+	// Signer signs checkpoints; nil means this instance makes none.
+	// Verifier is its public key (note vkey), Origin names the log.
+	Signer   note.Signer
+	Verifier string
+	Origin   string
+}
+
+// Checkpointer signs checkpoints of the ledger's Merkle tree and stores
+// them. Run makes one every interval; Checkpoint makes one on demand. It is
+// safe for concurrent use.
+type Checkpointer struct {
+	cfg  CheckpointerConfig
+	mu   sync.Mutex
+	last int64 // tree size of the newest checkpoint this Checkpointer stored
+}
+
+// NewCheckpointer returns a Checkpointer; it does nothing until called.
+func NewCheckpointer(cfg CheckpointerConfig) *Checkpointer {
+	return &Checkpointer{cfg: cfg}
+}
+
+// Tree is the Merkle tree the checkpoints cover.
+func (c *Checkpointer) Tree() *merkle.Tree { return c.cfg.Tree }
+
+// Verifier is the key (note vkey) that verifies the checkpoints.
+func (c *Checkpointer) Verifier() string { return c.cfg.Verifier }
+
+// Stored returns every stored signed checkpoint, oldest first.
+func (c *Checkpointer) Stored(ctx context.Context) ([][]byte, error) {
+	return c.cfg.Store.All(ctx)
+}
+
+// Checkpoint signs and stores a checkpoint of the tree as it is now, if it
+// grew since the last one, and returns the newest signed note.
+func (c *Checkpointer) Checkpoint(ctx context.Context) ([]byte, error) {
+	if c.cfg.Signer == nil {
+		return nil, errors.New("ledger: no checkpoint signing key configured")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	size := c.cfg.Tree.Size()
+	if size == 0 {
+		return nil, errors.New("ledger: the ledger is empty")
+	}
+	if size == c.last {
+		return c.cfg.Store.Latest(ctx)
+	}
+	root, err := c.cfg.Tree.Root(size)
+	if err != nil {
+		return nil, err
+	}
+	signed, err := merkle.Sign(merkle.Checkpoint{Origin: c.cfg.Origin, Size: size, Root: root}, c.cfg.Signer)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.cfg.Store.Put(ctx, signed); err != nil {
+		return nil, err
+	}
+	c.last = size
+	return signed, nil
+}
+
+// Run checkpoints every interval until ctx ends. A failed checkpoint is
+// logged and retried at the next tick. Without a signer it returns at once.
+func (c *Checkpointer) Run(ctx context.Context, interval time.Duration, logger *slog.Logger) {
+	if c.cfg.Signer == nil {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := c.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+				logger.Warn("checkpoint failed; will retry", "error", err)
+			}
+		}
+	}
+}

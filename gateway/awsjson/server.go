@@ -66,7 +66,7 @@ type Options struct {
 	Ready func(context.Context) error
 	// MaxConnections caps concurrent connections (more are answered 503
 	// and closed); the timeouts bound a slow client. Zero means default.
-	MaxConnections                        int
+	MaxConnections                         int
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
 

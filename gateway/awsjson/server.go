@@ -63,10 +63,17 @@ type Options struct {
 	Logger *slog.Logger
 	// Ready reports whether the instance can serve (GET /readyz); nil
 	// means always ready.
-	Ready func(context.Context) error
-	// MaxConnections caps concurrent connections (more are answered 503
-	// and closed); the timeouts bound a slow client. Zero means default.
-	MaxConnections                         int
+	Ready  func(context.Context) error
+	Limits Limits
+}
+
+// Limits bound what connections may hold. Zero fields take the defaults.
+type Limits struct {
+	// MaxConnections caps concurrent connections; more are answered 503
+	// and closed.
+	MaxConnections int
+	// ReadTimeout bounds reading a request, WriteTimeout writing its
+	// answer, IdleTimeout a keep-alive connection between requests.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
 
@@ -87,10 +94,10 @@ func New(svc *keyservice.Service, o Options) *Server {
 		DisableStartupMessage: true,
 		BodyLimit:             MaxBodyBytes,
 		ReadBufferSize:        MaxHeaderBytes,
-		Concurrency:           orDefault(o.MaxConnections, DefaultMaxConnections),
-		ReadTimeout:           orDefault(o.ReadTimeout, DefaultReadTimeout),
-		WriteTimeout:          orDefault(o.WriteTimeout, DefaultWriteTimeout),
-		IdleTimeout:           orDefault(o.IdleTimeout, DefaultIdleTimeout),
+		Concurrency:           orDefault(o.Limits.MaxConnections, DefaultMaxConnections),
+		ReadTimeout:           orDefault(o.Limits.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:          orDefault(o.Limits.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:           orDefault(o.Limits.IdleTimeout, DefaultIdleTimeout),
 		ErrorHandler:          s.fiberError,
 	})
 	s.app.Post("/", s.handle)

@@ -54,6 +54,11 @@ type Config struct {
 	CheckpointOrigin   string
 	CheckpointInterval time.Duration // default 10s
 	Logger             *slog.Logger
+	// DataDir is the embedded ledger's directory, whose disk Ready watches
+	// ("" with an external NATS).
+	DataDir string
+	// HTTP bounds connections and timeouts of the gateway.
+	HTTP awsjson.Limits
 }
 
 type wallClock struct{}
@@ -241,8 +246,10 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	hub := &auditapi.Hub{}
 	feedLive.Store(true)
 	sctx, cancel := context.WithCancel(context.Background())
-	http := awsjson.New(svc, awsjson.Options{Principals: cfg.Principals, Region: cfg.Region, Now: cfg.AuthClock, Logger: cfg.Logger})
-	n := &Node{Ledger: l, Materials: mats, State: state, Tree: tree, Checkpoints: checkpoints, Feed: feed, Hub: hub, Service: svc, HTTP: http,
+	var n *Node
+	http := awsjson.New(svc, awsjson.Options{Principals: cfg.Principals, Region: cfg.Region, Now: cfg.AuthClock, Logger: cfg.Logger,
+		Limits: cfg.HTTP, Ready: func(ctx context.Context) error { return n.Ready(ctx) }})
+	n = &Node{Ledger: l, Materials: mats, State: state, Tree: tree, Checkpoints: checkpoints, Feed: feed, Hub: hub, Service: svc, HTTP: http,
 		stopScheduler: cancel, schedulerDone: make(chan struct{})}
 	if cfg.CheckpointOrigin == "" {
 		cfg.CheckpointOrigin = "keyledger/" + cfg.Region

@@ -121,6 +121,7 @@ type instance struct {
 	tls      *tls.Config // serve TLS with this (withTLS)
 	client   *http.Client
 	limits   awsjson.Limits
+	listen   func() net.Listener // where to serve once started (default: a new loopback port)
 }
 
 type option func(*instance)
@@ -177,8 +178,10 @@ func (i *instance) up() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	var ln net.Listener
+	if i.listen != nil {
+		ln = i.listen()
+	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
 	i.endpoint = "http://" + ln.Addr().String()

@@ -6,8 +6,8 @@ package tests
 import (
 	"bytes"
 	"context"
-	"errors"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"

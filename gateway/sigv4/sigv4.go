@@ -106,5 +106,8 @@ func (a Authorization) CheckSigned(name string) error {
 			return nil
 		}
 	}
+	if strings.EqualFold(name, "host") {
+		return &InvalidError{Reason: "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."}
+	}
 	return &InvalidError{Reason: "'" + name + "' must be a 'SignedHeader' in the AWS Authorization."}
 }

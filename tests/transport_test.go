@@ -292,3 +292,29 @@ func TestSelfSignedServe(t *testing.T) {
 		t.Fatalf("/readyz = %d after start", resp.StatusCode)
 	}
 }
+
+// TestFirstRunBannerAndSingleNATSWarning: the first-run banner exports both
+// region variables (the SDKs read AWS_REGION, the AWS CLI v1
+// AWS_DEFAULT_REGION), and one external NATS replica is warned about.
+func TestFirstRunBannerAndSingleNATSWarning(t *testing.T) {
+	natsPort := freePort(t)
+	startNATS(t, t.TempDir(), natsPort)
+	cmd := exec.Command(binary, "serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:"+strconv.Itoa(freePort(t)),
+		"--nats-url", "nats://127.0.0.1:"+strconv.Itoa(natsPort))
+	var out syncBuffer
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out.String(), "keyledger serving"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s", out.String())
+		}
+	}
+	for _, want := range []string{"export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1", "level=WARN", "sync_interval: always", "--replicas 3"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("start-up output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

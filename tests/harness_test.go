@@ -6,9 +6,11 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
+	"github.com/keyledger/keyledger/gateway/awsjson"
 	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/ledger"
@@ -116,6 +119,10 @@ type instance struct {
 	replicas int
 	signer   note.Signer // signs checkpoints
 	vkey     string      // verifies them
+	tls      *tls.Config // serve TLS with this (withTLS)
+	client   *http.Client
+	limits   awsjson.Limits
+	listen   func() net.Listener // where to serve once started (default: a new loopback port)
 }
 
 type option func(*instance)
@@ -166,18 +173,24 @@ func (i *instance) up() {
 	}
 	i.node, err = node.Start(context.Background(), i.backend, node.Config{
 		Region: testRegion, RootKey: i.root, Clock: i.clock, Principals: dir,
-		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCf, Logger: log,
+		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCf, Logger: log, HTTP: i.limits,
 		CheckpointSigner: i.signer, CheckpointVerifier: i.vkey, CheckpointInterval: time.Hour, // tests checkpoint explicitly
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	var ln net.Listener
+	if i.listen != nil {
+		ln = i.listen()
+	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	go i.node.Serve(ln)
 	i.endpoint = "http://" + ln.Addr().String()
+	if i.tls != nil {
+		ln = tls.NewListener(ln, i.tls)
+		i.endpoint = "https://" + ln.Addr().String()
+	}
+	go i.node.Serve(ln)
 	i.kms = i.as("admin")
 }
 
@@ -203,7 +216,11 @@ func (i *instance) restart() {
 // as returns a KMS client signing as one of testPrincipals.
 func (i *instance) as(user string) *kms.Client {
 	c := testCredentials[user]
-	return newClient(i.endpoint, c[0], c[1])
+	cl := newClient(i.endpoint, c[0], c[1])
+	if i.client != nil {
+		cl = kms.New(cl.Options(), func(o *kms.Options) { o.HTTPClient = i.client })
+	}
+	return cl
 }
 
 func newClient(endpoint, accessKey, secretKey string) *kms.Client {

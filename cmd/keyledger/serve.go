@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -15,8 +16,10 @@ import (
 	"time"
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
+	"github.com/keyledger/keyledger/gateway/awsjson"
 	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/gateway/principals"
+	"github.com/keyledger/keyledger/gateway/transport"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/embedded"
@@ -68,7 +71,18 @@ func serve(args []string, stderr io.Writer) int {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "embedded mode: do not fsync each write (acknowledged events can be lost on power cut; for measuring only)")
 	clockFile := fs.String("unsafe-clock-offset-file", "", "testing only: move the service clock (deletion windows, rotation, expiry) forward by the\nduration in this file (e.g. 192h), re-read every 100 ms")
+	var tf tlsFlags
+	tf.register(fs)
+	var limits awsjson.Limits
+	fs.IntVar(&limits.MaxConnections, "max-connections", awsjson.DefaultMaxConnections, "most concurrent client connections; more are answered 503 and closed")
+	fs.DurationVar(&limits.ReadTimeout, "read-timeout", awsjson.DefaultReadTimeout, "longest time to read one request")
+	fs.DurationVar(&limits.WriteTimeout, "write-timeout", awsjson.DefaultWriteTimeout, "longest time to write one answer")
+	fs.DurationVar(&limits.IdleTimeout, "idle-timeout", awsjson.DefaultIdleTimeout, "how long an idle keep-alive connection is kept")
 	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	if err := tf.check(*listen); err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 2
 	}
 	if *cpuProfile != "" {
@@ -117,6 +131,11 @@ func serve(args []string, stderr io.Writer) int {
 	if *noFsync && bf.natsURL == "" {
 		log.Warn("fsync is OFF: acknowledged events can be lost on a power cut; never run like this in production")
 	}
+	if bf.natsURL != "" && bf.replicas == 1 {
+		log.Warn("DURABILITY RESTS ON ONE NATS SERVER'S FSYNC SETTING: with --replicas 1 an acknowledged event is on a single " +
+			"server, and nats-server acknowledges before fsync by default (sync_interval 2m), so a power cut can lose " +
+			"acknowledged events. Set `jetstream { sync_interval: always }` on that server, or run a 3-node cluster with --replicas 3.")
+	}
 	dir, err := loadPrincipals(*principalsFile, bf.dataDir, *account, *region, stderr)
 	if err != nil {
 		log.Error("cannot load principals", "error", err)
@@ -134,22 +153,49 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log.Info("checkpoints are signed; verify with this key", "verifier_key", vkey, "file", cpKeyPath+".pub")
 
+	tlsConfig, cert, err := tf.config(*listen, bf.dataDir, stderr)
+	if err != nil {
+		log.Error("cannot set up TLS", "error", err)
+		return 1
+	}
+	// Listen before replaying: /healthz and /readyz answer (not ready) on
+	// the address while the ledger replays, then the service takes over.
+	raw, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Error("cannot listen", "address", *listen, "error", err)
+		return 1
+	}
+	ln := raw
+	if tlsConfig != nil {
+		ln = tls.NewListener(raw, tlsConfig)
+	}
+	sw := transport.NewSwitch(ln)
+	defer sw.Close()
+	starting := awsjson.ServeStarting(sw.Next())
+
 	b, err := bf.open(*natsListen, *noFsync)
 	if err != nil {
 		log.Error("cannot reach NATS JetStream", "error", err)
+		_ = starting.Stop(context.Background())
 		return 1
 	}
 	defer b.Close()
 	ctx := context.Background()
+	var diskDir string
+	if bf.natsURL == "" {
+		diskDir = bf.dataDir
+	}
 	ncfg := node.Config{
 		Region: *region, RootKey: root, Principals: dir, Logger: log,
 		Ledger:           ledger.Config{Stream: bf.stream},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
+		DataDir: diskDir, HTTP: limits,
 	}
 	if *clockFile != "" {
 		clk, err := newOffsetClock(ctx, *clockFile)
 		if err != nil {
 			log.Error("cannot read the clock offset file", "path", *clockFile, "error", err)
+			_ = starting.Stop(ctx)
 			return 1
 		}
 		log.Warn("the service clock is moved by a file: keys may be deleted early; never run like this in production", "path", *clockFile)
@@ -158,13 +204,11 @@ func serve(args []string, stderr io.Writer) int {
 	n, err := node.Start(ctx, b, ncfg)
 	if err != nil {
 		log.Error("cannot start", "error", err)
+		_ = starting.Stop(ctx)
 		return 1
 	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		log.Error("cannot listen", "address", *listen, "error", err)
-		_ = n.Close(ctx)
-		return 1
+	if err := starting.Stop(ctx); err != nil {
+		log.Warn("start-up responder", "error", err)
 	}
 	mode := "embedded NATS (fsync on every write) in " + bf.dataDir
 	if *noFsync {
@@ -175,18 +219,38 @@ func serve(args []string, stderr io.Writer) int {
 	} else if u := b.ClientURL(); u != "" {
 		mode += ", NATS clients at " + u
 	}
-	log.Info("keyledger serving the AWS KMS API", "endpoint", "http://"+ln.Addr().String(), "ledger", mode,
-		"region", *region)
+	scheme := "http://"
+	if tlsConfig != nil {
+		scheme = "https://"
+	}
+	log.Info("keyledger serving the AWS KMS API", "endpoint", scheme+raw.Addr().String(), "ledger", mode,
+		"region", *region, "mutual_tls", tf.clientCA != "")
 
 	served := make(chan error, 1)
-	go func() { served <- n.Serve(ln) }()
+	go func() { served <- n.Serve(sw.Next()) }()
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	if cert != nil {
+		go cert.Watch(stopWatch, certWatchInterval, log)
+	}
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case s := <-sigs:
-		log.Info("shutting down", "signal", s.String())
-	case err := <-served:
-		log.Error("server stopped", "error", err)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+wait:
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				if cert != nil {
+					cert.ReloadAndLog(log)
+				}
+				continue
+			}
+			log.Info("shutting down", "signal", s.String())
+			break wait
+		case err := <-served:
+			log.Error("server stopped", "error", err)
+			break wait
+		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -221,11 +285,11 @@ keyledger created an admin user for account %s (shown only this once; kept in
 
   export AWS_ACCESS_KEY_ID=%s
   export AWS_SECRET_ACCESS_KEY=%s
-  export AWS_REGION=%s
+  export AWS_REGION=%s AWS_DEFAULT_REGION=%s
 
 Production deployments should pass their own --principals file.
 ================================================================================
 
-`, account, path, id, secretKey, region)
+`, account, path, id, secretKey, region, region)
 	return principals.Load(path)
 }

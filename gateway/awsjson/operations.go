@@ -84,7 +84,9 @@ var unimplemented = map[string]bool{
 }
 
 // decode reads a request body into in. An empty body is an empty object.
-// Decoder errors are summarised, never echoed: they can quote input.
+// What encoding/json would accept silently (invalid UTF-8, a member named
+// twice) is refused first. Decoder errors are summarised, never echoed:
+// they can quote input.
 func decode(body []byte, in any) error {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
@@ -92,6 +94,14 @@ func decode(body []byte, in any) error {
 	}
 	if body[0] != '{' {
 		return &keyservice.Error{Code: codeSerialization, Message: "The request body must be a JSON object."}
+	}
+	switch checkStrict(body) {
+	case strictBadUTF8:
+		return &keyservice.Error{Code: keyservice.CodeValidation, Message: "1 validation error detected: a string in the request is not valid UTF-8."}
+	case strictDuplicate:
+		return &keyservice.Error{Code: codeSerialization, Message: "The request body names a member more than once."}
+	case strictTooDeep:
+		return &keyservice.Error{Code: codeSerialization, Message: "The request body is nested too deeply."}
 	}
 	if err := json.Unmarshal(body, in); err != nil {
 		var typeErr *json.UnmarshalTypeError

@@ -16,14 +16,29 @@ import (
 	"github.com/keyledger/keyledger/gateway/sigv4"
 )
 
-// MaxBodyBytes bounds a request body; the largest legitimate KMS request
-// (a 32 KiB key policy with tags) is far below it.
-const MaxBodyBytes = 256 << 10
+// Limits on what a request may cost before it is authenticated. The
+// largest legitimate KMS request (a 32 KiB key policy with tags) is far
+// below MaxBodyBytes; SDK requests carry about 1 KiB of headers.
+const (
+	MaxBodyBytes   = 256 << 10
+	MaxHeaderBytes = 8 << 10 // request line and headers; larger gets 431
+	// MaxRequestBytes is the most one request can make the server read.
+	MaxRequestBytes = MaxHeaderBytes + MaxBodyBytes
+)
+
+// Connection defaults (Options overrides them).
+const (
+	DefaultMaxConnections = 10_000
+	DefaultReadTimeout    = 30 * time.Second
+	DefaultWriteTimeout   = 60 * time.Second
+	DefaultIdleTimeout    = 120 * time.Second
+)
 
 const (
 	contentType    = "application/x-amz-json-1.1"
 	targetPrefix   = "TrentService."
 	requestTimeout = 30 * time.Second
+	readyTimeout   = 3 * time.Second
 )
 
 // Server is the HTTP front of a keyservice.Service.
@@ -35,6 +50,7 @@ type Server struct {
 	region     string
 	now        func() time.Time
 	log        *slog.Logger
+	ready      func(context.Context) error
 }
 
 // Options configure the HTTP front.
@@ -45,6 +61,20 @@ type Options struct {
 	// wall clock; callers sign with real time).
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Ready reports whether the instance can serve (GET /readyz); nil
+	// means always ready.
+	Ready  func(context.Context) error
+	Limits Limits
+}
+
+// Limits bound what connections may hold. Zero fields take the defaults.
+type Limits struct {
+	// MaxConnections caps concurrent connections; more are answered 503
+	// and closed.
+	MaxConnections int
+	// ReadTimeout bounds reading a request, WriteTimeout writing its
+	// answer, IdleTimeout a keep-alive connection between requests.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
 
 // New builds the Fiber app for svc.
@@ -55,18 +85,32 @@ func New(svc *keyservice.Service, o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{ops: operations(svc), principals: o.Principals, region: o.Region, now: o.Now, log: o.Logger}
+	if o.Ready == nil {
+		o.Ready = func(context.Context) error { return nil }
+	}
+	s := &Server{ops: operations(svc), principals: o.Principals, region: o.Region, now: o.Now, log: o.Logger, ready: o.Ready}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "keyledger",
 		DisableStartupMessage: true,
 		BodyLimit:             MaxBodyBytes,
-		ReadTimeout:           60 * time.Second,
-		WriteTimeout:          60 * time.Second,
-		IdleTimeout:           120 * time.Second,
+		ReadBufferSize:        MaxHeaderBytes,
+		Concurrency:           orDefault(o.Limits.MaxConnections, DefaultMaxConnections),
+		ReadTimeout:           orDefault(o.Limits.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:          orDefault(o.Limits.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:           orDefault(o.Limits.IdleTimeout, DefaultIdleTimeout),
 		ErrorHandler:          s.fiberError,
 	})
 	s.app.Post("/", s.handle)
+	s.app.Get("/healthz", s.healthz)
+	s.app.Get("/readyz", s.readyz)
 	return s
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
 }
 
 // Get registers a GET endpoint beside the KMS API (audit, reports) whose
@@ -75,6 +119,9 @@ func New(svc *keyservice.Service, o Options) *Server {
 func (s *Server) Get(path string, h func(c *fiber.Ctx, caller keyservice.Caller) error) {
 	s.app.Get(path, func(c *fiber.Ctx) error {
 		reqID := keyservice.NewID()
+		if code, msg := refuseEncoding(c); code != "" {
+			return s.fail(c, reqID, code, msg)
+		}
 		caller, code, msg := s.authenticate(c)
 		if code != "" {
 			return s.fail(c, reqID, code, msg)
@@ -103,6 +150,9 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWith
 
 func (s *Server) handle(c *fiber.Ctx) error {
 	reqID := keyservice.NewID()
+	if code, msg := refuseEncoding(c); code != "" {
+		return s.fail(c, reqID, code, msg)
+	}
 	opName, ok := strings.CutPrefix(c.Get("X-Amz-Target"), targetPrefix)
 	h := s.ops[opName]
 	if !ok || h == nil {
@@ -122,7 +172,7 @@ func (s *Server) handle(c *fiber.Ctx) error {
 	caller.RequestID = reqID
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	out, err := h(ctx, caller, c.Body())
+	out, err := h(ctx, caller, c.Request().Body())
 	if err != nil {
 		e := keyservice.AsError(err)
 		return s.fail(c, reqID, string(e.Code), e.Message)
@@ -149,6 +199,15 @@ func (s *Server) authenticate(c *fiber.Ctx) (keyservice.Caller, string, string) 
 		}
 		return keyservice.Caller{}, codeIncompleteSig, err.Error()
 	}
+	var unsigned error
+	c.Request().Header.VisitAll(func(k, _ []byte) {
+		if unsigned == nil && sigv4.MustSign(string(k)) {
+			unsigned = auth.CheckSigned(string(k))
+		}
+	})
+	if unsigned != nil {
+		return keyservice.Caller{}, codeInvalidSignature, unsigned.Error()
+	}
 	p, secretKey, ok := s.principals.Lookup(auth.AccessKeyID)
 	// keyledger issues no temporary credentials: a session token cannot be valid.
 	if !ok || c.Get("X-Amz-Security-Token") != "" {
@@ -158,7 +217,7 @@ func (s *Server) authenticate(c *fiber.Ctx) (keyservice.Caller, string, string) 
 	if q := c.Request().URI().QueryString(); len(q) > 0 {
 		path += "?" + string(q)
 	}
-	req := sigv4.Request{Method: c.Method(), Path: path, Body: c.Body(), Header: func(name string) string {
+	req := sigv4.Request{Method: c.Method(), Path: path, Body: c.Request().Body(), Header: func(name string) string {
 		return c.Get(name)
 	}}
 	if err := s.verifier.Verify(auth, secretKey, s.region, "kms", req, s.now()); err != nil {
@@ -186,12 +245,48 @@ func (s *Server) fail(c *fiber.Ctx, reqID, code, msg string) error {
 	return c.Status(status(code)).Send(body)
 }
 
+// refuseEncoding refuses a compressed body before anything reads it. AWS
+// KMS takes no compressed request bodies, and Fiber's Ctx.Body would
+// inflate one (a 200 KB gzip bomb is gigabytes) before the signature is
+// checked; this package reads only the raw body.
+func refuseEncoding(c *fiber.Ctx) (string, string) {
+	ce := c.Request().Header.Peek(fiber.HeaderContentEncoding)
+	if len(ce) == 0 || strings.EqualFold(string(ce), "identity") {
+		return "", ""
+	}
+	return codeSerialization, "Content-Encoding is not supported: AWS KMS takes uncompressed request bodies."
+}
+
+// healthz answers while the process serves HTTP; it needs no credentials
+// and says nothing else.
+func (s *Server) healthz(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Status(fiber.StatusOK).SendString("ok\n")
+}
+
+// readyz answers 200 when the instance can serve requests and 503 when it
+// cannot. Why it is not ready goes to the log, not to the unauthenticated
+// caller.
+func (s *Server) readyz(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if err := s.ready(ctx); err != nil {
+		s.log.Warn("not ready", "reason", err)
+		return c.Status(fiber.StatusServiceUnavailable).SendString("not ready\n")
+	}
+	return c.Status(fiber.StatusOK).SendString("ready\n")
+}
+
 // fiberError renders Fiber's own errors (body too large, malformed HTTP) in
 // AWS's shape.
 func (s *Server) fiberError(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error
 	if errors.As(err, &fe) && fe.Code == fiber.StatusRequestEntityTooLarge {
 		return s.fail(c, keyservice.NewID(), string(keyservice.CodeValidation), "The request body is larger than the service accepts.")
+	}
+	if errors.As(err, &fe) && fe.Code == fiber.StatusRequestHeaderFieldsTooLarge {
+		return s.fail(c, keyservice.NewID(), codeSerialization, "The request headers are larger than the service accepts.")
 	}
 	s.log.Warn("http error", "error", err)
 	return s.fail(c, keyservice.NewID(), codeSerialization, "The request could not be read.")

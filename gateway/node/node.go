@@ -54,6 +54,11 @@ type Config struct {
 	CheckpointOrigin   string
 	CheckpointInterval time.Duration // default 10s
 	Logger             *slog.Logger
+	// DataDir is the embedded ledger's directory, whose disk Ready watches
+	// ("" with an external NATS).
+	DataDir string
+	// HTTP bounds connections and timeouts of the gateway.
+	HTTP awsjson.Limits
 }
 
 type wallClock struct{}
@@ -174,7 +179,9 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	hub := &auditapi.Hub{}
 	feedLive.Store(true)
 	sctx, cancel := context.WithCancel(context.Background())
-	http := awsjson.New(svc, awsjson.Options{Principals: cfg.Principals, Region: cfg.Region, Now: cfg.AuthClock, Logger: cfg.Logger})
+	var n *Node
+	http := awsjson.New(svc, awsjson.Options{Principals: cfg.Principals, Region: cfg.Region, Now: cfg.AuthClock, Logger: cfg.Logger,
+		Limits: cfg.HTTP, Ready: func(ctx context.Context) error { return n.Ready(ctx) }})
 	if cfg.CheckpointOrigin == "" {
 		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
 	}
@@ -183,7 +190,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	}
 	cp := ledger.NewCheckpointer(ledger.CheckpointerConfig{Tree: tree, Store: checkpoints,
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin})
-	n := &Node{Ledger: l, Materials: mats, State: state, Checkpointer: cp, Service: svc,
+	n = &Node{Ledger: l, Materials: mats, State: state, Checkpointer: cp, Service: svc,
 		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{})}
 	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
 		Clock: cfg.Clock, Region: cfg.Region})

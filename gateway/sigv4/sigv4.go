@@ -87,3 +87,27 @@ func isHex(s string) bool {
 	}
 	return true
 }
+
+// MustSign reports whether a request header, when present, has to be among
+// SignedHeaders. AWS requires host and every x-amz-* header; keyledger also
+// requires content-type, which selects the protocol. SDKs and the AWS CLI
+// sign all three, so only a tampered or hand-made request is refused.
+func MustSign(name string) bool {
+	return len(name) >= 6 && strings.EqualFold(name[:6], "x-amz-") ||
+		strings.EqualFold(name, "host") || strings.EqualFold(name, "content-type")
+}
+
+// CheckSigned refuses a request header that MustSign but a did not sign,
+// in AWS's words, so an unsigned X-Amz-Target cannot be swapped for another
+// operation under a valid signature.
+func (a Authorization) CheckSigned(name string) error {
+	for _, s := range a.SignedHeaders {
+		if strings.EqualFold(s, name) {
+			return nil
+		}
+	}
+	if strings.EqualFold(name, "host") {
+		return &InvalidError{Reason: "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."}
+	}
+	return &InvalidError{Reason: "'" + name + "' must be a 'SignedHeader' in the AWS Authorization."}
+}

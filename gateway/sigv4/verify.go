@@ -74,7 +74,7 @@ func (v *Verifier) Verify(a Authorization, secretKey secret.Bytes, region, servi
 			amzDate, now.UTC().Add(-MaxSkew).Format(AmzDateFormat), now.UTC().Format(AmzDateFormat))}
 	}
 	if !slices.Contains(a.SignedHeaders, "host") {
-		return &InvalidError{Reason: "The host header must be signed."}
+		return &InvalidError{Reason: "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."}
 	}
 	if h := r.Header("x-amz-content-sha256"); h != "" && h != "UNSIGNED-PAYLOAD" {
 		sum := sha256.Sum256(r.Body)

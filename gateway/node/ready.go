@@ -1,0 +1,51 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// MinFreeDisk is the free space below which an embedded instance reports
+// not ready: JetStream refuses writes on a full disk, and every request
+// writes an event.
+const MinFreeDisk = 256 << 20
+
+// ErrNotReady is every reason Ready gives.
+var ErrNotReady = errors.New("not ready")
+
+// Ready reports whether the instance can serve requests: the ledger writer
+// runs, JetStream answers, every stored event has been folded into the
+// projections, and the data directory's disk has room. The reason is for
+// the log only; /readyz reveals none of it.
+func (n *Node) Ready(ctx context.Context) error {
+	if !n.Ledger.Writing() {
+		return fmt.Errorf("%w: the ledger writer has stopped", ErrNotReady)
+	}
+	last, err := n.Ledger.LastStreamSeq(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: the ledger is unreachable: %v", ErrNotReady, err)
+	}
+	// A commit stored a moment ago may not be folded yet, and an instance
+	// that is not writing folds others' events every follow interval: give
+	// the head a moment to reach what the stream held.
+	for wait := time.NewTicker(20 * time.Millisecond); n.Ledger.Head().Seq < last; {
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return fmt.Errorf("%w: the projections are behind the ledger (at %d of %d)", ErrNotReady, n.Ledger.Head().Seq, last)
+		case <-wait.C:
+		}
+	}
+	if n.cfg.DataDir != "" {
+		free, err := freeBytes(n.cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("%w: cannot read free disk space: %v", ErrNotReady, err)
+		}
+		if free < MinFreeDisk {
+			return fmt.Errorf("%w: %d MiB free on the data directory's disk", ErrNotReady, free>>20)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,25 @@
+package ledger
+
+import "context"
+
+// LastStreamSeq asks JetStream for the ledger stream's last sequence. An
+// error means the ledger cannot be reached; a sequence beyond Head().Seq
+// means this instance has not yet folded everything stored.
+func (l *Ledger) LastStreamSeq(ctx context.Context) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// Writing reports whether the writer goroutine is running (Start was
+// called and it has not stopped).
+func (l *Ledger) Writing() bool {
+	select {
+	case <-l.done:
+		return false
+	default:
+		return true
+	}
+}

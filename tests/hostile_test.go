@@ -125,9 +125,9 @@ func TestOversizedRequestsRefused(t *testing.T) {
 			if err == nil && (status != 400 || !strings.Contains(body, "larger than the service accepts")) {
 				t.Errorf("chunked=%v: %d %s", chunked, status, body)
 			}
-			if err != nil && !chunked {
-				t.Errorf("announced oversize body: %v (want an answer before the body is read)", err)
-			}
+			// err != nil is allowed: the server answers before reading the
+			// body and closes, and the kernel may reset the connection
+			// while the client is still writing, before it reads the answer.
 		}
 	})
 	if used > 32<<20 {

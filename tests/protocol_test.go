@@ -100,7 +100,7 @@ func TestProtocolErrors(t *testing.T) {
 		{"required member missing", "TrentService.Encrypt", ct, auth, `{"KeyId":"` + k + `"}`, 400, "ValidationException"},
 		{"empty body is an empty request", "TrentService.GenerateRandom", ct, auth, ``, 400, "ValidationException"},
 		{"number out of range", "TrentService.GenerateRandom", ct, auth, `{"NumberOfBytes":1e20}`, 400, "SerializationException"},
-		{"oversized body", "TrentService.Encrypt", ct, auth, `{"KeyId":"` + strings.Repeat("a", 300<<10) + `"}`, 400, "ValidationException"},
+		{"oversized member", "TrentService.Encrypt", ct, auth, `{"KeyId":"` + strings.Repeat("a", 200<<10) + `"}`, 400, "ValidationException"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

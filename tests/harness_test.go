@@ -6,6 +6,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"net"
@@ -29,6 +30,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/writer"
 )
 
 const (
@@ -115,6 +117,7 @@ type instance struct {
 	replicas int
 	signer   note.Signer // signs checkpoints
 	vkey     string      // verifies them
+	writer   *writer.Key // signs ledger messages
 }
 
 type option func(*instance)
@@ -140,6 +143,7 @@ func start(t *testing.T, opts ...option) *instance {
 	if i.signer, i.vkey, err = merkle.LoadOrCreateKey(filepath.Join(i.dir, "checkpoint.key"), "keyledger-test"); err != nil {
 		t.Fatal(err)
 	}
+	i.writer = testWriterKey(t, i.natsURL, i.dir)
 	i.up()
 	t.Cleanup(i.down)
 	return i
@@ -165,7 +169,7 @@ func (i *instance) up() {
 	}
 	i.node, err = node.Start(context.Background(), i.backend, node.Config{
 		Region: testRegion, RootKey: i.root, Clock: i.clock, Principals: dir,
-		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCf, Logger: log,
+		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCfg(), Logger: log,
 		CheckpointSigner: i.signer, CheckpointVerifier: i.vkey, CheckpointInterval: time.Hour, // tests checkpoint explicitly
 	})
 	if err != nil {
@@ -192,6 +196,31 @@ func (i *instance) down() {
 		i.backend.Close()
 		i.backend = nil
 	}
+}
+
+func (i *instance) ledgerCfg() ledger.Config {
+	c := i.ledgerCf
+	c.Writer = i.writer
+	return c
+}
+
+// testWriterKey is an instance's writer key: instances sharing one NATS
+// server share one (the deployment's writer key), derived from its URL.
+func testWriterKey(t *testing.T, natsURL, dir string) *writer.Key {
+	t.Helper()
+	if natsURL != "" {
+		seed := sha256.Sum256([]byte("keyledger test writer " + natsURL))
+		k, err := writer.FromSeed(seed[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	k, _, err := writer.LoadOrCreate(filepath.Join(dir, "writer.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 func (i *instance) restart() {

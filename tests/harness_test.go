@@ -118,6 +118,7 @@ type instance struct {
 	signer   note.Signer // signs checkpoints
 	vkey     string      // verifies them
 	writer   *writer.Key // signs ledger messages
+	natsNet  bool        // embedded: also listen for NATS clients on loopback
 }
 
 type option func(*instance)
@@ -127,6 +128,9 @@ func withNATS(url string) option { return func(i *instance) { i.natsURL = url } 
 
 // withReplicas sets the stream replicas (with withNATS, on a cluster).
 func withReplicas(n int) option { return func(i *instance) { i.replicas = n } }
+
+// withNATSListen gives the embedded server a loopback NATS listener.
+func withNATSListen() option { return func(i *instance) { i.natsNet = true } }
 
 func withPublishTimeout(d time.Duration) option {
 	return func(i *instance) { i.ledgerCf.PublishTimeout = d }
@@ -157,7 +161,11 @@ func (i *instance) up() {
 	if i.natsURL != "" {
 		i.backend, err = backend.Connect(i.natsURL, backend.Options{Replicas: i.replicas})
 	} else {
-		i.backend, err = backend.Embedded(embedded.Options{DataDir: filepath.Join(i.dir, "jetstream")})
+		opts := embedded.Options{DataDir: filepath.Join(i.dir, "jetstream")}
+		if i.natsNet {
+			opts.Listen = "127.0.0.1:0"
+		}
+		i.backend, err = backend.Embedded(opts)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -52,7 +52,8 @@ func (b *backendFlags) open(natsListen string, noFsync bool) (*backend.Backend, 
 	if b.natsURL != "" {
 		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds})
 	}
-	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, NoSync: noFsync})
+	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, NoSync: noFsync,
+		AuthDir: b.dataDir, AuditStreams: []string{b.stream}})
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -176,6 +177,8 @@ func serve(args []string, stderr io.Writer) int {
 		mode = "NATS at " + bf.natsURL
 	} else if u := b.ClientURL(); u != "" {
 		mode += ", NATS clients at " + u
+		log.Info("audit subscribers connect with the subscribe-only NATS identity", "url", u, "nkey_seed_file", b.AuditSeedFile(),
+			"example", "keyledger audit tail --nats-url "+u+" --nats-creds "+b.AuditSeedFile())
 	}
 	log.Info("keyledger serving the AWS KMS API", "endpoint", "http://"+ln.Addr().String(), "ledger", mode,
 		"region", *region)

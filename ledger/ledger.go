@@ -507,7 +507,7 @@ const maxRetries = 8
 func (l *Ledger) mayWrite(first event.Record) error {
 	w := l.cfg.Writer
 	if w == nil {
-		if len(l.fold.Writers()) > 0 {
+		if len(l.fold.Keys()) > 0 {
 			return ErrNotRegistered
 		}
 		return nil
@@ -515,7 +515,7 @@ func (l *Ledger) mayWrite(first event.Record) error {
 	if l.fold.Registered(w.ID()) {
 		return nil
 	}
-	if reg, ok := first.Event.Body.(*event.WriterRegistered); ok && len(l.fold.Writers()) == 0 &&
+	if reg, ok := first.Event.Body.(*event.WriterRegistered); ok && len(l.fold.Keys()) == 0 &&
 		reg.WriterID == w.ID() && reg.RegisteredBy == w.ID() && reg.PublicKey == w.PublicText() {
 		return nil
 	}

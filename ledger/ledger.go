@@ -111,6 +111,7 @@ type Ledger struct {
 	// before Start, the writer goroutine after.
 	fold        *chain.Folder
 	quarantined atomic.Uint64
+	started     atomic.Bool
 	through     atomic.Uint64 // the folder's Through, for readers of the history
 	keys        atomic.Pointer[map[string]ed25519.PublicKey]
 	qmu         sync.Mutex
@@ -256,14 +257,18 @@ func (l *Ledger) quarantine(q *chain.Quarantine) {
 		"stream_sequence", q.Seq, "writer", q.Writer, "reason", q.Reason.Error())
 }
 
-// fold folds one message, quarantining it if need be; nil records means
-// quarantined.
-func (l *Ledger) foldMessage(m jetstream.Msg, seq uint64) []event.Record {
-	recs, err := l.fold.Fold(message(m, seq))
-	l.noteFolded()
+// foldMessage folds one message into f, quarantining it if need be; nil
+// records means quarantined. Only the ledger's own folder (l.fold) counts
+// and raises alarms: a Replay after Start walks with a folder of its own.
+func (l *Ledger) foldMessage(f *chain.Folder, m jetstream.Msg, seq uint64) []event.Record {
+	recs, err := f.Fold(message(m, seq))
+	own := f == l.fold
+	if own {
+		l.noteFolded()
+	}
 	if err != nil {
 		var q *chain.Quarantine
-		if errors.As(err, &q) {
+		if errors.As(err, &q) && own {
 			l.quarantine(q)
 		}
 		return nil
@@ -328,21 +333,25 @@ func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Reco
 	if !head.Empty() {
 		return head, errors.New("ledger: replay starts from the first message")
 	}
-	l.fold = chain.NewFolder()
+	f := chain.NewFolder()
+	if !l.started.Load() {
+		l.fold = f // before Start, Replay builds the writer's folder
+	}
 	err := l.messagesAfter(ctx, 0, func(m jetstream.Msg, seq uint64) error {
-		for _, r := range l.foldMessage(m, seq) {
+		for _, r := range l.foldMessage(f, m, seq) {
 			if err := fn(r); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	return l.fold.Head(), err
+	return f.Head(), err
 }
 
 // Start begins writing after head (as returned by Replay).
 func (l *Ledger) Start(head chain.Head) {
 	l.head = l.fold.Head()
+	l.started.Store(true)
 	go l.writer()
 }
 
@@ -546,7 +555,7 @@ func (l *Ledger) follow() {
 		return // nothing new, or ask again next time
 	}
 	err = l.messagesAfter(ctx, through, func(m jetstream.Msg, seq uint64) error {
-		if recs := l.foldMessage(m, seq); recs != nil {
+		if recs := l.foldMessage(l.fold, m, seq); recs != nil {
 			l.publishHead(recs, seq)
 		}
 		return nil
@@ -591,7 +600,7 @@ func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msg
 			l.accept(recs, seq)
 			return nil
 		}
-		if found := l.foldMessage(m, seq); found != nil {
+		if found := l.foldMessage(l.fold, m, seq); found != nil {
 			theirs = true
 			l.publishHead(found, seq)
 		}

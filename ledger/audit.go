@@ -84,7 +84,10 @@ func (f *Feed) Subscribe(filter string, fn func(index uint64, raw []byte)) (*nat
 }
 
 // firstIndex returns the index of the first event in stream message seq.
-func (l *Ledger) firstIndex(ctx context.Context, seq uint64) (uint64, time.Time, error) {
+// Quarantined messages are skipped: the next accepted one answers.
+func (l *Ledger) firstIndex(ctx context.Context, seq, last uint64) (uint64, time.Time, error) {
+	for ; seq < last && l.quarantinedSeq(seq); seq++ {
+	}
 	m, err := l.stream.GetMsg(ctx, seq)
 	if err != nil {
 		return 0, time.Time{}, err
@@ -112,7 +115,7 @@ func (l *Ledger) seqAtOrBefore(ctx context.Context, index uint64, at time.Time, 
 	best := lo
 	for lo <= hi {
 		mid := lo + (hi-lo)/2
-		idx, t, err := l.firstIndex(ctx, mid)
+		idx, t, err := l.firstIndex(ctx, mid, info.State.LastSeq)
 		if err != nil {
 			return 0, err
 		}
@@ -164,6 +167,9 @@ func (l *Ledger) EventsSince(ctx context.Context, since time.Time, fn func(event
 
 func (l *Ledger) eventsAfterSeq(ctx context.Context, after uint64, fn func(event.Record) error) error {
 	return l.messagesAfter(ctx, after, func(m jetstream.Msg, seq uint64) error {
+		if !l.authentic(m, seq) {
+			return nil // quarantined, or not signed for its place
+		}
 		lines, err := event.SplitBatch(m.Data())
 		if err != nil {
 			return err

@@ -1,12 +1,16 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,6 +19,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/writer"
 )
 
 // Errors callers branch on.
@@ -24,9 +29,12 @@ var (
 	ErrConflict = errors.New("ledger: another writer appended first")
 	// ErrClosed means the ledger is shut down.
 	ErrClosed = errors.New("ledger: closed")
-	// ErrBroken means the stream holds something that does not link to the
-	// chain; the ledger refuses all writes.
+	// ErrBroken is kept for callers that branch on it; since messages that
+	// do not link are quarantined, the writer no longer stops on them.
 	ErrBroken = errors.New("ledger: chain on the stream is broken")
+	// ErrNotRegistered means this instance's writer key is not registered
+	// in the ledger, so nothing it signs would be accepted.
+	ErrNotRegistered = errors.New("ledger: this instance's writer key is not registered in the ledger")
 )
 
 // Config names the stream and tunes group commit.
@@ -46,6 +54,12 @@ type Config struct {
 	// requests that appended them are released. It runs on the writer
 	// goroutine and must not call Append.
 	OnCommit func([]event.Record)
+	// Writer signs every message this instance publishes. Without one the
+	// ledger can be read but not written.
+	Writer *writer.Key
+	// ReadOnly opens an existing stream without creating or updating it
+	// (what a subscribe-only audit identity may do).
+	ReadOnly bool
 	Logger   *slog.Logger
 }
 
@@ -92,6 +106,16 @@ type Ledger struct {
 
 	mu   sync.Mutex // guards head after Start (read by Head)
 	head chain.Head
+
+	// fold authenticates and links what the stream holds. Replay owns it
+	// before Start, the writer goroutine after.
+	fold        *chain.Folder
+	quarantined atomic.Uint64
+	started     atomic.Bool
+	through     atomic.Uint64 // the folder's Through, for readers of the history
+	keys        atomic.Pointer[map[string]ed25519.PublicKey]
+	qmu         sync.Mutex
+	qseqs       map[uint64]bool // stream sequences quarantined
 }
 
 type pending struct {
@@ -133,6 +157,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Ledger, error) {
 		cfg.MaxBatchBytes = mp - 8192
 	}
 	stream, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		if cfg.ReadOnly {
+			return js.Stream(ctx, cfg.Stream)
+		}
 		return js.CreateOrUpdateStream(ctx, sc)
 	})
 	if err != nil {
@@ -141,14 +168,112 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Ledger, error) {
 	return &Ledger{
 		cfg: cfg, js: js, stream: stream,
 		queue: make(chan *pending, 16384),
+		fold:  chain.NewFolder(),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}, nil
 }
 
-// Messages yields every message of the stream in order (chain.Source).
-func (l *Ledger) Messages(ctx context.Context, fn func(seq uint64, data []byte) error) error {
-	return l.messagesAfter(ctx, 0, func(m jetstream.Msg, seq uint64) error { return fn(seq, m.Data()) })
+// Messages yields every message of the stream in order, with its writer
+// headers (chain.Source).
+func (l *Ledger) Messages(ctx context.Context, fn func(chain.Message) error) error {
+	return l.messagesAfter(ctx, 0, func(m jetstream.Msg, seq uint64) error { return fn(message(m, seq)) })
+}
+
+func message(m jetstream.Msg, seq uint64) chain.Message {
+	h := m.Headers()
+	return chain.Message{Seq: seq, Data: m.Data(), Writer: h.Get(writer.HeaderWriter), Signature: h.Get(writer.HeaderSignature)}
+}
+
+// noteFolded publishes the folder's position and writers to readers of
+// the history.
+func (l *Ledger) noteFolded() {
+	l.through.Store(l.fold.Through())
+	if k := l.fold.Keys(); l.keys.Load() == nil || len(*l.keys.Load()) != len(k) {
+		l.keys.Store(&k)
+	}
+}
+
+// authentic reports whether a message may be shown to readers of the
+// history: folded and accepted, or (past what was folded) signed for its
+// place by a registered writer.
+func (l *Ledger) authentic(m jetstream.Msg, seq uint64) bool {
+	if seq <= l.through.Load() {
+		l.qmu.Lock()
+		defer l.qmu.Unlock()
+		return !l.qseqs[seq]
+	}
+	cm := message(m, seq)
+	keys := l.keys.Load()
+	if keys == nil || len(*keys) == 0 {
+		return cm.Writer == ""
+	}
+	pub, ok := (*keys)[cm.Writer]
+	sig, err := base64.StdEncoding.DecodeString(cm.Signature)
+	return ok && err == nil && writer.Verify(pub, seq, cm.Data, sig)
+}
+
+// quarantinedSeq reports whether folding refused the message at seq.
+func (l *Ledger) quarantinedSeq(seq uint64) bool {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	return l.qseqs[seq]
+}
+
+// Quarantined is how many messages this instance refused to fold.
+func (l *Ledger) Quarantined() uint64 { return l.quarantined.Load() }
+
+// Writers returns the writers the ledger has registered (ID → public key).
+func (l *Ledger) Writers() map[string]string {
+	out := map[string]string{}
+	if k := l.keys.Load(); k != nil {
+		for id, pub := range *k {
+			out[id] = base64.StdEncoding.EncodeToString(pub)
+		}
+	}
+	return out
+}
+
+// Registered reports whether the ledger has registered a writer.
+func (l *Ledger) Registered(id string) bool {
+	k := l.keys.Load()
+	if k == nil {
+		return false
+	}
+	_, ok := (*k)[id]
+	return ok
+}
+
+// quarantine counts and raises the alarm for a refused message.
+func (l *Ledger) quarantine(q *chain.Quarantine) {
+	l.quarantined.Add(1)
+	l.qmu.Lock()
+	if l.qseqs == nil {
+		l.qseqs = map[uint64]bool{}
+	}
+	l.qseqs[q.Seq] = true
+	l.qmu.Unlock()
+	l.cfg.Logger.Error("ALARM: ledger message quarantined: not applied; the chain continues from the last valid event",
+		"stream_sequence", q.Seq, "writer", q.Writer, "reason", q.Reason.Error())
+}
+
+// foldMessage folds one message into f, quarantining it if need be; nil
+// records means quarantined. Only the ledger's own folder (l.fold) counts
+// and raises alarms: a Replay after Start walks with a folder of its own.
+func (l *Ledger) foldMessage(f *chain.Folder, m jetstream.Msg, seq uint64) []event.Record {
+	recs, err := f.Fold(message(m, seq))
+	own := f == l.fold
+	if own {
+		l.noteFolded()
+	}
+	if err != nil {
+		var q *chain.Quarantine
+		if errors.As(err, &q) && own {
+			l.quarantine(q)
+		}
+		return nil
+	}
+	return recs
 }
 
 // messagesAfter yields messages with sequence > after, up to the stream's
@@ -198,49 +323,35 @@ func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m jets
 	}
 }
 
-// Replay decodes every event after head, checking each link, and calls fn in
-// order. It returns the new head. A broken link is a *chain.BrokenLinkError.
+// Replay folds the whole stream, authenticating and linking every message,
+// and calls fn for every accepted event in order. Messages that fail are
+// quarantined (counted and logged as alarms), never applied. It returns the
+// head, the last valid event. head must be the zero Head: replay always
+// starts from the first message, since authorship depends on the writers
+// registered before.
 func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Record) error) (chain.Head, error) {
-	linker := chain.NewLinker(head)
-	err := l.messagesAfter(ctx, head.Seq, func(m jetstream.Msg, seq uint64) error {
-		recs, err := linkMessage(linker, seq, m.Data())
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
+	if !head.Empty() {
+		return head, errors.New("ledger: replay starts from the first message")
+	}
+	f := chain.NewFolder()
+	if !l.started.Load() {
+		l.fold = f // before Start, Replay builds the writer's folder
+	}
+	err := l.messagesAfter(ctx, 0, func(m jetstream.Msg, seq uint64) error {
+		for _, r := range l.foldMessage(f, m, seq) {
 			if err := fn(r); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	return linker.Head(), err
-}
-
-// linkMessage links and decodes every event in one message.
-func linkMessage(linker *chain.Linker, seq uint64, data []byte) ([]event.Record, error) {
-	lines, err := event.SplitBatch(data)
-	if err != nil {
-		return nil, &chain.BrokenLinkError{Seq: seq, Index: linker.Head().NextIndex(), Expected: "a message of events", Found: err.Error()}
-	}
-	recs := make([]event.Record, 0, len(lines))
-	for _, raw := range lines {
-		h, err := linker.Link(seq, raw)
-		if err != nil {
-			return nil, err
-		}
-		ev, err := event.Decode(raw)
-		if err != nil {
-			return nil, &chain.BrokenLinkError{Seq: seq, Index: linker.Head().Index, Expected: "a decodable event", Found: err.Error()}
-		}
-		recs = append(recs, event.Record{Seq: seq, Event: ev, Raw: raw, Hash: h})
-	}
-	return recs, nil
+	return f.Head(), err
 }
 
 // Start begins writing after head (as returned by Replay).
 func (l *Ledger) Start(head chain.Head) {
-	l.head = head
+	l.head = l.fold.Head()
+	l.started.Store(true)
 	go l.writer()
 }
 
@@ -286,7 +397,6 @@ func (l *Ledger) Append(ctx context.Context, ev *event.Event) (event.Record, err
 
 func (l *Ledger) writer() {
 	defer close(l.done)
-	var broken error
 	var carry *pending // an event that did not fit in the previous batch
 	follow := time.NewTicker(l.cfg.FollowInterval)
 	defer follow.Stop()
@@ -300,9 +410,7 @@ func (l *Ledger) writer() {
 			case p := <-l.queue:
 				b.add(p, l.cfg.MaxBatchBytes)
 			case <-follow.C:
-				if broken == nil {
-					broken = l.follow()
-				}
+				l.follow()
 				continue
 			case <-l.stop:
 				l.drain(ErrClosed)
@@ -321,11 +429,7 @@ func (l *Ledger) writer() {
 				break fill
 			}
 		}
-		if broken != nil {
-			settle(b.items, nil, broken)
-			continue
-		}
-		broken = l.commit(b)
+		l.commit(b)
 	}
 }
 
@@ -363,9 +467,8 @@ func (b *batch) add(p *pending, maxBytes int) bool {
 	return true
 }
 
-// commit publishes and settles one batch. It returns a non-nil error only
-// when the ledger can no longer be written.
-func (l *Ledger) commit(b *batch) error {
+// commit publishes and settles one batch.
+func (l *Ledger) commit(b *batch) {
 	// Raw slices alias data; data may have been reallocated while growing,
 	// so re-slice them from the final buffer.
 	off := 0
@@ -375,108 +478,151 @@ func (l *Ledger) commit(b *batch) error {
 		off += n + 1
 	}
 	msgID := fmt.Sprintf("kl-%d-%s", b.recs[0].Event.Index, hex.EncodeToString(b.recs[0].Hash[:8]))
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
-	ack, err := l.publish(ctx, b.data, msgID, l.head.Seq)
-	cancel()
-	if err == nil {
-		l.accept(b.recs, ack.Sequence)
-		settle(b.items, b.recs, nil)
-		return nil
+	if err := l.mayWrite(b.recs[0]); err != nil {
+		settle(b.items, nil, err)
+		return
 	}
-	return l.recover(b.items, b.recs, msgID, err)
+	// Someone else's garbage taking the next sequence must not stop us: when
+	// the only thing between our head and the stream's end is quarantined,
+	// publish the same batch again after it.
+	for attempt := 0; ; attempt++ {
+		after := l.fold.Through()
+		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+		ack, err := l.publish(ctx, b.data, msgID, after)
+		cancel()
+		if err == nil {
+			l.accept(b.recs, ack.Sequence)
+			settle(b.items, b.recs, nil)
+			return
+		}
+		retry := l.recover(b.items, b.recs, b.data, msgID, after, err)
+		if !retry || attempt >= maxRetries {
+			if retry {
+				settle(b.items, nil, ErrConflict)
+			}
+			return
+		}
+	}
 }
 
+// maxRetries bounds how often one batch is republished after quarantined
+// messages took its place.
+const maxRetries = 8
+
+// mayWrite refuses a batch the ledger would quarantine: signed by a key it
+// has not registered (the first writer registers itself in its first
+// message; an unsigned ledger takes no unsigned message once a writer is
+// registered).
+func (l *Ledger) mayWrite(first event.Record) error {
+	w := l.cfg.Writer
+	if w == nil {
+		if len(l.fold.Keys()) > 0 {
+			return ErrNotRegistered
+		}
+		return nil
+	}
+	if l.fold.Registered(w.ID()) {
+		return nil
+	}
+	if reg, ok := first.Event.Body.(*event.WriterRegistered); ok && len(l.fold.Keys()) == 0 &&
+		reg.WriterID == w.ID() && reg.RegisteredBy == w.ID() && reg.PublicKey == w.PublicText() {
+		return nil
+	}
+	return ErrNotRegistered
+}
+
+// publish stores data as the message after stream sequence lastSeq, signed
+// for exactly that place.
 func (l *Ledger) publish(ctx context.Context, data []byte, msgID string, lastSeq uint64) (*jetstream.PubAck, error) {
 	msg := &nats.Msg{Subject: l.cfg.Subject, Data: data, Header: nats.Header{}}
+	if w := l.cfg.Writer; w != nil {
+		msg.Header.Set(writer.HeaderWriter, w.ID())
+		msg.Header.Set(writer.HeaderSignature, base64.StdEncoding.EncodeToString(w.Sign(lastSeq+1, data)))
+	}
 	return l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequence(lastSeq))
 }
 
 // follow folds what other writers appended since our head, so an instance
 // that is not writing still catches up (several instances share a stream).
-// It runs on the writer goroutine between batches.
-func (l *Ledger) follow() error {
+// It runs on the writer goroutine between batches. What does not
+// authenticate or link is quarantined, never applied.
+func (l *Ledger) follow() {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 	defer cancel()
+	through := l.fold.Through()
 	info, err := l.stream.Info(ctx)
-	if err != nil || info.State.LastSeq <= l.head.Seq {
-		return nil // nothing new, or ask again next time
+	if err != nil || info.State.LastSeq <= through {
+		return // nothing new, or ask again next time
 	}
-	linker := chain.NewLinker(l.head)
-	err = l.messagesAfter(ctx, l.head.Seq, func(m jetstream.Msg, seq uint64) error {
-		recs, err := linkMessage(linker, seq, m.Data())
-		if err != nil {
-			return err
+	err = l.messagesAfter(ctx, through, func(m jetstream.Msg, seq uint64) error {
+		if recs := l.foldMessage(l.fold, m, seq); recs != nil {
+			l.publishHead(recs, seq)
 		}
-		l.accept(recs, seq)
 		return nil
 	})
-	var bl *chain.BrokenLinkError
-	if errors.As(err, &bl) {
-		l.cfg.Logger.Error("ledger: stream does not link to our chain; refusing writes", "error", bl)
-		return ErrBroken
+	if err != nil && ctx.Err() == nil {
+		l.cfg.Logger.Warn("ledger: following the stream", "error", err)
 	}
-	return nil
 }
 
-// accept advances the head past recs stored at seq and hands them on.
+// accept advances past our own committed records stored at seq and hands
+// them on.
 func (l *Ledger) accept(recs []event.Record, seq uint64) {
 	for i := range recs {
 		recs[i].Seq = seq
 	}
-	last := recs[len(recs)-1]
+	l.fold.Advance(seq, recs)
+	l.noteFolded()
+	l.publishHead(recs, seq)
+}
+
+// publishHead makes the folder's head visible and hands recs on.
+func (l *Ledger) publishHead(recs []event.Record, seq uint64) {
 	l.mu.Lock()
-	l.head = chain.Head{Seq: seq, Index: last.Event.Index, Hash: last.Hash, Count: l.head.Count + uint64(len(recs))}
+	l.head = l.fold.Head()
 	l.mu.Unlock()
 	l.cfg.OnCommit(recs)
 }
 
-// recover reads back what the stream holds after the head. If our message is
-// there it was committed after all; anything else is another writer's, which
-// is the truth and is handed on; if neither, our batch failed cleanly.
-func (l *Ledger) recover(batch []*pending, recs []event.Record, msgID string, pubErr error) error {
+// recover reads back what the stream holds after the position we published
+// at. If our message is there it was committed after all; valid messages of
+// another writer are the truth and are handed on; anything else is
+// quarantined. It settles the batch and returns false, or returns true (the
+// batch unsettled) when only quarantined messages took our place, so the
+// same batch can be published again after them.
+func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msgID string, after uint64, pubErr error) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 	defer cancel()
-	ours := false
-	linker := chain.NewLinker(l.head)
-	err := l.messagesAfter(ctx, l.head.Seq, func(m jetstream.Msg, seq uint64) error {
-		if m.Headers().Get(jetstream.MsgIDHeader) == msgID && !ours {
+	ours, theirs := false, false
+	err := l.messagesAfter(ctx, after, func(m jetstream.Msg, seq uint64) error {
+		if !ours && !theirs && seq == after+1 && m.Headers().Get(jetstream.MsgIDHeader) == msgID && bytes.Equal(m.Data(), data) {
 			ours = true
-			for _, r := range recs {
-				if _, err := linker.Link(seq, r.Raw); err != nil {
-					return err
-				}
-			}
 			l.accept(recs, seq)
 			return nil
 		}
-		found, err := linkMessage(linker, seq, m.Data())
-		if err != nil {
-			return err
+		if found := l.foldMessage(l.fold, m, seq); found != nil {
+			theirs = true
+			l.publishHead(found, seq)
 		}
-		l.accept(found, seq)
 		return nil
 	})
 	if err != nil {
-		var bl *chain.BrokenLinkError
-		if errors.As(err, &bl) {
-			l.cfg.Logger.Error("ledger: stream does not link to our chain; refusing writes", "error", bl)
-			settle(batch, nil, ErrBroken)
-			return ErrBroken
-		}
 		l.cfg.Logger.Error("ledger: cannot read back after a failed publish", "error", err, "publish_error", pubErr)
 		settle(batch, nil, fmt.Errorf("ledger: append failed: %w", pubErr))
-		return nil
+		return false
 	}
 	switch {
 	case ours:
 		settle(batch, recs, nil)
+	case isWrongLastSequence(pubErr) && !theirs:
+		return true
 	case isWrongLastSequence(pubErr):
 		settle(batch, nil, ErrConflict)
 	default:
 		l.cfg.Logger.Warn("ledger: append failed", "error", pubErr)
 		settle(batch, nil, fmt.Errorf("ledger: append failed: %w", pubErr))
 	}
-	return nil
+	return false
 }
 
 func isWrongLastSequence(err error) bool {

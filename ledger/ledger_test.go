@@ -247,7 +247,8 @@ func TestBatchesStayWithinMaxBytes(t *testing.T) {
 	wg.Wait()
 	l.Close()
 	msgs, multi := 0, 0
-	err = l.Messages(context.Background(), func(_ uint64, data []byte) error {
+	err = l.Messages(context.Background(), func(m chain.Message) error {
+		data := m.Data
 		msgs++
 		if len(data) > maxBytes {
 			t.Errorf("message of %d bytes exceeds %d", len(data), maxBytes)

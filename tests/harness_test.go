@@ -6,6 +6,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -33,6 +34,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/writer"
 )
 
 const (
@@ -123,6 +125,8 @@ type instance struct {
 	client   *http.Client
 	limits   awsjson.Limits
 	listen   func() net.Listener // where to serve once started (default: a new loopback port)
+	writer   *writer.Key         // signs ledger messages
+	natsNet  bool                // embedded: also listen for NATS clients on loopback
 }
 
 type option func(*instance)
@@ -132,6 +136,9 @@ func withNATS(url string) option { return func(i *instance) { i.natsURL = url } 
 
 // withReplicas sets the stream replicas (with withNATS, on a cluster).
 func withReplicas(n int) option { return func(i *instance) { i.replicas = n } }
+
+// withNATSListen gives the embedded server a loopback NATS listener.
+func withNATSListen() option { return func(i *instance) { i.natsNet = true } }
 
 func withPublishTimeout(d time.Duration) option {
 	return func(i *instance) { i.ledgerCf.PublishTimeout = d }
@@ -148,6 +155,7 @@ func start(t *testing.T, opts ...option) *instance {
 	if i.signer, i.vkey, err = merkle.LoadOrCreateKey(filepath.Join(i.dir, "checkpoint.key"), "keyledger-test"); err != nil {
 		t.Fatal(err)
 	}
+	i.writer = testWriterKey(t, i.natsURL, i.dir)
 	i.up()
 	t.Cleanup(i.down)
 	return i
@@ -161,7 +169,11 @@ func (i *instance) up() {
 	if i.natsURL != "" {
 		i.backend, err = backend.Connect(i.natsURL, backend.Options{Replicas: i.replicas})
 	} else {
-		i.backend, err = backend.Embedded(embedded.Options{DataDir: filepath.Join(i.dir, "jetstream")})
+		opts := embedded.Options{DataDir: filepath.Join(i.dir, "jetstream")}
+		if i.natsNet {
+			opts.Listen = "127.0.0.1:0"
+		}
+		i.backend, err = backend.Embedded(opts)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +185,7 @@ func (i *instance) up() {
 	}
 	i.node, err = node.Start(context.Background(), i.backend, node.Config{
 		Region: testRegion, RootKey: i.root, Clock: i.clock, Principals: dir,
-		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCf, Logger: log, HTTP: i.limits,
+		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCfg(), Logger: log, HTTP: i.limits,
 		CheckpointSigner: i.signer, CheckpointVerifier: i.vkey, CheckpointInterval: time.Hour, // tests checkpoint explicitly
 	})
 	if err != nil {
@@ -206,6 +218,31 @@ func (i *instance) down() {
 		i.backend.Close()
 		i.backend = nil
 	}
+}
+
+func (i *instance) ledgerCfg() ledger.Config {
+	c := i.ledgerCf
+	c.Writer = i.writer
+	return c
+}
+
+// testWriterKey is an instance's writer key: instances sharing one NATS
+// server share one (the deployment's writer key), derived from its URL.
+func testWriterKey(t *testing.T, natsURL, dir string) *writer.Key {
+	t.Helper()
+	if natsURL != "" {
+		seed := sha256.Sum256([]byte("keyledger test writer " + natsURL))
+		k, err := writer.FromSeed(seed[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	k, _, err := writer.LoadOrCreate(filepath.Join(dir, "writer.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 func (i *instance) restart() {

@@ -35,7 +35,9 @@ func openLedgerForAudit(bf *backendFlags, stderr io.Writer) (*ledger.Ledger, *ba
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return nil, nil, nil, false
 	}
-	l, err := b.OpenLedger(context.Background(), ledger.Config{Stream: bf.stream})
+	// Readers never create or change the stream: a subscribe-only audit
+	// identity may run them.
+	l, err := b.OpenLedger(context.Background(), ledger.Config{Stream: bf.stream, ReadOnly: true})
 	if err != nil {
 		b.Close()
 		release()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 )
 
@@ -41,6 +42,11 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer done()
+	// Fold the ledger first, so history shows only what its writers signed.
+	if _, err := l.Replay(context.Background(), chain.Head{}, func(event.Record) error { return nil }); err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
 	if bf.natsURL == "" {
 		return tailHistory(l, *key, *op, *account, since, *from, *count, stdout, stderr)
 	}

@@ -33,25 +33,47 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 	defer done()
 	ctx := context.Background()
 	start := time.Now()
-	head, err := chain.Verify(ctx, l)
+	report, err := chain.Audit(ctx, l)
 	took := time.Since(start)
-	var broken *chain.BrokenLinkError
-	switch {
-	case errors.As(err, &broken):
-		fmt.Fprintf(stdout, "FAILED after %d good events\nfirst broken link: stream sequence %d, event index %d\n  expected: %s\n  found:    %s\n",
-			head.Count, broken.Seq, broken.Index, broken.Expected, broken.Found)
-		return 1
-	case err != nil:
+	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
 	}
-	rate := float64(head.Count) / took.Seconds()
+	return printAudit(stdout, report, took)
+}
+
+// exitQuarantined is audit verify's status when the ledger holds messages
+// that folding refused (forged, replayed, garbage, or changed on disk).
+const exitQuarantined = 3
+
+// printAudit reports a verified ledger: its head and writers, and every
+// quarantined message.
+func printAudit(stdout io.Writer, r chain.Report, took time.Duration) int {
+	head := r.Head
+	if n := len(r.Quarantined); n > 0 {
+		fmt.Fprintf(stdout, "FAILED: %d message(s) quarantined: not applied by keyledger; the chain continues from the last valid event\n", n)
+		for i, q := range r.Quarantined {
+			if i == 20 {
+				fmt.Fprintf(stdout, "  … and %d more\n", n-i)
+				break
+			}
+			fmt.Fprintf(stdout, "  stream sequence %d (writer %q): %v\n", q.Seq, q.Writer, q.Reason)
+		}
+		q := r.Quarantined[0]
+		fmt.Fprintf(stdout, "first quarantined: stream sequence %d: %v\n%d valid events; head: %s (index %d, stream sequence %d)\n",
+			q.Seq, q.Reason, head.Count, head.Hash, head.Index, head.Seq)
+		return exitQuarantined
+	}
 	if head.Empty() {
 		fmt.Fprintln(stdout, "OK: 0 events verified (the ledger is empty)")
 		return 0
 	}
+	rate := float64(head.Count) / took.Seconds()
 	fmt.Fprintf(stdout, "OK: %d events verified in %s (%.0f events/s)\nhead: %s (index %d, stream sequence %d)\n",
 		head.Count, took.Round(time.Millisecond), rate, head.Hash, head.Index, head.Seq)
+	for id, pub := range r.Writers {
+		fmt.Fprintf(stdout, "writer: %s (public key %s)\n", id, pub)
+	}
 	return 0
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/writer"
 )
 
 type backendFlags struct {
@@ -54,7 +55,8 @@ func (b *backendFlags) open(natsListen string, noFsync bool) (*backend.Backend, 
 	if b.natsURL != "" {
 		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds})
 	}
-	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, NoSync: noFsync})
+	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, NoSync: noFsync,
+		AuthDir: b.dataDir, AuditStreams: []string{b.stream}})
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -67,6 +69,7 @@ func serve(args []string, stderr io.Writer) int {
 	region := fs.String("region", "us-east-1", "AWS region in ARNs")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	checkpointKey := fs.String("checkpoint-key", "", "Ed25519 note key that signs checkpoints (default <data-dir>/checkpoint.key, generated\nwith its verifier key beside it as checkpoint.key.pub if absent)")
+	writerKeyFile := fs.String("writer-key", "", "Ed25519 key that signs every ledger message (default <data-dir>/writer.key, generated if absent;\ninstances sharing one --nats-url ledger share this file)")
 	checkpointEvery := fs.Duration("checkpoint-interval", 10*time.Second, "how often a signed checkpoint of the ledger's Merkle tree is stored")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "embedded mode: do not fsync each write (acknowledged events can be lost on power cut; for measuring only)")
@@ -153,6 +156,16 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log.Info("checkpoints are signed; verify with this key", "verifier_key", vkey, "file", cpKeyPath+".pub")
 
+	wkPath := *writerKeyFile
+	if wkPath == "" {
+		wkPath = filepath.Join(bf.dataDir, "writer.key")
+	}
+	wk, created, err := writer.LoadOrCreate(wkPath)
+	if err != nil {
+		log.Error("cannot load the writer key", "path", wkPath, "error", err)
+		return 1
+	}
+	log.Info("ledger messages are signed by this writer", "writer", wk.ID(), "public_key", wk.PublicText(), "file", wkPath, "created", created)
 	tlsConfig, cert, err := tf.config(*listen, bf.dataDir, stderr)
 	if err != nil {
 		log.Error("cannot set up TLS", "error", err)
@@ -187,7 +200,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	ncfg := node.Config{
 		Region: *region, RootKey: root, Principals: dir, Logger: log,
-		Ledger:           ledger.Config{Stream: bf.stream},
+		Ledger:           ledger.Config{Stream: bf.stream, Writer: wk},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
 		DataDir: diskDir, HTTP: limits,
 	}
@@ -218,6 +231,8 @@ func serve(args []string, stderr io.Writer) int {
 		mode = "NATS at " + bf.natsURL
 	} else if u := b.ClientURL(); u != "" {
 		mode += ", NATS clients at " + u
+		log.Info("audit subscribers connect with the subscribe-only NATS identity", "url", u, "nkey_seed_file", b.AuditSeedFile(),
+			"example", "keyledger audit tail --nats-url "+u+" --nats-creds "+b.AuditSeedFile())
 	}
 	scheme := "http://"
 	if tlsConfig != nil {

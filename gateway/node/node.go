@@ -157,6 +157,10 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	}
 	cfg.Logger.Info("ledger replayed", "events", head.Count, "head", head.Hash.String(), "took", time.Since(started).Round(time.Millisecond))
 	l.Start(head)
+	if err := registerWriter(ctx, l, cfg); err != nil {
+		l.Close()
+		return nil, err
+	}
 
 	if err := recordPrincipals(ctx, l, state, cfg); err != nil {
 		l.Close()

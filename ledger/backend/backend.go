@@ -6,8 +6,10 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -50,8 +52,11 @@ func Embedded(opts embedded.Options) (*Backend, error) {
 
 // Options tune a connection to an existing NATS deployment.
 type Options struct {
-	Replicas  int    // stream replicas: 3 on a three-node cluster
-	CredsFile string // NATS user credentials, if the deployment needs them
+	Replicas int // stream replicas: 3 on a three-node cluster
+	// CredsFile is the NATS identity, if the deployment needs one: a .creds
+	// file (JWT and seed) or a bare user nkey seed file ("SU…", as the
+	// embedded server's audit identity is).
+	CredsFile string
 	Name      string
 }
 
@@ -68,13 +73,39 @@ func Connect(url string, opts Options) (*Backend, error) {
 	nopts := []nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(-1)}
 	if opts.CredsFile != "" {
-		nopts = append(nopts, nats.UserCredentials(opts.CredsFile))
+		auth, err := credentials(opts.CredsFile)
+		if err != nil {
+			return nil, err
+		}
+		nopts = append(nopts, auth)
 	}
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		return nil, fmt.Errorf("backend: connect %s: %w", url, err)
 	}
 	return &Backend{nc: nc, replicas: opts.Replicas}, nil
+}
+
+// credentials picks the NATS option for a credentials file.
+func credentials(path string) (nats.Option, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("backend: credentials: %w", err)
+	}
+	defer clear(data)
+	if bytes.HasPrefix(bytes.TrimSpace(data), []byte("SU")) {
+		return nats.NkeyOptionFromSeed(path)
+	}
+	return nats.UserCredentials(path), nil
+}
+
+// AuditSeedFile is the embedded server's subscribe-only nkey seed file for
+// audit subscribers, or "" when the deployment is external.
+func (b *Backend) AuditSeedFile() string {
+	if b.srv == nil {
+		return ""
+	}
+	return b.srv.AuditSeedFile()
 }
 
 // OpenLedger opens the ledger stream.

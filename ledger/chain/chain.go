@@ -5,11 +5,15 @@
 // link that does not hold: a changed, removed, inserted or reordered event
 // breaks the link to its successor (or its own index). The chain alone cannot
 // tell a truncated tail from a short ledger; signed checkpoints do that.
+//
+// A Folder adds authorship: every message must be signed by a writer the
+// ledger registered (package writer), and a message that is not, or does
+// not link, is quarantined: never applied, always reported, and the chain
+// continues from the last valid event.
 // A Linker is not safe for concurrent use.
 package chain
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/keyledger/keyledger/ledger/event"
@@ -77,33 +81,4 @@ func (l *Linker) Link(seq uint64, raw []byte) (event.Hash, error) {
 	h := event.Of(raw)
 	l.head = Head{Seq: seq, Index: link.Index, Hash: h, Count: l.head.Count + 1}
 	return h, nil
-}
-
-// LinkMessage links every event of one ledger message.
-func (l *Linker) LinkMessage(seq uint64, data []byte) error {
-	lines, err := event.SplitBatch(data)
-	if err != nil {
-		return &BrokenLinkError{Seq: seq, Index: l.head.NextIndex(), Expected: "a message of events", Found: err.Error()}
-	}
-	for _, raw := range lines {
-		if _, err := l.Link(seq, raw); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Source yields the ledger's messages in stream order.
-type Source interface {
-	Messages(ctx context.Context, fn func(seq uint64, data []byte) error) error
-}
-
-// Verify walks a whole ledger and returns its head, or the first broken link
-// as a *BrokenLinkError.
-func Verify(ctx context.Context, src Source) (Head, error) {
-	l := NewLinker(Head{})
-	err := src.Messages(ctx, func(seq uint64, data []byte) error {
-		return l.LinkMessage(seq, data)
-	})
-	return l.Head(), err
 }

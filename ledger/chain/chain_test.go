@@ -11,9 +11,9 @@ import (
 
 type memSource [][]byte
 
-func (m memSource) Messages(_ context.Context, fn func(uint64, []byte) error) error {
+func (m memSource) Messages(_ context.Context, fn func(Message) error) error {
 	for i, d := range m {
-		if err := fn(uint64(i+1), d); err != nil {
+		if err := fn(Message{Seq: uint64(i + 1), Data: d}); err != nil {
 			return err
 		}
 	}

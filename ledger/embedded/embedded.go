@@ -6,6 +6,13 @@
 // acknowledged ledger event therefore survives kill -9 and a power cut. The
 // ledger group-commits many events into one message, so the cost is one
 // fsync per group, not per request.
+//
+// Authorization: the server has no anonymous user. keyledger connects as
+// its own nkey user (seed in AuthDir, mode 0600), the only identity allowed
+// to publish to its streams, KV buckets and the JetStream API. Audit
+// subscribers on Listen use a second, subscribe-only nkey (AuditSeedFile):
+// they can read the ledger and checkpoint streams and the live feed, and
+// publish nothing that writes.
 package embedded
 
 import (
@@ -29,11 +36,17 @@ type Options struct {
 	// to measure what durability costs): an acknowledged event may then be
 	// lost on a power cut. Never for a deployment that keeps real keys.
 	NoSync bool
+	// AuthDir holds the NATS identities' nkey seeds (default DataDir).
+	AuthDir string
+	// AuditStreams are the streams audit subscribers may read (default the
+	// ledger stream KEYLEDGER and its checkpoints).
+	AuditStreams []string
 }
 
 // Server is a running embedded nats-server.
 type Server struct {
 	ns *server.Server
+	id *identities
 }
 
 // Start starts the server and waits until it is ready.
@@ -41,7 +54,26 @@ func Start(opts Options) (*Server, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("embedded: a data directory is required")
 	}
+	if opts.AuthDir == "" {
+		opts.AuthDir = opts.DataDir
+	}
+	if len(opts.AuditStreams) == 0 {
+		opts.AuditStreams = []string{"KEYLEDGER"}
+	}
+	var streams []string
+	for _, s := range opts.AuditStreams {
+		streams = append(streams, s, s+"_CHECKPOINTS")
+	}
+	id, err := loadIdentities(opts.AuthDir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: NATS identities: %w", err)
+	}
+	users, err := id.users(streams)
+	if err != nil {
+		return nil, err
+	}
 	so := &server.Options{
+		Nkeys:              users,
 		ServerName:         "keyledger-embedded",
 		JetStream:          true,
 		StoreDir:           opts.DataDir,
@@ -73,13 +105,22 @@ func Start(opts Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, errors.New("embedded: nats-server did not become ready")
 	}
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, id: id}, nil
 }
 
 // Connect opens an in-process client connection (no TCP).
+// as keyledger's own NATS user.
 func (s *Server) Connect(name string) (*nats.Conn, error) {
-	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1))
+	auth, err := s.id.connectOption()
+	if err != nil {
+		return nil, err
+	}
+	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1), auth)
 }
+
+// AuditSeedFile is the path of the subscribe-only nkey seed audit
+// subscribers use.
+func (s *Server) AuditSeedFile() string { return s.id.auditFile }
 
 // ClientURL is the URL network clients use, or "" without a listener.
 func (s *Server) ClientURL() string {

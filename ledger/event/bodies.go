@@ -27,6 +27,7 @@ const (
 	TypeGrantCreated          = "GrantCreated.v1"
 	TypeGrantRetired          = "GrantRetired.v1"
 	TypePrincipalsConfigured  = "PrincipalsConfigured.v1"
+	TypeWriterRegistered      = "WriterRegistered.v1"
 )
 
 func newBody(typ string) Body {
@@ -77,6 +78,8 @@ func newBody(typ string) Body {
 		return &GrantRetired{}
 	case TypePrincipalsConfigured:
 		return &PrincipalsConfigured{}
+	case TypeWriterRegistered:
+		return &WriterRegistered{}
 	}
 	return &Unknown{}
 }
@@ -396,6 +399,24 @@ func (*PrincipalsConfigured) Type() string { return TypePrincipalsConfigured }
 func (b *PrincipalsConfigured) encode(w *writer) {
 	w.str("summary", b.Summary)
 	w.str("hash", b.Hash)
+}
+
+// WriterRegistered records a writer key allowed to sign ledger messages
+// from the next message on: its ID and Ed25519 public key (base64), and the
+// writer that registered it. The first writer of a ledger registers itself
+// (RegisteredBy is its own ID) in the ledger's first message; later writers
+// are registered by a message signed by an already registered writer.
+type WriterRegistered struct {
+	WriterID     string `json:"writerId"`
+	PublicKey    string `json:"publicKey"`
+	RegisteredBy string `json:"registeredBy"`
+}
+
+func (*WriterRegistered) Type() string { return TypeWriterRegistered }
+func (b *WriterRegistered) encode(w *writer) {
+	w.str("writerId", b.WriterID)
+	w.str("publicKey", b.PublicKey)
+	w.str("registeredBy", b.RegisteredBy)
 }
 
 // Unknown is the body of an event type this build does not know. Its raw

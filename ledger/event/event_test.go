@@ -58,6 +58,8 @@ func goldenEvents() []*Event {
 		{"RevokeGrant", &GrantRetired{GrantID: "g1"}, nil},
 		{"UpdatePrincipals", &PrincipalsConfigured{Summary: `[{"arn":"x"}]`, Hash: "h"}, nil},
 		{"Decrypt", &APICall{}, &Failure{Code: "AccessDeniedException", Message: "denied", Reason: "no policy allows"}},
+		{"RegisterWriter", &WriterRegistered{WriterID: "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+			PublicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", RegisteredBy: "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}, nil},
 	}
 	var out []*Event
 	prev := Hash{}

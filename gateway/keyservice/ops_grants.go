@@ -64,7 +64,7 @@ func (s *Service) CreateGrant(ctx context.Context, c Caller, in *CreateGrantInpu
 	case len(in.Operations) == 0:
 		return fail(missing("operations"))
 	case len(in.Name) > 256:
-		return fail(tooLong("name", 256))
+		return fail(tooLong("name", in.Name, 256))
 	}
 	if err := s.checkGrantTokens(in.GrantTokens); err != nil {
 		return fail(err)
@@ -167,7 +167,7 @@ type (
 func (s *Service) grantEntry(g keystate.Grant) GrantListEntry {
 	e := GrantListEntry{KeyId: s.keyArn(g.IssuingAccount, g.KeyID), GrantId: g.ID, Name: g.Name, CreationDate: epoch(g.Created),
 		GranteePrincipal: g.GranteePrincipal, RetiringPrincipal: g.RetiringPrincipal,
-		IssuingAccount: "arn:aws:iam::" + g.IssuingAccount + ":root", Operations: g.Operations}
+		IssuingAccount: accountRoot(g.IssuingAccount), Operations: g.Operations}
 	if g.EncryptionContextEquals != nil || g.EncryptionContextSubset != nil {
 		e.Constraints = &GrantConstraints{EncryptionContextEquals: g.EncryptionContextEquals, EncryptionContextSubset: g.EncryptionContextSubset}
 	}

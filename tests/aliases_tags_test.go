@@ -65,16 +65,17 @@ func TestAliasNameRules(t *testing.T) {
 		"noprefix":                          "ValidationException",
 		"alias/":                            "ValidationException",
 		"alias/has space":                   "ValidationException",
+		"alias/my:alias":                    "ValidationException",
 		"alias/aws/reserved":                "InvalidAliasNameException",
 		"alias/" + strings.Repeat("x", 251): "ValidationException",
 	} {
 		_, err := in.kms.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(name), TargetKeyId: &k})
 		wantCode(t, err, code)
 	}
-	// An alias cannot target another alias.
+	// An alias cannot target another alias (AWS: ValidationException).
 	in.kms.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/x"), TargetKeyId: &k})
 	_, err := in.kms.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/y"), TargetKeyId: aws.String("alias/x")})
-	wantCode(t, err, "NotFoundException")
+	wantCode(t, err, "ValidationException")
 }
 
 func TestTags(t *testing.T) {

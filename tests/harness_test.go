@@ -49,6 +49,8 @@ const (
 //   - bob (A): identity policy allowing Encrypt, Decrypt, DescribeKey on A's keys
 //   - carol (account B): identity policy allowing Encrypt, Decrypt, DescribeKey on A's keys
 //   - dave (B): no identity policy
+//   - erin (B): account B's administrator: kms:* and keyledger's read
+//     actions on *, but not keyledger:ReadAllAccounts
 const testPrincipals = `{"accounts":{
  "111122223333":{"users":{
   "admin":{"accessKeys":[{"id":"AKIAADMIN00000001","secret":"admin-secret-000000000001"}],
@@ -59,7 +61,9 @@ const testPrincipals = `{"accounts":{
  "444455556666":{"users":{
   "carol":{"accessKeys":[{"id":"AKIACAROL00000001","secret":"carol-secret-00000000001"}],
    "policies":[{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt","kms:DescribeKey"],"Resource":"arn:aws:kms:*:111122223333:key/*"}]}]},
-  "dave":{"accessKeys":[{"id":"AKIADAVE000000001","secret":"dave-secret-000000000001"}]}}}}}`
+  "dave":{"accessKeys":[{"id":"AKIADAVE000000001","secret":"dave-secret-000000000001"}]},
+  "erin":{"accessKeys":[{"id":"AKIAERIN000000001","secret":"erin-secret-000000000001"}],
+   "policies":[{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:*","keyledger:ReadAudit","keyledger:SubscribeAudit","keyledger:ReadReports"],"Resource":"*"}]}]}}}}}`
 
 var testCredentials = map[string][2]string{
 	"admin": {"AKIAADMIN00000001", "admin-secret-000000000001"},
@@ -67,6 +71,7 @@ var testCredentials = map[string][2]string{
 	"bob":   {"AKIABOB0000000001", "bob-secret-00000000000001"},
 	"carol": {"AKIACAROL00000001", "carol-secret-00000000001"},
 	"dave":  {"AKIADAVE000000001", "dave-secret-000000000001"},
+	"erin":  {"AKIAERIN000000001", "erin-secret-000000000001"},
 }
 
 // fakeClock is the injected clock the tests move.

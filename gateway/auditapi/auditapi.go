@@ -4,6 +4,13 @@
 // SigV4-signed request from a principal whose identity policies allow the
 // keyledger action it names (keyledger:ReadAudit, keyledger:SubscribeAudit,
 // keyledger:ReadReports).
+//
+// What a caller sees is its own account's: events, keys as of a time and
+// reports cover the caller's account only. A report of every account is
+// asked for explicitly (?scope=all) and needs keyledger:ReadAllAccounts
+// besides. Checkpoints and Merkle proofs are of the one ledger all accounts
+// share, and global by nature: they reveal the ledger's size and hashes,
+// never an event's content.
 package auditapi
 
 import (
@@ -215,7 +222,9 @@ func (a *API) keyAsOf(c *fiber.Ctx, caller keyservice.Caller) error {
 	return c.JSON(ans)
 }
 
-// compliance answers GET /reports/compliance?format=json|csv|html.
+// compliance answers GET /reports/compliance?format=json|csv|html&scope=account|all:
+// the caller's account's report, or (scope=all, with
+// keyledger:ReadAllAccounts) every account's.
 func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
 	if err := a.svc.AuthorizeAudit(caller, "keyledger:ReadReports", "*"); err != nil {
 		return err
@@ -224,8 +233,19 @@ func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
 	if format != "json" && format != "csv" && format != "html" {
 		return bad("format must be json, csv or html")
 	}
+	account := caller.Account
+	switch c.Query("scope", "account") {
+	case "account":
+	case "all":
+		if err := a.svc.AuthorizeAudit(caller, "keyledger:ReadAllAccounts", "*"); err != nil {
+			return err
+		}
+		account = ""
+	default:
+		return bad("scope must be account or all")
+	}
 	ctx := c.UserContext()
-	b := compliance.NewBuilder(compliance.Options{Now: a.clock.Now(), Region: a.region})
+	b := compliance.NewBuilder(compliance.Options{Now: a.clock.Now(), Region: a.region, Account: account})
 	if err := a.history.EventsFrom(ctx, 0, func(r event.Record) error {
 		b.Add(r)
 		return nil

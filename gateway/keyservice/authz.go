@@ -23,7 +23,10 @@ import (
 //     which must then allow too. A caller from another account always needs
 //     both the key policy and its own identity policies.
 //  3. A grant on the key for the caller, naming the operation and whose
-//     constraints the request meets, allows on its own.
+//     constraints the request meets, allows on its own. A grant to the
+//     caller's account root delegates to the account, as a key policy
+//     statement naming the root does: the caller's identity policies must
+//     allow the operation on the key too.
 //
 // Every refusal is AccessDeniedException with AWS's message shape, recorded
 // with the statement that denied or the fact that none allowed.
@@ -106,8 +109,12 @@ func (s *Service) decide(c Caller, r request) (*keystate.Grant, error) {
 	case (kr.Allow != nil || kr.AllowAccount != nil) && ir.Allow != nil:
 		return nil, nil
 	}
-	if g := s.grantFor(c, k, r); g != nil {
+	if g := s.grantFor(c, k, r, ir.Allow != nil); g != nil {
 		return g, nil
+	}
+	if g := s.grantFor(c, k, r, true); g != nil { // a grant to the account, which no identity policy uses
+		return nil, accessDenied(c, r.action, resource, "because no identity-based policy allows the "+r.action+" action",
+			"grant "+g.ID+" names the account root, and no identity policy allows it")
 	}
 	if kr.Allow == nil && kr.AllowAccount == nil {
 		return nil, accessDenied(c, r.action, resource, "because no resource-based policy allows the "+r.action+" action",
@@ -233,14 +240,24 @@ func aliasIn(ref string) (string, bool) {
 	return "", false
 }
 
-// grantFor returns a live grant on k that lets the caller do r, if any.
-func (s *Service) grantFor(c Caller, k keystate.Key, r request) *keystate.Grant {
+// grantFor returns a live grant on k that lets the caller do r, if any. A
+// grant to the caller itself allows on its own. A grant to the caller's
+// account (its root) is read as a key policy statement naming that root
+// is: it delegates to the account, whose identity policies must also allow
+// the operation on the key (identityAllows).
+func (s *Service) grantFor(c Caller, k keystate.Key, r request, identityAllows bool) *keystate.Grant {
 	op, ok := strings.CutPrefix(r.action, "kms:")
 	if !ok {
 		return nil
 	}
 	for _, g := range k.Grants {
-		if g.GranteePrincipal != c.PrincipalARN && g.GranteePrincipal != "arn:aws:iam::"+c.Account+":root" {
+		switch g.GranteePrincipal {
+		case c.PrincipalARN:
+		case accountRoot(c.Account):
+			if !identityAllows {
+				continue
+			}
+		default:
 			continue
 		}
 		if !contains(g.Operations, op) {
@@ -260,6 +277,8 @@ var takesContext = map[string]bool{
 	"Encrypt": true, "Decrypt": true, "ReEncryptFrom": true, "ReEncryptTo": true, "GenerateDataKey": true,
 	"GenerateDataKeyWithoutPlaintext": true, "GenerateDataKeyPair": true, "GenerateDataKeyPairWithoutPlaintext": true,
 }
+
+func accountRoot(account string) string { return "arn:aws:iam::" + account + ":root" }
 
 func constraintsMet(g keystate.Grant, ctx map[string]string) bool {
 	if g.EncryptionContextEquals != nil && !maps.Equal(g.EncryptionContextEquals, ctx) {

@@ -3,6 +3,8 @@ package keyservice
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/keyledger/keyledger/crypto/asymmetric"
 )
@@ -73,26 +75,61 @@ func AsError(err error) *Error {
 	return errInternal
 }
 
-// AWS's wording for member constraint failures.
+// AWS's wording for member constraint failures: "1 validation error
+// detected: Value '<value>' at '<member>' failed to satisfy constraint: …".
+// The offending value is quoted as AWS quotes it, except for blobs and
+// secrets (plaintexts, grant tokens), which AWS and keyledger never echo:
+// those say "Value at '<member>'".
+func constraint(member string, value *string, rule string) *Error {
+	v := " "
+	if value != nil {
+		v = " '" + *value + "' "
+	}
+	return &Error{Code: CodeValidation, Message: "1 validation error detected: Value" + v + "at '" + member + "' failed to satisfy constraint: " + rule}
+}
+
 func missing(member string) *Error {
 	return errorf(CodeValidation, "1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null", member)
 }
 
-func tooLong(member string, max int) *Error {
-	return errorf(CodeValidation, "1 validation error detected: Value at '%s' failed to satisfy constraint: Member must have length less than or equal to %d", member, max)
+// tooLong and tooShort are length failures of a string member, whose value
+// is shown.
+func tooLong(member, v string, max int) *Error {
+	return constraint(member, &v, fmt.Sprintf("Member must have length less than or equal to %d", max))
 }
 
-func tooShort(member string, min int) *Error {
-	return errorf(CodeValidation, "1 validation error detected: Value at '%s' failed to satisfy constraint: Member must have length greater than or equal to %d", member, min)
+func tooShort(member, v string, min int) *Error {
+	return constraint(member, &v, fmt.Sprintf("Member must have length greater than or equal to %d", min))
+}
+
+// lengthBetween is a length failure of a list element.
+func lengthBetween(member, v string, min, max int) *Error {
+	return constraint(member, &v, fmt.Sprintf("Member must have length between %d and %d", min, max))
+}
+
+// blobTooLong and blobTooShort are length failures of a blob or secret
+// member, whose value is never shown.
+func blobTooLong(member string, max int) *Error {
+	return constraint(member, nil, fmt.Sprintf("Member must have length less than or equal to %d", max))
+}
+
+func blobTooShort(member string, min int) *Error {
+	return constraint(member, nil, fmt.Sprintf("Member must have length greater than or equal to %d", min))
 }
 
 func outOfRange(member string, v int64, min, max int64) *Error {
+	s := strconv.FormatInt(v, 10)
 	if v < min {
-		return errorf(CodeValidation, "1 validation error detected: Value '%d' at '%s' failed to satisfy constraint: Member must have value greater than or equal to %d", v, member, min)
+		return constraint(member, &s, fmt.Sprintf("Member must have value greater than or equal to %d", min))
 	}
-	return errorf(CodeValidation, "1 validation error detected: Value '%d' at '%s' failed to satisfy constraint: Member must have value less than or equal to %d", v, member, max)
+	return constraint(member, &s, fmt.Sprintf("Member must have value less than or equal to %d", max))
 }
 
+// notInEnum lists the allowed values as AWS does: "[RAW, DIGEST]".
 func notInEnum(member, v string, allowed ...string) *Error {
-	return errorf(CodeValidation, "1 validation error detected: Value '%s' at '%s' failed to satisfy constraint: Member must satisfy enum value set: %v", v, member, allowed)
+	return constraint(member, &v, "Member must satisfy enum value set: ["+strings.Join(allowed, ", ")+"]")
+}
+
+func badPattern(member, v, pattern string) *Error {
+	return constraint(member, &v, "Member must satisfy regular expression pattern: "+pattern)
 }

@@ -10,22 +10,47 @@ import (
 
 const maxAliasesPerKey = 50
 
-// validateAliasName applies AWS's alias name rules.
+// aliasPattern is AliasNameType's pattern in the AWS API model.
+const aliasPattern = "^[a-zA-Z0-9:/_-]+$"
+
+// validateAliasName applies AWS's alias name rules in AWS's order: the API
+// model's constraints (length, pattern) first, then the service's own (the
+// alias/ prefix, the reserved alias/aws/ prefix, and no colon — the model's
+// pattern allows one, AWS KMS refuses it).
 func validateAliasName(name string) error {
 	switch {
 	case name == "":
 		return missing("aliasName")
 	case len(name) > 256:
-		return tooLong("aliasName", 256)
+		return tooLong("aliasName", name, 256)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(":/_-", c)) {
+			return badPattern("aliasName", name, aliasPattern)
+		}
+	}
+	switch {
 	case !strings.HasPrefix(name, "alias/") || len(name) == len("alias/"):
 		return errorf(CodeValidation, "Alias must start with the prefix \"alias/\" and have a name after it.")
 	case strings.HasPrefix(name, "alias/aws/"):
 		return errorf(CodeInvalidAliasName, "Alias names beginning with alias/aws/ are reserved for AWS managed keys.")
+	case strings.Contains(name, ":"):
+		return errorf(CodeValidation, "%s contains invalid characters for an alias", name)
 	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(":/_-", c)) {
-			return errorf(CodeValidation, "1 validation error detected: Value at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$")
-		}
+	return nil
+}
+
+// checkAliasTarget refuses an alias name or alias ARN as an alias's target,
+// as AWS does, before looking anything up.
+func checkAliasTarget(ref string) error {
+	switch {
+	case ref == "":
+		return missing("targetKeyId")
+	case len(ref) > 2048:
+		return tooLong("targetKeyId", ref, 2048)
+	}
+	if _, isAlias := aliasIn(ref); isAlias {
+		return errorf(CodeValidation, "Aliases must refer to keys. Not aliases")
 	}
 	return nil
 }
@@ -44,15 +69,15 @@ func (s *Service) CreateAlias(ctx context.Context, c Caller, in *AliasInput) (*s
 	if err := validateAliasName(in.AliasName); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
+	if err := checkAliasTarget(in.TargetKeyId); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
 	if err := s.authorizeIdentity(c, "kms:CreateAlias", s.aliasArn(c.Account, in.AliasName)); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
 	k, err := s.use(c, in.TargetKeyId, false, request{action: "kms:CreateAlias"})
 	ev.KeyID = k.ID
 	if err != nil {
-		if e := AsError(err); e.Code == CodeValidation {
-			err = missing("targetKeyId")
-		}
 		return nil, s.refuse(ctx, ev, err)
 	}
 	if _, exists := s.state.Alias(c.Account, in.AliasName); exists {
@@ -77,6 +102,9 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) (*s
 	ev := s.newEvent(c, "UpdateAlias")
 	ev.Body = &event.APICall{Params: map[string]string{"aliasName": in.AliasName}}
 	if err := validateAliasName(in.AliasName); err != nil {
+		return nil, s.refuse(ctx, ev, err)
+	}
+	if err := checkAliasTarget(in.TargetKeyId); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
 	if err := s.authorizeIdentity(c, "kms:UpdateAlias", s.aliasArn(c.Account, in.AliasName)); err != nil {

@@ -3,6 +3,7 @@ package keyservice
 import (
 	"context"
 	"encoding/base64"
+	"slices"
 
 	"github.com/keyledger/keyledger/crypto/asymmetric"
 	"github.com/keyledger/keyledger/crypto/keyspec"
@@ -117,6 +118,11 @@ func (s *Service) Sign(ctx context.Context, c Caller, in *SignInput) (*SignOutpu
 	return &SignOutput{KeyId: s.arnOf(k), Signature: sig, SigningAlgorithm: in.SigningAlgorithm}, nil
 }
 
+// signingAlgorithms is SigningAlgorithmSpec in the AWS API model's order.
+var signingAlgorithms = []string{"RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
+	"RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384", "RSASSA_PKCS1_V1_5_SHA_512",
+	"ECDSA_SHA_256", "ECDSA_SHA_384", "ECDSA_SHA_512", "SM2DSA", "ML_DSA_SHAKE_256", "ED25519_SHA_512", "ED25519_PH_SHA_512"}
+
 func messageType(mt string) string {
 	if mt == "" {
 		return string(keyspec.Raw)
@@ -136,6 +142,9 @@ func (s *Service) signingKey(c Caller, action, ref string, grantTokens []string,
 	}
 	if alg == "" {
 		return keystate.Key{}, keystate.Material{}, missing("signingAlgorithm")
+	}
+	if !slices.Contains(signingAlgorithms, alg) {
+		return keystate.Key{}, keystate.Material{}, notInEnum("signingAlgorithm", alg, signingAlgorithms...)
 	}
 	k, err := s.asymmetricKey(c, ref, grantTokens, request{action: action,
 		extra: map[string]string{"kms:signingalgorithm": alg, "kms:messagetype": messageType(mt)}})

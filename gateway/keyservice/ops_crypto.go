@@ -143,10 +143,10 @@ func checkBlob(member string, b []byte, max int) error {
 		return missing(member)
 	}
 	if len(b) < 1 {
-		return tooShort(member, 1)
+		return blobTooShort(member, 1)
 	}
 	if len(b) > max {
-		return tooLong(member, max)
+		return blobTooLong(member, max)
 	}
 	return nil
 }
@@ -156,11 +156,11 @@ func checkBlob(member string, b []byte, max int) error {
 // no permission; it only must not be forged.)
 func (s *Service) checkGrantTokens(tokens []string) error {
 	if len(tokens) > 10 {
-		return tooLong("grantTokens", 10)
+		return blobTooLong("grantTokens", 10)
 	}
 	for _, t := range tokens {
 		if len(t) < 1 || len(t) > 8192 {
-			return errorf(CodeValidation, "1 validation error detected: Value at 'grantTokens' failed to satisfy constraint: Member must have length between 1 and 8192")
+			return constraint("grantTokens", nil, "Member must have length between 1 and 8192") // a token is a secret
 		}
 		if _, ok := s.state.GrantByTokenHash(tokenHash(t)); !ok {
 			return errorf(CodeInvalidGrantToken, "The grant token is not valid.")

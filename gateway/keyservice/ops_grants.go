@@ -64,7 +64,7 @@ func (s *Service) CreateGrant(ctx context.Context, c Caller, in *CreateGrantInpu
 	case len(in.Operations) == 0:
 		return fail(missing("operations"))
 	case len(in.Name) > 256:
-		return fail(tooLong("name", 256))
+		return fail(tooLong("name", in.Name, 256))
 	}
 	if err := s.checkGrantTokens(in.GrantTokens); err != nil {
 		return fail(err)
@@ -167,7 +167,7 @@ type (
 func (s *Service) grantEntry(g keystate.Grant) GrantListEntry {
 	e := GrantListEntry{KeyId: s.keyArn(g.IssuingAccount, g.KeyID), GrantId: g.ID, Name: g.Name, CreationDate: epoch(g.Created),
 		GranteePrincipal: g.GranteePrincipal, RetiringPrincipal: g.RetiringPrincipal,
-		IssuingAccount: "arn:aws:iam::" + g.IssuingAccount + ":root", Operations: g.Operations}
+		IssuingAccount: accountRoot(g.IssuingAccount), Operations: g.Operations}
 	if g.EncryptionContextEquals != nil || g.EncryptionContextSubset != nil {
 		e.Constraints = &GrantConstraints{EncryptionContextEquals: g.EncryptionContextEquals, EncryptionContextSubset: g.EncryptionContextSubset}
 	}
@@ -217,16 +217,28 @@ func (s *Service) grantPage(grants []keystate.Grant, l *int32, marker string) (*
 	return out, nil
 }
 
-// ListRetirableGrants lists the grants a principal may retire.
+// ListRetirableGrants lists the grants whose retiring principal is the
+// given principal, on keys of any account. As AWS documents it, the
+// principal must be in the caller's account, and the caller needs
+// kms:ListRetirableGrants from its identity policies, on that principal as
+// the resource: no other account's grants are listed by naming their
+// principal.
 func (s *Service) ListRetirableGrants(ctx context.Context, c Caller, in *ListGrantsInput) (*ListGrantsOutput, error) {
 	defer s.shared()()
 	ev := s.newEvent(c, "ListRetirableGrants")
 	ev.Body = &event.APICall{Params: map[string]string{"retiringPrincipal": in.RetiringPrincipal}}
-	if err := s.authorizeIdentity(c, "kms:ListRetirableGrants", "*"); err != nil {
-		return nil, s.refuse(ctx, ev, err)
-	}
 	if in.RetiringPrincipal == "" {
 		return nil, s.refuse(ctx, ev, missing("retiringPrincipal"))
+	}
+	if len(in.RetiringPrincipal) > 256 {
+		return nil, s.refuse(ctx, ev, tooLong("retiringPrincipal", in.RetiringPrincipal, 256))
+	}
+	if principalAccount(in.RetiringPrincipal) != c.Account {
+		return nil, s.refuse(ctx, ev, accessDenied(c, "kms:ListRetirableGrants", in.RetiringPrincipal,
+			"because the retiring principal is not in the caller's account", "retiring principal of another account"))
+	}
+	if err := s.authorizeIdentity(c, "kms:ListRetirableGrants", in.RetiringPrincipal); err != nil {
+		return nil, s.refuse(ctx, ev, err)
 	}
 	out, err := s.grantPage(s.state.GrantsRetirableBy(in.RetiringPrincipal), in.Limit, in.Marker)
 	if err != nil {
@@ -236,6 +248,16 @@ func (s *Service) ListRetirableGrants(ctx context.Context, c Caller, in *ListGra
 		return nil, err
 	}
 	return out, nil
+}
+
+// principalAccount is the account of an IAM principal ARN
+// (arn:aws:iam::<account>:…), or "" when arn is not one.
+func principalAccount(arn string) string {
+	parts := splitARN(arn)
+	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "iam" {
+		return ""
+	}
+	return parts[4]
 }
 
 // RetireGrantInput is the AWS RetireGrant request.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	ks "github.com/keyledger/keyledger/gateway/keyservice"
+	"github.com/keyledger/keyledger/projections/policy"
 )
 
 // TestGrants lets bob, who has no policy of his own, use a key through a
@@ -129,5 +130,64 @@ func TestCreateGrantRefusals(t *testing.T) {
 		if len(k.Grants) != 0 {
 			t.Errorf("refusals left %d grants on %s", len(k.Grants), k.ID)
 		}
+	}
+}
+
+// TestAccountRootGrant checks that a grant to the account root delegates to
+// the account: bob (no identity policy) gets nothing from it, a user whose
+// identity policy allows the operation on the key does.
+func TestAccountRootGrant(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	id := f.createKey(t, &ks.CreateKeyInput{Policy: ptr(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+		"Principal":{"AWS":"arn:aws:iam::` + account + `:user/alice"},"Action":"kms:*","Resource":"*"}]}`)})
+	carol := ks.Caller{AccessKeyID: "AKIACAROL", PrincipalARN: "arn:aws:iam::" + account + ":user/carol", Account: account,
+		Identity: []*policy.Document{mustParse(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"}]}`)}}
+	encrypt := func(c ks.Caller) ks.Code {
+		_, err := f.svc.Encrypt(ctx, c, &ks.EncryptInput{KeyId: id, Plaintext: []byte("x")})
+		return codeOf(err)
+	}
+	// The key policy names alice only: carol's identity policy is not enough.
+	if got := encrypt(carol); got != ks.CodeAccessDenied {
+		t.Fatalf("carol before the grant: %q", got)
+	}
+	if _, err := f.svc.CreateGrant(ctx, alice, &ks.CreateGrantInput{KeyId: id, GranteePrincipal: "arn:aws:iam::" + account + ":root",
+		Operations: []string{"Encrypt"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := encrypt(bob); got != ks.CodeAccessDenied {
+		t.Errorf("bob (no identity policy) through the account grant: %q, want %q", got, ks.CodeAccessDenied)
+	}
+	if got := encrypt(carol); got != "" {
+		t.Errorf("carol (identity policy allows) through the account grant: %q", got)
+	}
+}
+
+// TestListRetirableGrants lists a principal's retirable grants only for a
+// principal of the caller's account.
+func TestListRetirableGrants(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	id := f.createKey(t, nil)
+	if _, err := f.svc.CreateGrant(ctx, alice, &ks.CreateGrantInput{KeyId: id, GranteePrincipal: bob.PrincipalARN,
+		RetiringPrincipal: bob.PrincipalARN, Operations: []string{"Encrypt"}}); err != nil {
+		t.Fatal(err)
+	}
+	list := func(c ks.Caller, principal string) (*ks.ListGrantsOutput, error) {
+		return f.svc.ListRetirableGrants(ctx, c, &ks.ListGrantsInput{RetiringPrincipal: principal})
+	}
+	if out, err := list(alice, bob.PrincipalARN); err != nil || len(out.Grants) != 1 {
+		t.Fatalf("alice lists bob's: %+v %v", out, err)
+	}
+	other := alice
+	other.Account, other.PrincipalARN = "444455556666", "arn:aws:iam::444455556666:user/eve"
+	if _, err := list(other, bob.PrincipalARN); codeOf(err) != ks.CodeAccessDenied {
+		t.Errorf("another account's admin lists bob's: %v", err)
+	}
+	if _, err := list(bob, bob.PrincipalARN); codeOf(err) != ks.CodeAccessDenied {
+		t.Errorf("bob without kms:ListRetirableGrants: %v", err)
+	}
+	if _, err := list(alice, ""); codeOf(err) != ks.CodeValidation {
+		t.Errorf("no principal: %v", err)
 	}
 }

@@ -122,7 +122,7 @@ func (s *Service) validateCreateKey(c Caller, in *CreateKeyInput) (*event.KeyCre
 	desc := ""
 	if in.Description != nil {
 		if len(*in.Description) > 8192 {
-			return nil, tooLong("description", 8192)
+			return nil, tooLong("description", *in.Description, 8192)
 		}
 		desc = *in.Description
 	}
@@ -260,7 +260,7 @@ func (s *Service) UpdateKeyDescription(ctx context.Context, c Caller, in *Update
 			return nil, missing("description")
 		}
 		if len(*in.Description) > 8192 {
-			return nil, tooLong("description", 8192)
+			return nil, tooLong("description", *in.Description, 8192)
 		}
 		if err := s.notPendingDeletion(k); err != nil {
 			return nil, err

@@ -90,7 +90,7 @@ func (s *Service) ListKeyPolicies(ctx context.Context, c Caller, in *ListKeyPoli
 // policy lockout safety check).
 func (s *Service) checkKeyPolicy(c Caller, text string, bypass bool) error {
 	if text == "" {
-		return tooShort("policy", 1)
+		return tooShort("policy", text, 1)
 	}
 	if len(text) > policy.MaxSize {
 		return errorf(CodeLimitExceeded, "Key policy is %d characters; the limit is %d.", len(text), policy.MaxSize)

@@ -28,11 +28,11 @@ func validateTags(tags []Tag) (map[string]string, error) {
 		k, v := *t.TagKey, *t.TagValue
 		switch {
 		case len(k) < 1:
-			return nil, tooShort("tags.member.tagKey", 1)
+			return nil, tooShort("tags.member.tagKey", k, 1)
 		case len(k) > 128:
-			return nil, tooLong("tags.member.tagKey", 128)
+			return nil, tooLong("tags.member.tagKey", k, 128)
 		case len(v) > 256:
-			return nil, tooLong("tags.member.tagValue", 256)
+			return nil, tooLong("tags.member.tagValue", v, 256)
 		case strings.HasPrefix(strings.ToLower(k), "aws:"):
 			return nil, errorf(CodeTag, "Tag keys beginning with aws: are reserved for AWS use.")
 		}
@@ -90,7 +90,7 @@ func (s *Service) UntagResource(ctx context.Context, c Caller, in *UntagResource
 		}
 		for _, t := range in.TagKeys {
 			if len(t) < 1 || len(t) > 128 {
-				return nil, errorf(CodeValidation, "1 validation error detected: Value at 'tagKeys' failed to satisfy constraint: Member must have length between 1 and 128")
+				return nil, lengthBetween("tagKeys", t, 1, 128)
 			}
 		}
 		if err := s.notPendingDeletion(k); err != nil {

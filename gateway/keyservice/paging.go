@@ -23,7 +23,7 @@ func page[T any](items []T, name func(T) string, marker string, limit int) ([]T,
 	start := 0
 	if marker != "" {
 		if len(marker) > 1024 {
-			return nil, "", tooLong("marker", 1024)
+			return nil, "", tooLong("marker", marker, 1024)
 		}
 		last, err := base64.RawURLEncoding.DecodeString(marker)
 		if err != nil || len(last) == 0 {

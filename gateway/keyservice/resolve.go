@@ -29,7 +29,7 @@ func (s *Service) resolve(c Caller, ref string, allowAlias bool) (keystate.Key, 
 		return keystate.Key{}, missing("keyId")
 	}
 	if len(ref) > 2048 {
-		return keystate.Key{}, tooLong("keyId", 2048)
+		return keystate.Key{}, tooLong("keyId", ref, 2048)
 	}
 	account, id := c.Account, ref
 	if strings.HasPrefix(ref, "arn:") {
@@ -49,7 +49,7 @@ func (s *Service) resolve(c Caller, ref string, allowAlias bool) (keystate.Key, 
 	}
 	if strings.HasPrefix(id, "alias/") {
 		if !allowAlias {
-			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId %s", ref)
+			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId '%s'", ref)
 		}
 		a, ok := s.state.Alias(account, id)
 		if !ok {
@@ -60,7 +60,7 @@ func (s *Service) resolve(c Caller, ref string, allowAlias bool) (keystate.Key, 
 	k, ok := s.state.Key(id)
 	if !ok || k.Account != account {
 		if !looksLikeKeyID(id) {
-			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId %s", ref)
+			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId '%s'", ref)
 		}
 		return keystate.Key{}, errorf(CodeNotFound, "Key '%s' does not exist", s.keyArn(account, id))
 	}

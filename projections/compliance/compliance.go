@@ -3,6 +3,12 @@
 // requirement, NIST publication), with findings per key or principal, and
 // the figures behind the charts (usage over time per key, keys by state,
 // rotation age). It is pure: it folds the records it is given.
+//
+// A report covers one account (Options.Account) or, for an operator, every
+// account: keys, their findings and usage, the principals and their
+// identity-policy findings, and the requests and denials counted are those
+// of the accounts covered. The audit-integrity and retention checks are of
+// the one ledger all accounts share.
 package compliance
 
 import (
@@ -21,8 +27,11 @@ import (
 
 // Options tune the checks.
 type Options struct {
-	Now             time.Time
-	Region          string
+	Now    time.Time
+	Region string
+	// Account limits the report to one account's keys, principals and
+	// requests; "" covers every account.
+	Account         string
 	MaxAgeDays      int    // cryptoperiod by age of the current key material (default 365)
 	MaxEncryptions  uint64 // cryptoperiod by use of one key material (default 2^32)
 	UnusedDays      int    // a key unused this long is flagged (default 90)
@@ -70,6 +79,7 @@ type Series struct {
 type Report struct {
 	GeneratedAt  time.Time      `json:"generatedAt"`
 	Region       string         `json:"region"`
+	Scope        string         `json:"scope"` // "account <id>" or "all accounts"
 	Events       uint64         `json:"events"`
 	FirstEvent   time.Time      `json:"firstEvent"`
 	LastEvent    time.Time      `json:"lastEvent"`
@@ -92,6 +102,7 @@ type Builder struct {
 	usage      map[string]map[string]int
 	denied     map[string]int
 	principals string
+	keyAccount map[string]string // key id → the account that created it
 }
 
 // NewBuilder starts a report.
@@ -111,7 +122,8 @@ func NewBuilder(o Options) *Builder {
 	if o.RetentionMonths == 0 {
 		o.RetentionMonths = 12
 	}
-	return &Builder{opts: o, state: keystate.New(), usage: map[string]map[string]int{}, denied: map[string]int{}}
+	return &Builder{opts: o, state: keystate.New(), usage: map[string]map[string]int{}, denied: map[string]int{},
+		keyAccount: map[string]string{}}
 }
 
 var cryptoOps = map[string]bool{"Encrypt": true, "Decrypt": true, "ReEncrypt": true, "GenerateDataKey": true,
@@ -121,9 +133,34 @@ var cryptoOps = map[string]bool{"Encrypt": true, "Decrypt": true, "ReEncrypt": t
 // SetIntegrity records what the caller found verifying the ledger.
 func (b *Builder) SetIntegrity(in *Integrity) { b.opts.Integrity = in }
 
-// Add folds one record.
+// covers reports whether the report covers account.
+func (b *Builder) covers(account string) bool {
+	return b.opts.Account == "" || account == b.opts.Account
+}
+
+// Add folds one record. Every record goes into the key state (a key's
+// history spans accounts: another account may use it); only the covered
+// accounts' requests are counted.
 func (b *Builder) Add(r event.Record) {
 	e := r.Event
+	if _, ok := e.Body.(*event.KeyCreated); ok && !e.Refused() {
+		b.keyAccount[e.KeyID] = e.Account
+	}
+	if p, ok := e.Body.(*event.PrincipalsConfigured); ok && !e.Refused() {
+		b.principals = p.Summary
+	}
+	b.state.Apply([]event.Record{r})
+	if cryptoOps[e.Operation] && e.KeyID != "" && !e.Refused() {
+		// Usage is the key's, whoever used it: it counts for the key's account.
+		day := e.Time.UTC().Format("2006-01-02")
+		if b.usage[e.KeyID] == nil {
+			b.usage[e.KeyID] = map[string]int{}
+		}
+		b.usage[e.KeyID][day]++
+	}
+	if !b.covers(e.Account) {
+		return
+	}
 	b.events++
 	if b.first.IsZero() || e.Time.Before(b.first) {
 		b.first = e.Time
@@ -131,22 +168,11 @@ func (b *Builder) Add(r event.Record) {
 	if e.Time.After(b.last) {
 		b.last = e.Time
 	}
-	day := e.Time.UTC().Format("2006-01-02")
-	switch {
-	case e.Refused():
-		if e.Error.Code == "AccessDeniedException" {
-			b.denied[day]++
-		}
-	case cryptoOps[e.Operation] && e.KeyID != "":
-		if b.usage[e.KeyID] == nil {
-			b.usage[e.KeyID] = map[string]int{}
-		}
-		b.usage[e.KeyID][day]++
+	// A denial counts for the caller's account, as AWS logs a denied
+	// cross-account request only there.
+	if e.Refused() && e.Error.Code == "AccessDeniedException" {
+		b.denied[e.Time.UTC().Format("2006-01-02")]++
 	}
-	if p, ok := e.Body.(*event.PrincipalsConfigured); ok && !e.Refused() {
-		b.principals = p.Summary
-	}
-	b.state.Apply([]event.Record{r})
 }
 
 func (b *Builder) arn(k keystate.Key) string {
@@ -157,8 +183,12 @@ func (b *Builder) arn(k keystate.Key) string {
 func (b *Builder) Report() *Report {
 	o := b.opts
 	snap := b.state.Snapshot()
-	rep := &Report{GeneratedAt: o.Now, Region: o.Region, Events: b.events, FirstEvent: b.first, LastEvent: b.last,
-		Keys: len(snap.Keys), KeysByState: map[string]int{}, RotationAge: map[string]int{}, DeniedPerDay: b.denied}
+	snap.Keys = slices.DeleteFunc(snap.Keys, func(k keystate.Key) bool { return !b.covers(k.Account) })
+	rep := &Report{GeneratedAt: o.Now, Region: o.Region, Scope: "all accounts", Events: b.events, FirstEvent: b.first,
+		LastEvent: b.last, Keys: len(snap.Keys), KeysByState: map[string]int{}, RotationAge: map[string]int{}, DeniedPerDay: b.denied}
+	if o.Account != "" {
+		rep.Scope = "account " + o.Account
+	}
 	for _, k := range snap.Keys {
 		rep.KeysByState[string(k.State)]++
 		if k.HasMaterial() {
@@ -308,7 +338,16 @@ type configuredPrincipal struct {
 func (b *Builder) configuredPrincipals() []configuredPrincipal {
 	var principals []configuredPrincipal
 	_ = json.Unmarshal([]byte(b.principals), &principals)
-	return principals
+	return slices.DeleteFunc(principals, func(p configuredPrincipal) bool { return !b.covers(accountOf(p.ARN)) })
+}
+
+// accountOf is the account of an IAM principal ARN (arn:aws:iam::<account>:…).
+func accountOf(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 {
+		return ""
+	}
+	return parts[4]
 }
 
 func (b *Builder) checkDecryptOnAllKeys(principals []configuredPrincipal) Check {
@@ -397,6 +436,9 @@ func (b *Builder) busiestKeys(n int) []Series {
 	}
 	var totals []total
 	for k, byDay := range b.usage {
+		if !b.covers(b.keyAccount[k]) {
+			continue
+		}
 		sum := 0
 		for _, c := range byDay {
 			sum += c

@@ -180,8 +180,14 @@ func (f *Folder) whoCanDecrypt(k keystate.Key, arn string) []Access {
 			continue
 		}
 		for _, g := range k.Grants {
-			if g.GranteePrincipal == p.ARN && slices.Contains(g.Operations, "Decrypt") {
+			// A grant to the account root counts only with an identity
+			// policy allowing Decrypt on the key, as the service decides.
+			toRoot := g.GranteePrincipal == "arn:aws:iam::"+parts[4]+":root" && ir.Allow != nil
+			if (g.GranteePrincipal == p.ARN || toRoot) && slices.Contains(g.Operations, "Decrypt") {
 				via := "grant " + g.ID
+				if toRoot {
+					via += " to the account root and identity policy " + idDoc.Label(ir.Allow)
+				}
 				if g.EncryptionContextEquals != nil || g.EncryptionContextSubset != nil {
 					via += " (with encryption context constraints)"
 				}

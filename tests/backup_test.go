@@ -341,3 +341,40 @@ func copyTree(t *testing.T, from, to string) {
 		}
 	}
 }
+
+// TestBackupRestoreNATS backs up a running deployment on an external NATS
+// server through --nats-url while it serves, restores into another, empty
+// NATS server, and serves the old ciphertext from there.
+func TestBackupRestoreNATS(t *testing.T) {
+	portA, portB := freePort(t), freePort(t)
+	startNATS(t, t.TempDir(), portA)
+	startNATS(t, t.TempDir(), portB)
+	urlA, urlB := "nats://127.0.0.1:"+strconv.Itoa(portA), "nats://127.0.0.1:"+strconv.Itoa(portB)
+	a := start(t, withNATS(urlA))
+	ctx := context.Background()
+	key := a.createKey("over NATS")
+	enc, err := a.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &key, Plaintext: []byte("hello")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk := filepath.Join(t.TempDir(), "backup")
+	cpKey := filepath.Join(a.dir, "checkpoint.key")
+	if code, out := cli(t, "backup", "--nats-url", urlA, "--checkpoint-key", cpKey, "--out", bk); code != 0 {
+		t.Fatalf("backup of a running deployment: exit %d\n%s", code, out)
+	}
+	code, out := cli(t, "restore", "--from", bk, "--nats-url", urlB, "--pubkey", cpKey+".pub")
+	if code != 0 || !strings.Contains(out, "OK: restored") {
+		t.Fatalf("restore into NATS: exit %d\n%s", code, out)
+	}
+	if code, out := cli(t, "restore", "--from", bk, "--nats-url", urlB, "--pubkey", cpKey+".pub"); code == 0 {
+		t.Fatalf("a second restore into the same, no longer empty deployment succeeded:\n%s", out)
+	}
+	if code, out := cli(t, "audit", "verify", "--nats-url", urlB); code != 0 {
+		t.Fatalf("audit verify on the restored deployment: exit %d\n%s", code, out)
+	}
+	b := start(t, withNATS(urlB), func(i *instance) { i.root, i.dir = a.root, a.dir })
+	dec, err := b.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	if err != nil || string(dec.Plaintext) != "hello" {
+		t.Fatalf("old ciphertext on the restored deployment: %v", err)
+	}
+}

@@ -9,6 +9,8 @@
 //	keyledger audit tail          print events live, one a line
 //	keyledger report compliance   the compliance report (JSON, CSV or HTML)
 //	keyledger keys describe       a key as it was at a time, and who could use it
+//	keyledger backup              write a verifiable backup of a deployment
+//	keyledger restore             verify a backup and rebuild a deployment from it
 //	keyledger bench               measure a running service
 //	keyledger version             print the version
 //
@@ -39,6 +41,9 @@ Usage:
   keyledger audit witness [flags]  watch a deployment's signed checkpoints for rollback or fork
   keyledger report compliance      the compliance report (JSON, CSV or HTML with charts)
   keyledger keys describe K [--as-of T]   a key's state, policy, grants, aliases and who could decrypt, at T
+  keyledger backup --out DIR [--data-dir D | --nats-url U]   write a consistent, verifiable backup
+  keyledger restore --from DIR --pubkey FILE [--deletions-from EXPORT] [--data-dir NEW | --nats-url U]
+                                   verify a backup and rebuild a deployment from it
   keyledger bench [flags]          drive load against a running service and report latency
   keyledger version
 
@@ -96,6 +101,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	case "bench":
 		return bench(args[1:], stdout, stderr)
+	case "backup":
+		return backupCmd(args[1:], stdout, stderr)
+	case "restore":
+		return restoreCmd(args[1:], stdout, stderr)
 	case "report":
 		if len(args) < 2 || args[1] != "compliance" {
 			fmt.Fprintln(stderr, "usage: keyledger report compliance [--format json|csv|html] [--out FILE]")

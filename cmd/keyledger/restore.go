@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/keyledger/keyledger/crypto/rootkey"
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/backend"
+	"github.com/keyledger/keyledger/ledger/backup"
+	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/offline"
+	"github.com/keyledger/keyledger/projections/keystate"
+)
+
+// restoreCmd verifies a backup and rebuilds a deployment from it: a new
+// data directory, or an empty NATS deployment (see package backup).
+func restoreCmd(args []string, stdout, stderr io.Writer) int {
+	fs, bf := ledgerFlagSet("restore", stderr)
+	from := fs.String("from", "", "the backup directory (required)")
+	pubkey := fs.String("pubkey", "", "the checkpoint verifier key, from escrow (required): the backup's own copy could be forged with it")
+	deletions := fs.String("deletions-from", "", "events of a ledger that survived (an `audit export` directory or events.jsonl):\nmaterial it records deleted after the backup is not restored")
+	rootKeyFile := fs.String("root-key-file", "", "optional: check that every material opens under this (escrowed) root key")
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	if *from == "" || *pubkey == "" {
+		fmt.Fprintln(stderr, "keyledger restore: --from and --pubkey are required")
+		return 2
+	}
+	vkey, err := os.ReadFile(*pubkey)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger restore: --pubkey: %v\n", err)
+		return 2
+	}
+	opt := backup.Options{Verifier: string(vkey), Fold: func() backup.Fold { return keystate.New() }}
+	if *deletions != "" {
+		path := *deletions
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			path = filepath.Join(path, offline.EventsFile)
+		}
+		if opt.Journal, err = os.ReadFile(path); err != nil {
+			fmt.Fprintf(stderr, "keyledger restore: --deletions-from: %v\n", err)
+			return 2
+		}
+	}
+	if *rootKeyFile != "" {
+		root, err := rootkey.Load(*rootKeyFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyledger restore: --root-key-file: %v\n", err)
+			return 2
+		}
+		opt.RootKey = root
+	}
+	bk, err := backup.Open(*from, opt)
+	if err != nil {
+		fmt.Fprintf(stdout, "REFUSED: %s\n", strings.TrimPrefix(err.Error(), backup.ErrRefused.Error()+": "))
+		return 1
+	}
+	fmt.Fprintf(stdout, "verified %s: %d events, checkpoint %q of size %d signed by %s, %d materials match the ledger's commitments\n",
+		*from, bk.Manifest.Events, bk.Checkpoint.Origin, bk.Checkpoint.Size, keyName(string(vkey)), bk.Manifest.Materials)
+	if opt.Journal != nil {
+		fmt.Fprintf(stdout, "deletion journal: %d events, %d after the backup; %d materials deleted since are not restored\n",
+			bk.JournalEvents, bk.JournalEvents-int(bk.Checkpoint.Size), len(bk.Deleted))
+	}
+
+	target := bf.dataDir
+	var b *backend.Backend
+	if bf.natsURL != "" {
+		b, err = bf.open("", false)
+	} else {
+		if entries, err := os.ReadDir(target); err == nil && len(entries) > 0 {
+			fmt.Fprintf(stderr, "keyledger restore: %s is not empty; restore into a new data directory\n", target)
+			return 1
+		}
+		// Build it beside the target and rename it into place only once
+		// verified, so nothing can serve a half-restored directory.
+		bf.dataDir = filepath.Clean(target) + ".restoring"
+		if err := os.RemoveAll(bf.dataDir); err != nil {
+			fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
+			return 1
+		}
+		b, err = bf.open("", false)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
+		return 1
+	}
+	res, err := restoreInto(context.Background(), bk, b, bf.stream)
+	b.Close()
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
+		return 1
+	}
+	if bf.natsURL == "" {
+		_ = os.Remove(target) // an empty directory, if any
+		if err := os.Rename(bf.dataDir, target); err != nil {
+			fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stdout, "OK: restored and re-verified %d events (head %s), %d materials (sealed under new per-material keys); %d deletions recorded again\n",
+		res.Events, res.Head.Hash, res.Materials, res.Deletions)
+	fmt.Fprintln(stdout, "start it with the escrowed root key, checkpoint key and principals (--root-key-file, --checkpoint-key, --principals)")
+	return 0
+}
+
+func restoreInto(ctx context.Context, bk *backup.Backup, b *backend.Backend, stream string) (backup.Result, error) {
+	l, err := b.OpenLedger(ctx, ledger.Config{Stream: stream})
+	if err != nil {
+		return backup.Result{}, err
+	}
+	cps, err := b.OpenCheckpoints(ctx, stream)
+	if err != nil {
+		return backup.Result{}, err
+	}
+	mats, err := b.OpenMaterials(ctx, material.Config{})
+	if err != nil {
+		return backup.Result{}, err
+	}
+	res, err := bk.Restore(ctx, backup.Target{Ledger: l, Checkpoints: cps, Materials: mats, Fold: keystate.New()})
+	if errors.Is(err, ledger.ErrNotEmpty) {
+		return res, errors.New("the target is not empty")
+	}
+	return res, err
+}

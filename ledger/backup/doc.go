@@ -1,0 +1,42 @@
+// Package backup writes a consistent backup of a keyledger deployment into
+// a directory and restores one, verifying it before anything can serve it.
+//
+// # What a backup holds
+//
+//	manifest.json          format, the cut (events, head hash, checkpoint),
+//	                       and the size and SHA-256 of every other file
+//	ledger/events.jsonl    every event up to the cut, its exact stored bytes,
+//	                       one a line (the offline export format: `keyledger
+//	                       audit verify --offline DIR/ledger` checks it)
+//	ledger/checkpoint      the signed checkpoint whose tree size is the cut
+//	checkpoints.json       every stored signed checkpoint up to the cut
+//	materials.jsonl        each live material: id and root-wrapped bytes
+//
+// The cut is a signed checkpoint: a backup holds exactly the events its
+// checkpoint covers, so a restore proves, with nothing but the verifier
+// key, that no event was changed, dropped, inserted, reordered or cut off.
+// Materials are those the ledger at the cut still refers to, each checked
+// against the ledger's commitment (the SHA-256 of its root-wrapped bytes)
+// when written and again when restored.
+//
+// In plaintext terms: no plaintext key material, no root key and no
+// per-material key. Materials are kept wrapped under the root key — the
+// form the ledger commits to — with the outer per-material layer
+// (crypto/shred) taken off; a restore seals each again under a fresh
+// per-material key. A backup is therefore exactly as secret as the root
+// key that opens it (escrow the two apart), and a material in a backup
+// lives as long as the backup does: deletion reaches a backup only when it
+// is destroyed (README "Backups").
+//
+// # Deleted stays deleted
+//
+// A restore takes an optional deletion journal: the events of a ledger that
+// survived the disaster (`keyledger audit export`, or a newer backup's
+// ledger/events.jsonl). Its first events must be the backup's own (same
+// Merkle root at the cut); every material it records destroyed after the
+// cut is not restored, and its deletion event is recorded again on the
+// restored ledger. Without a journal a restore brings back the deployment
+// exactly as it was at the cut, including material destroyed later.
+//
+// Functions are safe to call concurrently on different directories.
+package backup

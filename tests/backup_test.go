@@ -1,0 +1,380 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/keyledger/keyledger/crypto/rootkey"
+	"github.com/keyledger/keyledger/ledger/backup"
+	"github.com/keyledger/keyledger/ledger/merkle"
+)
+
+// backupFixture is a deployment that was backed up, then lost a key to a
+// deletion that fell due after the backup, then was destroyed.
+type backupFixture struct {
+	backupDir, journalDir, escrow string
+	keepID                        string
+	keepPlain, keepBlob           []byte
+	doomed                        *doomedKey
+}
+
+// newBackupFixture runs a real `keyledger serve`: creates a key to keep and
+// one scheduled for deletion, encrypts under both, stops, takes `keyledger
+// backup`, restarts with the clock past the deletion date until the key is
+// deleted, stops, exports the surviving ledger (the deletion journal) and
+// wipes the data directory. root.key, checkpoint.key(.pub) are escrowed
+// first, as the README asks.
+func newBackupFixture(t *testing.T) *backupFixture {
+	t.Helper()
+	dataDir := t.TempDir()
+	port := freePort(t)
+	clockFile := filepath.Join(t.TempDir(), "clock-offset")
+	setClock := func(d time.Duration) {
+		if err := os.WriteFile(clockFile+".tmp", []byte(d.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(clockFile+".tmp", clockFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setClock(0)
+	srv := serveWithClock(t, dataDir, port, clockFile)
+	admin := testCredentials["admin"]
+	c := newClient("http://127.0.0.1:"+strconv.Itoa(port), admin[0], admin[1])
+	ctx := context.Background()
+	f := &backupFixture{backupDir: filepath.Join(t.TempDir(), "backup"), journalDir: filepath.Join(t.TempDir(), "journal"),
+		escrow: t.TempDir(), keepPlain: []byte("kept across the disaster")}
+	created, err := c.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("kept")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.keepID = *created.KeyMetadata.KeyId
+	enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: &f.keepID, Plaintext: f.keepPlain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.keepBlob = enc.CiphertextBlob
+	if _, err := c.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &f.keepID}); err != nil {
+		t.Fatal(err)
+	}
+	f.doomed = newDoomedKey(t, c, dataDir)
+	stop(t, srv)
+
+	for _, name := range []string{"root.key", "checkpoint.key", "checkpoint.key.pub", "test-principals.json"} {
+		copyFile(t, filepath.Join(dataDir, name), filepath.Join(f.escrow, name))
+	}
+	if code, out := cli(t, "backup", "--data-dir", dataDir, "--out", f.backupDir); code != 0 || !strings.Contains(out, "OK: backed up") {
+		t.Fatalf("backup: exit %d\n%s", code, out)
+	}
+
+	srv = serveWithClock(t, dataDir, port, clockFile)
+	setClock(8 * 24 * time.Hour)
+	waitForFirstDeletion(t, c, []*doomedKey{f.doomed})
+	stop(t, srv)
+	if code, out := cli(t, "audit", "export", "--data-dir", dataDir, "--out", f.journalDir); code != 0 {
+		t.Fatalf("audit export: exit %d\n%s", code, out)
+	}
+	if err := os.RemoveAll(dataDir); err != nil { // the disaster
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestBackupRestore: backup → wipe → restore → the old ciphertext decrypts
+// and `audit verify` passes; a key deleted after the backup stays deleted
+// (with the surviving ledger as deletion journal), and comes back without
+// one — which shows the check can fail.
+func TestBackupRestore(t *testing.T) {
+	f := newBackupFixture(t)
+	root, err := rootkey.Load(filepath.Join(f.escrow, "root.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(f.escrow, "checkpoint.key.pub")
+
+	t.Run("deleted after the backup stays deleted", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "restored")
+		code, out := cli(t, "restore", "--from", f.backupDir, "--data-dir", dir, "--pubkey", pub,
+			"--deletions-from", f.journalDir, "--root-key-file", filepath.Join(f.escrow, "root.key"))
+		if code != 0 || !strings.Contains(out, "OK: restored") || !strings.Contains(out, "1 materials deleted since are not restored") {
+			t.Fatalf("restore: exit %d\n%s", code, out)
+		}
+		t.Log(out)
+		if code, out := cli(t, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "OK:") {
+			t.Fatalf("audit verify after restore: exit %d\n%s", code, out)
+		}
+		files := readTree(t, dir)
+		if p := find(files, f.doomed.shredKey); p != "" {
+			t.Errorf("the deleted key's per-material key is in %s", p)
+		}
+		if offlineDecrypts(files, root, f.doomed) {
+			t.Error("the deleted key's ciphertext decrypts offline from the restored files and root.key")
+		}
+
+		for _, name := range []string{"root.key", "checkpoint.key", "checkpoint.key.pub"} {
+			copyFile(t, filepath.Join(f.escrow, name), filepath.Join(dir, name))
+		}
+		// serve writes test-principals.json into the data directory itself.
+		port := freePort(t)
+		clockFile := filepath.Join(t.TempDir(), "clock")
+		os.WriteFile(clockFile, []byte((8 * 24 * time.Hour).String()), 0o600)
+		srv := serveWithClock(t, dir, port, clockFile)
+		defer stop(t, srv)
+		admin := testCredentials["admin"]
+		c := newClient("http://127.0.0.1:"+strconv.Itoa(port), admin[0], admin[1])
+		ctx := context.Background()
+		dec, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: f.keepBlob})
+		if err != nil || !bytes.Equal(dec.Plaintext, f.keepPlain) {
+			t.Fatalf("old ciphertext after restore: %v", err)
+		}
+		if _, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: f.doomed.blob}); err == nil {
+			t.Fatal("the key deleted after the backup decrypts after the restore")
+		}
+		if _, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &f.doomed.keyID}); err == nil {
+			t.Error("the key deleted after the backup is described after the restore")
+		}
+	})
+
+	t.Run("without a journal the restore is the backup as it was", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "restored")
+		if code, out := cli(t, "restore", "--from", f.backupDir, "--data-dir", dir, "--pubkey", pub); code != 0 {
+			t.Fatalf("restore: exit %d\n%s", code, out)
+		}
+		if !offlineDecrypts(readTree(t, dir), root, f.doomed) {
+			t.Error("a restore without a deletion journal should bring back the material as it was at the backup")
+		}
+	})
+}
+
+// TestRestoreRefusesTamperedBackup changes a backup in the ways an attacker
+// or a bad disk would, each on a fresh copy, and requires restore to refuse
+// with a message naming what failed and to leave no data directory.
+func TestRestoreRefusesTamperedBackup(t *testing.T) {
+	f := newBackupFixture(t)
+	pub := filepath.Join(f.escrow, "checkpoint.key.pub")
+	cases := []struct {
+		name   string
+		tamper func(t *testing.T, dir string)
+		want   string
+	}{
+		{"a byte of ledger data", func(t *testing.T, dir string) {
+			flipByte(t, filepath.Join(dir, "ledger", "events.jsonl"), `"op":"Enc`)
+		}, "ledger/events.jsonl: its SHA-256 does not match the manifest"},
+		{"a byte of ledger data, manifest digests redone", func(t *testing.T, dir string) {
+			flipByte(t, filepath.Join(dir, "ledger", "events.jsonl"), `"op":"Enc`)
+			redoManifest(t, dir)
+		}, "ledger:"},
+		{"a byte of material", func(t *testing.T, dir string) {
+			flipByte(t, filepath.Join(dir, "materials.jsonl"), `"wrapped":"`)
+		}, "materials.jsonl: its SHA-256 does not match the manifest"},
+		{"a byte of material, manifest digests redone", func(t *testing.T, dir string) {
+			flipByte(t, filepath.Join(dir, "materials.jsonl"), `"wrapped":"`)
+			redoManifest(t, dir)
+		}, "does not match the ledger's commitment"},
+		{"a material removed, manifest digests redone", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "materials.jsonl")
+			data, _ := os.ReadFile(p)
+			lines := strings.SplitAfter(string(data), "\n")
+			os.WriteFile(p, []byte(strings.Join(lines[1:], "")), 0o600)
+			redoManifest(t, dir)
+		}, "is missing"},
+		{"a byte of the manifest", func(t *testing.T, dir string) {
+			flipByte(t, filepath.Join(dir, "manifest.json"), `"sha256": "`)
+		}, "SHA-256 does not match the manifest"},
+		{"the manifest's cut", func(t *testing.T, dir string) {
+			editManifest(t, dir, func(m *backup.Manifest) { m.Events-- })
+		}, "manifest: its cut"},
+		{"a forged checkpoint", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "ledger", "checkpoint")
+			signed, _ := os.ReadFile(p)
+			text, _, _ := strings.Cut(string(signed), "\n\n")
+			cp, err := merkle.ParseBody(text + "\n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			skey, _, err := note.GenerateKey(nil, cp.Origin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			signer, _ := note.NewSigner(skey)
+			forged, err := merkle.Sign(cp, signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(p, forged, 0o600)
+			redoManifest(t, dir)
+		}, "not signed by the verifier key"},
+		{"an extra file", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "extra"), []byte("x"), 0o600)
+		}, "extra: a file the manifest does not list"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "copy")
+			copyTree(t, f.backupDir, dir)
+			tc.tamper(t, dir)
+			target := filepath.Join(t.TempDir(), "restored")
+			code, out := cli(t, "restore", "--from", dir, "--data-dir", target, "--pubkey", pub)
+			if code != 1 || !strings.Contains(out, "REFUSED") || !strings.Contains(out, tc.want) {
+				t.Fatalf("exit %d, want 1 and REFUSED naming %q:\n%s", code, tc.want, out)
+			}
+			if _, err := os.Stat(target); err == nil {
+				t.Errorf("a refused restore left %s", target)
+			}
+			t.Log(strings.TrimSpace(out))
+		})
+	}
+	t.Run("the untouched copy restores", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "copy")
+		copyTree(t, f.backupDir, dir)
+		if code, out := cli(t, "restore", "--from", dir, "--data-dir", filepath.Join(t.TempDir(), "r"), "--pubkey", pub); code != 0 {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+	})
+}
+
+// stop ends a serve process with SIGTERM, as an operator would.
+func stop(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v", err)
+	}
+}
+
+// flipByte changes the byte just after the first occurrence of marker.
+func flipByte(t *testing.T, path, marker string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(data, []byte(marker))
+	if i < 0 {
+		t.Fatalf("%q not in %s", marker, path)
+	}
+	i += len(marker)
+	if data[i] == 'A' {
+		data[i] = 'B'
+	} else {
+		data[i] = 'A'
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// redoManifest recomputes every digest in the manifest, as a careful
+// attacker would.
+func redoManifest(t *testing.T, dir string) {
+	t.Helper()
+	editManifest(t, dir, func(m *backup.Manifest) {
+		for i, f := range m.Files {
+			data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Path)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(data)
+			m.Files[i].Size, m.Files[i].SHA256 = int64(len(data)), hex.EncodeToString(sum[:])
+		}
+	})
+}
+
+func editManifest(t *testing.T, dir string, edit func(*backup.Manifest)) {
+	t.Helper()
+	p := filepath.Join(dir, backup.ManifestFile)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m backup.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(&m)
+	data, _ = json.MarshalIndent(m, "", "  ")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	for path, data := range readTree(t, from) {
+		rel, _ := filepath.Rel(from, path)
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(to, rel)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, rel), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestBackupRestoreNATS backs up a running deployment on an external NATS
+// server through --nats-url while it serves, restores into another, empty
+// NATS server, and serves the old ciphertext from there.
+func TestBackupRestoreNATS(t *testing.T) {
+	portA, portB := freePort(t), freePort(t)
+	startNATS(t, t.TempDir(), portA)
+	startNATS(t, t.TempDir(), portB)
+	urlA, urlB := "nats://127.0.0.1:"+strconv.Itoa(portA), "nats://127.0.0.1:"+strconv.Itoa(portB)
+	a := start(t, withNATS(urlA))
+	ctx := context.Background()
+	key := a.createKey("over NATS")
+	enc, err := a.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &key, Plaintext: []byte("hello")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk := filepath.Join(t.TempDir(), "backup")
+	cpKey := filepath.Join(a.dir, "checkpoint.key")
+	if code, out := cli(t, "backup", "--nats-url", urlA, "--checkpoint-key", cpKey, "--out", bk); code != 0 {
+		t.Fatalf("backup of a running deployment: exit %d\n%s", code, out)
+	}
+	code, out := cli(t, "restore", "--from", bk, "--nats-url", urlB, "--pubkey", cpKey+".pub")
+	if code != 0 || !strings.Contains(out, "OK: restored") {
+		t.Fatalf("restore into NATS: exit %d\n%s", code, out)
+	}
+	if code, out := cli(t, "restore", "--from", bk, "--nats-url", urlB, "--pubkey", cpKey+".pub"); code == 0 {
+		t.Fatalf("a second restore into the same, no longer empty deployment succeeded:\n%s", out)
+	}
+	if code, out := cli(t, "audit", "verify", "--nats-url", urlB); code != 0 {
+		t.Fatalf("audit verify on the restored deployment: exit %d\n%s", code, out)
+	}
+	b := start(t, withNATS(urlB), func(i *instance) { i.root, i.dir = a.root, a.dir })
+	dec, err := b.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	if err != nil || string(dec.Plaintext) != "hello" {
+		t.Fatalf("old ciphertext on the restored deployment: %v", err)
+	}
+}

@@ -8,11 +8,16 @@ import (
 
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/writer"
 )
 
 // ErrNotEmpty means Import was asked to write into a stream that already
 // holds events.
 var ErrNotEmpty = errors.New("ledger: the stream is not empty")
+
+// ErrImportWriter means Import was not given the key of the ledger's first
+// registered writer, so the imported messages could not be signed.
+var ErrImportWriter = errors.New("ledger: import needs the key of the ledger's first writer")
 
 // Import writes events (each one's exact stored bytes, in chain order from
 // index 0) into an empty stream, as a restore from a backup does, and
@@ -21,6 +26,13 @@ var ErrNotEmpty = errors.New("ledger: the stream is not empty")
 // into group-commit-sized messages, so stream sequences may differ from
 // the original's (nothing outside the stream refers to them). Call it
 // after Open and before Replay and Start.
+//
+// Messages are signed as the folding rule requires (see chain.Folder):
+// those before the ledger's first WriterRegistered event go unsigned, as
+// they were written; that event starts a message of its own, and it and
+// every message after it are signed with the configured writer key, which
+// must therefore be the ledger's first writer (the deployment's escrowed
+// writer key). Otherwise Import fails with ErrImportWriter.
 func (l *Ledger) Import(ctx context.Context, events [][]byte) (chain.Head, error) {
 	info, err := l.stream.Info(ctx)
 	if err != nil {
@@ -33,13 +45,14 @@ func (l *Ledger) Import(ctx context.Context, events [][]byte) (chain.Head, error
 	var data []byte
 	var first event.Hash
 	firstIndex, n := uint64(0), 0
-	lastSeq := uint64(0) // of the last message published
+	lastSeq := uint64(0)   // of the last message published
+	var signer *writer.Key // nil until the first writer registers
 	flush := func() error {
 		if n == 0 {
 			return nil
 		}
 		msgID := fmt.Sprintf("kl-%d-%s", firstIndex, hex.EncodeToString(first[:8]))
-		ack, err := l.publish(ctx, data, msgID, lastSeq)
+		ack, err := l.publishAs(ctx, signer, data, msgID, lastSeq)
 		if err != nil {
 			return fmt.Errorf("ledger: import: %w", err)
 		}
@@ -52,10 +65,19 @@ func (l *Ledger) Import(ctx context.Context, events [][]byte) (chain.Head, error
 		return nil
 	}
 	for _, raw := range events {
-		if n > 0 && (n >= l.cfg.MaxBatchEvents || len(data)+len(raw)+1 > l.cfg.MaxBatchBytes) {
+		registers := signer == nil && registersWriter(raw)
+		if n > 0 && (registers || n >= l.cfg.MaxBatchEvents || len(data)+len(raw)+1 > l.cfg.MaxBatchBytes) {
 			if err := flush(); err != nil {
 				return linker.Head(), err
 			}
+		}
+		if registers {
+			// The first writer registers itself, in a message it signs.
+			w := l.cfg.Writer
+			if ev, err := event.Decode(raw); err != nil || w == nil || ev.Body.(*event.WriterRegistered).WriterID != w.ID() {
+				return linker.Head(), fmt.Errorf("%w (event %d registers it)", ErrImportWriter, linker.Head().Count)
+			}
+			signer = w
 		}
 		h, err := linker.Link(lastSeq+1, raw)
 		if err != nil {
@@ -71,4 +93,14 @@ func (l *Ledger) Import(ctx context.Context, events [][]byte) (chain.Head, error
 		return linker.Head(), err
 	}
 	return linker.Head(), nil
+}
+
+// registersWriter reports whether raw is a WriterRegistered event.
+func registersWriter(raw []byte) bool {
+	ev, err := event.Decode(raw)
+	if err != nil {
+		return false
+	}
+	_, ok := ev.Body.(*event.WriterRegistered)
+	return ok
 }

@@ -534,8 +534,13 @@ func (l *Ledger) mayWrite(first event.Record) error {
 // publish stores data as the message after stream sequence lastSeq, signed
 // for exactly that place.
 func (l *Ledger) publish(ctx context.Context, data []byte, msgID string, lastSeq uint64) (*jetstream.PubAck, error) {
+	return l.publishAs(ctx, l.cfg.Writer, data, msgID, lastSeq)
+}
+
+// publishAs publishes a message signed by w, or unsigned if w is nil.
+func (l *Ledger) publishAs(ctx context.Context, w *writer.Key, data []byte, msgID string, lastSeq uint64) (*jetstream.PubAck, error) {
 	msg := &nats.Msg{Subject: l.cfg.Subject, Data: data, Header: nats.Header{}}
-	if w := l.cfg.Writer; w != nil {
+	if w != nil {
 		msg.Header.Set(writer.HeaderWriter, w.ID())
 		msg.Header.Set(writer.HeaderSignature, base64.StdEncoding.EncodeToString(w.Sign(lastSeq+1, data)))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -75,7 +76,7 @@ func newBackupFixture(t *testing.T) *backupFixture {
 	f.doomed = newDoomedKey(t, c, dataDir)
 	stop(t, srv)
 
-	for _, name := range []string{"root.key", "checkpoint.key", "checkpoint.key.pub", "test-principals.json"} {
+	for _, name := range []string{"root.key", "writer.key", "checkpoint.key", "checkpoint.key.pub", "test-principals.json"} {
 		copyFile(t, filepath.Join(dataDir, name), filepath.Join(f.escrow, name))
 	}
 	if code, out := cli(t, "backup", "--data-dir", dataDir, "--out", f.backupDir); code != 0 || !strings.Contains(out, "OK: backed up") {
@@ -106,10 +107,24 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := filepath.Join(f.escrow, "checkpoint.key.pub")
+	wk := filepath.Join(f.escrow, "writer.key")
+
+	t.Run("without the writer key the ledger cannot be signed", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "restored")
+		code, out := cli(t, "restore", "--from", f.backupDir, "--data-dir", dir, "--pubkey", pub)
+		if code != 1 || !strings.Contains(out, "--writer-key") {
+			t.Fatalf("restore without --writer-key: exit %d, want 1 naming --writer-key\n%s", code, out)
+		}
+		for _, left := range []string{dir, dir + ".restoring"} {
+			if _, err := os.Stat(left); err == nil {
+				t.Errorf("a failed restore left %s", left)
+			}
+		}
+	})
 
 	t.Run("deleted after the backup stays deleted", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "restored")
-		code, out := cli(t, "restore", "--from", f.backupDir, "--data-dir", dir, "--pubkey", pub,
+		code, out := cli(t, "restore", "--from", f.backupDir, "--data-dir", dir, "--pubkey", pub, "--writer-key", wk,
 			"--deletions-from", f.journalDir, "--root-key-file", filepath.Join(f.escrow, "root.key"))
 		if code != 0 || !strings.Contains(out, "OK: restored") || !strings.Contains(out, "1 materials deleted since are not restored") {
 			t.Fatalf("restore: exit %d\n%s", code, out)
@@ -152,7 +167,7 @@ func TestBackupRestore(t *testing.T) {
 
 	t.Run("without a journal the restore is the backup as it was", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "restored")
-		if code, out := cli(t, "restore", "--from", f.backupDir, "--data-dir", dir, "--pubkey", pub); code != 0 {
+		if code, out := cli(t, "restore", "--from", f.backupDir, "--data-dir", dir, "--pubkey", pub, "--writer-key", wk); code != 0 {
 			t.Fatalf("restore: exit %d\n%s", code, out)
 		}
 		if !offlineDecrypts(readTree(t, dir), root, f.doomed) {
@@ -167,6 +182,7 @@ func TestBackupRestore(t *testing.T) {
 func TestRestoreRefusesTamperedBackup(t *testing.T) {
 	f := newBackupFixture(t)
 	pub := filepath.Join(f.escrow, "checkpoint.key.pub")
+	wk := filepath.Join(f.escrow, "writer.key")
 	cases := []struct {
 		name   string
 		tamper func(t *testing.T, dir string)
@@ -229,7 +245,7 @@ func TestRestoreRefusesTamperedBackup(t *testing.T) {
 			copyTree(t, f.backupDir, dir)
 			tc.tamper(t, dir)
 			target := filepath.Join(t.TempDir(), "restored")
-			code, out := cli(t, "restore", "--from", dir, "--data-dir", target, "--pubkey", pub)
+			code, out := cli(t, "restore", "--from", dir, "--data-dir", target, "--pubkey", pub, "--writer-key", wk)
 			if code != 1 || !strings.Contains(out, "REFUSED") || !strings.Contains(out, tc.want) {
 				t.Fatalf("exit %d, want 1 and REFUSED naming %q:\n%s", code, tc.want, out)
 			}
@@ -242,7 +258,7 @@ func TestRestoreRefusesTamperedBackup(t *testing.T) {
 	t.Run("the untouched copy restores", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "copy")
 		copyTree(t, f.backupDir, dir)
-		if code, out := cli(t, "restore", "--from", dir, "--data-dir", filepath.Join(t.TempDir(), "r"), "--pubkey", pub); code != 0 {
+		if code, out := cli(t, "restore", "--from", dir, "--data-dir", filepath.Join(t.TempDir(), "r"), "--pubkey", pub, "--writer-key", wk); code != 0 {
 			t.Fatalf("exit %d\n%s", code, out)
 		}
 	})
@@ -362,17 +378,22 @@ func TestBackupRestoreNATS(t *testing.T) {
 	if code, out := cli(t, "backup", "--nats-url", urlA, "--checkpoint-key", cpKey, "--out", bk); code != 0 {
 		t.Fatalf("backup of a running deployment: exit %d\n%s", code, out)
 	}
-	code, out := cli(t, "restore", "--from", bk, "--nats-url", urlB, "--pubkey", cpKey+".pub")
+	wk := filepath.Join(t.TempDir(), "writer.key") // the deployment's writer key, from escrow
+	seed := sha256.Sum256([]byte("keyledger test writer " + urlA))
+	if err := os.WriteFile(wk, []byte(base64.StdEncoding.EncodeToString(seed[:])+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := cli(t, "restore", "--from", bk, "--nats-url", urlB, "--pubkey", cpKey+".pub", "--writer-key", wk)
 	if code != 0 || !strings.Contains(out, "OK: restored") {
 		t.Fatalf("restore into NATS: exit %d\n%s", code, out)
 	}
-	if code, out := cli(t, "restore", "--from", bk, "--nats-url", urlB, "--pubkey", cpKey+".pub"); code == 0 {
+	if code, out := cli(t, "restore", "--from", bk, "--nats-url", urlB, "--pubkey", cpKey+".pub", "--writer-key", wk); code == 0 {
 		t.Fatalf("a second restore into the same, no longer empty deployment succeeded:\n%s", out)
 	}
 	if code, out := cli(t, "audit", "verify", "--nats-url", urlB); code != 0 {
 		t.Fatalf("audit verify on the restored deployment: exit %d\n%s", code, out)
 	}
-	b := start(t, withNATS(urlB), func(i *instance) { i.root, i.dir = a.root, a.dir })
+	b := start(t, withNATS(urlB), withWriter(a.writer), func(i *instance) { i.root, i.dir = a.root, a.dir })
 	dec, err := b.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
 	if err != nil || string(dec.Plaintext) != "hello" {
 		t.Fatalf("old ciphertext on the restored deployment: %v", err)

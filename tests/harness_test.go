@@ -139,6 +139,9 @@ type option func(*instance)
 // withNATS runs the instance against an existing NATS server.
 func withNATS(url string) option { return func(i *instance) { i.natsURL = url } }
 
+// withWriter signs the ledger with k (a deployment's escrowed writer key).
+func withWriter(k *writer.Key) option { return func(i *instance) { i.writer = k } }
+
 // withReplicas sets the stream replicas (with withNATS, on a cluster).
 func withReplicas(n int) option { return func(i *instance) { i.replicas = n } }
 
@@ -160,7 +163,9 @@ func start(t *testing.T, opts ...option) *instance {
 	if i.signer, i.vkey, err = merkle.LoadOrCreateKey(filepath.Join(i.dir, "checkpoint.key"), "keyledger-test"); err != nil {
 		t.Fatal(err)
 	}
-	i.writer = testWriterKey(t, i.natsURL, i.dir)
+	if i.writer == nil {
+		i.writer = testWriterKey(t, i.natsURL, i.dir)
+	}
 	i.up()
 	t.Cleanup(i.down)
 	return i

@@ -15,6 +15,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/backup"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/offline"
+	"github.com/keyledger/keyledger/ledger/writer"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
@@ -26,6 +27,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	pubkey := fs.String("pubkey", "", "the checkpoint verifier key, from escrow (required): the backup's own copy could be forged with it")
 	deletions := fs.String("deletions-from", "", "events of a ledger that survived (an `audit export` directory or events.jsonl):\nmaterial it records deleted after the backup is not restored")
 	rootKeyFile := fs.String("root-key-file", "", "optional: check that every material opens under this (escrowed) root key")
+	writerKeyFile := fs.String("writer-key", "", "the deployment's writer key, from escrow: the restored ledger is signed with it\n(required once the ledger has registered a writer; copied to <data-dir>/writer.key)")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
@@ -56,6 +58,13 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		opt.RootKey = root
+	}
+	var wk *writer.Key
+	if *writerKeyFile != "" {
+		if wk, err = writer.Load(*writerKeyFile); err != nil {
+			fmt.Fprintf(stderr, "keyledger restore: --writer-key: %v\n", err)
+			return 2
+		}
 	}
 	bk, err := backup.Open(*from, opt)
 	if err != nil {
@@ -91,11 +100,24 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
 		return 1
 	}
-	res, err := restoreInto(context.Background(), bk, b, bf.stream)
+	res, err := restoreInto(context.Background(), bk, b, bf.stream, wk)
 	b.Close()
+	if err != nil && bf.natsURL == "" {
+		_ = os.RemoveAll(bf.dataDir) // the half-built <data-dir>.restoring
+	}
+	if errors.Is(err, ledger.ErrImportWriter) {
+		fmt.Fprintf(stderr, "keyledger restore: %v: pass the deployment's escrowed writer key with --writer-key\n", err)
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
 		return 1
+	}
+	if bf.natsURL == "" && *writerKeyFile != "" {
+		if err := copyWriterKey(*writerKeyFile, filepath.Join(bf.dataDir, "writer.key")); err != nil {
+			fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
+			return 1
+		}
 	}
 	if bf.natsURL == "" {
 		_ = os.Remove(target) // an empty directory, if any
@@ -110,8 +132,8 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func restoreInto(ctx context.Context, bk *backup.Backup, b *backend.Backend, stream string) (backup.Result, error) {
-	l, err := b.OpenLedger(ctx, ledger.Config{Stream: stream})
+func restoreInto(ctx context.Context, bk *backup.Backup, b *backend.Backend, stream string, wk *writer.Key) (backup.Result, error) {
+	l, err := b.OpenLedger(ctx, ledger.Config{Stream: stream, Writer: wk})
 	if err != nil {
 		return backup.Result{}, err
 	}
@@ -128,4 +150,14 @@ func restoreInto(ctx context.Context, bk *backup.Backup, b *backend.Backend, str
 		return res, errors.New("the target is not empty")
 	}
 	return res, err
+}
+
+// copyWriterKey puts the escrowed writer key where serve looks for it.
+func copyWriterKey(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	defer clear(data)
+	return os.WriteFile(to, data, 0o600)
 }

@@ -347,6 +347,11 @@ func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 			return Result{}, fmt.Errorf("backup: writing material: %w", err)
 		}
 	}
+	// Fold what was imported, as a start-up does, so the writer knows the
+	// registered writers and where the stream stands.
+	if head, err = t.Ledger.Replay(ctx, chain.Head{}, func(event.Record) error { return nil }); err != nil {
+		return Result{}, fmt.Errorf("backup: reading back the ledger: %w", err)
+	}
 	t.Ledger.Start(head)
 	for _, ev := range b.deletions {
 		if _, err := t.Ledger.Append(ctx, ev); err != nil {

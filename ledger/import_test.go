@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/writer"
 )
 
 // TestImport copies a ledger's events into an empty stream: the copy
@@ -54,10 +56,18 @@ func TestImport(t *testing.T) {
 	if _, err := dst.Import(ctx, events); !errors.Is(err, ledger.ErrNotEmpty) {
 		t.Fatalf("second import: %v, want ErrNotEmpty", err)
 	}
+	// As a start-up does: fold what is there, then write after it.
+	if head, err = dst.Replay(ctx, chain.Head{}, func(event.Record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
 	dst.Start(head)
 	defer dst.Close()
-	if rec, err := dst.Append(ctx, newEvent("Decrypt")); err != nil || rec.Event.Index != uint64(len(events)) {
-		t.Fatalf("append after import: index %d, err %v", rec.Event.Index, err)
+	rec, err := dst.Append(ctx, newEvent("Decrypt"))
+	if err != nil {
+		t.Fatalf("append after import: %v", err)
+	}
+	if rec.Event.Index != uint64(len(events)) {
+		t.Fatalf("append after import: index %d, want %d", rec.Event.Index, len(events))
 	}
 
 	other, err := ledger.Open(ctx, nc, ledger.Config{Stream: "OTHER", Subject: "other.events"})
@@ -67,5 +77,70 @@ func TestImport(t *testing.T) {
 	var bl *chain.BrokenLinkError
 	if _, err := other.Import(ctx, [][]byte{events[0], events[2]}); !errors.As(err, &bl) {
 		t.Fatalf("import of events that do not link: %v, want a broken link", err)
+	}
+}
+
+// TestImportSignsWithTheFirstWriter: a ledger whose writers sign imports
+// into one every reader accepts, given its first writer's key, and is
+// refused without it (the restored messages would all be quarantined).
+func TestImportSignsWithTheFirstWriter(t *testing.T) {
+	ctx := context.Background()
+	w := writer.Generate()
+	srv := startServer(t, t.TempDir())
+	nc, err := srv.Connect("signed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	src, err := ledger.Open(ctx, nc, ledger.Config{Writer: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := src.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Start(h)
+	register := &event.Event{Time: time.Now(), Operation: "RegisterWriter",
+		Body: &event.WriterRegistered{WriterID: w.ID(), PublicKey: w.PublicText(), RegisteredBy: w.ID()}}
+	if _, err := src.Append(ctx, register); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 7; i++ {
+		if _, err := src.Append(ctx, newEvent("Encrypt")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var events [][]byte
+	if _, err := src.Replay(ctx, chain.Head{}, func(r event.Record) error {
+		events = append(events, bytes.Clone(r.Raw))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+
+	wrong, err := ledger.Open(ctx, nc, ledger.Config{Stream: "WRONG", Subject: "wrong.events", Writer: writer.Generate()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wrong.Import(ctx, events); !errors.Is(err, ledger.ErrImportWriter) {
+		t.Fatalf("import with another writer's key: %v, want ErrImportWriter", err)
+	}
+
+	dst, err := ledger.Open(ctx, nc, ledger.Config{Stream: "RESTORED", Subject: "restored.events", Writer: w, MaxBatchEvents: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.Import(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := chain.Audit(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Quarantined) != 0 || rep.Head.Count != uint64(len(events)) || rep.Writers[w.ID()] == "" {
+		t.Fatalf("imported signed ledger: %d quarantined (%v), %d of %d events, writers %v",
+			len(rep.Quarantined), rep.Quarantined, rep.Head.Count, len(events), rep.Writers)
 	}
 }

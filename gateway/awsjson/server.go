@@ -54,6 +54,7 @@ type Server struct {
 	ready      func(context.Context) error
 	limiter    *throttle.Limiter
 	observer   Observer
+	names      map[string]string // every operation name AWS KMS has, served or not
 }
 
 // Observer is told of every answered request (metrics). Implementations
@@ -116,7 +117,13 @@ func New(svc *keyservice.Service, o Options) *Server {
 		o.Observer = noObserver{}
 	}
 	s := &Server{ops: operations(svc), principals: o.Principals, region: o.Region, now: o.Now, log: o.Logger, ready: o.Ready,
-		limiter: o.Limiter, observer: o.Observer}
+		limiter: o.Limiter, observer: o.Observer, names: map[string]string{}}
+	for name := range s.ops {
+		s.names[name] = name
+	}
+	for name := range unimplemented {
+		s.names[name] = name
+	}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "keyledger",
 		DisableStartupMessage: true,
@@ -183,9 +190,11 @@ func (s *Server) handle(c *fiber.Ctx) error {
 	reqID := keyservice.NewID()
 	opName, ok := strings.CutPrefix(c.Get("X-Amz-Target"), targetPrefix)
 	h := s.ops[opName]
-	label := opName
-	if !ok || (h == nil && !unimplemented[opName]) {
-		label = "unknown" // never a caller-chosen metric label
+	// c.Get's string lives in Fiber's reused buffer: what outlives the
+	// request (metric labels, throttle summaries) takes the table's copy.
+	label := "unknown" // never a caller-chosen metric label
+	if name, known := s.names[opName]; ok && known {
+		label = name
 	}
 	if code, msg := refuseEncoding(c); code != "" {
 		return s.answer(c, label, start, s.fail(c, reqID, code, msg))
@@ -207,7 +216,7 @@ func (s *Server) handle(c *fiber.Ctx) error {
 	caller.RequestID = reqID
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	out, err := h(ctx, caller, c.Request().Body(), s.admit(opName, &caller))
+	out, err := h(ctx, caller, c.Request().Body(), s.admit(label, &caller))
 	if err != nil {
 		e := keyservice.AsError(err)
 		return s.answer(c, label, start, s.fail(c, reqID, string(e.Code), e.Message))

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,5 +154,18 @@ func TestMetricsScrape(t *testing.T) {
 		if value(after, name, nil) < 0 {
 			t.Errorf("%s missing from the scrape", name)
 		}
+	}
+}
+
+// TestMetricsOnlyOnLoopback: serve refuses a non-loopback --metrics-listen
+// without --metrics-insecure-http, and a malformed --quota, saying why.
+func TestMetricsOnlyOnLoopback(t *testing.T) {
+	code, out := cli(t, "serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--metrics-listen", "0.0.0.0:0")
+	if code != 2 || !strings.Contains(out, "refusing to serve metrics on 0.0.0.0:0") || !strings.Contains(out, "--metrics-insecure-http") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	code, out = cli(t, "serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--quota", "cryptographic-symetric=5")
+	if code != 2 || !strings.Contains(out, "known family") {
+		t.Fatalf("exit %d: %s", code, out)
 	}
 }

@@ -43,8 +43,10 @@ func (o *opsFlags) check() error {
 	if o.metricsListen == "" {
 		return nil
 	}
-	if err := transport.CheckPlainHTTP(o.metricsListen, o.metricsInsecure); err != nil {
-		return fmt.Errorf("--metrics-listen: %w (pass --metrics-insecure-http to serve metrics there anyway)", err)
+	if transport.CheckPlainHTTP(o.metricsListen, o.metricsInsecure) != nil {
+		return fmt.Errorf("refusing to serve metrics on %s: they are plain HTTP, so only on a loopback address unless "+
+			"--metrics-insecure-http says something else protects that network (they hold no secret, but show request "+
+			"rates and error codes)", o.metricsListen)
 	}
 	return nil
 }

@@ -31,6 +31,15 @@ type Checkpointer struct {
 	cfg  CheckpointerConfig
 	mu   sync.Mutex
 	last int64 // tree size of the newest checkpoint this Checkpointer stored
+	at   time.Time
+}
+
+// Last returns the tree size and time of the newest checkpoint this
+// Checkpointer stored (0 and the zero time before the first).
+func (c *Checkpointer) Last() (size int64, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last, c.at
 }
 
 // NewCheckpointer returns a Checkpointer; it does nothing until called.
@@ -75,7 +84,7 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) ([]byte, error) {
 	if err := c.cfg.Store.Put(ctx, signed); err != nil {
 		return nil, err
 	}
-	c.last = size
+	c.last, c.at = size, time.Now()
 	return signed, nil
 }
 

@@ -25,8 +25,10 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/gateway/awsjson"
+	"github.com/keyledger/keyledger/gateway/metrics"
 	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/gateway/principals"
+	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
@@ -132,6 +134,8 @@ type instance struct {
 	listen   func() net.Listener // where to serve once started (default: a new loopback port)
 	writer   *writer.Key         // signs ledger messages
 	natsNet  bool                // embedded: also listen for NATS clients on loopback
+	throttle *throttle.Limiter   // withThrottle
+	metrics  *metrics.Metrics    // withMetrics
 }
 
 type option func(*instance)
@@ -147,6 +151,13 @@ func withReplicas(n int) option { return func(i *instance) { i.replicas = n } }
 
 // withNATSListen gives the embedded server a loopback NATS listener.
 func withNATSListen() option { return func(i *instance) { i.natsNet = true } }
+
+// withThrottle throttles requests with l; its refusals are recorded every
+// 50 ms.
+func withThrottle(l *throttle.Limiter) option { return func(i *instance) { i.throttle = l } }
+
+// withMetrics gives the instance metrics (one node per Metrics: no restart).
+func withMetrics(m *metrics.Metrics) option { return func(i *instance) { i.metrics = m } }
 
 func withPublishTimeout(d time.Duration) option {
 	return func(i *instance) { i.ledgerCf.PublishTimeout = d }
@@ -197,6 +208,7 @@ func (i *instance) up() {
 		Region: testRegion, RootKey: i.root, Clock: i.clock, Principals: dir,
 		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCfg(), Logger: log, HTTP: i.limits,
 		CheckpointSigner: i.signer, CheckpointVerifier: i.vkey, CheckpointInterval: time.Hour, // tests checkpoint explicitly
+		Throttle: i.throttle, ThrottleReportInterval: 50 * time.Millisecond, Metrics: i.metrics,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/gateway/awsjson"
+	"github.com/keyledger/keyledger/gateway/metrics"
 	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/gateway/transport"
@@ -81,10 +82,16 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&limits.ReadTimeout, "read-timeout", awsjson.DefaultReadTimeout, "longest time to read one request")
 	fs.DurationVar(&limits.WriteTimeout, "write-timeout", awsjson.DefaultWriteTimeout, "longest time to write one answer")
 	fs.DurationVar(&limits.IdleTimeout, "idle-timeout", awsjson.DefaultIdleTimeout, "how long an idle keep-alive connection is kept")
+	var of opsFlags
+	of.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
 	if err := tf.check(*listen); err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 2
+	}
+	if err := of.check(); err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 2
 	}
@@ -203,6 +210,23 @@ func serve(args []string, stderr io.Writer) int {
 		Ledger:           ledger.Config{Stream: bf.stream, Writer: wk},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
 		DataDir: diskDir, HTTP: limits,
+		Throttle: of.limiter(*region, dir),
+	}
+	if of.metricsListen != "" {
+		m := metrics.New()
+		mln, err := net.Listen("tcp", of.metricsListen)
+		if err != nil {
+			log.Error("cannot listen for metrics", "address", of.metricsListen, "error", err)
+			_ = starting.Stop(ctx)
+			return 1
+		}
+		ncfg.Metrics = m
+		ms := m.Serve(mln)
+		defer ms.Shutdown(context.Background())
+		log.Info("Prometheus metrics", "endpoint", "http://"+mln.Addr().String()+"/metrics")
+	}
+	if ncfg.Throttle == nil {
+		log.Warn("request throttling is OFF (--no-throttle): one caller can take every request the instance can serve")
 	}
 	if *clockFile != "" {
 		clk, err := newOffsetClock(ctx, *clockFile)

@@ -12,9 +12,21 @@ import (
 // it catches up from the ledger itself, so a slow or vanished subscriber
 // never slows anyone else. Safe for concurrent use.
 type Hub struct {
-	mu   sync.RWMutex
-	subs map[*Sub]struct{}
+	mu      sync.RWMutex
+	subs    map[*Sub]struct{}
+	dropped atomic.Uint64 // events not handed to a lagging subscriber
 }
+
+// Subscribers is the number of live subscribers.
+func (h *Hub) Subscribers() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.subs)
+}
+
+// Dropped is the number of events not handed to a subscriber that could not
+// keep up (it catches up from the ledger).
+func (h *Hub) Dropped() uint64 { return h.dropped.Load() }
 
 // Sub is one live subscriber.
 type Sub struct {
@@ -59,6 +71,7 @@ func (h *Hub) Broadcast(recs []event.Record) {
 			case s.C <- r:
 			default:
 				s.lagging.Store(true)
+				h.dropped.Add(1)
 			}
 		}
 	}

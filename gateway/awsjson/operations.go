@@ -9,14 +9,18 @@ import (
 	"github.com/keyledger/keyledger/gateway/keyservice"
 )
 
-// handler decodes one operation's request body and runs it.
-type handler func(ctx context.Context, c keyservice.Caller, body []byte) (any, error)
+// handler decodes one operation's request body and runs it once admit
+// (the throttle) lets the decoded request through.
+type handler func(ctx context.Context, c keyservice.Caller, body []byte, admit func(in any) error) (any, error)
 
 // op adapts a service method to a handler.
 func op[In, Out any](fn func(context.Context, keyservice.Caller, *In) (*Out, error)) handler {
-	return func(ctx context.Context, c keyservice.Caller, body []byte) (any, error) {
+	return func(ctx context.Context, c keyservice.Caller, body []byte, admit func(in any) error) (any, error) {
 		in := new(In)
 		if err := decode(body, in); err != nil {
+			return nil, err
+		}
+		if err := admit(in); err != nil {
 			return nil, err
 		}
 		return fn(ctx, c, in)

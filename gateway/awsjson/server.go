@@ -14,6 +14,7 @@ import (
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/gateway/sigv4"
+	"github.com/keyledger/keyledger/gateway/throttle"
 )
 
 // Limits on what a request may cost before it is authenticated. The
@@ -51,7 +52,26 @@ type Server struct {
 	now        func() time.Time
 	log        *slog.Logger
 	ready      func(context.Context) error
+	limiter    *throttle.Limiter
+	observer   Observer
+	names      map[string]string // every operation name AWS KMS has, served or not
 }
+
+// Observer is told of every answered request (metrics). Implementations
+// must be cheap and safe for concurrent use.
+type Observer interface {
+	// Request reports one request: the operation (or "GET <route>" for
+	// the HTTP endpoints, "unknown" for an unknown target), the AWS error
+	// code it was answered with ("OK" for none) and how long it took.
+	Request(operation, code string, took time.Duration)
+	// Throttled reports a request refused by the quota of family.
+	Throttled(family string)
+}
+
+type noObserver struct{}
+
+func (noObserver) Request(string, string, time.Duration) {}
+func (noObserver) Throttled(string)                      {}
 
 // Options configure the HTTP front.
 type Options struct {
@@ -65,6 +85,11 @@ type Options struct {
 	// means always ready.
 	Ready  func(context.Context) error
 	Limits Limits
+	// Limiter throttles requests per account and quota family; nil means
+	// no throttling.
+	Limiter *throttle.Limiter
+	// Observer is told of every request; nil means nobody.
+	Observer Observer
 }
 
 // Limits bound what connections may hold. Zero fields take the defaults.
@@ -88,7 +113,17 @@ func New(svc *keyservice.Service, o Options) *Server {
 	if o.Ready == nil {
 		o.Ready = func(context.Context) error { return nil }
 	}
-	s := &Server{ops: operations(svc), principals: o.Principals, region: o.Region, now: o.Now, log: o.Logger, ready: o.Ready}
+	if o.Observer == nil {
+		o.Observer = noObserver{}
+	}
+	s := &Server{ops: operations(svc), principals: o.Principals, region: o.Region, now: o.Now, log: o.Logger, ready: o.Ready,
+		limiter: o.Limiter, observer: o.Observer, names: map[string]string{}}
+	for name := range s.ops {
+		s.names[name] = name
+	}
+	for name := range unimplemented {
+		s.names[name] = name
+	}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "keyledger",
 		DisableStartupMessage: true,
@@ -117,22 +152,24 @@ func orDefault[T int | time.Duration](v, def T) T {
 // requests must carry a valid SigV4 signature; h gets the caller. Errors h
 // returns are rendered as AWS errors.
 func (s *Server) Get(path string, h func(c *fiber.Ctx, caller keyservice.Caller) error) {
+	route := "GET " + path
 	s.app.Get(path, func(c *fiber.Ctx) error {
+		start := time.Now()
 		reqID := keyservice.NewID()
 		if code, msg := refuseEncoding(c); code != "" {
-			return s.fail(c, reqID, code, msg)
+			return s.answer(c, route, start, s.fail(c, reqID, code, msg))
 		}
 		caller, code, msg := s.authenticate(c)
 		if code != "" {
-			return s.fail(c, reqID, code, msg)
+			return s.answer(c, route, start, s.fail(c, reqID, code, msg))
 		}
 		caller.RequestID = reqID
 		c.Set("x-amzn-RequestId", reqID)
 		if err := h(c, caller); err != nil {
 			e := keyservice.AsError(err)
-			return s.fail(c, reqID, string(e.Code), e.Message)
+			return s.answer(c, route, start, s.fail(c, reqID, string(e.Code), e.Message))
 		}
-		return nil
+		return s.answer(c, route, start, nil)
 	})
 }
 
@@ -149,43 +186,61 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
 
 func (s *Server) handle(c *fiber.Ctx) error {
+	start := time.Now()
 	reqID := keyservice.NewID()
-	if code, msg := refuseEncoding(c); code != "" {
-		return s.fail(c, reqID, code, msg)
-	}
 	opName, ok := strings.CutPrefix(c.Get("X-Amz-Target"), targetPrefix)
 	h := s.ops[opName]
+	// c.Get's string lives in Fiber's reused buffer: what outlives the
+	// request (metric labels, throttle summaries) takes the table's copy.
+	label := "unknown" // never a caller-chosen metric label
+	if name, known := s.names[opName]; ok && known {
+		label = name
+	}
+	if code, msg := refuseEncoding(c); code != "" {
+		return s.answer(c, label, start, s.fail(c, reqID, code, msg))
+	}
 	if !ok || h == nil {
 		if unimplemented[opName] {
-			return s.fail(c, reqID, string(keyservice.CodeUnsupportedOperation), "Operation "+opName+" is not supported by this keyledger version yet.")
+			return s.answer(c, label, start, s.fail(c, reqID, string(keyservice.CodeUnsupportedOperation), "Operation "+opName+" is not supported by this keyledger version yet."))
 		}
-		return s.fail(c, reqID, codeUnknownOperation, "Unknown operation; X-Amz-Target must be TrentService.<Operation>.")
+		return s.answer(c, label, start, s.fail(c, reqID, codeUnknownOperation, "Unknown operation; X-Amz-Target must be TrentService.<Operation>."))
 	}
 	ct := c.Get(fiber.HeaderContentType)
 	if !strings.HasPrefix(ct, contentType) && !strings.HasPrefix(ct, "application/x-amz-json-1.0") {
-		return s.fail(c, reqID, codeSerialization, "Content-Type must be "+contentType+".")
+		return s.answer(c, label, start, s.fail(c, reqID, codeSerialization, "Content-Type must be "+contentType+"."))
 	}
 	caller, code, msg := s.authenticate(c)
 	if code != "" {
-		return s.fail(c, reqID, code, msg)
+		return s.answer(c, label, start, s.fail(c, reqID, code, msg))
 	}
 	caller.RequestID = reqID
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	out, err := h(ctx, caller, c.Request().Body())
+	out, err := h(ctx, caller, c.Request().Body(), s.admit(label, &caller))
 	if err != nil {
 		e := keyservice.AsError(err)
-		return s.fail(c, reqID, string(e.Code), e.Message)
+		return s.answer(c, label, start, s.fail(c, reqID, string(e.Code), e.Message))
 	}
 	body, err := json.Marshal(out)
 	if err != nil {
 		s.log.Error("encoding a response failed", "op", opName, "error", err)
 		e := keyservice.AsError(err)
-		return s.fail(c, reqID, string(e.Code), e.Message)
+		return s.answer(c, label, start, s.fail(c, reqID, string(e.Code), e.Message))
 	}
 	c.Set("x-amzn-RequestId", reqID)
 	c.Set(fiber.HeaderContentType, contentType)
-	return c.Send(body)
+	return s.answer(c, label, start, c.Send(body))
+}
+
+// answer reports a finished request to the observer, with the AWS error
+// code it was answered with, and passes err on.
+func (s *Server) answer(c *fiber.Ctx, operation string, start time.Time, err error) error {
+	code := "OK"
+	if t := c.Response().Header.Peek("X-Amzn-ErrorType"); len(t) > 0 {
+		code = string(t) // one of this package's or keyservice's fixed codes
+	}
+	s.observer.Request(operation, code, time.Since(start))
+	return err
 }
 
 // authenticate verifies the request's SigV4 signature against the

@@ -20,8 +20,10 @@ func (s *Service) unwrapped(ctx context.Context, m keystate.Material) (secret.By
 	sec, ok := s.cache[m.ID]
 	s.cacheMu.RUnlock()
 	if ok {
+		s.cacheHits.Add(1)
 		return sec, nil
 	}
+	s.cacheMisses.Add(1)
 	wrapped, err := s.materials.Get(ctx, m.ID)
 	if err != nil {
 		return secret.Bytes{}, fmt.Errorf("material %s: %w", m.ID, err)
@@ -38,6 +40,11 @@ func (s *Service) unwrapped(ctx context.Context, m keystate.Material) (secret.By
 	s.cacheMu.Unlock()
 	return sec, nil
 }
+
+// CacheStats returns how often unwrapped key material was found in the
+// cache, and how often it had to be read from the material store and
+// unwrapped, since start.
+func (s *Service) CacheStats() (hits, misses uint64) { return s.cacheHits.Load(), s.cacheMisses.Load() }
 
 // privateKey returns a key material parsed as the key's private key.
 func (s *Service) privateKey(ctx context.Context, k keystate.Key, m keystate.Material) (*asymmetric.PrivateKey, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyledger/keyledger/crypto/asymmetric"
@@ -66,6 +67,8 @@ type Service struct {
 	cacheMu sync.RWMutex
 	cache   map[string]secret.Bytes           // material id → unwrapped material
 	parsed  map[string]*asymmetric.PrivateKey // material id → parsed private key
+
+	cacheHits, cacheMisses atomic.Uint64
 }
 
 // New returns a Service.

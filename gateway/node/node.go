@@ -21,7 +21,9 @@ import (
 	"github.com/keyledger/keyledger/gateway/auditapi"
 	"github.com/keyledger/keyledger/gateway/awsjson"
 	"github.com/keyledger/keyledger/gateway/keyservice"
+	"github.com/keyledger/keyledger/gateway/metrics"
 	"github.com/keyledger/keyledger/gateway/principals"
+	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
@@ -59,6 +61,13 @@ type Config struct {
 	DataDir string
 	// HTTP bounds connections and timeouts of the gateway.
 	HTTP awsjson.Limits
+	// Throttle limits request rates per account (nil: no throttling);
+	// its refusals are recorded in the ledger as one summary event per
+	// account and family every ThrottleReportInterval (default 1s).
+	Throttle               *throttle.Limiter
+	ThrottleReportInterval time.Duration
+	// Metrics, if set, receives the instance's figures (see Instrument).
+	Metrics *metrics.Metrics
 }
 
 type wallClock struct{}
@@ -80,7 +89,10 @@ type Node struct {
 	http          *awsjson.Server
 	audit         *auditapi.API
 	stopScheduler context.CancelFunc
-	schedulerDone chan struct{} // closed when the scheduler, checkpointer and feed stopped
+	schedulerDone chan struct{} // closed when the scheduler, checkpointer, feed and throttle reporter stopped
+
+	feedOverflows *atomic.Uint64 // batches the commit hook could not queue for the feed
+	feedErrors    atomic.Uint64  // failed publishes to the NATS feed
 }
 
 // runFeed announces committed events on the NATS feed and to live HTTP
@@ -96,6 +108,7 @@ func (n *Node) runFeed(ctx context.Context, in <-chan []event.Record, lost *atom
 				n.hub.Lag()
 			}
 			if err := n.feed.Publish(recs); err != nil && ctx.Err() == nil {
+				n.feedErrors.Add(1)
 				n.cfg.Logger.Debug("audit feed publish failed", "error", err)
 			}
 			n.hub.Broadcast(recs)
@@ -121,7 +134,11 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	tree := &merkle.Tree{}
 	feedCh := make(chan []event.Record, 4096)
 	var feedLive, feedLost atomic.Bool
+	var feedOverflows atomic.Uint64
 	fold := func(recs []event.Record) {
+		if cfg.Metrics != nil {
+			cfg.Metrics.Committed(len(recs))
+		}
 		state.Apply(recs)
 		for _, r := range recs {
 			if err := tree.Append(r.Raw); err != nil {
@@ -133,6 +150,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 			case feedCh <- recs:
 			default:
 				feedLost.Store(true)
+				feedOverflows.Add(1)
 			}
 		}
 	}
@@ -166,8 +184,12 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		l.Close()
 		return nil, err
 	}
+	var appender keyservice.Ledger = l
+	if cfg.Metrics != nil {
+		appender = timedLedger{l, cfg.Metrics}
+	}
 	svc := keyservice.New(keyservice.Config{
-		Region: cfg.Region, Clock: cfg.Clock, Ledger: l, State: state,
+		Region: cfg.Region, Clock: cfg.Clock, Ledger: appender, State: state,
 		Materials: mats, RootKey: cfg.RootKey, Principals: cfg.Principals, Logger: cfg.Logger,
 	})
 	if err := svc.Sweep(ctx); err != nil {
@@ -185,7 +207,8 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	var n *Node
 	http := awsjson.New(svc, awsjson.Options{Principals: cfg.Principals, Region: cfg.Region, Now: cfg.AuthClock, Logger: cfg.Logger,
-		Limits: cfg.HTTP, Ready: func(ctx context.Context) error { return n.Ready(ctx) }})
+		Limits: cfg.HTTP, Ready: func(ctx context.Context) error { return n.Ready(ctx) },
+		Limiter: cfg.Throttle, Observer: observer(cfg.Metrics)})
 	if cfg.CheckpointOrigin == "" {
 		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
 	}
@@ -195,7 +218,8 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	cp := ledger.NewCheckpointer(ledger.CheckpointerConfig{Tree: tree, Store: checkpoints,
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin})
 	n = &Node{Ledger: l, Materials: mats, State: state, Checkpointer: cp, Service: svc,
-		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{})}
+		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),
+		feedOverflows: &feedOverflows}
 	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
 		Clock: cfg.Clock, Region: cfg.Region})
 	var wg sync.WaitGroup
@@ -216,6 +240,16 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		defer wg.Done()
 		n.runFeed(sctx, feedCh, &feedLost)
 	}()
+	if cfg.Throttle != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.reportThrottled(sctx)
+		}()
+	}
+	if cfg.Metrics != nil {
+		n.instrument(cfg.Metrics)
+	}
 	go func() {
 		wg.Wait()
 		close(n.schedulerDone)

@@ -13,7 +13,8 @@
 //	          "policies": [{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}]
 //	        }
 //	      },
-//	      "roles": { "app": { "accessKeys": [...], "policies": [...] } }
+//	      "roles": { "app": { "accessKeys": [...], "policies": [...] } },
+//	      "quotas": { "cryptographic-symmetric": 20000, "CreateKey": 10 }
 //	    }
 //	  }
 //	}
@@ -36,6 +37,7 @@ import (
 	"strings"
 
 	"github.com/keyledger/keyledger/crypto/secret"
+	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/projections/policy"
 )
 
@@ -60,12 +62,14 @@ type Directory struct {
 	byKey    map[string]credential
 	byARN    map[string]*Principal
 	accounts map[string]bool
+	quotas   map[string]map[string]float64 // account → family → requests per second
 }
 
 type fileFormat struct {
 	Accounts map[string]struct {
-		Users map[string]entity `json:"users"`
-		Roles map[string]entity `json:"roles"`
+		Users  map[string]entity  `json:"users"`
+		Roles  map[string]entity  `json:"roles"`
+		Quotas map[string]float64 `json:"quotas"`
 	} `json:"accounts"`
 }
 
@@ -97,12 +101,21 @@ func Parse(data []byte) (*Directory, error) {
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("principals: not valid JSON: %v", err)
 	}
-	d := &Directory{byKey: map[string]credential{}, byARN: map[string]*Principal{}, accounts: map[string]bool{}}
+	d := &Directory{byKey: map[string]credential{}, byARN: map[string]*Principal{}, accounts: map[string]bool{},
+		quotas: map[string]map[string]float64{}}
 	for acct, a := range f.Accounts {
 		if len(acct) != 12 || strings.Trim(acct, "0123456789") != "" {
 			return nil, fmt.Errorf("principals: account id %q is not 12 digits", acct)
 		}
 		d.accounts[acct] = true
+		for family, q := range a.Quotas {
+			if !throttle.IsFamily(family) || q < 0 {
+				return nil, fmt.Errorf("principals: account %s: quota %q: want a known family (e.g. %q, \"CreateKey\") and a rate ≥ 0", acct, family, throttle.Symmetric)
+			}
+		}
+		if len(a.Quotas) > 0 {
+			d.quotas[acct] = a.Quotas
+		}
 		for kind, group := range map[string]map[string]entity{"user": a.Users, "role": a.Roles} {
 			for name, e := range group {
 				if name == "" || strings.ContainsAny(name, " :*") {
@@ -173,6 +186,10 @@ func (d *Directory) Users() []*Principal {
 // AccessKeyIDs returns the principal's access key ids, sorted; Lookup gives
 // each one's secret.
 func (p *Principal) AccessKeyIDs() []string { return slices.Clone(p.keyIDs) }
+
+// Quotas returns the request quotas configured for an account (family →
+// requests per second), or nil. The caller must not modify the map.
+func (d *Directory) Quotas(account string) map[string]float64 { return d.quotas[account] }
 
 // HasAccount reports whether an account is configured.
 func (d *Directory) HasAccount(id string) bool { return d.accounts[id] }

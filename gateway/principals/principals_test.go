@@ -92,3 +92,24 @@ func TestAdmin(t *testing.T) {
 		t.Fatal("Admin overwrote an existing file")
 	}
 }
+
+func TestQuotas(t *testing.T) {
+	doc := `{"accounts":{"111122223333":{"users":{"u":{"accessKeys":[{"id":"AKIAQUOTA00000001","secret":"0123456789abcdef"}]}},
+		"quotas":{"cryptographic-symmetric":20000,"CreateKey":10}}}}`
+	d, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := d.Quotas("111122223333"); q["cryptographic-symmetric"] != 20000 || q["CreateKey"] != 10 {
+		t.Fatalf("quotas %v", q)
+	}
+	if q := d.Quotas("444455556666"); q != nil {
+		t.Fatalf("unconfigured account has quotas %v", q)
+	}
+	for _, bad := range []string{`{"cryptographic-symetric":1}`, `{"CreateKey":-1}`} {
+		doc := `{"accounts":{"111122223333":{"users":{"u":{"accessKeys":[{"id":"AKIAQUOTA00000001","secret":"0123456789abcdef"}]}},"quotas":` + bad + `}}}`
+		if _, err := Parse([]byte(doc)); err == nil {
+			t.Errorf("quotas %s accepted", bad)
+		}
+	}
+}

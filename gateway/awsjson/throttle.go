@@ -1,0 +1,62 @@
+package awsjson
+
+import (
+	"strings"
+
+	"github.com/keyledger/keyledger/gateway/keyservice"
+	"github.com/keyledger/keyledger/gateway/throttle"
+)
+
+// codeThrottling is AWS's throttling error: HTTP 400, which every SDK
+// retries with backoff.
+const codeThrottling = "ThrottlingException"
+
+var errThrottled = &keyservice.Error{Code: codeThrottling,
+	Message: "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."}
+
+// admit charges a decoded request to its account's quota. It runs after
+// authentication (the account is known) and decoding (the algorithm names
+// the key type AWS charges by; the signature check already read the whole
+// body), before any key is looked up or any work is done. A refusal is
+// noted for the ledger summary the node records, not appended here: an
+// append per throttled request would cost what the throttle saves.
+func (s *Server) admit(opName string, caller *keyservice.Caller) func(in any) error {
+	if s.limiter == nil {
+		return admitAll
+	}
+	return func(in any) error {
+		family := throttle.FamilyOf(opName, algorithmOf(in))
+		if s.limiter.Allow(caller.Account, family) {
+			return nil
+		}
+		s.limiter.Refused(caller.Account, family, throttle.Request{Operation: opName, PrincipalARN: caller.PrincipalARN,
+			AccessKeyID: caller.AccessKeyID, SourceIP: caller.SourceIP, UserAgent: caller.UserAgent, RequestID: caller.RequestID})
+		s.observer.Throttled(family)
+		return errThrottled
+	}
+}
+
+func admitAll(any) error { return nil }
+
+// algorithmOf names what decides a cryptographic request's quota family:
+// its encryption or signing algorithm, or its key pair spec.
+func algorithmOf(in any) string {
+	switch in := in.(type) {
+	case *keyservice.EncryptInput:
+		return in.EncryptionAlgorithm
+	case *keyservice.DecryptInput:
+		return in.EncryptionAlgorithm
+	case *keyservice.ReEncryptInput:
+		if strings.HasPrefix(in.DestinationEncryptionAlgorithm, "RSAES_") {
+			return in.DestinationEncryptionAlgorithm
+		}
+		return in.SourceEncryptionAlgorithm
+	case *keyservice.SignInput:
+		return in.SigningAlgorithm
+	case *keyservice.VerifyInput:
+		return in.SigningAlgorithm
+	case *keyservice.GenerateDataKeyPairInput:
+		return in.KeyPairSpec
+	}
+	return ""
+}

@@ -51,6 +51,9 @@ type Integrity struct {
 	Head                string `json:"head"`
 	CheckpointsVerified int    `json:"checkpointsVerified"`
 	Problem             string `json:"problem,omitempty"`
+	// Pending says why the whole chain is not verified yet (the background
+	// verifier is still walking it): the check warns.
+	Pending string `json:"pending,omitempty"`
 }
 
 // Finding is one thing a check found.
@@ -379,6 +382,8 @@ func (b *Builder) checkIntegrity() Check {
 		c.Status, c.Summary = "WARN", "not checked"
 	case in.Problem != "":
 		c.Findings = append(c.Findings, Finding{"ledger", in.Problem})
+	case in.Pending != "":
+		c.Status, c.Summary = "WARN", in.Pending
 	default:
 		c.Summary = fmt.Sprintf("%d events chain-linked to head %s; %d signed checkpoints verify and match the ledger",
 			in.Events, short(in.Head), in.CheckpointsVerified)

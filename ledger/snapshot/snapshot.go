@@ -235,4 +235,6 @@ func (s *Store) Prune(ctx context.Context, keep int) error {
 }
 
 // Raw returns a stored snapshot's bytes unchecked (tests).
-func (s *Store) Raw(ctx context.Context, name string) ([]byte, error) { return s.obj.GetBytes(ctx, name) }
+func (s *Store) Raw(ctx context.Context, name string) ([]byte, error) {
+	return s.obj.GetBytes(ctx, name)
+}

@@ -153,9 +153,7 @@ func replayTail(ctx context.Context, l *ledger.Ledger, r restored, fold func([]e
 	} else {
 		head, err = l.Replay(ctx, chain.Head{}, each)
 	}
-	if last > from && last-from > 10_000 {
-		meter.Done()
-	}
+	meter.Done()
 	return head, err
 }
 

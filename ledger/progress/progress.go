@@ -29,6 +29,7 @@ type Meter struct {
 	pos      uint64
 	events   uint64
 	lastShow time.Time
+	shown    bool // a report was shown: Done closes it (a short walk stays quiet)
 	now      func() time.Time
 }
 
@@ -78,14 +79,17 @@ func (m *Meter) Add(pos, events uint64) {
 	}
 }
 
-// Done reports the end of the walk.
+// Done reports the end of a walk that showed progress; a walk shorter
+// than one interval stays quiet.
 func (m *Meter) Done() {
 	if m == nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.show(true)
+	if m.shown {
+		m.show(true)
+	}
 }
 
 // Line is the current report: position, events, rate and ETA.
@@ -113,6 +117,7 @@ func (m *Meter) figures() (frac, rate float64, eta time.Duration) {
 }
 
 func (m *Meter) show(final bool) {
+	m.shown = true
 	frac, rate, eta := m.figures()
 	if m.term != nil {
 		const width = 30

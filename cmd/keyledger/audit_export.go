@@ -64,7 +64,10 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 	if *format == "cloudtrail" {
 		w.WriteString(`{"Records":[`)
 	}
+	last, _ := l.LastStreamSeq(ctx)
+	meter := newMeter("audit export", last, stderr)
 	_, err := l.Replay(ctx, chain.Head{}, func(r event.Record) error {
+		meter.Add(r.Seq, 1)
 		if (!since.IsZero() && r.Event.Time.Before(since)) || (!until.IsZero() && !r.Event.Time.Before(until)) {
 			return nil
 		}
@@ -82,6 +85,7 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 		n++
 		return nil
 	})
+	meter.Done()
 	if *format == "cloudtrail" {
 		w.WriteString("\n]}\n")
 	}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/offline"
+	"github.com/keyledger/keyledger/ledger/progress"
 )
 
 // auditVerify walks the whole ledger and checks every link, or checks an
@@ -33,13 +36,39 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 	defer done()
 	ctx := context.Background()
 	start := time.Now()
-	report, err := chain.Audit(ctx, l)
+	last, _ := l.LastStreamSeq(ctx)
+	meter := newMeter("audit verify", last, stderr)
+	report, err := chain.Audit(ctx, metered{l, meter})
+	meter.Done()
 	took := time.Since(start)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
 	}
 	return printAudit(stdout, report, took)
+}
+
+// metered counts a ledger's messages on a progress meter as they pass.
+type metered struct {
+	src   chain.Source
+	meter *progress.Meter
+}
+
+func (m metered) Messages(ctx context.Context, fn func(chain.Message) error) error {
+	return m.src.Messages(ctx, func(msg chain.Message) error {
+		m.meter.Add(msg.Seq, uint64(bytes.Count(msg.Data, []byte{'\n'})))
+		return fn(msg)
+	})
+}
+
+// newMeter shows progress over a walk of the stream up to sequence last:
+// a bar when stderr is a terminal, log lines otherwise.
+func newMeter(label string, last uint64, stderr io.Writer) *progress.Meter {
+	o := progress.Options{Logger: slog.New(slog.NewTextHandler(stderr, nil))}
+	if f, ok := stderr.(*os.File); ok && progress.IsTerminal(f) {
+		o.Terminal = f
+	}
+	return progress.New(label, 0, last, o)
 }
 
 // exitQuarantined is audit verify's status when the ledger holds messages

@@ -28,6 +28,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/compliance"
+	"github.com/keyledger/keyledger/projections/keystate"
 	"github.com/keyledger/keyledger/projections/timetravel"
 )
 
@@ -53,6 +54,15 @@ type Clock interface {
 	Now() time.Time
 }
 
+// Reports is the instance's live projections a report reads (a
+// *node.Node): nil means reports fold the ledger.
+type Reports interface {
+	Live() (*keystate.State, *compliance.Aggregates)
+	// Integrity is the background chain verification's outcome, nil while
+	// it has not finished.
+	Integrity() *compliance.Integrity
+}
+
 // Config wires the audit API.
 type Config struct {
 	Service     *keyservice.Service
@@ -62,6 +72,7 @@ type Config struct {
 	Hub         *Hub
 	Clock       Clock
 	Region      string
+	Reports     Reports
 }
 
 // API is the audit HTTP API.
@@ -73,13 +84,14 @@ type API struct {
 	hub         *Hub
 	clock       Clock
 	region      string
+	reports     Reports
 	done        chan struct{}
 }
 
 // Register adds the audit endpoints to srv.
 func Register(srv *awsjson.Server, cfg Config) *API {
 	a := &API{svc: cfg.Service, checkpoints: cfg.Checkpoints, chain: cfg.Chain, history: cfg.History, hub: cfg.Hub,
-		clock: cfg.Clock, region: cfg.Region, done: make(chan struct{})}
+		clock: cfg.Clock, region: cfg.Region, reports: cfg.Reports, done: make(chan struct{})}
 	srv.Get("/audit/checkpoint", a.checkpoint)
 	srv.Get("/audit/proof/inclusion", a.inclusion)
 	srv.Get("/audit/proof/consistency", a.consistency)
@@ -245,15 +257,30 @@ func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
 		return bad("scope must be account or all")
 	}
 	ctx := c.UserContext()
-	b := compliance.NewBuilder(compliance.Options{Now: a.clock.Now(), Region: a.region, Account: account})
-	if err := a.history.EventsFrom(ctx, 0, func(r event.Record) error {
-		b.Add(r)
-		return nil
-	}); err != nil {
-		return err
-	}
+	opts := compliance.Options{Now: a.clock.Now(), Region: a.region, Account: account}
 	head := a.chain.Head()
-	integrity := &compliance.Integrity{ChainVerified: true, Events: head.Count, Head: head.Hash.String()}
+	var b *compliance.Builder
+	var integrity *compliance.Integrity
+	if a.reports != nil {
+		// Live aggregates: no walk over the history. The whole chain is
+		// checked by the background verifier; its outcome is reported.
+		state, agg := a.reports.Live()
+		b = compliance.NewLiveBuilder(opts, state, agg)
+		integrity = a.reports.Integrity()
+		if integrity == nil {
+			integrity = &compliance.Integrity{Events: head.Count, Head: head.Hash.String(),
+				Pending: "the background verification of the whole chain has not finished; the tail folded at start-up linked"}
+		}
+	} else {
+		b = compliance.NewBuilder(opts)
+		if err := a.history.EventsFrom(ctx, 0, func(r event.Record) error {
+			b.Add(r)
+			return nil
+		}); err != nil {
+			return err
+		}
+		integrity = &compliance.Integrity{ChainVerified: true, Events: head.Count, Head: head.Hash.String()}
+	}
 	signed, err := a.checkpoints.Stored(ctx)
 	if err != nil {
 		integrity.Problem = "checkpoints unreadable: " + err.Error()

@@ -209,7 +209,16 @@ func (s *Service) ListAliases(ctx context.Context, c Caller, in *ListAliasesInpu
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	aliases, next, err := page(s.state.Aliases(c.Account, keyID), func(a keystate.Alias) string { return a.Name }, in.Marker, limit)
+	name := func(a keystate.Alias) string { return a.Name }
+	var aliases []keystate.Alias
+	var next string
+	if keyID != "" { // a key has few aliases (at most maxAliasesPerKey)
+		aliases, next, err = page(s.state.Aliases(c.Account, keyID), name, in.Marker, limit)
+	} else {
+		aliases, next, err = indexedPage(func(after string, n int) ([]keystate.Alias, bool) {
+			return s.state.AliasesPage(c.Account, after, n)
+		}, name, in.Marker, limit)
+	}
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}

@@ -222,7 +222,8 @@ func (s *Service) ListKeys(ctx context.Context, c Caller, in *ListInput) (*ListK
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	keys, next, err := page(s.state.Keys(c.Account), func(k keystate.Key) string { return k.ID }, in.Marker, limit)
+	keys, next, err := indexedPage(func(after string, n int) ([]keystate.Key, bool) { return s.state.KeysPage(c.Account, after, n) },
+		func(k keystate.Key) string { return k.ID }, in.Marker, limit)
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}

@@ -16,6 +16,29 @@ func limitOf(l *int32, def, max int) (int, error) {
 	return min(int(*l), max), nil
 }
 
+// indexedPage pages through a sorted index: fetch returns at most limit
+// items named after the marker's name ("" for the first page) and whether
+// more follow, so a page never copies the whole list.
+func indexedPage[T any](fetch func(after string, limit int) ([]T, bool), name func(T) string, marker string, limit int) ([]T, string, error) {
+	after := ""
+	if marker != "" {
+		if len(marker) > 1024 {
+			return nil, "", tooLong("marker", marker, 1024)
+		}
+		last, err := base64.RawURLEncoding.DecodeString(marker)
+		if err != nil || len(last) == 0 {
+			return nil, "", errorf(CodeInvalidMarker, "Invalid marker: %s", marker)
+		}
+		after = string(last)
+	}
+	items, more := fetch(after, limit)
+	next := ""
+	if more && len(items) > 0 {
+		next = base64.RawURLEncoding.EncodeToString([]byte(name(items[len(items)-1])))
+	}
+	return items, next, nil
+}
+
 // page returns the items after marker (sorted by name), at most limit of
 // them, and the marker for the next page ("" when done). Markers are opaque
 // to clients: the base64 of the last name returned.

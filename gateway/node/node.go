@@ -26,11 +26,12 @@ import (
 	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
-	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
-	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/snapshot"
+	"github.com/keyledger/keyledger/projections/compliance"
 	"github.com/keyledger/keyledger/projections/keystate"
+	"github.com/keyledger/keyledger/projections/resume"
 )
 
 // Config describes one instance.
@@ -68,6 +69,9 @@ type Config struct {
 	ThrottleReportInterval time.Duration
 	// Metrics, if set, receives the instance's figures (see Instrument).
 	Metrics *metrics.Metrics
+	// Snapshots tune snapshots of the projections and the background
+	// verification of the whole chain.
+	Snapshots Snapshots
 }
 
 type wallClock struct{}
@@ -80,6 +84,7 @@ type Node struct {
 	Ledger       *ledger.Ledger
 	Materials    *material.Store
 	State        *keystate.State
+	Projections  *resume.Projections
 	Checkpointer *ledger.Checkpointer
 	Service      *keyservice.Service
 
@@ -89,10 +94,12 @@ type Node struct {
 	http          *awsjson.Server
 	audit         *auditapi.API
 	stopScheduler context.CancelFunc
-	schedulerDone chan struct{} // closed when the scheduler, checkpointer, feed and throttle reporter stopped
+	schedulerDone chan struct{} // closed when the scheduler, checkpointer, feed, snapshotter, verifier and throttle reporter stopped
 
 	feedOverflows *atomic.Uint64 // batches the commit hook could not queue for the feed
 	feedErrors    atomic.Uint64  // failed publishes to the NATS feed
+	snapshots     *snapshotter   // nil when snapshots are off
+	verifier      *verifier
 }
 
 // runFeed announces committed events on the NATS feed and to live HTTP
@@ -130,8 +137,13 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if cfg.Region == "" || cfg.Principals == nil {
 		return nil, errors.New("node: region and principals are required")
 	}
-	state := keystate.New()
-	tree := &merkle.Tree{}
+	cfg.Snapshots.setDefaults()
+	// Start-up, in order: open the ledger; restore the projections from the
+	// newest snapshot that still matches it (or start empty); fold and
+	// link-check the tail after it; start writing. The whole chain is then
+	// verified in the background (verifier), as `audit verify` does.
+	var proj *resume.Projections
+	var snaps *snapshotter
 	feedCh := make(chan []event.Record, 4096)
 	var feedLive, feedLost atomic.Bool
 	var feedOverflows atomic.Uint64
@@ -139,12 +151,8 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		if cfg.Metrics != nil {
 			cfg.Metrics.Committed(len(recs))
 		}
-		state.Apply(recs)
-		for _, r := range recs {
-			if err := tree.Append(r.Raw); err != nil {
-				cfg.Logger.Error("merkle tree append failed", "error", err)
-			}
-		}
+		proj.Apply(recs)
+		snaps.folded(len(recs))
 		if feedLive.Load() {
 			select { // never block the writer: subscribers catch up from the ledger
 			case feedCh <- recs:
@@ -165,15 +173,31 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	var store *snapshot.Store
+	if !cfg.Snapshots.Off {
+		if store, err = b.OpenSnapshots(ctx, lcfg.Stream); err != nil {
+			return nil, err
+		}
+	}
 	started := time.Now()
-	head, err := l.Replay(ctx, chain.Head{}, func(r event.Record) error {
-		fold([]event.Record{r})
-		return nil
-	})
+	onTree := func(err error) { cfg.Logger.Error("merkle tree append failed", "error", err) }
+	r := restore(ctx, l, store, cfg, onTree)
+	proj = r.proj
+	tree, state := r.tree, proj.State
+	if store != nil && lcfg.Writer != nil {
+		snaps = &snapshotter{cfg: cfg.Snapshots, proj: proj, l: l, store: store, key: lcfg.Writer, log: cfg.Logger,
+			kick: make(chan struct{}, 1)}
+	}
+	head, err := replayTail(ctx, l, r, fold, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("node: replaying the ledger: %w", err)
 	}
-	cfg.Logger.Info("ledger replayed", "events", head.Count, "head", head.Hash.String(), "took", time.Since(started).Round(time.Millisecond))
+	tail := head.Count
+	if r.resume != nil {
+		tail -= r.resume.Head.Count
+	}
+	cfg.Logger.Info("ledger replayed", "events", head.Count, "tail_folded", tail, "from_snapshot", r.resume != nil,
+		"head", head.Hash.String(), "took", time.Since(started).Round(time.Millisecond))
 	l.Start(head)
 	if err := registerWriter(ctx, l, cfg); err != nil {
 		l.Close()
@@ -217,11 +241,11 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	}
 	cp := ledger.NewCheckpointer(ledger.CheckpointerConfig{Tree: tree, Store: checkpoints,
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin})
-	n = &Node{Ledger: l, Materials: mats, State: state, Checkpointer: cp, Service: svc,
+	n = &Node{Ledger: l, Materials: mats, State: state, Projections: proj, Checkpointer: cp, Service: svc,
 		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),
-		feedOverflows: &feedOverflows}
+		feedOverflows: &feedOverflows, snapshots: snaps, verifier: &verifier{}}
 	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
-		Clock: cfg.Clock, Region: cfg.Region})
+		Clock: cfg.Clock, Region: cfg.Region, Reports: n})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -240,6 +264,20 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		defer wg.Done()
 		n.runFeed(sctx, feedCh, &feedLost)
 	}()
+	if snaps != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			snaps.run(sctx)
+		}()
+	}
+	if cfg.Snapshots.VerifyRate > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.verifier.run(sctx, l, cfg.Snapshots.VerifyRate, cfg.Logger)
+		}()
+	}
 	if cfg.Throttle != nil {
 		wg.Add(1)
 		go func() {
@@ -255,6 +293,23 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		close(n.schedulerDone)
 	}()
 	return n, nil
+}
+
+// Live is the instance's live key state and compliance aggregates, which
+// reports read instead of the ledger.
+func (n *Node) Live() (*keystate.State, *compliance.Aggregates) { return n.State, n.Projections.Agg }
+
+// Integrity is the background verifier's outcome (nil while it runs).
+func (n *Node) Integrity() *compliance.Integrity { return n.verifier.Integrity() }
+
+// Snapshot takes a snapshot of the projections now (tests, and an operator
+// before a planned restart).
+func (n *Node) Snapshot(ctx context.Context) error {
+	if n.snapshots == nil {
+		return errors.New("node: snapshots are off")
+	}
+	n.snapshots.pending.Add(1)
+	return n.snapshots.take(ctx)
 }
 
 // recordPrincipals appends a PrincipalsConfigured event when the principals

@@ -19,6 +19,7 @@ import (
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/snapshot"
 )
 
 // Backend is a connection to JetStream, and the embedded server if any.
@@ -139,6 +140,11 @@ func (b *Backend) OpenMaterials(ctx context.Context, cfg material.Config) (*mate
 // OpenCheckpoints opens the checkpoint stream of a ledger stream.
 func (b *Backend) OpenCheckpoints(ctx context.Context, ledgerStream string) (*ledger.Checkpoints, error) {
 	return ledger.OpenCheckpoints(ctx, b.nc, ledgerStream, b.replicas)
+}
+
+// OpenSnapshots opens the snapshot store of a ledger stream.
+func (b *Backend) OpenSnapshots(ctx context.Context, ledgerStream string) (*snapshot.Store, error) {
+	return snapshot.Open(ctx, b.nc, ledgerStream, b.replicas)
 }
 
 // Feed returns the live audit feed of a ledger stream.

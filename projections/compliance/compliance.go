@@ -51,6 +51,9 @@ type Integrity struct {
 	Head                string `json:"head"`
 	CheckpointsVerified int    `json:"checkpointsVerified"`
 	Problem             string `json:"problem,omitempty"`
+	// Pending says why the whole chain is not verified yet (the background
+	// verifier is still walking it): the check warns.
+	Pending string `json:"pending,omitempty"`
 }
 
 // Finding is one thing a check found.
@@ -92,21 +95,24 @@ type Report struct {
 	Principals   []string       `json:"principals"`
 }
 
-// Builder folds records into a report.
+// Builder makes a report from the key state and the compliance aggregates:
+// either its own, folded record by record (NewBuilder, Add), or a live
+// instance's (NewLiveBuilder), which answers without reading the ledger.
 type Builder struct {
-	opts       Options
-	state      *keystate.State
-	events     uint64
-	first      time.Time
-	last       time.Time
-	usage      map[string]map[string]int
-	denied     map[string]int
-	principals string
-	keyAccount map[string]string // key id → the account that created it
+	opts  Options
+	state *keystate.State
+	agg   *Aggregates
+	view  view // the covered accounts' figures, read by Report
 }
 
-// NewBuilder starts a report.
+// NewBuilder starts a report folded from records given to Add.
 func NewBuilder(o Options) *Builder {
+	return NewLiveBuilder(o, keystate.New(), NewAggregates())
+}
+
+// NewLiveBuilder reports on a state and aggregates someone else keeps
+// current (an instance's live projections); Add must not be called.
+func NewLiveBuilder(o Options, state *keystate.State, agg *Aggregates) *Builder {
 	if o.MaxAgeDays == 0 {
 		o.MaxAgeDays = 365
 	}
@@ -122,8 +128,7 @@ func NewBuilder(o Options) *Builder {
 	if o.RetentionMonths == 0 {
 		o.RetentionMonths = 12
 	}
-	return &Builder{opts: o, state: keystate.New(), usage: map[string]map[string]int{}, denied: map[string]int{},
-		keyAccount: map[string]string{}}
+	return &Builder{opts: o, state: state, agg: agg}
 }
 
 var cryptoOps = map[string]bool{"Encrypt": true, "Decrypt": true, "ReEncrypt": true, "GenerateDataKey": true,
@@ -140,39 +145,11 @@ func (b *Builder) covers(account string) bool {
 
 // Add folds one record. Every record goes into the key state (a key's
 // history spans accounts: another account may use it); only the covered
-// accounts' requests are counted.
+// accounts' requests are counted when the report is made.
 func (b *Builder) Add(r event.Record) {
-	e := r.Event
-	if _, ok := e.Body.(*event.KeyCreated); ok && !e.Refused() {
-		b.keyAccount[e.KeyID] = e.Account
-	}
-	if p, ok := e.Body.(*event.PrincipalsConfigured); ok && !e.Refused() {
-		b.principals = p.Summary
-	}
-	b.state.Apply([]event.Record{r})
-	if cryptoOps[e.Operation] && e.KeyID != "" && !e.Refused() {
-		// Usage is the key's, whoever used it: it counts for the key's account.
-		day := e.Time.UTC().Format("2006-01-02")
-		if b.usage[e.KeyID] == nil {
-			b.usage[e.KeyID] = map[string]int{}
-		}
-		b.usage[e.KeyID][day]++
-	}
-	if !b.covers(e.Account) {
-		return
-	}
-	b.events++
-	if b.first.IsZero() || e.Time.Before(b.first) {
-		b.first = e.Time
-	}
-	if e.Time.After(b.last) {
-		b.last = e.Time
-	}
-	// A denial counts for the caller's account, as AWS logs a denied
-	// cross-account request only there.
-	if e.Refused() && e.Error.Code == "AccessDeniedException" {
-		b.denied[e.Time.UTC().Format("2006-01-02")]++
-	}
+	recs := []event.Record{r}
+	b.state.Apply(recs)
+	b.agg.Apply(recs)
 }
 
 func (b *Builder) arn(k keystate.Key) string {
@@ -182,10 +159,11 @@ func (b *Builder) arn(k keystate.Key) string {
 // Report evaluates every check.
 func (b *Builder) Report() *Report {
 	o := b.opts
+	b.view = b.agg.view(b.covers, 5)
 	snap := b.state.Snapshot()
 	snap.Keys = slices.DeleteFunc(snap.Keys, func(k keystate.Key) bool { return !b.covers(k.Account) })
-	rep := &Report{GeneratedAt: o.Now, Region: o.Region, Scope: "all accounts", Events: b.events, FirstEvent: b.first,
-		LastEvent: b.last, Keys: len(snap.Keys), KeysByState: map[string]int{}, RotationAge: map[string]int{}, DeniedPerDay: b.denied}
+	rep := &Report{GeneratedAt: o.Now, Region: o.Region, Scope: "all accounts", Events: b.view.events, FirstEvent: b.view.first,
+		LastEvent: b.view.last, Keys: len(snap.Keys), KeysByState: map[string]int{}, RotationAge: map[string]int{}, DeniedPerDay: b.view.denied}
 	if o.Account != "" {
 		rep.Scope = "account " + o.Account
 	}
@@ -214,7 +192,7 @@ func (b *Builder) Report() *Report {
 	for i := range rep.Checks {
 		settle(&rep.Checks[i])
 	}
-	rep.Usage = b.busiestKeys(5)
+	rep.Usage = b.view.usage
 	return rep
 }
 
@@ -337,7 +315,7 @@ type configuredPrincipal struct {
 // summary that does not parse yields none.
 func (b *Builder) configuredPrincipals() []configuredPrincipal {
 	var principals []configuredPrincipal
-	_ = json.Unmarshal([]byte(b.principals), &principals)
+	_ = json.Unmarshal([]byte(b.view.principals), &principals)
 	return slices.DeleteFunc(principals, func(p configuredPrincipal) bool { return !b.covers(accountOf(p.ARN)) })
 }
 
@@ -379,7 +357,7 @@ func (b *Builder) checkDeniedSpikes() Check {
 	c := Check{ID: "denied-spikes", Title: "No spike of denied requests",
 		Source: "PCI DSS v4.0 10.4.1 (review of security events); NIST SP 800-92"}
 	var counts []int
-	for _, n := range b.denied {
+	for _, n := range b.view.denied {
 		counts = append(counts, n)
 	}
 	sort.Ints(counts)
@@ -388,8 +366,8 @@ func (b *Builder) checkDeniedSpikes() Check {
 		median = counts[len(counts)/2]
 	}
 	threshold := max(b.opts.SpikeMinimum, 3*median)
-	for _, day := range slices.Sorted(maps.Keys(b.denied)) {
-		if n := b.denied[day]; n > threshold {
+	for _, day := range slices.Sorted(maps.Keys(b.view.denied)) {
+		if n := b.view.denied[day]; n > threshold {
 			c.Findings = append(c.Findings, Finding{day, fmt.Sprintf("%d denied requests (threshold %d)", n, threshold)})
 		}
 	}
@@ -404,6 +382,8 @@ func (b *Builder) checkIntegrity() Check {
 		c.Status, c.Summary = "WARN", "not checked"
 	case in.Problem != "":
 		c.Findings = append(c.Findings, Finding{"ledger", in.Problem})
+	case in.Pending != "":
+		c.Status, c.Summary = "WARN", in.Pending
 	default:
 		c.Summary = fmt.Sprintf("%d events chain-linked to head %s; %d signed checkpoints verify and match the ledger",
 			in.Events, short(in.Head), in.CheckpointsVerified)
@@ -421,44 +401,11 @@ func (b *Builder) checkRetention() Check {
 		c.Findings = append(c.Findings, Finding{"ledger stream", fmt.Sprintf("the stream keeps events only %s", o.Retention)})
 	default:
 		c.Summary = "the ledger stream never expires events (deletes and purges are denied)"
-		if !b.first.IsZero() {
-			c.Summary += "; first event " + b.first.UTC().Format("2006-01-02")
+		if !b.view.first.IsZero() {
+			c.Summary += "; first event " + b.view.first.UTC().Format("2006-01-02")
 		}
 	}
 	return c
-}
-
-// busiestKeys is the usage chart: the n keys with the most operations.
-func (b *Builder) busiestKeys(n int) []Series {
-	type total struct {
-		key string
-		n   int
-	}
-	var totals []total
-	for k, byDay := range b.usage {
-		if !b.covers(b.keyAccount[k]) {
-			continue
-		}
-		sum := 0
-		for _, c := range byDay {
-			sum += c
-		}
-		totals = append(totals, total{k, sum})
-	}
-	slices.SortFunc(totals, func(a, b total) int {
-		if a.n != b.n {
-			return b.n - a.n
-		}
-		return strings.Compare(a.key, b.key)
-	})
-	var out []Series
-	for i, t := range totals {
-		if i == n {
-			break
-		}
-		out = append(out, Series{Key: t.key, Counts: b.usage[t.key]})
-	}
-	return out
 }
 
 func short(id string) string {

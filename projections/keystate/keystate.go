@@ -165,6 +165,7 @@ type State struct {
 	applied     uint64              // events applied
 	principals  string              // hash of the principals configuration in force
 	grantTokens map[string]grantRef // grant token hash → the live grant
+	idx         index               // sorted indexes for paging
 }
 
 type grantRef struct{ key, grant string }
@@ -175,7 +176,7 @@ type aliasID struct{ account, name string }
 func New() *State {
 	return &State{keys: map[string]*Key{}, aliases: map[aliasID]*Alias{}, deleted: map[string]DeletedKey{},
 		destroyed: map[string]bool{}, encryptions: map[string]uint64{}, lastUse: map[string]LastUse{},
-		grantTokens: map[string]grantRef{}}
+		grantTokens: map[string]grantRef{}, idx: newIndex()}
 }
 
 // Apply folds committed records in order.
@@ -237,12 +238,12 @@ func (s *State) apply(r event.Record) {
 	case *event.KeyUntagged:
 		s.applyKeyUntagged(e, b)
 	case *event.AliasCreated:
-		s.aliases[aliasID{e.Account, b.AliasName}] = &Alias{Name: b.AliasName, Account: e.Account, Region: e.Region,
-			KeyID: e.KeyID, Created: e.Time, Updated: e.Time}
+		s.putAlias(&Alias{Name: b.AliasName, Account: e.Account, Region: e.Region,
+			KeyID: e.KeyID, Created: e.Time, Updated: e.Time})
 	case *event.AliasUpdated:
 		s.applyAliasUpdated(e, b)
 	case *event.AliasDeleted:
-		delete(s.aliases, aliasID{e.Account, b.AliasName})
+		s.deleteAlias(aliasID{e.Account, b.AliasName})
 	}
 }
 
@@ -258,7 +259,25 @@ func (s *State) applyKeyCreated(e *event.Event, b *event.KeyCreated) {
 	} else {
 		nk.State = PendingImport
 	}
+	if old := s.keys[e.KeyID]; old != nil {
+		s.idx.removeKey(old)
+	}
 	s.keys[e.KeyID] = nk
+	s.idx.addKey(nk)
+}
+
+// putAlias stores a (new or changed) alias and indexes it.
+func (s *State) putAlias(a *Alias) {
+	s.deleteAlias(aliasID{a.Account, a.Name})
+	s.aliases[aliasID{a.Account, a.Name}] = a
+	s.idx.addAlias(a)
+}
+
+func (s *State) deleteAlias(id aliasID) {
+	if old := s.aliases[id]; old != nil {
+		s.idx.removeAlias(old)
+		delete(s.aliases, id)
+	}
 }
 
 func (s *State) applyKeyDeletionScheduled(e *event.Event, b *event.KeyDeletionScheduled) {
@@ -382,11 +401,12 @@ func (s *State) applyKeyDeleted(e *event.Event, b *event.KeyDeleted) {
 			delete(s.grantTokens, g.TokenHash)
 		}
 	}
+	if k := s.keys[e.KeyID]; k != nil {
+		s.idx.removeKey(k)
+	}
 	delete(s.keys, e.KeyID)
-	for id, a := range s.aliases {
-		if a.KeyID == e.KeyID {
-			delete(s.aliases, id)
-		}
+	for _, id := range slices.Clone(s.idx.keyAliases[e.KeyID]) {
+		s.deleteAlias(id)
 	}
 	s.deleted[e.KeyID] = DeletedKey{ID: e.KeyID, Materials: slices.Clone(b.DestroyedMaterials), Deleted: e.Time}
 	for _, m := range b.DestroyedMaterials {
@@ -419,7 +439,7 @@ func (s *State) applyAliasUpdated(e *event.Event, b *event.AliasUpdated) {
 	if a := s.aliases[aliasID{e.Account, b.AliasName}]; a != nil {
 		c := *a
 		c.KeyID, c.Updated = e.KeyID, e.Time
-		s.aliases[aliasID{e.Account, b.AliasName}] = &c
+		s.putAlias(&c)
 	}
 }
 
@@ -477,13 +497,11 @@ func (s *State) Key(id string) (Key, bool) {
 func (s *State) Keys(account string) []Key {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []Key
-	for _, k := range s.keys {
-		if k.Account == account {
-			out = append(out, *k)
-		}
+	ids := lookup(s.idx.keys, account)
+	out := make([]Key, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, *s.keys[id])
 	}
-	slices.SortFunc(out, func(a, b Key) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
@@ -503,13 +521,14 @@ func (s *State) Alias(account, name string) (Alias, bool) {
 func (s *State) Aliases(account, keyID string) []Alias {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []Alias
-	for _, a := range s.aliases {
-		if a.Account == account && (keyID == "" || a.KeyID == keyID) {
-			out = append(out, *a)
-		}
+	if keyID != "" {
+		return s.aliasesOfKey(account, keyID)
 	}
-	slices.SortFunc(out, func(a, b Alias) int { return strings.Compare(a.Name, b.Name) })
+	names := lookup(s.idx.aliases, account)
+	out := make([]Alias, 0, len(names))
+	for _, name := range names {
+		out = append(out, *s.aliases[aliasID{account, name}])
+	}
 	return out
 }
 
@@ -661,4 +680,38 @@ func (s *State) Snapshot() Snapshot {
 	slices.SortFunc(snap.Keys, func(a, b Key) int { return strings.Compare(a.ID, b.ID) })
 	slices.SortFunc(snap.Aliases, func(a, b Alias) int { return strings.Compare(a.Account+"/"+a.Name, b.Account+"/"+b.Name) })
 	return snap
+}
+
+// Restore rebuilds a state from a Snapshot (and its indexes, which a
+// snapshot does not carry): restoring a snapshot of the fold of events
+// 0..n and folding n+1.. gives the state folding 0.. gives.
+func Restore(snap Snapshot) *State {
+	s := New()
+	s.applied = snap.Applied
+	s.principals = snap.Principals
+	if snap.Encryptions != nil {
+		s.encryptions = maps.Clone(snap.Encryptions)
+	}
+	if snap.LastUse != nil {
+		s.lastUse = maps.Clone(snap.LastUse)
+	}
+	if snap.Destroyed != nil {
+		s.destroyed = maps.Clone(snap.Destroyed)
+	}
+	for _, k := range snap.Keys {
+		k := k
+		s.keys[k.ID] = &k
+		s.idx.addKey(&k)
+		for _, g := range k.Grants {
+			s.grantTokens[g.TokenHash] = grantRef{key: k.ID, grant: g.ID}
+		}
+	}
+	for _, a := range snap.Aliases {
+		a := a
+		s.putAlias(&a)
+	}
+	for _, d := range snap.Deleted {
+		s.deleted[d.ID] = d
+	}
+	return s
 }

@@ -1,0 +1,303 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/progress"
+	"github.com/keyledger/keyledger/ledger/snapshot"
+	"github.com/keyledger/keyledger/ledger/writer"
+	"github.com/keyledger/keyledger/projections/compliance"
+	"github.com/keyledger/keyledger/projections/resume"
+)
+
+// Snapshots tune how an instance snapshots its projections and verifies
+// the whole chain in the background.
+type Snapshots struct {
+	Every    uint64        // take a snapshot after this many events (default 100,000)
+	Interval time.Duration // or after this long, if any event came (default 10 minutes)
+	Keep     int           // snapshots kept (default 3)
+	Off      bool          // neither take nor use snapshots (full replay at start)
+	// VerifyRate caps the background verifier (events/s, default 200,000);
+	// negative turns it off.
+	VerifyRate int
+}
+
+func (s *Snapshots) setDefaults() {
+	if s.Every == 0 {
+		s.Every = 100_000
+	}
+	if s.Interval == 0 {
+		s.Interval = 10 * time.Minute
+	}
+	if s.Keep == 0 {
+		s.Keep = 3
+	}
+	if s.VerifyRate == 0 {
+		s.VerifyRate = 200_000
+	}
+}
+
+// restored is what start-up resumed from.
+type restored struct {
+	proj   *resume.Projections
+	tree   *merkle.Tree
+	resume *ledger.Resume // nil: replay from the first message
+}
+
+// restore finds the newest snapshot that checks out and still matches the
+// ledger, and restores the projections from it. Anything wrong with a
+// snapshot (corrupt, truncated, foreign, untrusted, no longer the ledger's
+// event, a Merkle root that does not match) skips it with a log line: an
+// older one is tried, and with none left the ledger is replayed whole.
+func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg Config, onTree func(error)) restored {
+	fresh := func() restored {
+		tree := &merkle.Tree{}
+		return restored{proj: resume.New(tree, onTree), tree: tree}
+	}
+	if store == nil || cfg.Ledger.Writer == nil {
+		return fresh()
+	}
+	list, err := store.List(ctx)
+	if err != nil {
+		cfg.Logger.Warn("snapshots unreadable; replaying the whole ledger", "error", err)
+		return fresh()
+	}
+	own := cfg.Ledger.Writer
+	trusted := func(id string) ed25519.PublicKey {
+		if id == own.ID() {
+			return own.Public()
+		}
+		return nil
+	}
+	for _, info := range list {
+		r, err := restoreOne(ctx, l, store, info, trusted, cfg.Logger, onTree)
+		if err != nil {
+			cfg.Logger.Warn("snapshot skipped", "snapshot", info.Name, "reason", err.Error())
+			continue
+		}
+		return r
+	}
+	return fresh()
+}
+
+func restoreOne(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, info snapshot.Info,
+	trusted func(string) ed25519.PublicKey, log *slog.Logger, onTree func(error)) (restored, error) {
+	h, body, err := store.Load(ctx, info.Name, trusted)
+	if err != nil {
+		return restored{}, err
+	}
+	want, _ := h.EventHash()
+	got, err := l.EventHashAt(ctx, h.Seq, h.Index)
+	if err != nil || got != want {
+		return restored{}, fmt.Errorf("the event it covers (index %d, stream sequence %d) is not the ledger's: %v", h.Index, h.Seq, err)
+	}
+	im, err := resume.Decode(body)
+	if err != nil {
+		return restored{}, err
+	}
+	if im.Head.Index != h.Index || im.Head.Seq != h.Seq || im.Head.Hash != want || im.Head.Count != h.Count {
+		return restored{}, errors.New("its image does not cover the event its header names")
+	}
+	writers, err := im.WriterKeys()
+	if err != nil {
+		return restored{}, err
+	}
+	tree := &merkle.Tree{}
+	started := time.Now()
+	if err := resume.RestoreTree(im, tree, func(fn func([]byte) error) error {
+		return l.Leaves(ctx, im.Head.Seq, im.Quarantined, fn)
+	}); err != nil {
+		return restored{}, err
+	}
+	proj, err := resume.Restore(im, tree, onTree)
+	if err != nil {
+		return restored{}, err
+	}
+	log.Info("projections restored from snapshot", "snapshot", info.Name, "events", im.Head.Count,
+		"index", im.Head.Index, "merkle_took", time.Since(started).Round(time.Millisecond))
+	return restored{proj: proj, tree: tree, resume: &ledger.Resume{Head: im.Head, Writers: writers, Quarantined: im.Quarantined}}, nil
+}
+
+// replayTail folds what the ledger holds after the snapshot (or all of it),
+// linking every message, with progress in the log.
+func replayTail(ctx context.Context, l *ledger.Ledger, r restored, fold func([]event.Record), log *slog.Logger) (chain.Head, error) {
+	last, err := l.LastStreamSeq(ctx)
+	if err != nil {
+		return chain.Head{}, err
+	}
+	from := uint64(0)
+	if r.resume != nil {
+		from = r.resume.Head.Seq
+	}
+	meter := progress.New("start-up replay", from, last, progress.Options{Logger: log})
+	each := func(rec event.Record) error {
+		fold([]event.Record{rec})
+		meter.Add(rec.Seq, 1)
+		return nil
+	}
+	var head chain.Head
+	if r.resume != nil {
+		head, err = l.ReplayFrom(ctx, *r.resume, each)
+	} else {
+		head, err = l.Replay(ctx, chain.Head{}, each)
+	}
+	meter.Done()
+	return head, err
+}
+
+// snapshotter takes a snapshot every Every events or Interval, off the
+// request path: the fold only counts; capture, encoding and storing run
+// here.
+type snapshotter struct {
+	cfg     Snapshots
+	proj    *resume.Projections
+	l       *ledger.Ledger
+	store   *snapshot.Store
+	key     *writer.Key
+	log     *slog.Logger
+	pending atomic.Uint64 // events folded since the last snapshot
+	kick    chan struct{}
+}
+
+// folded is called by the fold with how many events it folded.
+func (s *snapshotter) folded(n int) {
+	if s == nil {
+		return
+	}
+	if s.pending.Add(uint64(n)) >= s.cfg.Every {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *snapshotter) run(ctx context.Context) {
+	tick := time.NewTicker(s.cfg.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-s.kick:
+		}
+		if s.pending.Load() == 0 {
+			continue
+		}
+		if err := s.take(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("snapshot not taken", "error", err)
+		}
+	}
+}
+
+// take captures, signs and stores one snapshot, then prunes old ones.
+func (s *snapshotter) take(ctx context.Context) error {
+	n := s.pending.Swap(0)
+	im, err := s.proj.Capture(s.l.QuarantinedThrough)
+	if err != nil {
+		s.pending.Add(n)
+		return err
+	}
+	if im.Head.Empty() {
+		return nil
+	}
+	started := time.Now()
+	body, err := im.Encode()
+	if err != nil {
+		return err
+	}
+	h := snapshot.Header{Index: im.Head.Index, Seq: im.Head.Seq, Hash: im.Head.Hash.String(), Count: im.Head.Count,
+		Taken: time.Now().UTC(), EventTime: im.Time}
+	if err := s.store.Put(ctx, h, body, s.key); err != nil {
+		return err
+	}
+	s.log.Info("snapshot taken", "index", im.Head.Index, "events", im.Head.Count, "bytes", len(body),
+		"took", time.Since(started).Round(time.Millisecond))
+	return s.store.Prune(ctx, s.cfg.Keep)
+}
+
+// verifier walks the whole chain in the background (rate-limited, with
+// progress in the log) and keeps the outcome for the compliance report.
+type verifier struct {
+	mu     sync.Mutex
+	result *compliance.Integrity
+}
+
+// Integrity is the outcome so far: nil before the first walk ends.
+func (v *verifier) Integrity() *compliance.Integrity {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.result == nil {
+		return nil
+	}
+	c := *v.result
+	return &c
+}
+
+func (v *verifier) run(ctx context.Context, l *ledger.Ledger, rate int, log *slog.Logger) {
+	last, err := l.LastStreamSeq(ctx)
+	if err != nil {
+		return
+	}
+	meter := progress.New("background chain verification", 0, last, progress.Options{Logger: log, Every: 30 * time.Second})
+	src := &limited{l: l, rate: rate, meter: meter}
+	report, err := chain.Audit(ctx, src)
+	if ctx.Err() != nil {
+		return
+	}
+	meter.Done()
+	in := &compliance.Integrity{ChainVerified: err == nil && len(report.Quarantined) == 0, Events: report.Head.Count,
+		Head: report.Head.Hash.String()}
+	switch {
+	case err != nil:
+		in.Problem = "the chain could not be read: " + err.Error()
+	case len(report.Quarantined) > 0:
+		in.Problem = fmt.Sprintf("%d message(s) quarantined; first: %v", len(report.Quarantined), report.Quarantined[0])
+	}
+	v.mu.Lock()
+	v.result = in
+	v.mu.Unlock()
+	if in.Problem != "" {
+		log.Error("ALARM: background chain verification failed", "problem", in.Problem)
+		return
+	}
+	log.Info("background chain verification passed", "events", in.Events, "head", in.Head)
+}
+
+// limited is the ledger's messages at no more than rate events/s.
+type limited struct {
+	l     *ledger.Ledger
+	rate  int
+	meter *progress.Meter
+}
+
+func (s *limited) Messages(ctx context.Context, fn func(chain.Message) error) error {
+	began := time.Now()
+	var events uint64
+	return s.l.Messages(ctx, func(m chain.Message) error {
+		n := uint64(bytes.Count(m.Data, []byte{'\n'}))
+		events += n
+		s.meter.Add(m.Seq, n)
+		if ahead := time.Duration(float64(events)/float64(s.rate)*float64(time.Second)) - time.Since(began); ahead > 10*time.Millisecond {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(ahead):
+			}
+		}
+		return fn(m)
+	})
+}

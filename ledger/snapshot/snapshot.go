@@ -1,0 +1,240 @@
+// Package snapshot stores snapshots of keyledger's projections in JetStream
+// (an object store beside the ledger stream, replicated like it), so an
+// instance starts from the newest snapshot and folds only the ledger's tail.
+//
+// A snapshot is opaque bytes (the projections' own encoding) behind a
+// header that names what it covers: the ledger stream, the index, stream
+// sequence and hash of the last event folded into it. The header carries
+// the SHA-256 of the body and is signed by the writer key of the instance
+// that took it, for stream sequence 0 (never a ledger message's place, so a
+// snapshot signature cannot pass for a ledger message's). Stored bytes:
+//
+//	header JSON "\n" body
+//
+// Snapshots are derived state and never trusted over the ledger: Load
+// refuses a snapshot that is truncated, corrupt, of another ledger or not
+// signed by a trusted key, and the caller checks that the event it covers
+// is still the ledger's event at that index before using it. Old snapshots
+// are pruned; losing them costs only start-up time.
+//
+// A Store is safe for concurrent use.
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/writer"
+)
+
+// Format names the header layout.
+const Format = "keyledger-snapshot/1"
+
+// Why a stored snapshot is refused.
+var (
+	ErrCorrupt   = errors.New("snapshot: corrupt or truncated")
+	ErrForeign   = errors.New("snapshot: of another ledger")
+	ErrUntrusted = errors.New("snapshot: not signed by a trusted writer key")
+)
+
+// Header says what a snapshot covers.
+type Header struct {
+	Format     string    `json:"format"`
+	Ledger     string    `json:"ledger"` // the ledger stream's name
+	Index      uint64    `json:"index"`  // the last event folded in
+	Seq        uint64    `json:"seq"`    // its stream sequence
+	Hash       string    `json:"hash"`   // its hash
+	Count      uint64    `json:"count"`  // events folded in
+	Taken      time.Time `json:"taken"`
+	EventTime  time.Time `json:"eventTime"` // the covered event's time (for time travel)
+	BodySHA256 string    `json:"bodySha256"`
+	Writer     string    `json:"writer"`
+	Signature  string    `json:"signature"` // base64 Ed25519 over the header with this field empty
+}
+
+// EventHash is the covered event's hash.
+func (h Header) EventHash() (event.Hash, error) {
+	var out event.Hash
+	b, err := hex.DecodeString(h.Hash)
+	if err != nil || len(b) != len(out) {
+		return out, ErrCorrupt
+	}
+	copy(out[:], b)
+	return out, nil
+}
+
+func (h Header) signedBytes() []byte {
+	h.Signature = ""
+	b, _ := json.Marshal(h)
+	return b
+}
+
+// Info names a stored snapshot.
+type Info struct {
+	Name  string
+	Index uint64
+}
+
+// Store keeps the snapshots of one ledger stream.
+type Store struct {
+	obj    jetstream.ObjectStore
+	ledger string
+}
+
+// Open creates or opens the snapshot bucket of a ledger stream.
+func Open(ctx context.Context, nc *nats.Conn, ledgerStream string, replicas int) (*Store, error) {
+	if ledgerStream == "" {
+		ledgerStream = "KEYLEDGER"
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      ledgerStream + "_SNAPSHOTS",
+			Description: "keyledger: snapshots of the projections of ledger " + ledgerStream,
+			Storage:     jetstream.FileStorage,
+			Replicas:    max(replicas, 1),
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: bucket: %w", err)
+	}
+	return &Store{obj: obj, ledger: ledgerStream}, nil
+}
+
+// Name is the object name of the snapshot covering index: zero-padded, so
+// names sort by index.
+func Name(index uint64) string { return fmt.Sprintf("%020d", index) }
+
+// Put signs h (Format, Ledger, BodySHA256, Writer and Signature are filled
+// in) and stores it with body.
+func (s *Store) Put(ctx context.Context, h Header, body []byte, key *writer.Key) error {
+	sum := sha256.Sum256(body)
+	h.Format, h.Ledger, h.BodySHA256, h.Writer = Format, s.ledger, hex.EncodeToString(sum[:]), key.ID()
+	h.Signature = base64.StdEncoding.EncodeToString(key.Sign(0, h.signedBytes()))
+	head, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	data := make([]byte, 0, len(head)+1+len(body))
+	data = append(append(append(data, head...), '\n'), body...)
+	return s.PutRaw(ctx, Name(h.Index), data)
+}
+
+// PutRaw stores bytes under a name as they are (tests use it to plant
+// damaged snapshots).
+func (s *Store) PutRaw(ctx context.Context, name string, data []byte) error {
+	_, err := s.obj.PutBytes(ctx, name, data)
+	return err
+}
+
+// List names the stored snapshots, newest (highest index) first.
+func (s *Store) List(ctx context.Context) ([]Info, error) {
+	objs, err := s.obj.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, o := range objs {
+		if o.Deleted {
+			continue
+		}
+		idx, err := strconv.ParseUint(o.Name, 10, 64)
+		if err != nil {
+			continue // not a snapshot; Load would refuse it anyway
+		}
+		out = append(out, Info{Name: o.Name, Index: idx})
+	}
+	slices.SortFunc(out, func(a, b Info) int { return cmpUint(b.Index, a.Index) })
+	return out, nil
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Load reads and checks one snapshot: whole, of this ledger, its body
+// matching its digest, signed by a key trusted returns (nil: untrusted).
+func (s *Store) Load(ctx context.Context, name string, trusted func(writerID string) ed25519.PublicKey) (Header, []byte, error) {
+	data, err := s.obj.GetBytes(ctx, name)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrDigestMismatch) {
+			return Header{}, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		return Header{}, nil, err
+	}
+	return Check(data, s.ledger, trusted)
+}
+
+// Check verifies stored snapshot bytes and splits them.
+func Check(data []byte, ledger string, trusted func(writerID string) ed25519.PublicKey) (Header, []byte, error) {
+	head, body, ok := bytes.Cut(data, []byte("\n"))
+	var h Header
+	if !ok || json.Unmarshal(head, &h) != nil || h.Format != Format {
+		return Header{}, nil, ErrCorrupt
+	}
+	if h.Ledger != ledger {
+		return h, nil, fmt.Errorf("%w (%q, not %q)", ErrForeign, h.Ledger, ledger)
+	}
+	sum := sha256.Sum256(body)
+	if hex.EncodeToString(sum[:]) != h.BodySHA256 {
+		return h, nil, fmt.Errorf("%w: body digest does not match", ErrCorrupt)
+	}
+	if _, err := h.EventHash(); err != nil {
+		return h, nil, err
+	}
+	sig, err := base64.StdEncoding.DecodeString(h.Signature)
+	pub := trusted(h.Writer)
+	if pub == nil {
+		return h, nil, fmt.Errorf("%w (writer %q)", ErrUntrusted, h.Writer)
+	}
+	if err != nil || !writer.Verify(pub, 0, h.signedBytes(), sig) {
+		return h, nil, fmt.Errorf("%w: the signature does not verify", ErrUntrusted)
+	}
+	return h, body, nil
+}
+
+// Prune deletes all but the keep newest snapshots.
+func (s *Store) Prune(ctx context.Context, keep int) error {
+	list, err := s.List(ctx)
+	if err != nil {
+		return err
+	}
+	for i := keep; i < len(list); i++ {
+		if err := s.obj.Delete(ctx, list[i].Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Raw returns a stored snapshot's bytes unchecked (tests).
+func (s *Store) Raw(ctx context.Context, name string) ([]byte, error) {
+	return s.obj.GetBytes(ctx, name)
+}

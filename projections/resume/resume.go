@@ -1,0 +1,197 @@
+// Package resume keeps an instance's projections together (key state,
+// compliance aggregates, the Merkle tree and the position in the ledger)
+// and encodes them as one snapshot image, so an instance restarts from the
+// newest snapshot and folds only the ledger's tail (DESIGN rule 11).
+//
+// Replay is truth (rule 5): an Image is a pure function of the events
+// folded into it, and restoring it then folding the rest gives exactly
+// the state folding everything gives; the tests compare the two.
+//
+// Projections is safe for concurrent use: Apply and Capture serialize on
+// one lock, so a captured image is a consistent cut at one event.
+package resume
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/writer"
+	"github.com/keyledger/keyledger/projections/compliance"
+	"github.com/keyledger/keyledger/projections/keystate"
+)
+
+// Tree is the Merkle tree over the ledger's events, kept by Apply.
+type Tree interface {
+	Append(raw []byte) error
+	Size() int64
+	Root(size int64) (tlog.Hash, error)
+}
+
+// FrontierTree is a tree that can hand out and be restored from its right
+// edge (the stored hashes of its complete subtrees), its older hashes being
+// durable elsewhere (tiles). A Tree without it is rebuilt from the ledger's
+// event bytes under the snapshot, and checked against the image's root.
+type FrontierTree interface {
+	Tree
+	Frontier() ([]tlog.Hash, error)
+	RestoreFrontier(size int64, hashes []tlog.Hash) error
+}
+
+// Image is one snapshot of every projection.
+type Image struct {
+	Head        chain.Head                    `json:"head"`
+	Time        time.Time                     `json:"time"`    // the last event's time
+	Writers     map[string]string             `json:"writers"` // registered by then: ID → public key (base64)
+	Quarantined []uint64                      `json:"quarantined,omitempty"`
+	FeedNext    uint64                        `json:"feedNext"` // the index the audit feed announces next
+	Keys        keystate.Snapshot             `json:"keys"`
+	Compliance  compliance.AggregatesSnapshot `json:"compliance"`
+	Merkle      Merkle                        `json:"merkle"`
+}
+
+// Merkle is the tree's size, root and (from a FrontierTree) right edge.
+type Merkle struct {
+	Size     int64       `json:"size"`
+	Root     tlog.Hash   `json:"root"`
+	Frontier []tlog.Hash `json:"frontier,omitempty"`
+}
+
+// Encode is the image's stored form.
+func (im *Image) Encode() ([]byte, error) { return json.Marshal(im) }
+
+// Decode reads a stored image.
+func Decode(b []byte) (*Image, error) {
+	var im Image
+	if err := json.Unmarshal(b, &im); err != nil {
+		return nil, fmt.Errorf("resume: image: %w", err)
+	}
+	return &im, nil
+}
+
+// WriterKeys parses the image's writers.
+func (im *Image) WriterKeys() (map[string]ed25519.PublicKey, error) {
+	out := make(map[string]ed25519.PublicKey, len(im.Writers))
+	for id, text := range im.Writers {
+		pub, err := writer.ParsePublic(text)
+		if err != nil || writer.ID(pub) != id {
+			return nil, errors.New("resume: image names a malformed writer key")
+		}
+		out[id] = pub
+	}
+	return out, nil
+}
+
+// Projections are an instance's live projections.
+type Projections struct {
+	State *keystate.State
+	Agg   *compliance.Aggregates
+	Tree  Tree
+
+	mu      sync.Mutex
+	head    chain.Head
+	time    time.Time
+	writers map[string]ed25519.PublicKey
+	onTree  func(error)
+}
+
+// New returns empty projections over tree.
+func New(tree Tree, onTreeError func(error)) *Projections {
+	return &Projections{State: keystate.New(), Agg: compliance.NewAggregates(), Tree: tree,
+		writers: map[string]ed25519.PublicKey{}, onTree: onTreeError}
+}
+
+// Restore continues projections from an image; tree must already hold the
+// image's events (RestoreTree).
+func Restore(im *Image, tree Tree, onTreeError func(error)) (*Projections, error) {
+	w, err := im.WriterKeys()
+	if err != nil {
+		return nil, err
+	}
+	return &Projections{State: keystate.Restore(im.Keys), Agg: compliance.RestoreAggregates(im.Compliance), Tree: tree,
+		head: im.Head, time: im.Time, writers: w, onTree: onTreeError}, nil
+}
+
+// Apply folds committed records (in order) into every projection.
+func (p *Projections) Apply(recs []event.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.State.Apply(recs)
+	p.Agg.Apply(recs)
+	for _, r := range recs {
+		if err := p.Tree.Append(r.Raw); err != nil && p.onTree != nil {
+			p.onTree(err)
+		}
+	}
+	last := recs[len(recs)-1]
+	p.head = chain.Head{Seq: last.Seq, Index: last.Event.Index, Hash: last.Hash, Count: p.head.Count + uint64(len(recs))}
+	p.time = last.Event.Time
+	p.writers = chain.Register(p.writers, recs)
+}
+
+// Head is the last event folded.
+func (p *Projections) Head() chain.Head {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.head
+}
+
+// Capture takes a consistent image; quarantined lists the stream
+// sequences quarantined at or before a sequence. It holds the fold for the
+// time it takes to copy the state (not to encode or store it).
+func (p *Projections) Capture(quarantined func(seq uint64) []uint64) (*Image, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	im := &Image{Head: p.head, Time: p.time, Writers: map[string]string{}, FeedNext: p.head.NextIndex(),
+		Keys: p.State.Snapshot(), Compliance: p.Agg.Snapshot(), Quarantined: quarantined(p.head.Seq)}
+	for id, pub := range p.writers {
+		im.Writers[id] = base64.StdEncoding.EncodeToString(pub)
+	}
+	size := p.Tree.Size()
+	root, err := p.Tree.Root(size)
+	if err != nil {
+		return nil, err
+	}
+	im.Merkle = Merkle{Size: size, Root: root}
+	if ft, ok := p.Tree.(FrontierTree); ok {
+		if im.Merkle.Frontier, err = ft.Frontier(); err != nil {
+			return nil, err
+		}
+	}
+	return im, nil
+}
+
+// ErrTreeMismatch means the rebuilt tree does not have the image's root.
+var ErrTreeMismatch = errors.New("resume: the Merkle tree under the snapshot does not match its root")
+
+// RestoreTree brings tree to the image's events: from its frontier when
+// the tree supports it, else by appending the ledger's event bytes (leaves
+// walks them), then checks the root.
+func RestoreTree(im *Image, tree Tree, leaves func(fn func(raw []byte) error) error) error {
+	if ft, ok := tree.(FrontierTree); ok && len(im.Merkle.Frontier) > 0 {
+		if err := ft.RestoreFrontier(im.Merkle.Size, im.Merkle.Frontier); err != nil {
+			return err
+		}
+	} else if err := leaves(tree.Append); err != nil {
+		return err
+	}
+	if tree.Size() != im.Merkle.Size || uint64(im.Merkle.Size) != im.Head.Count {
+		return ErrTreeMismatch
+	}
+	root, err := tree.Root(im.Merkle.Size)
+	if err != nil || root != im.Merkle.Root {
+		return ErrTreeMismatch
+	}
+	return nil
+}

@@ -132,6 +132,7 @@ type instance struct {
 	listen   func() net.Listener // where to serve once started (default: a new loopback port)
 	writer   *writer.Key         // signs ledger messages
 	natsNet  bool                // embedded: also listen for NATS clients on loopback
+	minFree  int64               // embedded: space kept free on the data disk (0: default)
 }
 
 type option func(*instance)
@@ -171,10 +172,11 @@ func (i *instance) up() {
 	t := i.t
 	t.Helper()
 	var err error
+	log := slog.New(slog.NewTextHandler(i.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if i.natsURL != "" {
 		i.backend, err = backend.Connect(i.natsURL, backend.Options{Replicas: i.replicas})
 	} else {
-		opts := embedded.Options{DataDir: filepath.Join(i.dir, "jetstream")}
+		opts := embedded.Options{DataDir: filepath.Join(i.dir, "jetstream"), Logger: log, MinFreeDisk: i.minFree}
 		if i.natsNet {
 			opts.Listen = "127.0.0.1:0"
 		}
@@ -183,7 +185,6 @@ func (i *instance) up() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(i.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	dir, err := principals.Parse([]byte(testPrincipals))
 	if err != nil {
 		t.Fatal(err)

@@ -135,6 +135,7 @@ type Ledger struct {
 	keys        atomic.Pointer[map[string]ed25519.PublicKey]
 	qmu         sync.Mutex
 	qseqs       map[uint64]bool // stream sequences quarantined
+	qfirst      []string        // the first few quarantines, for reports
 
 	refusing bool // the writer's storage refused the last batch (writer goroutine only)
 }
@@ -244,6 +245,17 @@ func (l *Ledger) quarantinedSeq(seq uint64) bool {
 // Quarantined is how many messages this instance refused to fold.
 func (l *Ledger) Quarantined() uint64 { return l.quarantined.Load() }
 
+// reportedQuarantines is how many quarantines QuarantineReasons keeps.
+const reportedQuarantines = 5
+
+// QuarantineReasons names the first quarantined messages (at most five):
+// where they are in the stream, the writer they claim, and why.
+func (l *Ledger) QuarantineReasons() []string {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	return append([]string(nil), l.qfirst...)
+}
+
 // Writers returns the writers the ledger has registered (ID → public key).
 func (l *Ledger) Writers() map[string]string {
 	out := map[string]string{}
@@ -273,6 +285,9 @@ func (l *Ledger) quarantine(q *chain.Quarantine) {
 		l.qseqs = map[uint64]bool{}
 	}
 	l.qseqs[q.Seq] = true
+	if len(l.qfirst) < reportedQuarantines {
+		l.qfirst = append(l.qfirst, fmt.Sprintf("stream sequence %d (writer %q): %v", q.Seq, q.Writer, q.Reason))
+	}
 	l.qmu.Unlock()
 	l.cfg.Logger.Error("ALARM: ledger message quarantined: not applied; the chain continues from the last valid event",
 		"stream_sequence", q.Seq, "writer", q.Writer, "reason", q.Reason.Error())

@@ -46,6 +46,10 @@ type Checkpoints interface {
 // Chain is the verified hash chain as it stands (a *ledger.Ledger).
 type Chain interface {
 	Head() chain.Head
+	// Quarantined counts the messages folding refused;
+	// QuarantineReasons names the first few.
+	Quarantined() uint64
+	QuarantineReasons() []string
 }
 
 // Clock is the service's (injected) clock.
@@ -253,7 +257,8 @@ func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
 		return err
 	}
 	head := a.chain.Head()
-	integrity := &compliance.Integrity{ChainVerified: true, Events: head.Count, Head: head.Hash.String()}
+	integrity := &compliance.Integrity{ChainVerified: true, Events: head.Count, Head: head.Hash.String(),
+		Quarantined: a.chain.Quarantined(), QuarantineReasons: a.chain.QuarantineReasons()}
 	signed, err := a.checkpoints.Stored(ctx)
 	if err != nil {
 		integrity.Problem = "checkpoints unreadable: " + err.Error()

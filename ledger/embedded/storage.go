@@ -110,8 +110,8 @@ func (s *storage) Check(n int) error {
 	if !room {
 		return fmt.Errorf("%w (still %d bytes free on %s, a write needs %d)", fault, free, s.dir, need)
 	}
-	if time.Since(s.lastHeal) < healEvery {
-		return fault
+	if time.Since(s.lastHeal) < healEvery || !s.ns.Running() {
+		return fault // healed a moment ago, or the server is shutting down
 	}
 	s.lastHeal = time.Now()
 	// The server logs while it shuts down and recovers: reopen without mu,

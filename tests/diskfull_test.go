@@ -55,7 +55,7 @@ func TestDiskFullFailsFastAndHeals(t *testing.T) {
 			filler := fillDisk(t, mnt)
 			// Pages already allocated may still take a few small writes;
 			// from the first refusal on, every request fails fast.
-			failed := 0
+			failed, slowest := 0, time.Duration(0)
 			for n := 0; n < 300 && failed < 5; n++ {
 				began := time.Now()
 				op := "CreateKey"
@@ -77,6 +77,7 @@ func TestDiskFullFailsFastAndHeals(t *testing.T) {
 					continue
 				}
 				failed++
+				slowest = max(slowest, took)
 				wantCode(t, err, "KMSInternalException")
 				if took > failFast {
 					t.Fatalf("%s took %v to fail on a full disk, want under %v", op, took, failFast)
@@ -85,6 +86,7 @@ func TestDiskFullFailsFastAndHeals(t *testing.T) {
 			if failed == 0 {
 				t.Fatal("no request failed on a full disk")
 			}
+			t.Logf("%d requests failed on the full disk, the slowest in %v", failed, slowest)
 			logs := in.logs.String()
 			if !strings.Contains(logs, tc.cause) {
 				t.Fatalf("the log does not name the cause %q:\n%s", tc.cause, tail(logs, 4000))
@@ -93,6 +95,7 @@ func TestDiskFullFailsFastAndHeals(t *testing.T) {
 				t.Fatal(err)
 			}
 			var healed error
+			freed := time.Now()
 			for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 				var out *kms.CreateKeyOutput
 				if out, healed = in.kms.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("after")}); healed == nil {
@@ -103,6 +106,7 @@ func TestDiskFullFailsFastAndHeals(t *testing.T) {
 			if healed != nil {
 				t.Fatalf("writes did not resume after space was freed: %v\n%s", healed, tail(in.logs.String(), 4000))
 			}
+			t.Logf("writes resumed %v after space was freed", time.Since(freed).Round(time.Millisecond))
 			for j := 0; j < 20; j++ {
 				if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &key, Plaintext: []byte("after")}); err != nil {
 					t.Fatalf("encrypt %d after recovery: %v", j, err)

@@ -22,6 +22,9 @@ type CheckpointerConfig struct {
 	Signer   note.Signer
 	Verifier string
 	Origin   string
+	// Writers, when set, returns the registered ledger writers (ID →
+	// base64 public key), which each checkpoint then names.
+	Writers func() map[string]string
 }
 
 // Checkpointer signs checkpoints of the ledger's Merkle tree and stores
@@ -77,7 +80,11 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	signed, err := merkle.Sign(merkle.Checkpoint{Origin: c.cfg.Origin, Size: size, Root: root}, c.cfg.Signer)
+	cp := merkle.Checkpoint{Origin: c.cfg.Origin, Size: size, Root: root}
+	if c.cfg.Writers != nil {
+		cp.Extensions = merkle.WriterLines(c.cfg.Writers())
+	}
+	signed, err := merkle.Sign(cp, c.cfg.Signer)
 	if err != nil {
 		return nil, err
 	}

@@ -35,7 +35,24 @@ var (
 	// ErrNotRegistered means this instance's writer key is not registered
 	// in the ledger, so nothing it signs would be accepted.
 	ErrNotRegistered = errors.New("ledger: this instance's writer key is not registered in the ledger")
+	// ErrStorage means the store under the stream refused the write (a
+	// full disk, a failed write, JetStream out of resources); the error
+	// names the cause. The event was not stored.
+	ErrStorage = errors.New("ledger: storage refuses writes")
 )
+
+// Storage is the disk under the stream when keyledger runs the server
+// itself (embedded.Server). With it a full disk fails requests at once,
+// naming the cause, rather than after PublishTimeout, and writes resume
+// when space returns.
+type Storage interface {
+	// CheckWrite returns nil when about n bytes can be stored now, or why
+	// not; after a failed write it reopens the store once the cause is gone.
+	CheckWrite(n int) error
+	// WriteFault is done, with the failure as its cause, once the server
+	// failed to store a write: it will not acknowledge the publish.
+	WriteFault() context.Context
+}
 
 // Config names the stream and tunes group commit.
 type Config struct {
@@ -60,7 +77,9 @@ type Config struct {
 	// ReadOnly opens an existing stream without creating or updating it
 	// (what a subscribe-only audit identity may do).
 	ReadOnly bool
-	Logger   *slog.Logger
+	// Storage, when set, is checked before every publish (see Storage).
+	Storage Storage
+	Logger  *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -116,6 +135,9 @@ type Ledger struct {
 	keys        atomic.Pointer[map[string]ed25519.PublicKey]
 	qmu         sync.Mutex
 	qseqs       map[uint64]bool // stream sequences quarantined
+	qfirst      []string        // the first few quarantines, for reports
+
+	refusing bool // the writer's storage refused the last batch (writer goroutine only)
 }
 
 type pending struct {
@@ -223,6 +245,17 @@ func (l *Ledger) quarantinedSeq(seq uint64) bool {
 // Quarantined is how many messages this instance refused to fold.
 func (l *Ledger) Quarantined() uint64 { return l.quarantined.Load() }
 
+// reportedQuarantines is how many quarantines QuarantineReasons keeps.
+const reportedQuarantines = 5
+
+// QuarantineReasons names the first quarantined messages (at most five):
+// where they are in the stream, the writer they claim, and why.
+func (l *Ledger) QuarantineReasons() []string {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	return append([]string(nil), l.qfirst...)
+}
+
 // Writers returns the writers the ledger has registered (ID → public key).
 func (l *Ledger) Writers() map[string]string {
 	out := map[string]string{}
@@ -252,6 +285,9 @@ func (l *Ledger) quarantine(q *chain.Quarantine) {
 		l.qseqs = map[uint64]bool{}
 	}
 	l.qseqs[q.Seq] = true
+	if len(l.qfirst) < reportedQuarantines {
+		l.qfirst = append(l.qfirst, fmt.Sprintf("stream sequence %d (writer %q): %v", q.Seq, q.Writer, q.Reason))
+	}
 	l.qmu.Unlock()
 	l.cfg.Logger.Error("ALARM: ledger message quarantined: not applied; the chain continues from the last valid event",
 		"stream_sequence", q.Seq, "writer", q.Writer, "reason", q.Reason.Error())
@@ -482,14 +518,16 @@ func (l *Ledger) commit(b *batch) {
 		settle(b.items, nil, err)
 		return
 	}
+	if err := l.checkStorage(len(b.data)); err != nil {
+		settle(b.items, nil, err)
+		return
+	}
 	// Someone else's garbage taking the next sequence must not stop us: when
 	// the only thing between our head and the stream's end is quarantined,
 	// publish the same batch again after it.
 	for attempt := 0; ; attempt++ {
 		after := l.fold.Through()
-		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
-		ack, err := l.publish(ctx, b.data, msgID, after)
-		cancel()
+		ack, err := l.publishOrFault(b.data, msgID, after)
 		if err == nil {
 			l.accept(b.recs, ack.Sequence)
 			settle(b.items, b.recs, nil)
@@ -504,6 +542,74 @@ func (l *Ledger) commit(b *batch) {
 		}
 	}
 }
+
+// checkStorage refuses a batch of n bytes the storage cannot take now,
+// logging when writes stop and resume (each refused request is logged by
+// its caller with the same cause).
+func (l *Ledger) checkStorage(n int) error {
+	st := l.cfg.Storage
+	if st == nil {
+		return nil
+	}
+	err := st.CheckWrite(n)
+	switch {
+	case err != nil && !l.refusing:
+		l.cfg.Logger.Error("ledger: storage refuses writes; requests fail until it has room again", "cause", err.Error())
+	case err == nil && l.refusing:
+		l.cfg.Logger.Warn("ledger: storage takes writes again")
+	}
+	l.refusing = err != nil
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	return nil
+}
+
+// publishOrFault publishes within PublishTimeout, but stops waiting as
+// soon as the storage reports a failed write (the server then never
+// acknowledges); the error then names that failure.
+func (l *Ledger) publishOrFault(data []byte, msgID string, after uint64) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+	defer cancel()
+	var fault context.Context
+	if st := l.cfg.Storage; st != nil {
+		fault = st.WriteFault()
+		defer context.AfterFunc(fault, cancel)()
+	}
+	ack, err := l.publish(ctx, data, msgID, after)
+	switch {
+	case err == nil:
+		return ack, nil
+	case fault != nil && fault.Err() != nil:
+		l.refusing = true
+		return nil, fmt.Errorf("%w: %v", ErrStorage, context.Cause(fault))
+	case isStorageRefusal(err):
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	return nil, err
+}
+
+// isStorageRefusal reports JetStream's answers for a server that cannot
+// store: out of resources, a failed store, JetStream disabled.
+func isStorageRefusal(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jsErrInsufficientResources, jsErrStorageResourcesExceeded, jsErrStreamStoreFailed, jetstream.JSErrCodeJetStreamNotEnabled:
+			return true
+		}
+	}
+	return false
+}
+
+// JetStream error codes nats.go does not name (nats-server's
+// JSInsufficientResourcesErr, JSStorageResourcesExceededErr,
+// JSStreamStoreFailedF).
+const (
+	jsErrInsufficientResources    jetstream.ErrorCode = 10023
+	jsErrStorageResourcesExceeded jetstream.ErrorCode = 10047
+	jsErrStreamStoreFailed        jetstream.ErrorCode = 10077
+)
 
 // maxRetries bounds how often one batch is republished after quarantined
 // messages took its place.
@@ -596,7 +702,11 @@ func (l *Ledger) publishHead(recs []event.Record, seq uint64) {
 // batch unsettled) when only quarantined messages took our place, so the
 // same batch can be published again after them.
 func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msgID string, after uint64, pubErr error) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+	wait := l.cfg.PublishTimeout
+	if errors.Is(pubErr, ErrStorage) && wait > readBackAfterFault {
+		wait = readBackAfterFault // fail fast; a later commit reconciles
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	ours, theirs := false, false
 	err := l.messagesAfter(ctx, after, func(m jetstream.Msg, seq uint64) error {
@@ -623,12 +733,19 @@ func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msg
 		return true
 	case isWrongLastSequence(pubErr):
 		settle(batch, nil, ErrConflict)
+	case errors.Is(pubErr, ErrStorage):
+		l.cfg.Logger.Error("ledger: append failed: the store refused the write", "cause", pubErr.Error())
+		settle(batch, nil, fmt.Errorf("ledger: append failed: %w", pubErr))
 	default:
 		l.cfg.Logger.Warn("ledger: append failed", "error", pubErr)
 		settle(batch, nil, fmt.Errorf("ledger: append failed: %w", pubErr))
 	}
 	return false
 }
+
+// readBackAfterFault bounds the read-back after the storage failed a
+// write, so the request fails within about a second.
+const readBackAfterFault = time.Second
 
 func isWrongLastSequence(err error) bool {
 	var apiErr *jetstream.APIError

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/writer"
+	"github.com/keyledger/keyledger/projections/compliance"
 )
 
 const carolARN = "arn:aws:iam::444455556666:user/carol"
@@ -180,6 +182,23 @@ func TestForgedEventsAreQuarantined(t *testing.T) {
 	check("after a restart")
 	if n := in.node.Ledger.Quarantined(); n != 4 {
 		t.Fatalf("replay quarantined %d messages, want 4", n)
+	}
+
+	// The compliance report's audit-integrity check fails, naming them.
+	status, body := getAudit(t, in, "admin", "/reports/compliance?format=json")
+	var rep compliance.Report
+	if err := json.Unmarshal(body, &rep); status != 200 || err != nil {
+		t.Fatalf("compliance report: %d %v", status, err)
+	}
+	var integrity *compliance.Check
+	for i := range rep.Checks {
+		if rep.Checks[i].ID == "audit-integrity" {
+			integrity = &rep.Checks[i]
+		}
+	}
+	if integrity == nil || integrity.Status != "FAIL" || !strings.Contains(integrity.Summary, "4 ledger messages quarantined") ||
+		len(integrity.Findings) != 4 || !strings.Contains(integrity.Findings[0].Detail, "stream sequence") {
+		t.Fatalf("audit-integrity with 4 quarantined messages: %+v", integrity)
 	}
 
 	code, out := cli(t, "audit", "verify", "--nats-url", in.backend.ClientURL(), "--nats-creds", in.backend.AuditSeedFile())

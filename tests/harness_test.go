@@ -136,6 +136,7 @@ type instance struct {
 	natsNet  bool                // embedded: also listen for NATS clients on loopback
 	throttle *throttle.Limiter   // withThrottle
 	metrics  *metrics.Metrics    // withMetrics
+	minFree  int64               // embedded: space kept free on the data disk (0: default)
 }
 
 type option func(*instance)
@@ -187,10 +188,11 @@ func (i *instance) up() {
 	t := i.t
 	t.Helper()
 	var err error
+	log := slog.New(slog.NewTextHandler(i.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if i.natsURL != "" {
 		i.backend, err = backend.Connect(i.natsURL, backend.Options{Replicas: i.replicas})
 	} else {
-		opts := embedded.Options{DataDir: filepath.Join(i.dir, "jetstream")}
+		opts := embedded.Options{DataDir: filepath.Join(i.dir, "jetstream"), Logger: log, MinFreeDisk: i.minFree}
 		if i.natsNet {
 			opts.Listen = "127.0.0.1:0"
 		}
@@ -199,7 +201,6 @@ func (i *instance) up() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(i.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	dir, err := principals.Parse([]byte(testPrincipals))
 	if err != nil {
 		t.Fatal(err)

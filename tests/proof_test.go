@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/offline"
 )
 
 // getAudit sends a signed GET to the audit API as user.
@@ -133,9 +134,11 @@ func TestOfflineVerification(t *testing.T) {
 	if code, out := cli(t, "audit", "export", "--nats-url", url, "--out", export); code != 0 {
 		t.Fatalf("export: %d %s", code, out)
 	}
-	if code, out := cli(t, "audit", "verify", "--offline", export, "--pubkey", pub); code != 0 || !strings.Contains(out, "OK:") {
+	if code, out := cli(t, "audit", "verify", "--offline", export, "--pubkey", pub); code != 0 || !strings.Contains(out, "OK:") ||
+		!strings.Contains(out, "writer signatures: ") || !strings.Contains(out, in.writer.ID()) || !strings.Contains(out, "the checkpoint names 1") {
 		t.Fatalf("intact export: %d %s", code, out)
 	}
+	offlineWriterTampering(t, in, export, pub)
 	data, _ := os.ReadFile(filepath.Join(export, "events.jsonl"))
 	lines := strings.SplitAfter(strings.TrimSuffix(string(data), "\n"), "\n")
 	lines[len(lines)-1] += "\n"
@@ -197,4 +200,78 @@ func TestOfflineVerification(t *testing.T) {
 		t.Fatalf("cloudtrail export: %d records of %d (exit %d)", len(ct.Records), len(lines), code)
 	}
 
+}
+
+// offlineWriterTampering checks that audit verify --offline refuses an
+// export whose writer signatures were changed, dropped or claimed by a
+// writer the ledger never registered, and a validly signed checkpoint that
+// names a writer the exported ledger does not register.
+func offlineWriterTampering(t *testing.T, in *instance, export, pub string) {
+	t.Helper()
+	files := map[string][]byte{}
+	for _, f := range []string{offline.EventsFile, offline.CheckpointFile, offline.SignaturesFile} {
+		b, err := os.ReadFile(filepath.Join(export, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[f] = b
+	}
+	sigLines := strings.SplitAfter(string(files[offline.SignaturesFile]), "\n")
+	last := len(sigLines) - 2 // the last message's line (the final element is "")
+	var ms offline.MessageSignature
+	if err := json.Unmarshal([]byte(sigLines[last]), &ms); err != nil || ms.Writer != in.writer.ID() {
+		t.Fatalf("signatures file: %v %+v", err, ms)
+	}
+	cpText, _, _ := bytes.Cut(files[offline.CheckpointFile], []byte("\n\n"))
+	cp, err := merkle.ParseBody(string(cpText) + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cp.Writers(); len(w) != 1 || w[in.writer.ID()] != in.writer.PublicText() {
+		t.Fatalf("the checkpoint names writers %v, want this instance's", w)
+	}
+	line := func(m offline.MessageSignature) string { b, _ := json.Marshal(m); return string(b) + "\n" }
+	withLine := func(l string) []byte {
+		c := append([]string(nil), sigLines...)
+		c[last] = l
+		return []byte(strings.Join(c, ""))
+	}
+	badSig := ms
+	sig, _ := base64.StdEncoding.DecodeString(ms.Signature)
+	sig[0] ^= 1
+	badSig.Signature = base64.StdEncoding.EncodeToString(sig)
+	stranger := ms
+	stranger.Writer = "0123456789abcdef0123456789abcdef"
+	moved := ms
+	moved.Seq++
+	otherKey := merkle.Checkpoint{Origin: cp.Origin, Size: cp.Size, Root: cp.Root,
+		Extensions: merkle.WriterLines(map[string]string{in.writer.ID(): base64.StdEncoding.EncodeToString(make([]byte, 32))})}
+	forgedNames, err := merkle.Sign(otherKey, in.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]map[string][]byte{
+		"changed signature":      {offline.SignaturesFile: withLine(line(badSig))},
+		"unregistered writer":    {offline.SignaturesFile: withLine(line(stranger))},
+		"signature moved":        {offline.SignaturesFile: withLine(line(moved))},
+		"signatures missing":     {offline.SignaturesFile: nil},
+		"checkpoint names other": {offline.CheckpointFile: forgedNames},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := filepath.Join(t.TempDir(), "copy")
+			os.MkdirAll(d, 0o755)
+			for f, b := range files {
+				if nb, ok := change[f]; ok {
+					b = nb
+				}
+				if b != nil {
+					os.WriteFile(filepath.Join(d, f), b, 0o644)
+				}
+			}
+			code, out := cli(t, "audit", "verify", "--offline", d, "--pubkey", pub)
+			if code != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "writer") {
+				t.Fatalf("exit %d\n%s", code, out)
+			}
+		})
+	}
 }

@@ -29,7 +29,7 @@ func openLedgerForAudit(bf *backendFlags, stderr io.Writer) (*ledger.Ledger, *ba
 		}
 		release = r
 	}
-	b, err := bf.open("", false)
+	b, err := bf.open("", false, nil)
 	if err != nil {
 		release()
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)

@@ -61,6 +61,7 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx := context.Background()
 	n := 0
+	var msgs []offline.MessageSignature // the messages the events came from, in order
 	if *format == "cloudtrail" {
 		w.WriteString(`{"Records":[`)
 	}
@@ -71,6 +72,10 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 		if (!since.IsZero() && r.Event.Time.Before(since)) || (!until.IsZero() && !r.Event.Time.Before(until)) {
 			return nil
 		}
+		if k := len(msgs); k == 0 || msgs[k-1].Seq != r.Seq {
+			msgs = append(msgs, offline.MessageSignature{Seq: r.Seq})
+		}
+		msgs[len(msgs)-1].Events++
 		if *format == "jsonl" {
 			w.Write(r.Raw)
 			w.WriteByte('\n')
@@ -100,6 +105,10 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *out != "" && *format == "jsonl" && since.IsZero() && until.IsZero() {
+		if err := exportSignatures(ctx, l, msgs, filepath.Join(*out, offline.SignaturesFile)); err != nil {
+			fmt.Fprintf(stderr, "keyledger: writer signatures: %v\n", err)
+			return 1
+		}
 		cps, err := b.OpenCheckpoints(ctx, bf.stream)
 		if err == nil {
 			signed, err := cps.Latest(ctx)
@@ -116,4 +125,43 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "exported %d events to %s\n", n, *out)
 	}
 	return 0
+}
+
+// exportSignatures writes the writer signature of every message the
+// exported events came from (msgs, in stream order), read back from the
+// stream with its headers.
+func exportSignatures(ctx context.Context, l *ledger.Ledger, msgs []offline.MessageSignature, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	i := 0
+	errDone := errors.New("done")
+	err = l.Messages(ctx, func(m chain.Message) error {
+		if i == len(msgs) {
+			return errDone
+		}
+		if m.Seq != msgs[i].Seq {
+			return nil // quarantined: not exported
+		}
+		msgs[i].Writer, msgs[i].Signature = m.Writer, m.Signature
+		line, _ := json.Marshal(msgs[i])
+		w.Write(line)
+		w.WriteByte('\n')
+		i++
+		return nil
+	})
+	if errors.Is(err, errDone) || (err == nil && i == len(msgs)) {
+		err = nil
+	} else if err == nil {
+		err = fmt.Errorf("%d messages not found on the stream", len(msgs)-i)
+	}
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/progress"
 )
@@ -134,14 +136,52 @@ func verifyOffline(dir, pubkeyFile string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "FAILED: %v\n", err)
 		return 1
 	}
+	writers, code := verifyOfflineWriters(dir, events, res.Checkpoint, stdout, stderr)
+	if code != 0 {
+		return code
+	}
 	extra := ""
 	if n := res.Uncovered(); n > 0 {
 		extra = fmt.Sprintf(" (%d later events are chain-linked but not yet covered by a checkpoint)", n)
 	}
 	cp := res.Checkpoint
-	fmt.Fprintf(stdout, "OK: %d events; checkpoint %q of size %d verified with %s%s\nroot: %s\n",
-		res.Events, cp.Origin, cp.Size, keyName(string(vkey)), extra, cp.Root)
+	fmt.Fprintf(stdout, "OK: %d events; checkpoint %q of size %d verified with %s%s\nroot: %s\n%s",
+		res.Events, cp.Origin, cp.Size, keyName(string(vkey)), extra, cp.Root, writers)
 	return 0
+}
+
+// verifyOfflineWriters checks the export's writer signatures (if it has a
+// signatures file) against the writers its own ledger registers, and that
+// those include every writer the checkpoint names. It returns the line to
+// print on success, or a non-zero exit code having printed why.
+func verifyOfflineWriters(dir string, events []byte, cp merkle.Checkpoint, stdout, stderr io.Writer) (string, int) {
+	sigs, err := os.ReadFile(filepath.Join(dir, offline.SignaturesFile))
+	if errors.Is(err, os.ErrNotExist) {
+		if len(cp.Writers()) > 0 {
+			fmt.Fprintf(stdout, "FAILED: the checkpoint names ledger writers but the export has no %s\n", offline.SignaturesFile)
+			return "", 1
+		}
+		return fmt.Sprintf("writer signatures: not checked (no %s: an export from before writers signed)\n", offline.SignaturesFile), 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return "", 2
+	}
+	wr, err := offline.VerifyWriters(events, sigs)
+	if err == nil {
+		err = offline.CheckNamedWriters(cp.Writers(), wr.Writers)
+	}
+	if err != nil {
+		fmt.Fprintf(stdout, "FAILED: writer signatures: %v\n", err)
+		return "", 1
+	}
+	ids := make([]string, 0, len(wr.Writers))
+	for id := range wr.Writers {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return fmt.Sprintf("writer signatures: %d messages signed by registered writers (%s); the checkpoint names %d\n",
+		wr.Messages, strings.Join(ids, ", "), len(cp.Writers())), 0
 }
 
 // keyName is the name in a note verifier key ("name+hash+key").

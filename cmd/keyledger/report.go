@@ -51,6 +51,7 @@ func reportCompliance(args []string, stdout, stderr io.Writer) int {
 	} else {
 		integrity.ChainVerified, integrity.Events, integrity.Head = true, head.Count, head.Hash.String()
 	}
+	integrity.Quarantined, integrity.QuarantineReasons = l.Quarantined(), l.QuarantineReasons()
 	keyFile := *pubkey
 	if keyFile == "" {
 		keyFile = filepath.Join(bf.dataDir, "checkpoint.key.pub")

@@ -81,7 +81,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	target := bf.dataDir
 	var b *backend.Backend
 	if bf.natsURL != "" {
-		b, err = bf.open("", false)
+		b, err = bf.open("", false, nil)
 	} else {
 		if entries, err := os.ReadDir(target); err == nil && len(entries) > 0 {
 			fmt.Fprintf(stderr, "keyledger restore: %s is not empty; restore into a new data directory\n", target)
@@ -94,7 +94,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
 			return 1
 		}
-		b, err = bf.open("", false)
+		b, err = bf.open("", false, nil)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger restore: %v\n", err)

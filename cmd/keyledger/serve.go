@@ -52,12 +52,13 @@ func ledgerFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *backendFlags)
 }
 
 // open connects to the configured NATS deployment, or starts the embedded one.
-func (b *backendFlags) open(natsListen string, noFsync bool) (*backend.Backend, error) {
+// log, when set, receives the embedded server's warnings and errors.
+func (b *backendFlags) open(natsListen string, noFsync bool, log *slog.Logger) (*backend.Backend, error) {
 	if b.natsURL != "" {
 		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds})
 	}
 	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, NoSync: noFsync,
-		AuthDir: b.dataDir, AuditStreams: []string{b.stream}})
+		AuthDir: b.dataDir, AuditStreams: []string{b.stream}, Logger: log})
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -193,7 +194,7 @@ func serve(args []string, stderr io.Writer) int {
 	defer sw.Close()
 	starting := awsjson.ServeStarting(sw.Next())
 
-	b, err := bf.open(*natsListen, *noFsync)
+	b, err := bf.open(*natsListen, *noFsync, log)
 	if err != nil {
 		log.Error("cannot reach NATS JetStream", "error", err)
 		_ = starting.Stop(context.Background())

@@ -47,6 +47,10 @@ type Checkpoints interface {
 // Chain is the verified hash chain as it stands (a *ledger.Ledger).
 type Chain interface {
 	Head() chain.Head
+	// Quarantined counts the messages folding refused;
+	// QuarantineReasons names the first few.
+	Quarantined() uint64
+	QuarantineReasons() []string
 }
 
 // Clock is the service's (injected) clock.
@@ -266,11 +270,14 @@ func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
 		// checked by the background verifier; its outcome is reported.
 		state, agg := a.reports.Live()
 		b = compliance.NewLiveBuilder(opts, state, agg)
-		integrity = a.reports.Integrity()
-		if integrity == nil {
+		if in := a.reports.Integrity(); in != nil {
+			copied := *in // the verifier's outcome is shared; this report adds to it
+			integrity = &copied
+		} else {
 			integrity = &compliance.Integrity{Events: head.Count, Head: head.Hash.String(),
 				Pending: "the background verification of the whole chain has not finished; the tail folded at start-up linked"}
 		}
+		integrity.Quarantined, integrity.QuarantineReasons = a.chain.Quarantined(), a.chain.QuarantineReasons()
 	} else {
 		b = compliance.NewBuilder(opts)
 		if err := a.history.EventsFrom(ctx, 0, func(r event.Record) error {
@@ -279,7 +286,8 @@ func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
 		}); err != nil {
 			return err
 		}
-		integrity = &compliance.Integrity{ChainVerified: true, Events: head.Count, Head: head.Hash.String()}
+		integrity = &compliance.Integrity{ChainVerified: true, Events: head.Count, Head: head.Hash.String(),
+			Quarantined: a.chain.Quarantined(), QuarantineReasons: a.chain.QuarantineReasons()}
 	}
 	signed, err := a.checkpoints.Stored(ctx)
 	if err != nil {

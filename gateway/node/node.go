@@ -240,7 +240,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		cfg.CheckpointInterval = 10 * time.Second
 	}
 	cp := ledger.NewCheckpointer(ledger.CheckpointerConfig{Tree: tree, Store: checkpoints,
-		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin})
+		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin, Writers: l.Writers})
 	n = &Node{Ledger: l, Materials: mats, State: state, Projections: proj, Checkpointer: cp, Service: svc,
 		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),
 		feedOverflows: &feedOverflows, snapshots: snaps, verifier: &verifier{}}

@@ -114,6 +114,9 @@ func (b *Backend) OpenLedger(ctx context.Context, cfg ledger.Config) (*ledger.Le
 	if cfg.Replicas == 0 {
 		cfg.Replicas = b.replicas
 	}
+	if b.srv != nil && cfg.Storage == nil {
+		cfg.Storage = b.srv
+	}
 	return ledger.Open(ctx, b.nc, cfg)
 }
 
@@ -126,6 +129,9 @@ func (b *Backend) OpenMaterials(ctx context.Context, cfg material.Config) (*mate
 	}
 	if cfg.ShredDir == "" {
 		cfg.ShredDir = b.shredDir
+	}
+	if b.srv != nil && cfg.Storage == nil {
+		cfg.Storage = b.srv
 	}
 	s, err := material.Open(ctx, b.nc, cfg)
 	if err != nil {

@@ -16,8 +16,10 @@
 package embedded
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -41,12 +43,18 @@ type Options struct {
 	// AuditStreams are the streams audit subscribers may read (default the
 	// ledger stream KEYLEDGER and its checkpoints).
 	AuditStreams []string
+	// Logger receives the server's warnings and errors (default: none).
+	Logger *slog.Logger
+	// MinFreeDisk is the space kept free on DataDir's disk: writes are
+	// refused below it (default DefaultMinFreeDisk; negative: no check).
+	MinFreeDisk int64
 }
 
 // Server is a running embedded nats-server.
 type Server struct {
-	ns *server.Server
-	id *identities
+	ns      *server.Server
+	id      *identities
+	storage *storage
 }
 
 // Start starts the server and waits until it is ready.
@@ -82,6 +90,10 @@ func Start(opts Options) (*Server, error) {
 		NoLog:              true,
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 256 << 20,
+		// keyledger keeps MinFreeDisk free itself, checked before every
+		// write; JetStream's own default (75% of what was free at start)
+		// would go stale and refuse writes after a restart on a fuller disk.
+		JetStreamMaxStore: 1 << 50,
 	}
 	if opts.Listen == "" {
 		so.DontListen = true
@@ -100,12 +112,20 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
+	reserve := opts.MinFreeDisk
+	if reserve == 0 {
+		reserve = DefaultMinFreeDisk
+	}
+	st := newStorage(opts.DataDir, reserve, server.JetStreamConfig{StoreDir: so.StoreDir, SyncAlways: so.SyncAlways,
+		Strict: true, MaxMemory: so.JetStreamMaxMemory, MaxStore: so.JetStreamMaxStore, CompressOK: true})
+	st.ns = ns
+	ns.SetLogger(serverLog{l: opts.Logger, storage: st}, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
 		return nil, errors.New("embedded: nats-server did not become ready")
 	}
-	return &Server{ns: ns, id: id}, nil
+	return &Server{ns: ns, id: id, storage: st}, nil
 }
 
 // Connect opens an in-process client connection (no TCP).
@@ -129,6 +149,17 @@ func (s *Server) ClientURL() string {
 	}
 	return s.ns.ClientURL()
 }
+
+// CheckWrite returns nil when a write of about n bytes can be stored now, or
+// an error (ErrDiskFull, ErrStoreFailed) naming why not. After the server
+// failed a write, it reopens JetStream once the disk has room again, so
+// writes resume without a restart.
+func (s *Server) CheckWrite(n int) error { return s.storage.Check(n) }
+
+// WriteFault is done, with the failure as its cause, once the server has
+// failed to store a write (until CheckWrite heals it): a publish waiting
+// for an acknowledgement that will not come can stop there.
+func (s *Server) WriteFault() context.Context { return s.storage.Fault() }
 
 // Shutdown stops the server and waits for it to finish.
 func (s *Server) Shutdown() {

@@ -27,6 +27,13 @@ type Config struct {
 	// means per-material keys live in the bucket <Bucket>-keys instead
 	// (external deployments, where instances share them).
 	ShredDir string
+	// Storage, when set, is checked before every write, and a write it
+	// reports failed stops waiting for the server's answer (the embedded
+	// server's disk; see ledger.Storage).
+	Storage interface {
+		CheckWrite(n int) error
+		WriteFault() context.Context
+	}
 }
 
 // Store holds wrapped key material.
@@ -35,6 +42,7 @@ type Store struct {
 	stream jetstream.Stream
 	keys   keyStore
 	slots  *slotFile // == keys on the embedded default, else nil
+	cfg    Config
 
 	repaired int
 }
@@ -64,7 +72,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{kv: kv, stream: stream}
+	s := &Store{kv: kv, stream: stream, cfg: cfg}
 	if cfg.ShredDir != "" {
 		if s.slots, s.repaired, err = openSlots(cfg.ShredDir); err != nil {
 			return nil, err
@@ -124,6 +132,25 @@ func Commitment(wrapped []byte) string {
 // per-material key that is durable before Put returns; an existing id is
 // an error.
 func (s *Store) Put(ctx context.Context, id string, wrapped []byte) error {
+	var fault context.Context
+	if st := s.cfg.Storage; st != nil {
+		if err := st.CheckWrite(len(wrapped) + 1024); err != nil {
+			return fmt.Errorf("material: put %s: %w", id, err)
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		fault = st.WriteFault()
+		defer context.AfterFunc(fault, cancel)()
+	}
+	err := s.put(ctx, id, wrapped)
+	if err != nil && fault != nil && fault.Err() != nil {
+		return fmt.Errorf("material: put %s: %w", id, context.Cause(fault))
+	}
+	return err
+}
+
+func (s *Store) put(ctx context.Context, id string, wrapped []byte) error {
 	key, err := s.keys.Create(ctx, id)
 	if errors.Is(err, errSlotExists) || errors.Is(err, jetstream.ErrKeyExists) {
 		// A key left by a destroyed or never-committed material of the same

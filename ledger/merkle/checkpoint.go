@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -15,17 +16,61 @@ import (
 )
 
 // Checkpoint is a signed statement of the tree's size and root hash
-// (C2SP tlog-checkpoint): "<origin>\n<size>\n<base64 root>\n" plus the
-// note's signature lines.
+// (C2SP tlog-checkpoint): "<origin>\n<size>\n<base64 root>\n", then
+// extension lines, plus the note's signature lines. keyledger's extension
+// names each registered ledger writer,
+// "keyledger-writer <id> <base64 Ed25519 public key>\n" (sorted by id).
+// C2SP readers ignore extension lines; ours read the writers and ignore
+// any other extension.
 type Checkpoint struct {
 	Origin string
 	Size   int64
 	Root   tlog.Hash
+	// Extensions are the lines after the root, each ending in "\n" (see
+	// WriterLines); kept as text so that checkpoints stay comparable.
+	Extensions string
+}
+
+// writerExtension starts the extension line naming a ledger writer.
+const writerExtension = "keyledger-writer "
+
+// WriterLines are the extension lines naming writers (ID → base64 public
+// key), sorted by ID.
+func WriterLines(writers map[string]string) string {
+	ids := make([]string, 0, len(writers))
+	for id := range writers {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var b strings.Builder
+	for _, id := range ids {
+		fmt.Fprintf(&b, "%s%s %s\n", writerExtension, id, writers[id])
+	}
+	return b.String()
+}
+
+// Writers returns the ledger writers the checkpoint names (ID → base64
+// public key); nil when it names none.
+func (c Checkpoint) Writers() map[string]string {
+	var out map[string]string
+	for _, ext := range strings.Split(c.Extensions, "\n") {
+		w, ok := strings.CutPrefix(ext, writerExtension)
+		if !ok {
+			continue
+		}
+		if id, pub, ok := strings.Cut(w, " "); ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[id] = pub
+		}
+	}
+	return out
 }
 
 // Body is the checkpoint's text before signing.
 func (c Checkpoint) Body() string {
-	return fmt.Sprintf("%s\n%d\n%s\n", c.Origin, c.Size, base64.StdEncoding.EncodeToString(c.Root[:]))
+	return fmt.Sprintf("%s\n%d\n%s\n%s", c.Origin, c.Size, base64.StdEncoding.EncodeToString(c.Root[:]), c.Extensions)
 }
 
 // ParseBody reads a checkpoint's text.
@@ -44,7 +89,19 @@ func ParseBody(text string) (Checkpoint, error) {
 	}
 	var root tlog.Hash
 	copy(root[:], h)
-	return Checkpoint{Origin: lines[0], Size: size, Root: root}, nil
+	cp := Checkpoint{Origin: lines[0], Size: size, Root: root}
+	for _, ext := range lines[3 : len(lines)-1] {
+		if ext == "" {
+			return Checkpoint{}, errors.New("merkle: malformed checkpoint: empty extension line")
+		}
+		if w, ok := strings.CutPrefix(ext, writerExtension); ok {
+			if id, pub, ok := strings.Cut(w, " "); !ok || id == "" || pub == "" || strings.Contains(pub, " ") {
+				return Checkpoint{}, errors.New("merkle: malformed writer line in checkpoint")
+			}
+		}
+		cp.Extensions += ext + "\n"
+	}
+	return cp, nil
 }
 
 // Sign returns the signed note of a checkpoint.

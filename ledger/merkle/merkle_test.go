@@ -175,3 +175,58 @@ func FuzzAdversarialProofs(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckpointNamesWriters: writer extension lines follow the root, are
+// covered by the note signature, survive a round trip, leave a C2SP reader
+// that knows no extensions its origin, size and root, and other extension
+// lines are kept but not read as writers.
+func TestCheckpointNamesWriters(t *testing.T) {
+	skey, vkey, err := note.GenerateKey(nil, "keyledger.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := note.NewSigner(skey)
+	writers := map[string]string{"bb": "Ym9i", "aa": "YWxpY2U="}
+	cp := Checkpoint{Origin: "keyledger.example/us-east-1", Size: 7, Root: tlog.RecordHash([]byte("y")),
+		Extensions: WriterLines(writers) + "other-extension 1\n"}
+	want := "keyledger.example/us-east-1\n7\n" + strings.Split(cp.Body(), "\n")[2] +
+		"\nkeyledger-writer aa YWxpY2U=\nkeyledger-writer bb Ym9i\nother-extension 1\n"
+	if cp.Body() != want {
+		t.Fatalf("body:\n%s\nwant:\n%s", cp.Body(), want)
+	}
+	signed, err := Sign(cp, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Open(signed, vkey)
+	if err != nil || got != cp {
+		t.Fatalf("Open = %+v, %v", got, err)
+	}
+	if diff := fmt.Sprint(got.Writers()); diff != fmt.Sprint(writers) {
+		t.Fatalf("writers %v, want %v", got.Writers(), writers)
+	}
+	// A reader of plain C2SP checkpoints: three lines, extensions ignored.
+	n, err := note.Open(signed, note.VerifierList(mustVerifier(t, vkey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(n.Text, "\n")
+	if lines[0] != cp.Origin || lines[1] != "7" {
+		t.Fatalf("plain reader sees %q", lines[:3])
+	}
+	if _, err := Open([]byte(strings.Replace(string(signed), "keyledger-writer aa", "keyledger-writer ab", 1)), vkey); err == nil {
+		t.Fatal("a changed writer line opened")
+	}
+	if (Checkpoint{Size: 1}).Writers() != nil {
+		t.Fatal("a checkpoint without writer lines names writers")
+	}
+}
+
+func mustVerifier(t *testing.T, vkey string) note.Verifier {
+	t.Helper()
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

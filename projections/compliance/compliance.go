@@ -54,6 +54,10 @@ type Integrity struct {
 	// Pending says why the whole chain is not verified yet (the background
 	// verifier is still walking it): the check warns.
 	Pending string `json:"pending,omitempty"`
+	// Quarantined counts ledger messages folding refused (forged, out of
+	// place, unsigned); QuarantineReasons names the first few.
+	Quarantined       uint64   `json:"quarantined,omitempty"`
+	QuarantineReasons []string `json:"quarantineReasons,omitempty"`
 }
 
 // Finding is one thing a check found.
@@ -380,8 +384,20 @@ func (b *Builder) checkIntegrity() Check {
 	switch in := b.opts.Integrity; {
 	case in == nil:
 		c.Status, c.Summary = "WARN", "not checked"
-	case in.Problem != "":
-		c.Findings = append(c.Findings, Finding{"ledger", in.Problem})
+	case in.Problem != "" || in.Quarantined > 0:
+		if in.Problem != "" {
+			c.Findings = append(c.Findings, Finding{"ledger", in.Problem})
+		}
+		if in.Quarantined > 0 {
+			c.Status = "FAIL"
+			c.Summary = fmt.Sprintf("%d ledger messages quarantined: not applied, the chain continues from the last valid event", in.Quarantined)
+			for _, r := range in.QuarantineReasons {
+				c.Findings = append(c.Findings, Finding{"ledger", "quarantined: " + r})
+			}
+			if n := uint64(len(in.QuarantineReasons)); n < in.Quarantined {
+				c.Findings = append(c.Findings, Finding{"ledger", fmt.Sprintf("and %d more quarantined (keyledger audit verify lists them)", in.Quarantined-n)})
+			}
+		}
 	case in.Pending != "":
 		c.Status, c.Summary = "WARN", in.Pending
 	default:

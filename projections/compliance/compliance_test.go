@@ -120,3 +120,41 @@ func TestReportScope(t *testing.T) {
 		})
 	}
 }
+
+// TestQuarantineFailsIntegrity: quarantined ledger messages make the
+// audit-integrity check FAIL with their count and first reasons, even when
+// the chain of accepted events and the checkpoints verify.
+func TestQuarantineFailsIntegrity(t *testing.T) {
+	check := func(in *Integrity) Check {
+		t.Helper()
+		b := NewBuilder(Options{Now: t0.Add(24 * time.Hour), Region: "us-east-1"})
+		b.SetIntegrity(in)
+		for _, c := range b.Report().Checks {
+			if c.ID == "audit-integrity" {
+				return c
+			}
+		}
+		t.Fatal("no audit-integrity check")
+		return Check{}
+	}
+	clean := check(&Integrity{ChainVerified: true, Events: 3, Head: "abcdef0123456789", CheckpointsVerified: 1})
+	if clean.Status != "PASS" {
+		t.Fatalf("clean ledger: %+v", clean)
+	}
+	got := check(&Integrity{ChainVerified: true, Events: 3, Head: "abcdef0123456789", CheckpointsVerified: 1,
+		Quarantined: 7, QuarantineReasons: []string{"stream sequence 4 (writer \"\"): not signed", "stream sequence 9 (writer \"x\"): unknown writer"}})
+	if got.Status != "FAIL" || !strings.Contains(got.Summary, "7 ledger messages quarantined") {
+		t.Fatalf("quarantined: %+v", got)
+	}
+	want := []Finding{
+		{"ledger", "quarantined: stream sequence 4 (writer \"\"): not signed"},
+		{"ledger", "quarantined: stream sequence 9 (writer \"x\"): unknown writer"},
+		{"ledger", "and 5 more quarantined (keyledger audit verify lists them)"},
+	}
+	if diff := cmp.Diff(want, got.Findings); diff != "" {
+		t.Fatalf("findings (-want +got):\n%s", diff)
+	}
+	if countOnly := check(&Integrity{ChainVerified: true, Quarantined: 1}); countOnly.Status != "FAIL" {
+		t.Fatalf("a count without reasons: %+v", countOnly)
+	}
+}

@@ -1,0 +1,14 @@
+//go:build unix
+
+package embedded
+
+import "syscall"
+
+// freeBytes is the space an unprivileged writer may still use on dir's disk.
+func freeBytes(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}

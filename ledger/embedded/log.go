@@ -1,0 +1,38 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+)
+
+// serverLog hands nats-server's warnings and errors to keyledger's log, so
+// a storage failure (a full disk, a write error) is named where operators
+// look, not only as a publish timeout. Notices, debug and trace stay quiet.
+// Failed writes are also reported to storage, which is how keyledger learns
+// of them at once (the server does not answer the publish).
+type serverLog struct {
+	l       *slog.Logger // nil: not logged
+	storage *storage
+}
+
+func (s serverLog) Noticef(string, ...any) {}
+func (s serverLog) Debugf(string, ...any)  {}
+func (s serverLog) Tracef(string, ...any)  {}
+
+func (s serverLog) Warnf(format string, v ...any) { s.log(slog.LevelWarn, fmt.Sprintf(format, v...)) }
+
+func (s serverLog) Errorf(format string, v ...any) { s.log(slog.LevelError, fmt.Sprintf(format, v...)) }
+
+func (s serverLog) Fatalf(format string, v ...any) {
+	s.log(slog.LevelError, "fatal: "+fmt.Sprintf(format, v...))
+}
+
+func (s serverLog) log(level slog.Level, msg string) {
+	if isWriteFailure(msg) {
+		s.storage.writeFailed(msg)
+	}
+	if s.l != nil {
+		s.l.Log(context.Background(), level, "nats-server: "+msg)
+	}
+}

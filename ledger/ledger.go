@@ -177,10 +177,10 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Ledger, error) {
 // Messages yields every message of the stream in order, with its writer
 // headers (chain.Source).
 func (l *Ledger) Messages(ctx context.Context, fn func(chain.Message) error) error {
-	return l.messagesAfter(ctx, 0, func(m jetstream.Msg, seq uint64) error { return fn(message(m, seq)) })
+	return l.messagesAfter(ctx, 0, func(m storedMsg, seq uint64) error { return fn(message(m, seq)) })
 }
 
-func message(m jetstream.Msg, seq uint64) chain.Message {
+func message(m storedMsg, seq uint64) chain.Message {
 	h := m.Headers()
 	return chain.Message{Seq: seq, Data: m.Data(), Writer: h.Get(writer.HeaderWriter), Signature: h.Get(writer.HeaderSignature)}
 }
@@ -197,7 +197,7 @@ func (l *Ledger) noteFolded() {
 // authentic reports whether a message may be shown to readers of the
 // history: folded and accepted, or (past what was folded) signed for its
 // place by a registered writer.
-func (l *Ledger) authentic(m jetstream.Msg, seq uint64) bool {
+func (l *Ledger) authentic(m storedMsg, seq uint64) bool {
 	if seq <= l.through.Load() {
 		l.qmu.Lock()
 		defer l.qmu.Unlock()
@@ -260,7 +260,7 @@ func (l *Ledger) quarantine(q *chain.Quarantine) {
 // foldMessage folds one message into f, quarantining it if need be; nil
 // records means quarantined. Only the ledger's own folder (l.fold) counts
 // and raises alarms: a Replay after Start walks with a folder of its own.
-func (l *Ledger) foldMessage(f *chain.Folder, m jetstream.Msg, seq uint64) []event.Record {
+func (l *Ledger) foldMessage(f *chain.Folder, m storedMsg, seq uint64) []event.Record {
 	recs, err := f.Fold(message(m, seq))
 	own := f == l.fold
 	if own {
@@ -274,53 +274,6 @@ func (l *Ledger) foldMessage(f *chain.Folder, m jetstream.Msg, seq uint64) []eve
 		return nil
 	}
 	return recs
-}
-
-// messagesAfter yields messages with sequence > after, up to the stream's
-// last sequence when called.
-func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m jetstream.Msg, seq uint64) error) error {
-	info, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return l.stream.Info(ctx) })
-	if err != nil {
-		return fmt.Errorf("ledger: stream info: %w", err)
-	}
-	last := info.State.LastSeq
-	if last <= after {
-		return nil
-	}
-	// On a cluster that just lost a node this can time out while JetStream
-	// re-elects leaders.
-	cons, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
-		return l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{l.cfg.Subject},
-			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:    after + 1,
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("ledger: reader: %w", err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
-	if err != nil {
-		return fmt.Errorf("ledger: reader: %w", err)
-	}
-	defer it.Stop()
-	for {
-		m, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return fmt.Errorf("ledger: reading stream: %w", err)
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("ledger: message metadata: %w", err)
-		}
-		seq := md.Sequence.Stream
-		if err := fn(m, seq); err != nil {
-			return err
-		}
-		if seq >= last {
-			return nil
-		}
-	}
 }
 
 // Replay folds the whole stream, authenticating and linking every message,
@@ -337,7 +290,7 @@ func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Reco
 	if !l.started.Load() {
 		l.fold = f // before Start, Replay builds the writer's folder
 	}
-	err := l.messagesAfter(ctx, 0, func(m jetstream.Msg, seq uint64) error {
+	err := l.messagesAfter(ctx, 0, func(m storedMsg, seq uint64) error {
 		for _, r := range l.foldMessage(f, m, seq) {
 			if err := fn(r); err != nil {
 				return err
@@ -345,6 +298,11 @@ func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Reco
 		}
 		return nil
 	})
+	var ue *UnreadableError
+	if errors.As(err, &ue) && ue.After == nil {
+		h := f.Head()
+		ue.After = &h
+	}
 	return f.Head(), err
 }
 
@@ -554,7 +512,7 @@ func (l *Ledger) follow() {
 	if err != nil || info.State.LastSeq <= through {
 		return // nothing new, or ask again next time
 	}
-	err = l.messagesAfter(ctx, through, func(m jetstream.Msg, seq uint64) error {
+	err = l.messagesAfter(ctx, through, func(m storedMsg, seq uint64) error {
 		if recs := l.foldMessage(l.fold, m, seq); recs != nil {
 			l.publishHead(recs, seq)
 		}
@@ -594,7 +552,7 @@ func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msg
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 	defer cancel()
 	ours, theirs := false, false
-	err := l.messagesAfter(ctx, after, func(m jetstream.Msg, seq uint64) error {
+	err := l.messagesAfter(ctx, after, func(m storedMsg, seq uint64) error {
 		if !ours && !theirs && seq == after+1 && m.Headers().Get(jetstream.MsgIDHeader) == msgID && bytes.Equal(m.Data(), data) {
 			ours = true
 			l.accept(recs, seq)

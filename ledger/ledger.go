@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -427,23 +426,24 @@ func (b *batch) add(p *pending, maxBytes int) bool {
 
 // commit publishes and settles one batch.
 func (l *Ledger) commit(b *batch) {
-	// Raw slices alias data; data may have been reallocated while growing,
-	// so re-slice them from the final buffer.
-	off := 0
-	for i := range b.recs {
-		n := len(b.recs[i].Raw)
-		b.recs[i].Raw = b.data[off : off+n : off+n]
-		off += n + 1
-	}
-	msgID := fmt.Sprintf("kl-%d-%s", b.recs[0].Event.Index, hex.EncodeToString(b.recs[0].Hash[:8]))
+	msgID := b.seal()
 	if err := l.mayWrite(b.recs[0]); err != nil {
 		settle(b.items, nil, err)
 		return
 	}
 	// Someone else's garbage taking the next sequence must not stop us: when
 	// the only thing between our head and the stream's end is quarantined,
-	// publish the same batch again after it.
+	// publish the same batch again after it. When another writer's events
+	// took it, a batch that changes no key state is linked after them
+	// (relinkAfter).
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			var err error
+			if b, msgID, err = l.relinkAfter(b, msgID); err != nil {
+				settle(b.items, nil, err)
+				return
+			}
+		}
 		after := l.fold.Through()
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 		ack, err := l.publish(ctx, b.data, msgID, after)
@@ -464,7 +464,7 @@ func (l *Ledger) commit(b *batch) {
 }
 
 // maxRetries bounds how often one batch is republished after quarantined
-// messages took its place.
+// messages or another writer's events took its place.
 const maxRetries = 8
 
 // mayWrite refuses a batch the ledger would quarantine: signed by a key it
@@ -546,8 +546,8 @@ func (l *Ledger) publishHead(recs []event.Record, seq uint64) {
 // at. If our message is there it was committed after all; valid messages of
 // another writer are the truth and are handed on; anything else is
 // quarantined. It settles the batch and returns false, or returns true (the
-// batch unsettled) when only quarantined messages took our place, so the
-// same batch can be published again after them.
+// batch unsettled) when something else took our place, so that commit can
+// publish it again after that or refuse it.
 func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msgID string, after uint64, pubErr error) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 	defer cancel()
@@ -572,10 +572,8 @@ func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msg
 	switch {
 	case ours:
 		settle(batch, recs, nil)
-	case isWrongLastSequence(pubErr) && !theirs:
-		return true
 	case isWrongLastSequence(pubErr):
-		settle(batch, nil, ErrConflict)
+		return true // commit publishes again, or refuses the batch
 	default:
 		l.cfg.Logger.Warn("ledger: append failed", "error", pubErr)
 		settle(batch, nil, fmt.Errorf("ledger: append failed: %w", pubErr))

@@ -59,70 +59,85 @@ func TestTwoInstancesUnderContention(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	type tally struct{ ok, failed, reads atomic.Int64 }
+	// Per instance: four writers and one reader, all the time.
+	type tally struct{ writes, writesFailed, reads, readsFailed atomic.Int64 }
 	tallies := map[string]*tally{"a": {}, "b": {}}
 	instances := map[string]*instance{"a": a, "b": b}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for name, in := range instances {
-		tl := tallies[name]
-		for w := 0; w < 8; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &key, Plaintext: []byte("x")}); err != nil {
-						tl.failed.Add(1)
-					} else {
-						tl.ok.Add(1)
-					}
-				}
-			}()
+	loop := func(op func() error, ok, failed *atomic.Int64, pause time.Duration) {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(pause):
+			}
+			if op() != nil {
+				failed.Add(1)
+			} else {
+				ok.Add(1)
+			}
 		}
 	}
+	for name, in := range instances {
+		tl := tallies[name]
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go loop(func() error {
+				_, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &key, Plaintext: []byte("x")})
+				return err
+			}, &tl.writes, &tl.writesFailed, 0)
+		}
+		wg.Add(1)
+		go loop(func() error {
+			_, err := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &key})
+			return err
+		}, &tl.reads, &tl.readsFailed, 50*time.Millisecond)
+	}
+	stopAll := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+			wg.Wait()
+		}
+	}
+	defer stopAll()
 
-	// Every window, each instance must have answered writes and a
-	// DescribeKey (retried as an SDK would), and the stream's consumers
-	// must stay few.
-	const window = 3 * time.Second
+	// Every window each instance must have answered writes and reads (an
+	// append that loses the race is refused, and SDKs retry), and the
+	// stream's consumers must stay few.
+	const window = 5 * time.Second
 	maxConsumers := 0
-	var lastOK = map[string]int64{}
+	last := map[string][2]int64{}
 	deadline := time.Now().Add(contentionDuration(t))
 	for time.Now().Before(deadline) {
-		end := time.Now().Add(window)
-		for time.Now().Before(end) {
+		for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
 			info, err := stream.Info(ctx)
 			if err != nil {
 				t.Fatalf("stream info: %v", err)
 			}
 			maxConsumers = max(maxConsumers, info.State.Consumers)
-			time.Sleep(250 * time.Millisecond)
 		}
 		for name, in := range instances {
-			if !describes(ctx, in, key) {
-				close(stop)
-				wg.Wait()
-				t.Fatalf("instance %s answers no DescribeKey (tally ok %d, failed %d); log:\n%s", name, tallies[name].ok.Load(), tallies[name].failed.Load(), tail(in.logs.String(), 4000))
+			tl := tallies[name]
+			now := [2]int64{tl.writes.Load(), tl.reads.Load()}
+			if now[0] == last[name][0] || now[1] == last[name][1] {
+				stopAll()
+				t.Fatalf("instance %s is stuck: in %s %d writes (%d refused) and %d DescribeKey (%d refused) answered; log:\n%s",
+					name, window, now[0]-last[name][0], tl.writesFailed.Load(), now[1]-last[name][1], tl.readsFailed.Load(),
+					tail(in.logs.String(), 3000))
 			}
-			tallies[name].reads.Add(1)
-			ok := tallies[name].ok.Load()
-			if ok == lastOK[name] {
-				close(stop)
-				wg.Wait()
-				t.Fatalf("instance %s answered no write in %s (failed %d)", name, window, tallies[name].failed.Load())
-			}
-			lastOK[name] = ok
+			last[name] = now
 		}
 	}
-	close(stop)
-	wg.Wait()
-	t.Logf("max consumers on the ledger stream: %d; a: %d ok, %d failed; b: %d ok, %d failed",
-		maxConsumers, tallies["a"].ok.Load(), tallies["a"].failed.Load(), tallies["b"].ok.Load(), tallies["b"].failed.Load())
+	stopAll()
+	for name, tl := range tallies {
+		t.Logf("instance %s: %d writes answered, %d refused; %d DescribeKey answered, %d refused",
+			name, tl.writes.Load(), tl.writesFailed.Load(), tl.reads.Load(), tl.readsFailed.Load())
+	}
+	t.Logf("most consumers on the ledger stream at once: %d", maxConsumers)
 	if maxConsumers > 4 {
 		t.Errorf("the ledger stream had %d consumers at once; readers must not leave them behind", maxConsumers)
 	}
@@ -141,18 +156,6 @@ func TestTwoInstancesUnderContention(t *testing.T) {
 	if a.node.Ledger.Quarantined()+b.node.Ledger.Quarantined() > 0 {
 		t.Fatalf("an instance quarantined its peer's messages")
 	}
-}
-
-// describes reports whether DescribeKey succeeds within a few seconds of
-// retrying, as an SDK's retries would make it (appends that lose a race to
-// the other instance are refused and retried).
-func describes(ctx context.Context, in *instance, key string) bool {
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if _, err := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &key}); err == nil {
-			return true
-		}
-	}
-	return false
 }
 
 // tail is the end of s, at most n bytes.

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keyledger/keyledger/ledger/event"
 )
@@ -166,7 +165,7 @@ func (l *Ledger) EventsSince(ctx context.Context, since time.Time, fn func(event
 }
 
 func (l *Ledger) eventsAfterSeq(ctx context.Context, after uint64, fn func(event.Record) error) error {
-	return l.messagesAfter(ctx, after, func(m jetstream.Msg, seq uint64) error {
+	return l.messagesAfter(ctx, after, func(m storedMsg, seq uint64) error {
 		if !l.authentic(m, seq) {
 			return nil // quarantined, or not signed for its place
 		}

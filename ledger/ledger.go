@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -199,10 +198,10 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Ledger, error) {
 // Messages yields every message of the stream in order, with its writer
 // headers (chain.Source).
 func (l *Ledger) Messages(ctx context.Context, fn func(chain.Message) error) error {
-	return l.messagesAfter(ctx, 0, func(m jetstream.Msg, seq uint64) error { return fn(message(m, seq)) })
+	return l.messagesAfter(ctx, 0, func(m storedMsg, seq uint64) error { return fn(message(m, seq)) })
 }
 
-func message(m jetstream.Msg, seq uint64) chain.Message {
+func message(m storedMsg, seq uint64) chain.Message {
 	h := m.Headers()
 	return chain.Message{Seq: seq, Data: m.Data(), Writer: h.Get(writer.HeaderWriter), Signature: h.Get(writer.HeaderSignature)}
 }
@@ -219,7 +218,7 @@ func (l *Ledger) noteFolded() {
 // authentic reports whether a message may be shown to readers of the
 // history: folded and accepted, or (past what was folded) signed for its
 // place by a registered writer.
-func (l *Ledger) authentic(m jetstream.Msg, seq uint64) bool {
+func (l *Ledger) authentic(m storedMsg, seq uint64) bool {
 	if seq <= l.through.Load() {
 		l.qmu.Lock()
 		defer l.qmu.Unlock()
@@ -296,7 +295,7 @@ func (l *Ledger) quarantine(q *chain.Quarantine) {
 // foldMessage folds one message into f, quarantining it if need be; nil
 // records means quarantined. Only the ledger's own folder (l.fold) counts
 // and raises alarms: a Replay after Start walks with a folder of its own.
-func (l *Ledger) foldMessage(f *chain.Folder, m jetstream.Msg, seq uint64) []event.Record {
+func (l *Ledger) foldMessage(f *chain.Folder, m storedMsg, seq uint64) []event.Record {
 	recs, err := f.Fold(message(m, seq))
 	own := f == l.fold
 	if own {
@@ -310,53 +309,6 @@ func (l *Ledger) foldMessage(f *chain.Folder, m jetstream.Msg, seq uint64) []eve
 		return nil
 	}
 	return recs
-}
-
-// messagesAfter yields messages with sequence > after, up to the stream's
-// last sequence when called.
-func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m jetstream.Msg, seq uint64) error) error {
-	info, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return l.stream.Info(ctx) })
-	if err != nil {
-		return fmt.Errorf("ledger: stream info: %w", err)
-	}
-	last := info.State.LastSeq
-	if last <= after {
-		return nil
-	}
-	// On a cluster that just lost a node this can time out while JetStream
-	// re-elects leaders.
-	cons, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
-		return l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{l.cfg.Subject},
-			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:    after + 1,
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("ledger: reader: %w", err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
-	if err != nil {
-		return fmt.Errorf("ledger: reader: %w", err)
-	}
-	defer it.Stop()
-	for {
-		m, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return fmt.Errorf("ledger: reading stream: %w", err)
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("ledger: message metadata: %w", err)
-		}
-		seq := md.Sequence.Stream
-		if err := fn(m, seq); err != nil {
-			return err
-		}
-		if seq >= last {
-			return nil
-		}
-	}
 }
 
 // Replay folds the whole stream, authenticating and linking every message,
@@ -373,7 +325,7 @@ func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Reco
 	if !l.started.Load() {
 		l.fold = f // before Start, Replay builds the writer's folder
 	}
-	err := l.messagesAfter(ctx, 0, func(m jetstream.Msg, seq uint64) error {
+	err := l.messagesAfter(ctx, 0, func(m storedMsg, seq uint64) error {
 		for _, r := range l.foldMessage(f, m, seq) {
 			if err := fn(r); err != nil {
 				return err
@@ -381,6 +333,11 @@ func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Reco
 		}
 		return nil
 	})
+	var ue *UnreadableError
+	if errors.As(err, &ue) && ue.After == nil {
+		h := f.Head()
+		ue.After = &h
+	}
 	return f.Head(), err
 }
 
@@ -505,15 +462,7 @@ func (b *batch) add(p *pending, maxBytes int) bool {
 
 // commit publishes and settles one batch.
 func (l *Ledger) commit(b *batch) {
-	// Raw slices alias data; data may have been reallocated while growing,
-	// so re-slice them from the final buffer.
-	off := 0
-	for i := range b.recs {
-		n := len(b.recs[i].Raw)
-		b.recs[i].Raw = b.data[off : off+n : off+n]
-		off += n + 1
-	}
-	msgID := fmt.Sprintf("kl-%d-%s", b.recs[0].Event.Index, hex.EncodeToString(b.recs[0].Hash[:8]))
+	msgID := b.seal()
 	if err := l.mayWrite(b.recs[0]); err != nil {
 		settle(b.items, nil, err)
 		return
@@ -524,8 +473,17 @@ func (l *Ledger) commit(b *batch) {
 	}
 	// Someone else's garbage taking the next sequence must not stop us: when
 	// the only thing between our head and the stream's end is quarantined,
-	// publish the same batch again after it.
+	// publish the same batch again after it. When another writer's events
+	// took it, a batch that changes no key state is linked after them
+	// (relinkAfter).
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			var err error
+			if b, msgID, err = l.relinkAfter(b, msgID); err != nil {
+				settle(b.items, nil, err)
+				return
+			}
+		}
 		after := l.fold.Through()
 		ack, err := l.publishOrFault(b.data, msgID, after)
 		if err == nil {
@@ -612,7 +570,7 @@ const (
 )
 
 // maxRetries bounds how often one batch is republished after quarantined
-// messages took its place.
+// messages or another writer's events took its place.
 const maxRetries = 8
 
 // mayWrite refuses a batch the ledger would quarantine: signed by a key it
@@ -665,7 +623,7 @@ func (l *Ledger) follow() {
 	if err != nil || info.State.LastSeq <= through {
 		return // nothing new, or ask again next time
 	}
-	err = l.messagesAfter(ctx, through, func(m jetstream.Msg, seq uint64) error {
+	err = l.messagesAfter(ctx, through, func(m storedMsg, seq uint64) error {
 		if recs := l.foldMessage(l.fold, m, seq); recs != nil {
 			l.publishHead(recs, seq)
 		}
@@ -699,8 +657,8 @@ func (l *Ledger) publishHead(recs []event.Record, seq uint64) {
 // at. If our message is there it was committed after all; valid messages of
 // another writer are the truth and are handed on; anything else is
 // quarantined. It settles the batch and returns false, or returns true (the
-// batch unsettled) when only quarantined messages took our place, so the
-// same batch can be published again after them.
+// batch unsettled) when something else took our place, so that commit can
+// publish it again after that or refuse it.
 func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msgID string, after uint64, pubErr error) bool {
 	wait := l.cfg.PublishTimeout
 	if errors.Is(pubErr, ErrStorage) && wait > readBackAfterFault {
@@ -709,7 +667,7 @@ func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msg
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	ours, theirs := false, false
-	err := l.messagesAfter(ctx, after, func(m jetstream.Msg, seq uint64) error {
+	err := l.messagesAfter(ctx, after, func(m storedMsg, seq uint64) error {
 		if !ours && !theirs && seq == after+1 && m.Headers().Get(jetstream.MsgIDHeader) == msgID && bytes.Equal(m.Data(), data) {
 			ours = true
 			l.accept(recs, seq)
@@ -729,10 +687,8 @@ func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msg
 	switch {
 	case ours:
 		settle(batch, recs, nil)
-	case isWrongLastSequence(pubErr) && !theirs:
-		return true
 	case isWrongLastSequence(pubErr):
-		settle(batch, nil, ErrConflict)
+		return true // commit publishes again, or refuses the batch
 	case errors.Is(pubErr, ErrStorage):
 		l.cfg.Logger.Error("ledger: append failed: the store refused the write", "cause", pubErr.Error())
 		settle(batch, nil, fmt.Errorf("ledger: append failed: %w", pubErr))

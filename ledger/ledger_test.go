@@ -44,6 +44,11 @@ func openLedger(t *testing.T, srv *embedded.Server, onCommit func([]event.Record
 	return l, head
 }
 
+// stateEvent is an event that changes key state.
+func stateEvent(op string, body event.Body) *event.Event {
+	return &event.Event{Time: time.Now(), Operation: op, Account: "111122223333", KeyID: "k", Body: body}
+}
+
 func newEvent(op string) *event.Event {
 	return &event.Event{Time: time.Now(), Operation: op, Account: "111122223333", Body: &event.APICall{}}
 }
@@ -125,15 +130,15 @@ func TestSecondWriterIsRejected(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	ctx := context.Background()
-	if _, err := a.Append(ctx, newEvent("CreateKey")); err != nil {
+	if _, err := a.Append(ctx, stateEvent("EnableKey", &event.KeyEnabled{})); err != nil {
 		t.Fatal(err)
 	}
 	// b still believes the stream is empty: JetStream refuses its append.
-	if _, err := b.Append(ctx, newEvent("CreateKey")); !errors.Is(err, ledger.ErrConflict) {
+	if _, err := b.Append(ctx, stateEvent("DisableKey", &event.KeyDisabled{})); !errors.Is(err, ledger.ErrConflict) {
 		t.Fatalf("second writer: err = %v, want ErrConflict", err)
 	}
 	// b has caught up from the stream and can now append, linked after a's.
-	rb, err := b.Append(ctx, newEvent("DisableKey"))
+	rb, err := b.Append(ctx, stateEvent("DisableKey", &event.KeyDisabled{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +146,7 @@ func TestSecondWriterIsRejected(t *testing.T) {
 		t.Fatalf("b's event index %d, want 1", rb.Event.Index)
 	}
 	// a is now stale: rejected, then catches up and sees b's event as truth.
-	if _, err := a.Append(ctx, newEvent("EnableKey")); !errors.Is(err, ledger.ErrConflict) {
+	if _, err := a.Append(ctx, stateEvent("EnableKey", &event.KeyEnabled{})); !errors.Is(err, ledger.ErrConflict) {
 		t.Fatalf("stale writer: err = %v", err)
 	}
 	mu.Lock()
@@ -149,6 +154,19 @@ func TestSecondWriterIsRejected(t *testing.T) {
 		t.Fatalf("a did not fold b's event: %d records", len(seenByA))
 	}
 	mu.Unlock()
+	// A stale writer's record that changes no key state is not refused: it
+	// is linked after what the other writer appended.
+	ra, err := a.Append(ctx, newEvent("Decrypt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err = b.Append(ctx, newEvent("Encrypt"))
+	if err != nil {
+		t.Fatalf("stale writer's APICall record: %v", err)
+	}
+	if rb.Event.Index != ra.Event.Index+1 || rb.Event.Prev != ra.Hash {
+		t.Fatalf("b's record is index %d after %s, want index %d after a's %s", rb.Event.Index, rb.Event.Prev, ra.Event.Index+1, ra.Hash)
+	}
 	if _, err := chain.Verify(ctx, a); err != nil {
 		t.Fatalf("chain forked: %v", err)
 	}

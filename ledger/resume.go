@@ -40,7 +40,7 @@ func (l *Ledger) ReplayFrom(ctx context.Context, r Resume, fn func(event.Record)
 	l.qmu.Unlock()
 	l.quarantined.Store(uint64(len(r.Quarantined)))
 	l.noteFolded()
-	err := l.messagesAfter(ctx, r.Head.Seq, func(m jetstream.Msg, seq uint64) error {
+	err := l.messagesAfter(ctx, r.Head.Seq, func(m storedMsg, seq uint64) error {
 		for _, rec := range l.foldMessage(f, m, seq) {
 			if err := fn(rec); err != nil {
 				return err
@@ -89,7 +89,7 @@ func (l *Ledger) Leaves(ctx context.Context, through uint64, quarantined []uint6
 		return nil
 	}
 	done := errors.New("done")
-	err := l.messagesAfter(ctx, 0, func(m jetstream.Msg, seq uint64) error {
+	err := l.messagesAfter(ctx, 0, func(m storedMsg, seq uint64) error {
 		if seq > through {
 			return done
 		}

@@ -189,17 +189,17 @@ func TestRestoreRefusesTamperedBackup(t *testing.T) {
 		want   string
 	}{
 		{"a byte of ledger data", func(t *testing.T, dir string) {
-			flipByte(t, filepath.Join(dir, "ledger", "events.jsonl"), `"op":"Enc`)
+			flipAfter(t, filepath.Join(dir, "ledger", "events.jsonl"), `"op":"Enc`)
 		}, "ledger/events.jsonl: its SHA-256 does not match the manifest"},
 		{"a byte of ledger data, manifest digests redone", func(t *testing.T, dir string) {
-			flipByte(t, filepath.Join(dir, "ledger", "events.jsonl"), `"op":"Enc`)
+			flipAfter(t, filepath.Join(dir, "ledger", "events.jsonl"), `"op":"Enc`)
 			redoManifest(t, dir)
 		}, "ledger:"},
 		{"a byte of material", func(t *testing.T, dir string) {
-			flipByte(t, filepath.Join(dir, "materials.jsonl"), `"wrapped":"`)
+			flipAfter(t, filepath.Join(dir, "materials.jsonl"), `"wrapped":"`)
 		}, "materials.jsonl: its SHA-256 does not match the manifest"},
 		{"a byte of material, manifest digests redone", func(t *testing.T, dir string) {
-			flipByte(t, filepath.Join(dir, "materials.jsonl"), `"wrapped":"`)
+			flipAfter(t, filepath.Join(dir, "materials.jsonl"), `"wrapped":"`)
 			redoManifest(t, dir)
 		}, "does not match the ledger's commitment"},
 		{"a material removed, manifest digests redone", func(t *testing.T, dir string) {
@@ -210,7 +210,7 @@ func TestRestoreRefusesTamperedBackup(t *testing.T) {
 			redoManifest(t, dir)
 		}, "is missing"},
 		{"a byte of the manifest", func(t *testing.T, dir string) {
-			flipByte(t, filepath.Join(dir, "manifest.json"), `"sha256": "`)
+			flipAfter(t, filepath.Join(dir, "manifest.json"), `"sha256": "`)
 		}, "SHA-256 does not match the manifest"},
 		{"the manifest's cut", func(t *testing.T, dir string) {
 			editManifest(t, dir, func(m *backup.Manifest) { m.Events-- })
@@ -276,7 +276,7 @@ func stop(t *testing.T, cmd *exec.Cmd) {
 }
 
 // flipByte changes the byte just after the first occurrence of marker.
-func flipByte(t *testing.T, path, marker string) {
+func flipAfter(t *testing.T, path, marker string) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -342,19 +342,6 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, data, 0o600); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func copyTree(t *testing.T, from, to string) {
-	t.Helper()
-	for path, data := range readTree(t, from) {
-		rel, _ := filepath.Rel(from, path)
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(to, rel)), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(to, rel), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

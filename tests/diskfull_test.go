@@ -177,10 +177,3 @@ func fillDisk(t *testing.T, dir string) string {
 	}
 	return path
 }
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}

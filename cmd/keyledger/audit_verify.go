@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
@@ -24,30 +26,85 @@ import (
 func auditVerify(args []string, stdout, stderr io.Writer) int {
 	fs, bf := ledgerFlagSet("audit verify", stderr)
 	offline := fs.String("offline", "", "verify an export directory (events.jsonl + checkpoint) instead of a ledger")
-	pubkey := fs.String("pubkey", "", "with --offline: the checkpoint verifier key file (note vkey)")
+	pubkey := fs.String("pubkey", "", "the checkpoint verifier key file (note vkey); required with --offline, "+
+		"default <data-dir>/checkpoint.key.pub on a data directory")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
 	if *offline != "" {
 		return verifyOffline(*offline, *pubkey, stdout, stderr)
 	}
-	l, _, done, ok := openLedgerForAudit(bf, stderr)
+	l, b, done, ok := openLedgerForAudit(bf, stderr)
 	if !ok {
 		return 1
 	}
 	defer done()
 	ctx := context.Background()
-	start := time.Now()
-	last, _ := l.LastStreamSeq(ctx)
-	meter := newMeter("audit verify", last, stderr)
-	report, err := chain.Audit(ctx, metered{l, meter})
-	meter.Done()
-	took := time.Since(start)
+	// The newest checkpoint first: the ledger must extend it, and one
+	// stored during the walk may cover events the walk does not reach.
+	cp, cpNote, err := newestCheckpoint(ctx, b, bf, *pubkey)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
 	}
-	return printAudit(stdout, report, took)
+	start := time.Now()
+	last, _ := l.LastStreamSeq(ctx)
+	meter := newMeter("audit verify", last, stderr)
+	report, err := ledger.AuditAgainst(ctx, metered{l, meter}, cp)
+	meter.Done()
+	took := time.Since(start)
+	var ue *ledger.UnreadableError
+	var mismatch *ledger.CheckpointMismatchError
+	switch {
+	case errors.As(err, &ue), errors.As(err, &mismatch):
+		fmt.Fprintf(stdout, "FAILED: %v\n", err)
+		return 1
+	case err != nil:
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	code := printAudit(stdout, report, took)
+	fmt.Fprintln(stdout, cpNote)
+	return code
+}
+
+// newestCheckpoint finds the newest stored checkpoint the ledger must
+// extend, verified with the verifier key when one is at hand, and a line
+// saying what was checked.
+func newestCheckpoint(ctx context.Context, b *backend.Backend, bf *backendFlags, pubkeyFile string) (*merkle.Checkpoint, string, error) {
+	if pubkeyFile == "" && bf.natsURL == "" {
+		if p := filepath.Join(bf.dataDir, "checkpoint.key.pub"); fileExists(p) {
+			pubkeyFile = p
+		}
+	}
+	vkey := ""
+	if pubkeyFile != "" {
+		data, err := os.ReadFile(pubkeyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--pubkey: %w", err)
+		}
+		vkey = strings.TrimSpace(string(data))
+	}
+	cps, err := b.ReadCheckpoints(ctx, bf.stream)
+	var cp merkle.Checkpoint
+	skipped := 0
+	if err == nil {
+		cp, skipped, err = cps.Newest(ctx, vkey)
+	}
+	forged := ""
+	if skipped > 0 {
+		forged = fmt.Sprintf(" (%d newer stored checkpoint(s) do not verify with that key: another instance's key, or forged)", skipped)
+	}
+	switch {
+	case errors.Is(err, ledger.ErrNoCheckpoint):
+		return nil, "checkpoint: none stored" + forged + ": a truncated tail cannot be detected", nil
+	case err != nil:
+		return nil, "", fmt.Errorf("reading checkpoints: %w", err)
+	case vkey == "":
+		return &cp, fmt.Sprintf("checkpoint: the ledger extends the newest stored checkpoint (size %d); its signature was not checked (no --pubkey)", cp.Size), nil
+	}
+	return &cp, fmt.Sprintf("checkpoint: the ledger extends the newest signed checkpoint (size %d, verified with %s)%s",
+		cp.Size, keyName(vkey), forged), nil
 }
 
 // metered counts a ledger's messages on a progress meter as they pass.

@@ -72,7 +72,7 @@ func serve(args []string, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	checkpointKey := fs.String("checkpoint-key", "", "Ed25519 note key that signs checkpoints (default <data-dir>/checkpoint.key, generated\nwith its verifier key beside it as checkpoint.key.pub if absent)")
 	writerKeyFile := fs.String("writer-key", "", "Ed25519 key that signs every ledger message (default <data-dir>/writer.key, generated if absent;\ninstances sharing one --nats-url ledger share this file)")
-	checkpointEvery := fs.Duration("checkpoint-interval", 10*time.Second, "how often a signed checkpoint of the ledger's Merkle tree is stored")
+	checkpointEvery := fs.Duration("checkpoint-interval", node.DefaultCheckpointInterval, "how often a signed checkpoint of the ledger's Merkle tree is stored (when it grew; also at clean shutdown)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "embedded mode: do not fsync each write (acknowledged events can be lost on power cut; for measuring only)")
 	clockFile := fs.String("unsafe-clock-offset-file", "", "testing only: move the service clock (deletion windows, rotation, expiry) forward by the\nduration in this file (e.g. 192h), re-read every 100 ms")

@@ -55,7 +55,7 @@ type Config struct {
 	CheckpointSigner   note.Signer
 	CheckpointVerifier string
 	CheckpointOrigin   string
-	CheckpointInterval time.Duration // default 10s
+	CheckpointInterval time.Duration // default DefaultCheckpointInterval
 	Logger             *slog.Logger
 	// DataDir is the embedded ledger's directory, whose disk Ready watches
 	// ("" with an external NATS).
@@ -179,6 +179,16 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	checkpoints, err := b.OpenCheckpoints(ctx, lcfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	// The newest checkpoint is read before the replay: one stored meanwhile
+	// (by another instance) may cover events the replay does not reach.
+	newest, err := newestCheckpoint(ctx, checkpoints, cfg)
+	if err != nil {
+		return nil, err
+	}
 	started := time.Now()
 	onTree := func(err error) { cfg.Logger.Error("merkle tree append failed", "error", err) }
 	r := restore(ctx, l, store, cfg, onTree)
@@ -198,6 +208,11 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	}
 	cfg.Logger.Info("ledger replayed", "events", head.Count, "tail_folded", tail, "from_snapshot", r.resume != nil,
 		"head", head.Hash.String(), "took", time.Since(started).Round(time.Millisecond))
+	if newest != nil {
+		if err := ledger.CheckExtends(*newest, tree.Size(), tree.Root); err != nil {
+			return nil, fmt.Errorf("node: refusing to start: %w", err)
+		}
+	}
 	l.Start(head)
 	if err := registerWriter(ctx, l, cfg); err != nil {
 		l.Close()
@@ -220,11 +235,6 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		l.Close()
 		return nil, fmt.Errorf("node: finishing material destruction: %w", err)
 	}
-	checkpoints, err := b.OpenCheckpoints(ctx, lcfg.Stream)
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
 	feed := b.Feed(lcfg.Stream)
 	hub := &auditapi.Hub{}
 	feedLive.Store(true)
@@ -237,7 +247,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
 	}
 	if cfg.CheckpointInterval == 0 {
-		cfg.CheckpointInterval = 10 * time.Second
+		cfg.CheckpointInterval = DefaultCheckpointInterval
 	}
 	cp := ledger.NewCheckpointer(ledger.CheckpointerConfig{Tree: tree, Store: checkpoints,
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin, Writers: l.Writers})
@@ -333,12 +343,19 @@ func recordPrincipals(ctx context.Context, l *ledger.Ledger, state *keystate.Sta
 func (n *Node) Serve(ln net.Listener) error { return n.http.Serve(ln) }
 
 // Close stops taking requests, lets in-flight ones finish, then stops the
-// scheduler and the ledger writer. The backend is the caller's to close.
+// scheduler and the ledger writer, and stores a checkpoint of everything
+// written, so a clean shutdown leaves no event uncovered. The backend is
+// the caller's to close.
 func (n *Node) Close(ctx context.Context) error {
 	n.audit.Close()
 	err := n.http.Shutdown(ctx)
 	n.stopScheduler()
 	<-n.schedulerDone
 	n.Ledger.Close()
+	if n.cfg.CheckpointSigner != nil && n.Checkpointer.Tree().Size() > 0 {
+		if _, cerr := n.Checkpointer.Checkpoint(ctx); cerr != nil {
+			n.cfg.Logger.Warn("no checkpoint at shutdown", "error", cerr)
+		}
+	}
 	return err
 }

@@ -153,6 +153,12 @@ func (b *Backend) OpenSnapshots(ctx context.Context, ledgerStream string) (*snap
 	return snapshot.Open(ctx, b.nc, ledgerStream, b.replicas)
 }
 
+// ReadCheckpoints opens the checkpoint stream of a ledger stream read-only
+// (ledger.ErrNoCheckpoint if there is none).
+func (b *Backend) ReadCheckpoints(ctx context.Context, ledgerStream string) (*ledger.Checkpoints, error) {
+	return ledger.ReadCheckpoints(ctx, b.nc, ledgerStream)
+}
+
 // Feed returns the live audit feed of a ledger stream.
 func (b *Backend) Feed(ledgerStream string) *ledger.Feed { return ledger.NewFeed(b.nc, ledgerStream) }
 

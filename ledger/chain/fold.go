@@ -202,11 +202,22 @@ type Report struct {
 // Audit folds a whole ledger as every reader does and reports its head,
 // its writers and every quarantined message. The error is only for a
 // ledger that could not be read.
-func Audit(ctx context.Context, src Source) (Report, error) {
+func Audit(ctx context.Context, src Source) (Report, error) { return AuditFold(ctx, src, nil) }
+
+// AuditFold is Audit that also hands every accepted event, in order, to fn
+// (nil for none): what a caller checks beyond the links, such as the
+// Merkle root a signed checkpoint holds.
+func AuditFold(ctx context.Context, src Source, fn func(event.Record)) (Report, error) {
 	f := NewFolder()
 	var qs []*Quarantine
 	err := src.Messages(ctx, func(m Message) error {
-		if _, err := f.Fold(m); err != nil {
+		recs, err := f.Fold(m)
+		if err == nil && fn != nil {
+			for _, r := range recs {
+				fn(r)
+			}
+		}
+		if err != nil {
 			var q *Quarantine
 			if errors.As(err, &q) {
 				qs = append(qs, q)

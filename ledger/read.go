@@ -1,0 +1,278 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+)
+
+// Reading the stream back. Every reader of the history (Replay, follow,
+// the read-back after a failed publish, EventsFrom/EventsSince, audit
+// verify) goes through messagesAfter, which never waits without bound:
+//
+//   - a short range (what follow and recover read: another instance's last
+//     few messages) is fetched with direct gets, one request per message
+//     and no consumer left behind on the server;
+//   - a long range (replay, audit) is streamed through an ordered consumer
+//     that is deleted when the read ends. If it delivers nothing for
+//     readStall while messages remain, or skips a sequence, the missing
+//     sequence is asked for directly, and a message the stream cannot
+//     produce is an *UnreadableError naming it.
+//
+// The stream denies deletes and purges, so every sequence up to the last
+// must be readable: a gap is loss, never housekeeping.
+
+const (
+	// directReadMax is the longest range read with direct gets.
+	directReadMax = 256
+	// readStall is how long a bulk read waits for the next message before
+	// asking the stream for it directly.
+	readStall = 2 * time.Second
+	// consumerIdle is how long the server keeps a bulk reader's consumer
+	// once nobody reads it (it is deleted at the end of the read anyway;
+	// this bounds what a crashed reader leaves behind).
+	consumerIdle = time.Minute
+)
+
+// UnreadableError means the stream claims a message it cannot produce: a
+// corrupt or truncated block on disk, or a message lost at recovery.
+// Nothing after it can be trusted to be complete, so readers stop there.
+type UnreadableError struct {
+	Stream string
+	Seq    uint64 // the stream sequence that cannot be read
+	Last   uint64 // the stream's last sequence, as it reported
+	// Lost describes what nats-server reported lost or deleted, if anything.
+	Lost string
+	// After is the last valid event before it, when the reader knows it.
+	After *chain.Head
+	Cause error
+}
+
+func (e *UnreadableError) Error() string {
+	s := fmt.Sprintf("ledger: stream %s: message at stream sequence %d of %d cannot be read (missing, or corrupt on disk)",
+		e.Stream, e.Seq, e.Last)
+	if e.After != nil {
+		if e.After.Empty() {
+			s += "; no valid event before it"
+		} else {
+			s += fmt.Sprintf("; the last valid event before it is index %d (stream sequence %d), so the ledger is unreadable from event index %d on",
+				e.After.Index, e.After.Seq, e.After.NextIndex())
+		}
+	}
+	if e.Lost != "" {
+		s += "; " + e.Lost
+	}
+	if e.Cause != nil {
+		s += ": " + e.Cause.Error()
+	}
+	return s
+}
+
+func (e *UnreadableError) Unwrap() error { return e.Cause }
+
+// storedMsg is a message as read back, from a consumer or a direct get.
+type storedMsg interface {
+	Data() []byte
+	Headers() nats.Header
+}
+
+// rawMsg is a directly fetched message.
+type rawMsg struct{ m *jetstream.RawStreamMsg }
+
+func (r rawMsg) Data() []byte         { return r.m.Data }
+func (r rawMsg) Headers() nats.Header { return r.m.Header }
+
+// messagesAfter yields messages with sequence > after, up to the stream's
+// last sequence when called, and fails rather than waits on one it cannot
+// read.
+func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m storedMsg, seq uint64) error) error {
+	info, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return l.stream.Info(ctx) })
+	if err != nil {
+		return fmt.Errorf("ledger: stream info: %w", err)
+	}
+	last := info.State.LastSeq
+	if last <= after {
+		return nil
+	}
+	if last-after <= directReadMax {
+		return l.readDirect(ctx, after+1, info, fn)
+	}
+	return l.readConsumer(ctx, after, info, fn)
+}
+
+// readDirect fetches from..last one message at a time.
+func (l *Ledger) readDirect(ctx context.Context, from uint64, info *jetstream.StreamInfo, fn func(m storedMsg, seq uint64) error) error {
+	for seq := from; seq <= info.State.LastSeq; seq++ {
+		m, err := l.getMsg(ctx, seq, info)
+		if err != nil {
+			return err
+		}
+		if err := fn(m, seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readConsumer streams after+1..last through an ordered consumer, deleted
+// when done.
+func (l *Ledger) readConsumer(ctx context.Context, after uint64, info *jetstream.StreamInfo, fn func(m storedMsg, seq uint64) error) error {
+	last := info.State.LastSeq
+	// On a cluster that just lost a node this can time out while JetStream
+	// re-elects leaders.
+	cons, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			FilterSubjects:    []string{l.cfg.Subject},
+			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:       after + 1,
+			InactiveThreshold: consumerIdle,
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: reader: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("ledger: reader: %w", err)
+	}
+	defer func() {
+		it.Stop()
+		l.deleteConsumer(cons)
+	}()
+	next := after + 1
+	for next <= last {
+		nctx, cancel := context.WithTimeout(ctx, readStall)
+		m, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("ledger: reading stream: %w", ctx.Err())
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				// Nothing for readStall: ask for the rest directly, which
+				// either reads it or names what cannot be read.
+				return l.readDirect(ctx, next, info, fn)
+			}
+			return fmt.Errorf("ledger: reading stream: %w", err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("ledger: message metadata: %w", err)
+		}
+		seq := md.Sequence.Stream
+		if seq > next {
+			// The consumer skipped sequences: find out why.
+			if _, err := l.getMsg(ctx, next, info); err != nil {
+				return err
+			}
+			return l.readDirect(ctx, next, info, fn)
+		}
+		if seq < next {
+			continue
+		}
+		if err := fn(m, seq); err != nil {
+			return err
+		}
+		next = seq + 1
+	}
+	return nil
+}
+
+// deleteConsumer removes a finished reader's consumer from the server now
+// rather than after its inactivity threshold.
+func (l *Ledger) deleteConsumer(cons jetstream.Consumer) {
+	ci := cons.CachedInfo()
+	if ci == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = l.js.DeleteConsumer(ctx, l.cfg.Stream, ci.Name)
+}
+
+// getMsg fetches the message at seq, or explains why it cannot be had.
+// A direct get may be answered by a replica that has not caught up, so a
+// message it does not find is asked of the stream leader before it is
+// declared unreadable.
+func (l *Ledger) getMsg(ctx context.Context, seq uint64, info *jetstream.StreamInfo) (storedMsg, error) {
+	m, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.stream.GetMsg(ctx, seq) })
+	if err == nil {
+		return rawMsg{m}, nil
+	}
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("ledger: reading stream sequence %d: %w", seq, err)
+	}
+	m, err = jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.leaderGetMsg(ctx, seq) })
+	if err == nil {
+		return rawMsg{m}, nil
+	}
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("ledger: reading stream sequence %d: %w", seq, err)
+	}
+	return nil, &UnreadableError{Stream: l.cfg.Stream, Seq: seq, Last: info.State.LastSeq, Lost: lostText(info), Cause: err}
+}
+
+// leaderGetMsg asks the stream leader (not a replica) for the message at seq.
+func (l *Ledger) leaderGetMsg(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
+	req, _ := json.Marshal(map[string]uint64{"seq": seq})
+	resp, err := l.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+l.cfg.Stream, req)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, err
+	}
+	if r.Error != nil {
+		if r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
+			return nil, jetstream.ErrMsgNotFound
+		}
+		return nil, r.Error
+	}
+	if r.Message == nil {
+		return nil, jetstream.ErrMsgNotFound
+	}
+	var hdr nats.Header
+	if len(r.Message.Header) > 0 {
+		if hdr, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
+			return nil, err
+		}
+	}
+	return &jetstream.RawStreamMsg{Subject: r.Message.Subject, Sequence: r.Message.Seq, Header: hdr, Data: r.Message.Data, Time: r.Message.Time}, nil
+}
+
+// lostText says what nats-server reported lost or deleted in a stream
+// that denies deletes, i.e. what it dropped when it found a block corrupt
+// or truncated.
+func lostText(info *jetstream.StreamInfo) string {
+	s := info.State
+	out := ""
+	if s.Lost != nil && len(s.Lost.Msgs) > 0 {
+		out = fmt.Sprintf("nats-server reports %d message(s) lost (%d bytes), from stream sequence %d",
+			len(s.Lost.Msgs), s.Lost.Bytes, s.Lost.Msgs[0])
+	}
+	if s.NumDeleted > 0 {
+		if out != "" {
+			out += "; "
+		}
+		out += fmt.Sprintf("nats-server counts %d message(s) deleted in a stream that denies deletes (dropped when it repaired a corrupt or truncated block)", s.NumDeleted)
+	}
+	return out
+}

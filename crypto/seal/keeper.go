@@ -1,0 +1,180 @@
+package seal
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/keyledger/keyledger/crypto/rootkey"
+	"github.com/keyledger/keyledger/crypto/secret"
+)
+
+// Keeper opens a seal file into a rootkey.Ring and keeps it: it collects
+// unseal shares, and after unsealing holds the KEK in memory so rotation
+// can seal a new root key version into the file. Safe for concurrent use.
+type Keeper struct {
+	path string
+	ring *rootkey.Ring
+
+	mu     sync.Mutex
+	file   *File
+	kek    secret.Bytes // set once unsealed
+	shares [][]byte     // submitted, not yet enough
+}
+
+// Progress is where unsealing stands.
+type Progress struct {
+	Sealed    bool `json:"sealed"`
+	Threshold int  `json:"threshold,omitempty"`
+	Submitted int  `json:"progress"`
+}
+
+// ErrUnsealed answers a share sent after the seal is open.
+var ErrUnsealed = errors.New("seal: already unsealed")
+
+// NewKeeper loads the seal file at path; ring stays sealed until Unseal.
+func NewKeeper(path string, ring *rootkey.Ring) (*Keeper, error) {
+	f, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Keeper{path: path, ring: ring, file: f}, nil
+}
+
+// Mode is the seal file's mode.
+func (k *Keeper) Mode() string { return k.file.Mode }
+
+// Progress reports where unsealing stands.
+func (k *Keeper) Progress() Progress {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p := Progress{Sealed: k.kek.Len() == 0, Submitted: len(k.shares)}
+	if k.file.Shamir != nil {
+		p.Threshold = k.file.Shamir.Threshold
+	}
+	return p
+}
+
+// UnsealPassphrase opens the ring with a passphrase, or returns ErrOpen.
+func (k *Keeper) UnsealPassphrase(passphrase []byte) error {
+	if k.file.Mode != ModePassphrase {
+		return fmt.Errorf("seal: the root key is sealed with %s, not a passphrase", k.file.Mode)
+	}
+	kek := k.file.PassphraseKEK(passphrase)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.openLocked(kek)
+}
+
+// SubmitShare adds one share. When the threshold is met it tries them:
+// the ring opens, or ErrOpen says the shares (all of them, forgotten now)
+// do not open it, without saying which was wrong. A share repeated is
+// counted once.
+func (k *Keeper) SubmitShare(share string) (Progress, error) {
+	if k.file.Mode != ModeShamir {
+		return Progress{}, fmt.Errorf("seal: the root key is sealed with %s, not shares", k.file.Mode)
+	}
+	b, err := ParseShare(share)
+	if err != nil {
+		return k.Progress(), err
+	}
+	k.mu.Lock()
+	if k.kek.Len() != 0 {
+		k.mu.Unlock()
+		return k.Progress(), ErrUnsealed
+	}
+	dup := false
+	for _, s := range k.shares {
+		dup = dup || s[0] == b[0]
+	}
+	if !dup {
+		k.shares = append(k.shares, b)
+	}
+	if len(k.shares) < k.file.Shamir.Threshold {
+		k.mu.Unlock()
+		return k.Progress(), nil
+	}
+	kek, err := CombineShares(k.shares)
+	for _, s := range k.shares {
+		clear(s)
+	}
+	k.shares = nil
+	if err == nil {
+		err = k.openLocked(kek)
+	}
+	k.mu.Unlock()
+	return k.Progress(), err
+}
+
+func (k *Keeper) openLocked(kek secret.Bytes) error {
+	keys, err := k.file.Open(kek)
+	if err != nil {
+		kek.Clear()
+		return err
+	}
+	ws := map[uint32]rootkey.Wrapper{}
+	for v, key := range keys {
+		ws[v] = key
+	}
+	k.kek = kek
+	k.ring.Install(ws, k.file.Current)
+	return nil
+}
+
+// Rotate seals a new root key version into the file (atomically) and
+// makes it current. It returns the old and new current versions.
+func (k *Keeper) Rotate() (from, to uint32, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.kek.Len() == 0 {
+		return 0, 0, rootkey.ErrSealed
+	}
+	from = k.file.Current
+	for _, v := range k.file.Versions {
+		to = max(to, v.Version)
+	}
+	to++
+	key := rootkey.Generate()
+	next := *k.file
+	next.Versions = append([]Version(nil), k.file.Versions...)
+	next.add(k.kek, to, key)
+	if err := next.Save(k.path); err != nil {
+		return 0, 0, err
+	}
+	k.file = &next
+	k.ring.Add(to, key)
+	return from, to, nil
+}
+
+// Retire removes version v (not the current one) from the file and the
+// ring: what it wrapped can no longer be unwrapped by anyone.
+func (k *Keeper) Retire(v uint32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if v == k.file.Current {
+		return errors.New("seal: cannot retire the current root key version")
+	}
+	next := *k.file
+	next.Versions = nil
+	for _, ver := range k.file.Versions {
+		if ver.Version != v {
+			next.Versions = append(next.Versions, ver)
+		}
+	}
+	if err := next.Save(k.path); err != nil {
+		return err
+	}
+	k.file = &next
+	k.ring.Retire(v)
+	return nil
+}
+
+// Versions lists the versions the file holds, and the current one.
+func (k *Keeper) Versions() (all []uint32, current uint32) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, v := range k.file.Versions {
+		all = append(all, v.Version)
+	}
+	return all, k.file.Current
+}

@@ -51,6 +51,7 @@ type Server struct {
 	now        func() time.Time
 	log        *slog.Logger
 	ready      func(context.Context) error
+	sealed     func() bool
 }
 
 // Options configure the HTTP front.
@@ -63,7 +64,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Ready reports whether the instance can serve (GET /readyz); nil
 	// means always ready.
-	Ready  func(context.Context) error
+	Ready func(context.Context) error
+	// Sealed reports whether the root key is sealed: KMS requests then
+	// answer ServiceUnavailableException (503, which SDKs retry) before
+	// anything is read. nil means never sealed.
+	Sealed func() bool
 	Limits Limits
 }
 
@@ -88,7 +93,11 @@ func New(svc *keyservice.Service, o Options) *Server {
 	if o.Ready == nil {
 		o.Ready = func(context.Context) error { return nil }
 	}
-	s := &Server{ops: operations(svc), principals: o.Principals, region: o.Region, now: o.Now, log: o.Logger, ready: o.Ready}
+	if o.Sealed == nil {
+		o.Sealed = func() bool { return false }
+	}
+	s := &Server{ops: operations(svc), principals: o.Principals, region: o.Region, now: o.Now, log: o.Logger, ready: o.Ready,
+		sealed: o.Sealed}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "keyledger",
 		DisableStartupMessage: true,
@@ -117,7 +126,17 @@ func orDefault[T int | time.Duration](v, def T) T {
 // requests must carry a valid SigV4 signature; h gets the caller. Errors h
 // returns are rendered as AWS errors.
 func (s *Server) Get(path string, h func(c *fiber.Ctx, caller keyservice.Caller) error) {
-	s.app.Get(path, func(c *fiber.Ctx) error {
+	s.app.Get(path, s.signed(h))
+}
+
+// Post registers a POST endpoint beside the KMS API (unseal, root key
+// rotation), signed like Get's; the signature covers the body.
+func (s *Server) Post(path string, h func(c *fiber.Ctx, caller keyservice.Caller) error) {
+	s.app.Post(path, s.signed(h))
+}
+
+func (s *Server) signed(h func(c *fiber.Ctx, caller keyservice.Caller) error) fiber.Handler {
+	return func(c *fiber.Ctx) error {
 		reqID := keyservice.NewID()
 		if code, msg := refuseEncoding(c); code != "" {
 			return s.fail(c, reqID, code, msg)
@@ -133,7 +152,7 @@ func (s *Server) Get(path string, h func(c *fiber.Ctx, caller keyservice.Caller)
 			return s.fail(c, reqID, string(e.Code), e.Message)
 		}
 		return nil
-	})
+	}
 }
 
 // Serve accepts connections on ln until Shutdown. Routes registered after
@@ -152,6 +171,9 @@ func (s *Server) handle(c *fiber.Ctx) error {
 	reqID := keyservice.NewID()
 	if code, msg := refuseEncoding(c); code != "" {
 		return s.fail(c, reqID, code, msg)
+	}
+	if s.sealed() {
+		return s.fail(c, reqID, "ServiceUnavailableException", "keyledger is sealed; retry once it is unsealed.")
 	}
 	opName, ok := strings.CutPrefix(c.Get("X-Amz-Target"), targetPrefix)
 	h := s.ops[opName]

@@ -17,11 +17,11 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/gateway/auditapi"
 	"github.com/keyledger/keyledger/gateway/awsjson"
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/gateway/principals"
+	"github.com/keyledger/keyledger/gateway/rootapi"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
@@ -33,8 +33,13 @@ import (
 
 // Config describes one instance.
 type Config struct {
-	Region  string
-	RootKey rootkey.Key
+	Region string
+	// RootKey wraps key material: a rootkey.Key, or the *rootkey.Ring a
+	// RootSeal opens (sealed until then).
+	RootKey keyservice.RootKey
+	// RootSeal keeps a sealed root key (nil for a plaintext root key
+	// file): it serves unsealing by shares and root key rotation.
+	RootSeal RootSeal
 	// Principals are who may call, with their secrets and identity policies.
 	Principals *principals.Directory
 	// AuthClock is what SigV4 timestamps are checked against (default: the
@@ -61,6 +66,12 @@ type Config struct {
 	HTTP awsjson.Limits
 }
 
+// RootSeal is a sealed root key's keeper (a *seal.Keeper).
+type RootSeal interface {
+	keyservice.Unsealer
+	keyservice.RootKeeper
+}
+
 type wallClock struct{}
 
 func (wallClock) Now() time.Time { return time.Now().UTC() }
@@ -73,6 +84,8 @@ type Node struct {
 	State        *keystate.State
 	Checkpointer *ledger.Checkpointer
 	Service      *keyservice.Service
+	// Rotation rotates the root key (nil without a RootSeal).
+	Rotation *keyservice.RootRotation
 
 	cfg           Config
 	feed          *ledger.Feed
@@ -185,7 +198,16 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	var n *Node
 	http := awsjson.New(svc, awsjson.Options{Principals: cfg.Principals, Region: cfg.Region, Now: cfg.AuthClock, Logger: cfg.Logger,
-		Limits: cfg.HTTP, Ready: func(ctx context.Context) error { return n.Ready(ctx) }})
+		Limits: cfg.HTTP, Ready: func(ctx context.Context) error { return n.Ready(ctx) }, Sealed: svc.Sealed})
+	var rotation *keyservice.RootRotation
+	if cfg.RootSeal != nil {
+		rotation = svc.NewRootRotation(sctx, cfg.RootSeal, mats)
+		var unseal *keyservice.Unseal
+		if cfg.RootSeal.Mode() == "shamir" {
+			unseal = svc.NewUnseal(cfg.RootSeal, rotation.Resume)
+		}
+		rootapi.Register(http, unseal, rotation)
+	}
 	if cfg.CheckpointOrigin == "" {
 		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
 	}
@@ -194,7 +216,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	}
 	cp := ledger.NewCheckpointer(ledger.CheckpointerConfig{Tree: tree, Store: checkpoints,
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin})
-	n = &Node{Ledger: l, Materials: mats, State: state, Checkpointer: cp, Service: svc,
+	n = &Node{Ledger: l, Materials: mats, State: state, Checkpointer: cp, Service: svc, Rotation: rotation,
 		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{})}
 	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
 		Clock: cfg.Clock, Region: cfg.Region})
@@ -250,6 +272,11 @@ func (n *Node) Close(ctx context.Context) error {
 	err := n.http.Shutdown(ctx)
 	n.stopScheduler()
 	<-n.schedulerDone
+	if n.cfg.RootSeal != nil && !n.Service.Sealed() {
+		if rerr := n.Service.RecordSealed(ctx, n.cfg.RootSeal.Mode()); rerr != nil {
+			n.cfg.Logger.Warn("could not record sealing the root key", "error", rerr)
+		}
+	}
 	n.Ledger.Close()
 	return err
 }

@@ -1,6 +1,7 @@
 package seal
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"sync"
@@ -69,7 +70,7 @@ func (k *Keeper) UnsealPassphrase(passphrase []byte) error {
 // SubmitShare adds one share. When the threshold is met it tries them:
 // the ring opens, or ErrOpen says the shares (all of them, forgotten now)
 // do not open it, without saying which was wrong. A share repeated is
-// counted once.
+// counted once; a different share with the same index is a wrong share.
 func (k *Keeper) SubmitShare(share string) (Progress, error) {
 	if k.file.Mode != ModeShamir {
 		return Progress{}, fmt.Errorf("seal: the root key is sealed with %s, not shares", k.file.Mode)
@@ -83,18 +84,27 @@ func (k *Keeper) SubmitShare(share string) (Progress, error) {
 		k.mu.Unlock()
 		return k.Progress(), ErrUnsealed
 	}
-	dup := false
+	dup, conflict := false, false
 	for _, s := range k.shares {
-		dup = dup || s[0] == b[0]
+		if s[0] == b[0] {
+			dup = true
+			conflict = conflict || subtle.ConstantTimeCompare(s, b) != 1
+		}
 	}
 	if !dup {
 		k.shares = append(k.shares, b)
 	}
-	if len(k.shares) < k.file.Shamir.Threshold {
+	if len(k.shares) < k.file.Shamir.Threshold && !conflict {
 		k.mu.Unlock()
 		return k.Progress(), nil
 	}
+	// Two different shares at one x: one of them is wrong; refused like
+	// any wrong share, without saying which.
 	kek, err := CombineShares(k.shares)
+	if conflict && err == nil {
+		kek.Clear()
+		err = ErrOpen
+	}
 	for _, s := range k.shares {
 		clear(s)
 	}

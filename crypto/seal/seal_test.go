@@ -90,6 +90,11 @@ func TestShamirUnseal(t *testing.T) {
 	if err != ErrOpen || !p.Sealed || p.Submitted != 0 || !ring.Sealed() {
 		t.Fatalf("wrong share: %+v %v", p, err)
 	}
+	// A different share with an index already submitted fails at once.
+	k.SubmitShare(shares[1])
+	if p, err := k.SubmitShare(other[1]); err != ErrOpen || p.Submitted != 0 {
+		t.Fatalf("conflicting share: %+v %v", p, err)
+	}
 	if _, err := k.SubmitShare("klshare1-nonsense"); err == nil {
 		t.Fatal("garbage share accepted")
 	}

@@ -17,6 +17,8 @@ require (
 	golang.org/x/mod v0.43.0
 )
 
+require github.com/miekg/pkcs11 v1.1.2 // indirect
+
 require (
 	github.com/andybalholm/brotli v1.1.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect

@@ -9,25 +9,56 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/keyledger/keyledger/crypto/hsm"
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/crypto/seal"
+	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/gateway/rootclient"
 	"github.com/keyledger/keyledger/gateway/sigv4"
 )
 
 const rootUsage = `usage:
-  keyledger root init --seal passphrase|shamir --out FILE [--shares N --threshold M]
+  keyledger root init --seal passphrase|shamir|pkcs11 --out FILE [--shares N --threshold M]
+                     [--pkcs11-module LIB --pkcs11-token LABEL]
                                    create a new root key, sealed; never written in plaintext
-  keyledger root seal --from root.key --seal passphrase|shamir --out FILE [--shares N --threshold M]
+  keyledger root seal --from root.key --seal passphrase|shamir|pkcs11 --out FILE [...]
                                    seal an existing plaintext root key (then destroy the plaintext file)
   keyledger root rotate --url URL  start an online root key rotation (keyledger:RotateRootKey)
   keyledger root status --url URL  the rotation's progress
-The passphrase comes from KEYLEDGER_ROOT_PASSPHRASE or a terminal prompt. Credentials for --url
+The passphrase comes from KEYLEDGER_ROOT_PASSPHRASE, the HSM user PIN from KEYLEDGER_HSM_PIN, or a terminal prompt. Credentials for --url
 come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 `
 
-// passphraseEnv names where a passphrase may come from instead of a prompt.
-const passphraseEnv = "KEYLEDGER_ROOT_PASSPHRASE"
+// passphraseEnv and pinEnv name where a passphrase or HSM PIN may come from
+// instead of a prompt.
+const (
+	passphraseEnv = "KEYLEDGER_ROOT_PASSPHRASE"
+	pinEnv        = "KEYLEDGER_HSM_PIN"
+)
+
+// readPIN takes the HSM user PIN from the environment or the terminal.
+func readPIN() ([]byte, error) {
+	if p, ok := os.LookupEnv(pinEnv); ok && p != "" {
+		return []byte(p), nil
+	}
+	p, err := promptSecret("HSM user PIN: ")
+	if err != nil {
+		return nil, fmt.Errorf("%v; set %s", err, pinEnv)
+	}
+	return p, nil
+}
+
+// openToken logs in to the PKCS#11 token with the PIN.
+func openToken(module, token string) (*hsm.Token, error) {
+	pin, err := readPIN()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pin)
+	s := secret.New(pin)
+	defer s.Clear()
+	return hsm.Open(module, token, s)
+}
 
 func rootCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -80,17 +111,17 @@ func rootSeal(cmd string, args []string, stdout, stderr io.Writer) int {
 	from := fs.String("from", "", "root seal only: the plaintext root key file to seal")
 	shares := fs.Int("shares", 5, "shamir: how many shares to make")
 	threshold := fs.Int("threshold", 3, "shamir: how many shares open the root key")
+	module := fs.String("pkcs11-module", "/usr/lib/softhsm/libsofthsm2.so", "pkcs11: the PKCS#11 module (the HSM vendor's library)")
+	token := fs.String("pkcs11-token", "", "pkcs11: the token's label")
 	argon := seal.DefaultArgon2()
 	fs.Func("argon2-time", "passphrase: Argon2id passes (default 3)", func(s string) error { return parseUint32(s, &argon.Time) })
 	fs.Func("argon2-memory-kib", "passphrase: Argon2id memory in KiB (default 65536)", func(s string) error { return parseUint32(s, &argon.MemoryKiB) })
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
-	if *out == "" || (*mode != seal.ModePassphrase && *mode != seal.ModeShamir) || (cmd == "seal") != (*from != "") {
+	if *out == "" || (*mode != seal.ModePassphrase && *mode != seal.ModeShamir && *mode != seal.ModePKCS11) ||
+		(cmd == "seal") != (*from != "") || (*mode == seal.ModePKCS11 && *token == "") {
 		fmt.Fprint(stderr, rootUsage)
-		if *mode == "pkcs11" {
-			fmt.Fprintln(stderr, "keyledger: --seal pkcs11 is not in this build yet")
-		}
 		return 2
 	}
 	if _, err := os.Stat(*out); !errors.Is(err, errNotExist) {
@@ -117,6 +148,16 @@ func rootSeal(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 	case seal.ModeShamir:
 		f, printed, err = seal.NewShamir(root, *shares, *threshold)
+	case seal.ModePKCS11:
+		var t *hsm.Token
+		if t, err = openToken(*module, *token); err == nil {
+			var from *rootkey.Key
+			if cmd == "seal" {
+				from = &root
+			}
+			f, err = seal.NewPKCS11(t, *module, *token, from)
+			t.Close()
+		}
 	}
 	if err == nil {
 		err = f.Save(*out)
@@ -125,7 +166,11 @@ func rootSeal(cmd string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "sealed root key written to %s (%s, root key fingerprint %s)\n", *out, *mode, root.Fingerprint())
+	if *mode == seal.ModePKCS11 {
+		fmt.Fprintf(stdout, "root key is a non-extractable key on token %q (label %s); seal file written to %s\n", *token, f.Versions[0].Label, *out)
+	} else {
+		fmt.Fprintf(stdout, "sealed root key written to %s (%s, root key fingerprint %s)\n", *out, *mode, root.Fingerprint())
+	}
 	if len(printed) > 0 {
 		fmt.Fprintf(stdout, "\nUnseal shares — shown only this once. Give each to a different custodian; any %d of %d open the root key:\n\n", *threshold, *shares)
 		for i, s := range printed {

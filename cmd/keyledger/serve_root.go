@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/keyledger/keyledger/crypto/hsm"
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/crypto/seal"
 	"github.com/keyledger/keyledger/gateway/keyservice"
@@ -62,6 +63,9 @@ func unsealAtStart(ctx context.Context, n *node.Node, keeper *seal.Keeper, log *
 			"`keyledger unseal --url <endpoint>` by principals allowed keyledger:Unseal", "threshold", p.Threshold)
 		return nil
 	}
+	if keeper.Mode() == seal.ModePKCS11 {
+		return unsealHSM(ctx, n, keeper, log)
+	}
 	_, interactive := os.LookupEnv(passphraseEnv)
 	interactive = !interactive
 	failed := 0
@@ -92,6 +96,35 @@ func unsealAtStart(ctx context.Context, n *node.Node, keeper *seal.Keeper, log *
 		return err
 	}
 	log.Info("root key unsealed", "mode", keeper.Mode(), "root_version", current)
+	if n.Rotation != nil {
+		n.Rotation.Resume()
+	}
+	return nil
+}
+
+// unsealHSM logs in to the token with the PIN and finds the root key
+// versions there; a refused PIN is recorded in the ledger.
+func unsealHSM(ctx context.Context, n *node.Node, keeper *seal.Keeper, log *slog.Logger) error {
+	p := keeper.PKCS11()
+	t, err := openToken(p.Module, p.Token)
+	if errors.Is(err, hsm.ErrPIN) {
+		if rerr := n.Service.RecordUnsealFailed(ctx, keeper.Mode(), 1); rerr != nil {
+			log.Error("could not record the failed unseal attempt", "error", rerr)
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if err := keeper.UnsealHSM(t); err != nil {
+		t.Close()
+		return err
+	}
+	_, current := keeper.Versions()
+	if err := n.Service.RecordUnsealed(ctx, keeper.Mode(), current, 0); err != nil {
+		return err
+	}
+	log.Info("root key unsealed: wrapping happens in the HSM", "token", p.Token, "root_version", current)
 	if n.Rotation != nil {
 		n.Rotation.Resume()
 	}

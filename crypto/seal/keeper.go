@@ -19,7 +19,9 @@ type Keeper struct {
 
 	mu     sync.Mutex
 	file   *File
-	kek    secret.Bytes // set once unsealed
+	open   bool
+	kek    secret.Bytes // set once unsealed (passphrase, shamir)
+	hsm    HSM          // set once unsealed (pkcs11)
 	shares [][]byte     // submitted, not yet enough
 }
 
@@ -49,7 +51,7 @@ func (k *Keeper) Mode() string { return k.file.Mode }
 func (k *Keeper) Progress() Progress {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	p := Progress{Sealed: k.kek.Len() == 0, Submitted: len(k.shares)}
+	p := Progress{Sealed: !k.open, Submitted: len(k.shares)}
 	if k.file.Shamir != nil {
 		p.Threshold = k.file.Shamir.Threshold
 	}
@@ -80,7 +82,7 @@ func (k *Keeper) SubmitShare(share string) (Progress, error) {
 		return k.Progress(), err
 	}
 	k.mu.Lock()
-	if k.kek.Len() != 0 {
+	if k.open {
 		k.mu.Unlock()
 		return k.Progress(), ErrUnsealed
 	}
@@ -126,17 +128,37 @@ func (k *Keeper) openLocked(kek secret.Bytes) error {
 	for v, key := range keys {
 		ws[v] = key
 	}
-	k.kek = kek
+	k.kek, k.open = kek, true
 	k.ring.Install(ws, k.file.Current)
 	return nil
 }
+
+// UnsealHSM opens the ring with the root key versions on a logged-in
+// token (the PIN opened it).
+func (k *Keeper) UnsealHSM(h HSM) error {
+	if k.file.Mode != ModePKCS11 {
+		return fmt.Errorf("seal: the root key is sealed with %s, not an HSM", k.file.Mode)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ws, err := k.file.openHSM(h)
+	if err != nil {
+		return err
+	}
+	k.hsm, k.open = h, true
+	k.ring.Install(ws, k.file.Current)
+	return nil
+}
+
+// PKCS11 names the token of a pkcs11 seal (nil otherwise).
+func (k *Keeper) PKCS11() *PKCS11 { return k.file.PKCS11 }
 
 // Rotate seals a new root key version into the file (atomically) and
 // makes it current. It returns the old and new current versions.
 func (k *Keeper) Rotate() (from, to uint32, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.kek.Len() == 0 {
+	if !k.open {
 		return 0, 0, rootkey.ErrSealed
 	}
 	from = k.file.Current
@@ -144,15 +166,27 @@ func (k *Keeper) Rotate() (from, to uint32, err error) {
 		to = max(to, v.Version)
 	}
 	to++
-	key := rootkey.Generate()
 	next := *k.file
 	next.Versions = append([]Version(nil), k.file.Versions...)
-	next.add(k.kek, to, key)
+	var w rootkey.Wrapper
+	if k.hsm != nil {
+		label := next.label(to)
+		var err error
+		if w, err = k.hsm.Generate(label); err != nil {
+			return 0, 0, err
+		}
+		next.Versions = append(next.Versions, Version{Version: to, Label: label})
+		next.Current = to
+	} else {
+		key := rootkey.Generate()
+		next.add(k.kek, to, key)
+		w = key
+	}
 	if err := next.Save(k.path); err != nil {
 		return 0, 0, err
 	}
 	k.file = &next
-	k.ring.Add(to, key)
+	k.ring.Add(to, w)
 	return from, to, nil
 }
 
@@ -166,9 +200,12 @@ func (k *Keeper) Retire(v uint32) error {
 	}
 	next := *k.file
 	next.Versions = nil
+	label := ""
 	for _, ver := range k.file.Versions {
 		if ver.Version != v {
 			next.Versions = append(next.Versions, ver)
+		} else {
+			label = ver.Label
 		}
 	}
 	if err := next.Save(k.path); err != nil {
@@ -176,6 +213,9 @@ func (k *Keeper) Retire(v uint32) error {
 	}
 	k.file = &next
 	k.ring.Retire(v)
+	if k.hsm != nil && label != "" {
+		return k.hsm.Destroy(label) // after the file: a crash leaves an unused key, never a missing one
+	}
 	return nil
 }
 

@@ -9,13 +9,16 @@
 //	{"format":"keyledger-root-seal/v1", "mode":"passphrase"|"shamir",
 //	 "argon2id":{"salt":…,"time":…,"memoryKiB":…,"threads":…},   passphrase
 //	 "shamir":{"shares":N,"threshold":M},                          shamir
+//	 "pkcs11":{"module":…,"token":…,"keyPrefix":…},                pkcs11
 //	 "current":V, "versions":[{"version":V,"wrapped":…,"fingerprint":…}]}
 //
 // wrapped is aead.Seal(KEK, "keyledger/v1 sealed root key", root key,
 // aad = "version N"). The AEAD is the commitment that refuses a wrong
 // passphrase or a wrong share: opening fails as a whole, saying nothing of
-// which share was wrong. A version leaves the file when rotation retires
-// it.
+// which share was wrong. In mode pkcs11 the versions are non-extractable
+// keys on the token (a version names its key's label) and the token's PIN
+// opens them; the file holds no key at all. A version leaves the file when
+// rotation retires it.
 //
 // Functions hold no global state. A File is not safe for concurrent use; a
 // Keeper is.
@@ -47,6 +50,7 @@ const Format = "keyledger-root-seal/v1"
 const (
 	ModePassphrase = "passphrase"
 	ModeShamir     = "shamir"
+	ModePKCS11     = "pkcs11"
 )
 
 const (
@@ -77,11 +81,21 @@ type Shamir struct {
 	Threshold int `json:"threshold"`
 }
 
-// Version is one sealed root key version.
+// PKCS11 names the token that holds the root key versions (mode pkcs11)
+// and the label prefix of their keys there.
+type PKCS11 struct {
+	Module    string `json:"module"`
+	Token     string `json:"token"`
+	KeyPrefix string `json:"keyPrefix"`
+}
+
+// Version is one sealed root key version: wrapped under the KEK, or (mode
+// pkcs11) the label of its key on the token.
 type Version struct {
 	Version     uint32 `json:"version"`
-	Wrapped     []byte `json:"wrapped"`
-	Fingerprint string `json:"fingerprint"`
+	Wrapped     []byte `json:"wrapped,omitempty"`
+	Label       string `json:"label,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // File is a seal file.
@@ -90,6 +104,7 @@ type File struct {
 	Mode     string    `json:"mode"`
 	Argon2   *Argon2   `json:"argon2id,omitempty"`
 	Shamir   *Shamir   `json:"shamir,omitempty"`
+	PKCS11   *PKCS11   `json:"pkcs11,omitempty"`
 	Current  uint32    `json:"current"`
 	Versions []Version `json:"versions"`
 }
@@ -197,6 +212,7 @@ func Load(path string) (*File, error) {
 	switch {
 	case f.Mode == ModePassphrase && f.Argon2 != nil && len(f.Argon2.Salt) >= 16 && f.Argon2.Time > 0 && f.Argon2.Threads > 0:
 	case f.Mode == ModeShamir && f.Shamir != nil && f.Shamir.Threshold >= 2 && f.Shamir.Threshold <= f.Shamir.Shares:
+	case f.Mode == ModePKCS11 && f.PKCS11 != nil && f.PKCS11.Module != "" && f.PKCS11.Token != "" && f.PKCS11.KeyPrefix != "":
 	default:
 		return nil, fmt.Errorf("seal: %s: unknown or incomplete mode %q", path, f.Mode)
 	}

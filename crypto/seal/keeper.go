@@ -14,8 +14,11 @@ import (
 // unseal shares, and after unsealing holds the KEK in memory so rotation
 // can seal a new root key version into the file. Safe for concurrent use.
 type Keeper struct {
-	path string
-	ring *rootkey.Ring
+	path   string
+	ring   *rootkey.Ring
+	mode   string  // fixed for the file's life, as are:
+	shamir *Shamir // threshold (mode shamir)
+	pkcs11 *PKCS11 // token (mode pkcs11)
 
 	mu     sync.Mutex
 	file   *File
@@ -41,29 +44,32 @@ func NewKeeper(path string, ring *rootkey.Ring) (*Keeper, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Keeper{path: path, ring: ring, file: f}, nil
+	return &Keeper{path: path, ring: ring, file: f, mode: f.Mode, shamir: f.Shamir, pkcs11: f.PKCS11}, nil
 }
 
 // Mode is the seal file's mode.
-func (k *Keeper) Mode() string { return k.file.Mode }
+func (k *Keeper) Mode() string { return k.mode }
 
 // Progress reports where unsealing stands.
 func (k *Keeper) Progress() Progress {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	p := Progress{Sealed: !k.open, Submitted: len(k.shares)}
-	if k.file.Shamir != nil {
-		p.Threshold = k.file.Shamir.Threshold
+	if k.shamir != nil {
+		p.Threshold = k.shamir.Threshold
 	}
 	return p
 }
 
 // UnsealPassphrase opens the ring with a passphrase, or returns ErrOpen.
 func (k *Keeper) UnsealPassphrase(passphrase []byte) error {
-	if k.file.Mode != ModePassphrase {
-		return fmt.Errorf("seal: the root key is sealed with %s, not a passphrase", k.file.Mode)
+	if k.mode != ModePassphrase {
+		return fmt.Errorf("seal: the root key is sealed with %s, not a passphrase", k.mode)
 	}
-	kek := k.file.PassphraseKEK(passphrase)
+	k.mu.Lock()
+	f := k.file
+	k.mu.Unlock()
+	kek := f.PassphraseKEK(passphrase) // Argon2id, slow: outside the lock
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.openLocked(kek)
@@ -74,8 +80,8 @@ func (k *Keeper) UnsealPassphrase(passphrase []byte) error {
 // do not open it, without saying which was wrong. A share repeated is
 // counted once; a different share with the same index is a wrong share.
 func (k *Keeper) SubmitShare(share string) (Progress, error) {
-	if k.file.Mode != ModeShamir {
-		return Progress{}, fmt.Errorf("seal: the root key is sealed with %s, not shares", k.file.Mode)
+	if k.mode != ModeShamir {
+		return Progress{}, fmt.Errorf("seal: the root key is sealed with %s, not shares", k.mode)
 	}
 	b, err := ParseShare(share)
 	if err != nil {
@@ -96,7 +102,7 @@ func (k *Keeper) SubmitShare(share string) (Progress, error) {
 	if !dup {
 		k.shares = append(k.shares, b)
 	}
-	if len(k.shares) < k.file.Shamir.Threshold && !conflict {
+	if len(k.shares) < k.shamir.Threshold && !conflict {
 		k.mu.Unlock()
 		return k.Progress(), nil
 	}
@@ -136,8 +142,8 @@ func (k *Keeper) openLocked(kek secret.Bytes) error {
 // UnsealHSM opens the ring with the root key versions on a logged-in
 // token (the PIN opened it).
 func (k *Keeper) UnsealHSM(h HSM) error {
-	if k.file.Mode != ModePKCS11 {
-		return fmt.Errorf("seal: the root key is sealed with %s, not an HSM", k.file.Mode)
+	if k.mode != ModePKCS11 {
+		return fmt.Errorf("seal: the root key is sealed with %s, not an HSM", k.mode)
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -151,7 +157,7 @@ func (k *Keeper) UnsealHSM(h HSM) error {
 }
 
 // PKCS11 names the token of a pkcs11 seal (nil otherwise).
-func (k *Keeper) PKCS11() *PKCS11 { return k.file.PKCS11 }
+func (k *Keeper) PKCS11() *PKCS11 { return k.pkcs11 }
 
 // Rotate seals a new root key version into the file (atomically) and
 // makes it current. It returns the old and new current versions.

@@ -186,7 +186,7 @@ func (r *RootRotation) run(ctx context.Context) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		done, pending, err := r.retire(ctx, all, cur, &firstPending)
+		done, err := r.retire(ctx, all, cur, &firstPending)
 		if err != nil {
 			r.setState("failed", err.Error())
 			r.svc.log.Error("root key rotation: retiring failed; will retry", "error", err)
@@ -201,7 +201,6 @@ func (r *RootRotation) run(ctx context.Context) {
 		// Not done: material committed meanwhile, a request between storing
 		// and committing (pending), or material left alone because it does
 		// not match its commitment (logged; the old version then stays).
-		_ = pending
 		sleep(ctx, 100*time.Millisecond)
 	}
 }
@@ -292,7 +291,7 @@ func (r *RootRotation) rewrap(ctx context.Context, ref storedRef, st material.St
 // is between storing material and committing it — except those that stored
 // it before waiting for the lock: stored material the ledger does not know,
 // under an old version, delays retirement (pending) for up to Grace.
-func (r *RootRotation) retire(ctx context.Context, all []uint32, cur uint32, firstPending *time.Time) (done, pending bool, err error) {
+func (r *RootRotation) retire(ctx context.Context, all []uint32, cur uint32, firstPending *time.Time) (done bool, err error) {
 	r.setState("retiring", "")
 	defer r.svc.exclusive()()
 	known := map[string]bool{}
@@ -303,15 +302,15 @@ func (r *RootRotation) retire(ctx context.Context, all []uint32, cur uint32, fir
 			continue
 		}
 		if err != nil {
-			return false, false, err
+			return false, err
 		}
 		if rootkey.VersionOf(st.Wrapped) != cur {
-			return false, false, nil // committed meanwhile: another pass
+			return false, nil // committed meanwhile: another pass
 		}
 	}
 	ids, err := r.store.IDs(ctx)
 	if err != nil {
-		return false, false, err
+		return false, err
 	}
 	for _, id := range ids {
 		if known[id] {
@@ -325,7 +324,7 @@ func (r *RootRotation) retire(ctx context.Context, all []uint32, cur uint32, fir
 			*firstPending = time.Now()
 		}
 		if time.Since(*firstPending) < r.Grace {
-			return false, true, nil
+			return false, nil // pending
 		}
 		r.svc.log.Warn("root key rotation: uncommitted material under an old root version is left as an orphan", "material", id)
 	}
@@ -337,13 +336,13 @@ func (r *RootRotation) retire(ctx context.Context, all []uint32, cur uint32, fir
 			continue
 		}
 		if err := r.keeper.Retire(v); err != nil {
-			return false, false, err
+			return false, err
 		}
 		if err := r.svc.record(ctx, &event.Event{Time: r.svc.clock.Now(), Operation: "RetireRootKeyVersion", Region: r.svc.region,
 			Body: &event.RootVersionRetired{Version: uint64(v), Rewrapped: uint64(rewrapped)}}); err != nil {
-			return false, false, err
+			return false, err
 		}
 		r.svc.log.Info("root key version retired", "version", v)
 	}
-	return true, false, nil
+	return true, nil
 }

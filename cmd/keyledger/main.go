@@ -45,6 +45,8 @@ Usage:
   keyledger restore --from DIR --pubkey FILE [--deletions-from EXPORT] [--data-dir NEW | --nats-url U]
                                    verify a backup and rebuild a deployment from it
   keyledger bench [flags]          drive load against a running service and report latency
+  keyledger root init|seal|rotate|status   sealed root key: create, seal a plaintext one, rotate online
+  keyledger unseal --url U --share S       submit one unseal share to a sealed deployment
   keyledger version
 
 Run "keyledger <command> -h" for a command's flags. Every flag can also be
@@ -117,6 +119,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return keysDescribe(args[2:], stdout, stderr)
+	case "root":
+		return rootCmd(args[1:], stdout, stderr)
+	case "unseal":
+		return unsealCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "keyledger", version)
 		return 0

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/gateway/awsjson"
 	"github.com/keyledger/keyledger/gateway/metrics"
 	"github.com/keyledger/keyledger/gateway/node"
@@ -66,6 +65,8 @@ func serve(args []string, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:8080", "address the AWS KMS API listens on")
 	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address")
 	rootKeyFile := fs.String("root-key-file", "", "file holding the 256-bit root key (default <data-dir>/root.key, generated if absent)")
+	rootSealFile := fs.String("root-seal", "", "sealed root key file (keyledger root init); no plaintext root key is read or written.\n"+
+		"passphrase: from KEYLEDGER_ROOT_PASSPHRASE or a terminal prompt; shamir: starts SEALED until keyledger unseal")
 	principalsFile := fs.String("principals", "", "principals file: accounts, users and roles with access keys and IAM policies\n(default <data-dir>/principals.json, generated with one admin user if absent)")
 	account := fs.String("account", "111122223333", "account of the admin user generated when there is no principals file")
 	region := fs.String("region", "us-east-1", "AWS region in ARNs")
@@ -124,20 +125,11 @@ func serve(args []string, stderr io.Writer) int {
 		defer release()
 	}
 
-	keyPath := *rootKeyFile
-	if keyPath == "" {
-		keyPath = filepath.Join(bf.dataDir, "root.key")
-	}
-	root, created, err := rootkey.LoadOrCreate(keyPath)
+	rootKey, keeper, err := openRoot(*rootKeyFile, *rootSealFile, bf.dataDir, log)
 	if err != nil {
-		log.Error("cannot load the root key", "path", keyPath, "error", err)
+		log.Error("cannot load the root key", "error", err)
 		return 1
 	}
-	if created {
-		log.Warn("generated a NEW root key; production must supply its own with --root-key-file and back it up: without it no key can be used",
-			"path", keyPath)
-	}
-	log.Info("root key loaded", "fingerprint", root.Fingerprint())
 
 	if *noFsync && bf.natsURL == "" {
 		log.Warn("fsync is OFF: acknowledged events can be lost on a power cut; never run like this in production")
@@ -207,7 +199,7 @@ func serve(args []string, stderr io.Writer) int {
 		diskDir = bf.dataDir
 	}
 	ncfg := node.Config{
-		Region: *region, RootKey: root, Principals: dir, Logger: log,
+		Region: *region, RootKey: rootKey, Principals: dir, Logger: log,
 		Ledger:           ledger.Config{Stream: bf.stream, Writer: wk},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
 		DataDir: diskDir, HTTP: limits,
@@ -229,6 +221,9 @@ func serve(args []string, stderr io.Writer) int {
 	if ncfg.Throttle == nil {
 		log.Warn("request throttling is OFF (--no-throttle): one caller can take every request the instance can serve")
 	}
+	if keeper != nil {
+		ncfg.RootSeal = keeper
+	}
 	if *clockFile != "" {
 		clk, err := newOffsetClock(ctx, *clockFile)
 		if err != nil {
@@ -247,6 +242,13 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	if err := starting.Stop(ctx); err != nil {
 		log.Warn("start-up responder", "error", err)
+	}
+	if keeper != nil {
+		if err := unsealAtStart(ctx, n, keeper, log); err != nil {
+			log.Error("the root key stays sealed", "error", err)
+			_ = n.Close(ctx)
+			return 1
+		}
 	}
 	mode := "embedded NATS (fsync on every write) in " + bf.dataDir
 	if *noFsync {

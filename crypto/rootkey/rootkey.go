@@ -95,6 +95,9 @@ func LoadOrCreate(path string) (k Key, created bool, err error) {
 	return k, true, f.Close()
 }
 
+// Bytes returns a copy of the key, for sealing it (package seal).
+func (k Key) Bytes() secret.Bytes { return secret.New(k.k.Expose()) }
+
 // Fingerprint is a short public identifier of the root key, safe to log.
 func (k Key) Fingerprint() string {
 	h := sha256.New()

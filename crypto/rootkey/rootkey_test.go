@@ -78,3 +78,39 @@ func TestWrapUnwrap(t *testing.T) {
 		t.Fatal("unwrapped under the wrong root key")
 	}
 }
+
+func TestRingVersions(t *testing.T) {
+	k1, k2 := Generate(), Generate()
+	r := NewRing()
+	mat := secret.Random(32)
+	if _, err := r.WrapMaterial(mat, "m"); err != ErrSealed {
+		t.Fatalf("sealed ring wrapped: %v", err)
+	}
+	r.Install(map[uint32]Wrapper{1: k1}, 1)
+	w1, err := r.WrapMaterial(mat, "m")
+	if err != nil || VersionOf(w1) != 1 {
+		t.Fatalf("version 1 wrap: %v, version %d", err, VersionOf(w1))
+	}
+	if _, err := k1.Unwrap(w1, "m"); err != nil {
+		t.Fatal("version 1 is not the plain Key format")
+	}
+	r.Add(2, k2)
+	w2, _ := r.WrapMaterial(mat, "m")
+	if VersionOf(w2) != 2 {
+		t.Fatalf("new material under version %d, want 2", VersionOf(w2))
+	}
+	for _, w := range [][]byte{w1, w2} {
+		got, err := r.UnwrapMaterial(w, "m")
+		if err != nil || !got.Equal(mat) {
+			t.Fatalf("unwrap version %d: %v", VersionOf(w), err)
+		}
+	}
+	r.Retire(2) // current: refused
+	r.Retire(1)
+	if _, err := r.UnwrapMaterial(w1, "m"); err != ErrUnwrap {
+		t.Fatalf("retired version still unwraps: %v", err)
+	}
+	if got := r.Versions(); len(got) != 1 || got[0] != 2 {
+		t.Fatalf("versions %v, want [2]", got)
+	}
+}

@@ -55,6 +55,7 @@ type Server struct {
 	limiter    *throttle.Limiter
 	observer   Observer
 	names      map[string]string // every operation name AWS KMS has, served or not
+	sealed     func() bool
 }
 
 // Observer is told of every answered request (metrics). Implementations
@@ -83,7 +84,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Ready reports whether the instance can serve (GET /readyz); nil
 	// means always ready.
-	Ready  func(context.Context) error
+	Ready func(context.Context) error
+	// Sealed reports whether the root key is sealed: KMS requests then
+	// answer ServiceUnavailableException (503, which SDKs retry) before
+	// anything is read. nil means never sealed.
+	Sealed func() bool
 	Limits Limits
 	// Limiter throttles requests per account and quota family; nil means
 	// no throttling.
@@ -116,8 +121,11 @@ func New(svc *keyservice.Service, o Options) *Server {
 	if o.Observer == nil {
 		o.Observer = noObserver{}
 	}
+	if o.Sealed == nil {
+		o.Sealed = func() bool { return false }
+	}
 	s := &Server{ops: operations(svc), principals: o.Principals, region: o.Region, now: o.Now, log: o.Logger, ready: o.Ready,
-		limiter: o.Limiter, observer: o.Observer, names: map[string]string{}}
+		limiter: o.Limiter, observer: o.Observer, names: map[string]string{}, sealed: o.Sealed}
 	for name := range s.ops {
 		s.names[name] = name
 	}
@@ -152,8 +160,19 @@ func orDefault[T int | time.Duration](v, def T) T {
 // requests must carry a valid SigV4 signature; h gets the caller. Errors h
 // returns are rendered as AWS errors.
 func (s *Server) Get(path string, h func(c *fiber.Ctx, caller keyservice.Caller) error) {
-	route := "GET " + path
-	s.app.Get(path, func(c *fiber.Ctx) error {
+	s.app.Get(path, s.signed("GET "+path, h))
+}
+
+// Post registers a POST endpoint beside the KMS API (unseal, root key
+// rotation), signed like Get's; the signature covers the body.
+func (s *Server) Post(path string, h func(c *fiber.Ctx, caller keyservice.Caller) error) {
+	s.app.Post(path, s.signed("POST "+path, h))
+}
+
+// signed authenticates a request beside the KMS API, calls h with the
+// caller and reports the answer under route.
+func (s *Server) signed(route string, h func(c *fiber.Ctx, caller keyservice.Caller) error) fiber.Handler {
+	return func(c *fiber.Ctx) error {
 		start := time.Now()
 		reqID := keyservice.NewID()
 		if code, msg := refuseEncoding(c); code != "" {
@@ -170,7 +189,7 @@ func (s *Server) Get(path string, h func(c *fiber.Ctx, caller keyservice.Caller)
 			return s.answer(c, route, start, s.fail(c, reqID, string(e.Code), e.Message))
 		}
 		return s.answer(c, route, start, nil)
-	})
+	}
 }
 
 // Serve accepts connections on ln until Shutdown. Routes registered after
@@ -198,6 +217,9 @@ func (s *Server) handle(c *fiber.Ctx) error {
 	}
 	if code, msg := refuseEncoding(c); code != "" {
 		return s.answer(c, label, start, s.fail(c, reqID, code, msg))
+	}
+	if s.sealed() {
+		return s.answer(c, label, start, s.fail(c, reqID, "ServiceUnavailableException", "keyledger is sealed; retry once it is unsealed."))
 	}
 	if !ok || h == nil {
 		if unimplemented[opName] {

@@ -28,10 +28,10 @@ func (s *Service) unwrapped(ctx context.Context, m keystate.Material) (secret.By
 	if err != nil {
 		return secret.Bytes{}, fmt.Errorf("material %s: %w", m.ID, err)
 	}
-	if material.Commitment(wrapped) != m.WrappedHash {
+	if h := material.Commitment(wrapped); h != m.WrappedHash && (m.PreviousHash == "" || h != m.PreviousHash) {
 		return secret.Bytes{}, fmt.Errorf("material %s does not match its ledger commitment", m.ID)
 	}
-	sec, err = s.root.Unwrap(wrapped, m.ID)
+	sec, err = s.root.UnwrapMaterial(wrapped, m.ID)
 	if err != nil {
 		return secret.Bytes{}, fmt.Errorf("material %s: %w", m.ID, err)
 	}
@@ -116,7 +116,10 @@ func (s *Service) storeMaterial(ctx context.Context, mat secret.Bytes) (event.Ma
 }
 
 func (s *Service) storeMaterialAs(ctx context.Context, id string, mat secret.Bytes) (event.MaterialRef, error) {
-	wrapped := s.root.Wrap(mat, id)
+	wrapped, err := s.root.WrapMaterial(mat, id)
+	if err != nil {
+		return event.MaterialRef{}, err
+	}
 	if err := s.materials.Put(ctx, id, wrapped); err != nil {
 		return event.MaterialRef{}, err
 	}

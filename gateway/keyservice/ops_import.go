@@ -214,7 +214,8 @@ func (s *Service) importMaterial(ctx context.Context, c Caller, ev *event.Event,
 		return nil, k, none, errorf(CodeExpiredImportToken, "The import token expired; call GetParametersForImport again.")
 	}
 	body.TokenID = tok.ID
-	wrapping, err := s.unwrapped(ctx, keystate.Material{ID: tok.WrappingKey.ID, WrappedHash: tok.WrappingKey.WrappedHash})
+	wrapping, err := s.unwrapped(ctx, keystate.Material{ID: tok.WrappingKey.ID, WrappedHash: tok.WrappingKey.WrappedHash,
+		PreviousHash: tok.PreviousWrappingHash})
 	if err != nil {
 		return nil, k, none, err
 	}

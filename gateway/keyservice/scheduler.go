@@ -17,6 +17,9 @@ import (
 // keys due for automatic rotation get new material (RotateKey); imported
 // material past its ValidTo is destroyed (DeleteExpiredKeyMaterial).
 func (s *Service) RunDue(ctx context.Context) error {
+	if s.Sealed() {
+		return nil // rotation needs the root key; the work waits until unsealed
+	}
 	now := s.clock.Now()
 	for _, k := range s.state.DueForDeletion(now) {
 		if err := s.deleteKey(ctx, k.ID); err != nil {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/keyledger/keyledger/crypto/asymmetric"
-	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
@@ -37,11 +36,25 @@ type Config struct {
 	Ledger    Ledger
 	State     *keystate.State
 	Materials MaterialStore
-	RootKey   rootkey.Key
+	RootKey   RootKey
 	// Principals says which principals exist, to validate key policies and
 	// grants.
 	Principals Directory
 	Logger     *slog.Logger
+}
+
+// RootKey wraps and unwraps key material (a rootkey.Key, or a
+// *rootkey.Ring of versions that may be sealed).
+type RootKey interface {
+	WrapMaterial(material secret.Bytes, materialID string) ([]byte, error)
+	UnwrapMaterial(wrapped []byte, materialID string) (secret.Bytes, error)
+}
+
+// Sealed reports whether the root key is sealed: no key material can be
+// used until it is unsealed.
+func (s *Service) Sealed() bool {
+	r, ok := s.root.(interface{ Sealed() bool })
+	return ok && r.Sealed()
 }
 
 // Directory answers whether principals exist.
@@ -57,7 +70,7 @@ type Service struct {
 	ledger     Ledger
 	state      *keystate.State
 	materials  MaterialStore
-	root       rootkey.Key
+	root       RootKey
 	principals Directory
 	log        *slog.Logger
 

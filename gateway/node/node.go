@@ -17,12 +17,12 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/gateway/auditapi"
 	"github.com/keyledger/keyledger/gateway/awsjson"
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/gateway/metrics"
 	"github.com/keyledger/keyledger/gateway/principals"
+	"github.com/keyledger/keyledger/gateway/rootapi"
 	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
@@ -36,8 +36,13 @@ import (
 
 // Config describes one instance.
 type Config struct {
-	Region  string
-	RootKey rootkey.Key
+	Region string
+	// RootKey wraps key material: a rootkey.Key, or the *rootkey.Ring a
+	// RootSeal opens (sealed until then).
+	RootKey keyservice.RootKey
+	// RootSeal keeps a sealed root key (nil for a plaintext root key
+	// file): it serves unsealing by shares and root key rotation.
+	RootSeal RootSeal
 	// Principals are who may call, with their secrets and identity policies.
 	Principals *principals.Directory
 	// AuthClock is what SigV4 timestamps are checked against (default: the
@@ -74,6 +79,12 @@ type Config struct {
 	Snapshots Snapshots
 }
 
+// RootSeal is a sealed root key's keeper (a *seal.Keeper).
+type RootSeal interface {
+	keyservice.Unsealer
+	keyservice.RootKeeper
+}
+
 type wallClock struct{}
 
 func (wallClock) Now() time.Time { return time.Now().UTC() }
@@ -87,6 +98,8 @@ type Node struct {
 	Projections  *resume.Projections
 	Checkpointer *ledger.Checkpointer
 	Service      *keyservice.Service
+	// Rotation rotates the root key (nil without a RootSeal).
+	Rotation *keyservice.RootRotation
 
 	cfg           Config
 	feed          *ledger.Feed
@@ -242,7 +255,16 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	var n *Node
 	http := awsjson.New(svc, awsjson.Options{Principals: cfg.Principals, Region: cfg.Region, Now: cfg.AuthClock, Logger: cfg.Logger,
 		Limits: cfg.HTTP, Ready: func(ctx context.Context) error { return n.Ready(ctx) },
-		Limiter: cfg.Throttle, Observer: observer(cfg.Metrics)})
+		Limiter: cfg.Throttle, Observer: observer(cfg.Metrics), Sealed: svc.Sealed})
+	var rotation *keyservice.RootRotation
+	if cfg.RootSeal != nil {
+		rotation = svc.NewRootRotation(sctx, cfg.RootSeal, mats)
+		var unseal *keyservice.Unseal
+		if cfg.RootSeal.Mode() == "shamir" {
+			unseal = svc.NewUnseal(cfg.RootSeal, rotation.Resume)
+		}
+		rootapi.Register(http, unseal, rotation)
+	}
 	if cfg.CheckpointOrigin == "" {
 		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
 	}
@@ -251,7 +273,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	}
 	cp := ledger.NewCheckpointer(ledger.CheckpointerConfig{Tree: tree, Store: checkpoints,
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin, Writers: l.Writers})
-	n = &Node{Ledger: l, Materials: mats, State: state, Projections: proj, Checkpointer: cp, Service: svc,
+	n = &Node{Ledger: l, Materials: mats, State: state, Projections: proj, Checkpointer: cp, Service: svc, Rotation: rotation,
 		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),
 		feedOverflows: &feedOverflows, snapshots: snaps, verifier: &verifier{}}
 	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
@@ -351,6 +373,11 @@ func (n *Node) Close(ctx context.Context) error {
 	err := n.http.Shutdown(ctx)
 	n.stopScheduler()
 	<-n.schedulerDone
+	if n.cfg.RootSeal != nil && !n.Service.Sealed() {
+		if rerr := n.Service.RecordSealed(ctx, n.cfg.RootSeal.Mode()); rerr != nil {
+			n.cfg.Logger.Warn("could not record sealing the root key", "error", rerr)
+		}
+	}
 	n.Ledger.Close()
 	if n.cfg.CheckpointSigner != nil && n.Checkpointer.Tree().Size() > 0 {
 		if _, cerr := n.Checkpointer.Checkpoint(ctx); cerr != nil {

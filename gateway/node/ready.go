@@ -20,6 +20,9 @@ var ErrNotReady = errors.New("not ready")
 // projections, and the data directory's disk has room. The reason is for
 // the log only; /readyz reveals none of it.
 func (n *Node) Ready(ctx context.Context) error {
+	if n.Service.Sealed() {
+		return fmt.Errorf("%w: the root key is sealed", ErrNotReady)
+	}
 	if !n.Ledger.Writing() {
 		return fmt.Errorf("%w: the ledger writer has stopped", ErrNotReady)
 	}

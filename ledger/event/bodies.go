@@ -80,6 +80,18 @@ func newBody(typ string) Body {
 		return &PrincipalsConfigured{}
 	case TypeWriterRegistered:
 		return &WriterRegistered{}
+	case TypeRootUnsealed:
+		return &RootUnsealed{}
+	case TypeRootUnsealFailed:
+		return &RootUnsealFailed{}
+	case TypeRootSealed:
+		return &RootSealed{}
+	case TypeRootRotationStarted:
+		return &RootRotationStarted{}
+	case TypeMaterialRewrapped:
+		return &MaterialRewrapped{}
+	case TypeRootVersionRetired:
+		return &RootVersionRetired{}
 	}
 	return &Unknown{}
 }

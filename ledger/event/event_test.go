@@ -60,6 +60,12 @@ func goldenEvents() []*Event {
 		{"Decrypt", &APICall{}, &Failure{Code: "AccessDeniedException", Message: "denied", Reason: "no policy allows"}},
 		{"RegisterWriter", &WriterRegistered{WriterID: "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
 			PublicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", RegisteredBy: "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}, nil},
+		{"UnsealRoot", &RootUnsealed{Mode: "shamir", CurrentVersion: 2, Submitters: []string{"arn:aws:iam::111122223333:user/a", "arn:aws:iam::111122223333:user/b"}}, nil},
+		{"UnsealRoot", &RootUnsealFailed{Mode: "passphrase", Attempts: 3}, nil},
+		{"SealRoot", &RootSealed{Mode: "pkcs11"}, nil},
+		{"RotateRootKey", &RootRotationStarted{FromVersion: 1, ToVersion: 2, Fingerprint: "0011223344556677"}, nil},
+		{"RewrapKeyMaterial", &MaterialRewrapped{Material: MaterialRef{ID: "aa11", WrappedHash: "cc33"}, PreviousHash: "bb22", RootVersion: 2}, nil},
+		{"RetireRootKeyVersion", &RootVersionRetired{Version: 1, Rewrapped: 42}, nil},
 	}
 	var out []*Event
 	prev := Hash{}

@@ -34,8 +34,12 @@ const (
 
 // Material is one key material of a key.
 type Material struct {
-	ID           string
-	WrappedHash  string
+	ID          string
+	WrappedHash string
+	// PreviousHash is the commitment a root key rotation replaced
+	// (MaterialRewrapped): the stored bytes may still be those until the
+	// store catches up after a crash.
+	PreviousHash string
 	Created      time.Time
 	RotationType string // "" for a key's first material, else AUTOMATIC or ON_DEMAND
 	Imported     bool
@@ -52,6 +56,9 @@ type ImportToken struct {
 	WrappingKeySpec   string
 	ValidTo           time.Time
 	WrappingKey       event.MaterialRef
+	// PreviousWrappingHash is the wrapping key's commitment before a root
+	// key rotation rewrapped it (see Material.PreviousHash).
+	PreviousWrappingHash string
 }
 
 // Grant is a live grant on a key.
@@ -233,6 +240,8 @@ func (s *State) apply(r event.Record) {
 		s.applyKeyMaterialDeleted(e, b)
 	case *event.KeyDeleted:
 		s.applyKeyDeleted(e, b)
+	case *event.MaterialRewrapped:
+		s.applyMaterialRewrapped(e, b)
 	case *event.KeyTagged:
 		s.applyKeyTagged(e, b)
 	case *event.KeyUntagged:
@@ -314,6 +323,28 @@ func (s *State) applyKeyRotated(e *event.Event, b *event.KeyRotated) {
 			k.OnDemandRotations++
 		} else if k.RotationPeriodDays > 0 {
 			k.NextRotation = e.Time.Add(days(k.RotationPeriodDays))
+		}
+	})
+}
+
+// applyMaterialRewrapped moves a material's (or an import wrapping key's)
+// commitment to its rewrapped bytes, keeping the one it replaces.
+func (s *State) applyMaterialRewrapped(e *event.Event, b *event.MaterialRewrapped) {
+	s.update(e.KeyID, func(k *Key) {
+		for i, m := range k.Materials {
+			if m.ID == b.Material.ID {
+				k.Materials = slices.Clone(k.Materials)
+				k.Materials[i].PreviousHash, k.Materials[i].WrappedHash = m.WrappedHash, b.Material.WrappedHash
+				return
+			}
+		}
+		for id, t := range k.ImportTokens {
+			if t.WrappingKey.ID == b.Material.ID {
+				k.ImportTokens = maps.Clone(k.ImportTokens)
+				t.PreviousWrappingHash, t.WrappingKey.WrappedHash = t.WrappingKey.WrappedHash, b.Material.WrappedHash
+				k.ImportTokens[id] = t
+				return
+			}
 		}
 	})
 }

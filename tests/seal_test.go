@@ -46,7 +46,8 @@ func serveSealed(t *testing.T, dataDir, sealFile string, port int, env ...string
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binary, "serve", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--principals", principalsFile,
-		"--data-dir", dataDir, "--root-seal", sealFile, "--log-level", "info")
+		"--data-dir", dataDir, "--root-seal", sealFile, "--log-level", "info",
+		"--quota", "CreateKey=1000") // the rotation test makes 200 keys at once
 	cmd.Env = append(os.Environ(), env...)
 	s := &sealedServer{cmd: cmd, endpoint: "http://127.0.0.1:" + strconv.Itoa(port), stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = s.stderr

@@ -59,6 +59,9 @@ type Config struct {
 	DataDir string
 	// HTTP bounds connections and timeouts of the gateway.
 	HTTP awsjson.Limits
+	// TileCache is how many Merkle tiles (8 KiB each) are kept in memory
+	// beyond the tree's right edge (default 256).
+	TileCache int
 }
 
 type wallClock struct{}
@@ -81,6 +84,42 @@ type Node struct {
 	audit         *auditapi.API
 	stopScheduler context.CancelFunc
 	schedulerDone chan struct{} // closed when the scheduler, checkpointer and feed stopped
+	stopTiles     context.CancelFunc
+	tilesDone     chan struct{} // closed when the tile flusher stopped
+}
+
+// runTiles stores the Merkle tree's completed tiles as they complete, and
+// once more when ctx ends. Tiles that were missing or wrong in the store
+// (a crash while writing one, or tampering) are written again from the
+// replayed ledger and logged.
+func runTiles(ctx context.Context, tree *merkle.Tree, logger *slog.Logger) {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	flush := func(ctx context.Context) {
+		repaired, err := tree.Flush(ctx)
+		if repaired > 0 {
+			logger.Warn("merkle tiles that were missing or did not match the ledger were written again", "tiles", repaired)
+		}
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("storing merkle tiles failed; will retry", "pending", tree.Pending(), "error", err)
+		}
+	}
+	completed := tree.Completed()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			flush(fctx)
+			cancel()
+			return
+		case <-completed:
+			flush(ctx)
+		case <-retry.C:
+			if tree.Pending() > 0 {
+				flush(ctx)
+			}
+		}
+	}
 }
 
 // runFeed announces committed events on the NATS feed and to live HTTP
@@ -118,7 +157,27 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		return nil, errors.New("node: region and principals are required")
 	}
 	state := keystate.New()
-	tree := &merkle.Tree{}
+	tiles, err := b.OpenTiles(ctx, cfg.Ledger.Stream)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TileCache == 0 {
+		cfg.TileCache = 256
+	}
+	tree := merkle.New(tiles, cfg.TileCache)
+	tctx, stopTiles := context.WithCancel(context.Background())
+	tilesDone := make(chan struct{})
+	go func() {
+		defer close(tilesDone)
+		runTiles(tctx, tree, cfg.Logger)
+	}()
+	started := false
+	defer func() {
+		if !started {
+			stopTiles()
+			<-tilesDone
+		}
+	}()
 	feedCh := make(chan []event.Record, 4096)
 	var feedLive, feedLost atomic.Bool
 	fold := func(recs []event.Record) {
@@ -147,7 +206,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	started := time.Now()
+	replayStart := time.Now()
 	head, err := l.Replay(ctx, chain.Head{}, func(r event.Record) error {
 		fold([]event.Record{r})
 		return nil
@@ -155,7 +214,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: replaying the ledger: %w", err)
 	}
-	cfg.Logger.Info("ledger replayed", "events", head.Count, "head", head.Hash.String(), "took", time.Since(started).Round(time.Millisecond))
+	cfg.Logger.Info("ledger replayed", "events", head.Count, "head", head.Hash.String(), "took", time.Since(replayStart).Round(time.Millisecond))
 	l.Start(head)
 	if err := registerWriter(ctx, l, cfg); err != nil {
 		l.Close()
@@ -195,7 +254,9 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	cp := ledger.NewCheckpointer(ledger.CheckpointerConfig{Tree: tree, Store: checkpoints,
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin})
 	n = &Node{Ledger: l, Materials: mats, State: state, Checkpointer: cp, Service: svc,
-		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{})}
+		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),
+		stopTiles: stopTiles, tilesDone: tilesDone}
+	started = true
 	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
 		Clock: cfg.Clock, Region: cfg.Region})
 	var wg sync.WaitGroup
@@ -251,5 +312,7 @@ func (n *Node) Close(ctx context.Context) error {
 	n.stopScheduler()
 	<-n.schedulerDone
 	n.Ledger.Close()
+	n.stopTiles()
+	<-n.tilesDone
 	return err
 }

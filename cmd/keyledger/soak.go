@@ -182,6 +182,32 @@ func dirBytes(dir, part string) int64 {
 	return n
 }
 
+// ledgerSize asks the server for a signed checkpoint of the ledger as it
+// is now and returns its size: the exact number of events, whatever
+// earlier runs on the same data directory wrote.
+func (c *benchClient) ledgerSize() (int64, error) {
+	now := time.Now().UTC()
+	amzDate := now.Format(sigv4.AmzDateFormat)
+	headers := []sigv4.Header{{Name: "host", Value: c.host}, {Name: "x-amz-date", Value: amzDate}}
+	req, err := http.NewRequest("GET", "http://"+c.host+"/audit/checkpoint", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("X-Amz-Date", amzDate)
+	req.Header.Set("Authorization", sigv4.Sign(c.creds, c.region, "kms", "GET", "/audit/checkpoint", headers, nil, now))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	lines := strings.Split(string(body), "\n")
+	if resp.StatusCode != 200 || len(lines) < 2 {
+		return 0, fmt.Errorf("checkpoint: HTTP %d", resp.StatusCode)
+	}
+	return strconv.ParseInt(lines[1], 10, 64)
+}
+
 // soakRow is one milestone's measurements.
 type soakRow struct {
 	Events                 int64
@@ -242,10 +268,17 @@ func runSoak(cfg soakConfig, stdout, stderr io.Writer) int {
 	body, _ := json.Marshal(map[string]any{"KeyId": created.KeyMetadata.KeyId, "Plaintext": msg})
 
 	fmt.Fprintf(stdout, "soak: Encrypt of %d-byte plaintexts, %d connections, data dir %s\n", cfg.size, cfg.concurrency, cfg.dir)
-	var events int64 // Encrypts acknowledged (each is one ledger event)
+	// A data directory from an earlier run continues where it stopped.
+	events, err := c.ledgerSize()
+	if err != nil {
+		return fail(err)
+	}
 	var rows []soakRow
 	rate := 10000.0
 	for _, target := range cfg.sizes {
+		if target <= events {
+			continue
+		}
 		var last benchResult
 		for events < target {
 			// Load in slices; the last slice before the milestone is the
@@ -268,6 +301,9 @@ func runSoak(cfg soakConfig, stdout, stderr io.Writer) int {
 			}
 			last = res
 			fmt.Fprintf(stderr, "soak: %d events (%.0f/s)\n", events, rate)
+		}
+		if n, err := c.ledgerSize(); err == nil {
+			events = n
 		}
 		row := soakRow{Events: events, ThroughputPerSec: float64(len(last.latencies)) / last.elapsed.Seconds(),
 			P50Ms: ms(last.pct(0.5)), P99Ms: ms(last.pct(0.99)), ServerRSSBytes: srv.rssBytes()}

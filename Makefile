@@ -4,7 +4,7 @@ BIN      := bin/keyledger
 DATA_DIR ?= ./data
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: run build test fuzz bench bench-nofsync bench-all vet clean
+.PHONY: run build test fuzz bench bench-nofsync bench-all soak vet clean
 
 ## run: build and start the service on the embedded default (JetStream under $(DATA_DIR))
 run: build
@@ -46,6 +46,13 @@ bench-all: build
 	@for op in encrypt encrypt-policy generate-data-key sign-p256 sign-rsa2048 verify-p256 verify-rsa2048; do \
 	  $(MAKE) --no-print-directory bench BENCH_FLAGS="--op $$op --concurrency 64 --duration 10s --warmup 2s --size 1024" | grep -v WARN; \
 	done
+
+## soak: drive Encrypt through a real server to SOAK_SIZES events and measure RSS, restart, report,
+## verify, bytes per event and throughput/p99 at each size (long: not part of test)
+SOAK_SIZES ?= 1M,5M,20M
+SOAK_FLAGS ?= --concurrency 64 --duration 10s --size 1024
+soak: build
+	$(BIN) bench --soak --soak-sizes $(SOAK_SIZES) $(SOAK_FLAGS)
 
 clean:
 	rm -rf bin

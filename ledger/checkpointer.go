@@ -76,6 +76,11 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) ([]byte, error) {
 	if size == c.last {
 		return c.cfg.Store.Latest(ctx)
 	}
+	// Every tile the checkpoint covers is stored before it is signed, so a
+	// tree restored from a frontier at or before it finds its tiles.
+	if _, err := c.cfg.Tree.Flush(ctx); err != nil {
+		return nil, err
+	}
 	root, err := c.cfg.Tree.Root(size)
 	if err != nil {
 		return nil, err

@@ -33,7 +33,10 @@
 //
 // Checkpoints stores the signed checkpoints of the ledger's Merkle tree
 // (package merkle) in their own stream, and a Checkpointer signs one every
-// interval (or on demand) when the tree has grown; Feed announces committed events on
+// interval (or on demand) when the tree has grown, after storing the
+// tree's completed tiles; Tiles keeps those tiles (the tree's hashes) in a
+// KV bucket beside the ledger, so memory holds only the tree's right edge;
+// Feed announces committed events on
 // per-account/key/event NATS subjects for live subscribers, and
 // EventsFrom/EventsSince read the history back by index or time.
 //

@@ -73,6 +73,10 @@ type Config struct {
 	// Writer signs every message this instance publishes. Without one the
 	// ledger can be read but not written.
 	Writer *writer.Key
+	// Uncompressed stores the stream's blocks as they are; by default they
+	// are S2-compressed on disk (JetStream compresses whole message blocks;
+	// what the stream serves, and so every hash, is the exact bytes written).
+	Uncompressed bool
 	// ReadOnly opens an existing stream without creating or updating it
 	// (what a subscribe-only audit identity may do).
 	ReadOnly bool
@@ -172,6 +176,10 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Ledger, error) {
 		DenyDelete:  true,
 		DenyPurge:   true,
 		AllowDirect: true,
+		Compression: jetstream.S2Compression,
+	}
+	if cfg.Uncompressed {
+		sc.Compression = jetstream.NoCompression
 	}
 	// A group commit is one message: keep it within the server's limit.
 	if mp := int(nc.MaxPayload()); mp > 0 && cfg.MaxBatchBytes > mp-8192 {

@@ -78,8 +78,28 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	subscribers := fs.Int("subscribers", 0, "also hold this many live audit streams (GET /audit/events, Server-Sent Events) open and read them")
 	subscribeQuery := fs.String("subscribe-query", "", "query of those streams, e.g. event=Decrypt (default: every event)")
 	opName := fs.String("op", "encrypt", "operation to drive: "+strings.Join(slices.Sorted(maps.Keys(benchOps)), ", "))
+	soak := fs.Bool("soak", false, "soak mode: start `keyledger serve` on --soak-dir and drive Encrypt through it to each of --soak-sizes events,\nmeasuring RSS, restart, report compliance, audit verify, bytes per event and throughput/p99 at each")
+	soakSizes := fs.String("soak-sizes", "1M,5M,20M", "soak mode: the ledger sizes (events) to measure at")
+	soakDir := fs.String("soak-dir", "", "soak mode: the server's data directory (kept afterwards; default a new temporary directory)")
+	soakServe := fs.String("soak-serve-flags", "", "soak mode: extra flags for serve, space-separated (e.g. --ledger-compression none)")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
+	}
+	if *soak {
+		sizes, err := parseSizes(*soakSizes)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyledger bench: --soak-sizes: %v\n", err)
+			return 2
+		}
+		dir := *soakDir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "keyledger-soak-"); err != nil {
+				fmt.Fprintf(stderr, "keyledger bench: %v\n", err)
+				return 1
+			}
+		}
+		return runSoak(soakConfig{sizes: sizes, dir: dir, concurrency: *concurrency, size: *size, measure: *duration,
+			serveFlags: strings.Fields(*soakServe)}, stdout, stderr)
 	}
 	var account, principal string
 	if *credsFrom != "" {

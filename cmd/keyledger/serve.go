@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // served only with --debug-listen, on loopback
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -75,6 +77,8 @@ func serve(args []string, stderr io.Writer) int {
 	writerKeyFile := fs.String("writer-key", "", "Ed25519 key that signs every ledger message (default <data-dir>/writer.key, generated if absent;\ninstances sharing one --nats-url ledger share this file)")
 	checkpointEvery := fs.Duration("checkpoint-interval", node.DefaultCheckpointInterval, "how often a signed checkpoint of the ledger's Merkle tree is stored (when it grew; also at clean shutdown)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
+	debugListen := fs.String("debug-listen", "", "serve Go's profiler (net/http/pprof: /debug/pprof/heap, …) on this address, e.g. 127.0.0.1:6060;\nunauthenticated, so loopback only")
+	compression := fs.String("ledger-compression", "s2", "how the ledger stream's blocks are stored on disk: s2 or none")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "embedded mode: do not fsync each write (acknowledged events can be lost on power cut; for measuring only)")
 	clockFile := fs.String("unsafe-clock-offset-file", "", "testing only: move the service clock (deletion windows, rotation, expiry) forward by the\nduration in this file (e.g. 192h), re-read every 100 ms")
 	var tf tlsFlags
@@ -87,6 +91,10 @@ func serve(args []string, stderr io.Writer) int {
 	var of opsFlags
 	of.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	if *compression != "s2" && *compression != "none" {
+		fmt.Fprintln(stderr, "keyledger: --ledger-compression must be s2 or none")
 		return 2
 	}
 	if err := tf.check(*listen); err != nil {
@@ -108,6 +116,18 @@ func serve(args []string, stderr io.Writer) int {
 			return 2
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *debugListen != "" {
+		if transport.CheckPlainHTTP(*debugListen, false) != nil {
+			fmt.Fprintln(stderr, "keyledger: --debug-listen must be a loopback address")
+			return 2
+		}
+		dln, err := net.Listen("tcp", *debugListen)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyledger: --debug-listen: %v\n", err)
+			return 2
+		}
+		go func() { _ = http.Serve(dln, http.DefaultServeMux) }() // net/http/pprof registers there
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -200,7 +220,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	ncfg := node.Config{
 		Region: *region, RootKey: rootKey, Principals: dir, Logger: log,
-		Ledger:           ledger.Config{Stream: bf.stream, Writer: wk},
+		Ledger:           ledger.Config{Stream: bf.stream, Writer: wk, Uncompressed: *compression == "none"},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
 		DataDir: diskDir, HTTP: limits,
 		Throttle: of.limiter(*region, dir),

@@ -16,6 +16,7 @@ package auditapi
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"strconv"
 	"time"
 
@@ -178,10 +179,16 @@ func (a *API) inclusion(c *fiber.Ctx, caller keyservice.Caller) error {
 		return err
 	}
 	proof, err := tree.Inclusion(index, size)
-	if err != nil {
+	if errors.Is(err, merkle.ErrRange) {
 		return bad("index must be below size, and size at most the ledger's size")
 	}
-	root, _ := tree.Root(size)
+	if err != nil {
+		return err // a stored tile failed its check: no proof rather than a wrong one
+	}
+	root, err := tree.Root(size)
+	if err != nil {
+		return err
+	}
 	return c.JSON(ProofResponse{Index: index, Size: size, Root: b64(root), Proof: hashes(proof)})
 }
 
@@ -200,11 +207,20 @@ func (a *API) consistency(c *fiber.Ctx, caller keyservice.Caller) error {
 		return err
 	}
 	proof, err := tree.Consistency(oldSize, newSize)
-	if err != nil {
+	if errors.Is(err, merkle.ErrRange) {
 		return bad("need 1 <= old <= new <= the ledger's size")
 	}
-	oldRoot, _ := tree.Root(oldSize)
-	newRoot, _ := tree.Root(newSize)
+	if err != nil {
+		return err
+	}
+	oldRoot, err := tree.Root(oldSize)
+	if err != nil {
+		return err
+	}
+	newRoot, err := tree.Root(newSize)
+	if err != nil {
+		return err
+	}
 	return c.JSON(ProofResponse{OldSize: oldSize, NewSize: newSize, OldRoot: b64(oldRoot), NewRoot: b64(newRoot), Proof: hashes(proof)})
 }
 

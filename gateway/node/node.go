@@ -28,6 +28,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 	"github.com/keyledger/keyledger/projections/compliance"
 	"github.com/keyledger/keyledger/projections/keystate"
@@ -77,6 +78,9 @@ type Config struct {
 	// Snapshots tune snapshots of the projections and the background
 	// verification of the whole chain.
 	Snapshots Snapshots
+	// TileCache is how many Merkle tiles (8 KiB each) are kept in memory
+	// beyond the tree's right edge (default 256).
+	TileCache int
 }
 
 // RootSeal is a sealed root key's keeper (a *seal.Keeper).
@@ -113,6 +117,42 @@ type Node struct {
 	feedErrors    atomic.Uint64  // failed publishes to the NATS feed
 	snapshots     *snapshotter   // nil when snapshots are off
 	verifier      *verifier
+	stopTiles     context.CancelFunc
+	tilesDone     chan struct{} // closed when the tile flusher stopped
+}
+
+// runTiles stores the Merkle tree's completed tiles as they complete, and
+// once more when ctx ends. Tiles that were missing or wrong in the store
+// (a crash while writing one, or tampering) are written again from the
+// replayed ledger and logged.
+func runTiles(ctx context.Context, tree *merkle.Tree, logger *slog.Logger) {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	flush := func(ctx context.Context) {
+		repaired, err := tree.Flush(ctx)
+		if repaired > 0 {
+			logger.Warn("merkle tiles that were missing or did not match the ledger were written again", "tiles", repaired)
+		}
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("storing merkle tiles failed; will retry", "pending", tree.Pending(), "error", err)
+		}
+	}
+	completed := tree.Completed()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			flush(fctx)
+			cancel()
+			return
+		case <-completed:
+			flush(ctx)
+		case <-retry.C:
+			if tree.Pending() > 0 {
+				flush(ctx)
+			}
+		}
+	}
 }
 
 // runFeed announces committed events on the NATS feed and to live HTTP
@@ -150,6 +190,14 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if cfg.Region == "" || cfg.Principals == nil {
 		return nil, errors.New("node: region and principals are required")
 	}
+	tiles, err := b.OpenTiles(ctx, cfg.Ledger.Stream)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TileCache == 0 {
+		cfg.TileCache = 256
+	}
+	newTree := func() *merkle.Tree { return merkle.New(tiles, cfg.TileCache) }
 	cfg.Snapshots.setDefaults()
 	// Start-up, in order: open the ledger; restore the projections from the
 	// newest snapshot that still matches it (or start empty); fold and
@@ -202,11 +250,25 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	started := time.Now()
+	replayStart := time.Now()
 	onTree := func(err error) { cfg.Logger.Error("merkle tree append failed", "error", err) }
-	r := restore(ctx, l, store, cfg, onTree)
+	r := restore(ctx, l, store, cfg, newTree, onTree)
 	proj = r.proj
 	tree, state := r.tree, proj.State
+	// Completed tiles are stored as the tail folds and while serving.
+	tctx, stopTiles := context.WithCancel(context.Background())
+	tilesDone := make(chan struct{})
+	go func() {
+		defer close(tilesDone)
+		runTiles(tctx, tree, cfg.Logger)
+	}()
+	started := false
+	defer func() {
+		if !started {
+			stopTiles()
+			<-tilesDone
+		}
+	}()
 	if store != nil && lcfg.Writer != nil {
 		snaps = &snapshotter{cfg: cfg.Snapshots, proj: proj, l: l, store: store, key: lcfg.Writer, log: cfg.Logger,
 			kick: make(chan struct{}, 1)}
@@ -220,7 +282,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		tail -= r.resume.Head.Count
 	}
 	cfg.Logger.Info("ledger replayed", "events", head.Count, "tail_folded", tail, "from_snapshot", r.resume != nil,
-		"head", head.Hash.String(), "took", time.Since(started).Round(time.Millisecond))
+		"head", head.Hash.String(), "took", time.Since(replayStart).Round(time.Millisecond))
 	if newest != nil {
 		if err := ledger.CheckExtends(*newest, tree.Size(), tree.Root); err != nil {
 			return nil, fmt.Errorf("node: refusing to start: %w", err)
@@ -275,7 +337,8 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin, Writers: l.Writers})
 	n = &Node{Ledger: l, Materials: mats, State: state, Projections: proj, Checkpointer: cp, Service: svc, Rotation: rotation,
 		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),
-		feedOverflows: &feedOverflows, snapshots: snaps, verifier: &verifier{}}
+		feedOverflows: &feedOverflows, snapshots: snaps, verifier: &verifier{}, stopTiles: stopTiles, tilesDone: tilesDone}
+	started = true
 	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
 		Clock: cfg.Clock, Region: cfg.Region, Reports: n})
 	var wg sync.WaitGroup
@@ -384,5 +447,7 @@ func (n *Node) Close(ctx context.Context) error {
 			n.cfg.Logger.Warn("no checkpoint at shutdown", "error", cerr)
 		}
 	}
+	n.stopTiles()
+	<-n.tilesDone
 	return err
 }

@@ -61,9 +61,9 @@ type restored struct {
 // snapshot (corrupt, truncated, foreign, untrusted, no longer the ledger's
 // event, a Merkle root that does not match) skips it with a log line: an
 // older one is tried, and with none left the ledger is replayed whole.
-func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg Config, onTree func(error)) restored {
+func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg Config, newTree func() *merkle.Tree, onTree func(error)) restored {
 	fresh := func() restored {
-		tree := &merkle.Tree{}
+		tree := newTree()
 		return restored{proj: resume.New(tree, onTree), tree: tree}
 	}
 	if store == nil || cfg.Ledger.Writer == nil {
@@ -82,7 +82,7 @@ func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg C
 		return nil
 	}
 	for _, info := range list {
-		r, err := restoreOne(ctx, l, store, info, trusted, cfg.Logger, onTree)
+		r, err := restoreOne(ctx, l, store, info, trusted, cfg.Logger, newTree, onTree)
 		if err != nil {
 			cfg.Logger.Warn("snapshot skipped", "snapshot", info.Name, "reason", err.Error())
 			continue
@@ -93,7 +93,7 @@ func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg C
 }
 
 func restoreOne(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, info snapshot.Info,
-	trusted func(string) ed25519.PublicKey, log *slog.Logger, onTree func(error)) (restored, error) {
+	trusted func(string) ed25519.PublicKey, log *slog.Logger, newTree func() *merkle.Tree, onTree func(error)) (restored, error) {
 	h, body, err := store.Load(ctx, info.Name, trusted)
 	if err != nil {
 		return restored{}, err
@@ -114,7 +114,7 @@ func restoreOne(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, in
 	if err != nil {
 		return restored{}, err
 	}
-	tree := &merkle.Tree{}
+	tree := newTree()
 	started := time.Now()
 	if err := resume.RestoreTree(im, tree, func(fn func([]byte) error) error {
 		return l.Leaves(ctx, im.Head.Seq, im.Quarantined, fn)

@@ -159,6 +159,11 @@ func (b *Backend) ReadCheckpoints(ctx context.Context, ledgerStream string) (*le
 	return ledger.ReadCheckpoints(ctx, b.nc, ledgerStream)
 }
 
+// OpenTiles opens the Merkle tile bucket of a ledger stream.
+func (b *Backend) OpenTiles(ctx context.Context, ledgerStream string) (*ledger.Tiles, error) {
+	return ledger.OpenTiles(ctx, b.nc, ledgerStream, b.replicas)
+}
+
 // Feed returns the live audit feed of a ledger stream.
 func (b *Backend) Feed(ledgerStream string) *ledger.Feed { return ledger.NewFeed(b.nc, ledgerStream) }
 

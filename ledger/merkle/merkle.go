@@ -5,50 +5,138 @@
 // proofs. Hashing and proofs are golang.org/x/mod/sumdb/tlog's, notes are
 // golang.org/x/mod/sumdb/note's.
 //
-// The tree is derived state: rebuilt from the ledger at start, it holds
-// about two 32-byte hashes per event in memory. A Tree is safe for
-// concurrent use; Append must be called in event order.
+// The tree's hashes live in tlog tiles of height 8 (C2SP tlog-tiles: a full
+// tile is the 256 hashes at the bottom of an 8-level subtree): full tiles go
+// to a TileStore, memory holds only the right edge (the partial tile of each
+// level, at most 8 KiB a level), completed tiles not yet stored, and a
+// bounded cache of tiles read back. So memory does not grow with the
+// history. Tiles are derived state: whoever replays the ledger appends the
+// same leaves and Flush writes again any tile that is missing, incomplete or
+// differs. A tile read back from the store is checked against its parent's
+// hash, up to the right edge in memory, before any proof uses it: a
+// tampered or truncated tile is an error, never a proof.
+//
+// A Tree is safe for concurrent use; Append must be called in event order.
+// The zero Tree keeps its tiles in memory (what one-off tools need).
 package merkle
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// ErrRange means a proof was asked for sizes or indexes the tree does not have.
-var ErrRange = errors.New("merkle: index or size out of range")
+// TileHeight is the height of the tree's tiles (the C2SP and Go checksum
+// database height).
+const TileHeight = 8
+
+// tileHashes is the width of a full tile; tileBytes its data size.
+const (
+	tileHashes = 1 << TileHeight
+	tileBytes  = tileHashes * tlog.HashSize
+)
+
+// Errors callers branch on.
+var (
+	// ErrRange means a proof was asked for sizes or indexes the tree does not have.
+	ErrRange = errors.New("merkle: index or size out of range")
+	// ErrTileCorrupt means a stored tile is missing, incomplete or does not
+	// match the tree: it was not used. Replaying the ledger (a restart)
+	// writes it again.
+	ErrTileCorrupt = errors.New("merkle: stored tile is missing or does not match the tree")
+)
+
+// readTimeout bounds reading tiles for one proof.
+const readTimeout = 30 * time.Second
 
 // Tree is the Merkle tree of the ledger so far.
 type Tree struct {
-	mu     sync.RWMutex
-	hashes []tlog.Hash // tlog's stored hashes, by stored-hash index
-	size   int64       // number of leaves
+	mu    sync.RWMutex
+	size  int64    // number of leaves
+	edge  [][]byte // edge[L]: the level-8L hashes of tile level L's partial tile
+	store TileStore
+	cache *tileCache
+	// pending holds completed tiles not yet confirmed in the store, in
+	// the order they completed.
+	pending      map[tileID][]byte
+	pendingOrder []tileID
+	written      chan struct{} // signalled when a tile completes
+	flushing     sync.Mutex    // one Flush at a time
 }
 
-// ReadHashes implements tlog.HashReader; the caller holds mu.
-func (t *Tree) readHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		if x < 0 || x >= int64(len(t.hashes)) {
-			return nil, ErrRange
-		}
-		out[i] = t.hashes[x]
+type tileID struct {
+	L int
+	N int64
+}
+
+// New returns an empty tree keeping its full tiles in store and up to
+// cacheTiles of them (8 KiB each) in memory.
+func New(store TileStore, cacheTiles int) *Tree {
+	t := &Tree{store: store, cache: newTileCache(cacheTiles)}
+	t.init()
+	return t
+}
+
+// init completes a zero Tree; the caller holds mu for writing (or owns t).
+func (t *Tree) init() {
+	if t.store == nil {
+		t.store = NewMemoryStore()
 	}
-	return out, nil
+	if t.cache == nil {
+		t.cache = newTileCache(64)
+	}
+	if t.pending == nil {
+		t.pending = map[tileID][]byte{}
+	}
+	if t.written == nil {
+		t.written = make(chan struct{}, 1)
+	}
+}
+
+// Completed is signalled (never blocking the tree) whenever a tile
+// completes, so a flusher knows there is work.
+func (t *Tree) Completed() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.init()
+	return t.written
 }
 
 // Append adds the next event (its exact stored bytes) as a leaf.
 func (t *Tree) Append(event []byte) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	hs, err := tlog.StoredHashes(t.size, event, tlog.HashReaderFunc(t.readHashes))
+	t.init()
+	v := t.viewLocked(context.Background())
+	v.edgeOnly = true // the right frontier is always in the edge
+	hs, err := tlog.StoredHashes(t.size, event, v)
 	if err != nil {
 		return err
 	}
-	t.hashes = append(t.hashes, hs...)
 	t.size++
+	for i := 0; i < len(hs); i += TileHeight {
+		L := i / TileHeight
+		for len(t.edge) <= L {
+			t.edge = append(t.edge, make([]byte, 0, tileBytes))
+		}
+		t.edge[L] = append(t.edge[L], hs[i][:]...)
+		if len(t.edge[L]) == tileBytes {
+			id := tileID{L: L, N: t.size>>(TileHeight*L)>>TileHeight - 1}
+			t.pending[id] = t.edge[L]
+			t.pendingOrder = append(t.pendingOrder, id)
+			// A new slice: views taken earlier keep the old one.
+			t.edge[L] = make([]byte, 0, tileBytes)
+			select {
+			case t.written <- struct{}{}:
+			default:
+			}
+		}
+	}
 	return nil
 }
 
@@ -59,32 +147,209 @@ func (t *Tree) Size() int64 {
 	return t.size
 }
 
-// Root is the tree hash of the first size leaves.
-func (t *Tree) Root(size int64) (tlog.Hash, error) {
+// Pending is how many completed tiles are not yet confirmed in the store.
+func (t *Tree) Pending() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	if size < 0 || size > t.size {
+	return len(t.pendingOrder)
+}
+
+// Flush stores every completed tile not yet confirmed in the store. A tile
+// already stored with the same data is left alone; one missing, incomplete
+// or different is written again and counted in repaired. Tiles stay pending
+// (in memory) until stored, so a failed Flush loses nothing.
+func (t *Tree) Flush(ctx context.Context) (repaired int, err error) {
+	t.flushing.Lock()
+	defer t.flushing.Unlock()
+	t.mu.Lock()
+	t.init()
+	order := append([]tileID(nil), t.pendingOrder...)
+	t.mu.Unlock()
+	for _, id := range order {
+		t.mu.RLock()
+		data := t.pending[id]
+		t.mu.RUnlock()
+		stored, err := t.store.ReadTile(ctx, id.L, id.N)
+		switch {
+		case err == nil && bytes.Equal(stored, data):
+		case err == nil || errors.Is(err, ErrTileNotFound):
+			if err == nil {
+				repaired++
+			}
+			if err := t.store.WriteTile(ctx, id.L, id.N, data); err != nil {
+				return repaired, fmt.Errorf("merkle: writing tile %d/%d: %w", id.L, id.N, err)
+			}
+		default:
+			return repaired, fmt.Errorf("merkle: reading tile %d/%d: %w", id.L, id.N, err)
+		}
+		t.mu.Lock()
+		delete(t.pending, id)
+		t.pendingOrder = t.pendingOrder[1:]
+		t.mu.Unlock()
+	}
+	return repaired, nil
+}
+
+// Frontier is the part of a tree that stays in memory: its size and the
+// right edge. With every completed tile in the store (Flush), it is all a
+// snapshot needs to restore the tree.
+type Frontier struct {
+	Size int64
+	Edge [][]byte // Edge[L]: the level-8L hashes of tile level L's partial tile
+}
+
+// Frontier returns the tree's size and right edge, copied.
+func (t *Tree) Frontier() Frontier {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	f := Frontier{Size: t.size}
+	for _, e := range t.edge {
+		f.Edge = append(f.Edge, bytes.Clone(e))
+	}
+	return f
+}
+
+// Restore returns a tree continuing from f over store, whose tiles must
+// already hold every tile f's tree completed. Tiles it reads are checked
+// against f's edge as always.
+func Restore(f Frontier, store TileStore, cacheTiles int) (*Tree, error) {
+	t := New(store, cacheTiles)
+	for L, e := range f.Edge {
+		if len(e) != int(f.Size>>(TileHeight*L)%tileHashes)*tlog.HashSize {
+			return nil, errors.New("merkle: frontier edge does not match its size")
+		}
+		buf := make([]byte, len(e), tileBytes)
+		copy(buf, e)
+		t.edge = append(t.edge, buf)
+	}
+	if f.Size>>(TileHeight*len(f.Edge)) != 0 {
+		return nil, errors.New("merkle: frontier edge too short for its size")
+	}
+	t.size = f.Size
+	return t, nil
+}
+
+// Root is the tree hash of the first size leaves.
+func (t *Tree) Root(size int64) (tlog.Hash, error) {
+	v, cancel := t.view()
+	defer cancel()
+	if size < 0 || size > v.size {
 		return tlog.Hash{}, ErrRange
 	}
-	return tlog.TreeHash(size, tlog.HashReaderFunc(t.readHashes))
+	return tlog.TreeHash(size, v)
 }
 
 // Inclusion proves that leaf index is in the tree of the first size leaves.
 func (t *Tree) Inclusion(index, size int64) (tlog.RecordProof, error) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if index < 0 || index >= size || size > t.size {
+	v, cancel := t.view()
+	defer cancel()
+	if index < 0 || index >= size || size > v.size {
 		return nil, ErrRange
 	}
-	return tlog.ProveRecord(size, index, tlog.HashReaderFunc(t.readHashes))
+	return tlog.ProveRecord(size, index, v)
 }
 
 // Consistency proves that the tree of size newSize extends that of oldSize.
 func (t *Tree) Consistency(oldSize, newSize int64) (tlog.TreeProof, error) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if oldSize < 1 || oldSize > newSize || newSize > t.size {
+	v, cancel := t.view()
+	defer cancel()
+	if oldSize < 1 || oldSize > newSize || newSize > v.size {
 		return nil, ErrRange
 	}
-	return tlog.ProveTree(newSize, oldSize, tlog.HashReaderFunc(t.readHashes))
+	return tlog.ProveTree(newSize, oldSize, v)
+}
+
+// view is a consistent picture of the tree at one size, readable without
+// holding the tree's lock: edge slices are only ever appended to past what
+// a view sees, and completed tiles never change.
+type view struct {
+	t        *Tree
+	ctx      context.Context
+	size     int64
+	edge     [][]byte
+	edgeOnly bool // Append's reads: never touch the store
+}
+
+func (t *Tree) view() (*view, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.init()
+	return t.viewLocked(ctx), cancel
+}
+
+func (t *Tree) viewLocked(ctx context.Context) *view {
+	return &view{t: t, ctx: ctx, size: t.size, edge: append([][]byte(nil), t.edge...)}
+}
+
+// ReadHashes implements tlog.HashReader from the edge and the tiles.
+func (v *view) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		if x < 0 || x >= tlog.StoredHashCount(v.size) {
+			return nil, ErrRange
+		}
+		tile := tlog.TileForIndex(TileHeight, x)
+		data, err := v.tile(tile.L, tile.N)
+		if err != nil {
+			return nil, err
+		}
+		if out[i], err = tlog.HashFromTile(tile, data, x); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// tile returns the data of tile (L, N): the edge's partial tile, or a full
+// tile from pending, the cache or (checked) the store.
+func (v *view) tile(L int, N int64) ([]byte, error) {
+	m := v.size >> (TileHeight * L) // complete nodes at level 8L
+	switch edgeN := m >> TileHeight; {
+	case N > edgeN || (N == edgeN && L >= len(v.edge)):
+		return nil, ErrRange
+	case N == edgeN:
+		return v.edge[L], nil
+	}
+	id := tileID{L: L, N: N}
+	t := v.t
+	if v.edgeOnly {
+		return nil, fmt.Errorf("merkle: internal error: append needs tile %d/%d", L, N)
+	}
+	t.mu.RLock()
+	data, ok := t.pending[id]
+	t.mu.RUnlock()
+	if ok {
+		return data, nil
+	}
+	if data, ok := t.cache.get(id); ok {
+		return data, nil
+	}
+	data, err := t.store.ReadTile(v.ctx, L, N)
+	if errors.Is(err, ErrTileNotFound) || (err == nil && len(data) != tileBytes) {
+		return nil, fmt.Errorf("%w (tile %d/%d)", ErrTileCorrupt, L, N)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("merkle: reading tile %d/%d: %w", L, N, err)
+	}
+	// The tile's subtree root is its parent's hash at level 8(L+1).
+	parent, err := v.ReadHashes([]int64{tlog.StoredHashIndex(TileHeight*(L+1), N)})
+	if err != nil {
+		return nil, err
+	}
+	if subtreeHash(data) != parent[0] {
+		return nil, fmt.Errorf("%w (tile %d/%d)", ErrTileCorrupt, L, N)
+	}
+	t.cache.put(id, data)
+	return data, nil
+}
+
+// subtreeHash is the root of the subtree whose bottom hashes are data (a
+// power of two of them).
+func subtreeHash(data []byte) tlog.Hash {
+	if len(data) == tlog.HashSize {
+		return tlog.Hash(data)
+	}
+	half := len(data) / 2
+	return tlog.NodeHash(subtreeHash(data[:half]), subtreeHash(data[half:]))
 }

@@ -23,18 +23,83 @@ var ErrRange = errors.New("merkle: index or size out of range")
 // Tree is the Merkle tree of the ledger so far.
 type Tree struct {
 	mu     sync.RWMutex
-	hashes []tlog.Hash // tlog's stored hashes, by stored-hash index
+	hashes []tlog.Hash // tlog's stored hashes, by stored-hash index - off
 	size   int64       // number of leaves
+	// A tree continued from a frontier (NewTreeFrom) holds, below off,
+	// only the frontier's subtree hashes: leaves before its base were
+	// archived and removed.
+	off      int64
+	frontier map[int64]tlog.Hash
+}
+
+// NewTreeFrom continues the tree of the first size leaves from its
+// frontier: the hashes of the maximal complete subtrees of those leaves,
+// left to right (Frontier). Roots, inclusion proofs and consistency proofs
+// that need no hash inside the removed leaves keep working; others return
+// ErrRange.
+func NewTreeFrom(size int64, frontier []tlog.Hash) (*Tree, error) {
+	nodes := FrontierNodes(size)
+	if len(nodes) != len(frontier) {
+		return nil, errors.New("merkle: frontier does not match the tree size")
+	}
+	t := &Tree{size: size, off: tlog.StoredHashCount(size), frontier: map[int64]tlog.Hash{}}
+	for i, n := range nodes {
+		t.frontier[tlog.StoredHashIndex(n.Level, n.Index)] = frontier[i]
+	}
+	return t, nil
+}
+
+// Node names a complete subtree: 2^Level leaves from Index<<Level.
+type Node struct {
+	Level int
+	Index int64
+}
+
+// FrontierNodes are the maximal complete subtrees of the first size
+// leaves, left to right.
+func FrontierNodes(size int64) []Node {
+	var out []Node
+	start := int64(0)
+	for level := 62; level >= 0; level-- {
+		if size&(1<<level) != 0 {
+			out = append(out, Node{Level: level, Index: start >> level})
+			start += 1 << level
+		}
+	}
+	return out
+}
+
+// Frontier returns the hashes of FrontierNodes(size) (size ≤ Size).
+func (t *Tree) Frontier(size int64) ([]tlog.Hash, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if size < 0 || size > t.size {
+		return nil, ErrRange
+	}
+	// tlog stores the hash of every complete subtree.
+	var xs []int64
+	for _, n := range FrontierNodes(size) {
+		xs = append(xs, tlog.StoredHashIndex(n.Level, n.Index))
+	}
+	return t.readHashes(xs)
 }
 
 // ReadHashes implements tlog.HashReader; the caller holds mu.
 func (t *Tree) readHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	for i, x := range indexes {
-		if x < 0 || x >= int64(len(t.hashes)) {
+		if x < t.off {
+			h, ok := t.frontier[x]
+			if !ok {
+				return nil, ErrRange
+			}
+			out[i] = h
+			continue
+		}
+		if x-t.off >= int64(len(t.hashes)) {
 			return nil, ErrRange
 		}
-		out[i] = t.hashes[x]
+		out[i] = t.hashes[x-t.off]
 	}
 	return out, nil
 }

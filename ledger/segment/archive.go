@@ -298,6 +298,7 @@ type Joined struct {
 // has the live tree's root at its size (one tree, not two).
 func VerifyJoined(archives []Archive, liveDir, vkey string) (Joined, error) {
 	base := Base{}
+	overlap := false
 	var archived uint64
 	if len(archives) > 0 {
 		base = archives[len(archives)-1].Manifest.Next
@@ -316,9 +317,9 @@ func VerifyJoined(archives []Archive, liveDir, vkey string) (Joined, error) {
 				live.FirstIndex, base.FirstIndex)
 		}
 	case errors.Is(err, os.ErrNotExist):
-		if !base.Empty() {
-			return Joined{}, fmt.Errorf("the export has no %s: it does not start where the archives end", BaseFile)
-		}
+		// An export of the whole ledger (taken before the removal): it
+		// must hold the archived events themselves, checked below.
+		overlap, base = !base.Empty(), Base{}
 	default:
 		return Joined{}, err
 	}
@@ -349,6 +350,14 @@ func VerifyJoined(archives []Archive, liveDir, vkey string) (Joined, error) {
 	if root, err := span.Tree.Root(cp.Size); err != nil || root != cp.Root {
 		return Joined{}, fmt.Errorf("the archived and live events do not rebuild the signed checkpoint's root (size %d)", cp.Size)
 	}
+	if overlap {
+		last := archives[len(archives)-1].Span.Tree
+		n := int64(archived)
+		want, _ := last.Root(n)
+		if got, err := span.Tree.Root(n); err != nil || got != want {
+			return Joined{}, fmt.Errorf("the export's first %d events are not the archived ones", n)
+		}
+	}
 	for _, a := range archives {
 		if s := a.Checkpoint.Size; s >= int64(base.FirstIndex) && s <= size {
 			if root, err := span.Tree.Root(s); err != nil || root != a.Checkpoint.Root {
@@ -356,7 +365,7 @@ func VerifyJoined(archives []Archive, liveDir, vkey string) (Joined, error) {
 			}
 		}
 	}
-	return Joined{Archived: archived, Live: uint64(size) - base.FirstIndex, Checkpoint: cp}, nil
+	return Joined{Archived: archived, Live: uint64(size) - archived, Checkpoint: cp}, nil
 }
 
 func sha256Hex(b []byte) string {

@@ -164,6 +164,10 @@ func TestArchivesJoinTheLiveLedger(t *testing.T) {
 	if _, err := VerifyJoined(archives[:1], l.live(t, 21), l.vkey); err != nil {
 		t.Fatal(err)
 	}
+	// So does an export of the whole ledger taken before the removal.
+	if _, err := VerifyJoined(archives, l.live(t, 0), l.vkey); err != nil {
+		t.Fatal(err)
+	}
 	// An export that does not start where the archives end does not join.
 	if _, err := VerifyJoined(archives[:1], l.live(t, 33), l.vkey); err == nil {
 		t.Fatal("an export after a gap joined the archive")

@@ -19,6 +19,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/progress"
+	"github.com/keyledger/keyledger/ledger/segment"
 )
 
 // auditVerify walks the whole ledger and checks every link, or checks an
@@ -28,8 +29,16 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 	offline := fs.String("offline", "", "verify an export directory (events.jsonl + checkpoint) instead of a ledger")
 	pubkey := fs.String("pubkey", "", "the checkpoint verifier key file (note vkey); required with --offline, "+
 		"default <data-dir>/checkpoint.key.pub on a data directory")
+	var archives []string
+	fs.Func("archive", "with --offline: an archive (audit archive) the export continues; repeat, oldest first", func(v string) error {
+		archives = append(archives, v)
+		return nil
+	})
 	if err := parseFlags(fs, args); err != nil {
 		return 2
+	}
+	if *offline != "" && len(archives) > 0 {
+		return verifyJoined(archives, *offline, *pubkey, stdout, stderr)
 	}
 	if *offline != "" {
 		return verifyOffline(*offline, *pubkey, stdout, stderr)
@@ -245,4 +254,34 @@ func verifyOfflineWriters(dir string, events []byte, cp merkle.Checkpoint, stdou
 func keyName(vkey string) string {
 	name, _, _ := strings.Cut(strings.TrimSpace(vkey), "+")
 	return name
+}
+
+// verifyJoined checks archives and a later export (package segment) with
+// nothing but the checkpoint verifier key: each archive verifies and
+// continues the one before, and the export continues the last into the
+// tree its signed checkpoint names.
+func verifyJoined(archives []string, dir, pubkeyFile string, stdout, stderr io.Writer) int {
+	raw, err := os.ReadFile(pubkeyFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: --pubkey: %v\n", err)
+		return 2
+	}
+	vkey := strings.TrimSpace(string(raw))
+	as, err := segment.OpenAll(archives, vkey)
+	if err != nil {
+		fmt.Fprintf(stdout, "FAILED: %v\n", err)
+		return 1
+	}
+	j, err := segment.VerifyJoined(as, dir, vkey)
+	if err != nil {
+		fmt.Fprintf(stdout, "FAILED: %v\n", err)
+		return 1
+	}
+	for _, a := range as {
+		fmt.Fprintf(stdout, "archive %s: events %d–%d, signed checkpoint of size %d\n", a.Dir,
+			a.Manifest.Base.FirstIndex, a.Manifest.Next.FirstIndex-1, a.Checkpoint.Size)
+	}
+	fmt.Fprintf(stdout, "OK: %d archived and %d live events join into one ledger; checkpoint %q of size %d verified with %s\nroot: %s\n",
+		j.Archived, j.Live, j.Checkpoint.Origin, j.Checkpoint.Size, keyName(vkey), j.Checkpoint.Root)
+	return 0
 }

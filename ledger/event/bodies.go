@@ -92,6 +92,8 @@ func newBody(typ string) Body {
 		return &MaterialRewrapped{}
 	case TypeRootVersionRetired:
 		return &RootVersionRetired{}
+	case TypeSegmentRemoved:
+		return &SegmentRemoved{}
 	}
 	return &Unknown{}
 }

@@ -66,6 +66,8 @@ func goldenEvents() []*Event {
 		{"RotateRootKey", &RootRotationStarted{FromVersion: 1, ToVersion: 2, Fingerprint: "0011223344556677"}, nil},
 		{"RewrapKeyMaterial", &MaterialRewrapped{Material: MaterialRef{ID: "aa11", WrappedHash: "cc33"}, PreviousHash: "bb22", RootVersion: 2}, nil},
 		{"RetireRootKeyVersion", &RootVersionRetired{Version: 1, Rewrapped: 42}, nil},
+		{"RemoveSegment", &SegmentRemoved{FirstIndex: 0, NextIndex: 1000, LastHash: "00ff", Through: 17,
+			CheckpointSize: 1200, CheckpointRoot: "cm9vdA==", EventsSHA256: "ab12", RetentionDays: 365}, nil},
 	}
 	var out []*Event
 	prev := Hash{}

@@ -230,3 +230,58 @@ func mustVerifier(t *testing.T, vkey string) note.Verifier {
 	}
 	return v
 }
+
+// A tree continued from its frontier has the same roots and proofs (for
+// indexes past the frontier) as the whole tree.
+func TestMemTreeFromFrontier(t *testing.T) {
+	leaf := func(i int) []byte { return []byte{byte(i), byte(i >> 8), 'x'} }
+	var whole MemTree
+	for i := 0; i < 70; i++ {
+		if err := whole.Append(leaf(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, base := range []int64{1, 3, 8, 13, 32, 33, 69} {
+		fr, err := whole.Frontier(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cont, err := NewMemTreeFrom(base, fr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := base; i < 70; i++ {
+			if err := cont.Append(leaf(int(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for size := base; size <= 70; size++ {
+			want, _ := whole.Root(size)
+			got, err := cont.Root(size)
+			if err != nil || got != want {
+				t.Fatalf("base %d: root at %d differs: %v", base, size, err)
+			}
+		}
+		root, _ := whole.Root(70)
+		for i := base; i < 70; i++ {
+			p, err := cont.Inclusion(i, 70)
+			if err != nil {
+				t.Fatalf("base %d: inclusion of %d: %v", base, i, err)
+			}
+			if err := tlog.CheckRecord(p, 70, root, i, tlog.RecordHash(leaf(int(i)))); err != nil {
+				t.Fatalf("base %d: inclusion of %d does not verify: %v", base, i, err)
+			}
+		}
+		old, _ := whole.Root(base + 1)
+		p, err := cont.Consistency(base+1, 70)
+		if err != nil {
+			t.Fatalf("base %d: consistency: %v", base, err)
+		}
+		if err := tlog.CheckTree(p, 70, root, base+1, old); err != nil {
+			t.Fatalf("base %d: consistency does not verify: %v", base, err)
+		}
+		if _, err := cont.Inclusion(0, 70); base > 1 && err == nil {
+			t.Fatalf("base %d: an inclusion proof inside the removed leaves cannot be made", base)
+		}
+	}
+}

@@ -39,11 +39,17 @@ type WriterResult struct {
 // itself. Every event must be covered by exactly one message. The writers
 // need no trust in the transport the export came over.
 func VerifyWriters(events, signatures []byte) (WriterResult, error) {
+	return VerifyWritersFrom(chain.NewFolder(), events, signatures)
+}
+
+// VerifyWritersFrom is VerifyWriters for events that continue a ledger
+// folded by f (an archived segment after the previous one, a live ledger
+// after its archived prefix).
+func VerifyWritersFrom(f *chain.Folder, events, signatures []byte) (WriterResult, error) {
 	var lines [][]byte
 	if len(events) > 0 {
 		lines = bytes.Split(bytes.TrimSuffix(events, []byte("\n")), []byte("\n"))
 	}
-	f := chain.NewFolder()
 	next, n := 0, 0
 	for i, sl := range bytes.Split(bytes.TrimSuffix(signatures, []byte("\n")), []byte("\n")) {
 		if len(sl) == 0 && len(signatures) == 0 {

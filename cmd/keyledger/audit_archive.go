@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/offline"
+	"github.com/keyledger/keyledger/ledger/segment"
+)
+
+// auditArchive writes the ledger's whole messages before --before as a
+// self-verifying archive (package segment), then verifies what it wrote.
+func auditArchive(args []string, stdout, stderr io.Writer) int {
+	fs, bf := ledgerFlagSet("audit archive", stderr)
+	beforeFlag := fs.String("before", "", "archive the messages whose events are all before this time (RFC 3339 or YYYY-MM-DD)")
+	out := fs.String("out", "", "the archive directory to create (must not exist)")
+	pubkey := fs.String("pubkey", "", "the checkpoint verifier key file (default <data-dir>/checkpoint.key.pub)")
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	before, err := parseTimeFlag(*beforeFlag)
+	if err != nil || before.IsZero() || *out == "" {
+		fmt.Fprintf(stderr, "keyledger audit archive: --before T and --out DIR are required (%v)\n", err)
+		return 2
+	}
+	if *pubkey == "" {
+		*pubkey = filepath.Join(bf.dataDir, "checkpoint.key.pub")
+	}
+	vkeyRaw, err := os.ReadFile(*pubkey)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: --pubkey: %v\n", err)
+		return 2
+	}
+	vkey := strings.TrimSpace(string(vkeyRaw))
+	l, b, done, ok := openLedgerForAudit(bf, stderr)
+	if !ok {
+		return 1
+	}
+	defer done()
+	ctx := context.Background()
+	cps, err := b.ReadCheckpoints(ctx, bf.stream)
+	var signed []byte
+	if err == nil {
+		signed, err = cps.Latest(ctx)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: a signed checkpoint is needed to archive: %v\n", err)
+		return 1
+	}
+	cp, err := merkle.Open(signed, vkey)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: the newest checkpoint does not verify with %s: %v\n", *pubkey, err)
+		return 1
+	}
+
+	// Walk the ledger as every reader does; the archive ends before the
+	// first message holding an event at or after --before, so it holds
+	// whole messages (what can be removed from the stream).
+	base := segment.Base{}
+	f, err := base.Folder()
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	tree, _ := base.Tree()
+	var events, sigs bytes.Buffer
+	var end chain.Head // the last archived event
+	var endWriters map[string]string
+	var first, last time.Time
+	cut := false
+	lastSeq, _ := l.LastStreamSeq(ctx)
+	meter := newMeter("audit archive", lastSeq, stderr)
+	err = l.Messages(ctx, func(m chain.Message) error {
+		recs, err := f.Fold(m)
+		var q *chain.Quarantine
+		if errors.As(err, &q) {
+			return nil // never applied, not part of the chain: reported by audit verify
+		}
+		if err != nil {
+			return err
+		}
+		meter.Add(m.Seq, uint64(len(recs)))
+		if !cut {
+			for _, r := range recs {
+				if !r.Event.Time.Before(before) {
+					cut = true
+				}
+			}
+		}
+		if !cut {
+			head := f.Head()
+			for i, r := range recs {
+				if first.IsZero() && i == 0 {
+					first = r.Event.Time
+				}
+				last = r.Event.Time
+				events.Write(r.Raw)
+				events.WriteByte('\n')
+			}
+			line, _ := json.Marshal(offline.MessageSignature{Seq: m.Seq, Events: len(recs), Writer: m.Writer, Signature: m.Signature})
+			sigs.Write(append(line, '\n'))
+			end, endWriters = head, f.Writers()
+		}
+		for _, r := range recs {
+			if err := tree.Append(r.Raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	meter.Done()
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	if end.Empty() {
+		fmt.Fprintf(stdout, "nothing to archive: no whole message of the ledger is before %s\n", before.Format(time.RFC3339))
+		return 1
+	}
+	n := int64(end.NextIndex())
+	if cp.Size < n || cp.Size > tree.Size() {
+		fmt.Fprintf(stderr, "keyledger: the newest signed checkpoint (size %d) must cover the archive (%d events) and the ledger must extend it (%d events); checkpoint first\n",
+			cp.Size, n, tree.Size())
+		return 1
+	}
+	if root, err := tree.Root(cp.Size); err != nil || root != cp.Root {
+		fmt.Fprintf(stdout, "FAILED: the ledger does not match its newest signed checkpoint (size %d); run audit verify\n", cp.Size)
+		return 1
+	}
+	at, err := segment.At(tree, end.NextIndex(), end.Hash, endWriters, end.Seq)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	proof, err := tree.Consistency(n, cp.Size)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	m := segment.Manifest{Ledger: bf.stream, Base: base, Next: at, Before: before.UTC(), FirstTime: first, LastTime: last}
+	if err := segment.Write(*out, segment.Contents{Manifest: m, Events: events.Bytes(), Signatures: sigs.Bytes(), Checkpoint: signed, Proof: proof}); err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	a, err := segment.Open(*out, vkey)
+	if err != nil {
+		fmt.Fprintf(stdout, "FAILED: the archive written to %s does not verify: %v\n", *out, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "OK: archived events %d–%d (%s … %s) to %s; signed checkpoint of size %d, consistency proof from %d\n",
+		a.Manifest.Base.FirstIndex, a.Manifest.Next.FirstIndex-1, first.Format(time.RFC3339), last.Format(time.RFC3339),
+		*out, a.Checkpoint.Size, a.Manifest.Next.FirstIndex)
+	return 0
+}

@@ -359,3 +359,33 @@ func TestGrantDerivedGrants(t *testing.T) {
 		Operations: []types.GrantOperation{types.GrantOperationDecrypt}})
 	wantCode(t, err, "AccessDeniedException")
 }
+
+// TestKeyPolicyNamesAnElementOnce checks that a key policy naming a
+// statement element twice is refused. encoding/json matches names
+// case-insensitively and keeps the last: a statement that reads (and comes
+// back from GetKeyPolicy) as "Effect":"Deny" for account B but ends in
+// "effect":"Allow" would let B in while every reader sees a Deny.
+func TestKeyPolicyNamesAnElementOnce(t *testing.T) {
+	in := start(t)
+	ctx := context.Background()
+	k := in.createKey("deny partner")
+	enc, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &k, Plaintext: []byte("secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deny := `{"Sid":"DenyPartner","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"kms:*","Resource":"*"`
+	for _, doc := range []string{
+		`{"Statement":[` + adminStatement + `,` + deny + `,"effect":"Allow"}]}`,
+		`{"Statement":[` + adminStatement + `,` + deny + `,"Effect":"Allow"}]}`,
+		`{"Statement":[` + adminStatement + `,` + deny + `,"Principal":{"AWS":"arn:aws:iam::444455556666:root","aws":"arn:aws:iam::111122223333:user/alice"}}]}`,
+		`{"Statement":[` + adminStatement + `],"statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}`,
+	} {
+		_, err := in.kms.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: &k, Policy: aws.String(doc)})
+		wantCode(t, err, "MalformedPolicyDocumentException")
+		_, err = in.kms.CreateKey(ctx, &kms.CreateKeyInput{Policy: aws.String(doc)})
+		wantCode(t, err, "MalformedPolicyDocumentException")
+	}
+	arn := "arn:aws:kms:us-east-1:111122223333:key/" + k
+	_, err = in.as("erin").Decrypt(ctx, &kms.DecryptInput{KeyId: &arn, CiphertextBlob: enc.CiphertextBlob})
+	wantCode(t, err, "AccessDeniedException")
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/gateway/throttle"
+	"github.com/keyledger/keyledger/gateway/transport"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
@@ -222,7 +223,7 @@ func (i *instance) up() {
 	}
 	i.endpoint = "http://" + ln.Addr().String()
 	if i.tls != nil {
-		ln = tls.NewListener(ln, i.tls)
+		ln = transport.NewHandshakeListener(ln, i.tls, awsjson.DefaultReadTimeout, awsjson.DefaultMaxConnections) // as serve does
 		i.endpoint = "https://" + ln.Addr().String()
 	}
 	go i.node.Serve(ln)

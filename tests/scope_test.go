@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -190,4 +191,44 @@ func TestAccountRootGrantee(t *testing.T) {
 	}
 	_, err = in.as("alice").Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
 	wantCode(t, err, "AccessDeniedException")
+}
+
+// TestTimeTravelWhoCouldDecryptScope checks that "who could decrypt" in a
+// key's time travel does not list another account's principals that the
+// key's account did not name itself: account B's administrator may write a
+// key policy trusting account A, but the answer must not turn that into a
+// list of A's users and of which of A's identity policies allow Decrypt. A
+// principal of A named in one of B's grants B knows already.
+func TestTimeTravelWhoCouldDecryptScope(t *testing.T) {
+	in := start(t)
+	ctx := context.Background()
+	erin := in.as("erin")
+	out, err := erin.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("B's key trusting A")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyB := *out.KeyMetadata.KeyId
+	doc := `{"Statement":[{"Sid":"B","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"kms:*","Resource":"*"},` +
+		`{"Sid":"A","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:Decrypt","Resource":"*"}]}`
+	if _, err := erin.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: &keyB, Policy: &doc}); err != nil {
+		t.Fatal(err)
+	}
+	for _, guess := range []string{"alice", "nosuchuser"} {
+		if _, err := erin.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: &keyB, GranteePrincipal: aws.String("arn:aws:iam::111122223333:user/" + guess),
+			Operations: []types.GrantOperation{types.GrantOperationDecrypt}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status, body := getAudit(t, in, "erin", "/audit/keys/"+keyB)
+	var ans timetravel.Answer
+	if status != 200 || json.Unmarshal(body, &ans) != nil || !ans.Exists {
+		t.Fatalf("erin's time travel on her key: %d %s", status, body)
+	}
+	var who []string
+	for _, a := range ans.WhoCanDecrypt {
+		who = append(who, a.Principal)
+	}
+	if want := []string{"arn:aws:iam::111122223333:user/alice", "arn:aws:iam::444455556666:user/erin"}; !slices.Equal(who, want) {
+		t.Errorf("who could decrypt: %v, want %v (A's admin only through its identity policy)", who, want)
+	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -200,7 +199,13 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	ln := raw
 	if tlsConfig != nil {
-		ln = tls.NewListener(raw, tlsConfig)
+		// Handshakes off the accept loop, each bounded by the read timeout,
+		// at most --max-connections at once.
+		handshakeTimeout := limits.ReadTimeout
+		if handshakeTimeout <= 0 {
+			handshakeTimeout = awsjson.DefaultReadTimeout
+		}
+		ln = transport.NewHandshakeListener(raw, tlsConfig, handshakeTimeout, limits.MaxConnections)
 	}
 	sw := transport.NewSwitch(ln)
 	defer sw.Close()

@@ -17,7 +17,9 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -251,7 +253,25 @@ func (a *API) keyAsOf(c *fiber.Ctx, caller keyservice.Caller) error {
 	if ans.Key != nil && ans.Key.Arn != arn {
 		ans = timetravel.Answer{AsOf: ans.AsOf, EventsFolded: ans.EventsFolded} // another account's key
 	}
+	ans.WhoCanDecrypt = ownAccount(ans, caller.Account)
 	return c.JSON(ans)
+}
+
+// ownAccount keeps the accesses of the caller's account's principals, "*",
+// and another account's principals named by one of the key's grants (the
+// key's account wrote that name itself). The others come from trusting
+// another account as a whole: listing them would name that account's users
+// and tell which of its identity policies allow what, which is that
+// account's to see.
+func ownAccount(ans timetravel.Answer, account string) []timetravel.Access {
+	return slices.DeleteFunc(ans.WhoCanDecrypt, func(a timetravel.Access) bool {
+		if a.Principal == "*" || strings.HasPrefix(a.Principal, "arn:aws:iam::"+account+":") {
+			return false
+		}
+		return ans.Key == nil || !slices.ContainsFunc(ans.Key.Grants, func(g timetravel.GrantView) bool {
+			return g.Grantee == a.Principal && slices.Contains(g.Operations, "Decrypt")
+		})
+	})
 }
 
 // compliance answers GET /reports/compliance?format=json|csv|html&scope=account|all:

@@ -26,14 +26,14 @@ const (
 // checkStrict walks a JSON body once and reports what encoding/json would
 // silently accept: invalid UTF-8 (which it replaces with U+FFFD, so the AAD
 // would differ from what the caller sent) and duplicated members (where the
-// last one wins). In the top-level object, which is always a request struct,
-// names that differ only in case are duplicates too, since encoding/json
-// matches struct fields case-insensitively; deeper objects may be maps
-// (EncryptionContext), whose keys are case-sensitive.
+// last one wins). In objects that decode into structs (the request, its
+// GrantConstraints, each Tag) names that differ only in case are duplicates
+// too, since encoding/json matches struct fields case-insensitively; only
+// the encryption-context members are maps, whose keys are case-sensitive.
 func checkStrict(body []byte) strictness {
 	s := scanner{b: body}
 	s.ws()
-	r := s.value(0)
+	r := s.value(0, true)
 	if r == strictOK {
 		s.ws()
 		if s.i != len(s.b) {
@@ -59,7 +59,9 @@ func (s *scanner) ws() {
 	}
 }
 
-func (s *scanner) value(depth int) strictness {
+// value scans one value; fold says whether an object there decodes into a
+// struct (names compared case-insensitively) rather than a map.
+func (s *scanner) value(depth int, fold bool) strictness {
 	if depth > maxDepth {
 		return strictTooDeep
 	}
@@ -68,9 +70,9 @@ func (s *scanner) value(depth int) strictness {
 	}
 	switch s.b[s.i] {
 	case '{':
-		return s.object(depth + 1)
+		return s.object(depth+1, fold)
 	case '[':
-		return s.array(depth + 1)
+		return s.array(depth+1, fold)
 	case '"':
 		_, _, r := s.str()
 		return r
@@ -86,7 +88,7 @@ func (s *scanner) value(depth int) strictness {
 	}
 }
 
-func (s *scanner) array(depth int) strictness {
+func (s *scanner) array(depth int, fold bool) strictness {
 	s.i++ // [
 	s.ws()
 	if s.i < len(s.b) && s.b[s.i] == ']' {
@@ -95,7 +97,7 @@ func (s *scanner) array(depth int) strictness {
 	}
 	for {
 		s.ws()
-		if r := s.value(depth); r != strictOK {
+		if r := s.value(depth, fold); r != strictOK {
 			return r
 		}
 		s.ws()
@@ -114,7 +116,7 @@ func (s *scanner) array(depth int) strictness {
 	}
 }
 
-func (s *scanner) object(depth int) strictness {
+func (s *scanner) object(depth int, fold bool) strictness {
 	s.i++ // {
 	s.ws()
 	if s.i < len(s.b) && s.b[s.i] == '}' {
@@ -122,7 +124,6 @@ func (s *scanner) object(depth int) strictness {
 		return strictOK
 	}
 	var names memberNames
-	fold := depth == 1
 	for {
 		s.ws()
 		if s.i >= len(s.b) || s.b[s.i] != '"' {
@@ -148,7 +149,7 @@ func (s *scanner) object(depth int) strictness {
 		}
 		s.i++
 		s.ws()
-		if r := s.value(depth); r != strictOK {
+		if r := s.value(depth, !isContextMember(name[1:len(name)-1])); r != strictOK {
 			return r
 		}
 		s.ws()
@@ -293,7 +294,22 @@ func (m *memberNames) add(name []byte, fold bool) bool {
 
 func key(name []byte, fold bool) string {
 	if fold {
-		return strings.ToLower(string(name))
+		// Upper then lower folds as encoding/json and bytes.EqualFold
+		// do: "ſ" (U+017F) and "s", "K" (U+212A) and "k".
+		return strings.ToLower(strings.ToUpper(string(name)))
 	}
 	return string(name)
+}
+
+// isContextMember reports whether a member holds an encryption context:
+// the only map-typed members in KMS requests, whose keys are
+// case-sensitive.
+func isContextMember(name []byte) bool {
+	for _, m := range [...]string{"EncryptionContext", "SourceEncryptionContext", "DestinationEncryptionContext",
+		"EncryptionContextSubset", "EncryptionContextEquals"} {
+		if bytes.EqualFold(name, []byte(m)) {
+			return true
+		}
+	}
+	return false
 }

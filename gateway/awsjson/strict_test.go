@@ -30,6 +30,10 @@ func TestDecodeRefusesWhatEncodingJSONWouldAccept(t *testing.T) {
 		{"duplicate context key", `{"KeyId":"k","EncryptionContext":{"a":"1","a":"2"}}`, codeSerialization},
 		{"duplicate past the short list", `{"KeyId":"k","EncryptionContext":{` + manyMembers(40) + `,"m7":"x"}}`, codeSerialization},
 		{"many distinct members", `{"KeyId":"k","EncryptionContext":{` + manyMembers(40) + `}}`, ""},
+		{"nested struct members differing in case", `{"KeyId":"k","Constraints":{"EncryptionContextSubset":{"a":"1"},"encryptioncontextsubset":{"b":"2"}}}`, codeSerialization},
+		{"struct in a list, members differing in case", `{"Tags":[{"TagKey":"a","TagValue":"1","tagvalue":"2"}]}`, codeSerialization},
+		{"constraint context keys differing in case", `{"KeyId":"k","Constraints":{"EncryptionContextEquals":{"Purpose":"a","purpose":"b"}}}`, ""},
+		{"long-s fold past the short list", `{` + manyMembers(20) + `,"GrantTokens":[],"GrantToken\u017f":[]}`, codeSerialization},
 		{"too deep", `{"KeyId":"k","X":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, codeSerialization},
 		{"malformed", `{"KeyId":"k",}`, codeSerialization},
 	}

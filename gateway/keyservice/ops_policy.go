@@ -96,6 +96,9 @@ func (s *Service) checkKeyPolicy(c Caller, text string, bypass bool) error {
 		return errorf(CodeLimitExceeded, "Key policy is %d characters; the limit is %d.", len(text), policy.MaxSize)
 	}
 	doc, err := policy.Parse(text)
+	if err == nil {
+		err = policy.CheckStrict(text)
+	}
 	if err != nil {
 		return errorf(CodeMalformedPolicy, "%s", err.Error())
 	}

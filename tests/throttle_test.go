@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +131,35 @@ func allowCarol(t *testing.T, in *instance, key string) {
  {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":["kms:Encrypt","kms:Decrypt"],"Resource":"*"}]}`
 	if _, err := in.kms.PutKeyPolicy(context.Background(), &kms.PutKeyPolicyInput{KeyId: aws.String(key), Policy: aws.String(policy)}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAuditEndpointsAreThrottled: the signed endpoints beside the KMS API
+// (some walk much of the ledger) count against the account's
+// keyledger-audit quota, answered as AWS answers throttling; another
+// account's quota is untouched.
+func TestAuditEndpointsAreThrottled(t *testing.T) {
+	lim := throttle.New(throttle.Config{Region: testRegion, Account: func(account string) map[string]float64 {
+		if account == testAccount {
+			return map[string]float64{throttle.Audit: 1}
+		}
+		return nil
+	}})
+	in := start(t, withThrottle(lim))
+	throttled := false
+	for n := 0; n < 20 && !throttled; n++ {
+		status, body := getAudit(t, in, "admin", "/audit/checkpoint")
+		switch {
+		case status == 400 && strings.Contains(string(body), "ThrottlingException"):
+			throttled = true
+		case status != 200:
+			t.Fatalf("checkpoint %d: %d %s", n, status, body)
+		}
+	}
+	if !throttled {
+		t.Fatal("20 checkpoint requests at a quota of 1/s were never throttled")
+	}
+	if status, body := getAudit(t, in, "erin", "/audit/checkpoint"); status != 200 {
+		t.Fatalf("account B's checkpoint while A is throttled: %d %s", status, body)
 	}
 }

@@ -184,6 +184,9 @@ func (s *Server) signed(route string, h func(c *fiber.Ctx, caller keyservice.Cal
 		}
 		caller.RequestID = reqID
 		c.Set("x-amzn-RequestId", reqID)
+		if err := s.admitAudit(route, &caller); err != nil {
+			return s.answer(c, route, start, s.fail(c, reqID, string(err.Code), err.Message))
+		}
 		if err := h(c, caller); err != nil {
 			e := keyservice.AsError(err)
 			return s.answer(c, route, start, s.fail(c, reqID, string(e.Code), e.Message))

@@ -38,6 +38,19 @@ func (s *Server) admit(opName string, caller *keyservice.Caller) func(in any) er
 
 func admitAll(any) error { return nil }
 
+// admitAudit charges a signed request beside the KMS API (audit, reports,
+// root administration) to the account's keyledger-audit quota: some of
+// these walk much of the ledger, so they must not be free to repeat.
+func (s *Server) admitAudit(route string, caller *keyservice.Caller) *keyservice.Error {
+	if s.limiter == nil || s.limiter.Allow(caller.Account, throttle.Audit) {
+		return nil
+	}
+	s.limiter.Refused(caller.Account, throttle.Audit, throttle.Request{Operation: route, PrincipalARN: caller.PrincipalARN,
+		AccessKeyID: caller.AccessKeyID, SourceIP: caller.SourceIP, UserAgent: caller.UserAgent, RequestID: caller.RequestID})
+	s.observer.Throttled(throttle.Audit)
+	return keyservice.AsError(errThrottled)
+}
+
 // algorithmOf names what decides a cryptographic request's quota family:
 // its encryption or signing algorithm, or its key pair spec.
 func algorithmOf(in any) string {

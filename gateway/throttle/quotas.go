@@ -11,6 +11,10 @@ const (
 	RSA       = "cryptographic-rsa"       // Encrypt/Decrypt/ReEncrypt with RSAES_*, Sign/Verify with RSASSA_*
 	ECC       = "cryptographic-ecc"       // Sign/Verify with ECDSA_* or ED25519_*, DeriveSharedSecret
 	MLDSA     = "cryptographic-ml-dsa"    // Sign/Verify with ML_DSA_*
+	// Audit is keyledger's own: the signed endpoints beside the KMS API
+	// (checkpoints, proofs, event streams, time travel, reports, unseal,
+	// root rotation), which AWS does not have.
+	Audit = "keyledger-audit"
 )
 
 // DataKeyPairFamily is the family GenerateDataKeyPair(WithoutPlaintext)
@@ -40,6 +44,8 @@ var defaultQuotas = map[string]float64{
 	DataKeyPairFamily("RSA_3072"):        0.5,
 	DataKeyPairFamily("RSA_4096"):        0.1,
 	DataKeyPairFamily("SM2"):             25,
+
+	Audit: 20,
 
 	"CancelKeyDeletion": 5, "ConnectCustomKeyStore": 5, "CreateAlias": 5, "CreateCustomKeyStore": 5,
 	"CreateGrant": 50, "CreateKey": 5, "DeleteAlias": 15, "DeleteCustomKeyStore": 5,

@@ -36,38 +36,23 @@ func OpenCheckpoints(ctx context.Context, nc *nats.Conn, ledgerStream string, re
 		return nil, err
 	}
 	subject := "keyledger.checkpoints." + ledgerStream
-	cfg := jetstream.StreamConfig{
-		Name:        ledgerStream + "_CHECKPOINTS",
-		Description: "keyledger: signed checkpoints (C2SP tlog-checkpoint) of the ledger's Merkle tree",
-		Subjects:    []string{subject},
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		DenyDelete:  true,
-		DenyPurge:   true,
-		AllowDirect: true,
-		Duplicates:  time.Minute,
-	}
-	// A stream already set up as wanted is opened, not updated: readers
-	// (audit subscribers on the subscribe-only identity) may not update it.
-	if st, err := js.Stream(ctx, cfg.Name); err == nil && checkpointStreamAsWanted(st.CachedInfo().Config, cfg) {
-		return &Checkpoints{js: js, stream: st, subject: subject}, nil
-	}
 	stream, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) {
-		return js.CreateOrUpdateStream(ctx, cfg)
+		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        ledgerStream + "_CHECKPOINTS",
+			Description: "keyledger: signed checkpoints (C2SP tlog-checkpoint) of the ledger's Merkle tree",
+			Subjects:    []string{subject},
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+			DenyDelete:  true,
+			DenyPurge:   true,
+			AllowDirect: true,
+			Duplicates:  time.Minute,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: checkpoint stream: %w", err)
 	}
 	return &Checkpoints{js: js, stream: stream, subject: subject}, nil
-}
-
-// checkpointStreamAsWanted reports whether an existing stream's config
-// holds everything OpenCheckpoints would set.
-func checkpointStreamAsWanted(have, want jetstream.StreamConfig) bool {
-	return len(have.Subjects) == 1 && have.Subjects[0] == want.Subjects[0] &&
-		have.Storage == want.Storage && have.Replicas == want.Replicas &&
-		have.DenyDelete && have.DenyPurge && have.AllowDirect &&
-		have.Duplicates == want.Duplicates && have.Description == want.Description
 }
 
 // Put stores a signed checkpoint.

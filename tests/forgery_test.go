@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -207,4 +208,28 @@ func TestForgedEventsAreQuarantined(t *testing.T) {
 		t.Fatalf("audit verify: exit %d\n%s", code, out)
 	}
 	_ = aws.String
+}
+
+// The subscribe-only audit nkey the README hands to audit subscribers reads
+// the newest checkpoint and exports it; these commands used to ask for a
+// stream update it may not make, hang until their deadline and fail (or
+// export no checkpoint).
+func TestAuditIdentityReadsCheckpointsFromTheCLI(t *testing.T) {
+	in := start(t, withNATSListen())
+	in.createKey("checkpointed")
+	signed, err := in.node.Checkpointer.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := []string{"--nats-url", in.backend.ClientURL(), "--nats-creds", in.backend.AuditSeedFile()}
+	code, out := cli(t, append([]string{"audit", "checkpoint"}, creds...)...)
+	if code != 0 || out != string(signed) {
+		t.Fatalf("audit checkpoint: exit %d\n%s", code, out)
+	}
+	dir := t.TempDir()
+	code, out = cli(t, append([]string{"audit", "export", "--out", dir}, creds...)...)
+	got, err := os.ReadFile(filepath.Join(dir, "checkpoint"))
+	if code != 0 || err != nil || string(got) != string(signed) {
+		t.Fatalf("audit export: exit %d, checkpoint %v\n%s", code, err, out)
+	}
 }

@@ -18,7 +18,7 @@ func auditCheckpoint(args []string, stdout, stderr io.Writer) int {
 	}
 	defer done()
 	ctx := context.Background()
-	cps, err := b.OpenCheckpoints(ctx, bf.stream)
+	cps, err := b.ReadCheckpoints(ctx, bf.stream)
 	if err == nil {
 		var signed []byte
 		if signed, err = cps.Latest(ctx); err == nil {

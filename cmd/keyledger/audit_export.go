@@ -109,7 +109,7 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "keyledger: writer signatures: %v\n", err)
 			return 1
 		}
-		cps, err := b.OpenCheckpoints(ctx, bf.stream)
+		cps, err := b.ReadCheckpoints(ctx, bf.stream)
 		if err == nil {
 			signed, err := cps.Latest(ctx)
 			if err == nil {

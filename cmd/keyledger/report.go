@@ -57,7 +57,7 @@ func reportCompliance(args []string, stdout, stderr io.Writer) int {
 		keyFile = filepath.Join(bf.dataDir, "checkpoint.key.pub")
 	}
 	if vkey, err := os.ReadFile(keyFile); err == nil && integrity.Problem == "" {
-		if cps, err := b.OpenCheckpoints(ctx, bf.stream); err == nil {
+		if cps, err := b.ReadCheckpoints(ctx, bf.stream); err == nil {
 			signed, err := cps.All(ctx)
 			if err == nil {
 				integrity.CheckpointsVerified, err = merkle.VerifyCheckpoints(signed, string(vkey), tree.Root)

@@ -23,6 +23,12 @@ const (
 	AuditSeedFile = "nats-audit.nk"
 )
 
+// keyledgerInbox is the reply-subject prefix of keyledger's own
+// connections. Audit subscribers may subscribe to _INBOX.> (their replies);
+// were keyledger's replies there too, they would read every answer it gets
+// — KV material entries, snapshot chunks, publish acks.
+const keyledgerInbox = "_KEYLEDGER_INBOX"
+
 // identities are the embedded server's users.
 type identities struct {
 	keyledger nkeys.KeyPair

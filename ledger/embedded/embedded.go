@@ -135,7 +135,8 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1), auth)
+	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1), auth,
+		nats.CustomInboxPrefix(keyledgerInbox))
 }
 
 // AuditSeedFile is the path of the subscribe-only nkey seed audit

@@ -25,7 +25,9 @@
 // anything that opens the sealed bytes, whatever copies the bucket's block
 // files keep, even for someone holding the root key and the whole ledger.
 // Crash points: a slot written but never committed (an orphan) is reclaimed
-// by Reclaim at start-up; a torn slot is zeroed when the file is opened.
+// by Reclaim at start-up; so is a damaged slot (bad checksum) naming a
+// material the ledger does not hold live. A damaged slot of a live material
+// is kept and reported: zeroing it would destroy a key over a flipped bit.
 //
 // Materials stored before version 2 (wrapped only under the root key) still
 // load; they keep the old guarantee (secure delete in the bucket).

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -271,8 +272,44 @@ func (s *Store) Reclaim(ctx context.Context, live func(id string) bool) ([]strin
 			return orphans[:i], err
 		}
 	}
+	zeroed, err := s.slots.ResolveDamaged(live)
+	for _, id := range zeroed {
+		if err := eraseEntry(ctx, s.kv, s.stream, id); err != nil {
+			return append(orphans, zeroed...), err
+		}
+	}
+	orphans = append(orphans, zeroed...)
+	if err != nil {
+		return orphans, err
+	}
+	if kept := s.slots.Damaged(); len(kept) > 0 {
+		return orphans, &DamagedSlotsError{Slots: kept}
+	}
 	return orphans, nil
 }
+
+// ErrDamagedSlots is what Reclaim's error matches when key slots with a bad
+// checksum were kept: they may hold a live material's key, which then
+// cannot be opened until the slot file is restored from a copy.
+var ErrDamagedSlots = errors.New("material: damaged key slots kept")
+
+// DamagedSlotsError names the damaged slots Reclaim kept.
+type DamagedSlotsError struct{ Slots []DamagedSlot }
+
+func (e *DamagedSlotsError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "material: %d key slot(s) fail their checksum and were kept:", len(e.Slots))
+	for _, d := range e.Slots {
+		id := d.ID
+		if id == "" {
+			id = "(illegible)"
+		}
+		fmt.Fprintf(&b, " slot %d material %s;", d.Slot, id)
+	}
+	return b.String()
+}
+
+func (e *DamagedSlotsError) Is(target error) bool { return target == ErrDamagedSlots }
 
 // Close releases the per-material key store.
 func (s *Store) Close() error { return s.keys.Close() }

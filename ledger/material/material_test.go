@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
@@ -130,6 +131,37 @@ func TestStoreReadsVersion1Material(t *testing.T) {
 	}
 	if ok, _ := s.Exists(ctx, "old"); ok {
 		t.Fatal("version 1 material survived destroy")
+	}
+}
+
+// A flipped bit in a live material's key slot must not destroy the key:
+// Reclaim keeps the slot and says so (it used to be zeroed on open).
+func TestStoreReclaimKeepsADamagedLiveSlot(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	ctx := context.Background()
+	root := rootkey.Generate()
+	if err := s.Put(ctx, "live", root.Wrap(secret.Random(32), "live")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	path := filepath.Join(dir, slotsFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[slotSize+slotKeyAt+3] ^= 0x10
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, dir)
+	ids, err := s2.Reclaim(ctx, func(id string) bool { return id == "live" })
+	if !errors.Is(err, ErrDamagedSlots) || len(ids) != 0 || !strings.Contains(err.Error(), "material live") {
+		t.Fatalf("reclaim: %v, %v", ids, err)
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(after, data) {
+		t.Fatal("the damaged slot of a live material was changed")
 	}
 }
 

@@ -28,7 +28,11 @@ import (
 // or committed; destroying a material overwrites its slot with zeros and
 // fsyncs. Free slots are reused lowest first, so the file is as large as
 // the most materials ever live at once, not the history. A slot that is
-// neither zeros nor valid (a torn write) is zeroed when the file is opened.
+// neither zeros nor valid is damaged: it is kept, never reused, until the
+// ledger says whose it is (ResolveDamaged). A 128-byte aligned write lies
+// within one disk sector, so a crash does not tear it; a bad checksum is
+// far more likely a flipped bit in a live key, and zeroing it on sight
+// would destroy that key for good.
 const (
 	slotSize    = 128
 	slotIDMax   = 80
@@ -53,6 +57,15 @@ type slotFile struct {
 	index map[string]int64 // material id → slot number
 	free  []int64          // free slot numbers, ascending
 	count int64            // slots in the file, header included
+	// damaged slots (bad checksum) → the material id they still name, or
+	// "" when not even that is legible. Neither indexed nor free.
+	damaged map[int64]string
+}
+
+// DamagedSlot is a slot whose checksum fails and that may hold a live key.
+type DamagedSlot struct {
+	Slot int64
+	ID   string // "" when the slot names no legible material id
 }
 
 // openSlots opens (or creates) the slot file in dir. repaired counts torn
@@ -71,7 +84,7 @@ func openSlots(dir string) (s *slotFile, repaired int, err error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("material: key slots: %w", err)
 	}
-	s = &slotFile{f: f, index: map[string]int64{}}
+	s = &slotFile{f: f, index: map[string]int64{}, damaged: map[int64]string{}}
 	if repaired, err = s.load(); err != nil {
 		f.Close()
 		return nil, 0, fmt.Errorf("material: key slots %s: %w", path, err)
@@ -130,8 +143,8 @@ func slotValid(b []byte) bool {
 	return bytes.Equal(b[slotSumAt:], sum[:8])
 }
 
-// load reads every slot, builds the index and free list, zeroes torn slots
-// and a torn tail, and drops trailing free slots.
+// load reads every slot, builds the index and free list, sets damaged
+// slots aside, zeroes a torn tail, and drops trailing free slots.
 func (s *slotFile) load() (repaired int, err error) {
 	data, err := io.ReadAll(io.NewSectionReader(s.f, 0, 1<<40))
 	if err != nil {
@@ -159,13 +172,8 @@ func (s *slotFile) load() (repaired int, err error) {
 			continue
 		}
 		id, ok := parseSlot(b)
-		if !ok { // torn: never committed, or a torn zeroing
-			if _, err := s.f.WriteAt(zero, i*slotSize); err != nil {
-				return 0, err
-			}
-			s.free = append(s.free, i)
-			repaired++
-			dirty = true
+		if !ok { // damaged: kept until the ledger says whose it is
+			s.damaged[i] = legibleID(b)
 			continue
 		}
 		if j, dup := s.index[id]; dup {
@@ -199,6 +207,71 @@ func parseSlot(b []byte) (string, bool) {
 		return "", false
 	}
 	return string(b[5 : 5+n]), true
+}
+
+// legibleID is the material id a damaged slot still names, or "".
+func legibleID(b []byte) string {
+	if !bytes.HasPrefix(b, []byte(slotMagic)) {
+		return ""
+	}
+	n := int(b[4])
+	if n == 0 || n > slotIDMax {
+		return ""
+	}
+	for _, c := range b[5 : 5+n] {
+		if c < 0x21 || c > 0x7e {
+			return ""
+		}
+	}
+	return string(b[5 : 5+n])
+}
+
+// Damaged returns the damaged slots, by slot number.
+func (s *slotFile) Damaged() []DamagedSlot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]DamagedSlot, 0, len(s.damaged))
+	for slot, id := range s.damaged {
+		out = append(out, DamagedSlot{Slot: slot, ID: id})
+	}
+	slices.SortFunc(out, func(a, b DamagedSlot) int { return int(a.Slot - b.Slot) })
+	return out
+}
+
+// ResolveDamaged zeroes the damaged slots that name a material live does
+// not report (a Create never committed, or a zeroing cut short) and returns
+// their ids; a slot naming a live material, or none legibly, is kept.
+func (s *slotFile) ResolveDamaged(live func(id string) bool) ([]string, error) {
+	var zeroed []string
+	for _, d := range s.Damaged() {
+		if d.ID == "" || live(d.ID) {
+			continue
+		}
+		if err := s.zeroDamaged(d.Slot); err != nil {
+			return zeroed, err
+		}
+		zeroed = append(zeroed, d.ID)
+	}
+	return zeroed, nil
+}
+
+// zeroDamaged overwrites a damaged slot with zeros, fsyncs and frees it.
+func (s *slotFile) zeroDamaged(slot int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return os.ErrClosed
+	}
+	if _, err := s.f.WriteAt(make([]byte, slotSize), slot*slotSize); err != nil {
+		return fmt.Errorf("material: zeroing key slot: %w", err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("material: syncing zeroed key slot: %w", err)
+	}
+	delete(s.damaged, slot)
+	i, _ := slices.BinarySearch(s.free, slot)
+	s.free = slices.Insert(s.free, i, slot)
+	return nil
 }
 
 // Create makes a new key for id, writes it to a free slot and fsyncs.
@@ -249,6 +322,11 @@ func (s *slotFile) Get(id string) (secret.Bytes, error) {
 	defer s.mu.Unlock()
 	slot, ok := s.index[id]
 	if !ok || s.f == nil {
+		for _, d := range s.damaged {
+			if d == id && id != "" {
+				return secret.Bytes{}, errSlotBroken
+			}
+		}
 		return secret.Bytes{}, ErrNotFound
 	}
 	b := make([]byte, slotSize)
@@ -262,9 +340,16 @@ func (s *slotFile) Get(id string) (secret.Bytes, error) {
 	return secret.New(b[slotKeyAt : slotKeyAt+shred.KeySize]), nil
 }
 
-// Destroy overwrites id's slot with zeros and fsyncs. A missing id is not
-// an error.
+// Destroy overwrites id's slot with zeros and fsyncs, also a damaged slot
+// naming id. A missing id is not an error.
 func (s *slotFile) Destroy(id string) error {
+	for _, d := range s.Damaged() {
+		if d.ID == id && id != "" {
+			if err := s.zeroDamaged(d.Slot); err != nil {
+				return err
+			}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	slot, ok := s.index[id]

@@ -133,10 +133,10 @@ func TestSlotsDestroyZeroesAndReuses(t *testing.T) {
 	}
 }
 
-func TestSlotsTornWritesAreZeroed(t *testing.T) {
+func TestSlotsDamagedAreKeptUntilTheLedgerSaysWhose(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := openTestSlots(t, dir)
-	for _, id := range []string{"a", "b", "c"} {
+	for _, id := range []string{"a", "b", "c", "d"} {
 		if _, err := s.Create(id); err != nil {
 			t.Fatal(err)
 		}
@@ -144,28 +144,56 @@ func TestSlotsTornWritesAreZeroed(t *testing.T) {
 	s.Close()
 	path := filepath.Join(dir, slotsFile)
 	data := fileBytes(t, dir)
-	// Slot of "b": half overwritten by zeros (a torn zeroing).
+	// Slot of "b": half overwritten by zeros (a zeroing cut short).
 	clear(data[2*slotSize+slotSize/2 : 3*slotSize])
-	// Slot of "c": one bit flipped.
+	// Slot of "c": one bit flipped in the key of a live material.
 	data[3*slotSize+slotKeyAt] ^= 1
+	liveC := bytes.Clone(data[3*slotSize : 4*slotSize])
+	// Slot of "d": the magic flipped, so no id is legible.
+	data[4*slotSize] ^= 1
 	// A torn extension: 40 stray bytes after the last slot.
 	data = append(data, bytes.Repeat([]byte{0xAB}, 40)...)
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s2, repaired := openTestSlots(t, dir)
-	if repaired != 3 {
-		t.Fatalf("repaired %d, want 3 (two torn slots and a torn tail)", repaired)
+	if repaired != 1 {
+		t.Fatalf("repaired %d, want 1 (the torn tail)", repaired)
 	}
-	if fmt.Sprint(s2.IDs()) != "[a]" {
-		t.Fatalf("ids %v, want [a]", s2.IDs())
+	if fmt.Sprint(s2.IDs()) != "[a]" || fmt.Sprint(s2.Damaged()) != "[{2 b} {3 c} {4 }]" {
+		t.Fatalf("ids %v, damaged %v", s2.IDs(), s2.Damaged())
 	}
 	after := fileBytes(t, dir)
-	if len(after) != 2*slotSize || bytes.Contains(after, bytes.Repeat([]byte{0xAB}, 8)) { // a run: one 0xAB may occur in a random key
-		t.Fatalf("torn slots or tail left in the file (%d bytes)", len(after))
+	if !bytes.Equal(after[3*slotSize:4*slotSize], liveC) {
+		t.Fatal("opening the file changed a damaged slot")
 	}
-	if _, err := s2.Create("d"); err != nil {
+	if bytes.Contains(after, bytes.Repeat([]byte{0xAB}, 8)) { // a run: one 0xAB may occur in a random key
+		t.Fatal("torn tail left in the file")
+	}
+	if _, err := s2.Get("c"); !errors.Is(err, errSlotBroken) {
+		t.Fatalf("get of a damaged slot: %v", err)
+	}
+	// New keys never land in a damaged slot.
+	if _, err := s2.Create("e"); err != nil {
 		t.Fatal(err)
+	}
+	if after := fileBytes(t, dir); !bytes.Equal(after[3*slotSize:4*slotSize], liveC) {
+		t.Fatal("create overwrote a damaged slot")
+	}
+	// The ledger knows c as live, b not: b is zeroed, c and the illegible d kept.
+	zeroed, err := s2.ResolveDamaged(func(id string) bool { return id == "a" || id == "c" || id == "e" })
+	if err != nil || fmt.Sprint(zeroed) != "[b]" || fmt.Sprint(s2.Damaged()) != "[{3 c} {4 }]" {
+		t.Fatalf("resolved: zeroed %v, %v; damaged %v", zeroed, err, s2.Damaged())
+	}
+	if after := fileBytes(t, dir); !bytes.Equal(after[2*slotSize:3*slotSize], make([]byte, slotSize)) {
+		t.Fatal("the damaged slot of a dead material was not zeroed")
+	}
+	// Deleting c reaches its damaged slot.
+	if err := s2.Destroy("c"); err != nil {
+		t.Fatal(err)
+	}
+	if after := fileBytes(t, dir); !bytes.Equal(after[3*slotSize:4*slotSize], make([]byte, slotSize)) {
+		t.Fatal("destroy left a damaged slot of its material")
 	}
 }
 

@@ -132,6 +132,30 @@ func Open(ctx context.Context, nc *nats.Conn, ledgerStream string, replicas int)
 	return &Store{obj: obj, ledger: ledgerStream}, nil
 }
 
+// ErrNone means a ledger has no snapshot bucket (none was ever taken).
+var ErrNone = errors.New("snapshot: no snapshots of this ledger")
+
+// OpenExisting opens the snapshot bucket of a ledger stream without
+// creating it (readers: a stopped server's data directory, an audit
+// identity); ErrNone when there is none.
+func OpenExisting(ctx context.Context, nc *nats.Conn, ledgerStream string) (*Store, error) {
+	if ledgerStream == "" {
+		ledgerStream = "KEYLEDGER"
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := js.ObjectStore(ctx, ledgerStream+"_SNAPSHOTS")
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, ErrNone
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: bucket: %w", err)
+	}
+	return &Store{obj: obj, ledger: ledgerStream}, nil
+}
+
 // Name is the object name of the snapshot covering index: zero-padded, so
 // names sort by index.
 func Name(index uint64) string { return fmt.Sprintf("%020d", index) }

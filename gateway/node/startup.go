@@ -30,12 +30,12 @@ type Snapshots struct {
 	Keep     int           // newest snapshots kept (default 3)
 	// Time travel starts from the newest snapshot at or before the time
 	// asked for, so older ones are thinned, not dropped: the first of each
-	// of the Daily most recent days (default 14), Weekly weeks (default 8)
-	// and Monthly months (default 13) is kept too: at most
-	// Keep+Daily+Weekly+Monthly snapshots (38 by default) at any history
-	// length.
-	Daily, Weekly, Monthly int
-	Off                    bool // neither take nor use snapshots (full replay at start)
+	// of the Hourly most recent hours (default 24), Daily days (default
+	// 14), Weekly weeks (default 8) and Monthly months (default 13) is kept
+	// too: at most Keep+Hourly+Daily+Weekly+Monthly snapshots (62 by
+	// default) at any history length.
+	Hourly, Daily, Weekly, Monthly int
+	Off                            bool // neither take nor use snapshots (full replay at start)
 	// VerifyRate caps the background verifier (events/s, default 200,000);
 	// negative turns it off.
 	VerifyRate int
@@ -50,6 +50,9 @@ func (s *Snapshots) setDefaults() {
 	}
 	if s.Keep == 0 {
 		s.Keep = 3
+	}
+	if s.Hourly == 0 {
+		s.Hourly = 24
 	}
 	if s.Daily == 0 {
 		s.Daily = 14
@@ -285,7 +288,7 @@ func (s *snapshotter) take(ctx context.Context) error {
 	}
 	s.log.Info("snapshot taken", "index", im.Head.Index, "events", im.Head.Count, "bytes", len(body),
 		"took", time.Since(started).Round(time.Millisecond))
-	return s.store.Thin(ctx, snapshot.Retention{Recent: s.cfg.Keep, Daily: s.cfg.Daily, Weekly: s.cfg.Weekly, Monthly: s.cfg.Monthly})
+	return s.store.Thin(ctx, snapshot.Retention{Recent: s.cfg.Keep, Hourly: s.cfg.Hourly, Daily: s.cfg.Daily, Weekly: s.cfg.Weekly, Monthly: s.cfg.Monthly})
 }
 
 // verifier walks the whole chain in the background (rate-limited, with

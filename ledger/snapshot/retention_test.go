@@ -42,13 +42,20 @@ func TestRetentionKeepsASparseBoundedSet(t *testing.T) {
 	if n := len(r.Keep(hourly(400))); n > 2+3+2+2 {
 		t.Fatalf("%d kept of 400 days, more than the bound", n)
 	}
+	r.Hourly = 4 // the first of each of the last four hours: the last four, hourly as they are
+	if got := names(r.Keep(hourly(70))); len(got) != 8+2 || got[2] != "2026-03-11T21" || got[3] != "2026-03-11T20" {
+		t.Fatalf("with hourly: %v", got)
+	}
+	if n := len(r.Keep(hourly(400))); n > 2+4+3+2+2 {
+		t.Fatalf("%d kept of 400 days, more than the bound", n)
+	}
 }
 
 // TestRetentionIsStable: thinning again, later, never wants back what it
 // dropped: what a later Keep keeps of the whole history it also keeps of
 // what an earlier Keep left.
 func TestRetentionIsStable(t *testing.T) {
-	r := Retention{Recent: 3, Daily: 7, Weekly: 4, Monthly: 6}
+	r := Retention{Recent: 3, Hourly: 5, Daily: 7, Weekly: 4, Monthly: 6}
 	all := hourly(200)
 	for _, cut := range []int{24 * 150, 24 * 100, 24*50 + 7} {
 		earlier := r.Keep(all[cut:]) // thinned when the history ended there

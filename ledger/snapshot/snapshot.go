@@ -18,8 +18,8 @@
 //
 // Snapshots serve start-up (the newest) and time travel (the newest at or
 // before a time), so old ones are thinned, not all dropped: Thin keeps the
-// newest few, then the first of each of the most recent days, weeks and
-// months (Retention), a set bounded in count whatever the history's length.
+// newest few, then the first of each of the most recent hours, days, weeks
+// and months (Retention), a set bounded in count whatever the history's length.
 // Losing a snapshot costs only time: start-up or a time-travel answer folds
 // from an older one, or from the first event.
 //
@@ -275,13 +275,14 @@ func (s *Store) AtOrBefore(ctx context.Context, t time.Time) ([]Info, error) {
 }
 
 // Retention says which snapshots Thin keeps: the Recent newest, and the
-// first snapshot (by event time) of each of the Daily most recent UTC days,
-// Weekly most recent ISO weeks and Monthly most recent months that hold
-// one. At most Recent+Daily+Weekly+Monthly are kept. Event times grow with
+// first snapshot (by event time) of each of the Hourly most recent hours,
+// Daily most recent UTC days, Weekly most recent ISO weeks and Monthly most
+// recent months that hold one. At most Recent+Hourly+Daily+Weekly+Monthly
+// are kept. Event times grow with
 // the index and a bucket only ever leaves the most recent, so a snapshot
 // once dropped is never wanted again.
 type Retention struct {
-	Recent, Daily, Weekly, Monthly int
+	Recent, Hourly, Daily, Weekly, Monthly int
 }
 
 // Keep returns the snapshots r keeps of list (newest first, as List
@@ -297,6 +298,7 @@ func (r Retention) Keep(list []Info) []Info {
 		n   int
 		key func(time.Time) string
 	}{
+		{r.Hourly, func(t time.Time) string { return t.UTC().Format("2006-01-02T15") }},
 		{r.Daily, func(t time.Time) string { return t.UTC().Format("2006-01-02") }},
 		{r.Weekly, func(t time.Time) string { y, w := t.UTC().ISOWeek(); return fmt.Sprintf("%d-W%02d", y, w) }},
 		{r.Monthly, func(t time.Time) string { return t.UTC().Format("2006-01") }},

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
+	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
-	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/timetravel"
 )
 
@@ -18,6 +20,7 @@ func keysDescribe(args []string, stdout, stderr io.Writer) int {
 	fs, bf := ledgerFlagSet("keys describe", stderr)
 	asOfFlag := fs.String("as-of", "", "the time to answer for (RFC 3339 or YYYY-MM-DD; default now)")
 	region := fs.String("region", "us-east-1", "region in ARNs")
+	pubkey := fs.String("pubkey", "", "checkpoint verifier key file, whose checkpoints name the writers trusted to sign snapshots\n(default <data-dir>/checkpoint.key.pub)")
 	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
 		fmt.Fprintln(stderr, "usage: keyledger keys describe KEY_ID [--as-of T] [--data-dir D | --nats-url U]")
 		return 2
@@ -35,16 +38,34 @@ func keysDescribe(args []string, stdout, stderr io.Writer) int {
 		}
 		asOf = t
 	}
-	l, _, done, ok := openLedgerForAudit(bf, stderr)
+	l, b, done, ok := openLedgerForAudit(bf, stderr)
 	if !ok {
 		return 1
 	}
 	defer done()
+	ctx := context.Background()
+	keyFile := *pubkey
+	if keyFile == "" {
+		keyFile = filepath.Join(bf.dataDir, "checkpoint.key.pub")
+	}
+	// From the newest snapshot at or before the time, to the first event
+	// after it: the answer of a fold from the first event, at a cost that
+	// follows the distance from the snapshot.
 	f := timetravel.NewFolder(asOf)
-	if _, err := l.Replay(context.Background(), chain.Head{}, func(r event.Record) error {
-		f.Add(r)
-		return nil
-	}); err != nil {
+	var resumeAt *ledger.Resume
+	if im := snapshotImage(ctx, l, b, bf, keyFile, asOf, stderr); im != nil {
+		if g, err := timetravel.Resume(asOf, im); err == nil {
+			writers, _ := im.WriterKeys() // checked with the snapshot
+			f, resumeAt = g, &ledger.Resume{Head: im.Head, Writers: writers, Quarantined: im.Quarantined}
+		}
+	}
+	var err error
+	if resumeAt != nil {
+		_, err = l.ReplayFrom(ctx, *resumeAt, f.Fold)
+	} else {
+		_, err = l.Replay(ctx, chain.Head{}, f.Fold)
+	}
+	if err != nil && !errors.Is(err, timetravel.ErrPassed) {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/compliance"
 	"github.com/keyledger/keyledger/projections/keystate"
+	"github.com/keyledger/keyledger/projections/resume"
 	"github.com/keyledger/keyledger/projections/timetravel"
 )
 
@@ -70,6 +71,13 @@ type Reports interface {
 	Integrity() *compliance.Integrity
 }
 
+// Past is where time travel starts (a *node.Node): the newest snapshot
+// of the projections whose events all happened at or before t, nil when
+// there is none. A nil Past means time travel folds from the first event.
+type Past interface {
+	ImageAt(ctx context.Context, t time.Time) (*resume.Image, error)
+}
+
 // Config wires the audit API.
 type Config struct {
 	Service     *keyservice.Service
@@ -80,6 +88,7 @@ type Config struct {
 	Clock       Clock
 	Region      string
 	Reports     Reports
+	Past        Past
 }
 
 // API is the audit HTTP API.
@@ -92,13 +101,14 @@ type API struct {
 	clock       Clock
 	region      string
 	reports     Reports
+	past        Past
 	done        chan struct{}
 }
 
 // Register adds the audit endpoints to srv.
 func Register(srv *awsjson.Server, cfg Config) *API {
 	a := &API{svc: cfg.Service, checkpoints: cfg.Checkpoints, chain: cfg.Chain, history: cfg.History, hub: cfg.Hub,
-		clock: cfg.Clock, region: cfg.Region, reports: cfg.Reports, done: make(chan struct{})}
+		clock: cfg.Clock, region: cfg.Region, reports: cfg.Reports, past: cfg.Past, done: make(chan struct{})}
 	srv.Get("/audit/checkpoint", a.checkpoint)
 	srv.Get("/audit/proof/inclusion", a.inclusion)
 	srv.Get("/audit/proof/consistency", a.consistency)
@@ -242,11 +252,8 @@ func (a *API) keyAsOf(c *fiber.Ctx, caller keyservice.Caller) error {
 	if err := a.svc.AuthorizeAudit(caller, "keyledger:ReadAudit", arn); err != nil {
 		return err
 	}
-	f := timetravel.NewFolder(asOf)
-	if err := a.history.EventsFrom(c.UserContext(), 0, func(r event.Record) error {
-		f.Add(r)
-		return nil
-	}); err != nil {
+	f, err := a.folderAt(c.UserContext(), asOf)
+	if err != nil {
 		return err
 	}
 	ans := f.Describe(keyID, a.region)
@@ -272,6 +279,24 @@ func ownAccount(ans timetravel.Answer, account string) []timetravel.Access {
 			return g.Grantee == a.Principal && slices.Contains(g.Operations, "Decrypt")
 		})
 	})
+}
+
+// folderAt folds the ledger up to asOf: from the newest snapshot at or
+// before it (any problem with snapshots only costs time), to the first
+// event after it.
+func (a *API) folderAt(ctx context.Context, asOf time.Time) (*timetravel.Folder, error) {
+	f := timetravel.NewFolder(asOf)
+	if a.past != nil {
+		if im, err := a.past.ImageAt(ctx, asOf); err == nil && im != nil {
+			if g, err := timetravel.Resume(asOf, im); err == nil {
+				f = g
+			}
+		}
+	}
+	if err := a.history.EventsFrom(ctx, f.Next(), f.Fold); err != nil && !errors.Is(err, timetravel.ErrPassed) {
+		return nil, err
+	}
+	return f, nil
 }
 
 // compliance answers GET /reports/compliance?format=json|csv|html&scope=account|all:

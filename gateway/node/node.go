@@ -7,6 +7,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -116,6 +117,7 @@ type Node struct {
 	feedOverflows *atomic.Uint64 // batches the commit hook could not queue for the feed
 	feedErrors    atomic.Uint64  // failed publishes to the NATS feed
 	snapshots     *snapshotter   // nil when snapshots are off
+	snapStore     *snapshot.Store
 	verifier      *verifier
 	stopTiles     context.CancelFunc
 	tilesDone     chan struct{} // closed when the tile flusher stopped
@@ -337,10 +339,10 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin, Writers: l.Writers})
 	n = &Node{Ledger: l, Materials: mats, State: state, Projections: proj, Checkpointer: cp, Service: svc, Rotation: rotation,
 		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),
-		feedOverflows: &feedOverflows, snapshots: snaps, verifier: &verifier{}, stopTiles: stopTiles, tilesDone: tilesDone}
+		feedOverflows: &feedOverflows, snapshots: snaps, snapStore: store, verifier: &verifier{}, stopTiles: stopTiles, tilesDone: tilesDone}
 	started = true
 	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
-		Clock: cfg.Clock, Region: cfg.Region, Reports: n})
+		Clock: cfg.Clock, Region: cfg.Region, Reports: n, Past: n})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -396,6 +398,23 @@ func (n *Node) Live() (*keystate.State, *compliance.Aggregates) { return n.State
 
 // Integrity is the background verifier's outcome (nil while it runs).
 func (n *Node) Integrity() *compliance.Integrity { return n.verifier.Integrity() }
+
+// ImageAt is the newest snapshot of the projections whose events all
+// happened at or before t, signed by this instance's writer key and still
+// matching the ledger; nil when there is none (time travel then folds from
+// the first event).
+func (n *Node) ImageAt(ctx context.Context, t time.Time) (*resume.Image, error) {
+	own := n.cfg.Ledger.Writer
+	if n.snapStore == nil || own == nil {
+		return nil, nil
+	}
+	return ImageAt(ctx, n.Ledger, n.snapStore, t, func(id string) ed25519.PublicKey {
+		if id == own.ID() {
+			return own.Public()
+		}
+		return nil
+	}, n.cfg.Logger)
+}
 
 // Snapshot takes a snapshot of the projections now (tests, and an operator
 // before a planned restart).

@@ -27,8 +27,15 @@ import (
 type Snapshots struct {
 	Every    uint64        // take a snapshot after this many events (default 100,000)
 	Interval time.Duration // or after this long, if any event came (default 10 minutes)
-	Keep     int           // snapshots kept (default 3)
-	Off      bool          // neither take nor use snapshots (full replay at start)
+	Keep     int           // newest snapshots kept (default 3)
+	// Time travel starts from the newest snapshot at or before the time
+	// asked for, so older ones are thinned, not dropped: the first of each
+	// of the Hourly most recent hours (default 24), Daily days (default
+	// 14), Weekly weeks (default 8) and Monthly months (default 13) is kept
+	// too: at most Keep+Hourly+Daily+Weekly+Monthly snapshots (62 by
+	// default) at any history length.
+	Hourly, Daily, Weekly, Monthly int
+	Off                            bool // neither take nor use snapshots (full replay at start)
 	// VerifyRate caps the background verifier (events/s, default 200,000);
 	// negative turns it off.
 	VerifyRate int
@@ -43,6 +50,18 @@ func (s *Snapshots) setDefaults() {
 	}
 	if s.Keep == 0 {
 		s.Keep = 3
+	}
+	if s.Hourly == 0 {
+		s.Hourly = 24
+	}
+	if s.Daily == 0 {
+		s.Daily = 14
+	}
+	if s.Weekly == 0 {
+		s.Weekly = 8
+	}
+	if s.Monthly == 0 {
+		s.Monthly = 13
 	}
 	if s.VerifyRate == 0 {
 		s.VerifyRate = 200_000
@@ -92,23 +111,66 @@ func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg C
 	return fresh()
 }
 
-func restoreOne(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, info snapshot.Info,
-	trusted func(string) ed25519.PublicKey, log *slog.Logger, newTree func() *merkle.Tree, onTree func(error)) (restored, error) {
+// loadImage reads one snapshot and checks it: whole, of this ledger,
+// signed by a trusted key, the event it covers still the ledger's, and its
+// image covering that event and naming well-formed writer keys.
+func loadImage(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, info snapshot.Info,
+	trusted func(string) ed25519.PublicKey) (snapshot.Header, *resume.Image, error) {
 	h, body, err := store.Load(ctx, info.Name, trusted)
 	if err != nil {
-		return restored{}, err
+		return h, nil, err
 	}
 	want, _ := h.EventHash()
 	got, err := l.EventHashAt(ctx, h.Seq, h.Index)
 	if err != nil || got != want {
-		return restored{}, fmt.Errorf("the event it covers (index %d, stream sequence %d) is not the ledger's: %v", h.Index, h.Seq, err)
+		return h, nil, fmt.Errorf("the event it covers (index %d, stream sequence %d) is not the ledger's: %v", h.Index, h.Seq, err)
 	}
 	im, err := resume.Decode(body)
 	if err != nil {
-		return restored{}, err
+		return h, nil, err
 	}
 	if im.Head.Index != h.Index || im.Head.Seq != h.Seq || im.Head.Hash != want || im.Head.Count != h.Count {
-		return restored{}, errors.New("its image does not cover the event its header names")
+		return h, nil, errors.New("its image does not cover the event its header names")
+	}
+	if _, err := im.WriterKeys(); err != nil {
+		return h, nil, err
+	}
+	return h, im, nil
+}
+
+// ImageAt returns the image of the newest snapshot whose events all
+// happened at or before at (by its signed header and its image) and that
+// checks out against the ledger; nil when none does (fold from the first
+// event). A zero at asks for the newest, whatever its time. Snapshots that
+// do not check out are skipped with a log line.
+func ImageAt(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, at time.Time,
+	trusted func(string) ed25519.PublicKey, log *slog.Logger) (*resume.Image, error) {
+	list, err := store.List(ctx)
+	if !at.IsZero() && err == nil {
+		list, err = store.AtOrBefore(ctx, at)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, info := range list {
+		h, im, err := loadImage(ctx, l, store, info, trusted)
+		if err != nil {
+			log.Warn("snapshot skipped", "snapshot", info.Name, "reason", err.Error())
+			continue
+		}
+		if !at.IsZero() && (h.EventTime.After(at) || im.Latest.IsZero() || im.Latest.After(at)) {
+			continue // holds later events, or (older snapshots) does not say
+		}
+		return im, nil
+	}
+	return nil, nil
+}
+
+func restoreOne(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, info snapshot.Info,
+	trusted func(string) ed25519.PublicKey, log *slog.Logger, newTree func() *merkle.Tree, onTree func(error)) (restored, error) {
+	_, im, err := loadImage(ctx, l, store, info, trusted)
+	if err != nil {
+		return restored{}, err
 	}
 	writers, err := im.WriterKeys()
 	if err != nil {
@@ -203,7 +265,7 @@ func (s *snapshotter) run(ctx context.Context) {
 	}
 }
 
-// take captures, signs and stores one snapshot, then prunes old ones.
+// take captures, signs and stores one snapshot, then thins old ones.
 func (s *snapshotter) take(ctx context.Context) error {
 	n := s.pending.Swap(0)
 	im, err := s.proj.Capture(s.l.QuarantinedThrough)
@@ -220,13 +282,13 @@ func (s *snapshotter) take(ctx context.Context) error {
 		return err
 	}
 	h := snapshot.Header{Index: im.Head.Index, Seq: im.Head.Seq, Hash: im.Head.Hash.String(), Count: im.Head.Count,
-		Taken: time.Now().UTC(), EventTime: im.Time}
+		Taken: time.Now().UTC(), EventTime: im.Latest}
 	if err := s.store.Put(ctx, h, body, s.key); err != nil {
 		return err
 	}
 	s.log.Info("snapshot taken", "index", im.Head.Index, "events", im.Head.Count, "bytes", len(body),
 		"took", time.Since(started).Round(time.Millisecond))
-	return s.store.Prune(ctx, s.cfg.Keep)
+	return s.store.Thin(ctx, snapshot.Retention{Recent: s.cfg.Keep, Hourly: s.cfg.Hourly, Daily: s.cfg.Daily, Weekly: s.cfg.Weekly, Monthly: s.cfg.Monthly})
 }
 
 // verifier walks the whole chain in the background (rate-limited, with

@@ -153,6 +153,12 @@ func (b *Backend) OpenSnapshots(ctx context.Context, ledgerStream string) (*snap
 	return snapshot.Open(ctx, b.nc, ledgerStream, b.replicas)
 }
 
+// ReadSnapshots opens the snapshot store of a ledger stream without
+// creating it (snapshot.ErrNone if there is none).
+func (b *Backend) ReadSnapshots(ctx context.Context, ledgerStream string) (*snapshot.Store, error) {
+	return snapshot.OpenExisting(ctx, b.nc, ledgerStream)
+}
+
 // ReadCheckpoints opens the checkpoint stream of a ledger stream read-only
 // (ledger.ErrNoCheckpoint if there is none).
 func (b *Backend) ReadCheckpoints(ctx context.Context, ledgerStream string) (*ledger.Checkpoints, error) {

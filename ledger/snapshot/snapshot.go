@@ -14,8 +14,14 @@
 // Snapshots are derived state and never trusted over the ledger: Load
 // refuses a snapshot that is truncated, corrupt, of another ledger or not
 // signed by a trusted key, and the caller checks that the event it covers
-// is still the ledger's event at that index before using it. Old snapshots
-// are pruned; losing them costs only start-up time.
+// is still the ledger's event at that index before using it.
+//
+// Snapshots serve start-up (the newest) and time travel (the newest at or
+// before a time), so old ones are thinned, not all dropped: Thin keeps the
+// newest few, then the first of each of the most recent hours, days, weeks
+// and months (Retention), a set bounded in count whatever the history's length.
+// Losing a snapshot costs only time: start-up or a time-travel answer folds
+// from an older one, or from the first event.
 //
 // A Store is safe for concurrent use.
 package snapshot
@@ -61,7 +67,7 @@ type Header struct {
 	Hash       string    `json:"hash"`   // its hash
 	Count      uint64    `json:"count"`  // events folded in
 	Taken      time.Time `json:"taken"`
-	EventTime  time.Time `json:"eventTime"` // the covered event's time (for time travel)
+	EventTime  time.Time `json:"eventTime"` // the latest time of any event folded in (time travel)
 	BodySHA256 string    `json:"bodySha256"`
 	Writer     string    `json:"writer"`
 	Signature  string    `json:"signature"` // base64 Ed25519 over the header with this field empty
@@ -88,7 +94,14 @@ func (h Header) signedBytes() []byte {
 type Info struct {
 	Name  string
 	Index uint64
+	// EventTime is the header's, as the object's metadata repeats it
+	// (unsigned: for choosing only; Load checks the header). Zero when the
+	// snapshot does not say (older snapshots).
+	EventTime time.Time
 }
+
+// eventTimeMeta is the object metadata key repeating Header.EventTime.
+const eventTimeMeta = "event-time"
 
 // Store keeps the snapshots of one ledger stream.
 type Store struct {
@@ -119,6 +132,30 @@ func Open(ctx context.Context, nc *nats.Conn, ledgerStream string, replicas int)
 	return &Store{obj: obj, ledger: ledgerStream}, nil
 }
 
+// ErrNone means a ledger has no snapshot bucket (none was ever taken).
+var ErrNone = errors.New("snapshot: no snapshots of this ledger")
+
+// OpenExisting opens the snapshot bucket of a ledger stream without
+// creating it (readers: a stopped server's data directory, an audit
+// identity); ErrNone when there is none.
+func OpenExisting(ctx context.Context, nc *nats.Conn, ledgerStream string) (*Store, error) {
+	if ledgerStream == "" {
+		ledgerStream = "KEYLEDGER"
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := js.ObjectStore(ctx, ledgerStream+"_SNAPSHOTS")
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, ErrNone
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: bucket: %w", err)
+	}
+	return &Store{obj: obj, ledger: ledgerStream}, nil
+}
+
 // Name is the object name of the snapshot covering index: zero-padded, so
 // names sort by index.
 func Name(index uint64) string { return fmt.Sprintf("%020d", index) }
@@ -135,7 +172,9 @@ func (s *Store) Put(ctx context.Context, h Header, body []byte, key *writer.Key)
 	}
 	data := make([]byte, 0, len(head)+1+len(body))
 	data = append(append(append(data, head...), '\n'), body...)
-	return s.PutRaw(ctx, Name(h.Index), data)
+	_, err = s.obj.Put(ctx, jetstream.ObjectMeta{Name: Name(h.Index),
+		Metadata: map[string]string{eventTimeMeta: h.EventTime.UTC().Format(time.RFC3339Nano)}}, bytes.NewReader(data))
+	return err
 }
 
 // PutRaw stores bytes under a name as they are (tests use it to plant
@@ -163,7 +202,11 @@ func (s *Store) List(ctx context.Context) ([]Info, error) {
 		if err != nil {
 			continue // not a snapshot; Load would refuse it anyway
 		}
-		out = append(out, Info{Name: o.Name, Index: idx})
+		info := Info{Name: o.Name, Index: idx}
+		if t, err := time.Parse(time.RFC3339Nano, o.Metadata[eventTimeMeta]); err == nil {
+			info.EventTime = t
+		}
+		out = append(out, info)
 	}
 	slices.SortFunc(out, func(a, b Info) int { return cmpUint(b.Index, a.Index) })
 	return out, nil
@@ -220,14 +263,86 @@ func Check(data []byte, ledger string, trusted func(writerID string) ed25519.Pub
 	return h, body, nil
 }
 
-// Prune deletes all but the keep newest snapshots.
-func (s *Store) Prune(ctx context.Context, keep int) error {
+// AtOrBefore lists the snapshots whose events all happened at or before t
+// (by their metadata; those that do not say are included, for Load to
+// decide), newest first.
+func (s *Store) AtOrBefore(ctx context.Context, t time.Time) ([]Info, error) {
+	list, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(list, func(i Info) bool { return i.EventTime.After(t) }), nil
+}
+
+// Retention says which snapshots Thin keeps: the Recent newest, and the
+// first snapshot (by event time) of each of the Hourly most recent hours,
+// Daily most recent UTC days, Weekly most recent ISO weeks and Monthly most
+// recent months that hold one. At most Recent+Hourly+Daily+Weekly+Monthly
+// are kept. Event times grow with
+// the index and a bucket only ever leaves the most recent, so a snapshot
+// once dropped is never wanted again.
+type Retention struct {
+	Recent, Hourly, Daily, Weekly, Monthly int
+}
+
+// Keep returns the snapshots r keeps of list (newest first, as List
+// returns them).
+func (r Retention) Keep(list []Info) []Info {
+	keep := map[string]bool{}
+	for i, info := range list {
+		if i < r.Recent {
+			keep[info.Name] = true
+		}
+	}
+	buckets := []struct {
+		n   int
+		key func(time.Time) string
+	}{
+		{r.Hourly, func(t time.Time) string { return t.UTC().Format("2006-01-02T15") }},
+		{r.Daily, func(t time.Time) string { return t.UTC().Format("2006-01-02") }},
+		{r.Weekly, func(t time.Time) string { y, w := t.UTC().ISOWeek(); return fmt.Sprintf("%d-W%02d", y, w) }},
+		{r.Monthly, func(t time.Time) string { return t.UTC().Format("2006-01") }},
+	}
+	for _, b := range buckets {
+		first := map[string]Info{} // bucket → its first snapshot
+		var order []string         // buckets, newest first
+		for _, info := range list {
+			if info.EventTime.IsZero() {
+				continue // unknown time: kept only as one of the newest
+			}
+			k := b.key(info.EventTime)
+			prev, seen := first[k]
+			if !seen {
+				order = append(order, k)
+			}
+			if !seen || info.Index < prev.Index {
+				first[k] = info
+			}
+		}
+		for i, k := range order {
+			if i < b.n {
+				keep[first[k].Name] = true
+			}
+		}
+	}
+	return slices.DeleteFunc(slices.Clone(list), func(i Info) bool { return !keep[i.Name] })
+}
+
+// Thin deletes the snapshots r does not keep.
+func (s *Store) Thin(ctx context.Context, r Retention) error {
 	list, err := s.List(ctx)
 	if err != nil {
 		return err
 	}
-	for i := keep; i < len(list); i++ {
-		if err := s.obj.Delete(ctx, list[i].Name); err != nil {
+	kept := map[string]bool{}
+	for _, info := range r.Keep(list) {
+		kept[info.Name] = true
+	}
+	for _, info := range list {
+		if kept[info.Name] {
+			continue
+		}
+		if err := s.obj.Delete(ctx, info.Name); err != nil {
 			return err
 		}
 	}

@@ -50,6 +50,7 @@ type FrontierTree interface {
 type Image struct {
 	Head        chain.Head                    `json:"head"`
 	Time        time.Time                     `json:"time"`    // the last event's time
+	Latest      time.Time                     `json:"latest"`  // the latest time of any event folded in (time travel)
 	Writers     map[string]string             `json:"writers"` // registered by then: ID → public key (base64)
 	Quarantined []uint64                      `json:"quarantined,omitempty"`
 	FeedNext    uint64                        `json:"feedNext"` // the index the audit feed announces next
@@ -99,6 +100,7 @@ type Projections struct {
 	mu      sync.Mutex
 	head    chain.Head
 	time    time.Time
+	latest  time.Time
 	writers map[string]ed25519.PublicKey
 	onTree  func(error)
 }
@@ -117,7 +119,7 @@ func Restore(im *Image, tree Tree, onTreeError func(error)) (*Projections, error
 		return nil, err
 	}
 	return &Projections{State: keystate.Restore(im.Keys), Agg: compliance.RestoreAggregates(im.Compliance), Tree: tree,
-		head: im.Head, time: im.Time, writers: w, onTree: onTreeError}, nil
+		head: im.Head, time: im.Time, latest: im.Latest, writers: w, onTree: onTreeError}, nil
 }
 
 // Apply folds committed records (in order) into every projection.
@@ -132,6 +134,9 @@ func (p *Projections) Apply(recs []event.Record) {
 	for _, r := range recs {
 		if err := p.Tree.Append(r.Raw); err != nil && p.onTree != nil {
 			p.onTree(err)
+		}
+		if r.Event.Time.After(p.latest) {
+			p.latest = r.Event.Time // clocks of several writers need not agree
 		}
 	}
 	last := recs[len(recs)-1]
@@ -153,7 +158,7 @@ func (p *Projections) Head() chain.Head {
 func (p *Projections) Capture(quarantined func(seq uint64) []uint64) (*Image, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	im := &Image{Head: p.head, Time: p.time, Writers: map[string]string{}, FeedNext: p.head.NextIndex(),
+	im := &Image{Head: p.head, Time: p.time, Latest: p.latest, Writers: map[string]string{}, FeedNext: p.head.NextIndex(),
 		Keys: p.State.Snapshot(), Compliance: p.Agg.Snapshot(), Quarantined: quarantined(p.head.Seq)}
 	for id, pub := range p.writers {
 		im.Writers[id] = base64.StdEncoding.EncodeToString(pub)

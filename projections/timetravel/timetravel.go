@@ -3,10 +3,21 @@
 // then, by folding the ledger up to that time and evaluating the key policy,
 // the identity policies and the grants in force then. It is pure: it reads
 // records it is given and keeps nothing.
+//
+// The state as of T is the fold of the ledger's longest prefix whose events
+// all happened at or before T: a state the ledger really had. (Event times
+// are the writers' clocks: events of one group commit, or of instances
+// whose clocks differ, need not be in time order, and picking events by
+// time alone could fold a change without the one before it.) So a fold may
+// start from a snapshot of the projections whose events all happened by T
+// (Resume) and stop at the first event after T (ErrPassed): the answer is
+// the full fold's, and its cost follows the distance from the snapshot,
+// not the ledger's length.
 package timetravel
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -14,29 +25,59 @@ import (
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
 	"github.com/keyledger/keyledger/projections/policy"
+	"github.com/keyledger/keyledger/projections/resume"
 )
 
-// Folder folds records up to a time.
+// ErrPassed is what Fold returns for the first event after AsOf: the fold
+// is complete and the caller stops reading the ledger.
+var ErrPassed = errors.New("timetravel: past the time asked for")
+
+// ErrImageTooLate means a snapshot holds events after the time asked for.
+var ErrImageTooLate = errors.New("timetravel: the snapshot holds events after the time asked for")
+
+// Folder folds records, in ledger order, up to a time.
 type Folder struct {
 	AsOf       time.Time
 	state      *keystate.State
 	principals string // the PrincipalsConfigured summary in force
 	events     uint64
+	next       uint64 // the index of the next event to fold
+	passed     bool
+	snapshot   *uint64 // the index the snapshot it started from covers
 }
 
-// NewFolder starts a fold that keeps only events at or before asOf.
+// NewFolder starts a fold from the ledger's first event.
 func NewFolder(asOf time.Time) *Folder { return &Folder{AsOf: asOf, state: keystate.New()} }
 
-// Add folds one record if it happened by AsOf.
-func (f *Folder) Add(r event.Record) {
-	if r.Event.Time.After(f.AsOf) {
-		return
+// Resume starts a fold from a snapshot image of the projections (its key
+// state, and the principals in force from its compliance aggregates); the
+// caller folds the events from Next on. Every event in the image must have
+// happened by asOf.
+func Resume(asOf time.Time, im *resume.Image) (*Folder, error) {
+	if im.Latest.IsZero() || im.Latest.After(asOf) {
+		return nil, ErrImageTooLate // an image that does not say is no use either
+	}
+	return &Folder{AsOf: asOf, state: keystate.Restore(im.Keys), principals: im.Compliance.Principals,
+		events: im.Head.Count, next: im.Head.NextIndex(), snapshot: &im.Head.Index}, nil
+}
+
+// Next is the index of the first event the fold still needs.
+func (f *Folder) Next() uint64 { return f.next }
+
+// Fold folds the next record, or returns ErrPassed (and folds nothing more)
+// once one happened after AsOf.
+func (f *Folder) Fold(r event.Record) error {
+	if f.passed || r.Event.Time.After(f.AsOf) {
+		f.passed = true
+		return ErrPassed
 	}
 	f.events++
+	f.next = r.Event.Index + 1
 	if b, ok := r.Event.Body.(*event.PrincipalsConfigured); ok && !r.Event.Refused() {
 		f.principals = b.Summary
 	}
 	f.state.Apply([]event.Record{r})
+	return nil
 }
 
 // Access is one principal's way to decrypt.
@@ -75,17 +116,20 @@ type GrantView struct {
 
 // Answer is what the fold says about one key.
 type Answer struct {
-	AsOf          time.Time `json:"asOf"`
-	EventsFolded  uint64    `json:"eventsFolded"`
-	Exists        bool      `json:"exists"`
-	Deleted       bool      `json:"deleted,omitempty"`
-	Key           *KeyView  `json:"key,omitempty"`
-	WhoCanDecrypt []Access  `json:"whoCouldDecrypt,omitempty"`
+	AsOf         time.Time `json:"asOf"`
+	EventsFolded uint64    `json:"eventsFolded"`
+	// SnapshotIndex is the last event of the snapshot the fold started
+	// from (absent: it started from the first event).
+	SnapshotIndex *uint64  `json:"snapshotIndex,omitempty"`
+	Exists        bool     `json:"exists"`
+	Deleted       bool     `json:"deleted,omitempty"`
+	Key           *KeyView `json:"key,omitempty"`
+	WhoCanDecrypt []Access `json:"whoCouldDecrypt,omitempty"`
 }
 
 // Describe answers for one key id in region.
 func (f *Folder) Describe(keyID, region string) Answer {
-	ans := Answer{AsOf: f.AsOf, EventsFolded: f.events}
+	ans := Answer{AsOf: f.AsOf, EventsFolded: f.events, SnapshotIndex: f.snapshot}
 	k, ok := f.state.Key(keyID)
 	if !ok {
 		ans.Deleted = f.state.WasDeleted(keyID)

@@ -141,6 +141,12 @@ type Ledger struct {
 	qfirst      []string        // the first few quarantines, for reports
 
 	refusing bool // the writer's storage refused the last batch (writer goroutine only)
+
+	// Contention between writers (relink.go).
+	token    string             // this instance in wait/done notices
+	peerSub  *nats.Subscription // nil: this writer does not yield
+	peerWait atomic.Int64       // unix nanos until which a peer asked us to hold
+	peerDone chan struct{}      // a peer settled its batch
 }
 
 type pending struct {
@@ -353,6 +359,9 @@ func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Reco
 func (l *Ledger) Start(head chain.Head) {
 	l.head = l.fold.Head()
 	l.started.Store(true)
+	if l.cfg.Writer != nil && !l.cfg.ReadOnly {
+		l.listenToPeers()
+	}
 	go l.writer()
 }
 
@@ -398,6 +407,9 @@ func (l *Ledger) Append(ctx context.Context, ev *event.Event) (event.Record, err
 
 func (l *Ledger) writer() {
 	defer close(l.done)
+	if l.peerSub != nil {
+		defer func() { _ = l.peerSub.Unsubscribe() }()
+	}
 	var carry *pending // an event that did not fit in the previous batch
 	follow := time.NewTicker(l.cfg.FollowInterval)
 	defer follow.Stop()
@@ -418,6 +430,7 @@ func (l *Ledger) writer() {
 				return
 			}
 		}
+		l.yieldToPeers() // what is queued meanwhile joins this batch
 	fill:
 		for len(b.items) < l.cfg.MaxBatchEvents {
 			select {
@@ -484,6 +497,12 @@ func (l *Ledger) commit(b *batch) {
 	// publish the same batch again after it. When another writer's events
 	// took it, a batch that changes no key state is linked after them
 	// (relinkAfter).
+	asked := false // peers were asked to wait for this batch
+	defer func() {
+		if asked {
+			l.notifyPeers("done")
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			var err error
@@ -498,6 +517,10 @@ func (l *Ledger) commit(b *batch) {
 			l.accept(b.recs, ack.Sequence)
 			settle(b.items, b.recs, nil)
 			return
+		}
+		if isWrongLastSequence(err) {
+			l.notifyPeers("wait")
+			asked = true
 		}
 		retry := l.recover(b.items, b.recs, b.data, msgID, after, err)
 		if !retry || attempt >= maxRetries {

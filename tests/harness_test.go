@@ -107,6 +107,13 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+// Reset empties the buffer.
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}
+
 func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -115,35 +122,39 @@ func (s *syncBuffer) String() string {
 
 // instance is one keyledger node serving HTTP on a loopback port.
 type instance struct {
-	t        *testing.T
-	dir      string
-	root     rootkey.Key
-	clock    *fakeClock
-	logs     *syncBuffer
-	backend  *backend.Backend
-	node     *node.Node
-	endpoint string
-	kms      *kms.Client
-	natsURL  string // set when running against an external NATS server
-	ledgerCf ledger.Config
-	replicas int
-	signer   note.Signer // signs checkpoints
-	vkey     string      // verifies them
-	tls      *tls.Config // serve TLS with this (withTLS)
-	client   *http.Client
-	limits   awsjson.Limits
-	listen   func() net.Listener // where to serve once started (default: a new loopback port)
-	writer   *writer.Key         // signs ledger messages
-	natsNet  bool                // embedded: also listen for NATS clients on loopback
-	throttle *throttle.Limiter   // withThrottle
-	metrics  *metrics.Metrics    // withMetrics
-	minFree  int64               // embedded: space kept free on the data disk (0: default)
+	t         *testing.T
+	dir       string
+	root      rootkey.Key
+	clock     *fakeClock
+	logs      *syncBuffer
+	backend   *backend.Backend
+	node      *node.Node
+	endpoint  string
+	kms       *kms.Client
+	natsURL   string // set when running against an external NATS server
+	ledgerCf  ledger.Config
+	replicas  int
+	signer    note.Signer // signs checkpoints
+	vkey      string      // verifies them
+	tls       *tls.Config // serve TLS with this (withTLS)
+	client    *http.Client
+	limits    awsjson.Limits
+	listen    func() net.Listener // where to serve once started (default: a new loopback port)
+	writer    *writer.Key         // signs ledger messages
+	snapshots node.Snapshots      // withSnapshots
+	natsNet   bool                // embedded: also listen for NATS clients on loopback
+	throttle  *throttle.Limiter   // withThrottle
+	metrics   *metrics.Metrics    // withMetrics
+	minFree   int64               // embedded: space kept free on the data disk (0: default)
 }
 
 type option func(*instance)
 
 // withNATS runs the instance against an existing NATS server.
 func withNATS(url string) option { return func(i *instance) { i.natsURL = url } }
+
+// withSnapshots tunes the instance's projection snapshots.
+func withSnapshots(s node.Snapshots) option { return func(i *instance) { i.snapshots = s } }
 
 // withWriter signs the ledger with k (a deployment's escrowed writer key).
 func withWriter(k *writer.Key) option { return func(i *instance) { i.writer = k } }
@@ -210,7 +221,7 @@ func (i *instance) up() {
 		Region: testRegion, RootKey: i.root, Clock: i.clock, Principals: dir,
 		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCfg(), Logger: log, HTTP: i.limits,
 		CheckpointSigner: i.signer, CheckpointVerifier: i.vkey, CheckpointInterval: time.Hour, // tests checkpoint explicitly
-		Throttle: i.throttle, ThrottleReportInterval: 50 * time.Millisecond, Metrics: i.metrics,
+		Throttle: i.throttle, ThrottleReportInterval: 50 * time.Millisecond, Metrics: i.metrics, Snapshots: i.snapshots,
 	})
 	if err != nil {
 		t.Fatal(err)

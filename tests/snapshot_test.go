@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 	"github.com/keyledger/keyledger/ledger/writer"
 	"github.com/keyledger/keyledger/projections/compliance"
@@ -68,7 +69,7 @@ func fullReplay(t *testing.T, i *instance) projections {
 // writing), of another ledger, signed by a stranger or covering an event
 // the ledger does not hold are skipped with a log line.
 func TestRestartFromSnapshotEqualsReplay(t *testing.T) {
-	i := start(t)
+	i := start(t, withSnapshots(node.Snapshots{NotAtShutdown: true})) // keep the tail to fold
 	ctx := context.Background()
 	someTraffic(t, i, "before")
 	if err := i.node.Snapshot(ctx); err != nil {
@@ -147,7 +148,7 @@ func TestRestartFromSnapshotEqualsReplay(t *testing.T) {
 // TestStartWithOnlyBadSnapshots: when no snapshot checks out (a crash
 // while writing the only one), the ledger is replayed whole.
 func TestStartWithOnlyBadSnapshots(t *testing.T) {
-	i := start(t)
+	i := start(t, withSnapshots(node.Snapshots{NotAtShutdown: true}))
 	ctx := context.Background()
 	someTraffic(t, i, "x")
 	if err := i.node.Snapshot(ctx); err != nil {
@@ -166,5 +167,23 @@ func TestStartWithOnlyBadSnapshots(t *testing.T) {
 	}
 	if !strings.Contains(i.logs.String(), "from_snapshot=false") {
 		t.Fatal("did not fall back to a full replay")
+	}
+}
+
+// TestCleanShutdownSnapshots: a clean stop snapshots the final state, so
+// the next start folds nothing after it and equals what was there.
+func TestCleanShutdownSnapshots(t *testing.T) {
+	i := start(t)
+	someTraffic(t, i, "before-the-stop")
+	before := folded(t, i)
+	i.down()
+	i.logs.Reset()
+	i.up()
+	logs := i.logs.String()
+	if !strings.Contains(logs, "from_snapshot=true") || !strings.Contains(logs, "tail_folded=0") {
+		t.Fatalf("the start after a clean stop did not resume from a snapshot of the final state:\n%s", logs)
+	}
+	if diff := cmp.Diff(before, folded(t, i)); diff != "" {
+		t.Fatalf("projections after resuming (-before +after):\n%s", diff)
 	}
 }

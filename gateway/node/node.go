@@ -461,6 +461,13 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 	}
 	n.Ledger.Close()
+	// A snapshot of the final state: the next start, and reports and time
+	// travel on the stopped data directory, fold nothing after it.
+	if n.snapshots != nil && !n.cfg.Snapshots.NotAtShutdown && n.snapshots.pending.Load() > 0 {
+		if serr := n.snapshots.take(ctx); serr != nil {
+			n.cfg.Logger.Warn("no snapshot at shutdown", "error", serr)
+		}
+	}
 	if n.cfg.CheckpointSigner != nil && n.Checkpointer.Tree().Size() > 0 {
 		if _, cerr := n.Checkpointer.Checkpoint(ctx); cerr != nil {
 			n.cfg.Logger.Warn("no checkpoint at shutdown", "error", cerr)

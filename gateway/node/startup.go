@@ -36,6 +36,9 @@ type Snapshots struct {
 	// default) at any history length.
 	Hourly, Daily, Weekly, Monthly int
 	Off                            bool // neither take nor use snapshots (full replay at start)
+	// NotAtShutdown skips the snapshot a clean Close takes of the final
+	// state (tests that need a tail to fold after the newest snapshot).
+	NotAtShutdown bool
 	// VerifyRate caps the background verifier (events/s, default 200,000);
 	// negative turns it off.
 	VerifyRate int

@@ -34,8 +34,14 @@ func (l *Ledger) ReplayFrom(ctx context.Context, r Resume, fn func(event.Record)
 	l.fold = f
 	l.qmu.Lock()
 	l.qseqs = map[uint64]bool{}
+	l.qfirst = nil
 	for _, seq := range r.Quarantined {
 		l.qseqs[seq] = true
+		if len(l.qfirst) < reportedQuarantines {
+			// The reason was found before the snapshot; audit verify finds
+			// it again from the message itself.
+			l.qfirst = append(l.qfirst, fmt.Sprintf("stream sequence %d: quarantined before the snapshot this start resumed from (keyledger audit verify names why)", seq))
+		}
 	}
 	l.qmu.Unlock()
 	l.quarantined.Store(uint64(len(r.Quarantined)))

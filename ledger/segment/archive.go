@@ -109,7 +109,7 @@ func writeSynced(path string, data []byte) error {
 type Span struct {
 	Base, Next  Base
 	Tree        *merkle.MemTree // continued from Base through every event of the span
-	First, Last time.Time    // the first and last event's time (zero when empty)
+	First, Last time.Time       // the first and last event's time (zero when empty)
 }
 
 // VerifySpan checks events (EventsFile's contents) and their writer

@@ -67,6 +67,31 @@ type Tree struct {
 	pendingOrder []tileID
 	written      chan struct{} // signalled when a tile completes
 	flushing     sync.Mutex    // one Flush at a time
+	// leaves, when set, rebuilds a full tile that is missing or wrong in
+	// the store from the ledger's events (RepairFrom); rebuilt counts them.
+	leaves  LeafSource
+	rebuilt int
+}
+
+// LeafSource calls fn with the exact stored bytes of the n leaves from
+// index first on, in order: the ledger's events.
+type LeafSource func(ctx context.Context, first int64, n int, fn func(raw []byte) error) error
+
+// RepairFrom makes the tree rebuild a stored tile that is missing or does
+// not match from the leaves under it, instead of failing the proof that
+// needs it. The rebuilt tile is checked like a stored one before it is
+// used, and written back to the store.
+func (t *Tree) RepairFrom(src LeafSource) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.leaves = src
+}
+
+// Rebuilt is how many tiles RepairFrom's source rebuilt.
+func (t *Tree) Rebuilt() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.rebuilt
 }
 
 type tileID struct {
@@ -229,6 +254,31 @@ func Restore(f Frontier, store TileStore, cacheTiles int) (*Tree, error) {
 	return t, nil
 }
 
+// CheckStored reads from the store, and checks up to the right edge, the
+// first and the last full tile of every level, repairing nothing: after
+// Restore, a store that lost its tiles (a deleted bucket) or never had
+// them (a snapshot taken before they were stored) shows here, not in a
+// proof.
+func (t *Tree) CheckStored(ctx context.Context) error {
+	t.mu.Lock()
+	t.init()
+	v := t.viewLocked(ctx)
+	t.mu.Unlock()
+	v.noRepair = true
+	for L := range v.edge {
+		full := v.size >> (TileHeight * L) >> TileHeight // full tiles at level L
+		for _, N := range []int64{0, full - 1} {
+			if N < 0 {
+				continue
+			}
+			if _, err := v.tile(L, N); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Root is the tree hash of the first size leaves.
 func (t *Tree) Root(size int64) (tlog.Hash, error) {
 	v, cancel := t.view()
@@ -268,6 +318,7 @@ type view struct {
 	size     int64
 	edge     [][]byte
 	edgeOnly bool // Append's reads: never touch the store
+	noRepair bool // CheckStored's reads: the store as it is
 }
 
 func (t *Tree) view() (*view, context.CancelFunc) {
@@ -326,21 +377,89 @@ func (v *view) tile(L int, N int64) ([]byte, error) {
 		return data, nil
 	}
 	data, err := t.store.ReadTile(v.ctx, L, N)
-	if errors.Is(err, ErrTileNotFound) || (err == nil && len(data) != tileBytes) {
-		return nil, fmt.Errorf("%w (tile %d/%d)", ErrTileCorrupt, L, N)
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrTileNotFound) {
 		return nil, fmt.Errorf("merkle: reading tile %d/%d: %w", L, N, err)
 	}
-	// The tile's subtree root is its parent's hash at level 8(L+1).
-	parent, err := v.ReadHashes([]int64{tlog.StoredHashIndex(TileHeight*(L+1), N)})
-	if err != nil {
+	if ok, err = v.matches(L, N, data); err != nil {
 		return nil, err
 	}
-	if subtreeHash(data) != parent[0] {
-		return nil, fmt.Errorf("%w (tile %d/%d)", ErrTileCorrupt, L, N)
+	if !ok {
+		t.mu.RLock()
+		src := t.leaves
+		t.mu.RUnlock()
+		if src == nil || v.noRepair {
+			return nil, fmt.Errorf("%w (tile %d/%d)", ErrTileCorrupt, L, N)
+		}
+		if data, err = v.rebuild(src, L, N); err != nil {
+			return nil, fmt.Errorf("%w (tile %d/%d; rebuilding it from the ledger failed: %v)", ErrTileCorrupt, L, N, err)
+		}
+		if ok, err = v.matches(L, N, data); err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w (tile %d/%d; the tiles or events under it do not match either)", ErrTileCorrupt, L, N)
+		}
+		// Best effort: a failed write leaves the next reader to rebuild it again.
+		_ = t.store.WriteTile(v.ctx, L, N, data)
+		t.mu.Lock()
+		t.rebuilt++
+		t.mu.Unlock()
 	}
 	t.cache.put(id, data)
+	return data, nil
+}
+
+// matches reports whether data is full tile (L, N) of this tree: its
+// subtree root is its parent's hash at level 8(L+1), read (and so checked)
+// up to the right edge.
+func (v *view) matches(L int, N int64, data []byte) (bool, error) {
+	if len(data) != tileBytes {
+		return false, nil
+	}
+	parent, err := v.ReadHashes([]int64{tlog.StoredHashIndex(TileHeight*(L+1), N)})
+	if err != nil {
+		return false, err
+	}
+	return subtreeHash(data) == parent[0], nil
+}
+
+// rebuild computes full tile (L, N) from the leaves under it (level 0) or
+// from its child tiles, rebuilding those that are missing. Nothing here is
+// trusted: the caller checks the result against its parent.
+func (v *view) rebuild(src LeafSource, L int, N int64) ([]byte, error) {
+	data := make([]byte, 0, tileBytes)
+	if L == 0 {
+		err := src(v.ctx, N*tileHashes, tileHashes, func(raw []byte) error {
+			if len(data) == tileBytes {
+				return errors.New("too many leaves")
+			}
+			h := tlog.RecordHash(raw)
+			data = append(data, h[:]...)
+			return nil
+		})
+		if err == nil && len(data) != tileBytes {
+			err = fmt.Errorf("%d of %d leaves", len(data)/tlog.HashSize, tileHashes)
+		}
+		return data, err
+	}
+	for k := int64(0); k < tileHashes; k++ {
+		child := N*tileHashes + k
+		v.t.mu.RLock()
+		c, ok := v.t.pending[tileID{L: L - 1, N: child}]
+		v.t.mu.RUnlock()
+		var err error
+		if !ok {
+			c, err = v.t.store.ReadTile(v.ctx, L-1, child)
+		}
+		if errors.Is(err, ErrTileNotFound) || (err == nil && len(c) != tileBytes) {
+			c, err = v.rebuild(src, L-1, child)
+		}
+		if err != nil {
+			return nil, err
+		}
+		h := subtreeHash(c)
+		data = append(data, h[:]...)
+	}
 	return data, nil
 }
 

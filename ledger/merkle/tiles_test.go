@@ -180,3 +180,106 @@ func TestTamperedTileIsNotServed(t *testing.T) {
 	}
 	checkProofs(t, tree, ref)
 }
+
+// leafSource serves leaves like the ledger does, counting the reads.
+func leafSource(n int, reads *int) LeafSource {
+	return func(_ context.Context, first int64, count int, fn func([]byte) error) error {
+		*reads++
+		for i := first; i < first+int64(count) && i < int64(n); i++ {
+			if err := fn(leaf(int(i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// TestRestoredTreeRepairsTilesFromLeaves: restored from its frontier over
+// a store that lost or garbled tiles, a tree with a leaf source rebuilds
+// each tile a proof needs, checks it against the edge and stores it again;
+// a source whose leaves are not the tree's gives no proof.
+func TestRestoredTreeRepairsTilesFromLeaves(t *testing.T) {
+	ctx := context.Background()
+	store := NewMemoryStore()
+	tree, ref := build(t, store, 70000)
+	f := tree.Frontier()
+	if err := mustRestore(t, f, store).CheckStored(ctx); err != nil {
+		t.Fatalf("intact store: %v", err)
+	}
+	store.Delete(0, 0)
+	good, _ := store.ReadTile(ctx, 0, 7)
+	bad := append([]byte(nil), good...)
+	bad[40] ^= 1
+	store.WriteTile(ctx, 0, 7, bad)
+
+	restored := mustRestore(t, f, store)
+	if err := restored.CheckStored(ctx); !errors.Is(err, ErrTileCorrupt) {
+		t.Fatalf("CheckStored over a lost tile: %v", err)
+	}
+	reads := 0
+	restored.RepairFrom(leafSource(70000, &reads))
+	checkProofs(t, restored, ref)
+	if _, err := restored.Inclusion(7*256+1, 70000); err != nil {
+		t.Fatal(err)
+	}
+	if restored.Rebuilt() != 2 || reads != 2 {
+		t.Fatalf("rebuilt %d tiles from %d leaf reads, want 2 from 2", restored.Rebuilt(), reads)
+	}
+	for _, id := range []tileID{{0, 0}, {0, 7}} {
+		if _, err := store.ReadTile(ctx, id.L, id.N); err != nil {
+			t.Fatalf("tile %v not stored again: %v", id, err)
+		}
+	}
+	if err := mustRestore(t, f, store).CheckStored(ctx); err != nil {
+		t.Fatalf("repaired store: %v", err)
+	}
+
+	// A lost level-1 tile is rebuilt from the tiles under it, and from the
+	// leaves where those are lost too.
+	store.Delete(1, 0)
+	store.Delete(0, 9)
+	reads = 0
+	restored = mustRestore(t, f, store)
+	restored.RepairFrom(leafSource(70000, &reads))
+	checkProofs(t, restored, ref)
+	if restored.Rebuilt() != 1 || reads != 1 {
+		t.Fatalf("rebuilt %d tiles from %d leaf reads, want 1 from 1", restored.Rebuilt(), reads)
+	}
+	// Under a lost tile, a garbled one cannot be told apart from the
+	// others: no proof (the next full rebuild from the ledger repairs both).
+	store.Delete(1, 0)
+	store.WriteTile(ctx, 0, 7, bad)
+	restored = mustRestore(t, f, store)
+	restored.RepairFrom(leafSource(70000, &reads))
+	if p, err := restored.Inclusion(300, 70000); !errors.Is(err, ErrTileCorrupt) {
+		t.Fatalf("a garbled tile under a lost one served a proof (%d hashes), err %v", len(p), err)
+	}
+	store.WriteTile(ctx, 0, 7, good)
+
+	// Leaves that are not the tree's: refused, never a proof.
+	store.Delete(0, 3)
+	liar := mustRestore(t, f, store)
+	liar.RepairFrom(func(_ context.Context, first int64, n int, fn func([]byte) error) error {
+		for i := first; i < first+int64(n); i++ {
+			if err := fn(leaf(int(i) + 1)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if p, err := liar.Inclusion(3*256+1, 70000); !errors.Is(err, ErrTileCorrupt) {
+		t.Fatalf("a tile rebuilt from foreign leaves served a proof (%d hashes), err %v", len(p), err)
+	}
+	if _, err := store.ReadTile(ctx, 0, 3); !errors.Is(err, ErrTileNotFound) {
+		t.Fatalf("a wrong rebuilt tile was stored: %v", err)
+	}
+}
+
+func mustRestore(t *testing.T, f Frontier, store TileStore) *Tree {
+	t.Helper()
+	tree, err := Restore(f, store, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}

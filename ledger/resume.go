@@ -136,3 +136,31 @@ func (l *Ledger) QuarantinedThrough(seq uint64) []uint64 {
 	slices.Sort(out)
 	return out
 }
+
+// LeavesFrom calls fn with the exact stored bytes of the n events from
+// index first on, skipping quarantined messages as every reader does: the
+// leaves under a Merkle tile the tree has to rebuild (merkle.LeafSource).
+func (l *Ledger) LeavesFrom(ctx context.Context, first int64, n int, fn func(raw []byte) error) error {
+	if first < 0 || n <= 0 {
+		return nil
+	}
+	done := errors.New("done")
+	left := n
+	err := l.EventsFrom(ctx, uint64(first), func(r event.Record) error {
+		if left == 0 {
+			return done
+		}
+		left--
+		if err := fn(r.Raw); err != nil {
+			return err
+		}
+		if left == 0 {
+			return done
+		}
+		return nil
+	})
+	if errors.Is(err, done) {
+		return nil
+	}
+	return err
+}

@@ -36,10 +36,13 @@ func proveOverHTTP(t *testing.T, in *instance, index, size int64, root tlog.Hash
 }
 
 // TestProofsFromStoredTiles: the Merkle tree's hashes live in tiles in
-// JetStream. After a restart, proofs for old indexes come from the stored
-// tiles and verify against a signed checkpoint; a tile tampered with in
-// the bucket is refused (no proof), and a tampered or missing tile is
-// written again from the ledger on the next start.
+// JetStream. A restart restores the tree from the snapshot's frontier and
+// the stored tiles (reading no event); proofs for old indexes come from
+// the stored tiles and verify against a signed checkpoint. Tiles missing
+// or tampered with at start make it rebuild the tree from the events,
+// writing them again; a tile tampered with while running is rebuilt from
+// the events under it when a proof needs it — a right proof or none,
+// never a wrong one.
 func TestProofsFromStoredTiles(t *testing.T) {
 	port := freePort(t)
 	startNATS(t, t.TempDir(), port)
@@ -52,7 +55,7 @@ func TestProofsFromStoredTiles(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < 70; i++ {
+			for i := 0; i < 100; i++ { // 800 events: three full tiles, the middle one not read at start
 				if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &k, Plaintext: []byte("x")}); err != nil {
 					t.Error(err)
 					return
@@ -66,11 +69,15 @@ func TestProofsFromStoredTiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp, _ := merkle.Open(signed, in.vkey)
-	if cp.Size < 2*256 {
+	if cp.Size < 3*256 {
 		t.Fatalf("only %d events", cp.Size)
 	}
 	recs := in.records()
+	in.logs.Reset()
 	in.restart()
+	if !strings.Contains(in.logs.String(), "merkle_from=frontier") {
+		t.Fatalf("the restart did not restore the tree from the snapshot's frontier:\n%s", in.logs.String())
+	}
 	waitTilesStored(t, in)
 	for _, idx := range []int64{3, 300, cp.Size - 1} {
 		if status := proveOverHTTP(t, in, idx, cp.Size, cp.Root, recs[idx].Raw); status != 200 {
@@ -116,8 +123,13 @@ func TestProofsFromStoredTiles(t *testing.T) {
 	if err := kv.Delete(ctx, tlog.Tile{H: 8, L: 0, N: 0, W: 256}.Path()); err != nil {
 		t.Fatal(err)
 	}
+	in.logs.Reset()
 	in.up()
-	// The restart's replay writes both again.
+	if !strings.Contains(in.logs.String(), "merkle tree not restored from the snapshot's frontier") ||
+		!strings.Contains(in.logs.String(), "merkle_from=events") {
+		t.Fatalf("a start over a lost tile did not rebuild the tree from the events:\n%s", in.logs.String())
+	}
+	// The restart's rebuild writes both again.
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(in.logs.String(), "merkle tiles that were missing or did not match the ledger were written again") {
 		if time.Now().After(deadline) {
@@ -130,14 +142,18 @@ func TestProofsFromStoredTiles(t *testing.T) {
 			t.Fatalf("inclusion of %d after the tiles were rebuilt: %d", idx, status)
 		}
 	}
-	// Tampered while running, with no cached copy: refused, never a proof.
+	// Tampered while running, with no cached copy: the tile is rebuilt
+	// from its events, checked, used and stored again.
 	in.restart()
 	waitTilesStored(t, in)
 	if _, err := kv.Put(ctx, key, tampered); err != nil {
 		t.Fatal(err)
 	}
-	if status := proveOverHTTP(t, in, 300, cp.Size, cp.Root, recs[300].Raw); status != 500 {
+	if status := proveOverHTTP(t, in, 300, cp.Size, cp.Root, recs[300].Raw); status != 200 {
 		t.Fatalf("a proof over a tampered tile answered %d", status)
+	}
+	if e, err := kv.Get(ctx, key); err != nil || string(e.Value()) == string(tampered) {
+		t.Fatalf("the tampered tile was not written again: %v", err)
 	}
 	if status := proveOverHTTP(t, in, 3, cp.Size, cp.Root, recs[3].Raw); status != 200 {
 		t.Fatalf("a proof over an intact tile answered %d", status)

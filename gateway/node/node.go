@@ -131,11 +131,7 @@ func runTiles(ctx context.Context, tree *merkle.Tree, logger *slog.Logger) {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
 	flush := func(ctx context.Context) {
-		repaired, err := tree.Flush(ctx)
-		if repaired > 0 {
-			logger.Warn("merkle tiles that were missing or did not match the ledger were written again", "tiles", repaired)
-		}
-		if err != nil && ctx.Err() == nil {
+		if err := storeTiles(ctx, tree, logger); err != nil && ctx.Err() == nil {
 			logger.Warn("storing merkle tiles failed; will retry", "pending", tree.Pending(), "error", err)
 		}
 	}
@@ -199,7 +195,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if cfg.TileCache == 0 {
 		cfg.TileCache = 256
 	}
-	newTree := func() *merkle.Tree { return merkle.New(tiles, cfg.TileCache) }
+	tr := trees{store: tiles, cache: cfg.TileCache}
 	cfg.Snapshots.setDefaults()
 	// Start-up, in order: open the ledger; restore the projections from the
 	// newest snapshot that still matches it (or start empty); fold and
@@ -254,9 +250,12 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	}
 	replayStart := time.Now()
 	onTree := func(err error) { cfg.Logger.Error("merkle tree append failed", "error", err) }
-	r := restore(ctx, l, store, cfg, newTree, onTree)
+	r := restore(ctx, l, store, cfg, tr, onTree)
 	proj = r.proj
 	tree, state := r.tree, proj.State
+	// A tile lost or garbled in the bucket after start-up is rebuilt from
+	// the events under it when a proof needs it (checked, then stored).
+	tree.RepairFrom(l.LeavesFrom)
 	// Completed tiles are stored as the tail folds and while serving.
 	tctx, stopTiles := context.WithCancel(context.Background())
 	tilesDone := make(chan struct{})
@@ -272,7 +271,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		}
 	}()
 	if store != nil && lcfg.Writer != nil {
-		snaps = &snapshotter{cfg: cfg.Snapshots, proj: proj, l: l, store: store, key: lcfg.Writer, log: cfg.Logger,
+		snaps = &snapshotter{cfg: cfg.Snapshots, proj: proj, l: l, store: store, tree: tree, key: lcfg.Writer, log: cfg.Logger,
 			kick: make(chan struct{}, 1)}
 	}
 	head, err := replayTail(ctx, l, r, fold, cfg.Logger)

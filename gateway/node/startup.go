@@ -71,6 +71,39 @@ func (s *Snapshots) setDefaults() {
 	}
 }
 
+// trees makes an instance's Merkle tree over its tile store.
+type trees struct {
+	store merkle.TileStore
+	cache int // tiles
+}
+
+func (t trees) fresh() *merkle.Tree { return merkle.New(t.store, t.cache) }
+
+// maxPendingTiles bounds the completed tiles (8 KiB each) start-up keeps in
+// memory before it stores them itself: folding runs faster than the tile
+// flusher, and a rebuild under an old snapshot completes a tile every 256
+// events.
+const maxPendingTiles = 512
+
+// keepFlushed stores the tree's completed tiles once maxPendingTiles of
+// them wait, so start-up's memory does not grow with the events it folds.
+func keepFlushed(ctx context.Context, tree *merkle.Tree, log *slog.Logger) error {
+	if tree.Pending() < maxPendingTiles {
+		return nil
+	}
+	return storeTiles(ctx, tree, log)
+}
+
+// storeTiles stores every completed tile, logging those that were missing
+// or wrong in the store and so written again.
+func storeTiles(ctx context.Context, tree *merkle.Tree, log *slog.Logger) error {
+	repaired, err := tree.Flush(ctx)
+	if repaired > 0 {
+		log.Warn("merkle tiles that were missing or did not match the ledger were written again", "tiles", repaired)
+	}
+	return err
+}
+
 // restored is what start-up resumed from.
 type restored struct {
 	proj   *resume.Projections
@@ -83,9 +116,9 @@ type restored struct {
 // snapshot (corrupt, truncated, foreign, untrusted, no longer the ledger's
 // event, a Merkle root that does not match) skips it with a log line: an
 // older one is tried, and with none left the ledger is replayed whole.
-func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg Config, newTree func() *merkle.Tree, onTree func(error)) restored {
+func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg Config, tr trees, onTree func(error)) restored {
 	fresh := func() restored {
-		tree := newTree()
+		tree := tr.fresh()
 		return restored{proj: resume.New(tree, onTree), tree: tree}
 	}
 	if store == nil || cfg.Ledger.Writer == nil {
@@ -104,7 +137,7 @@ func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg C
 		return nil
 	}
 	for _, info := range list {
-		r, err := restoreOne(ctx, l, store, info, trusted, cfg.Logger, newTree, onTree)
+		r, err := restoreOne(ctx, l, store, info, trusted, cfg.Logger, tr, onTree)
 		if err != nil {
 			cfg.Logger.Warn("snapshot skipped", "snapshot", info.Name, "reason", err.Error())
 			continue
@@ -170,7 +203,7 @@ func ImageAt(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, at ti
 }
 
 func restoreOne(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, info snapshot.Info,
-	trusted func(string) ed25519.PublicKey, log *slog.Logger, newTree func() *merkle.Tree, onTree func(error)) (restored, error) {
+	trusted func(string) ed25519.PublicKey, log *slog.Logger, tr trees, onTree func(error)) (restored, error) {
 	_, im, err := loadImage(ctx, l, store, info, trusted)
 	if err != nil {
 		return restored{}, err
@@ -179,11 +212,9 @@ func restoreOne(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, in
 	if err != nil {
 		return restored{}, err
 	}
-	tree := newTree()
 	started := time.Now()
-	if err := resume.RestoreTree(im, tree, func(fn func([]byte) error) error {
-		return l.Leaves(ctx, im.Head.Seq, im.Quarantined, fn)
-	}); err != nil {
+	tree, from, err := restoreTree(ctx, l, im, tr, log)
+	if err != nil {
 		return restored{}, err
 	}
 	proj, err := resume.Restore(im, tree, onTree)
@@ -191,8 +222,46 @@ func restoreOne(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, in
 		return restored{}, err
 	}
 	log.Info("projections restored from snapshot", "snapshot", info.Name, "events", im.Head.Count,
-		"index", im.Head.Index, "merkle_took", time.Since(started).Round(time.Millisecond))
+		"index", im.Head.Index, "merkle_from", from, "merkle_took", time.Since(started).Round(time.Millisecond))
 	return restored{proj: proj, tree: tree, resume: &ledger.Resume{Head: im.Head, Writers: writers, Quarantined: im.Quarantined}}, nil
+}
+
+// restoreTree brings the Merkle tree to the image's events. From the
+// image's frontier and the stored tiles when it has one: no event is read,
+// whatever the history's length; the root must be the image's, and the
+// first and last stored tile of each level must be there and check out
+// against the edge (a deleted or foreign tile bucket fails here). Else, or
+// if that fails, by hashing every event under the snapshot, storing the
+// tiles as they complete. from names the path taken ("frontier" or
+// "events").
+func restoreTree(ctx context.Context, l *ledger.Ledger, im *resume.Image, tr trees, log *slog.Logger) (*merkle.Tree, string, error) {
+	if f, ok := im.Merkle.Frontier(); ok {
+		tree, err := merkle.Restore(f, tr.store, tr.cache)
+		if err == nil {
+			err = resume.CheckTree(im, tree)
+		}
+		if err == nil {
+			err = tree.CheckStored(ctx)
+		}
+		if err == nil {
+			return tree, "frontier", nil
+		}
+		log.Warn("merkle tree not restored from the snapshot's frontier; rebuilding it from the events under the snapshot",
+			"index", im.Head.Index, "reason", err.Error())
+	} else {
+		log.Info("snapshot has no merkle frontier (taken by an older build); rebuilding the tree from the events under it",
+			"index", im.Head.Index)
+	}
+	tree := tr.fresh()
+	err := resume.RestoreTree(im, tree, func(fn func([]byte) error) error {
+		return l.Leaves(ctx, im.Head.Seq, im.Quarantined, func(raw []byte) error {
+			if err := fn(raw); err != nil {
+				return err
+			}
+			return keepFlushed(ctx, tree, log)
+		})
+	})
+	return tree, "events", err
 }
 
 // replayTail folds what the ledger holds after the snapshot (or all of it),
@@ -210,7 +279,7 @@ func replayTail(ctx context.Context, l *ledger.Ledger, r restored, fold func([]e
 	each := func(rec event.Record) error {
 		fold([]event.Record{rec})
 		meter.Add(rec.Seq, 1)
-		return nil
+		return keepFlushed(ctx, r.tree, log)
 	}
 	var head chain.Head
 	if r.resume != nil {
@@ -230,6 +299,7 @@ type snapshotter struct {
 	proj    *resume.Projections
 	l       *ledger.Ledger
 	store   *snapshot.Store
+	tree    *merkle.Tree // flushed before each snapshot: its edge relies on the stored tiles
 	key     *writer.Key
 	log     *slog.Logger
 	pending atomic.Uint64 // events folded since the last snapshot
@@ -280,6 +350,13 @@ func (s *snapshotter) take(ctx context.Context) error {
 		return nil
 	}
 	started := time.Now()
+	// Every full tile under the captured edge must be durable before a
+	// snapshot that restores from it is: stored tiles first, then the
+	// snapshot. A crash between the two leaves the older snapshot in force.
+	if err := storeTiles(ctx, s.tree, s.log); err != nil {
+		s.pending.Add(n)
+		return fmt.Errorf("storing the merkle tiles a snapshot relies on: %w", err)
+	}
 	body, err := im.Encode()
 	if err != nil {
 		return err

@@ -24,6 +24,7 @@ import (
 
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/writer"
 	"github.com/keyledger/keyledger/projections/compliance"
 	"github.com/keyledger/keyledger/projections/keystate"
@@ -36,14 +37,13 @@ type Tree interface {
 	Root(size int64) (tlog.Hash, error)
 }
 
-// FrontierTree is a tree that can hand out and be restored from its right
-// edge (the stored hashes of its complete subtrees), its older hashes being
-// durable elsewhere (tiles). A Tree without it is rebuilt from the ledger's
-// event bytes under the snapshot, and checked against the image's root.
+// FrontierTree is a tree whose full tiles are durable elsewhere, so that
+// its size and right edge (merkle.Frontier) are all a snapshot needs to
+// restore it. A Tree without it is rebuilt from the ledger's event bytes
+// under the snapshot, and checked against the image's root.
 type FrontierTree interface {
 	Tree
-	Frontier() ([]tlog.Hash, error)
-	RestoreFrontier(size int64, hashes []tlog.Hash) error
+	Frontier() merkle.Frontier
 }
 
 // Image is one snapshot of every projection.
@@ -59,11 +59,26 @@ type Image struct {
 	Merkle      Merkle                        `json:"merkle"`
 }
 
-// Merkle is the tree's size, root and (from a FrontierTree) right edge.
+// Merkle is the tree's size, root and (from a FrontierTree) right edge:
+// for each tile level, the hashes of its partial tile (at most 255, 8 KiB),
+// from which the root and every complete-subtree hash of the frontier
+// follow. The snapshot is stored only once every full tile under the edge
+// is durable (the snapshotter flushes the tree first), so the edge and the
+// stored tiles restore the tree without reading an event. Older snapshots
+// have no edge: the tree is rebuilt from the events.
 type Merkle struct {
-	Size     int64       `json:"size"`
-	Root     tlog.Hash   `json:"root"`
-	Frontier []tlog.Hash `json:"frontier,omitempty"`
+	Size int64     `json:"size"`
+	Root tlog.Hash `json:"root"`
+	Edge [][]byte  `json:"edge,omitempty"`
+}
+
+// Frontier is the image's tree frontier; ok is false for an image without
+// an edge.
+func (m Merkle) Frontier() (f merkle.Frontier, ok bool) {
+	if len(m.Edge) == 0 {
+		return merkle.Frontier{}, false
+	}
+	return merkle.Frontier{Size: m.Size, Edge: m.Edge}, true
 }
 
 // Encode is the image's stored form.
@@ -170,9 +185,11 @@ func (p *Projections) Capture(quarantined func(seq uint64) []uint64) (*Image, er
 	}
 	im.Merkle = Merkle{Size: size, Root: root}
 	if ft, ok := p.Tree.(FrontierTree); ok {
-		if im.Merkle.Frontier, err = ft.Frontier(); err != nil {
-			return nil, err
+		f := ft.Frontier()
+		if f.Size != size {
+			return nil, errors.New("resume: the Merkle tree changed during a capture")
 		}
+		im.Merkle.Edge = f.Edge
 	}
 	return im, nil
 }
@@ -180,17 +197,19 @@ func (p *Projections) Capture(quarantined func(seq uint64) []uint64) (*Image, er
 // ErrTreeMismatch means the rebuilt tree does not have the image's root.
 var ErrTreeMismatch = errors.New("resume: the Merkle tree under the snapshot does not match its root")
 
-// RestoreTree brings tree to the image's events: from its frontier when
-// the tree supports it, else by appending the ledger's event bytes (leaves
-// walks them), then checks the root.
+// RestoreTree brings an empty tree to the image's events by appending the
+// ledger's event bytes under the snapshot (leaves walks them), then checks
+// it (CheckTree).
 func RestoreTree(im *Image, tree Tree, leaves func(fn func(raw []byte) error) error) error {
-	if ft, ok := tree.(FrontierTree); ok && len(im.Merkle.Frontier) > 0 {
-		if err := ft.RestoreFrontier(im.Merkle.Size, im.Merkle.Frontier); err != nil {
-			return err
-		}
-	} else if err := leaves(tree.Append); err != nil {
+	if err := leaves(tree.Append); err != nil {
 		return err
 	}
+	return CheckTree(im, tree)
+}
+
+// CheckTree checks that tree holds exactly the image's events: its size
+// and its root.
+func CheckTree(im *Image, tree Tree) error {
 	if tree.Size() != im.Merkle.Size || uint64(im.Merkle.Size) != im.Head.Count {
 		return ErrTreeMismatch
 	}

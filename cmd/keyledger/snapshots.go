@@ -22,20 +22,20 @@ import (
 // writer key the reader trusts and still matching the ledger; nil when
 // there is none, and the reader folds from the first event. Trusted are
 // the data directory's own writer key and the writers named by the
-// ledger's signed checkpoints that verify with vkeyFile. Skipped snapshots
-// are logged to stderr.
+// ledger's newest signed checkpoint, if it verifies with vkeyFile. Skipped
+// snapshots are logged to stderr.
 func snapshotImage(ctx context.Context, l *ledger.Ledger, b *backend.Backend, bf *backendFlags, vkeyFile string,
 	at time.Time, stderr io.Writer) *resume.Image {
 	store, err := b.ReadSnapshots(ctx, bf.stream)
 	if err != nil {
 		return nil
 	}
-	trusted := trustedWriters(ctx, b, bf, vkeyFile)
-	if len(trusted) == 0 {
+	trusted, ok := trustedWriters(ctx, b, bf, vkeyFile)
+	if !ok {
 		return nil
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	im, err := node.ImageAt(ctx, l, store, at, func(id string) ed25519.PublicKey { return trusted[id] }, log)
+	im, err := node.ImageAt(ctx, l, store, at, trusted, log)
 	if err != nil {
 		log.Warn("snapshots unreadable; folding the whole ledger", "error", err)
 		return nil
@@ -43,14 +43,37 @@ func snapshotImage(ctx context.Context, l *ledger.Ledger, b *backend.Backend, bf
 	return im
 }
 
-// trustedWriters are the writer keys a reader trusts to sign snapshots.
-func trustedWriters(ctx context.Context, b *backend.Backend, bf *backendFlags, vkeyFile string) map[string]ed25519.PublicKey {
-	out := map[string]ed25519.PublicKey{}
+// trustedWriters returns the writer keys a reader trusts to sign
+// snapshots (and whether it trusts any): the data directory's own writer
+// key, else the writers named by the newest signed checkpoint that
+// verifies with vkeyFile (read once, and only when needed). Writers are
+// only ever registered, never dropped, so the newest checkpoint names every
+// writer an older one does: reading it alone keeps this cost flat however
+// many checkpoints the ledger holds (one a second under load).
+func trustedWriters(ctx context.Context, b *backend.Backend, bf *backendFlags, vkeyFile string) (func(id string) ed25519.PublicKey, bool) {
+	var own *writer.Key
 	if bf.natsURL == "" {
-		if k, err := writer.Load(filepath.Join(bf.dataDir, "writer.key")); err == nil {
-			out[k.ID()] = k.Public()
-		}
+		own, _ = writer.Load(filepath.Join(bf.dataDir, "writer.key"))
 	}
+	var named map[string]ed25519.PublicKey // from the checkpoint, read once
+	if own == nil {
+		named = checkpointWriters(ctx, b, bf, vkeyFile)
+	}
+	return func(id string) ed25519.PublicKey {
+		if own != nil && own.ID() == id {
+			return own.Public()
+		}
+		if named == nil {
+			named = checkpointWriters(ctx, b, bf, vkeyFile)
+		}
+		return named[id]
+	}, own != nil || len(named) > 0
+}
+
+// checkpointWriters are the writers the newest signed checkpoint names, if
+// it verifies with vkeyFile.
+func checkpointWriters(ctx context.Context, b *backend.Backend, bf *backendFlags, vkeyFile string) map[string]ed25519.PublicKey {
+	out := map[string]ed25519.PublicKey{}
 	vkey, err := os.ReadFile(vkeyFile)
 	if err != nil {
 		return out
@@ -59,19 +82,17 @@ func trustedWriters(ctx context.Context, b *backend.Backend, bf *backendFlags, v
 	if err != nil {
 		return out
 	}
-	signed, err := cps.All(ctx)
+	signed, err := cps.Latest(ctx)
 	if err != nil {
 		return out
 	}
-	for _, s := range signed {
-		cp, err := merkle.Open(s, string(vkey))
-		if err != nil {
-			continue
-		}
-		for id, text := range cp.Writers() {
-			if pub, err := writer.ParsePublic(text); err == nil && writer.ID(pub) == id {
-				out[id] = pub
-			}
+	cp, err := merkle.Open(signed, string(vkey))
+	if err != nil {
+		return out
+	}
+	for id, text := range cp.Writers() {
+		if pub, err := writer.ParsePublic(text); err == nil && writer.ID(pub) == id {
+			out[id] = pub
 		}
 	}
 	return out

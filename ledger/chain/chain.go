@@ -70,15 +70,27 @@ func (l *Linker) Link(seq uint64, raw []byte) (event.Hash, error) {
 	if err != nil {
 		return event.Hash{}, &BrokenLinkError{Seq: seq, Index: want, Expected: "a decodable event", Found: err.Error()}
 	}
-	if link.Index != want {
+	return l.link(seq, raw, link.Index, prev)
+}
+
+// LinkDecoded is Link for an event already decoded from raw, whose index
+// and prev are those DecodeLink would read (both decoders read the same
+// JSON members), so raw is not parsed twice.
+func (l *Linker) LinkDecoded(seq uint64, raw []byte, ev *event.Event) (event.Hash, error) {
+	return l.link(seq, raw, ev.Index, ev.Prev)
+}
+
+func (l *Linker) link(seq uint64, raw []byte, index uint64, prev event.Hash) (event.Hash, error) {
+	want := l.head.NextIndex()
+	if index != want {
 		return event.Hash{}, &BrokenLinkError{Seq: seq, Index: want,
-			Expected: fmt.Sprintf("index %d", want), Found: fmt.Sprintf("index %d", link.Index)}
+			Expected: fmt.Sprintf("index %d", want), Found: fmt.Sprintf("index %d", index)}
 	}
 	if prev != l.head.Hash {
 		return event.Hash{}, &BrokenLinkError{Seq: seq, Index: want,
 			Expected: "prev " + l.head.Hash.String(), Found: "prev " + prev.String()}
 	}
 	h := event.Of(raw)
-	l.head = Head{Seq: seq, Index: link.Index, Hash: h, Count: l.head.Count + 1}
+	l.head = Head{Seq: seq, Index: index, Hash: h, Count: l.head.Count + 1}
 	return h, nil
 }

@@ -142,3 +142,34 @@ func TestFolderBootstrapNeedsSelfRegistration(t *testing.T) {
 		t.Fatalf("report %+v", r)
 	}
 }
+
+// BenchmarkFold folds signed messages of 64 Encrypt events, as group
+// commit stores them under load: the per-event cost of start-up replay,
+// report compliance's tail and audit verify.
+func BenchmarkFold(b *testing.B) {
+	w := writer.Generate()
+	var s signedLedger
+	s.append(w, register(w, w))
+	for range 64 {
+		bodies := make([]event.Body, 64)
+		for i := range bodies {
+			bodies[i] = &event.APICall{EncryptionAlgorithm: "SYMMETRIC_DEFAULT", EncryptionContext: map[string]string{"app": "bench"}}
+		}
+		s.append(w, bodies...)
+	}
+	events := 0
+	for _, m := range s.msgs {
+		lines, _ := event.SplitBatch(m.Data)
+		events += len(lines)
+	}
+	b.ResetTimer()
+	for range b.N {
+		f := NewFolder()
+		for _, m := range s.msgs {
+			if _, err := f.Fold(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*events), "ns/event")
+}

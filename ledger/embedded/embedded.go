@@ -41,7 +41,7 @@ type Options struct {
 	// AuthDir holds the NATS identities' nkey seeds (default DataDir).
 	AuthDir string
 	// AuditStreams are the streams audit subscribers may read (default the
-	// ledger stream KEYLEDGER and its checkpoints).
+	// ledger stream KEYLEDGER), with their checkpoints and snapshots.
 	AuditStreams []string
 	// Logger receives the server's warnings and errors (default: none).
 	Logger *slog.Logger
@@ -70,7 +70,10 @@ func Start(opts Options) (*Server, error) {
 	}
 	var streams []string
 	for _, s := range opts.AuditStreams {
-		streams = append(streams, s, s+"_CHECKPOINTS")
+		// Snapshots hold only what folding the ledger gives anyone who may
+		// read it; reading them lets an auditor's report and time travel
+		// start from one instead of folding the whole ledger.
+		streams = append(streams, s, s+"_CHECKPOINTS", "OBJ_"+s+"_SNAPSHOTS")
 	}
 	id, err := loadIdentities(opts.AuthDir)
 	if err != nil {

@@ -56,9 +56,14 @@ func (c *Checkpointer) Tree() *merkle.Tree { return c.cfg.Tree }
 // Verifier is the key (note vkey) that verifies the checkpoints.
 func (c *Checkpointer) Verifier() string { return c.cfg.Verifier }
 
-// Stored returns every stored signed checkpoint, oldest first.
-func (c *Checkpointer) Stored(ctx context.Context) ([][]byte, error) {
-	return c.cfg.Store.All(ctx)
+// Newest returns the newest stored signed checkpoint and how many are
+// stored (ErrNoCheckpoint before the first).
+func (c *Checkpointer) Newest(ctx context.Context) (signed []byte, stored uint64, err error) {
+	if signed, err = c.cfg.Store.Latest(ctx); err != nil {
+		return nil, 0, err
+	}
+	stored, err = c.cfg.Store.Count(ctx)
+	return signed, stored, err
 }
 
 // Checkpoint signs and stores a checkpoint of the tree as it is now, if it

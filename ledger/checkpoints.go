@@ -73,6 +73,16 @@ func (c *Checkpoints) Latest(ctx context.Context) ([]byte, error) {
 	return m.Data, nil
 }
 
+// Count returns how many checkpoints are stored (one a second under load:
+// read them all only where cost may grow with history).
+func (c *Checkpoints) Count(ctx context.Context) (uint64, error) {
+	info, err := c.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
 // All returns every stored checkpoint, oldest first.
 func (c *Checkpoints) All(ctx context.Context) ([][]byte, error) {
 	info, err := c.stream.Info(ctx)

@@ -101,8 +101,12 @@ func TestCheckpointsAndProofsOverHTTP(t *testing.T) {
 		t.Fatalf("consistency proof: %v", err)
 	}
 	// Stored checkpoints survive; alice may not read the audit.
-	if all, err := in.node.Checkpointer.Stored(ctx); err != nil || len(all) < 2 {
-		t.Fatalf("stored checkpoints: %d %v", len(all), err)
+	newest, stored, err := in.node.Checkpointer.Newest(ctx)
+	if err != nil || stored < 2 {
+		t.Fatalf("stored checkpoints: %d, %v", stored, err)
+	}
+	if cp, err := merkle.Open(newest, in.vkey); err != nil || cp.Size < cp2.Size {
+		t.Fatalf("newest stored checkpoint %+v, %v; want at least size %d", cp, err, cp2.Size)
 	}
 	if status, _ := getAudit(t, in, "alice", "/audit/checkpoint"); status != 400 {
 		t.Fatalf("alice read the audit: %d", status)

@@ -50,6 +50,9 @@ type Integrity struct {
 	Events              uint64 `json:"events"`
 	Head                string `json:"head"`
 	CheckpointsVerified int    `json:"checkpointsVerified"`
+	// CheckpointsStored, when more than CheckpointsVerified, says only the
+	// newest of them was checked (a live report; audit verify checks all).
+	CheckpointsStored uint64 `json:"checkpointsStored,omitempty"`
 	Problem             string `json:"problem,omitempty"`
 	// Pending says why the whole chain is not verified yet (the background
 	// verifier is still walking it): the check warns.
@@ -400,6 +403,9 @@ func (b *Builder) checkIntegrity() Check {
 		}
 	case in.Pending != "":
 		c.Status, c.Summary = "WARN", in.Pending
+	case in.CheckpointsStored > uint64(in.CheckpointsVerified):
+		c.Summary = fmt.Sprintf("%d events chain-linked to head %s; the newest of %d signed checkpoints verifies and matches the ledger "+
+			"(keyledger audit verify checks every one)", in.Events, short(in.Head), in.CheckpointsStored)
 	default:
 		c.Summary = fmt.Sprintf("%d events chain-linked to head %s; %d signed checkpoints verify and match the ledger",
 			in.Events, short(in.Head), in.CheckpointsVerified)

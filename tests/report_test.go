@@ -177,3 +177,55 @@ func renderInChromium(t *testing.T, html []byte) {
 }
 
 func near(a, b uint32) bool { return a+12 >= b && a <= b+12 }
+
+// TestReportCLIFromDeployment asks a running server for its report with
+// `keyledger report compliance --url`: the live aggregates over signed
+// HTTP, no data directory; a principal without keyledger:ReadReports is
+// refused.
+func TestReportCLIFromDeployment(t *testing.T) {
+	in := start(t)
+	ctx := context.Background()
+	k := in.createKey("reported")
+	for i := 0; i < 3; i++ {
+		if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &k, Plaintext: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report := func(who string, args ...string) (int, []byte, string) {
+		c := testCredentials[who]
+		cmd := exec.Command(binary, append([]string{"report", "compliance", "--url", in.endpoint, "--region", testRegion}, args...)...)
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+c[0], "AWS_SECRET_ACCESS_KEY="+c[1])
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), out, stderr.String()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, out, stderr.String()
+	}
+	code, out, errOut := report("admin")
+	var rep compliance.Report
+	if code != 0 || json.Unmarshal(out, &rep) != nil {
+		t.Fatalf("report --url: exit %d: %s %s", code, out, errOut)
+	}
+	usage := 0
+	for _, u := range rep.Usage {
+		if u.Key == k {
+			for _, n := range u.Counts {
+				usage += n
+			}
+		}
+	}
+	if usage < 3 {
+		t.Fatalf("report --url does not show the key's 3 Encrypts: %+v", rep.Usage)
+	}
+	if code, _, errOut := report("alice"); code != 1 || !strings.Contains(errOut, "AccessDenied") {
+		t.Fatalf("alice: exit %d: %s", code, errOut)
+	}
+	if code, out, _ := report("admin", "--format", "csv"); code != 0 || !strings.HasPrefix(string(out), "check,status,source") {
+		t.Fatalf("csv: exit %d: %.200s", code, out)
+	}
+}

@@ -63,8 +63,24 @@ func (c *Client) Consistency(ctx context.Context, oldSize, newSize int64) ([]tlo
 	return proof, nil
 }
 
+// maxReport bounds a compliance report (HTML with every finding of a large
+// deployment is the biggest answer the audit API gives).
+const maxReport = 256 << 20
+
+// ComplianceReport returns the deployment's compliance report from its live
+// aggregates: format json, csv or html; scope account (the caller's) or
+// all (needs keyledger:ReadAllAccounts).
+func (c *Client) ComplianceReport(ctx context.Context, format, scope string) ([]byte, error) {
+	q := url.Values{"format": {format}, "scope": {scope}}
+	return c.getLimited(ctx, "/reports/compliance?"+q.Encode(), maxReport)
+}
+
 // get sends a signed GET for pathAndQuery and returns the body of a 200.
 func (c *Client) get(ctx context.Context, pathAndQuery string) ([]byte, error) {
+	return c.getLimited(ctx, pathAndQuery, maxResponse)
+}
+
+func (c *Client) getLimited(ctx context.Context, pathAndQuery string, limit int64) ([]byte, error) {
 	base, err := url.Parse(strings.TrimSuffix(c.Endpoint, "/"))
 	if err != nil {
 		return nil, fmt.Errorf("auditclient: endpoint: %w", err)
@@ -86,9 +102,12 @@ func (c *Client) get(ctx context.Context, pathAndQuery string) ([]byte, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, err
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("auditclient: answer from %s larger than %d bytes", req.URL.Path, limit)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {

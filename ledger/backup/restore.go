@@ -407,16 +407,19 @@ type Result struct {
 // under fresh per-material keys as they are stored. The events are read
 // again from the backup directory as they are written, and must hash to
 // the digest Open verified.
+//
+// The signed checkpoints are stored first, then the materials, then the
+// events: a restore interrupted before its last event leaves a ledger
+// shorter than its newest signed checkpoint, which `keyledger serve` and
+// `audit verify` refuse as truncated, and which a second Restore names as
+// an unfinished restore (ErrUnfinished) instead of adding to it.
 func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 	stored, err := t.Checkpoints.All(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("backup: %w", err)
 	}
 	if len(stored) > 0 {
-		return Result{}, errors.New("backup: the target already holds checkpoints; restore into an empty deployment")
-	}
-	if err := b.importEvents(ctx, t.Ledger); err != nil {
-		return Result{}, err
+		return Result{}, b.notEmpty(ctx, t, stored)
 	}
 	for _, s := range b.checkpoints {
 		if err := t.Checkpoints.Put(ctx, s); err != nil {
@@ -427,6 +430,9 @@ func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 		if err := t.Materials.Put(ctx, id, b.materials[id]); err != nil {
 			return Result{}, fmt.Errorf("backup: writing material: %w", err)
 		}
+	}
+	if err := b.importEvents(ctx, t.Ledger); err != nil {
+		return Result{}, err
 	}
 	// Fold what was imported, as a start-up does, so the writer knows the
 	// registered writers and where the stream stands.
@@ -443,6 +449,25 @@ func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 	}
 	t.Ledger.Close()
 	return b.verifyRestored(ctx, t)
+}
+
+// ErrUnfinished means the target holds a restore of this backup that was
+// interrupted: its checkpoints are the backup's, its ledger is shorter.
+var ErrUnfinished = errors.New("backup: the target holds an unfinished restore of this backup")
+
+// notEmpty explains why a target that already holds checkpoints is
+// refused: an unfinished restore of this backup, or another deployment.
+func (b *Backup) notEmpty(ctx context.Context, t Target, stored [][]byte) error {
+	if len(b.checkpoints) == 0 || !bytes.Equal(stored[0], b.checkpoints[0]) {
+		return errors.New("backup: the target already holds checkpoints; restore into an empty deployment")
+	}
+	var n uint64
+	head, err := t.Ledger.Replay(ctx, chain.Head{}, func(event.Record) error { n++; return nil })
+	if err != nil || head.Count < uint64(b.Checkpoint.Size) {
+		return fmt.Errorf("%w (its ledger holds %d of the backup's %d events; serve refuses it as truncated): "+
+			"delete the target's streams (the ledger, its _CHECKPOINTS and the material streams) and restore again", ErrUnfinished, n, b.Checkpoint.Size)
+	}
+	return errors.New("backup: the target already holds this backup's ledger (restored before); restore into an empty deployment")
 }
 
 // importEvents streams the backup's events into the target ledger.

@@ -60,37 +60,56 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 		file, w = f, bufio.NewWriter(f)
 	}
 	ctx := context.Background()
-	n := 0
-	var msgs []offline.MessageSignature // the messages the events came from, in order
+	// A whole-ledger export to a directory carries each message's writer
+	// signature, written in the same pass as the events.
+	whole := *out != "" && *format == "jsonl" && since.IsZero() && until.IsZero()
+	var sigs *os.File
+	var sw *bufio.Writer
+	if whole {
+		f, err := os.Create(filepath.Join(*out, offline.SignaturesFile))
+		if err != nil {
+			fmt.Fprintf(stderr, "keyledger: writer signatures: %v\n", err)
+			return 1
+		}
+		sigs, sw = f, bufio.NewWriter(f)
+	}
 	if *format == "cloudtrail" {
 		w.WriteString(`{"Records":[`)
 	}
 	last, _ := l.LastStreamSeq(ctx)
 	meter := newMeter("audit export", last, stderr)
-	_, err := l.Replay(ctx, chain.Head{}, func(r event.Record) error {
-		meter.Add(r.Seq, 1)
-		if (!since.IsZero() && r.Event.Time.Before(since)) || (!until.IsZero() && !r.Event.Time.Before(until)) {
-			return nil
-		}
-		if k := len(msgs); k == 0 || msgs[k-1].Seq != r.Seq {
-			msgs = append(msgs, offline.MessageSignature{Seq: r.Seq})
-		}
-		msgs[len(msgs)-1].Events++
-		if *format == "jsonl" {
-			w.Write(r.Raw)
-			w.WriteByte('\n')
-		} else {
-			if n > 0 {
-				w.WriteByte(',')
+	n := 0
+	quarantined, err := exportEvents(ctx, l, func(m chain.Message, recs []event.Record) {
+		meter.Add(m.Seq, uint64(len(recs)))
+		k := 0
+		for _, r := range recs {
+			if (!since.IsZero() && r.Event.Time.Before(since)) || (!until.IsZero() && !r.Event.Time.Before(until)) {
+				continue
 			}
-			b, _ := json.Marshal(cloudtrail.Render(r))
-			w.WriteString("\n")
-			w.Write(b)
+			if *format == "jsonl" {
+				w.Write(r.Raw)
+				w.WriteByte('\n')
+			} else {
+				if n > 0 {
+					w.WriteByte(',')
+				}
+				b, _ := json.Marshal(cloudtrail.Render(r))
+				w.WriteString("\n")
+				w.Write(b)
+			}
+			k++
+			n++
 		}
-		n++
-		return nil
+		if sw != nil && k > 0 {
+			line, _ := json.Marshal(offline.MessageSignature{Seq: m.Seq, Events: k, Writer: m.Writer, Signature: m.Signature})
+			sw.Write(line)
+			sw.WriteByte('\n')
+		}
 	})
 	meter.Done()
+	if quarantined > 0 {
+		fmt.Fprintf(stderr, "keyledger: ALARM: %d ledger message(s) quarantined (see `keyledger audit verify`): not exported\n", quarantined)
+	}
 	if *format == "cloudtrail" {
 		w.WriteString("\n]}\n")
 	}
@@ -98,17 +117,23 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 		err = ferr
 	}
 	if file != nil {
-		file.Close()
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if sigs != nil {
+		if ferr := sw.Flush(); err == nil {
+			err = ferr
+		}
+		if cerr := sigs.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
 	}
-	if *out != "" && *format == "jsonl" && since.IsZero() && until.IsZero() {
-		if err := exportSignatures(ctx, l, msgs, filepath.Join(*out, offline.SignaturesFile)); err != nil {
-			fmt.Fprintf(stderr, "keyledger: writer signatures: %v\n", err)
-			return 1
-		}
+	if whole {
 		cps, err := b.ReadCheckpoints(ctx, bf.stream)
 		if err == nil {
 			signed, err := cps.Latest(ctx)
@@ -127,41 +152,26 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// exportSignatures writes the writer signature of every message the
-// exported events came from (msgs, in stream order), read back from the
-// stream with its headers.
-func exportSignatures(ctx context.Context, l *ledger.Ledger, msgs []offline.MessageSignature, path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	i := 0
-	errDone := errors.New("done")
-	err = l.Messages(ctx, func(m chain.Message) error {
-		if i == len(msgs) {
-			return errDone
+// exportEvents reads the ledger once, message by message, folding each as
+// every reader does (chain.Folder: authenticated, linked, quarantined if
+// not), and hands fn each accepted message with its events. It keeps
+// nothing per message, so memory does not grow with the ledger. It
+// returns how many messages were quarantined.
+func exportEvents(ctx context.Context, l *ledger.Ledger, fn func(chain.Message, []event.Record)) (int, error) {
+	f := chain.NewFolder()
+	quarantined := 0
+	err := l.Messages(ctx, func(m chain.Message) error {
+		recs, err := f.Fold(m)
+		var q *chain.Quarantine
+		if errors.As(err, &q) {
+			quarantined++
+			return nil
 		}
-		if m.Seq != msgs[i].Seq {
-			return nil // quarantined: not exported
+		if err != nil {
+			return err
 		}
-		msgs[i].Writer, msgs[i].Signature = m.Writer, m.Signature
-		line, _ := json.Marshal(msgs[i])
-		w.Write(line)
-		w.WriteByte('\n')
-		i++
+		fn(m, recs)
 		return nil
 	})
-	if errors.Is(err, errDone) || (err == nil && i == len(msgs)) {
-		err = nil
-	} else if err == nil {
-		err = fmt.Errorf("%d messages not found on the stream", len(msgs)-i)
-	}
-	if ferr := w.Flush(); err == nil {
-		err = ferr
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return quarantined, err
 }

@@ -46,10 +46,11 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
 			path = filepath.Join(path, offline.EventsFile)
 		}
-		if opt.Journal, err = os.ReadFile(path); err != nil {
+		if _, err := os.Stat(path); err != nil {
 			fmt.Fprintf(stderr, "keyledger restore: --deletions-from: %v\n", err)
 			return 2
 		}
+		opt.JournalFile = path
 	}
 	if *rootKeyFile != "" {
 		root, err := rootkey.Load(*rootKeyFile)
@@ -73,9 +74,9 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "verified %s: %d events, checkpoint %q of size %d signed by %s, %d materials match the ledger's commitments\n",
 		*from, bk.Manifest.Events, bk.Checkpoint.Origin, bk.Checkpoint.Size, keyName(string(vkey)), bk.Manifest.Materials)
-	if opt.Journal != nil {
+	if opt.JournalFile != "" {
 		fmt.Fprintf(stdout, "deletion journal: %d events, %d after the backup; %d materials deleted since are not restored\n",
-			bk.JournalEvents, bk.JournalEvents-int(bk.Checkpoint.Size), len(bk.Deleted))
+			bk.JournalEvents, bk.JournalEvents-bk.Checkpoint.Size, len(bk.Deleted))
 	}
 
 	target := bf.dataDir

@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -10,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -112,97 +112,23 @@ type Summary struct {
 // Write takes a backup of src into dir, which must not exist. It writes
 // into a temporary sibling and renames it into place once every file is
 // written and synced, so dir either holds a whole backup or nothing.
+//
+// The ledger is read once, as a stream: each event is written to the
+// events file as it arrives, hashed for the manifest, added to a compact
+// Merkle range and folded, so memory does not grow with the ledger's
+// length (only with its live state and its stored checkpoints).
 func Write(ctx context.Context, src Source, dir string) (Summary, error) {
 	if _, err := os.Stat(dir); err == nil {
 		return Summary{}, fmt.Errorf("backup: %s exists; a backup goes into a new directory", dir)
 	}
-	var events [][]byte
-	if _, err := src.Ledger.Replay(ctx, chain.Head{}, func(r event.Record) error {
-		events = append(events, bytes.Clone(r.Raw))
-		return nil
-	}); err != nil {
-		return Summary{}, fmt.Errorf("backup: reading the ledger: %w", err)
-	}
-	var sum Summary
-	signed, cp, err := cut(ctx, src, events, &sum)
-	if err != nil {
-		return Summary{}, err
-	}
-	sum.Checkpoint, sum.Events, sum.Left = cp, cp.Size, int64(len(events))-cp.Size
-	events = events[:cp.Size]
-	tree, err := checkTree(events, cp)
-	if err != nil {
-		return Summary{}, fmt.Errorf("backup: the ledger does not match its own checkpoint: %w", err)
-	}
-	all, err := src.Checkpoints.All(ctx)
-	if err != nil {
-		return Summary{}, fmt.Errorf("backup: reading checkpoints: %w", err)
-	}
-	var checkpoints [][]byte
-	for _, s := range all {
-		if c, err := merkle.Open(s, src.Verifier); err == nil && c.Size <= cp.Size {
-			checkpoints = append(checkpoints, s)
-		}
-	}
-	if _, err := merkle.VerifyCheckpoints(checkpoints, src.Verifier, tree.Root); err != nil {
-		return Summary{}, fmt.Errorf("backup: stored checkpoints do not match the ledger: %w", err)
-	}
-	recs, err := decode(events)
-	if err != nil {
-		return Summary{}, err
-	}
-	src.Fold.Apply(recs)
-	live := src.Fold.LiveMaterials()
-	var mats bytes.Buffer
-	for _, id := range slices.Sorted(maps.Keys(live)) {
-		wrapped, err := src.Materials.Get(ctx, id)
-		if errors.Is(err, material.ErrNotFound) {
-			return Summary{}, fmt.Errorf("backup: material %s is gone though the ledger at the cut refers to it (its deletion fell due after the cut); take the backup again", id)
-		}
-		if err != nil {
-			return Summary{}, fmt.Errorf("backup: %w", err)
-		}
-		if material.Commitment(wrapped) != live[id] {
-			return Summary{}, fmt.Errorf("backup: material %s does not match the ledger's commitment", id)
-		}
-		line, _ := json.Marshal(materialLine{ID: id, Wrapped: wrapped})
-		mats.Write(append(line, '\n'))
-		sum.Materials++
-	}
-	cps, _ := json.Marshal(checkpoints)
-
-	m := Manifest{Format: Format, Created: time.Now().UTC(), Stream: src.Stream, Events: cp.Size,
-		Materials: sum.Materials}
-	if cp.Size > 0 {
-		m.Head = event.Of(events[cp.Size-1]).String()
-	}
-	m.Checkpoint.Origin, m.Checkpoint.Size = cp.Origin, cp.Size
-	m.Checkpoint.Root = base64.StdEncoding.EncodeToString(cp.Root[:])
-	files := []struct {
-		path string
-		data []byte
-	}{
-		{eventsPath, joinLines(events)},
-		{checkpointPath, signed},
-		{CheckpointsFile, cps},
-		{MaterialsFile, mats.Bytes()},
-	}
-	for _, f := range files {
-		m.Files = append(m.Files, File{Path: filepath.ToSlash(f.path), Size: int64(len(f.data)), SHA256: digest(f.data)})
-	}
-	manifest, _ := json.MarshalIndent(m, "", "  ")
-	files = append(files, struct {
-		path string
-		data []byte
-	}{ManifestFile, append(manifest, '\n')})
 	tmp := dir + ".partial"
 	if err := os.RemoveAll(tmp); err != nil {
 		return Summary{}, err
 	}
-	for _, f := range files {
-		if err := writeSynced(filepath.Join(tmp, f.path), f.data); err != nil {
-			return Summary{}, fmt.Errorf("backup: %w", err)
-		}
+	sum, err := write(ctx, src, tmp)
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return Summary{}, err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return Summary{}, fmt.Errorf("backup: %w", err)
@@ -210,41 +136,170 @@ func Write(ctx context.Context, src Source, dir string) (Summary, error) {
 	return sum, syncDir(filepath.Dir(dir))
 }
 
-// cut picks the signed checkpoint the backup ends at: a new one over all
-// events when src can sign, else the newest stored one.
-func cut(ctx context.Context, src Source, events [][]byte, sum *Summary) ([]byte, merkle.Checkpoint, error) {
-	n := int64(len(events))
-	latest, err := src.Checkpoints.Latest(ctx)
-	if err != nil && !errors.Is(err, ledger.ErrNoCheckpoint) {
-		return nil, merkle.Checkpoint{}, fmt.Errorf("backup: reading the newest checkpoint: %w", err)
+// write writes every file of the backup into tmp.
+func write(ctx context.Context, src Source, tmp string) (Summary, error) {
+	latestSigned, latest, err := newest(ctx, src)
+	if err != nil {
+		return Summary{}, err
 	}
+	if latest == nil && src.Signer == nil {
+		return Summary{}, errors.New("backup: no signed checkpoint to cut the backup at; give the checkpoint signing key, or wait for the server's next checkpoint")
+	}
+	// Without a signer the cut is the newest stored checkpoint, known now;
+	// with one it is the whole ledger as read.
+	limit := int64(math.MaxInt64)
+	if src.Signer == nil {
+		limit = latest.Size
+	}
+	all, err := src.Checkpoints.All(ctx)
+	if err != nil {
+		return Summary{}, fmt.Errorf("backup: reading checkpoints: %w", err)
+	}
+	var stored [][]byte
+	var sizes []int64
+	for _, s := range all {
+		if c, err := merkle.Open(s, src.Verifier); err == nil && c.Size <= limit {
+			stored, sizes = append(stored, s), append(sizes, c.Size)
+		}
+	}
+	if latest != nil {
+		sizes = append(sizes, latest.Size)
+	}
+
+	events, err := createHashed(tmp, eventsPath)
+	if err != nil {
+		return Summary{}, fmt.Errorf("backup: %w", err)
+	}
+	acc := newRoots(sizes...)
+	fold := &folder{fold: src.Fold}
+	var n int64
+	var head event.Hash
+	_, err = src.Ledger.Replay(ctx, chain.Head{}, func(r event.Record) error {
+		n++
+		if n > limit {
+			return nil // after the cut: only counted
+		}
+		if err := events.writeLine(r.Raw); err != nil {
+			return err
+		}
+		acc.add(r.Raw)
+		fold.add(r)
+		head = r.Hash
+		return nil
+	})
+	eventsFile, cerr := events.close()
+	if err != nil {
+		return Summary{}, fmt.Errorf("backup: reading the ledger: %w", err)
+	}
+	if cerr != nil {
+		return Summary{}, fmt.Errorf("backup: %w", cerr)
+	}
+	fold.flush()
+
+	var sum Summary
+	signed, cp, err := cut(ctx, src, latestSigned, latest, n, acc, &sum)
+	if err != nil {
+		return Summary{}, err
+	}
+	sum.Checkpoint, sum.Events, sum.Left = cp, cp.Size, n-cp.Size
+	if root, err := acc.rootAt(cp.Size); err != nil || root != cp.Root || acc.n != cp.Size {
+		return Summary{}, errors.New("backup: the ledger does not match its own checkpoint: the events do not rebuild the checkpoint's Merkle root")
+	}
+	if sum.Signed {
+		stored = append(stored, signed)
+	}
+	if _, err := merkle.VerifyCheckpoints(stored, src.Verifier, acc.rootAt); err != nil {
+		return Summary{}, fmt.Errorf("backup: stored checkpoints do not match the ledger: %w", err)
+	}
+
+	live := src.Fold.LiveMaterials()
+	mats, err := createHashed(tmp, MaterialsFile)
+	if err != nil {
+		return Summary{}, fmt.Errorf("backup: %w", err)
+	}
+	for _, id := range slices.Sorted(maps.Keys(live)) {
+		wrapped, err := src.Materials.Get(ctx, id)
+		if errors.Is(err, material.ErrNotFound) {
+			mats.close()
+			return Summary{}, fmt.Errorf("backup: material %s is gone though the ledger at the cut refers to it (its deletion fell due after the cut); take the backup again", id)
+		}
+		if err != nil {
+			mats.close()
+			return Summary{}, fmt.Errorf("backup: %w", err)
+		}
+		if material.Commitment(wrapped) != live[id] {
+			mats.close()
+			return Summary{}, fmt.Errorf("backup: material %s does not match the ledger's commitment", id)
+		}
+		line, _ := json.Marshal(materialLine{ID: id, Wrapped: wrapped})
+		if err := mats.writeLine(line); err != nil {
+			mats.close()
+			return Summary{}, fmt.Errorf("backup: %w", err)
+		}
+		sum.Materials++
+	}
+	matsFile, err := mats.close()
+	if err != nil {
+		return Summary{}, fmt.Errorf("backup: %w", err)
+	}
+	cps, _ := json.Marshal(stored)
+
+	m := Manifest{Format: Format, Created: time.Now().UTC(), Stream: src.Stream, Events: cp.Size,
+		Materials: sum.Materials, Head: head.String()}
+	m.Checkpoint.Origin, m.Checkpoint.Size = cp.Origin, cp.Size
+	m.Checkpoint.Root = base64.StdEncoding.EncodeToString(cp.Root[:])
+	m.Files = []File{eventsFile}
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{checkpointPath, signed}, {CheckpointsFile, cps}} {
+		if err := writeSynced(filepath.Join(tmp, f.path), f.data); err != nil {
+			return Summary{}, fmt.Errorf("backup: %w", err)
+		}
+		m.Files = append(m.Files, File{Path: filepath.ToSlash(f.path), Size: int64(len(f.data)), SHA256: digest(f.data)})
+	}
+	m.Files = append(m.Files, matsFile)
+	manifest, _ := json.MarshalIndent(m, "", "  ")
+	if err := writeSynced(filepath.Join(tmp, ManifestFile), append(manifest, '\n')); err != nil {
+		return Summary{}, fmt.Errorf("backup: %w", err)
+	}
+	return sum, nil
+}
+
+// newest reads the newest stored checkpoint, if any.
+func newest(ctx context.Context, src Source) ([]byte, *merkle.Checkpoint, error) {
+	signed, err := src.Checkpoints.Latest(ctx)
+	if errors.Is(err, ledger.ErrNoCheckpoint) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("backup: reading the newest checkpoint: %w", err)
+	}
+	cp, err := merkle.Open(signed, src.Verifier)
+	if err != nil {
+		return nil, nil, fmt.Errorf("backup: the newest stored checkpoint does not verify with the verifier key: %w", err)
+	}
+	return signed, &cp, nil
+}
+
+// cut picks the signed checkpoint the backup ends at, n events having been
+// read: a new one over all of them when src can sign, else the newest
+// stored one.
+func cut(ctx context.Context, src Source, latestSigned []byte, latest *merkle.Checkpoint, n int64, acc *roots, sum *Summary) ([]byte, merkle.Checkpoint, error) {
 	origin := src.Origin
 	if latest != nil {
-		cp, err := merkle.Open(latest, src.Verifier)
-		if err != nil {
-			return nil, merkle.Checkpoint{}, fmt.Errorf("backup: the newest stored checkpoint does not verify with the verifier key: %w", err)
+		if latest.Size > n {
+			return nil, merkle.Checkpoint{}, fmt.Errorf("backup: the newest checkpoint covers %d events but the ledger holds %d", latest.Size, n)
 		}
-		if cp.Size == n || (src.Signer == nil && cp.Size < n) {
-			return latest, cp, nil
+		if latest.Size == n || src.Signer == nil {
+			return latestSigned, *latest, nil
 		}
-		if cp.Size > n {
-			return nil, merkle.Checkpoint{}, fmt.Errorf("backup: the newest checkpoint covers %d events but the ledger holds %d", cp.Size, n)
-		}
-		origin = cp.Origin // the log keeps its name
-	}
-	if src.Signer == nil {
-		return nil, merkle.Checkpoint{}, errors.New("backup: no signed checkpoint to cut the backup at; give the checkpoint signing key, or wait for the server's next checkpoint")
+		origin = latest.Origin // the log keeps its name
 	}
 	if n == 0 {
 		return nil, merkle.Checkpoint{}, errors.New("backup: the ledger is empty")
 	}
-	var tree merkle.Tree
-	for _, raw := range events {
-		if err := tree.Append(raw); err != nil {
-			return nil, merkle.Checkpoint{}, fmt.Errorf("backup: %w", err)
-		}
-	}
-	root, err := tree.Root(n)
+	root, err := acc.rootAt(n)
 	if err != nil {
 		return nil, merkle.Checkpoint{}, fmt.Errorf("backup: %w", err)
 	}
@@ -261,45 +316,6 @@ func cut(ctx context.Context, src Source, events [][]byte, sum *Summary) ([]byte
 	}
 	sum.Signed = true
 	return signed, cp, nil
-}
-
-// checkTree rebuilds the Merkle tree over events and checks it against cp.
-func checkTree(events [][]byte, cp merkle.Checkpoint) (*merkle.Tree, error) {
-	tree := &merkle.Tree{}
-	for _, raw := range events {
-		if err := tree.Append(raw); err != nil {
-			return nil, err
-		}
-	}
-	if int64(len(events)) != cp.Size {
-		return nil, fmt.Errorf("%d events, the checkpoint covers %d", len(events), cp.Size)
-	}
-	if root, err := tree.Root(cp.Size); err != nil || root != cp.Root {
-		return nil, errors.New("the events do not rebuild the checkpoint's Merkle root")
-	}
-	return tree, nil
-}
-
-// decode turns chain-ordered event bytes into records.
-func decode(events [][]byte) ([]event.Record, error) {
-	recs := make([]event.Record, 0, len(events))
-	for i, raw := range events {
-		ev, err := event.Decode(raw)
-		if err != nil {
-			return nil, fmt.Errorf("backup: event %d: %w", i, err)
-		}
-		recs = append(recs, event.Record{Event: ev, Raw: raw, Hash: event.Of(raw)})
-	}
-	return recs, nil
-}
-
-func joinLines(lines [][]byte) []byte {
-	var b bytes.Buffer
-	for _, l := range lines {
-		b.Write(l)
-		b.WriteByte('\n')
-	}
-	return b.Bytes()
 }
 
 func digest(b []byte) string {

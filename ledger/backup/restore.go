@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -40,17 +41,20 @@ type Unwrapper interface {
 type Options struct {
 	Verifier string      // the checkpoint verifier key (note vkey), from escrow: required
 	Fold     func() Fold // a new, empty fold (projections/keystate.New)
-	// Journal, if set, is the events (offline.EventsFile contents) of a
+	// JournalFile, if set, names the events file (offline.EventsFile) of a
 	// ledger that survived: deletions it records after the cut win.
-	Journal []byte
-	RootKey Unwrapper // optional
+	JournalFile string
+	RootKey     Unwrapper // optional
 }
 
-// Backup is a backup directory that verified.
+// Backup is a backup directory that verified. It holds the backup's live
+// state (materials, checkpoints, deletions to record again), never its
+// events: Restore reads them again from the directory.
 type Backup struct {
 	Manifest    Manifest
 	Checkpoint  merkle.Checkpoint
-	events      [][]byte
+	dir         string
+	eventsFile  File // the manifest's entry for the events
 	signed      []byte
 	checkpoints [][]byte
 	materials   map[string][]byte // id → root-wrapped, only those to restore
@@ -60,7 +64,7 @@ type Backup struct {
 	// cut: they are not restored.
 	Deleted []string
 	// JournalEvents is how many events the journal held (0 without one).
-	JournalEvents int
+	JournalEvents int64
 }
 
 // Open reads a backup directory and verifies all of it before anything is
@@ -71,6 +75,10 @@ type Backup struct {
 // live material's bytes match the ledger's commitment (and that no
 // material is missing or extra), and the journal, if any. Any failure is
 // ErrRefused with what failed.
+//
+// The events are checked in one streaming pass (hashed, linked, added to a
+// compact Merkle range and folded as they are read), so memory does not
+// grow with the ledger's length.
 func Open(dir string, opt Options) (*Backup, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {
@@ -89,51 +97,115 @@ func Open(dir string, opt Options) (*Backup, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backup{Manifest: m, signed: files[checkpointPath]}
-
-	res, err := offline.Verify(files[eventsPath], b.signed, opt.Verifier)
-	var sigErr *offline.SignatureError
-	switch {
-	case errors.As(err, &sigErr):
-		return nil, refuse("ledger/checkpoint: not signed by the verifier key (a forged or foreign checkpoint): %v", sigErr.Err)
-	case err != nil:
-		return nil, refuse("ledger: %v", err)
-	case res.Uncovered() != 0:
-		return nil, refuse("ledger: %d events after the checkpoint; a backup holds exactly the events its checkpoint covers", res.Uncovered())
+	b := &Backup{Manifest: m, dir: dir, signed: files[checkpointPath]}
+	for _, f := range m.Files {
+		if filepath.FromSlash(f.Path) == eventsPath {
+			b.eventsFile = f
+		}
 	}
-	b.Checkpoint = res.Checkpoint
+	if b.Checkpoint, err = merkle.Open(b.signed, opt.Verifier); err != nil {
+		return nil, refuse("ledger/checkpoint: not signed by the verifier key (a forged or foreign checkpoint): %v", err)
+	}
 	if err := b.checkManifestCut(); err != nil {
 		return nil, err
-	}
-	if len(files[eventsPath]) > 0 {
-		b.events = bytes.Split(bytes.TrimSuffix(files[eventsPath], []byte("\n")), []byte("\n"))
-	}
-	if len(b.events) > 0 && event.Of(b.events[len(b.events)-1]).String() != m.Head {
-		return nil, refuse("manifest: its head hash is not the last event's")
-	}
-	tree, err := checkTree(b.events, b.Checkpoint)
-	if err != nil {
-		return nil, refuse("ledger: %v", err)
 	}
 	if err := json.Unmarshal(files[CheckpointsFile], &b.checkpoints); err != nil {
 		return nil, refuse("%s: %v", CheckpointsFile, err)
 	}
-	if n, err := merkle.VerifyCheckpoints(b.checkpoints, opt.Verifier, tree.Root); err != nil {
+	sizes := []int64{b.Checkpoint.Size}
+	for _, s := range b.checkpoints {
+		if cp, err := merkle.Open(s, opt.Verifier); err == nil {
+			sizes = append(sizes, cp.Size)
+		}
+	}
+	fold := opt.Fold()
+	acc, err := b.checkEvents(fold, sizes)
+	if err != nil {
+		return nil, err
+	}
+	if n, err := merkle.VerifyCheckpoints(b.checkpoints, opt.Verifier, acc.rootAt); err != nil {
 		return nil, refuse("%s: %d verified, then: %v", CheckpointsFile, n, err)
 	}
-	if len(opt.Journal) > 0 {
-		if err := b.applyJournal(opt.Journal); err != nil {
+	if opt.JournalFile != "" {
+		if err := b.applyJournal(opt.JournalFile); err != nil {
 			return nil, err
 		}
 	}
-	if err := b.checkMaterials(files[MaterialsFile], opt); err != nil {
+	if err := b.checkMaterials(files[MaterialsFile], fold.LiveMaterials(), opt); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
+// checkEvents reads the events file once: its digest, every chain link,
+// the Merkle roots at sizes, the head hash, and folds every event.
+func (b *Backup) checkEvents(fold Fold, sizes []int64) (*roots, error) {
+	lr, err := openLines(filepath.Join(b.dir, eventsPath))
+	if err != nil {
+		return nil, refuse("%v", err)
+	}
+	defer lr.close()
+	acc := newRoots(sizes...)
+	err = b.streamEvents(lr, acc, &folder{fold: fold})
+	// A file that was changed is reported as such, whatever broke first.
+	if ok, derr := lr.matches(b.eventsFile); derr != nil {
+		return nil, refuse("%s: %v", b.eventsFile.Path, derr)
+	} else if !ok {
+		return nil, refuse("%s: its SHA-256 does not match the manifest (the file was changed)", b.eventsFile.Path)
+	}
+	return acc, err
+}
+
+func (b *Backup) streamEvents(lr *lineReader, acc *roots, f *folder) error {
+	cp := b.Checkpoint
+	linker := chain.NewLinker(chain.Head{})
+	var last event.Hash
+	for {
+		raw, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return refuse("ledger: %v", err)
+		}
+		i := lr.line
+		if _, err := linker.Link(uint64(i), raw); err != nil {
+			var bl *chain.BrokenLinkError
+			if errors.As(err, &bl) {
+				return refuse("ledger: %v", &offline.LinkError{Line: i, Link: bl})
+			}
+			return refuse("ledger: line %d: %v", i, err)
+		}
+		if int64(i) > cp.Size {
+			continue // counted, refused below
+		}
+		acc.add(raw)
+		raw = bytes.Clone(raw) // the fold may keep it past the next line
+		ev, err := event.Decode(raw)
+		if err != nil {
+			return refuse("ledger: event %d: %v", i-1, err)
+		}
+		last = event.Of(raw)
+		f.add(event.Record{Event: ev, Raw: raw, Hash: last})
+	}
+	f.flush()
+	switch n := int64(lr.line); {
+	case n < cp.Size:
+		return refuse("ledger: truncated: the signed checkpoint covers %d events, the backup has %d", cp.Size, n)
+	case n > cp.Size:
+		return refuse("ledger: %d events after the checkpoint; a backup holds exactly the events its checkpoint covers", n-cp.Size)
+	}
+	if root, err := acc.rootAt(cp.Size); err != nil || root != cp.Root {
+		return refuse("ledger: the first %d events do not match the signed checkpoint's root (an event was changed, dropped, inserted or reordered)", cp.Size)
+	}
+	if cp.Size > 0 && last.String() != b.Manifest.Head {
+		return refuse("manifest: its head hash is not the last event's")
+	}
+	return nil
+}
+
 // checkManifestCut compares the manifest's description of the cut with
-// what the verified ledger says.
+// what the signed checkpoint says.
 func (b *Backup) checkManifestCut() error {
 	m, cp := b.Manifest, b.Checkpoint
 	if m.Events != cp.Size || m.Checkpoint.Size != cp.Size || m.Checkpoint.Origin != cp.Origin ||
@@ -143,8 +215,10 @@ func (b *Backup) checkManifestCut() error {
 	return nil
 }
 
-// readFiles checks every file against the manifest and returns their
-// contents by path.
+// readFiles checks that the directory holds exactly the files the manifest
+// lists and returns the contents of all but the events (small, bounded by
+// live state), checked against their digests. The events file is checked
+// as it is streamed (checkEvents).
 func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 	want := map[string]File{}
 	for _, f := range m.Files {
@@ -156,6 +230,7 @@ func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 		}
 	}
 	out := map[string][]byte{}
+	seen := map[string]bool{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -167,6 +242,10 @@ func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 		f, ok := want[rel]
 		if !ok {
 			return refuse("%s: a file the manifest does not list", filepath.ToSlash(rel))
+		}
+		seen[rel] = true
+		if rel == eventsPath {
+			return nil
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -185,7 +264,7 @@ func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 		return nil, refuse("%v", err)
 	}
 	for p, f := range want {
-		if _, ok := out[p]; !ok {
+		if !seen[p] {
 			return nil, refuse("%s: listed in the manifest but missing", f.Path)
 		}
 	}
@@ -193,15 +272,8 @@ func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 }
 
 // checkMaterials checks the backup's materials against the commitments of
-// the ledger at the cut, leaving out those the journal destroyed.
-func (b *Backup) checkMaterials(data []byte, opt Options) error {
-	recs, err := decode(b.events)
-	if err != nil {
-		return refuse("ledger: %v", err)
-	}
-	fold := opt.Fold()
-	fold.Apply(recs)
-	live := fold.LiveMaterials()
+// the ledger at the cut (live), leaving out those the journal destroyed.
+func (b *Backup) checkMaterials(data []byte, live map[string]string, opt Options) error {
 	deleted := map[string]bool{}
 	for _, id := range b.Deleted {
 		deleted[id] = true
@@ -244,34 +316,38 @@ func (b *Backup) checkMaterials(data []byte, opt Options) error {
 	return nil
 }
 
-// applyJournal checks that the journal is the same ledger as the backup up
-// to the cut and collects the deletions it records after it.
-func (b *Backup) applyJournal(journal []byte) error {
-	lines := bytes.Split(bytes.TrimSuffix(journal, []byte("\n")), []byte("\n"))
-	b.JournalEvents = len(lines)
-	if int64(len(lines)) < b.Checkpoint.Size {
-		return refuse("deletion journal: %d events, fewer than the backup's %d; it is older than the backup", len(lines), b.Checkpoint.Size)
+// applyJournal checks, streaming the journal file, that the journal is the
+// same ledger as the backup up to the cut and collects the deletions it
+// records after it.
+func (b *Backup) applyJournal(path string) error {
+	lr, err := openLines(path)
+	if err != nil {
+		return refuse("deletion journal: %v", err)
 	}
+	defer lr.close()
+	cut := b.Checkpoint.Size
 	linker := chain.NewLinker(chain.Head{})
-	var tree merkle.Tree
-	for i, raw := range lines {
-		if _, err := linker.Link(uint64(i+1), raw); err != nil {
-			return refuse("deletion journal: line %d: %v", i+1, err)
-		}
-		if int64(i) < b.Checkpoint.Size {
-			if err := tree.Append(raw); err != nil {
-				return refuse("deletion journal: %v", err)
-			}
-		}
-	}
-	if root, err := tree.Root(b.Checkpoint.Size); err != nil || root != b.Checkpoint.Root {
-		return refuse("deletion journal: its first %d events are not the backup's (another ledger, or a changed one)", b.Checkpoint.Size)
-	}
+	acc := newRoots(cut)
 	seen := map[string]bool{}
-	for i := b.Checkpoint.Size; i < int64(len(lines)); i++ {
-		ev, err := event.Decode(lines[i])
+	for {
+		raw, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil {
-			return refuse("deletion journal: event %d: %v", i, err)
+			return refuse("deletion journal: %v", err)
+		}
+		i := int64(lr.line)
+		if _, err := linker.Link(uint64(i), raw); err != nil {
+			return refuse("deletion journal: line %d: %v", i, err)
+		}
+		if i <= cut {
+			acc.add(raw)
+			continue
+		}
+		ev, err := event.Decode(raw)
+		if err != nil {
+			return refuse("deletion journal: event %d: %v", i-1, err)
 		}
 		var destroyed []string
 		switch body := ev.Body.(type) {
@@ -290,6 +366,13 @@ func (b *Backup) applyJournal(journal []byte) error {
 				b.Deleted = append(b.Deleted, id)
 			}
 		}
+	}
+	b.JournalEvents = int64(lr.line)
+	if b.JournalEvents < cut {
+		return refuse("deletion journal: %d events, fewer than the backup's %d; it is older than the backup", b.JournalEvents, cut)
+	}
+	if root, err := acc.rootAt(cut); err != nil || root != b.Checkpoint.Root {
+		return refuse("deletion journal: its first %d events are not the backup's (another ledger, or a changed one)", cut)
 	}
 	slices.Sort(b.Deleted)
 	return nil
@@ -321,21 +404,22 @@ type Result struct {
 // journal holds, and then verifies what was written: every chain link of
 // the restored stream, the Merkle root at the cut, and every live
 // material's commitment read back through the store. Materials are sealed
-// under fresh per-material keys as they are stored.
+// under fresh per-material keys as they are stored. The events are read
+// again from the backup directory as they are written, and must hash to
+// the digest Open verified.
+//
+// The signed checkpoints are stored first, then the materials, then the
+// events: a restore interrupted before its last event leaves a ledger
+// shorter than its newest signed checkpoint, which `keyledger serve` and
+// `audit verify` refuse as truncated, and which a second Restore names as
+// an unfinished restore (ErrUnfinished) instead of adding to it.
 func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 	stored, err := t.Checkpoints.All(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("backup: %w", err)
 	}
 	if len(stored) > 0 {
-		return Result{}, errors.New("backup: the target already holds checkpoints; restore into an empty deployment")
-	}
-	head, err := t.Ledger.Import(ctx, b.events)
-	if errors.Is(err, ledger.ErrNotEmpty) {
-		return Result{}, errors.New("backup: the target ledger is not empty; restore into an empty deployment")
-	}
-	if err != nil {
-		return Result{}, fmt.Errorf("backup: writing the ledger: %w", err)
+		return Result{}, b.notEmpty(ctx, t, stored)
 	}
 	for _, s := range b.checkpoints {
 		if err := t.Checkpoints.Put(ctx, s); err != nil {
@@ -347,9 +431,13 @@ func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 			return Result{}, fmt.Errorf("backup: writing material: %w", err)
 		}
 	}
+	if err := b.importEvents(ctx, t.Ledger); err != nil {
+		return Result{}, err
+	}
 	// Fold what was imported, as a start-up does, so the writer knows the
 	// registered writers and where the stream stands.
-	if head, err = t.Ledger.Replay(ctx, chain.Head{}, func(event.Record) error { return nil }); err != nil {
+	head, err := t.Ledger.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
+	if err != nil {
 		return Result{}, fmt.Errorf("backup: reading back the ledger: %w", err)
 	}
 	t.Ledger.Start(head)
@@ -363,27 +451,66 @@ func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 	return b.verifyRestored(ctx, t)
 }
 
+// ErrUnfinished means the target holds a restore of this backup that was
+// interrupted: its checkpoints are the backup's, its ledger is shorter.
+var ErrUnfinished = errors.New("backup: the target holds an unfinished restore of this backup")
+
+// notEmpty explains why a target that already holds checkpoints is
+// refused: an unfinished restore of this backup, or another deployment.
+func (b *Backup) notEmpty(ctx context.Context, t Target, stored [][]byte) error {
+	if len(b.checkpoints) == 0 || !bytes.Equal(stored[0], b.checkpoints[0]) {
+		return errors.New("backup: the target already holds checkpoints; restore into an empty deployment")
+	}
+	var n uint64
+	head, err := t.Ledger.Replay(ctx, chain.Head{}, func(event.Record) error { n++; return nil })
+	if err != nil || head.Count < uint64(b.Checkpoint.Size) {
+		return fmt.Errorf("%w (its ledger holds %d of the backup's %d events; serve refuses it as truncated): "+
+			"delete the target's streams (the ledger, its _CHECKPOINTS and the material streams) and restore again", ErrUnfinished, n, b.Checkpoint.Size)
+	}
+	return errors.New("backup: the target already holds this backup's ledger (restored before); restore into an empty deployment")
+}
+
+// importEvents streams the backup's events into the target ledger.
+func (b *Backup) importEvents(ctx context.Context, l *ledger.Ledger) error {
+	lr, err := openLines(filepath.Join(b.dir, eventsPath))
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer lr.close()
+	_, err = l.ImportFrom(ctx, lr.next)
+	if errors.Is(err, ledger.ErrNotEmpty) {
+		return errors.New("backup: the target ledger is not empty; restore into an empty deployment")
+	}
+	if err != nil {
+		return fmt.Errorf("backup: writing the ledger: %w", err)
+	}
+	if ok, err := lr.matches(b.eventsFile); err != nil || !ok || int64(lr.line) != b.Checkpoint.Size {
+		return fmt.Errorf("backup: %s changed after it was verified", b.eventsFile.Path)
+	}
+	return nil
+}
+
 // verifyRestored reads the restored deployment back and checks it.
 func (b *Backup) verifyRestored(ctx context.Context, t Target) (Result, error) {
-	var tree merkle.Tree
-	var recs []event.Record
+	acc := newRoots(b.Checkpoint.Size)
+	f := &folder{fold: t.Fold}
 	head, err := t.Ledger.Replay(ctx, chain.Head{}, func(r event.Record) error {
-		recs = append(recs, r)
-		if tree.Size() < b.Checkpoint.Size {
-			return tree.Append(r.Raw)
+		if acc.n < b.Checkpoint.Size {
+			acc.add(r.Raw)
 		}
+		f.add(r)
 		return nil
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("backup: the restored ledger does not verify: %w", err)
 	}
-	if want := uint64(len(b.events) + len(b.deletions)); head.Count != want {
+	f.flush()
+	if want := uint64(b.Checkpoint.Size) + uint64(len(b.deletions)); head.Count != want {
 		return Result{}, fmt.Errorf("backup: the restored ledger holds %d events, expected %d", head.Count, want)
 	}
-	if root, err := tree.Root(b.Checkpoint.Size); err != nil || root != b.Checkpoint.Root {
+	if root, err := acc.rootAt(b.Checkpoint.Size); err != nil || root != b.Checkpoint.Root {
 		return Result{}, errors.New("backup: the restored ledger does not rebuild the checkpoint's Merkle root")
 	}
-	t.Fold.Apply(recs)
 	live := t.Fold.LiveMaterials()
 	for id, want := range live {
 		if want != b.commitments[id] {

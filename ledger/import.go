@@ -34,7 +34,7 @@ var ErrImportWriter = errors.New("ledger: import needs the key of the ledger's f
 // must therefore be the ledger's first writer (the deployment's escrowed
 // writer key). Otherwise Import fails with ErrImportWriter.
 func (l *Ledger) Import(ctx context.Context, events [][]byte) (chain.Head, error) {
-	info, err := l.stream.Info(ctx)
+	info, err := l.segs.current().stream.Info(ctx)
 	if err != nil {
 		return chain.Head{}, fmt.Errorf("ledger: stream info: %w", err)
 	}

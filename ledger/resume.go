@@ -64,8 +64,9 @@ var ErrNoEvent = errors.New("ledger: no such event")
 // EventHashAt returns the hash of the event with index stored in the
 // message at stream sequence seq, as the ledger holds it now.
 func (l *Ledger) EventHashAt(ctx context.Context, seq, index uint64) (event.Hash, error) {
-	m, err := l.stream.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	m, err := l.rawMsg(ctx, seq)
+	var missing *MissingSegmentError
+	if errors.Is(err, jetstream.ErrMsgNotFound) || errors.As(err, &missing) {
 		return event.Hash{}, ErrNoEvent
 	}
 	if err != nil {

@@ -55,6 +55,20 @@ func TestStreamFirstSeqContinuesSequence(t *testing.T) {
 	if m, err := s1.GetMsg(ctx, 4); err != nil || string(m.Data) != "y" {
 		t.Fatalf("direct get of 4: %v", err)
 	}
+	// Sealing the old stream is what stops a writer that has not seen the
+	// roll from forking the sequence there.
+	cfg := info.Config
+	info0, _ := s0.Info(ctx)
+	cfg = info0.Config
+	cfg.Sealed = true
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatalf("sealing: %v", err)
+	}
+	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: "p.events", Data: []byte("fork")}, jetstream.WithExpectLastSequence(3))
+	if err == nil {
+		t.Fatal("a sealed stream took a message")
+	}
+	t.Logf("publish to sealed: %v", err)
 	if err := js.DeleteStream(ctx, "P"); err != nil {
 		t.Fatalf("deleting a deny_delete stream: %v", err)
 	}

@@ -88,7 +88,7 @@ type Config struct {
 	// messages. Zero: never.
 	SegmentPeriod   time.Duration
 	SegmentMessages uint64
-	Logger  *slog.Logger
+	Logger          *slog.Logger
 }
 
 func (c *Config) setDefaults() {

@@ -14,6 +14,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
@@ -34,9 +35,13 @@ type baseRecord struct {
 	Base       segment.Base `json:"base"`
 	EventIndex uint64       `json:"eventIndex"` // the SegmentRemoved event
 	EventSeq   uint64       `json:"eventSeq"`   // the stream sequence holding it
-	Writer     string       `json:"writer"`
-	PublicKey  string       `json:"publicKey"`
-	Signature  string       `json:"signature"` // over signedBytes
+	// Tree is the tiled Merkle tree's frontier at the base (its size is
+	// Base.FirstIndex): with the tiles, which are never removed, it
+	// continues the tree; CheckBaseTree checks it against Base.Frontier.
+	Tree      merkle.Frontier `json:"tree"`
+	Writer    string          `json:"writer"`
+	PublicKey string          `json:"publicKey"`
+	Signature string          `json:"signature"` // over signedBytes
 }
 
 // baseDomain keeps a base signature from ever passing as a message's.
@@ -89,10 +94,13 @@ func (l *Ledger) loadBase(ctx context.Context) error {
 	if err != nil || serr != nil || writer.ID(pub) != rec.Writer || !ed25519.Verify(pub, rec.signedBytes(), sig) {
 		return &BaseError{Reason: "its signature does not verify"}
 	}
+	if rec.Tree.Size != int64(rec.Base.FirstIndex) {
+		return &BaseError{Reason: "its Merkle frontier is not at the base"}
+	}
 	if err := l.checkBaseEvent(ctx, rec); err != nil {
 		return err
 	}
-	l.base = rec.Base
+	l.base, l.baseTree = rec.Base, rec.Tree
 	return nil
 }
 
@@ -129,11 +137,32 @@ func (l *Ledger) checkBaseEvent(ctx context.Context, rec baseRecord) error {
 // was removed.
 func (l *Ledger) Base() segment.Base { return l.base }
 
+// BaseTree is the tiled Merkle tree's frontier at the base (size 0 when
+// the ledger starts at its first message).
+func (l *Ledger) BaseTree() merkle.Frontier { return l.baseTree }
+
+// CheckBaseTree refuses a tree continued from BaseTree whose root at the
+// base is not the one the base's frontier gives.
+func (l *Ledger) CheckBaseTree(root func(size int64) (tlog.Hash, error)) error {
+	if l.base.Empty() {
+		return nil
+	}
+	acc, err := baseAccumulator(l.base)
+	if err != nil {
+		return err
+	}
+	got, err := root(int64(l.base.FirstIndex))
+	if err != nil || got != acc.rootNow() {
+		return &BaseError{Reason: fmt.Sprintf("the Merkle tree continued from it does not have the base's root at size %d (%v)", l.base.FirstIndex, err)}
+	}
+	return nil
+}
+
 // StoreBase records base as where the live ledger starts, named by the
 // SegmentRemoved event rec (already committed), signed by the ledger's
 // writer key. Call it after the event is acknowledged and before any
 // stream is deleted.
-func (l *Ledger) StoreBase(ctx context.Context, base segment.Base, removed event.Record) error {
+func (l *Ledger) StoreBase(ctx context.Context, base segment.Base, tree merkle.Frontier, removed event.Record) error {
 	w := l.cfg.Writer
 	if w == nil {
 		return ErrNotRegistered
@@ -142,7 +171,10 @@ func (l *Ledger) StoreBase(ctx context.Context, base segment.Base, removed event
 	if !ok || sr.NextIndex != base.FirstIndex || sr.LastHash != base.Prev || sr.Through != base.Seq {
 		return errors.New("ledger: the base does not match its SegmentRemoved event")
 	}
-	rec := baseRecord{Base: base, EventIndex: removed.Event.Index, EventSeq: removed.Seq, Writer: w.ID(), PublicKey: w.PublicText()}
+	if tree.Size != int64(base.FirstIndex) {
+		return errors.New("ledger: the Merkle frontier is not at the base")
+	}
+	rec := baseRecord{Base: base, EventIndex: removed.Event.Index, EventSeq: removed.Seq, Tree: tree, Writer: w.ID(), PublicKey: w.PublicText()}
 	rec.Signature = base64.StdEncoding.EncodeToString(w.SignRaw(rec.signedBytes()))
 	raw, err := json.Marshal(rec)
 	if err != nil {
@@ -160,7 +192,7 @@ func (l *Ledger) StoreBase(ctx context.Context, base segment.Base, removed event
 	if _, err := kv.Put(ctx, baseKey, raw); err != nil {
 		return fmt.Errorf("ledger: storing the base: %w", err)
 	}
-	l.base = base
+	l.base, l.baseTree = base, tree
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
@@ -127,6 +128,8 @@ type Ledger struct {
 	js   jetstream.JetStream
 	segs segmentSet   // the segment streams, in order (segments.go)
 	base segment.Base // where the live ledger starts (base.go); empty: at its first message
+	// baseTree is the tiled Merkle tree's frontier at the base.
+	baseTree merkle.Frontier
 
 	queue    chan *pending
 	stop     chan struct{}

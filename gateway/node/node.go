@@ -199,7 +199,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if cfg.TileCache == 0 {
 		cfg.TileCache = 256
 	}
-	newTree := func() *merkle.Tree { return merkle.New(tiles, cfg.TileCache) }
+	var newTree func() *merkle.Tree
 	cfg.Snapshots.setDefaults()
 	// Start-up, in order: open the ledger; restore the projections from the
 	// newest snapshot that still matches it (or start empty); fold and
@@ -232,6 +232,19 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// After a removed segment the tree continues from the base's frontier
+	// (its tiles are kept).
+	newTree = func() *merkle.Tree { return merkle.New(tiles, cfg.TileCache) }
+	if bt := l.BaseTree(); bt.Size > 0 {
+		t, err := merkle.Restore(bt, tiles, cfg.TileCache)
+		if err == nil {
+			err = l.CheckBaseTree(t.Root)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("node: refusing to start: the ledger's base: %w", err)
+		}
+		newTree = func() *merkle.Tree { t, _ := merkle.Restore(bt, tiles, cfg.TileCache); return t }
+	}
 	mats, err := b.OpenMaterials(ctx, cfg.Materials)
 	if err != nil {
 		return nil, err
@@ -255,6 +268,11 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	replayStart := time.Now()
 	onTree := func(err error) { cfg.Logger.Error("merkle tree append failed", "error", err) }
 	r := restore(ctx, l, store, cfg, newTree, onTree)
+	if r.resume == nil && !l.Base().Empty() {
+		// Key state lives in events; those before the base were removed.
+		return nil, fmt.Errorf("node: refusing to start: the live ledger starts at event %d after a removed segment, "+
+			"and no snapshot at or after it restores the key state (snapshots: %v)", l.Base().FirstIndex, !cfg.Snapshots.Off)
+	}
 	proj = r.proj
 	tree, state := r.tree, proj.State
 	// Completed tiles are stored as the tail folds and while serving.

@@ -319,7 +319,7 @@ func (v *verifier) run(ctx context.Context, l *ledger.Ledger, rate int, log *slo
 	}
 	meter := progress.New("background chain verification", 0, last, progress.Options{Logger: log, Every: 30 * time.Second})
 	src := &limited{l: l, rate: rate, meter: meter}
-	report, err := chain.Audit(ctx, src)
+	report, err := ledger.AuditAgainstFrom(ctx, src, l.Base(), nil) // from the base after a removed segment
 	if ctx.Err() != nil {
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/offline"
+	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/projections/cloudtrail"
 )
 
@@ -105,6 +106,15 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *out != "" && *format == "jsonl" && since.IsZero() && until.IsZero() {
+		if base := l.Base(); !base.Empty() {
+			// The ledger starts after removed segments: verify it with the
+			// archives that hold them (audit verify --offline --archive).
+			raw, _ := json.MarshalIndent(base, "", "  ")
+			if err := os.WriteFile(filepath.Join(*out, segment.BaseFile), append(raw, '\n'), 0o644); err != nil {
+				fmt.Fprintf(stderr, "keyledger: %v\n", err)
+				return 1
+			}
+		}
 		if err := exportSignatures(ctx, l, msgs, filepath.Join(*out, offline.SignaturesFile)); err != nil {
 			fmt.Fprintf(stderr, "keyledger: writer signatures: %v\n", err)
 			return 1

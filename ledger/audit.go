@@ -137,6 +137,9 @@ func (l *Ledger) seqAtOrBefore(ctx context.Context, index uint64, at time.Time, 
 // order, up to the ledger's end when called. It does not re-check links
 // before from (the caller checks what it needs).
 func (l *Ledger) EventsFrom(ctx context.Context, from uint64, fn func(event.Record) error) error {
+	if b := l.base; !b.Empty() && from < b.FirstIndex {
+		return &MissingSegmentError{Stream: l.cfg.Stream, From: 1, To: b.Seq, Base: b.Seq}
+	}
 	seq, err := l.seqAtOrBefore(ctx, from, time.Time{}, false)
 	if err != nil || seq == 0 {
 		return err
@@ -154,6 +157,12 @@ func (l *Ledger) EventsSince(ctx context.Context, since time.Time, fn func(event
 	seq, err := l.seqAtOrBefore(ctx, 0, since, true)
 	if err != nil || seq == 0 {
 		return err
+	}
+	if b := l.base; !b.Empty() && seq == b.Seq+1 {
+		// Events since then may have been in the removed segments.
+		if _, t, err := l.firstIndex(ctx, seq, seq); err == nil && t.After(since) {
+			return &MissingSegmentError{Stream: l.cfg.Stream, From: 1, To: b.Seq, Base: b.Seq}
+		}
 	}
 	return l.eventsAfterSeq(ctx, seq-1, func(r event.Record) error {
 		if r.Event.Time.Before(since) {

@@ -206,12 +206,17 @@ func (l *Ledger) openSegments(ctx context.Context) error {
 		return err
 	}
 	switch {
-	case l.cfg.ReadOnly && len(segs) == 0:
-		return fmt.Errorf("ledger: stream %s: %w", l.cfg.Stream, jetstream.ErrStreamNotFound)
-	case !l.cfg.ReadOnly && len(segs) <= 1 && (len(segs) == 0 || !segs[0].sealed):
-		if len(segs) == 0 && l.hasBaseBucket(ctx) {
+	case len(segs) == 0:
+		if l.cfg.ReadOnly {
+			return fmt.Errorf("ledger: stream %s: %w", l.cfg.Stream, jetstream.ErrStreamNotFound)
+		}
+		if l.hasBaseBucket(ctx) {
 			return fmt.Errorf("ledger: no segment stream of %s is left, but a removal is recorded: refusing to start an empty ledger over it", l.cfg.Stream)
 		}
+		fallthrough
+	case len(segs) == 1 && segs[0].n == 0 && !segs[0].sealed && !l.cfg.ReadOnly:
+		// A new ledger, or one that never rolled: create it or bring its
+		// config up to date, as before segments.
 		stream, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) {
 			return l.js.CreateOrUpdateStream(ctx, l.segmentConfig(0, 1))
 		})

@@ -726,7 +726,7 @@ func (l *Ledger) follow() {
 			l.cfg.Logger.Warn("ledger: looking for the next segment", "error", err)
 			return
 		}
-	} else if info.State.LastSeq <= through {
+	} else if lastSeq(l.segs.list(), info) <= through {
 		return // nothing new
 	}
 	err = l.messagesAfter(ctx, through, func(m storedMsg, seq uint64) error {

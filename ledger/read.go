@@ -109,10 +109,10 @@ func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m stor
 			return fmt.Errorf("ledger: stream info: %w", err)
 		}
 	}
-	if info.State.LastSeq <= after {
+	segs := l.segs.list()
+	if lastSeq(segs, info) <= after {
 		return nil
 	}
-	segs := l.segs.list()
 	if after+1 < segs[0].first {
 		return &MissingSegmentError{Stream: l.cfg.Stream, From: after + 1, To: segs[0].first - 1, Base: l.base.Seq}
 	}

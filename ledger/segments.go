@@ -353,9 +353,16 @@ func (l *Ledger) liveRange(ctx context.Context) (first, last uint64, err error) 
 			return 0, 0, err
 		}
 	}
-	first = l.segs.list()[0].first
-	if info.State.LastSeq == 0 {
-		return first, first - 1, nil
+	segs := l.segs.list()
+	return segs[0].first, lastSeq(segs, info), nil
+}
+
+// lastSeq is the last stream sequence stored in any segment, given the
+// current (last) segment's info: a segment just rolled to may be empty.
+func lastSeq(segs []*segStream, cur *jetstream.StreamInfo) uint64 {
+	last := segs[0].first - 1
+	for _, s := range segs[:len(segs)-1] {
+		last = max(last, s.last)
 	}
-	return first, info.State.LastSeq, nil
+	return max(last, cur.State.LastSeq)
 }

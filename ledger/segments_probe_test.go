@@ -35,6 +35,11 @@ func TestStreamFirstSeqContinuesSequence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if info, _ := s1.Info(ctx); info.State.Msgs != 0 {
+		t.Fatalf("new stream holds %d messages", info.State.Msgs)
+	} else {
+		t.Logf("empty stream with FirstSeq 4: state first %d last %d", info.State.FirstSeq, info.State.LastSeq)
+	}
 	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: "p.events.1", Data: []byte("y")}, jetstream.WithExpectLastSequence(0)); err == nil {
 		t.Fatal("expected-last-sequence 0 accepted on a stream starting at 4")
 	}
@@ -57,9 +62,8 @@ func TestStreamFirstSeqContinuesSequence(t *testing.T) {
 	}
 	// Sealing the old stream is what stops a writer that has not seen the
 	// roll from forking the sequence there.
-	cfg := info.Config
 	info0, _ := s0.Info(ctx)
-	cfg = info0.Config
+	cfg := info0.Config
 	cfg.Sealed = true
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatalf("sealing: %v", err)

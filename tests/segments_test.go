@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,7 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
 )
 
@@ -92,8 +95,27 @@ func TestPruneArchivedSegments(t *testing.T) {
 		t.Fatalf("decrypting a ciphertext from a removed segment's time: %v", err)
 	}
 	encrypt(4)
-	if _, err := in.node.Checkpointer.Checkpoint(ctx); err != nil {
+	signed, err := in.node.Checkpointer.Checkpoint(ctx)
+	if err != nil {
 		t.Fatal(err)
+	}
+	cp, err := merkle.Open(signed, in.vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An inclusion proof for the first live event, from the tree continued
+	// from the base, checks against the signed root of the whole ledger.
+	code, out = cli(t, "audit", "prove", "--nats-url", url, "--index", "9", "--size", strconv.FormatInt(cp.Size, 10))
+	var proof struct {
+		Root     tlog.Hash        `json:"root"`
+		LeafHash tlog.Hash        `json:"leafHash"`
+		Proof    tlog.RecordProof `json:"proof"`
+	}
+	if err := json.Unmarshal([]byte(out), &proof); code != 0 || err != nil {
+		t.Fatalf("prove after the removal: %d %s %v", code, out, err)
+	}
+	if proof.Root != cp.Root || tlog.CheckRecord(proof.Proof, cp.Size, cp.Root, 9, proof.LeafHash) != nil {
+		t.Fatalf("the inclusion proof of event 9 does not check against the signed root: %s", out)
 	}
 	if !strings.Contains(in.logs.String(), "projections restored from snapshot") {
 		t.Fatalf("the restart did not resume from a snapshot")

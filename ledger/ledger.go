@@ -575,13 +575,22 @@ func (l *Ledger) commit(b *batch) {
 			return
 		}
 		if isSealed(err) {
-			// Another instance rolled: find its segment, fold what it
-			// holds (recover) and publish again there.
+			// Another instance is rolling: finish the roll with it (sealing
+			// and creating are idempotent) rather than spin on the sealed
+			// stream, then publish again in the new segment.
+			// The sealed stream stored nothing of ours, and the roll folded
+			// what it holds: no read-back.
 			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
-			if rerr := l.refreshSegments(ctx); rerr != nil {
-				l.cfg.Logger.Warn("ledger: looking for the next segment", "error", rerr)
-			}
+			rerr := l.roll(ctx)
 			cancel()
+			if rerr != nil {
+				l.cfg.Logger.Warn("ledger: following another instance into the next segment", "error", rerr)
+			}
+			if attempt >= maxRetries {
+				settle(b.items, nil, fmt.Errorf("%w (the ledger was starting a new segment)", ErrConflict))
+				return
+			}
+			continue
 		}
 		if isWrongLastSequence(err) {
 			l.notifyPeers("wait")
@@ -720,7 +729,7 @@ func (l *Ledger) follow() {
 	if err != nil {
 		return // ask again next time
 	}
-	if info.Config.Sealed && !cur.sealed {
+	if info.Config.Sealed {
 		// Another instance rolled: follow it into the next segment.
 		if err := l.refreshSegments(ctx); err != nil {
 			l.cfg.Logger.Warn("ledger: looking for the next segment", "error", err)
@@ -793,7 +802,7 @@ func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msg
 	switch {
 	case ours:
 		settle(batch, recs, nil)
-	case isWrongLastSequence(pubErr), isSealed(pubErr):
+	case isWrongLastSequence(pubErr):
 		return true // commit publishes again, or refuses the batch
 	case errors.Is(pubErr, ErrStorage):
 		l.cfg.Logger.Error("ledger: append failed: the store refused the write", "cause", pubErr.Error())

@@ -99,7 +99,7 @@ func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m stor
 	if err != nil {
 		return fmt.Errorf("ledger: stream info: %w", err)
 	}
-	if info.Config.Sealed && !cur.sealed {
+	if info.Config.Sealed {
 		// Rolled since we looked: read the segments after it too.
 		if err := l.refreshSegments(ctx); err != nil {
 			return err

@@ -345,7 +345,7 @@ func (l *Ledger) liveRange(ctx context.Context) (first, last uint64, err error) 
 	if err != nil {
 		return 0, 0, err
 	}
-	if info.Config.Sealed && !cur.sealed {
+	if info.Config.Sealed {
 		if err := l.refreshSegments(ctx); err != nil {
 			return 0, 0, err
 		}

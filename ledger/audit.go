@@ -87,7 +87,7 @@ func (f *Feed) Subscribe(filter string, fn func(index uint64, raw []byte)) (*nat
 func (l *Ledger) firstIndex(ctx context.Context, seq, last uint64) (uint64, time.Time, error) {
 	for ; seq < last && l.quarantinedSeq(seq); seq++ {
 	}
-	m, err := l.stream.GetMsg(ctx, seq)
+	m, err := l.rawMsg(ctx, seq)
 	if err != nil {
 		return 0, time.Time{}, err
 	}
@@ -103,18 +103,17 @@ func (l *Ledger) firstIndex(ctx context.Context, seq, last uint64) (uint64, time
 // whose first event index (or stored time, when byTime) is at or before
 // the target; 1 if none is.
 func (l *Ledger) seqAtOrBefore(ctx context.Context, index uint64, at time.Time, byTime bool) (uint64, error) {
-	info, err := l.stream.Info(ctx)
+	lo, hi, err := l.liveRange(ctx)
 	if err != nil {
 		return 0, err
 	}
-	lo, hi := info.State.FirstSeq, info.State.LastSeq
-	if info.State.Msgs == 0 {
+	if hi < lo {
 		return 0, nil
 	}
 	best := lo
 	for lo <= hi {
 		mid := lo + (hi-lo)/2
-		idx, t, err := l.firstIndex(ctx, mid, info.State.LastSeq)
+		idx, t, err := l.firstIndex(ctx, mid, hi)
 		if err != nil {
 			return 0, err
 		}
@@ -138,6 +137,9 @@ func (l *Ledger) seqAtOrBefore(ctx context.Context, index uint64, at time.Time, 
 // order, up to the ledger's end when called. It does not re-check links
 // before from (the caller checks what it needs).
 func (l *Ledger) EventsFrom(ctx context.Context, from uint64, fn func(event.Record) error) error {
+	if b := l.base; !b.Empty() && from < b.FirstIndex {
+		return &MissingSegmentError{Stream: l.cfg.Stream, From: 1, To: b.Seq, Base: b.Seq}
+	}
 	seq, err := l.seqAtOrBefore(ctx, from, time.Time{}, false)
 	if err != nil || seq == 0 {
 		return err
@@ -155,6 +157,12 @@ func (l *Ledger) EventsSince(ctx context.Context, since time.Time, fn func(event
 	seq, err := l.seqAtOrBefore(ctx, 0, since, true)
 	if err != nil || seq == 0 {
 		return err
+	}
+	if b := l.base; !b.Empty() && seq == b.Seq+1 {
+		// Events since then may have been in the removed segments.
+		if _, t, err := l.firstIndex(ctx, seq, seq); err == nil && t.After(since) {
+			return &MissingSegmentError{Stream: l.cfg.Stream, From: 1, To: b.Seq, Base: b.Seq}
+		}
 	}
 	return l.eventsAfterSeq(ctx, seq-1, func(r event.Record) error {
 		if r.Event.Time.Before(since) {

@@ -6,11 +6,8 @@ import "context"
 // error means the ledger cannot be reached; a sequence beyond Head().Seq
 // means this instance has not yet folded everything stored.
 func (l *Ledger) LastStreamSeq(ctx context.Context) (uint64, error) {
-	info, err := l.stream.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return info.State.LastSeq, nil
+	_, last, err := l.liveRange(ctx)
+	return last, err
 }
 
 // Writing reports whether the writer goroutine is running (Start was

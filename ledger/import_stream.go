@@ -17,7 +17,7 @@ import (
 // only stay valid until the next call, so a restore streams a ledger of any
 // length from a file in memory bounded by one group-commit message.
 func (l *Ledger) ImportFrom(ctx context.Context, next func() ([]byte, error)) (chain.Head, error) {
-	info, err := l.stream.Info(ctx)
+	info, err := l.segs.current().stream.Info(ctx)
 	if err != nil {
 		return chain.Head{}, fmt.Errorf("ledger: stream info: %w", err)
 	}

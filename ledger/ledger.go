@@ -18,6 +18,8 @@ import (
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
 
@@ -82,7 +84,12 @@ type Config struct {
 	ReadOnly bool
 	// Storage, when set, is checked before every publish (see Storage).
 	Storage Storage
-	Logger  *slog.Logger
+	// SegmentPeriod starts a new segment stream once the current one is
+	// this old (segments.go); SegmentMessages once it holds this many
+	// messages. Zero: never.
+	SegmentPeriod   time.Duration
+	SegmentMessages uint64
+	Logger          *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -117,9 +124,12 @@ func (c *Config) setDefaults() {
 
 // Ledger is the JetStream-backed chain.
 type Ledger struct {
-	cfg    Config
-	js     jetstream.JetStream
-	stream jetstream.Stream
+	cfg  Config
+	js   jetstream.JetStream
+	segs segmentSet   // the segment streams, in order (segments.go)
+	base segment.Base // where the live ledger starts (base.go); empty: at its first message
+	// baseTree is the tiled Merkle tree's frontier at the base.
+	baseTree merkle.Frontier
 
 	queue    chan *pending
 	stop     chan struct{}
@@ -167,52 +177,74 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := jetstream.StreamConfig{
-		Name:        cfg.Stream,
-		Description: "keyledger: hash-chained ledger of every key operation",
-		Subjects:    []string{cfg.Subject},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		Discard:     jetstream.DiscardNew,
-		MaxMsgs:     -1,
-		MaxBytes:    -1,
-		MaxAge:      0,
-		Duplicates:  2 * time.Minute,
-		DenyDelete:  true,
-		DenyPurge:   true,
-		AllowDirect: true,
-		Compression: jetstream.S2Compression,
-	}
-	if cfg.Uncompressed {
-		sc.Compression = jetstream.NoCompression
-	}
 	// A group commit is one message: keep it within the server's limit.
 	if mp := int(nc.MaxPayload()); mp > 0 && cfg.MaxBatchBytes > mp-8192 {
 		cfg.MaxBatchBytes = mp - 8192
 	}
-	stream, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) {
-		if cfg.ReadOnly {
-			return js.Stream(ctx, cfg.Stream)
-		}
-		return js.CreateOrUpdateStream(ctx, sc)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ledger: stream %s: %w", cfg.Stream, err)
-	}
-	return &Ledger{
-		cfg: cfg, js: js, stream: stream,
+	l := &Ledger{
+		cfg: cfg, js: js,
 		queue: make(chan *pending, 16384),
 		fold:  chain.NewFolder(),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
-	}, nil
+	}
+	if err := l.openSegments(ctx); err != nil {
+		return nil, err
+	}
+	if err := l.loadBase(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
-// Messages yields every message of the stream in order, with its writer
-// headers (chain.Source).
+// openSegments finds the ledger's segment streams and, unless read-only,
+// creates (or updates) the one written to when it is segment 0; later
+// segments were created by a roll and are left as they are.
+func (l *Ledger) openSegments(ctx context.Context) error {
+	segs, err := l.discoverSegments(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(segs) == 0:
+		if l.cfg.ReadOnly {
+			return fmt.Errorf("ledger: stream %s: %w", l.cfg.Stream, jetstream.ErrStreamNotFound)
+		}
+		if l.hasBaseBucket(ctx) {
+			return fmt.Errorf("ledger: no segment stream of %s is left, but a removal is recorded: refusing to start an empty ledger over it", l.cfg.Stream)
+		}
+		fallthrough
+	case len(segs) == 1 && segs[0].n == 0 && !segs[0].sealed && !l.cfg.ReadOnly:
+		// A new ledger, or one that never rolled: create it or bring its
+		// config up to date, as before segments.
+		stream, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+			return l.js.CreateOrUpdateStream(ctx, l.segmentConfig(0, 1))
+		})
+		if err != nil {
+			return fmt.Errorf("ledger: stream %s: %w", l.cfg.Stream, err)
+		}
+		segs = []*segStream{segmentOf(0, stream)}
+	}
+	l.segs.set(segs)
+	return checkContiguous(l.cfg.Stream, segs)
+}
+
+// checkContiguous refuses segments with a gap between them.
+func checkContiguous(stream string, segs []*segStream) error {
+	for i := 1; i < len(segs); i++ {
+		prev, s := segs[i-1], segs[i]
+		if !prev.sealed || prev.last+1 != s.first {
+			return &MissingSegmentError{Stream: stream, From: prev.last + 1, To: s.first - 1}
+		}
+	}
+	return nil
+}
+
+// Messages yields every message of the live ledger (after its base) in
+// order, with its writer headers (chain.Source). Fold them from
+// Base().Folder().
 func (l *Ledger) Messages(ctx context.Context, fn func(chain.Message) error) error {
-	return l.messagesAfter(ctx, 0, func(m storedMsg, seq uint64) error { return fn(message(m, seq)) })
+	return l.messagesAfter(ctx, l.base.Seq, func(m storedMsg, seq uint64) error { return fn(message(m, seq)) })
 }
 
 func message(m storedMsg, seq uint64) chain.Message {
@@ -325,21 +357,26 @@ func (l *Ledger) foldMessage(f *chain.Folder, m storedMsg, seq uint64) []event.R
 	return recs
 }
 
-// Replay folds the whole stream, authenticating and linking every message,
-// and calls fn for every accepted event in order. Messages that fail are
-// quarantined (counted and logged as alarms), never applied. It returns the
-// head, the last valid event. head must be the zero Head: replay always
-// starts from the first message, since authorship depends on the writers
-// registered before.
+// Replay folds the whole live ledger, authenticating and linking every
+// message, and calls fn for every accepted event in order. Messages that
+// fail are quarantined (counted and logged as alarms), never applied. It
+// returns the head, the last valid event. head must be the zero Head:
+// replay always starts from the first message (or the base, after a
+// removed segment), since authorship depends on the writers registered
+// before.
 func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Record) error) (chain.Head, error) {
 	if !head.Empty() {
 		return head, errors.New("ledger: replay starts from the first message")
 	}
-	f := chain.NewFolder()
+	f, err := l.baseFolder()
+	if err != nil {
+		return chain.Head{}, err
+	}
 	if !l.started.Load() {
 		l.fold = f // before Start, Replay builds the writer's folder
+		l.noteFolded()
 	}
-	err := l.messagesAfter(ctx, 0, func(m storedMsg, seq uint64) error {
+	err = l.messagesAfter(ctx, l.base.Seq, func(m storedMsg, seq uint64) error {
 		for _, r := range l.foldMessage(f, m, seq) {
 			if err := fn(r); err != nil {
 				return err
@@ -484,6 +521,25 @@ func (b *batch) add(p *pending, maxBytes int) bool {
 // commit publishes and settles one batch.
 func (l *Ledger) commit(b *batch) {
 	msgID := b.seal()
+	if l.rollDue(l.fold.Through()) {
+		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+		err := l.roll(ctx)
+		cancel()
+		if err != nil {
+			l.cfg.Logger.Error("ledger: cannot start a new segment", "error", err)
+			if l.segs.current().sealed {
+				settle(b.items, nil, err)
+				return
+			}
+		} else if head := l.fold.Head(); b.recs[0].Event.Index != head.NextIndex() || b.recs[0].Event.Prev != head.Hash {
+			// The roll folded other writers' messages: link after them.
+			var err error
+			if b, msgID, err = l.relinkAfter(b, msgID); err != nil {
+				settle(b.items, nil, err)
+				return
+			}
+		}
+	}
 	if err := l.mayWrite(b.recs[0]); err != nil {
 		settle(b.items, nil, err)
 		return
@@ -517,6 +573,24 @@ func (l *Ledger) commit(b *batch) {
 			l.accept(b.recs, ack.Sequence)
 			settle(b.items, b.recs, nil)
 			return
+		}
+		if isSealed(err) {
+			// Another instance is rolling: finish the roll with it (sealing
+			// and creating are idempotent) rather than spin on the sealed
+			// stream, then publish again in the new segment.
+			// The sealed stream stored nothing of ours, and the roll folded
+			// what it holds: no read-back.
+			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+			rerr := l.roll(ctx)
+			cancel()
+			if rerr != nil {
+				l.cfg.Logger.Warn("ledger: following another instance into the next segment", "error", rerr)
+			}
+			if attempt >= maxRetries {
+				settle(b.items, nil, fmt.Errorf("%w (the ledger was starting a new segment)", ErrConflict))
+				return
+			}
+			continue
 		}
 		if isWrongLastSequence(err) {
 			l.notifyPeers("wait")
@@ -634,7 +708,7 @@ func (l *Ledger) publish(ctx context.Context, data []byte, msgID string, lastSeq
 
 // publishAs publishes a message signed by w, or unsigned if w is nil.
 func (l *Ledger) publishAs(ctx context.Context, w *writer.Key, data []byte, msgID string, lastSeq uint64) (*jetstream.PubAck, error) {
-	msg := &nats.Msg{Subject: l.cfg.Subject, Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: l.segs.current().subject, Data: data, Header: nats.Header{}}
 	if w != nil {
 		msg.Header.Set(writer.HeaderWriter, w.ID())
 		msg.Header.Set(writer.HeaderSignature, base64.StdEncoding.EncodeToString(w.Sign(lastSeq+1, data)))
@@ -650,9 +724,19 @@ func (l *Ledger) follow() {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 	defer cancel()
 	through := l.fold.Through()
-	info, err := l.stream.Info(ctx)
-	if err != nil || info.State.LastSeq <= through {
-		return // nothing new, or ask again next time
+	cur := l.segs.current()
+	info, err := cur.stream.Info(ctx)
+	if err != nil {
+		return // ask again next time
+	}
+	if info.Config.Sealed {
+		// Another instance rolled: follow it into the next segment.
+		if err := l.refreshSegments(ctx); err != nil {
+			l.cfg.Logger.Warn("ledger: looking for the next segment", "error", err)
+			return
+		}
+	} else if lastSeq(l.segs.list(), info) <= through {
+		return // nothing new
 	}
 	err = l.messagesAfter(ctx, through, func(m storedMsg, seq uint64) error {
 		if recs := l.foldMessage(l.fold, m, seq); recs != nil {

@@ -90,28 +90,68 @@ type rawMsg struct{ m *jetstream.RawStreamMsg }
 func (r rawMsg) Data() []byte         { return r.m.Data }
 func (r rawMsg) Headers() nats.Header { return r.m.Header }
 
-// messagesAfter yields messages with sequence > after, up to the stream's
-// last sequence when called, and fails rather than waits on one it cannot
-// read.
+// messagesAfter yields messages with sequence > after, up to the last
+// segment's last sequence when called, across segments, and fails rather
+// than waits on one it cannot read or skips sequences no segment holds.
 func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m storedMsg, seq uint64) error) error {
-	info, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return l.stream.Info(ctx) })
+	cur := l.segs.current()
+	info, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return cur.stream.Info(ctx) })
 	if err != nil {
 		return fmt.Errorf("ledger: stream info: %w", err)
 	}
-	last := info.State.LastSeq
-	if last <= after {
+	if info.Config.Sealed {
+		// Rolled since we looked: read the segments after it too.
+		if err := l.refreshSegments(ctx); err != nil {
+			return err
+		}
+		cur = l.segs.current()
+		if info, err = cur.stream.Info(ctx); err != nil {
+			return fmt.Errorf("ledger: stream info: %w", err)
+		}
+	}
+	segs := l.segs.list()
+	if lastSeq(segs, info) <= after {
 		return nil
 	}
-	if last-after <= directReadMax {
-		return l.readDirect(ctx, after+1, info, fn)
+	if after+1 < segs[0].first {
+		return &MissingSegmentError{Stream: l.cfg.Stream, From: after + 1, To: segs[0].first - 1, Base: l.base.Seq}
 	}
-	return l.readConsumer(ctx, after, info, fn)
+	if err := checkContiguous(l.cfg.Stream, segs); err != nil {
+		return err
+	}
+	for _, s := range segs {
+		sinfo := info
+		if s != cur {
+			if s.last <= after {
+				continue
+			}
+			if sinfo, err = jsretry.Do(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return s.stream.Info(ctx) }); err != nil {
+				return fmt.Errorf("ledger: stream info %s: %w", s.name, err)
+			}
+		}
+		from, last := max(after+1, s.first), sinfo.State.LastSeq
+		if s != cur {
+			last = s.last // sealed: the info may not say more
+		}
+		if last < from {
+			continue
+		}
+		if last-from < directReadMax {
+			err = l.readDirect(ctx, s, from, last, sinfo, fn)
+		} else {
+			err = l.readConsumer(ctx, s, from-1, last, sinfo, fn)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readDirect fetches from..last one message at a time.
-func (l *Ledger) readDirect(ctx context.Context, from uint64, info *jetstream.StreamInfo, fn func(m storedMsg, seq uint64) error) error {
-	for seq := from; seq <= info.State.LastSeq; seq++ {
-		m, err := l.getMsg(ctx, seq, info)
+func (l *Ledger) readDirect(ctx context.Context, s *segStream, from, last uint64, info *jetstream.StreamInfo, fn func(m storedMsg, seq uint64) error) error {
+	for seq := from; seq <= last; seq++ {
+		m, err := l.getMsgIn(ctx, s, seq, info)
 		if err != nil {
 			return err
 		}
@@ -124,13 +164,12 @@ func (l *Ledger) readDirect(ctx context.Context, from uint64, info *jetstream.St
 
 // readConsumer streams after+1..last through an ordered consumer, deleted
 // when done.
-func (l *Ledger) readConsumer(ctx context.Context, after uint64, info *jetstream.StreamInfo, fn func(m storedMsg, seq uint64) error) error {
-	last := info.State.LastSeq
+func (l *Ledger) readConsumer(ctx context.Context, s *segStream, after, last uint64, info *jetstream.StreamInfo, fn func(m storedMsg, seq uint64) error) error {
 	// On a cluster that just lost a node this can time out while JetStream
 	// re-elects leaders.
 	cons, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
-		return l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-			FilterSubjects:    []string{l.cfg.Subject},
+		return s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			FilterSubjects:    []string{s.subject},
 			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 			OptStartSeq:       after + 1,
 			InactiveThreshold: consumerIdle,
@@ -145,7 +184,7 @@ func (l *Ledger) readConsumer(ctx context.Context, after uint64, info *jetstream
 	}
 	defer func() {
 		it.Stop()
-		l.deleteConsumer(cons)
+		l.deleteConsumer(s, cons)
 	}()
 	next := after + 1
 	for next <= last {
@@ -159,7 +198,7 @@ func (l *Ledger) readConsumer(ctx context.Context, after uint64, info *jetstream
 			if errors.Is(err, context.DeadlineExceeded) {
 				// Nothing for readStall: ask for the rest directly, which
 				// either reads it or names what cannot be read.
-				return l.readDirect(ctx, next, info, fn)
+				return l.readDirect(ctx, s, next, last, info, fn)
 			}
 			return fmt.Errorf("ledger: reading stream: %w", err)
 		}
@@ -170,10 +209,10 @@ func (l *Ledger) readConsumer(ctx context.Context, after uint64, info *jetstream
 		seq := md.Sequence.Stream
 		if seq > next {
 			// The consumer skipped sequences: find out why.
-			if _, err := l.getMsg(ctx, next, info); err != nil {
+			if _, err := l.getMsgIn(ctx, s, next, info); err != nil {
 				return err
 			}
-			return l.readDirect(ctx, next, info, fn)
+			return l.readDirect(ctx, s, next, last, info, fn)
 		}
 		if seq < next {
 			continue
@@ -188,42 +227,71 @@ func (l *Ledger) readConsumer(ctx context.Context, after uint64, info *jetstream
 
 // deleteConsumer removes a finished reader's consumer from the server now
 // rather than after its inactivity threshold.
-func (l *Ledger) deleteConsumer(cons jetstream.Consumer) {
+func (l *Ledger) deleteConsumer(s *segStream, cons jetstream.Consumer) {
 	ci := cons.CachedInfo()
 	if ci == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = l.js.DeleteConsumer(ctx, l.cfg.Stream, ci.Name)
+	_ = l.js.DeleteConsumer(ctx, s.name, ci.Name)
 }
 
-// getMsg fetches the message at seq, or explains why it cannot be had.
-// A direct get may be answered by a replica that has not caught up, so a
-// message it does not find is asked of the stream leader before it is
-// declared unreadable.
-func (l *Ledger) getMsg(ctx context.Context, seq uint64, info *jetstream.StreamInfo) (storedMsg, error) {
-	m, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.stream.GetMsg(ctx, seq) })
+// getMsgIn fetches the message at seq from segment s, or explains why it
+// cannot be had. A direct get may be answered by a replica that has not
+// caught up, so a message it does not find is asked of the stream leader
+// before it is declared unreadable.
+func (l *Ledger) getMsgIn(ctx context.Context, s *segStream, seq uint64, info *jetstream.StreamInfo) (storedMsg, error) {
+	m, err := l.rawMsgIn(ctx, s, seq)
 	if err == nil {
 		return rawMsg{m}, nil
 	}
 	if !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, fmt.Errorf("ledger: reading stream sequence %d: %w", seq, err)
+		return nil, err
 	}
-	m, err = jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.leaderGetMsg(ctx, seq) })
+	return nil, &UnreadableError{Stream: s.name, Seq: seq, Last: info.State.LastSeq, Lost: lostText(info), Cause: err}
+}
+
+// rawMsgIn fetches the message at seq from segment s, asking the leader
+// before answering jetstream.ErrMsgNotFound.
+func (l *Ledger) rawMsgIn(ctx context.Context, s *segStream, seq uint64) (*jetstream.RawStreamMsg, error) {
+	m, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return s.stream.GetMsg(ctx, seq) })
 	if err == nil {
-		return rawMsg{m}, nil
+		return m, nil
 	}
 	if !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, fmt.Errorf("ledger: reading stream sequence %d: %w", seq, err)
+		return nil, fmt.Errorf("ledger: reading stream sequence %d (%s): %w", seq, s.name, err)
 	}
-	return nil, &UnreadableError{Stream: l.cfg.Stream, Seq: seq, Last: info.State.LastSeq, Lost: lostText(info), Cause: err}
+	m, err = jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.leaderGetMsg(ctx, s, seq) })
+	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
+		return m, err
+	}
+	return nil, fmt.Errorf("ledger: reading stream sequence %d (%s): %w", seq, s.name, err)
+}
+
+// rawMsg fetches the message at global stream sequence seq from the
+// segment holding it (jetstream.ErrMsgNotFound if none has it).
+func (l *Ledger) rawMsg(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
+	s, err := l.segmentFor(seq)
+	if err != nil {
+		return nil, err
+	}
+	m, err := l.rawMsgIn(ctx, s, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) && s == l.segs.current() {
+		// Perhaps rolled since we looked.
+		if rerr := l.refreshSegments(ctx); rerr == nil {
+			if ns, _ := l.segmentFor(seq); ns != nil && ns != s {
+				return l.rawMsgIn(ctx, ns, seq)
+			}
+		}
+	}
+	return m, err
 }
 
 // leaderGetMsg asks the stream leader (not a replica) for the message at seq.
-func (l *Ledger) leaderGetMsg(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
+func (l *Ledger) leaderGetMsg(ctx context.Context, s *segStream, seq uint64) (*jetstream.RawStreamMsg, error) {
 	req, _ := json.Marshal(map[string]uint64{"seq": seq})
-	resp, err := l.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+l.cfg.Stream, req)
+	resp, err := l.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+s.name, req)
 	if err != nil {
 		return nil, err
 	}

@@ -64,8 +64,9 @@ var ErrNoEvent = errors.New("ledger: no such event")
 // EventHashAt returns the hash of the event with index stored in the
 // message at stream sequence seq, as the ledger holds it now.
 func (l *Ledger) EventHashAt(ctx context.Context, seq, index uint64) (event.Hash, error) {
-	m, err := l.stream.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	m, err := l.rawMsg(ctx, seq)
+	var missing *MissingSegmentError
+	if errors.Is(err, jetstream.ErrMsgNotFound) || errors.As(err, &missing) {
 		return event.Hash{}, ErrNoEvent
 	}
 	if err != nil {
@@ -84,18 +85,19 @@ func (l *Ledger) EventHashAt(ctx context.Context, seq, index uint64) (event.Hash
 }
 
 // Leaves calls fn with the exact stored bytes of every event in the
-// messages up to stream sequence through, skipping the quarantined ones,
+// messages after the base up to stream sequence through (a tree that
+// takes them continues BaseTree), skipping the quarantined ones,
 // without decoding them (rebuilding the Merkle tree under a snapshot).
 func (l *Ledger) Leaves(ctx context.Context, through uint64, quarantined []uint64, fn func(raw []byte) error) error {
 	skip := map[uint64]bool{}
 	for _, s := range quarantined {
 		skip[s] = true
 	}
-	if through == 0 {
+	if through <= l.base.Seq {
 		return nil
 	}
 	done := errors.New("done")
-	err := l.messagesAfter(ctx, 0, func(m storedMsg, seq uint64) error {
+	err := l.messagesAfter(ctx, l.base.Seq, func(m storedMsg, seq uint64) error {
 		if seq > through {
 			return done
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/segment"
 )
 
 // A ledger must extend the newest signed checkpoint stored beside it: hold
@@ -137,17 +138,39 @@ func ReadCheckpoints(ctx context.Context, nc *nats.Conn, ledgerStream string) (*
 // runs may cover events the walk did not reach. The Merkle root is
 // computed as the events stream by, in memory logarithmic in the ledger.
 func (l *Ledger) AuditAgainst(ctx context.Context, cp *merkle.Checkpoint) (chain.Report, error) {
-	return AuditAgainst(ctx, l, cp)
+	return AuditAgainstFrom(ctx, l, l.base, cp)
 }
 
 // AuditAgainst is Ledger.AuditAgainst over any source of the ledger's
-// messages (e.g. one that reports progress as it reads).
+// messages (e.g. one that reports progress as it reads) from the first.
 func AuditAgainst(ctx context.Context, src chain.Source, cp *merkle.Checkpoint) (chain.Report, error) {
-	var acc rootAccumulator
+	return AuditAgainstFrom(ctx, src, segment.Base{}, cp)
+}
+
+// AuditAgainstFrom is AuditAgainst over a source whose messages continue
+// base (a live ledger after a removed segment): the fold starts with the
+// base's chain head and writers and the Merkle root continues its
+// frontier. A checkpoint older than the base cannot be checked here (its
+// archive's consistency proof does that) and is refused.
+func AuditAgainstFrom(ctx context.Context, src chain.Source, base segment.Base, cp *merkle.Checkpoint) (chain.Report, error) {
+	acc, err := baseAccumulator(base)
+	if err != nil {
+		return chain.Report{}, err
+	}
 	if cp != nil {
 		acc.want = cp.Size
+		if cp.Size < int64(base.FirstIndex) {
+			return chain.Report{}, fmt.Errorf("ledger: the checkpoint (size %d) is older than the live ledger's base (event %d)", cp.Size, base.FirstIndex)
+		}
+		if cp.Size == int64(base.FirstIndex) {
+			acc.root = acc.rootNow()
+		}
 	}
-	r, err := chain.AuditFold(ctx, src, acc.add)
+	f, err := base.Folder()
+	if err != nil {
+		return chain.Report{}, &BaseError{Reason: err.Error()}
+	}
+	r, err := chain.AuditFoldFrom(ctx, src, f, acc.add)
 	var ue *UnreadableError
 	if errors.As(err, &ue) && ue.After == nil {
 		h := r.Head
@@ -187,6 +210,18 @@ func (a *rootAccumulator) add(r event.Record) {
 			a.root = tlog.NodeHash(a.stack[i], a.root)
 		}
 	}
+}
+
+// rootNow is the root of the n leaves seen (with the stack as it is).
+func (a *rootAccumulator) rootNow() tlog.Hash {
+	if len(a.stack) == 0 {
+		return tlog.Hash{}
+	}
+	root := a.stack[len(a.stack)-1]
+	for i := len(a.stack) - 2; i >= 0; i-- {
+		root = tlog.NodeHash(a.stack[i], root)
+	}
+	return root
 }
 
 func (a *rootAccumulator) rootAt(size int64) (tlog.Hash, error) {

@@ -25,6 +25,7 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 	beforeFlag := fs.String("before", "", "archive the messages whose events are all before this time (RFC 3339 or YYYY-MM-DD)")
 	out := fs.String("out", "", "the archive directory to create (must not exist)")
 	pubkey := fs.String("pubkey", "", "the checkpoint verifier key file (default <data-dir>/checkpoint.key.pub)")
+	whole := fs.Bool("whole-segments", false, "end the archive with the last closed segment whose events are all before --before (what audit prune can remove)")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
@@ -63,10 +64,32 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	// Walk the ledger as every reader does; the archive ends before the
-	// first message holding an event at or after --before, so it holds
-	// whole messages (what can be removed from the stream).
-	base := segment.Base{}
+	// Walk the ledger as every reader does, from its base; the archive ends
+	// before the first message holding an event at or after --before, so it
+	// holds whole messages, or with --whole-segments at the end of the last
+	// closed segment before that (what audit prune can remove).
+	base := l.Base()
+	segEnds := map[uint64]bool{}
+	if *whole {
+		segs, err := l.Segments(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyledger: %v\n", err)
+			return 1
+		}
+		for _, s := range segs {
+			if s.Sealed && s.Last >= s.First {
+				segEnds[s.Last] = true
+			}
+		}
+	}
+	// What the archive holds at the last segment end reached (--whole-segments).
+	type mark struct {
+		events, sigs int
+		end          chain.Head
+		writers      map[string]string
+		last         time.Time
+	}
+	var atEnd mark
 	f, err := base.Folder()
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
@@ -110,6 +133,9 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 			line, _ := json.Marshal(offline.MessageSignature{Seq: m.Seq, Events: len(recs), Writer: m.Writer, Signature: m.Signature})
 			sigs.Write(append(line, '\n'))
 			end, endWriters = head, f.Writers()
+			if segEnds[m.Seq] {
+				atEnd = mark{events.Len(), sigs.Len(), end, endWriters, last}
+			}
 		}
 		for _, r := range recs {
 			if err := tree.Append(r.Raw); err != nil {
@@ -122,6 +148,15 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
+	}
+	if *whole {
+		events.Truncate(atEnd.events)
+		sigs.Truncate(atEnd.sigs)
+		end, endWriters, last = atEnd.end, atEnd.writers, atEnd.last
+		if end.Empty() || end.NextIndex() <= base.FirstIndex {
+			fmt.Fprintf(stdout, "nothing to archive: no closed segment of the live ledger ends before %s\n", before.Format(time.RFC3339))
+			return 1
+		}
 	}
 	if end.Empty() {
 		fmt.Fprintf(stdout, "nothing to archive: no whole message of the ledger is before %s\n", before.Format(time.RFC3339))

@@ -14,6 +14,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/offline"
+	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/projections/cloudtrail"
 )
 
@@ -134,6 +135,15 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if whole {
+		if base := l.Base(); !base.Empty() {
+			// The ledger starts after removed segments: verify it with the
+			// archives that hold them (audit verify --offline --archive).
+			raw, _ := json.MarshalIndent(base, "", "  ")
+			if err := os.WriteFile(filepath.Join(*out, segment.BaseFile), append(raw, '\n'), 0o644); err != nil {
+				fmt.Fprintf(stderr, "keyledger: %v\n", err)
+				return 1
+			}
+		}
 		cps, err := b.ReadCheckpoints(ctx, bf.stream)
 		if err == nil {
 			signed, err := cps.Latest(ctx)
@@ -158,9 +168,12 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 // nothing per message, so memory does not grow with the ledger. It
 // returns how many messages were quarantined.
 func exportEvents(ctx context.Context, l *ledger.Ledger, fn func(chain.Message, []event.Record)) (int, error) {
-	f := chain.NewFolder()
+	f, err := l.Base().Folder() // after removed segments, the fold starts at the base
+	if err != nil {
+		return 0, err
+	}
 	quarantined := 0
-	err := l.Messages(ctx, func(m chain.Message) error {
+	err = l.Messages(ctx, func(m chain.Message) error {
 		recs, err := f.Fold(m)
 		var q *chain.Quarantine
 		if errors.As(err, &q) {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
-	"github.com/keyledger/keyledger/ledger/merkle"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -31,7 +30,13 @@ func auditProve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer done()
-	var tree merkle.Tree
+	// After removed segments the tree continues from the base's frontier:
+	// proofs for events from the base on (older ones: the archive's).
+	tree, err := l.Base().Tree()
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
 	var leaf []byte
 	if _, err := l.Replay(context.Background(), chain.Head{}, func(r event.Record) error {
 		if int64(r.Event.Index) == *index {

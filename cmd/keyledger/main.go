@@ -36,6 +36,7 @@ Usage:
   keyledger audit verify [flags]   verify every link of the ledger's hash chain (or --offline an export)
   keyledger audit export [flags]   write events as JSON lines or CloudTrail records
   keyledger audit archive [flags]  write the events before T as a self-verifying archive
+  keyledger audit prune [flags]    remove archived whole segments from the deployment (recorded, retention-checked)
   keyledger audit checkpoint       print the newest signed checkpoint
   keyledger audit prove [flags]    print an inclusion or consistency proof
   keyledger audit tail [flags]     print events live, one a line
@@ -59,7 +60,8 @@ var version = "dev"
 const auditUsage = `usage:
   keyledger audit verify [--data-dir D | --nats-url U]            check every link of the hash chain
   keyledger audit verify --offline DIR --pubkey FILE              check an export against its signed checkpoint
-  keyledger audit archive --before T --out DIR [--pubkey FILE]  write the messages before T as a self-verifying archive
+  keyledger audit archive --before T --out DIR [--pubkey FILE] [--whole-segments]  write the messages before T as a self-verifying archive
+  keyledger audit prune --archive DIR [--retention 8760h] [--pubkey FILE] [--writer-key FILE]  remove the segments an archive holds
   keyledger audit verify --offline DIR --pubkey FILE --archive A [--archive B …]
                                                                   check archives and a later export join into one ledger
   keyledger audit export --format jsonl|cloudtrail [--since T] [--until T] [--out DIR]
@@ -94,6 +96,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return auditVerify(args[2:], stdout, stderr)
 		case "archive":
 			return auditArchive(args[2:], stdout, stderr)
+		case "prune":
+			return auditPrune(args[2:], stdout, stderr)
 		case "export":
 			return auditExport(args[2:], stdout, stderr)
 		case "checkpoint":

@@ -164,9 +164,12 @@ func reportFromLedger(ctx context.Context, l *ledger.Ledger, b *backend.Backend,
 		builder.Add(r)
 		return tree.Append(r.Raw)
 	})
-	if err != nil {
+	switch base := l.Base(); {
+	case err != nil:
 		integrity.Problem = err.Error()
-	} else {
+	case !base.Empty():
+		integrity.Problem = fmt.Sprintf("the live ledger starts at event %d after removed (archived) segments: this report covers the events from there on", base.FirstIndex)
+	default:
 		integrity.ChainVerified, integrity.Events, integrity.Head = true, head.Count, head.Hash.String()
 	}
 	integrity.Quarantined, integrity.QuarantineReasons = l.Quarantined(), l.QuarantineReasons()

@@ -74,6 +74,8 @@ func serve(args []string, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	checkpointKey := fs.String("checkpoint-key", "", "Ed25519 note key that signs checkpoints (default <data-dir>/checkpoint.key, generated\nwith its verifier key beside it as checkpoint.key.pub if absent)")
 	writerKeyFile := fs.String("writer-key", "", "Ed25519 key that signs every ledger message (default <data-dir>/writer.key, generated if absent;\ninstances sharing one --nats-url ledger share this file)")
+	segmentPeriod := fs.Duration("segment-period", 30*24*time.Hour, "start a new ledger segment stream once the current one is this old, so archived segments can be removed (audit prune); 0: never")
+	segmentMessages := fs.Uint64("segment-messages", 0, "also start a new segment once the current one holds this many messages (group commits); 0: no limit")
 	checkpointEvery := fs.Duration("checkpoint-interval", node.DefaultCheckpointInterval, "how often a signed checkpoint of the ledger's Merkle tree is stored (when it grew; also at clean shutdown)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	debugListen := fs.String("debug-listen", "", "serve Go's profiler (net/http/pprof: /debug/pprof/heap, …) on this address, e.g. 127.0.0.1:6060;\nunauthenticated, so loopback only")
@@ -225,7 +227,8 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	ncfg := node.Config{
 		Region: *region, RootKey: rootKey, Principals: dir, Logger: log,
-		Ledger:           ledger.Config{Stream: bf.stream, Writer: wk, Uncompressed: *compression == "none"},
+		Ledger: ledger.Config{Stream: bf.stream, Writer: wk, Uncompressed: *compression == "none",
+			SegmentPeriod: *segmentPeriod, SegmentMessages: *segmentMessages},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
 		DataDir: diskDir, HTTP: limits,
 		Throttle: of.limiter(*region, dir),

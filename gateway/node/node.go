@@ -228,6 +228,18 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// After a removed segment the tree continues from the base's frontier
+	// (its tiles are kept).
+	if bt := l.BaseTree(); bt.Size > 0 {
+		t, err := merkle.Restore(bt, tiles, cfg.TileCache)
+		if err == nil {
+			err = l.CheckBaseTree(t.Root)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("node: refusing to start: the ledger's base: %w", err)
+		}
+		tr.base = bt
+	}
 	mats, err := b.OpenMaterials(ctx, cfg.Materials)
 	if err != nil {
 		return nil, err
@@ -251,6 +263,11 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	replayStart := time.Now()
 	onTree := func(err error) { cfg.Logger.Error("merkle tree append failed", "error", err) }
 	r := restore(ctx, l, store, cfg, tr, onTree)
+	if r.resume == nil && !l.Base().Empty() {
+		// Key state lives in events; those before the base were removed.
+		return nil, fmt.Errorf("node: refusing to start: the live ledger starts at event %d after a removed segment, "+
+			"and no snapshot at or after it restores the key state (snapshots: %v)", l.Base().FirstIndex, !cfg.Snapshots.Off)
+	}
 	proj = r.proj
 	tree, state := r.tree, proj.State
 	// A tile lost or garbled in the bucket after start-up is rebuilt from

@@ -75,9 +75,19 @@ func (s *Snapshots) setDefaults() {
 type trees struct {
 	store merkle.TileStore
 	cache int // tiles
+	// base, after removed segments, is the frontier the tree continues
+	// from (checked against the ledger's base at open; its tiles are kept).
+	base merkle.Frontier
 }
 
-func (t trees) fresh() *merkle.Tree { return merkle.New(t.store, t.cache) }
+// fresh is the tree before any live event: empty, or at the base.
+func (t trees) fresh() *merkle.Tree {
+	if t.base.Size > 0 {
+		tree, _ := merkle.Restore(t.base, t.store, t.cache) // restored once already at open
+		return tree
+	}
+	return merkle.New(t.store, t.cache)
+}
 
 // maxPendingTiles bounds the completed tiles (8 KiB each) start-up keeps in
 // memory before it stores them itself: folding runs faster than the tile
@@ -396,7 +406,7 @@ func (v *verifier) run(ctx context.Context, l *ledger.Ledger, rate int, log *slo
 	}
 	meter := progress.New("background chain verification", 0, last, progress.Options{Logger: log, Every: 30 * time.Second})
 	src := &limited{l: l, rate: rate, meter: meter}
-	report, err := chain.Audit(ctx, src)
+	report, err := ledger.AuditAgainstFrom(ctx, src, l.Base(), nil) // from the base after a removed segment
 	if ctx.Err() != nil {
 		return
 	}

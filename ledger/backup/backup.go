@@ -121,6 +121,11 @@ func Write(ctx context.Context, src Source, dir string) (Summary, error) {
 	if _, err := os.Stat(dir); err == nil {
 		return Summary{}, fmt.Errorf("backup: %s exists; a backup goes into a new directory", dir)
 	}
+	if b := src.Ledger.Base(); !b.Empty() {
+		// Restore imports from the first event; the live part alone would
+		// be a backup that silently lacks the removed segments.
+		return Summary{}, fmt.Errorf("backup: the ledger starts at event %d after removed (archived) segments; backing it up is not supported yet", b.FirstIndex)
+	}
 	tmp := dir + ".partial"
 	if err := os.RemoveAll(tmp); err != nil {
 		return Summary{}, err

@@ -217,7 +217,12 @@ func Audit(ctx context.Context, src Source) (Report, error) { return AuditFold(c
 // (nil for none): what a caller checks beyond the links, such as the
 // Merkle root a signed checkpoint holds.
 func AuditFold(ctx context.Context, src Source, fn func(event.Record)) (Report, error) {
-	f := NewFolder()
+	return AuditFoldFrom(ctx, src, NewFolder(), fn)
+}
+
+// AuditFoldFrom is AuditFold continuing f (a folder resumed at a ledger's
+// base, whose messages src yields from there).
+func AuditFoldFrom(ctx context.Context, src Source, f *Folder, fn func(event.Record)) (Report, error) {
 	var qs []*Quarantine
 	err := src.Messages(ctx, func(m Message) error {
 		recs, err := f.Fold(m)

@@ -101,7 +101,7 @@ func (id *identities) users(streams []string) ([]*server.NkeyUser, error) {
 // (stream info, ordered consumers, direct gets) and the live feed, and
 // publish nothing that changes anything (nats.docs: JetStream API ACLs).
 func auditPermissions(streams []string) *server.Permissions {
-	pub := []string{"$JS.API.INFO"}
+	pub := []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES"} // names: finding the ledger's segments
 	for _, s := range streams {
 		pub = append(pub,
 			"$JS.API.STREAM.INFO."+s,

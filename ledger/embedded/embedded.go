@@ -57,6 +57,10 @@ type Server struct {
 	storage *storage
 }
 
+// auditSegments is how many ledger segment streams the audit identity may
+// read: ten years of the default 30-day segments.
+const auditSegments = 128
+
 // Start starts the server and waits until it is ready.
 func Start(opts Options) (*Server, error) {
 	if opts.DataDir == "" {
@@ -73,7 +77,13 @@ func Start(opts Options) (*Server, error) {
 		// Snapshots hold only what folding the ledger gives anyone who may
 		// read it; reading them lets an auditor's report and time travel
 		// start from one instead of folding the whole ledger.
-		streams = append(streams, s, s+"_CHECKPOINTS", "OBJ_"+s+"_SNAPSHOTS")
+		streams = append(streams, s, s+"_CHECKPOINTS", "OBJ_"+s+"_SNAPSHOTS", "KV_"+s+"_BASE")
+		// Segment streams (ledger/segments.go) are named <s>_<n>, and NATS
+		// permissions match whole tokens only: name the first
+		// auditSegments of them.
+		for n := 1; n <= auditSegments; n++ {
+			streams = append(streams, fmt.Sprintf("%s_%d", s, n))
+		}
 	}
 	id, err := loadIdentities(opts.AuthDir)
 	if err != nil {

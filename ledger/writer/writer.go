@@ -89,6 +89,11 @@ func (k *Key) Sign(seq uint64, data []byte) []byte {
 	return ed25519.Sign(k.priv, signingInput(seq, data))
 }
 
+// SignRaw signs data that is not a ledger message (a stored base). data
+// must start with a domain string of its own, so the signature never
+// passes as a message's.
+func (k *Key) SignRaw(data []byte) []byte { return ed25519.Sign(k.priv, data) }
+
 // ID is the writer ID of a public key.
 func ID(pub ed25519.PublicKey) string {
 	h := sha256.Sum256(pub)

@@ -1,0 +1,265 @@
+package ledger
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/segment"
+	"github.com/keyledger/keyledger/ledger/writer"
+)
+
+// The base. Once an archived prefix of the ledger is removed, the live
+// ledger starts at a segment.Base, stored in the KV bucket <Stream>_BASE
+// signed by the writer that removed it, and named by the SegmentRemoved
+// event that recorded the removal (written, and acknowledged, before the
+// base is stored and the streams deleted). A base is only accepted with
+// its event: Open fetches the event the record names and refuses a base
+// it does not match; the fold from the base then authenticates and links
+// that event like any other. Readers of the history start at the base.
+
+const baseKey = "base"
+
+// baseRecord is what the base bucket holds.
+type baseRecord struct {
+	Base       segment.Base `json:"base"`
+	EventIndex uint64       `json:"eventIndex"` // the SegmentRemoved event
+	EventSeq   uint64       `json:"eventSeq"`   // the stream sequence holding it
+	// Tree is the tiled Merkle tree's frontier at the base (its size is
+	// Base.FirstIndex): with the tiles, which are never removed, it
+	// continues the tree; CheckBaseTree checks it against Base.Frontier.
+	Tree      merkle.Frontier `json:"tree"`
+	Writer    string          `json:"writer"`
+	PublicKey string          `json:"publicKey"`
+	Signature string          `json:"signature"` // over signedBytes
+}
+
+// baseDomain keeps a base signature from ever passing as a message's.
+const baseDomain = "keyledger-base/1\n"
+
+func (r baseRecord) signedBytes() []byte {
+	c := r
+	c.Signature = ""
+	b, _ := json.Marshal(c)
+	return append([]byte(baseDomain), b...)
+}
+
+// BaseError means the stored base cannot be trusted.
+type BaseError struct{ Reason string }
+
+func (e *BaseError) Error() string {
+	return "ledger: the stored base (where the live ledger starts after a removed segment) is refused: " + e.Reason
+}
+
+func (l *Ledger) baseBucket() string { return l.cfg.Stream + "_BASE" }
+
+// hasBaseBucket reports whether a removal was ever recorded here.
+func (l *Ledger) hasBaseBucket(ctx context.Context) bool {
+	_, err := l.js.KeyValue(ctx, l.baseBucket())
+	return err == nil
+}
+
+// loadBase reads and checks the stored base, if any.
+func (l *Ledger) loadBase(ctx context.Context) error {
+	kv, err := l.js.KeyValue(ctx, l.baseBucket())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ledger: base bucket: %w", err)
+	}
+	e, err := kv.Get(ctx, baseKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ledger: base: %w", err)
+	}
+	var rec baseRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return &BaseError{Reason: "malformed"}
+	}
+	pub, err := writer.ParsePublic(rec.PublicKey)
+	sig, serr := base64.StdEncoding.DecodeString(rec.Signature)
+	if err != nil || serr != nil || writer.ID(pub) != rec.Writer || !ed25519.Verify(pub, rec.signedBytes(), sig) {
+		return &BaseError{Reason: "its signature does not verify"}
+	}
+	if rec.Tree.Size != int64(rec.Base.FirstIndex) {
+		return &BaseError{Reason: "its Merkle frontier is not at the base"}
+	}
+	if err := l.checkBaseEvent(ctx, rec); err != nil {
+		return err
+	}
+	l.base, l.baseTree = rec.Base, rec.Tree
+	return nil
+}
+
+// checkBaseEvent refuses a base unless the event its record names is a
+// SegmentRemoved that names exactly this base, after it.
+func (l *Ledger) checkBaseEvent(ctx context.Context, rec baseRecord) error {
+	b := rec.Base
+	if b.Empty() || rec.EventSeq <= b.Seq || rec.EventIndex < b.FirstIndex {
+		return &BaseError{Reason: "it names no SegmentRemoved event after it"}
+	}
+	m, err := l.rawMsg(ctx, rec.EventSeq)
+	if err != nil {
+		return &BaseError{Reason: fmt.Sprintf("its SegmentRemoved event (index %d, stream sequence %d) cannot be read: %v", rec.EventIndex, rec.EventSeq, err)}
+	}
+	lines, err := event.SplitBatch(m.Data)
+	if err != nil {
+		return &BaseError{Reason: "its SegmentRemoved event's message is malformed"}
+	}
+	for _, raw := range lines {
+		ev, err := event.Decode(raw)
+		if err != nil || ev.Index != rec.EventIndex {
+			continue
+		}
+		sr, ok := ev.Body.(*event.SegmentRemoved)
+		if !ok || sr.NextIndex != b.FirstIndex || sr.LastHash != b.Prev || sr.Through != b.Seq {
+			return &BaseError{Reason: fmt.Sprintf("event %d is not the SegmentRemoved event of this base", rec.EventIndex)}
+		}
+		return nil
+	}
+	return &BaseError{Reason: fmt.Sprintf("no event %d at stream sequence %d", rec.EventIndex, rec.EventSeq)}
+}
+
+// Base is where the live ledger starts: empty unless an archived segment
+// was removed.
+func (l *Ledger) Base() segment.Base { return l.base }
+
+// BaseTree is the tiled Merkle tree's frontier at the base (size 0 when
+// the ledger starts at its first message).
+func (l *Ledger) BaseTree() merkle.Frontier { return l.baseTree }
+
+// CheckBaseTree refuses a tree continued from BaseTree whose root at the
+// base is not the one the base's frontier gives.
+func (l *Ledger) CheckBaseTree(root func(size int64) (tlog.Hash, error)) error {
+	if l.base.Empty() {
+		return nil
+	}
+	acc, err := baseAccumulator(l.base)
+	if err != nil {
+		return err
+	}
+	got, err := root(int64(l.base.FirstIndex))
+	if err != nil || got != acc.rootNow() {
+		return &BaseError{Reason: fmt.Sprintf("the Merkle tree continued from it does not have the base's root at size %d (%v)", l.base.FirstIndex, err)}
+	}
+	return nil
+}
+
+// StoreBase records base as where the live ledger starts, named by the
+// SegmentRemoved event rec (already committed), signed by the ledger's
+// writer key. Call it after the event is acknowledged and before any
+// stream is deleted.
+func (l *Ledger) StoreBase(ctx context.Context, base segment.Base, tree merkle.Frontier, removed event.Record) error {
+	w := l.cfg.Writer
+	if w == nil {
+		return ErrNotRegistered
+	}
+	sr, ok := removed.Event.Body.(*event.SegmentRemoved)
+	if !ok || sr.NextIndex != base.FirstIndex || sr.LastHash != base.Prev || sr.Through != base.Seq {
+		return errors.New("ledger: the base does not match its SegmentRemoved event")
+	}
+	if tree.Size != int64(base.FirstIndex) {
+		return errors.New("ledger: the Merkle frontier is not at the base")
+	}
+	rec := baseRecord{Base: base, EventIndex: removed.Event.Index, EventSeq: removed.Seq, Tree: tree, Writer: w.ID(), PublicKey: w.PublicText()}
+	rec.Signature = base64.StdEncoding.EncodeToString(w.SignRaw(rec.signedBytes()))
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	kv, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: l.baseBucket(), Description: "keyledger: where the live ledger starts after removed segments",
+			History: 16, Storage: jetstream.FileStorage, Replicas: l.cfg.Replicas,
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: base bucket: %w", err)
+	}
+	if _, err := kv.Put(ctx, baseKey, raw); err != nil {
+		return fmt.Errorf("ledger: storing the base: %w", err)
+	}
+	l.base, l.baseTree = base, tree
+	return nil
+}
+
+// DeleteSegmentsThrough deletes the segment streams whose messages all lie
+// at or before the stored base's last removed sequence, and refuses unless
+// that sequence ends a sealed segment exactly.
+func (l *Ledger) DeleteSegmentsThrough(ctx context.Context) ([]string, error) {
+	if l.base.Empty() {
+		return nil, errors.New("ledger: no base is stored: record the removal first")
+	}
+	if err := l.refreshSegments(ctx); err != nil {
+		return nil, err
+	}
+	var victims []*segStream
+	for _, s := range l.segs.list() {
+		if s.first > l.base.Seq {
+			break
+		}
+		if !s.sealed || s.last > l.base.Seq {
+			return nil, fmt.Errorf("ledger: the base (stream sequence %d) does not end segment %s (%d–…)", l.base.Seq, s.name, s.first)
+		}
+		victims = append(victims, s)
+	}
+	var names []string
+	for _, s := range victims {
+		if err := l.js.DeleteStream(ctx, s.name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return names, fmt.Errorf("ledger: deleting %s: %w", s.name, err)
+		}
+		names = append(names, s.name)
+	}
+	return names, l.refreshSegments(ctx)
+}
+
+// SegmentEnds reports whether stream sequence seq is the last of a sealed
+// segment (where a removal may end).
+func (l *Ledger) SegmentEnds(ctx context.Context, seq uint64) (bool, error) {
+	if err := l.refreshSegments(ctx); err != nil {
+		return false, err
+	}
+	for _, s := range l.segs.list() {
+		if s.sealed && s.last == seq {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// baseFolder is the folder a fold from the base starts with.
+func (l *Ledger) baseFolder() (*chain.Folder, error) {
+	f, err := l.base.Folder()
+	if err != nil {
+		return nil, &BaseError{Reason: err.Error()}
+	}
+	return f, nil
+}
+
+// baseAccumulator is a rootAccumulator continued from the base's frontier.
+func baseAccumulator(b segment.Base) (rootAccumulator, error) {
+	acc := rootAccumulator{n: int64(b.FirstIndex)}
+	for _, s := range b.Frontier {
+		raw, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(raw) != tlog.HashSize {
+			return acc, &BaseError{Reason: "malformed frontier"}
+		}
+		var h tlog.Hash
+		copy(h[:], raw)
+		acc.stack = append(acc.stack, h)
+	}
+	return acc, nil
+}

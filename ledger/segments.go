@@ -1,0 +1,368 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+)
+
+// Segments. The ledger is a run of streams, one per segment, the chain
+// continuing across them: segment 0 is cfg.Stream on cfg.Subject (every
+// data directory from before segments keeps working unchanged), segment n
+// is cfg.Stream_n on cfg.Subject.n, created with FirstSeq = the previous
+// segment's last sequence + 1, so stream sequences are one sequence space
+// across segments (writer signatures, quarantines, snapshots and
+// checkpoints all speak it). Removing an archived segment deletes a whole
+// old stream; nats-server refuses to turn deny_purge off on a stream, so a
+// purge of the live one cannot do it.
+//
+// Rolling (at a group-commit boundary, on the writer goroutine): seal the
+// current stream (a sealed stream takes no message, so a writer that has
+// not seen the roll cannot fork the sequence there: its publish is refused
+// and it looks for the next segment), fold what it holds, then create the
+// next one. Creating is idempotent: two instances rolling at once create
+// the same stream with the same config. Readers find segments by listing
+// the streams on cfg.Subject.*; a sequence gap between segments, or a
+// reader asking for sequences no segment holds, is an error naming them,
+// never a silent skip.
+
+// segment is one stream of the ledger.
+type segStream struct {
+	n       int
+	name    string
+	subject string
+	stream  jetstream.Stream
+	first   uint64 // the first stream sequence it holds
+	last    uint64 // its last sequence once sealed
+	sealed  bool
+	created time.Time
+}
+
+// segmentSet is the ledger's segments, in order; the last is the one
+// written to.
+type segmentSet struct {
+	mu   sync.RWMutex
+	segs []*segStream
+}
+
+func (s *segmentSet) list() []*segStream {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.segs)
+}
+
+func (s *segmentSet) set(segs []*segStream) {
+	s.mu.Lock()
+	s.segs = segs
+	s.mu.Unlock()
+}
+
+func (s *segmentSet) current() *segStream {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.segs) == 0 {
+		return nil
+	}
+	return s.segs[len(s.segs)-1]
+}
+
+// Segment metadata on every segment stream after the first.
+const (
+	metaSegment  = "keyledger-segment"
+	metaFirstSeq = "keyledger-first-seq"
+)
+
+func (l *Ledger) segmentName(n int) (name, subject string) {
+	if n == 0 {
+		return l.cfg.Stream, l.cfg.Subject
+	}
+	return fmt.Sprintf("%s_%d", l.cfg.Stream, n), fmt.Sprintf("%s.%d", l.cfg.Subject, n)
+}
+
+// segmentConfig is the stream config of segment n starting at first.
+func (l *Ledger) segmentConfig(n int, first uint64) jetstream.StreamConfig {
+	name, subject := l.segmentName(n)
+	sc := jetstream.StreamConfig{
+		Name:        name,
+		Description: "keyledger: hash-chained ledger of every key operation",
+		Subjects:    []string{subject},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.cfg.Replicas,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		MaxAge:      0,
+		Duplicates:  2 * time.Minute,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+		Compression: jetstream.S2Compression,
+	}
+	if l.cfg.Uncompressed {
+		sc.Compression = jetstream.NoCompression
+	}
+	if n > 0 {
+		sc.Description = fmt.Sprintf("keyledger: ledger segment %d, from stream sequence %d", n, first)
+		sc.FirstSeq = first
+		sc.Metadata = map[string]string{metaSegment: strconv.Itoa(n), metaFirstSeq: strconv.FormatUint(first, 10)}
+	}
+	return sc
+}
+
+// segmentOf builds a segment from its stream.
+func segmentOf(n int, st jetstream.Stream) *segStream {
+	info := st.CachedInfo()
+	s := &segStream{n: n, name: info.Config.Name, stream: st, first: 1, sealed: info.Config.Sealed, created: info.Created}
+	if len(info.Config.Subjects) > 0 {
+		s.subject = info.Config.Subjects[0]
+	}
+	if info.Config.FirstSeq > 0 {
+		s.first = info.Config.FirstSeq
+	}
+	if s.sealed {
+		s.last = info.State.LastSeq
+	}
+	return s
+}
+
+// discoverSegments lists the ledger's segment streams in order. Segment 0
+// may be missing (removed, or a new ledger).
+func (l *Ledger) discoverSegments(ctx context.Context) ([]*segStream, error) {
+	var out []*segStream
+	st, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) { return l.js.Stream(ctx, l.cfg.Stream) })
+	switch {
+	case err == nil:
+		out = append(out, segmentOf(0, st))
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil, fmt.Errorf("ledger: stream %s: %w", l.cfg.Stream, err)
+	}
+	names := l.js.StreamNames(ctx, jetstream.WithStreamListSubject(l.cfg.Subject+".*"))
+	var found []int
+	for name := range names.Name() {
+		rest, ok := strings.CutPrefix(name, l.cfg.Stream+"_")
+		n, err := strconv.Atoi(rest)
+		if ok && err == nil && n > 0 && strconv.Itoa(n) == rest {
+			found = append(found, n)
+		}
+	}
+	if err := names.Err(); err != nil {
+		if len(out) == 1 && out[0].sealed {
+			return nil, fmt.Errorf("ledger: stream %s is sealed and the segments after it cannot be listed: %w", l.cfg.Stream, err)
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("ledger: listing the ledger's segment streams: %w", err)
+		}
+		return out, nil // cannot list (e.g. an audit identity): segment 0 is all there is
+	}
+	slices.Sort(found)
+	for _, n := range found {
+		name, _ := l.segmentName(n)
+		st, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) { return l.js.Stream(ctx, name) })
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue // removed since listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ledger: stream %s: %w", name, err)
+		}
+		out = append(out, segmentOf(n, st))
+	}
+	return out, nil
+}
+
+// refreshSegments re-reads the segment list.
+func (l *Ledger) refreshSegments(ctx context.Context) error {
+	segs, err := l.discoverSegments(ctx)
+	if err != nil {
+		return err
+	}
+	if len(segs) == 0 {
+		return fmt.Errorf("ledger: no segment stream of %s is left", l.cfg.Stream)
+	}
+	l.segs.set(segs)
+	return nil
+}
+
+// SegmentInfo describes one segment for operators and tests.
+type SegmentInfo struct {
+	Number      int
+	Stream      string
+	First, Last uint64 // stream sequences; Last < First when empty
+	Sealed      bool
+	Created     time.Time
+}
+
+// Segments lists the ledger's segments as they are now.
+func (l *Ledger) Segments(ctx context.Context) ([]SegmentInfo, error) {
+	if err := l.refreshSegments(ctx); err != nil {
+		return nil, err
+	}
+	var out []SegmentInfo
+	for _, s := range l.segs.list() {
+		info, err := s.stream.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: stream %s: %w", s.name, err)
+		}
+		last := info.State.LastSeq
+		if last < s.first {
+			last = s.first - 1
+		}
+		out = append(out, SegmentInfo{Number: s.n, Stream: s.name, First: s.first, Last: last, Sealed: info.Config.Sealed, Created: info.Created})
+	}
+	return out, nil
+}
+
+// segmentFor returns the segment holding stream sequence seq.
+func (l *Ledger) segmentFor(seq uint64) (*segStream, error) {
+	segs := l.segs.list()
+	for i := len(segs) - 1; i >= 0; i-- {
+		if seq >= segs[i].first {
+			return segs[i], nil
+		}
+	}
+	if len(segs) == 0 {
+		return nil, fmt.Errorf("ledger: no segment stream of %s", l.cfg.Stream)
+	}
+	return nil, &MissingSegmentError{Stream: l.cfg.Stream, From: seq, To: segs[0].first - 1, Base: l.base.Seq}
+}
+
+// MissingSegmentError means stream sequences no segment holds were asked
+// for: removed with an archived segment (at or before the base), or gone
+// without a record of their removal.
+type MissingSegmentError struct {
+	Stream   string
+	From, To uint64 // the missing stream sequences
+	Base     uint64 // the last sequence removed with a recorded SegmentRemoved; 0 if none
+}
+
+func (e *MissingSegmentError) Error() string {
+	if e.To <= e.Base && e.Base > 0 {
+		return fmt.Sprintf("ledger %s: stream sequences %d–%d were removed with an archived segment (the live ledger starts after sequence %d): read them from the archive",
+			e.Stream, e.From, e.To, e.Base)
+	}
+	return fmt.Sprintf("ledger %s: stream sequences %d–%d are in no segment stream and no SegmentRemoved event records their removal: a segment stream was deleted",
+		e.Stream, e.From, e.To)
+}
+
+// ErrSealed is nats-server's answer to a publish on a sealed stream.
+const jsErrStreamSealed jetstream.ErrorCode = 10109
+
+func isSealed(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrStreamSealed
+}
+
+// rollDue reports whether the writer should start a new segment before
+// its next batch: the current one is sealed (a crash mid-roll, or another
+// instance rolled), or it is older than SegmentPeriod or holds
+// SegmentMessages messages. An empty segment never rolls.
+func (l *Ledger) rollDue(through uint64) bool {
+	cur := l.segs.current()
+	if cur == nil || l.cfg.ReadOnly {
+		return false
+	}
+	if cur.sealed {
+		return true
+	}
+	if through < cur.first {
+		return false
+	}
+	if l.cfg.SegmentMessages > 0 && through-cur.first+1 >= l.cfg.SegmentMessages {
+		return true
+	}
+	return l.cfg.SegmentPeriod > 0 && time.Since(cur.created) >= l.cfg.SegmentPeriod
+}
+
+// roll seals the current segment, folds what it holds, and creates (or
+// joins, if another instance made it) the next one. Writer goroutine only.
+func (l *Ledger) roll(ctx context.Context) error {
+	cur := l.segs.current()
+	info, err := cur.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("ledger: roll: stream %s: %w", cur.name, err)
+	}
+	if !info.Config.Sealed {
+		cfg := info.Config
+		cfg.Sealed = true
+		if _, err := l.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ledger: roll: sealing %s: %w", cur.name, err)
+		}
+		if info, err = cur.stream.Info(ctx); err != nil {
+			return fmt.Errorf("ledger: roll: stream %s: %w", cur.name, err)
+		}
+	}
+	last := info.State.LastSeq
+	// Fold whatever other writers stored before the seal: the head is then
+	// the segment's end, and the next segment starts right after it.
+	if err := l.messagesAfter(ctx, l.fold.Through(), func(m storedMsg, seq uint64) error {
+		if recs := l.foldMessage(l.fold, m, seq); recs != nil {
+			l.publishHead(recs, seq)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("ledger: roll: folding %s: %w", cur.name, err)
+	}
+	if err := l.refreshSegments(ctx); err != nil {
+		return err
+	}
+	if c := l.segs.current(); c.n > cur.n {
+		l.cfg.Logger.Info("ledger: following into the next segment", "stream", c.name, "first_sequence", c.first)
+		return nil // another instance rolled, and we folded its messages
+	}
+	sc := l.segmentConfig(cur.n+1, last+1)
+	st, err := l.js.CreateStream(ctx, sc)
+	if err != nil {
+		// Another instance may have created it meanwhile.
+		if st, err = l.js.Stream(ctx, sc.Name); err != nil {
+			return fmt.Errorf("ledger: roll: creating %s: %w", sc.Name, err)
+		}
+	}
+	next := segmentOf(cur.n+1, st)
+	if next.first != last+1 {
+		return fmt.Errorf("ledger: roll: %s starts at stream sequence %d, but %s ends at %d", next.name, next.first, cur.name, last)
+	}
+	if err := l.refreshSegments(ctx); err != nil {
+		return err
+	}
+	l.cfg.Logger.Info("ledger: new segment", "stream", next.name, "first_sequence", next.first, "sealed", cur.name)
+	return nil
+}
+
+// liveRange is the first and last stream sequence the segments hold now
+// (last < first when the ledger is empty).
+func (l *Ledger) liveRange(ctx context.Context) (first, last uint64, err error) {
+	cur := l.segs.current()
+	info, err := cur.stream.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if info.Config.Sealed {
+		if err := l.refreshSegments(ctx); err != nil {
+			return 0, 0, err
+		}
+		if info, err = l.segs.current().stream.Info(ctx); err != nil {
+			return 0, 0, err
+		}
+	}
+	segs := l.segs.list()
+	return segs[0].first, lastSeq(segs, info), nil
+}
+
+// lastSeq is the last stream sequence stored in any segment, given the
+// current (last) segment's info: a segment just rolled to may be empty.
+func lastSeq(segs []*segStream, cur *jetstream.StreamInfo) uint64 {
+	last := segs[0].first - 1
+	for _, s := range segs[:len(segs)-1] {
+		last = max(last, s.last)
+	}
+	return max(last, cur.State.LastSeq)
+}

@@ -53,7 +53,7 @@ type Integrity struct {
 	// CheckpointsStored, when more than CheckpointsVerified, says only the
 	// newest of them was checked (a live report; audit verify checks all).
 	CheckpointsStored uint64 `json:"checkpointsStored,omitempty"`
-	Problem             string `json:"problem,omitempty"`
+	Problem           string `json:"problem,omitempty"`
 	// Pending says why the whole chain is not verified yet (the background
 	// verifier is still walking it): the check warns.
 	Pending string `json:"pending,omitempty"`

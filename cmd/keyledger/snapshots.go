@@ -12,7 +12,6 @@ import (
 	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
-	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/writer"
 	"github.com/keyledger/keyledger/projections/resume"
 )
@@ -70,8 +69,8 @@ func trustedWriters(ctx context.Context, b *backend.Backend, bf *backendFlags, v
 	}, own != nil || len(named) > 0
 }
 
-// checkpointWriters are the writers the newest signed checkpoint names, if
-// it verifies with vkeyFile.
+// checkpointWriters are the writers the newest signed checkpoint that
+// verifies with vkeyFile names.
 func checkpointWriters(ctx context.Context, b *backend.Backend, bf *backendFlags, vkeyFile string) map[string]ed25519.PublicKey {
 	out := map[string]ed25519.PublicKey{}
 	vkey, err := os.ReadFile(vkeyFile)
@@ -82,11 +81,9 @@ func checkpointWriters(ctx context.Context, b *backend.Backend, bf *backendFlags
 	if err != nil {
 		return out
 	}
-	signed, err := cps.Latest(ctx)
-	if err != nil {
-		return out
-	}
-	cp, err := merkle.Open(signed, string(vkey))
+	// The newest that verifies (as start-up reads it): a newer message
+	// signed by another instance's key, or garbage, is skipped.
+	cp, _, err := cps.Newest(ctx, string(vkey))
 	if err != nil {
 		return out
 	}

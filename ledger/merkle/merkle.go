@@ -390,11 +390,21 @@ func (v *view) tile(L int, N int64) ([]byte, error) {
 		if src == nil || v.noRepair {
 			return nil, fmt.Errorf("%w (tile %d/%d)", ErrTileCorrupt, L, N)
 		}
-		if data, err = v.rebuild(src, L, N); err != nil {
+		if data, err = v.rebuild(src, L, N, false); err != nil {
 			return nil, fmt.Errorf("%w (tile %d/%d; rebuilding it from the ledger failed: %v)", ErrTileCorrupt, L, N, err)
 		}
 		if ok, err = v.matches(L, N, data); err != nil {
 			return nil, err
+		}
+		if !ok && L > 0 {
+			// A stored child is garbled too (the same length, so it could
+			// not be told apart): rebuild every child from the leaves.
+			if data, err = v.rebuild(src, L, N, true); err != nil {
+				return nil, fmt.Errorf("%w (tile %d/%d; rebuilding it from the ledger failed: %v)", ErrTileCorrupt, L, N, err)
+			}
+			if ok, err = v.matches(L, N, data); err != nil {
+				return nil, err
+			}
 		}
 		if !ok {
 			return nil, fmt.Errorf("%w (tile %d/%d; the tiles or events under it do not match either)", ErrTileCorrupt, L, N)
@@ -424,9 +434,11 @@ func (v *view) matches(L int, N int64, data []byte) (bool, error) {
 }
 
 // rebuild computes full tile (L, N) from the leaves under it (level 0) or
-// from its child tiles, rebuilding those that are missing. Nothing here is
-// trusted: the caller checks the result against its parent.
-func (v *view) rebuild(src LeafSource, L int, N int64) ([]byte, error) {
+// from its child tiles, rebuilding those that are missing, or with fromLeaves
+// every one of them (256 times the leaves a level lower: the way past a
+// garbled child). Nothing here is trusted: the caller checks the result
+// against its parent.
+func (v *view) rebuild(src LeafSource, L int, N int64, fromLeaves bool) ([]byte, error) {
 	data := make([]byte, 0, tileBytes)
 	if L == 0 {
 		err := src(v.ctx, N*tileHashes, tileHashes, func(raw []byte) error {
@@ -448,11 +460,11 @@ func (v *view) rebuild(src LeafSource, L int, N int64) ([]byte, error) {
 		c, ok := v.t.pending[tileID{L: L - 1, N: child}]
 		v.t.mu.RUnlock()
 		var err error
-		if !ok {
+		if !ok && !fromLeaves {
 			c, err = v.t.store.ReadTile(v.ctx, L-1, child)
 		}
-		if errors.Is(err, ErrTileNotFound) || (err == nil && len(c) != tileBytes) {
-			c, err = v.rebuild(src, L-1, child)
+		if (!ok && fromLeaves) || errors.Is(err, ErrTileNotFound) || (err == nil && len(c) != tileBytes) {
+			c, err = v.rebuild(src, L-1, child, fromLeaves)
 		}
 		if err != nil {
 			return nil, err

@@ -420,7 +420,9 @@ type MaterialStore interface {
 
 // Target is an empty deployment to restore into.
 type Target struct {
-	Ledger      *ledger.Ledger // opened, not started; Restore starts and closes it
+	// Ledger is opened, not started; Restore starts and closes it only to
+	// record deletions again (otherwise it is left unstarted).
+	Ledger      *ledger.Ledger
 	Checkpoints *ledger.Checkpoints
 	Materials   MaterialStore
 	Fold        Fold // empty; for checking what was restored
@@ -466,21 +468,30 @@ func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 	if err := b.importEvents(ctx, t.Ledger); err != nil {
 		return Result{}, err
 	}
-	// Fold what was imported, as a start-up does, so the writer knows the
-	// registered writers and where the stream stands.
-	head, err := t.Ledger.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
-	if err != nil {
-		return Result{}, fmt.Errorf("backup: reading back the ledger: %w", err)
-	}
-	t.Ledger.Start(head)
-	for _, ev := range b.deletions {
-		if _, err := t.Ledger.Append(ctx, ev); err != nil {
-			t.Ledger.Close()
-			return Result{}, fmt.Errorf("backup: recording a deletion from the journal: %w", err)
+	if len(b.deletions) > 0 {
+		if err := b.recordDeletions(ctx, t.Ledger); err != nil {
+			return Result{}, err
 		}
 	}
-	t.Ledger.Close()
 	return b.verifyRestored(ctx, t)
+}
+
+// recordDeletions appends the journal's deletions to the imported ledger.
+func (b *Backup) recordDeletions(ctx context.Context, l *ledger.Ledger) error {
+	// Fold what was imported, as a start-up does, so the writer knows the
+	// registered writers and where the stream stands.
+	head, err := l.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
+	if err != nil {
+		return fmt.Errorf("backup: reading back the ledger: %w", err)
+	}
+	l.Start(head)
+	defer l.Close()
+	for _, ev := range b.deletions {
+		if _, err := l.Append(ctx, ev); err != nil {
+			return fmt.Errorf("backup: recording a deletion from the journal: %w", err)
+		}
+	}
+	return nil
 }
 
 // ErrUnfinished means the target holds a restore of this backup that was

@@ -115,8 +115,9 @@ type Summary struct {
 //
 // The ledger is read once, as a stream: each event is written to the
 // events file as it arrives, hashed for the manifest, added to a compact
-// Merkle range and folded, so memory does not grow with the ledger's
-// length (only with its live state and its stored checkpoints).
+// Merkle range and folded, and each stored checkpoint is copied and
+// checked as the stream passes its size, so memory does not grow with the
+// ledger's length or its checkpoints (only with its live state).
 func Write(ctx context.Context, src Source, dir string) (Summary, error) {
 	if _, err := os.Stat(dir); err == nil {
 		return Summary{}, fmt.Errorf("backup: %s exists; a backup goes into a new directory", dir)

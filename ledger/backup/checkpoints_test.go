@@ -70,6 +70,9 @@ func (l *testLog) checkAll(cps []storedCheckpoint) error {
 		if err := check.passed(acc); err != nil {
 			return err
 		}
+		if len(check.pending) > readAhead {
+			return fmt.Errorf("%d checkpoints held ahead of the stream, more than %d", len(check.pending), readAhead)
+		}
 	}
 	if err := check.finish(acc); err != nil {
 		return err
@@ -92,7 +95,8 @@ func TestCheckpointCheck(t *testing.T) {
 	at := func(pos int, size int64) storedCheckpoint {
 		return storedCheckpoint{pos: pos, cp: merkle.Checkpoint{Size: size, Root: l.root(t, size)}}
 	}
-	// inOrder is one checkpoint every 5 leaves: more than the read-ahead.
+	// inOrder is one checkpoint every 5 leaves: 400, more than the
+	// read-ahead, which bounds how many are held.
 	var inOrder []storedCheckpoint
 	for s := int64(5); s <= n; s += 5 {
 		inOrder = append(inOrder, at(len(inOrder)+1, s))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -83,19 +84,46 @@ func (c *Checkpoints) Count(ctx context.Context) (uint64, error) {
 	return info.State.Msgs, nil
 }
 
-// All returns every stored checkpoint, oldest first.
+// All returns every stored checkpoint, oldest first. Its memory grows with
+// history (one is stored a second under load): prefer Reader.
 func (c *Checkpoints) All(ctx context.Context) ([][]byte, error) {
-	info, err := c.stream.Info(ctx)
+	next, err := c.Reader(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out [][]byte
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+	for {
+		s, err := next(ctx)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+}
+
+// Reader returns a function that yields the checkpoints stored when it
+// was called, one at a time, oldest first, then io.EOF.
+func (c *Checkpoints) Reader(ctx context.Context) (func(context.Context) ([]byte, error), error) {
+	info, err := c.stream.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seq, last := info.State.FirstSeq, info.State.LastSeq
+	if info.State.Msgs == 0 {
+		seq, last = 1, 0
+	}
+	return func(ctx context.Context) ([]byte, error) {
+		if seq > last {
+			return nil, io.EOF
+		}
 		m, err := c.stream.GetMsg(ctx, seq)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, m.Data)
-	}
-	return out, nil
+		seq++
+		return m.Data, nil
+	}, nil
 }

@@ -40,6 +40,9 @@ const (
 	// once nobody reads it (it is deleted at the end of the read anyway;
 	// this bounds what a crashed reader leaves behind).
 	consumerIdle = time.Minute
+	// readBufferBytes bounds what a bulk read buffers ahead of its reader
+	// (raised to twice the largest message the server accepts).
+	readBufferBytes = 8 << 20
 )
 
 // UnreadableError means the stream claims a message it cannot produce: a
@@ -178,7 +181,11 @@ func (l *Ledger) readConsumer(ctx context.Context, s *segStream, after, last uin
 	if err != nil {
 		return fmt.Errorf("ledger: reader: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	// Bounded by bytes as well as messages: a group-commit message can be
+	// up to MaxPayload (1 MiB by default, as a restore writes them), and
+	// 1024 of those buffered were a whole ledger's worth of memory.
+	limit := max(readBufferBytes, 2*int(l.js.Conn().MaxPayload()))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(1024, limit))
 	if err != nil {
 		return fmt.Errorf("ledger: reader: %w", err)
 	}

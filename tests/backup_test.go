@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/ledger/backup"
@@ -235,6 +236,12 @@ func TestRestoreRefusesTamperedBackup(t *testing.T) {
 			os.WriteFile(p, forged, 0o600)
 			redoManifest(t, dir)
 		}, "not signed by the verifier key"},
+		{"a byte of the stored checkpoints", func(t *testing.T, dir string) {
+			flipAfter(t, filepath.Join(dir, "checkpoints.json"), `["`)
+		}, "checkpoints.json: its SHA-256 does not match the manifest"},
+		{"a stored checkpoint with a wrong root, signed with the real key, stored out of order", func(t *testing.T, dir string) {
+			addStoredCheckpoint(t, dir, f.escrow, merkle.Checkpoint{Size: 1})
+		}, "does not match the ledger's Merkle root"},
 		{"an extra file", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "extra"), []byte("x"), 0o600)
 		}, "extra: a file the manifest does not list"},
@@ -255,6 +262,21 @@ func TestRestoreRefusesTamperedBackup(t *testing.T) {
 			t.Log(strings.TrimSpace(out))
 		})
 	}
+	t.Run("a genuine checkpoint stored out of order restores", func(t *testing.T) {
+		// Instances sharing a stream store checkpoints as they sign them,
+		// so a smaller tree can follow a larger one.
+		dir := filepath.Join(t.TempDir(), "copy")
+		copyTree(t, f.backupDir, dir)
+		events, err := os.ReadFile(filepath.Join(dir, "ledger", "events.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _, _ := bytes.Cut(events, []byte("\n"))
+		addStoredCheckpoint(t, dir, f.escrow, merkle.Checkpoint{Size: 1, Root: tlog.RecordHash(first)})
+		if code, out := cli(t, "restore", "--from", dir, "--data-dir", filepath.Join(t.TempDir(), "r"), "--pubkey", pub, "--writer-key", wk); code != 0 {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+	})
 	t.Run("the untouched copy restores", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "copy")
 		copyTree(t, f.backupDir, dir)
@@ -262,6 +284,48 @@ func TestRestoreRefusesTamperedBackup(t *testing.T) {
 			t.Fatalf("exit %d\n%s", code, out)
 		}
 	})
+}
+
+// addStoredCheckpoint signs cp (its origin the backup's) with the escrowed
+// checkpoint key, appends it to the backup's stored checkpoints and redoes
+// the manifest's digests: a change only the checkpoint key can make.
+func addStoredCheckpoint(t *testing.T, dir, escrow string, cp merkle.Checkpoint) {
+	t.Helper()
+	p := filepath.Join(dir, "checkpoints.json")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored [][]byte
+	if err := json.Unmarshal(data, &stored); err != nil || len(stored) == 0 {
+		t.Fatalf("checkpoints.json: %v (%d stored)", err, len(stored))
+	}
+	vkey, err := os.ReadFile(filepath.Join(escrow, "checkpoint.key.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest, err := merkle.Open(stored[len(stored)-1], string(vkey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Origin = newest.Origin
+	skey, err := os.ReadFile(filepath.Join(escrow, "checkpoint.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(strings.TrimSpace(string(skey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := merkle.Sign(cp, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ = json.Marshal(append(stored, signed))
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	redoManifest(t, dir)
 }
 
 // stop ends a serve process with SIGTERM, as an operator would.

@@ -27,6 +27,7 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
+	defer profileHeapPeaks()()
 	if *out == "" {
 		fmt.Fprintln(stderr, "keyledger backup: --out is required")
 		return 2

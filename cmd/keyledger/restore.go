@@ -31,6 +31,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
+	defer profileHeapPeaks()()
 	if *from == "" || *pubkey == "" {
 		fmt.Fprintln(stderr, "keyledger restore: --from and --pubkey are required")
 		return 2

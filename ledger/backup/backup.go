@@ -115,8 +115,9 @@ type Summary struct {
 //
 // The ledger is read once, as a stream: each event is written to the
 // events file as it arrives, hashed for the manifest, added to a compact
-// Merkle range and folded, so memory does not grow with the ledger's
-// length (only with its live state and its stored checkpoints).
+// Merkle range and folded, and each stored checkpoint is copied and
+// checked as the stream passes its size, so memory does not grow with the
+// ledger's length or its checkpoints (only with its live state).
 func Write(ctx context.Context, src Source, dir string) (Summary, error) {
 	if _, err := os.Stat(dir); err == nil {
 		return Summary{}, fmt.Errorf("backup: %s exists; a backup goes into a new directory", dir)
@@ -156,26 +157,37 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 	if src.Signer == nil {
 		limit = latest.Size
 	}
-	all, err := src.Checkpoints.All(ctx)
+	readStored, err := src.Checkpoints.Reader(ctx)
 	if err != nil {
 		return Summary{}, fmt.Errorf("backup: reading checkpoints: %w", err)
 	}
-	var stored [][]byte
-	var sizes []int64
-	for _, s := range all {
-		if c, err := merkle.Open(s, src.Verifier); err == nil && c.Size <= limit {
-			stored, sizes = append(stored, s), append(sizes, c.Size)
-		}
-	}
-	if latest != nil {
-		sizes = append(sizes, latest.Size)
-	}
-
-	events, err := createHashed(tmp, eventsPath)
+	// Stored checkpoints are copied into the backup as they are read (those
+	// that verify and lie within the cut) and checked as the events pass
+	// their sizes: none is held longer than the read-ahead.
+	cps, err := createCheckpoints(tmp)
 	if err != nil {
 		return Summary{}, fmt.Errorf("backup: %w", err)
 	}
-	acc := newRoots(sizes...)
+	pos := 0
+	check := newCheckpointCheck(func() (storedCheckpoint, error) {
+		for {
+			s, err := readStored(ctx)
+			if err != nil {
+				return storedCheckpoint{}, err
+			}
+			if c, err := merkle.Open(s, src.Verifier); err == nil && c.Size <= limit {
+				pos++
+				return storedCheckpoint{pos: pos, cp: c}, cps.add(s)
+			}
+		}
+	})
+
+	events, err := createHashed(tmp, eventsPath)
+	if err != nil {
+		cps.close()
+		return Summary{}, fmt.Errorf("backup: %w", err)
+	}
+	acc := newRoots()
 	fold := &folder{fold: src.Fold}
 	var n int64
 	var head event.Hash
@@ -190,13 +202,15 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 		acc.add(r.Raw)
 		fold.add(r)
 		head = r.Hash
-		return nil
+		return check.passed(acc)
 	})
 	eventsFile, cerr := events.close()
 	if err != nil {
+		cps.close()
 		return Summary{}, fmt.Errorf("backup: reading the ledger: %w", err)
 	}
 	if cerr != nil {
+		cps.close()
 		return Summary{}, fmt.Errorf("backup: %w", cerr)
 	}
 	fold.flush()
@@ -204,17 +218,33 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 	var sum Summary
 	signed, cp, err := cut(ctx, src, latestSigned, latest, n, acc, &sum)
 	if err != nil {
+		cps.close()
 		return Summary{}, err
 	}
 	sum.Checkpoint, sum.Events, sum.Left = cp, cp.Size, n-cp.Size
 	if root, err := acc.rootAt(cp.Size); err != nil || root != cp.Root || acc.n != cp.Size {
+		cps.close()
 		return Summary{}, errors.New("backup: the ledger does not match its own checkpoint: the events do not rebuild the checkpoint's Merkle root")
 	}
-	if sum.Signed {
-		stored = append(stored, signed)
+	err = check.finish(acc)
+	if err == nil {
+		// Checkpoints stored behind the stream: read the events again,
+		// from the file just written.
+		err = check.verifyLate(func(add func([]byte)) error { return eachLine(filepath.Join(tmp, eventsPath), add) })
 	}
-	if _, err := merkle.VerifyCheckpoints(stored, src.Verifier, acc.rootAt); err != nil {
+	if err != nil {
+		cps.close()
 		return Summary{}, fmt.Errorf("backup: stored checkpoints do not match the ledger: %w", err)
+	}
+	if sum.Signed {
+		err = cps.add(signed)
+	}
+	cpsFile, cerr := cps.close()
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Summary{}, fmt.Errorf("backup: %w", err)
 	}
 
 	live := src.Fold.LiveMaterials()
@@ -247,22 +277,17 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 	if err != nil {
 		return Summary{}, fmt.Errorf("backup: %w", err)
 	}
-	cps, _ := json.Marshal(stored)
 
 	m := Manifest{Format: Format, Created: time.Now().UTC(), Stream: src.Stream, Events: cp.Size,
 		Materials: sum.Materials, Head: head.String()}
 	m.Checkpoint.Origin, m.Checkpoint.Size = cp.Origin, cp.Size
 	m.Checkpoint.Root = base64.StdEncoding.EncodeToString(cp.Root[:])
-	m.Files = []File{eventsFile}
-	for _, f := range []struct {
-		path string
-		data []byte
-	}{{checkpointPath, signed}, {CheckpointsFile, cps}} {
-		if err := writeSynced(filepath.Join(tmp, f.path), f.data); err != nil {
-			return Summary{}, fmt.Errorf("backup: %w", err)
-		}
-		m.Files = append(m.Files, File{Path: filepath.ToSlash(f.path), Size: int64(len(f.data)), SHA256: digest(f.data)})
+	if err := writeSynced(filepath.Join(tmp, checkpointPath), signed); err != nil {
+		return Summary{}, fmt.Errorf("backup: %w", err)
 	}
+	m.Files = []File{eventsFile,
+		{Path: filepath.ToSlash(checkpointPath), Size: int64(len(signed)), SHA256: digest(signed)},
+		cpsFile}
 	m.Files = append(m.Files, matsFile)
 	manifest, _ := json.MarshalIndent(m, "", "  ")
 	if err := writeSynced(filepath.Join(tmp, ManifestFile), append(manifest, '\n')); err != nil {

@@ -48,15 +48,19 @@ type Options struct {
 }
 
 // Backup is a backup directory that verified. It holds the backup's live
-// state (materials, checkpoints, deletions to record again), never its
-// events: Restore reads them again from the directory.
+// state (materials, deletions to record again), never its events or its
+// stored checkpoints: Restore reads them again from the directory.
 type Backup struct {
-	Manifest    Manifest
-	Checkpoint  merkle.Checkpoint
-	dir         string
-	eventsFile  File // the manifest's entry for the events
-	signed      []byte
-	checkpoints [][]byte
+	Manifest   Manifest
+	Checkpoint merkle.Checkpoint
+	dir        string
+	eventsFile File // the manifest's entry for the events
+	cpsFile    File // and for the stored checkpoints
+	signed     []byte
+	verifier   string
+	// firstStored is the first stored checkpoint (nil if none): a target
+	// that holds it is an unfinished restore of this backup.
+	firstStored []byte
 	materials   map[string][]byte // id → root-wrapped, only those to restore
 	commitments map[string]string // id → commitment, of those
 	deletions   []*event.Event    // to record again after the events
@@ -77,8 +81,9 @@ type Backup struct {
 // ErrRefused with what failed.
 //
 // The events are checked in one streaming pass (hashed, linked, added to a
-// compact Merkle range and folded as they are read), so memory does not
-// grow with the ledger's length.
+// compact Merkle range and folded as they are read), and each stored
+// checkpoint as the pass reaches its size, so memory does not grow with
+// the ledger's length or with how many checkpoints it has.
 func Open(dir string, opt Options) (*Backup, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {
@@ -97,10 +102,13 @@ func Open(dir string, opt Options) (*Backup, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backup{Manifest: m, dir: dir, signed: files[checkpointPath]}
+	b := &Backup{Manifest: m, dir: dir, signed: files[checkpointPath], verifier: opt.Verifier}
 	for _, f := range m.Files {
-		if filepath.FromSlash(f.Path) == eventsPath {
+		switch filepath.FromSlash(f.Path) {
+		case eventsPath:
 			b.eventsFile = f
+		case CheckpointsFile:
+			b.cpsFile = f
 		}
 	}
 	if b.Checkpoint, err = merkle.Open(b.signed, opt.Verifier); err != nil {
@@ -109,22 +117,9 @@ func Open(dir string, opt Options) (*Backup, error) {
 	if err := b.checkManifestCut(); err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(files[CheckpointsFile], &b.checkpoints); err != nil {
-		return nil, refuse("%s: %v", CheckpointsFile, err)
-	}
-	sizes := []int64{b.Checkpoint.Size}
-	for _, s := range b.checkpoints {
-		if cp, err := merkle.Open(s, opt.Verifier); err == nil {
-			sizes = append(sizes, cp.Size)
-		}
-	}
 	fold := opt.Fold()
-	acc, err := b.checkEvents(fold, sizes)
-	if err != nil {
+	if err := b.checkEvents(fold); err != nil {
 		return nil, err
-	}
-	if n, err := merkle.VerifyCheckpoints(b.checkpoints, opt.Verifier, acc.rootAt); err != nil {
-		return nil, refuse("%s: %d verified, then: %v", CheckpointsFile, n, err)
 	}
 	if opt.JournalFile != "" {
 		if err := b.applyJournal(opt.JournalFile); err != nil {
@@ -138,25 +133,61 @@ func Open(dir string, opt Options) (*Backup, error) {
 }
 
 // checkEvents reads the events file once: its digest, every chain link,
-// the Merkle roots at sizes, the head hash, and folds every event.
-func (b *Backup) checkEvents(fold Fold, sizes []int64) (*roots, error) {
+// the Merkle root at the cut, the head hash, and folds every event; and
+// beside it the stored checkpoints: the file's digest and each one's
+// signature and root.
+func (b *Backup) checkEvents(fold Fold) error {
 	lr, err := openLines(filepath.Join(b.dir, eventsPath))
 	if err != nil {
-		return nil, refuse("%v", err)
+		return refuse("%v", err)
 	}
 	defer lr.close()
-	acc := newRoots(sizes...)
-	err = b.streamEvents(lr, acc, &folder{fold: fold})
+	cr, err := openCheckpoints(filepath.Join(b.dir, CheckpointsFile))
+	if err != nil {
+		return refuse("%s: %v", CheckpointsFile, err)
+	}
+	defer cr.close()
+	check := newCheckpointCheck(func() (storedCheckpoint, error) {
+		s, err := cr.next()
+		if err != nil {
+			return storedCheckpoint{}, err
+		}
+		if cr.pos == 1 {
+			b.firstStored = bytes.Clone(s)
+		}
+		cp, err := merkle.Open(s, b.verifier)
+		if err != nil {
+			return storedCheckpoint{}, fmt.Errorf("checkpoint %d: %v", cr.pos, err)
+		}
+		return storedCheckpoint{pos: cr.pos, cp: cp}, nil
+	})
+	acc := newRoots()
+	err = b.streamEvents(lr, acc, check, &folder{fold: fold})
 	// A file that was changed is reported as such, whatever broke first.
 	if ok, derr := lr.matches(b.eventsFile); derr != nil {
-		return nil, refuse("%s: %v", b.eventsFile.Path, derr)
+		return refuse("%s: %v", b.eventsFile.Path, derr)
 	} else if !ok {
-		return nil, refuse("%s: its SHA-256 does not match the manifest (the file was changed)", b.eventsFile.Path)
+		return refuse("%s: its SHA-256 does not match the manifest (the file was changed)", b.eventsFile.Path)
 	}
-	return acc, err
+	if ok, derr := cr.matches(b.cpsFile); derr != nil {
+		return refuse("%s: %v", b.cpsFile.Path, derr)
+	} else if !ok {
+		return refuse("%s: its SHA-256 does not match the manifest (the file was changed)", b.cpsFile.Path)
+	}
+	if err != nil {
+		return err
+	}
+	err = check.finish(acc)
+	if err == nil {
+		err = check.verifyLate(func(add func([]byte)) error { return eachLine(filepath.Join(b.dir, eventsPath), add) })
+	}
+	if err != nil {
+		return refuse("%s: %d verified, then: %v", CheckpointsFile, check.checked, err)
+	}
+	return nil
 }
 
-func (b *Backup) streamEvents(lr *lineReader, acc *roots, f *folder) error {
+func (b *Backup) streamEvents(lr *lineReader, acc *roots, check *checkpointCheck, f *folder) error {
 	cp := b.Checkpoint
 	linker := chain.NewLinker(chain.Head{})
 	var last event.Hash
@@ -180,6 +211,9 @@ func (b *Backup) streamEvents(lr *lineReader, acc *roots, f *folder) error {
 			continue // counted, refused below
 		}
 		acc.add(raw)
+		if err := check.passed(acc); err != nil {
+			return refuse("%s: %d verified, then: %v", CheckpointsFile, check.checked, err)
+		}
 		raw = bytes.Clone(raw) // the fold may keep it past the next line
 		ev, err := event.Decode(raw)
 		if err != nil {
@@ -216,9 +250,9 @@ func (b *Backup) checkManifestCut() error {
 }
 
 // readFiles checks that the directory holds exactly the files the manifest
-// lists and returns the contents of all but the events (small, bounded by
-// live state), checked against their digests. The events file is checked
-// as it is streamed (checkEvents).
+// lists and returns the contents of the small ones (bounded by live state),
+// checked against their digests. The events and the stored checkpoints,
+// which grow with history, are checked as they are streamed (checkEvents).
 func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 	want := map[string]File{}
 	for _, f := range m.Files {
@@ -244,8 +278,8 @@ func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 			return refuse("%s: a file the manifest does not list", filepath.ToSlash(rel))
 		}
 		seen[rel] = true
-		if rel == eventsPath {
-			return nil
+		if rel == eventsPath || rel == CheckpointsFile {
+			return nil // streamed, and checked as they are (checkEvents)
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -386,7 +420,9 @@ type MaterialStore interface {
 
 // Target is an empty deployment to restore into.
 type Target struct {
-	Ledger      *ledger.Ledger // opened, not started; Restore starts and closes it
+	// Ledger is opened, not started; Restore starts and closes it only to
+	// record deletions again (otherwise it is left unstarted).
+	Ledger      *ledger.Ledger
 	Checkpoints *ledger.Checkpoints
 	Materials   MaterialStore
 	Fold        Fold // empty; for checking what was restored
@@ -414,17 +450,15 @@ type Result struct {
 // `audit verify` refuse as truncated, and which a second Restore names as
 // an unfinished restore (ErrUnfinished) instead of adding to it.
 func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
-	stored, err := t.Checkpoints.All(ctx)
+	stored, err := t.Checkpoints.Count(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("backup: %w", err)
 	}
-	if len(stored) > 0 {
-		return Result{}, b.notEmpty(ctx, t, stored)
+	if stored > 0 {
+		return Result{}, b.notEmpty(ctx, t)
 	}
-	for _, s := range b.checkpoints {
-		if err := t.Checkpoints.Put(ctx, s); err != nil {
-			return Result{}, fmt.Errorf("backup: writing checkpoints: %w", err)
-		}
+	if err := b.putCheckpoints(ctx, t.Checkpoints); err != nil {
+		return Result{}, err
 	}
 	for _, id := range slices.Sorted(maps.Keys(b.materials)) {
 		if err := t.Materials.Put(ctx, id, b.materials[id]); err != nil {
@@ -434,31 +468,74 @@ func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 	if err := b.importEvents(ctx, t.Ledger); err != nil {
 		return Result{}, err
 	}
-	// Fold what was imported, as a start-up does, so the writer knows the
-	// registered writers and where the stream stands.
-	head, err := t.Ledger.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
-	if err != nil {
-		return Result{}, fmt.Errorf("backup: reading back the ledger: %w", err)
-	}
-	t.Ledger.Start(head)
-	for _, ev := range b.deletions {
-		if _, err := t.Ledger.Append(ctx, ev); err != nil {
-			t.Ledger.Close()
-			return Result{}, fmt.Errorf("backup: recording a deletion from the journal: %w", err)
+	if len(b.deletions) > 0 {
+		if err := b.recordDeletions(ctx, t.Ledger); err != nil {
+			return Result{}, err
 		}
 	}
-	t.Ledger.Close()
 	return b.verifyRestored(ctx, t)
+}
+
+// recordDeletions appends the journal's deletions to the imported ledger.
+func (b *Backup) recordDeletions(ctx context.Context, l *ledger.Ledger) error {
+	// Fold what was imported, as a start-up does, so the writer knows the
+	// registered writers and where the stream stands.
+	head, err := l.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
+	if err != nil {
+		return fmt.Errorf("backup: reading back the ledger: %w", err)
+	}
+	l.Start(head)
+	defer l.Close()
+	for _, ev := range b.deletions {
+		if _, err := l.Append(ctx, ev); err != nil {
+			return fmt.Errorf("backup: recording a deletion from the journal: %w", err)
+		}
+	}
+	return nil
 }
 
 // ErrUnfinished means the target holds a restore of this backup that was
 // interrupted: its checkpoints are the backup's, its ledger is shorter.
 var ErrUnfinished = errors.New("backup: the target holds an unfinished restore of this backup")
 
+// putCheckpoints stores the backup's checkpoints, read again from the
+// file one at a time; each must still open under the verifier key, and the
+// file must still be the one Open verified.
+func (b *Backup) putCheckpoints(ctx context.Context, c *ledger.Checkpoints) error {
+	cr, err := openCheckpoints(filepath.Join(b.dir, CheckpointsFile))
+	if err != nil {
+		return fmt.Errorf("backup: %s: %w", CheckpointsFile, err)
+	}
+	defer cr.close()
+	for {
+		s, err := cr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil {
+			_, err = merkle.Open(s, b.verifier)
+		}
+		if err != nil {
+			return fmt.Errorf("backup: %s changed after it was verified: %v", b.cpsFile.Path, err)
+		}
+		if err := c.Put(ctx, s); err != nil {
+			return fmt.Errorf("backup: writing checkpoints: %w", err)
+		}
+	}
+	if ok, err := cr.matches(b.cpsFile); err != nil || !ok {
+		return fmt.Errorf("backup: %s changed after it was verified", b.cpsFile.Path)
+	}
+	return nil
+}
+
 // notEmpty explains why a target that already holds checkpoints is
 // refused: an unfinished restore of this backup, or another deployment.
-func (b *Backup) notEmpty(ctx context.Context, t Target, stored [][]byte) error {
-	if len(b.checkpoints) == 0 || !bytes.Equal(stored[0], b.checkpoints[0]) {
+func (b *Backup) notEmpty(ctx context.Context, t Target) error {
+	var first []byte
+	if next, err := t.Checkpoints.Reader(ctx); err == nil {
+		first, _ = next(ctx)
+	}
+	if b.firstStored == nil || !bytes.Equal(first, b.firstStored) {
 		return errors.New("backup: the target already holds checkpoints; restore into an empty deployment")
 	}
 	var n uint64

@@ -206,3 +206,22 @@ func (lr *lineReader) matches(f File) (bool, error) {
 	size, sum, err := lr.drain()
 	return err == nil && size == f.Size && sum == f.SHA256, err
 }
+
+// eachLine calls fn with every line of a file (valid until fn returns).
+func eachLine(path string, fn func([]byte)) error {
+	lr, err := openLines(path)
+	if err != nil {
+		return err
+	}
+	defer lr.close()
+	for {
+		b, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fn(b)
+	}
+}

@@ -167,8 +167,8 @@ func TestForgedBaseWithAnAttackersWriterIsRefused(t *testing.T) {
 	forged := base
 	forged.Writers = maps.Clone(base.Writers)
 	forged.Writers[attacker.ID()] = attacker.PublicText()
-	putBase(t, nc, baseRecord{Base: forged, EventIndex: removed.Event.Index, EventSeq: removed.Seq, Tree: tree}, attacker)
 	grant, _ := forgeNext(t, nc, attacker, &event.GrantCreated{GrantID: "forged", GranteePrincipal: "arn:aws:iam::111122223333:user/mallory", Operations: []string{"Decrypt"}})
+	putBase(t, nc, baseRecord{Base: forged, EventIndex: removed.Event.Index, EventSeq: removed.Seq, Tree: tree}, attacker)
 
 	r, err := Open(ctx, nc, Config{Writer: w})
 	var be *BaseError
@@ -203,16 +203,38 @@ func TestForgedRemovalByAnUnregisteredWriterIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The attacker signed everything consistently, so the base alone
+	// cannot tell: Open may take it, but whoever folds from it must check
+	// its writers against an anchor the attacker cannot write. Start-up
+	// has the writers its own snapshot's fold registered; audit verify a
+	// checkpoint verified with the deployment's key.
 	r, err := Open(ctx, nc, Config{Writer: w})
-	var be *BaseError
-	if errors.As(err, &be) {
-		t.Logf("refused: %v", err)
+	if err != nil {
+		t.Logf("Open refused: %v", err)
 		return
 	}
+	genuine := map[string]string{w.ID(): w.PublicText()}
+	var be *BaseError
+	if err := r.CheckBaseWriters(genuine, "the fold from this instance's snapshot"); !errors.As(err, &be) {
+		t.Fatalf("CheckBaseWriters with the genuine writers = %v, want a BaseError", err)
+	}
+	full := &merkle.MemTree{}
+	for _, rec := range recs {
+		full.Append(rec.Raw)
+	}
+	root, err := full.Root(int64(len(recs)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, aerr := r.AuditAgainst(ctx, nil)
-	t.Fatalf("Open accepted a base whose SegmentRemoved is signed by an unregistered key (%v); "+
-		"audit from it: head %d, %d quarantined, %v", err, rep.Head.Index, len(rep.Quarantined), aerr)
+	cp := merkle.Checkpoint{Origin: "test", Size: int64(len(recs)), Root: root, Extensions: merkle.WriterLines(genuine)}
+	rep, err := r.AuditAgainst(ctx, &cp)
+	if !errors.As(err, &be) {
+		t.Fatalf("audit from the forged base against a checkpoint naming the genuine writers: head %d, %d quarantined, %v; want a BaseError",
+			rep.Head.Index, len(rep.Quarantined), err)
+	}
+	t.Logf("refused: %v", err)
+	// The genuine writers pass both checks.
+	if err := checkBaseWriters(segment.Base{FirstIndex: 1, Writers: genuine}, genuine, "x"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/mod/sumdb/tlog"
@@ -97,10 +99,16 @@ func (l *Ledger) loadBase(ctx context.Context) error {
 	if rec.Tree.Size != int64(rec.Base.FirstIndex) {
 		return &BaseError{Reason: "its Merkle frontier is not at the base"}
 	}
+	// The key the record carries proves nothing by itself: it must be the
+	// one that signed its SegmentRemoved message (checkBaseEvent), and
+	// that it and the base's writers are the ledger's is checked against
+	// an anchor outside the base (CheckBaseWriters; AuditAgainstFrom with
+	// a checkpoint, whose fold authenticates the SegmentRemoved message).
 	if err := l.checkBaseEvent(ctx, rec); err != nil {
 		return err
 	}
 	l.base, l.baseTree = rec.Base, rec.Tree
+	l.baseSigner = map[string]string{rec.Writer: rec.PublicKey}
 	return nil
 }
 
@@ -114,6 +122,11 @@ func (l *Ledger) checkBaseEvent(ctx context.Context, rec baseRecord) error {
 	m, err := l.rawMsg(ctx, rec.EventSeq)
 	if err != nil {
 		return &BaseError{Reason: fmt.Sprintf("its SegmentRemoved event (index %d, stream sequence %d) cannot be read: %v", rec.EventIndex, rec.EventSeq, err)}
+	}
+	pub, _ := writer.ParsePublic(rec.PublicKey)
+	sig, serr := base64.StdEncoding.DecodeString(m.Header.Get(writer.HeaderSignature))
+	if m.Header.Get(writer.HeaderWriter) != rec.Writer || serr != nil || !writer.Verify(pub, rec.EventSeq, m.Data, sig) {
+		return &BaseError{Reason: fmt.Sprintf("its SegmentRemoved event (stream sequence %d) is not signed by the writer that signed the base", rec.EventSeq)}
 	}
 	lines, err := event.SplitBatch(m.Data)
 	if err != nil {
@@ -131,6 +144,31 @@ func (l *Ledger) checkBaseEvent(ctx context.Context, rec baseRecord) error {
 		return nil
 	}
 	return &BaseError{Reason: fmt.Sprintf("no event %d at stream sequence %d", rec.EventIndex, rec.EventSeq)}
+}
+
+// CheckBaseWriters refuses the base unless every writer it names is
+// registered with the same key in trusted: the writers a fold from a
+// snapshot this instance signed registered (start-up), or those a
+// checkpoint verified with the deployment's key names. A base is signed
+// by a writer it names itself, so without such an anchor whoever can
+// write the base bucket could add their own key to the writers every
+// fold from the base trusts.
+func (l *Ledger) CheckBaseWriters(trusted map[string]string, anchor string) error {
+	for id, pub := range l.baseSigner {
+		if trusted[id] != pub {
+			return &BaseError{Reason: fmt.Sprintf("it is signed by writer %s, which %s does not register", id, anchor)}
+		}
+	}
+	return checkBaseWriters(l.base, trusted, anchor)
+}
+
+func checkBaseWriters(b segment.Base, trusted map[string]string, anchor string) error {
+	for _, id := range slices.Sorted(maps.Keys(b.Writers)) {
+		if trusted[id] != b.Writers[id] {
+			return &BaseError{Reason: fmt.Sprintf("it names writer %s, which %s does not register", id, anchor)}
+		}
+	}
+	return nil
 }
 
 // Base is where the live ledger starts: empty unless an archived segment
@@ -193,6 +231,7 @@ func (l *Ledger) StoreBase(ctx context.Context, base segment.Base, tree merkle.F
 		return fmt.Errorf("ledger: storing the base: %w", err)
 	}
 	l.base, l.baseTree = base, tree
+	l.baseSigner = map[string]string{w.ID(): w.PublicText()}
 	return nil
 }
 

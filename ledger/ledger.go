@@ -130,6 +130,8 @@ type Ledger struct {
 	base segment.Base // where the live ledger starts (base.go); empty: at its first message
 	// baseTree is the tiled Merkle tree's frontier at the base.
 	baseTree merkle.Frontier
+	// baseSigner is the writer that signed the stored base (ID → public key).
+	baseSigner map[string]string
 
 	queue    chan *pending
 	stop     chan struct{}

@@ -142,6 +142,9 @@ func (l *Ledger) discoverSegments(ctx context.Context) ([]*segStream, error) {
 	st, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) { return l.js.Stream(ctx, l.cfg.Stream) })
 	switch {
 	case err == nil:
+		if err := l.checkSegmentConfig(0, st.CachedInfo().Config); err != nil {
+			return nil, err
+		}
 		out = append(out, segmentOf(0, st))
 	case !errors.Is(err, jetstream.ErrStreamNotFound):
 		return nil, fmt.Errorf("ledger: stream %s: %w", l.cfg.Stream, err)
@@ -174,9 +177,32 @@ func (l *Ledger) discoverSegments(ctx context.Context) ([]*segStream, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ledger: stream %s: %w", name, err)
 		}
+		if err := l.checkSegmentConfig(n, st.CachedInfo().Config); err != nil {
+			return nil, err
+		}
 		out = append(out, segmentOf(n, st))
 	}
 	return out, nil
+}
+
+// checkSegmentConfig refuses a segment stream that could lose a message
+// by itself, or that does not take its segment's subject: one a roll did
+// not create (whoever holds keyledger's NATS identity may create and seal
+// streams). Writing into it would acknowledge events it may then drop.
+func (l *Ledger) checkSegmentConfig(n int, c jetstream.StreamConfig) error {
+	_, subject := l.segmentName(n)
+	var why string
+	switch {
+	case !c.DenyDelete || !c.DenyPurge:
+		why = "it allows deletes or purges"
+	case c.Retention != jetstream.LimitsPolicy, c.MaxMsgs > 0, c.MaxBytes > 0, c.MaxAge > 0, c.MaxMsgsPerSubject > 0, c.AllowMsgTTL:
+		why = "its retention or limits can drop messages"
+	case n > 0 && !slices.Equal(c.Subjects, []string{subject}):
+		why = fmt.Sprintf("its subjects are %v, not [%s]", c.Subjects, subject)
+	default:
+		return nil
+	}
+	return fmt.Errorf("ledger: segment stream %s is refused: %s (a roll never creates such a stream)", c.Name, why)
 }
 
 // refreshSegments re-reads the segment list.

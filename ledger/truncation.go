@@ -165,6 +165,13 @@ func AuditAgainstFrom(ctx context.Context, src chain.Source, base segment.Base, 
 		if cp.Size == int64(base.FirstIndex) {
 			acc.root = acc.rootNow()
 		}
+		// The base's writers are whom the fold trusts: a checkpoint that
+		// names the ledger's writers vouches for them.
+		if ws := cp.Writers(); ws != nil && !base.Empty() {
+			if err := checkBaseWriters(base, ws, "the signed checkpoint"); err != nil {
+				return chain.Report{}, err
+			}
+		}
 	}
 	f, err := base.Folder()
 	if err != nil {

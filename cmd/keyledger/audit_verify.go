@@ -68,8 +68,9 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 	var ue *ledger.UnreadableError
 	var mismatch *ledger.CheckpointMismatchError
 	var missing *ledger.MissingSegmentError
+	var badBase *ledger.BaseError
 	switch {
-	case errors.As(err, &ue), errors.As(err, &mismatch), errors.As(err, &missing):
+	case errors.As(err, &ue), errors.As(err, &mismatch), errors.As(err, &missing), errors.As(err, &badBase):
 		fmt.Fprintf(stdout, "FAILED: %v\n", err)
 		return 1
 	case err != nil:

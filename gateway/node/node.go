@@ -306,6 +306,14 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("node: refusing to start: %w", err)
 		}
 	}
+	if !l.Base().Empty() {
+		// Every fold from the base (the background verifier, audit) trusts
+		// the writers it names; the fold from this instance's own snapshot
+		// vouches for them, not the base bucket.
+		if err := l.CheckBaseWriters(l.Writers(), "the fold from this instance's snapshot"); err != nil {
+			return nil, fmt.Errorf("node: refusing to start: %w", err)
+		}
+	}
 	l.Start(head)
 	if err := registerWriter(ctx, l, cfg); err != nil {
 		l.Close()

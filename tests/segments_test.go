@@ -126,6 +126,14 @@ func TestPruneArchivedSegments(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "after removed segments") {
 		t.Fatalf("verify online from the base: %d %s", code, out)
 	}
+	// Reports and time travel fold from the base only when a signed
+	// checkpoint vouches for its writers.
+	if code, out := cli(t, "report", "compliance", "--nats-url", url, "--pubkey", pub); code != 0 || !strings.Contains(out, `"checks"`) {
+		t.Fatalf("report after the removal: %d %.300s", code, out)
+	}
+	if code, out := cli(t, "report", "compliance", "--nats-url", url, "--pubkey", filepath.Join(dir, "no-such.pub")); code != 1 || !strings.Contains(out, "vouch") {
+		t.Fatalf("report after the removal without a checkpoint key: %d %.300s", code, out)
+	}
 	export := filepath.Join(dir, "export")
 	if code, out := cli(t, "audit", "export", "--nats-url", url, "--out", export); code != 0 {
 		t.Fatalf("export: %d %s", code, out)

@@ -53,6 +53,10 @@ func keysDescribe(args []string, stdout, stderr io.Writer) int {
 	// follows the distance from the snapshot.
 	f := timetravel.NewFolder(asOf)
 	var resumeAt *ledger.Resume
+	if err := checkBase(ctx, l, b, bf, keyFile); err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
 	if im := snapshotImage(ctx, l, b, bf, keyFile, asOf, stderr); im != nil {
 		if g, err := timetravel.Resume(asOf, im); err == nil {
 			writers, _ := im.WriterKeys() // checked with the snapshot

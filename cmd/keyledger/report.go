@@ -61,6 +61,10 @@ func reportCompliance(args []string, stdout, stderr io.Writer) int {
 	if keyFile == "" {
 		keyFile = filepath.Join(bf.dataDir, "checkpoint.key.pub")
 	}
+	if err := checkBase(ctx, l, b, bf, keyFile); err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
 	var builder *compliance.Builder
 	if !*full {
 		if im := snapshotImage(ctx, l, b, bf, keyFile, time.Time{}, stderr); im != nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -93,4 +95,25 @@ func checkpointWriters(ctx context.Context, b *backend.Backend, bf *backendFlags
 		}
 	}
 	return out
+}
+
+// checkBase refuses a ledger that starts after removed segments unless the
+// base's writers are those the newest signed checkpoint verifying with
+// vkeyFile names: the base lives in a bucket whoever holds keyledger's NATS
+// identity can write, so it is not trusted on its own (see
+// ledger.CheckBaseWriters).
+func checkBase(ctx context.Context, l *ledger.Ledger, b *backend.Backend, bf *backendFlags, vkeyFile string) error {
+	if l.Base().Empty() {
+		return nil
+	}
+	named := checkpointWriters(ctx, b, bf, vkeyFile)
+	if len(named) == 0 {
+		return fmt.Errorf("the ledger starts at event %d after removed segments, and no signed checkpoint verifying with %s names its writers to vouch for that base",
+			l.Base().FirstIndex, vkeyFile)
+	}
+	trusted := make(map[string]string, len(named))
+	for id, pub := range named {
+		trusted[id] = base64.StdEncoding.EncodeToString(pub)
+	}
+	return l.CheckBaseWriters(trusted, "the newest signed checkpoint")
 }

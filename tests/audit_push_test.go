@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,15 +14,15 @@ import (
 	"github.com/keyledger/keyledger/ledger/embedded"
 )
 
-// TestAuditIdentityCannotPushIntoTheLedger: the subscribe-only audit nkey
-// the README hands to auditors may create consumers on the streams it reads
-// (the ledger, its checkpoints and, since issue 11, the snapshot object
-// store). A push consumer delivers to a subject its creator names, and the
-// server itself publishes there, past the identity's publish permissions:
-// the audit identity must not be able to have the server write snapshot
-// chunks into the ledger or over the wrapped key material.
+// TestAuditIdentityCannotPushIntoTheLedger: the read-only audit nkey the
+// README hands to auditors must not be able to have the server write
+// snapshot chunks (or anything) into the ledger or over the wrapped key
+// material. Two ways to name a subject the server then publishes to, past
+// the identity's publish permissions: a push consumer's deliver subject
+// (the audit identity is refused the consumer API), and the reply subject
+// of any request it may make (it lives in its own NATS account, where
+// replies land).
 func TestAuditIdentityCannotPushIntoTheLedger(t *testing.T) {
-	t.Skip("known hole, being fixed on branch auditpush: the audit identity may create push consumers")
 	in := start(t, withNATSListen())
 	key := in.createKey("a")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -58,7 +59,13 @@ func TestAuditIdentityCannotPushIntoTheLedger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(in.backend.ClientURL(), auth)
+	refused := make(chan error, 16)
+	nc, err := nats.Connect(in.backend.ClientURL(), auth, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case refused <- err:
+		default:
+		}
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +80,32 @@ func TestAuditIdentityCannotPushIntoTheLedger(t *testing.T) {
 		req := `{"stream_name":"OBJ_KEYLEDGER_SNAPSHOTS","config":{"deliver_subject":"` + deliver +
 			`","deliver_policy":"all","ack_policy":"none"}}`
 		if msg, err := nc.Request("$JS.API.CONSUMER.CREATE.OBJ_KEYLEDGER_SNAPSHOTS", []byte(req), 2*time.Second); err == nil {
-			t.Logf("push consumer delivering to %s: %.120s", deliver, msg.Data)
+			t.Errorf("the audit identity created a push consumer delivering to %s: %.120s", deliver, msg.Data)
 		}
+		select {
+		case err := <-refused:
+			if !strings.Contains(err.Error(), "Permissions Violation for Publish to \"$JS.API.CONSUMER.CREATE.") {
+				t.Errorf("consumer create refused with %v, want a publish permissions violation", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Errorf("consumer create delivering to %s: no permissions violation", deliver)
+		}
+		// Requests it may make, answered at a reply subject it names: the
+		// stream's info, a snapshot message, a batch of them.
+		for subj, body := range map[string]string{
+			"$JS.API.STREAM.INFO.OBJ_KEYLEDGER_SNAPSHOTS": "",
+			"$JS.API.DIRECT.GET.OBJ_KEYLEDGER_SNAPSHOTS":  `{"seq":1}`,
+			"$JS.API.DIRECT.GET.KEYLEDGER":                `{"seq":1,"batch":10}`,
+			"$JS.API.STREAM.MSG.GET.KEYLEDGER":            `{"seq":1}`,
+		} {
+			if err := nc.PublishRequest(subj, deliver, []byte(body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// What it may read, it still reads: its own replies arrive.
+	if m, err := nc.Request("$JS.API.STREAM.INFO.OBJ_KEYLEDGER_SNAPSHOTS", nil, 2*time.Second); err != nil || !strings.Contains(string(m.Data), `"config"`) {
+		t.Errorf("stream info as the audit identity: %v %+v", err, m)
 	}
 	time.Sleep(time.Second)
 	if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &key, Plaintext: []byte("after")}); err != nil {

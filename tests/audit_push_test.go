@@ -2,6 +2,8 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keyledger/keyledger/ledger/embedded"
+	"github.com/keyledger/keyledger/projections/timetravel"
 )
 
 // TestAuditIdentityCannotPushIntoTheLedger: the read-only audit nkey the
@@ -122,5 +125,101 @@ func TestAuditIdentityCannotPushIntoTheLedger(t *testing.T) {
 	in.restart()
 	if _, err := in.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: ct.CiphertextBlob}); err != nil {
 		t.Errorf("the audit identity had the server overwrite wrapped key material: Decrypt: %v", err)
+	}
+}
+
+// TestAuditIdentityReadsWithoutConsumers: what the audit identity runs —
+// keys describe --as-of (from a snapshot and its tail), audit tail (a
+// history longer than a direct-get batch, then live) and audit verify —
+// works with no consumer API, through batched direct gets and the feed.
+func TestAuditIdentityReadsWithoutConsumers(t *testing.T) {
+	in := start(t, withNATSListen())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	key := in.createKey("reader")
+	encrypt := func() {
+		t.Helper()
+		if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &key, Plaintext: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 150 {
+		encrypt()
+	}
+	if err := in.node.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.node.Checkpointer.Checkpoint(ctx); err != nil { // names the writer, so the CLI trusts the snapshot
+		t.Fatal(err)
+	}
+	for range 150 { // one message each: more than one short read's worth
+		encrypt()
+	}
+	creds := []string{"--nats-url", in.backend.ClientURL(), "--nats-creds", in.backend.AuditSeedFile()}
+	pub := filepath.Join(t.TempDir(), "checkpoint.pub")
+	if err := os.WriteFile(pub, []byte(in.vkey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out := cli(t, append([]string{"keys", "describe", key, "--as-of", time.Now().Add(time.Minute).Format(time.RFC3339), "--pubkey", pub}, creds...)...)
+	var ans timetravel.Answer
+	if code != 0 || json.Unmarshal([]byte(out), &ans) != nil || !ans.Exists || ans.SnapshotIndex == nil {
+		t.Fatalf("keys describe --as-of as the audit identity: exit %d\n%s", code, out)
+	}
+
+	code, out = cli(t, append([]string{"audit", "verify"}, creds...)...)
+	if code != 0 || !strings.Contains(out, "OK:") {
+		t.Fatalf("audit verify as the audit identity: exit %d\n%s", code, out)
+	}
+
+	// The live feed reaches the audit identity's account.
+	auth, err := nats.NkeyOptionFromSeed(in.backend.AuditSeedFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(in.backend.ClientURL(), auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	feed, err := nc.SubscribeSync("keyledger.audit.*." + key + ".Encrypt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	encrypt()
+	if m, err := feed.NextMsg(5 * time.Second); err != nil || !strings.Contains(string(m.Data), `"op":"Encrypt"`) {
+		t.Fatalf("live feed as the audit identity: %v", err)
+	}
+
+	// audit tail: the 301 Encrypts from history, then one live.
+	type result struct {
+		code int
+		out  string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out := cli(t, append([]string{"audit", "tail", "--key", key, "--event", "Encrypt", "--from", "0", "--count", "302"}, creds...)...)
+		done <- result{code, out}
+	}()
+	var res result
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case res = <-done:
+			break wait
+		case <-tick.C:
+			encrypt()
+		case <-ctx.Done():
+			t.Fatal("audit tail as the audit identity did not end")
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(res.out), "\n")
+	if res.code != 0 || len(lines) != 302 || !strings.Contains(lines[301], `"op":"Encrypt"`) {
+		t.Fatalf("audit tail as the audit identity: exit %d, %d lines\n%.2000s", res.code, len(lines), res.out)
 	}
 }

@@ -21,11 +21,12 @@ import (
 //   - a short range (what follow and recover read: another instance's last
 //     few messages) is fetched with direct gets, one request per message
 //     and no consumer left behind on the server;
-//   - a long range (replay, audit) is streamed through an ordered consumer
-//     that is deleted when the read ends. If it delivers nothing for
-//     readStall while messages remain, or skips a sequence, the missing
-//     sequence is asked for directly, and a message the stream cannot
-//     produce is an *UnreadableError naming it.
+//   - a long range (replay, audit) is streamed with batched direct gets
+//     (read_batch.go): no consumer, so a read-only identity needs no
+//     consumer API. If a batch delivers nothing for readStall while
+//     messages remain, or skips a sequence, the missing sequence is asked
+//     for directly, and a message the stream cannot produce is an
+//     *UnreadableError naming it.
 //
 // The stream denies deletes and purges, so every sequence up to the last
 // must be readable: a gap is loss, never housekeeping.
@@ -36,13 +37,6 @@ const (
 	// readStall is how long a bulk read waits for the next message before
 	// asking the stream for it directly.
 	readStall = 2 * time.Second
-	// consumerIdle is how long the server keeps a bulk reader's consumer
-	// once nobody reads it (it is deleted at the end of the read anyway;
-	// this bounds what a crashed reader leaves behind).
-	consumerIdle = time.Minute
-	// readBufferBytes bounds what a bulk read buffers ahead of its reader
-	// (raised to twice the largest message the server accepts).
-	readBufferBytes = 8 << 20
 )
 
 // UnreadableError means the stream claims a message it cannot produce: a
@@ -81,7 +75,7 @@ func (e *UnreadableError) Error() string {
 
 func (e *UnreadableError) Unwrap() error { return e.Cause }
 
-// storedMsg is a message as read back, from a consumer or a direct get.
+// storedMsg is a message as read back by a direct get, single or batched.
 type storedMsg interface {
 	Data() []byte
 	Headers() nats.Header
@@ -139,10 +133,10 @@ func (l *Ledger) messagesAfter(ctx context.Context, after uint64, fn func(m stor
 		if last < from {
 			continue
 		}
-		if last-from < directReadMax {
+		if last-from < directReadMax || !sinfo.Config.AllowDirect {
 			err = l.readDirect(ctx, s, from, last, sinfo, fn)
 		} else {
-			err = l.readConsumer(ctx, s, from-1, last, sinfo, fn)
+			err = l.readBatched(ctx, s, from, last, sinfo, fn)
 		}
 		if err != nil {
 			return err
@@ -163,85 +157,6 @@ func (l *Ledger) readDirect(ctx context.Context, s *segStream, from, last uint64
 		}
 	}
 	return nil
-}
-
-// readConsumer streams after+1..last through an ordered consumer, deleted
-// when done.
-func (l *Ledger) readConsumer(ctx context.Context, s *segStream, after, last uint64, info *jetstream.StreamInfo, fn func(m storedMsg, seq uint64) error) error {
-	// On a cluster that just lost a node this can time out while JetStream
-	// re-elects leaders.
-	cons, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
-		return s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-			FilterSubjects:    []string{s.subject},
-			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:       after + 1,
-			InactiveThreshold: consumerIdle,
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("ledger: reader: %w", err)
-	}
-	// Bounded by bytes as well as messages: a group-commit message can be
-	// up to MaxPayload (1 MiB by default, as a restore writes them), and
-	// 1024 of those buffered were a whole ledger's worth of memory.
-	limit := max(readBufferBytes, 2*int(l.js.Conn().MaxPayload()))
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(1024, limit))
-	if err != nil {
-		return fmt.Errorf("ledger: reader: %w", err)
-	}
-	defer func() {
-		it.Stop()
-		l.deleteConsumer(s, cons)
-	}()
-	next := after + 1
-	for next <= last {
-		nctx, cancel := context.WithTimeout(ctx, readStall)
-		m, err := it.Next(jetstream.NextContext(nctx))
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("ledger: reading stream: %w", ctx.Err())
-			}
-			if errors.Is(err, context.DeadlineExceeded) {
-				// Nothing for readStall: ask for the rest directly, which
-				// either reads it or names what cannot be read.
-				return l.readDirect(ctx, s, next, last, info, fn)
-			}
-			return fmt.Errorf("ledger: reading stream: %w", err)
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("ledger: message metadata: %w", err)
-		}
-		seq := md.Sequence.Stream
-		if seq > next {
-			// The consumer skipped sequences: find out why.
-			if _, err := l.getMsgIn(ctx, s, next, info); err != nil {
-				return err
-			}
-			return l.readDirect(ctx, s, next, last, info, fn)
-		}
-		if seq < next {
-			continue
-		}
-		if err := fn(m, seq); err != nil {
-			return err
-		}
-		next = seq + 1
-	}
-	return nil
-}
-
-// deleteConsumer removes a finished reader's consumer from the server now
-// rather than after its inactivity threshold.
-func (l *Ledger) deleteConsumer(s *segStream, cons jetstream.Consumer) {
-	ci := cons.CachedInfo()
-	if ci == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = l.js.DeleteConsumer(ctx, s.name, ci.Name)
 }
 
 // getMsgIn fetches the message at seq from segment s, or explains why it

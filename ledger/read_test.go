@@ -80,7 +80,7 @@ func flipInRecord(t *testing.T, dir string, seq uint64) {
 }
 
 // TestUnreadableMessageIsNamedNotAwaited: a message corrupted on disk in
-// the middle of a long ledger (read through a consumer) and near its end
+// the middle of a long ledger (read with batched direct gets) and near its end
 // (read with direct gets) stops every reader within seconds with an
 // *UnreadableError naming its stream sequence.
 func TestUnreadableMessageIsNamedNotAwaited(t *testing.T) {

@@ -24,10 +24,27 @@ const (
 )
 
 // keyledgerInbox is the reply-subject prefix of keyledger's own
-// connections. Audit subscribers may subscribe to _INBOX.> (their replies);
-// were keyledger's replies there too, they would read every answer it gets
-// — KV material entries, snapshot chunks, publish acks.
+// connections. Audit subscribers live in another account (auditAccount), so
+// they cannot see keyledger's replies anyway; the prefix keeps it so
+// should an external deployment put both users in one account.
 const keyledgerInbox = "_KEYLEDGER_INBOX"
+
+// auditAccount is the NATS account of the audit identity. keyledger's own
+// user stays in the global account, where JetStream keeps its streams.
+//
+// A separate account is what makes the audit identity read-only. A NATS
+// client names any reply subject it likes, and the server publishes its
+// answer there past the client's publish permissions: in keyledger's
+// account, a stream info request with reply subject keyledger.events or
+// $KV.keyledger-material.<id> would have the server write the answer into
+// the ledger or over wrapped key material, as would a push consumer's
+// deliver subject. The audit account reaches keyledger's account only
+// through the imports linkAuditAccount sets up: reads answered to the
+// requester (replies of imported services are mapped back into the audit
+// account, so a reply subject can name nothing of keyledger's), and the
+// live feed. No consumer API is imported: a push consumer would deliver in
+// keyledger's account.
+const auditAccount = "KEYLEDGER_AUDIT"
 
 // identities are the embedded server's users.
 type identities struct {
@@ -84,42 +101,73 @@ func loadOrCreateSeed(path string) (nkeys.KeyPair, error) {
 	return kp, nil
 }
 
-// users returns the server's nkey users: keyledger with every permission,
-// the audit subscriber with read-only access to the ledger streams.
-func (id *identities) users(streams []string) ([]*server.NkeyUser, error) {
+// users returns the server's nkey users: keyledger in the global account
+// with every permission, the audit subscriber in audit, reading through
+// what linkAuditAccount imports.
+func (id *identities) users(audit *server.Account, streams []string) ([]*server.NkeyUser, error) {
 	kpub, err := id.keyledger.PublicKey()
 	if err != nil {
 		return nil, err
 	}
 	return []*server.NkeyUser{
 		{Nkey: kpub},
-		{Nkey: id.auditPub, Permissions: auditPermissions(streams)},
+		{Nkey: id.auditPub, Account: audit, Permissions: auditPermissions(streams)},
 	}, nil
 }
 
-// auditPermissions let a subscriber read the ledger and checkpoint streams
-// (stream info, ordered consumers, direct gets) and the live feed, and
-// publish nothing that changes anything (nats.docs: JetStream API ACLs).
-func auditPermissions(streams []string) *server.Permissions {
-	pub := []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES"} // names: finding the ledger's segments
+// auditAPI is the JetStream API the audit identity may call: stream
+// names, stream info, and messages by direct get (single, last for a
+// subject, or batched) or from the stream leader, each answered to the
+// requester only.
+func auditAPI(streams []string) []string {
+	api := []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES"} // names: finding the ledger's segments
 	for _, s := range streams {
-		pub = append(pub,
+		api = append(api,
 			"$JS.API.STREAM.INFO."+s,
 			"$JS.API.STREAM.MSG.GET."+s,
 			"$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>",
-			"$JS.API.CONSUMER.CREATE."+s, "$JS.API.CONSUMER.CREATE."+s+".>",
-			"$JS.API.CONSUMER.INFO."+s+".>",
-			"$JS.API.CONSUMER.DELETE."+s+".>",
-			"$JS.API.CONSUMER.MSG.NEXT."+s+".>",
-			"$JS.ACK."+s+".>", "$JS.FC."+s+".>",
 		)
 	}
+	return api
+}
+
+// feedSubjects is the live audit feed (ledger.Feed).
+const feedSubjects = "keyledger.audit.>"
+
+// linkAuditAccount exports auditAPI and the live feed from keyledger's
+// account to audit only, and imports them there under the same subjects.
+// Batched direct gets answer with many messages, so those services stream
+// their responses.
+func linkAuditAccount(keyledger, audit *server.Account, streams []string) error {
+	for _, subj := range auditAPI(streams) {
+		resp := server.Singleton
+		if strings.HasPrefix(subj, "$JS.API.DIRECT.GET.") {
+			resp = server.Streamed
+		}
+		if err := keyledger.AddServiceExportWithResponse(subj, resp, []*server.Account{audit}); err != nil {
+			return fmt.Errorf("embedded: export %s: %w", subj, err)
+		}
+		if err := audit.AddServiceImport(keyledger, subj, subj); err != nil {
+			return fmt.Errorf("embedded: import %s: %w", subj, err)
+		}
+	}
+	if err := keyledger.AddStreamExport(feedSubjects, []*server.Account{audit}); err != nil {
+		return fmt.Errorf("embedded: export %s: %w", feedSubjects, err)
+	}
+	if err := audit.AddStreamImport(keyledger, feedSubjects, ""); err != nil {
+		return fmt.Errorf("embedded: import %s: %w", feedSubjects, err)
+	}
+	return nil
+}
+
+// auditPermissions let the audit identity call what its account imports
+// and subscribe to its replies and the live feed; nothing else. (Within its
+// account the imports are all there is to reach; the permissions say so
+// again, and keep one auditor from publishing to another's inbox.)
+func auditPermissions(streams []string) *server.Permissions {
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: pub,
-			// Deny wins: never the ledger's subjects or a KV bucket.
-			Deny: []string{"keyledger.>", "$KV.>", "$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>",
-				"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>"}},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", "keyledger.audit.>"}},
+		Publish:   &server.SubjectPermission{Allow: auditAPI(streams)},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", feedSubjects}},
 	}
 }
 

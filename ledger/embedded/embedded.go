@@ -10,9 +10,10 @@
 // Authorization: the server has no anonymous user. keyledger connects as
 // its own nkey user (seed in AuthDir, mode 0600), the only identity allowed
 // to publish to its streams, KV buckets and the JetStream API. Audit
-// subscribers on Listen use a second, subscribe-only nkey (AuditSeedFile):
-// they can read the ledger and checkpoint streams and the live feed, and
-// publish nothing that writes.
+// subscribers on Listen use a second, read-only nkey (AuditSeedFile) in an
+// account of their own: they can read the ledger, checkpoint and snapshot
+// streams with direct gets and the live feed, and have the server write
+// nothing (auth.go says why an account, not permissions, ensures that).
 package embedded
 
 import (
@@ -89,11 +90,13 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: NATS identities: %w", err)
 	}
-	users, err := id.users(streams)
+	audit := server.NewAccount(auditAccount)
+	users, err := id.users(audit, streams)
 	if err != nil {
 		return nil, err
 	}
 	so := &server.Options{
+		Accounts:           []*server.Account{audit},
 		Nkeys:              users,
 		ServerName:         "keyledger-embedded",
 		JetStream:          true,
@@ -125,6 +128,14 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
+	// The server registers copies of Options.Accounts.
+	registered, err := ns.LookupAccount(auditAccount)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	if err := linkAuditAccount(ns.GlobalAccount(), registered, streams); err != nil {
+		return nil, err
+	}
 	reserve := opts.MinFreeDisk
 	if reserve == 0 {
 		reserve = DefaultMinFreeDisk
@@ -137,6 +148,13 @@ func Start(opts Options) (*Server, error) {
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
 		return nil, errors.New("embedded: nats-server did not become ready")
+	}
+	// With an account besides the global one, nats-server enables
+	// JetStream only where an account says so; keyledger's streams are in
+	// the global account (<DataDir>/$G), as before the audit account.
+	if err := ns.GlobalAccount().EnableJetStream(nil, nil); err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded: JetStream: %w", err)
 	}
 	return &Server{ns: ns, id: id, storage: st}, nil
 }

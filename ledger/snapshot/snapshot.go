@@ -103,10 +103,24 @@ type Info struct {
 // eventTimeMeta is the object metadata key repeating Header.EventTime.
 const eventTimeMeta = "event-time"
 
-// Store keeps the snapshots of one ledger stream.
+// Store keeps the snapshots of one ledger stream. It writes through
+// nats.go's object store and reads with direct gets only (read.go).
 type Store struct {
 	obj    jetstream.ObjectStore
 	ledger string
+	nc     *nats.Conn
+	bucket string           // the object store bucket
+	stream string           // its stream
+	meta   jetstream.Stream // its stream, for last-message-for-subject gets
+}
+
+func newStore(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, obj jetstream.ObjectStore, ledgerStream string) (*Store, error) {
+	bucket := ledgerStream + "_SNAPSHOTS"
+	st, err := js.Stream(ctx, "OBJ_"+bucket)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: bucket: %w", err)
+	}
+	return &Store{obj: obj, ledger: ledgerStream, nc: nc, bucket: bucket, stream: "OBJ_" + bucket, meta: st}, nil
 }
 
 // Open creates or opens the snapshot bucket of a ledger stream.
@@ -129,7 +143,7 @@ func Open(ctx context.Context, nc *nats.Conn, ledgerStream string, replicas int)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: bucket: %w", err)
 	}
-	return &Store{obj: obj, ledger: ledgerStream}, nil
+	return newStore(ctx, js, nc, obj, ledgerStream)
 }
 
 // ErrNone means a ledger has no snapshot bucket (none was ever taken).
@@ -153,7 +167,7 @@ func OpenExisting(ctx context.Context, nc *nats.Conn, ledgerStream string) (*Sto
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: bucket: %w", err)
 	}
-	return &Store{obj: obj, ledger: ledgerStream}, nil
+	return newStore(ctx, js, nc, obj, ledgerStream)
 }
 
 // Name is the object name of the snapshot covering index: zero-padded, so
@@ -186,18 +200,12 @@ func (s *Store) PutRaw(ctx context.Context, name string, data []byte) error {
 
 // List names the stored snapshots, newest (highest index) first.
 func (s *Store) List(ctx context.Context) ([]Info, error) {
-	objs, err := s.obj.List(ctx)
-	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil, nil
-	}
+	objs, err := s.infos(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []Info
 	for _, o := range objs {
-		if o.Deleted {
-			continue
-		}
 		idx, err := strconv.ParseUint(o.Name, 10, 64)
 		if err != nil {
 			continue // not a snapshot; Load would refuse it anyway
@@ -225,7 +233,7 @@ func cmpUint(a, b uint64) int {
 // Load reads and checks one snapshot: whole, of this ledger, its body
 // matching its digest, signed by a key trusted returns (nil: untrusted).
 func (s *Store) Load(ctx context.Context, name string, trusted func(writerID string) ed25519.PublicKey) (Header, []byte, error) {
-	data, err := s.obj.GetBytes(ctx, name)
+	data, err := s.get(ctx, name)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrDigestMismatch) {
 			return Header{}, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -351,5 +359,5 @@ func (s *Store) Thin(ctx context.Context, r Retention) error {
 
 // Raw returns a stored snapshot's bytes unchecked (tests).
 func (s *Store) Raw(ctx context.Context, name string) ([]byte, error) {
-	return s.obj.GetBytes(ctx, name)
+	return s.get(ctx, name)
 }

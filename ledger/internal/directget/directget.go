@@ -1,0 +1,111 @@
+// Package directget reads many messages of a JetStream stream with batched
+// direct gets ($JS.API.DIRECT.GET.<stream>, nats-server 2.11+): one request
+// asks for up to a batch of messages from a sequence, optionally only
+// those on a subject; the server streams them to the requester's own inbox
+// and ends with an end-of-batch status. No consumer is created, so a
+// read-only NATS identity needs no consumer API (whose push consumers
+// would let it name a subject the server then publishes to).
+//
+// A Batch call holds one subscription on a fresh inbox for its duration;
+// calls are independent and safe to make concurrently.
+package directget
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// MaxBatch is the most messages one request asks for.
+const MaxBatch = 1024
+
+// maxBytes bounds one batch's payload (the server stops after the message
+// that crosses it), well under a subscription's pending limit (64 MiB).
+const maxBytes = 16 << 20
+
+// ErrStop, returned by a Batch callback, ends the batch early without error.
+var ErrStop = errors.New("directget: stop")
+
+// Request is a batched direct get.
+type Request struct {
+	Seq     uint64 `json:"seq,omitempty"`          // the first sequence to consider
+	Subject string `json:"next_by_subj,omitempty"` // only messages on this subject (wildcards allowed)
+	Batch   int    `json:"batch"`                  // at most this many messages (≤ MaxBatch)
+	// MaxBytes is filled in.
+	MaxBytes int `json:"max_bytes"`
+}
+
+// Result says how a batch ended.
+type Result struct {
+	// Last is the sequence of the last message passed to the callback (0: none).
+	Last uint64
+	// Ended is true when the server ended the batch (or had nothing from
+	// Seq); false when it stalled or the callback stopped it.
+	Ended bool
+	// Pending is how many matching messages the server said remain after
+	// the batch (meaningful when Ended after at least one message).
+	Pending uint64
+}
+
+// Batch sends req to stream and calls fn for each message the server
+// streams back, in order, until the batch ends, fn returns an error
+// (ErrStop: ends it quietly), ctx ends, or nothing arrives for stall.
+func Batch(ctx context.Context, nc *nats.Conn, stream string, req Request, stall time.Duration, fn func(m *nats.Msg, seq uint64) error) (Result, error) {
+	var res Result
+	req.Batch = min(max(req.Batch, 1), MaxBatch)
+	req.MaxBytes = maxBytes
+	if req.Seq == 0 && req.Subject == "" {
+		req.Seq = 1
+	}
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return res, err
+	}
+	defer sub.Unsubscribe()
+	body, _ := json.Marshal(req)
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
+		return res, err
+	}
+	for {
+		sctx, cancel := context.WithTimeout(ctx, stall)
+		m, err := sub.NextMsgWithContext(sctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return res, ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			return res, nil // stalled
+		case err != nil:
+			return res, err
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "204": // end of batch
+			res.Ended = true
+			res.Pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+			return res, nil
+		case "404": // nothing from Seq
+			res.Ended = true
+			return res, nil
+		default:
+			return res, fmt.Errorf("directget: stream %s: status %s %s", stream, status, m.Header.Get("Description"))
+		}
+		seq, err := strconv.ParseUint(m.Header.Get(nats.JSSequence), 10, 64)
+		if err != nil {
+			return res, fmt.Errorf("directget: stream %s: a message without a sequence", stream)
+		}
+		if err := fn(m, seq); err != nil {
+			if errors.Is(err, ErrStop) {
+				return res, nil
+			}
+			return res, err
+		}
+		res.Last = seq
+	}
+}

@@ -1,0 +1,99 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keyledger/keyledger/ledger/internal/directget"
+)
+
+// batchMsg is a message of a batched direct get.
+type batchMsg struct{ m *nats.Msg }
+
+func (b batchMsg) Data() []byte         { return b.m.Data }
+func (b batchMsg) Headers() nats.Header { return b.m.Header }
+
+// fetched is one batch read ahead: the messages from its first sequence on,
+// in order and without a gap, up to where it ended.
+type fetched struct {
+	msgs []*nats.Msg
+	err  error
+}
+
+// fetch reads up to one batch from `from` (at most to last) in the
+// background; the caller folds the previous batch meanwhile.
+func (l *Ledger) fetch(ctx context.Context, s *segStream, from, last uint64) <-chan fetched {
+	out := make(chan fetched, 1)
+	go func() {
+		var f fetched
+		next := from
+		_, f.err = directget.Batch(ctx, l.js.Conn(), s.name, directget.Request{Seq: from, Batch: int(min(last-from+1, directget.MaxBatch))}, readStall,
+			func(m *nats.Msg, seq uint64) error {
+				if seq != next || seq > last {
+					return directget.ErrStop // skipped: asked for alone by the reader
+				}
+				f.msgs = append(f.msgs, m)
+				next++
+				return nil
+			})
+		out <- f
+	}()
+	return out
+}
+
+// readBatched streams from..last of segment s with batched direct gets
+// (no consumer: a read-only identity needs no consumer API), reading one
+// batch ahead. A sequence the server skips or does not send is asked for
+// alone (of the stream leader, in a cluster), which either reads it or
+// names it.
+func (l *Ledger) readBatched(ctx context.Context, s *segStream, from, last uint64, info *jetstream.StreamInfo, fn func(m storedMsg, seq uint64) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends a read-ahead nobody will use
+	next := from
+	ahead := l.fetch(ctx, s, next, last)
+	for next <= last {
+		f := <-ahead
+		if f.err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("ledger: reading stream: %w", ctx.Err())
+			}
+			return fmt.Errorf("ledger: reading stream %s: %w", s.name, f.err)
+		}
+		end := next + uint64(len(f.msgs)) // where this batch stops
+		if end <= last && len(f.msgs) == directget.MaxBatch {
+			ahead = l.fetch(ctx, s, end, last) // a full batch: read on meanwhile
+		} else {
+			ahead = nil
+		}
+		for _, m := range f.msgs {
+			if err := fn(batchMsg{m}, next); err != nil {
+				return err
+			}
+			next++
+		}
+		if next > last {
+			return nil
+		}
+		if ahead != nil {
+			continue
+		}
+		// The batch ended, stalled or skipped before last (a replica behind
+		// the leader, a byte limit, or a message the stream cannot
+		// produce): ask for next alone, then go on batching after it.
+		m, err := l.getMsgIn(ctx, s, next, info)
+		if err != nil {
+			return err
+		}
+		if err := fn(m, next); err != nil {
+			return err
+		}
+		next++
+		if next <= last {
+			ahead = l.fetch(ctx, s, next, last)
+		}
+	}
+	return nil
+}

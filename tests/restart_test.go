@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/projections/resume"
 )
 
 // encrypts makes n Encrypt events over 8 connections.
@@ -259,5 +261,61 @@ func serveLogged(t *testing.T, dataDir string, port int) (*exec.Cmd, *syncBuffer
 			t.Fatalf("keyledger serve did not come up:\n%s", stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestOldSnapshotIsReplacedAtStart: a snapshot without the Merkle edge (as
+// builds before the tiled restore wrote) makes start-up rehash the events
+// under it; the instance then takes a new snapshot at once, even with no
+// new event, so the next start restores the tree from the frontier instead
+// of rehashing again on every restart of an idle deployment.
+func TestOldSnapshotIsReplacedAtStart(t *testing.T) {
+	in := start(t)
+	ctx := context.Background()
+	someTraffic(t, in, "old")
+	in.down() // a clean stop snapshots the final state
+	in.up()
+	store, err := in.backend.OpenSnapshots(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := store.List(ctx)
+	if err != nil || len(list) == 0 {
+		t.Fatalf("snapshots: %v %v", list, err)
+	}
+	h, body, err := store.Load(ctx, list[0].Name, func(string) ed25519.PublicKey { return in.writer.Public() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := resume.Decode(body)
+	if err != nil || len(im.Merkle.Edge) == 0 {
+		t.Fatalf("the snapshot has no edge to remove: %v", err)
+	}
+	im.Merkle.Edge = nil // as an older build wrote it
+	old, err := im.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, h, old, in.writer); err != nil {
+		t.Fatal(err)
+	}
+	in.down() // no new event: a clean stop takes no snapshot
+	in.logs.Reset()
+	in.up()
+	if logs := in.logs.String(); !strings.Contains(logs, "merkle_from=events") {
+		t.Fatalf("the edge-less snapshot was not rehashed:\n%s", logs)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(in.logs.String(), "snapshot taken") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot taken after rebuilding the tree:\n%s", in.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	in.down()
+	in.logs.Reset()
+	in.up()
+	if logs := in.logs.String(); !strings.Contains(logs, "merkle_from=frontier") {
+		t.Fatalf("the next start still rehashed the events:\n%s", logs)
 	}
 }

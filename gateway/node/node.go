@@ -290,6 +290,9 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if store != nil && lcfg.Writer != nil {
 		snaps = &snapshotter{cfg: cfg.Snapshots, proj: proj, l: l, store: store, tree: tree, key: lcfg.Writer, log: cfg.Logger,
 			kick: make(chan struct{}, 1)}
+		if r.rebuilt {
+			snaps.soon()
+		}
 	}
 	head, err := replayTail(ctx, l, r, fold, cfg.Logger)
 	if err != nil {

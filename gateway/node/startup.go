@@ -119,6 +119,11 @@ type restored struct {
 	proj   *resume.Projections
 	tree   *merkle.Tree
 	resume *ledger.Resume // nil: replay from the first message
+	// rebuilt: the tree was rehashed from the events under the snapshot
+	// (one taken by an older build, without an edge, or tiles lost). A
+	// new snapshot is taken at once so the next start is fast again: with
+	// no new events none would be taken, and every restart would rehash.
+	rebuilt bool
 }
 
 // restore finds the newest snapshot that checks out and still matches the
@@ -233,7 +238,8 @@ func restoreOne(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, in
 	}
 	log.Info("projections restored from snapshot", "snapshot", info.Name, "events", im.Head.Count,
 		"index", im.Head.Index, "merkle_from", from, "merkle_took", time.Since(started).Round(time.Millisecond))
-	return restored{proj: proj, tree: tree, resume: &ledger.Resume{Head: im.Head, Writers: writers, Quarantined: im.Quarantined}}, nil
+	return restored{proj: proj, tree: tree, resume: &ledger.Resume{Head: im.Head, Writers: writers, Quarantined: im.Quarantined},
+		rebuilt: from == "events"}, nil
 }
 
 // restoreTree brings the Merkle tree to the image's events. From the
@@ -314,6 +320,18 @@ type snapshotter struct {
 	log     *slog.Logger
 	pending atomic.Uint64 // events folded since the last snapshot
 	kick    chan struct{}
+}
+
+// soon asks for a snapshot now, whether or not events came.
+func (s *snapshotter) soon() {
+	if s == nil {
+		return
+	}
+	s.pending.Add(1) // take skips nothing; an equal snapshot replaces its namesake
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 // folded is called by the fold with how many events it folded.

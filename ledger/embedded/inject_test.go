@@ -1,0 +1,96 @@
+package embedded
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+)
+
+func auditConn(t *testing.T, srv *Server) *nats.Conn {
+	t.Helper()
+	seed, err := os.ReadFile(srv.AuditSeedFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	nc, err := nats.Connect(srv.ClientURL(), nats.Nkey(pub, kp.Sign))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// TestAuditorCannotAnswerForTheServer: every auditor uses the one audit
+// nkey, so all share the audit account. A reply subject is not subject to
+// publish permissions, so one auditor can have the server publish into
+// what another auditor reads: the live feed (keyledger.audit.>), or the
+// inbox of another's batched direct get (an error status ends that read,
+// a message of another stream with the sequence it waits for takes its
+// place).
+func TestAuditorCannotAnswerForTheServer(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := Start(Options{DataDir: filepath.Join(dir, "js"), AuthDir: dir, Listen: "127.0.0.1:-1", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("keyledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, s := range []string{"KEYLEDGER", "KEYLEDGER_CHECKPOINTS"} {
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: s, Subjects: []string{strings.ToLower(s)}, AllowDirect: true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, strings.ToLower(s), []byte("in "+s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim, attacker := auditConn(t, srv), auditConn(t, srv)
+	feed, err := victim.SubscribeSync("keyledger.audit.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox := victim.NewInbox()
+	replies, err := victim.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for subj, body := range map[string]string{
+		"$JS.API.DIRECT.GET.KEYLEDGER_CHECKPOINTS": `{"seq":1}`, // another stream's message
+		"$JS.API.DIRECT.GET.KEYLEDGER":             ``,          // 408 Empty Request
+	} {
+		for _, reply := range []string{"keyledger.audit.x.key.Encrypt", inbox} {
+			if err := attacker.PublishRequest(subj, reply, []byte(body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := attacker.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for name, sub := range map[string]*nats.Subscription{"live feed": feed, "direct-get inbox": replies} {
+		if m, err := sub.NextMsg(time.Second); err == nil {
+			t.Errorf("an auditor had the server publish into another auditor's %s: %s %q %q", name, m.Subject, m.Header, m.Data)
+		}
+	}
+}

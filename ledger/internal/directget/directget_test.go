@@ -43,6 +43,7 @@ func fakeStream(t *testing.T, reply func(nc *nats.Conn, inbox string)) *nats.Con
 
 func sendSeq(nc *nats.Conn, inbox string, seqs ...string) {
 	m := nats.NewMsg(inbox)
+	m.Header.Set(nats.JSStream, "S")
 	for _, s := range seqs {
 		m.Header.Add(nats.JSSequence, s)
 	}
@@ -69,9 +70,15 @@ func TestBatchStalledMidway(t *testing.T) {
 
 // A stored message may carry its own Nats-Sequence header (anyone who may
 // publish to the stream can set it); nats-server appends the real one
-// after it in a direct get's answer. The sequence is the server's.
+// after it in a direct get's answer. The sequence is the server's, and a
+// message of another stream (another client of the account named our
+// inbox as its reply subject) is not taken for one of ours.
 func TestBatchSequenceIsTheServers(t *testing.T) {
 	nc := fakeStream(t, func(nc *nats.Conn, inbox string) {
+		other := nats.NewMsg(inbox) // another stream's answer, sent here by someone else's request
+		other.Header.Set(nats.JSStream, "OTHER")
+		other.Header.Set(nats.JSSequence, "2")
+		_ = nc.PublishMsg(other)
 		sendSeq(nc, inbox, "7", "2") // stored header first, server's last
 		m := nats.NewMsg(inbox)
 		m.Header.Set("Status", "204")

@@ -24,7 +24,8 @@ func auditConn(t *testing.T, srv *Server) *nats.Conn {
 		t.Fatal(err)
 	}
 	pub, _ := kp.PublicKey()
-	nc, err := nats.Connect(srv.ClientURL(), nats.Nkey(pub, kp.Sign))
+	nc, err := nats.Connect(srv.ClientURL(), nats.Nkey(pub, kp.Sign),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // refusals are expected; the tests check what arrives
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,5 +96,79 @@ func TestAuditorCannotAnswerForTheServer(t *testing.T) {
 		if m, err := sub.NextMsg(time.Second); err == nil {
 			t.Errorf("an auditor had the server publish into another auditor's %s: %s %q %q", name, m.Subject, m.Header, m.Data)
 		}
+	}
+}
+
+// TestAuditRequestsWriteNothingOfKeyledgers: the requests the audit
+// identity may make, with the headers and bodies that make nats-server
+// publish elsewhere or check expectations (a trace destination in
+// keyledger's subjects, Nats-Expected-*, multi-subject and filtered
+// reads), have nothing written or delivered in keyledger's account.
+func TestAuditRequestsWriteNothingOfKeyledgers(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := Start(Options{DataDir: filepath.Join(dir, "js"), AuthDir: dir, Listen: "127.0.0.1:-1", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("keyledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KEYLEDGER", Subjects: []string{"keyledger.events"}, AllowDirect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "keyledger.events", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := nc.SubscribeSync(">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	audit := auditConn(t, srv)
+	inbox := audit.NewInbox()
+	for subj, body := range map[string]string{
+		"$JS.API.STREAM.INFO.KEYLEDGER":                 `{"subjects_filter":">","deleted_details":true}`,
+		"$JS.API.STREAM.NAMES":                          `{"subject":"keyledger.>"}`,
+		"$JS.API.DIRECT.GET.KEYLEDGER":                  `{"multi_last":[">"],"batch":1000000}`,
+		"$JS.API.STREAM.MSG.GET.KEYLEDGER":              `{"last_by_subj":"keyledger.events"}`,
+		"$JS.API.DIRECT.GET.KEYLEDGER.keyledger.events": ``,
+		"$JS.API.INFO":                                  ``,
+	} {
+		m := nats.NewMsg(subj)
+		m.Reply = inbox
+		m.Data = []byte(body)
+		m.Header.Set("Nats-Trace-Dest", "keyledger.events")
+		m.Header.Set("Nats-Expected-Last-Sequence", "0")
+		m.Header.Set("Nats-Msg-Id", "x")
+		m.Header.Set("Nats-Rollup", "all")
+		if err := audit.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := audit.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // what the server would publish, it publishes at once
+	for {
+		m, err := seen.NextMsg(100 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		if !strings.HasPrefix(m.Subject, "$JS.EVENT.ADVISORY.") { // the server's own API advisories
+			t.Errorf("keyledger's account got %s %q", m.Subject, m.Data)
+		}
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.Msgs != 1 {
+		t.Fatalf("the ledger stream after the audit requests: %v %+v", err, info.State)
 	}
 }

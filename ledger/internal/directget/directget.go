@@ -96,7 +96,13 @@ func Batch(ctx context.Context, nc *nats.Conn, stream string, req Request, stall
 		default:
 			return res, fmt.Errorf("directget: stream %s: status %s %s", stream, status, m.Header.Get("Description"))
 		}
-		seq, err := strconv.ParseUint(m.Header.Get(nats.JSSequence), 10, 64)
+		if serverHeader(m.Header, nats.JSStream) != stream {
+			// Not this stream's answer: one another client with the same
+			// NATS account had the server send to our inbox. The real
+			// answer still comes.
+			continue
+		}
+		seq, err := strconv.ParseUint(serverHeader(m.Header, nats.JSSequence), 10, 64)
 		if err != nil {
 			return res, fmt.Errorf("directget: stream %s: a message without a sequence", stream)
 		}
@@ -108,4 +114,16 @@ func Batch(ctx context.Context, nc *nats.Conn, stream string, req Request, stall
 		}
 		res.Last = seq
 	}
+}
+
+// serverHeader is the value nats-server set for key. A stored message may
+// carry headers of the same name (whoever could publish to the stream
+// chose them); the server appends its own after them, so the last value
+// is the server's.
+func serverHeader(h nats.Header, key string) string {
+	v := h.Values(key)
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
 }

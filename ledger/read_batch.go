@@ -51,11 +51,21 @@ func (l *Ledger) fetch(ctx context.Context, s *segStream, from, last uint64) <-c
 // names it.
 func (l *Ledger) readBatched(ctx context.Context, s *segStream, from, last uint64, info *jetstream.StreamInfo, fn func(m storedMsg, seq uint64) error) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends a read-ahead nobody will use
 	next := from
 	ahead := l.fetch(ctx, s, next, last)
+	defer func() {
+		// End a read-ahead nobody will use, and wait for it: its
+		// subscription must be gone before the caller goes on (a CLI that
+		// stops early closes the connection next, and a drain that finds
+		// a subscription made meanwhile reports a timeout).
+		cancel()
+		if ahead != nil {
+			<-ahead
+		}
+	}()
 	for next <= last {
 		f := <-ahead
+		ahead = nil
 		if f.err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("ledger: reading stream: %w", ctx.Err())
@@ -65,8 +75,6 @@ func (l *Ledger) readBatched(ctx context.Context, s *segStream, from, last uint6
 		end := next + uint64(len(f.msgs)) // where this batch stops
 		if end <= last && len(f.msgs) == directget.MaxBatch {
 			ahead = l.fetch(ctx, s, end, last) // a full batch: read on meanwhile
-		} else {
-			ahead = nil
 		}
 		for _, m := range f.msgs {
 			if err := fn(batchMsg{m}, next); err != nil {

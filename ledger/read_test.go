@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
@@ -153,7 +154,7 @@ func TestAuditAgainstCheckpoint(t *testing.T) {
 		}
 	}
 	root, _ := tree.Root(int64(len(recs)))
-	var mismatch *ledger.CheckpointMismatchError
+	var mismatch *checkpoint.MismatchError
 	longer := merkle.Checkpoint{Origin: "test", Size: int64(len(recs)) + 5, Root: root}
 	if _, err := l.AuditAgainst(ctx, &longer); !errors.As(err, &mismatch) || !mismatch.Truncated() {
 		t.Fatalf("a checkpoint of more events: %v, want truncation", err)

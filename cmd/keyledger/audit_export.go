@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/segment"
@@ -150,7 +151,7 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 			if err == nil {
 				err = os.WriteFile(filepath.Join(*out, offline.CheckpointFile), signed, 0o644)
 			}
-			if err != nil && !errors.Is(err, ledger.ErrNoCheckpoint) {
+			if err != nil && !errors.Is(err, checkpoint.ErrNone) {
 				fmt.Fprintf(stderr, "keyledger: checkpoint: %v\n", err)
 				return 1
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/progress"
@@ -66,7 +67,7 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 	meter.Done()
 	took := time.Since(start)
 	var ue *ledger.UnreadableError
-	var mismatch *ledger.CheckpointMismatchError
+	var mismatch *checkpoint.MismatchError
 	var missing *ledger.MissingSegmentError
 	var badBase *ledger.BaseError
 	switch {
@@ -114,7 +115,7 @@ func newestCheckpoint(ctx context.Context, b *backend.Backend, bf *backendFlags,
 		forged = fmt.Sprintf(" (%d newer stored checkpoint(s) do not verify with that key: another instance's key, or forged)", skipped)
 	}
 	switch {
-	case errors.Is(err, ledger.ErrNoCheckpoint):
+	case errors.Is(err, checkpoint.ErrNone):
 		return nil, "checkpoint: none stored" + forged + ": a truncated tail cannot be detected", nil
 	case err != nil:
 		return nil, "", fmt.Errorf("reading checkpoints: %w", err)

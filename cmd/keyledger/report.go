@@ -15,6 +15,7 @@ import (
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/compliance"
@@ -185,7 +186,7 @@ func reportFromLedger(ctx context.Context, l *ledger.Ledger, b *backend.Backend,
 				if err != nil {
 					integrity.Problem = err.Error()
 				}
-			} else if !errors.Is(err, ledger.ErrNoCheckpoint) {
+			} else if !errors.Is(err, checkpoint.ErrNone) {
 				integrity.Problem = err.Error()
 			}
 		}

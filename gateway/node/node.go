@@ -27,6 +27,7 @@ import (
 	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
@@ -101,7 +102,7 @@ type Node struct {
 	Materials    *material.Store
 	State        *keystate.State
 	Projections  *resume.Projections
-	Checkpointer *ledger.Checkpointer
+	Checkpointer *checkpoint.Checkpointer
 	Service      *keyservice.Service
 	// Rotation rotates the root key (nil without a RootSeal).
 	Rotation *keyservice.RootRotation
@@ -305,7 +306,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	cfg.Logger.Info("ledger replayed", "events", head.Count, "tail_folded", tail, "from_snapshot", r.resume != nil,
 		"head", head.Hash.String(), "took", time.Since(replayStart).Round(time.Millisecond))
 	if newest != nil {
-		if err := ledger.CheckExtends(*newest, tree.Size(), tree.Root); err != nil {
+		if err := checkpoint.CheckExtends(*newest, tree.Size(), tree.Root); err != nil {
 			return nil, fmt.Errorf("node: refusing to start: %w", err)
 		}
 	}
@@ -362,7 +363,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = DefaultCheckpointInterval
 	}
-	cp := ledger.NewCheckpointer(ledger.CheckpointerConfig{Tree: tree, Store: checkpoints,
+	cp := checkpoint.NewCheckpointer(checkpoint.Config{Tree: tree, Store: checkpoints,
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin, Writers: l.Writers})
 	n = &Node{Ledger: l, Materials: mats, State: state, Projections: proj, Checkpointer: cp, Service: svc, Rotation: rotation,
 		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),

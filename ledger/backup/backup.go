@@ -19,6 +19,7 @@ import (
 
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
@@ -86,7 +87,7 @@ type MaterialReader interface {
 type Source struct {
 	Stream      string
 	Ledger      *ledger.Ledger // opened; need not be started
-	Checkpoints *ledger.Checkpoints
+	Checkpoints *checkpoint.Store
 	Materials   MaterialReader
 	Fold        Fold // empty; Write applies the events up to the cut
 	// Verifier (note vkey) checks the checkpoint the cut is taken at.
@@ -299,7 +300,7 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 // newest reads the newest stored checkpoint, if any.
 func newest(ctx context.Context, src Source) ([]byte, *merkle.Checkpoint, error) {
 	signed, err := src.Checkpoints.Latest(ctx)
-	if errors.Is(err, ledger.ErrNoCheckpoint) {
+	if errors.Is(err, checkpoint.ErrNone) {
 		return nil, nil, nil
 	}
 	if err != nil {

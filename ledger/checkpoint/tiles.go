@@ -1,4 +1,4 @@
-package ledger
+package checkpoint
 
 import (
 	"context"
@@ -43,7 +43,7 @@ func OpenTiles(ctx context.Context, nc *nats.Conn, ledgerStream string, replicas
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ledger: tile bucket: %w", err)
+		return nil, fmt.Errorf("checkpoint: tile bucket: %w", err)
 	}
 	return &Tiles{kv: kv}, nil
 }

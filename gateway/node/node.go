@@ -29,6 +29,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/snapshot"
@@ -108,7 +109,7 @@ type Node struct {
 	Rotation *keyservice.RootRotation
 
 	cfg           Config
-	feed          *ledger.Feed
+	feed          *feed.Feed
 	hub           *auditapi.Hub
 	http          *awsjson.Server
 	audit         *auditapi.API

@@ -19,6 +19,7 @@ import (
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/embedded"
+	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 )
@@ -172,7 +173,7 @@ func (b *Backend) OpenTiles(ctx context.Context, ledgerStream string) (*checkpoi
 }
 
 // Feed returns the live audit feed of a ledger stream.
-func (b *Backend) Feed(ledgerStream string) *ledger.Feed { return ledger.NewFeed(b.nc, ledgerStream) }
+func (b *Backend) Feed(ledgerStream string) *feed.Feed { return feed.New(b.nc, ledgerStream) }
 
 // ClientURL is where NATS clients (audit subscribers) reach the embedded
 // server, or "" when it has no listener or the deployment is external.

@@ -247,6 +247,17 @@ func (l *Ledger) Segments(ctx context.Context) ([]SegmentInfo, error) {
 	return out, nil
 }
 
+// checkContiguous refuses segments with a gap between them.
+func checkContiguous(stream string, segs []*segStream) error {
+	for i := 1; i < len(segs); i++ {
+		prev, s := segs[i-1], segs[i]
+		if !prev.sealed || prev.last+1 != s.first {
+			return &MissingSegmentError{Stream: stream, From: prev.last + 1, To: s.first - 1}
+		}
+	}
+	return nil
+}
+
 // segmentFor returns the segment holding stream sequence seq.
 func (l *Ledger) segmentFor(seq uint64) (*segStream, error) {
 	segs := l.segs.list()

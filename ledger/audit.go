@@ -14,27 +14,42 @@ import (
 	"github.com/keyledger/keyledger/ledger/segment"
 )
 
-// AuditAgainst folds the whole ledger as chain.Audit does and, when cp is
-// not nil, checks that the ledger extends it (a *checkpoint.MismatchError
-// otherwise). Fetch cp before calling: a checkpoint stored while the walk
-// runs may cover events the walk did not reach. The Merkle root is
-// computed as the events stream by, in memory logarithmic in the ledger.
-func (l *Ledger) AuditAgainst(ctx context.Context, cp *merkle.Checkpoint) (chain.Report, error) {
-	return AuditAgainstFrom(ctx, l, l.base, cp)
+// AuditAgainst folds the live ledger as chain.Audit does, from where it
+// starts (after removed segments, from their base: the fold starts with
+// its chain head and writers and the Merkle root continues its frontier),
+// and when cp is not nil checks that the ledger extends it (a
+// *checkpoint.MismatchError otherwise). Fetch cp before calling: a
+// checkpoint stored while the walk runs may cover events the walk did not
+// reach. A checkpoint older than the base cannot be checked here (its
+// archive's consistency proof does that) and is refused. The Merkle root
+// is computed as the events stream by, in memory logarithmic in the
+// ledger. watch, when not nil, sees every message before it is folded (a
+// progress meter, pacing); an error it returns ends the walk.
+func (l *Ledger) AuditAgainst(ctx context.Context, cp *merkle.Checkpoint, watch func(chain.Message) error) (chain.Report, error) {
+	var src chain.Source = l
+	if watch != nil {
+		src = watched{l, watch}
+	}
+	return auditFrom(ctx, src, l.base, cp)
 }
 
-// AuditAgainst is Ledger.AuditAgainst over any source of the ledger's
-// messages (e.g. one that reports progress as it reads) from the first.
-func AuditAgainst(ctx context.Context, src chain.Source, cp *merkle.Checkpoint) (chain.Report, error) {
-	return AuditAgainstFrom(ctx, src, segment.Base{}, cp)
+// watched is a ledger whose messages pass watch on their way to a fold.
+type watched struct {
+	l     *Ledger
+	watch func(chain.Message) error
 }
 
-// AuditAgainstFrom is AuditAgainst over a source whose messages continue
-// base (a live ledger after a removed segment): the fold starts with the
-// base's chain head and writers and the Merkle root continues its
-// frontier. A checkpoint older than the base cannot be checked here (its
-// archive's consistency proof does that) and is refused.
-func AuditAgainstFrom(ctx context.Context, src chain.Source, base segment.Base, cp *merkle.Checkpoint) (chain.Report, error) {
+func (w watched) Messages(ctx context.Context, fn func(chain.Message) error) error {
+	return w.l.Messages(ctx, func(m chain.Message) error {
+		if err := w.watch(m); err != nil {
+			return err
+		}
+		return fn(m)
+	})
+}
+
+// auditFrom is AuditAgainst over a source whose messages continue base.
+func auditFrom(ctx context.Context, src chain.Source, base segment.Base, cp *merkle.Checkpoint) (chain.Report, error) {
 	acc, err := baseAccumulator(base)
 	if err != nil {
 		return chain.Report{}, err

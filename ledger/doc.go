@@ -67,7 +67,12 @@
 // writer is stored, then the streams are deleted. The live ledger then
 // starts at that base; a base is accepted only with its SegmentRemoved
 // event, and its writers only when an anchor outside the bucket vouches
-// for them (CheckBaseWriters). Readers of the history start at the base.
+// for them (CheckBaseWriters). Readers of the history do not handle the
+// base: FirstIndex says where the live history starts, and Folder, MemTree
+// and TiledTree give a fold and Merkle trees that already hold what the
+// removed prefix contributes; Replay, Messages and AuditAgainst start
+// there by themselves. Base itself is for the protocols that record and
+// compare bases (archive, removal, export; package segment).
 //
 // # Security
 //

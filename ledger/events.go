@@ -19,9 +19,9 @@ import (
 // bytes under a Merkle tree (Leaves, LeavesFrom). Readers skip what the
 // fold quarantined.
 
-// Messages yields every message of the live ledger (after its base) in
-// order, with its writer headers (chain.Source). Fold them from
-// Base().Folder().
+// Messages yields every message of the live ledger (after removed
+// segments, from the first after them) in order, with its writer headers
+// (chain.Source). Fold them from Folder().
 func (l *Ledger) Messages(ctx context.Context, fn func(chain.Message) error) error {
 	return l.messagesAfter(ctx, l.base.Seq, func(m storedMsg, seq uint64) error { return fn(message(m, seq)) })
 }

@@ -169,11 +169,11 @@ func reportFromLedger(ctx context.Context, l *ledger.Ledger, b *backend.Backend,
 		builder.Add(r)
 		return tree.Append(r.Raw)
 	})
-	switch base := l.Base(); {
+	switch first := l.FirstIndex(); {
 	case err != nil:
 		integrity.Problem = err.Error()
-	case !base.Empty():
-		integrity.Problem = fmt.Sprintf("the live ledger starts at event %d after removed (archived) segments: this report covers the events from there on", base.FirstIndex)
+	case first > 0:
+		integrity.Problem = fmt.Sprintf("the live ledger starts at event %d after removed (archived) segments: this report covers the events from there on", first)
 	default:
 		integrity.ChainVerified, integrity.Events, integrity.Head = true, head.Count, head.Hash.String()
 	}

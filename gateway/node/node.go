@@ -231,17 +231,15 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	// After a removed segment the tree continues from the base's frontier
-	// (its tiles are kept).
-	if bt := l.BaseTree(); bt.Size > 0 {
-		t, err := merkle.Restore(bt, tiles, cfg.TileCache)
-		if err == nil {
-			err = l.CheckBaseTree(t.Root)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("node: refusing to start: the ledger's base: %w", err)
-		}
-		tr.base = bt
+	// (its tiles are kept), and must have the base's root there.
+	start, err := l.TiledTree(tiles, cfg.TileCache)
+	if err == nil {
+		err = l.CheckBaseTree(start.Root)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("node: refusing to start: the ledger's base: %w", err)
+	}
+	tr.l = l
 	mats, err := b.OpenMaterials(ctx, cfg.Materials)
 	if err != nil {
 		return nil, err
@@ -265,10 +263,10 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	replayStart := time.Now()
 	onTree := func(err error) { cfg.Logger.Error("merkle tree append failed", "error", err) }
 	r := restore(ctx, l, store, cfg, tr, onTree)
-	if r.resume == nil && !l.Base().Empty() {
+	if r.resume == nil && l.FirstIndex() > 0 {
 		// Key state lives in events; those before the base were removed.
 		return nil, fmt.Errorf("node: refusing to start: the live ledger starts at event %d after a removed segment, "+
-			"and no snapshot at or after it restores the key state (snapshots: %v)", l.Base().FirstIndex, !cfg.Snapshots.Off)
+			"and no snapshot at or after it restores the key state (snapshots: %v)", l.FirstIndex(), !cfg.Snapshots.Off)
 	}
 	proj = r.proj
 	tree, state := r.tree, proj.State
@@ -311,13 +309,11 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("node: refusing to start: %w", err)
 		}
 	}
-	if !l.Base().Empty() {
-		// Every fold from the base (the background verifier, audit) trusts
-		// the writers it names; the fold from this instance's own snapshot
-		// vouches for them, not the base bucket.
-		if err := l.CheckBaseWriters(l.Writers(), "the fold from this instance's snapshot"); err != nil {
-			return nil, fmt.Errorf("node: refusing to start: %w", err)
-		}
+	// After removed segments every fold from the base (the background
+	// verifier, audit) trusts the writers it names; the fold from this
+	// instance's own snapshot vouches for them, not the base bucket.
+	if err := l.CheckBaseWriters(l.Writers(), "the fold from this instance's snapshot"); err != nil {
+		return nil, fmt.Errorf("node: refusing to start: %w", err)
 	}
 	l.Start(head)
 	if err := registerWriter(ctx, l, cfg); err != nil {

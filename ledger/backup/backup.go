@@ -123,10 +123,10 @@ func Write(ctx context.Context, src Source, dir string) (Summary, error) {
 	if _, err := os.Stat(dir); err == nil {
 		return Summary{}, fmt.Errorf("backup: %s exists; a backup goes into a new directory", dir)
 	}
-	if b := src.Ledger.Base(); !b.Empty() {
+	if first := src.Ledger.FirstIndex(); first > 0 {
 		// Restore imports from the first event; the live part alone would
 		// be a backup that silently lacks the removed segments.
-		return Summary{}, fmt.Errorf("backup: the ledger starts at event %d after removed (archived) segments; backing it up is not supported yet", b.FirstIndex)
+		return Summary{}, fmt.Errorf("backup: the ledger starts at event %d after removed (archived) segments; backing it up is not supported yet", first)
 	}
 	tmp := dir + ".partial"
 	if err := os.RemoveAll(tmp); err != nil {

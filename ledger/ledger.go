@@ -16,6 +16,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/internal/streamname"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/writer"
@@ -40,6 +41,9 @@ var (
 	ErrStorage = errors.New("ledger: storage refuses writes")
 )
 
+// DefaultStream is the ledger stream's name when Config.Stream is empty.
+const DefaultStream = streamname.Default
+
 // Storage is the disk under the stream when keyledger runs the server
 // itself (embedded.Server). With it a full disk fails requests at once,
 // naming the cause, rather than after PublishTimeout, and writes resume
@@ -55,7 +59,7 @@ type Storage interface {
 
 // Config names the stream and tunes group commit.
 type Config struct {
-	Stream   string // stream name, default "KEYLEDGER"
+	Stream   string // stream name, default DefaultStream
 	Subject  string // subject the chain is written to, default "keyledger.events"
 	Replicas int    // stream replicas (3 on a cluster), default 1
 	// MaxBatchEvents and MaxBatchBytes bound one group commit.
@@ -91,9 +95,7 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Stream == "" {
-		c.Stream = "KEYLEDGER"
-	}
+	c.Stream = streamname.Or(c.Stream)
 	if c.Subject == "" {
 		c.Subject = "keyledger.events"
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/internal/streamname"
 	"github.com/keyledger/keyledger/ledger/merkle"
 )
 
@@ -32,9 +33,7 @@ func subject(ledgerStream string) string    { return "keyledger.checkpoints." + 
 
 // Open creates or opens the checkpoint stream of a ledger stream.
 func Open(ctx context.Context, nc *nats.Conn, ledgerStream string, replicas int) (*Store, error) {
-	if ledgerStream == "" {
-		ledgerStream = "KEYLEDGER"
-	}
+	ledgerStream = streamname.Or(ledgerStream)
 	if replicas == 0 {
 		replicas = 1
 	}
@@ -65,9 +64,7 @@ func Open(ctx context.Context, nc *nats.Conn, ledgerStream string, replicas int)
 // creating or changing it (what a subscribe-only audit identity may do).
 // ErrNone means there is no such stream.
 func OpenExisting(ctx context.Context, nc *nats.Conn, ledgerStream string) (*Store, error) {
-	if ledgerStream == "" {
-		ledgerStream = "KEYLEDGER"
-	}
+	ledgerStream = streamname.Or(ledgerStream)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/internal/streamname"
 )
 
 // Feed is the live feed of one ledger stream (see the package doc).
@@ -20,7 +21,7 @@ const indexHeader = "Keyledger-Index"
 // New returns the feed of a ledger stream.
 func New(nc *nats.Conn, ledgerStream string) *Feed {
 	prefix := "keyledger.audit"
-	if ledgerStream != "" && ledgerStream != "KEYLEDGER" {
+	if ledgerStream != "" && ledgerStream != streamname.Default {
 		prefix += "." + ledgerStream
 	}
 	return &Feed{nc: nc, prefix: prefix}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -35,7 +34,7 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *pubkey == "" {
-		*pubkey = filepath.Join(bf.dataDir, "checkpoint.key.pub")
+		*pubkey = bf.checkpointVerifierFile()
 	}
 	vkeyRaw, err := os.ReadFile(*pubkey)
 	if err != nil {

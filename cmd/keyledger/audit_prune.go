@@ -45,7 +45,7 @@ func auditPrune(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *pubkey == "" {
-		*pubkey = filepath.Join(bf.dataDir, "checkpoint.key.pub")
+		*pubkey = bf.checkpointVerifierFile()
 	}
 	if *writerKey == "" {
 		*writerKey = filepath.Join(bf.dataDir, "writer.key")

@@ -92,7 +92,7 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 // saying what was checked.
 func newestCheckpoint(ctx context.Context, b *backend.Backend, bf *backendFlags, pubkeyFile string) (*merkle.Checkpoint, string, error) {
 	if pubkeyFile == "" && bf.natsURL == "" {
-		if p := filepath.Join(bf.dataDir, "checkpoint.key.pub"); fileExists(p) {
+		if p := bf.checkpointVerifierFile(); fileExists(p) {
 			pubkeyFile = p
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"time"
 
 	"github.com/keyledger/keyledger/ledger"
@@ -46,7 +45,7 @@ func keysDescribe(args []string, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	keyFile := *pubkey
 	if keyFile == "" {
-		keyFile = filepath.Join(bf.dataDir, "checkpoint.key.pub")
+		keyFile = bf.checkpointVerifierFile()
 	}
 	// From the newest snapshot at or before the time, to the first event
 	// after it: the answer of a fold from the first event, at a cost that

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/keyledger/keyledger/gateway/auditclient"
@@ -60,7 +59,7 @@ func reportCompliance(args []string, stdout, stderr io.Writer) int {
 	opts := compliance.Options{Now: time.Now(), Region: *region, MaxAgeDays: *maxAge, UnusedDays: *unused}
 	keyFile := *pubkey
 	if keyFile == "" {
-		keyFile = filepath.Join(bf.dataDir, "checkpoint.key.pub")
+		keyFile = bf.checkpointVerifierFile()
 	}
 	if err := checkBase(ctx, l, b, bf, keyFile); err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)

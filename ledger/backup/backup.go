@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/keyledger/keyledger/crypto/durable"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
@@ -140,7 +141,7 @@ func Write(ctx context.Context, src Source, dir string) (Summary, error) {
 	if err := os.Rename(tmp, dir); err != nil {
 		return Summary{}, fmt.Errorf("backup: %w", err)
 	}
-	return sum, syncDir(filepath.Dir(dir))
+	return sum, durable.SyncDir(filepath.Dir(dir))
 }
 
 // write writes every file of the backup into tmp.
@@ -374,14 +375,5 @@ func writeSynced(path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.SyncDir(filepath.Dir(path))
 }

@@ -301,20 +301,6 @@ func (l *Ledger) DeleteSegmentsThrough(ctx context.Context) ([]string, error) {
 	return names, l.refreshSegments(ctx)
 }
 
-// SegmentEnds reports whether stream sequence seq is the last of a sealed
-// segment (where a removal may end).
-func (l *Ledger) SegmentEnds(ctx context.Context, seq uint64) (bool, error) {
-	if err := l.refreshSegments(ctx); err != nil {
-		return false, err
-	}
-	for _, s := range l.segs.list() {
-		if s.sealed && s.last == seq {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // baseFolder is the folder a fold from the base starts with.
 func (l *Ledger) baseFolder() (*chain.Folder, error) {
 	f, err := l.base.Folder()

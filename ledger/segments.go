@@ -258,6 +258,20 @@ func checkContiguous(stream string, segs []*segStream) error {
 	return nil
 }
 
+// SegmentEnds reports whether stream sequence seq is the last of a sealed
+// segment (where a removal may end).
+func (l *Ledger) SegmentEnds(ctx context.Context, seq uint64) (bool, error) {
+	if err := l.refreshSegments(ctx); err != nil {
+		return false, err
+	}
+	for _, s := range l.segs.list() {
+		if s.sealed && s.last == seq {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // segmentFor returns the segment holding stream sequence seq.
 func (l *Ledger) segmentFor(seq uint64) (*segStream, error) {
 	segs := l.segs.list()

@@ -2,194 +2,135 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"time"
 
-	"github.com/nats-io/nats.go"
+	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/segment"
 )
 
-// Feed announces committed events live on NATS subjects that a subscriber
-// can filter by account, key and event name:
-//
-//	keyledger.audit.<account>.<key id>.<event name>
-//
-// ("_" stands for no account or no key), e.g.
-// keyledger.audit.111122223333.*.Decrypt or keyledger.audit.*.<key id>.>.
-// Each message is the event's exact stored bytes with its index in the
-// Keyledger-Index header, so subscribers can check the hash chain and the
-// Merkle proofs themselves. Live delivery is core NATS (at most once, and
-// never on the request path); the ledger stream itself is the history:
-// EventsFrom and EventsSince resume from an index or a time, and a
-// subscriber that sees a gap in the indexes fills it from there.
-type Feed struct {
-	nc     *nats.Conn
-	prefix string
-}
-
-// NewFeed returns the feed of a ledger stream.
-func NewFeed(nc *nats.Conn, ledgerStream string) *Feed {
-	prefix := "keyledger.audit"
-	if ledgerStream != "" && ledgerStream != "KEYLEDGER" {
-		prefix += "." + ledgerStream
+// AuditAgainst folds the live ledger as chain.Audit does, from where it
+// starts (after removed segments, from their base: the fold starts with
+// its chain head and writers and the Merkle root continues its frontier),
+// and when cp is not nil checks that the ledger extends it (a
+// *checkpoint.MismatchError otherwise). Fetch cp before calling: a
+// checkpoint stored while the walk runs may cover events the walk did not
+// reach. A checkpoint older than the base cannot be checked here (its
+// archive's consistency proof does that) and is refused. The Merkle root
+// is computed as the events stream by, in memory logarithmic in the
+// ledger. watch, when not nil, sees every message before it is folded (a
+// progress meter, pacing); an error it returns ends the walk.
+func (l *Ledger) AuditAgainst(ctx context.Context, cp *merkle.Checkpoint, watch func(chain.Message) error) (chain.Report, error) {
+	var src chain.Source = l
+	if watch != nil {
+		src = watched{l, watch}
 	}
-	return &Feed{nc: nc, prefix: prefix}
+	return auditFrom(ctx, src, l.base, cp)
 }
 
-func token(s string) string {
-	if s == "" {
-		return "_"
-	}
-	return s
+// watched is a ledger whose messages pass watch on their way to a fold.
+type watched struct {
+	l     *Ledger
+	watch func(chain.Message) error
 }
 
-// Subject is where an event is announced.
-func (f *Feed) Subject(e *event.Event) string {
-	return f.prefix + "." + token(e.Account) + "." + token(e.KeyID) + "." + token(e.Operation)
-}
-
-// Filter is the subject that selects events; empty parts match all.
-func (f *Feed) Filter(account, keyID, op string) string {
-	star := func(s string) string {
-		if s == "" {
-			return "*"
-		}
-		return s
-	}
-	return f.prefix + "." + star(account) + "." + star(keyID) + "." + star(op)
-}
-
-// Publish announces committed records.
-func (f *Feed) Publish(recs []event.Record) error {
-	for _, r := range recs {
-		msg := &nats.Msg{Subject: f.Subject(r.Event), Data: r.Raw, Header: nats.Header{}}
-		msg.Header.Set("Keyledger-Index", fmt.Sprint(r.Event.Index))
-		if err := f.nc.PublishMsg(msg); err != nil {
+func (w watched) Messages(ctx context.Context, fn func(chain.Message) error) error {
+	return w.l.Messages(ctx, func(m chain.Message) error {
+		if err := w.watch(m); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// Subscribe calls fn for every live event matching filter until the
-// subscription is drained.
-func (f *Feed) Subscribe(filter string, fn func(index uint64, raw []byte)) (*nats.Subscription, error) {
-	return f.nc.Subscribe(filter, func(m *nats.Msg) {
-		var idx uint64
-		fmt.Sscan(m.Header.Get("Keyledger-Index"), &idx)
-		fn(idx, m.Data)
+		return fn(m)
 	})
 }
 
-// firstIndex returns the index of the first event in stream message seq.
-// Quarantined messages are skipped: the next accepted one answers.
-func (l *Ledger) firstIndex(ctx context.Context, seq, last uint64) (uint64, time.Time, error) {
-	for ; seq < last && l.quarantinedSeq(seq); seq++ {
-	}
-	m, err := l.rawMsg(ctx, seq)
+// auditFrom is AuditAgainst over a source whose messages continue base.
+func auditFrom(ctx context.Context, src chain.Source, base segment.Base, cp *merkle.Checkpoint) (chain.Report, error) {
+	acc, err := baseAccumulator(base)
 	if err != nil {
-		return 0, time.Time{}, err
+		return chain.Report{}, err
 	}
-	lines, err := event.SplitBatch(m.Data)
-	if err != nil {
-		return 0, time.Time{}, err
-	}
-	link, _, err := event.DecodeLink(lines[0])
-	return link.Index, m.Time, err
-}
-
-// seqAtOrBefore finds, by binary search over the stream, the last message
-// whose first event index (or stored time, when byTime) is at or before
-// the target; 1 if none is.
-func (l *Ledger) seqAtOrBefore(ctx context.Context, index uint64, at time.Time, byTime bool) (uint64, error) {
-	lo, hi, err := l.liveRange(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if hi < lo {
-		return 0, nil
-	}
-	best := lo
-	for lo <= hi {
-		mid := lo + (hi-lo)/2
-		idx, t, err := l.firstIndex(ctx, mid, hi)
-		if err != nil {
-			return 0, err
+	if cp != nil {
+		acc.want = cp.Size
+		if cp.Size < int64(base.FirstIndex) {
+			return chain.Report{}, fmt.Errorf("ledger: the checkpoint (size %d) is older than the live ledger's base (event %d)", cp.Size, base.FirstIndex)
 		}
-		before := idx <= index
-		if byTime {
-			before = !t.After(at)
+		if cp.Size == int64(base.FirstIndex) {
+			acc.root = acc.rootNow()
 		}
-		if before {
-			best, lo = mid, mid+1
-		} else {
-			if mid == 0 {
-				break
-			}
-			hi = mid - 1
-		}
-	}
-	return best, nil
-}
-
-// EventsFrom calls fn for every committed event with index >= from, in
-// order, up to the ledger's end when called. It does not re-check links
-// before from (the caller checks what it needs).
-func (l *Ledger) EventsFrom(ctx context.Context, from uint64, fn func(event.Record) error) error {
-	if b := l.base; !b.Empty() && from < b.FirstIndex {
-		return &MissingSegmentError{Stream: l.cfg.Stream, From: 1, To: b.Seq, Base: b.Seq}
-	}
-	seq, err := l.seqAtOrBefore(ctx, from, time.Time{}, false)
-	if err != nil || seq == 0 {
-		return err
-	}
-	return l.eventsAfterSeq(ctx, seq-1, func(r event.Record) error {
-		if r.Event.Index < from {
-			return nil
-		}
-		return fn(r)
-	})
-}
-
-// EventsSince calls fn for every committed event stored at or after since.
-func (l *Ledger) EventsSince(ctx context.Context, since time.Time, fn func(event.Record) error) error {
-	seq, err := l.seqAtOrBefore(ctx, 0, since, true)
-	if err != nil || seq == 0 {
-		return err
-	}
-	if b := l.base; !b.Empty() && seq == b.Seq+1 {
-		// Events since then may have been in the removed segments.
-		if _, t, err := l.firstIndex(ctx, seq, seq); err == nil && t.After(since) {
-			return &MissingSegmentError{Stream: l.cfg.Stream, From: 1, To: b.Seq, Base: b.Seq}
-		}
-	}
-	return l.eventsAfterSeq(ctx, seq-1, func(r event.Record) error {
-		if r.Event.Time.Before(since) {
-			return nil
-		}
-		return fn(r)
-	})
-}
-
-func (l *Ledger) eventsAfterSeq(ctx context.Context, after uint64, fn func(event.Record) error) error {
-	return l.messagesAfter(ctx, after, func(m storedMsg, seq uint64) error {
-		if !l.authentic(m, seq) {
-			return nil // quarantined, or not signed for its place
-		}
-		lines, err := event.SplitBatch(m.Data())
-		if err != nil {
-			return err
-		}
-		for _, raw := range lines {
-			ev, err := event.Decode(raw)
-			if err != nil {
-				return err
-			}
-			if err := fn(event.Record{Seq: seq, Event: ev, Raw: raw, Hash: event.Of(raw)}); err != nil {
-				return err
+		// The base's writers are whom the fold trusts: a checkpoint that
+		// names the ledger's writers vouches for them.
+		if ws := cp.Writers(); ws != nil && !base.Empty() {
+			if err := checkBaseWriters(base, ws, "the signed checkpoint"); err != nil {
+				return chain.Report{}, err
 			}
 		}
-		return nil
-	})
+	}
+	f, err := base.Folder()
+	if err != nil {
+		return chain.Report{}, &BaseError{Reason: err.Error()}
+	}
+	r, err := chain.AuditFoldFrom(ctx, src, f, acc.add)
+	var ue *UnreadableError
+	if errors.As(err, &ue) && ue.After == nil {
+		h := r.Head
+		ue.After = &h
+	}
+	if err != nil || cp == nil {
+		return r, err
+	}
+	return r, checkpoint.CheckExtends(*cp, int64(r.Head.Count), acc.rootAt)
+}
+
+// rootAccumulator computes the RFC 6962 root of the first want leaves as
+// leaves stream by, keeping only the compact range (one hash per set bit
+// of the leaf count).
+type rootAccumulator struct {
+	want  int64
+	n     int64
+	stack []tlog.Hash // roots of perfect subtrees, largest first
+	root  tlog.Hash   // the root at want, once n reached it
+}
+
+func (a *rootAccumulator) add(r event.Record) {
+	if a.n >= a.want {
+		a.n++
+		return
+	}
+	h := tlog.RecordHash(r.Raw)
+	a.n++
+	for m := a.n; m&1 == 0; m >>= 1 {
+		h = tlog.NodeHash(a.stack[len(a.stack)-1], h)
+		a.stack = a.stack[:len(a.stack)-1]
+	}
+	a.stack = append(a.stack, h)
+	if a.n == a.want {
+		a.root = a.stack[len(a.stack)-1]
+		for i := len(a.stack) - 2; i >= 0; i-- {
+			a.root = tlog.NodeHash(a.stack[i], a.root)
+		}
+	}
+}
+
+// rootNow is the root of the n leaves seen (with the stack as it is).
+func (a *rootAccumulator) rootNow() tlog.Hash {
+	if len(a.stack) == 0 {
+		return tlog.Hash{}
+	}
+	root := a.stack[len(a.stack)-1]
+	for i := len(a.stack) - 2; i >= 0; i-- {
+		root = tlog.NodeHash(a.stack[i], root)
+	}
+	return root
+}
+
+func (a *rootAccumulator) rootAt(size int64) (tlog.Hash, error) {
+	if size != a.want || a.n < a.want {
+		return tlog.Hash{}, merkle.ErrRange
+	}
+	return a.root, nil
 }

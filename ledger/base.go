@@ -153,6 +153,7 @@ func (l *Ledger) checkBaseEvent(ctx context.Context, rec baseRecord) error {
 // by a writer it names itself, so without such an anchor whoever can
 // write the base bucket could add their own key to the writers every
 // fold from the base trusts.
+// Without a removed prefix there is no base, and nothing to refuse.
 func (l *Ledger) CheckBaseWriters(trusted map[string]string, anchor string) error {
 	for id, pub := range l.baseSigner {
 		if trusted[id] != pub {
@@ -172,15 +173,50 @@ func checkBaseWriters(b segment.Base, trusted map[string]string, anchor string) 
 }
 
 // Base is where the live ledger starts: empty unless an archived segment
-// was removed.
+// was removed. It is for the archive and removal protocols (package
+// segment), which record and compare bases; readers of the history ask
+// FirstIndex, Folder, MemTree and TiledTree instead.
 func (l *Ledger) Base() segment.Base { return l.base }
 
-// BaseTree is the tiled Merkle tree's frontier at the base (size 0 when
-// the ledger starts at its first message).
-func (l *Ledger) BaseTree() merkle.Frontier { return l.baseTree }
+// FirstIndex is the index of the first event the live ledger holds: 0, or
+// after removed segments the first event after them (the events before
+// it are in the archives).
+func (l *Ledger) FirstIndex() uint64 { return l.base.FirstIndex }
 
-// CheckBaseTree refuses a tree continued from BaseTree whose root at the
-// base is not the one the base's frontier gives.
+// FirstSeq is the first stream sequence of the live ledger: 1, or after
+// removed segments the one after them.
+func (l *Ledger) FirstSeq() uint64 { return l.base.Seq + 1 }
+
+// Folder returns a fold positioned where the live ledger's messages
+// (Messages) start: a new one, or after removed segments one holding the
+// removed prefix's last event and registered writers.
+func (l *Ledger) Folder() (*chain.Folder, error) { return l.baseFolder() }
+
+// MemTree returns an in-memory Merkle tree of the events before the live
+// ledger: empty, or after removed segments continued from their frontier.
+// Appending every event Replay yields completes the ledger's tree.
+func (l *Ledger) MemTree() (*merkle.MemTree, error) {
+	t, err := l.base.Tree()
+	if err != nil {
+		return nil, &BaseError{Reason: err.Error()}
+	}
+	return t, nil
+}
+
+// TiledTree returns the tiled Merkle tree, over store, of the events
+// before the live ledger: empty, or after removed segments continued from
+// their frontier (the tiles under it are kept when segments are removed).
+// CheckBaseTree checks such a tree against the base.
+func (l *Ledger) TiledTree(store merkle.TileStore, cacheTiles int) (*merkle.Tree, error) {
+	if l.baseTree.Size == 0 {
+		return merkle.New(store, cacheTiles), nil
+	}
+	return merkle.Restore(l.baseTree, store, cacheTiles)
+}
+
+// CheckBaseTree refuses a tree continued from the base (TiledTree) whose
+// root at the base is not the one the base's frontier gives. Without a
+// removed prefix there is nothing to check.
 func (l *Ledger) CheckBaseTree(root func(size int64) (tlog.Hash, error)) error {
 	if l.base.Empty() {
 		return nil
@@ -263,20 +299,6 @@ func (l *Ledger) DeleteSegmentsThrough(ctx context.Context) ([]string, error) {
 		names = append(names, s.name)
 	}
 	return names, l.refreshSegments(ctx)
-}
-
-// SegmentEnds reports whether stream sequence seq is the last of a sealed
-// segment (where a removal may end).
-func (l *Ledger) SegmentEnds(ctx context.Context, seq uint64) (bool, error) {
-	if err := l.refreshSegments(ctx); err != nil {
-		return false, err
-	}
-	for _, s := range l.segs.list() {
-		if s.sealed && s.last == seq {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // baseFolder is the folder a fold from the base starts with.

@@ -179,7 +179,7 @@ func TestForgedBaseWithAnAttackersWriterIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, aerr := r.AuditAgainst(ctx, nil)
+	rep, aerr := r.AuditAgainst(ctx, nil, nil)
 	t.Fatalf("Open accepted a base signed by an unregistered key with that key among its writers (%v); "+
 		"audit from it: head %d (the forged event is %d), %d quarantined, %v", err, rep.Head.Index, grant.Event.Index, len(rep.Quarantined), aerr)
 }
@@ -227,7 +227,7 @@ func TestForgedRemovalByAnUnregisteredWriterIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp := merkle.Checkpoint{Origin: "test", Size: int64(len(recs)), Root: root, Extensions: merkle.WriterLines(genuine)}
-	rep, err := r.AuditAgainst(ctx, &cp)
+	rep, err := r.AuditAgainst(ctx, &cp, nil)
 	if !errors.As(err, &be) {
 		t.Fatalf("audit from the forged base against a checkpoint naming the genuine writers: head %d, %d quarantined, %v; want a BaseError",
 			rep.Head.Index, len(rep.Quarantined), err)

@@ -65,6 +65,17 @@ func TestBaseAfterRemovedSegments(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		appendOne(&event.APICall{})
 	}
+	// Before any removal the live ledger is the whole ledger, and the
+	// base checks have nothing to refuse.
+	if l.FirstIndex() != 0 || l.FirstSeq() != 1 {
+		t.Fatalf("before a removal: FirstIndex %d, FirstSeq %d; want 0 and 1", l.FirstIndex(), l.FirstSeq())
+	}
+	if err := l.CheckBaseWriters(nil, "nothing"); err != nil {
+		t.Fatalf("CheckBaseWriters without a base: %v", err)
+	}
+	if err := l.CheckBaseTree(nil); err != nil {
+		t.Fatalf("CheckBaseTree without a base: %v", err)
+	}
 	segs, err := l.Segments(ctx)
 	if err != nil || len(segs) < 3 {
 		t.Fatalf("segments %+v, %v", segs, err)
@@ -72,7 +83,8 @@ func TestBaseAfterRemovedSegments(t *testing.T) {
 	// Remove every closed segment: the base is the end of the last one.
 	through := segs[len(segs)-2].Last
 	tree := &merkle.MemTree{}
-	tiled := merkle.New(merkle.NewMemoryStore(), 1)
+	tiles := merkle.NewMemoryStore()
+	tiled := merkle.New(tiles, 1)
 	var n uint64
 	var last event.Hash
 	for _, r := range recs {
@@ -103,10 +115,11 @@ func TestBaseAfterRemovedSegments(t *testing.T) {
 	if rhead.Hash != after.Hash || rhead.Count != uint64(len(recs)) {
 		t.Fatalf("replay from the base ends at %+v, want the last event %d", rhead, after.Event.Index)
 	}
+	checkReaderView(t, r, recs, n, through, tiles)
 	if left, _ := r.Segments(ctx); len(left) != 1 {
 		t.Fatalf("segments left: %+v", left)
 	}
-	if rep, err := r.AuditAgainst(ctx, nil); err != nil || len(rep.Quarantined) > 0 || rep.Head.Hash != after.Hash {
+	if rep, err := r.AuditAgainst(ctx, nil, nil); err != nil || len(rep.Quarantined) > 0 || rep.Head.Hash != after.Hash {
 		t.Fatalf("audit from the base: %+v %v", rep, err)
 	}
 	if err := r.EventsFrom(ctx, 0, func(event.Record) error { return nil }); !errors.As(err, new(*MissingSegmentError)) {
@@ -151,5 +164,51 @@ func TestBaseAfterRemovedSegments(t *testing.T) {
 			t.Fatalf("%s: Open = %v, want a BaseError", name, err)
 		}
 		t.Logf("%s: %v", name, err)
+	}
+}
+
+// checkReaderView checks what a reader of a ledger whose first n events
+// (stream sequences up to through) were removed is given: where the live
+// history starts, a fold and Merkle trees that continue the removed
+// prefix, so that folding and hashing the live events alone ends where
+// the whole ledger does.
+func checkReaderView(t *testing.T, r *Ledger, recs []event.Record, n, through uint64, tiles merkle.TileStore) {
+	t.Helper()
+	ctx := context.Background()
+	if r.FirstIndex() != n || r.FirstSeq() != through+1 {
+		t.Fatalf("FirstIndex %d, FirstSeq %d; want %d and %d", r.FirstIndex(), r.FirstSeq(), n, through+1)
+	}
+	whole := &merkle.MemTree{}
+	for _, rec := range recs {
+		whole.Append(rec.Raw)
+	}
+	want, _ := whole.Root(whole.Size())
+	f, err := r.Folder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := r.MemTree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Messages(ctx, func(m chain.Message) error {
+		got, err := f.Fold(m)
+		for _, rec := range got {
+			mem.Append(rec.Raw)
+		}
+		return err
+	})
+	if err != nil || f.Head().Hash != recs[len(recs)-1].Hash {
+		t.Fatalf("the fold from Folder ends at %+v (%v), want the last event", f.Head(), err)
+	}
+	if got, err := mem.Root(mem.Size()); err != nil || got != want || mem.Size() != int64(len(recs)) {
+		t.Fatalf("MemTree and the live events: size %d root %v (%v), want the whole ledger's (%d, %v)", mem.Size(), got, err, len(recs), want)
+	}
+	tiled, err := r.TiledTree(tiles, 1)
+	if err != nil || tiled.Size() != int64(n) {
+		t.Fatalf("TiledTree: size %v (%v), want %d", tiled, err, n)
+	}
+	if err := r.CheckBaseTree(tiled.Root); err != nil {
+		t.Fatalf("CheckBaseTree of TiledTree over the kept tiles: %v", err)
 	}
 }

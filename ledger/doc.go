@@ -1,45 +1,91 @@
-// Package ledger is keyledger's system of record: an append-only, hash-chained
-// sequence of events on a JetStream stream.
+// Package ledger is keyledger's system of record: an append-only,
+// hash-chained sequence of events on JetStream, written by one goroutine
+// per instance and read back, authenticated and linked, by every reader.
+//
+// # What it owns
+//
+// A Ledger is the chain over its segment streams (<Stream>, <Stream>_1, …)
+// and the base bucket (<Stream>_BASE) that says where the live ledger
+// starts once archived segments were removed. Open finds the streams (and
+// creates the first), Replay or ReplayFrom folds what they hold, Start
+// starts the writer, Append commits an event. What vouches for the chain
+// from beside it lives in its own packages: signed checkpoints, the
+// checkpointer and the Merkle tiles in package checkpoint, the live feed
+// in package feed, projection snapshots in package snapshot, archives of
+// removed segments in package segment.
 //
 // # Writing
 //
-// One goroutine writes the chain (group commit). Requests call Append, which
-// queues their event and waits. The writer takes every queued event (up to a
-// limit), links each to its predecessor's hash, packs them into one JetStream
-// message and publishes it with the expected-last-sequence header, so a second
-// writer on the same stream is rejected by JetStream itself (ErrConflict),
-// never merged into a fork. Each message carries a Nats-Msg-Id derived from its
-// first event, so a retried publish is deduplicated. Only after JetStream
-// acknowledges the message (stored, and with the embedded default fsynced)
-// does the writer hand the records to the commit hook (the projections) and
-// release the waiting requests. Nothing is ever answered early.
+// One goroutine writes the chain (group commit). Requests call Append,
+// which queues their event and waits. The writer takes every queued event
+// (up to a limit), links each to its predecessor's hash, packs them into
+// one JetStream message, signs it with the instance's writer key for its
+// stream sequence, and publishes it with the expected-last-sequence
+// header, so a second writer on the same stream is refused by JetStream
+// itself (ErrConflict), never merged into a fork. Each message carries a
+// Nats-Msg-Id derived from its first event, so a retried publish is
+// deduplicated. Only after JetStream acknowledges the message (stored, and
+// with the embedded default fsynced) does the writer hand the records to
+// the commit hook (the projections) and release the waiting requests.
+// Nothing is ever answered early.
 //
 // If a publish fails, the writer reads back what the stream actually holds
-// after its last known position: its own message if it was stored after all,
-// or another writer's messages, which it links and hands to the commit hook as
-// the truth. Events that did not reach the stream fail with an error and
-// nothing happened.
+// after its last known position: its own message if it was stored after
+// all, or another writer's messages, which it authenticates, links and
+// hands to the commit hook as the truth. Events that did not reach the
+// stream fail with an error and nothing happened. A full disk fails
+// requests at once with ErrStorage (Config.Storage), and writes resume
+// when space returns.
+//
+// Two instances appending at once: the loser links a batch that changes
+// no key state after the winner's events and publishes it again; a batch
+// that changes key state was validated against the old state and fails
+// with ErrConflict. The loser asks its peers, over core NATS, to hold
+// their next batch briefly, so a busy winner cannot starve it. An idle
+// writer also follows the stream (every FollowInterval), folding what
+// other instances appended, so instances sharing a deployment converge.
 //
 // # Reading
 //
-// Replay streams every event in order and checks every link as it goes, so a
-// ledger whose chain is broken refuses to load (fail closed). Messages exposes
-// the raw messages for chain.Verify.
+// Every reader goes through one fold (chain.Folder): each message must be
+// signed for its stream sequence by a writer the ledger registered, and
+// its events must link to the last valid event. A message that fails is
+// quarantined: never applied, counted, logged as an alarm, and skipped by
+// every reader of the history; it cannot stop the service. Replay streams
+// every message in order from where the live ledger starts; ReplayFrom
+// continues from a snapshot (Resume). Reads never wait without bound: a
+// message the stream claims but cannot produce is an *UnreadableError
+// naming it, and stream sequences no segment holds are a
+// *MissingSegmentError.
 //
-// An idle writer also follows the stream (every FollowInterval), folding
-// what other instances appended, so instances sharing a deployment converge.
+// # Segments and the removed prefix
 //
-// # Beside the chain
+// The chain runs over segment streams sharing one sequence space; the
+// writer rolls to a new one by period or size. Once an archive holds the
+// oldest whole segments (package segment), they may be removed: a
+// SegmentRemoved event records the removal, then a base signed by the
+// writer is stored, then the streams are deleted. The live ledger then
+// starts at that base; a base is accepted only with its SegmentRemoved
+// event, and its writers only when an anchor outside the bucket vouches
+// for them (CheckBaseWriters). Readers of the history do not handle the
+// base: FirstIndex says where the live history starts, and Folder, MemTree
+// and TiledTree give a fold and Merkle trees that already hold what the
+// removed prefix contributes; Replay, Messages and AuditAgainst start
+// there by themselves. Base itself is for the protocols that record and
+// compare bases (archive, removal, export; package segment).
 //
-// Checkpoints stores the signed checkpoints of the ledger's Merkle tree
-// (package merkle) in their own stream, and a Checkpointer signs one every
-// interval (or on demand) when the tree has grown, after storing the
-// tree's completed tiles; Tiles keeps those tiles (the tree's hashes) in a
-// KV bucket beside the ledger, so memory holds only the tree's right edge;
-// Feed announces committed events on
-// per-account/key/event NATS subjects for live subscribers, and
-// EventsFrom/EventsSince read the history back by index or time.
+// # Security
 //
-// A Ledger is safe for concurrent use. It never sees secrets: events carry
-// wrapped-material commitments only.
+// A Ledger never sees secrets: events carry wrapped-material commitments
+// only. It trusts no transport: authorship is proven by writer signatures
+// over each message's place in the stream, checked by every reader, and
+// the streams deny deletes and purges, so a gap is loss, never
+// housekeeping.
+//
+// # Concurrency
+//
+// A Ledger is safe for concurrent use after Start. ReplayFrom and Import
+// run before Start, on one goroutine; Replay before Start builds the
+// writer's fold, after it walks with a fold of its own. OnCommit runs on
+// the writer goroutine, in chain order, and must not call Append.
 package ledger

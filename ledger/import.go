@@ -3,10 +3,12 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/writer"
 )
 
 // ErrNotEmpty means Import was asked to write into a stream that already
@@ -40,6 +42,79 @@ func (l *Ledger) Import(ctx context.Context, events [][]byte) (chain.Head, error
 		i++
 		return events[i-1], nil
 	})
+}
+
+// ImportFrom is Import reading the events one at a time: next returns each
+// event's exact stored bytes in chain order, then io.EOF. The bytes need
+// only stay valid until the next call, so a restore streams a ledger of any
+// length from a file in memory bounded by one group-commit message.
+func (l *Ledger) ImportFrom(ctx context.Context, next func() ([]byte, error)) (chain.Head, error) {
+	info, err := l.segs.current().stream.Info(ctx)
+	if err != nil {
+		return chain.Head{}, fmt.Errorf("ledger: stream info: %w", err)
+	}
+	if info.State.Msgs > 0 || info.State.LastSeq > 0 {
+		return chain.Head{}, ErrNotEmpty
+	}
+	linker := chain.NewLinker(chain.Head{})
+	var data []byte
+	var first event.Hash
+	firstIndex, n := uint64(0), 0
+	lastSeq := uint64(0)   // of the last message published
+	var signer *writer.Key // nil until the first writer registers
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		msgID := messageID(firstIndex, first)
+		ack, err := l.publishAs(ctx, signer, data, msgID, lastSeq)
+		if err != nil {
+			return fmt.Errorf("ledger: import: %w", err)
+		}
+		// Every event of the message is now at ack.Sequence.
+		lastSeq = ack.Sequence
+		h := linker.Head()
+		h.Seq = lastSeq
+		linker = chain.NewLinker(h)
+		data, n = data[:0], 0
+		return nil
+	}
+	for {
+		raw, err := next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return linker.Head(), err
+		}
+		registers := signer == nil && registersWriter(raw)
+		if n > 0 && (registers || n >= l.cfg.MaxBatchEvents || len(data)+len(raw)+1 > l.cfg.MaxBatchBytes) {
+			if err := flush(); err != nil {
+				return linker.Head(), err
+			}
+		}
+		if registers {
+			// The first writer registers itself, in a message it signs.
+			w := l.cfg.Writer
+			if ev, err := event.Decode(raw); err != nil || w == nil || ev.Body.(*event.WriterRegistered).WriterID != w.ID() {
+				return linker.Head(), fmt.Errorf("%w (event %d registers it)", ErrImportWriter, linker.Head().Count)
+			}
+			signer = w
+		}
+		h, err := linker.Link(lastSeq+1, raw)
+		if err != nil {
+			return linker.Head(), err
+		}
+		if n == 0 {
+			first, firstIndex = h, linker.Head().Index
+		}
+		data = append(append(data, raw...), '\n')
+		n++
+	}
+	if err := flush(); err != nil {
+		return linker.Head(), err
+	}
+	return linker.Head(), nil
 }
 
 // registersWriter reports whether raw is a WriterRegistered event.

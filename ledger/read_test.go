@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
@@ -148,18 +149,18 @@ func TestAuditAgainstCheckpoint(t *testing.T) {
 	for size := int64(1); size <= int64(len(recs)); size++ {
 		root, _ := tree.Root(size)
 		cp := merkle.Checkpoint{Origin: "test", Size: size, Root: root}
-		if _, err := l.AuditAgainst(ctx, &cp); err != nil {
+		if _, err := l.AuditAgainst(ctx, &cp, nil); err != nil {
 			t.Fatalf("size %d: %v", size, err)
 		}
 	}
 	root, _ := tree.Root(int64(len(recs)))
-	var mismatch *ledger.CheckpointMismatchError
+	var mismatch *checkpoint.MismatchError
 	longer := merkle.Checkpoint{Origin: "test", Size: int64(len(recs)) + 5, Root: root}
-	if _, err := l.AuditAgainst(ctx, &longer); !errors.As(err, &mismatch) || !mismatch.Truncated() {
+	if _, err := l.AuditAgainst(ctx, &longer, nil); !errors.As(err, &mismatch) || !mismatch.Truncated() {
 		t.Fatalf("a checkpoint of more events: %v, want truncation", err)
 	}
 	other := merkle.Checkpoint{Origin: "test", Size: 20, Root: tlog.Hash{1}}
-	if _, err := l.AuditAgainst(ctx, &other); !errors.As(err, &mismatch) || mismatch.Truncated() {
+	if _, err := l.AuditAgainst(ctx, &other, nil); !errors.As(err, &mismatch) || mismatch.Truncated() {
 		t.Fatalf("a checkpoint with another root: %v, want a rewrite", err)
 	}
 }

@@ -247,6 +247,31 @@ func (l *Ledger) Segments(ctx context.Context) ([]SegmentInfo, error) {
 	return out, nil
 }
 
+// checkContiguous refuses segments with a gap between them.
+func checkContiguous(stream string, segs []*segStream) error {
+	for i := 1; i < len(segs); i++ {
+		prev, s := segs[i-1], segs[i]
+		if !prev.sealed || prev.last+1 != s.first {
+			return &MissingSegmentError{Stream: stream, From: prev.last + 1, To: s.first - 1}
+		}
+	}
+	return nil
+}
+
+// SegmentEnds reports whether stream sequence seq is the last of a sealed
+// segment (where a removal may end).
+func (l *Ledger) SegmentEnds(ctx context.Context, seq uint64) (bool, error) {
+	if err := l.refreshSegments(ctx); err != nil {
+		return false, err
+	}
+	for _, s := range l.segs.list() {
+		if s.sealed && s.last == seq {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // segmentFor returns the segment holding stream sequence seq.
 func (l *Ledger) segmentFor(seq uint64) (*segStream, error) {
 	segs := l.segs.list()

@@ -47,6 +47,15 @@ func openLedgerForAudit(bf *backendFlags, stderr io.Writer) (*ledger.Ledger, *ba
 	return l, b, func() { b.Close(); release() }, true
 }
 
+// checkpointKeyFile is where serve keeps a data directory's checkpoint
+// signing key unless --checkpoint-key says otherwise.
+func (b *backendFlags) checkpointKeyFile() string { return filepath.Join(b.dataDir, "checkpoint.key") }
+
+// checkpointVerifierFile is the verifier key serve writes beside the
+// default checkpoint signing key: what readers of a data directory check
+// checkpoints with unless --pubkey says otherwise.
+func (b *backendFlags) checkpointVerifierFile() string { return b.checkpointKeyFile() + ".pub" }
+
 // parseTimeFlag reads a --since/--until/--as-of value: an RFC 3339 time or
 // a date; empty is the zero time.
 func parseTimeFlag(v string) (time.Time, error) {

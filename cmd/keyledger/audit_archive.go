@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -35,7 +34,7 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *pubkey == "" {
-		*pubkey = filepath.Join(bf.dataDir, "checkpoint.key.pub")
+		*pubkey = bf.checkpointVerifierFile()
 	}
 	vkeyRaw, err := os.ReadFile(*pubkey)
 	if err != nil {
@@ -64,11 +63,11 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	// Walk the ledger as every reader does, from its base; the archive ends
-	// before the first message holding an event at or after --before, so it
-	// holds whole messages, or with --whole-segments at the end of the last
-	// closed segment before that (what audit prune can remove).
-	base := l.Base()
+	// Walk the ledger as every reader does, from where the live ledger
+	// starts; the archive ends before the first message holding an event
+	// at or after --before, so it holds whole messages, or with
+	// --whole-segments at the end of the last closed segment before that
+	// (what audit prune can remove).
 	segEnds := map[uint64]bool{}
 	if *whole {
 		segs, err := l.Segments(ctx)
@@ -90,12 +89,16 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 		last         time.Time
 	}
 	var atEnd mark
-	f, err := base.Folder()
+	f, err := l.Folder()
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
 	}
-	tree, _ := base.Tree()
+	tree, err := l.MemTree()
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
 	var events, sigs bytes.Buffer
 	var end chain.Head // the last archived event
 	var endWriters map[string]string
@@ -153,7 +156,7 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 		events.Truncate(atEnd.events)
 		sigs.Truncate(atEnd.sigs)
 		end, endWriters, last = atEnd.end, atEnd.writers, atEnd.last
-		if end.Empty() || end.NextIndex() <= base.FirstIndex {
+		if end.Empty() || end.NextIndex() <= l.FirstIndex() {
 			fmt.Fprintf(stdout, "nothing to archive: no closed segment of the live ledger ends before %s\n", before.Format(time.RFC3339))
 			return 1
 		}
@@ -182,7 +185,9 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
 	}
-	m := segment.Manifest{Ledger: bf.stream, Base: base, Next: at, Before: before.UTC(), FirstTime: first, LastTime: last}
+	// The archive starts where the live ledger does: its manifest records
+	// that base, which audit prune checks is still the ledger's.
+	m := segment.Manifest{Ledger: bf.stream, Base: l.Base(), Next: at, Before: before.UTC(), FirstTime: first, LastTime: last}
 	if err := segment.Write(*out, segment.Contents{Manifest: m, Events: events.Bytes(), Signatures: sigs.Bytes(), Checkpoint: signed, Proof: proof}); err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1

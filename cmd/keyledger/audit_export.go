@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/segment"
@@ -135,10 +136,11 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if whole {
-		if base := l.Base(); !base.Empty() {
-			// The ledger starts after removed segments: verify it with the
-			// archives that hold them (audit verify --offline --archive).
-			raw, _ := json.MarshalIndent(base, "", "  ")
+		if l.FirstIndex() > 0 {
+			// The ledger starts after removed segments: the export carries
+			// their base, to be verified with the archives that hold them
+			// (audit verify --offline --archive).
+			raw, _ := json.MarshalIndent(l.Base(), "", "  ")
 			if err := os.WriteFile(filepath.Join(*out, segment.BaseFile), append(raw, '\n'), 0o644); err != nil {
 				fmt.Fprintf(stderr, "keyledger: %v\n", err)
 				return 1
@@ -150,7 +152,7 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 			if err == nil {
 				err = os.WriteFile(filepath.Join(*out, offline.CheckpointFile), signed, 0o644)
 			}
-			if err != nil && !errors.Is(err, ledger.ErrNoCheckpoint) {
+			if err != nil && !errors.Is(err, checkpoint.ErrNone) {
 				fmt.Fprintf(stderr, "keyledger: checkpoint: %v\n", err)
 				return 1
 			}
@@ -168,7 +170,7 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 // nothing per message, so memory does not grow with the ledger. It
 // returns how many messages were quarantined.
 func exportEvents(ctx context.Context, l *ledger.Ledger, fn func(chain.Message, []event.Record)) (int, error) {
-	f, err := l.Base().Folder() // after removed segments, the fold starts at the base
+	f, err := l.Folder() // after removed segments, the fold starts where the live ledger does
 	if err != nil {
 		return 0, err
 	}

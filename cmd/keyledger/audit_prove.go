@@ -32,7 +32,7 @@ func auditProve(args []string, stdout, stderr io.Writer) int {
 	defer done()
 	// After removed segments the tree continues from the base's frontier:
 	// proofs for events from the base on (older ones: the archive's).
-	tree, err := l.Base().Tree()
+	tree, err := l.MemTree()
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1

@@ -45,7 +45,7 @@ func auditPrune(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *pubkey == "" {
-		*pubkey = filepath.Join(bf.dataDir, "checkpoint.key.pub")
+		*pubkey = bf.checkpointVerifierFile()
 	}
 	if *writerKey == "" {
 		*writerKey = filepath.Join(bf.dataDir, "writer.key")
@@ -86,7 +86,7 @@ func auditPrune(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	next := a.Manifest.Next
-	if !l.Base().Equal(next) {
+	if !l.Base().Equal(next) { // not recorded yet (a run that stopped after recording it goes on to deleting)
 		if code := recordRemoval(ctx, l, a, *retention, stdout, stderr); code != 0 {
 			return code
 		}
@@ -163,12 +163,9 @@ func recordRemoval(ctx context.Context, l *ledger.Ledger, a segment.Archive, ret
 // through the archived events: the frontier the live tree has at the new
 // base, checked against the archive's own tree.
 func tiledFrontier(l *ledger.Ledger, a segment.Archive) (merkle.Frontier, error) {
-	t := merkle.New(merkle.NewMemoryStore(), 1)
-	if bt := l.BaseTree(); bt.Size > 0 {
-		var err error
-		if t, err = merkle.Restore(bt, merkle.NewMemoryStore(), 1); err != nil {
-			return merkle.Frontier{}, err
-		}
+	t, err := l.TiledTree(merkle.NewMemoryStore(), 1)
+	if err != nil {
+		return merkle.Frontier{}, err
 	}
 	events, err := os.ReadFile(filepath.Join(a.Dir, offline.EventsFile))
 	if err != nil {
@@ -192,7 +189,7 @@ func tiledFrontier(l *ledger.Ledger, a segment.Archive) (merkle.Frontier, error)
 	// memory): its root must be the archive's. Continued from a base it
 	// lacks the tiles before it; start-up checks the frontier against the
 	// base's root with the deployment's tiles (Ledger.CheckBaseTree).
-	if l.BaseTree().Size == 0 {
+	if l.FirstIndex() == 0 {
 		if got, err := t.Root(n); err != nil || got != want {
 			return merkle.Frontier{}, fmt.Errorf("the tiled tree over the archive does not have the archive's root at %d (%v)", n, err)
 		}

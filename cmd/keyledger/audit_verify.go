@@ -16,6 +16,7 @@ import (
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/progress"
@@ -62,11 +63,11 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 	// After removed segments the walk starts at the ledger's base (checked
 	// against its SegmentRemoved event when the ledger was opened); the
 	// archives verify what came before (--offline --archive).
-	report, err := ledger.AuditAgainstFrom(ctx, metered{l, meter}, l.Base(), cp)
+	report, err := l.AuditAgainst(ctx, cp, counted(meter))
 	meter.Done()
 	took := time.Since(start)
 	var ue *ledger.UnreadableError
-	var mismatch *ledger.CheckpointMismatchError
+	var mismatch *checkpoint.MismatchError
 	var missing *ledger.MissingSegmentError
 	var badBase *ledger.BaseError
 	switch {
@@ -78,9 +79,9 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	code := printAudit(stdout, report, took)
-	if base := l.Base(); !base.Empty() {
+	if first := l.FirstIndex(); first > 0 {
 		fmt.Fprintf(stdout, "the live ledger starts at event %d (stream sequence %d), after removed segments recorded by a SegmentRemoved event\n",
-			base.FirstIndex, base.Seq+1)
+			first, l.FirstSeq())
 	}
 	fmt.Fprintln(stdout, cpNote)
 	return code
@@ -91,7 +92,7 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 // saying what was checked.
 func newestCheckpoint(ctx context.Context, b *backend.Backend, bf *backendFlags, pubkeyFile string) (*merkle.Checkpoint, string, error) {
 	if pubkeyFile == "" && bf.natsURL == "" {
-		if p := filepath.Join(bf.dataDir, "checkpoint.key.pub"); fileExists(p) {
+		if p := bf.checkpointVerifierFile(); fileExists(p) {
 			pubkeyFile = p
 		}
 	}
@@ -114,7 +115,7 @@ func newestCheckpoint(ctx context.Context, b *backend.Backend, bf *backendFlags,
 		forged = fmt.Sprintf(" (%d newer stored checkpoint(s) do not verify with that key: another instance's key, or forged)", skipped)
 	}
 	switch {
-	case errors.Is(err, ledger.ErrNoCheckpoint):
+	case errors.Is(err, checkpoint.ErrNone):
 		return nil, "checkpoint: none stored" + forged + ": a truncated tail cannot be detected", nil
 	case err != nil:
 		return nil, "", fmt.Errorf("reading checkpoints: %w", err)
@@ -125,17 +126,13 @@ func newestCheckpoint(ctx context.Context, b *backend.Backend, bf *backendFlags,
 		cp.Size, keyName(vkey), forged), nil
 }
 
-// metered counts a ledger's messages on a progress meter as they pass.
-type metered struct {
-	src   chain.Source
-	meter *progress.Meter
-}
-
-func (m metered) Messages(ctx context.Context, fn func(chain.Message) error) error {
-	return m.src.Messages(ctx, func(msg chain.Message) error {
-		m.meter.Add(msg.Seq, uint64(bytes.Count(msg.Data, []byte{'\n'})))
-		return fn(msg)
-	})
+// counted counts each message's events on a progress meter as a walk
+// passes it.
+func counted(meter *progress.Meter) func(chain.Message) error {
+	return func(m chain.Message) error {
+		meter.Add(m.Seq, uint64(bytes.Count(m.Data, []byte{'\n'})))
+		return nil
+	}
 }
 
 // newMeter shows progress over a walk of the stream up to sequence last:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -33,12 +32,12 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *cpKey == "" && bf.natsURL == "" {
-		if p := filepath.Join(bf.dataDir, "checkpoint.key"); fileExists(p) {
+		if p := bf.checkpointKeyFile(); fileExists(p) {
 			*cpKey = p
 		}
 	}
 	if *pubkey == "" {
-		*pubkey = filepath.Join(bf.dataDir, "checkpoint.key.pub")
+		*pubkey = bf.checkpointVerifierFile()
 		if *cpKey != "" {
 			*pubkey = *cpKey + ".pub"
 		}

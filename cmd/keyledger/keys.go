@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"time"
 
 	"github.com/keyledger/keyledger/ledger"
@@ -46,7 +45,7 @@ func keysDescribe(args []string, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	keyFile := *pubkey
 	if keyFile == "" {
-		keyFile = filepath.Join(bf.dataDir, "checkpoint.key.pub")
+		keyFile = bf.checkpointVerifierFile()
 	}
 	// From the newest snapshot at or before the time, to the first event
 	// after it: the answer of a fold from the first event, at a cost that
@@ -66,11 +65,11 @@ func keysDescribe(args []string, stdout, stderr io.Writer) int {
 	var err error
 	if resumeAt != nil {
 		_, err = l.ReplayFrom(ctx, *resumeAt, f.Fold)
-	} else if base := l.Base(); !base.Empty() {
-		// The events before the base were removed: a fold from the base
-		// would miss the key's history.
+	} else if first := l.FirstIndex(); first > 0 {
+		// The events before the live ledger were removed: a fold from
+		// where it starts would miss the key's history.
 		fmt.Fprintf(stderr, "keyledger: no snapshot at or before %s, and the live ledger starts at event %d after removed segments: "+
-			"answer from the archives (audit verify --offline --archive)\n", asOf.Format(time.RFC3339), base.FirstIndex)
+			"answer from the archives (audit verify --offline --archive)\n", asOf.Format(time.RFC3339), first)
 		return 1
 	} else {
 		_, err = l.Replay(ctx, chain.Head{}, f.Fold)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/keyledger/keyledger/gateway/auditclient"
@@ -15,6 +14,7 @@ import (
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/compliance"
@@ -59,7 +59,7 @@ func reportCompliance(args []string, stdout, stderr io.Writer) int {
 	opts := compliance.Options{Now: time.Now(), Region: *region, MaxAgeDays: *maxAge, UnusedDays: *unused}
 	keyFile := *pubkey
 	if keyFile == "" {
-		keyFile = filepath.Join(bf.dataDir, "checkpoint.key.pub")
+		keyFile = bf.checkpointVerifierFile()
 	}
 	if err := checkBase(ctx, l, b, bf, keyFile); err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
@@ -168,11 +168,11 @@ func reportFromLedger(ctx context.Context, l *ledger.Ledger, b *backend.Backend,
 		builder.Add(r)
 		return tree.Append(r.Raw)
 	})
-	switch base := l.Base(); {
+	switch first := l.FirstIndex(); {
 	case err != nil:
 		integrity.Problem = err.Error()
-	case !base.Empty():
-		integrity.Problem = fmt.Sprintf("the live ledger starts at event %d after removed (archived) segments: this report covers the events from there on", base.FirstIndex)
+	case first > 0:
+		integrity.Problem = fmt.Sprintf("the live ledger starts at event %d after removed (archived) segments: this report covers the events from there on", first)
 	default:
 		integrity.ChainVerified, integrity.Events, integrity.Head = true, head.Count, head.Hash.String()
 	}
@@ -185,7 +185,7 @@ func reportFromLedger(ctx context.Context, l *ledger.Ledger, b *backend.Backend,
 				if err != nil {
 					integrity.Problem = err.Error()
 				}
-			} else if !errors.Is(err, ledger.ErrNoCheckpoint) {
+			} else if !errors.Is(err, checkpoint.ErrNone) {
 				integrity.Problem = err.Error()
 			}
 		}

@@ -103,13 +103,13 @@ func checkpointWriters(ctx context.Context, b *backend.Backend, bf *backendFlags
 // identity can write, so it is not trusted on its own (see
 // ledger.CheckBaseWriters).
 func checkBase(ctx context.Context, l *ledger.Ledger, b *backend.Backend, bf *backendFlags, vkeyFile string) error {
-	if l.Base().Empty() {
+	if l.FirstIndex() == 0 {
 		return nil
 	}
 	named := checkpointWriters(ctx, b, bf, vkeyFile)
 	if len(named) == 0 {
 		return fmt.Errorf("the ledger starts at event %d after removed segments, and no signed checkpoint verifying with %s names its writers to vouch for that base",
-			l.Base().FirstIndex, vkeyFile)
+			l.FirstIndex(), vkeyFile)
 	}
 	trusted := make(map[string]string, len(named))
 	for id, pub := range named {

@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/keyledger/keyledger/gateway/sigv4"
+	"github.com/keyledger/keyledger/ledger"
 )
 
 // soakConfig is what `bench --soak` was asked to do.
@@ -313,7 +314,7 @@ func runSoak(cfg soakConfig, stdout, stderr io.Writer) int {
 		}
 		srv.stop()
 		js := filepath.Join(cfg.dir, "jetstream")
-		row.LedgerBytesPerEvent = float64(dirBytes(js, string(filepath.Separator)+"KEYLEDGER"+string(filepath.Separator))) / float64(events)
+		row.LedgerBytesPerEvent = float64(dirBytes(js, string(filepath.Separator)+ledger.DefaultStream+string(filepath.Separator))) / float64(events)
 		row.JetStreamBytesPerEvent = float64(dirBytes(js, "")) / float64(events)
 		took, rss, err := timedRun("report", "compliance", "--data-dir", cfg.dir, "--format", "json", "--out", os.DevNull)
 		if err != nil {

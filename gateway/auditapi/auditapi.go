@@ -27,8 +27,8 @@ import (
 
 	"github.com/keyledger/keyledger/gateway/awsjson"
 	"github.com/keyledger/keyledger/gateway/keyservice"
-	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/compliance"
@@ -38,7 +38,7 @@ import (
 )
 
 // Checkpoints is the ledger's Merkle tree and its signed checkpoints (a
-// *ledger.Checkpointer).
+// *checkpoint.Checkpointer).
 type Checkpoints interface {
 	Tree() *merkle.Tree
 	// Checkpoint returns a signed checkpoint covering the ledger as it is now.
@@ -356,7 +356,7 @@ func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
 	// keyledger audit verify and report compliance --full check every one.
 	signed, stored, err := a.checkpoints.Newest(ctx)
 	switch {
-	case errors.Is(err, ledger.ErrNoCheckpoint):
+	case errors.Is(err, checkpoint.ErrNone):
 	case err != nil:
 		integrity.Problem = "checkpoints unreadable: " + err.Error()
 	default:

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/merkle"
 )
 
@@ -20,7 +20,7 @@ const DefaultCheckpointInterval = time.Second
 // none (a new ledger, or no checkpoint key configured). Newer checkpoints
 // that do not verify are another instance's (each signs with its own key)
 // or forged: not trusted, and left to audit witness to judge.
-func newestCheckpoint(ctx context.Context, cps *ledger.Checkpoints, cfg Config) (*merkle.Checkpoint, error) {
+func newestCheckpoint(ctx context.Context, cps *checkpoint.Store, cfg Config) (*merkle.Checkpoint, error) {
 	if cfg.CheckpointVerifier == "" {
 		return nil, nil
 	}
@@ -29,7 +29,7 @@ func newestCheckpoint(ctx context.Context, cps *ledger.Checkpoints, cfg Config) 
 		cfg.Logger.Info("newer stored checkpoints do not verify with this instance's checkpoint key (another instance's, or forged); "+
 			"the ledger is checked against the newest that does", "count", skipped)
 	}
-	if errors.Is(err, ledger.ErrNoCheckpoint) {
+	if errors.Is(err, checkpoint.ErrNone) {
 		return nil, nil
 	}
 	if err != nil {

@@ -27,7 +27,9 @@ import (
 	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/snapshot"
@@ -101,13 +103,13 @@ type Node struct {
 	Materials    *material.Store
 	State        *keystate.State
 	Projections  *resume.Projections
-	Checkpointer *ledger.Checkpointer
+	Checkpointer *checkpoint.Checkpointer
 	Service      *keyservice.Service
 	// Rotation rotates the root key (nil without a RootSeal).
 	Rotation *keyservice.RootRotation
 
 	cfg           Config
-	feed          *ledger.Feed
+	feed          *feed.Feed
 	hub           *auditapi.Hub
 	http          *awsjson.Server
 	audit         *auditapi.API
@@ -229,17 +231,15 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	// After a removed segment the tree continues from the base's frontier
-	// (its tiles are kept).
-	if bt := l.BaseTree(); bt.Size > 0 {
-		t, err := merkle.Restore(bt, tiles, cfg.TileCache)
-		if err == nil {
-			err = l.CheckBaseTree(t.Root)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("node: refusing to start: the ledger's base: %w", err)
-		}
-		tr.base = bt
+	// (its tiles are kept), and must have the base's root there.
+	start, err := l.TiledTree(tiles, cfg.TileCache)
+	if err == nil {
+		err = l.CheckBaseTree(start.Root)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("node: refusing to start: the ledger's base: %w", err)
+	}
+	tr.l = l
 	mats, err := b.OpenMaterials(ctx, cfg.Materials)
 	if err != nil {
 		return nil, err
@@ -263,10 +263,10 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	replayStart := time.Now()
 	onTree := func(err error) { cfg.Logger.Error("merkle tree append failed", "error", err) }
 	r := restore(ctx, l, store, cfg, tr, onTree)
-	if r.resume == nil && !l.Base().Empty() {
+	if r.resume == nil && l.FirstIndex() > 0 {
 		// Key state lives in events; those before the base were removed.
 		return nil, fmt.Errorf("node: refusing to start: the live ledger starts at event %d after a removed segment, "+
-			"and no snapshot at or after it restores the key state (snapshots: %v)", l.Base().FirstIndex, !cfg.Snapshots.Off)
+			"and no snapshot at or after it restores the key state (snapshots: %v)", l.FirstIndex(), !cfg.Snapshots.Off)
 	}
 	proj = r.proj
 	tree, state := r.tree, proj.State
@@ -305,17 +305,15 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	cfg.Logger.Info("ledger replayed", "events", head.Count, "tail_folded", tail, "from_snapshot", r.resume != nil,
 		"head", head.Hash.String(), "took", time.Since(replayStart).Round(time.Millisecond))
 	if newest != nil {
-		if err := ledger.CheckExtends(*newest, tree.Size(), tree.Root); err != nil {
+		if err := checkpoint.CheckExtends(*newest, tree.Size(), tree.Root); err != nil {
 			return nil, fmt.Errorf("node: refusing to start: %w", err)
 		}
 	}
-	if !l.Base().Empty() {
-		// Every fold from the base (the background verifier, audit) trusts
-		// the writers it names; the fold from this instance's own snapshot
-		// vouches for them, not the base bucket.
-		if err := l.CheckBaseWriters(l.Writers(), "the fold from this instance's snapshot"); err != nil {
-			return nil, fmt.Errorf("node: refusing to start: %w", err)
-		}
+	// After removed segments every fold from the base (the background
+	// verifier, audit) trusts the writers it names; the fold from this
+	// instance's own snapshot vouches for them, not the base bucket.
+	if err := l.CheckBaseWriters(l.Writers(), "the fold from this instance's snapshot"); err != nil {
+		return nil, fmt.Errorf("node: refusing to start: %w", err)
 	}
 	l.Start(head)
 	if err := registerWriter(ctx, l, cfg); err != nil {
@@ -362,7 +360,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = DefaultCheckpointInterval
 	}
-	cp := ledger.NewCheckpointer(ledger.CheckpointerConfig{Tree: tree, Store: checkpoints,
+	cp := checkpoint.NewCheckpointer(checkpoint.Config{Tree: tree, Store: checkpoints,
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin, Writers: l.Writers})
 	n = &Node{Ledger: l, Materials: mats, State: state, Projections: proj, Checkpointer: cp, Service: svc, Rotation: rotation,
 		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),

@@ -74,19 +74,16 @@ func (s *Snapshots) setDefaults() {
 // trees makes an instance's Merkle tree over its tile store.
 type trees struct {
 	store merkle.TileStore
-	cache int // tiles
-	// base, after removed segments, is the frontier the tree continues
-	// from (checked against the ledger's base at open; its tiles are kept).
-	base merkle.Frontier
+	cache int            // tiles
+	l     *ledger.Ledger // where the live ledger starts
 }
 
-// fresh is the tree before any live event: empty, or at the base.
+// fresh is the tree before any live event: empty, or after removed
+// segments continued from their frontier (Ledger.TiledTree, restored and
+// checked once already at open).
 func (t trees) fresh() *merkle.Tree {
-	if t.base.Size > 0 {
-		tree, _ := merkle.Restore(t.base, t.store, t.cache) // restored once already at open
-		return tree
-	}
-	return merkle.New(t.store, t.cache)
+	tree, _ := t.l.TiledTree(t.store, t.cache)
+	return tree
 }
 
 // maxPendingTiles bounds the completed tiles (8 KiB each) start-up keeps in
@@ -423,8 +420,7 @@ func (v *verifier) run(ctx context.Context, l *ledger.Ledger, rate int, log *slo
 		return
 	}
 	meter := progress.New("background chain verification", 0, last, progress.Options{Logger: log, Every: 30 * time.Second})
-	src := &limited{l: l, rate: rate, meter: meter}
-	report, err := ledger.AuditAgainstFrom(ctx, src, l.Base(), nil) // from the base after a removed segment
+	report, err := l.AuditAgainst(ctx, nil, paced(ctx, rate, meter)) // from where the live ledger starts
 	if ctx.Err() != nil {
 		return
 	}
@@ -451,27 +447,22 @@ func (v *verifier) run(ctx context.Context, l *ledger.Ledger, rate int, log *slo
 	log.Info("background chain verification passed", "events", in.Events, "head", in.Head)
 }
 
-// limited is the ledger's messages at no more than rate events/s.
-type limited struct {
-	l     *ledger.Ledger
-	rate  int
-	meter *progress.Meter
-}
-
-func (s *limited) Messages(ctx context.Context, fn func(chain.Message) error) error {
+// paced counts a walk's messages on meter and holds the walk to no more
+// than rate events/s.
+func paced(ctx context.Context, rate int, meter *progress.Meter) func(chain.Message) error {
 	began := time.Now()
 	var events uint64
-	return s.l.Messages(ctx, func(m chain.Message) error {
+	return func(m chain.Message) error {
 		n := uint64(bytes.Count(m.Data, []byte{'\n'}))
 		events += n
-		s.meter.Add(m.Seq, n)
-		if ahead := time.Duration(float64(events)/float64(s.rate)*float64(time.Second)) - time.Since(began); ahead > 10*time.Millisecond {
+		meter.Add(m.Seq, n)
+		if ahead := time.Duration(float64(events)/float64(rate)*float64(time.Second)) - time.Since(began); ahead > 10*time.Millisecond {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-time.After(ahead):
 			}
 		}
-		return fn(m)
-	})
+		return nil
+	}
 }

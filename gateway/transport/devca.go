@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/keyledger/keyledger/crypto/durable"
 )
 
 // DevFiles are where DevCertificate keeps a development CA and the server
@@ -186,27 +188,9 @@ func serial() *big.Int {
 // writePEM replaces path atomically (temp file, then rename), so a
 // certificate watcher never reads half a file.
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := pem.Encode(tmp, &pem.Block{Type: typ, Bytes: der}); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	data := pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+	defer clear(data) // a private key, for the key files
+	return durable.WriteFile(path, data, mode)
 }
 
 // DevHosts are the names a development certificate for listen address addr

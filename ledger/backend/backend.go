@@ -17,7 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/embedded"
+	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 )
@@ -144,8 +146,8 @@ func (b *Backend) OpenMaterials(ctx context.Context, cfg material.Config) (*mate
 }
 
 // OpenCheckpoints opens the checkpoint stream of a ledger stream.
-func (b *Backend) OpenCheckpoints(ctx context.Context, ledgerStream string) (*ledger.Checkpoints, error) {
-	return ledger.OpenCheckpoints(ctx, b.nc, ledgerStream, b.replicas)
+func (b *Backend) OpenCheckpoints(ctx context.Context, ledgerStream string) (*checkpoint.Store, error) {
+	return checkpoint.Open(ctx, b.nc, ledgerStream, b.replicas)
 }
 
 // OpenSnapshots opens the snapshot store of a ledger stream.
@@ -160,18 +162,18 @@ func (b *Backend) ReadSnapshots(ctx context.Context, ledgerStream string) (*snap
 }
 
 // ReadCheckpoints opens the checkpoint stream of a ledger stream read-only
-// (ledger.ErrNoCheckpoint if there is none).
-func (b *Backend) ReadCheckpoints(ctx context.Context, ledgerStream string) (*ledger.Checkpoints, error) {
-	return ledger.ReadCheckpoints(ctx, b.nc, ledgerStream)
+// (checkpoint.ErrNone if there is none).
+func (b *Backend) ReadCheckpoints(ctx context.Context, ledgerStream string) (*checkpoint.Store, error) {
+	return checkpoint.OpenExisting(ctx, b.nc, ledgerStream)
 }
 
 // OpenTiles opens the Merkle tile bucket of a ledger stream.
-func (b *Backend) OpenTiles(ctx context.Context, ledgerStream string) (*ledger.Tiles, error) {
-	return ledger.OpenTiles(ctx, b.nc, ledgerStream, b.replicas)
+func (b *Backend) OpenTiles(ctx context.Context, ledgerStream string) (*checkpoint.Tiles, error) {
+	return checkpoint.OpenTiles(ctx, b.nc, ledgerStream, b.replicas)
 }
 
 // Feed returns the live audit feed of a ledger stream.
-func (b *Backend) Feed(ledgerStream string) *ledger.Feed { return ledger.NewFeed(b.nc, ledgerStream) }
+func (b *Backend) Feed(ledgerStream string) *feed.Feed { return feed.New(b.nc, ledgerStream) }
 
 // ClientURL is where NATS clients (audit subscribers) reach the embedded
 // server, or "" when it has no listener or the deployment is external.

@@ -17,8 +17,10 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/keyledger/keyledger/crypto/durable"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
@@ -86,7 +88,7 @@ type MaterialReader interface {
 type Source struct {
 	Stream      string
 	Ledger      *ledger.Ledger // opened; need not be started
-	Checkpoints *ledger.Checkpoints
+	Checkpoints *checkpoint.Store
 	Materials   MaterialReader
 	Fold        Fold // empty; Write applies the events up to the cut
 	// Verifier (note vkey) checks the checkpoint the cut is taken at.
@@ -122,10 +124,10 @@ func Write(ctx context.Context, src Source, dir string) (Summary, error) {
 	if _, err := os.Stat(dir); err == nil {
 		return Summary{}, fmt.Errorf("backup: %s exists; a backup goes into a new directory", dir)
 	}
-	if b := src.Ledger.Base(); !b.Empty() {
+	if first := src.Ledger.FirstIndex(); first > 0 {
 		// Restore imports from the first event; the live part alone would
 		// be a backup that silently lacks the removed segments.
-		return Summary{}, fmt.Errorf("backup: the ledger starts at event %d after removed (archived) segments; backing it up is not supported yet", b.FirstIndex)
+		return Summary{}, fmt.Errorf("backup: the ledger starts at event %d after removed (archived) segments; backing it up is not supported yet", first)
 	}
 	tmp := dir + ".partial"
 	if err := os.RemoveAll(tmp); err != nil {
@@ -139,7 +141,7 @@ func Write(ctx context.Context, src Source, dir string) (Summary, error) {
 	if err := os.Rename(tmp, dir); err != nil {
 		return Summary{}, fmt.Errorf("backup: %w", err)
 	}
-	return sum, syncDir(filepath.Dir(dir))
+	return sum, durable.SyncDir(filepath.Dir(dir))
 }
 
 // write writes every file of the backup into tmp.
@@ -299,7 +301,7 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 // newest reads the newest stored checkpoint, if any.
 func newest(ctx context.Context, src Source) ([]byte, *merkle.Checkpoint, error) {
 	signed, err := src.Checkpoints.Latest(ctx)
-	if errors.Is(err, ledger.ErrNoCheckpoint) {
+	if errors.Is(err, checkpoint.ErrNone) {
 		return nil, nil, nil
 	}
 	if err != nil {
@@ -373,14 +375,5 @@ func writeSynced(path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.SyncDir(filepath.Dir(path))
 }

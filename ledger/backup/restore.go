@@ -17,6 +17,7 @@ import (
 	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
@@ -423,7 +424,7 @@ type Target struct {
 	// Ledger is opened, not started; Restore starts and closes it only to
 	// record deletions again (otherwise it is left unstarted).
 	Ledger      *ledger.Ledger
-	Checkpoints *ledger.Checkpoints
+	Checkpoints *checkpoint.Store
 	Materials   MaterialStore
 	Fold        Fold // empty; for checking what was restored
 }
@@ -501,7 +502,7 @@ var ErrUnfinished = errors.New("backup: the target holds an unfinished restore o
 // putCheckpoints stores the backup's checkpoints, read again from the
 // file one at a time; each must still open under the verifier key, and the
 // file must still be the one Open verified.
-func (b *Backup) putCheckpoints(ctx context.Context, c *ledger.Checkpoints) error {
+func (b *Backup) putCheckpoints(ctx context.Context, c *checkpoint.Store) error {
 	cr, err := openCheckpoints(filepath.Join(b.dir, CheckpointsFile))
 	if err != nil {
 		return fmt.Errorf("backup: %s: %w", CheckpointsFile, err)

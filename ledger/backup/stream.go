@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/keyledger/keyledger/crypto/durable"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 )
@@ -140,7 +141,7 @@ func (hf *hashedFile) close() (File, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(hf.f.Name()))
+		err = durable.SyncDir(filepath.Dir(hf.f.Name()))
 	}
 	return File{Path: filepath.ToSlash(hf.path), Size: hf.size, SHA256: hex.EncodeToString(hf.h.Sum(nil))}, err
 }

@@ -131,7 +131,7 @@ func auditAPI(streams []string) []string {
 	return api
 }
 
-// feedSubjects is the live audit feed (ledger.Feed).
+// feedSubjects is the live audit feed (package feed).
 const feedSubjects = "keyledger.audit.>"
 
 // linkAuditAccount exports auditAPI and the live feed from keyledger's

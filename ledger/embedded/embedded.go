@@ -27,6 +27,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/keyledger/keyledger/ledger/internal/streamname"
 )
 
 // Options configure the embedded server.
@@ -71,7 +73,7 @@ func Start(opts Options) (*Server, error) {
 		opts.AuthDir = opts.DataDir
 	}
 	if len(opts.AuditStreams) == 0 {
-		opts.AuditStreams = []string{"KEYLEDGER"}
+		opts.AuditStreams = []string{streamname.Default}
 	}
 	var streams []string
 	for _, s := range opts.AuditStreams {

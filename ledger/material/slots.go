@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/keyledger/keyledger/crypto/durable"
 	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/crypto/shred"
 )
@@ -34,14 +35,13 @@ import (
 // far more likely a flipped bit in a live key, and zeroing it on sight
 // would destroy that key for good.
 const (
-	slotSize    = 128
-	slotIDMax   = 80
-	slotKeyAt   = 5 + slotIDMax
-	slotSumAt   = slotSize - 8
-	slotMagic   = "KLS1"
-	slotHeader  = "keyledger per-material key slots v1\n"
-	slotsFile   = "material-keys.slots"
-	slotsTmpExt = ".tmp"
+	slotSize   = 128
+	slotIDMax  = 80
+	slotKeyAt  = 5 + slotIDMax
+	slotSumAt  = slotSize - 8
+	slotMagic  = "KLS1"
+	slotHeader = "keyledger per-material key slots v1\n"
+	slotsFile  = "material-keys.slots"
 )
 
 var (
@@ -76,7 +76,7 @@ func openSlots(dir string) (s *slotFile, repaired int, err error) {
 	}
 	path := filepath.Join(dir, slotsFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if err := createSlots(dir, path); err != nil {
+		if err := createSlots(path); err != nil {
 			return nil, 0, fmt.Errorf("material: creating key slots: %w", err)
 		}
 	}
@@ -94,36 +94,8 @@ func openSlots(dir string) (s *slotFile, repaired int, err error) {
 
 // createSlots writes a file holding only the header, atomically: a crash
 // leaves either no file or a whole one.
-func createSlots(dir, path string) error {
-	tmp := path + slotsTmpExt
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(headerSlot()); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+func createSlots(path string) error {
+	return durable.WriteFile(path, headerSlot(), 0o600)
 }
 
 func headerSlot() []byte {

@@ -45,6 +45,7 @@ import (
 
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/internal/streamname"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
 
@@ -125,9 +126,7 @@ func newStore(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, obj je
 
 // Open creates or opens the snapshot bucket of a ledger stream.
 func Open(ctx context.Context, nc *nats.Conn, ledgerStream string, replicas int) (*Store, error) {
-	if ledgerStream == "" {
-		ledgerStream = "KEYLEDGER"
-	}
+	ledgerStream = streamname.Or(ledgerStream)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -153,9 +152,7 @@ var ErrNone = errors.New("snapshot: no snapshots of this ledger")
 // creating it (readers: a stopped server's data directory, an audit
 // identity); ErrNone when there is none.
 func OpenExisting(ctx context.Context, nc *nats.Conn, ledgerStream string) (*Store, error) {
-	if ledgerStream == "" {
-		ledgerStream = "KEYLEDGER"
-	}
+	ledgerStream = streamname.Or(ledgerStream)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err

@@ -18,10 +18,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/keyledger/keyledger/crypto/durable"
 	"github.com/keyledger/keyledger/ledger/merkle"
 )
 
@@ -111,30 +111,5 @@ func Load(path, vkey string) (*Seen, error) {
 
 // Save writes s to path atomically.
 func Save(path string, s Seen) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".witness-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(s.Signed); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.WriteFile(path, s.Signed, 0o600)
 }

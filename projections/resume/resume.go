@@ -1,11 +1,13 @@
 // Package resume keeps an instance's projections together (key state,
 // compliance aggregates, the Merkle tree and the position in the ledger)
 // and encodes them as one snapshot image, so an instance restarts from the
-// newest snapshot and folds only the ledger's tail (DESIGN rule 11).
+// newest snapshot and folds only the ledger's tail: start-up costs what
+// the live state and the tail cost, not what the whole history does.
 //
-// Replay is truth (rule 5): an Image is a pure function of the events
-// folded into it, and restoring it then folding the rest gives exactly
-// the state folding everything gives; the tests compare the two.
+// A snapshot only saves time; the ledger stays the truth. An Image is a
+// pure function of the events folded into it, and restoring it then
+// folding the rest gives exactly the state folding everything gives; the
+// tests compare the two.
 //
 // Projections is safe for concurrent use: Apply and Capture serialize on
 // one lock, so a captured image is a consistent cut at one event.

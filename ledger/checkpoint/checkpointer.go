@@ -1,4 +1,4 @@
-package ledger
+package checkpoint
 
 import (
 	"context"
@@ -12,11 +12,11 @@ import (
 	"github.com/keyledger/keyledger/ledger/merkle"
 )
 
-// CheckpointerConfig describes what a Checkpointer signs and where it keeps
-// the result.
-type CheckpointerConfig struct {
+// Config describes what a Checkpointer signs and where it keeps the
+// result.
+type Config struct {
 	Tree  *merkle.Tree // the Merkle tree over the ledger, kept current by the caller
-	Store *Checkpoints
+	Store *Store
 	// Signer signs checkpoints; nil means this instance makes none.
 	// Verifier is its public key (note vkey), Origin names the log.
 	Signer   note.Signer
@@ -31,7 +31,7 @@ type CheckpointerConfig struct {
 // them. Run makes one every interval; Checkpoint makes one on demand. It is
 // safe for concurrent use.
 type Checkpointer struct {
-	cfg  CheckpointerConfig
+	cfg  Config
 	mu   sync.Mutex
 	last int64 // tree size of the newest checkpoint this Checkpointer stored
 	at   time.Time
@@ -46,7 +46,7 @@ func (c *Checkpointer) Last() (size int64, at time.Time) {
 }
 
 // NewCheckpointer returns a Checkpointer; it does nothing until called.
-func NewCheckpointer(cfg CheckpointerConfig) *Checkpointer {
+func NewCheckpointer(cfg Config) *Checkpointer {
 	return &Checkpointer{cfg: cfg}
 }
 
@@ -57,7 +57,7 @@ func (c *Checkpointer) Tree() *merkle.Tree { return c.cfg.Tree }
 func (c *Checkpointer) Verifier() string { return c.cfg.Verifier }
 
 // Newest returns the newest stored signed checkpoint and how many are
-// stored (ErrNoCheckpoint before the first).
+// stored (ErrNone before the first).
 func (c *Checkpointer) Newest(ctx context.Context) (signed []byte, stored uint64, err error) {
 	if signed, err = c.cfg.Store.Latest(ctx); err != nil {
 		return nil, 0, err
@@ -70,13 +70,13 @@ func (c *Checkpointer) Newest(ctx context.Context) (signed []byte, stored uint64
 // grew since the last one, and returns the newest signed note.
 func (c *Checkpointer) Checkpoint(ctx context.Context) ([]byte, error) {
 	if c.cfg.Signer == nil {
-		return nil, errors.New("ledger: no checkpoint signing key configured")
+		return nil, errors.New("checkpoint: no checkpoint signing key configured")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	size := c.cfg.Tree.Size()
 	if size == 0 {
-		return nil, errors.New("ledger: the ledger is empty")
+		return nil, errors.New("checkpoint: the ledger is empty")
 	}
 	if size == c.last {
 		return c.cfg.Store.Latest(ctx)

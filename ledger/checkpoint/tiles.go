@@ -1,4 +1,4 @@
-package ledger
+package checkpoint
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/internal/streamname"
 	"github.com/keyledger/keyledger/ledger/merkle"
 )
 
@@ -23,9 +24,7 @@ type Tiles struct {
 
 // OpenTiles creates or opens the tile bucket of a ledger stream.
 func OpenTiles(ctx context.Context, nc *nats.Conn, ledgerStream string, replicas int) (*Tiles, error) {
-	if ledgerStream == "" {
-		ledgerStream = "KEYLEDGER"
-	}
+	ledgerStream = streamname.Or(ledgerStream)
 	if replicas == 0 {
 		replicas = 1
 	}
@@ -43,7 +42,7 @@ func OpenTiles(ctx context.Context, nc *nats.Conn, ledgerStream string, replicas
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ledger: tile bucket: %w", err)
+		return nil, fmt.Errorf("checkpoint: tile bucket: %w", err)
 	}
 	return &Tiles{kv: kv}, nil
 }

@@ -3,7 +3,6 @@ package ledger
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"strings"
 	"time"
 
@@ -38,18 +37,6 @@ import (
 
 // maxYield bounds how long a writer holds a batch for a peer that lost.
 const maxYield = 500 * time.Millisecond
-
-// seal re-slices the records' Raw from the final buffer (data may have been
-// reallocated while growing) and returns the batch's message ID.
-func (b *batch) seal() string {
-	off := 0
-	for i := range b.recs {
-		n := len(b.recs[i].Raw)
-		b.recs[i].Raw = b.data[off : off+n : off+n]
-		off += n + 1
-	}
-	return fmt.Sprintf("kl-%d-%s", b.recs[0].Event.Index, hex.EncodeToString(b.recs[0].Hash[:8]))
-}
 
 // relinkAfter returns b linked after the head the writer has folded, with
 // its message ID: b itself if the head has not moved (only quarantined

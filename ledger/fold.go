@@ -1,0 +1,145 @@
+package ledger
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/writer"
+)
+
+// The fold. Every message read from the stream, whoever wrote it, is
+// authenticated and linked by a chain.Folder before anything is applied;
+// a message that fails is quarantined: counted, logged as an alarm,
+// remembered by stream sequence so readers of the history skip it, and
+// never applied. The writer's own folder (l.fold) is the one that counts.
+
+// foldMessage folds one message into f, quarantining it if need be; nil
+// records means quarantined. Only the ledger's own folder (l.fold) counts
+// and raises alarms: a Replay after Start walks with a folder of its own.
+func (l *Ledger) foldMessage(f *chain.Folder, m storedMsg, seq uint64) []event.Record {
+	recs, err := f.Fold(message(m, seq))
+	own := f == l.fold
+	if own {
+		l.noteFolded()
+	}
+	if err != nil {
+		var q *chain.Quarantine
+		if errors.As(err, &q) && own {
+			l.quarantine(q)
+		}
+		return nil
+	}
+	return recs
+}
+
+// message is the stored message m at stream sequence seq, as the fold
+// takes it.
+func message(m storedMsg, seq uint64) chain.Message {
+	h := m.Headers()
+	return chain.Message{Seq: seq, Data: m.Data(), Writer: h.Get(writer.HeaderWriter), Signature: h.Get(writer.HeaderSignature)}
+}
+
+// quarantine counts and raises the alarm for a refused message.
+func (l *Ledger) quarantine(q *chain.Quarantine) {
+	l.quarantined.Add(1)
+	l.qmu.Lock()
+	if l.qseqs == nil {
+		l.qseqs = map[uint64]bool{}
+	}
+	l.qseqs[q.Seq] = true
+	if len(l.qfirst) < reportedQuarantines {
+		l.qfirst = append(l.qfirst, fmt.Sprintf("stream sequence %d (writer %q): %v", q.Seq, q.Writer, q.Reason))
+	}
+	l.qmu.Unlock()
+	l.cfg.Logger.Error("ALARM: ledger message quarantined: not applied; the chain continues from the last valid event",
+		"stream_sequence", q.Seq, "writer", q.Writer, "reason", q.Reason.Error())
+}
+
+// reportedQuarantines is how many quarantines QuarantineReasons keeps.
+const reportedQuarantines = 5
+
+// noteFolded publishes the folder's position and writers to readers of
+// the history.
+func (l *Ledger) noteFolded() {
+	l.through.Store(l.fold.Through())
+	if k := l.fold.Keys(); l.keys.Load() == nil || len(*l.keys.Load()) != len(k) {
+		l.keys.Store(&k)
+	}
+}
+
+// authentic reports whether a message may be shown to readers of the
+// history: folded and accepted, or (past what was folded) signed for its
+// place by a registered writer.
+func (l *Ledger) authentic(m storedMsg, seq uint64) bool {
+	if seq <= l.through.Load() {
+		l.qmu.Lock()
+		defer l.qmu.Unlock()
+		return !l.qseqs[seq]
+	}
+	cm := message(m, seq)
+	keys := l.keys.Load()
+	if keys == nil || len(*keys) == 0 {
+		return cm.Writer == ""
+	}
+	pub, ok := (*keys)[cm.Writer]
+	sig, err := base64.StdEncoding.DecodeString(cm.Signature)
+	return ok && err == nil && writer.Verify(pub, seq, cm.Data, sig)
+}
+
+// quarantinedSeq reports whether folding refused the message at seq.
+func (l *Ledger) quarantinedSeq(seq uint64) bool {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	return l.qseqs[seq]
+}
+
+// Quarantined is how many messages this instance refused to fold.
+func (l *Ledger) Quarantined() uint64 { return l.quarantined.Load() }
+
+// QuarantineReasons names the first quarantined messages (at most five):
+// where they are in the stream, the writer they claim, and why.
+func (l *Ledger) QuarantineReasons() []string {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	return append([]string(nil), l.qfirst...)
+}
+
+// QuarantinedThrough lists the stream sequences quarantined at or before
+// seq, in order.
+func (l *Ledger) QuarantinedThrough(seq uint64) []uint64 {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	var out []uint64
+	for s := range l.qseqs {
+		if s <= seq {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Writers returns the writers the ledger has registered (ID → public key).
+func (l *Ledger) Writers() map[string]string {
+	out := map[string]string{}
+	if k := l.keys.Load(); k != nil {
+		for id, pub := range *k {
+			out[id] = base64.StdEncoding.EncodeToString(pub)
+		}
+	}
+	return out
+}
+
+// Registered reports whether the ledger has registered a writer.
+func (l *Ledger) Registered(id string) bool {
+	k := l.keys.Load()
+	if k == nil {
+		return false
+	}
+	_, ok := (*k)[id]
+	return ok
+}

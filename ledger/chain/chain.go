@@ -1,16 +1,3 @@
-// Package chain checks the hash chain that links ledger events.
-//
-// Every event names its dense index and the SHA-256 of the previous event's
-// stored bytes. A Linker follows a chain event by event and reports the first
-// link that does not hold: a changed, removed, inserted or reordered event
-// breaks the link to its successor (or its own index). The chain alone cannot
-// tell a truncated tail from a short ledger; signed checkpoints do that.
-//
-// A Folder adds authorship: every message must be signed by a writer the
-// ledger registered (package writer), and a message that is not, or does
-// not link, is quarantined: never applied, always reported, and the chain
-// continues from the last valid event.
-// A Linker is not safe for concurrent use.
 package chain
 
 import (

@@ -28,6 +28,7 @@ const (
 	TypeGrantRetired          = "GrantRetired.v1"
 	TypePrincipalsConfigured  = "PrincipalsConfigured.v1"
 	TypeWriterRegistered      = "WriterRegistered.v1"
+	TypeFence                 = "Fence.v1"
 )
 
 func newBody(typ string) Body {
@@ -80,6 +81,8 @@ func newBody(typ string) Body {
 		return &PrincipalsConfigured{}
 	case TypeWriterRegistered:
 		return &WriterRegistered{}
+	case TypeFence:
+		return &Fence{}
 	case TypeRootUnsealed:
 		return &RootUnsealed{}
 	case TypeRootUnsealFailed:
@@ -431,6 +434,23 @@ func (b *WriterRegistered) encode(w *writer) {
 	w.str("writerId", b.WriterID)
 	w.str("publicKey", b.PublicKey)
 	w.str("registeredBy", b.RegisteredBy)
+}
+
+// Fence is the part of a key-state change that lands on a control chain
+// other than the change's own, when the change depends on several
+// (package ledger, AppendChange): it is stored in the same atomic batch as
+// the change, so a concurrent change on its chain cannot slip between the
+// validation and the commit. It changes no state. Change is the hex hash
+// of the change's event, on chain Chain.
+type Fence struct {
+	Chain  string `json:"chain"`
+	Change string `json:"change"`
+}
+
+func (*Fence) Type() string { return TypeFence }
+func (b *Fence) encode(w *writer) {
+	w.str("chain", b.Chain)
+	w.str("change", b.Change)
 }
 
 // Unknown is the body of an event type this build does not know. Its raw

@@ -23,7 +23,7 @@ import (
 // segments, from the first after them) in order, with its writer headers
 // (chain.Source). Fold them from Folder().
 func (l *Ledger) Messages(ctx context.Context, fn func(chain.Message) error) error {
-	return l.messagesAfter(ctx, l.base.Seq, func(m storedMsg, seq uint64) error { return fn(message(m, seq)) })
+	return l.messagesAfter(ctx, l.base.Seq, func(m storedMsg, seq uint64) error { return fn(l.message(m, seq)) })
 }
 
 // EventsFrom calls fn for every committed event with index >= from, in

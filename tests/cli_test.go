@@ -62,6 +62,7 @@ func cli(t *testing.T, args ...string) (int, string) {
 
 // rawMsg is a stored ledger message: its bytes and the writer's signature.
 type rawMsg struct {
+	chain       string
 	data        []byte
 	writer, sig string
 }
@@ -76,7 +77,7 @@ func ledgerMessages(t *testing.T) []rawMsg {
 	}
 	var msgs []rawMsg
 	if err := in.node.Ledger.Messages(ctx, func(m chain.Message) error {
-		msgs = append(msgs, rawMsg{data: bytes.Clone(m.Data), writer: m.Writer, sig: m.Signature})
+		msgs = append(msgs, rawMsg{chain: m.Chain, data: bytes.Clone(m.Data), writer: m.Writer, sig: m.Signature})
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -103,7 +104,11 @@ func writeCopy(t *testing.T, msgs []rawMsg) string {
 		t.Fatal(err)
 	}
 	for _, m := range msgs {
-		msg := nats.NewMsg("keyledger.events")
+		subject := "keyledger.events"
+		if m.chain != "" {
+			subject += "." + m.chain
+		}
+		msg := nats.NewMsg(subject)
 		msg.Data = m.data
 		msg.Header.Set(writer.HeaderWriter, m.writer)
 		msg.Header.Set(writer.HeaderSignature, m.sig)

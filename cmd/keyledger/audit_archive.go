@@ -87,6 +87,7 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 		end          chain.Head
 		writers      map[string]string
 		last         time.Time
+		chains       map[string]chain.ChainHead
 	}
 	var atEnd mark
 	f, err := l.Folder()
@@ -102,6 +103,7 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 	var events, sigs bytes.Buffer
 	var end chain.Head // the last archived event
 	var endWriters map[string]string
+	var endChains map[string]chain.ChainHead // every chain's head there
 	var first, last time.Time
 	cut := false
 	lastSeq, _ := l.LastStreamSeq(ctx)
@@ -133,11 +135,11 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 				events.Write(r.Raw)
 				events.WriteByte('\n')
 			}
-			line, _ := json.Marshal(offline.MessageSignature{Seq: m.Seq, Events: len(recs), Writer: m.Writer, Signature: m.Signature})
+			line, _ := json.Marshal(offline.Signature(m, recs, len(recs)))
 			sigs.Write(append(line, '\n'))
-			end, endWriters = head, f.Writers()
+			end, endWriters, endChains = head, f.Writers(), f.Chains()
 			if segEnds[m.Seq] {
-				atEnd = mark{events.Len(), sigs.Len(), end, endWriters, last}
+				atEnd = mark{events.Len(), sigs.Len(), end, endWriters, last, endChains}
 			}
 		}
 		for _, r := range recs {
@@ -155,8 +157,8 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 	if *whole {
 		events.Truncate(atEnd.events)
 		sigs.Truncate(atEnd.sigs)
-		end, endWriters, last = atEnd.end, atEnd.writers, atEnd.last
-		if end.Empty() || end.NextIndex() <= l.FirstIndex() {
+		end, endWriters, last, endChains = atEnd.end, atEnd.writers, atEnd.last, atEnd.chains
+		if end.Empty() || end.Count <= l.FirstIndex() {
 			fmt.Fprintf(stdout, "nothing to archive: no closed segment of the live ledger ends before %s\n", before.Format(time.RFC3339))
 			return 1
 		}
@@ -165,7 +167,7 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "nothing to archive: no whole message of the ledger is before %s\n", before.Format(time.RFC3339))
 		return 1
 	}
-	n := int64(end.NextIndex())
+	n := int64(end.Count)
 	if cp.Size < n || cp.Size > tree.Size() {
 		fmt.Fprintf(stderr, "keyledger: the newest signed checkpoint (size %d) must cover the archive (%d events) and the ledger must extend it (%d events); checkpoint first\n",
 			cp.Size, n, tree.Size())
@@ -175,7 +177,10 @@ func auditArchive(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "FAILED: the ledger does not match its newest signed checkpoint (size %d); run audit verify\n", cp.Size)
 		return 1
 	}
-	at, err := segment.At(tree, end.NextIndex(), end.Hash, endWriters, end.Seq)
+	if len(endChains) == 1 && endChains[chain.Legacy].Count > 0 {
+		endChains = nil // a ledger of the legacy chain alone: its base names no chains
+	}
+	at, err := segment.At(tree, end.Count, end.Hash, endWriters, end.Seq, endChains)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1

@@ -103,7 +103,7 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 			n++
 		}
 		if sw != nil && k > 0 {
-			line, _ := json.Marshal(offline.MessageSignature{Seq: m.Seq, Events: k, Writer: m.Writer, Signature: m.Signature})
+			line, _ := json.Marshal(offline.Signature(m, recs, k))
 			sw.Write(line)
 			sw.WriteByte('\n')
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/projections/timetravel"
@@ -58,8 +59,8 @@ func keysDescribe(args []string, stdout, stderr io.Writer) int {
 	}
 	if im := snapshotImage(ctx, l, b, bf, keyFile, asOf, stderr); im != nil {
 		if g, err := timetravel.Resume(asOf, im); err == nil {
-			writers, _ := im.WriterKeys() // checked with the snapshot
-			f, resumeAt = g, &ledger.Resume{Head: im.Head, Writers: writers, Quarantined: im.Quarantined}
+			r, _ := node.ResumeAt(im) // writers checked with the snapshot
+			f, resumeAt = g, &r
 		}
 	}
 	var err error

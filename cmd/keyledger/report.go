@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyledger/keyledger/gateway/auditclient"
+	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/gateway/sigv4"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
@@ -138,8 +139,8 @@ func reportFromDeployment(endpoint, region, caBundle, format, scope, out string,
 // does while its background verifier runs.
 func reportFromSnapshot(ctx context.Context, l *ledger.Ledger, im *resume.Image, opts compliance.Options) *compliance.Builder {
 	state, agg := keystate.Restore(im.Keys), compliance.RestoreAggregates(im.Compliance)
-	writers, _ := im.WriterKeys() // checked with the snapshot
-	head, err := l.ReplayFrom(ctx, ledger.Resume{Head: im.Head, Writers: writers, Quarantined: im.Quarantined}, func(r event.Record) error {
+	resumeAt, _ := node.ResumeAt(im) // writers checked with the snapshot
+	head, err := l.ReplayFrom(ctx, resumeAt, func(r event.Record) error {
 		recs := []event.Record{r}
 		state.Apply(recs)
 		agg.Apply(recs)

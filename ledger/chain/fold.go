@@ -21,6 +21,9 @@ type Message struct {
 	Data      []byte
 	Writer    string // writer ID (writer.HeaderWriter)
 	Signature string // base64 Ed25519 signature (writer.HeaderSignature)
+	// Imported marks a message a restore re-signed (writer.HeaderImported):
+	// it may be on another writer's data chain.
+	Imported bool
 }
 
 // Why a message is quarantined, besides a *BrokenLinkError (it does not
@@ -97,7 +100,8 @@ type State struct {
 //   - a message on any other chain must be signed by a registered writer
 //     for its chain and the stream sequence of the chain's previous
 //     message, quarantined ones included (writer.VerifyAt), and a message
-//     on a data chain by that chain's writer;
+//     on a data chain by that chain's writer (unless a restore re-signed
+//     it: Message.Imported, and the record names the restoring writer);
 //   - the ledger's very first writer registers itself: while no writer is
 //     registered, a message whose first event is a WriterRegistered naming
 //     the key that signed the message is accepted, and registers it;
@@ -175,6 +179,26 @@ func (f *Folder) Fold(m Message) ([]event.Record, error) {
 	return f.fold(m, nil)
 }
 
+// FoldAfter is Fold for a message read out of its stream (an export, an
+// archive) without the messages quarantined before it: after is the stream
+// sequence of its chain's previous message, which its signature names. It
+// must lie between the chain's last message folded and the message itself;
+// what was between is what the export left out.
+func (f *Folder) FoldAfter(m Message, after uint64) ([]event.Record, error) {
+	if m.Chain != Legacy {
+		if after >= m.Seq || after < f.Chain(m.Chain).Last {
+			f.through = max(f.through, m.Seq)
+			return nil, &Quarantine{Seq: m.Seq, Chain: m.Chain, Writer: m.Writer, Reason: ErrBadSignature}
+		}
+		if cs := f.chains[m.Chain]; cs != nil {
+			cs.Last = after
+		} else if after > 0 {
+			f.chains[m.Chain] = &ChainHead{Last: after}
+		}
+	}
+	return f.fold(m, nil)
+}
+
 // FoldOwn folds a message this process published itself, whose events it
 // holds decoded (evs, one per line of m.Data, as Decode would give them):
 // the signature it made is not checked again and nothing is decoded, but
@@ -238,7 +262,11 @@ func (f *Folder) fold(m Message, evs []*event.Event) ([]event.Record, error) {
 			return nil, q(&BrokenLinkError{Seq: m.Seq, Chain: m.Chain, Index: ev.Index,
 				Expected: fmt.Sprintf("an event of chain %q", m.Chain), Found: fmt.Sprintf("an event of chain %q", ev.Chain)})
 		}
-		recs = append(recs, event.Record{Seq: m.Seq, Event: ev, Raw: raw, Hash: h, Pos: f.head.Count + uint64(i), Writer: m.Writer})
+		rec := event.Record{Seq: m.Seq, Event: ev, Raw: raw, Hash: h, Pos: f.head.Count + uint64(i), Writer: m.Writer}
+		if m.Chain != Legacy {
+			rec.SignedAfter = prevSeq
+		}
+		recs = append(recs, rec)
 	}
 	lh := linker.head
 	last := cs.Last
@@ -267,7 +295,7 @@ func (f *Folder) authenticate(m Message, prevSeq uint64, first []byte, own bool)
 	if !ok {
 		return ErrUnknownWriter
 	}
-	if id, data := DataWriter(m.Chain); data && id != m.Writer {
+	if id, data := DataWriter(m.Chain); data && id != m.Writer && !m.Imported {
 		return ErrNotItsChain
 	}
 	if own {
@@ -402,3 +430,30 @@ func Verify(ctx context.Context, src Source) (Head, error) {
 	}
 	return r.Head, err
 }
+
+// Heads follows every chain's head over accepted records in stream order:
+// what a fold of records, not messages, knows (projections, archives). A
+// chain's Last is its last accepted message; messages quarantined after it
+// are the caller's to add (AddQuarantined).
+type Heads map[string]ChainHead
+
+// Add moves r's chain past r.
+func (h Heads) Add(r event.Record) {
+	c := h[r.Event.Chain]
+	c.Seq, c.Index, c.Hash, c.Count = r.Seq, r.Event.Index, r.Hash, c.Count+1
+	c.Last = max(c.Last, r.Seq)
+	h[r.Event.Chain] = c
+}
+
+// AddQuarantined moves a chain's Last past a quarantined message.
+func (h Heads) AddQuarantined(name string, seq uint64) {
+	if !ValidName(name) {
+		return
+	}
+	c := h[name]
+	c.Last = max(c.Last, seq)
+	h[name] = c
+}
+
+// Clone is a copy of h.
+func (h Heads) Clone() Heads { return maps.Clone(h) }

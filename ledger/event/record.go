@@ -18,4 +18,8 @@ type Record struct {
 	// Writer is the ID of the writer whose signature the message carries
 	// ("" for an unsigned message of a ledger from before writers signed).
 	Writer string
+	// SignedAfter is the stream sequence of the previous message on the
+	// event's chain, which the message's signature names (0 on the legacy
+	// chain, whose messages are signed for their own stream sequence).
+	SignedAfter uint64
 }

@@ -49,6 +49,10 @@ import (
 const (
 	HeaderWriter    = "Keyledger-Writer"
 	HeaderSignature = "Keyledger-Signature"
+	// HeaderImported marks a message a restore wrote (package ledger,
+	// Import): its events were another ledger's, re-signed by the
+	// restoring writer, on whichever writer's data chain they were.
+	HeaderImported = "Keyledger-Imported"
 )
 
 const (

@@ -427,3 +427,8 @@ func (l *Ledger) readRange(ctx context.Context, from, to uint64, fn func(m store
 	}
 	return nil
 }
+
+// Sync waits until this instance folded every message the stream held
+// when it was called: what a read must wait for to see every change
+// acknowledged before it (by any instance).
+func (l *Ledger) Sync(ctx context.Context) error { return l.catchUp(ctx) }

@@ -37,8 +37,9 @@
 // ledger refuses the append and folds what took its place, and the
 // operation runs again against the new state: it may now be refused with
 // the proper AWS error, recorded as such. A caller never sees an error for
-// losing a race; after maxChangeAttempts lost races in a row it gets a
-// retryable ServiceUnavailable error (never KMSInternalException).
+// losing a race; after maxChangeAttempts lost races in a row it gets
+// ThrottlingException, retryable, as AWS answers changes to a "hot" key
+// (never KMSInternalException).
 //
 // Operations that span keys stay correct because every key they read is
 // in the fence: CreateAlias fences the alias and its target key,
@@ -48,11 +49,15 @@
 // its chain. A grant lives on its key's chain whichever account the
 // grantee or the caller is in (cross-account access is decided by that
 // key's policy and grants, and by identity policies, which are not ledger
-// state); RetireGrant and RevokeGrant fence the grant's key. Service-wide
-// changes (the root key) fence the "service" partition, and retiring a
-// root key version, which depends on every key, fences every partition.
-// Identity policies come from the principals file, the same on every
-// instance (each records it, PrincipalsConfigured).
+// state); RetireGrant and RevokeGrant fence the grant's key, and a grant
+// token this instance does not know is looked up again after it folded
+// everything stored so far (Ledger.Sync), since a token names no key. The
+// scheduler's DeleteKey, RotateKey and DeleteExpiredKeyMaterial are
+// changes like any other, so a due deletion is recorded once even if two
+// schedulers find it due. Root key events (unseal, seal, rotation) are
+// recorded on the data chain of the instance that holds the root key
+// operation. Identity policies come from the principals file, the same on
+// every instance (each records it, PrincipalsConfigured).
 //
 // Cryptographic operations and reads are recorded on the instance's own
 // data chain without a fence: they are checked against this instance's

@@ -2,6 +2,7 @@ package keyservice
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	"github.com/keyledger/keyledger/crypto/keyspec"
@@ -124,21 +125,28 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Caller, in *KeyIDInpu
 		mat.Clear()
 		return nil, s.refuse(ctx, ev, err)
 	}
-	defer s.exclusive()()
-	k, err := check() // again, under the lock
-	ev.KeyID = k.ID
+	out, err := changing(ctx, s, func(ctx context.Context) (*RotateKeyOnDemandOutput, error) {
+		s.touchRef(ctx, c, in.KeyId)
+		ev := *ev         // each attempt records its own
+		k, err := check() // again, under the lock
+		ev.KeyID = k.ID
+		if err != nil {
+			return nil, s.refuse(ctx, &ev, err)
+		}
+		ev.Body = &event.KeyRotated{Material: ref, RotationType: "ON_DEMAND"}
+		if err := s.record(ctx, &ev); err != nil {
+			return nil, err
+		}
+		s.remember(ref.ID, mat)
+		return &RotateKeyOnDemandOutput{KeyId: k.ID}, nil
+	})
 	if err != nil {
 		mat.Clear()
-		_ = s.materials.Destroy(ctx, ref.ID) // never committed to: nothing refers to it
-		return nil, s.refuse(ctx, ev, err)
+		if AsError(err) != errInternal { // refused: never committed to, nothing refers to it
+			_ = s.materials.Destroy(ctx, ref.ID)
+		}
 	}
-	ev.Body = &event.KeyRotated{Material: ref, RotationType: "ON_DEMAND"}
-	if err := s.record(ctx, ev); err != nil {
-		mat.Clear()
-		return nil, err
-	}
-	s.remember(ref.ID, mat)
-	return &RotateKeyOnDemandOutput{KeyId: k.ID}, nil
+	return out, err
 }
 
 // rotate is the scheduler's automatic rotation: a RotateKey service event.
@@ -149,17 +157,22 @@ func (s *Service) rotate(ctx context.Context, id string) error {
 		mat.Clear()
 		return err
 	}
-	defer s.exclusive()()
-	now := s.clock.Now()
-	k, ok := s.state.Key(id)
-	if !ok || k.State != keystate.Enabled || k.RotationPeriodDays == 0 || k.NextRotation.After(now) {
+	rotated, err := changing(ctx, s, func(ctx context.Context) (bool, error) {
+		touch(ctx, keyPartition(id))
+		now := s.clock.Now()
+		k, ok := s.state.Key(id)
+		if !ok || k.State != keystate.Enabled || k.RotationPeriodDays == 0 || k.NextRotation.After(now) {
+			return false, nil // changed while we waited
+		}
+		ev := &event.Event{Time: now, Operation: "RotateKey", Account: k.Account, Region: k.Region, KeyID: k.ID,
+			Body: &event.KeyRotated{Material: ref, RotationType: "AUTOMATIC"}}
+		return true, s.record(ctx, ev)
+	})
+	if err != nil || !rotated {
 		mat.Clear()
-		return s.materials.Destroy(ctx, ref.ID) // changed while we waited
-	}
-	ev := &event.Event{Time: now, Operation: "RotateKey", Account: k.Account, Region: k.Region, KeyID: k.ID,
-		Body: &event.KeyRotated{Material: ref, RotationType: "AUTOMATIC"}}
-	if _, err := s.ledger.Append(ctx, ev); err != nil {
-		mat.Clear()
+		if err == nil || errors.Is(err, errBusy) { // never committed to
+			err = s.materials.Destroy(ctx, ref.ID)
+		}
 		return err
 	}
 	s.remember(ref.ID, mat)

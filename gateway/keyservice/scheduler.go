@@ -39,8 +39,16 @@ func (s *Service) RunDue(ctx context.Context) error {
 	return nil
 }
 
+// deleteKey records a due deletion. Fenced on the key, it happens exactly
+// once even if two instances' schedulers find it due at once: the second
+// loses the race and, validating again, finds the key deleted.
 func (s *Service) deleteKey(ctx context.Context, id string) error {
-	defer s.exclusive()()
+	_, err := changing(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.deleteKeyOnce(ctx, id) })
+	return err
+}
+
+func (s *Service) deleteKeyOnce(ctx context.Context, id string) error {
+	touch(ctx, keyPartition(id))
 	now := s.clock.Now()
 	k, ok := s.state.Key(id)
 	if !ok || k.State != keystate.PendingDeletion || k.DeletionDate.After(now) {
@@ -64,8 +72,7 @@ func (s *Service) deleteKey(ctx context.Context, id string) error {
 	if err := s.destroy(ctx, ids); err != nil {
 		return err
 	}
-	_, err := s.ledger.Append(ctx, ev)
-	return err
+	return s.record(ctx, ev)
 }
 
 func (s *Service) destroy(ctx context.Context, ids []string) error {

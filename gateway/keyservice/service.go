@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/asymmetric"
 	"github.com/keyledger/keyledger/crypto/secret"
+	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
@@ -17,9 +18,19 @@ import (
 // Clock tells the time. Tests move it to make deletions fall due.
 type Clock interface{ Now() time.Time }
 
-// Ledger appends events and waits for them to be committed.
+// Ledger appends events and waits until this instance folded them
+// (package ledger).
 type Ledger interface {
+	// Append records an event that changes no key state.
 	Append(ctx context.Context, ev *event.Event) (event.Record, error)
+	// Positions is where the fold stands, taken before a change reads
+	// state; AppendChange records a change validated at those positions,
+	// unless a chain of its partition keys moved since (ledger.ErrConflict).
+	Positions() ledger.Positions
+	AppendChange(ctx context.Context, ev *event.Event, at ledger.Positions, keys ...string) (event.Record, error)
+	// Sync waits until this instance folded everything stored when it
+	// was called: a read after it sees every change acknowledged before.
+	Sync(ctx context.Context) error
 }
 
 // MaterialStore keeps wrapped key material.
@@ -108,13 +119,24 @@ func (s *Service) newEvent(c Caller, op string) *event.Event {
 	}
 }
 
-// record appends ev and waits for the ledger. If the ledger cannot take the
-// event the request fails with KMSInternalException.
+// record appends ev and waits for the ledger. In a change (changing) it
+// is appended fenced on what the change read, and a lost race is
+// errLostRace: the change runs again. If the ledger cannot take the event
+// the request fails with KMSInternalException.
 func (s *Service) record(ctx context.Context, ev *event.Event) error {
 	if ev.Body == nil {
 		ev.Body = &event.APICall{}
 	}
-	if _, err := s.ledger.Append(ctx, ev); err != nil {
+	var err error
+	if c := changeOf(ctx); c != nil {
+		_, err = s.ledger.AppendChange(ctx, ev, c.at, c.partitionKeys(ev)...)
+		if errors.Is(err, ledger.ErrConflict) {
+			return errLostRace
+		}
+	} else {
+		_, err = s.ledger.Append(ctx, ev)
+	}
+	if err != nil {
 		s.log.Error("ledger append failed; request refused", "op", ev.Operation, "key", ev.KeyID, "error", err)
 		return errInternal
 	}

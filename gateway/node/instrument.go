@@ -15,13 +15,13 @@ import (
 
 // timedLedger times each append for the metrics.
 type timedLedger struct {
-	l *ledger.Ledger
+	*ledger.Ledger
 	m *metrics.Metrics
 }
 
 func (t timedLedger) Append(ctx context.Context, ev *event.Event) (event.Record, error) {
 	start := time.Now()
-	r, err := t.l.Append(ctx, ev)
+	r, err := t.Ledger.Append(ctx, ev)
 	if err == nil {
 		t.m.Appended(time.Since(start))
 	}

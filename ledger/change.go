@@ -180,8 +180,19 @@ func (l *Ledger) tryChange(ctx context.Context, ev *event.Event, at Positions, p
 		return false
 	}
 	pctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+	var fault context.Context
+	if st := l.cfg.Storage; st != nil {
+		// Stop waiting as soon as the storage reports a failed write (the
+		// server then never acknowledges), as the data writer does.
+		fault = st.WriteFault()
+		stopWatch := context.AfterFunc(fault, cancel)
+		defer stopWatch()
+	}
 	seq, err := l.publishChange(pctx, nms)
 	cancel()
+	if err != nil && fault != nil && fault.Err() != nil {
+		err = fmt.Errorf("%w: %v", ErrStorage, context.Cause(fault))
+	}
 	if err == nil {
 		for i, o := range owns {
 			l.acked(o, seq-uint64(len(owns)-1-i))

@@ -22,15 +22,18 @@ import (
 // and raises alarms: a Replay after Start walks with a folder of its own.
 func (l *Ledger) foldMessage(f *chain.Folder, m chain.Message) []event.Record {
 	recs, err := f.Fold(m)
-	l.folded1(f, err)
+	l.folded1(f, recs, err)
 	return recs
 }
 
 // folded1 notes what folding one message into f did.
-func (l *Ledger) folded1(f *chain.Folder, err error) {
+func (l *Ledger) folded1(f *chain.Folder, recs []event.Record, err error) {
 	own := f == l.fold
 	if own {
 		l.noteFolded()
+		if len(recs) > 0 {
+			l.anchors.note(recs[0].Seq, recs[0].Pos, len(recs))
+		}
 	}
 	if err != nil {
 		var q *chain.Quarantine

@@ -344,7 +344,7 @@ func (l *Ledger) foldOne(m chain.Message, o *ownMsg) {
 	} else {
 		recs, err = l.fold.Fold(m)
 	}
-	l.folded1(l.fold, err)
+	l.folded1(l.fold, recs, err)
 	if recs != nil {
 		l.cfg.OnCommit(recs)
 	}

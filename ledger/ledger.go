@@ -151,6 +151,7 @@ type Ledger struct {
 	moved  chan struct{} // closed and replaced whenever the fold moves (under fmu)
 	folded atomic.Uint64 // the fold's Through, once applied
 
+	anchors     anchors // positions the fold found (anchors.go)
 	quarantined atomic.Uint64
 	started     atomic.Bool
 	keys        atomic.Pointer[map[string]ed25519.PublicKey]
@@ -279,7 +280,8 @@ func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Reco
 		return chain.Head{}, err
 	}
 	if !l.started.Load() {
-		l.fold = f // before Start, Replay builds the writer's folder
+		l.fold = f // before Start, Replay builds the follower's folder
+		l.anchors.reset()
 		l.noteFolded()
 	}
 	err = l.messagesAfter(ctx, l.base.Seq, func(m storedMsg, seq uint64) error {
@@ -342,6 +344,7 @@ func (l *Ledger) ReplayFrom(ctx context.Context, r Resume, fn func(event.Record)
 	}
 	f := r.folder()
 	l.fold = f
+	l.anchors.reset()
 	l.qmu.Lock()
 	l.qseqs = map[uint64]string{}
 	l.qfirst = nil

@@ -39,7 +39,7 @@ func auditProve(args []string, stdout, stderr io.Writer) int {
 	}
 	var leaf []byte
 	if _, err := l.Replay(context.Background(), chain.Head{}, func(r event.Record) error {
-		if int64(r.Event.Index) == *index {
+		if int64(r.Pos) == *index {
 			leaf = r.Raw
 		}
 		return tree.Append(r.Raw)

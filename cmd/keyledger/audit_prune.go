@@ -118,7 +118,7 @@ func recordRemoval(ctx context.Context, l *ledger.Ledger, a segment.Archive, ret
 			var seq uint64
 			stop := errors.New("found")
 			err := l.EventsFrom(ctx, index, func(r event.Record) error {
-				if r.Event.Index == index {
+				if r.Pos == index {
 					hash, seq = hex.EncodeToString(r.Hash[:]), r.Seq
 				}
 				return stop
@@ -152,10 +152,10 @@ func recordRemoval(ctx context.Context, l *ledger.Ledger, a segment.Archive, ret
 		return 1
 	}
 	if err := l.StoreBase(ctx, next, tree, rec); err != nil {
-		fmt.Fprintf(stderr, "keyledger: the removal is recorded (event %d) but the base is not stored (run again): %v\n", rec.Event.Index, err)
+		fmt.Fprintf(stderr, "keyledger: the removal is recorded (event %d) but the base is not stored (run again): %v\n", rec.Pos, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "recorded: SegmentRemoved at event %d\n", rec.Event.Index)
+	fmt.Fprintf(stdout, "recorded: SegmentRemoved at event %d\n", rec.Pos)
 	return 0
 }
 

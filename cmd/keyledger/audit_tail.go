@@ -101,7 +101,7 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 	defer sub.Unsubscribe()
 	history := func(r event.Record) error {
 		if match(r.Event) {
-			print(r.Event.Index, r.Raw)
+			print(r.Pos, r.Raw)
 		}
 		return ctx.Err()
 	}
@@ -117,7 +117,7 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 	}
 	mu.Lock()
 	for _, r := range buffered {
-		printLocked(r.Event.Index, r.Raw)
+		printLocked(r.Pos, r.Raw)
 	}
 	historyDone = true
 	mu.Unlock()

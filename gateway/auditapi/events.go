@@ -176,10 +176,10 @@ func (s *eventStream) send(r event.Record) error {
 
 // write buffers one event, unless it was sent already or does not match.
 func (s *eventStream) write(r event.Record) {
-	if int64(r.Event.Index) <= s.last || !s.q.match(r) {
+	if int64(r.Pos) <= s.last || !s.q.match(r) {
 		return
 	}
-	s.num = strconv.AppendUint(s.num[:0], r.Event.Index, 10)
+	s.num = strconv.AppendUint(s.num[:0], r.Pos, 10)
 	s.w.WriteString("id: ")
 	s.w.Write(s.num)
 	s.w.WriteString("\nevent: ")
@@ -187,5 +187,5 @@ func (s *eventStream) write(r event.Record) {
 	s.w.WriteString("\ndata: ")
 	s.w.Write(r.Raw)
 	s.w.WriteString("\n\n")
-	s.last = int64(r.Event.Index)
+	s.last = int64(r.Pos)
 }

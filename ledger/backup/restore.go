@@ -190,7 +190,7 @@ func (b *Backup) checkEvents(fold Fold) error {
 
 func (b *Backup) streamEvents(lr *lineReader, acc *roots, check *checkpointCheck, f *folder) error {
 	cp := b.Checkpoint
-	linker := chain.NewLinker(chain.Head{})
+	linker := chain.NewLinks(nil) // every chain of the exported ledger
 	var last event.Hash
 	for {
 		raw, err := lr.next()
@@ -361,7 +361,7 @@ func (b *Backup) applyJournal(path string) error {
 	}
 	defer lr.close()
 	cut := b.Checkpoint.Size
-	linker := chain.NewLinker(chain.Head{})
+	linker := chain.NewLinks(nil) // every chain of the exported ledger
 	acc := newRoots(cut)
 	seen := map[string]bool{}
 	for {
@@ -393,7 +393,7 @@ func (b *Backup) applyJournal(path string) error {
 		default:
 			continue
 		}
-		ev.Index, ev.Prev = 0, event.Hash{}
+		ev.Index, ev.Prev, ev.Chain = 0, event.Hash{}, ""
 		b.deletions = append(b.deletions, ev)
 		for _, id := range destroyed {
 			if !seen[id] {

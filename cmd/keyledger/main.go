@@ -49,6 +49,7 @@ Usage:
   keyledger bench [flags]          drive load against a running service and report latency
   keyledger root init|seal|rotate|status   sealed root key: create, seal a plaintext one, rotate online
   keyledger unseal --url U --share S       submit one unseal share to a sealed deployment
+  keyledger writer pubkey|register|list    register another instance's writer key (several instances)
   keyledger version
 
 Run "keyledger <command> -h" for a command's flags. Every flag can also be
@@ -133,6 +134,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return rootCmd(args[1:], stdout, stderr)
 	case "unseal":
 		return unsealCmd(args[1:], stdout, stderr)
+	case "writer":
+		return writerCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "keyledger", version)
 		return 0

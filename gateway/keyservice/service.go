@@ -51,7 +51,17 @@ type Config struct {
 	// Principals says which principals exist, to validate key policies and
 	// grants.
 	Principals Directory
-	Logger     *slog.Logger
+	// Writers are the ledger's registered writers, and WriterID this
+	// instance's (RegisterWriter).
+	Writers  WriterRegistry
+	WriterID string
+	Logger   *slog.Logger
+}
+
+// WriterRegistry is the ledger's view of its writers (ledger.Ledger).
+type WriterRegistry interface {
+	Registered(id string) bool
+	Writers() map[string]string
 }
 
 // RootKey wraps and unwraps key material (a rootkey.Key, or a
@@ -83,6 +93,8 @@ type Service struct {
 	materials  MaterialStore
 	root       RootKey
 	principals Directory
+	writers    WriterRegistry
+	writerID   string
 	log        *slog.Logger
 
 	mu       sync.RWMutex // see "Ordering" in the package doc
@@ -103,6 +115,7 @@ func New(cfg Config) *Service {
 	return &Service{
 		region: cfg.Region, clock: cfg.Clock, ledger: cfg.Ledger,
 		state: cfg.State, materials: cfg.Materials, root: cfg.RootKey, principals: cfg.Principals, log: cfg.Logger,
+		writers: cfg.Writers, writerID: cfg.WriterID,
 		cache: map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
 	}
 }
@@ -135,6 +148,9 @@ func (s *Service) record(ctx context.Context, ev *event.Event) error {
 		}
 	} else {
 		_, err = s.ledger.Append(ctx, ev)
+	}
+	if notRegistered(err) {
+		return errNotRegistered
 	}
 	if err != nil {
 		s.log.Error("ledger append failed; request refused", "op", ev.Operation, "key", ev.KeyID, "error", err)

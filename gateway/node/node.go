@@ -25,6 +25,7 @@ import (
 	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/gateway/rootapi"
 	"github.com/keyledger/keyledger/gateway/throttle"
+	"github.com/keyledger/keyledger/gateway/writerapi"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
@@ -316,14 +317,16 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: refusing to start: %w", err)
 	}
 	l.Start(head)
-	if err := registerWriter(ctx, l, cfg); err != nil {
+	registered, err := registerWriter(ctx, l, cfg)
+	if err != nil {
 		l.Close()
 		return nil, err
 	}
-
-	if err := recordPrincipals(ctx, l, state, cfg); err != nil {
-		l.Close()
-		return nil, err
+	if registered {
+		if err := recordPrincipals(ctx, l, state, cfg); err != nil {
+			l.Close()
+			return nil, err
+		}
 	}
 	var appender keyservice.Ledger = l
 	if cfg.Metrics != nil {
@@ -332,6 +335,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	svc := keyservice.New(keyservice.Config{
 		Region: cfg.Region, Clock: cfg.Clock, Ledger: appender, State: state,
 		Materials: mats, RootKey: cfg.RootKey, Principals: cfg.Principals, Logger: cfg.Logger,
+		Writers: l, WriterID: cfg.Ledger.Writer.ID(),
 	})
 	if err := svc.Sweep(ctx); err != nil {
 		l.Close()
@@ -354,6 +358,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		}
 		rootapi.Register(http, unseal, rotation)
 	}
+	writerapi.Register(http, svc)
 	if cfg.CheckpointOrigin == "" {
 		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
 	}
@@ -409,6 +414,17 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	}
 	if cfg.Metrics != nil {
 		n.instrument(cfg.Metrics)
+	}
+	if !registered {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			whenRegistered(sctx, l, cfg.Ledger.Writer.ID(), cfg.Logger, func() {
+				if err := recordPrincipals(sctx, l, state, cfg); err != nil {
+					cfg.Logger.Error("recording the principals configuration", "error", err)
+				}
+			})
+		}()
 	}
 	go func() {
 		wg.Wait()

@@ -21,10 +21,12 @@ require (
 	golang.org/x/mod v0.43.0
 )
 
-require github.com/miekg/pkcs11 v1.1.2
+require (
+	github.com/anishathalye/porcupine v1.3.1
+	github.com/miekg/pkcs11 v1.1.2
+)
 
 require (
-	github.com/anishathalye/porcupine v1.3.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pandatix/go-abnf v0.5.5 // indirect

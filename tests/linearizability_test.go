@@ -270,7 +270,7 @@ func TestLinearizabilityCheckerFails(t *testing.T) {
 	// And it accepts their linearizable variants.
 	ok := []porcupine.Operation{
 		op(0, lzOp{Op: "ScheduleKeyDeletion", Key: 0}, 0, 10, ""),
-		op(1, lzOp{Op: "DisableKey", Key: 0}, 5, 30, ""), // concurrent: it may have come first
+		op(1, lzOp{Op: "DisableKey", Key: 0}, 5, 30, ""),                    // concurrent: it may have come first
 		op(2, lzOp{Op: "CreateAlias", Key: 1, Alias: 1}, 40, 50, lzUnknown), // it took effect, after all
 		op(3, lzOp{Op: "CreateAlias", Key: 0, Alias: 1}, 60, 70, "AlreadyExistsException"),
 	}

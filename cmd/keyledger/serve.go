@@ -85,8 +85,10 @@ func serve(args []string, stderr io.Writer) int {
 	var tf tlsFlags
 	tf.register(fs)
 	var limits awsjson.Limits
-	fs.IntVar(&limits.MaxConnections, "max-connections", awsjson.DefaultMaxConnections, "most concurrent client connections; more are answered 503 and closed")
-	fs.DurationVar(&limits.ReadTimeout, "read-timeout", awsjson.DefaultReadTimeout, "longest time to read one request")
+	fs.IntVar(&limits.MaxConnections, "max-connections", awsjson.DefaultMaxConnections, "most concurrent client connections; beyond it a new one takes the slot of\nthe oldest that has sent no request yet, else it may only ask /healthz or /readyz")
+	fs.IntVar(&limits.MaxConnectionsPerClient, "max-connections-per-client", awsjson.DefaultMaxConnectionsPerClient, "most concurrent connections from one client address (IPv6: one /64); raise it behind a proxy")
+	fs.DurationVar(&limits.HeaderTimeout, "header-timeout", awsjson.DefaultHeaderTimeout, "longest time for a connection to send a request's headers (and finish a TLS handshake);\na connection that sends nothing is closed after it")
+	fs.DurationVar(&limits.ReadTimeout, "read-timeout", awsjson.DefaultReadTimeout, "longest time to read one request's body")
 	fs.DurationVar(&limits.WriteTimeout, "write-timeout", awsjson.DefaultWriteTimeout, "longest time to write one answer")
 	fs.DurationVar(&limits.IdleTimeout, "idle-timeout", awsjson.DefaultIdleTimeout, "how long an idle keep-alive connection is kept")
 	var of opsFlags
@@ -199,19 +201,10 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot listen", "address", *listen, "error", err)
 		return 1
 	}
-	ln := raw
-	if tlsConfig != nil {
-		// Handshakes off the accept loop, each bounded by the read timeout,
-		// at most --max-connections at once.
-		handshakeTimeout := limits.ReadTimeout
-		if handshakeTimeout <= 0 {
-			handshakeTimeout = awsjson.DefaultReadTimeout
-		}
-		ln = transport.NewHandshakeListener(raw, tlsConfig, handshakeTimeout, limits.MaxConnections)
-	}
-	sw := transport.NewSwitch(ln)
+	// Connection limits, then TLS handshakes off the accept loop.
+	sw := transport.NewSwitch(limits.Listen(raw, tlsConfig))
 	defer sw.Close()
-	starting := awsjson.ServeStarting(sw.Next())
+	starting := awsjson.ServeStarting(sw.Next(), limits)
 
 	b, err := bf.open(*natsListen, *noFsync, log)
 	if err != nil {

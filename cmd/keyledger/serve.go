@@ -62,6 +62,8 @@ func (b *backendFlags) open(natsListen string, noFsync bool, log *slog.Logger) (
 }
 
 func serve(args []string, stderr io.Writer) int {
+	env := takeRootSecrets() // out of the environment before anything starts
+	defer env.clear()
 	fs, bf := ledgerFlagSet("serve", stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "address the AWS KMS API listens on")
 	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address")
@@ -70,6 +72,8 @@ func serve(args []string, stderr io.Writer) int {
 		"passphrase: from KEYLEDGER_ROOT_PASSPHRASE or a terminal prompt; shamir: starts SEALED until keyledger unseal")
 	principalsFile := fs.String("principals", "", "principals file: accounts, users and roles with access keys and IAM policies\n(default <data-dir>/principals.json, generated with one admin user if absent)")
 	account := fs.String("account", "111122223333", "account of the admin user generated when there is no principals file")
+	operator := fs.String("operator-account", "", "the account whose principals may unseal and rotate the root key (service-wide operations),\n"+
+		"as their identity policies allow; no other account may, whatever its policies say (default: --account)")
 	region := fs.String("region", "us-east-1", "AWS region in ARNs")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	checkpointKey := fs.String("checkpoint-key", "", "Ed25519 note key that signs checkpoints (default <data-dir>/checkpoint.key, generated\nwith its verifier key beside it as checkpoint.key.pub if absent)")
@@ -167,6 +171,11 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot load principals", "error", err)
 		return 1
 	}
+	operatorAccount, err := checkOperator(*operator, *account, dir, keeper, log)
+	if err != nil {
+		log.Error("no one could unseal the root key", "error", err)
+		return 1
+	}
 
 	cpKeyPath := *checkpointKey
 	if cpKeyPath == "" {
@@ -219,7 +228,7 @@ func serve(args []string, stderr io.Writer) int {
 		diskDir = bf.dataDir
 	}
 	ncfg := node.Config{
-		Region: *region, RootKey: rootKey, Principals: dir, Logger: log,
+		Region: *region, RootKey: rootKey, Principals: dir, OperatorAccount: operatorAccount, Logger: log,
 		Ledger: ledger.Config{Stream: bf.stream, Writer: wk, Uncompressed: *compression == "none",
 			SegmentPeriod: *segmentPeriod, SegmentMessages: *segmentMessages},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
@@ -265,7 +274,7 @@ func serve(args []string, stderr io.Writer) int {
 		log.Warn("start-up responder", "error", err)
 	}
 	if keeper != nil {
-		if err := unsealAtStart(ctx, n, keeper, log); err != nil {
+		if err := unsealAtStart(ctx, n, keeper, env, log); err != nil {
 			log.Error("the root key stays sealed", "error", err)
 			_ = n.Close(ctx)
 			return 1

@@ -41,6 +41,10 @@ type Config struct {
 	// grants.
 	Principals Directory
 	Logger     *slog.Logger
+	// OperatorAccount is the account whose principals may run service-wide
+	// operations (unsealing, root key rotation), as their identity
+	// policies allow; "" means nobody may.
+	OperatorAccount string
 }
 
 // RootKey wraps and unwraps key material (a rootkey.Key, or a
@@ -73,6 +77,7 @@ type Service struct {
 	root       RootKey
 	principals Directory
 	log        *slog.Logger
+	operator   string // OperatorAccount
 
 	mu       sync.RWMutex // see "Ordering" in the package doc
 	policies policyCache
@@ -92,7 +97,8 @@ func New(cfg Config) *Service {
 	return &Service{
 		region: cfg.Region, clock: cfg.Clock, ledger: cfg.Ledger,
 		state: cfg.State, materials: cfg.Materials, root: cfg.RootKey, principals: cfg.Principals, log: cfg.Logger,
-		cache: map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
+		operator: cfg.OperatorAccount,
+		cache:    map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
 	}
 }
 

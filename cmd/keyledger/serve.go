@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -29,14 +30,16 @@ import (
 )
 
 type backendFlags struct {
-	dataDir, natsURL, natsCreds, stream string
-	replicas                            int
+	dataDir, natsURL, natsCreds, natsCA, stream string
+	replicas                                    int
+	natsTLS                                     *tls.Config // serve: TLS for --nats-listen
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.dataDir, "data-dir", "./data", "data directory (embedded JetStream storage, generated root key)")
 	fs.StringVar(&b.natsURL, "nats-url", "", "use this NATS deployment instead of the embedded server (e.g. nats://n1:4222,nats://n2:4222)")
 	fs.StringVar(&b.natsCreds, "nats-creds", "", "NATS credentials file for --nats-url")
+	fs.StringVar(&b.natsCA, "nats-ca", "", "PEM CA certificates to trust for a --nats-url that requires TLS\n(e.g. <data-dir>/tls/ca.pem of a serve --tls-self-signed --nats-listen)")
 	fs.IntVar(&b.replicas, "replicas", 1, "JetStream replicas for the ledger and material streams with --nats-url (3 on a cluster)")
 	fs.StringVar(&b.stream, "stream", "KEYLEDGER", "ledger stream name")
 }
@@ -55,9 +58,9 @@ func ledgerFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *backendFlags)
 // log, when set, receives the embedded server's warnings and errors.
 func (b *backendFlags) open(natsListen string, noFsync bool, log *slog.Logger) (*backend.Backend, error) {
 	if b.natsURL != "" {
-		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds})
+		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds, CAFile: b.natsCA})
 	}
-	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, NoSync: noFsync,
+	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, TLS: b.natsTLS, NoSync: noFsync,
 		AuthDir: b.dataDir, AuditStreams: []string{b.stream}, Logger: log})
 }
 
@@ -66,7 +69,9 @@ func serve(args []string, stderr io.Writer) int {
 	defer env.clear()
 	fs, bf := ledgerFlagSet("serve", stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "address the AWS KMS API listens on")
-	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address")
+	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address; with TLS\n"+
+		"(the --tls-* certificate) unless it is a loopback address")
+	insecureNATS := fs.Bool("insecure-nats", false, "allow plaintext NATS on a non-loopback --nats-listen (every ledger event travels unencrypted)")
 	rootKeyFile := fs.String("root-key-file", "", "file holding the 256-bit root key (default <data-dir>/root.key, generated if absent)")
 	rootSealFile := fs.String("root-seal", "", "sealed root key file (keyledger root init); no plaintext root key is read or written.\n"+
 		"passphrase: from KEYLEDGER_ROOT_PASSPHRASE or a terminal prompt; shamir: starts SEALED until keyledger unseal")
@@ -105,6 +110,10 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if err := tf.check(*listen); err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 2
+	}
+	if err := tf.checkNATS(*natsListen, *insecureNATS); err != nil && bf.natsURL == "" {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 2
 	}
@@ -198,11 +207,12 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("ledger messages are signed by this writer", "writer", wk.ID(), "public_key", wk.PublicText(), "file", wkPath, "created", created)
-	tlsConfig, cert, err := tf.config(*listen, bf.dataDir, stderr)
+	tlsConfig, cert, err := tf.config(*listen, *natsListen, bf.dataDir, stderr)
 	if err != nil {
 		log.Error("cannot set up TLS", "error", err)
 		return 1
 	}
+	bf.natsTLS = tlsConfig // --nats-listen serves the same certificate
 	// Listen before replaying: /healthz and /readyz answer (not ready) on
 	// the address while the ledger replays, then the service takes over.
 	raw, err := net.Listen("tcp", *listen)
@@ -288,8 +298,12 @@ func serve(args []string, stderr io.Writer) int {
 		mode = "NATS at " + bf.natsURL
 	} else if u := b.ClientURL(); u != "" {
 		mode += ", NATS clients at " + u
-		log.Info("audit subscribers connect with the subscribe-only NATS identity", "url", u, "nkey_seed_file", b.AuditSeedFile(),
-			"example", "keyledger audit tail --nats-url "+u+" --nats-creds "+b.AuditSeedFile())
+		example := "keyledger audit tail --nats-url " + u + " --nats-creds " + b.AuditSeedFile()
+		if tf.selfSigned {
+			example += " --nats-ca " + filepath.Join(bf.dataDir, "tls", "ca.pem")
+		}
+		log.Info("audit subscribers connect with the subscribe-only NATS identity", "url", u, "tls", tlsConfig != nil,
+			"nkey_seed_file", b.AuditSeedFile(), "example", example)
 	}
 	scheme := "http://"
 	if tlsConfig != nil {

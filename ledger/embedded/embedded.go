@@ -18,11 +18,13 @@ package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,6 +37,10 @@ type Options struct {
 	// Listen is host:port for NATS clients (e.g. audit subscribers). Empty
 	// means no network listener: in-process connections only.
 	Listen string
+	// TLS, if set, is required of every client on Listen (in-process
+	// connections need none). Whether plaintext may listen is the
+	// caller's rule (serve allows it on loopback only).
+	TLS *tls.Config
 	// NoSync turns off fsync on every write (serve --unsafe-no-fsync, used
 	// to measure what durability costs): an acknowledged event may then be
 	// lost on a power cut. Never for a deployment that keeps real keys.
@@ -56,7 +62,11 @@ type Server struct {
 	ns      *server.Server
 	id      *identities
 	storage *storage
+	tls     bool // clients on the listener must use TLS
 }
+
+// tlsTimeout bounds a NATS client's TLS handshake.
+const tlsTimeout = 5 * time.Second
 
 // auditSegments is how many ledger segment streams the audit identity may
 // read: ten years of the default 30-day segments.
@@ -123,6 +133,10 @@ func Start(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("embedded: listen port: %w", err)
 		}
 		so.Host, so.Port = host, p
+		if opts.TLS != nil {
+			so.TLSConfig = opts.TLS
+			so.TLSTimeout = tlsTimeout.Seconds()
+		}
 	}
 	ns, err := server.NewServer(so)
 	if err != nil {
@@ -156,7 +170,7 @@ func Start(opts Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: JetStream: %w", err)
 	}
-	return &Server{ns: ns, id: id, storage: st}, nil
+	return &Server{ns: ns, id: id, storage: st, tls: so.TLSConfig != nil}, nil
 }
 
 // Connect opens an in-process client connection (no TCP).
@@ -174,12 +188,17 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 // subscribers use.
 func (s *Server) AuditSeedFile() string { return s.id.auditFile }
 
-// ClientURL is the URL network clients use, or "" without a listener.
+// ClientURL is the URL network clients use (tls://… when TLS is
+// required), or "" without a listener.
 func (s *Server) ClientURL() string {
 	if s.ns.Addr() == nil {
 		return ""
 	}
-	return s.ns.ClientURL()
+	u := s.ns.ClientURL()
+	if s.tls {
+		u = "tls://" + strings.TrimPrefix(u, "nats://")
+	}
+	return u
 }
 
 // CheckWrite returns nil when a write of about n bytes can be stored now, or

@@ -164,10 +164,12 @@ func TestServiceWideOperationsOnlyForOperator(t *testing.T) {
 // unless --unsafe-weak-passphrase says otherwise (with a warning).
 func TestRootInitPassphraseMinimums(t *testing.T) {
 	dir := t.TempDir()
+	files := 0
 	init := func(pass string, args ...string) (int, string) {
 		t.Helper()
+		files++
 		cmd := exec.Command(binary, append([]string{"root", "init", "--seal", "passphrase", "--out",
-			filepath.Join(dir, fmt.Sprintf("root-%d.seal", len(args)+len(pass)))}, args...)...)
+			filepath.Join(dir, fmt.Sprintf("root-%d.seal", files))}, args...)...)
 		cmd.Env = append(os.Environ(), "KEYLEDGER_ROOT_PASSPHRASE="+pass)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError

@@ -239,12 +239,23 @@ func (c *LimitedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// SetReadDeadline sets the read deadline. On a connection the listener
-// closed to make room it does nothing and succeeds: the server reads next
-// and sees the connection closed (fasthttp panics on a failed
-// SetReadDeadline in one place).
+// SetReadDeadline sets the read deadline. On a connection already closed
+// here (to make room, or by the server's shutdown closing idle
+// connections while a request arrived on one) it does nothing and
+// succeeds: the next read or write sees the connection closed. fasthttp
+// panics when setting a deadline fails, and both races can reach those
+// calls.
 func (c *LimitedConn) SetReadDeadline(t time.Time) error {
 	if err := c.Conn.SetReadDeadline(t); err != nil && !c.closed.Load() {
+		return err
+	}
+	return nil
+}
+
+// SetWriteDeadline sets the write deadline, forgiving a closed connection
+// like SetReadDeadline.
+func (c *LimitedConn) SetWriteDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil && !c.closed.Load() {
 		return err
 	}
 	return nil

@@ -93,4 +93,11 @@ func TestLimitListenerMakesWay(t *testing.T) {
 	if err := s1.SetReadDeadline(time.Now()); err != nil {
 		t.Fatalf("SetReadDeadline on an evicted connection: %v", err)
 	}
+	if err := s1.SetWriteDeadline(time.Now()); err != nil {
+		t.Fatalf("SetWriteDeadline on an evicted connection: %v", err)
+	}
+	s7.Close()
+	if err := s7.SetWriteDeadline(time.Now()); err != nil {
+		t.Fatalf("SetWriteDeadline on a closed connection: %v", err)
+	}
 }

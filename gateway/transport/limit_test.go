@@ -101,3 +101,24 @@ func TestLimitListenerMakesWay(t *testing.T) {
 		t.Fatalf("SetWriteDeadline on a closed connection: %v", err)
 	}
 }
+
+// TestClientAddr: an IPv4 client is its address (IPv4-mapped IPv6 too),
+// an IPv6 client its /64, since one host owns a whole /64.
+func TestClientAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"::ffff:192.0.2.7":     "192.0.2.7",
+		"2001:db8:1:2:aaaa::1": "2001:db8:1:2::",
+		"2001:db8:1:2:ffff::9": "2001:db8:1:2::",
+		"2001:db8:1:3::1":      "2001:db8:1:3::",
+		"::1":                  "::",
+	} {
+		got := clientAddr(&net.TCPAddr{IP: net.ParseIP(in), Port: 1234})
+		if got.String() != want {
+			t.Errorf("%s counts as %s, want %s", in, got, want)
+		}
+	}
+	if got := clientAddr(&net.UnixAddr{Name: "/x"}); got.IsValid() {
+		t.Errorf("a non-TCP address counts as %s", got)
+	}
+}

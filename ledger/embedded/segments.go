@@ -117,7 +117,7 @@ func watchSegments(nc *nats.Conn, keyledger, audit *server.Account, streams []st
 	return g, nil
 }
 
-// linked reports the highest segment linked for an audit stream.
+// highest reports the highest segment linked for an audit stream.
 func (g *segments) highest(stream string) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()

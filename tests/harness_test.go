@@ -29,7 +29,6 @@ import (
 	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/gateway/throttle"
-	"github.com/keyledger/keyledger/gateway/transport"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
@@ -234,9 +233,9 @@ func (i *instance) up() {
 	}
 	i.endpoint = "http://" + ln.Addr().String()
 	if i.tls != nil {
-		ln = transport.NewHandshakeListener(ln, i.tls, awsjson.DefaultReadTimeout, awsjson.DefaultMaxConnections) // as serve does
 		i.endpoint = "https://" + ln.Addr().String()
 	}
+	ln = i.limits.Listen(ln, i.tls) // as serve does
 	go i.node.Serve(ln)
 	i.kms = i.as("admin")
 }

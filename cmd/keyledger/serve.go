@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -29,14 +30,16 @@ import (
 )
 
 type backendFlags struct {
-	dataDir, natsURL, natsCreds, stream string
-	replicas                            int
+	dataDir, natsURL, natsCreds, natsCA, stream string
+	replicas                                    int
+	natsTLS                                     *tls.Config // serve: TLS for --nats-listen
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.dataDir, "data-dir", "./data", "data directory (embedded JetStream storage, generated root key)")
 	fs.StringVar(&b.natsURL, "nats-url", "", "use this NATS deployment instead of the embedded server (e.g. nats://n1:4222,nats://n2:4222)")
 	fs.StringVar(&b.natsCreds, "nats-creds", "", "NATS credentials file for --nats-url")
+	fs.StringVar(&b.natsCA, "nats-ca", "", "PEM CA certificates to trust for a --nats-url that requires TLS\n(e.g. <data-dir>/tls/ca.pem of a serve --tls-self-signed --nats-listen)")
 	fs.IntVar(&b.replicas, "replicas", 1, "JetStream replicas for the ledger and material streams with --nats-url (3 on a cluster)")
 	fs.StringVar(&b.stream, "stream", "KEYLEDGER", "ledger stream name")
 }
@@ -55,21 +58,27 @@ func ledgerFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *backendFlags)
 // log, when set, receives the embedded server's warnings and errors.
 func (b *backendFlags) open(natsListen string, noFsync bool, log *slog.Logger) (*backend.Backend, error) {
 	if b.natsURL != "" {
-		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds})
+		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds, CAFile: b.natsCA})
 	}
-	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, NoSync: noFsync,
+	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, TLS: b.natsTLS, NoSync: noFsync,
 		AuthDir: b.dataDir, AuditStreams: []string{b.stream}, Logger: log})
 }
 
 func serve(args []string, stderr io.Writer) int {
+	env := takeRootSecrets() // out of the environment before anything starts
+	defer env.clear()
 	fs, bf := ledgerFlagSet("serve", stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "address the AWS KMS API listens on")
-	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address")
+	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address; with TLS\n"+
+		"(the --tls-* certificate) unless it is a loopback address")
+	insecureNATS := fs.Bool("insecure-nats", false, "allow plaintext NATS on a non-loopback --nats-listen (every ledger event travels unencrypted)")
 	rootKeyFile := fs.String("root-key-file", "", "file holding the 256-bit root key (default <data-dir>/root.key, generated if absent)")
 	rootSealFile := fs.String("root-seal", "", "sealed root key file (keyledger root init); no plaintext root key is read or written.\n"+
 		"passphrase: from KEYLEDGER_ROOT_PASSPHRASE or a terminal prompt; shamir: starts SEALED until keyledger unseal")
 	principalsFile := fs.String("principals", "", "principals file: accounts, users and roles with access keys and IAM policies\n(default <data-dir>/principals.json, generated with one admin user if absent)")
 	account := fs.String("account", "111122223333", "account of the admin user generated when there is no principals file")
+	operator := fs.String("operator-account", "", "the account whose principals may unseal and rotate the root key (service-wide operations),\n"+
+		"as their identity policies allow; no other account may, whatever its policies say (default: --account)")
 	region := fs.String("region", "us-east-1", "AWS region in ARNs")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	checkpointKey := fs.String("checkpoint-key", "", "Ed25519 note key that signs checkpoints (default <data-dir>/checkpoint.key, generated\nwith its verifier key beside it as checkpoint.key.pub if absent)")
@@ -85,8 +94,10 @@ func serve(args []string, stderr io.Writer) int {
 	var tf tlsFlags
 	tf.register(fs)
 	var limits awsjson.Limits
-	fs.IntVar(&limits.MaxConnections, "max-connections", awsjson.DefaultMaxConnections, "most concurrent client connections; more are answered 503 and closed")
-	fs.DurationVar(&limits.ReadTimeout, "read-timeout", awsjson.DefaultReadTimeout, "longest time to read one request")
+	fs.IntVar(&limits.MaxConnections, "max-connections", awsjson.DefaultMaxConnections, "most concurrent client connections; beyond it a new one takes the slot of\nthe oldest that has sent no request yet, else it may only ask /healthz or /readyz")
+	fs.IntVar(&limits.MaxConnectionsPerClient, "max-connections-per-client", awsjson.DefaultMaxConnectionsPerClient, "most concurrent connections from one client address (IPv6: one /64); raise it behind a proxy")
+	fs.DurationVar(&limits.HeaderTimeout, "header-timeout", awsjson.DefaultHeaderTimeout, "longest time for a connection to send a request's headers (and finish a TLS handshake);\na connection that sends nothing is closed after it")
+	fs.DurationVar(&limits.ReadTimeout, "read-timeout", awsjson.DefaultReadTimeout, "longest time to read one request's body")
 	fs.DurationVar(&limits.WriteTimeout, "write-timeout", awsjson.DefaultWriteTimeout, "longest time to write one answer")
 	fs.DurationVar(&limits.IdleTimeout, "idle-timeout", awsjson.DefaultIdleTimeout, "how long an idle keep-alive connection is kept")
 	var of opsFlags
@@ -99,6 +110,10 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if err := tf.check(*listen); err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 2
+	}
+	if err := tf.checkNATS(*natsListen, *insecureNATS); err != nil && bf.natsURL == "" {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 2
 	}
@@ -165,6 +180,11 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot load principals", "error", err)
 		return 1
 	}
+	operatorAccount, err := checkOperator(*operator, *account, dir, keeper, log)
+	if err != nil {
+		log.Error("no one could unseal the root key", "error", err)
+		return 1
+	}
 
 	cpKeyPath := *checkpointKey
 	if cpKeyPath == "" {
@@ -187,11 +207,12 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("ledger messages are signed by this writer", "writer", wk.ID(), "public_key", wk.PublicText(), "file", wkPath, "created", created)
-	tlsConfig, cert, err := tf.config(*listen, bf.dataDir, stderr)
+	tlsConfig, cert, err := tf.config(*listen, *natsListen, bf.dataDir, stderr)
 	if err != nil {
 		log.Error("cannot set up TLS", "error", err)
 		return 1
 	}
+	bf.natsTLS = tlsConfig // --nats-listen serves the same certificate
 	// Listen before replaying: /healthz and /readyz answer (not ready) on
 	// the address while the ledger replays, then the service takes over.
 	raw, err := net.Listen("tcp", *listen)
@@ -199,19 +220,10 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot listen", "address", *listen, "error", err)
 		return 1
 	}
-	ln := raw
-	if tlsConfig != nil {
-		// Handshakes off the accept loop, each bounded by the read timeout,
-		// at most --max-connections at once.
-		handshakeTimeout := limits.ReadTimeout
-		if handshakeTimeout <= 0 {
-			handshakeTimeout = awsjson.DefaultReadTimeout
-		}
-		ln = transport.NewHandshakeListener(raw, tlsConfig, handshakeTimeout, limits.MaxConnections)
-	}
-	sw := transport.NewSwitch(ln)
+	// Connection limits, then TLS handshakes off the accept loop.
+	sw := transport.NewSwitch(limits.Listen(raw, tlsConfig))
 	defer sw.Close()
-	starting := awsjson.ServeStarting(sw.Next())
+	starting := awsjson.ServeStarting(sw.Next(), limits)
 
 	b, err := bf.open(*natsListen, *noFsync, log)
 	if err != nil {
@@ -226,7 +238,7 @@ func serve(args []string, stderr io.Writer) int {
 		diskDir = bf.dataDir
 	}
 	ncfg := node.Config{
-		Region: *region, RootKey: rootKey, Principals: dir, Logger: log,
+		Region: *region, RootKey: rootKey, Principals: dir, OperatorAccount: operatorAccount, Logger: log,
 		Ledger: ledger.Config{Stream: bf.stream, Writer: wk, Uncompressed: *compression == "none",
 			SegmentPeriod: *segmentPeriod, SegmentMessages: *segmentMessages},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
@@ -272,7 +284,7 @@ func serve(args []string, stderr io.Writer) int {
 		log.Warn("start-up responder", "error", err)
 	}
 	if keeper != nil {
-		if err := unsealAtStart(ctx, n, keeper, log); err != nil {
+		if err := unsealAtStart(ctx, n, keeper, env, log); err != nil {
 			log.Error("the root key stays sealed", "error", err)
 			_ = n.Close(ctx)
 			return 1
@@ -286,8 +298,12 @@ func serve(args []string, stderr io.Writer) int {
 		mode = "NATS at " + bf.natsURL
 	} else if u := b.ClientURL(); u != "" {
 		mode += ", NATS clients at " + u
-		log.Info("audit subscribers connect with the subscribe-only NATS identity", "url", u, "nkey_seed_file", b.AuditSeedFile(),
-			"example", "keyledger audit tail --nats-url "+u+" --nats-creds "+b.AuditSeedFile())
+		example := "keyledger audit tail --nats-url " + u + " --nats-creds " + b.AuditSeedFile()
+		if tf.selfSigned {
+			example += " --nats-ca " + filepath.Join(bf.dataDir, "tls", "ca.pem")
+		}
+		log.Info("audit subscribers connect with the subscribe-only NATS identity", "url", u, "tls", tlsConfig != nil,
+			"nkey_seed_file", b.AuditSeedFile(), "example", example)
 	}
 	scheme := "http://"
 	if tlsConfig != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/crypto/secret"
+	"github.com/keyledger/keyledger/crypto/shamir"
 )
 
 // Keeper opens a seal file into a rootkey.Ring and keeps it: it collects
@@ -75,10 +76,13 @@ func (k *Keeper) UnsealPassphrase(passphrase []byte) error {
 	return k.openLocked(kek)
 }
 
-// SubmitShare adds one share. When the threshold is met it tries them:
-// the ring opens, or ErrOpen says the shares (all of them, forgotten now)
-// do not open it, without saying which was wrong. A share repeated is
-// counted once; a different share with the same index is a wrong share.
+// SubmitShare adds one share. A share whose check value is not the
+// file's is refused alone (ErrShare) and the shares before it are kept.
+// When the threshold is met it tries them: the ring opens, or ErrOpen says
+// the shares (all of them, forgotten now) do not open it, without saying
+// which was wrong — which only a file without check values can come to. A
+// share repeated is counted once; a different share with the same index is
+// a wrong share. Opening a file without check values gives it them.
 func (k *Keeper) SubmitShare(share string) (Progress, error) {
 	if k.mode != ModeShamir {
 		return Progress{}, fmt.Errorf("seal: the root key is sealed with %s, not shares", k.mode)
@@ -91,6 +95,11 @@ func (k *Keeper) SubmitShare(share string) (Progress, error) {
 	if k.open {
 		k.mu.Unlock()
 		return k.Progress(), ErrUnsealed
+	}
+	if err := k.shamir.checkShare(b); err != nil {
+		clear(b)
+		k.mu.Unlock()
+		return k.Progress(), err
 	}
 	dup, conflict := false, false
 	for _, s := range k.shares {
@@ -113,15 +122,42 @@ func (k *Keeper) SubmitShare(share string) (Progress, error) {
 		kek.Clear()
 		err = ErrOpen
 	}
+	if err == nil {
+		err = k.openLocked(kek)
+	}
+	if err == nil && len(k.shamir.Checks) == 0 {
+		k.addChecksLocked(k.shares)
+	}
 	for _, s := range k.shares {
 		clear(s)
 	}
 	k.shares = nil
-	if err == nil {
-		err = k.openLocked(kek)
-	}
 	k.mu.Unlock()
 	return k.Progress(), err
+}
+
+// addChecksLocked gives a file from before check values one per share,
+// computed from the shares that just opened it (they determine every
+// share), and saves it. Best effort: a file that cannot be written keeps
+// working without them, and the next unseal tries again.
+func (k *Keeper) addChecksLocked(shares [][]byte) {
+	checks := make([][]byte, k.shamir.Shares)
+	for x := range checks {
+		sh, err := shamir.ShareAt(shares, byte(x+1))
+		if err != nil {
+			return
+		}
+		checks[x] = shareCheck(sh)
+		clear(sh)
+	}
+	sh := *k.shamir
+	sh.Checks = checks
+	next := *k.file
+	next.Shamir = &sh
+	if next.Save(k.path) != nil {
+		return
+	}
+	k.file, k.shamir = &next, &sh
 }
 
 func (k *Keeper) openLocked(kek secret.Bytes) error {
@@ -154,6 +190,14 @@ func (k *Keeper) UnsealHSM(h HSM) error {
 	k.hsm, k.open = h, true
 	k.ring.Install(ws, k.file.Current)
 	return nil
+}
+
+// CheckStrength refuses a passphrase seal whose Argon2id parameters are
+// below the minimum (File.CheckStrength).
+func (k *Keeper) CheckStrength() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.file.CheckStrength()
 }
 
 // PKCS11 names the token of a pkcs11 seal (nil otherwise).

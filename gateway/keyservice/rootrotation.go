@@ -72,9 +72,10 @@ func (s *Service) NewRootRotation(ctx context.Context, keeper RootKeeper, store 
 		status: RotationStatus{State: "idle", Versions: all}}
 }
 
-// Status reports progress (for callers allowed keyledger:RotateRootKey).
+// Status reports progress (for operator-account callers allowed
+// keyledger:RotateRootKey).
 func (r *RootRotation) Status(c Caller) (RotationStatus, error) {
-	if err := r.svc.authorizeIdentity(c, "keyledger:RotateRootKey", "*"); err != nil {
+	if err := r.svc.authorizeOperator(c, "keyledger:RotateRootKey"); err != nil {
 		return RotationStatus{}, err
 	}
 	return r.snapshot(), nil
@@ -95,7 +96,7 @@ var ErrRotationRunning = errors.New("a root key rotation is still rewrapping; wa
 // the background.
 func (r *RootRotation) Start(ctx context.Context, c Caller) (RotationStatus, error) {
 	ev := r.svc.newEvent(c, "RotateRootKey")
-	if err := r.svc.authorizeIdentity(c, "keyledger:RotateRootKey", "*"); err != nil {
+	if err := r.svc.authorizeOperator(c, "keyledger:RotateRootKey"); err != nil {
 		return RotationStatus{}, r.svc.refuse(ctx, ev, err)
 	}
 	if r.svc.Sealed() {

@@ -41,6 +41,10 @@ type Config struct {
 	// grants.
 	Principals Directory
 	Logger     *slog.Logger
+	// OperatorAccount is the account whose principals may run service-wide
+	// operations (unsealing, root key rotation), as their identity
+	// policies allow; "" means nobody may.
+	OperatorAccount string
 }
 
 // RootKey wraps and unwraps key material (a rootkey.Key, or a
@@ -73,6 +77,11 @@ type Service struct {
 	root       RootKey
 	principals Directory
 	log        *slog.Logger
+	operator   string // OperatorAccount
+
+	// Failures that come in runs (a full disk refuses every request) are
+	// logged once, then summarised every refusalLogInterval.
+	appendFailures, internalErrors *burstLog
 
 	mu       sync.RWMutex // see "Ordering" in the package doc
 	policies policyCache
@@ -92,7 +101,10 @@ func New(cfg Config) *Service {
 	return &Service{
 		region: cfg.Region, clock: cfg.Clock, ledger: cfg.Ledger,
 		state: cfg.State, materials: cfg.Materials, root: cfg.RootKey, principals: cfg.Principals, log: cfg.Logger,
-		cache: map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
+		operator:       cfg.OperatorAccount,
+		appendFailures: newBurstLog(cfg.Logger, "ledger append failed; request refused", refusalLogInterval),
+		internalErrors: newBurstLog(cfg.Logger, "internal error", refusalLogInterval),
+		cache:          map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
 	}
 }
 
@@ -115,7 +127,7 @@ func (s *Service) record(ctx context.Context, ev *event.Event) error {
 		ev.Body = &event.APICall{}
 	}
 	if _, err := s.ledger.Append(ctx, ev); err != nil {
-		s.log.Error("ledger append failed; request refused", "op", ev.Operation, "key", ev.KeyID, "error", err)
+		s.appendFailures.Error("op", ev.Operation, "key", ev.KeyID, "error", err)
 		return errInternal
 	}
 	return nil
@@ -125,7 +137,7 @@ func (s *Service) record(ctx context.Context, ev *event.Event) error {
 func (s *Service) refuse(ctx context.Context, ev *event.Event, err error) error {
 	e := AsError(err)
 	if e == errInternal && !errors.Is(err, errInternal) {
-		s.log.Error("internal error", "op", ev.Operation, "key", ev.KeyID, "error", err)
+		s.internalErrors.Error("op", ev.Operation, "key", ev.KeyID, "error", err)
 	}
 	ev.Error = &event.Failure{Code: string(e.Code), Message: e.Message, Reason: e.Reason}
 	if recErr := s.record(ctx, ev); recErr != nil {

@@ -49,6 +49,10 @@ type Config struct {
 	RootSeal RootSeal
 	// Principals are who may call, with their secrets and identity policies.
 	Principals *principals.Directory
+	// OperatorAccount is the account whose principals may unseal and
+	// rotate the root key (as their identity policies allow); "" means
+	// nobody may.
+	OperatorAccount string
 	// AuthClock is what SigV4 timestamps are checked against (default: the
 	// wall clock, which is what clients sign with).
 	AuthClock func() time.Time
@@ -332,6 +336,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	svc := keyservice.New(keyservice.Config{
 		Region: cfg.Region, Clock: cfg.Clock, Ledger: appender, State: state,
 		Materials: mats, RootKey: cfg.RootKey, Principals: cfg.Principals, Logger: cfg.Logger,
+		OperatorAccount: cfg.OperatorAccount,
 	})
 	if err := svc.Sweep(ctx); err != nil {
 		l.Close()

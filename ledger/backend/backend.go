@@ -60,7 +60,11 @@ type Options struct {
 	// file (JWT and seed) or a bare user nkey seed file ("SU…", as the
 	// embedded server's audit identity is).
 	CredsFile string
-	Name      string
+	// CAFile holds PEM CA certificates to trust for a NATS server that
+	// requires TLS (e.g. serve --tls-self-signed's <data-dir>/tls/ca.pem);
+	// empty: the system's.
+	CAFile string
+	Name   string
 }
 
 // Connect uses an existing NATS deployment.
@@ -81,6 +85,9 @@ func Connect(url string, opts Options) (*Backend, error) {
 			return nil, err
 		}
 		nopts = append(nopts, auth)
+	}
+	if opts.CAFile != "" {
+		nopts = append(nopts, nats.RootCAs(opts.CAFile))
 	}
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {

@@ -144,7 +144,7 @@ func TestFairSharesByCost(t *testing.T) {
 func TestFairHoldsByCost(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	f := NewFair(FairConfig{Slots: 16, Cores: 2, Now: c.now}) // shares of 8 slots; a core is 8
-	admitNow(t, f, "rsa", "r", BaseCost)()                   // both accounts active
+	admitNow(t, f, "rsa", "r", BaseCost)()                    // both accounts active
 	admitNow(t, f, "aes", "e", BaseCost)()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -425,4 +425,33 @@ func TestLimiterAdmit(t *testing.T) {
 	if r := <-waited; r != "" {
 		t.Fatalf("the waiting Encrypt was refused by %s", r)
 	}
+}
+
+// TestFairSharesCores: when accounts compete, each may burn its share of
+// the cores (at least one) with key generation, and no more, even when
+// another core is idle: a key generation could not give it back for
+// hundreds of milliseconds.
+func TestFairSharesCores(t *testing.T) {
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	f := NewFair(FairConfig{Slots: 16, Cores: 2, Now: c.now})
+	admitNow(t, f, "noisy", "n", BaseCost)() // both accounts active
+	admitNow(t, f, "victim", "v", BaseCost)()
+	keygen := CostOf("GenerateDataKeyPair", "RSA_4096")
+	n1 := admitNow(t, f, "noisy", "n", keygen)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	refused := 0
+	out := make(chan started, 10)
+	submit(f, "noisy", "n", keygen, 1, out, &wg, &refused, &mu)
+	waitFor(t, "the neighbour's second key generation waiting", func() bool { return f.Stats().Queued == 1 })
+	v1 := admitNow(t, f, "victim", "v", keygen)
+	v2 := admitNow(t, f, "victim", "v", BaseCost)
+	v1()
+	v2()
+	if s := f.Stats(); s.Long != 1 || s.Queued != 1 {
+		t.Fatalf("stats %+v after the victim's key generation ended, want the neighbour's one in service and one waiting", s)
+	}
+	n1()
+	(<-out).release()
+	drain(t, f, out, &wg)
 }

@@ -52,14 +52,15 @@ type FairConfig struct {
 //     LongCost and more) at once. One busy client gets the whole instance.
 //   - Otherwise it starts at once if it fits in a's share (Slots divided
 //     among the active accounts) and p's share of that (divided among a's
-//     active principals), whatever others hold. A cheap request of a
-//     principal with nothing in service always starts: a quiet principal
-//     never queues behind a busy one. Core-burning requests share the
-//     cores instead: an account may have its share of them, at least one.
+//     active principals), whatever others hold. A principal with nothing
+//     in service may always start one request: a quiet principal never
+//     queues behind a busy one, and however many principals are active,
+//     each makes progress. Core-burning requests share the cores instead:
+//     an account may run its share of them, at least one.
 //   - Otherwise it waits, and starts when it fits in its shares or in the
 //     slots left over (never a core-burning one: it could not give them
-//     back for as long as it runs). Whenever work ends, waiting requests within their
-//     shares go first; the spare slots go to the one whose account, then
+//     back for as long as it runs). Whenever work ends, waiting requests
+//     within their shares go first; the spare slots go to the one whose account, then
 //     principal, has received the least service so far, counted in cost
 //     (start-time fair queuing's virtual start tags).
 //
@@ -188,10 +189,10 @@ func (f *Fair) isLong(w *waiter) bool { return w.cost >= LongCost }
 
 // guaranteed reports whether w may start whatever else is in service or
 // waiting: its principal is alone, or w fits in its account's and
-// principal's shares, or it is a cheap request of a principal with nothing
-// in service (beside its key generations). A core-burning request is counted in cores instead of slots:
-// an account's share of the cores, at least one, and never more than
-// Cores in all.
+// principal's shares, or its principal has nothing else in service (beside
+// key generations). A core-burning request is counted in cores instead of
+// slots: an account's share of the cores, at least one, and never more
+// than Cores in all.
 func (f *Fair) guaranteed(w *waiter) bool {
 	alone := f.active <= 1 && w.a.active <= 1
 	if f.isLong(w) {
@@ -201,7 +202,7 @@ func (f *Fair) guaranteed(w *waiter) bool {
 		coresA := max(1, f.cfg.Cores/max(f.active, 1))
 		return alone || w.a.long < coresA && w.p.long < max(1, coresA/max(w.a.active, 1))
 	}
-	if alone || w.hold == 1 && w.p.inService == w.p.longHold {
+	if alone || w.p.inService == w.p.longHold {
 		return true
 	}
 	shareA := float64(f.cfg.Slots) / float64(max(f.active, 1))

@@ -114,16 +114,19 @@ func TestFairSharesByCost(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	f := NewFair(FairConfig{Slots: 4, Cores: 2, Queue: 100, Now: c.now}) // requests of 2 BaseCost and more hold 2 slots
 	crowd(t, f, 8)
+	// One cheap request of each stays in service, so neither ever has
+	// nothing in service (which would let one request of it start).
+	pinA := admitNow(t, f, "A", "a", BaseCost)
+	pinB := admitNow(t, f, "B", "b", BaseCost)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	refused := 0
 	out := make(chan started, 100)
 	a1 := admitNow(t, f, "A", "a", 2*BaseCost)
-	b1 := admitNow(t, f, "B", "b", 6*BaseCost)
 	submit(f, "A", "a", 2*BaseCost, 40, out, &wg, &refused, &mu)
 	submit(f, "B", "b", 6*BaseCost, 40, out, &wg, &refused, &mu)
 	waitFor(t, "80 waiting", func() bool { return f.Stats().Queued == 80 })
-	seq := order(t, f, []func(){a1, b1}, out, 40)
+	seq := order(t, f, []func(){a1}, out, 40)
 	if a, b := count(seq, "A/a"), count(seq, "B/b"); a < 29 || a > 31 || b < 9 || b > 11 {
 		t.Fatalf("40 turns went %d to A (cost 2) and %d to B (cost 6), want 30 and 10: %v", a, b, seq)
 	}
@@ -132,6 +135,8 @@ func TestFairSharesByCost(t *testing.T) {
 			t.Fatalf("B waited 5 turns in a row at %d: %v", i, seq)
 		}
 	}
+	pinA()
+	pinB()
 	drain(t, f, out, &wg)
 	if refused != 0 {
 		t.Fatalf("%d refused with queues of 40 (bound 100)", refused)
@@ -189,19 +194,22 @@ func TestFairSharesBetweenPrincipals(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	f := NewFair(FairConfig{Slots: 4, Cores: 2, Queue: 100, Now: c.now})
 	crowd(t, f, 8)
+	pin1 := admitNow(t, f, "A", "p1", BaseCost)
+	pin2 := admitNow(t, f, "A", "p2", BaseCost)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	refused := 0
 	out := make(chan started, 100)
-	p1 := admitNow(t, f, "A", "p1", 2*BaseCost)
-	p2 := admitNow(t, f, "A", "p2", 2*BaseCost)
+	first := admitNow(t, f, "A", "p1", 2*BaseCost)
 	submit(f, "A", "p1", 2*BaseCost, 60, out, &wg, &refused, &mu)
 	submit(f, "A", "p2", 2*BaseCost, 6, out, &wg, &refused, &mu)
 	waitFor(t, "66 waiting", func() bool { return f.Stats().Queued == 66 })
-	seq := order(t, f, []func(){p1, p2}, out, 12)
+	seq := order(t, f, []func(){first}, out, 12)
 	if n := count(seq, "A/p2"); n != 6 {
 		t.Fatalf("in 12 turns p2 (6 waiting) got %d beside p1 (60 waiting), want 6: %v", n, seq)
 	}
+	pin1()
+	pin2()
 	drain(t, f, out, &wg)
 }
 
@@ -290,7 +298,8 @@ func TestFairQueueIsBounded(t *testing.T) {
 	out := make(chan started, 100)
 	a := admitNow(t, f, "A", "a", BaseCost)
 	b := admitNow(t, f, "B", "b", BaseCost)
-	a2 := admitNow(t, f, "A", "a", BaseCost) // the spare slot
+	a2 := admitNow(t, f, "A", "a", BaseCost)    // the spare slot
+	o := admitNow(t, f, "A", "other", BaseCost) // one per principal always starts
 	submit(f, "A", "a", BaseCost, 3, out, &wg, &refused, &mu)
 	waitFor(t, "3 waiting", func() bool { return f.Stats().Queued == 3 })
 	if rel, ok := f.Admit("A", "a", BaseCost); ok {
@@ -304,7 +313,7 @@ func TestFairQueueIsBounded(t *testing.T) {
 	}
 	submit(f, "B", "b", BaseCost, 3, out, &wg, &refused, &mu)
 	waitFor(t, "B's 3 waiting", func() bool { return f.Stats().Queued == 6 })
-	for _, rel := range []func(){a, b, a2} {
+	for _, rel := range []func(){a, b, a2, o} {
 		rel()
 	}
 	drain(t, f, out, &wg)
@@ -453,5 +462,31 @@ func TestFairSharesCores(t *testing.T) {
 	}
 	n1()
 	(<-out).release()
+	drain(t, f, out, &wg)
+}
+
+// TestFairEveryPrincipalProgresses: however many principals hold the
+// slots, one with nothing in service may start one request, costly or
+// not; its second waits.
+func TestFairEveryPrincipalProgresses(t *testing.T) {
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	f := NewFair(FairConfig{Slots: 4, Cores: 2, Now: c.now})
+	var held []func()
+	for i := range 8 {
+		held = append(held, admitNow(t, f, "busy"+string(rune('0'+i)), "b", BaseCost))
+	}
+	sign := CostOf("Sign", "RSASSA_PSS_SHA_256")
+	first := admitNow(t, f, "X", "x", sign)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	refused := 0
+	out := make(chan started, 10)
+	submit(f, "X", "x", sign, 1, out, &wg, &refused, &mu)
+	waitFor(t, "X's second signature waiting", func() bool { return f.Stats().Queued == 1 })
+	first()
+	(<-out).release()
+	for _, rel := range held {
+		rel()
+	}
 	drain(t, f, out, &wg)
 }

@@ -41,10 +41,10 @@ type FairConfig struct {
 // in while there is room, and when principals compete for the instance it
 // shares it fairly, first between accounts and then between the
 // principals of an account, weighting each request by its estimated cost
-// (CostOf). Requests beyond an account's share wait in a bounded queue
-// per principal and are let in, in start-time fair queuing order, as work
-// ends; a request that finds its account's queue full is refused at once.
-// Nothing waits on a timer.
+// (CostOf). Requests beyond their shares wait in a queue per principal
+// and are let in, in start-time fair queuing order, as work ends; a
+// request that finds its account's queued requests at their bound is
+// refused at once. Nothing waits on a timer.
 //
 // The rules, for a request of principal p in account a:
 //   - While p is the only active principal, nothing limits it but the
@@ -60,9 +60,9 @@ type FairConfig struct {
 //   - Otherwise it waits, and starts when it fits in its shares or in the
 //     slots left over (never a core-burning one: it could not give them
 //     back for as long as it runs). Whenever work ends, waiting requests
-//     within their shares go first; the spare slots go to the one whose account, then
-//     principal, has received the least service so far, counted in cost
-//     (start-time fair queuing's virtual start tags).
+//     within their shares go first; the spare slots go to the one whose
+//     account, then principal, has received the least service so far,
+//     counted in cost (start-time fair queuing's virtual start tags).
 //
 // Fair is safe for concurrent use; it holds no secret. Waiting happens in
 // the caller's goroutine: Fair starts none.

@@ -48,8 +48,8 @@ bench-all: build
 	  $(MAKE) --no-print-directory bench BENCH_FLAGS="--op $$op --concurrency 64 --duration 10s --warmup 2s --size 1024" || exit 1; \
 	done
 
-## bench-noisy: one account's Encrypt alone and beside a noisy neighbour (another account on 64
-## connections, or creating RSA-4096 keys at AWS's 5/s), under the old default (AWS's quotas,
+## bench-noisy: one account's Encrypt alone and beside a noisy neighbour (another account on 64 or
+## 256 connections, or creating RSA-4096 keys at AWS's 5/s), under the old default (AWS's quotas,
 ## no fair sharing) and the new (fair sharing)
 NOISY_FLAGS ?= --duration 10s --warmup 2s
 bench-noisy: build

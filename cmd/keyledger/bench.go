@@ -82,10 +82,10 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	soakSizes := fs.String("soak-sizes", "1M,5M,20M", "soak mode: the ledger sizes (events) to measure at")
 	soakDir := fs.String("soak-dir", "", "soak mode: the server's data directory (kept afterwards; default a new temporary directory)")
 	soakServe := fs.String("soak-serve-flags", "", "soak mode: extra flags for serve, space-separated (e.g. --ledger-compression none)")
-	noisy := fs.Bool("noisy-neighbour", false, "noisy-neighbour mode: for each --noisy-serve configuration start a fresh `keyledger serve` with two\naccounts and measure one's (the victim's) Encrypt alone and beside each of the other's --noisy-loads")
+	noisy := fs.Bool("noisy-neighbour", false, "noisy-neighbour mode: for each --noisy-serve configuration start a fresh keyledger serve with two\naccounts and measure one's (the victim's) Encrypt alone and beside each of the other's --noisy-loads")
 	victimConns := fs.Int("victim-concurrency", 4, "noisy-neighbour mode: the victim's connections")
 	noisyConns := fs.Int("noisy-concurrency", 64, "noisy-neighbour mode: the neighbour's connections")
-	noisyLoadList := fs.String("noisy-loads", "encrypt,create-key-rsa4096@5/s", "noisy-neighbour mode: the neighbour's workloads, comma-separated: encrypt or create-key-rsa4096,\neach optionally paced with @N/s")
+	noisyLoadList := fs.String("noisy-loads", "encrypt,encrypt:256,create-key-rsa4096@5/s", "noisy-neighbour mode: the neighbour's workloads, comma-separated: encrypt or create-key-rsa4096,\neach optionally on :CONNECTIONS (default --noisy-concurrency) and paced with @N/s")
 	noisyServeList := fs.String("noisy-serve", "old=--quotas aws --no-fair-share;new=", "noisy-neighbour mode: NAME=SERVE FLAGS;... configurations to compare")
 	rounds := fs.Int("rounds", 1, "noisy-neighbour mode: how many times to measure every configuration, in turn")
 	if err := parseFlags(fs, args); err != nil {

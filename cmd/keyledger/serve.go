@@ -260,6 +260,9 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	if ncfg.Throttle == nil {
 		log.Warn("request throttling is OFF (--no-throttle): one caller can take every request the instance can serve")
+	} else if f := ncfg.Throttle.Fair(); f != nil {
+		c := f.Config()
+		log.Info("fair sharing under load", "slots", c.Slots, "cores", c.Cores, "queue", c.Queue, "quotas", of.table)
 	}
 	if keeper != nil {
 		ncfg.RootSeal = keeper

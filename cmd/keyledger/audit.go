@@ -47,6 +47,15 @@ func openLedgerForAudit(bf *backendFlags, stderr io.Writer) (*ledger.Ledger, *ba
 	return l, b, func() { b.Close(); release() }, true
 }
 
+// latestCheckpoint is the newest stored signed checkpoint of a ledger stream.
+func latestCheckpoint(ctx context.Context, b *backend.Backend, stream string) ([]byte, error) {
+	cps, err := b.ReadCheckpoints(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return cps.Latest(ctx)
+}
+
 // checkpointKeyFile is where serve keeps a data directory's checkpoint
 // signing key unless --checkpoint-key says otherwise.
 func (b *backendFlags) checkpointKeyFile() string { return filepath.Join(b.dataDir, "checkpoint.key") }

@@ -3,15 +3,13 @@ package retention
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/internal/ledgertest"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/segment"
@@ -24,14 +22,14 @@ func TestArchiveHoldsTheEventsBeforeItsCut(t *testing.T) {
 	f := newFixture(t, 9)
 	const cut = 5
 	for _, whole := range []bool{false, true} {
-		a := f.archive(f.l, f.before(cut), whole)
+		a := f.archive(f.L, f.before(cut), whole)
 		n := uint64(cut)
 		if whole {
 			// The last sealed segment end at or before the last archived
 			// message.
 			var end uint64
-			for _, e := range sealedEnds(t, f.l) {
-				if e <= f.recs[cut-1].Seq {
+			for _, e := range sealedEnds(t, f.L) {
+				if e <= f.Recs[cut-1].Seq {
 					end = max(end, e)
 				}
 			}
@@ -39,7 +37,7 @@ func TestArchiveHoldsTheEventsBeforeItsCut(t *testing.T) {
 				t.Fatal("the fixture has no sealed segment before the cut")
 			}
 			n = 0
-			for _, r := range f.recs {
+			for _, r := range f.Recs {
 				if r.Seq <= end {
 					n++
 				}
@@ -52,17 +50,17 @@ func TestArchiveHoldsTheEventsBeforeItsCut(t *testing.T) {
 			t.Fatalf("whole=%v: the archive holds events %d–%d, want 0–%d", whole, a.Manifest.Base.FirstIndex, a.Manifest.Next.FirstIndex-1, n-1)
 		}
 		var want []byte
-		for _, r := range f.recs[:n] {
+		for _, r := range f.Recs[:n] {
 			want = append(append(want, r.Raw...), '\n')
 		}
 		got, err := os.ReadFile(filepath.Join(a.Dir, offline.EventsFile))
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("whole=%v: the archived events are not the stored bytes of events 0–%d (%v)", whole, n-1, err)
 		}
-		if !a.Manifest.LastTime.Equal(f.recs[n-1].Event.Time) || !a.Manifest.FirstTime.Equal(t0) {
+		if !a.Manifest.LastTime.Equal(f.Recs[n-1].Event.Time) || !a.Manifest.FirstTime.Equal(t0) {
 			t.Errorf("whole=%v: times %s … %s", whole, a.Manifest.FirstTime, a.Manifest.LastTime)
 		}
-		if _, err := segment.Open(a.Dir, f.vkey); err != nil {
+		if _, err := segment.Open(a.Dir, f.Vkey); err != nil {
 			t.Fatalf("whole=%v: the archive does not verify: %v", whole, err)
 		}
 	}
@@ -73,13 +71,9 @@ func TestArchiveHoldsTheEventsBeforeItsCut(t *testing.T) {
 // archive, one whose root the ledger does not have.
 func TestArchiveRefuses(t *testing.T) {
 	f := newFixture(t, 9)
-	all := len(f.recs)
-	otherKey, _, _ := note.GenerateKey(rand.Reader, "retention-test")
-	other, err := note.NewSigner(otherKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forgedRoot, err := merkle.Sign(merkle.Checkpoint{Origin: "retention-test", Size: int64(all)}, f.signer)
+	all := len(f.Recs)
+	other := ledgertest.OtherSigner(t)
+	forgedRoot, err := merkle.Sign(merkle.Checkpoint{Origin: "ledgertest", Size: int64(all)}, f.Signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,16 +84,16 @@ func TestArchiveRefuses(t *testing.T) {
 		whole      bool
 		want       any // an error type to match with errors.As
 	}{
-		{"nothing before the cut", f.checkpoint(all, nil), 0, false, new(*NothingError)},
-		{"no sealed segment before the cut", f.checkpoint(all, nil), 1, true, new(*NothingError)},
-		{"checkpoint signed by another key", f.checkpoint(all, other), 5, false, new(*offline.SignatureError)},
-		{"checkpoint older than the archive", f.checkpoint(3, nil), 5, false, new(*CoverageError)},
+		{"nothing before the cut", f.Checkpoint(all, nil), 0, false, new(*NothingError)},
+		{"no sealed segment before the cut", f.Checkpoint(all, nil), 1, true, new(*NothingError)},
+		{"checkpoint signed by another key", f.Checkpoint(all, other), 5, false, new(*offline.SignatureError)},
+		{"checkpoint older than the archive", f.Checkpoint(3, nil), 5, false, new(*CoverageError)},
 		{"checkpoint the ledger does not match", forgedRoot, 5, false, new(*MismatchError)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "archive")
-			_, err := Archive(context.Background(), ArchiveRequest{Ledger: f.l, Stream: ledger.DefaultStream,
-				Checkpoint: tc.checkpoint, Verifier: f.vkey, Before: f.before(tc.cut), WholeSegments: tc.whole, Dir: dir})
+			_, err := Archive(context.Background(), ArchiveRequest{Ledger: f.L, Stream: ledger.DefaultStream,
+				Checkpoint: tc.checkpoint, Verifier: f.Vkey, Before: f.before(tc.cut), WholeSegments: tc.whole, Dir: dir})
 			if !errors.As(err, tc.want) {
 				t.Fatalf("Archive = %v, want a %T", err, tc.want)
 			}
@@ -113,7 +107,7 @@ func TestArchiveRefuses(t *testing.T) {
 	}
 	// An existing directory is never written into.
 	dir := t.TempDir()
-	if _, err := Archive(context.Background(), ArchiveRequest{Ledger: f.l, Checkpoint: f.checkpoint(all, nil), Verifier: f.vkey,
+	if _, err := Archive(context.Background(), ArchiveRequest{Ledger: f.L, Checkpoint: f.Checkpoint(all, nil), Verifier: f.Vkey,
 		Before: f.before(5), Dir: dir}); err == nil {
 		t.Fatal("Archive wrote into an existing directory")
 	}

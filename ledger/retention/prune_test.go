@@ -54,9 +54,9 @@ func segmentNames(t *testing.T, l *ledger.Ledger) []string {
 func TestPruneRemovesTheArchivedSegments(t *testing.T) {
 	f := newFixture(t, 9)
 	ctx := context.Background()
-	a := f.archive(f.l, f.before(5), true)
-	before := segmentNames(t, f.l)
-	l := f.restart()
+	a := f.archive(f.L, f.before(5), true)
+	before := segmentNames(t, f.L)
+	l := f.Restart()
 	res, err := Prune(ctx, PruneRequest{Ledger: l, Archive: a, Retention: 30 * day, Now: later})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestPruneRemovesTheArchivedSegments(t *testing.T) {
 		t.Fatalf("Prune = %+v, want the removal recorded and streams deleted", res)
 	}
 
-	r := f.open()
+	r := f.Open()
 	if !r.Base().Equal(a.Manifest.Next) || r.FirstIndex() != a.Manifest.Next.FirstIndex {
 		t.Fatalf("after Prune the ledger starts at %+v, want the archive's next base %+v", r.Base(), a.Manifest.Next)
 	}
@@ -73,7 +73,7 @@ func TestPruneRemovesTheArchivedSegments(t *testing.T) {
 	if want := before[len(res.Streams):]; !slices.Equal(after, want) {
 		t.Fatalf("segments %v after deleting %v from %v", after, res.Streams, before)
 	}
-	rms := removals(t, f.open())
+	rms := removals(t, f.Open())
 	if len(rms) != 1 || rms[0].Event.Index != res.Event {
 		t.Fatalf("SegmentRemoved events %d, want one at index %d", len(rms), res.Event)
 	}
@@ -87,7 +87,7 @@ func TestPruneRemovesTheArchivedSegments(t *testing.T) {
 	if err := r.EventsFrom(ctx, 0, func(event.Record) error { return nil }); !errors.As(err, new(*ledger.MissingSegmentError)) {
 		t.Fatalf("reading a removed event: %v, want a MissingSegmentError", err)
 	}
-	if rep, err := f.open().AuditAgainst(ctx, nil, nil); err != nil || len(rep.Quarantined) > 0 {
+	if rep, err := f.Open().AuditAgainst(ctx, nil, nil); err != nil || len(rep.Quarantined) > 0 {
 		t.Fatalf("audit from the base: %+v %v", rep, err)
 	}
 
@@ -95,7 +95,7 @@ func TestPruneRemovesTheArchivedSegments(t *testing.T) {
 	if err != nil || res.Recorded || len(res.Streams) != 0 {
 		t.Fatalf("Prune again = %+v, %v; want nothing done", res, err)
 	}
-	if n := len(removals(t, f.open())); n != 1 {
+	if n := len(removals(t, f.Open())); n != 1 {
 		t.Fatalf("Prune again recorded another removal: %d SegmentRemoved events", n)
 	}
 }
@@ -108,24 +108,24 @@ func TestPruneRefuses(t *testing.T) {
 	f := newFixture(t, 10) // the segment being written holds the last two messages
 	stranger := newFixture(t, 9)
 	ctx := context.Background()
-	whole := f.archive(f.l, f.before(5), true)
-	first := f.archive(f.l, f.before(3), true) // a shorter one, stale once whole is pruned
+	whole := f.archive(f.L, f.before(5), true)
+	first := f.archive(f.L, f.before(3), true) // a shorter one, stale once whole is pruned
 	if first.Manifest.Next.FirstIndex >= whole.Manifest.Next.FirstIndex {
 		t.Fatalf("the fixture's archives end at %d and %d", first.Manifest.Next.FirstIndex, whole.Manifest.Next.FirstIndex)
 	}
-	inside := f.archive(f.l, f.before(3), false)
-	everything := f.archive(f.l, f.before(len(f.recs)), false)
+	inside := f.archive(f.L, f.before(3), false)
+	everything := f.archive(f.L, f.before(len(f.Recs)), false)
 	for _, a := range []segment.Archive{inside, everything} {
-		if slices.Contains(sealedEnds(t, f.l), a.Manifest.Next.Seq) {
+		if slices.Contains(sealedEnds(t, f.L), a.Manifest.Next.Seq) {
 			t.Fatalf("the fixture's archive that should end inside a segment ends at one's end (stream sequence %d)", a.Manifest.Next.Seq)
 		}
 	}
-	foreign := stranger.archive(stranger.l, stranger.before(5), true)
+	foreign := stranger.archive(stranger.L, stranger.before(5), true)
 
-	l := f.restart()
+	l := f.Restart()
 	refuse := func(name string, a segment.Archive, now time.Time, want error, wantEnd bool) {
 		t.Helper()
-		removed, base := len(removals(t, f.open())), l.Base()
+		removed, base := len(removals(t, f.Open())), l.Base()
 		_, err := Prune(ctx, PruneRequest{Ledger: l, Archive: a, Retention: 30 * day, Now: now})
 		var refused *RefusedError
 		if !errors.As(err, &refused) {
@@ -137,8 +137,8 @@ func TestPruneRefuses(t *testing.T) {
 		if got := errors.As(err, new(*SegmentEndError)); got != wantEnd {
 			t.Errorf("%s: Prune = %v: a SegmentEndError: %v, want %v", name, err, got, wantEnd)
 		}
-		l = f.open()
-		if n := len(removals(t, f.open())); n != removed || !l.Base().Equal(base) {
+		l = f.Open()
+		if n := len(removals(t, f.Open())); n != removed || !l.Base().Equal(base) {
 			t.Fatalf("%s: a refused Prune recorded %d removals, base %+v", name, n, l.Base())
 		}
 	}
@@ -150,7 +150,7 @@ func TestPruneRefuses(t *testing.T) {
 	if _, err := Prune(ctx, PruneRequest{Ledger: l, Archive: whole, Retention: 30 * day, Now: later}); err != nil {
 		t.Fatal(err)
 	}
-	l = f.open()
+	l = f.Open()
 	refuse("an archive before the live base", first, later, segment.ErrNotArchive, false)
 }
 
@@ -162,9 +162,9 @@ func TestPruneFinishesAfterACrash(t *testing.T) {
 	ctx := context.Background()
 	t.Run("after the event", func(t *testing.T) {
 		f := newFixture(t, 9)
-		a := f.archive(f.l, f.before(5), true)
-		before := segmentNames(t, f.l)
-		l := f.restart()
+		a := f.archive(f.L, f.before(5), true)
+		before := segmentNames(t, f.L)
+		l := f.Restart()
 		req := PruneRequest{Ledger: l, Archive: a, Retention: 30 * day, Now: later}
 		// The first steps of recordRemoval, then a crash.
 		head, err := l.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
@@ -180,7 +180,7 @@ func TestPruneFinishesAfterACrash(t *testing.T) {
 		}
 		l.Close()
 
-		l = f.open()
+		l = f.Open()
 		if !l.Base().Empty() || !slices.Equal(segmentNames(t, l), before) {
 			t.Fatalf("the crash stored base %+v and left segments %v", l.Base(), segmentNames(t, l))
 		}
@@ -188,23 +188,23 @@ func TestPruneFinishesAfterACrash(t *testing.T) {
 		if err != nil || !res.Recorded || len(res.Streams) == 0 {
 			t.Fatalf("Prune after the crash = %+v, %v", res, err)
 		}
-		r := f.open()
-		rms := removals(t, f.open())
+		r := f.Open()
+		rms := removals(t, f.Open())
 		if !r.Base().Equal(a.Manifest.Next) || len(rms) != 2 || rms[1].Event.Index != res.Event {
 			t.Fatalf("after the crash and a second run: base %+v, %d SegmentRemoved events (want 2, the base naming the second)", r.Base(), len(rms))
 		}
 	})
 	t.Run("after the base", func(t *testing.T) {
 		f := newFixture(t, 9)
-		a := f.archive(f.l, f.before(5), true)
-		before := segmentNames(t, f.l)
-		l := f.restart()
+		a := f.archive(f.L, f.before(5), true)
+		before := segmentNames(t, f.L)
+		l := f.Restart()
 		req := PruneRequest{Ledger: l, Archive: a, Retention: 30 * day, Now: later}
 		rec, err := recordRemoval(ctx, req) // then a crash: no stream deleted
 		if err != nil {
 			t.Fatal(err)
 		}
-		l = f.open()
+		l = f.Open()
 		if !l.Base().Equal(a.Manifest.Next) || !slices.Equal(segmentNames(t, l), before) {
 			t.Fatalf("after the base: base %+v, segments %v", l.Base(), segmentNames(t, l))
 		}
@@ -212,7 +212,7 @@ func TestPruneFinishesAfterACrash(t *testing.T) {
 		if err != nil || res.Recorded || len(res.Streams) == 0 {
 			t.Fatalf("Prune after the crash = %+v, %v; want only the deletion", res, err)
 		}
-		rms := removals(t, f.open())
+		rms := removals(t, f.Open())
 		if len(rms) != 1 || rms[0].Event.Index != rec.Event.Index {
 			t.Fatalf("%d SegmentRemoved events after finishing, want the one recorded before the crash", len(rms))
 		}

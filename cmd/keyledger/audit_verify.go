@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/offline"
-	"github.com/keyledger/keyledger/ledger/progress"
 	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/verify"
 )
@@ -108,16 +106,6 @@ func checkpointNote(res verify.Result, vkey string) string {
 	}
 }
 
-// newMeter shows progress over a walk of the stream up to sequence last:
-// a bar when stderr is a terminal, log lines otherwise.
-func newMeter(label string, last uint64, stderr io.Writer) *progress.Meter {
-	o := progress.Options{Logger: slog.New(slog.NewTextHandler(stderr, nil))}
-	if f, ok := stderr.(*os.File); ok && progress.IsTerminal(f) {
-		o.Terminal = f
-	}
-	return progress.New(label, 0, last, o)
-}
-
 // exitQuarantined is audit verify's status when the ledger holds messages
 // that folding refused (forged, replayed, garbage, or changed on disk).
 const exitQuarantined = 3
@@ -193,12 +181,6 @@ func verifyOffline(dir, pubkeyFile string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "OK: %d events; checkpoint %q of size %d verified with %s%s\nroot: %s\n%s",
 		res.Events, cp.Origin, cp.Size, keyName(string(vkey)), extra, cp.Root, writers)
 	return 0
-}
-
-// keyName is the name in a note verifier key ("name+hash+key").
-func keyName(vkey string) string {
-	name, _, _ := strings.Cut(strings.TrimSpace(vkey), "+")
-	return name
 }
 
 // verifyJoined checks archives and a later export (package segment) with

@@ -464,9 +464,7 @@ func recordPrincipals(ctx context.Context, l *ledger.Ledger, state *keystate.Sta
 	if state.PrincipalsHash() == hash {
 		return nil
 	}
-	ev := &event.Event{Time: cfg.Clock.Now(), Operation: "UpdatePrincipals", Region: cfg.Region,
-		Body: &event.PrincipalsConfigured{Summary: summary, Hash: hash}}
-	if _, err := l.Append(ctx, ev); err != nil {
+	if _, err := l.Append(ctx, keyservice.PrincipalsConfiguration(cfg.Clock.Now(), cfg.Region, summary, hash)); err != nil {
 		return fmt.Errorf("node: recording the principals configuration: %w", err)
 	}
 	cfg.Logger.Info("principals configuration recorded in the ledger", "hash", hash)

@@ -1,6 +1,7 @@
 # keyledger — see README.md.
 GO       ?= go
 BIN      := bin/keyledger
+BENCH    := bin/keyledger-bench
 DATA_DIR ?= ./data
 LISTEN   ?= 127.0.0.1:8080
 
@@ -12,6 +13,7 @@ run: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/keyledger
+	$(GO) build -o $(BENCH) ./cmd/keyledger-bench
 
 ## test: the whole suite (unit, end-to-end through the AWS SDK, CLI, crash and architecture tests)
 test: vet
@@ -34,7 +36,7 @@ BENCH_FLAGS ?= --concurrency 64 --duration 20s --warmup 3s --size 1024
 bench: build
 	@dir=$$(mktemp -d); \
 	$(BIN) serve --data-dir $$dir --listen 127.0.0.1:18080 --log-level warn $(SERVE_FLAGS) 2>/dev/null & pid=$$!; \
-	$(BIN) bench --endpoint http://127.0.0.1:18080 --credentials-from $$dir/principals.json $(BENCH_FLAGS); status=$$?; \
+	$(BENCH) --endpoint http://127.0.0.1:18080 --credentials-from $$dir/principals.json $(BENCH_FLAGS); status=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$status
 
 ## bench-nofsync: the same without fsync, to measure what durability costs
@@ -53,14 +55,14 @@ bench-all: build
 ## no fair sharing) and the new (fair sharing)
 NOISY_FLAGS ?= --duration 10s --warmup 2s
 bench-noisy: build
-	$(BIN) bench --noisy-neighbour $(NOISY_FLAGS)
+	$(BENCH) --noisy-neighbour $(NOISY_FLAGS)
 
 ## soak: drive Encrypt through a real server to SOAK_SIZES events and measure RSS, restart, report,
 ## verify, bytes per event and throughput/p99 at each size (long: not part of test)
 SOAK_SIZES ?= 1M,5M,20M
 SOAK_FLAGS ?= --concurrency 64 --duration 10s --size 1024
 soak: build
-	$(BIN) bench --soak --soak-sizes $(SOAK_SIZES) $(SOAK_FLAGS)
+	$(BENCH) --soak --soak-sizes $(SOAK_SIZES) $(SOAK_FLAGS)
 
 clean:
 	rm -rf bin

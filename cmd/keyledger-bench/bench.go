@@ -63,7 +63,7 @@ func (c *benchClient) call(op string, body []byte, resp *fasthttp.Response) erro
 }
 
 func bench(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("keyledger-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	endpoint := fs.String("endpoint", "http://127.0.0.1:8080", "keyledger endpoint")
 	concurrency := fs.Int("concurrency", 64, "concurrent connections, each with one request in flight")
@@ -87,6 +87,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	noisyConns := fs.Int("noisy-concurrency", 64, "noisy-neighbour mode: the neighbour's connections")
 	noisyLoadList := fs.String("noisy-loads", "encrypt,encrypt:256,create-key-rsa4096@5/s", "noisy-neighbour mode: the neighbour's workloads, comma-separated: encrypt or create-key-rsa4096,\neach optionally on :CONNECTIONS (default --noisy-concurrency) and paced with @N/s")
 	noisyServeList := fs.String("noisy-serve", "old=--quotas aws --no-fair-share;new=", "noisy-neighbour mode: NAME=SERVE FLAGS;... configurations to compare")
+	fs.StringVar(&keyledgerBinary, "keyledger", defaultKeyledger(), "soak and noisy-neighbour modes: the keyledger binary to start")
 	rounds := fs.Int("rounds", 1, "noisy-neighbour mode: how many times to measure every configuration, in turn")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
@@ -94,16 +95,16 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	if *noisy {
 		loads, err := parseNoisyLoads(*noisyLoadList)
 		if err != nil {
-			fmt.Fprintf(stderr, "keyledger bench: --noisy-loads: %v\n", err)
+			fmt.Fprintf(stderr, "keyledger-bench: --noisy-loads: %v\n", err)
 			return 2
 		}
 		serves, err := parseNoisyServes(*noisyServeList)
 		if err != nil {
-			fmt.Fprintf(stderr, "keyledger bench: --noisy-serve: %v\n", err)
+			fmt.Fprintf(stderr, "keyledger-bench: --noisy-serve: %v\n", err)
 			return 2
 		}
 		if *victimConns < 1 || *noisyConns < 1 || *rounds < 1 {
-			fmt.Fprintln(stderr, "keyledger bench: --victim-concurrency, --noisy-concurrency and --rounds must be ≥ 1")
+			fmt.Fprintln(stderr, "keyledger-bench: --victim-concurrency, --noisy-concurrency and --rounds must be ≥ 1")
 			return 2
 		}
 		return runNoisy(noisyConfig{victimConns: *victimConns, noisyConns: *noisyConns, loads: loads, serves: serves,
@@ -112,13 +113,13 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	if *soak {
 		sizes, err := parseSizes(*soakSizes)
 		if err != nil {
-			fmt.Fprintf(stderr, "keyledger bench: --soak-sizes: %v\n", err)
+			fmt.Fprintf(stderr, "keyledger-bench: --soak-sizes: %v\n", err)
 			return 2
 		}
 		dir := *soakDir
 		if dir == "" {
 			if dir, err = os.MkdirTemp("", "keyledger-soak-"); err != nil {
-				fmt.Fprintf(stderr, "keyledger bench: %v\n", err)
+				fmt.Fprintf(stderr, "keyledger-bench: %v\n", err)
 				return 1
 			}
 		}
@@ -129,7 +130,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	if *credsFrom != "" {
 		id, sec, arn, err := firstAccessKey(*credsFrom)
 		if err != nil {
-			fmt.Fprintf(stderr, "keyledger bench: %v\n", err)
+			fmt.Fprintf(stderr, "keyledger-bench: %v\n", err)
 			return 2
 		}
 		*accessKey, *secretKey, principal = id, sec, arn
@@ -137,7 +138,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	}
 	u, err := url.Parse(*endpoint)
 	if err != nil || u.Host == "" {
-		fmt.Fprintf(stderr, "keyledger bench: bad --endpoint %q\n", *endpoint)
+		fmt.Fprintf(stderr, "keyledger-bench: bad --endpoint %q\n", *endpoint)
 		return 2
 	}
 	c := &benchClient{
@@ -149,7 +150,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 
 	op, ok := benchOps[*opName]
 	if !ok {
-		fmt.Fprintf(stderr, "keyledger bench: unknown --op %q\n", *opName)
+		fmt.Fprintf(stderr, "keyledger-bench: unknown --op %q\n", *opName)
 		return 2
 	}
 	resp := fasthttp.AcquireResponse()
@@ -159,13 +160,13 @@ func bench(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 		if time.Now().After(deadline) {
-			fmt.Fprintf(stderr, "keyledger bench: CreateKey: %v\n", err)
+			fmt.Fprintf(stderr, "keyledger-bench: CreateKey: %v\n", err)
 			return 1
 		}
 	}
 	var created struct{ KeyMetadata struct{ KeyId string } }
 	if err := json.Unmarshal(resp.Body(), &created); err != nil {
-		fmt.Fprintf(stderr, "keyledger bench: CreateKey answer: %v\n", err)
+		fmt.Fprintf(stderr, "keyledger-bench: CreateKey answer: %v\n", err)
 		return 1
 	}
 	fasthttp.ReleaseResponse(resp)
@@ -174,7 +175,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	_, _ = rand.Read(message)
 	body, err := op.body(c, created.KeyMetadata.KeyId, message)
 	if err != nil {
-		fmt.Fprintf(stderr, "keyledger bench: preparing %s: %v\n", op.target, err)
+		fmt.Fprintf(stderr, "keyledger-bench: preparing %s: %v\n", op.target, err)
 		return 1
 	}
 	var received atomic.Int64

@@ -154,7 +154,7 @@ func runNoisy(cfg noisyConfig, stdout, stderr io.Writer) int {
 			got, err := noisyServeRun(cfg, sv, stdout)
 			rows = append(rows, got...)
 			if err != nil {
-				fmt.Fprintf(stderr, "keyledger bench: %s: %v\n", sv.name, err)
+				fmt.Fprintf(stderr, "keyledger-bench: %s: %v\n", sv.name, err)
 				failed = true
 			}
 		}
@@ -178,12 +178,12 @@ func runNoisy(cfg noisyConfig, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%-8s %-24s %12.0f %9s %9s %9s %12s %12s\n", r.serve, load, rate, share,
 			fmtMS(r.victim.pct(0.50)), fmtMS(r.victim.pct(0.99)), nok, nthr)
 		if r.victim.errors > 0 {
-			fmt.Fprintf(stderr, "keyledger bench: %s beside %s: the victim saw %d errors (%d throttled); first: %v\n",
+			fmt.Fprintf(stderr, "keyledger-bench: %s beside %s: the victim saw %d errors (%d throttled); first: %v\n",
 				r.serve, load, r.victim.errors, r.victim.throttled, r.victim.firstErr)
 			failed = true
 		}
 		if n := r.noisy.errors - r.noisy.throttled; n > 0 {
-			fmt.Fprintf(stderr, "keyledger bench: %s beside %s: the neighbour saw %d errors other than throttling; first: %v\n",
+			fmt.Fprintf(stderr, "keyledger-bench: %s beside %s: the neighbour saw %d errors other than throttling; first: %v\n",
 				r.serve, load, n, r.noisy.firstErr)
 			failed = true
 		}

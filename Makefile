@@ -5,7 +5,7 @@ BENCH    := bin/keyledger-bench
 DATA_DIR ?= ./data
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: run build test fuzz bench bench-nofsync bench-all bench-noisy soak vet clean
+.PHONY: run build test test-unit fuzz bench bench-nofsync bench-all bench-noisy soak vet clean
 
 ## run: build and start the service on the embedded default (JetStream under $(DATA_DIR))
 run: build
@@ -18,6 +18,11 @@ build:
 ## test: the whole suite (unit, end-to-end through the AWS SDK, CLI, crash and architecture tests)
 test: vet
 	$(GO) test -race -count=1 ./...
+
+## test-unit: the packages' own tests, without the end-to-end suite under tests/ (no browser,
+## HSM, cluster or server processes): the quick loop while editing
+test-unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/tests$$')
 
 vet:
 	$(GO) vet ./...

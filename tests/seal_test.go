@@ -479,14 +479,21 @@ func TestRootRotationSurvivesKill9(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(made)
+		mu.Unlock()
+		if n >= 50 || time.Now().After(deadline) {
+			break // the load is running: rotate under it
+		}
+	}
 	if code, out := cliAs(t, "admin", "root", "rotate", "--url", s.endpoint); code != 0 || !strings.Contains(out, "to=2") {
 		t.Fatalf("root rotate: %d %s", code, out)
 	}
 	if code, out := cliAs(t, "bob", "root", "rotate", "--url", s.endpoint); code == 0 || !strings.Contains(out, "AccessDeniedException") {
 		t.Fatalf("bob rotated the root key: %d %s", code, out)
 	}
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // kill while the rewrap most likely runs (logged below when it did not)
 	_, status := cliAs(t, "admin", "root", "status", "--url", s.endpoint)
 	s.cmd.Process.Signal(syscall.SIGKILL)
 	s.exitCode(t)

@@ -75,9 +75,9 @@ func (n *Node) instrument(m *metrics.Metrics) {
 	m.Counter("audit_sse_dropped_events_total", "Events not handed to an SSE subscriber that could not keep up (it catches up from the ledger).",
 		func() float64 { return float64(n.hub.Dropped()) })
 	m.Counter("audit_feed_overflows_total", "Commits the live feed (NATS subjects and SSE) missed because its queue was full; subscribers are told to catch up.",
-		func() float64 { return float64(n.feedOverflows.Load()) })
+		func() float64 { return float64(n.live.overflows.Load()) })
 	m.Counter("audit_feed_publish_errors_total", "Failed publishes of committed events to the NATS audit subjects.",
-		func() float64 { return float64(n.feedErrors.Load()) })
+		func() float64 { return float64(n.live.errors.Load()) })
 	m.Counter("material_cache_hits_total", "Key material uses served from the unwrapped-material cache.",
 		func() float64 { h, _ := n.Service.CacheStats(); return float64(h) })
 	m.Counter("material_cache_misses_total", "Key material uses that read the material store and unwrapped under the root key.",

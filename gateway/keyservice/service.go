@@ -82,6 +82,8 @@ type Service struct {
 	parsed  map[string]*asymmetric.PrivateKey // material id → parsed private key
 
 	cacheHits, cacheMisses atomic.Uint64
+
+	sched *Scheduler // nil: RunDue runs unfenced (NewScheduler)
 }
 
 // New returns a Service.

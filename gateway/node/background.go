@@ -69,9 +69,11 @@ func (n *Node) startTiles() {
 	n.tiles = goTask("tiles", func(ctx context.Context) { runTiles(ctx, n.tree, n.cfg.Logger) })
 }
 
-// startScheduler turns due work (deletion, rotation, expiry) into events.
+// startScheduler turns due work (deletion, rotation, expiry) into events
+// while this instance holds the scheduler lease, and releases the lease as
+// it stops.
 func (n *Node) startScheduler() {
-	n.workers.start("scheduler", func(ctx context.Context) { n.Service.RunScheduler(ctx, n.cfg.SchedulerInterval) })
+	n.workers.start("scheduler", func(ctx context.Context) { n.Scheduler.Run(ctx, n.cfg.SchedulerInterval) })
 }
 
 // startCheckpointer stores a signed checkpoint every CheckpointInterval

@@ -28,6 +28,15 @@ func (t timedLedger) Append(ctx context.Context, ev *event.Event) (event.Record,
 	return r, err
 }
 
+func (t timedLedger) AppendIf(ctx context.Context, ev *event.Event, cond func() error) (event.Record, error) {
+	start := time.Now()
+	r, err := t.l.AppendIf(ctx, ev, cond)
+	if err == nil {
+		t.m.Appended(time.Since(start))
+	}
+	return r, err
+}
+
 // observer is the gateway's view of m (none when m is nil).
 func observer(m *metrics.Metrics) awsjson.Observer {
 	if m == nil {

@@ -55,8 +55,15 @@ type Config struct {
 	Clock keyservice.Clock
 	// SchedulerInterval is how often due work is checked (default 1s).
 	SchedulerInterval time.Duration
-	Ledger            ledger.Config
-	Materials         material.Config
+	// SchedulerLeaseTTL is how long the scheduler lease outlives its
+	// holder's last renewal: how soon another instance takes the
+	// scheduler over when its holder dies (default 5s).
+	SchedulerLeaseTTL time.Duration
+	// Instance names this instance in the scheduler lease and the ledger
+	// (default: the host name and a random suffix).
+	Instance  string
+	Ledger    ledger.Config
+	Materials material.Config
 	// CheckpointSigner signs the Merkle tree's checkpoints; nil means no
 	// checkpoints. CheckpointVerifier is its public key (note vkey).
 	// CheckpointOrigin names the log in them.
@@ -86,6 +93,10 @@ type Config struct {
 
 	// onPhase, if set, is called as the instance enters each phase (tests).
 	onPhase func(n *Node, phase string)
+	// wrapLeases and wrapLedger, if set, wrap what the scheduler and the
+	// service use (tests: pausing renewals and appends).
+	wrapLeases func(keyservice.Leases) keyservice.Leases
+	wrapLedger func(keyservice.Ledger) keyservice.Ledger
 }
 
 // RootSeal is a sealed root key's keeper (a *seal.Keeper).
@@ -108,6 +119,12 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.SchedulerInterval == 0 {
 		cfg.SchedulerInterval = time.Second
+	}
+	if cfg.SchedulerLeaseTTL == 0 {
+		cfg.SchedulerLeaseTTL = DefaultSchedulerLeaseTTL
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = instanceName()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -136,6 +153,9 @@ type Node struct {
 	Service      *keyservice.Service
 	// Rotation rotates the root key (nil without a RootSeal).
 	Rotation *keyservice.RootRotation
+	// Scheduler carries out due work while this instance holds the
+	// scheduler lease.
+	Scheduler *keyservice.Scheduler
 
 	cfg   Config
 	b     *backend.Backend // the caller's; kept for the phases that open its stores

@@ -65,6 +65,12 @@ func (c *testClock) Now() time.Time {
 	return c.now
 }
 
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 // site is one data directory with its root and writer keys: an instance
 // started on it again is a restart.
 type site struct {
@@ -216,7 +222,7 @@ func TestStartCloseLeavesNoGoroutine(t *testing.T) {
 		c.CheckpointInterval = 10 * time.Millisecond
 	})
 	running := ownGoroutines()
-	for _, want := range []string{"gateway/keyservice.(*Service).RunScheduler", "gateway/node.(*Node).runFeed",
+	for _, want := range []string{"gateway/keyservice.(*Scheduler).Run", "gateway/node.(*Node).runFeed",
 		"gateway/node.(*snapshotter).run", "gateway/node.runTiles", "ledger.(*Ledger).writer", "ledger/checkpoint.(*Checkpointer).Run"} {
 		if !slices.Contains(running, want) {
 			t.Errorf("no %s goroutine while running: %v", want, running)

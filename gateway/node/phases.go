@@ -133,12 +133,15 @@ func (n *Node) startWriting(ctx context.Context) error {
 }
 
 // buildService builds the key service (finishing any material destruction
-// a crash interrupted), its HTTP front with the root key and audit
-// endpoints, and the checkpointer.
+// a crash interrupted) and its scheduler, its HTTP front with the root key
+// and audit endpoints, and the checkpointer.
 func (n *Node) buildService(ctx context.Context) error {
 	var appender keyservice.Ledger = n.Ledger
 	if n.cfg.Metrics != nil {
 		appender = timedLedger{n.Ledger, n.cfg.Metrics}
+	}
+	if n.cfg.wrapLedger != nil {
+		appender = n.cfg.wrapLedger(appender)
 	}
 	svc := keyservice.New(keyservice.Config{
 		Region: n.cfg.Region, Clock: n.cfg.Clock, Ledger: appender, State: n.State,
@@ -148,6 +151,15 @@ func (n *Node) buildService(ctx context.Context) error {
 		return fmt.Errorf("node: finishing material destruction: %w", err)
 	}
 	n.Service = svc
+	leases, err := n.b.OpenLeases(ctx, n.cfg.Ledger.Stream, n.cfg.SchedulerLeaseTTL)
+	if err != nil {
+		return err
+	}
+	var sl keyservice.Leases = schedulerLeases{leases}
+	if n.cfg.wrapLeases != nil {
+		sl = n.cfg.wrapLeases(sl)
+	}
+	n.Scheduler = svc.NewScheduler(sl, n.cfg.Instance)
 	n.feed = n.b.Feed(n.cfg.Ledger.Stream)
 	n.http = awsjson.New(svc, awsjson.Options{Principals: n.cfg.Principals, Region: n.cfg.Region, Now: n.cfg.AuthClock,
 		Logger: n.cfg.Logger, Limits: n.cfg.HTTP, Ready: n.Ready, Limiter: n.cfg.Throttle, Observer: observer(n.cfg.Metrics),

@@ -26,8 +26,9 @@ func (s *Service) RunDue(ctx context.Context) error {
 // records for it: keys whose deletion date has passed are deleted and their
 // material destroyed (DeleteKey); keys due for automatic rotation get new
 // material (RotateKey); imported material past its ValidTo is destroyed
-// (DeleteExpiredKeyMaterial). Each event is appended only if, at its place
-// in the chain, the work is still due and f still holds.
+// (DeleteExpiredKeyMaterial); a root key rotation's material is rewrapped
+// and its old version retired (RootRotation). Each event is appended only
+// if, at its place in the chain, the work is still due and f still holds.
 func (s *Service) runDue(ctx context.Context, f fence) error {
 	if s.Sealed() {
 		return nil // rotation needs the root key; the work waits until unsealed
@@ -47,6 +48,9 @@ func (s *Service) runDue(ctx context.Context, f fence) error {
 		if err := s.expire(ctx, k.ID, f); err != nil {
 			return err
 		}
+	}
+	if s.rotation != nil {
+		return s.rotation.step(ctx, f)
 	}
 	return nil
 }

@@ -83,7 +83,8 @@ type Service struct {
 
 	cacheHits, cacheMisses atomic.Uint64
 
-	sched *Scheduler // nil: RunDue runs unfenced (NewScheduler)
+	sched    *Scheduler    // nil: RunDue runs unfenced (NewScheduler)
+	rotation *RootRotation // nil: no root key rotation (NewRootRotation)
 }
 
 // New returns a Service.

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 )
@@ -117,6 +118,61 @@ func (n *Node) startThrottleReporter() {
 		return
 	}
 	n.workers.start("throttle-reporter", n.reportThrottled)
+}
+
+// startRootFollower makes the instance take up root key versions another
+// instance made or retired (with a sealed root key): when the fold sees a
+// root key rotation or retirement, and every rootFollowInterval in case a
+// notice was missed.
+func (n *Node) startRootFollower() {
+	if n.Rotation == nil {
+		return
+	}
+	n.workers.start("root-follower", func(ctx context.Context) { n.rootFollower.run(ctx, n.Rotation, n.cfg.Logger) })
+}
+
+// rootFollowInterval is how often the root follower looks at the shared
+// seal without being told to.
+const rootFollowInterval = 30 * time.Second
+
+// rootFollower is told by the fold when the ledger names new root key
+// versions.
+type rootFollower struct {
+	kick chan struct{}
+}
+
+// noticeRoot kicks the follower if recs rotate or retire a root key
+// version; it never blocks the ledger writer.
+func (f *rootFollower) noticeRoot(recs []event.Record) {
+	for _, r := range recs {
+		switch r.Event.Body.(type) {
+		case *event.RootRotationStarted, *event.RootVersionRetired:
+			if r.Event.Refused() {
+				continue
+			}
+			select {
+			case f.kick <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
+}
+
+func (f *rootFollower) run(ctx context.Context, rot *keyservice.RootRotation, log *slog.Logger) {
+	tick := time.NewTicker(rootFollowInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.kick:
+		case <-tick.C:
+		}
+		if err := rot.Follow(ctx); err != nil && ctx.Err() == nil {
+			log.Error("cannot take the root key versions of the shared seal; will retry", "error", err)
+		}
+	}
 }
 
 // runTiles stores the Merkle tree's completed tiles as they complete, and

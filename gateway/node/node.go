@@ -181,10 +181,9 @@ type Node struct {
 
 	// Background goroutines (background.go): tiles stops last, workers
 	// before the ledger closes.
-	tiles   *task
-	workers workers
-	// endRotation ends the root key rotation's background rewrap.
-	endRotation context.CancelFunc
+	tiles        *task
+	workers      workers
+	rootFollower rootFollower
 }
 
 // The phases of an instance's life, as Ready reports them.
@@ -210,7 +209,8 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, b: b, live: newLiveFeed(), hub: &auditapi.Hub{}, verifier: &verifier{}}
+	n := &Node{cfg: cfg, b: b, live: newLiveFeed(), hub: &auditapi.Hub{}, verifier: &verifier{},
+		rootFollower: rootFollower{kick: make(chan struct{}, 1)}}
 	phases := []struct {
 		name string
 		run  func(context.Context) error
@@ -242,6 +242,7 @@ func (n *Node) startBackground() {
 	n.startSnapshotter()
 	n.startCheckpointer()
 	n.startThrottleReporter()
+	n.startRootFollower()
 	n.startScheduler()
 }
 
@@ -331,14 +332,8 @@ func (n *Node) Close(ctx context.Context) error {
 	return err
 }
 
-// stopWorkers stops the root key rotation's rewrap and the background
-// workers, newest first.
-func (n *Node) stopWorkers() {
-	if n.endRotation != nil {
-		n.endRotation()
-	}
-	n.workers.stopAll()
-}
+// stopWorkers stops the background workers, newest first.
+func (n *Node) stopWorkers() { n.workers.stopAll() }
 
 // stop is the one place the instance's goroutines end, in order: the
 // workers (which may still append), the ledger writer, then — with the

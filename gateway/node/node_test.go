@@ -221,11 +221,17 @@ func TestStartCloseLeavesNoGoroutine(t *testing.T) {
 		c.CheckpointSigner, c.CheckpointVerifier = testCheckpointKey(t, s.dir)
 		c.CheckpointInterval = 10 * time.Millisecond
 	})
-	running := ownGoroutines()
-	for _, want := range []string{"gateway/keyservice.(*Scheduler).Run", "gateway/node.(*Node).runFeed",
-		"gateway/node.(*snapshotter).run", "gateway/node.runTiles", "ledger.(*Ledger).writer", "ledger/checkpoint.(*Checkpointer).Run"} {
-		if !slices.Contains(running, want) {
-			t.Errorf("no %s goroutine while running: %v", want, running)
+	want := []string{"gateway/keyservice.(*Scheduler).Run", "gateway/node.(*Node).runFeed",
+		"gateway/node.(*snapshotter).run", "gateway/node.runTiles", "ledger.(*Ledger).writer", "ledger/checkpoint.(*Checkpointer).Run"}
+	var running []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		running = ownGoroutines()
+		missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool { return slices.Contains(running, w) })
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines %v not running; running: %v", missing, running)
 		}
 	}
 	if got := len(n.workers); got != 5 { // feed, verifier, snapshotter, checkpointer, scheduler

@@ -165,9 +165,11 @@ func (n *Node) buildService(ctx context.Context) error {
 		Logger: n.cfg.Logger, Limits: n.cfg.HTTP, Ready: n.Ready, Limiter: n.cfg.Throttle, Observer: observer(n.cfg.Metrics),
 		Sealed: svc.Sealed})
 	if n.cfg.RootSeal != nil {
-		rctx, end := context.WithCancel(context.Background())
-		n.endRotation = end
-		n.Rotation = svc.NewRootRotation(rctx, n.cfg.RootSeal, n.Materials)
+		seals, err := n.b.OpenSealStore(ctx, n.cfg.Ledger.Stream)
+		if err != nil {
+			return err
+		}
+		n.Rotation = svc.NewRootRotation(n.cfg.RootSeal, n.Materials, seals)
 		var unseal *keyservice.Unseal
 		if n.cfg.RootSeal.Mode() == "shamir" {
 			unseal = svc.NewUnseal(n.cfg.RootSeal, n.Rotation.Resume)
@@ -194,4 +196,5 @@ func (n *Node) fold(recs []event.Record) {
 	n.Projections.Apply(recs)
 	n.snapshots.folded(len(recs))
 	n.live.offer(recs)
+	n.rootFollower.noticeRoot(recs)
 }

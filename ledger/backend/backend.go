@@ -22,6 +22,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/lease"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/sealstore"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 )
 
@@ -177,6 +178,12 @@ func (b *Backend) OpenTiles(ctx context.Context, ledgerStream string) (*checkpoi
 // ttl after their last write.
 func (b *Backend) OpenLeases(ctx context.Context, ledgerStream string, ttl time.Duration) (*lease.Bucket, error) {
 	return lease.Open(ctx, b.nc, ledgerStream, ttl, b.replicas)
+}
+
+// OpenSealStore opens the bucket holding the deployment's sealed root key
+// file, shared by the instances of a ledger stream.
+func (b *Backend) OpenSealStore(ctx context.Context, ledgerStream string) (*sealstore.Store, error) {
+	return sealstore.Open(ctx, b.nc, ledgerStream, b.replicas)
 }
 
 // Feed returns the live audit feed of a ledger stream.

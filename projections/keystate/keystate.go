@@ -172,6 +172,7 @@ type State struct {
 	applied     uint64              // events applied
 	principals  string              // hash of the principals configuration in force
 	scheduler   SchedulerLease      // the newest SchedulerLeaseTaken
+	root        RootVersions        // the root key versions the ledger names
 	grantTokens map[string]grantRef // grant token hash → the live grant
 	idx         index               // sorted indexes for paging
 }
@@ -237,6 +238,10 @@ func (s *State) apply(r event.Record) {
 		s.principals = b.Hash
 	case *event.SchedulerLeaseTaken:
 		s.scheduler = SchedulerLease{Holder: b.Holder, Token: b.Token, Event: r.Hash.String()}
+	case *event.RootRotationStarted:
+		s.root.Current = b.ToVersion
+	case *event.RootVersionRetired:
+		s.root.Retired = append(slices.Clone(s.root.Retired), b.Version)
 	case *event.KeyMaterialImported:
 		s.applyKeyMaterialImported(e, b)
 	case *event.KeyMaterialDeleted:
@@ -634,6 +639,23 @@ func (s *State) Scheduler() SchedulerLease {
 	return s.scheduler
 }
 
+// RootVersions is what the ledger says of the root key's versions: the one
+// new material is wrapped under since the newest RootRotationStarted (0
+// before any: version 1), and those retired.
+type RootVersions struct {
+	Current uint64
+	Retired []uint64
+}
+
+// Root returns the root key versions the ledger names.
+func (s *State) Root() RootVersions {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r := s.root
+	r.Retired = slices.Clone(r.Retired)
+	return r
+}
+
 // PrincipalsHash is the hash of the principals configuration the ledger
 // last recorded.
 func (s *State) PrincipalsHash() string {
@@ -709,6 +731,7 @@ type Snapshot struct {
 	Destroyed   map[string]bool
 	Principals  string
 	Scheduler   SchedulerLease
+	Root        RootVersions
 }
 
 // Snapshot copies the whole state in a stable order.
@@ -720,6 +743,7 @@ func (s *State) Snapshot() Snapshot {
 	snap.Destroyed = maps.Clone(s.destroyed)
 	snap.Principals = s.principals
 	snap.Scheduler = s.scheduler
+	snap.Root = s.Root()
 	snap.LastUse = maps.Clone(s.lastUse)
 	for _, k := range s.keys {
 		snap.Keys = append(snap.Keys, *k)
@@ -742,6 +766,7 @@ func Restore(snap Snapshot) *State {
 	s.applied = snap.Applied
 	s.principals = snap.Principals
 	s.scheduler = snap.Scheduler
+	s.root = RootVersions{Current: snap.Root.Current, Retired: slices.Clone(snap.Root.Retired)}
 	if snap.Encryptions != nil {
 		s.encryptions = maps.Clone(snap.Encryptions)
 	}

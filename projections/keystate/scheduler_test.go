@@ -32,3 +32,23 @@ func TestSchedulerLeaseFold(t *testing.T) {
 		t.Errorf("lease after snapshot and restore (-want +got):\n%s", diff)
 	}
 }
+
+// TestRootVersionsFold: the newest RootRotationStarted names the current
+// root version, RootVersionRetired the retired ones; a snapshot carries
+// them.
+func TestRootVersionsFold(t *testing.T) {
+	s := New()
+	s.Apply([]event.Record{
+		rec(0, "", &event.RootRotationStarted{FromVersion: 1, ToVersion: 2}, nil),
+		rec(1, "", &event.RootVersionRetired{Version: 1}, nil),
+		rec(2, "", &event.RootRotationStarted{FromVersion: 2, ToVersion: 3}, nil),
+		rec(3, "", &event.RootRotationStarted{FromVersion: 3, ToVersion: 4}, &event.Failure{Code: "AccessDeniedException"}),
+	})
+	want := RootVersions{Current: 3, Retired: []uint64{1}}
+	if diff := cmp.Diff(want, s.Root()); diff != "" {
+		t.Errorf("root versions (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, Restore(s.Snapshot()).Root()); diff != "" {
+		t.Errorf("after snapshot and restore (-want +got):\n%s", diff)
+	}
+}

@@ -224,7 +224,7 @@ func (i *instance) up() {
 	}
 	cfg := node.Config{
 		Region: testRegion, RootKey: i.root, Clock: i.clock, Principals: dir,
-		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCfg(), Logger: log, HTTP: i.limits,
+		SchedulerInterval: 20 * time.Millisecond, SchedulerLeaseTTL: time.Second, Ledger: i.ledgerCfg(), Logger: log, HTTP: i.limits,
 		CheckpointSigner: i.signer, CheckpointVerifier: i.vkey, CheckpointInterval: time.Hour, // tests checkpoint explicitly
 		Throttle: i.throttle, ThrottleReportInterval: 50 * time.Millisecond, Metrics: i.metrics, Snapshots: i.snapshots,
 	}

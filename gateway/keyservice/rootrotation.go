@@ -337,6 +337,13 @@ func (r *RootRotation) step(ctx context.Context, f fence) error {
 	return nil
 }
 
+// hasWork reports whether the scheduler has rotation work: versions to
+// rewrap from or retire, a rotation to record, or shared versions to take.
+func (r *RootRotation) hasWork() bool {
+	all, cur := r.keeper.Versions()
+	return len(all) > 1 || uint64(cur) != r.ledgerCurrent() || r.holdsRetired()
+}
+
 // holdsRetired reports whether the keeper still holds a version the
 // ledger says is retired.
 func (r *RootRotation) holdsRetired() bool {

@@ -19,7 +19,7 @@ func (s *Service) RunDue(ctx context.Context) error {
 	if s.sched != nil {
 		return s.sched.Step(ctx)
 	}
-	return s.runDue(ctx, unfenced)
+	return s.runDue(ctx, func(context.Context) (fence, error) { return unfenced, nil })
 }
 
 // runDue carries out the due work, each as the service event CloudTrail
@@ -27,29 +27,40 @@ func (s *Service) RunDue(ctx context.Context) error {
 // material destroyed (DeleteKey); keys due for automatic rotation get new
 // material (RotateKey); imported material past its ValidTo is destroyed
 // (DeleteExpiredKeyMaterial); a root key rotation's material is rewrapped
-// and its old version retired (RootRotation). Each event is appended only
-// if, at its place in the chain, the work is still due and f still holds.
-func (s *Service) runDue(ctx context.Context, f fence) error {
+// and its old version retired (RootRotation). Only when there is work is
+// the fence asked for (the scheduler records its lease then, so an idle
+// scheduler writes nothing); each event is appended only if, at its place
+// in the chain, the work is still due and the fence still holds.
+func (s *Service) runDue(ctx context.Context, fenced func(context.Context) (fence, error)) error {
 	if s.Sealed() {
 		return nil // rotation needs the root key; the work waits until unsealed
 	}
 	now := s.clock.Now()
-	for _, k := range s.state.DueForDeletion(now) {
+	dels, rots, exps := s.state.DueForDeletion(now), s.state.DueForRotation(now), s.state.DueForExpiry(now)
+	rewrap := s.rotation != nil && s.rotation.hasWork()
+	if len(dels)+len(rots)+len(exps) == 0 && !rewrap {
+		return nil
+	}
+	f, err := fenced(ctx)
+	if err != nil {
+		return nil // not this instance's to do now; the next step asks again
+	}
+	for _, k := range dels {
 		if err := s.deleteKey(ctx, k.ID, f); err != nil {
 			return err
 		}
 	}
-	for _, k := range s.state.DueForRotation(now) {
+	for _, k := range rots {
 		if err := s.rotate(ctx, k.ID, f); err != nil {
 			return err
 		}
 	}
-	for _, k := range s.state.DueForExpiry(now) {
+	for _, k := range exps {
 		if err := s.expire(ctx, k.ID, f); err != nil {
 			return err
 		}
 	}
-	if s.rotation != nil {
+	if rewrap {
 		return s.rotation.step(ctx, f)
 	}
 	return nil

@@ -39,7 +39,9 @@ type HeldLease interface {
 // every TTL/3 and acts only while it has more than TTL/2 left; it releases
 // the lease when it stops, so another instance takes over at once.
 //
-// A Scheduler is safe for concurrent use; one step runs at a time.
+// The lease is recorded in the ledger only when there is due work, so an
+// idle scheduler writes nothing. A Scheduler is safe for concurrent use;
+// one step runs at a time.
 type Scheduler struct {
 	svc    *Service
 	leases Leases // nil: no lease; this instance is alone
@@ -91,36 +93,35 @@ func (sc *Scheduler) Run(ctx context.Context, every time.Duration) {
 func (sc *Scheduler) Step(ctx context.Context) error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	f, ok := sc.hold(ctx)
-	if !ok {
+	if !sc.hold(ctx) {
 		return nil
 	}
-	return sc.svc.runDue(ctx, f)
+	return sc.svc.runDue(ctx, sc.fenced)
 }
 
-// Holding reports whether this instance holds the scheduler lease and has
-// recorded it in the ledger.
+// Holding reports whether this instance holds the scheduler lease.
 func (sc *Scheduler) Holding() bool {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	return sc.leases == nil || (sc.held != nil && sc.fence != "" && sc.held.Remaining() > 0)
+	return sc.leases == nil || (sc.held != nil && sc.held.Remaining() > 0)
 }
 
-// hold returns the fence to act under, or false when this instance may
-// not act now.
-func (sc *Scheduler) hold(ctx context.Context) (fence, bool) {
+// hold keeps the lease: it takes it when free and renews it once a third of
+// its TTL passed. It reports whether this instance may act now: it holds
+// the lease with more than half its TTL left.
+func (sc *Scheduler) hold(ctx context.Context) bool {
 	if sc.leases == nil {
-		return unfenced, true
+		return true
 	}
 	ttl := sc.leases.TTL()
 	if sc.held == nil {
 		l, err := sc.leases.Acquire(ctx, sc.holder)
 		if errors.Is(err, lease.ErrHeld) {
-			return nil, false
+			return false
 		}
 		if err != nil {
 			sc.log.Warn("cannot take the scheduler lease", "error", err)
-			return nil, false
+			return false
 		}
 		sc.held, sc.fence = l, ""
 		sc.log.Info("scheduler lease taken", "holder", sc.holder, "token", l.Token())
@@ -128,17 +129,25 @@ func (sc *Scheduler) hold(ctx context.Context) (fence, bool) {
 		if err := sc.held.Renew(ctx); errors.Is(err, lease.ErrLost) {
 			sc.log.Warn("scheduler lease lost; another instance runs the scheduler", "holder", sc.holder, "token", sc.held.Token())
 			sc.held, sc.fence = nil, ""
-			return nil, false
+			return false
 		} else if err != nil {
 			sc.log.Warn("cannot renew the scheduler lease; will retry", "error", err)
 		}
 	}
-	if sc.held.Remaining() < ttl/2 {
-		return nil, false // too close to expiry to start anything
+	return sc.held.Remaining() >= ttl/2 // too close to expiry to start anything
+}
+
+// fenced returns the fence due work is appended under, first recording the
+// lease in the ledger if this holder's record is not the newest there
+// (the first work after taking the lease, or another instance's record
+// came later).
+func (sc *Scheduler) fenced(ctx context.Context) (fence, error) {
+	if sc.leases == nil {
+		return unfenced, nil
 	}
 	if sc.fence == "" || sc.svc.state.Scheduler().Event != sc.fence {
 		if err := sc.record(ctx); err != nil {
-			return nil, false
+			return nil, err
 		}
 	}
 	fence := sc.fence
@@ -147,7 +156,7 @@ func (sc *Scheduler) hold(ctx context.Context) (fence, bool) {
 			return errFenced
 		}
 		return nil
-	}, true
+	}, nil
 }
 
 // record appends SchedulerLeaseTaken for the held lease, superseding the

@@ -165,9 +165,16 @@ func (n *Node) buildService(ctx context.Context) error {
 		Logger: n.cfg.Logger, Limits: n.cfg.HTTP, Ready: n.Ready, Limiter: n.cfg.Throttle, Observer: observer(n.cfg.Metrics),
 		Sealed: svc.Sealed})
 	if n.cfg.RootSeal != nil {
-		seals, err := n.b.OpenSealStore(ctx, n.cfg.Ledger.Stream)
-		if err != nil {
-			return err
+		// Instances that share a deployment (an external NATS: no DataDir)
+		// share the sealed file too; an embedded instance is alone, and its
+		// seal file stays only where the operator keeps it.
+		var seals keyservice.SealStore
+		if n.cfg.DataDir == "" {
+			store, err := n.b.OpenSealStore(ctx, n.cfg.Ledger.Stream)
+			if err != nil {
+				return err
+			}
+			seals = store
 		}
 		n.Rotation = svc.NewRootRotation(n.cfg.RootSeal, n.Materials, seals)
 		var unseal *keyservice.Unseal

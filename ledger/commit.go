@@ -30,6 +30,7 @@ import (
 
 type pending struct {
 	ev   *event.Event
+	cond func() error // AppendIf's condition; nil for Append
 	done chan result
 }
 
@@ -41,7 +42,23 @@ type result struct {
 // Append queues ev (its Index and Prev are set by the writer) and waits until
 // it is committed or has failed. The returned record is the stored event.
 func (l *Ledger) Append(ctx context.Context, ev *event.Event) (event.Record, error) {
-	p := &pending{ev: ev, done: make(chan result, 1)}
+	return l.enqueue(ctx, &pending{ev: ev, done: make(chan result, 1)})
+}
+
+// AppendIf appends ev only if cond holds at the place ev takes in the
+// chain: the writer calls cond once every event before that place has been
+// handed to OnCommit (so cond reads the projections as of exactly that
+// head), and starts a batch with ev. If cond fails, its error is returned
+// and nothing is stored. JetStream's expected-last-sequence makes the check
+// and the append one step: if another instance appended after that head,
+// the message is refused and ev is not linked again after the newcomer's
+// events (ErrConflict; ask again). cond runs on the writer goroutine: it
+// must be quick and must not call Append.
+func (l *Ledger) AppendIf(ctx context.Context, ev *event.Event, cond func() error) (event.Record, error) {
+	return l.enqueue(ctx, &pending{ev: ev, cond: cond, done: make(chan result, 1)})
+}
+
+func (l *Ledger) enqueue(ctx context.Context, p *pending) (event.Record, error) {
 	select {
 	case l.queue <- p:
 	case <-l.stop:
@@ -75,13 +92,11 @@ func (l *Ledger) writer() {
 	defer follow.Stop()
 	for {
 		b := newBatch(l.head)
-		if carry != nil {
-			b.add(carry, l.cfg.MaxBatchBytes)
-			carry = nil
-		} else {
+		p := carry
+		carry = nil
+		if p == nil {
 			select {
-			case p := <-l.queue:
-				b.add(p, l.cfg.MaxBatchBytes)
+			case p = <-l.queue:
 			case <-follow.C:
 				l.follow()
 				continue
@@ -90,13 +105,17 @@ func (l *Ledger) writer() {
 				return
 			}
 		}
+		if !admit(p) {
+			continue
+		}
+		b.add(p, l.cfg.MaxBatchBytes)
 		l.yieldToPeers() // what is queued meanwhile joins this batch
 	fill:
 		for len(b.items) < l.cfg.MaxBatchEvents {
 			select {
 			case p := <-l.queue:
-				if !b.add(p, l.cfg.MaxBatchBytes) {
-					carry = p
+				if p.cond != nil || !b.add(p, l.cfg.MaxBatchBytes) {
+					carry = p // a conditional event starts its own batch
 					break fill
 				}
 			default:
@@ -105,6 +124,19 @@ func (l *Ledger) writer() {
 		}
 		l.commit(b)
 	}
+}
+
+// admit checks a conditional event's condition against the head the batch
+// it starts is linked after, settling the event if it fails.
+func admit(p *pending) bool {
+	if p.cond == nil {
+		return true
+	}
+	if err := p.cond(); err != nil {
+		p.done <- result{err: err}
+		return false
+	}
+	return true
 }
 
 // batch is one group commit being built: its events are linked and encoded

@@ -48,8 +48,8 @@ func (l *Ledger) relinkAfter(b *batch, msgID string) (*batch, string, error) {
 	if first.Index == head.NextIndex() && first.Prev == head.Hash {
 		return b, msgID, nil
 	}
-	for _, r := range b.recs {
-		if _, ok := r.Event.Body.(*event.APICall); !ok {
+	for i, r := range b.recs {
+		if _, ok := r.Event.Body.(*event.APICall); !ok || b.items[i].cond != nil {
 			return b, msgID, ErrConflict
 		}
 	}

@@ -145,6 +145,7 @@ type instance struct {
 	throttle  *throttle.Limiter   // withThrottle
 	metrics   *metrics.Metrics    // withMetrics
 	minFree   int64               // embedded: space kept free on the data disk (0: default)
+	sealFile  string              // withSeal: a passphrase seal file, unsealed at each start
 }
 
 type option func(*instance)
@@ -170,6 +171,10 @@ func withThrottle(l *throttle.Limiter) option { return func(i *instance) { i.thr
 
 // withMetrics gives the instance metrics (one node per Metrics: no restart).
 func withMetrics(m *metrics.Metrics) option { return func(i *instance) { i.metrics = m } }
+
+// withSeal keeps the root key in the passphrase seal file at path (with
+// sealPassphrase), unsealed at each start, instead of a plaintext root key.
+func withSeal(path string) option { return func(i *instance) { i.sealFile = path } }
 
 func withPublishTimeout(d time.Duration) option {
 	return func(i *instance) { i.ledgerCf.PublishTimeout = d }
@@ -216,14 +221,21 @@ func (i *instance) up() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i.node, err = node.Start(context.Background(), i.backend, node.Config{
+	cfg := node.Config{
 		Region: testRegion, RootKey: i.root, Clock: i.clock, Principals: dir,
-		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCfg(), Logger: log, HTTP: i.limits,
+		SchedulerInterval: 20 * time.Millisecond, SchedulerLeaseTTL: time.Second, Ledger: i.ledgerCfg(), Logger: log, HTTP: i.limits,
 		CheckpointSigner: i.signer, CheckpointVerifier: i.vkey, CheckpointInterval: time.Hour, // tests checkpoint explicitly
 		Throttle: i.throttle, ThrottleReportInterval: 50 * time.Millisecond, Metrics: i.metrics, Snapshots: i.snapshots,
-	})
+	}
+	if i.sealFile != "" {
+		cfg.RootKey, cfg.RootSeal = unsealedKeeper(t, i.sealFile)
+	}
+	i.node, err = node.Start(context.Background(), i.backend, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if i.sealFile != "" {
+		i.node.Rotation.Resume()
 	}
 	var ln net.Listener
 	if i.listen != nil {

@@ -1,11 +1,14 @@
 package seal
 
 import (
+	"bytes"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 
+	"github.com/keyledger/keyledger/crypto/aead"
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/crypto/shamir"
@@ -205,7 +208,14 @@ func (k *Keeper) PKCS11() *PKCS11 { return k.pkcs11 }
 
 // Rotate seals a new root key version into the file (atomically) and
 // makes it current. It returns the old and new current versions.
-func (k *Keeper) Rotate() (from, to uint32, err error) {
+func (k *Keeper) Rotate() (from, to uint32, err error) { return k.RotatePublished(nil) }
+
+// RotatePublished is Rotate that first hands the file with the new
+// version (sealed, as Export gives it) to publish, when not nil: if publish
+// fails, nothing changes (a key made on an HSM for it is destroyed again)
+// and its error is returned. Instances sharing a seal publish to one place
+// conditionally, so two of them cannot both make the next version.
+func (k *Keeper) RotatePublished(publish func(sealed []byte) error) (from, to uint32, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if !k.open {
@@ -227,10 +237,21 @@ func (k *Keeper) Rotate() (from, to uint32, err error) {
 		}
 		next.Versions = append(next.Versions, Version{Version: to, Label: label})
 		next.Current = to
+		if publish != nil {
+			if err := publishFile(&next, publish); err != nil {
+				_ = k.hsm.Destroy(label)
+				return 0, 0, err
+			}
+		}
 	} else {
 		key := rootkey.Generate()
 		next.add(k.kek, to, key)
 		w = key
+		if publish != nil {
+			if err := publishFile(&next, publish); err != nil {
+				return 0, 0, err
+			}
+		}
 	}
 	if err := next.Save(k.path); err != nil {
 		return 0, 0, err
@@ -238,6 +259,14 @@ func (k *Keeper) Rotate() (from, to uint32, err error) {
 	k.file = &next
 	k.ring.Add(to, w)
 	return from, to, nil
+}
+
+func publishFile(f *File, publish func([]byte) error) error {
+	raw, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	return publish(raw)
 }
 
 // Retire removes version v (not the current one) from the file and the
@@ -277,4 +306,99 @@ func (k *Keeper) Versions() (all []uint32, current uint32) {
 		all = append(all, v.Version)
 	}
 	return all, k.file.Current
+}
+
+// Export is the seal file as this keeper holds it now (every version,
+// sealed): what another instance sharing the seal follows (Follow).
+func (k *Keeper) Export() ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return json.Marshal(k.file)
+}
+
+// ErrOtherSeal refuses to follow a copy of a different seal.
+var ErrOtherSeal = errors.New("seal: the copy to follow is of another seal")
+
+// Follow takes the root key versions of another instance's copy of this
+// seal (Export) after it rotated or retired a version: versions this
+// keeper lacks are opened under its KEK (or found on its token) — only a
+// holder of the KEK can have sealed them — versions the copy no longer
+// holds are dropped from the file and the ring, and the copy's current
+// version becomes current. The file is saved. It refuses a copy of another
+// seal (mode, KDF salt, shares or token differ) or one whose current
+// version is older than this keeper's. changed is false when there was
+// nothing to take.
+func (k *Keeper) Follow(raw []byte) (changed bool, err error) {
+	var other File
+	if err := json.Unmarshal(raw, &other); err != nil || other.Format != Format {
+		return false, fmt.Errorf("seal: the copy to follow is not a %s file", Format)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.open {
+		return false, rootkey.ErrSealed
+	}
+	if !sameSeal(k.file, &other) {
+		return false, ErrOtherSeal
+	}
+	if other.Current < k.file.Current {
+		return false, fmt.Errorf("seal: the copy to follow is older (current version %d, here %d)", other.Current, k.file.Current)
+	}
+	have := map[uint32]bool{}
+	for _, v := range k.file.Versions {
+		have[v.Version] = true
+	}
+	ws := map[uint32]rootkey.Wrapper{}
+	for _, v := range other.Versions {
+		changed = changed || !have[v.Version]
+		if k.hsm != nil {
+			if ws[v.Version], err = k.hsm.Key(v.Label); err != nil {
+				return false, err
+			}
+			continue
+		}
+		b, err := aead.Open(k.kek, wrapLabel, v.Wrapped, versionAAD(v.Version))
+		if err != nil {
+			return false, ErrOpen
+		}
+		key, err := rootkey.New(b)
+		clear(b)
+		if err != nil || (v.Fingerprint != "" && key.Fingerprint() != v.Fingerprint) {
+			return false, ErrOpen
+		}
+		ws[v.Version] = key
+	}
+	if ws[other.Current] == nil {
+		return false, ErrOpen
+	}
+	changed = changed || len(other.Versions) != len(k.file.Versions) || other.Current != k.file.Current
+	if !changed {
+		return false, nil
+	}
+	if err := other.Save(k.path); err != nil {
+		return false, err
+	}
+	k.file = &other
+	k.ring.Install(ws, other.Current)
+	return true, nil
+}
+
+// sameSeal reports whether a and b are copies of one seal: the same mode
+// and the same KEK derivation, shares or token.
+func sameSeal(a, b *File) bool {
+	if a.Mode != b.Mode {
+		return false
+	}
+	switch a.Mode {
+	case ModePassphrase:
+		return a.Argon2 != nil && b.Argon2 != nil && bytes.Equal(a.Argon2.Salt, b.Argon2.Salt) &&
+			a.Argon2.Time == b.Argon2.Time && a.Argon2.MemoryKiB == b.Argon2.MemoryKiB && a.Argon2.Threads == b.Argon2.Threads
+	case ModeShamir:
+		// Check values may be added to an older file after its first
+		// unseal: copies of one seal can differ in them.
+		return a.Shamir != nil && b.Shamir != nil && a.Shamir.Shares == b.Shamir.Shares && a.Shamir.Threshold == b.Shamir.Threshold
+	case ModePKCS11:
+		return a.PKCS11 != nil && b.PKCS11 != nil && *a.PKCS11 == *b.PKCS11
+	}
+	return false
 }

@@ -333,16 +333,28 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Caller, in *D
 }
 
 // expire is the scheduler's DeleteExpiredKeyMaterial service event.
-func (s *Service) expire(ctx context.Context, id string) error {
+func (s *Service) expire(ctx context.Context, id string, f fence) error {
 	defer s.exclusive()()
 	now := s.clock.Now()
 	k, ok := s.state.Key(id)
-	if !ok {
+	if !ok || f() != nil {
 		return nil
 	}
 	for _, m := range k.Materials {
 		if !m.Imported || m.ExpirationModel != "KEY_MATERIAL_EXPIRES" || m.ValidTo.After(now) {
 			continue
+		}
+		due := func() bool {
+			k, ok := s.state.Key(id)
+			if !ok {
+				return false
+			}
+			for _, cur := range k.Materials {
+				if cur.ID == m.ID {
+					return cur.Imported && cur.ExpirationModel == "KEY_MATERIAL_EXPIRES" && !cur.ValidTo.After(now)
+				}
+			}
+			return false
 		}
 		ev := &event.Event{Time: now, Operation: "DeleteExpiredKeyMaterial", Account: k.Account, Region: k.Region,
 			KeyID: k.ID, Body: &event.KeyMaterialDeleted{MaterialID: m.ID}}
@@ -350,7 +362,7 @@ func (s *Service) expire(ctx context.Context, id string) error {
 		if err := s.materials.Destroy(ctx, m.ID); err != nil { // before the event: see deleteKey
 			return err
 		}
-		if _, err := s.ledger.Append(ctx, ev); err != nil {
+		if _, err := s.appendDue(ctx, ev, f, due); err != nil {
 			return err
 		}
 	}

@@ -27,9 +27,13 @@ func (f *fakeSeal) SubmitShare(s string) (seal.Progress, error) {
 	f.submitted++
 	return f.Progress(), nil
 }
-func (f *fakeSeal) Versions() ([]uint32, uint32)    { return []uint32{1}, 1 }
-func (f *fakeSeal) Rotate() (uint32, uint32, error) { return 1, 2, nil }
-func (f *fakeSeal) Retire(uint32) error             { return nil }
+func (f *fakeSeal) Versions() ([]uint32, uint32) { return []uint32{1}, 1 }
+func (f *fakeSeal) RotatePublished(func([]byte) error) (uint32, uint32, error) {
+	return 1, 2, nil
+}
+func (f *fakeSeal) Export() ([]byte, error)     { return nil, nil }
+func (f *fakeSeal) Follow([]byte) (bool, error) { return false, nil }
+func (f *fakeSeal) Retire(uint32) error         { return nil }
 func (f *fakeSeal) GetStored(context.Context, string) (material.Stored, error) {
 	return material.Stored{}, nil
 }
@@ -64,7 +68,7 @@ func TestServiceWideOperationsNeedTheOperatorAccount(t *testing.T) {
 			f.restart()
 			fs := &fakeSeal{}
 			unseal := f.svc.NewUnseal(fs, nil)
-			rotation := f.svc.NewRootRotation(context.Background(), fs, fs)
+			rotation := f.svc.NewRootRotation(fs, fs, nil)
 			want := keyservice.Code("")
 			if !tc.allowed {
 				want = keyservice.CodeAccessDenied

@@ -142,7 +142,7 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Caller, in *KeyIDInpu
 }
 
 // rotate is the scheduler's automatic rotation: a RotateKey service event.
-func (s *Service) rotate(ctx context.Context, id string) error {
+func (s *Service) rotate(ctx context.Context, id string, f fence) error {
 	mat := secret.Random(32)
 	ref, err := s.storeMaterial(ctx, mat)
 	if err != nil {
@@ -151,16 +151,23 @@ func (s *Service) rotate(ctx context.Context, id string) error {
 	}
 	defer s.exclusive()()
 	now := s.clock.Now()
-	k, ok := s.state.Key(id)
-	if !ok || k.State != keystate.Enabled || k.RotationPeriodDays == 0 || k.NextRotation.After(now) {
-		mat.Clear()
-		return s.materials.Destroy(ctx, ref.ID) // changed while we waited
+	due := func() bool {
+		k, ok := s.state.Key(id)
+		return ok && k.State == keystate.Enabled && k.RotationPeriodDays > 0 && !k.NextRotation.After(now)
 	}
-	ev := &event.Event{Time: now, Operation: "RotateKey", Account: k.Account, Region: k.Region, KeyID: k.ID,
-		Body: &event.KeyRotated{Material: ref, RotationType: "AUTOMATIC"}}
-	if _, err := s.ledger.Append(ctx, ev); err != nil {
+	k, _ := s.state.Key(id)
+	ok := due() && f() == nil
+	if ok {
+		ev := &event.Event{Time: now, Operation: "RotateKey", Account: k.Account, Region: k.Region, KeyID: k.ID,
+			Body: &event.KeyRotated{Material: ref, RotationType: "AUTOMATIC"}}
+		if ok, err = s.appendDue(ctx, ev, f, due); err != nil {
+			mat.Clear()
+			return err
+		}
+	}
+	if !ok {
 		mat.Clear()
-		return err
+		return s.materials.Destroy(ctx, ref.ID) // changed while we waited, or not ours to do
 	}
 	s.remember(ref.ID, mat)
 	return nil

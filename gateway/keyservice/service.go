@@ -91,6 +91,9 @@ type Service struct {
 	parsed  map[string]*asymmetric.PrivateKey // material id → parsed private key
 
 	cacheHits, cacheMisses atomic.Uint64
+
+	sched    *Scheduler    // nil: RunDue runs unfenced (NewScheduler)
+	rotation *RootRotation // nil: no root key rotation (NewRootRotation)
 }
 
 // New returns a Service.

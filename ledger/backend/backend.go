@@ -20,7 +20,9 @@ import (
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/feed"
+	"github.com/keyledger/keyledger/ledger/lease"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/sealstore"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 )
 
@@ -177,6 +179,18 @@ func (b *Backend) ReadCheckpoints(ctx context.Context, ledgerStream string) (*ch
 // OpenTiles opens the Merkle tile bucket of a ledger stream.
 func (b *Backend) OpenTiles(ctx context.Context, ledgerStream string) (*checkpoint.Tiles, error) {
 	return checkpoint.OpenTiles(ctx, b.nc, ledgerStream, b.replicas)
+}
+
+// OpenLeases opens the lease bucket of a ledger stream, whose entries live
+// ttl after their last write.
+func (b *Backend) OpenLeases(ctx context.Context, ledgerStream string, ttl time.Duration) (*lease.Bucket, error) {
+	return lease.Open(ctx, b.nc, ledgerStream, ttl, b.replicas)
+}
+
+// OpenSealStore opens the bucket holding the deployment's sealed root key
+// file, shared by the instances of a ledger stream.
+func (b *Backend) OpenSealStore(ctx context.Context, ledgerStream string) (*sealstore.Store, error) {
+	return sealstore.Open(ctx, b.nc, ledgerStream, b.replicas)
 }
 
 // Feed returns the live audit feed of a ledger stream.

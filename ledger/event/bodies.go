@@ -94,6 +94,8 @@ func newBody(typ string) Body {
 		return &RootVersionRetired{}
 	case TypeSegmentRemoved:
 		return &SegmentRemoved{}
+	case TypeSchedulerLeaseTaken:
+		return &SchedulerLeaseTaken{}
 	}
 	return &Unknown{}
 }

@@ -68,6 +68,8 @@ func goldenEvents() []*Event {
 		{"RetireRootKeyVersion", &RootVersionRetired{Version: 1, Rewrapped: 42}, nil},
 		{"RemoveSegment", &SegmentRemoved{FirstIndex: 0, NextIndex: 1000, LastHash: "00ff", Through: 17,
 			CheckpointSize: 1200, CheckpointRoot: "cm9vdA==", EventsSHA256: "ab12", RetentionDays: 365}, nil},
+		{"TakeSchedulerLease", &SchedulerLeaseTaken{Holder: "node-a-1f2e", Token: 7,
+			Supersedes: "45fb286aab4cf8b5d5501ca02706fd55f8e5c31dfffd7e3a2c518fc8ec73f6c5"}, nil},
 	}
 	var out []*Event
 	prev := Hash{}

@@ -115,6 +115,9 @@ func Register(srv *awsjson.Server, cfg Config) *API {
 	srv.Get("/audit/proof/consistency", a.consistency)
 	srv.Get("/audit/events", a.events)
 	srv.Get("/audit/keys/:key", a.keyAsOf)
+	srv.Get("/audit/keys", a.keyList)
+	srv.Get("/audit/keys/:key/usage", a.keyUsage)
+	srv.Get("/audit/events/:index", a.oneEvent)
 	srv.Get("/reports/compliance", a.compliance)
 	return a
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyledger/keyledger/gateway/auditapi"
 	"github.com/keyledger/keyledger/gateway/awsjson"
+	"github.com/keyledger/keyledger/gateway/console"
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/gateway/metrics"
 	"github.com/keyledger/keyledger/gateway/principals"
@@ -370,6 +371,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	started = true
 	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
 		Clock: cfg.Clock, Region: cfg.Region, Reports: n, Past: n})
+	console.Register(http, console.Options{Region: cfg.Region}) // at /console/, a client of the APIs above
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

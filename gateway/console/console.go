@@ -59,13 +59,13 @@ func Register(srv *awsjson.Server, o Options) {
 	files := load()
 	cfg, _ := json.Marshal(map[string]string{"region": o.Region})
 	files["config.json"] = newFile("config.json", cfg)
-	srv.Public("/console", func(c *fiber.Ctx) error {
+	serve := func(c *fiber.Ctx) error {
 		secure(c)
-		return c.Redirect(Prefix, fiber.StatusMovedPermanently)
-	})
-	srv.Public(Prefix+"*", func(c *fiber.Ctx) error {
-		secure(c)
-		name := c.Params("*")
+		if !strings.HasPrefix(c.Path(), Prefix) {
+			// /console: the files' relative links need the slash.
+			return c.Redirect(Prefix, fiber.StatusMovedPermanently)
+		}
+		name := strings.TrimPrefix(c.Path(), Prefix)
 		if name == "" {
 			name = "index.html"
 		}
@@ -80,7 +80,9 @@ func Register(srv *awsjson.Server, o Options) {
 		}
 		c.Set(fiber.HeaderContentType, f.ctype)
 		return c.Send(f.body)
-	})
+	}
+	srv.Public(Prefix+"*", serve)
+	srv.Public("/console", serve)
 }
 
 // secure sets the console's security headers.

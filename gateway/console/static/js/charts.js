@@ -51,8 +51,8 @@ function bucketOf(d, unit) {
 
 // barChart draws labelled bars: points [{label, value}], yUnit names what
 // is counted ("operations per day"), xTitle the axis.
-export function barChart({ title, points, yUnit, xTitle, cls = "bar", width = 720, height = 240, onClick }) {
-  const m = { l: 56, r: 12, t: 24, b: 58 };
+export function barChart({ title, points, yUnit, xTitle, cls = "bar", width = 560, height = 260, onClick }) {
+  const m = { l: 62, r: 12, t: 26, b: 70 };
   const w = width - m.l - m.r;
   const hgt = height - m.t - m.b;
   const max = Math.max(0, ...points.map((p) => p.value));

@@ -60,8 +60,13 @@ function validName(name) {
 // parseVerifierKey reads a note verifier key and checks its key hash.
 export async function parseVerifierKey(vkey) {
   vkey = vkey.trim();
-  const [name, hash16, key64, ...rest] = vkey.split("+");
-  if (rest.length || !name || !hash16 || !key64 || hash16.length !== 8 || !/^[0-9a-f]{8}$/i.test(hash16) || !validName(name)) {
+  // Cut as Go's note.NewVerifier does: the base64 key may hold "+".
+  const i = vkey.indexOf("+");
+  const j = i < 0 ? -1 : vkey.indexOf("+", i + 1);
+  const name = i < 0 ? "" : vkey.slice(0, i);
+  const hash16 = j < 0 ? "" : vkey.slice(i + 1, j);
+  const key64 = j < 0 ? "" : vkey.slice(j + 1);
+  if (!name || !hash16 || !key64 || hash16.length !== 8 || !/^[0-9a-f]{8}$/i.test(hash16) || !validName(name)) {
     throw new Error("malformed verifier key (want <name>+<8 hex digits>+<base64 key>)");
   }
   let key;

@@ -1,0 +1,445 @@
+package tests
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/chromedp/cdproto/accessibility"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/chromedp"
+)
+
+// TestConsoleHeaders checks what the console's files are served with: a
+// strict CSP (no inline script), no framing, no referrer; and that the
+// API stays closed to other origins (no CORS).
+func TestConsoleHeaders(t *testing.T) {
+	in := start(t)
+	for _, path := range []string{"/console/", "/console/js/app.js", "/console/console.css", "/console/nope"} {
+		resp, err := http.Get(in.endpoint + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := 200
+		if path == "/console/nope" {
+			want = 404
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("%s: %d, want %d", path, resp.StatusCode, want)
+		}
+		csp := resp.Header.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") ||
+			!strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "connect-src 'self'") {
+			t.Fatalf("%s: CSP %q", path, csp)
+		}
+		if resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("Referrer-Policy") != "no-referrer" ||
+			resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Fatalf("%s: headers %v", path, resp.Header)
+		}
+	}
+	resp, err := http.Get(in.endpoint + "/console/js/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/javascript") {
+		t.Fatalf("app.js served as %q", ct)
+	}
+	// A preflight from another origin is not allowed: no Access-Control-*
+	// header on the API, for OPTIONS, GET or POST.
+	for _, method := range []string{"OPTIONS", "GET", "POST"} {
+		path := "/"
+		if method == "GET" {
+			path = "/audit/checkpoint"
+		}
+		req, _ := http.NewRequest(method, in.endpoint+path, nil)
+		req.Header.Set("Origin", "https://evil.example")
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization,x-amz-target")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for k := range resp.Header {
+			if strings.HasPrefix(strings.ToLower(k), "access-control-") {
+				t.Fatalf("%s %s from another origin answered %s: %s", method, path, k, resp.Header.Get(k))
+			}
+		}
+	}
+}
+
+// TestConsole drives the console in headless Chromium as a person would:
+// sign in, create a key, disable and enable it, watch an SDK Encrypt arrive
+// live (and pause/resume without losing one), verify its inclusion proof
+// in the page and see a tampered proof and checkpoint fail, edit a policy
+// and see AWS's validation error, time-travel to before a policy change,
+// see another user's AccessDenied; on a desktop and a phone-sized
+// viewport, with labelled controls in the accessibility tree. The secret
+// never reaches the DOM, a URL, local storage, a cookie or the server log.
+func TestConsole(t *testing.T) {
+	in := start(t)
+	ctx := context.Background()
+	b := newBrowser(t)
+	admin := testCredentials["admin"]
+
+	b.run("open", chromedp.Navigate(in.endpoint+"/console/"))
+	b.wait("sign-in form", `!document.getElementById("signin").hidden`)
+	b.shot("01-signin")
+	b.run("sign in",
+		chromedp.SendKeys(chromedp.CSS("#si-akid"), admin[0]),
+		chromedp.SendKeys(chromedp.CSS("#si-secret"), admin[1]),
+		chromedp.SetValue(chromedp.CSS("#si-vkey"), in.vkey),
+		chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)))
+	b.wait("key list", `!!document.querySelector("#keys-count")`)
+
+	// Create a key (with an alias and a tag) through the form.
+	b.run("open create form", chromedp.Click(chromedp.CSS("#create-key-open")))
+	b.run("fill create form",
+		chromedp.SendKeys(chromedp.CSS("#ck-desc"), "made in the console"),
+		chromedp.SendKeys(chromedp.CSS("#ck-alias"), "console-demo"),
+		chromedp.SendKeys(chromedp.CSS("#ck-tags"), "team=payments"),
+		chromedp.Click(chromedp.CSS("#ck-submit")))
+	b.wait("key page", `location.hash.startsWith("#/key/") && !!document.querySelector("#key-disable")`)
+	hash := eval[string](b, `location.hash`)
+	keyID := strings.TrimPrefix(hash, "#/key/")
+	d, err := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/console-demo")})
+	if err != nil || *d.KeyMetadata.KeyId != keyID || *d.KeyMetadata.Description != "made in the console" {
+		t.Fatalf("the console's CreateKey: %v %+v (page key %s)", err, d, keyID)
+	}
+	b.wait("usage chart", `!!document.querySelector("#usage-card svg")`)
+	b.shot("02-key")
+
+	// Disable, then enable: each is the SDK-visible state.
+	b.run("disable", chromedp.Click(chromedp.CSS("#key-disable")))
+	b.wait("disabled", `!!document.querySelector("#key-enable")`)
+	if d, _ := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &keyID}); d.KeyMetadata.KeyState != "Disabled" {
+		t.Fatalf("after Disable in the console: %s", d.KeyMetadata.KeyState)
+	}
+	b.run("enable", chromedp.Click(chromedp.CSS("#key-enable")))
+	b.wait("enabled", `!!document.querySelector("#key-disable")`)
+
+	// The key list shows it, filtered by tag.
+	b.run("keys", chromedp.Navigate(in.endpoint+"/console/#/keys"))
+	b.wait("key list", `!!document.querySelector("#keys-count")`)
+	b.run("filter by tag", chromedp.SendKeys(chromedp.CSS(`input[name="tag"]`), "team=payments"),
+		chromedp.Click(chromedp.CSS(`form[role="search"] button[type="submit"]`)))
+	b.wait("filtered list", `document.querySelectorAll("table.keys tbody tr").length === 1 && !!document.querySelector('tr[data-key="`+keyID+`"]')`)
+	b.shot("03-keys")
+
+	// Live audit: an SDK Encrypt arrives while the page watches.
+	b.run("audit", chromedp.Navigate(in.endpoint+"/console/#/audit"))
+	b.wait("live", `document.getElementById("audit-status").textContent === "live"`)
+	if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &keyID, Plaintext: []byte("watched")}); err != nil {
+		t.Fatal(err)
+	}
+	encrypts := `[...document.querySelectorAll(".evrow")].filter(r => r.textContent.includes("Encrypt")).length`
+	b.wait("live Encrypt", encrypts+` === 1`)
+	// Pause, encrypt twice, resume: both arrive (Last-Event-ID).
+	b.run("pause", chromedp.Click(chromedp.CSS("#audit-pause")))
+	b.wait("paused", `document.getElementById("audit-status").textContent.startsWith("paused")`)
+	for i := 0; i < 2; i++ {
+		if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &keyID, Plaintext: []byte("while paused")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := eval[int](b, encrypts); n != 1 {
+		t.Fatalf("a paused stream showed %d Encrypts", n)
+	}
+	b.run("resume", chromedp.Click(chromedp.CSS("#audit-pause")))
+	b.wait("the two Encrypts sent while paused", encrypts+` === 3`)
+	// The refusals-only filter hides them all (none was refused).
+	b.run("refusals only", chromedp.Click(chromedp.CSS("#audit-refused")))
+	b.wait("filtered", encrypts+` === 0`)
+	b.run("all", chromedp.Click(chromedp.CSS("#audit-refused")))
+	b.wait("unfiltered", encrypts+` === 3`)
+
+	// Open the newest Encrypt: its CloudTrail record, then its proof.
+	b.run("open event", chromedp.Click(chromedp.CSS(`.evrow[role="listitem"]`)))
+	b.wait("CloudTrail view", `document.querySelector(".cloudtrail") && document.querySelector(".cloudtrail").textContent.includes('"eventName": "Encrypt"')`)
+	in.mustCheckpoint(t)
+	b.run("verify proof", chromedp.Click(chromedp.CSS(".verify-proof")))
+	b.wait("proof verdict", `!!document.querySelector(".verdict")`)
+	if v := b.text(".verdict"); !strings.HasPrefix(v, "✓") {
+		t.Fatalf("a genuine proof failed in the page: %s / %s", v, b.text(".steps"))
+	}
+	if s := b.text(".steps"); !strings.Contains(s, in.vkey) || !strings.Contains(s, "the checkpoint's root") {
+		t.Fatalf("the page does not say what it checked against which key: %s", s)
+	}
+	b.shot("04-audit-proof")
+
+	// A proof tampered with on the wire fails, as does a checkpoint whose
+	// signature was altered.
+	tamper := interceptJSON(t, b, "*audit/proof/inclusion*", func(body []byte) []byte {
+		var p map[string]any
+		json.Unmarshal(body, &p)
+		proof := p["proof"].([]any)
+		h, _ := base64.StdEncoding.DecodeString(proof[0].(string))
+		h[0] ^= 1
+		proof[0] = base64.StdEncoding.EncodeToString(h)
+		out, _ := json.Marshal(p)
+		return out
+	})
+	b.run("verify tampered proof", chromedp.Click(chromedp.CSS(".verify-proof")))
+	b.wait("proof verdict", `!!document.querySelector(".verdict")`)
+	if v, s := b.text(".verdict"), b.text(".steps"); !strings.HasPrefix(v, "✗") || !strings.Contains(s, "NOT the checkpoint's root") {
+		t.Fatalf("a tampered proof passed in the page: %s / %s", v, s)
+	}
+	b.shot("05-tampered-proof")
+	tamper()
+	tamper = interceptJSON(t, b, "*audit/checkpoint*", func(body []byte) []byte {
+		lines := strings.Split(string(body), "\n") // the same signature over another root
+		root, _ := base64.StdEncoding.DecodeString(lines[2])
+		root[0] ^= 1
+		lines[2] = base64.StdEncoding.EncodeToString(root)
+		return []byte(strings.Join(lines, "\n"))
+	})
+	b.run("verify with altered checkpoint", chromedp.Click(chromedp.CSS(".verify-proof")))
+	b.wait("proof verdict", `!!document.querySelector(".verdict")`)
+	tamper()
+	if v, s := b.text(".verdict"), b.text(".steps"); !strings.HasPrefix(v, "✗") || !strings.Contains(s, "INVALID") && !strings.Contains(s, "malformed") {
+		t.Fatalf("an altered checkpoint passed in the page: %s / %s", v, s)
+	}
+
+	// The policy editor shows AWS's validation error.
+	b.run("policy", chromedp.Navigate(in.endpoint+"/console/#/key/"+keyID+"/policy"))
+	b.wait("policy text", `document.getElementById("policy-text") && document.getElementById("policy-text").value.includes("Statement")`)
+	b.run("bad policy", chromedp.SetValue(chromedp.CSS("#policy-text"), `{"Version":"2012-10-17","Statement":[`+adminStatement+`,{"Effect":"Perhaps","Principal":"*","Action":"kms:Decrypt","Resource":"*"}]}`),
+		chromedp.Click(chromedp.CSS("#policy-save")))
+	b.wait("validation error", `!!document.querySelector("#policy-result .error")`)
+	if e := b.text("#policy-result .error"); !strings.HasPrefix(e, "MalformedPolicyDocumentException: ") {
+		t.Fatalf("policy error shown: %q", e)
+	}
+	b.shot("06-policy-error")
+	// A valid change, an hour later (service clock): time travel to before it.
+	in.clock.Advance(time.Hour)
+	b.run("good policy", chromedp.SetValue(chromedp.CSS("#policy-text"), `{"Version":"2012-10-17","Statement":[`+adminStatement+`,{"Sid":"AddedInConsole","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:Decrypt","Resource":"*"}]}`),
+		chromedp.Click(chromedp.CSS("#policy-save")))
+	b.wait("saved", `document.querySelector("#policy-result .ok") !== null`)
+	p, err := in.kms.GetKeyPolicy(ctx, &kms.GetKeyPolicyInput{KeyId: &keyID})
+	if err != nil || !strings.Contains(*p.Policy, "AddedInConsole") {
+		t.Fatalf("policy after the console saved it: %v", err)
+	}
+
+	// The timeline has every event of the key, refusals included; from the
+	// PutKeyPolicy, travel to just before it.
+	b.run("timeline", chromedp.Navigate(in.endpoint+"/console/#/key/"+keyID+"/timeline"))
+	b.wait("history read", `(document.getElementById("timeline-status") || {dataset: {}}).dataset.live === "1"`)
+	// The list draws only the rows in view: read the newest, then scroll
+	// to the oldest.
+	rowOps := `[...document.querySelectorAll(".evrow[role=listitem] span:nth-child(3)")].map(s => s.textContent)`
+	ops := eval[[]string](b, rowOps)
+	eval[chromedp.Void](b, `(() => { const s = document.querySelector(".scroller"); s.scrollTop = s.scrollHeight; })()`)
+	b.wait("the oldest rows", `[...document.querySelectorAll(".evrow[role=listitem]")].some(r => r.dataset.index === "0" || r.textContent.includes("CreateKey"))`)
+	ops = append(ops, eval[[]string](b, rowOps)...)
+	joined := strings.Join(ops, ",")
+	for _, op := range []string{"CreateKey", "DisableKey", "EnableKey", "Encrypt", "PutKeyPolicy"} {
+		if !strings.Contains(joined, op) {
+			t.Fatalf("timeline lacks %s: %v", op, ops)
+		}
+	}
+	if !strings.Contains(b.text("#timeline-status"), "(1 refused)") {
+		t.Fatalf("the refused PutKeyPolicy is not counted: %s", b.text("#timeline-status"))
+	}
+	eval[chromedp.Void](b, `document.querySelector(".scroller").scrollTop = 0`)
+	putRow := `[...document.querySelectorAll(".evrow[role=listitem]")].find(r => r.textContent.includes("PutKeyPolicy") && r.textContent.includes("allowed"))`
+	b.wait("the PutKeyPolicy row", putRow)
+	eval[chromedp.Void](b, `[...document.querySelectorAll(".evrow[role=listitem]")].find(r => r.textContent.includes("PutKeyPolicy") && r.textContent.includes("allowed")).click()`)
+	b.wait("event detail", `!!document.querySelector("#travel-before")`)
+	b.shot("07-timeline")
+	b.run("travel", chromedp.Click(chromedp.CSS("#travel-before")))
+	b.wait("state then", `!!document.querySelector("#tt-policy")`)
+	if pol := b.text("#tt-policy"); strings.Contains(pol, "AddedInConsole") || !strings.Contains(pol, "Statement") {
+		t.Fatalf("the policy before the change shows the change: %s", pol)
+	}
+	if st := b.text("#tt-state"); st != "Enabled" {
+		t.Fatalf("state then: %q", st)
+	}
+	b.shot("08-time-travel")
+
+	// Integrity and compliance.
+	b.run("integrity", chromedp.Navigate(in.endpoint+"/console/#/integrity"))
+	b.wait("checkpoint verified", `document.querySelector("#checkpoint-result .ok") !== null`)
+	b.shot("09-integrity")
+	b.run("compliance", chromedp.Navigate(in.endpoint+"/console/#/compliance"))
+	b.wait("checks", `!!document.querySelector("#checks tbody tr") && document.querySelectorAll("figure.chart svg").length === 4`)
+	b.shot("10-compliance")
+
+	// Accessibility: every control has a name; keyboard reaches the nav.
+	checkAccessibility(t, b)
+
+	// A phone-sized viewport: no horizontal scrolling.
+	b.run("phone", cdpCall(emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 390, Height: 844, DeviceScaleFactor: 2, Mobile: true}),
+		chromedp.Navigate(in.endpoint+"/console/#/keys"))
+	b.wait("key list", `!!document.querySelector("#keys-count")`)
+	overflow := eval[bool](b, `document.documentElement.scrollWidth > window.innerWidth + 1`)
+	b.shot("11-phone-keys")
+	if overflow {
+		t.Fatal("the key list scrolls sideways on a phone")
+	}
+	b.run("desktop", cdpCall(emulation.ClearDeviceMetricsOverride, cdp.Empty{}))
+
+	// The secret is nowhere but the session storage.
+	secretNowhere(t, b, in, admin[1])
+
+	// Another user: the console shows AWS's AccessDenied.
+	b.run("sign out", chromedp.Click(chromedp.CSS("#signout")))
+	b.wait("sign-in form", `!document.getElementById("signin").hidden`)
+	alice := testCredentials["alice"]
+	b.run("sign in as alice",
+		chromedp.SendKeys(chromedp.CSS("#si-akid"), alice[0]),
+		chromedp.SendKeys(chromedp.CSS("#si-secret"), alice[1]),
+		chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)))
+	b.run("alice opens the key", chromedp.Navigate(in.endpoint+"/console/#/key/"+keyID))
+	b.wait("refusal", `!!document.querySelector(".error")`)
+	if e := b.text(".error"); !strings.HasPrefix(e, "AccessDeniedException: ") {
+		t.Fatalf("alice sees %q", e)
+	}
+	b.shot("12-access-denied")
+	if errs := b.pageErrors(); len(errs) > 0 {
+		t.Fatalf("page errors: %v", errs)
+	}
+}
+
+// mustCheckpoint stores a checkpoint now.
+func (i *instance) mustCheckpoint(t *testing.T) {
+	t.Helper()
+	if _, err := i.node.Checkpointer.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// interceptJSON rewrites the responses to requests matching pattern with
+// edit, as a man in the middle would; the returned func stops it.
+func interceptJSON(t *testing.T, b *browser, pattern string, edit func([]byte) []byte) func() {
+	t.Helper()
+	ctx, cancel := context.WithCancel(b.ctx)
+	paused := make(chan *fetch.EventRequestPaused, 16)
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*fetch.EventRequestPaused); ok {
+			paused <- e
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e := <-paused:
+				body, err := chromedp.Call(b.ctx, fetch.GetResponseBody, fetch.GetResponseBodyParams{RequestID: e.RequestID})
+				if err != nil {
+					t.Errorf("intercepted body: %v", err)
+					chromedp.Call(b.ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: e.RequestID})
+					continue
+				}
+				chromedp.Call(b.ctx, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: e.RequestID,
+					ResponseCode: e.ResponseStatusCode, ResponseHeaders: e.ResponseHeaders, Body: edit(body.Body)})
+			}
+		}
+	}()
+	b.run("intercept "+pattern, cdpCall(fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: pattern, RequestStage: fetch.RequestStageResponse}}}))
+	return func() {
+		b.run("stop intercepting", cdpCall(fetch.Disable, cdp.Empty{}))
+		cancel()
+		<-done
+	}
+}
+
+// cdpCall is an action that sends one DevTools protocol command.
+func cdpCall[P, R any](cmd cdp.Command[P, R], params P) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, cmd, params)
+		return err
+	})
+}
+
+// checkAccessibility reads Chromium's accessibility tree: every text box,
+// combo box, check box and button has an accessible name, the page has a
+// main landmark and a navigation, and Tab reaches the navigation.
+func checkAccessibility(t *testing.T, b *browser) {
+	t.Helper()
+	for _, page := range []string{"#/keys", "#/audit", "#/integrity"} {
+		eval[string](b, `location.hash = "`+page+`"`)
+		b.wait("page drawn", `!!document.querySelector("main h1")`)
+		tree, err := chromedp.Call(b.ctx, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roles := map[string]int{}
+		for _, n := range tree.Nodes {
+			if n.Ignored || n.Role == nil {
+				continue
+			}
+			role := strings.Trim(string(n.Role.Value), `"`)
+			roles[role]++
+			switch role {
+			case "textbox", "combobox", "checkbox", "button", "searchbox", "spinbutton", "link":
+				name := ""
+				if n.Name != nil {
+					name = strings.Trim(string(n.Name.Value), `"`)
+				}
+				if strings.TrimSpace(name) == "" {
+					t.Errorf("%s: a %s without an accessible name", page, role)
+				}
+			}
+		}
+		if roles["main"] == 0 || roles["navigation"] == 0 || roles["heading"] == 0 {
+			t.Errorf("%s: landmarks %v", page, roles)
+		}
+	}
+	// Keyboard: Tab from the top reaches the skip link, then the nav.
+	b.run("reload", chromedp.Reload())
+	b.wait("page drawn", `!!document.querySelector("main h1")`)
+	var seen []string
+	for i := 0; i < 4; i++ {
+		b.run("tab", chromedp.KeyEvent("\t"))
+		seen = append(seen, eval[string](b, `document.activeElement.tagName + ":" + document.activeElement.textContent.trim()`))
+	}
+	if !strings.Contains(strings.Join(seen, "|"), "A:Keys") {
+		t.Errorf("Tab does not reach the navigation: %v", seen)
+	}
+}
+
+// secretNowhere checks the secret is in no DOM text or attribute, no input
+// value, no URL the page requested, no local storage, no cookie and not
+// in the server's log.
+func secretNowhere(t *testing.T, b *browser, in *instance, secret string) {
+	t.Helper()
+	found := eval[string](b, `(() => {
+	  const s = `+jsString(secret)+`;
+	  if (document.documentElement.outerHTML.includes(s)) return "DOM";
+	  for (const i of document.querySelectorAll("input,textarea")) if (i.value.includes(s)) return "input " + i.id;
+	  if (location.href.includes(s)) return "URL";
+	  for (let i = 0; i < localStorage.length; i++) if (localStorage.getItem(localStorage.key(i)).includes(s)) return "localStorage";
+	  if (document.cookie.includes(s)) return "cookie";
+	  return "";
+	})()`)
+	if found != "" {
+		t.Fatalf("the secret is in the %s", found)
+	}
+	for _, u := range b.requested() {
+		if strings.Contains(u, secret) {
+			t.Fatalf("the secret is in a requested URL: %s", u)
+		}
+	}
+	if strings.Contains(in.logs.String(), secret) {
+		t.Fatal("the secret is in the server log")
+	}
+	// It is in the session storage (where the console keeps it for the tab).
+	if !eval[bool](b, `(sessionStorage.getItem("keyledger.session")||"").includes(`+jsString(secret)+`)`) {
+		t.Fatal("the session does not hold the secret: then where does the page keep it?")
+	}
+}

@@ -368,8 +368,12 @@ func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
 			integrity.Problem = "newest " + err.Error()
 		} else {
 			integrity.CheckpointsVerified = 1
+			if cp, err := merkle.Open(signed, a.checkpoints.Verifier()); err == nil {
+				integrity.CheckpointSize = cp.Size
+			}
 		}
 	}
+	integrity.LedgerEvents = head.Count
 	b.SetIntegrity(integrity)
 	rep := b.Report()
 	switch format {

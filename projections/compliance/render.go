@@ -148,7 +148,7 @@ func bucketOf(day, unit string) string {
 		if err != nil {
 			return day
 		}
-		return t.AddDate(0, 0, -((int(t.Weekday())+6)%7)).Format("2006-01-02")
+		return t.AddDate(0, 0, -((int(t.Weekday()) + 6) % 7)).Format("2006-01-02")
 	}
 	return day
 }

@@ -1,23 +1,30 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
+
+	"github.com/keyledger/keyledger/gateway/auditapi"
 )
 
 // TestConsoleHeaders checks what the console's files are served with: a
@@ -505,5 +512,134 @@ func TestComplianceReportOneDay(t *testing.T) {
 	}
 	if findings := b.text("table"); !strings.Contains(findings, "alias/archive") {
 		t.Fatalf("findings name keys by id only: %s", findings)
+	}
+}
+
+// TestConsoleAuditEndpoints checks the audit API the console reads beyond
+// the existing endpoints: the filtered, paged key listing; a key's daily
+// usage; one event's bytes and CloudTrail record (not another account's);
+// and a page of history that ends (before=).
+func TestConsoleAuditEndpoints(t *testing.T) {
+	in := start(t)
+	ctx := context.Background()
+	var ids []string
+	for i := 0; i < 5; i++ {
+		out, err := in.kms.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("listed"),
+			Tags: []types.Tag{{TagKey: aws.String("team"), TagValue: aws.String([]string{"a", "b"}[i%2])}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, *out.KeyMetadata.KeyId)
+	}
+	if _, err := in.kms.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/named"), TargetKeyId: &ids[1]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.kms.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &ids[2]}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &ids[0], Plaintext: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(user, query string) (int, auditapi.KeyList) {
+		t.Helper()
+		status, body := getAudit(t, in, user, "/audit/keys"+query)
+		var l auditapi.KeyList
+		if status == 200 {
+			if err := json.Unmarshal(body, &l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return status, l
+	}
+	if _, l := list("admin", "?tag=team%3Da"); l.Total != 3 {
+		t.Fatalf("tag team=a: %+v", l)
+	}
+	if _, l := list("admin", "?state=Disabled"); l.Total != 1 || l.Keys[0].KeyID != ids[2] {
+		t.Fatalf("Disabled: %+v", l)
+	}
+	if _, l := list("admin", "?alias=named"); l.Total != 1 || l.Keys[0].KeyID != ids[1] || l.Keys[0].Aliases[0] != "alias/named" {
+		t.Fatalf("alias: %+v", l)
+	}
+	// Pages of two, in id order, each naming the next.
+	var paged []string
+	marker := ""
+	for pages := 0; pages < 5; pages++ {
+		_, l := list("admin", "?limit=2&marker="+marker)
+		for _, k := range l.Keys {
+			paged = append(paged, k.KeyID)
+		}
+		if l.Total != 5 || l.NextMarker == "" {
+			break
+		}
+		marker = l.NextMarker
+	}
+	sorted := slices.Sorted(slices.Values(ids))
+	if !slices.Equal(paged, sorted) {
+		t.Fatalf("pages %v, want %v", paged, sorted)
+	}
+	// Another account sees none of them; alice (no keyledger:ReadAudit) is refused.
+	if _, l := list("erin", ""); l.Total != 0 {
+		t.Fatalf("erin lists account A's keys: %+v", l)
+	}
+	if status, _ := list("alice", ""); status != 400 {
+		t.Fatalf("alice lists keys: %d", status)
+	}
+
+	status, body := getAudit(t, in, "admin", "/audit/keys/"+ids[0]+"/usage")
+	var u auditapi.KeyUsage
+	if status != 200 || json.Unmarshal(body, &u) != nil || u.Days["2026-11-27"] != 3 {
+		t.Fatalf("usage: %d %s", status, body)
+	}
+	if status, body := getAudit(t, in, "erin", "/audit/keys/"+ids[0]+"/usage"); status != 200 || strings.Contains(string(body), "2026") {
+		t.Fatalf("another account's usage: %d %s", status, body)
+	}
+
+	recs := in.records()
+	last := recs[len(recs)-1]
+	status, body = getAudit(t, in, "admin", "/audit/events/"+strconv.FormatUint(last.Event.Index, 10))
+	var one auditapi.OneEvent
+	if status != 200 || json.Unmarshal(body, &one) != nil {
+		t.Fatalf("one event: %d %s", status, body)
+	}
+	if raw, _ := base64.StdEncoding.DecodeString(one.Raw); !bytes.Equal(raw, last.Raw) || one.CloudTrail.EventName != "Encrypt" {
+		t.Fatalf("event %d: %s", last.Event.Index, body)
+	}
+	if status, body := getAudit(t, in, "erin", "/audit/events/"+strconv.FormatUint(last.Event.Index, 10)); status != 400 || !strings.Contains(string(body), "NotFoundException") {
+		t.Fatalf("another account's event: %d %s", status, body)
+	}
+
+	// A page of history ends at before=, with the key's events below it.
+	sse := func(query, lastID string) (ids []string, ended bool) {
+		req, _ := http.NewRequest("GET", in.endpoint+"/audit/events"+query, nil)
+		signRequestPath(req, "admin", "/audit/events"+query, time.Now())
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		resp, err := http.DefaultClient.Do(req.WithContext(cctx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body) // ends only if the server ends the page
+		for _, line := range strings.Split(string(body), "\n") {
+			if id, ok := strings.CutPrefix(line, "id: "); ok {
+				ids = append(ids, id)
+			}
+		}
+		return ids, strings.Contains(string(body), ": end")
+	}
+	var want []string
+	for _, r := range recs {
+		if r.Event.KeyID == ids[0] && r.Event.Index >= 3 && r.Event.Index < last.Event.Index {
+			want = append(want, strconv.FormatUint(r.Event.Index, 10))
+		}
+	}
+	got, ended := sse("?key="+ids[0]+"&before="+strconv.FormatUint(last.Event.Index, 10), "2")
+	if !ended || !slices.Equal(got, want) {
+		t.Fatalf("page before %d: %v ended=%v, want %v", last.Event.Index, got, ended, want)
 	}
 }

@@ -58,6 +58,13 @@ export class EventList {
     this.schedule();
   }
 
+  // prepend adds older events (ascending) before those already listed.
+  prepend(items) {
+    this.items = items.concat(this.items);
+    this.shown = this.filter ? this.items.filter(this.filter) : this.items.slice();
+    this.schedule();
+  }
+
   setFilter(f) {
     this.filter = f;
     this.shown = f ? this.items.filter(f) : this.items.slice();

@@ -262,7 +262,9 @@ async function overviewTab(panel, id, m, aliases, again) {
     await app.client.kms("RotateKeyOnDemand", { KeyId: id });
     toast("Rotated");
   });
-  panel.append(h("div", { class: "grid2" }, h("div", { class: "card" }, h("h2", {}, "Settings"), props, actions, out), h("div", { class: "card", id: "usage-card" }, h("h2", {}, "Usage"))));
+  const usageCard = h("div", { class: "card", id: "usage-card" }, h("h2", {}, "Usage"));
+  panel.append(h("div", { class: "grid2" }, h("div", { class: "card" }, h("h2", {}, "Settings"), props, actions, out), usageCard));
+  usageChart(usageCard, id);
 
   // Description
   const descIn = h("input", { id: "key-desc", value: m.Description || "" });
@@ -331,7 +333,6 @@ async function overviewTab(panel, id, m, aliases, again) {
     h("div", { class: "card" }, h("h2", {}, "Description and rotation"), descForm, rot),
     h("div", { class: "card" }, h("h2", {}, "Aliases"), aliasList, aliasForm, h("h2", {}, "Tags"), tagList, tagForm)));
 
-  usageChart(document.getElementById("usage-card"), id);
 }
 
 async function usageChart(card, id) {
@@ -419,8 +420,14 @@ async function grantsTab(panel, id) {
   await load();
 }
 
-function timelineTab(panel, id) {
+// WINDOW is how many ledger events one page of a key's timeline reads:
+// the newest window streams on live; older ones load on request. A key
+// with a million events is read a window at a time, never all at once.
+const WINDOW = 50000;
+
+async function timelineTab(panel, id) {
   const status = h("span", { class: "hint", role: "status", id: "timeline-status" }, "reading the key's history from the ledger…");
+  const older = h("button", { type: "button", class: "secondary", id: "timeline-older", hidden: true }, "Load older events");
   const detail = h("section", { class: "card", id: "timeline-detail", "aria-label": "Event detail" }, h("p", { class: "hint" }, "Choose an event: who, what, when, allowed or refused and why; its CloudTrail record and proof."));
   const list = new EventList({
     label: "Every event of this key, newest first", showKey: false,
@@ -433,25 +440,66 @@ function timelineTab(panel, id) {
       eventDetail(app, detail, it, [before]);
     },
   });
-  panel.append(h("p", {}, status), h("div", { class: "grid2" }, h("div", {}, list.header(), list.el), detail));
+  panel.append(h("p", {}, status, " ", older), h("div", { class: "grid2" }, h("div", {}, list.header(), list.el), detail));
   const ctl = new AbortController();
   app.stop = () => ctl.abort();
   let n = 0;
   let refused = 0;
-  const say = (live) => (status.textContent = `${n.toLocaleString("en")} events (${refused} refused)${live ? ", live" : ""}`);
+  let from = 0; // the oldest ledger index read
+  let live = false;
+  const say = () => {
+    status.textContent = `${n.toLocaleString("en")} events (${refused.toLocaleString("en")} refused)` +
+      (from > 0 ? ` in the ledger from event ${from.toLocaleString("en")} on` : ", the key's whole history") + (live ? "; live" : "");
+    older.hidden = from === 0;
+  };
+  const count = (it) => {
+    n++;
+    if (it.error) refused++;
+  };
   list.draw();
-  app.client.stream({ key: id, since: "1970-01-01T00:00:00Z" }, {
+  let size = 0;
+  try {
+    size = Number((await app.client.text("/audit/checkpoint")).split("\n")[1]) || 0;
+  } catch (_) {
+    /* read the whole history */
+  }
+  from = Math.max(0, size - WINDOW);
+  older.addEventListener("click", async () => {
+    older.disabled = true;
+    const hi = from;
+    const lo = Math.max(0, hi - WINDOW);
+    const page = [];
+    try {
+      await app.client.stream({ key: id, before: hi, since: lo === 0 ? "1970-01-01T00:00:00Z" : "" }, {
+        lastEventId: lo === 0 ? undefined : lo - 1,
+        signal: ctl.signal,
+        onEvent: (ev) => {
+          const it = parseEvent(ev);
+          count(it);
+          page.push(it);
+        },
+      });
+      from = lo;
+      list.prepend(page);
+    } catch (e) {
+      panel.prepend(errorBox(e));
+    }
+    older.disabled = false;
+    say();
+  });
+  app.client.stream({ key: id, since: from === 0 ? "1970-01-01T00:00:00Z" : "" }, {
+    lastEventId: from === 0 ? undefined : from - 1,
     signal: ctl.signal,
     onLive: () => {
-      say(true);
+      live = true;
+      say();
       status.dataset.live = "1";
     },
     onEvent: (ev) => {
       const it = parseEvent(ev);
-      n++;
-      if (it.error) refused++;
+      count(it);
       list.add(it);
-      if (status.dataset.live) say(true);
+      if (live) say();
     },
   }).catch((e) => panel.prepend(errorBox(e)));
 }

@@ -8,10 +8,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -641,5 +643,62 @@ func TestConsoleAuditEndpoints(t *testing.T) {
 	got, ended := sse("?key="+ids[0]+"&before="+strconv.FormatUint(last.Event.Index, 10), "2")
 	if !ended || !slices.Equal(got, want) {
 		t.Fatalf("page before %d: %v ended=%v, want %v", last.Event.Index, got, ended, want)
+	}
+}
+
+// TestConsoleServedOverTLS runs `keyledger serve --tls-self-signed` as a
+// person would: the banner names the console's https URL, Chromium signs in
+// there with the admin credentials the first start printed and lists keys,
+// and the log written after sign-in never holds the secret.
+func TestConsoleServedOverTLS(t *testing.T) {
+	chromiumPath(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	cmd := exec.Command(binary, "serve", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", dir, "--tls-self-signed", "--log-level", "info")
+	out := &syncBuffer{}
+	cmd.Stderr, cmd.Stdout = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/console/"
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "url="+url) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no console URL in the banner:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var akid, secret string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "export AWS_ACCESS_KEY_ID="); ok {
+			akid = v
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "export AWS_SECRET_ACCESS_KEY="); ok {
+			secret = v
+		}
+	}
+	if akid == "" || secret == "" {
+		t.Fatalf("no admin credentials printed:\n%s", out.String())
+	}
+	logged := len(out.String())
+	b := newBrowser(t, chromedp.Flag("ignore-certificate-errors", true))
+	b.run("open", chromedp.Navigate(url))
+	b.wait("sign-in form", `!document.getElementById("signin").hidden && location.protocol === "https:"`)
+	b.run("sign in", chromedp.SendKeys(chromedp.CSS("#si-akid"), akid), chromedp.SendKeys(chromedp.CSS("#si-secret"), secret),
+		chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)))
+	b.wait("key list", `!!document.querySelector("#keys-count")`)
+	b.run("create", chromedp.Click(chromedp.CSS("#create-key-open")), chromedp.SendKeys(chromedp.CSS("#ck-desc"), "over TLS"),
+		chromedp.Click(chromedp.CSS("#ck-submit")))
+	b.wait("key page", `location.hash.startsWith("#/key/") && !!document.querySelector("#key-disable")`)
+	b.shot("tls-key")
+	if strings.Contains(out.String()[logged:], secret) {
+		t.Fatal("the secret is in the server log after sign-in")
+	}
+	if errs := b.pageErrors(); len(errs) > 0 {
+		t.Fatalf("page errors: %v", errs)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/keyledger/keyledger/gateway/auditapi"
+	"github.com/keyledger/keyledger/gateway/throttle"
 )
 
 // TestConsoleHeaders checks what the console's files are served with: a
@@ -138,6 +139,34 @@ func TestConsole(t *testing.T) {
 	}
 	b.run("enable", chromedp.Click(chromedp.CSS("#key-enable")))
 	b.wait("enabled", `!!document.querySelector("#key-disable")`)
+
+	// Rotate on demand; schedule deletion, then cancel it (the key is
+	// then Disabled, as in AWS); grants: create one, then revoke it.
+	b.run("rotate", chromedp.Click(chromedp.CSS("#key-rotate")))
+	b.wait("rotated", `[...document.querySelectorAll("#toast .msg")].some(m => m.textContent === "Rotated")`)
+	if r, err := in.kms.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: &keyID}); err != nil || len(r.Rotations) != 1 {
+		t.Fatalf("rotations after the console's RotateKeyOnDemand: %v %v", err, r)
+	}
+	b.run("schedule deletion", chromedp.SetValue(chromedp.CSS("#key-window"), "7"), chromedp.Click(chromedp.CSS("#key-schedule-deletion")))
+	b.wait("pending deletion", `!!document.querySelector("#key-cancel-deletion")`)
+	if d, _ := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &keyID}); d.KeyMetadata.KeyState != "PendingDeletion" || *d.KeyMetadata.PendingDeletionWindowInDays != 7 {
+		t.Fatalf("after ScheduleKeyDeletion in the console: %+v", d.KeyMetadata)
+	}
+	b.run("cancel deletion", chromedp.Click(chromedp.CSS("#key-cancel-deletion")))
+	b.wait("disabled", `!!document.querySelector("#key-enable")`)
+	b.run("enable", chromedp.Click(chromedp.CSS("#key-enable")))
+	b.wait("enabled", `!!document.querySelector("#key-disable")`)
+	b.run("grants", chromedp.Navigate(in.endpoint+"/console/#/key/"+keyID+"/grants"))
+	b.wait("grants", `document.querySelector("#grant-grantee") && document.body.textContent.includes("No grants.")`)
+	b.run("create grant", chromedp.SendKeys(chromedp.CSS("#grant-grantee"), "arn:aws:iam::111122223333:user/bob"),
+		chromedp.Click(chromedp.CSS(`form[aria-label="Create grant"] button[type="submit"]`)))
+	b.wait("grant listed", `document.body.textContent.includes("arn:aws:iam::111122223333:user/bob")`)
+	if g, err := in.kms.ListGrants(ctx, &kms.ListGrantsInput{KeyId: &keyID}); err != nil || len(g.Grants) != 1 || g.Grants[0].Operations[0] != "Decrypt" {
+		t.Fatalf("grants after the console's CreateGrant: %v %+v", err, g)
+	}
+	b.shot("02b-grants")
+	b.run("revoke", chromedp.Click(chromedp.CSS("button.danger")))
+	b.wait("no grants", `document.body.textContent.includes("No grants.")`)
 
 	// The key list shows it, filtered by tag.
 	b.run("keys", chromedp.Navigate(in.endpoint+"/console/#/keys"))
@@ -253,7 +282,7 @@ func TestConsole(t *testing.T) {
 	b.wait("the oldest rows", `[...document.querySelectorAll(".evrow[role=listitem]")].some(r => r.dataset.index === "0" || r.textContent.includes("CreateKey"))`)
 	ops = append(ops, eval[[]string](b, rowOps)...)
 	joined := strings.Join(ops, ",")
-	for _, op := range []string{"CreateKey", "DisableKey", "EnableKey", "Encrypt", "PutKeyPolicy"} {
+	for _, op := range []string{"CreateKey", "DisableKey", "EnableKey", "Encrypt", "PutKeyPolicy", "RotateKeyOnDemand", "CreateGrant", "RevokeGrant"} {
 		if !strings.Contains(joined, op) {
 			t.Fatalf("timeline lacks %s: %v", op, ops)
 		}
@@ -701,4 +730,28 @@ func TestConsoleServedOverTLS(t *testing.T) {
 	if errs := b.pageErrors(); len(errs) > 0 {
 		t.Fatalf("page errors: %v", errs)
 	}
+}
+
+// TestConsoleThrottled: the console's calls are ordinary API calls, under
+// the same quotas: past the account's DescribeKey quota the key page shows
+// AWS's ThrottlingException.
+func TestConsoleThrottled(t *testing.T) {
+	lim := throttle.New(throttle.Config{Region: testRegion, Account: func(account string) map[string]float64 {
+		return map[string]float64{"DescribeKey": 0.01} // one, then none for 100 s
+	}})
+	in := start(t, withThrottle(lim))
+	key := in.createKey("throttled")
+	b := newBrowser(t)
+	admin := testCredentials["admin"]
+	b.run("open", chromedp.Navigate(in.endpoint+"/console/#/key/"+key))
+	b.wait("sign-in form", `!document.getElementById("signin").hidden`)
+	b.run("sign in", chromedp.SendKeys(chromedp.CSS("#si-akid"), admin[0]), chromedp.SendKeys(chromedp.CSS("#si-secret"), admin[1]),
+		chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)))
+	b.wait("key page", `!!document.querySelector("#key-disable")`)
+	b.run("again", chromedp.Navigate(in.endpoint+"/console/#/keys"), chromedp.Navigate(in.endpoint+"/console/#/key/"+key))
+	b.wait("refusal", `!!document.querySelector(".error")`)
+	if e := b.text(".error"); !strings.HasPrefix(e, "ThrottlingException: ") {
+		t.Fatalf("second DescribeKey: %q", e)
+	}
+	b.shot("throttled")
 }

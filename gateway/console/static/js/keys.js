@@ -440,7 +440,19 @@ async function timelineTab(panel, id) {
       eventDetail(app, detail, it, [before]);
     },
   });
-  panel.append(h("p", {}, status, " ", older), h("div", { class: "grid2" }, h("div", {}, list.header(), list.el), detail));
+  const changesOnly = h("input", { type: "checkbox", id: "timeline-changes" });
+  const refusedOnly = h("input", { type: "checkbox", id: "timeline-refused" });
+  const refilter = () => {
+    const c = changesOnly.checked;
+    const r = refusedOnly.checked;
+    list.setFilter(c || r ? (it) => (!c || !/^(Describe|List|Get)/.test(it.op)) && (!r || it.error) : null);
+  };
+  changesOnly.addEventListener("change", refilter);
+  refusedOnly.addEventListener("change", refilter);
+  panel.append(h("p", {}, status, " ", older),
+    h("div", { class: "toolbar" }, h("label", { class: "inline", for: "timeline-changes" }, changesOnly, " Hide reads (Describe, List, Get)"),
+      h("label", { class: "inline", for: "timeline-refused" }, refusedOnly, " Refusals only")),
+    h("div", { class: "grid2" }, h("div", {}, list.header(), list.el), detail));
   const ctl = new AbortController();
   app.stop = () => ctl.abort();
   let n = 0;

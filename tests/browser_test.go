@@ -147,6 +147,8 @@ func (b *browser) text(sel string) string {
 func (b *browser) shot(name string) string {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
+	// Passing notices ("Created key …") would cover the page.
+	chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`document.getElementById("toast") && document.getElementById("toast").replaceChildren()`))
 	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)

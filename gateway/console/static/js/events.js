@@ -106,7 +106,7 @@ export class EventList {
       h("span", { class: "c-time mono" }, fmtTime(it.time)),
       h("span", {}, it.op),
       h("span", { class: "c-who", title: it.who }, who(it.who) + (this.showKey && it.keyId ? " · " + it.keyId.slice(0, 8) : "")),
-      h("span", { class: refused ? "bad" : "ok" }, refused ? it.error.code.replace(/Exception$/, "") : "allowed"));
+      h("span", { class: refused ? "bad" : "ok", title: refused ? it.error.code : "allowed" }, refused ? it.error.code.replace(/Exception$/, "") : "allowed"));
       this.rows.append(row);
     }
   }

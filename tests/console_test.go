@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/keyledger/keyledger/gateway/auditapi"
 	"github.com/keyledger/keyledger/gateway/throttle"
@@ -309,7 +311,22 @@ func TestConsole(t *testing.T) {
 	// Integrity and compliance.
 	b.run("integrity", chromedp.Navigate(in.endpoint+"/console/#/integrity"))
 	b.wait("checkpoint verified", `document.querySelector("#checkpoint-result .ok") !== null`)
+	if size := b.text("#cp-size"); size == "" || size == "0" {
+		t.Fatalf("checkpoint size shown: %q", size)
+	}
 	b.shot("09-integrity")
+	// Another log's verifier key (same name, other key) does not verify it.
+	_, otherKey, err := note.GenerateKey(rand.Reader, "keyledger-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.run("other verifier key", chromedp.SetValue(chromedp.CSS("#vkey"), otherKey), chromedp.Click(chromedp.CSS(`#vkey ~ button, form.toolbar button[type="submit"]`)))
+	b.wait("refused", `document.querySelector("#checkpoint-result .bad") !== null`)
+	if r := b.text("#checkpoint-result .bad"); !strings.Contains(r, "no signature by the verifier key") {
+		t.Fatalf("another verifier key: %s", r)
+	}
+	b.run("our verifier key", chromedp.SetValue(chromedp.CSS("#vkey"), in.vkey), chromedp.Click(chromedp.CSS(`form.toolbar button[type="submit"]`)))
+	b.wait("verified again", `document.querySelector("#checkpoint-result .ok") !== null`)
 	b.run("compliance", chromedp.Navigate(in.endpoint+"/console/#/compliance"))
 	b.wait("checks", `!!document.querySelector("#checks tbody tr") && document.querySelectorAll("figure.chart svg").length === 4`)
 	b.shot("10-compliance")

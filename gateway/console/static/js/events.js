@@ -62,12 +62,14 @@ export class EventList {
   prepend(items) {
     this.items = items.concat(this.items);
     this.shown = this.filter ? this.items.filter(this.filter) : this.items.slice();
+    this.drawnN = -1;
     this.schedule();
   }
 
   setFilter(f) {
     this.filter = f;
     this.shown = f ? this.items.filter(f) : this.items.slice();
+    this.drawnN = -1;
     this.draw();
   }
 
@@ -80,35 +82,61 @@ export class EventList {
     });
   }
 
+  // draw shows the rows in view, reusing a pool of row elements: a jump
+  // across a million rows costs as much as a small scroll.
   draw() {
     const n = this.shown.length;
     this.spacer.style.height = n * ROW + "px";
     const first = Math.max(0, Math.floor(this.el.scrollTop / ROW) - 5);
     const count = Math.ceil((this.el.clientHeight || 600) / ROW) + 10;
-    clear(this.rows);
+    if (first === this.drawnFirst && n === this.drawnN && count === this.drawnCount) return;
+    this.drawnFirst = first;
+    this.drawnN = n;
+    this.drawnCount = count;
+    this.pool = this.pool || [];
     this.rows.style.top = first * ROW + "px";
-    for (let i = first; i < Math.min(n, first + count); i++) {
-      const it = this.shown[n - 1 - i]; // newest first
-      const refused = !!it.error;
-      const row = h("div", {
-        class: "evrow" + (refused ? " refused" : ""), role: "listitem", tabindex: "0",
-        "aria-label": `event ${it.index} ${it.op} by ${who(it.who)} ${refused ? "refused: " + it.error.code : "allowed"}`,
-        "data-index": it.index,
-        onclick: () => this.onOpen(it),
-        onkeydown: (ev) => {
-          if (ev.key === "Enter" || ev.key === " ") {
-            ev.preventDefault();
-            this.onOpen(it);
-          }
-        },
-      },
-      h("span", { class: "mono" }, it.index),
-      h("span", { class: "c-time mono" }, fmtTime(it.time)),
-      h("span", {}, it.op),
-      h("span", { class: "c-who", title: it.who }, who(it.who) + (this.showKey && it.keyId ? " · " + it.keyId.slice(0, 8) : "")),
-      h("span", { class: refused ? "bad" : "ok", title: refused ? it.error.code : "allowed" }, refused ? it.error.code.replace(/Exception$/, "") : "allowed"));
-      this.rows.append(row);
+    const end = Math.min(n, first + count);
+    for (let i = first; i < end; i++) {
+      const slot = i - first;
+      let row = this.pool[slot];
+      if (!row) {
+        row = this.newRow();
+        this.pool[slot] = row;
+      }
+      if (!row.isConnected) this.rows.append(row);
+      this.fill(row, this.shown[n - 1 - i]); // newest first
     }
+    for (let k = end - first; k < this.pool.length; k++) this.pool[k].remove();
+  }
+
+  newRow() {
+    const row = h("div", { class: "evrow", role: "listitem", tabindex: "0" },
+      h("span", { class: "mono" }), h("span", { class: "c-time mono" }), h("span"), h("span", { class: "c-who" }), h("span"));
+    row.addEventListener("click", () => this.onOpen(row.item));
+    row.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") {
+        ev.preventDefault();
+        this.onOpen(row.item);
+      }
+    });
+    return row;
+  }
+
+  fill(row, it) {
+    row.item = it;
+    const refused = !!it.error;
+    row.className = "evrow" + (refused ? " refused" : "");
+    row.dataset.index = it.index;
+    row.setAttribute("aria-label", `event ${it.index} ${it.op} by ${who(it.who)} ${refused ? "refused: " + it.error.code : "allowed"}`);
+    const [idx, time, op, by, result] = row.children;
+    idx.textContent = it.index;
+    time.textContent = fmtTime(it.time);
+    op.textContent = it.op;
+    by.textContent = who(it.who) + (this.showKey && it.keyId ? " · " + it.keyId.slice(0, 8) : "");
+    by.title = it.who;
+    result.className = refused ? "bad" : "ok";
+    result.title = refused ? it.error.code : "allowed";
+    result.textContent = refused ? it.error.code.replace(/Exception$/, "") : "allowed";
   }
 }
 

@@ -113,8 +113,7 @@ type Report struct {
 	Principals   []string       `json:"principals"`
 	// Aliases names the reported keys that have aliases (key id → alias
 	// names), so readers see names beside ids.
-	Aliases   map[string][]string `json:"aliases,omitempty"`
-	Integrity *Integrity          `json:"integrity,omitempty"`
+	Aliases map[string][]string `json:"aliases,omitempty"`
 }
 
 // Builder makes a report from the key state and the compliance aggregates:
@@ -197,7 +196,6 @@ func (b *Builder) Report() *Report {
 			rep.Aliases[a.KeyID] = append(rep.Aliases[a.KeyID], a.Name)
 		}
 	}
-	rep.Integrity = o.Integrity
 	for _, k := range snap.Keys {
 		rep.KeysByState[string(k.State)]++
 		if k.HasMaterial() {

@@ -6,7 +6,7 @@ export function niceTicks(max, n = 4) {
   if (!(max > 0)) return [0, 1];
   const raw = max / n;
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= raw);
+  const step = Math.max(1, [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= raw)); // counts: whole steps
   const ticks = [];
   for (let v = 0; v < max + step; v += step) ticks.push(Math.round(v * 1000) / 1000);
   return ticks;

@@ -51,7 +51,7 @@ export async function renderCompliance(view) {
     "Busiest keys: " + (rep.usage || []).map((s) => label(s.key) + " " + Object.values(s.counts).reduce((a, b) => a + b, 0).toLocaleString("en")).join("; "))));
   const states = Object.entries(rep.keysByState || {}).sort().map(([label, value]) => ({ label, value }));
   charts.append(h("div", { class: "card" }, chartBox(barChart({ title: "Keys by state", points: states, yUnit: "keys", xTitle: "state" }))));
-  const ages = Object.entries(rep.rotationAgeDays || {}).sort((a, b) => b[1] - a[1]).slice(0, 30).map(([k, v]) => ({ label: label(k).slice(0, 24), value: Math.max(0, v) }));
+  const ages = Object.entries(rep.rotationAgeDays || {}).sort((a, b) => b[1] - a[1]).slice(0, 30).map(([k, v]) => ({ label: (names[k] || k.slice(0, 8) + "…").slice(0, 18), value: Math.max(0, v) }));
   charts.append(h("div", { class: "card" }, chartBox(barChart({ title: "Rotation age (oldest 30 keys)", points: ages, yUnit: "days since current material", xTitle: "key", cls: "bar2" }))));
   const d = fillDays(rep.deniedPerDay || {});
   charts.append(h("div", { class: "card" }, chartBox(barChart({ title: "Access denied", points: d.points, yUnit: "refusals per " + d.unit, xTitle: d.unit + " (UTC)", cls: "bar2" }))));

@@ -140,12 +140,3 @@ func newFile(name string, b []byte) file {
 	}
 	return file{body: b, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
 }
-
-// Files lists the embedded files' names (tests check what is served).
-func Files() []string {
-	var names []string
-	for name := range load() {
-		names = append(names, name)
-	}
-	return names
-}

@@ -143,6 +143,28 @@ func TestConsole(t *testing.T) {
 	b.run("enable", chromedp.Click(chromedp.CSS("#key-enable")))
 	b.wait("enabled", `!!document.querySelector("#key-disable")`)
 
+	// Description, rotation period, an alias and a tag, each through its form.
+	b.run("description", chromedp.SetValue(chromedp.CSS("#key-desc"), "renamed in the console"),
+		chromedp.Click(chromedp.CSS(`#key-desc ~ button, form.toolbar button[type="submit"]`)))
+	b.wait("renamed", `document.querySelector("h1") && document.body.textContent.includes("renamed in the console") && !!document.querySelector("#rot-on")`)
+	b.run("rotation", chromedp.Click(chromedp.CSS("#rot-on")), chromedp.SetValue(chromedp.CSS("#rot-period"), "180"),
+		chromedp.Click(chromedp.CSS(`#rot-period`)), chromedp.KeyEvent("\r"))
+	b.wait("rotation saved", `document.querySelector("#rot-on") && document.querySelector("#rot-on").checked && document.querySelector("#rot-period").value === "180"`)
+	if r, err := in.kms.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: &keyID}); err != nil || !r.KeyRotationEnabled || *r.RotationPeriodInDays != 180 {
+		t.Fatalf("rotation after the console: %v %+v", err, r)
+	}
+	b.run("alias", chromedp.SendKeys(chromedp.CSS("#alias-new"), "console-second"), chromedp.KeyEvent("\r"))
+	b.wait("alias added", `document.body.textContent.includes("alias/console-second")`)
+	b.run("tag", chromedp.SendKeys(chromedp.CSS("#tag-new"), "env=test"), chromedp.KeyEvent("\r"))
+	b.wait("tag added", `document.body.textContent.includes("env = test")`)
+	d, err = in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/console-second")})
+	if err != nil || *d.KeyMetadata.KeyId != keyID || *d.KeyMetadata.Description != "renamed in the console" {
+		t.Fatalf("after the console's alias and description: %v %+v", err, d)
+	}
+	if tags, err := in.kms.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: &keyID}); err != nil || len(tags.Tags) != 2 {
+		t.Fatalf("tags after the console's TagResource: %v %+v", err, tags)
+	}
+
 	// Rotate on demand; schedule deletion, then cancel it (the key is
 	// then Disabled, as in AWS); grants: create one, then revoke it.
 	b.run("rotate", chromedp.Click(chromedp.CSS("#key-rotate")))
@@ -277,15 +299,17 @@ func TestConsole(t *testing.T) {
 	// PutKeyPolicy, travel to just before it.
 	b.run("timeline", chromedp.Navigate(in.endpoint+"/console/#/key/"+keyID+"/timeline"))
 	b.wait("history read", `(document.getElementById("timeline-status") || {dataset: {}}).dataset.live === "1"`)
-	// The list draws only the rows in view: read the newest, then scroll
-	// to the oldest.
+	// The list draws only the rows in view: hide the reads, read the
+	// newest, then scroll to the oldest.
+	b.run("hide reads", chromedp.Click(chromedp.CSS("#timeline-changes")))
 	rowOps := `[...document.querySelectorAll(".evrow[role=listitem] span:nth-child(3)")].map(s => s.textContent)`
 	ops := eval[[]string](b, rowOps)
 	eval[chromedp.Void](b, `(() => { const s = document.querySelector(".scroller"); s.scrollTop = s.scrollHeight; })()`)
 	b.wait("the oldest rows", `[...document.querySelectorAll(".evrow[role=listitem]")].some(r => r.dataset.index === "0" || r.textContent.includes("CreateKey"))`)
 	ops = append(ops, eval[[]string](b, rowOps)...)
 	joined := strings.Join(ops, ",")
-	for _, op := range []string{"CreateKey", "DisableKey", "EnableKey", "Encrypt", "PutKeyPolicy", "RotateKeyOnDemand", "CreateGrant", "RevokeGrant"} {
+	for _, op := range []string{"CreateKey", "CreateAlias", "TagResource", "DisableKey", "EnableKey", "UpdateKeyDescription", "EnableKeyRotation",
+		"RotateKeyOnDemand", "ScheduleKeyDeletion", "CancelKeyDeletion", "CreateGrant", "RevokeGrant", "Encrypt", "PutKeyPolicy"} {
 		if !strings.Contains(joined, op) {
 			t.Fatalf("timeline lacks %s: %v", op, ops)
 		}
@@ -888,4 +912,48 @@ func (h hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		out[i] = h[x]
 	}
 	return out, nil
+}
+
+// TestConsoleCreatesEverySpec creates a key of every key spec through the
+// console's form, each with the first usage the form offers for it, and
+// checks it through the SDK (SM2 shows AWS's refusal outside China).
+func TestConsoleCreatesEverySpec(t *testing.T) {
+	in := start(t)
+	ctx := context.Background()
+	b := newBrowser(t)
+	admin := testCredentials["admin"]
+	b.run("open", chromedp.Navigate(in.endpoint+"/console/"))
+	b.wait("sign-in form", `!document.getElementById("signin").hidden`)
+	b.run("sign in", chromedp.SendKeys(chromedp.CSS("#si-akid"), admin[0]), chromedp.SendKeys(chromedp.CSS("#si-secret"), admin[1]),
+		chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)))
+	b.wait("key list", `!!document.querySelector("#keys-count")`)
+	specs := eval[[]string](b, `[...document.querySelectorAll('select[name="spec"] option')].map(o => o.value).filter(v => v)`)
+	if len(specs) < 17 {
+		t.Fatalf("the filter offers %d specs: %v", len(specs), specs)
+	}
+	for _, spec := range specs {
+		b.run("keys", chromedp.Navigate(in.endpoint+"/console/#/keys"))
+		b.wait("key list", `!!document.querySelector("#create-key-open")`)
+		b.run("create "+spec, chromedp.Click(chromedp.CSS("#create-key-open")),
+			chromedp.SetValue(chromedp.CSS("#ck-spec"), spec),
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("ck-spec").dispatchEvent(new Event("change"))`),
+			chromedp.SendKeys(chromedp.CSS("#ck-desc"), spec),
+			chromedp.Click(chromedp.CSS("#ck-submit")))
+		b.wait(spec+" created", `location.hash.startsWith("#/key/") || !!document.querySelector("form[aria-label='Create key'] .error")`)
+		e := b.text("form[aria-label='Create key'] .error")
+		if spec == "SM2" { // AWS offers SM2 in China Regions only, and says so
+			if !strings.HasPrefix(e, "UnsupportedOperationException: ") {
+				t.Fatalf("SM2 in %s: %q", testRegion, e)
+			}
+			continue
+		}
+		if e != "" {
+			t.Fatalf("%s: %s", spec, e)
+		}
+		id := strings.TrimPrefix(eval[string](b, `location.hash`), "#/key/")
+		d, err := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		if err != nil || string(d.KeyMetadata.KeySpec) != spec || *d.KeyMetadata.Description != spec {
+			t.Fatalf("%s: %v %+v", spec, err, d)
+		}
+	}
 }

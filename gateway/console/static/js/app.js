@@ -44,6 +44,12 @@ function signOut() {
 }
 
 async function boot() {
+  if (!window.isSecureContext || !crypto.subtle) {
+    // WebCrypto (signing, proofs) exists only in secure contexts.
+    document.getElementById("view").append(errorBox(new Error(
+      "The console signs requests with WebCrypto, which browsers offer only over https (or http on localhost). Open it through TLS.")));
+    return;
+  }
   const cfg = await config();
   app.vkey = localStorage.getItem(VKEY) || "";
   const saved = sessionStorage.getItem(SESSION);

@@ -381,6 +381,12 @@ func TestConsole(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#si-akid"), alice[0]),
 		chromedp.SendKeys(chromedp.CSS("#si-secret"), alice[1]),
 		chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)))
+	// Without keyledger:ReadAudit the list falls back to ListKeys, which
+	// alice may not call either: AWS's refusals, both.
+	b.wait("alice's key list refused", `document.querySelectorAll("#view .error").length === 2`)
+	if e := b.text("#view .error"); !strings.HasPrefix(e, "AccessDeniedException: ") {
+		t.Fatalf("alice's key list: %q", e)
+	}
 	b.run("alice opens the key", chromedp.Navigate(in.endpoint+"/console/#/key/"+keyID))
 	b.wait("refusal", `!!document.querySelector(".error")`)
 	if e := b.text(".error"); !strings.HasPrefix(e, "AccessDeniedException: ") {

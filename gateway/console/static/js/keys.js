@@ -86,13 +86,26 @@ export async function renderKeys(view) {
     table.append(h("p", { class: "hint" }, "Loading…"));
     const started = performance.now();
     let res;
+    let note = null;
     try {
       res = await app.client.get("/audit/keys", { ...listState.filter, marker: listState.markers[listState.page], limit: 100 });
     } catch (e) {
-      clear(table).append(errorBox(e));
-      return;
+      if (e.code !== "AccessDeniedException") {
+        clear(table).append(errorBox(e));
+        return;
+      }
+      // Without keyledger:ReadAudit: the plain KMS calls (ListKeys, then
+      // DescribeKey and ListAliases per key shown), unfiltered.
+      try {
+        res = await listWithKMS(listState.markers[listState.page]);
+        note = h("p", { class: "hint", id: "keys-fallback" }, "Listed with ListKeys and DescribeKey: filtering and the total need keyledger:ReadAudit (" + e.message + ")");
+      } catch (e2) {
+        clear(table).append(errorBox(e), errorBox(e2));
+        return;
+      }
     }
     clear(table);
+    if (note) table.append(note);
     const t = h("table", { class: "keys" },
       h("caption", { class: "sr" }, "Keys"),
       h("thead", {}, h("tr", {}, ["Alias", "Key ID", "Description", "State", "Spec", "Usage", "Created"].map((c) =>
@@ -112,7 +125,8 @@ export async function renderKeys(view) {
     table.append(t);
     const from = listState.page * 100;
     const took = Math.round(performance.now() - started);
-    const info = h("span", { id: "keys-count", "data-ms": took }, res.total ? `${from + 1}–${from + res.keys.length} of ${res.total.toLocaleString("en")} keys` : "No keys match.");
+    const of = note ? (res.nextMarker ? " of more" : "") : ` of ${res.total.toLocaleString("en")}`;
+    const info = h("span", { id: "keys-count", "data-ms": took }, res.keys.length ? `${from + 1}–${from + res.keys.length}${of} keys` : "No keys match.");
     const prev = h("button", { type: "button", class: "secondary", disabled: listState.page === 0 }, "Previous page");
     const next = h("button", { type: "button", class: "secondary", id: "keys-next", disabled: !res.nextMarker }, "Next page");
     prev.addEventListener("click", () => {
@@ -127,6 +141,23 @@ export async function renderKeys(view) {
     pager.append(prev, info, next);
   }
   await load();
+}
+
+// listWithKMS lists a page of keys with the plain KMS API.
+async function listWithKMS(marker) {
+  const page = await app.client.kms("ListKeys", marker ? { Limit: 100, Marker: marker } : { Limit: 100 });
+  const keys = await Promise.all((page.Keys || []).map(async (k) => {
+    const row = { keyId: k.KeyId, arn: k.KeyArn, aliases: [], description: "", keyState: "?", keySpec: "", keyUsage: "", creationDate: "" };
+    try {
+      const m = (await app.client.kms("DescribeKey", { KeyId: k.KeyId })).KeyMetadata;
+      Object.assign(row, { description: m.Description || "", keyState: m.KeyState, keySpec: m.KeySpec, keyUsage: m.KeyUsage, creationDate: m.CreationDate });
+    } catch (e) {
+      row.keyState = e.code || "unreadable";
+    }
+    return row;
+  }));
+  const total = (listState.page * 100) + keys.length + (page.Truncated ? 1 : 0);
+  return { keys, total, nextMarker: page.Truncated ? page.NextMarker : "" };
 }
 
 function createForm() {

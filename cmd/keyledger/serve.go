@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keyledger/keyledger/gateway/awsjson"
+	"github.com/keyledger/keyledger/gateway/console"
 	"github.com/keyledger/keyledger/gateway/metrics"
 	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/gateway/principals"
@@ -314,6 +315,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log.Info("keyledger serving the AWS KMS API", "endpoint", scheme+raw.Addr().String(), "ledger", mode,
 		"region", *region, "mutual_tls", tf.clientCA != "")
+	log.Info("web console (sign in with an access key; requests are signed in the browser)", "url", scheme+raw.Addr().String()+console.Prefix)
 
 	served := make(chan error, 1)
 	go func() { served <- n.Serve(sw.Next()) }()

@@ -240,6 +240,18 @@ func (s *Server) signed(route string, h func(c *fiber.Ctx, caller keyservice.Cal
 	}
 }
 
+// Public registers an unauthenticated GET endpoint beside the KMS API for
+// fixed, public content (the console's static files). h runs without
+// authentication, so it must serve nothing but what is embedded in the
+// binary: no key, event or caller-specific state.
+func (s *Server) Public(path string, h fiber.Handler) {
+	route := "GET " + path
+	s.app.Get(path, func(c *fiber.Ctx) error {
+		start := time.Now()
+		return s.answer(c, route, start, h(c))
+	})
+}
+
 // Serve accepts connections on ln until Shutdown. Routes registered after
 // Serve starts are not reachable.
 func (s *Server) Serve(ln net.Listener) error {

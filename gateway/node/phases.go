@@ -7,6 +7,7 @@ import (
 
 	"github.com/keyledger/keyledger/gateway/auditapi"
 	"github.com/keyledger/keyledger/gateway/awsjson"
+	"github.com/keyledger/keyledger/gateway/console"
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/gateway/rootapi"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
@@ -188,6 +189,7 @@ func (n *Node) buildService(ctx context.Context) error {
 		Signer: n.cfg.CheckpointSigner, Verifier: n.cfg.CheckpointVerifier, Origin: n.cfg.CheckpointOrigin, Writers: n.Ledger.Writers})
 	n.audit = auditapi.Register(n.http, auditapi.Config{Service: svc, Checkpoints: n.Checkpointer, Chain: n.Ledger,
 		History: n.Ledger, Hub: n.hub, Clock: n.cfg.Clock, Region: n.cfg.Region, Reports: n, Past: n})
+	console.Register(n.http, console.Options{Region: n.cfg.Region}) // at /console/, a client of the APIs above
 	if n.cfg.Metrics != nil {
 		n.instrument(n.cfg.Metrics)
 	}

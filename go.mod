@@ -21,7 +21,10 @@ require (
 	golang.org/x/mod v0.43.0
 )
 
-require github.com/miekg/pkcs11 v1.1.2
+require (
+	github.com/miekg/pkcs11 v1.1.2
+	go.yaml.in/yaml/v3 v3.0.5
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

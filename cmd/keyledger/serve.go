@@ -88,6 +88,8 @@ func serve(args []string, stderr io.Writer) int {
 	segmentPeriod := fs.Duration("segment-period", 30*24*time.Hour, "start a new ledger segment stream once the current one is this old, so archived segments can be removed (audit prune); 0: never")
 	segmentMessages := fs.Uint64("segment-messages", 0, "also start a new segment once the current one holds this many messages (group commits); 0: no limit")
 	checkpointEvery := fs.Duration("checkpoint-interval", node.DefaultCheckpointInterval, "how often a signed checkpoint of the ledger's Merkle tree is stored (when it grew; also at clean shutdown)")
+	seedFile := fs.String("seed", "", "seed file (YAML): create the keys, aliases and settings it declares before serving;\nidempotent, recorded in the ledger (see the README's \"Seed files\")")
+	seedDev := fs.Bool("seed-dev", false, "development mode for seeds: accept key material for AWS_KMS keys (test fixtures), at start and\nfrom keyledger seed --dev; never in production")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	debugListen := fs.String("debug-listen", "", "serve Go's profiler (net/http/pprof: /debug/pprof/heap, …) on this address, e.g. 127.0.0.1:6060;\nunauthenticated, so loopback only")
 	compression := fs.String("ledger-compression", "s2", "how the ledger stream's blocks are stored on disk: s2 or none")
@@ -168,6 +170,10 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot load the root key", "error", err)
 		return 1
 	}
+	if *seedFile != "" && keeper != nil && keeper.Mode() == "shamir" {
+		log.Error("--seed cannot seed a server that starts sealed (shamir): unseal it, then run keyledger seed --url")
+		return 2
+	}
 
 	if *noFsync && bf.natsURL == "" {
 		log.Warn("fsync is OFF: acknowledged events can be lost on a power cut; never run like this in production")
@@ -243,7 +249,7 @@ func serve(args []string, stderr io.Writer) int {
 			SegmentPeriod: *segmentPeriod, SegmentMessages: *segmentMessages},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
 		DataDir: diskDir, HTTP: limits,
-		Throttle: of.limiter(*region, dir),
+		Throttle: of.limiter(*region, dir), SeedDev: *seedDev,
 	}
 	if of.metricsListen != "" {
 		m := metrics.New()
@@ -286,6 +292,13 @@ func serve(args []string, stderr io.Writer) int {
 	if keeper != nil {
 		if err := unsealAtStart(ctx, n, keeper, env, log); err != nil {
 			log.Error("the root key stays sealed", "error", err)
+			_ = n.Close(ctx)
+			return 1
+		}
+	}
+	if *seedFile != "" {
+		if err := seedAtStart(ctx, n, *seedFile, *seedDev, *account, log); err != nil {
+			log.Error("cannot seed", "file", *seedFile, "error", err)
 			_ = n.Close(ctx)
 			return 1
 		}

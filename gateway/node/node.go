@@ -24,6 +24,7 @@ import (
 	"github.com/keyledger/keyledger/gateway/metrics"
 	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/gateway/rootapi"
+	"github.com/keyledger/keyledger/gateway/seed"
 	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
@@ -85,6 +86,9 @@ type Config struct {
 	// Snapshots tune snapshots of the projections and the background
 	// verification of the whole chain.
 	Snapshots Snapshots
+	// SeedDev lets seeds (POST /seed) bring key material for AWS_KMS keys:
+	// development mode (serve --seed-dev), for test fixtures only.
+	SeedDev bool
 	// TileCache is how many Merkle tiles (8 KiB each) are kept in memory
 	// beyond the tree's right edge (default 256).
 	TileCache int
@@ -359,6 +363,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		}
 		rootapi.Register(http, unseal, rotation)
 	}
+	seed.Register(http, svc, cfg.SeedDev)
 	if cfg.CheckpointOrigin == "" {
 		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
 	}

@@ -145,6 +145,8 @@ type instance struct {
 	throttle  *throttle.Limiter   // withThrottle
 	metrics   *metrics.Metrics    // withMetrics
 	minFree   int64               // embedded: space kept free on the data disk (0: default)
+	operator  string              // withOperator
+	seedDev   bool                // withSeedDev
 }
 
 type option func(*instance)
@@ -170,6 +172,12 @@ func withThrottle(l *throttle.Limiter) option { return func(i *instance) { i.thr
 
 // withMetrics gives the instance metrics (one node per Metrics: no restart).
 func withMetrics(m *metrics.Metrics) option { return func(i *instance) { i.metrics = m } }
+
+// withOperator names the operator account (service-wide operations).
+func withOperator(account string) option { return func(i *instance) { i.operator = account } }
+
+// withSeedDev accepts known key material in seeds (serve --seed-dev).
+func withSeedDev() option { return func(i *instance) { i.seedDev = true } }
 
 func withPublishTimeout(d time.Duration) option {
 	return func(i *instance) { i.ledgerCf.PublishTimeout = d }
@@ -221,6 +229,7 @@ func (i *instance) up() {
 		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCfg(), Logger: log, HTTP: i.limits,
 		CheckpointSigner: i.signer, CheckpointVerifier: i.vkey, CheckpointInterval: time.Hour, // tests checkpoint explicitly
 		Throttle: i.throttle, ThrottleReportInterval: 50 * time.Millisecond, Metrics: i.metrics, Snapshots: i.snapshots,
+		OperatorAccount: i.operator, SeedDev: i.seedDev,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -10,10 +10,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -255,4 +259,299 @@ func writeSeedOutputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.down()
+}
+
+// lastEvent returns the ledger's newest event.
+func lastEvent(t *testing.T, in *instance) *event.Event {
+	t.Helper()
+	recs := in.records()
+	return recs[len(recs)-1].Event
+}
+
+// TestSeedIsIdempotent: seeding the same file again — after a restart —
+// records one Seed event and nothing else; settings the file names that
+// were changed through the API since are set again (each an audited
+// event), what it does not name is left alone.
+func TestSeedIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	in := start(t)
+	if _, err := seedInstance(t, in, seedFixtures, false); err != nil {
+		t.Fatal(err)
+	}
+	in.restart()
+	before := len(in.records())
+	out, err := seedInstance(t, in, seedFixtures, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range out.Keys {
+		if k.Created || len(k.Changes) > 0 {
+			t.Fatalf("a second seed changed %s: %+v", k.Entry, k)
+		}
+	}
+	recs := in.records()
+	if len(recs) != before+1 {
+		t.Fatalf("a second seed recorded %d events, want 1", len(recs)-before)
+	}
+	ev := recs[len(recs)-1].Event
+	if p := ev.Body.(*event.APICall).Params; ev.Operation != "Seed" || ev.Refused() || p["created"] != "0" || p["changed"] != "0" || p["unchanged"] != "12" {
+		t.Fatalf("the second seed's event: %s %+v", ev.Operation, ev.Body)
+	}
+
+	// Drift through the API: a named tag changed, an extra tag added, a
+	// declared alias deleted, a key declared disabled enabled.
+	k0 := "49ae195b-c089-47b6-a22e-85050f7576d2"
+	in.kms.TagResource(ctx, &kms.TagResourceInput{KeyId: &k0, Tags: []types.Tag{
+		{TagKey: aws.String("team"), TagValue: aws.String("other")}, {TagKey: aws.String("extra"), TagValue: aws.String("kept")}}})
+	in.kms.DeleteAlias(ctx, &kms.DeleteAliasInput{AliasName: aws.String("alias/rotating")})
+	in.kms.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String("641e63bf-6b07-4631-805f-0ef9edbb70b8")})
+	out, err = seedInstance(t, in, seedFixtures, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := map[string]string{}
+	for _, k := range out.Keys {
+		if len(k.Changes) > 0 {
+			changes[k.KeyId] = strings.Join(k.Changes, " ")
+		}
+	}
+	want := map[string]string{k0: "TagResource", "01eedf47-3f68-4eb0-a2ac-5dc2253650b9": "CreateAlias",
+		"641e63bf-6b07-4631-805f-0ef9edbb70b8": "DisableKey"}
+	if len(changes) != len(want) {
+		t.Fatalf("changes %v, want %v", changes, want)
+	}
+	for id, ops := range want {
+		if changes[id] != ops {
+			t.Fatalf("changes %v, want %v", changes, want)
+		}
+	}
+	tags, _ := in.kms.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: &k0})
+	got := map[string]string{}
+	for _, tg := range tags.Tags {
+		got[*tg.TagKey] = *tg.TagValue
+	}
+	if got["team"] != "payments" || got["extra"] != "kept" || got["env"] != "test" {
+		t.Fatalf("tags after the seed: %v", got)
+	}
+	d, _ := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/rotating")})
+	if d == nil || *d.KeyMetadata.KeyId != "01eedf47-3f68-4eb0-a2ac-5dc2253650b9" {
+		t.Fatal("the declared alias was not created again")
+	}
+}
+
+// TestSeedRefusals: a seed that cannot apply is refused whole, with a
+// message naming the entry, and recorded as a refused Seed event; nothing
+// else is written, and the service keeps serving.
+func TestSeedRefusals(t *testing.T) {
+	in := start(t)
+	ctx := context.Background()
+	if _, err := seedInstance(t, in, seedFixtures, false); err != nil {
+		t.Fatal(err)
+	}
+	write := func(doc string) string {
+		p := filepath.Join(t.TempDir(), "seed.yaml")
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	newKey := "5b1e0c8a-3d2f-4a6b-8c9d-0e1f2a3b4c5d"
+	cases := []struct {
+		name, file string
+		dev        bool
+		code, says string
+	}{
+		{"known material outside development mode", seedDevFixtures, false, "ValidationException", "keys[0] (alias/dev-fixtures)"},
+		{"another key spec under the id", write(`keys: [{keyId: 49ae195b-c089-47b6-a22e-85050f7576d2, keySpec: RSA_2048, keyUsage: SIGN_VERIFY}]`),
+			false, "ValidationException", "KeySpec SYMMETRIC_DEFAULT; the seed says RSA_2048"},
+		{"other material under the id", write(`keys: [{keyId: 49ae195b-c089-47b6-a22e-85050f7576d2, origin: EXTERNAL,
+  material: T4mYMtR/8XeKFe1bRCJkWA7r4V9+vZ4GbMNHhS0gAYY=}]`), false, "IncorrectKeyMaterialException", "other key material"},
+		{"another key's alias, after a valid entry", write(`keys:
+  - {keyId: ` + newKey + `}
+  - {keyId: 3f99c252-a9d5-4b2a-8618-20171533034b, keySpec: RSA_2048, keyUsage: SIGN_VERIFY, aliases: [alias/fixtures]}`),
+			false, "AlreadyExistsException", "keys[1] (alias/fixtures)"},
+		{"rotation of an asymmetric key", write(`keys: [{keyId: ` + newKey + `, keySpec: ECC_NIST_P256, keyUsage: SIGN_VERIFY, rotation: {enabled: true}}]`),
+			false, "UnsupportedOperationException", "keys[0]"},
+		{"an id twice", write(`keys: [{keyId: ` + newKey + `}, {keyId: ` + newKey + `}]`), false, "ValidationException", "keys[1]"},
+		{"a key id that is not a UUID", write(`keys: [{keyId: fixtures}]`), false, "ValidationException", "UUID"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(in.records())
+			_, err := seedInstance(t, in, c.file, c.dev)
+			var e *keyservice.Error
+			if !errors.As(err, &e) || string(e.Code) != c.code || !strings.Contains(e.Message, c.says) {
+				t.Fatalf("err = %v, want %s saying %q", err, c.code, c.says)
+			}
+			if strings.Contains(e.Message, "0OHQgIMevhByRvy4") || strings.Contains(e.Message, "T4mYMtR") {
+				t.Fatal("the refusal echoes key material")
+			}
+			recs := in.records()
+			if len(recs) != before+1 || recs[len(recs)-1].Event.Operation != "Seed" || !recs[len(recs)-1].Event.Refused() {
+				t.Fatalf("%d events recorded, the last %s refused=%v", len(recs)-before, recs[len(recs)-1].Event.Operation,
+					recs[len(recs)-1].Event.Refused())
+			}
+		})
+	}
+	for _, id := range []string{newKey, "7c0b8e4a-2f1d-4e6b-9a3c-5d8e7f6a1b2c"} {
+		if _, err := in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)}); err == nil {
+			t.Fatalf("refused seeds created %s", id)
+		}
+	}
+	// The existing key is as it was, and still decrypts.
+	k0 := "49ae195b-c089-47b6-a22e-85050f7576d2"
+	enc, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &k0, Plaintext: []byte("still")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A key pending deletion is left as it is; once deleted, its id is
+	// refused.
+	doomed := "641e63bf-6b07-4631-805f-0ef9edbb70b8"
+	if _, err := in.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &doomed, PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := seedInstance(t, in, seedFixtures, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range out.Keys {
+		if k.KeyId == doomed && (k.Note == "" || len(k.Changes) > 0) {
+			t.Fatalf("a key pending deletion: %+v", k)
+		}
+	}
+	in.clock.Advance(8 * 24 * time.Hour)
+	waitFor(t, func() bool { return in.node.State.WasDeleted(doomed) })
+	_, err = seedInstance(t, in, seedFixtures, false)
+	var e *keyservice.Error
+	if !errors.As(err, &e) || !strings.Contains(e.Message, "was deleted") || !strings.Contains(e.Message, "keys[4]") {
+		t.Fatalf("seeding a deleted key's id: %v", err)
+	}
+}
+
+// TestSeedCommand runs `keyledger seed` against a running server: the
+// seed goes through the signed POST /seed, only for the operator
+// account's principals, and development mode needs the server's consent.
+func TestSeedCommand(t *testing.T) {
+	in := start(t, withOperator(testAccount))
+	run := func(user string, args ...string) (int, string) {
+		return cliAs(t, user, append([]string{"seed", "--url", in.endpoint}, args...)...)
+	}
+	code, out := run("admin", seedFixtures)
+	if code != 0 || strings.Count(out, " created ") != 12 {
+		t.Fatalf("seed: exit %d\n%s", code, out)
+	}
+	code, out = run("admin", seedFixtures)
+	if code != 0 || strings.Count(out, " unchanged ") != 12 {
+		t.Fatalf("seed again: exit %d\n%s", code, out)
+	}
+	last := lastEvent(t, in)
+	if last.Operation != "Seed" || last.Actor == nil || last.Actor.PrincipalARN != "arn:aws:iam::111122223333:user/admin" {
+		t.Fatalf("the seed's event: %s %+v", last.Operation, last.Actor)
+	}
+	// The server was not started in development mode: --dev does not help.
+	code, out = run("admin", "--dev", seedDevFixtures)
+	if code != 1 || !strings.Contains(out, "ValidationException") || !strings.Contains(out, "development only") {
+		t.Fatalf("--dev against a server without --seed-dev: exit %d\n%s", code, out)
+	}
+	// Another account's administrator may not seed, whatever its policies.
+	code, out = run("erin", seedFixtures)
+	if code != 1 || !strings.Contains(out, "AccessDeniedException") {
+		t.Fatalf("erin: exit %d\n%s", code, out)
+	}
+	// Bad YAML is refused with its line, never with the file's content.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("keys:\n  - keyId: 49ae195b-c089-47b6-a22e-85050f7576d2\n    materiel: c2VjcmV0LXNlY3JldA==\n"), 0o600)
+	code, out = run("admin", bad)
+	if code != 1 || !strings.Contains(out, "line 3") || strings.Contains(out, "c2VjcmV0") {
+		t.Fatalf("a typo: exit %d\n%s", code, out)
+	}
+
+	dev := start(t, withOperator(testAccount), withSeedDev())
+	code, out = cliAs(t, "admin", "seed", "--url", dev.endpoint, "--dev", seedDevFixtures)
+	if code != 0 || !strings.Contains(out, "7c0b8e4a-2f1d-4e6b-9a3c-5d8e7f6a1b2c created") {
+		t.Fatalf("--dev against a --seed-dev server: exit %d\n%s", code, out)
+	}
+}
+
+// waitFor polls cond until it holds (10 s at most).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10 s")
+		}
+	}
+}
+
+// TestServeSeedFlag: serve --seed seeds before it answers, a restart with
+// the same file changes nothing, and known material for an AWS_KMS key
+// needs --seed-dev or serve does not start.
+func TestServeSeedFlag(t *testing.T) {
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	principalsFile := filepath.Join(t.TempDir(), "principals.json")
+	if err := os.WriteFile(principalsFile, []byte(testPrincipals), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	args := []string{"--listen", "127.0.0.1:" + strconv.Itoa(port), "--data-dir", dataDir, "--principals", principalsFile,
+		"--seed", seedDevFixtures}
+	code, out := serveOutput(t, []string{"KEYLEDGER_LOG_LEVEL=info"}, args...)
+	if code != 1 || !strings.Contains(out, "cannot seed") || !strings.Contains(out, "development only") ||
+		strings.Contains(out, "keyledger serving the AWS KMS API") {
+		t.Fatalf("known material without --seed-dev: exit %d\n%s", code, out)
+	}
+	var want seedOutputFixture
+	if err := json.Unmarshal(readSeed(t, seedOutputs), &want); err != nil {
+		t.Fatal(err)
+	}
+	blob, _ := base64.StdEncoding.DecodeString(want.Dev)
+	admin := testCredentials["admin"]
+	c := newClient("http://127.0.0.1:"+strconv.Itoa(port), admin[0], admin[1])
+	for run := 0; run < 2; run++ {
+		cmd := exec.Command(binary, append(append([]string{"serve"}, args...), "--seed-dev")...)
+		cmd.Env = append(envWithout("KEYLEDGER_LOG_LEVEL"), "KEYLEDGER_LOG_LEVEL=info")
+		logs := &syncBuffer{}
+		cmd.Stderr = logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var dec *kms.DecryptOutput
+		var err error
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if dec, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: blob, EncryptionContext: fixtureContext}); err == nil {
+				break
+			}
+		}
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		if err != nil || string(dec.Plaintext) != want.Plaintext {
+			t.Fatalf("run %d: the fixture ciphertext: %v\n%s", run, err, logs.String())
+		}
+		wantLog := []string{"created=1", "created=0"}[run]
+		if !strings.Contains(logs.String(), "msg=seeded") || !strings.Contains(logs.String(), wantLog) ||
+			!strings.Contains(logs.String(), "development_mode=true") {
+			t.Fatalf("run %d: no %s in the log:\n%s", run, wantLog, logs.String())
+		}
+	}
+	lines := ledgerLines(t, dataDir)
+	if countType(lines, "KeyCreated.v1") != 1 {
+		t.Fatalf("%d keys created over two starts", countType(lines, "KeyCreated.v1"))
+	}
+	var seeds int
+	for _, l := range lines {
+		if strings.Contains(l, `"op":"Seed"`) {
+			seeds++
+		}
+		if strings.Contains(l, "0OHQgIMevhByRvy4") {
+			t.Fatal("the ledger holds the seed's key material")
+		}
+	}
+	if seeds != 3 { // the refused start, and one per start
+		t.Fatalf("%d Seed events, want 3", seeds)
+	}
 }

@@ -24,7 +24,7 @@ import (
 	"github.com/keyledger/keyledger/gateway/metrics"
 	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/gateway/rootapi"
-	"github.com/keyledger/keyledger/gateway/seed"
+	"github.com/keyledger/keyledger/gateway/seedapi"
 	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
@@ -363,7 +363,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		}
 		rootapi.Register(http, unseal, rotation)
 	}
-	seed.Register(http, svc, cfg.SeedDev)
+	seedapi.Register(http, svc, cfg.SeedDev)
 	if cfg.CheckpointOrigin == "" {
 		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
 	}

@@ -15,6 +15,14 @@ import (
 	"github.com/keyledger/keyledger/gateway/sigv4"
 )
 
+// Request is the body of POST /seed (package seedapi): the seed file's
+// text, and whether the caller asks for development mode (key material
+// for AWS_KMS keys).
+type Request struct {
+	Seed string `json:"Seed"`
+	Dev  bool   `json:"Dev"`
+}
+
 // Client seeds a running deployment through POST /seed. It never logs or
 // returns the secret it signs with, nor the seed's key material.
 type Client struct {

@@ -2,7 +2,8 @@
 // settings, aliases and, for test fixtures, their key material, declared in
 // YAML — and seeds them through the application service (keyservice.Seed),
 // like any other change: at start (serve --seed) or on a running server
-// (POST /seed, keyledger seed).
+// (POST /seed, served by package seedapi; Client here is keyledger seed's
+// side of it).
 //
 // File format (YAML):
 //

@@ -1,4 +1,9 @@
-package seed
+// Package seedapi serves POST /seed beside the KMS API: a seed file
+// (package seed) applied to a running server through keyservice.Seed,
+// SigV4-signed like the KMS API. Seeding is a service-wide operation, for
+// the operator account's principals whose identity policies allow
+// keyledger:Seed. The seed's key material is never logged or echoed.
+package seedapi
 
 import (
 	"encoding/json"
@@ -7,14 +12,8 @@ import (
 
 	"github.com/keyledger/keyledger/gateway/awsjson"
 	"github.com/keyledger/keyledger/gateway/keyservice"
+	"github.com/keyledger/keyledger/gateway/seed"
 )
-
-// Request is the body of POST /seed: the seed file's text, and whether the
-// caller asks for development mode (key material for AWS_KMS keys).
-type Request struct {
-	Seed string `json:"Seed"`
-	Dev  bool   `json:"Dev"`
-}
 
 // Register serves POST /seed beside the KMS API, SigV4-signed like it and
 // allowed to principals of the operator account whose identity policies
@@ -26,15 +25,15 @@ func Register(srv *awsjson.Server, svc *keyservice.Service, dev bool) {
 		if svc.Sealed() {
 			return &keyservice.Error{Code: "ServiceUnavailableException", Message: "The root key is sealed: seeding waits until it is unsealed."}
 		}
-		var req Request
+		var req seed.Request
 		if err := json.Unmarshal(c.Request().Body(), &req); err != nil || req.Seed == "" {
 			return &keyservice.Error{Code: keyservice.CodeValidation, Message: `The body must be {"Seed": "<seed file>", "Dev": false}.`}
 		}
-		in, err := Parse([]byte(req.Seed))
+		in, err := seed.Parse([]byte(req.Seed))
 		if err != nil {
 			return &keyservice.Error{Code: keyservice.CodeValidation, Message: err.Error()}
 		}
-		defer Clear(in)
+		defer seed.Clear(in)
 		in.KnownMaterial = dev && req.Dev
 		out, err := svc.Seed(c.UserContext(), caller, in)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/keyledger/keyledger/crypto/keyspec"
 	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
@@ -211,7 +212,7 @@ func (s *Service) seed(ctx context.Context, c Caller, ev *event.Event, in *SeedI
 		}
 		if p.create != nil {
 			if p.matID != "" && p.imports == nil { // known material of an AWS_KMS key
-				ref, err := s.storeMaterialAs(ctx, p.matID, p.mat)
+				ref, err := s.storeSeedMaterial(ctx, p.matID, p.mat)
 				if err != nil {
 					return nil, s.refuse(ctx, ev, err)
 				}
@@ -229,7 +230,7 @@ func (s *Service) seed(ctx context.Context, c Caller, ev *event.Event, in *SeedI
 			}
 		}
 		if p.imports != nil {
-			ref, err := s.storeMaterialAs(ctx, p.matID, p.mat)
+			ref, err := s.storeSeedMaterial(ctx, p.matID, p.mat)
 			if err != nil {
 				return nil, s.refuse(ctx, ev, err)
 			}
@@ -259,6 +260,23 @@ func (s *Service) seed(ctx context.Context, c Caller, ev *event.Event, in *SeedI
 		return nil, err
 	}
 	return out, nil
+}
+
+// storeSeedMaterial stores a seed's material under its derived id. A copy
+// already stored under that id — by a seed whose event failed, or may yet
+// have committed — is kept and reused when it holds the same material, so
+// whatever the ledger commits to stays what the store holds.
+func (s *Service) storeSeedMaterial(ctx context.Context, id string, mat secret.Bytes) (event.MaterialRef, error) {
+	if wrapped, err := s.materials.Get(ctx, id); err == nil {
+		if sec, err := s.root.UnwrapMaterial(wrapped, id); err == nil {
+			same := sec.Equal(mat)
+			sec.Clear()
+			if same {
+				return event.MaterialRef{ID: id, WrappedHash: material.Commitment(wrapped)}, nil
+			}
+		}
+	}
+	return s.storeMaterialAs(ctx, id, mat)
 }
 
 type freshMaterial struct {

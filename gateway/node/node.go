@@ -90,6 +90,9 @@ type Config struct {
 	// Snapshots tune snapshots of the projections and the background
 	// verification of the whole chain.
 	Snapshots Snapshots
+	// SeedDev lets seeds (POST /seed) bring key material for AWS_KMS keys:
+	// development mode (serve --seed-dev), for test fixtures only.
+	SeedDev bool
 	// TileCache is how many Merkle tiles (8 KiB each) are kept in memory
 	// beyond the tree's right edge (default 256).
 	TileCache int

@@ -110,7 +110,17 @@ func TestAuditIdentityCannotPushIntoTheLedger(t *testing.T) {
 	if m, err := nc.Request("$JS.API.STREAM.INFO.OBJ_KEYLEDGER_SNAPSHOTS", nil, 2*time.Second); err != nil || !strings.Contains(string(m.Data), `"config"`) {
 		t.Errorf("stream info as the audit identity: %v %+v", err, m)
 	}
-	time.Sleep(time.Second)
+	// The server answers a connection's requests in the order it reads
+	// them: once the same requests asked for our own inbox are answered,
+	// the injected ones before them were handled too.
+	for subj, body := range map[string]string{
+		"$JS.API.DIRECT.GET.OBJ_KEYLEDGER_SNAPSHOTS": `{"seq":1}`,
+		"$JS.API.STREAM.MSG.GET.KEYLEDGER":           `{"seq":1}`,
+	} {
+		if _, err := nc.Request(subj, []byte(body), 5*time.Second); err != nil {
+			t.Errorf("%s as the audit identity: %v", subj, err)
+		}
+	}
 	if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &key, Plaintext: []byte("after")}); err != nil {
 		t.Errorf("Encrypt after the injection: %v", err)
 	}

@@ -62,19 +62,9 @@ func register(t *testing.T, via, in *instance) {
 	if err != nil || r.WriterID != in.writer.ID() {
 		t.Fatalf("registering %s: %+v %v", in.writer.ID(), r, err)
 	}
-	waitFor(t, 10*time.Second, "the instance to fold its registration", func() bool {
+	waitUntil(t, 10*time.Second, "the instance to fold its registration", func() bool {
 		return in.node.Ledger.Registered(in.writer.ID()) && in.node.Ready(context.Background()) == nil
 	})
-}
-
-// waitFor waits until cond holds, at most d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", d, what)
-		}
-	}
 }
 
 // caughtUp waits until every instance folded everything the stream holds.
@@ -131,7 +121,7 @@ func TestSecondGatewayIsRegisteredNotCopied(t *testing.T) {
 	if code != 0 || !strings.Contains(out, b.writer.ID()+" registered") {
 		t.Fatalf("writer register: exit %d\n%s", code, out)
 	}
-	waitFor(t, 10*time.Second, "b to fold its registration", func() bool { return b.node.Ready(ctx) == nil })
+	waitUntil(t, 10*time.Second, "b to fold its registration", func() bool { return b.node.Ready(ctx) == nil })
 	kb := b.createKey("written by b")
 	ka := a.createKey("written by a")
 	caughtUp(t, b) // other instances see a change once they folded it

@@ -29,7 +29,6 @@ import (
 	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/gateway/throttle"
-	"github.com/keyledger/keyledger/gateway/transport"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
@@ -146,6 +145,9 @@ type instance struct {
 	throttle  *throttle.Limiter   // withThrottle
 	metrics   *metrics.Metrics    // withMetrics
 	minFree   int64               // embedded: space kept free on the data disk (0: default)
+	sealFile  string              // withSeal: a passphrase seal file, unsealed at each start
+	operator  string              // withOperator
+	seedDev   bool                // withSeedDev
 }
 
 type option func(*instance)
@@ -171,6 +173,16 @@ func withThrottle(l *throttle.Limiter) option { return func(i *instance) { i.thr
 
 // withMetrics gives the instance metrics (one node per Metrics: no restart).
 func withMetrics(m *metrics.Metrics) option { return func(i *instance) { i.metrics = m } }
+
+// withSeal keeps the root key in the passphrase seal file at path (with
+// sealPassphrase), unsealed at each start, instead of a plaintext root key.
+func withSeal(path string) option { return func(i *instance) { i.sealFile = path } }
+
+// withOperator names the operator account (service-wide operations).
+func withOperator(account string) option { return func(i *instance) { i.operator = account } }
+
+// withSeedDev accepts known key material in seeds (serve --seed-dev).
+func withSeedDev() option { return func(i *instance) { i.seedDev = true } }
 
 func withPublishTimeout(d time.Duration) option {
 	return func(i *instance) { i.ledgerCf.PublishTimeout = d }
@@ -217,14 +229,22 @@ func (i *instance) up() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i.node, err = node.Start(context.Background(), i.backend, node.Config{
+	cfg := node.Config{
 		Region: testRegion, RootKey: i.root, Clock: i.clock, Principals: dir,
-		SchedulerInterval: 20 * time.Millisecond, Ledger: i.ledgerCfg(), Logger: log, HTTP: i.limits,
+		SchedulerInterval: 20 * time.Millisecond, SchedulerLeaseTTL: time.Second, Ledger: i.ledgerCfg(), Logger: log, HTTP: i.limits,
 		CheckpointSigner: i.signer, CheckpointVerifier: i.vkey, CheckpointInterval: time.Hour, // tests checkpoint explicitly
 		Throttle: i.throttle, ThrottleReportInterval: 50 * time.Millisecond, Metrics: i.metrics, Snapshots: i.snapshots,
-	})
+		OperatorAccount: i.operator, SeedDev: i.seedDev,
+	}
+	if i.sealFile != "" {
+		cfg.RootKey, cfg.RootSeal = unsealedKeeper(t, i.sealFile)
+	}
+	i.node, err = node.Start(context.Background(), i.backend, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if i.sealFile != "" {
+		i.node.Rotation.Resume()
 	}
 	var ln net.Listener
 	if i.listen != nil {
@@ -234,9 +254,9 @@ func (i *instance) up() {
 	}
 	i.endpoint = "http://" + ln.Addr().String()
 	if i.tls != nil {
-		ln = transport.NewHandshakeListener(ln, i.tls, awsjson.DefaultReadTimeout, awsjson.DefaultMaxConnections) // as serve does
 		i.endpoint = "https://" + ln.Addr().String()
 	}
+	ln = i.limits.Listen(ln, i.tls) // as serve does
 	go i.node.Serve(ln)
 	i.kms = i.as("admin")
 }

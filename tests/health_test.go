@@ -64,7 +64,7 @@ func TestNotReadyWhileStarting(t *testing.T) {
 	}
 	sw := transport.NewSwitch(ln)
 	t.Cleanup(func() { sw.Close() })
-	starting := awsjson.ServeStarting(sw.Next())
+	starting := awsjson.ServeStarting(sw.Next(), awsjson.Limits{})
 	endpoint := "http://" + ln.Addr().String()
 	notReady := func() {
 		t.Helper()

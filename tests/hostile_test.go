@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -249,40 +247,5 @@ func TestStrictJSON(t *testing.T) {
 	if status, code, msg := rawCall(t, in.endpoint, "TrentService.Encrypt", ct, signIt,
 		`{"KeyId":"`+k+`","Plaintext":"aGk=","EncryptionContext":{"é":"😀","E":"e","e":"E"}}`); status != 200 {
 		t.Fatalf("valid UTF-8 and case-distinct context keys: %d %s %s", status, code, msg)
-	}
-}
-
-// TestConnectionCap: connections beyond the cap are answered 503 and
-// closed; those within it are served.
-func TestConnectionCap(t *testing.T) {
-	in := start(t, func(i *instance) { i.limits = awsjson.Limits{MaxConnections: 2} })
-	addr := strings.TrimPrefix(in.endpoint, "http://")
-	var held []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
-		buf := make([]byte, 512)
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if n, err := c.Read(buf); err != nil || !bytes.HasPrefix(buf[:n], []byte("HTTP/1.1 200")) {
-			t.Fatalf("connection within the cap: %v %q", err, buf[:n])
-		}
-	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
-	b, _ := io.ReadAll(c)
-	if !bytes.HasPrefix(b, []byte("HTTP/1.1 503")) {
-		t.Fatalf("connection over the cap: %q", b)
-	}
-	for _, h := range held {
-		h.Close()
 	}
 }

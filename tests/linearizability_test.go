@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -142,10 +141,7 @@ var lzModel = porcupine.NondeterministicModel{
 // three gateways and checks the history. KEYLEDGER_TEST_LINEARIZABLE sets
 // the operations per client (default 40; 6 clients).
 func TestControlPlaneIsLinearizable(t *testing.T) {
-	perClient := 40
-	if v := envInt(t, "KEYLEDGER_TEST_LINEARIZABLE"); v > 0 {
-		perClient = v
-	}
+	perClient := envInt("KEYLEDGER_TEST_LINEARIZABLE", 40)
 	port := freePort(t)
 	startNATS(t, t.TempDir(), port)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
@@ -287,17 +283,4 @@ func writeVisualization(t *testing.T, m porcupine.Model, info porcupine.Lineariz
 	if err := porcupine.VisualizePath(m, info, path); err == nil {
 		t.Logf("porcupine's view of the history: %s", path)
 	}
-}
-
-// envInt is an integer environment variable (0 when unset).
-func envInt(t *testing.T, name string) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return 0
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return n
 }

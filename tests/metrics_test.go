@@ -158,7 +158,8 @@ func TestMetricsScrape(t *testing.T) {
 }
 
 // TestMetricsOnlyOnLoopback: serve refuses a non-loopback --metrics-listen
-// without --metrics-insecure-http, and a malformed --quota, saying why.
+// without --metrics-insecure-http, and a malformed --quota, --quotas or
+// fair share size, saying why.
 func TestMetricsOnlyOnLoopback(t *testing.T) {
 	code, out := cli(t, "serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--metrics-listen", "0.0.0.0:0")
 	if code != 2 || !strings.Contains(out, "refusing to serve metrics on 0.0.0.0:0") || !strings.Contains(out, "--metrics-insecure-http") {
@@ -167,5 +168,13 @@ func TestMetricsOnlyOnLoopback(t *testing.T) {
 	code, out = cli(t, "serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--quota", "cryptographic-symetric=5")
 	if code != 2 || !strings.Contains(out, "known family") {
 		t.Fatalf("exit %d: %s", code, out)
+	}
+	code, out = cli(t, "serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--quotas", "AWS")
+	if code != 2 || !strings.Contains(out, "want none or aws") {
+		t.Fatalf("--quotas AWS: exit %d: %s", code, out)
+	}
+	code, out = cli(t, "serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--fair-share-slots", "-1")
+	if code != 2 || !strings.Contains(out, "--fair-share-slots") {
+		t.Fatalf("--fair-share-slots -1: exit %d: %s", code, out)
 	}
 }

@@ -25,9 +25,10 @@ import (
 	"github.com/keyledger/keyledger/crypto/secret"
 )
 
-// fastArgon keeps the passphrase tests quick; the parameters are in the
-// seal file, so serve uses whatever init chose.
-var fastArgon = []string{"--argon2-time", "1", "--argon2-memory-kib", "8192"}
+// fastArgon keeps the passphrase tests quick: OWASP's minimum (19 MiB, 2
+// passes), the cheapest root init accepts without --unsafe-weak-passphrase;
+// the parameters are in the seal file, so serve uses whatever init chose.
+var fastArgon = []string{"--argon2-time", "2", "--argon2-memory-kib", "19456"}
 
 // sealedServer is a keyledger serve process started with --root-seal.
 type sealedServer struct {
@@ -42,8 +43,10 @@ type sealedServer struct {
 func serveSealed(t *testing.T, dataDir, sealFile string, port int, env ...string) *sealedServer {
 	t.Helper()
 	principalsFile := filepath.Join(dataDir, "..", "principals.json")
-	if err := os.WriteFile(principalsFile, []byte(testPrincipals), 0o600); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(principalsFile); err != nil { // a test may have written its own
+		if err := os.WriteFile(principalsFile, []byte(testPrincipals), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cmd := exec.Command(binary, "serve", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--principals", principalsFile,
 		"--data-dir", dataDir, "--root-seal", sealFile, "--log-level", "info",
@@ -292,7 +295,6 @@ func TestShamirSeal(t *testing.T) {
 		t.Fatalf("%d shares printed:\n%s", len(shares), out)
 	}
 	_, other := cli(t, "root", "init", "--seal", "shamir", "--out", filepath.Join(dir, "other.seal"))
-	// Index 3: not yet submitted when it comes, so it reaches the combine.
 	wrongShare := strings.Fields(other[strings.Index(other, "share 3: ")+len("share 3: "):])[0]
 
 	s := serveSealed(t, dataDir, sealFile, freePort(t))
@@ -323,23 +325,18 @@ func TestShamirSeal(t *testing.T) {
 		}
 	}
 	sealedNow("threshold-1 shares")
-	// A wrong share among right ones: refused as a whole, without saying
-	// which, and unsealing starts over.
+	// A wrong share among right ones: refused alone (its check value is
+	// not the seal file's), without echoing it; the right ones are kept.
 	code, msg := unseal("admin", wrongShare)
-	if code == 0 || !strings.Contains(msg, "do not open the root key") {
+	if code == 0 || !strings.Contains(msg, "not one of this root key's unseal shares") || !strings.Contains(msg, "2 share(s) submitted before it are kept") {
 		t.Fatalf("wrong share: %d %s", code, msg)
 	}
 	for _, sh := range append(shares, wrongShare) {
-		if strings.Contains(msg, sh) || strings.Contains(msg, "share 3") {
-			t.Fatalf("the refusal names a share: %s", msg)
+		if strings.Contains(msg, sh) || strings.Contains(msg, strings.TrimPrefix(sh, seal.SharePrefix)) {
+			t.Fatalf("the refusal echoes a share: %s", msg)
 		}
 	}
 	sealedNow("after a wrong share")
-	for _, sh := range []string{shares[4], shares[1]} {
-		if code, out := unseal("admin", sh); code != 0 || !strings.Contains(out, "of 3") {
-			t.Fatalf("share: %d %s", code, out)
-		}
-	}
 	if code, out := unseal("admin", shares[3]); code != 0 || !strings.Contains(out, "unsealed") {
 		t.Fatalf("threshold share: %d %s", code, out)
 	}
@@ -406,7 +403,7 @@ func TestRootRotationSurvivesKill9(t *testing.T) {
 	dir := t.TempDir()
 	sealFile := filepath.Join(dir, "root.seal")
 	dataDir := filepath.Join(dir, "data")
-	env := []string{"KEYLEDGER_ROOT_PASSPHRASE=rotate me"}
+	env := []string{"KEYLEDGER_ROOT_PASSPHRASE=rotate me, rotate me now"}
 	cmd := exec.Command(binary, append([]string{"root", "init", "--seal", "passphrase", "--out", sealFile}, fastArgon...)...)
 	cmd.Env = append(os.Environ(), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -482,14 +479,21 @@ func TestRootRotationSurvivesKill9(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(made)
+		mu.Unlock()
+		if n >= 50 || time.Now().After(deadline) {
+			break // the load is running: rotate under it
+		}
+	}
 	if code, out := cliAs(t, "admin", "root", "rotate", "--url", s.endpoint); code != 0 || !strings.Contains(out, "to=2") {
 		t.Fatalf("root rotate: %d %s", code, out)
 	}
 	if code, out := cliAs(t, "bob", "root", "rotate", "--url", s.endpoint); code == 0 || !strings.Contains(out, "AccessDeniedException") {
 		t.Fatalf("bob rotated the root key: %d %s", code, out)
 	}
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // kill while the rewrap most likely runs (logged below when it did not)
 	_, status := cliAs(t, "admin", "root", "status", "--url", s.endpoint)
 	s.cmd.Process.Signal(syscall.SIGKILL)
 	s.exitCode(t)

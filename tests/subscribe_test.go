@@ -27,6 +27,17 @@ type sseEvent struct {
 // openSSE connects to /audit/events as user and returns a reader of events.
 func openSSE(t *testing.T, in *instance, user, query string, lastID int64) (func() (sseEvent, bool), func()) {
 	t.Helper()
+	next, stop, _ := openLiveSSE(t, in, user, query, lastID)
+	return next, stop
+}
+
+// openLiveSSE is openSSE that also says when the stream went live: live is
+// closed once next has read the server's ": live" comment, which it sends
+// after the history, once it is subscribed to new events.
+func openLiveSSE(t *testing.T, in *instance, user, query string, lastID int64) (func() (sseEvent, bool), func(), <-chan struct{}) {
+	t.Helper()
+	live := make(chan struct{})
+	var liveOnce sync.Once
 	path := "/audit/events" + query
 	req, _ := http.NewRequest("GET", in.endpoint+path, nil)
 	if lastID >= 0 {
@@ -48,6 +59,8 @@ func openSSE(t *testing.T, in *instance, user, query string, lastID int64) (func
 		for sc.Scan() {
 			line := sc.Text()
 			switch {
+			case line == ": live":
+				liveOnce.Do(func() { close(live) })
 			case strings.HasPrefix(line, "id: "):
 				ev.id, _ = strconv.ParseInt(line[4:], 10, 64)
 			case strings.HasPrefix(line, "event: "):
@@ -65,14 +78,14 @@ func openSSE(t *testing.T, in *instance, user, query string, lastID int64) (func
 		}
 		return ev, false
 	}
-	return next, func() { resp.Body.Close() }
+	return next, func() { resp.Body.Close() }, live
 }
 
 func TestSSESubscriptionAndResume(t *testing.T) {
 	in := start(t)
 	ctx := context.Background()
 	k := in.createKey("watched")
-	next, stop := openSSE(t, in, "admin", "?event=Encrypt&key="+k, -1)
+	next, stop, live := openLiveSSE(t, in, "admin", "?event=Encrypt&key="+k, -1)
 	got := make(chan sseEvent, 100)
 	go func() {
 		for {
@@ -84,7 +97,11 @@ func TestSSESubscriptionAndResume(t *testing.T) {
 			got <- ev
 		}
 	}()
-	time.Sleep(100 * time.Millisecond) // let the stream go live
+	select {
+	case <-live:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event stream did not go live")
+	}
 	for i := 0; i < 10; i++ {
 		in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &k, Plaintext: []byte("x")})
 		in.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &k}) // filtered out

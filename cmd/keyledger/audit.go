@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
+	"github.com/keyledger/keyledger/ledger/progress"
 )
 
 // openLedgerForAudit opens the ledger of a running deployment (--nats-url)
@@ -47,6 +50,15 @@ func openLedgerForAudit(bf *backendFlags, stderr io.Writer) (*ledger.Ledger, *ba
 	return l, b, func() { b.Close(); release() }, true
 }
 
+// latestCheckpoint is the newest stored signed checkpoint of a ledger stream.
+func latestCheckpoint(ctx context.Context, b *backend.Backend, stream string) ([]byte, error) {
+	cps, err := b.ReadCheckpoints(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return cps.Latest(ctx)
+}
+
 // checkpointKeyFile is where serve keeps a data directory's checkpoint
 // signing key unless --checkpoint-key says otherwise.
 func (b *backendFlags) checkpointKeyFile() string { return filepath.Join(b.dataDir, "checkpoint.key") }
@@ -68,4 +80,20 @@ func parseTimeFlag(v string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time or a date", v)
+}
+
+// newMeter shows progress over a walk of the stream up to sequence last:
+// a bar when stderr is a terminal, log lines otherwise.
+func newMeter(label string, last uint64, stderr io.Writer) *progress.Meter {
+	o := progress.Options{Logger: slog.New(slog.NewTextHandler(stderr, nil))}
+	if f, ok := stderr.(*os.File); ok && progress.IsTerminal(f) {
+		o.Terminal = f
+	}
+	return progress.New(label, 0, last, o)
+}
+
+// keyName is the name in a note verifier key ("name+hash+key").
+func keyName(vkey string) string {
+	name, _, _ := strings.Cut(strings.TrimSpace(vkey), "+")
+	return name
 }

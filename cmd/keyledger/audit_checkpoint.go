@@ -18,14 +18,11 @@ func auditCheckpoint(args []string, stdout, stderr io.Writer) int {
 	}
 	defer done()
 	ctx := context.Background()
-	cps, err := b.ReadCheckpoints(ctx, bf.stream)
-	if err == nil {
-		var signed []byte
-		if signed, err = cps.Latest(ctx); err == nil {
-			stdout.Write(signed)
-			return 0
-		}
+	signed, err := latestCheckpoint(ctx, b, bf.stream)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
 	}
-	fmt.Fprintf(stderr, "keyledger: %v\n", err)
-	return 1
+	stdout.Write(signed)
+	return 0
 }

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/keyledger/keyledger/ledger/chain"
-	"github.com/keyledger/keyledger/ledger/event"
-	"golang.org/x/mod/sumdb/tlog"
+	"github.com/keyledger/keyledger/ledger/proof"
 )
 
 // auditProve prints an inclusion proof (--index) or a consistency proof
-// (--old), computed from the ledger.
+// (--old), computed from the ledger (package proof).
 func auditProve(args []string, stdout, stderr io.Writer) int {
 	fs, bf := ledgerFlagSet("audit prove", stderr)
 	index := fs.Int64("index", -1, "prove that event N is in the tree")
@@ -30,46 +28,20 @@ func auditProve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer done()
-	// After removed segments the tree continues from the base's frontier:
-	// proofs for events from the base on (older ones: the archive's).
-	tree, err := l.MemTree()
+	ctx := context.Background()
+	var p any
+	var err error
+	if *index >= 0 {
+		p, err = proof.Include(ctx, l, *index, *size)
+	} else {
+		p, err = proof.Extend(ctx, l, *old, *size)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
-	}
-	var leaf []byte
-	if _, err := l.Replay(context.Background(), chain.Head{}, func(r event.Record) error {
-		if int64(r.Pos) == *index {
-			leaf = r.Raw
-		}
-		return tree.Append(r.Raw)
-	}); err != nil {
-		fmt.Fprintf(stderr, "keyledger: %v\n", err)
-		return 1
-	}
-	if *size == 0 {
-		*size = tree.Size()
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	if *index >= 0 {
-		p, err := tree.Inclusion(*index, *size)
-		if err != nil {
-			fmt.Fprintf(stderr, "keyledger: %v\n", err)
-			return 1
-		}
-		root, _ := tree.Root(*size)
-		enc.Encode(map[string]any{"index": *index, "size": *size, "root": root, "leafHash": tlog.RecordHash(leaf),
-			"event": json.RawMessage(leaf), "proof": p})
-		return 0
-	}
-	p, err := tree.Consistency(*old, *size)
-	if err != nil {
-		fmt.Fprintf(stderr, "keyledger: %v\n", err)
-		return 1
-	}
-	oldRoot, _ := tree.Root(*old)
-	newRoot, _ := tree.Root(*size)
-	enc.Encode(map[string]any{"oldSize": *old, "newSize": *size, "oldRoot": oldRoot, "newRoot": newRoot, "proof": p})
+	enc.Encode(p)
 	return 0
 }

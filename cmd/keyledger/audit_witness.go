@@ -26,8 +26,9 @@ const (
 	witnessUnchecked = 3 // --once could not reach or read the deployment
 )
 
-// auditWitness watches a deployment's signed checkpoints from outside: each
-// must verify and extend the last one seen (kept in --state).
+// auditWitness watches a deployment's signed checkpoints from outside
+// (package witness): each must verify and extend the last one seen (kept
+// in --state).
 func auditWitness(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("audit witness", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -87,24 +88,19 @@ type witnessRun struct {
 	stderr io.Writer
 }
 
-// check runs one round and returns its exit status.
+// check runs one round (witness.Round) and returns its exit status.
 func (w *witnessRun) check(ctx context.Context) int {
-	prev, err := witness.Load(w.state, w.vkey)
-	if err != nil {
-		fmt.Fprintf(w.stderr, "keyledger: ALERT: %v\n", err)
-		return witnessAlarm
-	}
-	next, err := witness.Check(ctx, w.src, w.vkey, prev)
+	prev, next, err := witness.Round(ctx, w.src, w.vkey, w.state)
+	var unsaved *witness.SaveError
 	switch {
-	case errors.Is(err, witness.ErrRollback), errors.Is(err, witness.ErrFork), errors.Is(err, witness.ErrSignature):
+	case witness.Alarm(err):
 		fmt.Fprintf(w.stderr, "keyledger: ALERT: %v\n", err)
 		return witnessAlarm
+	case errors.As(err, &unsaved):
+		fmt.Fprintf(w.stderr, "keyledger: witness could not save its state: %v\n", err)
+		return witnessUnchecked
 	case err != nil:
 		fmt.Fprintf(w.stderr, "keyledger: witness could not check: %v\n", err)
-		return witnessUnchecked
-	}
-	if err := witness.Save(w.state, next); err != nil {
-		fmt.Fprintf(w.stderr, "keyledger: witness could not save its state: %v\n", err)
 		return witnessUnchecked
 	}
 	from := int64(0)

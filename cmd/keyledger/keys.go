@@ -8,13 +8,11 @@ import (
 	"io"
 	"time"
 
-	"github.com/keyledger/keyledger/gateway/node"
-	"github.com/keyledger/keyledger/ledger"
-	"github.com/keyledger/keyledger/ledger/chain"
-	"github.com/keyledger/keyledger/projections/timetravel"
+	"github.com/keyledger/keyledger/gateway/history"
 )
 
-// keysDescribe answers from the ledger what a key was at a time:
+// keysDescribe answers from the ledger what a key was at a time
+// (history.Describe):
 // keyledger keys describe KEY_ID --as-of 2026-06-01T00:00:00Z
 func keysDescribe(args []string, stdout, stderr io.Writer) int {
 	fs, bf := ledgerFlagSet("keys describe", stderr)
@@ -43,44 +41,24 @@ func keysDescribe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer done()
-	ctx := context.Background()
 	keyFile := *pubkey
 	if keyFile == "" {
 		keyFile = bf.checkpointVerifierFile()
 	}
-	// From the newest snapshot at or before the time, to the first event
-	// after it: the answer of a fold from the first event, at a cost that
-	// follows the distance from the snapshot.
-	f := timetravel.NewFolder(asOf)
-	var resumeAt *ledger.Resume
-	if err := checkBase(ctx, l, b, bf, keyFile); err != nil {
-		fmt.Fprintf(stderr, "keyledger: %v\n", err)
-		return 1
-	}
-	if im := snapshotImage(ctx, l, b, bf, keyFile, asOf, stderr); im != nil {
-		if g, err := timetravel.Resume(asOf, im); err == nil {
-			r, _ := node.ResumeAt(im) // writers checked with the snapshot
-			f, resumeAt = g, &r
-		}
-	}
-	var err error
-	if resumeAt != nil {
-		_, err = l.ReplayFrom(ctx, *resumeAt, f.Fold)
-	} else if first := l.FirstIndex(); first > 0 {
-		// The events before the live ledger were removed: a fold from
-		// where it starts would miss the key's history.
+	ctx := context.Background()
+	answer, err := history.Describe(ctx, historySource(ctx, l, b, bf, keyFile, stderr), keyID, *region, asOf)
+	var removed *history.RemovedError
+	switch {
+	case errors.As(err, &removed):
 		fmt.Fprintf(stderr, "keyledger: no snapshot at or before %s, and the live ledger starts at event %d after removed segments: "+
-			"answer from the archives (audit verify --offline --archive)\n", asOf.Format(time.RFC3339), first)
+			"answer from the archives (audit verify --offline --archive)\n", removed.AsOf.Format(time.RFC3339), removed.FirstIndex)
 		return 1
-	} else {
-		_, err = l.Replay(ctx, chain.Head{}, f.Fold)
-	}
-	if err != nil && !errors.Is(err, timetravel.ErrPassed) {
+	case err != nil:
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	enc.Encode(f.Describe(keyID, *region))
+	enc.Encode(answer)
 	return 0
 }

@@ -11,7 +11,7 @@
 //	keyledger keys describe       a key as it was at a time, and who could use it
 //	keyledger backup              write a verifiable backup of a deployment
 //	keyledger restore             verify a backup and rebuild a deployment from it
-//	keyledger bench               measure a running service
+//	keyledger seed                seed a running service from a seed file
 //	keyledger version             print the version
 //
 // Each command lives in its own file (serve.go, audit_verify.go, …); they
@@ -46,10 +46,10 @@ Usage:
   keyledger backup --out DIR [--data-dir D | --nats-url U]   write a consistent, verifiable backup
   keyledger restore --from DIR --pubkey FILE [--deletions-from EXPORT] [--data-dir NEW | --nats-url U]
                                    verify a backup and rebuild a deployment from it
-  keyledger bench [flags]          drive load against a running service and report latency
   keyledger root init|seal|rotate|status   sealed root key: create, seal a plaintext one, rotate online
   keyledger unseal --url U --share S       submit one unseal share to a sealed deployment
   keyledger writer pubkey|register|list    register another instance's writer key (several instances)
+  keyledger seed --url U [--dev] FILE      create the keys a seed file declares on a running deployment
   keyledger version
 
 Run "keyledger <command> -h" for a command's flags. Every flag can also be
@@ -113,7 +113,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, auditUsage)
 		return 2
 	case "bench":
-		return bench(args[1:], stdout, stderr)
+		fmt.Fprintln(stderr, "keyledger: the load generator is its own binary now: keyledger-bench (make build builds it; make bench runs it)")
+		return 2
 	case "backup":
 		return backupCmd(args[1:], stdout, stderr)
 	case "restore":
@@ -136,6 +137,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return unsealCmd(args[1:], stdout, stderr)
 	case "writer":
 		return writerCmd(args[1:], stdout, stderr)
+	case "seed":
+		return seedCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "keyledger", version)
 		return 0

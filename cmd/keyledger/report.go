@@ -3,31 +3,23 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
 	"github.com/keyledger/keyledger/gateway/auditclient"
-	"github.com/keyledger/keyledger/gateway/node"
+	"github.com/keyledger/keyledger/gateway/history"
 	"github.com/keyledger/keyledger/gateway/sigv4"
-	"github.com/keyledger/keyledger/ledger"
-	"github.com/keyledger/keyledger/ledger/backend"
-	"github.com/keyledger/keyledger/ledger/chain"
-	"github.com/keyledger/keyledger/ledger/checkpoint"
-	"github.com/keyledger/keyledger/ledger/event"
-	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/compliance"
-	"github.com/keyledger/keyledger/projections/keystate"
-	"github.com/keyledger/keyledger/projections/resume"
 )
 
-// reportCompliance writes the compliance report: from the newest snapshot
-// of the projections and the events after it (a cost that follows the
-// tail, not the history), or with --full from the whole ledger, which also
-// verifies the whole chain and every signed checkpoint. With --url it asks
-// a running deployment, which answers from its live aggregates.
+// reportCompliance writes the compliance report (history.Compliance):
+// from the newest snapshot of the projections and the events after it (a
+// cost that follows the tail, not the history), or with --full from the
+// whole ledger, which also verifies the whole chain and every signed
+// checkpoint. With --url it asks a running deployment, which answers from
+// its live aggregates.
 func reportCompliance(args []string, stdout, stderr io.Writer) int {
 	fs, bf := ledgerFlagSet("report compliance", stderr)
 	format := fs.String("format", "json", "json, csv or html")
@@ -56,26 +48,17 @@ func reportCompliance(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer done()
-	ctx := context.Background()
-	opts := compliance.Options{Now: time.Now(), Region: *region, MaxAgeDays: *maxAge, UnusedDays: *unused}
 	keyFile := *pubkey
 	if keyFile == "" {
 		keyFile = bf.checkpointVerifierFile()
 	}
-	if err := checkBase(ctx, l, b, bf, keyFile); err != nil {
+	ctx := context.Background()
+	opts := compliance.Options{Now: time.Now(), Region: *region, MaxAgeDays: *maxAge, UnusedDays: *unused}
+	rep, err := history.Compliance(ctx, historySource(ctx, l, b, bf, keyFile, stderr), opts, *full)
+	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
 	}
-	var builder *compliance.Builder
-	if !*full {
-		if im := snapshotImage(ctx, l, b, bf, keyFile, time.Time{}, stderr); im != nil {
-			builder = reportFromSnapshot(ctx, l, im, opts)
-		}
-	}
-	if builder == nil {
-		builder = reportFromLedger(ctx, l, b, bf, keyFile, opts)
-	}
-	rep := builder.Report()
 	w := stdout
 	if *out != "" {
 		f, err := os.Create(*out)
@@ -86,7 +69,6 @@ func reportCompliance(args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		w = f
 	}
-	var err error
 	switch *format {
 	case "csv":
 		err = rep.CSV(w)
@@ -130,69 +112,4 @@ func reportFromDeployment(endpoint, region, caBundle, format, scope, out string,
 		return 1
 	}
 	return 0
-}
-
-// reportFromSnapshot continues the snapshot's key state and compliance
-// aggregates with the events after it (authenticated and linked to the
-// snapshot's event). The chain before the snapshot and the signed
-// checkpoints are not re-read: the report says so, as a live instance's
-// does while its background verifier runs.
-func reportFromSnapshot(ctx context.Context, l *ledger.Ledger, im *resume.Image, opts compliance.Options) *compliance.Builder {
-	state, agg := keystate.Restore(im.Keys), compliance.RestoreAggregates(im.Compliance)
-	resumeAt, _ := node.ResumeAt(im) // writers checked with the snapshot
-	head, err := l.ReplayFrom(ctx, resumeAt, func(r event.Record) error {
-		recs := []event.Record{r}
-		state.Apply(recs)
-		agg.Apply(recs)
-		return nil
-	})
-	integrity := &compliance.Integrity{Events: head.Count, Head: head.Hash.String(),
-		Pending: fmt.Sprintf("answered from the snapshot of the first %d events and the %d events after it, which linked to it; "+
-			"keyledger audit verify (or report compliance --full) verifies the whole chain and the signed checkpoints",
-			im.Head.Count, head.Count-im.Head.Count)}
-	if err != nil {
-		integrity.Problem = err.Error()
-	}
-	integrity.Quarantined, integrity.QuarantineReasons = l.Quarantined(), l.QuarantineReasons()
-	b := compliance.NewLiveBuilder(opts, state, agg)
-	b.SetIntegrity(integrity)
-	return b
-}
-
-// reportFromLedger folds the whole ledger, linking every event, and
-// verifies every signed checkpoint against the Merkle tree it rebuilds.
-func reportFromLedger(ctx context.Context, l *ledger.Ledger, b *backend.Backend, bf *backendFlags, keyFile string, opts compliance.Options) *compliance.Builder {
-	var tree merkle.Tree
-	builder := compliance.NewBuilder(opts)
-	integrity := &compliance.Integrity{}
-	head, err := l.Replay(ctx, chain.Head{}, func(r event.Record) error {
-		builder.Add(r)
-		return tree.Append(r.Raw)
-	})
-	switch first := l.FirstIndex(); {
-	case err != nil:
-		integrity.Problem = err.Error()
-	case first > 0:
-		integrity.Problem = fmt.Sprintf("the live ledger starts at event %d after removed (archived) segments: this report covers the events from there on", first)
-	default:
-		integrity.ChainVerified, integrity.Events, integrity.Head = true, head.Count, head.Hash.String()
-	}
-	integrity.Quarantined, integrity.QuarantineReasons = l.Quarantined(), l.QuarantineReasons()
-	if vkey, err := os.ReadFile(keyFile); err == nil && integrity.Problem == "" {
-		if cps, err := b.ReadCheckpoints(ctx, bf.stream); err == nil {
-			signed, err := cps.All(ctx)
-			if err == nil {
-				integrity.CheckpointsVerified, err = merkle.VerifyCheckpoints(signed, string(vkey), tree.Root)
-				if err != nil {
-					integrity.Problem = err.Error()
-				}
-			} else if !errors.Is(err, checkpoint.ErrNone) {
-				integrity.Problem = err.Error()
-			}
-		}
-	} else if integrity.Problem == "" {
-		integrity.Problem = "no checkpoint verifier key (" + keyFile + "); checkpoints not checked"
-	}
-	builder.SetIntegrity(integrity)
-	return builder
 }

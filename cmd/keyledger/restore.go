@@ -11,16 +11,15 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/ledger"
-	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/backup"
-	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/writer"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
-// restoreCmd verifies a backup and rebuilds a deployment from it: a new
-// data directory, or an empty NATS deployment (see package backup).
+// restoreCmd verifies a backup (backup.Open) and rebuilds a deployment from
+// it (Backup.RestoreInto): a new data directory, or an empty NATS
+// deployment.
 func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	fs, bf := ledgerFlagSet("restore", stderr)
 	from := fs.String("from", "", "the backup directory (required)")
@@ -80,86 +79,35 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 			bk.JournalEvents, bk.JournalEvents-bk.Checkpoint.Size, len(bk.Deleted))
 	}
 
-	target := bf.dataDir
-	var b *backend.Backend
-	if bf.natsURL != "" {
-		b, err = bf.open("", false, nil)
-	} else {
-		if entries, err := os.ReadDir(target); err == nil && len(entries) > 0 {
-			fmt.Fprintf(stderr, "keyledger restore: %s is not empty; restore into a new data directory\n", target)
-			return 1
-		}
-		// Build it beside the target and rename it into place only once
-		// verified, so nothing can serve a half-restored directory.
-		bf.dataDir = filepath.Clean(target) + ".restoring"
-		if err := os.RemoveAll(bf.dataDir); err != nil {
-			fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
-			return 1
-		}
-		b, err = bf.open("", false, nil)
+	req := backup.RestoreRequest{Stream: bf.stream, Writer: wk, Fold: keystate.New(),
+		Open: func(dir string) (backup.Deployment, error) {
+			at := *bf
+			if dir != "" {
+				at.dataDir = dir
+			}
+			b, err := at.open("", false, nil)
+			if err != nil {
+				return nil, err
+			}
+			return b, nil
+		}}
+	if bf.natsURL == "" {
+		req.DataDir, req.WriterKeyFile = bf.dataDir, *writerKeyFile
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
+	res, err := bk.RestoreInto(context.Background(), req)
+	switch {
+	case errors.Is(err, backup.ErrDirNotEmpty):
+		fmt.Fprintf(stderr, "keyledger restore: %s is not empty; restore into a new data directory\n", bf.dataDir)
 		return 1
-	}
-	res, err := restoreInto(context.Background(), bk, b, bf.stream, wk)
-	b.Close()
-	if err != nil && bf.natsURL == "" {
-		_ = os.RemoveAll(bf.dataDir) // the half-built <data-dir>.restoring
-	}
-	if errors.Is(err, ledger.ErrImportWriter) {
+	case errors.Is(err, ledger.ErrImportWriter):
 		fmt.Fprintf(stderr, "keyledger restore: %v: pass the deployment's escrowed writer key with --writer-key\n", err)
 		return 1
-	}
-	if err != nil {
+	case err != nil:
 		fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
 		return 1
-	}
-	if bf.natsURL == "" && *writerKeyFile != "" {
-		if err := copyWriterKey(*writerKeyFile, filepath.Join(bf.dataDir, "writer.key")); err != nil {
-			fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
-			return 1
-		}
-	}
-	if bf.natsURL == "" {
-		_ = os.Remove(target) // an empty directory, if any
-		if err := os.Rename(bf.dataDir, target); err != nil {
-			fmt.Fprintf(stderr, "keyledger restore: %v\n", err)
-			return 1
-		}
 	}
 	fmt.Fprintf(stdout, "OK: restored and re-verified %d events (head %s), %d materials (sealed under new per-material keys); %d deletions recorded again\n",
 		res.Events, res.Head.Hash, res.Materials, res.Deletions)
 	fmt.Fprintln(stdout, "start it with the escrowed root key, checkpoint key and principals (--root-key-file, --checkpoint-key, --principals)")
 	return 0
-}
-
-func restoreInto(ctx context.Context, bk *backup.Backup, b *backend.Backend, stream string, wk *writer.Key) (backup.Result, error) {
-	l, err := b.OpenLedger(ctx, ledger.Config{Stream: stream, Writer: wk})
-	if err != nil {
-		return backup.Result{}, err
-	}
-	cps, err := b.OpenCheckpoints(ctx, stream)
-	if err != nil {
-		return backup.Result{}, err
-	}
-	mats, err := b.OpenMaterials(ctx, material.Config{})
-	if err != nil {
-		return backup.Result{}, err
-	}
-	res, err := bk.Restore(ctx, backup.Target{Ledger: l, Checkpoints: cps, Materials: mats, Fold: keystate.New()})
-	if errors.Is(err, ledger.ErrNotEmpty) {
-		return res, errors.New("the target is not empty")
-	}
-	return res, err
-}
-
-// copyWriterKey puts the escrowed writer key where serve looks for it.
-func copyWriterKey(from, to string) error {
-	data, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	defer clear(data)
-	return os.WriteFile(to, data, 0o600)
 }

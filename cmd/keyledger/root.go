@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -25,8 +26,9 @@ const rootUsage = `usage:
                                    seal an existing plaintext root key (then destroy the plaintext file)
   keyledger root rotate --url URL  start an online root key rotation (keyledger:RotateRootKey)
   keyledger root status --url URL  the rotation's progress
-The passphrase comes from KEYLEDGER_ROOT_PASSPHRASE, the HSM user PIN from KEYLEDGER_HSM_PIN, or a terminal prompt. Credentials for --url
-come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+The passphrase comes from KEYLEDGER_ROOT_PASSPHRASE, the HSM user PIN from KEYLEDGER_HSM_PIN, or a terminal prompt (both are removed
+from the environment as the command starts). A new passphrase needs at least 12 characters, and --argon2-* at least OWASP's minimum
+(19 MiB and 2 passes, or 46 MiB and 1). Credentials for --url come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 `
 
 // passphraseEnv and pinEnv name where a passphrase or HSM PIN may come from
@@ -36,10 +38,11 @@ const (
 	pinEnv        = "KEYLEDGER_HSM_PIN"
 )
 
-// readPIN takes the HSM user PIN from the environment or the terminal.
-func readPIN() ([]byte, error) {
-	if p, ok := os.LookupEnv(pinEnv); ok && p != "" {
-		return []byte(p), nil
+// readPIN takes the HSM user PIN from the environment (as taken at start)
+// or the terminal.
+func readPIN(env *rootSecrets) ([]byte, error) {
+	if env.hasPIN && len(env.pin) > 0 {
+		return bytes.Clone(env.pin), nil
 	}
 	p, err := promptSecret("HSM user PIN: ")
 	if err != nil {
@@ -49,8 +52,8 @@ func readPIN() ([]byte, error) {
 }
 
 // openToken logs in to the PKCS#11 token with the PIN.
-func openToken(module, token string) (*hsm.Token, error) {
-	pin, err := readPIN()
+func openToken(env *rootSecrets, module, token string) (*hsm.Token, error) {
+	pin, err := readPIN(env)
 	if err != nil {
 		return nil, err
 	}
@@ -75,14 +78,14 @@ func rootCmd(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// readPassphrase takes the passphrase from the environment, or asks on the
-// terminal (twice when confirm is set).
-func readPassphrase(confirm bool) ([]byte, error) {
-	if p, ok := os.LookupEnv(passphraseEnv); ok {
-		if p == "" {
+// readPassphrase takes the passphrase from the environment (as taken at
+// start), or asks on the terminal (twice when confirm is set).
+func readPassphrase(env *rootSecrets, confirm bool) ([]byte, error) {
+	if env.hasPassphrase {
+		if len(env.passphrase) == 0 {
 			return nil, errors.New(passphraseEnv + " is empty")
 		}
-		return []byte(p), nil
+		return bytes.Clone(env.passphrase), nil
 	}
 	p, err := promptSecret("root key passphrase: ")
 	if err != nil {
@@ -104,6 +107,8 @@ func readPassphrase(confirm bool) ([]byte, error) {
 }
 
 func rootSeal(cmd string, args []string, stdout, stderr io.Writer) int {
+	env := takeRootSecrets()
+	defer env.clear()
 	fs := flag.NewFlagSet("root "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	mode := fs.String("seal", "", "passphrase or shamir")
@@ -116,6 +121,7 @@ func rootSeal(cmd string, args []string, stdout, stderr io.Writer) int {
 	argon := seal.DefaultArgon2()
 	fs.Func("argon2-time", "passphrase: Argon2id passes (default 3)", func(s string) error { return parseUint32(s, &argon.Time) })
 	fs.Func("argon2-memory-kib", "passphrase: Argon2id memory in KiB (default 65536)", func(s string) error { return parseUint32(s, &argon.MemoryKiB) })
+	weak := fs.Bool("unsafe-weak-passphrase", false, "passphrase: accept a passphrase shorter than 12 characters and Argon2id below OWASP's minimum\n(19 MiB and 2 passes, or 46 MiB and 1); for tests only: such a seal can be opened by guessing")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
@@ -141,16 +147,30 @@ func rootSeal(cmd string, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch *mode {
 	case seal.ModePassphrase:
+		if !*weak {
+			err = argon.CheckStrength() // before asking for a passphrase
+		}
 		var pass []byte
-		if pass, err = readPassphrase(true); err == nil {
-			f, err = seal.NewPassphrase(root, pass, argon)
+		if err == nil {
+			pass, err = readPassphrase(env, true)
+		}
+		if err == nil {
+			if *weak {
+				fmt.Fprintln(stderr, "keyledger: WARNING: --unsafe-weak-passphrase: the seal's passphrase and Argon2id parameters are not checked; never use such a seal for real keys")
+				f, err = seal.UnsafeNewPassphrase(root, pass, argon)
+			} else {
+				f, err = seal.NewPassphrase(root, pass, argon)
+			}
 			clear(pass)
+		}
+		if errors.Is(err, seal.ErrWeak) {
+			err = fmt.Errorf("%v (--unsafe-weak-passphrase accepts it, for tests only)", err)
 		}
 	case seal.ModeShamir:
 		f, printed, err = seal.NewShamir(root, *shares, *threshold)
 	case seal.ModePKCS11:
 		var t *hsm.Token
-		if t, err = openToken(*module, *token); err == nil {
+		if t, err = openToken(env, *module, *token); err == nil {
 			var from *rootkey.Key
 			if cmd == "seal" {
 				from = &root

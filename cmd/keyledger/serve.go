@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keyledger/keyledger/gateway/awsjson"
+	"github.com/keyledger/keyledger/gateway/console"
 	"github.com/keyledger/keyledger/gateway/metrics"
 	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/gateway/principals"
@@ -29,14 +31,16 @@ import (
 )
 
 type backendFlags struct {
-	dataDir, natsURL, natsCreds, stream string
-	replicas                            int
+	dataDir, natsURL, natsCreds, natsCA, stream string
+	replicas                                    int
+	natsTLS                                     *tls.Config // serve: TLS for --nats-listen
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.dataDir, "data-dir", "./data", "data directory (embedded JetStream storage, generated root key)")
 	fs.StringVar(&b.natsURL, "nats-url", "", "use this NATS deployment instead of the embedded server (e.g. nats://n1:4222,nats://n2:4222)")
 	fs.StringVar(&b.natsCreds, "nats-creds", "", "NATS credentials file for --nats-url")
+	fs.StringVar(&b.natsCA, "nats-ca", "", "PEM CA certificates to trust for a --nats-url that requires TLS\n(e.g. <data-dir>/tls/ca.pem of a serve --tls-self-signed --nats-listen)")
 	fs.IntVar(&b.replicas, "replicas", 1, "JetStream replicas for the ledger and material streams with --nats-url (3 on a cluster)")
 	fs.StringVar(&b.stream, "stream", "KEYLEDGER", "ledger stream name")
 }
@@ -55,21 +59,29 @@ func ledgerFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *backendFlags)
 // log, when set, receives the embedded server's warnings and errors.
 func (b *backendFlags) open(natsListen string, noFsync bool, log *slog.Logger) (*backend.Backend, error) {
 	if b.natsURL != "" {
-		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds})
+		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds, CAFile: b.natsCA})
 	}
-	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, NoSync: noFsync,
+	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, TLS: b.natsTLS, NoSync: noFsync,
 		AuthDir: b.dataDir, AuditStreams: []string{b.stream}, Logger: log})
 }
 
 func serve(args []string, stderr io.Writer) int {
+	env := takeRootSecrets() // out of the environment before anything starts
+	defer env.clear()
 	fs, bf := ledgerFlagSet("serve", stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "address the AWS KMS API listens on")
-	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address")
+	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address; with TLS\n"+
+		"(the --tls-* certificate) unless it is a loopback address")
+	natsMonitor := fs.String("nats-monitor-url", "", "with --nats-url and --replicas 1: the NATS servers' monitoring endpoints (http://n1:8222,…),\n"+
+		"read at start to check that they fsync every write (sync_interval: always)")
+	insecureNATS := fs.Bool("insecure-nats", false, "allow plaintext NATS on a non-loopback --nats-listen (every ledger event travels unencrypted)")
 	rootKeyFile := fs.String("root-key-file", "", "file holding the 256-bit root key (default <data-dir>/root.key, generated if absent)")
 	rootSealFile := fs.String("root-seal", "", "sealed root key file (keyledger root init); no plaintext root key is read or written.\n"+
 		"passphrase: from KEYLEDGER_ROOT_PASSPHRASE or a terminal prompt; shamir: starts SEALED until keyledger unseal")
 	principalsFile := fs.String("principals", "", "principals file: accounts, users and roles with access keys and IAM policies\n(default <data-dir>/principals.json, generated with one admin user if absent)")
 	account := fs.String("account", "111122223333", "account of the admin user generated when there is no principals file")
+	operator := fs.String("operator-account", "", "the account whose principals may unseal and rotate the root key (service-wide operations),\n"+
+		"as their identity policies allow; no other account may, whatever its policies say (default: --account)")
 	region := fs.String("region", "us-east-1", "AWS region in ARNs")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	checkpointKey := fs.String("checkpoint-key", "", "Ed25519 note key that signs checkpoints (default <data-dir>/checkpoint.key, generated\nwith its verifier key beside it as checkpoint.key.pub if absent)")
@@ -77,6 +89,8 @@ func serve(args []string, stderr io.Writer) int {
 	segmentPeriod := fs.Duration("segment-period", 30*24*time.Hour, "start a new ledger segment stream once the current one is this old, so archived segments can be removed (audit prune); 0: never")
 	segmentMessages := fs.Uint64("segment-messages", 0, "also start a new segment once the current one holds this many messages (group commits); 0: no limit")
 	checkpointEvery := fs.Duration("checkpoint-interval", node.DefaultCheckpointInterval, "how often a signed checkpoint of the ledger's Merkle tree is stored (when it grew; also at clean shutdown)")
+	seedFile := fs.String("seed", "", "seed file (YAML): create the keys, aliases and settings it declares before serving;\nidempotent, recorded in the ledger (see the README's \"Seed files\")")
+	seedDev := fs.Bool("seed-dev", false, "development mode for seeds: accept key material for AWS_KMS keys (test fixtures), at start and\nfrom keyledger seed --dev; never in production")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	debugListen := fs.String("debug-listen", "", "serve Go's profiler (net/http/pprof: /debug/pprof/heap, …) on this address, e.g. 127.0.0.1:6060;\nunauthenticated, so loopback only")
 	compression := fs.String("ledger-compression", "s2", "how the ledger stream's blocks are stored on disk: s2 or none")
@@ -85,8 +99,10 @@ func serve(args []string, stderr io.Writer) int {
 	var tf tlsFlags
 	tf.register(fs)
 	var limits awsjson.Limits
-	fs.IntVar(&limits.MaxConnections, "max-connections", awsjson.DefaultMaxConnections, "most concurrent client connections; more are answered 503 and closed")
-	fs.DurationVar(&limits.ReadTimeout, "read-timeout", awsjson.DefaultReadTimeout, "longest time to read one request")
+	fs.IntVar(&limits.MaxConnections, "max-connections", awsjson.DefaultMaxConnections, "most concurrent client connections; beyond it a new one takes the slot of\nthe oldest that has sent no request yet, else it may only ask /healthz or /readyz")
+	fs.IntVar(&limits.MaxConnectionsPerClient, "max-connections-per-client", awsjson.DefaultMaxConnectionsPerClient, "most concurrent connections from one client address (IPv6: one /64); raise it behind a proxy")
+	fs.DurationVar(&limits.HeaderTimeout, "header-timeout", awsjson.DefaultHeaderTimeout, "longest time for a connection to send a request's headers (and finish a TLS handshake);\na connection that sends nothing is closed after it")
+	fs.DurationVar(&limits.ReadTimeout, "read-timeout", awsjson.DefaultReadTimeout, "longest time to read one request's body")
 	fs.DurationVar(&limits.WriteTimeout, "write-timeout", awsjson.DefaultWriteTimeout, "longest time to write one answer")
 	fs.DurationVar(&limits.IdleTimeout, "idle-timeout", awsjson.DefaultIdleTimeout, "how long an idle keep-alive connection is kept")
 	var of opsFlags
@@ -99,6 +115,10 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if err := tf.check(*listen); err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 2
+	}
+	if err := tf.checkNATS(*natsListen, *insecureNATS); err != nil && bf.natsURL == "" {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 2
 	}
@@ -151,18 +171,25 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot load the root key", "error", err)
 		return 1
 	}
+	if *seedFile != "" && keeper != nil && keeper.Mode() == "shamir" {
+		log.Error("--seed cannot seed a server that starts sealed (shamir): unseal it, then run keyledger seed --url")
+		return 2
+	}
 
 	if *noFsync && bf.natsURL == "" {
 		log.Warn("fsync is OFF: acknowledged events can be lost on a power cut; never run like this in production")
 	}
 	if bf.natsURL != "" && bf.replicas == 1 {
-		log.Warn("DURABILITY RESTS ON ONE NATS SERVER'S FSYNC SETTING: with --replicas 1 an acknowledged event is on a single " +
-			"server, and nats-server acknowledges before fsync by default (sync_interval 2m), so a power cut can lose " +
-			"acknowledged events. Set `jetstream { sync_interval: always }` on that server, or run a 3-node cluster with --replicas 3.")
+		checkSingleReplica(log, *natsMonitor)
 	}
-	dir, err := loadPrincipals(*principalsFile, bf.dataDir, *account, *region, stderr)
+	dir, saveAdmin, err := loadPrincipals(*principalsFile, bf.dataDir, *account, *region, stderr)
 	if err != nil {
 		log.Error("cannot load principals", "error", err)
+		return 1
+	}
+	operatorAccount, err := checkOperator(*operator, *account, dir, keeper, log)
+	if err != nil {
+		log.Error("no one could unseal the root key", "error", err)
 		return 1
 	}
 
@@ -187,11 +214,12 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("ledger messages are signed by this writer", "writer", wk.ID(), "public_key", wk.PublicText(), "file", wkPath, "created", created)
-	tlsConfig, cert, err := tf.config(*listen, bf.dataDir, stderr)
+	tlsConfig, cert, err := tf.config(*listen, *natsListen, bf.dataDir, stderr)
 	if err != nil {
 		log.Error("cannot set up TLS", "error", err)
 		return 1
 	}
+	bf.natsTLS = tlsConfig // --nats-listen serves the same certificate
 	// Listen before replaying: /healthz and /readyz answer (not ready) on
 	// the address while the ledger replays, then the service takes over.
 	raw, err := net.Listen("tcp", *listen)
@@ -199,19 +227,10 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot listen", "address", *listen, "error", err)
 		return 1
 	}
-	ln := raw
-	if tlsConfig != nil {
-		// Handshakes off the accept loop, each bounded by the read timeout,
-		// at most --max-connections at once.
-		handshakeTimeout := limits.ReadTimeout
-		if handshakeTimeout <= 0 {
-			handshakeTimeout = awsjson.DefaultReadTimeout
-		}
-		ln = transport.NewHandshakeListener(raw, tlsConfig, handshakeTimeout, limits.MaxConnections)
-	}
-	sw := transport.NewSwitch(ln)
+	// Connection limits, then TLS handshakes off the accept loop.
+	sw := transport.NewSwitch(limits.Listen(raw, tlsConfig))
 	defer sw.Close()
-	starting := awsjson.ServeStarting(sw.Next())
+	starting := awsjson.ServeStarting(sw.Next(), limits)
 
 	b, err := bf.open(*natsListen, *noFsync, log)
 	if err != nil {
@@ -226,12 +245,12 @@ func serve(args []string, stderr io.Writer) int {
 		diskDir = bf.dataDir
 	}
 	ncfg := node.Config{
-		Region: *region, RootKey: rootKey, Principals: dir, Logger: log,
+		Region: *region, RootKey: rootKey, Principals: dir, OperatorAccount: operatorAccount, Logger: log,
 		Ledger: ledger.Config{Stream: bf.stream, Writer: wk, Uncompressed: *compression == "none",
 			SegmentPeriod: *segmentPeriod, SegmentMessages: *segmentMessages},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
 		DataDir: diskDir, HTTP: limits,
-		Throttle: of.limiter(*region, dir),
+		Throttle: of.limiter(*region, dir), SeedDev: *seedDev,
 	}
 	if of.metricsListen != "" {
 		m := metrics.New()
@@ -248,6 +267,9 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	if ncfg.Throttle == nil {
 		log.Warn("request throttling is OFF (--no-throttle): one caller can take every request the instance can serve")
+	} else if f := ncfg.Throttle.Fair(); f != nil {
+		c := f.Config()
+		log.Info("fair sharing under load", "slots", c.Slots, "cores", c.Cores, "queue", c.Queue, "quotas", of.table)
 	}
 	if keeper != nil {
 		ncfg.RootSeal = keeper
@@ -272,8 +294,22 @@ func serve(args []string, stderr io.Writer) int {
 		log.Warn("start-up responder", "error", err)
 	}
 	if keeper != nil {
-		if err := unsealAtStart(ctx, n, keeper, log); err != nil {
+		if err := unsealAtStart(ctx, n, keeper, env, log); err != nil {
 			log.Error("the root key stays sealed", "error", err)
+			_ = n.Close(ctx)
+			return 1
+		}
+	}
+	if *seedFile != "" {
+		if err := seedAtStart(ctx, n, *seedFile, *seedDev, *account, log); err != nil {
+			log.Error("cannot seed", "file", *seedFile, "error", err)
+			_ = n.Close(ctx)
+			return 1
+		}
+	}
+	if saveAdmin != nil {
+		if err := saveAdmin(); err != nil {
+			log.Error("cannot save the generated admin user", "error", err)
 			_ = n.Close(ctx)
 			return 1
 		}
@@ -286,8 +322,12 @@ func serve(args []string, stderr io.Writer) int {
 		mode = "NATS at " + bf.natsURL
 	} else if u := b.ClientURL(); u != "" {
 		mode += ", NATS clients at " + u
-		log.Info("audit subscribers connect with the subscribe-only NATS identity", "url", u, "nkey_seed_file", b.AuditSeedFile(),
-			"example", "keyledger audit tail --nats-url "+u+" --nats-creds "+b.AuditSeedFile())
+		example := "keyledger audit tail --nats-url " + u + " --nats-creds " + b.AuditSeedFile()
+		if tf.selfSigned {
+			example += " --nats-ca " + filepath.Join(bf.dataDir, "tls", "ca.pem")
+		}
+		log.Info("audit subscribers connect with the subscribe-only NATS identity", "url", u, "tls", tlsConfig != nil,
+			"nkey_seed_file", b.AuditSeedFile(), "example", example)
 	}
 	scheme := "http://"
 	if tlsConfig != nil {
@@ -295,6 +335,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log.Info("keyledger serving the AWS KMS API", "endpoint", scheme+raw.Addr().String(), "ledger", mode,
 		"region", *region, "mutual_tls", tf.clientCA != "")
+	log.Info("web console (sign in with an access key; requests are signed in the browser)", "url", scheme+raw.Addr().String()+console.Prefix)
 
 	served := make(chan error, 1)
 	go func() { served <- n.Serve(sw.Next()) }()
@@ -330,25 +371,33 @@ wait:
 	return 0
 }
 
-// loadPrincipals reads the principals file, or on first start without one
-// writes <data-dir>/principals.json with a single admin user and prints its
-// credentials once, so the quick start works.
-func loadPrincipals(path, dataDir, account, region string, out io.Writer) (*principals.Directory, error) {
+// loadPrincipals reads the principals file. On a first start without one
+// it makes a single admin user in memory; saveAdmin writes it to
+// <data-dir>/principals.json and prints its credentials once. serve calls
+// it once the server has started, so a start that fails (a wrong
+// passphrase) leaves no file and shows no credentials nobody can use.
+func loadPrincipals(path, dataDir, account, region string, out io.Writer) (dir *principals.Directory, saveAdmin func() error, err error) {
 	if path != "" {
-		return principals.Load(path)
+		dir, err = principals.Load(path)
+		return dir, nil, err
 	}
 	path = filepath.Join(dataDir, "principals.json")
 	if _, err := os.Stat(path); err == nil {
-		return principals.Load(path)
+		dir, err = principals.Load(path)
+		return dir, nil, err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, err
-	}
-	id, secretKey, err := principals.Admin(path, account)
+	admin, err := principals.NewAdmin(account)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	fmt.Fprintf(out, `
+	return admin.Dir, func() error {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return err
+		}
+		if err := admin.Save(path); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, `
 ================================================================================
 keyledger created an admin user for account %s (shown only this once; kept in
 %s, mode 0600):
@@ -360,6 +409,7 @@ keyledger created an admin user for account %s (shown only this once; kept in
 Production deployments should pass their own --principals file.
 ================================================================================
 
-`, account, path, id, secretKey, region, region)
-	return principals.Load(path)
+`, account, path, admin.AccessKeyID, admin.SecretKey, region, region)
+		return nil
+	}, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/keyledger/keyledger/crypto/seal"
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/gateway/node"
+	"github.com/keyledger/keyledger/gateway/principals"
 )
 
 // openRoot loads the root key: a seal file (a ring that stays sealed until
@@ -32,6 +34,10 @@ func openRoot(keyFile, sealFile, dataDir string, log *slog.Logger) (keyservice.R
 			return nil, nil, err
 		}
 		log.Info("root key is sealed", "mode", keeper.Mode(), "file", sealFile)
+		if err := keeper.CheckStrength(); err != nil {
+			log.Warn("the seal file's passphrase derivation is weak: a stolen copy can be opened by guessing; "+
+				"seal the root key again (keyledger root seal) with the default parameters", "problem", err)
+		}
 		return ring, keeper, nil
 	}
 	keyPath := keyFile
@@ -56,7 +62,7 @@ const maxPromptAttempts = 3
 // unsealAtStart opens a passphrase seal (recording the unseal, and any
 // failed attempts, in the ledger, which runs by now), or announces that
 // the instance waits for unseal shares.
-func unsealAtStart(ctx context.Context, n *node.Node, keeper *seal.Keeper, log *slog.Logger) error {
+func unsealAtStart(ctx context.Context, n *node.Node, keeper *seal.Keeper, env *rootSecrets, log *slog.Logger) error {
 	if keeper.Mode() == seal.ModeShamir {
 		p := keeper.Progress()
 		log.Warn("keyledger is SEALED: KMS requests answer 503 until enough unseal shares are submitted with "+
@@ -64,13 +70,12 @@ func unsealAtStart(ctx context.Context, n *node.Node, keeper *seal.Keeper, log *
 		return nil
 	}
 	if keeper.Mode() == seal.ModePKCS11 {
-		return unsealHSM(ctx, n, keeper, log)
+		return unsealHSM(ctx, n, keeper, env, log)
 	}
-	_, interactive := os.LookupEnv(passphraseEnv)
-	interactive = !interactive
+	interactive := !env.hasPassphrase
 	failed := 0
 	for {
-		pass, err := readPassphrase(false)
+		pass, err := readPassphrase(env, false)
 		if err != nil {
 			return err
 		}
@@ -104,9 +109,9 @@ func unsealAtStart(ctx context.Context, n *node.Node, keeper *seal.Keeper, log *
 
 // unsealHSM logs in to the token with the PIN and finds the root key
 // versions there; a refused PIN is recorded in the ledger.
-func unsealHSM(ctx context.Context, n *node.Node, keeper *seal.Keeper, log *slog.Logger) error {
+func unsealHSM(ctx context.Context, n *node.Node, keeper *seal.Keeper, env *rootSecrets, log *slog.Logger) error {
 	p := keeper.PKCS11()
-	t, err := openToken(p.Module, p.Token)
+	t, err := openToken(env, p.Module, p.Token)
 	if errors.Is(err, hsm.ErrPIN) {
 		if rerr := n.Service.RecordUnsealFailed(ctx, keeper.Mode(), 1); rerr != nil {
 			log.Error("could not record the failed unseal attempt", "error", rerr)
@@ -129,4 +134,25 @@ func unsealHSM(ctx context.Context, n *node.Node, keeper *seal.Keeper, log *slog
 		n.Rotation.Resume()
 	}
 	return nil
+}
+
+// checkOperator settles the operator account (--operator-account, else
+// --account, the generated admin's) and says where it stands: without
+// principals in it nobody can unseal or rotate the root key, which stops a
+// start that must wait for unseal shares.
+func checkOperator(operator, account string, dir *principals.Directory, keeper *seal.Keeper, log *slog.Logger) (string, error) {
+	if operator == "" {
+		operator = account
+	}
+	if !dir.HasAccount(operator) {
+		if keeper != nil && keeper.Mode() == seal.ModeShamir {
+			return "", fmt.Errorf("the operator account %s has no principals, and only its principals may submit unseal shares; "+
+				"pass --operator-account with an account of the principals file", operator)
+		}
+		log.Warn("the operator account has no principals: nobody can unseal or rotate the root key; set --operator-account",
+			"operator_account", operator)
+		return operator, nil
+	}
+	log.Info("unsealing and root key rotation are reserved to the operator account", "operator_account", operator)
+	return operator, nil
 }

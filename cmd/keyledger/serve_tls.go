@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/keyledger/keyledger/gateway/transport"
@@ -49,14 +50,41 @@ func (t *tlsFlags) check(listen string) error {
 	return transport.CheckPlainHTTP(listen, t.insecureHTTP)
 }
 
+// checkNATS applies the rule of check to --nats-listen: audit subscribers
+// read every ledger event there, so it needs TLS (the same certificate as
+// the API) anywhere but on loopback, unless --insecure-nats accepts the
+// risk.
+func (t *tlsFlags) checkNATS(natsListen string, insecure bool) error {
+	if natsListen == "" || t.cert != "" || t.selfSigned {
+		return nil
+	}
+	if err := transport.CheckPlainHTTP(natsListen, insecure); err == nil {
+		return nil
+	} else if !errors.As(err, new(*transport.ErrPlainHTTP)) {
+		return fmt.Errorf("--nats-listen: %w", err)
+	}
+	return fmt.Errorf("refusing to serve NATS without TLS on %s: audit subscribers read every ledger event there, so anything "+
+		"but a loopback address needs TLS (--tls-cert/--tls-key, or --tls-self-signed for development; --nats-listen serves the "+
+		"same certificate as the API); pass --insecure-nats to accept the risk", natsListen)
+}
+
 // config builds the TLS configuration (nil for plain HTTP). With
-// --tls-self-signed it first makes sure the development CA and certificate
-// exist and tells the user how to trust them.
-func (t *tlsFlags) config(listen, dataDir string, out io.Writer) (*tls.Config, *transport.Certificate, error) {
+// --tls-self-signed it first makes sure the development CA and a
+// certificate for the API's and NATS's hosts exist and tells the user how
+// to trust them.
+func (t *tlsFlags) config(listen, natsListen, dataDir string, out io.Writer) (*tls.Config, *transport.Certificate, error) {
 	certFile, keyFile := t.cert, t.key
 	if t.selfSigned {
 		dir := filepath.Join(dataDir, "tls")
-		f, err := transport.DevCertificate(dir, transport.DevHosts(listen), time.Now())
+		hosts := transport.DevHosts(listen)
+		if natsListen != "" {
+			for _, h := range transport.DevHosts(natsListen) {
+				if !slices.Contains(hosts, h) {
+					hosts = append(hosts, h)
+				}
+			}
+		}
+		f, err := transport.DevCertificate(dir, hosts, time.Now())
 		if err != nil {
 			return nil, nil, fmt.Errorf("development certificate: %w", err)
 		}

@@ -1,13 +1,17 @@
 package seal
 
 import (
+	"bytes"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 
+	"github.com/keyledger/keyledger/crypto/aead"
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/crypto/secret"
+	"github.com/keyledger/keyledger/crypto/shamir"
 )
 
 // Keeper opens a seal file into a rootkey.Ring and keeps it: it collects
@@ -75,10 +79,13 @@ func (k *Keeper) UnsealPassphrase(passphrase []byte) error {
 	return k.openLocked(kek)
 }
 
-// SubmitShare adds one share. When the threshold is met it tries them:
-// the ring opens, or ErrOpen says the shares (all of them, forgotten now)
-// do not open it, without saying which was wrong. A share repeated is
-// counted once; a different share with the same index is a wrong share.
+// SubmitShare adds one share. A share whose check value is not the
+// file's is refused alone (ErrShare) and the shares before it are kept.
+// When the threshold is met it tries them: the ring opens, or ErrOpen says
+// the shares (all of them, forgotten now) do not open it, without saying
+// which was wrong — which only a file without check values can come to. A
+// share repeated is counted once; a different share with the same index is
+// a wrong share. Opening a file without check values gives it them.
 func (k *Keeper) SubmitShare(share string) (Progress, error) {
 	if k.mode != ModeShamir {
 		return Progress{}, fmt.Errorf("seal: the root key is sealed with %s, not shares", k.mode)
@@ -91,6 +98,11 @@ func (k *Keeper) SubmitShare(share string) (Progress, error) {
 	if k.open {
 		k.mu.Unlock()
 		return k.Progress(), ErrUnsealed
+	}
+	if err := k.shamir.checkShare(b); err != nil {
+		clear(b)
+		k.mu.Unlock()
+		return k.Progress(), err
 	}
 	dup, conflict := false, false
 	for _, s := range k.shares {
@@ -113,15 +125,42 @@ func (k *Keeper) SubmitShare(share string) (Progress, error) {
 		kek.Clear()
 		err = ErrOpen
 	}
+	if err == nil {
+		err = k.openLocked(kek)
+	}
+	if err == nil && len(k.shamir.Checks) == 0 {
+		k.addChecksLocked(k.shares)
+	}
 	for _, s := range k.shares {
 		clear(s)
 	}
 	k.shares = nil
-	if err == nil {
-		err = k.openLocked(kek)
-	}
 	k.mu.Unlock()
 	return k.Progress(), err
+}
+
+// addChecksLocked gives a file from before check values one per share,
+// computed from the shares that just opened it (they determine every
+// share), and saves it. Best effort: a file that cannot be written keeps
+// working without them, and the next unseal tries again.
+func (k *Keeper) addChecksLocked(shares [][]byte) {
+	checks := make([][]byte, k.shamir.Shares)
+	for x := range checks {
+		sh, err := shamir.ShareAt(shares, byte(x+1))
+		if err != nil {
+			return
+		}
+		checks[x] = shareCheck(sh)
+		clear(sh)
+	}
+	sh := *k.shamir
+	sh.Checks = checks
+	next := *k.file
+	next.Shamir = &sh
+	if next.Save(k.path) != nil {
+		return
+	}
+	k.file, k.shamir = &next, &sh
 }
 
 func (k *Keeper) openLocked(kek secret.Bytes) error {
@@ -156,12 +195,27 @@ func (k *Keeper) UnsealHSM(h HSM) error {
 	return nil
 }
 
+// CheckStrength refuses a passphrase seal whose Argon2id parameters are
+// below the minimum (File.CheckStrength).
+func (k *Keeper) CheckStrength() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.file.CheckStrength()
+}
+
 // PKCS11 names the token of a pkcs11 seal (nil otherwise).
 func (k *Keeper) PKCS11() *PKCS11 { return k.pkcs11 }
 
 // Rotate seals a new root key version into the file (atomically) and
 // makes it current. It returns the old and new current versions.
-func (k *Keeper) Rotate() (from, to uint32, err error) {
+func (k *Keeper) Rotate() (from, to uint32, err error) { return k.RotatePublished(nil) }
+
+// RotatePublished is Rotate that first hands the file with the new
+// version (sealed, as Export gives it) to publish, when not nil: if publish
+// fails, nothing changes (a key made on an HSM for it is destroyed again)
+// and its error is returned. Instances sharing a seal publish to one place
+// conditionally, so two of them cannot both make the next version.
+func (k *Keeper) RotatePublished(publish func(sealed []byte) error) (from, to uint32, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if !k.open {
@@ -183,10 +237,21 @@ func (k *Keeper) Rotate() (from, to uint32, err error) {
 		}
 		next.Versions = append(next.Versions, Version{Version: to, Label: label})
 		next.Current = to
+		if publish != nil {
+			if err := publishFile(&next, publish); err != nil {
+				_ = k.hsm.Destroy(label)
+				return 0, 0, err
+			}
+		}
 	} else {
 		key := rootkey.Generate()
 		next.add(k.kek, to, key)
 		w = key
+		if publish != nil {
+			if err := publishFile(&next, publish); err != nil {
+				return 0, 0, err
+			}
+		}
 	}
 	if err := next.Save(k.path); err != nil {
 		return 0, 0, err
@@ -194,6 +259,14 @@ func (k *Keeper) Rotate() (from, to uint32, err error) {
 	k.file = &next
 	k.ring.Add(to, w)
 	return from, to, nil
+}
+
+func publishFile(f *File, publish func([]byte) error) error {
+	raw, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	return publish(raw)
 }
 
 // Retire removes version v (not the current one) from the file and the
@@ -233,4 +306,99 @@ func (k *Keeper) Versions() (all []uint32, current uint32) {
 		all = append(all, v.Version)
 	}
 	return all, k.file.Current
+}
+
+// Export is the seal file as this keeper holds it now (every version,
+// sealed): what another instance sharing the seal follows (Follow).
+func (k *Keeper) Export() ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return json.Marshal(k.file)
+}
+
+// ErrOtherSeal refuses to follow a copy of a different seal.
+var ErrOtherSeal = errors.New("seal: the copy to follow is of another seal")
+
+// Follow takes the root key versions of another instance's copy of this
+// seal (Export) after it rotated or retired a version: versions this
+// keeper lacks are opened under its KEK (or found on its token) — only a
+// holder of the KEK can have sealed them — versions the copy no longer
+// holds are dropped from the file and the ring, and the copy's current
+// version becomes current. The file is saved. It refuses a copy of another
+// seal (mode, KDF salt, shares or token differ) or one whose current
+// version is older than this keeper's. changed is false when there was
+// nothing to take.
+func (k *Keeper) Follow(raw []byte) (changed bool, err error) {
+	var other File
+	if err := json.Unmarshal(raw, &other); err != nil || other.Format != Format {
+		return false, fmt.Errorf("seal: the copy to follow is not a %s file", Format)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.open {
+		return false, rootkey.ErrSealed
+	}
+	if !sameSeal(k.file, &other) {
+		return false, ErrOtherSeal
+	}
+	if other.Current < k.file.Current {
+		return false, fmt.Errorf("seal: the copy to follow is older (current version %d, here %d)", other.Current, k.file.Current)
+	}
+	have := map[uint32]bool{}
+	for _, v := range k.file.Versions {
+		have[v.Version] = true
+	}
+	ws := map[uint32]rootkey.Wrapper{}
+	for _, v := range other.Versions {
+		changed = changed || !have[v.Version]
+		if k.hsm != nil {
+			if ws[v.Version], err = k.hsm.Key(v.Label); err != nil {
+				return false, err
+			}
+			continue
+		}
+		b, err := aead.Open(k.kek, wrapLabel, v.Wrapped, versionAAD(v.Version))
+		if err != nil {
+			return false, ErrOpen
+		}
+		key, err := rootkey.New(b)
+		clear(b)
+		if err != nil || (v.Fingerprint != "" && key.Fingerprint() != v.Fingerprint) {
+			return false, ErrOpen
+		}
+		ws[v.Version] = key
+	}
+	if ws[other.Current] == nil {
+		return false, ErrOpen
+	}
+	changed = changed || len(other.Versions) != len(k.file.Versions) || other.Current != k.file.Current
+	if !changed {
+		return false, nil
+	}
+	if err := other.Save(k.path); err != nil {
+		return false, err
+	}
+	k.file = &other
+	k.ring.Install(ws, other.Current)
+	return true, nil
+}
+
+// sameSeal reports whether a and b are copies of one seal: the same mode
+// and the same KEK derivation, shares or token.
+func sameSeal(a, b *File) bool {
+	if a.Mode != b.Mode {
+		return false
+	}
+	switch a.Mode {
+	case ModePassphrase:
+		return a.Argon2 != nil && b.Argon2 != nil && bytes.Equal(a.Argon2.Salt, b.Argon2.Salt) &&
+			a.Argon2.Time == b.Argon2.Time && a.Argon2.MemoryKiB == b.Argon2.MemoryKiB && a.Argon2.Threads == b.Argon2.Threads
+	case ModeShamir:
+		// Check values may be added to an older file after its first
+		// unseal: copies of one seal can differ in them.
+		return a.Shamir != nil && b.Shamir != nil && a.Shamir.Shares == b.Shamir.Shares && a.Shamir.Threshold == b.Shamir.Threshold
+	case ModePKCS11:
+		return a.PKCS11 != nil && b.PKCS11 != nil && *a.PKCS11 == *b.PKCS11
+	}
+	return false
 }

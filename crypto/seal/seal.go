@@ -8,14 +8,22 @@
 //
 //	{"format":"keyledger-root-seal/v1", "mode":"passphrase"|"shamir",
 //	 "argon2id":{"salt":…,"time":…,"memoryKiB":…,"threads":…},   passphrase
-//	 "shamir":{"shares":N,"threshold":M},                          shamir
+//	 "shamir":{"shares":N,"threshold":M,"checks":[…]},            shamir
 //	 "pkcs11":{"module":…,"token":…,"keyPrefix":…},                pkcs11
 //	 "current":V, "versions":[{"version":V,"wrapped":…,"fingerprint":…}]}
 //
 // wrapped is aead.Seal(KEK, "keyledger/v1 sealed root key", root key,
 // aad = "version N"). The AEAD is the commitment that refuses a wrong
 // passphrase or a wrong share: opening fails as a whole, saying nothing of
-// which share was wrong. In mode pkcs11 the versions are non-extractable
+// which share was wrong. A Shamir file also holds one check value per
+// share, checks[x-1] = SHA-256("keyledger/v1 unseal share check" || share
+// x), so that a share that is not one of the file's is refused on its own
+// and the right ones submitted before it are kept. A check value gives
+// nothing away: a share's 32 y bytes are uniformly random to anyone
+// holding fewer than the threshold of the others, so the hash is a
+// preimage search over 2^256 values. Files from before check values
+// (no "checks") are given them at their first unseal: the threshold of
+// right shares determines every share. In mode pkcs11 the versions are non-extractable
 // keys on the token (a version names its key's label) and the token's PIN
 // opens them; the file holds no key at all. A version leaves the file when
 // rotation retires it.
@@ -26,6 +34,8 @@ package seal
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -34,6 +44,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
 
@@ -63,6 +74,21 @@ const (
 // ErrOpen is the one answer to a wrong passphrase or wrong shares.
 var ErrOpen = errors.New("seal: the passphrase or shares do not open the root key")
 
+// ErrShare refuses one share that is not one of the seal's (its check
+// value differs); the shares submitted before it are kept.
+var ErrShare = errors.New("seal: the share is not one of this seal's shares")
+
+// shareCheckLabel separates share check values from any other hash.
+const shareCheckLabel = "keyledger/v1 unseal share check"
+
+// shareCheck is the check value of a decoded share (x and its y bytes).
+func shareCheck(share []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(shareCheckLabel))
+	h.Write(share)
+	return h.Sum(nil)
+}
+
 // Argon2 are the KDF parameters, stored in the file.
 type Argon2 struct {
 	Salt      []byte `json:"salt"`
@@ -75,10 +101,61 @@ type Argon2 struct {
 // passes, 4 lanes).
 func DefaultArgon2() Argon2 { return Argon2{Time: 3, MemoryKiB: 64 << 10, Threads: 4} }
 
-// Shamir says how many shares exist and how many open the seal.
+// MinPassphraseLength is the fewest characters (Unicode code points) a new
+// passphrase may have.
+const MinPassphraseLength = 12
+
+// ErrWeak refuses a passphrase or Argon2id parameters below the minimum.
+var ErrWeak = errors.New("seal: weaker than the minimum")
+
+// minArgon2 are the least Argon2id costs accepted: OWASP's Password Storage
+// Cheat Sheet lists these as equivalent minimum configurations (memory,
+// passes, one lane). Parameters at least as costly as one of them, in both
+// memory and passes, are accepted.
+var minArgon2 = []struct{ memoryKiB, time uint32 }{
+	{46 << 10, 1}, {19 << 10, 2}, {12 << 10, 3}, {9 << 10, 4}, {7 << 10, 5},
+}
+
+// CheckStrength refuses Argon2id parameters below OWASP's minimum
+// (19 MiB and 2 passes, or an equivalent trade-off such as 46 MiB and 1).
+func (p Argon2) CheckStrength() error {
+	for _, m := range minArgon2 {
+		if p.MemoryKiB >= m.memoryKiB && p.Time >= m.time && p.Threads >= 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: Argon2id with %d KiB and %d passes is below OWASP's minimum (19 MiB and 2 passes, or 46 MiB and 1)",
+		ErrWeak, p.MemoryKiB, p.Time)
+}
+
+// CheckPassphrase refuses a passphrase shorter than MinPassphraseLength.
+func CheckPassphrase(passphrase []byte) error {
+	if n := utf8.RuneCount(passphrase); n < MinPassphraseLength {
+		return fmt.Errorf("%w: the passphrase has %d characters; at least %d are needed", ErrWeak, n, MinPassphraseLength)
+	}
+	return nil
+}
+
+// Shamir says how many shares exist and how many open the seal, with each
+// share's check value (Checks[x-1] for the share at x; none in files from
+// before check values).
 type Shamir struct {
-	Shares    int `json:"shares"`
-	Threshold int `json:"threshold"`
+	Shares    int      `json:"shares"`
+	Threshold int      `json:"threshold"`
+	Checks    [][]byte `json:"checks,omitempty"`
+}
+
+// checkShare refuses a decoded share whose check value is not the file's.
+// A file without check values cannot tell, and takes every share.
+func (s *Shamir) checkShare(b []byte) error {
+	if len(s.Checks) == 0 {
+		return nil
+	}
+	x := int(b[0])
+	if x < 1 || x > len(s.Checks) || subtle.ConstantTimeCompare(shareCheck(b), s.Checks[x-1]) != 1 {
+		return ErrShare
+	}
+	return nil
 }
 
 // PKCS11 names the token that holds the root key versions (mode pkcs11)
@@ -109,10 +186,28 @@ type File struct {
 	Versions []Version `json:"versions"`
 }
 
-// NewPassphrase seals root (as version 1) under a passphrase.
+// NewPassphrase seals root (as version 1) under a passphrase of at least
+// MinPassphraseLength characters, with Argon2id parameters at least
+// OWASP's minimum (ErrWeak otherwise).
 func NewPassphrase(root rootkey.Key, passphrase []byte, p Argon2) (*File, error) {
+	if err := CheckPassphrase(passphrase); err != nil {
+		return nil, err
+	}
+	if err := p.CheckStrength(); err != nil {
+		return nil, err
+	}
+	return UnsafeNewPassphrase(root, passphrase, p)
+}
+
+// UnsafeNewPassphrase is NewPassphrase without the minimums: for tests
+// that cannot afford the memory and time, and `root init
+// --unsafe-weak-passphrase`. A seal it makes can be opened by guessing.
+func UnsafeNewPassphrase(root rootkey.Key, passphrase []byte, p Argon2) (*File, error) {
 	if len(passphrase) == 0 {
 		return nil, errors.New("seal: empty passphrase")
+	}
+	if p.Time == 0 || p.Threads == 0 {
+		return nil, errors.New("seal: Argon2id needs at least one pass and one lane")
 	}
 	p.Salt = make([]byte, 16)
 	rand.Read(p.Salt)
@@ -134,13 +229,24 @@ func NewShamir(root rootkey.Key, n, threshold int) (*File, []string, error) {
 		return nil, nil, err
 	}
 	shares := make([]string, len(parts))
+	checks := make([][]byte, len(parts))
 	for i, p := range parts {
 		shares[i] = SharePrefix + base64.RawURLEncoding.EncodeToString(p)
+		checks[i] = shareCheck(p)
 		clear(p)
 	}
-	f := &File{Format: Format, Mode: ModeShamir, Shamir: &Shamir{Shares: n, Threshold: threshold}}
+	f := &File{Format: Format, Mode: ModeShamir, Shamir: &Shamir{Shares: n, Threshold: threshold, Checks: checks}}
 	f.add(kek, 1, root)
 	return f, shares, nil
+}
+
+// CheckStrength refuses a passphrase file whose Argon2id parameters are
+// below the minimum (see Argon2.CheckStrength); other modes pass.
+func (f *File) CheckStrength() error {
+	if f.Mode != ModePassphrase || f.Argon2 == nil {
+		return nil
+	}
+	return f.Argon2.CheckStrength()
 }
 
 // PassphraseKEK derives the KEK of a passphrase file.
@@ -211,7 +317,8 @@ func Load(path string) (*File, error) {
 	}
 	switch {
 	case f.Mode == ModePassphrase && f.Argon2 != nil && len(f.Argon2.Salt) >= 16 && f.Argon2.Time > 0 && f.Argon2.Threads > 0:
-	case f.Mode == ModeShamir && f.Shamir != nil && f.Shamir.Threshold >= 2 && f.Shamir.Threshold <= f.Shamir.Shares:
+	case f.Mode == ModeShamir && f.Shamir != nil && f.Shamir.Threshold >= 2 && f.Shamir.Threshold <= f.Shamir.Shares &&
+		(len(f.Shamir.Checks) == 0 || len(f.Shamir.Checks) == f.Shamir.Shares):
 	case f.Mode == ModePKCS11 && f.PKCS11 != nil && f.PKCS11.Module != "" && f.PKCS11.Token != "" && f.PKCS11.KeyPrefix != "":
 	default:
 		return nil, fmt.Errorf("seal: %s: unknown or incomplete mode %q", path, f.Mode)

@@ -2,8 +2,10 @@ package seal
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
@@ -14,7 +16,7 @@ var fastArgon = Argon2{Time: 1, MemoryKiB: 1024, Threads: 1}
 
 func TestPassphrase(t *testing.T) {
 	root := rootkey.Generate()
-	f, err := NewPassphrase(root, []byte("correct horse"), fastArgon)
+	f, err := UnsafeNewPassphrase(root, []byte("correct horse"), fastArgon)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,29 +82,82 @@ func TestShamirUnseal(t *testing.T) {
 		t.Fatalf("threshold shares: %+v %v", p, err)
 	}
 
-	// A wrong share (from another seal) among right ones: refused as a
-	// whole, progress reset.
+	// A wrong share (from another seal, or forged) among right ones is
+	// refused alone; the right ones stay and open the seal.
 	_, other, _ := NewShamir(rootkey.Generate(), 5, 3)
 	k, ring = newKeeper()
 	k.SubmitShare(shares[0])
-	k.SubmitShare(other[1])
-	p, err := k.SubmitShare(shares[2])
-	if err != ErrOpen || !p.Sealed || p.Submitted != 0 || !ring.Sealed() {
-		t.Fatalf("wrong share: %+v %v", p, err)
+	for _, wrong := range []string{other[1], other[2], SharePrefix + "CQ" + strings.Repeat("A", 42)} {
+		if p, err := k.SubmitShare(wrong); err != ErrShare || !p.Sealed || p.Submitted != 1 {
+			t.Fatalf("wrong share: %+v %v", p, err)
+		}
 	}
-	// A different share with an index already submitted fails at once.
 	k.SubmitShare(shares[1])
-	if p, err := k.SubmitShare(other[1]); err != ErrOpen || p.Submitted != 0 {
-		t.Fatalf("conflicting share: %+v %v", p, err)
+	if p, err := k.SubmitShare(shares[2]); err != nil || p.Sealed || ring.Sealed() {
+		t.Fatalf("right shares after wrong ones: %+v %v", p, err)
 	}
 	if _, err := k.SubmitShare("klshare1-nonsense"); err == nil {
 		t.Fatal("garbage share accepted")
 	}
 }
 
+// TestShamirFileWithoutChecks: a seal file from before check values takes
+// any share and refuses a wrong set as a whole, as it always did; its
+// first unseal gives it check values for every share (the ones not
+// submitted too), after which a wrong share is refused alone.
+func TestShamirFileWithoutChecks(t *testing.T) {
+	f, shares, err := NewShamir(rootkey.Generate(), 5, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := f.Shamir.Checks
+	f.Shamir.Checks = nil
+	path := filepath.Join(t.TempDir(), "root.seal")
+	if err := f.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	_, other, _ := NewShamir(rootkey.Generate(), 5, 3)
+	k, err := NewKeeper(path, rootkey.NewRing())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.SubmitShare(shares[0])
+	k.SubmitShare(other[1])
+	if p, err := k.SubmitShare(shares[2]); err != ErrOpen || p.Submitted != 0 {
+		t.Fatalf("wrong set: %+v %v", p, err)
+	}
+	// A different share with an index already submitted fails at once.
+	k.SubmitShare(shares[1])
+	if p, err := k.SubmitShare(other[1]); err != ErrOpen || p.Submitted != 0 {
+		t.Fatalf("conflicting share: %+v %v", p, err)
+	}
+	for _, s := range []string{shares[4], shares[1], shares[3]} {
+		if _, err := k.SubmitShare(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Shamir.Checks) != 5 {
+		t.Fatalf("the first unseal left %d check values", len(g.Shamir.Checks))
+	}
+	for i := range want {
+		if !bytes.Equal(g.Shamir.Checks[i], want[i]) {
+			t.Fatalf("check value of share %d differs from the one made at split", i+1)
+		}
+	}
+	k, _ = NewKeeper(path, rootkey.NewRing())
+	k.SubmitShare(shares[0])
+	if p, err := k.SubmitShare(other[1]); err != ErrShare || p.Submitted != 1 {
+		t.Fatalf("wrong share after the upgrade: %+v %v", p, err)
+	}
+}
+
 func TestRotateAndRetire(t *testing.T) {
 	root := rootkey.Generate()
-	f, _ := NewPassphrase(root, []byte("pw"), fastArgon)
+	f, _ := UnsafeNewPassphrase(root, []byte("pw"), fastArgon)
 	path := filepath.Join(t.TempDir(), "root.seal")
 	f.Save(path)
 	ring := rootkey.NewRing()
@@ -136,5 +191,33 @@ func TestRotateAndRetire(t *testing.T) {
 	}
 	if err := k2.Retire(2); err == nil {
 		t.Fatal("retired the current version")
+	}
+}
+
+// TestPassphraseMinimums: NewPassphrase refuses a short passphrase and
+// Argon2id parameters below OWASP's minimum, and takes each of OWASP's
+// equivalent minimum configurations.
+func TestPassphraseMinimums(t *testing.T) {
+	root := rootkey.Generate()
+	long := []byte("correct horse battery")
+	for _, tc := range []struct {
+		pass []byte
+		p    Argon2
+		ok   bool
+	}{
+		{[]byte("x"), Argon2{Time: 3, MemoryKiB: 64 << 10, Threads: 4}, false},
+		{[]byte("elevenchars"), Argon2{Time: 3, MemoryKiB: 64 << 10, Threads: 4}, false},
+		{[]byte("été à l'ombr"), Argon2{Time: 2, MemoryKiB: 19 << 10, Threads: 1}, true}, // 12 characters, more bytes
+		{long, Argon2{Time: 1, MemoryKiB: 8, Threads: 1}, false},
+		{long, Argon2{Time: 1, MemoryKiB: 19 << 10, Threads: 1}, false},
+		{long, Argon2{Time: 2, MemoryKiB: 19<<10 - 1, Threads: 1}, false},
+		{long, Argon2{Time: 2, MemoryKiB: 19 << 10, Threads: 1}, true},
+		{long, Argon2{Time: 1, MemoryKiB: 46 << 10, Threads: 1}, true},
+		{long, Argon2{Time: 5, MemoryKiB: 7 << 10, Threads: 1}, true},
+	} {
+		_, err := NewPassphrase(root, tc.pass, tc.p)
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrWeak)) {
+			t.Errorf("%q %+v: %v", tc.pass, tc.p, err)
+		}
 	}
 }

@@ -70,6 +70,26 @@ func eval(c []byte, x byte) byte {
 // With fewer than threshold shares, or a wrong one, the result is wrong,
 // not an error.
 func Combine(shares [][]byte) ([]byte, error) {
+	return interpolate(shares, 0)
+}
+
+// ShareAt returns the share at x (1..255) of the polynomials that threshold
+// or more right shares determine: what Split gave the holder of x. With
+// fewer shares, or a wrong one, the result is wrong, not an error.
+func ShareAt(shares [][]byte, x byte) ([]byte, error) {
+	if x == 0 {
+		return nil, ErrShares
+	}
+	y, err := interpolate(shares, x)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(y)
+	return append([]byte{x}, y...), nil
+}
+
+// interpolate evaluates at x the polynomials through shares (Lagrange).
+func interpolate(shares [][]byte, x byte) ([]byte, error) {
 	if len(shares) < 2 {
 		return nil, ErrShares
 	}
@@ -81,20 +101,21 @@ func Combine(shares [][]byte) ([]byte, error) {
 		}
 		seen[sh[0]] = true
 	}
-	secret := make([]byte, size-1)
+	out := make([]byte, size-1)
 	for i, si := range shares {
-		// basis_i(0) = prod_{j != i} x_j / (x_j - x_i); minus is xor in GF(2^8).
+		// basis_i(x) = prod_{j != i} (x - x_j) / (x_i - x_j); minus is xor
+		// in GF(2^8). At a share's own x the basis is 1 there, 0 elsewhere.
 		basis := byte(1)
 		for j, sj := range shares {
 			if i != j {
-				basis = mul(basis, mul(sj[0], inv(sj[0]^si[0])))
+				basis = mul(basis, mul(x^sj[0], inv(si[0]^sj[0])))
 			}
 		}
-		for k := range secret {
-			secret[k] ^= mul(basis, si[1+k])
+		for k := range out {
+			out[k] ^= mul(basis, si[1+k])
 		}
 	}
-	return secret, nil
+	return out, nil
 }
 
 // mul multiplies in GF(2^8) without branches or tables.

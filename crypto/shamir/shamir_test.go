@@ -93,3 +93,31 @@ func TestRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestShareAt: any threshold of the shares give back every other share,
+// byte for byte; fewer give something else.
+func TestShareAt(t *testing.T) {
+	secret := []byte("thirty-two bytes of secret here!")
+	shares, err := Split(secret, 6, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pick := range [][]int{{0, 1, 2}, {5, 3, 1}, {2, 4, 5, 0}} {
+		var some [][]byte
+		for _, i := range pick {
+			some = append(some, shares[i])
+		}
+		for _, want := range shares {
+			got, err := ShareAt(some, want[0])
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("share %d from %v: %x, %v; want %x", want[0], pick, got, err, want)
+			}
+		}
+	}
+	if got, _ := ShareAt(shares[:2], shares[4][0]); bytes.Equal(got, shares[4]) {
+		t.Fatal("two shares of a 3-of-6 split gave a third")
+	}
+	if _, err := ShareAt(shares[:3], 0); err == nil {
+		t.Fatal("ShareAt(0) gave the secret")
+	}
+}

@@ -115,6 +115,9 @@ func Register(srv *awsjson.Server, cfg Config) *API {
 	srv.Get("/audit/proof/consistency", a.consistency)
 	srv.Get("/audit/events", a.events)
 	srv.Get("/audit/keys/:key", a.keyAsOf)
+	srv.Get("/audit/keys", a.keyList)
+	srv.Get("/audit/keys/:key/usage", a.keyUsage)
+	srv.Get("/audit/events/:index", a.oneEvent)
 	srv.Get("/reports/compliance", a.compliance)
 	return a
 }
@@ -365,8 +368,12 @@ func (a *API) compliance(c *fiber.Ctx, caller keyservice.Caller) error {
 			integrity.Problem = "newest " + err.Error()
 		} else {
 			integrity.CheckpointsVerified = 1
+			if cp, err := merkle.Open(signed, a.checkpoints.Verifier()); err == nil {
+				integrity.CheckpointSize = cp.Size
+			}
 		}
 	}
+	integrity.LedgerEvents = head.Count
 	b.SetIntegrity(integrity)
 	rep := b.Report()
 	switch format {

@@ -3,6 +3,7 @@ package auditapi
 import (
 	"bufio"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,9 @@ const keepAlive = 15 * time.Second
 // GET /audit/events?key=<key id or ARN>&event=<event name>&since=<RFC 3339>,
 // resuming after the Last-Event-ID header (an event index) if given. Each
 // event's id is its ledger index and its data the event's exact bytes.
+// With before=<index> it sends only history below that index, then ": end"
+// and closes: a page of older events (a console reads a long history a
+// window at a time, newest first).
 func (a *API) events(c *fiber.Ctx, caller keyservice.Caller) error {
 	q, err := a.eventsQuery(c, caller)
 	if err != nil {
@@ -57,13 +61,14 @@ type eventsQuery struct {
 	operation string // an event name, or "" for every event
 	after     int64  // the last index the subscriber has, or -1
 	since     time.Time
+	before    int64 // history below this index only, then the end; -1: no end
 }
 
 // eventsQuery reads and authorizes a subscription request. The values are
 // copies: Fiber reuses its buffers, and the stream outlives the handler.
 func (a *API) eventsQuery(c *fiber.Ctx, caller keyservice.Caller) (eventsQuery, error) {
 	q := eventsQuery{account: caller.Account, key: strings.Clone(c.Query("key")),
-		operation: strings.Clone(c.Query("event")), after: -1}
+		operation: strings.Clone(c.Query("event")), after: -1, before: -1}
 	if i := strings.LastIndex(q.key, "key/"); i >= 0 {
 		q.key = q.key[i+len("key/"):]
 	}
@@ -73,6 +78,13 @@ func (a *API) eventsQuery(c *fiber.Ctx, caller keyservice.Caller) (eventsQuery, 
 	}
 	if err := a.svc.AuthorizeAudit(caller, "keyledger:SubscribeAudit", resource); err != nil {
 		return q, err
+	}
+	if b := c.Query("before"); b != "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 0 {
+			return q, bad("before must be an event index")
+		}
+		q.before = n
 	}
 	if id := c.Get("Last-Event-ID"); id != "" {
 		n, err := strconv.ParseInt(id, 10, 64)
@@ -108,6 +120,13 @@ type eventStream struct {
 // run catches up from the ledger, then sends live events until ctx ends or
 // the subscriber goes away.
 func (s *eventStream) run(ctx context.Context, sub *Sub) {
+	if s.q.before >= 0 {
+		if err := s.catchUp(ctx); err == nil || errors.Is(err, errBefore) {
+			s.w.WriteString(": end\n\n")
+			s.w.Flush()
+		}
+		return
+	}
 	if err := s.catchUp(ctx); err != nil {
 		return
 	}
@@ -162,11 +181,20 @@ func (s *eventStream) catchUp(ctx context.Context) error {
 	if !s.q.since.IsZero() {
 		return s.history.EventsSince(ctx, s.q.since, s.send)
 	}
+	if s.q.before >= 0 {
+		return s.history.EventsFrom(ctx, 0, s.send)
+	}
 	return nil
 }
 
+// errBefore ends a page of history at its before index.
+var errBefore = errors.New("auditapi: page ends")
+
 // send buffers one history event, flushing in large writes.
 func (s *eventStream) send(r event.Record) error {
+	if s.q.before >= 0 && int64(r.Pos) >= s.q.before {
+		return errBefore
+	}
 	s.write(r)
 	if s.w.Buffered() > 32<<10 {
 		return s.w.Flush()

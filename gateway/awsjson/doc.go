@@ -10,4 +10,11 @@
 // service gets a context with the gateway's own deadline. Error messages
 // come from the service's *keyservice.Error or from this package's fixed
 // texts; decoder errors are never echoed, since they may quote input.
+//
+// Connections: Limits.Listen builds the listener the server runs on
+// (per-client and total caps where idle connections give way, health-check
+// slots, a short header timeout; see Limits), and every request passes
+// two gates before routing: refuseFraming (ambiguous Content-Length /
+// Transfer-Encoding, framing.go) and gate (marks the connection as having
+// delivered a request; health checks only on a health slot).
 package awsjson

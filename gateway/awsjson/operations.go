@@ -10,19 +10,22 @@ import (
 )
 
 // handler decodes one operation's request body and runs it once admit
-// (the throttle) lets the decoded request through.
-type handler func(ctx context.Context, c keyservice.Caller, body []byte, admit func(in any) error) (any, error)
+// (the throttle) lets the decoded request through; it calls the release
+// admit returned when the work is done.
+type handler func(ctx context.Context, c keyservice.Caller, body []byte, admit func(in any) (release func(), err error)) (any, error)
 
 // op adapts a service method to a handler.
 func op[In, Out any](fn func(context.Context, keyservice.Caller, *In) (*Out, error)) handler {
-	return func(ctx context.Context, c keyservice.Caller, body []byte, admit func(in any) error) (any, error) {
+	return func(ctx context.Context, c keyservice.Caller, body []byte, admit func(in any) (func(), error)) (any, error) {
 		in := new(In)
 		if err := decode(body, in); err != nil {
 			return nil, err
 		}
-		if err := admit(in); err != nil {
+		release, err := admit(in)
+		if err != nil {
 			return nil, err
 		}
+		defer release()
 		return fn(ctx, c, in)
 	}
 }

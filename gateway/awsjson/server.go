@@ -2,6 +2,7 @@ package awsjson
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/keyledger/keyledger/gateway/principals"
 	"github.com/keyledger/keyledger/gateway/sigv4"
 	"github.com/keyledger/keyledger/gateway/throttle"
+	"github.com/keyledger/keyledger/gateway/transport"
 )
 
 // Limits on what a request may cost before it is authenticated. The
@@ -30,9 +32,16 @@ const (
 // Connection defaults (Options overrides them).
 const (
 	DefaultMaxConnections = 10_000
-	DefaultReadTimeout    = 30 * time.Second
-	DefaultWriteTimeout   = 60 * time.Second
-	DefaultIdleTimeout    = 120 * time.Second
+	// DefaultMaxConnectionsPerClient caps one client address (an IPv6
+	// /64); a TLS-terminating proxy in front needs it raised.
+	DefaultMaxConnectionsPerClient = 1_000
+	// DefaultHealthConnections are kept beyond MaxConnections for health
+	// checks (see Limits).
+	DefaultHealthConnections = 32
+	DefaultHeaderTimeout     = 5 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
 )
 
 const (
@@ -98,13 +107,58 @@ type Options struct {
 }
 
 // Limits bound what connections may hold. Zero fields take the defaults.
+//
+// Connections are admitted by the listener Listen builds
+// (transport.NewLimitListener has the whole design): at most
+// MaxConnectionsPerClient from one client address and MaxConnections in
+// all; a new connection over either cap takes the slot of the oldest
+// connection under it that has not yet delivered a request (which is
+// closed), so idle connections cannot lock clients out. When every slot
+// holds a connection that has delivered a request, new connections go to
+// HealthConnections extra slots on which only GET /healthz and /readyz are
+// answered (anything else: ServiceUnavailableException, 503, which SDKs
+// retry) and the connection is closed after one answer; beyond those they
+// are closed unanswered. A connection must deliver its request line and
+// headers within HeaderTimeout of being accepted, or of its request
+// starting on a keep-alive connection (with TLS, the handshake has as
+// long again); the body then has ReadTimeout.
 type Limits struct {
-	// MaxConnections caps concurrent connections; more are answered 503
-	// and closed.
+	// MaxConnections caps concurrent connections served normally.
 	MaxConnections int
-	// ReadTimeout bounds reading a request, WriteTimeout writing its
+	// MaxConnectionsPerClient caps those of one client address (IPv6: one
+	// /64).
+	MaxConnectionsPerClient int
+	// HealthConnections are slots beyond MaxConnections for health checks.
+	HealthConnections int
+	// HeaderTimeout bounds reading a request's line and headers (and a TLS
+	// handshake), ReadTimeout reading its body, WriteTimeout writing its
 	// answer, IdleTimeout a keep-alive connection between requests.
-	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	HeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+}
+
+// withDefaults fills zero fields with the defaults.
+func (l Limits) withDefaults() Limits {
+	l.MaxConnections = orDefault(l.MaxConnections, DefaultMaxConnections)
+	l.MaxConnectionsPerClient = min(orDefault(l.MaxConnectionsPerClient, DefaultMaxConnectionsPerClient), l.MaxConnections)
+	l.HealthConnections = orDefault(l.HealthConnections, DefaultHealthConnections)
+	l.HeaderTimeout = orDefault(l.HeaderTimeout, DefaultHeaderTimeout)
+	l.ReadTimeout = orDefault(l.ReadTimeout, DefaultReadTimeout)
+	l.WriteTimeout = orDefault(l.WriteTimeout, DefaultWriteTimeout)
+	l.IdleTimeout = orDefault(l.IdleTimeout, DefaultIdleTimeout)
+	return l
+}
+
+// Listen wraps a raw TCP listener the way the server expects to be
+// fed: connection limits (above), then, with cfg, TLS handshakes off the
+// accept loop bounded by HeaderTimeout.
+func (l Limits) Listen(raw net.Listener, cfg *tls.Config) net.Listener {
+	l = l.withDefaults()
+	var ln net.Listener = transport.NewLimitListener(raw, transport.ConnLimits{
+		Max: l.MaxConnections, PerClient: l.MaxConnectionsPerClient, Health: l.HealthConnections})
+	if cfg != nil {
+		ln = transport.NewHandshakeListener(ln, cfg, l.HeaderTimeout, l.MaxConnections+l.HealthConnections)
+	}
+	return ln
 }
 
 // New builds the Fiber app for svc.
@@ -132,17 +186,8 @@ func New(svc *keyservice.Service, o Options) *Server {
 	for name := range unimplemented {
 		s.names[name] = name
 	}
-	s.app = fiber.New(fiber.Config{
-		AppName:               "keyledger",
-		DisableStartupMessage: true,
-		BodyLimit:             MaxBodyBytes,
-		ReadBufferSize:        MaxHeaderBytes,
-		Concurrency:           orDefault(o.Limits.MaxConnections, DefaultMaxConnections),
-		ReadTimeout:           orDefault(o.Limits.ReadTimeout, DefaultReadTimeout),
-		WriteTimeout:          orDefault(o.Limits.WriteTimeout, DefaultWriteTimeout),
-		IdleTimeout:           orDefault(o.Limits.IdleTimeout, DefaultIdleTimeout),
-		ErrorHandler:          s.fiberError,
-	})
+	s.app = newApp(o.Limits, s.fiberError)
+	s.app.Use(s.refuseFraming, s.gate)
 	s.app.Post("/", s.handle)
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
@@ -193,6 +238,18 @@ func (s *Server) signed(route string, h func(c *fiber.Ctx, caller keyservice.Cal
 		}
 		return s.answer(c, route, start, nil)
 	}
+}
+
+// Public registers an unauthenticated GET endpoint beside the KMS API for
+// fixed, public content (the console's static files). h runs without
+// authentication, so it must serve nothing but what is embedded in the
+// binary: no key, event or caller-specific state.
+func (s *Server) Public(path string, h fiber.Handler) {
+	route := "GET " + path
+	s.app.Get(path, func(c *fiber.Ctx) error {
+		start := time.Now()
+		return s.answer(c, route, start, h(c))
+	})
 }
 
 // Serve accepts connections on ln until Shutdown. Routes registered after

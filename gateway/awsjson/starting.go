@@ -18,13 +18,12 @@ type Starting struct {
 	ln  net.Listener
 }
 
-// ServeStarting serves the start-up answers on ln until Stop.
-func ServeStarting(ln net.Listener) *Starting {
-	app := fiber.New(fiber.Config{
-		AppName: "keyledger", DisableStartupMessage: true,
-		BodyLimit: MaxBodyBytes, ReadBufferSize: MaxHeaderBytes,
-		ReadTimeout: DefaultReadTimeout, WriteTimeout: DefaultWriteTimeout, IdleTimeout: DefaultIdleTimeout,
-	})
+// ServeStarting serves the start-up answers on ln (as Limits.Listen made
+// it) until Stop.
+func ServeStarting(ln net.Listener, limits Limits) *Starting {
+	app := newApp(limits, nil)
+	front := &Server{observer: noObserver{}}
+	app.Use(front.refuseFraming, front.gate)
 	app.Get("/healthz", func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderCacheControl, "no-store")
 		return c.SendString("ok\n")
@@ -34,8 +33,7 @@ func ServeStarting(ln net.Listener) *Starting {
 		return c.Status(fiber.StatusServiceUnavailable).SendString("not ready\n")
 	})
 	app.Use(func(c *fiber.Ctx) error {
-		s := &Server{}
-		return s.fail(c, keyservice.NewID(), "ServiceUnavailableException", "keyledger is starting; retry shortly.")
+		return front.fail(c, keyservice.NewID(), "ServiceUnavailableException", "keyledger is starting; retry shortly.")
 	})
 	go func() { _ = app.Listener(ln) }()
 	return &Starting{app: app, ln: ln}

@@ -351,21 +351,33 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Caller, in *D
 }
 
 // expire is the scheduler's DeleteExpiredKeyMaterial service event.
-func (s *Service) expire(ctx context.Context, id string) error {
-	_, err := changing(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.expireOnce(ctx, id) })
+func (s *Service) expire(ctx context.Context, id string, f fence) error {
+	_, err := changing(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.expireOnce(ctx, id, f) })
 	return err
 }
 
-func (s *Service) expireOnce(ctx context.Context, id string) error {
+func (s *Service) expireOnce(ctx context.Context, id string, f fence) error {
 	touch(ctx, keyPartition(id))
 	now := s.clock.Now()
 	k, ok := s.state.Key(id)
-	if !ok {
+	if !ok || f() != nil {
 		return nil
 	}
 	for _, m := range k.Materials {
 		if !m.Imported || m.ExpirationModel != "KEY_MATERIAL_EXPIRES" || m.ValidTo.After(now) {
 			continue
+		}
+		due := func() bool {
+			k, ok := s.state.Key(id)
+			if !ok {
+				return false
+			}
+			for _, cur := range k.Materials {
+				if cur.ID == m.ID {
+					return cur.Imported && cur.ExpirationModel == "KEY_MATERIAL_EXPIRES" && !cur.ValidTo.After(now)
+				}
+			}
+			return false
 		}
 		ev := &event.Event{Time: now, Operation: "DeleteExpiredKeyMaterial", Account: k.Account, Region: k.Region,
 			KeyID: k.ID, Body: &event.KeyMaterialDeleted{MaterialID: m.ID}}
@@ -373,7 +385,7 @@ func (s *Service) expireOnce(ctx context.Context, id string) error {
 		if err := s.materials.Destroy(ctx, m.ID); err != nil { // before the event: see deleteKey
 			return err
 		}
-		if err := s.record(ctx, ev); err != nil {
+		if _, err := s.appendDue(ctx, ev, f, due); err != nil {
 			return err
 		}
 	}

@@ -38,22 +38,36 @@ func (s *Service) NewUnseal(u Unsealer, opened func()) *Unseal {
 	return &Unseal{svc: s, seal: u, opened: opened}
 }
 
+// authorizeOperator decides a service-wide operation (unsealing, root key
+// rotation): only principals of the operator account may, and only as their
+// identity policies allow. A keyledger:* policy in any other account is
+// not enough: those operations act on every account's keys.
+func (s *Service) authorizeOperator(c Caller, action string) error {
+	if s.operator == "" || c.Account != s.operator {
+		return accessDenied(c, action, "*", "because "+action+" is reserved to principals of the operator account",
+			"not the operator account")
+	}
+	return s.authorizeIdentity(c, action, "*")
+}
+
 // Progress reports where unsealing stands (for callers allowed
 // keyledger:Unseal).
 func (u *Unseal) Progress(c Caller) (seal.Progress, error) {
-	if err := u.svc.authorizeIdentity(c, "keyledger:Unseal", "*"); err != nil {
+	if err := u.svc.authorizeOperator(c, "keyledger:Unseal"); err != nil {
 		return seal.Progress{}, err
 	}
 	return u.seal.Progress(), nil
 }
 
-// SubmitShare adds one caller's share. A wrong share is not told apart
-// from right ones: once the threshold is reached the shares open the root
-// key together or are all refused (ValidationException), and that failed
-// attempt is recorded.
+// SubmitShare adds one caller's share. A share that is not one of the
+// seal's (its check value differs) is refused alone (ValidationException)
+// and the shares before it are kept. A seal file without check values
+// cannot tell a wrong share from right ones: once the threshold is reached
+// the shares open the root key together or are all refused. Each refusal
+// is recorded as a failed attempt.
 func (u *Unseal) SubmitShare(ctx context.Context, c Caller, share string) (seal.Progress, error) {
 	ev := u.svc.newEvent(c, "UnsealRoot")
-	if err := u.svc.authorizeIdentity(c, "keyledger:Unseal", "*"); err != nil {
+	if err := u.svc.authorizeOperator(c, "keyledger:Unseal"); err != nil {
 		return seal.Progress{}, u.svc.refuse(ctx, ev, err)
 	}
 	u.mu.Lock()
@@ -70,6 +84,12 @@ func (u *Unseal) SubmitShare(ctx context.Context, c Caller, share string) (seal.
 			return p, rerr
 		}
 		return p, errorf(CodeValidation, "The submitted shares do not open the root key; unsealing starts over with new shares.")
+	case errors.Is(err, seal.ErrShare):
+		ev.Body = &event.RootUnsealFailed{Mode: u.seal.Mode(), Attempts: 1, Submitters: []string{c.PrincipalARN}}
+		if rerr := u.svc.record(ctx, ev); rerr != nil {
+			return p, rerr
+		}
+		return p, errorf(CodeValidation, "The share is not one of this root key's unseal shares; the %d share(s) submitted before it are kept.", p.Submitted)
 	case err != nil:
 		return p, errorf(CodeValidation, "The share is not a keyledger unseal share.")
 	case p.Sealed:

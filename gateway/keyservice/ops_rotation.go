@@ -150,30 +150,39 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Caller, in *KeyIDInpu
 }
 
 // rotate is the scheduler's automatic rotation: a RotateKey service event.
-func (s *Service) rotate(ctx context.Context, id string) error {
+func (s *Service) rotate(ctx context.Context, id string, f fence) error {
 	mat := secret.Random(32)
 	ref, err := s.storeMaterial(ctx, mat)
 	if err != nil {
 		mat.Clear()
 		return err
 	}
-	rotated, err := changing(ctx, s, func(ctx context.Context) (bool, error) {
+	var ok bool
+	_, err = changing(ctx, s, func(ctx context.Context) (struct{}, error) {
 		touch(ctx, keyPartition(id))
 		now := s.clock.Now()
-		k, ok := s.state.Key(id)
-		if !ok || k.State != keystate.Enabled || k.RotationPeriodDays == 0 || k.NextRotation.After(now) {
-			return false, nil // changed while we waited
+		due := func() bool {
+			k, ok := s.state.Key(id)
+			return ok && k.State == keystate.Enabled && k.RotationPeriodDays > 0 && !k.NextRotation.After(now)
+		}
+		k, _ := s.state.Key(id)
+		ok = due() && f() == nil
+		if !ok {
+			return struct{}{}, nil
 		}
 		ev := &event.Event{Time: now, Operation: "RotateKey", Account: k.Account, Region: k.Region, KeyID: k.ID,
 			Body: &event.KeyRotated{Material: ref, RotationType: "AUTOMATIC"}}
-		return true, s.record(ctx, ev)
+		var err error
+		ok, err = s.appendDue(ctx, ev, f, due)
+		return struct{}{}, err
 	})
-	if err != nil || !rotated {
+	if err != nil && !errors.Is(err, errBusy) {
 		mat.Clear()
-		if err == nil || errors.Is(err, errBusy) { // never committed to
-			err = s.materials.Destroy(ctx, ref.ID)
-		}
 		return err
+	}
+	if !ok {
+		mat.Clear()
+		return s.materials.Destroy(ctx, ref.ID) // changed while we waited, or not ours to do
 	}
 	s.remember(ref.ID, mat)
 	return nil

@@ -17,8 +17,8 @@ import (
 // instance whose key is not registered serves nothing until it is (it
 // answers errNotRegistered) and needs no restart once it is.
 
-// WriterRegistration is the answer to RegisterWriter.
-type WriterRegistration struct {
+// RegisteredWriter is the answer to RegisterWriter.
+type RegisteredWriter struct {
 	WriterID     string `json:"writerId"`
 	RegisteredBy string `json:"registeredBy,omitempty"`
 	// Already is true when the key was registered before: nothing was
@@ -37,26 +37,26 @@ var errNotRegistered = &Error{Code: "ServiceUnavailableException",
 // WriterRegistered event this instance signs. It needs
 // keyledger:RegisterWriter. Registering a key twice records nothing the
 // second time.
-func (s *Service) RegisterWriter(ctx context.Context, c Caller, publicKey string) (WriterRegistration, error) {
-	return changing(ctx, s, func(ctx context.Context) (WriterRegistration, error) {
+func (s *Service) RegisterWriter(ctx context.Context, c Caller, publicKey string) (RegisteredWriter, error) {
+	return changing(ctx, s, func(ctx context.Context) (RegisteredWriter, error) {
 		touch(ctx, servicePartition)
 		ev := s.newEvent(c, "RegisterWriter")
 		if err := s.authorizeIdentity(c, "keyledger:RegisterWriter", "*"); err != nil {
-			return WriterRegistration{}, s.refuse(ctx, ev, err)
+			return RegisteredWriter{}, s.refuse(ctx, ev, err)
 		}
 		pub, err := writer.ParsePublic(publicKey)
 		if err != nil {
-			return WriterRegistration{}, s.refuse(ctx, ev, errorf(CodeValidation, "The public key must be a base64 Ed25519 public key (keyledger writer pubkey prints it)."))
+			return RegisteredWriter{}, s.refuse(ctx, ev, errorf(CodeValidation, "The public key must be a base64 Ed25519 public key (keyledger writer pubkey prints it)."))
 		}
 		id := writer.ID(pub)
 		if s.writers != nil && s.writers.Registered(id) {
-			return WriterRegistration{WriterID: id, Already: true}, s.record(ctx, ev)
+			return RegisteredWriter{WriterID: id, Already: true}, s.record(ctx, ev)
 		}
 		ev.Body = &event.WriterRegistered{WriterID: id, PublicKey: publicKey, RegisteredBy: s.writerID}
 		if err := s.record(ctx, ev); err != nil {
-			return WriterRegistration{}, err
+			return RegisteredWriter{}, err
 		}
-		return WriterRegistration{WriterID: id, RegisteredBy: s.writerID}, nil
+		return RegisteredWriter{WriterID: id, RegisteredBy: s.writerID}, nil
 	})
 }
 

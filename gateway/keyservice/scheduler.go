@@ -4,55 +4,132 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"time"
 
+	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
 // RunDue carries out the work that has fallen due by the service's clock,
-// each as the service event CloudTrail records for it: keys whose deletion
-// date has passed are deleted and their material destroyed (DeleteKey);
-// keys due for automatic rotation get new material (RotateKey); imported
-// material past its ValidTo is destroyed (DeleteExpiredKeyMaterial).
+// now, if this instance runs the scheduler (see Scheduler): with a
+// scheduler it is one Scheduler.Step, without one (a lone service) the work
+// is done unfenced.
 func (s *Service) RunDue(ctx context.Context) error {
+	if s.sched != nil {
+		return s.sched.Step(ctx)
+	}
+	return s.runDue(ctx, func(context.Context) (fence, error) { return unfenced, nil })
+}
+
+// runDue carries out the due work, each as the service event CloudTrail
+// records for it: keys whose deletion date has passed are deleted and their
+// material destroyed (DeleteKey); keys due for automatic rotation get new
+// material (RotateKey); imported material past its ValidTo is destroyed
+// (DeleteExpiredKeyMaterial); a root key rotation's material is rewrapped
+// and its old version retired (RootRotation). Only when there is work is
+// the fence asked for (the scheduler records its lease then, so an idle
+// scheduler writes nothing); each event is appended only if, at its place
+// in the chain, the work is still due and the fence still holds.
+func (s *Service) runDue(ctx context.Context, fenced func(context.Context) (fence, error)) error {
 	if s.Sealed() {
 		return nil // rotation needs the root key; the work waits until unsealed
 	}
 	now := s.clock.Now()
-	for _, k := range s.state.DueForDeletion(now) {
-		if err := s.deleteKey(ctx, k.ID); err != nil {
+	dels, rots, exps := s.state.DueForDeletion(now), s.state.DueForRotation(now), s.state.DueForExpiry(now)
+	rewrap := s.rotation != nil && s.rotation.hasWork()
+	if len(dels)+len(rots)+len(exps) == 0 && !rewrap {
+		return nil
+	}
+	f, err := fenced(ctx)
+	if err != nil {
+		return nil // not this instance's to do now; the next step asks again
+	}
+	for _, k := range dels {
+		if err := s.deleteKey(ctx, k.ID, f); err != nil {
 			return err
 		}
 	}
-	for _, k := range s.state.DueForRotation(now) {
-		if err := s.rotate(ctx, k.ID); err != nil {
+	for _, k := range rots {
+		if err := s.rotate(ctx, k.ID, f); err != nil {
 			return err
 		}
 	}
-	for _, k := range s.state.DueForExpiry(now) {
-		if err := s.expire(ctx, k.ID); err != nil {
+	for _, k := range exps {
+		if err := s.expire(ctx, k.ID, f); err != nil {
 			return err
 		}
+	}
+	if rewrap {
+		return s.rotation.step(ctx, f)
 	}
 	return nil
 }
 
-// deleteKey records a due deletion. Fenced on the key, it happens exactly
-// once even if two instances' schedulers find it due at once: the second
-// loses the race and, validating again, finds the key deleted.
-func (s *Service) deleteKey(ctx context.Context, id string) error {
-	_, err := changing(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.deleteKeyOnce(ctx, id) })
+// errNotDue refuses a scheduled event whose work is no longer due at its
+// place in the chain (done by another instance, or changed).
+var errNotDue = errors.New("keyservice: no longer due")
+
+// appendDue appends a scheduled event if, at its place in the chain, f
+// holds and due says the work is still to be done. ok is false (with a nil
+// error) when the ledger refused it for that reason or another instance
+// appended first: the work is someone else's, or the next step's.
+func (s *Service) appendDue(ctx context.Context, ev *event.Event, f fence, due func() bool) (ok bool, err error) {
+	_, err = s.appendIf(ctx, ev, func() error {
+		if err := f(); err != nil {
+			return err
+		}
+		if !due() {
+			return errNotDue
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errNotDue), errors.Is(err, errFenced), errors.Is(err, ledger.ErrConflict), errors.Is(err, errBusy):
+		s.log.Info("scheduled work not recorded: no longer this instance's to do", "op", ev.Operation, "key", ev.KeyID,
+			"reason", err.Error())
+		return false, nil
+	}
+	return false, err
+}
+
+// appendIf appends ev if cond holds at its place: as a change (changing),
+// fenced on the partitions cond and the event read, so cond and the append
+// are one step. cond reads the scheduler's lease record (the service
+// partition) and the key's state (the key's partition, which the event
+// names). A change that lost its race runs again; cond then sees what won.
+func (s *Service) appendIf(ctx context.Context, ev *event.Event, cond func() error) (event.Record, error) {
+	if changeOf(ctx) == nil {
+		return changing(ctx, s, func(ctx context.Context) (event.Record, error) { return s.appendIf(ctx, ev, cond) })
+	}
+	touch(ctx, servicePartition)
+	if err := cond(); err != nil {
+		return event.Record{}, err
+	}
+	return s.recordRec(ctx, ev)
+}
+
+// deleteKey records a due deletion, fenced on the key and on the
+// scheduler's lease record: it happens exactly once even if two instances'
+// schedulers find it due at once (the second loses the race and, validating
+// again, finds the key deleted).
+func (s *Service) deleteKey(ctx context.Context, id string, f fence) error {
+	_, err := changing(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.deleteKeyOnce(ctx, id, f) })
 	return err
 }
 
-func (s *Service) deleteKeyOnce(ctx context.Context, id string) error {
+func (s *Service) deleteKeyOnce(ctx context.Context, id string, f fence) error {
 	touch(ctx, keyPartition(id))
 	now := s.clock.Now()
-	k, ok := s.state.Key(id)
-	if !ok || k.State != keystate.PendingDeletion || k.DeletionDate.After(now) {
-		return nil // changed while we waited for the lock
+	due := func() bool {
+		k, ok := s.state.Key(id)
+		return ok && k.State == keystate.PendingDeletion && !k.DeletionDate.After(now)
+	}
+	k, _ := s.state.Key(id)
+	if !due() || f() != nil {
+		return nil // changed while we waited for the lock, or no longer ours
 	}
 	var ids []string
 	for _, m := range k.Materials {
@@ -68,11 +145,15 @@ func (s *Service) deleteKeyOnce(ctx context.Context, id string) error {
 	// can hold the material, whenever a crash comes. A crash (or a refused
 	// append) in between leaves a key past its deletion date without
 	// material, which nothing may use or cancel; the next run records it.
+	// An instance that lost the scheduler lease meanwhile may still
+	// destroy: the key is past its date, so that changes nothing; only
+	// the record is fenced.
 	s.forget(ids...)
 	if err := s.destroy(ctx, ids); err != nil {
 		return err
 	}
-	return s.record(ctx, ev)
+	_, err := s.appendDue(ctx, ev, f, due)
+	return err
 }
 
 func (s *Service) destroy(ctx context.Context, ids []string) error {
@@ -133,20 +214,4 @@ func (s *Service) liveMaterials() map[string]bool {
 		}
 	}
 	return live
-}
-
-// RunScheduler calls RunDue every interval until ctx ends.
-func (s *Service) RunScheduler(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.RunDue(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("scheduled work failed; will retry", "error", err)
-			}
-		}
-	}
 }

@@ -56,6 +56,10 @@ type Config struct {
 	Writers  WriterRegistry
 	WriterID string
 	Logger   *slog.Logger
+	// OperatorAccount is the account whose principals may run service-wide
+	// operations (unsealing, root key rotation), as their identity
+	// policies allow; "" means nobody may.
+	OperatorAccount string
 }
 
 // WriterRegistry is the ledger's view of its writers (ledger.Ledger).
@@ -96,6 +100,11 @@ type Service struct {
 	writers    WriterRegistry
 	writerID   string
 	log        *slog.Logger
+	operator   string // OperatorAccount
+
+	// Failures that come in runs (a full disk refuses every request) are
+	// logged once, then summarised every refusalLogInterval.
+	appendFailures, internalErrors *burstLog
 
 	mu       sync.RWMutex // see "Ordering" in the package doc
 	policies policyCache
@@ -105,6 +114,9 @@ type Service struct {
 	parsed  map[string]*asymmetric.PrivateKey // material id → parsed private key
 
 	cacheHits, cacheMisses atomic.Uint64
+
+	sched    *Scheduler    // nil: RunDue runs unfenced (NewScheduler)
+	rotation *RootRotation // nil: no root key rotation (NewRootRotation)
 }
 
 // New returns a Service.
@@ -116,7 +128,10 @@ func New(cfg Config) *Service {
 		region: cfg.Region, clock: cfg.Clock, ledger: cfg.Ledger,
 		state: cfg.State, materials: cfg.Materials, root: cfg.RootKey, principals: cfg.Principals, log: cfg.Logger,
 		writers: cfg.Writers, writerID: cfg.WriterID,
-		cache: map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
+		operator:       cfg.OperatorAccount,
+		appendFailures: newBurstLog(cfg.Logger, "ledger append failed; request refused", refusalLogInterval),
+		internalErrors: newBurstLog(cfg.Logger, "internal error", refusalLogInterval),
+		cache:          map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
 	}
 }
 
@@ -137,33 +152,40 @@ func (s *Service) newEvent(c Caller, op string) *event.Event {
 // errLostRace: the change runs again. If the ledger cannot take the event
 // the request fails with KMSInternalException.
 func (s *Service) record(ctx context.Context, ev *event.Event) error {
+	_, err := s.recordRec(ctx, ev)
+	return err
+}
+
+// recordRec is record, returning the stored record.
+func (s *Service) recordRec(ctx context.Context, ev *event.Event) (event.Record, error) {
 	if ev.Body == nil {
 		ev.Body = &event.APICall{}
 	}
+	var rec event.Record
 	var err error
 	if c := changeOf(ctx); c != nil {
-		_, err = s.ledger.AppendChange(ctx, ev, c.at, c.partitionKeys(ev)...)
+		rec, err = s.ledger.AppendChange(ctx, ev, c.at, c.partitionKeys(ev)...)
 		if errors.Is(err, ledger.ErrConflict) {
-			return errLostRace
+			return rec, errLostRace
 		}
 	} else {
-		_, err = s.ledger.Append(ctx, ev)
+		rec, err = s.ledger.Append(ctx, ev)
 	}
 	if notRegistered(err) {
-		return errNotRegistered
+		return rec, errNotRegistered
 	}
 	if err != nil {
-		s.log.Error("ledger append failed; request refused", "op", ev.Operation, "key", ev.KeyID, "error", err)
-		return errInternal
+		s.appendFailures.Error("op", ev.Operation, "key", ev.KeyID, "error", err)
+		return rec, errInternal
 	}
-	return nil
+	return rec, nil
 }
 
 // refuse records ev as refused with err and returns the AWS error.
 func (s *Service) refuse(ctx context.Context, ev *event.Event, err error) error {
 	e := AsError(err)
 	if e == errInternal && !errors.Is(err, errInternal) {
-		s.log.Error("internal error", "op", ev.Operation, "key", ev.KeyID, "error", err)
+		s.internalErrors.Error("op", ev.Operation, "key", ev.KeyID, "error", err)
 	}
 	ev.Error = &event.Failure{Code: string(e.Code), Message: e.Message, Reason: e.Reason}
 	if recErr := s.record(ctx, ev); recErr != nil {

@@ -28,6 +28,15 @@ func (t timedLedger) Append(ctx context.Context, ev *event.Event) (event.Record,
 	return r, err
 }
 
+func (t timedLedger) AppendChange(ctx context.Context, ev *event.Event, at ledger.Positions, keys ...string) (event.Record, error) {
+	start := time.Now()
+	r, err := t.Ledger.AppendChange(ctx, ev, at, keys...)
+	if err == nil {
+		t.m.Appended(time.Since(start))
+	}
+	return r, err
+}
+
 // observer is the gateway's view of m (none when m is nil).
 func observer(m *metrics.Metrics) awsjson.Observer {
 	if m == nil {
@@ -75,9 +84,9 @@ func (n *Node) instrument(m *metrics.Metrics) {
 	m.Counter("audit_sse_dropped_events_total", "Events not handed to an SSE subscriber that could not keep up (it catches up from the ledger).",
 		func() float64 { return float64(n.hub.Dropped()) })
 	m.Counter("audit_feed_overflows_total", "Commits the live feed (NATS subjects and SSE) missed because its queue was full; subscribers are told to catch up.",
-		func() float64 { return float64(n.feedOverflows.Load()) })
+		func() float64 { return float64(n.live.overflows.Load()) })
 	m.Counter("audit_feed_publish_errors_total", "Failed publishes of committed events to the NATS audit subjects.",
-		func() float64 { return float64(n.feedErrors.Load()) })
+		func() float64 { return float64(n.live.errors.Load()) })
 	m.Counter("material_cache_hits_total", "Key material uses served from the unwrapped-material cache.",
 		func() float64 { h, _ := n.Service.CacheStats(); return float64(h) })
 	m.Counter("material_cache_misses_total", "Key material uses that read the material store and unwrapped under the root key.",

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,13 +22,11 @@ import (
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/gateway/metrics"
 	"github.com/keyledger/keyledger/gateway/principals"
-	"github.com/keyledger/keyledger/gateway/rootapi"
 	"github.com/keyledger/keyledger/gateway/throttle"
-	"github.com/keyledger/keyledger/gateway/writerapi"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backend"
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
-	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
@@ -50,6 +47,10 @@ type Config struct {
 	RootSeal RootSeal
 	// Principals are who may call, with their secrets and identity policies.
 	Principals *principals.Directory
+	// OperatorAccount is the account whose principals may unseal and
+	// rotate the root key (as their identity policies allow); "" means
+	// nobody may.
+	OperatorAccount string
 	// AuthClock is what SigV4 timestamps are checked against (default: the
 	// wall clock, which is what clients sign with).
 	AuthClock func() time.Time
@@ -57,8 +58,15 @@ type Config struct {
 	Clock keyservice.Clock
 	// SchedulerInterval is how often due work is checked (default 1s).
 	SchedulerInterval time.Duration
-	Ledger            ledger.Config
-	Materials         material.Config
+	// SchedulerLeaseTTL is how long the scheduler lease outlives its
+	// holder's last renewal: how soon another instance takes the
+	// scheduler over when its holder dies (default 5s).
+	SchedulerLeaseTTL time.Duration
+	// Instance names this instance in the scheduler lease and the ledger
+	// (default: the host name and a random suffix).
+	Instance  string
+	Ledger    ledger.Config
+	Materials material.Config
 	// CheckpointSigner signs the Merkle tree's checkpoints; nil means no
 	// checkpoints. CheckpointVerifier is its public key (note vkey).
 	// CheckpointOrigin names the log in them.
@@ -82,9 +90,19 @@ type Config struct {
 	// Snapshots tune snapshots of the projections and the background
 	// verification of the whole chain.
 	Snapshots Snapshots
+	// SeedDev lets seeds (POST /seed) bring key material for AWS_KMS keys:
+	// development mode (serve --seed-dev), for test fixtures only.
+	SeedDev bool
 	// TileCache is how many Merkle tiles (8 KiB each) are kept in memory
 	// beyond the tree's right edge (default 256).
 	TileCache int
+
+	// onPhase, if set, is called as the instance enters each phase (tests).
+	onPhase func(n *Node, phase string)
+	// wrapLeases and wrapLedger, if set, wrap what the scheduler and the
+	// service use (tests: pausing renewals and appends).
+	wrapLeases func(keyservice.Leases) keyservice.Leases
+	wrapLedger func(keyservice.Ledger) keyservice.Ledger
 }
 
 // RootSeal is a sealed root key's keeper (a *seal.Keeper).
@@ -97,6 +115,39 @@ type wallClock struct{}
 
 func (wallClock) Now() time.Time { return time.Now().UTC() }
 
+// setDefaults fills in what cfg leaves zero and refuses what it lacks.
+func (cfg *Config) setDefaults() error {
+	if cfg.Region == "" || cfg.Principals == nil {
+		return errors.New("node: region and principals are required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = wallClock{}
+	}
+	if cfg.SchedulerInterval == 0 {
+		cfg.SchedulerInterval = time.Second
+	}
+	if cfg.SchedulerLeaseTTL == 0 {
+		cfg.SchedulerLeaseTTL = DefaultSchedulerLeaseTTL
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = instanceName()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.TileCache == 0 {
+		cfg.TileCache = 256
+	}
+	if cfg.CheckpointOrigin == "" {
+		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = DefaultCheckpointInterval
+	}
+	cfg.Snapshots.setDefaults()
+	return nil
+}
+
 // Node is a running instance. Its exported fields are the parts a caller
 // (cmd, the end-to-end tests) may inspect or drive directly.
 type Node struct {
@@ -108,329 +159,112 @@ type Node struct {
 	Service      *keyservice.Service
 	// Rotation rotates the root key (nil without a RootSeal).
 	Rotation *keyservice.RootRotation
+	// Scheduler carries out due work while this instance holds the
+	// scheduler lease.
+	Scheduler *keyservice.Scheduler
 
-	cfg           Config
-	feed          *feed.Feed
-	hub           *auditapi.Hub
-	http          *awsjson.Server
-	audit         *auditapi.API
-	stopScheduler context.CancelFunc
-	schedulerDone chan struct{} // closed when the scheduler, checkpointer, feed, snapshotter, verifier and throttle reporter stopped
+	cfg   Config
+	b     *backend.Backend // the caller's; kept for the phases that open its stores
+	phase atomic.Pointer[string]
 
-	feedOverflows *atomic.Uint64 // batches the commit hook could not queue for the feed
-	feedErrors    atomic.Uint64  // failed publishes to the NATS feed
-	snapshots     *snapshotter   // nil when snapshots are off
-	snapStore     *snapshot.Store
-	verifier      *verifier
-	stopTiles     context.CancelFunc
-	tilesDone     chan struct{} // closed when the tile flusher stopped
+	// What the start-up phases hand on to the next (phases.go).
+	trees       trees
+	tree        *merkle.Tree
+	checkpoints *checkpoint.Store
+	newest      *merkle.Checkpoint // the newest checkpoint of ours the ledger must extend
+	restored    restored
+	head        chain.Head // where the replay ended and the writer starts
+	writing     bool       // Ledger.Start ran: Close must close the ledger
+
+	feed      *feed.Feed
+	live      *liveFeed
+	hub       *auditapi.Hub
+	http      *awsjson.Server
+	audit     *auditapi.API
+	snapshots *snapshotter // nil when snapshots are off
+	snapStore *snapshot.Store
+	verifier  *verifier
+
+	// Background goroutines (background.go): tiles stops last, workers
+	// before the ledger closes.
+	tiles        *task
+	workers      workers
+	rootFollower rootFollower
 }
 
-// runTiles stores the Merkle tree's completed tiles as they complete, and
-// once more when ctx ends. Tiles that were missing or wrong in the store
-// (a crash while writing one, or tampering) are written again from the
-// replayed ledger and logged.
-func runTiles(ctx context.Context, tree *merkle.Tree, logger *slog.Logger) {
-	retry := time.NewTicker(time.Second)
-	defer retry.Stop()
-	flush := func(ctx context.Context) {
-		if err := storeTiles(ctx, tree, logger); err != nil && ctx.Err() == nil {
-			logger.Warn("storing merkle tiles failed; will retry", "pending", tree.Pending(), "error", err)
-		}
-	}
-	completed := tree.Completed()
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			flush(fctx)
-			cancel()
-			return
-		case <-completed:
-			flush(ctx)
-		case <-retry.C:
-			if tree.Pending() > 0 {
-				flush(ctx)
-			}
-		}
-	}
-}
+// The phases of an instance's life, as Ready reports them.
+const (
+	phaseOpening   = "opening the ledger and its stores"
+	phaseRestoring = "restoring the projections"
+	phaseReplaying = "replaying the ledger"
+	phaseWriting   = "starting the ledger writer"
+	phaseWiring    = "building the service"
+	phaseServing   = "serving"
+	phaseStopping  = "stopping"
+	phaseStopped   = "stopped"
+)
 
-// runFeed announces committed events on the NATS feed and to live HTTP
-// subscribers, off the request path. If the commit hook's queue ever
-// overflowed, subscribers are told to catch up from the ledger.
-func (n *Node) runFeed(ctx context.Context, in <-chan []event.Record, lost *atomic.Bool) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case recs := <-in:
-			if lost.Swap(false) {
-				n.hub.Lag()
-			}
-			if err := n.feed.Publish(recs); err != nil && ctx.Err() == nil {
-				n.feedErrors.Add(1)
-				n.cfg.Logger.Debug("audit feed publish failed", "error", err)
-			}
-			n.hub.Broadcast(recs)
-		}
-	}
-}
-
-// Start builds and starts an instance on b.
+// Start builds and starts an instance on b, phase by phase: open the
+// ledger and its stores; restore the projections from the newest snapshot
+// that still matches the ledger (or start empty); fold and link-check the
+// tail after it; start writing; build the service and its HTTP front; start
+// the background work. The whole chain is then verified in the background,
+// as `audit verify` does. If a phase fails, what the earlier ones started
+// is stopped again. The backend stays the caller's to close.
 func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
-	if cfg.Clock == nil {
-		cfg.Clock = wallClock{}
-	}
-	if cfg.SchedulerInterval == 0 {
-		cfg.SchedulerInterval = time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Region == "" || cfg.Principals == nil {
-		return nil, errors.New("node: region and principals are required")
-	}
-	tiles, err := b.OpenTiles(ctx, cfg.Ledger.Stream)
-	if err != nil {
+	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	if cfg.TileCache == 0 {
-		cfg.TileCache = 256
+	n := &Node{cfg: cfg, b: b, live: newLiveFeed(), hub: &auditapi.Hub{}, verifier: &verifier{},
+		rootFollower: rootFollower{kick: make(chan struct{}, 1)}}
+	phases := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{phaseOpening, n.openLedger},
+		{phaseOpening, n.openStores},
+		{phaseRestoring, n.restoreState},
+		{phaseReplaying, n.replayLedger},
+		{phaseWriting, n.startWriting},
+		{phaseWiring, n.buildService},
 	}
-	tr := trees{store: tiles, cache: cfg.TileCache}
-	cfg.Snapshots.setDefaults()
-	// Start-up, in order: open the ledger; restore the projections from the
-	// newest snapshot that still matches it (or start empty); fold and
-	// link-check the tail after it; start writing. The whole chain is then
-	// verified in the background (verifier), as `audit verify` does.
-	var proj *resume.Projections
-	var snaps *snapshotter
-	feedCh := make(chan []event.Record, 4096)
-	var feedLive, feedLost atomic.Bool
-	var feedOverflows atomic.Uint64
-	fold := func(recs []event.Record) {
-		if cfg.Metrics != nil {
-			cfg.Metrics.Committed(len(recs))
-		}
-		proj.Apply(recs)
-		snaps.folded(len(recs))
-		if feedLive.Load() {
-			select { // never block the writer: subscribers catch up from the ledger
-			case feedCh <- recs:
-			default:
-				feedLost.Store(true)
-				feedOverflows.Add(1)
-			}
-		}
-	}
-	lcfg := cfg.Ledger
-	lcfg.OnCommit = fold
-	lcfg.Logger = cfg.Logger
-	l, err := b.OpenLedger(ctx, lcfg)
-	if err != nil {
-		return nil, err
-	}
-	// After a removed segment the tree continues from the base's frontier
-	// (its tiles are kept), and must have the base's root there.
-	start, err := l.TiledTree(tiles, cfg.TileCache)
-	if err == nil {
-		err = l.CheckBaseTree(start.Root)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("node: refusing to start: the ledger's base: %w", err)
-	}
-	tr.l = l
-	mats, err := b.OpenMaterials(ctx, cfg.Materials)
-	if err != nil {
-		return nil, err
-	}
-	var store *snapshot.Store
-	if !cfg.Snapshots.Off {
-		if store, err = b.OpenSnapshots(ctx, lcfg.Stream); err != nil {
+	for _, p := range phases {
+		n.setPhase(p.name)
+		if err := p.run(ctx); err != nil {
+			n.stop(ctx, false)
 			return nil, err
 		}
 	}
-	checkpoints, err := b.OpenCheckpoints(ctx, lcfg.Stream)
-	if err != nil {
-		return nil, err
-	}
-	// The newest checkpoint is read before the replay: one stored meanwhile
-	// (by another instance) may cover events the replay does not reach.
-	newest, err := newestCheckpoint(ctx, checkpoints, cfg)
-	if err != nil {
-		return nil, err
-	}
-	replayStart := time.Now()
-	onTree := func(err error) { cfg.Logger.Error("merkle tree append failed", "error", err) }
-	r := restore(ctx, l, store, cfg, tr, onTree)
-	if r.resume == nil && l.FirstIndex() > 0 {
-		// Key state lives in events; those before the base were removed.
-		return nil, fmt.Errorf("node: refusing to start: the live ledger starts at event %d after a removed segment, "+
-			"and no snapshot at or after it restores the key state (snapshots: %v)", l.FirstIndex(), !cfg.Snapshots.Off)
-	}
-	proj = r.proj
-	tree, state := r.tree, proj.State
-	// A tile lost or garbled in the bucket after start-up is rebuilt from
-	// the events under it when a proof needs it (checked, then stored).
-	tree.RepairFrom(l.LeavesFrom)
-	// Completed tiles are stored as the tail folds and while serving.
-	tctx, stopTiles := context.WithCancel(context.Background())
-	tilesDone := make(chan struct{})
-	go func() {
-		defer close(tilesDone)
-		runTiles(tctx, tree, cfg.Logger)
-	}()
-	started := false
-	defer func() {
-		if !started {
-			stopTiles()
-			<-tilesDone
-		}
-	}()
-	if store != nil && lcfg.Writer != nil {
-		snaps = &snapshotter{cfg: cfg.Snapshots, proj: proj, l: l, store: store, tree: tree, key: lcfg.Writer, log: cfg.Logger,
-			kick: make(chan struct{}, 1)}
-		if r.rebuilt {
-			snaps.soon()
-		}
-	}
-	head, err := replayTail(ctx, l, r, fold, cfg.Logger)
-	if err != nil {
-		return nil, fmt.Errorf("node: replaying the ledger: %w", err)
-	}
-	tail := head.Count
-	if r.resume != nil {
-		tail -= r.resume.Head.Count
-	}
-	cfg.Logger.Info("ledger replayed", "events", head.Count, "tail_folded", tail, "from_snapshot", r.resume != nil,
-		"head", head.Hash.String(), "took", time.Since(replayStart).Round(time.Millisecond))
-	if newest != nil {
-		if err := checkpoint.CheckExtends(*newest, tree.Size(), tree.Root); err != nil {
-			return nil, fmt.Errorf("node: refusing to start: %w", err)
-		}
-	}
-	// After removed segments every fold from the base (the background
-	// verifier, audit) trusts the writers it names; the fold from this
-	// instance's own snapshot vouches for them, not the base bucket.
-	if err := l.CheckBaseWriters(l.Writers(), "the fold from this instance's snapshot"); err != nil {
-		return nil, fmt.Errorf("node: refusing to start: %w", err)
-	}
-	l.Start(head)
-	registered, err := registerWriter(ctx, l, cfg)
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	if registered {
-		if err := recordPrincipals(ctx, l, state, cfg); err != nil {
-			l.Close()
-			return nil, err
-		}
-	}
-	var appender keyservice.Ledger = l
-	if cfg.Metrics != nil {
-		appender = timedLedger{l, cfg.Metrics}
-	}
-	svc := keyservice.New(keyservice.Config{
-		Region: cfg.Region, Clock: cfg.Clock, Ledger: appender, State: state,
-		Materials: mats, RootKey: cfg.RootKey, Principals: cfg.Principals, Logger: cfg.Logger,
-		Writers: l, WriterID: cfg.Ledger.Writer.ID(),
-	})
-	if err := svc.Sweep(ctx); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("node: finishing material destruction: %w", err)
-	}
-	feed := b.Feed(lcfg.Stream)
-	hub := &auditapi.Hub{}
-	feedLive.Store(true)
-	sctx, cancel := context.WithCancel(context.Background())
-	var n *Node
-	http := awsjson.New(svc, awsjson.Options{Principals: cfg.Principals, Region: cfg.Region, Now: cfg.AuthClock, Logger: cfg.Logger,
-		Limits: cfg.HTTP, Ready: func(ctx context.Context) error { return n.Ready(ctx) },
-		Limiter: cfg.Throttle, Observer: observer(cfg.Metrics), Sealed: svc.Sealed})
-	var rotation *keyservice.RootRotation
-	if cfg.RootSeal != nil {
-		rotation = svc.NewRootRotation(sctx, cfg.RootSeal, mats)
-		var unseal *keyservice.Unseal
-		if cfg.RootSeal.Mode() == "shamir" {
-			unseal = svc.NewUnseal(cfg.RootSeal, rotation.Resume)
-		}
-		rootapi.Register(http, unseal, rotation)
-	}
-	writerapi.Register(http, svc)
-	if cfg.CheckpointOrigin == "" {
-		cfg.CheckpointOrigin = "keyledger/" + cfg.Region
-	}
-	if cfg.CheckpointInterval == 0 {
-		cfg.CheckpointInterval = DefaultCheckpointInterval
-	}
-	cp := checkpoint.NewCheckpointer(checkpoint.Config{Tree: tree, Store: checkpoints,
-		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin, Writers: l.Writers})
-	n = &Node{Ledger: l, Materials: mats, State: state, Projections: proj, Checkpointer: cp, Service: svc, Rotation: rotation,
-		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),
-		feedOverflows: &feedOverflows, snapshots: snaps, snapStore: store, verifier: &verifier{}, stopTiles: stopTiles, tilesDone: tilesDone}
-	started = true
-	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
-		Clock: cfg.Clock, Region: cfg.Region, Reports: n, Past: n})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		svc.RunScheduler(sctx, cfg.SchedulerInterval)
-	}()
-	if cfg.CheckpointSigner != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cp.Run(sctx, cfg.CheckpointInterval, cfg.Logger)
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		n.runFeed(sctx, feedCh, &feedLost)
-	}()
-	if snaps != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			snaps.run(sctx)
-		}()
-	}
-	if cfg.Snapshots.VerifyRate > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n.verifier.run(sctx, l, cfg.Snapshots.VerifyRate, cfg.Logger)
-		}()
-	}
-	if cfg.Throttle != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n.reportThrottled(sctx)
-		}()
-	}
-	if cfg.Metrics != nil {
-		n.instrument(cfg.Metrics)
-	}
-	if !registered {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			whenRegistered(sctx, l, cfg.Ledger.Writer.ID(), cfg.Logger, func() {
-				if err := recordPrincipals(sctx, l, state, cfg); err != nil {
-					cfg.Logger.Error("recording the principals configuration", "error", err)
-				}
-			})
-		}()
-	}
-	go func() {
-		wg.Wait()
-		close(n.schedulerDone)
-	}()
+	n.startBackground()
+	n.setPhase(phaseServing)
 	return n, nil
+}
+
+// startBackground starts the workers, in the order Close stops them
+// backwards.
+func (n *Node) startBackground() {
+	n.startFeed()
+	n.startVerifier()
+	n.startSnapshotter()
+	n.startCheckpointer()
+	n.startThrottleReporter()
+	n.startRootFollower()
+	n.startRegistration()
+	n.startScheduler()
+}
+
+func (n *Node) setPhase(p string) {
+	n.phase.Store(&p)
+	if n.cfg.onPhase != nil {
+		n.cfg.onPhase(n, p)
+	}
+}
+
+func (n *Node) currentPhase() string {
+	if p := n.phase.Load(); p != nil {
+		return *p
+	}
+	return phaseOpening
 }
 
 // Live is the instance's live key state and compliance aggregates, which
@@ -475,9 +309,7 @@ func recordPrincipals(ctx context.Context, l *ledger.Ledger, state *keystate.Sta
 	if state.PrincipalsHash() == hash {
 		return nil
 	}
-	ev := &event.Event{Time: cfg.Clock.Now(), Operation: "UpdatePrincipals", Region: cfg.Region,
-		Body: &event.PrincipalsConfigured{Summary: summary, Hash: hash}}
-	if _, err := l.Append(ctx, ev); err != nil {
+	if _, err := l.Append(ctx, keyservice.PrincipalsConfiguration(cfg.Clock.Now(), cfg.Region, summary, hash)); err != nil {
 		return fmt.Errorf("node: recording the principals configuration: %w", err)
 	}
 	cfg.Logger.Info("principals configuration recorded in the ledger", "hash", hash)
@@ -488,33 +320,57 @@ func recordPrincipals(ctx context.Context, l *ledger.Ledger, state *keystate.Sta
 func (n *Node) Serve(ln net.Listener) error { return n.http.Serve(ln) }
 
 // Close stops taking requests, lets in-flight ones finish, then stops the
-// scheduler and the ledger writer, and stores a checkpoint of everything
-// written, so a clean shutdown leaves no event uncovered. The backend is
-// the caller's to close.
+// background work and the ledger writer, and stores a snapshot and a
+// checkpoint of everything written, so a clean shutdown leaves no event
+// uncovered. The backend is the caller's to close.
 func (n *Node) Close(ctx context.Context) error {
+	n.setPhase(phaseStopping)
 	n.audit.Close()
 	err := n.http.Shutdown(ctx)
-	n.stopScheduler()
-	<-n.schedulerDone
+	n.stopWorkers()
 	if n.cfg.RootSeal != nil && !n.Service.Sealed() {
 		if rerr := n.Service.RecordSealed(ctx, n.cfg.RootSeal.Mode()); rerr != nil {
 			n.cfg.Logger.Warn("could not record sealing the root key", "error", rerr)
 		}
 	}
-	n.Ledger.Close()
-	// A snapshot of the final state: the next start, and reports and time
-	// travel on the stopped data directory, fold nothing after it.
-	if n.snapshots != nil && !n.cfg.Snapshots.NotAtShutdown && n.snapshots.pending.Load() > 0 {
-		if serr := n.snapshots.take(ctx); serr != nil {
-			n.cfg.Logger.Warn("no snapshot at shutdown", "error", serr)
-		}
-	}
-	if n.cfg.CheckpointSigner != nil && n.Checkpointer.Tree().Size() > 0 {
-		if _, cerr := n.Checkpointer.Checkpoint(ctx); cerr != nil {
-			n.cfg.Logger.Warn("no checkpoint at shutdown", "error", cerr)
-		}
-	}
-	n.stopTiles()
-	<-n.tilesDone
+	n.stop(ctx, true)
 	return err
+}
+
+// stopWorkers stops the background workers, newest first.
+func (n *Node) stopWorkers() { n.workers.stopAll() }
+
+// stop is the one place the instance's goroutines end, in order: the
+// workers (which may still append), the ledger writer, then — with the
+// final snapshot and checkpoint stored when final — the tile flusher. It
+// undoes as much as the start-up phases did: a failed Start calls it too,
+// without storing anything.
+func (n *Node) stop(ctx context.Context, final bool) {
+	n.stopWorkers()
+	if n.writing {
+		n.Ledger.Close()
+		n.writing = false
+		if final {
+			n.storeFinal(ctx)
+		}
+	}
+	n.tiles.stop()
+	n.tiles = nil
+	n.setPhase(phaseStopped)
+}
+
+// storeFinal stores a snapshot of the final state (the next start, and
+// reports and time travel on the stopped data directory, fold nothing after
+// it) and a checkpoint covering every event.
+func (n *Node) storeFinal(ctx context.Context) {
+	if n.snapshots != nil && !n.cfg.Snapshots.NotAtShutdown && n.snapshots.pending.Load() > 0 {
+		if err := n.snapshots.take(ctx); err != nil {
+			n.cfg.Logger.Warn("no snapshot at shutdown", "error", err)
+		}
+	}
+	if n.Checkpointer != nil && n.cfg.CheckpointSigner != nil && n.Checkpointer.Tree().Size() > 0 {
+		if _, err := n.Checkpointer.Checkpoint(ctx); err != nil {
+			n.cfg.Logger.Warn("no checkpoint at shutdown", "error", err)
+		}
+	}
 }

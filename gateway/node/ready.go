@@ -15,11 +15,14 @@ const MinFreeDisk = 256 << 20
 // ErrNotReady is every reason Ready gives.
 var ErrNotReady = errors.New("not ready")
 
-// Ready reports whether the instance can serve requests: the ledger writer
-// runs, JetStream answers, every stored event has been folded into the
+// Ready reports whether the instance can serve requests: it is past its
+// start-up phases and not stopping, the ledger writer runs, JetStream answers, every stored event has been folded into the
 // projections, and the data directory's disk has room. The reason is for
 // the log only; /readyz reveals none of it.
 func (n *Node) Ready(ctx context.Context) error {
+	if p := n.currentPhase(); p != phaseServing {
+		return fmt.Errorf("%w: %s", ErrNotReady, p)
+	}
 	if n.Service.Sealed() {
 		return fmt.Errorf("%w: the root key is sealed", ErrNotReady)
 	}

@@ -438,7 +438,7 @@ func (v *verifier) run(ctx context.Context, l *ledger.Ledger, rate int, log *slo
 	}
 	meter.Done()
 	in := &compliance.Integrity{ChainVerified: err == nil && len(report.Quarantined) == 0, Events: report.Head.Count,
-		Head: report.Head.Hash.String()}
+		Head: report.Head.Hash.String(), VerifiedAt: time.Now().UTC()}
 	// Quarantined messages reach the report through the ledger's own count
 	// (Integrity.Quarantined), which every reader keeps; here they are only
 	// the alarm.

@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/ledger"
-	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
 
@@ -32,8 +32,7 @@ func registerWriter(ctx context.Context, l *ledger.Ledger, cfg Config) (bool, er
 		if len(l.Writers()) > 0 {
 			break
 		}
-		_, err := l.Append(ctx, &event.Event{Time: cfg.Clock.Now(), Operation: "RegisterWriter", Region: cfg.Region,
-			Body: &event.WriterRegistered{WriterID: w.ID(), PublicKey: w.PublicText(), RegisteredBy: w.ID()}})
+		_, err := l.Append(ctx, keyservice.WriterRegistration(cfg.Clock.Now(), cfg.Region, w.ID(), w.PublicText(), w.ID()))
 		if err == nil {
 			cfg.Logger.Info("writer key registered in the ledger (first writer)", "writer", w.ID())
 			return true, nil
@@ -77,7 +76,6 @@ func (n *Node) RegisterWriter(ctx context.Context, publicKey string) (string, er
 	if n.Ledger.Registered(id) {
 		return id, nil
 	}
-	_, err = n.Ledger.Append(ctx, &event.Event{Time: n.cfg.Clock.Now(), Operation: "RegisterWriter", Region: n.cfg.Region,
-		Body: &event.WriterRegistered{WriterID: id, PublicKey: publicKey, RegisteredBy: n.cfg.Ledger.Writer.ID()}})
+	_, err = n.Ledger.Append(ctx, keyservice.WriterRegistration(n.cfg.Clock.Now(), n.cfg.Region, id, publicKey, n.cfg.Ledger.Writer.ID()))
 	return id, err
 }

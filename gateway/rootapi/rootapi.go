@@ -6,7 +6,10 @@
 //	POST /root/rotate    start a root key rotation keyledger:RotateRootKey
 //	GET  /root/rotation  its progress             keyledger:RotateRootKey
 //
-// They answer while the root key is sealed (the KMS API does not). Shares
+// They act on every account's keys, so only principals of the operator
+// account (node.Config.OperatorAccount) may call them, as their identity
+// policies allow; keyservice decides. They answer while the root key is
+// sealed (the KMS API does not). Shares
 // travel in the signed body, never in a URL, and are never logged or
 // echoed. Handlers hold no state of their own.
 package rootapi

@@ -1,8 +1,19 @@
-// Package throttle limits request rates per account and quota family, as
-// AWS KMS does: token buckets refilled at the family's quota (requests per
-// second), holding at most one second's worth. AWS's published quotas are
-// the defaults; operators raise or lower them for every account or per
-// account. A Limiter is safe for concurrent use and holds no secret.
+// Package throttle decides whether a request may run: it shares the
+// instance fairly between accounts, and between the principals of an
+// account, when they compete for it (Fair), and it limits request rates
+// per account and quota family where a quota is set, as AWS KMS does
+// (token buckets refilled at the family's quota, in requests per second,
+// holding at most one second's worth).
+//
+// By default no per-operation quota applies (NoQuotas): AWS sizes its
+// quotas for its fleet, not for one instance, and a fixed rate neither
+// stops one account's load from slowing another's nor lets a lone client
+// use the machine. Fair sharing protects instead, refusing with
+// ThrottlingException only what would otherwise wait too long. AWSQuotas
+// reproduces AWS's published table, for testing retry behaviour; quotas
+// configured for every account or per account apply with either.
+//
+// A Limiter is safe for concurrent use and holds no secret.
 package throttle
 
 import (
@@ -12,16 +23,33 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
+// Table names a set of default quotas.
+type Table string
+
+const (
+	// NoQuotas: no per-operation quota unless configured, except
+	// keyledger's own keyledger-audit family (DefaultQuota).
+	NoQuotas Table = "none"
+	// AWSQuotas: AWS's published quotas (DefaultQuota).
+	AWSQuotas Table = "aws"
+)
+
 // Config configures a Limiter.
 type Config struct {
-	Region string // selects the default symmetric tier
+	Region string // selects the default symmetric tier of AWSQuotas
+	// Defaults is the table of default quotas: NoQuotas (also "") or
+	// AWSQuotas.
+	Defaults Table
 	// Quotas override the defaults for every account (family → requests
 	// per second). A quota of 0 means no limit.
 	Quotas map[string]float64
 	// Account returns one account's overrides (from the principals file);
 	// they win over Quotas. Nil means none.
 	Account func(account string) map[string]float64
-	Now     func() time.Time // default time.Now
+	// Fair, if set, shares the instance fairly under load (Fair); nil
+	// means requests are limited by quotas only.
+	Fair *FairConfig
+	Now  func() time.Time // default time.Now
 }
 
 // Limiter holds one token bucket per account and family, created on first
@@ -30,6 +58,7 @@ type Config struct {
 type Limiter struct {
 	cfg    Config
 	shards [shardCount]shard
+	fair   *Fair
 
 	refMu    sync.Mutex
 	refusals map[bucketKey]*Summary // refused since the last Flush
@@ -61,8 +90,42 @@ func New(cfg Config) *Limiter {
 	for i := range l.shards {
 		l.shards[i].buckets = map[bucketKey]*bucket{}
 	}
+	if cfg.Fair != nil {
+		fc := *cfg.Fair
+		if fc.Now == nil {
+			fc.Now = cfg.Now
+		}
+		l.fair = NewFair(fc)
+	}
 	return l
 }
+
+// Fair returns the fair sharing controller, or nil without one.
+func (l *Limiter) Fair() *Fair { return l.fair }
+
+// Admit decides whether a request may run: first against its account's
+// quota for family, where one applies, then, with fair sharing, by its
+// turn (which it may wait for; see Fair). cost is the request's estimated
+// cost (CostOf). It returns release, to be called once the request's work
+// is done, or the family that refused it (Overload for fair sharing); a
+// refusal is noted for Flush.
+func (l *Limiter) Admit(account, family string, cost int64, r Request) (release func(), refused string) {
+	if !l.Allow(account, family) {
+		l.Refused(account, family, r)
+		return nil, family
+	}
+	if l.fair == nil {
+		return noRelease, ""
+	}
+	release, ok := l.fair.Admit(account, r.PrincipalARN, cost)
+	if !ok {
+		l.Refused(account, Overload, r)
+		return nil, Overload
+	}
+	return release, ""
+}
+
+func noRelease() {}
 
 // Quota is the quota of family for account, in requests per second (0: no
 // limit).
@@ -75,7 +138,13 @@ func (l *Limiter) Quota(account, family string) float64 {
 	if q, ok := l.cfg.Quotas[family]; ok {
 		return q
 	}
-	return DefaultQuota(l.cfg.Region, family)
+	if family == Overload {
+		return 0
+	}
+	if l.cfg.Defaults == AWSQuotas || family == Audit {
+		return DefaultQuota(l.cfg.Region, family)
+	}
+	return 0
 }
 
 // Allow takes a token from the account's bucket for family and reports

@@ -38,7 +38,7 @@ func TestBucketRefillsAtQuota(t *testing.T) {
 
 func TestAccountsAndFamiliesAreIsolated(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
-	l := New(Config{Region: "eu-north-1", Now: c.now,
+	l := New(Config{Region: "eu-north-1", Defaults: AWSQuotas, Now: c.now,
 		Quotas: map[string]float64{Symmetric: 3},
 		Account: func(a string) map[string]float64 {
 			if a == "444455556666" {
@@ -59,7 +59,7 @@ func TestAccountsAndFamiliesAreIsolated(t *testing.T) {
 
 func TestSlowAndUnlimitedQuotas(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
-	l := New(Config{Region: "eu-north-1", Now: c.now, Quotas: map[string]float64{"ListKeys": 0}})
+	l := New(Config{Region: "eu-north-1", Defaults: AWSQuotas, Now: c.now, Quotas: map[string]float64{"ListKeys": 0}})
 	if got := allowed(l, "111122223333", "GetParametersForImport", 5); got != 1 {
 		t.Fatalf("0.25/s admitted %d at once, want 1", got)
 	}
@@ -84,8 +84,8 @@ func TestDefaults(t *testing.T) {
 		{"us-east-1", Symmetric, 50_000},
 		{"eu-central-1", Symmetric, 20_000},
 		{"sa-east-1", Symmetric, 10_000},
-		{"sa-east-1", RSA, 500},
-		{"sa-east-1", ECC, 300},
+		{"sa-east-1", RSA, 1000},
+		{"sa-east-1", ECC, 1000},
 		{"sa-east-1", "CreateKey", 5},
 		{"sa-east-1", "ListKeys", 500},
 		{"sa-east-1", "DescribeKey", 2000},
@@ -118,9 +118,37 @@ func TestFamilyOf(t *testing.T) {
 	}
 }
 
+// TestNoQuotasByDefault: without a table of defaults nothing is limited
+// but keyledger's own audit endpoints and what is configured.
+func TestNoQuotasByDefault(t *testing.T) {
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	l := New(Config{Region: "eu-north-1", Now: c.now, Quotas: map[string]float64{"ListKeys": 3},
+		Account: func(a string) map[string]float64 {
+			if a == "444455556666" {
+				return map[string]float64{"CreateKey": 2}
+			}
+			return nil
+		}})
+	for _, tc := range []struct {
+		account, family string
+		want            int
+	}{
+		{"111122223333", "CreateKey", 1000},
+		{"111122223333", RSA, 1000},
+		{"111122223333", DataKeyPairFamily("RSA_4096"), 1000},
+		{"111122223333", "ListKeys", 3},
+		{"444455556666", "CreateKey", 2},
+		{"111122223333", Audit, 20},
+	} {
+		if got := allowed(l, tc.account, tc.family, 1000); got != tc.want {
+			t.Errorf("%s %s: admitted %d of 1000 at once, want %d", tc.account, tc.family, got, tc.want)
+		}
+	}
+}
+
 func TestRefusalsAreSummarised(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
-	l := New(Config{Region: "eu-north-1", Now: c.now})
+	l := New(Config{Region: "eu-north-1", Defaults: AWSQuotas, Now: c.now})
 	l.Refused("111122223333", "CreateKey", Request{Operation: "CreateKey", RequestID: "first"})
 	c.advance(time.Second)
 	l.Refused("111122223333", "CreateKey", Request{Operation: "CreateKey", RequestID: "second"})

@@ -20,7 +20,9 @@ import (
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/feed"
+	"github.com/keyledger/keyledger/ledger/lease"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/sealstore"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 )
 
@@ -60,7 +62,11 @@ type Options struct {
 	// file (JWT and seed) or a bare user nkey seed file ("SU…", as the
 	// embedded server's audit identity is).
 	CredsFile string
-	Name      string
+	// CAFile holds PEM CA certificates to trust for a NATS server that
+	// requires TLS (e.g. serve --tls-self-signed's <data-dir>/tls/ca.pem);
+	// empty: the system's.
+	CAFile string
+	Name   string
 }
 
 // Connect uses an existing NATS deployment.
@@ -81,6 +87,9 @@ func Connect(url string, opts Options) (*Backend, error) {
 			return nil, err
 		}
 		nopts = append(nopts, auth)
+	}
+	if opts.CAFile != "" {
+		nopts = append(nopts, nats.RootCAs(opts.CAFile))
 	}
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
@@ -170,6 +179,18 @@ func (b *Backend) ReadCheckpoints(ctx context.Context, ledgerStream string) (*ch
 // OpenTiles opens the Merkle tile bucket of a ledger stream.
 func (b *Backend) OpenTiles(ctx context.Context, ledgerStream string) (*checkpoint.Tiles, error) {
 	return checkpoint.OpenTiles(ctx, b.nc, ledgerStream, b.replicas)
+}
+
+// OpenLeases opens the lease bucket of a ledger stream, whose entries live
+// ttl after their last write.
+func (b *Backend) OpenLeases(ctx context.Context, ledgerStream string, ttl time.Duration) (*lease.Bucket, error) {
+	return lease.Open(ctx, b.nc, ledgerStream, ttl, b.replicas)
+}
+
+// OpenSealStore opens the bucket holding the deployment's sealed root key
+// file, shared by the instances of a ledger stream.
+func (b *Backend) OpenSealStore(ctx context.Context, ledgerStream string) (*sealstore.Store, error) {
+	return sealstore.Open(ctx, b.nc, ledgerStream, b.replicas)
 }
 
 // Feed returns the live audit feed of a ledger stream.

@@ -38,5 +38,13 @@
 // restored ledger. Without a journal a restore brings back the deployment
 // exactly as it was at the cut, including material destroyed later.
 //
+// # Restoring a deployment
+//
+// Open verifies a backup; Backup.RestoreInto writes it into an empty NATS
+// deployment or a new data directory, which it builds beside the target
+// and renames into place only once the restored ledger and materials
+// verified, so nothing can serve a half-restored directory and a failed
+// restore leaves nothing behind.
+//
 // Functions are safe to call concurrently on different directories.
 package backup

@@ -104,51 +104,49 @@ func loadOrCreateSeed(path string) (nkeys.KeyPair, error) {
 // users returns the server's nkey users: keyledger in the global account
 // with every permission, the audit subscriber in audit, reading through
 // what linkAuditAccount imports.
-func (id *identities) users(audit *server.Account, streams []string) ([]*server.NkeyUser, error) {
+func (id *identities) users(audit *server.Account) ([]*server.NkeyUser, error) {
 	kpub, err := id.keyledger.PublicKey()
 	if err != nil {
 		return nil, err
 	}
 	return []*server.NkeyUser{
 		{Nkey: kpub},
-		{Nkey: id.auditPub, Account: audit, Permissions: auditPermissions(streams)},
+		{Nkey: id.auditPub, Account: audit, Permissions: auditPermissions()},
 	}, nil
 }
 
-// auditAPI is the JetStream API the audit identity may call: stream
-// names, stream info, and messages by direct get (single, last for a
+// accountAPI is the JetStream API the audit identity may call about the
+// account: stream names (finding the ledger's segments) and account info.
+var accountAPI = []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES"}
+
+// streamAPI is the JetStream API the audit identity may call on one
+// stream: its info, and messages by direct get (single, last for a
 // subject, or batched) or from the stream leader, each answered to the
 // requester only.
-func auditAPI(streams []string) []string {
-	api := []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES"} // names: finding the ledger's segments
-	for _, s := range streams {
-		api = append(api,
-			"$JS.API.STREAM.INFO."+s,
-			"$JS.API.STREAM.MSG.GET."+s,
-			"$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>",
-		)
+func streamAPI(stream string) []string {
+	return []string{
+		"$JS.API.STREAM.INFO." + stream,
+		"$JS.API.STREAM.MSG.GET." + stream,
+		"$JS.API.DIRECT.GET." + stream, "$JS.API.DIRECT.GET." + stream + ".>",
 	}
-	return api
 }
 
 // feedSubjects is the live audit feed (package feed).
 const feedSubjects = "keyledger.audit.>"
 
-// linkAuditAccount exports auditAPI and the live feed from keyledger's
-// account to audit only, and imports them there under the same subjects.
-// Batched direct gets answer with many messages, so those services stream
-// their responses.
+// linkAuditAccount exports accountAPI, streamAPI of each stream and the
+// live feed from keyledger's account to audit only, and imports them there
+// under the same subjects. Segment streams are linked as they appear
+// (segments.go).
 func linkAuditAccount(keyledger, audit *server.Account, streams []string) error {
-	for _, subj := range auditAPI(streams) {
-		resp := server.Singleton
-		if strings.HasPrefix(subj, "$JS.API.DIRECT.GET.") {
-			resp = server.Streamed
+	for _, subj := range accountAPI {
+		if err := linkService(keyledger, audit, subj); err != nil {
+			return err
 		}
-		if err := keyledger.AddServiceExportWithResponse(subj, resp, []*server.Account{audit}); err != nil {
-			return fmt.Errorf("embedded: export %s: %w", subj, err)
-		}
-		if err := audit.AddServiceImport(keyledger, subj, subj); err != nil {
-			return fmt.Errorf("embedded: import %s: %w", subj, err)
+	}
+	for _, s := range streams {
+		if err := linkStream(keyledger, audit, s); err != nil {
+			return err
 		}
 	}
 	if err := keyledger.AddStreamExport(feedSubjects, []*server.Account{audit}); err != nil {
@@ -160,13 +158,45 @@ func linkAuditAccount(keyledger, audit *server.Account, streams []string) error 
 	return nil
 }
 
-// auditPermissions let the audit identity call what its account imports
-// and subscribe to its replies and the live feed; nothing else. (Within its
-// account the imports are all there is to reach; the permissions say so
-// again, and keep one auditor from publishing to another's inbox.)
-func auditPermissions(streams []string) *server.Permissions {
+// linkStream makes one stream's read API (streamAPI) reachable from the
+// audit account.
+func linkStream(keyledger, audit *server.Account, stream string) error {
+	for _, subj := range streamAPI(stream) {
+		if err := linkService(keyledger, audit, subj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// linkService exports subj from keyledger's account to audit and imports
+// it there. Batched direct gets answer with many messages, so those
+// services stream their responses.
+func linkService(keyledger, audit *server.Account, subj string) error {
+	resp := server.Singleton
+	if strings.HasPrefix(subj, "$JS.API.DIRECT.GET.") {
+		resp = server.Streamed
+	}
+	if err := keyledger.AddServiceExportWithResponse(subj, resp, []*server.Account{audit}); err != nil {
+		return fmt.Errorf("embedded: export %s: %w", subj, err)
+	}
+	if err := audit.AddServiceImport(keyledger, subj, subj); err != nil {
+		return fmt.Errorf("embedded: import %s: %w", subj, err)
+	}
+	return nil
+}
+
+// auditPermissions let the audit identity call the read API and subscribe
+// to its replies and the live feed; nothing else. The stream API is
+// allowed for any stream name (a permission cannot name "every segment"
+// either); what it reaches is what the account imports (segments.go says
+// why that is safe). The permissions keep one auditor from publishing to
+// another's inbox or to anything but the API.
+func auditPermissions() *server.Permissions {
+	allow := append([]string(nil), accountAPI...)
+	allow = append(allow, streamAPI("*")...)
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: auditAPI(streams)},
+		Publish:   &server.SubjectPermission{Allow: allow},
 		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", feedSubjects}},
 	}
 }

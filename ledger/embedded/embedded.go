@@ -11,18 +11,22 @@
 // its own nkey user (seed in AuthDir, mode 0600), the only identity allowed
 // to publish to its streams, KV buckets and the JetStream API. Audit
 // subscribers on Listen use a second, read-only nkey (AuditSeedFile) in an
-// account of their own: they can read the ledger, checkpoint and snapshot
-// streams with direct gets and the live feed, and have the server write
-// nothing (auth.go says why an account, not permissions, ensures that).
+// account of their own: they can read the ledger (every segment, linked as
+// it appears: segments.go), checkpoint and snapshot streams with direct
+// gets and the live feed, and have the server write nothing (auth.go says
+// why an account, not permissions, ensures that). With Options.TLS the
+// listener requires TLS.
 package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -37,6 +41,10 @@ type Options struct {
 	// Listen is host:port for NATS clients (e.g. audit subscribers). Empty
 	// means no network listener: in-process connections only.
 	Listen string
+	// TLS, if set, is required of every client on Listen (in-process
+	// connections need none). Whether plaintext may listen is the
+	// caller's rule (serve allows it on loopback only).
+	TLS *tls.Config
 	// NoSync turns off fsync on every write (serve --unsafe-no-fsync, used
 	// to measure what durability costs): an acknowledged event may then be
 	// lost on a power cut. Never for a deployment that keeps real keys.
@@ -58,11 +66,14 @@ type Server struct {
 	ns      *server.Server
 	id      *identities
 	storage *storage
+	tls     bool // clients on the listener must use TLS
+
+	watcher  *nats.Conn // in-process: stream-created advisories
+	segments *segments  // segment streams linked for the audit identity
 }
 
-// auditSegments is how many ledger segment streams the audit identity may
-// read: ten years of the default 30-day segments.
-const auditSegments = 128
+// tlsTimeout bounds a NATS client's TLS handshake.
+const tlsTimeout = 5 * time.Second
 
 // Start starts the server and waits until it is ready.
 func Start(opts Options) (*Server, error) {
@@ -80,20 +91,15 @@ func Start(opts Options) (*Server, error) {
 		// Snapshots hold only what folding the ledger gives anyone who may
 		// read it; reading them lets an auditor's report and time travel
 		// start from one instead of folding the whole ledger.
+		// Segment streams <s>_<n> are linked as they appear (segments.go).
 		streams = append(streams, s, s+"_CHECKPOINTS", "OBJ_"+s+"_SNAPSHOTS", "KV_"+s+"_BASE")
-		// Segment streams (ledger/segments.go) are named <s>_<n>, and NATS
-		// permissions match whole tokens only: name the first
-		// auditSegments of them.
-		for n := 1; n <= auditSegments; n++ {
-			streams = append(streams, fmt.Sprintf("%s_%d", s, n))
-		}
 	}
 	id, err := loadIdentities(opts.AuthDir)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: NATS identities: %w", err)
 	}
 	audit := server.NewAccount(auditAccount)
-	users, err := id.users(audit, streams)
+	users, err := id.users(audit)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +131,10 @@ func Start(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("embedded: listen port: %w", err)
 		}
 		so.Host, so.Port = host, p
+		if opts.TLS != nil {
+			so.TLSConfig = opts.TLS
+			so.TLSTimeout = tlsTimeout.Seconds()
+		}
 	}
 	ns, err := server.NewServer(so)
 	if err != nil {
@@ -158,7 +168,16 @@ func Start(opts Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: JetStream: %w", err)
 	}
-	return &Server{ns: ns, id: id, storage: st}, nil
+	srv := &Server{ns: ns, id: id, storage: st, tls: so.TLSConfig != nil}
+	if srv.watcher, err = srv.Connect("keyledger-segments"); err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	if srv.segments, err = watchSegments(srv.watcher, ns.GlobalAccount(), registered, opts.AuditStreams); err != nil {
+		srv.Shutdown()
+		return nil, err
+	}
+	return srv, nil
 }
 
 // Connect opens an in-process client connection (no TCP).
@@ -176,12 +195,17 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 // subscribers use.
 func (s *Server) AuditSeedFile() string { return s.id.auditFile }
 
-// ClientURL is the URL network clients use, or "" without a listener.
+// ClientURL is the URL network clients use (tls://… when TLS is
+// required), or "" without a listener.
 func (s *Server) ClientURL() string {
 	if s.ns.Addr() == nil {
 		return ""
 	}
-	return s.ns.ClientURL()
+	u := s.ns.ClientURL()
+	if s.tls {
+		u = "tls://" + strings.TrimPrefix(u, "nats://")
+	}
+	return u
 }
 
 // CheckWrite returns nil when a write of about n bytes can be stored now, or
@@ -197,6 +221,9 @@ func (s *Server) WriteFault() context.Context { return s.storage.Fault() }
 
 // Shutdown stops the server and waits for it to finish.
 func (s *Server) Shutdown() {
+	if s.watcher != nil {
+		s.watcher.Close()
+	}
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }

@@ -68,6 +68,8 @@ func goldenEvents() []*Event {
 		{"RetireRootKeyVersion", &RootVersionRetired{Version: 1, Rewrapped: 42}, nil},
 		{"RemoveSegment", &SegmentRemoved{FirstIndex: 0, NextIndex: 1000, LastHash: "00ff", Through: 17,
 			CheckpointSize: 1200, CheckpointRoot: "cm9vdA==", EventsSHA256: "ab12", RetentionDays: 365}, nil},
+		{"TakeSchedulerLease", &SchedulerLeaseTaken{Holder: "node-a-1f2e", Token: 7,
+			Supersedes: "45fb286aab4cf8b5d5501ca02706fd55f8e5c31dfffd7e3a2c518fc8ec73f6c5"}, nil},
 	}
 	var out []*Event
 	prev := Hash{}
@@ -217,6 +219,37 @@ func TestGoldenChainedEncoding(t *testing.T) {
 		}
 		if l, _, err := DecodeLink(line); err != nil || l.Chain != e.Chain || l.Index != e.Index {
 			t.Fatalf("line %d link = %+v %v", i, l, err)
+		}
+	}
+}
+
+// TestSeedRefIsOptional: a seed marker is encoded and decoded when set,
+// and an event without one keeps the bytes it always had.
+func TestSeedRefIsOptional(t *testing.T) {
+	plain := &Event{Time: time.Unix(0, 0), Operation: "CreateKey", KeyID: "k", Body: &KeyCreated{KeySpec: "SYMMETRIC_DEFAULT"}}
+	if bytes.Contains(plain.AppendEncoded(nil), []byte("seed")) {
+		t.Fatal("an event without a seed marker encodes one")
+	}
+	ref := &SeedRef{FileHash: "ab", Entry: "keys[0]", KnownMaterial: true}
+	for _, body := range []Body{&KeyCreated{KeySpec: "SYMMETRIC_DEFAULT", Seed: ref}, &KeyMaterialImported{Seed: ref}} {
+		e := &Event{Time: time.Unix(0, 0), Operation: "CreateKey", KeyID: "k", Body: body}
+		raw := e.AppendEncoded(nil)
+		if !bytes.Contains(raw, []byte(`"seed":{"fileHash":"ab","entry":"keys[0]","knownMaterial":true}`)) {
+			t.Fatalf("encoded %s", raw)
+		}
+		d, err := Decode(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got *SeedRef
+		switch b := d.Body.(type) {
+		case *KeyCreated:
+			got = b.Seed
+		case *KeyMaterialImported:
+			got = b.Seed
+		}
+		if got == nil || *got != *ref {
+			t.Fatalf("decoded %+v", got)
 		}
 	}
 }

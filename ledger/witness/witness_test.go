@@ -158,3 +158,47 @@ func TestStateFile(t *testing.T) {
 		t.Fatal("a tampered state file was accepted")
 	}
 }
+
+// Round remembers what it accepted across rounds, alarms on a rollback
+// and on a state file that does not verify, and tells a state it could
+// not save from an alarm.
+func TestRound(t *testing.T) {
+	signer, vkey := keys(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "witness.state")
+	d := newDeployment(t, signer, events("e", 5)...)
+	prev, next, err := witness.Round(ctx, d, vkey, path)
+	if err != nil || prev != nil || next.Checkpoint.Size != 5 {
+		t.Fatalf("first round: %v, %+v, %v", prev, next.Checkpoint, err)
+	}
+	for _, e := range events("f", 3) {
+		d.tree.Append([]byte(e))
+	}
+	prev, next, err = witness.Round(ctx, d, vkey, path)
+	if err != nil || prev == nil || prev.Checkpoint.Size != 5 || next.Checkpoint.Size != 8 {
+		t.Fatalf("second round: %+v, %+v, %v", prev, next.Checkpoint, err)
+	}
+	if _, _, err := witness.Round(ctx, newDeployment(t, signer, events("e", 5)...), vkey, path); !witness.Alarm(err) || !errors.Is(err, witness.ErrRollback) {
+		t.Fatalf("a rolled-back deployment: %v, want a rollback alarm", err)
+	}
+	if s, _ := witness.Load(path, vkey); s.Checkpoint.Size != 8 {
+		t.Fatalf("an alarm replaced the state: size %d", s.Checkpoint.Size)
+	}
+
+	data, _ := os.ReadFile(path)
+	data[len(data)/3] ^= 1
+	os.WriteFile(path, data, 0o600)
+	if _, _, err := witness.Round(ctx, d, vkey, path); !witness.Alarm(err) || !errors.As(err, new(*witness.StateError)) {
+		t.Fatalf("a tampered state file: %v, want a state alarm", err)
+	}
+
+	unwritable := filepath.Join(dir, "missing-dir", "witness.state")
+	_, _, err = witness.Round(ctx, d, vkey, unwritable)
+	if witness.Alarm(err) || !errors.As(err, new(*witness.SaveError)) {
+		t.Fatalf("a state that cannot be saved: %v, want a SaveError and no alarm", err)
+	}
+	if witness.Alarm(errors.New("connection refused")) {
+		t.Fatal("an unreachable deployment is an alarm")
+	}
+}

@@ -122,6 +122,15 @@ func (a *Aggregates) apply(r event.Record) {
 	}
 }
 
+// KeyUsage is a key's successful cryptographic operations per day
+// (YYYY-MM-DD, UTC), and the account that created it ("" for a key the
+// aggregates never saw created).
+func (a *Aggregates) KeyUsage(keyID string) (days map[string]int, account string) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return maps.Clone(a.s.Usage[keyID]), a.s.KeyAccount[keyID]
+}
+
 // view is what one report reads: the covered accounts' figures, with
 // usage series only for the n busiest keys. It copies only those, never
 // the whole history of usage.

@@ -17,6 +17,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +62,16 @@ type Integrity struct {
 	// place, unsigned); QuarantineReasons names the first few.
 	Quarantined       uint64   `json:"quarantined,omitempty"`
 	QuarantineReasons []string `json:"quarantineReasons,omitempty"`
+	// VerifiedAt is when the whole chain's walk (Events events, to Head)
+	// finished: a live instance's background verifier walks it once at
+	// start; events written since are linked as they are appended.
+	VerifiedAt time.Time `json:"verifiedAt,omitzero"`
+	// LedgerEvents is the ledger's size when the report was made (0: the
+	// same as Events).
+	LedgerEvents uint64 `json:"ledgerEvents,omitempty"`
+	// CheckpointSize is how many events the newest verified checkpoint
+	// covers.
+	CheckpointSize int64 `json:"checkpointSize,omitempty"`
 }
 
 // Finding is one thing a check found.
@@ -100,6 +111,9 @@ type Report struct {
 	Usage        []Series       `json:"usage"`           // the busiest keys
 	DeniedPerDay map[string]int `json:"deniedPerDay"`
 	Principals   []string       `json:"principals"`
+	// Aliases names the reported keys that have aliases (key id → alias
+	// names), so readers see names beside ids.
+	Aliases map[string][]string `json:"aliases,omitempty"`
 }
 
 // Builder makes a report from the key state and the compliance aggregates:
@@ -173,6 +187,14 @@ func (b *Builder) Report() *Report {
 		LastEvent: b.view.last, Keys: len(snap.Keys), KeysByState: map[string]int{}, RotationAge: map[string]int{}, DeniedPerDay: b.view.denied}
 	if o.Account != "" {
 		rep.Scope = "account " + o.Account
+	}
+	for _, a := range snap.Aliases {
+		if b.covers(a.Account) && a.KeyID != "" {
+			if rep.Aliases == nil {
+				rep.Aliases = map[string][]string{}
+			}
+			rep.Aliases[a.KeyID] = append(rep.Aliases[a.KeyID], a.Name)
+		}
 	}
 	for _, k := range snap.Keys {
 		rep.KeysByState[string(k.State)]++
@@ -403,14 +425,54 @@ func (b *Builder) checkIntegrity() Check {
 		}
 	case in.Pending != "":
 		c.Status, c.Summary = "WARN", in.Pending
-	case in.CheckpointsStored > uint64(in.CheckpointsVerified):
-		c.Summary = fmt.Sprintf("%d events chain-linked to head %s; the newest of %d signed checkpoints verifies and matches the ledger "+
-			"(keyledger audit verify checks every one)", in.Events, short(in.Head), in.CheckpointsStored)
 	default:
-		c.Summary = fmt.Sprintf("%d events chain-linked to head %s; %d signed checkpoints verify and match the ledger",
-			in.Events, short(in.Head), in.CheckpointsVerified)
+		c.Summary = integrityLine(in)
 	}
 	return c
+}
+
+// integrityLine says what was verified: the chain walked (how many events,
+// to which head, when), the events linked since, and the checkpoints.
+func integrityLine(in *Integrity) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "hash chain walked and verified over %s events to head %s", count(in.Events), short(in.Head))
+	if !in.VerifiedAt.IsZero() {
+		fmt.Fprintf(&b, " at %s (the background verifier's last whole-ledger pass)", in.VerifiedAt.UTC().Format("2006-01-02 15:04 MST"))
+	}
+	if in.LedgerEvents > in.Events {
+		fmt.Fprintf(&b, "; the %s events written since were each linked as they were appended (ledger now %s events)",
+			count(in.LedgerEvents-in.Events), count(in.LedgerEvents))
+	}
+	switch {
+	case in.CheckpointsVerified == 0:
+		b.WriteString("; no signed checkpoint stored yet")
+	case in.CheckpointsStored > uint64(in.CheckpointsVerified):
+		fmt.Fprintf(&b, "; the newest of %s signed checkpoints verifies and matches the Merkle tree (", count(in.CheckpointsStored))
+		if in.CheckpointSize > 0 {
+			fmt.Fprintf(&b, "it covers %s events; ", count(uint64(in.CheckpointSize)))
+		}
+		b.WriteString("keyledger audit verify checks every one)")
+	case in.CheckpointsVerified == 1:
+		b.WriteString("; the signed checkpoint verifies and matches the Merkle tree")
+		if in.CheckpointSize > 0 {
+			fmt.Fprintf(&b, " (it covers %s events)", count(uint64(in.CheckpointSize)))
+		}
+	default:
+		fmt.Fprintf(&b, "; %d signed checkpoints verify and match the Merkle tree", in.CheckpointsVerified)
+		if in.CheckpointSize > 0 {
+			fmt.Fprintf(&b, " (the newest covers %s events)", count(uint64(in.CheckpointSize)))
+		}
+	}
+	return b.String()
+}
+
+// count writes n with thousands separators.
+func count(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 func (b *Builder) checkRetention() Check {

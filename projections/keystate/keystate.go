@@ -171,6 +171,8 @@ type State struct {
 	lastUse     map[string]LastUse  // key id → last successful cryptographic use
 	applied     uint64              // events applied
 	principals  string              // hash of the principals configuration in force
+	scheduler   SchedulerLease      // the newest SchedulerLeaseTaken
+	root        RootVersions        // the root key versions the ledger names
 	grantTokens map[string]grantRef // grant token hash → the live grant
 	idx         index               // sorted indexes for paging
 }
@@ -234,6 +236,12 @@ func (s *State) apply(r event.Record) {
 		s.applyGrantRetired(e, b)
 	case *event.PrincipalsConfigured:
 		s.principals = b.Hash
+	case *event.SchedulerLeaseTaken:
+		s.scheduler = SchedulerLease{Holder: b.Holder, Token: b.Token, Event: r.Hash.String()}
+	case *event.RootRotationStarted:
+		s.root.Current = b.ToVersion
+	case *event.RootVersionRetired:
+		s.root.Retired = append(slices.Clone(s.root.Retired), b.Version)
 	case *event.KeyMaterialImported:
 		s.applyKeyMaterialImported(e, b)
 	case *event.KeyMaterialDeleted:
@@ -615,6 +623,39 @@ func (s *State) LastUse(keyID string) (LastUse, bool) {
 	return u, ok
 }
 
+// SchedulerLease is the newest SchedulerLeaseTaken in the ledger: who runs
+// the scheduler, by its lease token, and that event's hash (the fence the
+// scheduler's due work is appended under).
+type SchedulerLease struct {
+	Holder string
+	Token  uint64
+	Event  string // hash of the SchedulerLeaseTaken event; empty before the first
+}
+
+// Scheduler returns the newest scheduler lease the ledger recorded.
+func (s *State) Scheduler() SchedulerLease {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.scheduler
+}
+
+// RootVersions is what the ledger says of the root key's versions: the one
+// new material is wrapped under since the newest RootRotationStarted (0
+// before any: version 1), and those retired.
+type RootVersions struct {
+	Current uint64
+	Retired []uint64
+}
+
+// Root returns the root key versions the ledger names.
+func (s *State) Root() RootVersions {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r := s.root
+	r.Retired = slices.Clone(r.Retired)
+	return r
+}
+
 // PrincipalsHash is the hash of the principals configuration the ledger
 // last recorded.
 func (s *State) PrincipalsHash() string {
@@ -689,6 +730,8 @@ type Snapshot struct {
 	LastUse     map[string]LastUse
 	Destroyed   map[string]bool
 	Principals  string
+	Scheduler   SchedulerLease
+	Root        RootVersions
 }
 
 // Snapshot copies the whole state in a stable order.
@@ -699,6 +742,8 @@ func (s *State) Snapshot() Snapshot {
 	snap.Encryptions = maps.Clone(s.encryptions)
 	snap.Destroyed = maps.Clone(s.destroyed)
 	snap.Principals = s.principals
+	snap.Scheduler = s.scheduler
+	snap.Root = s.Root()
 	snap.LastUse = maps.Clone(s.lastUse)
 	for _, k := range s.keys {
 		snap.Keys = append(snap.Keys, *k)
@@ -720,6 +765,8 @@ func Restore(snap Snapshot) *State {
 	s := New()
 	s.applied = snap.Applied
 	s.principals = snap.Principals
+	s.scheduler = snap.Scheduler
+	s.root = RootVersions{Current: snap.Root.Current, Retired: slices.Clone(snap.Root.Retired)}
 	if snap.Encryptions != nil {
 		s.encryptions = maps.Clone(snap.Encryptions)
 	}

@@ -63,7 +63,7 @@ func (c *benchClient) call(op string, body []byte, resp *fasthttp.Response) erro
 }
 
 func bench(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("keyledger-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	endpoint := fs.String("endpoint", "http://127.0.0.1:8080", "keyledger endpoint")
 	concurrency := fs.Int("concurrency", 64, "concurrent connections, each with one request in flight")
@@ -82,19 +82,44 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	soakSizes := fs.String("soak-sizes", "1M,5M,20M", "soak mode: the ledger sizes (events) to measure at")
 	soakDir := fs.String("soak-dir", "", "soak mode: the server's data directory (kept afterwards; default a new temporary directory)")
 	soakServe := fs.String("soak-serve-flags", "", "soak mode: extra flags for serve, space-separated (e.g. --ledger-compression none)")
+	noisy := fs.Bool("noisy-neighbour", false, "noisy-neighbour mode: for each --noisy-serve configuration start a fresh keyledger serve with two\naccounts and measure one's (the victim's) Encrypt alone and beside each of the other's --noisy-loads")
+	victimConns := fs.Int("victim-concurrency", 4, "noisy-neighbour mode: the victim's connections")
+	noisyConns := fs.Int("noisy-concurrency", 64, "noisy-neighbour mode: the neighbour's connections")
+	noisyLoadList := fs.String("noisy-loads", "encrypt,encrypt:256,create-key-rsa4096@5/s", "noisy-neighbour mode: the neighbour's workloads, comma-separated: encrypt or create-key-rsa4096,\neach optionally on :CONNECTIONS (default --noisy-concurrency) and paced with @N/s")
+	noisyServeList := fs.String("noisy-serve", "old=--quotas aws --no-fair-share;new=", "noisy-neighbour mode: NAME=SERVE FLAGS;... configurations to compare")
+	fs.StringVar(&keyledgerBinary, "keyledger", defaultKeyledger(), "soak and noisy-neighbour modes: the keyledger binary to start")
+	rounds := fs.Int("rounds", 1, "noisy-neighbour mode: how many times to measure every configuration, in turn")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
+	}
+	if *noisy {
+		loads, err := parseNoisyLoads(*noisyLoadList)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyledger-bench: --noisy-loads: %v\n", err)
+			return 2
+		}
+		serves, err := parseNoisyServes(*noisyServeList)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyledger-bench: --noisy-serve: %v\n", err)
+			return 2
+		}
+		if *victimConns < 1 || *noisyConns < 1 || *rounds < 1 {
+			fmt.Fprintln(stderr, "keyledger-bench: --victim-concurrency, --noisy-concurrency and --rounds must be ≥ 1")
+			return 2
+		}
+		return runNoisy(noisyConfig{victimConns: *victimConns, noisyConns: *noisyConns, loads: loads, serves: serves,
+			warmup: *warmup, duration: *duration, size: *size, rounds: *rounds}, stdout, stderr)
 	}
 	if *soak {
 		sizes, err := parseSizes(*soakSizes)
 		if err != nil {
-			fmt.Fprintf(stderr, "keyledger bench: --soak-sizes: %v\n", err)
+			fmt.Fprintf(stderr, "keyledger-bench: --soak-sizes: %v\n", err)
 			return 2
 		}
 		dir := *soakDir
 		if dir == "" {
 			if dir, err = os.MkdirTemp("", "keyledger-soak-"); err != nil {
-				fmt.Fprintf(stderr, "keyledger bench: %v\n", err)
+				fmt.Fprintf(stderr, "keyledger-bench: %v\n", err)
 				return 1
 			}
 		}
@@ -105,7 +130,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	if *credsFrom != "" {
 		id, sec, arn, err := firstAccessKey(*credsFrom)
 		if err != nil {
-			fmt.Fprintf(stderr, "keyledger bench: %v\n", err)
+			fmt.Fprintf(stderr, "keyledger-bench: %v\n", err)
 			return 2
 		}
 		*accessKey, *secretKey, principal = id, sec, arn
@@ -113,7 +138,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	}
 	u, err := url.Parse(*endpoint)
 	if err != nil || u.Host == "" {
-		fmt.Fprintf(stderr, "keyledger bench: bad --endpoint %q\n", *endpoint)
+		fmt.Fprintf(stderr, "keyledger-bench: bad --endpoint %q\n", *endpoint)
 		return 2
 	}
 	c := &benchClient{
@@ -125,7 +150,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 
 	op, ok := benchOps[*opName]
 	if !ok {
-		fmt.Fprintf(stderr, "keyledger bench: unknown --op %q\n", *opName)
+		fmt.Fprintf(stderr, "keyledger-bench: unknown --op %q\n", *opName)
 		return 2
 	}
 	resp := fasthttp.AcquireResponse()
@@ -135,13 +160,13 @@ func bench(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 		if time.Now().After(deadline) {
-			fmt.Fprintf(stderr, "keyledger bench: CreateKey: %v\n", err)
+			fmt.Fprintf(stderr, "keyledger-bench: CreateKey: %v\n", err)
 			return 1
 		}
 	}
 	var created struct{ KeyMetadata struct{ KeyId string } }
 	if err := json.Unmarshal(resp.Body(), &created); err != nil {
-		fmt.Fprintf(stderr, "keyledger bench: CreateKey answer: %v\n", err)
+		fmt.Fprintf(stderr, "keyledger-bench: CreateKey answer: %v\n", err)
 		return 1
 	}
 	fasthttp.ReleaseResponse(resp)
@@ -150,7 +175,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	_, _ = rand.Read(message)
 	body, err := op.body(c, created.KeyMetadata.KeyId, message)
 	if err != nil {
-		fmt.Fprintf(stderr, "keyledger bench: preparing %s: %v\n", op.target, err)
+		fmt.Fprintf(stderr, "keyledger-bench: preparing %s: %v\n", op.target, err)
 		return 1
 	}
 	var received atomic.Int64
@@ -249,12 +274,19 @@ type benchResult struct {
 	latencies []time.Duration
 	elapsed   time.Duration
 	errors    int
+	throttled int // of the errors, ThrottlingException
 	firstErr  error
 }
 
 // drive runs fn on n workers; only requests that start after the warm-up
 // and end before the deadline are measured.
 func drive(n int, warmup, duration time.Duration, fn func(*fasthttp.Response) error) benchResult {
+	return drivePaced(n, warmup, duration, nil, fn)
+}
+
+// drivePaced is drive where, unless tokens is nil, each request first
+// takes a token (workers stop when tokens is closed).
+func drivePaced(n int, warmup, duration time.Duration, tokens <-chan struct{}, fn func(*fasthttp.Response) error) benchResult {
 	start := time.Now()
 	measureFrom, measureTo := start.Add(warmup), start.Add(warmup+duration)
 	var mu sync.Mutex
@@ -267,8 +299,13 @@ func drive(n int, warmup, duration time.Duration, fn func(*fasthttp.Response) er
 			resp := fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseResponse(resp)
 			lat := make([]time.Duration, 0, 1<<16)
-			errs, firstErr := 0, error(nil)
+			errs, throttled, firstErr := 0, 0, error(nil)
 			for {
+				if tokens != nil {
+					if _, ok := <-tokens; !ok {
+						break
+					}
+				}
 				t0 := time.Now()
 				if t0.After(measureTo) {
 					break
@@ -280,6 +317,9 @@ func drive(n int, warmup, duration time.Duration, fn func(*fasthttp.Response) er
 				}
 				if err != nil {
 					errs++
+					if strings.Contains(err.Error(), "ThrottlingException") {
+						throttled++
+					}
 					if firstErr == nil {
 						firstErr = err
 					}
@@ -290,6 +330,7 @@ func drive(n int, warmup, duration time.Duration, fn func(*fasthttp.Response) er
 			mu.Lock()
 			res.latencies = append(res.latencies, lat...)
 			res.errors += errs
+			res.throttled += throttled
 			if res.firstErr == nil {
 				res.firstErr = firstErr
 			}
@@ -312,7 +353,7 @@ func (r benchResult) pct(p float64) time.Duration {
 
 func (r benchResult) print(w io.Writer) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
-	fmt.Fprintf(w, "requests:   %d ok, %d failed\n", len(r.latencies), r.errors)
+	fmt.Fprintf(w, "requests:   %d ok, %d failed (%d throttled)\n", len(r.latencies), r.errors, r.throttled)
 	fmt.Fprintf(w, "throughput: %.0f requests/s\n", float64(len(r.latencies))/r.elapsed.Seconds())
 	fmt.Fprintf(w, "latency:    p50 %s  p99 %s  p99.9 %s  max %s\n", ms(r.pct(0.50)), ms(r.pct(0.99)), ms(r.pct(0.999)), ms(r.pct(1)))
 }

@@ -76,10 +76,7 @@ func freeLoopbackAddr() (string, error) {
 // startSoakServer starts serve and waits until /readyz answers 200; it
 // returns how long that took (the restart time on a non-empty ledger).
 func startSoakServer(cfg soakConfig, logTo io.Writer) (*soakServer, time.Duration, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, 0, err
-	}
+	exe := keyledgerBinary
 	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, 0, err
@@ -149,15 +146,11 @@ func (s *soakServer) stop() {
 // timedRun runs a keyledger subcommand to completion and returns its wall
 // time and peak RSS.
 func timedRun(args ...string) (time.Duration, int64, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return 0, 0, err
-	}
-	cmd := exec.Command(exe, args...)
+	cmd := exec.Command(keyledgerBinary, args...)
 	var out strings.Builder
 	cmd.Stderr = &out
 	start := time.Now()
-	err = cmd.Run()
+	err := cmd.Run()
 	took := time.Since(start)
 	var rss int64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {

@@ -1,0 +1,135 @@
+// Package history answers questions about a deployment from its ledger
+// alone, without its running service: the compliance report, and a key as
+// it was at a time (with who could use it). It is what `keyledger report
+// compliance` and `keyledger keys describe` run on a stopped data
+// directory or beside running instances (over NATS).
+//
+// An answer starts from the newest snapshot of the projections that a
+// trusted writer signed and that still matches the ledger, and folds the
+// events after it, at a cost that follows the distance from the snapshot;
+// without one it folds from the first event. Trusted are the data
+// directory's own writer key and the writers the newest signed checkpoint
+// names. A ledger that starts after removed segments is answered only when
+// such a checkpoint vouches for the writers of its base (the base lives in
+// a bucket whoever holds keyledger's NATS identity can write).
+//
+// The package reads only and never holds key material. A Source is used by
+// one goroutine at a time.
+package history
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/keyledger/keyledger/gateway/node"
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
+	"github.com/keyledger/keyledger/ledger/snapshot"
+	"github.com/keyledger/keyledger/ledger/writer"
+	"github.com/keyledger/keyledger/projections/resume"
+)
+
+// Source is a deployment's ledger and what vouches for it.
+type Source struct {
+	Ledger      *ledger.Ledger    // opened; read only
+	Snapshots   *snapshot.Store   // nil: none stored
+	Checkpoints *checkpoint.Store // nil: none stored
+	// Verifier is the checkpoint verifier key (note vkey), "" when there
+	// is none; VerifierFile names where it was read from, in answers.
+	Verifier, VerifierFile string
+	// Own is the data directory's own writer key, trusted to sign
+	// snapshots; nil beside running instances.
+	Own *writer.Key
+	// Log gets a warning for every snapshot skipped; nil discards them.
+	Log *slog.Logger
+
+	named map[string]ed25519.PublicKey // the checkpoint's writers, read once
+}
+
+// checkpointWriters are the writers the newest checkpoint that verifies
+// with the Verifier names, read once. Writers are only ever registered,
+// never dropped, so the newest checkpoint names every writer an older one
+// does: reading it alone keeps this cost flat however many checkpoints
+// the ledger holds (one a second under load).
+func (s *Source) checkpointWriters(ctx context.Context) map[string]ed25519.PublicKey {
+	if s.named != nil {
+		return s.named
+	}
+	s.named = map[string]ed25519.PublicKey{}
+	if s.Verifier == "" || s.Checkpoints == nil {
+		return s.named
+	}
+	// The newest that verifies (as start-up reads it): a newer message
+	// signed by another instance's key, or garbage, is skipped.
+	cp, _, err := s.Checkpoints.Newest(ctx, s.Verifier)
+	if err != nil {
+		return s.named
+	}
+	for id, text := range cp.Writers() {
+		if pub, err := writer.ParsePublic(text); err == nil && writer.ID(pub) == id {
+			s.named[id] = pub
+		}
+	}
+	return s.named
+}
+
+// CheckBase refuses a ledger that starts after removed segments unless the
+// base's writers are those the newest signed checkpoint names (see
+// ledger.Ledger.CheckBaseWriters).
+func (s *Source) CheckBase(ctx context.Context) error {
+	l := s.Ledger
+	if l.FirstIndex() == 0 {
+		return nil
+	}
+	named := s.checkpointWriters(ctx)
+	if len(named) == 0 {
+		return fmt.Errorf("the ledger starts at event %d after removed segments, and no signed checkpoint verifying with %s names its writers to vouch for that base",
+			l.FirstIndex(), s.VerifierFile)
+	}
+	trusted := make(map[string]string, len(named))
+	for id, pub := range named {
+		trusted[id] = base64.StdEncoding.EncodeToString(pub)
+	}
+	return l.CheckBaseWriters(trusted, "the newest signed checkpoint")
+}
+
+// trusted is who may sign snapshots, and whether anyone may: the own
+// writer key, else the checkpoint's writers (read only when needed).
+func (s *Source) trusted(ctx context.Context) (func(id string) ed25519.PublicKey, bool) {
+	if s.Own == nil && len(s.checkpointWriters(ctx)) == 0 {
+		return nil, false
+	}
+	return func(id string) ed25519.PublicKey {
+		if s.Own != nil && s.Own.ID() == id {
+			return s.Own.Public()
+		}
+		return s.checkpointWriters(ctx)[id]
+	}, true
+}
+
+// image is the newest snapshot image of the projections whose events all
+// happened at or before at (zero: the newest), signed by a trusted writer
+// and matching the ledger; nil when there is none.
+func (s *Source) image(ctx context.Context, at time.Time) *resume.Image {
+	if s.Snapshots == nil {
+		return nil
+	}
+	trusted, ok := s.trusted(ctx)
+	if !ok {
+		return nil
+	}
+	log := s.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	im, err := node.ImageAt(ctx, s.Ledger, s.Snapshots, at, trusted, log)
+	if err != nil {
+		log.Warn("snapshots unreadable; folding the whole ledger", "error", err)
+		return nil
+	}
+	return im
+}

@@ -48,6 +48,12 @@ func (l *Ledger) Positions() Positions {
 	return p
 }
 
+// EveryPartition, among a change's partition keys, fences it on every
+// control chain: a change that depends on every key (retiring a root key
+// version once no material is under it). It is one atomic batch of
+// chain.Partitions messages; such changes are rare.
+const EveryPartition = "*"
+
 // ErrChangeTooLarge means a change's event does not fit in one message.
 var ErrChangeTooLarge = errors.New("ledger: the change does not fit in one message")
 
@@ -71,9 +77,21 @@ func (l *Ledger) AppendChange(ctx context.Context, ev *event.Event, at Positions
 	default:
 	}
 	var parts []int
+	every := false
 	for _, k := range keys {
+		if k == EveryPartition {
+			every = true
+			continue
+		}
 		if p := chain.Partition(k); !slices.Contains(parts, p) {
 			parts = append(parts, p)
+		}
+	}
+	if every {
+		for p := range chain.Partitions {
+			if !slices.Contains(parts, p) {
+				parts = append(parts, p)
+			}
 		}
 	}
 	l.cmu.Lock()
@@ -137,9 +155,7 @@ func (l *Ledger) tryChange(ctx context.Context, ev *event.Event, at Positions, p
 	msgs := []part{{home, heads[0].Last, append(raw[:len(raw):len(raw)], '\n'), ev}}
 	for i, p := range parts[1:] {
 		h := heads[i+1]
-		f := &event.Event{Index: h.NextIndex(), Prev: h.Hash, Chain: chain.ControlChain(p), Time: ev.Time,
-			Operation: ev.Operation, Account: ev.Account, Region: ev.Region, KeyID: ev.KeyID, Actor: ev.Actor,
-			Body: &event.Fence{Chain: home, Change: first.Hash.String()}}
+		f := event.FenceFor(ev, first.Hash, chain.ControlChain(p), h.NextIndex(), h.Hash)
 		msgs = append(msgs, part{f.Chain, h.Last, append(f.AppendEncoded(nil), '\n'), f})
 	}
 	size := 0
@@ -156,7 +172,7 @@ func (l *Ledger) tryChange(ctx context.Context, ev *event.Event, at Positions, p
 	nms := make([]*nats.Msg, len(msgs))
 	for i, m := range msgs {
 		recHash := event.Of(m.data[:len(m.data)-1])
-		owns[i] = l.own(&ownMsg{chain: m.name, msgID: messageID(m.name, m.ev.Index, recHash), data: m.data, evs: []*event.Event{m.ev}})
+		owns[i] = l.own(&ownMsg{chain: m.name, msgID: messageID(m.name, m.ev.Index, recHash), data: m.data, evs: append([]*event.Event(nil), m.ev)})
 		nms[i] = l.signed(cur, m.name, m.last, m.data, owns[i])
 		nms[i].Header.Set(jetstream.MsgIDHeader, owns[i].msgID)
 		nms[i].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(localSeq(cur, m.last), 10))

@@ -87,6 +87,9 @@ func aliasPartition(account, name string) string { return "alias/" + account + "
 // servicePartition holds changes that name no key or alias.
 const servicePartition = "service"
 
+// everyPartition is read by a change that depends on every key.
+const everyPartition = ledger.EveryPartition
+
 // touchRef adds the partition of what a KeyId names, found or not (that a
 // key does not exist is an answer about it too): a key id or key ARN, an
 // alias name or alias ARN.
@@ -142,8 +145,8 @@ func (c *change) partitionKeys(ev *event.Event) []string {
 			add(aliasPartition(ev.Account, name))
 		}
 	}
-	if len(keys) == 0 {
-		add(servicePartition)
+	if len(keys) == 0 || keys[0] == everyPartition {
+		keys = append([]string{servicePartition}, keys...) // the home chain
 	}
 	return keys
 }

@@ -495,3 +495,13 @@ func (u *Unknown) Type() string { return u.TypeName }
 func (u *Unknown) encode(w *writer) {
 	panic("event: cannot encode an event of unknown type " + u.TypeName)
 }
+
+// FenceFor is the Fence event that stands for change (whose hash is
+// changeHash) on control chain name, at index after prev: it names the
+// change's operation, account, region, key and actor, so the chain it
+// lands on reads on its own.
+func FenceFor(change *Event, changeHash Hash, name string, index uint64, prev Hash) *Event {
+	return &Event{Index: index, Prev: prev, Chain: name, Time: change.Time, Operation: change.Operation,
+		Account: change.Account, Region: change.Region, KeyID: change.KeyID, Actor: change.Actor,
+		Body: &Fence{Chain: change.Chain, Change: changeHash.String()}}
+}

@@ -42,7 +42,7 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.natsCreds, "nats-creds", "", "NATS credentials file for --nats-url")
 	fs.StringVar(&b.natsCA, "nats-ca", "", "PEM CA certificates to trust for a --nats-url that requires TLS\n(e.g. <data-dir>/tls/ca.pem of a serve --tls-self-signed --nats-listen)")
 	fs.IntVar(&b.replicas, "replicas", 1, "JetStream replicas for the ledger and material streams with --nats-url (3 on a cluster)")
-	fs.StringVar(&b.stream, "stream", "KEYLEDGER", "ledger stream name")
+	fs.StringVar(&b.stream, "stream", ledger.DefaultStream, "ledger stream name")
 }
 
 // ledgerFlagSet is the flag set of a command that reads a ledger: the
@@ -195,7 +195,7 @@ func serve(args []string, stderr io.Writer) int {
 
 	cpKeyPath := *checkpointKey
 	if cpKeyPath == "" {
-		cpKeyPath = filepath.Join(bf.dataDir, "checkpoint.key")
+		cpKeyPath = bf.checkpointKeyFile()
 	}
 	signer, vkey, err := merkle.LoadOrCreateKey(cpKeyPath, "keyledger-"+*region)
 	if err != nil {

@@ -1,8 +1,3 @@
-// Package node assembles one keyledger instance from its parts: it opens the
-// ledger and material store on a backend, rebuilds the key state by replaying
-// the ledger (checking every link), starts the group-commit writer, the
-// scheduler and the AWS JSON gateway. cmd/ and the end-to-end tests both
-// start instances through it, so they run the same wiring.
 package node
 
 import (

@@ -387,6 +387,10 @@ func (l *Ledger) catchUp(ctx context.Context) error {
 	return l.waitFolded(ctx, last)
 }
 
+// followDirectMax is the longest run the follower reads a message at a
+// time.
+const followDirectMax = 16
+
 // readRange reads the messages from..to, which the stream holds, across
 // segments: short runs by direct gets, long ones batched.
 func (l *Ledger) readRange(ctx context.Context, from, to uint64, fn func(m storedMsg, seq uint64) error) error {
@@ -415,7 +419,10 @@ func (l *Ledger) readRange(ctx context.Context, from, to uint64, fn func(m store
 			}
 			continue
 		}
-		if end-from < directReadMax {
+		// A few messages by direct gets; a longer run by a batched one (a
+		// busy peer appends faster than one request a message keeps up
+		// with).
+		if end-from < followDirectMax {
 			err = l.readDirect(ctx, s, from, end, nil, fn)
 		} else {
 			err = l.readBatched(ctx, s, from, end, nil, fn)

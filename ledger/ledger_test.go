@@ -17,7 +17,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/writer"
 )
 
-func startServer(t *testing.T, dir string) *embedded.Server {
+func startServer(t testing.TB, dir string) *embedded.Server {
 	t.Helper()
 	srv, err := embedded.Start(embedded.Options{DataDir: dir})
 	if err != nil {
@@ -117,7 +117,7 @@ func TestConcurrentAppendsFormOneChain(t *testing.T) {
 }
 
 // openWriter opens the ledger with writer key w, replayed and started.
-func openWriter(t *testing.T, srv *embedded.Server, w *writer.Key, onCommit func([]event.Record)) *ledger.Ledger {
+func openWriter(t testing.TB, srv *embedded.Server, w *writer.Key, onCommit func([]event.Record)) *ledger.Ledger {
 	t.Helper()
 	nc, err := srv.Connect("test")
 	if err != nil {

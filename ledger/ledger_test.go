@@ -240,6 +240,9 @@ func TestChangesConflictAcrossInstances(t *testing.T) {
 		t.Fatalf("fence %+v, %v", fence, err)
 	}
 	for _, l := range []*ledger.Ledger{a, b} {
+		if err := l.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
 		if rep, err := chain.Audit(ctx, l); err != nil || len(rep.Quarantined) > 0 || l.Quarantined() > 0 {
 			t.Fatalf("audit: %v %v", err, rep.Quarantined)
 		}

@@ -196,6 +196,8 @@ func (l *Ledger) tryChange(ctx context.Context, ev *event.Event, at Positions, p
 		return false
 	}
 	pctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+	pctx, cancelConn := l.onConnection(pctx)
+	defer cancelConn()
 	var fault context.Context
 	if st := l.cfg.Storage; st != nil {
 		// Stop waiting as soon as the storage reports a failed write (the

@@ -360,6 +360,8 @@ func (l *Ledger) checkStorage(n int) error {
 func (l *Ledger) publishOrFault(msg *nats.Msg, msgID string, expect uint64) (*jetstream.PubAck, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 	defer cancel()
+	ctx, cancelConn := l.onConnection(ctx)
+	defer cancelConn()
 	var fault context.Context
 	if st := l.cfg.Storage; st != nil {
 		fault = st.WriteFault()

@@ -301,6 +301,8 @@ func (l *Ledger) streamLast(ctx context.Context) (uint64, error) {
 func (l *Ledger) foldTo(target uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 	defer cancel()
+	ctx, cancelConn := l.onConnection(ctx)
+	defer cancelConn()
 	for seq := l.folded.Load() + 1; seq <= target; {
 		if o := l.claimAt(seq); o != nil {
 			m := chain.Message{Seq: seq, Chain: o.chain, Data: o.data, Writer: o.writer, Signature: o.sig}
@@ -439,3 +441,38 @@ func (l *Ledger) readRange(ctx context.Context, from, to uint64, fn func(m store
 // when it was called: what a read must wait for to see every change
 // acknowledged before it (by any instance).
 func (l *Ledger) Sync(ctx context.Context) error { return l.catchUp(ctx) }
+
+// The connection. A NATS server cut off by a partition falls silent; the
+// client notices at its next unanswered pings and moves to another server
+// of the cluster, but requests sent on the old connection (a publish, a
+// direct get) wait for replies that never come, until their timeout. So
+// the ledger ends them when the connection is lost: a publish then settles
+// as failed (after its read-back on the new connection), the follower
+// reads again, and requests fail fast instead of hanging behind them.
+
+// watchConnection has the ledger hear when its connection is lost.
+func (l *Ledger) watchConnection() {
+	ch := make(chan struct{})
+	l.connEpoch.Store(&ch)
+	l.js.Conn().SetDisconnectErrHandler(func(*nats.Conn, error) {
+		next := make(chan struct{})
+		if old := l.connEpoch.Swap(&next); old != nil {
+			close(*old)
+		}
+	})
+}
+
+// onConnection is ctx, also ended when the connection in use now is lost.
+func (l *Ledger) onConnection(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if p := l.connEpoch.Load(); p != nil {
+		go func() {
+			select {
+			case <-*p:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, cancel
+}

@@ -173,6 +173,8 @@ type Ledger struct {
 	whead    chain.ChainHead // its chain's head as it published it
 	refusing bool            // the storage refused the last batch
 
+	connEpoch atomic.Pointer[chan struct{}] // closed when the connection is lost (follow.go)
+
 	cmu    sync.Mutex // one change at a time (change.go)
 	rollMu sync.Mutex // one roll at a time (segments.go)
 }
@@ -378,6 +380,7 @@ func (l *Ledger) Start(head chain.Head) {
 	l.target.Store(l.fold.Through())
 	l.fmu.Unlock()
 	l.started.Store(true)
+	l.watchConnection()
 	l.listenForNotices()
 	go l.follower()
 	go l.writer()

@@ -62,7 +62,10 @@
 // Cryptographic operations and reads are recorded on the instance's own
 // data chain without a fence: they are checked against this instance's
 // projection, which is at most the follow lag behind the newest change on
-// another instance, as AWS KMS documents its own eventual consistency.
+// another instance, as AWS KMS documents its own eventual consistency. A
+// key or alias this instance does not know is looked up again once it
+// folded what the ledger holds (resolve, caughtUp), so one created on
+// another instance a moment ago is found.
 // ReEncrypt is one of them, on two keys: it changes no state, so there is
 // nothing for a fence to protect; a concurrent DisableKey of either key on
 // another instance orders before or after it like any Decrypt or Encrypt

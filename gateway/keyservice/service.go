@@ -115,6 +115,9 @@ type Service struct {
 
 	cacheHits, cacheMisses atomic.Uint64
 
+	syncMu  sync.Mutex // one shared catch-up for lookups that failed (resolve.go)
+	syncing *syncCall
+
 	sched    *Scheduler    // nil: RunDue runs unfenced (NewScheduler)
 	rotation *RootRotation // nil: no root key rotation (NewRootRotation)
 }

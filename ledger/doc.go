@@ -74,8 +74,10 @@
 // chains makes one of the two fail. A change that lost (ErrConflict) was
 // not stored; AppendChange first folds what took its place, so the caller
 // validates again against the new state and retries (package keyservice
-// does, inside the server). Control appends are one change per message:
-// an instance serializes its changes anyway, and AWS allows a few a second.
+// does, inside the server). A change that depends on every key names
+// EveryPartition: it fences every control chain. Control appends are one
+// change per message (plus its fences): an instance serializes its changes
+// anyway, and AWS allows a few a second.
 //
 // # Following, and read-your-writes
 //
@@ -90,8 +92,11 @@
 // eventually consistent across instances for everything but the checks a
 // change makes before it is stored, which are linearizable.
 //
-// If a publish fails, the writer waits until the fold has read what the
-// stream holds: its own message, stored after all, settles the batch;
+// A server cut off by a partition falls silent: the instance moves to
+// another server after two unanswered pings (package backend), and ends
+// what it had in flight on the lost connection at once rather than at its
+// timeout. If a publish fails, the writer waits until the fold has read
+// what the stream holds: its own message, stored after all, settles the batch;
 // otherwise the batch failed and nothing happened. A full disk fails
 // requests at once with ErrStorage (Config.Storage), and writes resume
 // when space returns.

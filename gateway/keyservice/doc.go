@@ -54,9 +54,13 @@
 // everything stored so far (Ledger.Sync), since a token names no key. The
 // scheduler's DeleteKey, RotateKey and DeleteExpiredKeyMaterial are
 // changes like any other, so a due deletion is recorded once even if two
-// schedulers find it due. Root key events (unseal, seal, rotation) are
-// recorded on the data chain of the instance that holds the root key
-// operation. Identity policies come from the principals file, the same on
+// schedulers find it due; their conditions read the scheduler's lease
+// record too (the service partition), so a holder that lost the lease
+// records nothing. Retiring a root key version depends on every key's
+// material: it is fenced on every partition (one atomic batch). Unsealing
+// and sealing are recorded on the data chain of the instance they
+// happened on. Seed files are applied by one instance at start-up and
+// recorded on its data chain. Identity policies come from the principals file, the same on
 // every instance (each records it, PrincipalsConfigured).
 //
 // Cryptographic operations and reads are recorded on the instance's own

@@ -147,7 +147,10 @@ func TestSecondGatewayIsRegisteredNotCopied(t *testing.T) {
 	if writers["CreateKey "+kb] != b.writer.ID() || writers["CreateKey "+ka] != a.writer.ID() || writers["Encrypt "+ka] != b.writer.ID() {
 		t.Fatalf("who wrote what: %v", writers)
 	}
-	if code, out := cli(t, "audit", "verify", "--nats-url", url); code != 0 || !strings.Contains(out, "OK:") {
+	// audit verify names who wrote what.
+	code, out = cli(t, "audit", "verify", "--nats-url", url)
+	if code != 0 || !strings.Contains(out, "OK:") || !strings.Contains(out, "written by writer "+a.writer.ID()) ||
+		!strings.Contains(out, "written by writer "+b.writer.ID()) || !strings.Contains(out, "control chains:") {
 		t.Fatalf("audit verify: exit %d\n%s", code, out)
 	}
 }

@@ -116,18 +116,31 @@ func (l *Ledger) readerEnd() uint64 {
 	return l.foldThrough()
 }
 
-// ensureFolded folds the live ledger, if this instance has not (a tool
-// that opened it to read): readers show only what a fold accepted.
+// ensureFolded folds the live ledger, if this instance has not started
+// following it (a tool that opened it to read), up to the stream's end
+// now: readers show only what a fold accepted, and a reader that
+// subscribed to the live feed before reading the history must find in it
+// every event committed before it read.
 func (l *Ledger) ensureFolded(ctx context.Context) error {
-	if l.started.Load() || l.foldThrough() > l.base.Seq {
+	if l.started.Load() {
 		return nil
 	}
-	last, err := l.LastStreamSeq(ctx)
-	if err != nil || last <= l.base.Seq {
+	l.rmu.Lock()
+	defer l.rmu.Unlock()
+	if l.foldThrough() <= l.base.Seq {
+		last, err := l.LastStreamSeq(ctx)
+		if err != nil || last <= l.base.Seq {
+			return err
+		}
+		_, err = l.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
 		return err
 	}
-	_, err = l.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
-	return err
+	return l.messagesAfter(ctx, l.foldThrough(), func(m storedMsg, seq uint64) error {
+		l.fmu.Lock()
+		defer l.fmu.Unlock()
+		l.foldMessage(l.fold, l.message(m, seq))
+		return nil
+	})
 }
 
 // firstIndex returns the index of the first event in stream message seq.

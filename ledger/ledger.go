@@ -146,7 +146,10 @@ type Ledger struct {
 	// which the follower holds while it folds a message and hands its
 	// records to OnCommit: what anyone reads of the fold under fmu has
 	// been applied.
-	fmu    sync.Mutex
+	fmu sync.Mutex
+	// rmu orders the folds readers of a ledger not started ask for
+	// (ensureFolded).
+	rmu    sync.Mutex
 	fold   *chain.Folder
 	moved  chan struct{} // closed and replaced whenever the fold moves (under fmu)
 	folded atomic.Uint64 // the fold's Through, once applied
@@ -272,7 +275,9 @@ func (l *Ledger) openSegments(ctx context.Context) error {
 // returns the head, the last valid event. head must be the zero Head:
 // replay always starts from the first message (or the base, after a
 // removed segment), since authorship depends on the writers registered
-// before.
+// before. Before Start, reading the history (EventsFrom, EventsSince)
+// folds further what arrived since, without fn: an owner that applies what
+// Replay yields starts the ledger before it reads the history.
 func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Record) error) (chain.Head, error) {
 	if !head.Empty() {
 		return head, errors.New("ledger: replay starts from the first message")

@@ -23,7 +23,9 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/ledger/backup"
+	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/offline"
 )
 
 // backupFixture is a deployment that was backed up, then lost a key to a
@@ -449,4 +451,155 @@ func TestBackupRestoreNATS(t *testing.T) {
 	if err != nil || string(dec.Plaintext) != "hello" {
 		t.Fatalf("old ciphertext on the restored deployment: %v", err)
 	}
+}
+
+// TestRestoreRefusesForgedJournal: the deletion journal is input from
+// outside the ledger, so restore takes from it only what a registered
+// writer signed and a checkpoint the escrowed verifier key accepts covers
+// (DESIGN rule 14). A forged deletion appended to it, a bare events file,
+// and a journal whose tail (a real deletion) was cut off are refused, and
+// no data directory is left.
+func TestRestoreRefusesForgedJournal(t *testing.T) {
+	f := newBackupFixture(t)
+	pub := filepath.Join(f.escrow, "checkpoint.key.pub")
+	wk := filepath.Join(f.escrow, "writer.key")
+	keepMaterials := liveMaterialIDs(t, f.backupDir, f.doomed.materialID)
+	if len(keepMaterials) == 0 {
+		t.Fatal("the backup holds no material of the kept key")
+	}
+	cases := []struct {
+		name   string
+		change func(t *testing.T, dir string) string // returns the --deletions-from argument
+		want   string
+	}{
+		{"a forged deletion of a live key, linked by SHA-256, unsigned", func(t *testing.T, dir string) string {
+			appendForgedDeletion(t, filepath.Join(dir, "events.jsonl"), f.keepID, keepMaterials)
+			return dir
+		}, "deletion journal"},
+		{"a forged deletion, with a forged signature line", func(t *testing.T, dir string) string {
+			appendForgedDeletion(t, filepath.Join(dir, "events.jsonl"), f.keepID, keepMaterials)
+			sigs := filepath.Join(dir, "signatures.jsonl")
+			data, _ := os.ReadFile(sigs)
+			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+			var last offline.MessageSignature
+			json.Unmarshal([]byte(lines[len(lines)-1]), &last)
+			forged, _ := json.Marshal(offline.MessageSignature{Seq: last.Seq + 1, Events: 1, Writer: last.Writer,
+				Signature: base64.StdEncoding.EncodeToString(make([]byte, 64))})
+			os.WriteFile(sigs, append(data, append(forged, '\n')...), 0o600)
+			return dir
+		}, "deletion journal"},
+		{"a bare events.jsonl", func(t *testing.T, dir string) string {
+			return filepath.Join(dir, "events.jsonl")
+		}, "deletion journal"},
+		{"the events file alone, without signatures and checkpoint", func(t *testing.T, dir string) string {
+			os.Remove(filepath.Join(dir, "signatures.jsonl"))
+			os.Remove(filepath.Join(dir, "checkpoint"))
+			return dir
+		}, "deletion journal"},
+		{"cut short: the real deletion removed, with its signature", func(t *testing.T, dir string) string {
+			cutBefore(t, dir, "KeyDeleted.v1")
+			return dir
+		}, "deletion journal"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "journal")
+			copyTree(t, f.journalDir, dir)
+			arg := tc.change(t, dir)
+			target := filepath.Join(t.TempDir(), "restored")
+			code, out := cli(t, "restore", "--from", f.backupDir, "--data-dir", target, "--pubkey", pub, "--writer-key", wk,
+				"--deletions-from", arg)
+			if code != 1 || !strings.Contains(out, "REFUSED") || !strings.Contains(out, tc.want) {
+				t.Fatalf("exit %d, want 1 and REFUSED naming %q:\n%s", code, tc.want, out)
+			}
+			if _, err := os.Stat(target); err == nil {
+				t.Errorf("a refused restore left %s", target)
+			}
+			t.Log(strings.TrimSpace(out))
+		})
+	}
+}
+
+// liveMaterialIDs lists the material ids a backup holds, except skip.
+func liveMaterialIDs(t *testing.T, backupDir, skip string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(backupDir, "materials.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var m struct{ ID string }
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.ID != skip {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids
+}
+
+// appendForgedDeletion appends to an events file a DeleteKey event for
+// keyID destroying materials, linked to the last event by its SHA-256 as a
+// real one would be: what anyone who can write the file can make.
+func appendForgedDeletion(t *testing.T, path, keyID string, materials []string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+	last := lines[len(lines)-1]
+	prev, err := event.Decode(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &event.Event{Index: prev.Index + 1, Prev: event.Of(last), Time: prev.Time.Add(time.Second), Operation: "DeleteKey",
+		Account: prev.Account, Region: prev.Region, KeyID: keyID, Body: &event.KeyDeleted{DestroyedMaterials: materials}}
+	data = append(ev.AppendEncoded(data), '\n')
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cutBefore removes from an export directory the first event whose line
+// holds marker and everything after it, with the signature lines of the
+// messages they were in: a journal that ends before a real event.
+func cutBefore(t *testing.T, dir, marker string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "events.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	keep := -1
+	for i, l := range lines {
+		if strings.Contains(l, marker) {
+			keep = i
+			break
+		}
+	}
+	if keep < 0 {
+		t.Fatalf("no %q in the journal", marker)
+	}
+	sigData, err := os.ReadFile(filepath.Join(dir, "signatures.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sigs []string
+	n := 0
+	for _, l := range strings.SplitAfter(string(sigData), "\n") {
+		var ms offline.MessageSignature
+		if json.Unmarshal([]byte(l), &ms) != nil {
+			continue
+		}
+		if n+ms.Events > keep {
+			break
+		}
+		n += ms.Events
+		sigs = append(sigs, l)
+	}
+	os.WriteFile(filepath.Join(dir, "events.jsonl"), []byte(strings.Join(lines[:n], "")), 0o600)
+	os.WriteFile(filepath.Join(dir, "signatures.jsonl"), []byte(strings.Join(sigs, "")), 0o600)
 }

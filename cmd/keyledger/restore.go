@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/backup"
-	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/writer"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
@@ -24,7 +25,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	fs, bf := ledgerFlagSet("restore", stderr)
 	from := fs.String("from", "", "the backup directory (required)")
 	pubkey := fs.String("pubkey", "", "the checkpoint verifier key, from escrow (required): the backup's own copy could be forged with it")
-	deletions := fs.String("deletions-from", "", "events of a ledger that survived (an `audit export` directory or events.jsonl):\nmaterial it records deleted after the backup is not restored")
+	deletions := fs.String("deletions-from", "", "a ledger that survived, as an export directory (`audit export --out DIR`, or a newer backup's ledger/):\nmaterial it records deleted after the backup is not restored; it must verify (writer signatures, signed checkpoint)")
 	rootKeyFile := fs.String("root-key-file", "", "optional: check that every material opens under this (escrowed) root key")
 	writerKeyFile := fs.String("writer-key", "", "the deployment's writer key, from escrow: the restored ledger is signed with it\n(required once the ledger has registered a writer; copied to <data-dir>/writer.key)")
 	if err := parseFlags(fs, args); err != nil {
@@ -41,17 +42,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opt := backup.Options{Verifier: string(vkey), Fold: func() backup.Fold { return keystate.New() }}
-	if *deletions != "" {
-		path := *deletions
-		if st, err := os.Stat(path); err == nil && st.IsDir() {
-			path = filepath.Join(path, offline.EventsFile)
-		}
-		if _, err := os.Stat(path); err != nil {
-			fmt.Fprintf(stderr, "keyledger restore: --deletions-from: %v\n", err)
-			return 2
-		}
-		opt.JournalFile = path
-	}
+	opt.JournalDir = *deletions
 	if *rootKeyFile != "" {
 		root, err := rootkey.Load(*rootKeyFile)
 		if err != nil {
@@ -74,9 +65,14 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "verified %s: %d events, checkpoint %q of size %d signed by %s, %d materials match the ledger's commitments\n",
 		*from, bk.Manifest.Events, bk.Checkpoint.Origin, bk.Checkpoint.Size, keyName(string(vkey)), bk.Manifest.Materials)
-	if opt.JournalFile != "" {
-		fmt.Fprintf(stdout, "deletion journal: %d events, %d after the backup; %d materials deleted since are not restored\n",
-			bk.JournalEvents, bk.JournalEvents-bk.Checkpoint.Size, len(bk.Deleted))
+	if j := bk.Journal; j != nil {
+		fmt.Fprintf(stdout, "deletion journal: %d events, all signed by registered writers and covered by its checkpoint of size %d; its last event #%d at %s (%s)\n",
+			j.Events, j.Checkpoint.Size, j.Last.Index, j.Last.Time.UTC().Format(time.RFC3339), j.Last.Hash)
+		fmt.Fprintf(stdout, "deletion journal: %d events after the backup; %d deletions recorded again, %d materials deleted since are not restored\n",
+			j.After, j.Deletions, len(bk.Deleted))
+		if skipped := j.After - int64(j.Deletions); skipped > 0 {
+			fmt.Fprintf(stdout, "deletion journal: %d other events after the backup are not restored (%s)\n", skipped, opCounts(j.Skipped))
+		}
 	}
 
 	req := backup.RestoreRequest{Stream: bf.stream, Writer: wk, Fold: keystate.New(),
@@ -110,4 +106,19 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		res.Events, res.Head.Hash, res.Materials, res.Deletions)
 	fmt.Fprintln(stdout, "start it with the escrowed root key, checkpoint key and principals (--root-key-file, --checkpoint-key, --principals)")
 	return 0
+}
+
+// opCounts lists operations with their counts, most frequent first.
+func opCounts(m map[string]int) string {
+	ops := slices.SortedFunc(maps.Keys(m), func(a, b string) int {
+		if m[a] != m[b] {
+			return m[b] - m[a]
+		}
+		return strings.Compare(a, b)
+	})
+	var parts []string
+	for _, op := range ops {
+		parts = append(parts, fmt.Sprintf("%s %d", op, m[op]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -30,13 +30,16 @@
 //
 // # Deleted stays deleted
 //
-// A restore takes an optional deletion journal: the events of a ledger that
-// survived the disaster (`keyledger audit export`, or a newer backup's
-// ledger/events.jsonl). Its first events must be the backup's own (same
-// Merkle root at the cut); every material it records destroyed after the
-// cut is not restored, and its deletion event is recorded again on the
-// restored ledger. Without a journal a restore brings back the deployment
-// exactly as it was at the cut, including material destroyed later.
+// A restore takes an optional deletion journal: the ledger of a deployment
+// that survived the disaster, as an offline export directory (`keyledger
+// audit export --out DIR`). It is verified as any export (journal.go):
+// every event signed by a registered writer and covered by its checkpoint,
+// which the verifier key must accept; its first events must be the
+// backup's (same Merkle root at the cut). Every material it records
+// destroyed after the cut is not restored, and its deletion event is
+// recorded again on the restored ledger. Without a journal a restore
+// brings back the deployment exactly as it was at the cut, including
+// material destroyed later.
 //
 // # Restoring a deployment
 //

@@ -42,9 +42,10 @@ type Unwrapper interface {
 type Options struct {
 	Verifier string      // the checkpoint verifier key (note vkey), from escrow: required
 	Fold     func() Fold // a new, empty fold (projections/keystate.New)
-	// JournalFile, if set, names the events file (offline.EventsFile) of a
-	// ledger that survived: deletions it records after the cut win.
-	JournalFile string
+	// JournalDir, if set, is the deletion journal: an export directory of a
+	// ledger that survived (journal.go). Deletions it records after the
+	// cut win.
+	JournalDir string
 	RootKey     Unwrapper // optional
 }
 
@@ -68,8 +69,8 @@ type Backup struct {
 	// Deleted lists the materials the journal records destroyed after the
 	// cut: they are not restored.
 	Deleted []string
-	// JournalEvents is how many events the journal held (0 without one).
-	JournalEvents int64
+	// Journal describes the deletion journal; nil without one.
+	Journal *JournalInfo
 }
 
 // Open reads a backup directory and verifies all of it before anything is
@@ -122,8 +123,8 @@ func Open(dir string, opt Options) (*Backup, error) {
 	if err := b.checkEvents(fold); err != nil {
 		return nil, err
 	}
-	if opt.JournalFile != "" {
-		if err := b.applyJournal(opt.JournalFile); err != nil {
+	if opt.JournalDir != "" {
+		if err := b.applyJournal(opt.JournalDir); err != nil {
 			return nil, err
 		}
 	}
@@ -348,68 +349,6 @@ func (b *Backup) checkMaterials(data []byte, live map[string]string, opt Options
 		}
 		b.commitments[id] = live[id]
 	}
-	return nil
-}
-
-// applyJournal checks, streaming the journal file, that the journal is the
-// same ledger as the backup up to the cut and collects the deletions it
-// records after it.
-func (b *Backup) applyJournal(path string) error {
-	lr, err := openLines(path)
-	if err != nil {
-		return refuse("deletion journal: %v", err)
-	}
-	defer lr.close()
-	cut := b.Checkpoint.Size
-	linker := chain.NewLinker(chain.Head{})
-	acc := newRoots(cut)
-	seen := map[string]bool{}
-	for {
-		raw, err := lr.next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return refuse("deletion journal: %v", err)
-		}
-		i := int64(lr.line)
-		if _, err := linker.Link(uint64(i), raw); err != nil {
-			return refuse("deletion journal: line %d: %v", i, err)
-		}
-		if i <= cut {
-			acc.add(raw)
-			continue
-		}
-		ev, err := event.Decode(raw)
-		if err != nil {
-			return refuse("deletion journal: event %d: %v", i-1, err)
-		}
-		var destroyed []string
-		switch body := ev.Body.(type) {
-		case *event.KeyDeleted:
-			destroyed = body.DestroyedMaterials
-		case *event.KeyMaterialDeleted:
-			destroyed = []string{body.MaterialID}
-		default:
-			continue
-		}
-		ev.Index, ev.Prev = 0, event.Hash{}
-		b.deletions = append(b.deletions, ev)
-		for _, id := range destroyed {
-			if !seen[id] {
-				seen[id] = true
-				b.Deleted = append(b.Deleted, id)
-			}
-		}
-	}
-	b.JournalEvents = int64(lr.line)
-	if b.JournalEvents < cut {
-		return refuse("deletion journal: %d events, fewer than the backup's %d; it is older than the backup", b.JournalEvents, cut)
-	}
-	if root, err := acc.rootAt(cut); err != nil || root != b.Checkpoint.Root {
-		return refuse("deletion journal: its first %d events are not the backup's (another ledger, or a changed one)", cut)
-	}
-	slices.Sort(b.Deleted)
 	return nil
 }
 

@@ -7,11 +7,14 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/keyledger/keyledger/ledger/backup"
+	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
@@ -20,6 +23,7 @@ import (
 func backupCmd(args []string, stdout, stderr io.Writer) int {
 	fs, bf := ledgerFlagSet("backup", stderr)
 	out := fs.String("out", "", "write the backup into this new directory (required)")
+	signingKey := fs.String("signing-key", "", "the backup signing key, which signs the manifest (required; kept apart from the data,\nnot in the data directory; created with its verifier key <file>.pub if missing: escrow the .pub)")
 	cpKey := fs.String("checkpoint-key", "", "checkpoint signing key, to sign a checkpoint covering the whole ledger\n(default <data-dir>/checkpoint.key when backing up a data directory; without one the\nbackup ends at the newest stored checkpoint)")
 	pubkey := fs.String("pubkey", "", "checkpoint verifier key (default <checkpoint-key>.pub, or <data-dir>/checkpoint.key.pub)")
 	region := fs.String("region", "us-east-1", "region naming the log, if no checkpoint was ever stored")
@@ -27,8 +31,17 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer profileHeapPeaks()()
-	if *out == "" {
-		fmt.Fprintln(stderr, "keyledger backup: --out is required")
+	if *out == "" || *signingKey == "" {
+		fmt.Fprintln(stderr, "keyledger backup: --out and --signing-key are required")
+		return 2
+	}
+	if _, err := os.Stat(*signingKey); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stdout, "creating the backup signing key %s and its verifier key %s.pub: escrow %s.pub with the checkpoint verifier key; restore needs it\n",
+			*signingKey, *signingKey, *signingKey)
+	}
+	manifestSigner, _, err := merkle.LoadOrCreateKey(*signingKey, "keyledger-backup")
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger backup: --signing-key: %v\n", err)
 		return 2
 	}
 	if *cpKey == "" && bf.natsURL == "" {
@@ -60,8 +73,12 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	defer done()
 	ctx := context.Background()
-	cps, err := b.OpenCheckpoints(ctx, bf.stream)
-	if err != nil {
+	// Read-only: a backup changes nothing in the deployment it reads.
+	var cps backup.CheckpointReader
+	switch c, err := b.ReadCheckpoints(ctx, bf.stream); {
+	case err == nil:
+		cps = c
+	case !errors.Is(err, checkpoint.ErrNone):
 		fmt.Fprintf(stderr, "keyledger backup: %v\n", err)
 		return 1
 	}
@@ -72,7 +89,7 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	sum, err := backup.Write(ctx, backup.Source{
 		Stream: bf.stream, Ledger: l, Checkpoints: cps, Materials: mats, Fold: keystate.New(),
-		Verifier: string(vkey), Signer: signer, Origin: "keyledger-" + *region,
+		Verifier: string(vkey), ManifestSigner: manifestSigner, Signer: signer, Origin: "keyledger-" + *region,
 	}, *out)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger %v\n", err)
@@ -82,8 +99,11 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	if sum.Signed {
 		signed = "a checkpoint signed now"
 	}
-	fmt.Fprintf(stdout, "OK: backed up %d events and %d materials to %s, cut at %s (size %d)\n",
-		sum.Events, sum.Materials, *out, signed, sum.Checkpoint.Size)
+	fmt.Fprintf(stdout, "OK: backed up %d events and %d materials to %s, cut at %s (size %d); its last event #%d at %s\n",
+		sum.Events, sum.Materials, *out, signed, sum.Checkpoint.Size, sum.Last.Index, sum.Last.Time.UTC().Format(time.RFC3339))
+	if sum.Quarantined > 0 {
+		fmt.Fprintf(stdout, "ALARM: %d quarantined ledger messages were left out (see `keyledger audit verify`)\n", sum.Quarantined)
+	}
 	if sum.Left > 0 {
 		fmt.Fprintf(stdout, "%d newer events are not in this backup (no signing key given); the next backup takes them\n", sum.Left)
 	}

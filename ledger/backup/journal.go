@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keyledger/keyledger/ledger/chain"
@@ -14,6 +16,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/segment"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // The deletion journal is the ledger of a deployment that survived the
@@ -49,6 +52,24 @@ type JournalInfo struct {
 	After     int64
 	Deletions int
 	Skipped   map[string]int
+
+	atWitness   tlog.Hash // its root at the witness's size, if it covers it
+	atWitnessOK bool
+}
+
+// OpCounts lists operations with their counts, most frequent first.
+func OpCounts(m map[string]int) string {
+	ops := slices.SortedFunc(maps.Keys(m), func(a, b string) int {
+		if m[a] != m[b] {
+			return m[b] - m[a]
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, 0, len(ops))
+	for _, op := range ops {
+		parts = append(parts, fmt.Sprintf("%s %d", op, m[op]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // EventInfo names one event: its index, hash and time.
@@ -103,6 +124,9 @@ func (b *Backup) applyJournal(dir string) error {
 
 	cut := b.Checkpoint.Size
 	acc := newRoots(cut, jcp.Size)
+	if w := b.witness; w != nil && w.Size <= jcp.Size {
+		acc.want[w.Size] = true
+	}
 	in := &signedEvents{events: events, sigs: sigs, folder: chain.NewFolder()}
 	info := JournalInfo{Checkpoint: jcp, Skipped: map[string]int{}}
 	seen := map[string]bool{}
@@ -170,6 +194,7 @@ func (b *Backup) applyJournal(dir string) error {
 	if err := offline.CheckNamedWriters(jcp.Writers(), in.folder.Writers()); err != nil {
 		return refuseJ("%v", err)
 	}
+	info.atWitness, info.atWitnessOK = witnessRoot(acc, b.witness)
 	slices.Sort(b.Deleted)
 	b.Journal = &info
 	return nil

@@ -22,6 +22,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // ErrRefused is wrapped by every error that means the backup (or the
@@ -40,13 +41,22 @@ type Unwrapper interface {
 
 // Options say how to check a backup.
 type Options struct {
-	Verifier string      // the checkpoint verifier key (note vkey), from escrow: required
-	Fold     func() Fold // a new, empty fold (projections/keystate.New)
+	Verifier string // the checkpoint verifier key (note vkey), from escrow: required
+	// BackupVerifier is the backup signing key's verifier key (note vkey),
+	// from escrow: the manifest must verify with it (manifest.go).
+	BackupVerifier string
+	// AllowUnsigned opens a LegacyFormat backup, which has no manifest
+	// signature and no writer signatures: verified against its checkpoint
+	// alone, as it was written.
+	AllowUnsigned bool
+	// Fresh is what the operator knows of the newest state (fresh.go).
+	Fresh Freshness
+	Fold  func() Fold // a new, empty fold (projections/keystate.New)
 	// JournalDir, if set, is the deletion journal: an export directory of a
 	// ledger that survived (journal.go). Deletions it records after the
 	// cut win.
 	JournalDir string
-	RootKey     Unwrapper // optional
+	RootKey    Unwrapper // optional
 }
 
 // Backup is a backup directory that verified. It holds the backup's live
@@ -55,8 +65,14 @@ type Options struct {
 type Backup struct {
 	Manifest   Manifest
 	Checkpoint merkle.Checkpoint
+	// Last is the last event at the cut (covered by the checkpoint).
+	Last EventInfo
+	// SignedBy names the backup signing key that signed the manifest ("" for
+	// a LegacyFormat backup, which has no signature).
+	SignedBy   string
 	dir        string
 	eventsFile File // the manifest's entry for the events
+	sigsFile   File // for the writer signatures (none in LegacyFormat)
 	cpsFile    File // and for the stored checkpoints
 	signed     []byte
 	verifier   string
@@ -66,6 +82,9 @@ type Backup struct {
 	materials   map[string][]byte // id → root-wrapped, only those to restore
 	commitments map[string]string // id → commitment, of those
 	deletions   []*event.Event    // to record again after the events
+	atWitness   tlog.Hash         // the root at the witness's size, if ≤ the cut
+	atWitnessOK bool
+	witness     *merkle.Checkpoint
 	// Deleted lists the materials the journal records destroyed after the
 	// cut: they are not restored.
 	Deleted []string
@@ -74,18 +93,21 @@ type Backup struct {
 }
 
 // Open reads a backup directory and verifies all of it before anything is
-// restored: the manifest's digests of every file (and that no file is
-// missing or extra), the checkpoint's signature under the verifier key,
-// every chain link, that the events rebuild the checkpoint's Merkle root
-// and are exactly the ones it covers, every stored checkpoint, that each
-// live material's bytes match the ledger's commitment (and that no
-// material is missing or extra), and the journal, if any. Any failure is
-// ErrRefused with what failed.
+// restored: the manifest's signature with the backup verifier key, its
+// digests of every file (and that no file is missing or extra), the
+// checkpoint's signature under the verifier key, that every event is in a
+// message a registered writer signed and links (chain.Folder), that the
+// events rebuild the checkpoint's Merkle root and are exactly the ones it
+// covers, every stored checkpoint, that each live material's bytes match
+// the ledger's commitment (and that no material is missing or extra), the
+// journal, if any, and that the cut is not older than opt.Fresh says (a
+// rollback is refused unless allowed). Any failure is ErrRefused with
+// what failed.
 //
-// The events are checked in one streaming pass (hashed, linked, added to a
-// compact Merkle range and folded as they are read), and each stored
-// checkpoint as the pass reaches its size, so memory does not grow with
-// the ledger's length or with how many checkpoints it has.
+// The events are checked in one streaming pass (hashed, folded, added to a
+// compact Merkle range and applied to the fold as they are read), and each
+// stored checkpoint as the pass reaches its size, so memory does not grow
+// with the ledger's length or with how many checkpoints it has.
 func Open(dir string, opt Options) (*Backup, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {
@@ -97,18 +119,37 @@ func Open(dir string, opt Options) (*Backup, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, refuse("manifest: %v", err)
 	}
-	if m.Format != Format {
+	b := &Backup{Manifest: m, dir: dir, verifier: opt.Verifier, witness: opt.Fresh.Witness}
+	switch {
+	case m.Format == Format:
+		sig, err := os.ReadFile(filepath.Join(dir, SignatureFile))
+		if err != nil {
+			return nil, refuse("%s: %v: %v", SignatureFile, ErrManifestSignature, err)
+		}
+		if opt.BackupVerifier == "" {
+			return nil, refuse("no backup verifier key given to check the manifest's signature with")
+		}
+		if b.SignedBy, err = verifyManifest(raw, sig, opt.BackupVerifier); err != nil {
+			return nil, refuse("%s: %v", SignatureFile, err)
+		}
+	case m.Format == LegacyFormat && opt.AllowUnsigned:
+	case m.Format == LegacyFormat:
+		return nil, refuse("manifest: format %q has no manifest signature and no writer signatures; "+
+			"restore it only if you trust where it was kept (allow unsigned backups explicitly)", m.Format)
+	default:
 		return nil, refuse("manifest: format %q, this build reads %q", m.Format, Format)
 	}
 	files, err := readFiles(dir, m)
 	if err != nil {
 		return nil, err
 	}
-	b := &Backup{Manifest: m, dir: dir, signed: files[checkpointPath], verifier: opt.Verifier}
+	b.signed = files[checkpointPath]
 	for _, f := range m.Files {
 		switch filepath.FromSlash(f.Path) {
 		case eventsPath:
 			b.eventsFile = f
+		case signaturesPath:
+			b.sigsFile = f
 		case CheckpointsFile:
 			b.cpsFile = f
 		}
@@ -131,19 +172,33 @@ func Open(dir string, opt Options) (*Backup, error) {
 	if err := b.checkMaterials(files[MaterialsFile], fold.LiveMaterials(), opt); err != nil {
 		return nil, err
 	}
+	if err := b.checkFresh(opt.Fresh); err != nil {
+		return b, err
+	}
 	return b, nil
 }
 
-// checkEvents reads the events file once: its digest, every chain link,
-// the Merkle root at the cut, the head hash, and folds every event; and
-// beside it the stored checkpoints: the file's digest and each one's
-// signature and root.
+// checkEvents reads the events file once: its digest, every message's
+// writer signature and every chain link, the Merkle root at the cut, the
+// head hash, and folds every event; and beside it the stored checkpoints:
+// the file's digest and each one's signature and root.
 func (b *Backup) checkEvents(fold Fold) error {
 	lr, err := openLines(filepath.Join(b.dir, eventsPath))
 	if err != nil {
 		return refuse("%v", err)
 	}
 	defer lr.close()
+	var src recordSource = &linkedEvents{lines: lr, linker: chain.NewLinker(chain.Head{})}
+	var sigs *signedEvents
+	if b.Manifest.Format != LegacyFormat {
+		sr, err := openLines(filepath.Join(b.dir, signaturesPath))
+		if err != nil {
+			return refuse("%v", err)
+		}
+		defer sr.close()
+		sigs = &signedEvents{events: lr, sigs: sr, folder: chain.NewFolder()}
+		src = sigs
+	}
 	cr, err := openCheckpoints(filepath.Join(b.dir, CheckpointsFile))
 	if err != nil {
 		return refuse("%s: %v", CheckpointsFile, err)
@@ -163,13 +218,26 @@ func (b *Backup) checkEvents(fold Fold) error {
 		}
 		return storedCheckpoint{pos: cr.pos, cp: cp}, nil
 	})
-	acc := newRoots()
-	err = b.streamEvents(lr, acc, check, &folder{fold: fold})
+	var acc *roots
+	if w := b.witness; w != nil && w.Size <= b.Checkpoint.Size {
+		acc = newRoots(w.Size)
+	} else {
+		acc = newRoots()
+	}
+	err = b.streamEvents(src, acc, check, &folder{fold: fold})
 	// A file that was changed is reported as such, whatever broke first.
-	if ok, derr := lr.matches(b.eventsFile); derr != nil {
-		return refuse("%s: %v", b.eventsFile.Path, derr)
-	} else if !ok {
-		return refuse("%s: its SHA-256 does not match the manifest (the file was changed)", b.eventsFile.Path)
+	for _, f := range []struct {
+		r *lineReader
+		f File
+	}{{lr, b.eventsFile}, {sigsReader(sigs), b.sigsFile}} {
+		if f.r == nil {
+			continue
+		}
+		if ok, derr := f.r.matches(f.f); derr != nil {
+			return refuse("%s: %v", f.f.Path, derr)
+		} else if !ok {
+			return refuse("%s: its SHA-256 does not match the manifest (the file was changed)", f.f.Path)
+		}
 	}
 	if ok, derr := cr.matches(b.cpsFile); derr != nil {
 		return refuse("%s: %v", b.cpsFile.Path, derr)
@@ -179,9 +247,17 @@ func (b *Backup) checkEvents(fold Fold) error {
 	if err != nil {
 		return err
 	}
+	if sigs != nil {
+		if err := offline.CheckNamedWriters(b.Checkpoint.Writers(), sigs.folder.Writers()); err != nil {
+			return refuse("ledger: %v", err)
+		}
+	}
+	b.atWitness, b.atWitnessOK = witnessRoot(acc, b.witness)
 	err = check.finish(acc)
 	if err == nil {
-		err = check.verifyLate(func(add func([]byte)) error { return eachLine(filepath.Join(b.dir, eventsPath), add) })
+		err = check.verifyLate(func(add func([]byte)) error {
+			return eachLine(filepath.Join(b.dir, eventsPath), b.Checkpoint.Size, add)
+		})
 	}
 	if err != nil {
 		return refuse("%s: %d verified, then: %v", CheckpointsFile, check.checked, err)
@@ -189,53 +265,93 @@ func (b *Backup) checkEvents(fold Fold) error {
 	return nil
 }
 
-func (b *Backup) streamEvents(lr *lineReader, acc *roots, check *checkpointCheck, f *folder) error {
+func sigsReader(s *signedEvents) *lineReader {
+	if s == nil {
+		return nil
+	}
+	return s.sigs
+}
+
+// recordSource yields a backup's events, a message at a time.
+type recordSource interface {
+	next() ([]event.Record, error) // io.EOF after the last
+}
+
+// linkedEvents reads a LegacyFormat backup's events, one a "message",
+// linking each (there are no writer signatures to check).
+type linkedEvents struct {
+	lines  *lineReader
+	linker *chain.Linker
+}
+
+func (l *linkedEvents) next() ([]event.Record, error) {
+	raw, err := l.lines.next()
+	if err != nil {
+		return nil, err
+	}
+	i := l.lines.line
+	h, err := l.linker.Link(uint64(i), raw)
+	if err != nil {
+		var bl *chain.BrokenLinkError
+		if errors.As(err, &bl) {
+			return nil, &offline.LinkError{Line: i, Link: bl}
+		}
+		return nil, fmt.Errorf("line %d: %v", i, err)
+	}
+	raw = bytes.Clone(raw) // the fold may keep it past the next line
+	ev, err := event.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("event %d: %v", i-1, err)
+	}
+	return []event.Record{{Seq: uint64(i), Event: ev, Raw: raw, Hash: h}}, nil
+}
+
+// streamEvents checks and folds the events up to the cut. Events after it
+// are allowed only to complete the message the cut falls in (so that its
+// writer signature can be checked); they are neither folded nor restored.
+func (b *Backup) streamEvents(src recordSource, acc *roots, check *checkpointCheck, f *folder) error {
 	cp := b.Checkpoint
-	linker := chain.NewLinker(chain.Head{})
-	var last event.Hash
+	var n int64
+	var last event.Record
 	for {
-		raw, err := lr.next()
+		recs, err := src.next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return refuse("ledger: %v", err)
 		}
-		i := lr.line
-		if _, err := linker.Link(uint64(i), raw); err != nil {
-			var bl *chain.BrokenLinkError
-			if errors.As(err, &bl) {
-				return refuse("ledger: %v", &offline.LinkError{Line: i, Link: bl})
+		if n >= cp.Size {
+			return refuse("ledger: events after the checkpoint's %d; a backup holds exactly the events its checkpoint covers, and the rest of the message the last one is in", cp.Size)
+		}
+		for _, r := range recs {
+			n++
+			if n > cp.Size {
+				continue
 			}
-			return refuse("ledger: line %d: %v", i, err)
+			acc.add(r.Raw)
+			if err := check.passed(acc); err != nil {
+				return refuse("%s: %d verified, then: %v", CheckpointsFile, check.checked, err)
+			}
+			f.add(r)
+			last = r
 		}
-		if int64(i) > cp.Size {
-			continue // counted, refused below
-		}
-		acc.add(raw)
-		if err := check.passed(acc); err != nil {
-			return refuse("%s: %d verified, then: %v", CheckpointsFile, check.checked, err)
-		}
-		raw = bytes.Clone(raw) // the fold may keep it past the next line
-		ev, err := event.Decode(raw)
-		if err != nil {
-			return refuse("ledger: event %d: %v", i-1, err)
-		}
-		last = event.Of(raw)
-		f.add(event.Record{Event: ev, Raw: raw, Hash: last})
 	}
 	f.flush()
-	switch n := int64(lr.line); {
-	case n < cp.Size:
+	if n < cp.Size {
 		return refuse("ledger: truncated: the signed checkpoint covers %d events, the backup has %d", cp.Size, n)
-	case n > cp.Size:
-		return refuse("ledger: %d events after the checkpoint; a backup holds exactly the events its checkpoint covers", n-cp.Size)
 	}
 	if root, err := acc.rootAt(cp.Size); err != nil || root != cp.Root {
 		return refuse("ledger: the first %d events do not match the signed checkpoint's root (an event was changed, dropped, inserted or reordered)", cp.Size)
 	}
-	if cp.Size > 0 && last.String() != b.Manifest.Head {
-		return refuse("manifest: its head hash is not the last event's")
+	if cp.Size > 0 {
+		if last.Hash.String() != b.Manifest.Head {
+			return refuse("manifest: its head hash is not the last event's")
+		}
+		b.Last = eventInfo(last)
+		if l := b.Manifest.Last; l != nil && (l.Index != last.Event.Index || !l.Time.Equal(last.Event.Time)) {
+			return refuse("manifest: its last event (#%d at %s) is not the cut's", l.Index, l.Time)
+		}
 	}
 	return nil
 }
@@ -253,14 +369,19 @@ func (b *Backup) checkManifestCut() error {
 
 // readFiles checks that the directory holds exactly the files the manifest
 // lists and returns the contents of the small ones (bounded by live state),
-// checked against their digests. The events and the stored checkpoints,
-// which grow with history, are checked as they are streamed (checkEvents).
+// checked against their digests. The events, their signatures and the
+// stored checkpoints, which grow with history, are checked as they are
+// streamed (checkEvents).
 func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 	want := map[string]File{}
 	for _, f := range m.Files {
 		want[filepath.FromSlash(f.Path)] = f
 	}
-	for _, p := range []string{eventsPath, checkpointPath, CheckpointsFile, MaterialsFile} {
+	required := []string{eventsPath, checkpointPath, CheckpointsFile, MaterialsFile}
+	if m.Format != LegacyFormat {
+		required = append(required, signaturesPath)
+	}
+	for _, p := range required {
 		if _, ok := want[p]; !ok {
 			return nil, refuse("manifest: does not list %s", filepath.ToSlash(p))
 		}
@@ -272,7 +393,7 @@ func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, path)
-		if rel == ManifestFile {
+		if rel == ManifestFile || (rel == SignatureFile && m.Format != LegacyFormat) {
 			return nil
 		}
 		f, ok := want[rel]
@@ -280,7 +401,7 @@ func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 			return refuse("%s: a file the manifest does not list", filepath.ToSlash(rel))
 		}
 		seen[rel] = true
-		if rel == eventsPath || rel == CheckpointsFile {
+		if rel == eventsPath || rel == signaturesPath || rel == CheckpointsFile {
 			return nil // streamed, and checked as they are (checkEvents)
 		}
 		data, err := os.ReadFile(path)
@@ -494,7 +615,12 @@ func (b *Backup) importEvents(ctx context.Context, l *ledger.Ledger) error {
 		return fmt.Errorf("backup: %w", err)
 	}
 	defer lr.close()
-	_, err = l.ImportFrom(ctx, lr.next)
+	_, err = l.ImportFrom(ctx, func() ([]byte, error) {
+		if int64(lr.line) == b.Checkpoint.Size {
+			return nil, io.EOF // the rest completes the cut's message
+		}
+		return lr.next()
+	})
 	if errors.Is(err, ledger.ErrNotEmpty) {
 		return errors.New("backup: the target ledger is not empty; restore into an empty deployment")
 	}

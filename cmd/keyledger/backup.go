@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,13 +15,15 @@ import (
 
 	"github.com/keyledger/keyledger/ledger/backup"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
-	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
 
 // backupCmd writes a consistent, verifiable backup of a stopped data
-// directory or a running deployment (see package backup).
+// directory or a running deployment (see package backup). It only reads:
+// against a running embedded server it connects with --nats-url and the
+// read-only backup identity (<data-dir>/nats-backup.nk) and reads the
+// per-material keys from --data-dir's slot file.
 func backupCmd(args []string, stdout, stderr io.Writer) int {
 	fs, bf := ledgerFlagSet("backup", stderr)
 	out := fs.String("out", "", "write the backup into this new directory (required)")
@@ -82,11 +86,21 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keyledger backup: %v\n", err)
 		return 1
 	}
-	mats, err := b.OpenMaterials(ctx, material.Config{})
+	// A running embedded server (--nats-url with its --data-dir) keeps its
+	// per-material keys in the data directory, not on NATS.
+	shredDir := ""
+	if bf.natsURL != "" && flagSet(fs, "data-dir") {
+		shredDir = filepath.Join(bf.dataDir, "shred")
+	}
+	mats, err := b.ReadMaterials(ctx, shredDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger backup: %v\n", err)
+		if bf.natsURL != "" && shredDir == "" {
+			fmt.Fprintln(stderr, "keyledger backup: backing up a running embedded server? give its --data-dir too: its per-material keys are in <data-dir>/shred")
+		}
 		return 1
 	}
+	defer mats.Close()
 	sum, err := backup.Write(ctx, backup.Source{
 		Stream: bf.stream, Ledger: l, Checkpoints: cps, Materials: mats, Fold: keystate.New(),
 		Verifier: string(vkey), ManifestSigner: manifestSigner, Signer: signer, Origin: "keyledger-" + *region,
@@ -122,6 +136,14 @@ func loadSigner(path string) (note.Signer, error) {
 		return nil, errors.New("checkpoint signing key: not a note signer key")
 	}
 	return s, nil
+}
+
+// flagSet reports whether the flag name was given on the command line (or
+// through its environment variable).
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func fileExists(path string) bool {

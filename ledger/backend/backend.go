@@ -152,6 +152,19 @@ func (b *Backend) OpenMaterials(ctx context.Context, cfg material.Config) (*mate
 	return s, nil
 }
 
+// ReadMaterials opens the material store for reading only, creating and
+// changing nothing (material.OpenReader): per-material keys from the slot
+// file in shredDir, or on the embedded default its own when shredDir is
+// empty; with an external deployment and no shredDir, from its key
+// bucket. shredDir names the slot directory of an embedded server running
+// elsewhere (<data-dir>/shred), read beside it.
+func (b *Backend) ReadMaterials(ctx context.Context, shredDir string) (*material.Reader, error) {
+	if shredDir == "" {
+		shredDir = b.shredDir
+	}
+	return material.OpenReader(ctx, b.nc, material.Config{ShredDir: shredDir})
+}
+
 // OpenCheckpoints opens the checkpoint stream of a ledger stream.
 func (b *Backend) OpenCheckpoints(ctx context.Context, ledgerStream string) (*checkpoint.Store, error) {
 	return checkpoint.Open(ctx, b.nc, ledgerStream, b.replicas)

@@ -351,7 +351,7 @@ func writeMaterials(ctx context.Context, src Source, tmp string, sum *Summary) (
 		wrapped, err := src.Materials.Get(ctx, id)
 		if errors.Is(err, material.ErrNotFound) {
 			mats.close()
-			return File{}, fmt.Errorf("backup: material %s is gone though the ledger at the cut refers to it (its deletion fell due after the cut); take the backup again", id)
+			return File{}, missingMaterial(ctx, src, sum.Checkpoint.Size, id)
 		}
 		if err != nil {
 			mats.close()
@@ -373,6 +373,38 @@ func writeMaterials(ctx context.Context, src Source, tmp string, sum *Summary) (
 		return File{}, fmt.Errorf("backup: %w", err)
 	}
 	return f, nil
+}
+
+// missingMaterial explains a material the ledger at the cut refers to and
+// the store does not hold: destroyed by a deletion recorded after the cut
+// (the ledger is read again from the cut to find it), or missing with no
+// deletion recorded — lost, or a store that is not this deployment's.
+func missingMaterial(ctx context.Context, src Source, cut int64, id string) error {
+	var found *event.Event
+	stop := errors.New("found")
+	err := src.Ledger.EventsFrom(ctx, uint64(cut), func(r event.Record) error {
+		var destroyed []string
+		switch b := r.Event.Body.(type) {
+		case *event.KeyDeleted:
+			destroyed = b.DestroyedMaterials
+		case *event.KeyMaterialDeleted:
+			destroyed = []string{b.MaterialID}
+		}
+		if slices.Contains(destroyed, id) {
+			found = r.Event
+			return stop
+		}
+		return nil
+	})
+	if found != nil {
+		return fmt.Errorf("backup: material %s, which the ledger at the cut refers to, was destroyed after the cut (%s, event #%d); take the backup again",
+			id, found.Operation, found.Index)
+	}
+	if err != nil && !errors.Is(err, stop) {
+		return fmt.Errorf("backup: material %s is not in the material store, and reading the ledger after the cut failed: %w", id, err)
+	}
+	return fmt.Errorf("backup: material %s, which the ledger at the cut refers to, is not in the material store and no deletion of it is recorded: "+
+		"it is lost, or the store read is not this deployment's (a running embedded server keeps its per-material keys in its data directory)", id)
 }
 
 // newest reads the newest stored checkpoint, if any.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,9 @@ type backedUp struct {
 	writerFile string // the deployment's writer key file
 	wrapped    []byte // the material's root-wrapped bytes
 	head       chain.Head
+	src        string      // the data directory backed up
+	signer     note.Signer // its checkpoint signing key
+	bsigner    note.Signer
 }
 
 func newBackup(t *testing.T) backedUp {
@@ -137,7 +141,7 @@ func newBackup(t *testing.T) backedUp {
 	if n, err := cps.Count(ctx); err != nil || n != 0 {
 		t.Fatalf("the deployment stores %d checkpoints (%v) after the backup: a backup must write nothing there", n, err)
 	}
-	return backedUp{dir: dir, vkey: vkey, bvkey: bvkey, writerFile: writerFile, wrapped: wrapped, head: head}
+	return backedUp{dir: dir, vkey: vkey, bvkey: bvkey, writerFile: writerFile, wrapped: wrapped, head: head, src: src, signer: signer, bsigner: bsigner}
 }
 
 func (bu backedUp) open(t *testing.T) *backup.Backup {
@@ -415,5 +419,33 @@ func TestOpenLegacyBackup(t *testing.T) {
 	replace(t, bu.dir, filepath.Join(backup.LedgerDir, offline.EventsFile), `"Decrypt"`, `"Encrypt"`, true)
 	if _, err := backup.Open(bu.dir, opt); !errors.Is(err, backup.ErrRefused) {
 		t.Fatalf("Open(legacy, changed event) = %v, want ErrRefused", err)
+	}
+}
+
+// noMaterials is a material store that holds nothing.
+type noMaterials struct{}
+
+func (noMaterials) Get(context.Context, string) ([]byte, error) { return nil, material.ErrNotFound }
+
+// A material the ledger refers to and the store does not hold fails the
+// backup, and the error says no deletion of it is recorded (not that one
+// fell due).
+func TestWriteNamesAMissingMaterial(t *testing.T) {
+	bu := newBackup(t)
+	ctx := context.Background()
+	b := openDataDir(t, bu.src)
+	defer b.Close()
+	r, err := b.OpenLedger(ctx, ledger.Config{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps, err := b.ReadCheckpoints(ctx, ledger.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = backup.Write(ctx, backup.Source{Stream: ledger.DefaultStream, Ledger: r, Checkpoints: cps, Materials: noMaterials{},
+		Fold: newFold(), Verifier: bu.vkey, ManifestSigner: bu.bsigner, Signer: bu.signer, Origin: "backup-test"}, filepath.Join(t.TempDir(), "b"))
+	if err == nil || !strings.Contains(err.Error(), "no deletion of it is recorded") {
+		t.Fatalf("Write = %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 // keys due for automatic rotation get new material (RotateKey); imported
 // material past its ValidTo is destroyed (DeleteExpiredKeyMaterial).
 func (s *Service) RunDue(ctx context.Context) error {
+	s.retryDestroy(ctx) // needs no root key
 	if s.Sealed() {
 		return nil // rotation needs the root key; the work waits until unsealed
 	}

@@ -91,6 +91,11 @@ type Service struct {
 	parsed  map[string]*asymmetric.PrivateKey // material id → parsed private key
 
 	cacheHits, cacheMisses atomic.Uint64
+
+	// Materials whose deletion is recorded but whose destruction failed
+	// (destroyRecorded): retried by RunDue, and at start-up by Sweep.
+	undestroyedMu sync.Mutex
+	undestroyed   map[string]bool
 }
 
 // New returns a Service.
@@ -105,6 +110,7 @@ func New(cfg Config) *Service {
 		appendFailures: newBurstLog(cfg.Logger, "ledger append failed; request refused", refusalLogInterval),
 		internalErrors: newBurstLog(cfg.Logger, "internal error", refusalLogInterval),
 		cache:          map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
+		undestroyed: map[string]bool{},
 	}
 }
 

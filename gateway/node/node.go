@@ -497,7 +497,7 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 	}
 	if n.cfg.CheckpointSigner != nil && n.Checkpointer.Tree().Size() > 0 {
-		if _, cerr := n.Checkpointer.Checkpoint(ctx); cerr != nil {
+		if _, cerr := n.Checkpointer.Final(ctx); cerr != nil { // kept for good: see checkpoint.Thinning
 			n.cfg.Logger.Warn("no checkpoint at shutdown", "error", cerr)
 		}
 	}

@@ -579,7 +579,7 @@ func (b *Backup) putCheckpoints(ctx context.Context, c *checkpoint.Store) error 
 		if err != nil {
 			return fmt.Errorf("backup: %s changed after it was verified: %v", b.cpsFile.Path, err)
 		}
-		if err := c.Put(ctx, s); err != nil {
+		if err := c.Keep(ctx, s); err != nil { // the backup's, thinned already
 			return fmt.Errorf("backup: writing checkpoints: %w", err)
 		}
 	}
@@ -603,7 +603,7 @@ func (b *Backup) notEmpty(ctx context.Context, t Target) error {
 	head, err := t.Ledger.Replay(ctx, chain.Head{}, func(event.Record) error { n++; return nil })
 	if err != nil || head.Count < uint64(b.Checkpoint.Size) {
 		return fmt.Errorf("%w (its ledger holds %d of the backup's %d events; serve refuses it as truncated): "+
-			"delete the target's streams (the ledger, its _CHECKPOINTS and the material streams) and restore again", ErrUnfinished, n, b.Checkpoint.Size)
+			"delete the target's streams (the ledger, its _CHECKPOINTS, _CHECKPOINTS_RECENT and the material streams) and restore again", ErrUnfinished, n, b.Checkpoint.Size)
 	}
 	return errors.New("backup: the target already holds this backup's ledger (restored before); restore into an empty deployment")
 }

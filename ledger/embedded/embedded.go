@@ -94,7 +94,7 @@ func Start(opts Options) (*Server, error) {
 		// read it; reading them lets an auditor's report and time travel
 		// start from one instead of folding the whole ledger.
 		// Segment streams <s>_<n> are linked as they appear (segments.go).
-		streams = append(streams, s, s+"_CHECKPOINTS", "OBJ_"+s+"_SNAPSHOTS", "KV_"+s+"_BASE")
+		streams = append(streams, s, s+"_CHECKPOINTS", s+"_CHECKPOINTS_RECENT", "OBJ_"+s+"_SNAPSHOTS", "KV_"+s+"_BASE")
 	}
 	id, err := loadIdentities(opts.AuthDir)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/keystate"
+	"github.com/keyledger/keyledger/projections/resume"
 )
 
 // backupCmd writes a consistent, verifiable backup of a stopped data
@@ -101,7 +102,17 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer mats.Close()
-	sum, err := backup.Write(ctx, backup.Source{
+	// After removed segments the state starts from a stored snapshot.
+	var snaps backup.SnapshotReader
+	if l.FirstIndex() > 0 {
+		s, err := b.ReadSnapshots(ctx, bf.stream)
+		if err != nil {
+			fmt.Fprintf(stderr, "keyledger backup: the ledger starts after removed segments and its snapshots cannot be read: %v\n", err)
+			return 1
+		}
+		snaps = s
+	}
+	sum, err := backup.Write(ctx, backup.Source{Snapshots: snaps, FoldFrom: foldFromSnapshot,
 		Stream: bf.stream, Ledger: l, Checkpoints: cps, Materials: mats, Fold: keystate.New(),
 		Verifier: string(vkey), ManifestSigner: manifestSigner, Signer: signer, Origin: "keyledger-" + *region,
 	}, *out)
@@ -115,6 +126,10 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "OK: backed up %d events and %d materials to %s, cut at %s (size %d); its last event #%d at %s\n",
 		sum.Events, sum.Materials, *out, signed, sum.Checkpoint.Size, sum.Last.Index, sum.Last.Time.UTC().Format(time.RFC3339))
+	if sum.BaseFirstIndex > 0 {
+		fmt.Fprintf(stdout, "the ledger starts after removed (archived) segments at event %d: the backup holds its base and the snapshot of event %d the state starts from\n",
+			sum.BaseFirstIndex, sum.SnapshotIndex)
+	}
 	if sum.Quarantined > 0 {
 		fmt.Fprintf(stdout, "ALARM: %d quarantined ledger messages were left out (see `keyledger audit verify`)\n", sum.Quarantined)
 	}
@@ -149,4 +164,26 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// foldFromSnapshot is the key state a snapshot's body (resume.Image)
+// holds, to fold a backup's events after it.
+func foldFromSnapshot(body []byte) (backup.Fold, error) {
+	im, err := resume.Decode(body)
+	if err != nil {
+		return nil, err
+	}
+	return keystate.Restore(im.Keys), nil
+}
+
+// rebaseSnapshot restates a snapshot's body for a restored stream: the
+// same state, its head at the restored stream sequence seq, and no
+// quarantined messages (those were the original stream's).
+func rebaseSnapshot(body []byte, seq uint64) ([]byte, error) {
+	im, err := resume.Decode(body)
+	if err != nil {
+		return nil, err
+	}
+	im.Head.Seq, im.Quarantined = seq, nil
+	return im.Encode()
 }

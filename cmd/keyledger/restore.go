@@ -45,7 +45,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keyledger restore: --pubkey: %v\n", err)
 		return 2
 	}
-	opt := backup.Options{Verifier: string(vkey), Fold: func() backup.Fold { return keystate.New() },
+	opt := backup.Options{Verifier: string(vkey), Fold: func() backup.Fold { return keystate.New() }, FoldFrom: foldFromSnapshot,
 		AllowUnsigned: *allowUnsigned, Fresh: backup.Freshness{AllowRollback: *allowRollback}}
 	if *backupPubkey != "" {
 		bkey, err := os.ReadFile(*backupPubkey)
@@ -101,7 +101,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	req := backup.RestoreRequest{Stream: bf.stream, Writer: wk, Fold: keystate.New(),
+	req := backup.RestoreRequest{Stream: bf.stream, Writer: wk, Fold: keystate.New(), Rebase: rebaseSnapshot,
 		Open: func(dir string) (backup.Deployment, error) {
 			at := *bf
 			if dir != "" {
@@ -149,6 +149,9 @@ func printCut(stdout io.Writer, from string, bk *backup.Backup, vkey string) {
 	fmt.Fprintf(stdout, "cut: %d events, checkpoint %q of size %d signed by %s; its last event #%d at %s (%s)\n",
 		bk.Manifest.Events, bk.Checkpoint.Origin, bk.Checkpoint.Size, keyName(vkey), bk.Last.Index,
 		bk.Last.Time.UTC().Format(time.RFC3339), bk.Last.Hash)
+	if first, snap := bk.StartsAt(); first > 0 {
+		fmt.Fprintf(stdout, "it starts after removed (archived) segments at event %d, the state from the snapshot of event %d; the restore keeps that base\n", first, snap)
+	}
 	if j := bk.Journal; j != nil {
 		fmt.Fprintf(stdout, "deletion journal: %d events, all signed by registered writers and covered by its checkpoint of size %d; its last event #%d at %s (%s)\n",
 			j.Events, j.Checkpoint.Size, j.Last.Index, j.Last.Time.UTC().Format(time.RFC3339), j.Last.Hash)

@@ -17,10 +17,13 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 )
 
@@ -127,6 +130,18 @@ func (b *Backend) OpenLedger(ctx context.Context, cfg ledger.Config) (*ledger.Le
 		cfg.Storage = b.srv
 	}
 	return ledger.Open(ctx, b.nc, cfg)
+}
+
+// ImportAfterBase imports a ledger that continues a base into the
+// deployment (ledger.ImportAfterBase).
+func (b *Backend) ImportAfterBase(ctx context.Context, cfg ledger.Config, base segment.Base, tree merkle.Frontier, next func() ([]byte, error)) (chain.Head, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = b.replicas
+	}
+	if b.srv != nil && cfg.Storage == nil {
+		cfg.Storage = b.srv
+	}
+	return ledger.ImportAfterBase(ctx, b.nc, cfg, base, tree, next)
 }
 
 // OpenMaterials opens the material store. On the embedded default its

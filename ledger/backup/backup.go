@@ -99,6 +99,12 @@ type Source struct {
 	// origin is kept).
 	Signer note.Signer
 	Origin string
+	// Snapshots and FoldFrom serve a ledger that starts after removed
+	// (archived) segments (base.go): the stored snapshots, and a Fold
+	// started from a snapshot's body (projections/resume's image), which
+	// then replaces Fold.
+	Snapshots SnapshotReader
+	FoldFrom  func(body []byte) (Fold, error)
 }
 
 // Summary is what Write backed up.
@@ -112,6 +118,9 @@ type Summary struct {
 	// Quarantined is how many ledger messages were left out because they
 	// do not fold (see chain.Folder): an alarm `audit verify` reports.
 	Quarantined int
+	// After removed segments: the base's first event, and the event the
+	// snapshot the state starts from covers (both 0 otherwise).
+	BaseFirstIndex, SnapshotIndex uint64
 }
 
 // Write takes a backup of src into dir, which must not exist. It writes
@@ -132,10 +141,8 @@ func Write(ctx context.Context, src Source, dir string) (Summary, error) {
 	if src.ManifestSigner == nil {
 		return Summary{}, errors.New("backup: no backup signing key: the manifest must be signed")
 	}
-	if first := src.Ledger.FirstIndex(); first > 0 {
-		// Restore imports from the first event; the live part alone would
-		// be a backup that silently lacks the removed segments.
-		return Summary{}, fmt.Errorf("backup: the ledger starts at event %d after removed (archived) segments; backing it up is not supported yet", first)
+	if src.Ledger.FirstIndex() > 0 && (src.Snapshots == nil || src.FoldFrom == nil) {
+		return Summary{}, fmt.Errorf("backup: the ledger starts at event %d after removed (archived) segments: a backup needs its snapshots to start from", src.Ledger.FirstIndex())
 	}
 	tmp := dir + ".partial"
 	if err := os.RemoveAll(tmp); err != nil {
@@ -154,7 +161,7 @@ func Write(ctx context.Context, src Source, dir string) (Summary, error) {
 
 // ledgerPass is what one read of the ledger gathered.
 type ledgerPass struct {
-	n           int64 // events up to the cut limit
+	n           int64 // events up to the cut limit, counted from the ledger's first (0, or the base's)
 	extra       int64 // events written after the limit, completing the message it fell in
 	left        int64 // events after the limit
 	last        event.Record
@@ -163,13 +170,21 @@ type ledgerPass struct {
 	sigs        File
 }
 
+// foldAfter is where the fold starts: the events it already holds (a
+// snapshot's) end with the event counted n, whose hash is hash; n == 0:
+// it holds none.
+type foldAfter struct {
+	n    int64
+	hash event.Hash
+}
+
 // readLedger streams the ledger's messages into the events and signatures
 // files of tmp, up to limit events (and the rest of the message the limit
 // falls in, so that every message in the backup is whole and its writer
-// signature can be checked), adding each event up to limit to acc and fold
-// and passing it to check.
-func readLedger(ctx context.Context, src Source, tmp string, limit int64, acc *roots, fold *folder, check *checkpointCheck) (ledgerPass, error) {
-	var p ledgerPass
+// signature can be checked), adding each event up to limit to acc, folding
+// those after from, and passing it to check.
+func readLedger(ctx context.Context, src Source, tmp string, limit int64, acc *roots, fold *folder, from foldAfter, check *checkpointCheck) (ledgerPass, error) {
+	p := ledgerPass{n: int64(src.Ledger.FirstIndex())}
 	events, err := createHashed(tmp, eventsPath)
 	if err != nil {
 		return p, err
@@ -206,7 +221,12 @@ func readLedger(ctx context.Context, src Source, tmp string, limit int64, acc *r
 				}
 				p.n++
 				acc.add(r.Raw)
-				fold.add(r)
+				switch {
+				case p.n > from.n:
+					fold.add(r)
+				case p.n == from.n && r.Hash != from.hash:
+					return fmt.Errorf("the snapshot covers event %d with hash %s, the ledger holds %s", r.Event.Index, from.hash, r.Hash)
+				}
 				p.last = r
 				if err := check.passed(acc); err != nil {
 					return err
@@ -237,9 +257,15 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 	if src.Signer == nil {
 		limit = latest.Size
 	}
+	acc, fold, from, err := startFold(ctx, src, tmp, latest, limit)
+	if err != nil {
+		return Summary{}, fmt.Errorf("backup: %w", err)
+	}
+	first := int64(src.Ledger.FirstIndex())
 	// Stored checkpoints are copied into the backup as they are read (those
-	// that verify and lie within the cut) and checked as the events pass
-	// their sizes: none is held longer than the read-ahead.
+	// that verify and lie within the cut, and after the base if any: only
+	// those can be checked against the events) and checked as the events
+	// pass their sizes: none is held longer than the read-ahead.
 	cps, err := createCheckpoints(tmp)
 	if err != nil {
 		return Summary{}, fmt.Errorf("backup: %w", err)
@@ -258,22 +284,23 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 			if err != nil {
 				return storedCheckpoint{}, err
 			}
-			if c, err := merkle.Open(s, src.Verifier); err == nil && c.Size <= limit {
+			if c, err := merkle.Open(s, src.Verifier); err == nil && c.Size <= limit && c.Size > first {
 				pos++
 				return storedCheckpoint{pos: pos, cp: c}, cps.add(s)
 			}
 		}
 	})
-	acc := newRoots()
-	fold := &folder{fold: src.Fold}
-	p, err := readLedger(ctx, src, tmp, limit, acc, fold, check)
+	p, err := readLedger(ctx, src, tmp, limit, acc, fold, from, check)
 	if err != nil {
 		cps.close()
 		return Summary{}, fmt.Errorf("backup: reading the ledger: %w", err)
 	}
 	fold.flush()
 
-	sum := Summary{Quarantined: p.quarantined}
+	sum := Summary{Quarantined: p.quarantined, BaseFirstIndex: src.Ledger.FirstIndex()}
+	if from.n > 0 {
+		sum.SnapshotIndex = uint64(from.n - 1)
+	}
 	signed, cp, err := cut(src, latestSigned, latest, p.n, acc, &sum)
 	if err != nil {
 		cps.close()
@@ -288,7 +315,9 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 	if err == nil {
 		// Checkpoints stored behind the stream: read the events again,
 		// from the file just written.
-		err = check.verifyLate(func(add func([]byte)) error { return eachLine(filepath.Join(tmp, eventsPath), cp.Size, add) })
+		err = check.verifyLate(rootsAt(src.Ledger.Base()), func(add func([]byte)) error {
+			return eachLine(filepath.Join(tmp, eventsPath), cp.Size-first, add)
+		})
 	}
 	if err != nil {
 		cps.close()
@@ -305,7 +334,7 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 		return Summary{}, fmt.Errorf("backup: %w", err)
 	}
 
-	matsFile, err := writeMaterials(ctx, src, tmp, &sum)
+	matsFile, err := writeMaterials(ctx, src, fold.fold, tmp, &sum)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -324,6 +353,11 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 	m.Files = []File{p.events, p.sigs,
 		{Path: filepath.ToSlash(checkpointPath), Size: int64(len(signed)), SHA256: digest(signed)},
 		cpsFile, matsFile}
+	for _, name := range []string{BaseFile, SnapshotFile} {
+		if data, err := os.ReadFile(filepath.Join(tmp, name)); err == nil {
+			m.Files = append(m.Files, File{Path: name, Size: int64(len(data)), SHA256: digest(data)})
+		}
+	}
 	manifest, _ := json.MarshalIndent(m, "", "  ")
 	manifest = append(manifest, '\n')
 	sig, err := signManifest(manifest, src.ManifestSigner)
@@ -341,8 +375,8 @@ func write(ctx context.Context, src Source, tmp string) (Summary, error) {
 
 // writeMaterials writes every material the ledger at the cut refers to,
 // each checked against the ledger's commitment.
-func writeMaterials(ctx context.Context, src Source, tmp string, sum *Summary) (File, error) {
-	live := src.Fold.LiveMaterials()
+func writeMaterials(ctx context.Context, src Source, fold Fold, tmp string, sum *Summary) (File, error) {
+	live := fold.LiveMaterials()
 	mats, err := createHashed(tmp, MaterialsFile)
 	if err != nil {
 		return File{}, fmt.Errorf("backup: %w", err)
@@ -405,6 +439,52 @@ func missingMaterial(ctx context.Context, src Source, cut int64, id string) erro
 	}
 	return fmt.Errorf("backup: material %s, which the ledger at the cut refers to, is not in the material store and no deletion of it is recorded: "+
 		"it is lost, or the store read is not this deployment's (a running embedded server keeps its per-material keys in its data directory)", id)
+}
+
+// startFold is where the backup's Merkle range and fold start: at the
+// first event, or after removed segments at the base, from the newest
+// snapshot before the cut (base.go), whose files it writes into tmp.
+func startFold(ctx context.Context, src Source, tmp string, latest *merkle.Checkpoint, limit int64) (*roots, *folder, foldAfter, error) {
+	b := src.Ledger.Base()
+	if b.Empty() {
+		return newRoots(), &folder{fold: src.Fold}, foldAfter{}, nil
+	}
+	acc, err := rootsFrom(b)
+	if err != nil {
+		return nil, nil, foldAfter{}, err
+	}
+	t, err := src.Ledger.TiledTree(merkle.NewMemoryStore(), 1)
+	if err != nil {
+		return nil, nil, foldAfter{}, err
+	}
+	rec := baseRecord{Base: b, Tree: t.Frontier()}
+	// The snapshot is trusted for the writers a signed checkpoint names.
+	var named map[string]string
+	if latest != nil {
+		named = latest.Writers()
+	}
+	if len(named) == 0 {
+		named = b.Writers
+	}
+	raw, h, body, err := pickSnapshot(ctx, src.Snapshots, src.Stream, b, limit, trustedWriters(named))
+	if err != nil {
+		return nil, nil, foldAfter{}, err
+	}
+	fold, err := src.FoldFrom(body)
+	if err != nil {
+		return nil, nil, foldAfter{}, fmt.Errorf("the snapshot at event %d: %w", h.Index, err)
+	}
+	hash, _ := h.EventHash()
+	if h.Index+1 == b.FirstIndex && hash.String() != b.Prev {
+		return nil, nil, foldAfter{}, fmt.Errorf("the snapshot at event %d is not of the base's last event", h.Index)
+	}
+	if err := writeSynced(filepath.Join(tmp, BaseFile), marshalBase(rec)); err != nil {
+		return nil, nil, foldAfter{}, err
+	}
+	if err := writeSynced(filepath.Join(tmp, SnapshotFile), raw); err != nil {
+		return nil, nil, foldAfter{}, err
+	}
+	return acc, &folder{fold: fold}, foldAfter{n: int64(h.Index) + 1, hash: hash}, nil
 }
 
 // newest reads the newest stored checkpoint, if any.

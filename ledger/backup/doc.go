@@ -16,6 +16,9 @@
 //	ledger/checkpoint       the signed checkpoint whose tree size is the cut
 //	checkpoints.json        every stored signed checkpoint up to the cut
 //	materials.jsonl         each live material: id and root-wrapped bytes
+//	base.json, snapshot     after removed (archived) segments only: where
+//	                        the live ledger starts and the signed snapshot
+//	                        its state starts from (base.go)
 //
 // ledger/ is an offline export: `keyledger audit verify --offline DIR/ledger`
 // checks it, and it serves as a deletion journal.

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
@@ -100,8 +100,17 @@ func (b *Backup) applyJournal(dir string) error {
 	} else if !st.IsDir() {
 		return refuseJ("%v", ErrJournalNotExport)
 	}
-	if _, err := os.Stat(filepath.Join(dir, segment.BaseFile)); err == nil {
-		return refuseJ("it starts after removed (archived) segments (%s); a journal that starts at the ledger's first event is needed", segment.BaseFile)
+	// An export of a ledger after removed segments starts at its base
+	// (segment.BaseFile): its events are checked from there, which needs
+	// the base at or before the backup's cut.
+	var base segment.Base
+	if raw, err := os.ReadFile(filepath.Join(dir, segment.BaseFile)); err == nil {
+		if err := json.Unmarshal(raw, &base); err != nil {
+			return refuseJ("%s: malformed", segment.BaseFile)
+		}
+		if int64(base.FirstIndex) > b.Checkpoint.Size {
+			return refuseJ("it starts at event %d, after the backup's cut (%d): events removed since the backup are not in it", base.FirstIndex, b.Checkpoint.Size)
+		}
 	}
 	signed, err := os.ReadFile(filepath.Join(dir, offline.CheckpointFile))
 	if err != nil {
@@ -123,14 +132,24 @@ func (b *Backup) applyJournal(dir string) error {
 	defer sigs.close()
 
 	cut := b.Checkpoint.Size
-	acc := newRoots(cut, jcp.Size)
+	acc, err := rootsAt(base)(cut, jcp.Size)
+	if err != nil {
+		return refuseJ("%s: %v", segment.BaseFile, err)
+	}
 	if w := b.witness; w != nil && w.Size <= jcp.Size {
 		acc.want[w.Size] = true
 	}
-	in := &signedEvents{events: events, sigs: sigs, folder: chain.NewFolder()}
+	folder, err := base.Folder()
+	if err != nil {
+		return refuseJ("%s: %v", segment.BaseFile, err)
+	}
+	if err := checkBaseWriters(base, jcp.Writers()); err != nil {
+		return refuseJ("%s: %v", segment.BaseFile, err)
+	}
+	in := &signedEvents{events: events, sigs: sigs, folder: folder}
 	info := JournalInfo{Checkpoint: jcp, Skipped: map[string]int{}}
 	seen := map[string]bool{}
-	var n int64
+	n := int64(base.FirstIndex)
 	for {
 		recs, err := in.next()
 		if errors.Is(err, io.EOF) {

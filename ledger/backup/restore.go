@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/ledger"
@@ -22,6 +23,9 @@ import (
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
+	"github.com/keyledger/keyledger/ledger/segment"
+	"github.com/keyledger/keyledger/ledger/snapshot"
+	"github.com/keyledger/keyledger/ledger/writer"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -52,6 +56,9 @@ type Options struct {
 	// Fresh is what the operator knows of the newest state (fresh.go).
 	Fresh Freshness
 	Fold  func() Fold // a new, empty fold (projections/keystate.New)
+	// FoldFrom starts a Fold from a snapshot's body, for a backup of a
+	// ledger after removed segments (base.go): projections/resume's image.
+	FoldFrom func(body []byte) (Fold, error)
 	// JournalDir, if set, is the deletion journal: an export directory of a
 	// ledger that survived (journal.go). Deletions it records after the
 	// cut win.
@@ -85,6 +92,13 @@ type Backup struct {
 	atWitness   tlog.Hash         // the root at the witness's size, if ≤ the cut
 	atWitnessOK bool
 	witness     *merkle.Checkpoint
+	// After removed segments (base.go): the base, and the snapshot the
+	// state continues (its header, and body for the restored deployment).
+	base         *baseRecord
+	snapHeader   snapshot.Header
+	snapBody     []byte
+	baseRemoved  bool // a SegmentRemoved event at or before the cut names the base
+	foldFromBody func(body []byte) (Fold, error)
 	// Deleted lists the materials the journal records destroyed after the
 	// cut: they are not restored.
 	Deleted []string
@@ -160,7 +174,10 @@ func Open(dir string, opt Options) (*Backup, error) {
 	if err := b.checkManifestCut(); err != nil {
 		return nil, err
 	}
-	fold := opt.Fold()
+	fold, err := b.startFold(files, opt)
+	if err != nil {
+		return nil, err
+	}
 	if err := b.checkEvents(fold); err != nil {
 		return nil, err
 	}
@@ -196,7 +213,13 @@ func (b *Backup) checkEvents(fold Fold) error {
 			return refuse("%v", err)
 		}
 		defer sr.close()
-		sigs = &signedEvents{events: lr, sigs: sr, folder: chain.NewFolder()}
+		f := chain.NewFolder()
+		if b.base != nil {
+			if f, err = b.base.Base.Folder(); err != nil {
+				return refuse("%s: %v", BaseFile, err)
+			}
+		}
+		sigs = &signedEvents{events: lr, sigs: sr, folder: f}
 		src = sigs
 	}
 	cr, err := openCheckpoints(filepath.Join(b.dir, CheckpointsFile))
@@ -218,11 +241,13 @@ func (b *Backup) checkEvents(fold Fold) error {
 		}
 		return storedCheckpoint{pos: cr.pos, cp: cp}, nil
 	})
-	var acc *roots
+	var want []int64
 	if w := b.witness; w != nil && w.Size <= b.Checkpoint.Size {
-		acc = newRoots(w.Size)
-	} else {
-		acc = newRoots()
+		want = append(want, w.Size)
+	}
+	acc, err := rootsAt(b.baseOrEmpty())(want...)
+	if err != nil {
+		return refuse("%s: %v", BaseFile, err)
 	}
 	err = b.streamEvents(src, acc, check, &folder{fold: fold})
 	// A file that was changed is reported as such, whatever broke first.
@@ -252,17 +277,94 @@ func (b *Backup) checkEvents(fold Fold) error {
 			return refuse("ledger: %v", err)
 		}
 	}
+	if b.base != nil && !b.baseRemoved {
+		return refuse("%s: no SegmentRemoved event among the events names the base", BaseFile)
+	}
 	b.atWitness, b.atWitnessOK = witnessRoot(acc, b.witness)
 	err = check.finish(acc)
 	if err == nil {
-		err = check.verifyLate(func(add func([]byte)) error {
-			return eachLine(filepath.Join(b.dir, eventsPath), b.Checkpoint.Size, add)
+		err = check.verifyLate(rootsAt(b.baseOrEmpty()), func(add func([]byte)) error {
+			return eachLine(filepath.Join(b.dir, eventsPath), b.Checkpoint.Size-int64(b.baseOrEmpty().FirstIndex), add)
 		})
 	}
 	if err != nil {
 		return refuse("%s: %d verified, then: %v", CheckpointsFile, check.checked, err)
 	}
 	return nil
+}
+
+// startFold returns the fold the events after the backup's start go into:
+// opt.Fold's, or after removed segments (base.go) one started from the
+// backup's snapshot, once the base and snapshot files checked out.
+func (b *Backup) startFold(files map[string][]byte, opt Options) (Fold, error) {
+	rawBase, hasBase := files[BaseFile]
+	if !hasBase {
+		if _, ok := files[SnapshotFile]; ok {
+			return nil, refuse("%s without %s", SnapshotFile, BaseFile)
+		}
+		return opt.Fold(), nil
+	}
+	var rec baseRecord
+	if err := json.Unmarshal(rawBase, &rec); err != nil || rec.Base.Empty() {
+		return nil, refuse("%s: malformed", BaseFile)
+	}
+	if err := checkBaseTree(rec); err != nil {
+		return nil, refuse("%s: %v", BaseFile, err)
+	}
+	named := b.Checkpoint.Writers()
+	if err := checkBaseWriters(rec.Base, named); err != nil {
+		return nil, refuse("%s: %v", BaseFile, err)
+	}
+	raw, ok := files[SnapshotFile]
+	if !ok {
+		return nil, refuse("manifest: a backup after removed segments (%s) must hold %s", BaseFile, SnapshotFile)
+	}
+	h, body, err := snapshot.Check(raw, b.Manifest.Stream, trustedWriters(named))
+	if err != nil {
+		return nil, refuse("%s: %v", SnapshotFile, err)
+	}
+	if h.Index+1 < rec.Base.FirstIndex || int64(h.Index) >= b.Checkpoint.Size {
+		return nil, refuse("%s: it covers event %d, not one from the base's last (%d) to the cut's", SnapshotFile, h.Index, rec.Base.FirstIndex-1)
+	}
+	if hash, _ := h.EventHash(); h.Index+1 == rec.Base.FirstIndex && hash.String() != rec.Base.Prev {
+		return nil, refuse("%s: it covers event %d with another hash than the base's", SnapshotFile, h.Index)
+	}
+	if opt.FoldFrom == nil {
+		return nil, refuse("a backup after removed segments needs a fold from its snapshot")
+	}
+	fold, err := opt.FoldFrom(body)
+	if err != nil {
+		return nil, refuse("%s: %v", SnapshotFile, err)
+	}
+	b.base, b.snapHeader, b.snapBody, b.foldFromBody = &rec, h, body, opt.FoldFrom
+	return fold, nil
+}
+
+// StartsAt is the first event the backup holds: 0, or after removed
+// (archived) segments the base's, with the event the snapshot the state
+// starts from covers.
+func (b *Backup) StartsAt() (first, snapshotIndex uint64) {
+	if b.base == nil {
+		return 0, 0
+	}
+	return b.base.Base.FirstIndex, b.snapHeader.Index
+}
+
+// baseOrEmpty is where the backup's ledger starts.
+func (b *Backup) baseOrEmpty() segment.Base {
+	if b.base == nil {
+		return segment.Base{}
+	}
+	return b.base.Base
+}
+
+// foldAfter is where the fold of the backup's events starts.
+func (b *Backup) foldAfter() foldAfter {
+	if b.base == nil {
+		return foldAfter{}
+	}
+	hash, _ := b.snapHeader.EventHash()
+	return foldAfter{n: int64(b.snapHeader.Index) + 1, hash: hash}
 }
 
 func sigsReader(s *signedEvents) *lineReader {
@@ -311,8 +413,9 @@ func (l *linkedEvents) next() ([]event.Record, error) {
 // writer signature can be checked); they are neither folded nor restored.
 func (b *Backup) streamEvents(src recordSource, acc *roots, check *checkpointCheck, f *folder) error {
 	cp := b.Checkpoint
-	var n int64
+	n := int64(b.baseOrEmpty().FirstIndex)
 	var last event.Record
+	from := b.foldAfter()
 	for {
 		recs, err := src.next()
 		if errors.Is(err, io.EOF) {
@@ -333,7 +436,15 @@ func (b *Backup) streamEvents(src recordSource, acc *roots, check *checkpointChe
 			if err := check.passed(acc); err != nil {
 				return refuse("%s: %d verified, then: %v", CheckpointsFile, check.checked, err)
 			}
-			f.add(r)
+			switch {
+			case n > from.n:
+				f.add(r)
+			case n == from.n && r.Hash != from.hash:
+				return refuse("%s: it covers event %d with hash %s, the ledger holds %s", SnapshotFile, r.Event.Index, from.hash, r.Hash)
+			}
+			if b.base != nil && namesBase(r.Event, b.base.Base) {
+				b.baseRemoved = true
+			}
 			last = r
 		}
 	}
@@ -344,7 +455,7 @@ func (b *Backup) streamEvents(src recordSource, acc *roots, check *checkpointChe
 	if root, err := acc.rootAt(cp.Size); err != nil || root != cp.Root {
 		return refuse("ledger: the first %d events do not match the signed checkpoint's root (an event was changed, dropped, inserted or reordered)", cp.Size)
 	}
-	if cp.Size > 0 {
+	if cp.Size > 0 && last.Event != nil {
 		if last.Hash.String() != b.Manifest.Head {
 			return refuse("manifest: its head hash is not the last event's")
 		}
@@ -404,6 +515,8 @@ func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 		if rel == eventsPath || rel == signaturesPath || rel == CheckpointsFile {
 			return nil // streamed, and checked as they are (checkEvents)
 		}
+		// The small files (the checkpoint, materials, base and snapshot)
+		// are read whole.
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
@@ -487,6 +600,19 @@ type Target struct {
 	Checkpoints *checkpoint.Store
 	Materials   MaterialStore
 	Fold        Fold // empty; for checking what was restored
+
+	// For a backup after removed segments (base.go) Ledger is nil:
+	// ImportAfterBase imports the events into the empty deployment
+	// (ledger.ImportAfterBase) and returns the ledger opened, and the
+	// backup's snapshot is stored again in Snapshots for the restored
+	// stream, its body restated by Rebase (the head's new stream
+	// sequence) and signed with Writer.
+	ImportAfterBase func(ctx context.Context, base segment.Base, tree merkle.Frontier, next func() ([]byte, error)) (*ledger.Ledger, error)
+	Snapshots       interface {
+		Put(ctx context.Context, h snapshot.Header, body []byte, key *writer.Key) error
+	}
+	Writer *writer.Key
+	Rebase func(body []byte, seq uint64) ([]byte, error)
 }
 
 // Result is what Restore wrote and checked.
@@ -516,7 +642,14 @@ func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 		return Result{}, fmt.Errorf("backup: %w", err)
 	}
 	if stored > 0 {
+		if t.Ledger == nil {
+			return Result{}, errors.New("backup: the target already holds checkpoints; restore into an empty deployment " +
+				"(an unfinished restore: delete its streams and restore again)")
+		}
 		return Result{}, b.notEmpty(ctx, t)
+	}
+	if b.base != nil && (t.ImportAfterBase == nil || t.Snapshots == nil || t.Writer == nil || t.Rebase == nil) {
+		return Result{}, errors.New("backup: a backup after removed segments is restored with ImportAfterBase, Snapshots, Writer and Rebase")
 	}
 	if err := b.putCheckpoints(ctx, t.Checkpoints); err != nil {
 		return Result{}, err
@@ -526,8 +659,19 @@ func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 			return Result{}, fmt.Errorf("backup: writing material: %w", err)
 		}
 	}
-	if err := b.importEvents(ctx, t.Ledger); err != nil {
-		return Result{}, err
+	if b.base == nil {
+		if err := b.importEvents(ctx, t.Ledger); err != nil {
+			return Result{}, err
+		}
+	} else {
+		l, err := b.importAfterBase(ctx, t)
+		if err != nil {
+			return Result{}, err
+		}
+		t.Ledger = l
+		if err := b.putSnapshot(ctx, t); err != nil {
+			return Result{}, err
+		}
 	}
 	if len(b.deletions) > 0 {
 		if err := b.recordDeletions(ctx, t.Ledger); err != nil {
@@ -610,13 +754,35 @@ func (b *Backup) notEmpty(ctx context.Context, t Target) error {
 
 // importEvents streams the backup's events into the target ledger.
 func (b *Backup) importEvents(ctx context.Context, l *ledger.Ledger) error {
+	return b.readEvents(func(next func() ([]byte, error)) error {
+		_, err := l.ImportFrom(ctx, next)
+		return err
+	})
+}
+
+// importAfterBase streams the backup's events into the target after its
+// base (ledger.ImportAfterBase) and returns the ledger opened.
+func (b *Backup) importAfterBase(ctx context.Context, t Target) (*ledger.Ledger, error) {
+	var l *ledger.Ledger
+	err := b.readEvents(func(next func() ([]byte, error)) error {
+		var err error
+		l, err = t.ImportAfterBase(ctx, b.base.Base, b.base.Tree, next)
+		return err
+	})
+	return l, err
+}
+
+// readEvents hands import the backup's events up to the cut, read again
+// from the directory, and checks they are still the ones Open verified.
+func (b *Backup) readEvents(importFn func(next func() ([]byte, error)) error) error {
 	lr, err := openLines(filepath.Join(b.dir, eventsPath))
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	defer lr.close()
-	_, err = l.ImportFrom(ctx, func() ([]byte, error) {
-		if int64(lr.line) == b.Checkpoint.Size {
+	lines := b.Checkpoint.Size - int64(b.baseOrEmpty().FirstIndex)
+	err = importFn(func() ([]byte, error) {
+		if int64(lr.line) == lines {
 			return nil, io.EOF // the rest completes the cut's message
 		}
 		return lr.next()
@@ -627,21 +793,62 @@ func (b *Backup) importEvents(ctx context.Context, l *ledger.Ledger) error {
 	if err != nil {
 		return fmt.Errorf("backup: writing the ledger: %w", err)
 	}
-	if ok, err := lr.matches(b.eventsFile); err != nil || !ok || int64(lr.line) != b.Checkpoint.Size {
+	if ok, err := lr.matches(b.eventsFile); err != nil || !ok || int64(lr.line) != lines {
 		return fmt.Errorf("backup: %s changed after it was verified", b.eventsFile.Path)
+	}
+	return nil
+}
+
+// putSnapshot stores the backup's snapshot again for the restored stream:
+// the same state, its head's stream sequence the restored one.
+func (b *Backup) putSnapshot(ctx context.Context, t Target) error {
+	h := b.snapHeader
+	seq := b.base.Base.Seq // the snapshot is of the base's last event
+	if h.Index >= b.base.Base.FirstIndex {
+		seq = 0
+		stop := errors.New("found")
+		_, err := t.Ledger.Replay(ctx, chain.Head{}, func(r event.Record) error {
+			if r.Event.Index == h.Index {
+				seq = r.Seq
+				return stop
+			}
+			return nil
+		})
+		if !errors.Is(err, stop) || seq == 0 {
+			return fmt.Errorf("backup: the restored ledger has no event %d for the snapshot: %v", h.Index, err)
+		}
+	}
+	body, err := t.Rebase(b.snapBody, seq)
+	if err != nil {
+		return fmt.Errorf("backup: the snapshot: %w", err)
+	}
+	nh := snapshot.Header{Index: h.Index, Seq: seq, Hash: h.Hash, Count: h.Count, Taken: time.Now().UTC(), EventTime: h.EventTime}
+	if err := t.Snapshots.Put(ctx, nh, body, t.Writer); err != nil {
+		return fmt.Errorf("backup: storing the snapshot: %w", err)
 	}
 	return nil
 }
 
 // verifyRestored reads the restored deployment back and checks it.
 func (b *Backup) verifyRestored(ctx context.Context, t Target) (Result, error) {
-	acc := newRoots(b.Checkpoint.Size)
-	f := &folder{fold: t.Fold}
+	acc, err := rootsAt(b.baseOrEmpty())(b.Checkpoint.Size)
+	if err != nil {
+		return Result{}, fmt.Errorf("backup: %w", err)
+	}
+	fold, from := t.Fold, b.foldAfter()
+	if b.base != nil {
+		if fold, err = b.foldFromBody(b.snapBody); err != nil {
+			return Result{}, fmt.Errorf("backup: %w", err)
+		}
+	}
+	f := &folder{fold: fold}
 	head, err := t.Ledger.Replay(ctx, chain.Head{}, func(r event.Record) error {
 		if acc.n < b.Checkpoint.Size {
 			acc.add(r.Raw)
 		}
-		f.add(r)
+		if int64(r.Event.Index)+1 > from.n {
+			f.add(r)
+		}
 		return nil
 	})
 	if err != nil {
@@ -654,7 +861,7 @@ func (b *Backup) verifyRestored(ctx context.Context, t Target) (Result, error) {
 	if root, err := acc.rootAt(b.Checkpoint.Size); err != nil || root != b.Checkpoint.Root {
 		return Result{}, errors.New("backup: the restored ledger does not rebuild the checkpoint's Merkle root")
 	}
-	live := t.Fold.LiveMaterials()
+	live := fold.LiveMaterials()
 	for id, want := range live {
 		if want != b.commitments[id] {
 			return Result{}, fmt.Errorf("backup: the restored ledger refers to material %s, which was not restored", id)

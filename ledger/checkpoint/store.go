@@ -204,10 +204,11 @@ func (s *Store) streams() []jetstream.Stream {
 }
 
 // Latest returns the newest signed checkpoint: of the newest kept and
-// the newest recent one, the larger (unverified).
+// the newest recent one, the larger (unverified), or the later stored.
 func (s *Store) Latest(ctx context.Context) ([]byte, error) {
 	var best []byte
 	bestSize := int64(-2)
+	var bestTime time.Time
 	for _, st := range s.streams() {
 		info, err := st.Info(ctx)
 		if err != nil {
@@ -223,8 +224,8 @@ func (s *Store) Latest(ctx context.Context) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if size := sizeOf(m.Data); size > bestSize {
-			best, bestSize = m.Data, size
+		if size := sizeOf(m.Data); size > bestSize || size == bestSize && m.Time.After(bestTime) {
+			best, bestSize, bestTime = m.Data, size, m.Time
 		}
 	}
 	if best == nil {
@@ -341,14 +342,16 @@ const newestSearch = 64
 
 // Newest returns the newest stored checkpoint that verifies with vkey (a
 // note verifier key) — of the newest few kept and recent ones, the
-// largest — and how many newer ones did not verify (another instance's
-// key, or forged). With vkey "" the largest is taken unverified, which can
-// only cause a false alarm, never hide a truncation. ErrNone means none is
-// stored, or none of the newest few verifies.
+// largest, of equal sizes the later stored — and how many newer ones did
+// not verify (another instance's key, or forged). With vkey "" it is
+// taken unverified, which can only cause a false alarm, never hide a
+// truncation. ErrNone means none is stored, or none of the newest few
+// verifies.
 func (s *Store) Newest(ctx context.Context, vkey string) (cp merkle.Checkpoint, skipped int, err error) {
 	found := false
+	var at time.Time
 	for _, st := range s.streams() {
-		c, n, err := newestIn(ctx, st, vkey)
+		c, t, n, err := newestIn(ctx, st, vkey)
 		skipped += n
 		if errors.Is(err, ErrNone) {
 			continue
@@ -356,8 +359,8 @@ func (s *Store) Newest(ctx context.Context, vkey string) (cp merkle.Checkpoint, 
 		if err != nil {
 			return cp, skipped, err
 		}
-		if !found || c.Size > cp.Size {
-			cp, found = c, true
+		if !found || c.Size > cp.Size || c.Size == cp.Size && t.After(at) {
+			cp, at, found = c, t, true
 		}
 	}
 	if !found {
@@ -367,13 +370,13 @@ func (s *Store) Newest(ctx context.Context, vkey string) (cp merkle.Checkpoint, 
 }
 
 // newestIn is Newest in one stream.
-func newestIn(ctx context.Context, st jetstream.Stream, vkey string) (cp merkle.Checkpoint, skipped int, err error) {
+func newestIn(ctx context.Context, st jetstream.Stream, vkey string) (cp merkle.Checkpoint, at time.Time, skipped int, err error) {
 	info, err := st.Info(ctx)
 	if err != nil {
-		return cp, 0, err
+		return cp, at, 0, err
 	}
 	if info.State.Msgs == 0 {
-		return cp, 0, ErrNone
+		return cp, at, 0, ErrNone
 	}
 	for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0 && skipped < newestSearch; seq-- {
 		m, err := st.GetMsg(ctx, seq)
@@ -381,7 +384,7 @@ func newestIn(ctx context.Context, st jetstream.Stream, vkey string) (cp merkle.
 			continue
 		}
 		if err != nil {
-			return cp, skipped, err
+			return cp, at, skipped, err
 		}
 		if vkey == "" {
 			cp, err = unverified(m.Data)
@@ -389,11 +392,11 @@ func newestIn(ctx context.Context, st jetstream.Stream, vkey string) (cp merkle.
 			cp, err = merkle.Open(m.Data, vkey)
 		}
 		if err == nil {
-			return cp, skipped, nil
+			return cp, m.Time, skipped, nil
 		}
 		skipped++
 	}
-	return cp, skipped, ErrNone
+	return cp, at, skipped, ErrNone
 }
 
 // unverified reads a signed note's checkpoint without checking the

@@ -43,9 +43,9 @@ Usage:
   keyledger audit witness [flags]  watch a deployment's signed checkpoints for rollback or fork
   keyledger report compliance      the compliance report (JSON, CSV or HTML with charts)
   keyledger keys describe K [--as-of T]   a key's state, policy, grants, aliases and who could decrypt, at T
-  keyledger backup --out DIR [--data-dir D | --nats-url U]   write a consistent, verifiable backup
-  keyledger restore --from DIR --pubkey FILE [--deletions-from EXPORT] [--data-dir NEW | --nats-url U]
-                                   verify a backup and rebuild a deployment from it
+  keyledger backup --out DIR --signing-key K [--data-dir D | --nats-url U]   write a consistent, signed, verifiable backup
+  keyledger restore --from DIR --pubkey FILE --backup-pubkey FILE (--not-before T | --witness-state F | --allow-rollback)
+          [--deletions-from EXPORT] [--data-dir NEW | --nats-url U]   verify a backup and rebuild a deployment from it
   keyledger root init|seal|rotate|status   sealed root key: create, seal a plaintext one, rotate online
   keyledger unseal --url U --share S       submit one unseal share to a sealed deployment
   keyledger seed --url U [--dev] FILE      create the keys a seed file declares on a running deployment

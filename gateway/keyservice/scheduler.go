@@ -16,6 +16,7 @@ import (
 // scheduler it is one Scheduler.Step, without one (a lone service) the work
 // is done unfenced.
 func (s *Service) RunDue(ctx context.Context) error {
+	s.retryDestroy(ctx) // any instance may: destroying recorded deletions is idempotent, and needs no root key
 	if s.sched != nil {
 		return s.sched.Step(ctx)
 	}

@@ -94,6 +94,10 @@ type Service struct {
 
 	sched    *Scheduler    // nil: RunDue runs unfenced (NewScheduler)
 	rotation *RootRotation // nil: no root key rotation (NewRootRotation)
+	// Materials whose deletion is recorded but whose destruction failed
+	// (destroyRecorded): retried by RunDue, and at start-up by Sweep.
+	undestroyedMu sync.Mutex
+	undestroyed   map[string]bool
 }
 
 // New returns a Service.
@@ -108,6 +112,7 @@ func New(cfg Config) *Service {
 		appendFailures: newBurstLog(cfg.Logger, "ledger append failed; request refused", refusalLogInterval),
 		internalErrors: newBurstLog(cfg.Logger, "internal error", refusalLogInterval),
 		cache:          map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
+		undestroyed: map[string]bool{},
 	}
 }
 

@@ -17,11 +17,14 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/lease"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/sealstore"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 )
@@ -131,6 +134,18 @@ func (b *Backend) OpenLedger(ctx context.Context, cfg ledger.Config) (*ledger.Le
 	return ledger.Open(ctx, b.nc, cfg)
 }
 
+// ImportAfterBase imports a ledger that continues a base into the
+// deployment (ledger.ImportAfterBase).
+func (b *Backend) ImportAfterBase(ctx context.Context, cfg ledger.Config, base segment.Base, tree merkle.Frontier, next func() ([]byte, error)) (chain.Head, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = b.replicas
+	}
+	if b.srv != nil && cfg.Storage == nil {
+		cfg.Storage = b.srv
+	}
+	return ledger.ImportAfterBase(ctx, b.nc, cfg, base, tree, next)
+}
+
 // OpenMaterials opens the material store. On the embedded default its
 // per-material keys are in the slot file unless cfg says otherwise; with an
 // external deployment they are in a bucket shared by every instance.
@@ -152,6 +167,19 @@ func (b *Backend) OpenMaterials(ctx context.Context, cfg material.Config) (*mate
 	b.stores = append(b.stores, s)
 	b.mu.Unlock()
 	return s, nil
+}
+
+// ReadMaterials opens the material store for reading only, creating and
+// changing nothing (material.OpenReader): per-material keys from the slot
+// file in shredDir, or on the embedded default its own when shredDir is
+// empty; with an external deployment and no shredDir, from its key
+// bucket. shredDir names the slot directory of an embedded server running
+// elsewhere (<data-dir>/shred), read beside it.
+func (b *Backend) ReadMaterials(ctx context.Context, shredDir string) (*material.Reader, error) {
+	if shredDir == "" {
+		shredDir = b.shredDir
+	}
+	return material.OpenReader(ctx, b.nc, material.Config{ShredDir: shredDir})
 }
 
 // OpenCheckpoints opens the checkpoint stream of a ledger stream.

@@ -14,8 +14,10 @@
 // account of their own: they can read the ledger (every segment, linked as
 // it appears: segments.go), checkpoint and snapshot streams with direct
 // gets and the live feed, and have the server write nothing (auth.go says
-// why an account, not permissions, ensures that). With Options.TLS the
-// listener requires TLS.
+// why an account, not permissions, ensures that). `keyledger backup` on
+// Listen uses a third, read-only nkey (BackupSeedFile) in a third account,
+// which reads what audit reads but the feed, and the material bucket. With
+// Options.TLS the listener requires TLS.
 package embedded
 
 import (
@@ -92,19 +94,19 @@ func Start(opts Options) (*Server, error) {
 		// read it; reading them lets an auditor's report and time travel
 		// start from one instead of folding the whole ledger.
 		// Segment streams <s>_<n> are linked as they appear (segments.go).
-		streams = append(streams, s, s+"_CHECKPOINTS", "OBJ_"+s+"_SNAPSHOTS", "KV_"+s+"_BASE")
+		streams = append(streams, s, s+"_CHECKPOINTS", s+"_CHECKPOINTS_RECENT", "OBJ_"+s+"_SNAPSHOTS", "KV_"+s+"_BASE")
 	}
 	id, err := loadIdentities(opts.AuthDir)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: NATS identities: %w", err)
 	}
-	audit := server.NewAccount(auditAccount)
-	users, err := id.users(audit)
+	audit, backup := server.NewAccount(auditAccount), server.NewAccount(backupAccount)
+	users, err := id.users(audit, backup)
 	if err != nil {
 		return nil, err
 	}
 	so := &server.Options{
-		Accounts:           []*server.Account{audit},
+		Accounts:           []*server.Account{audit, backup},
 		Nkeys:              users,
 		ServerName:         "keyledger-embedded",
 		JetStream:          true,
@@ -154,6 +156,13 @@ func Start(opts Options) (*Server, error) {
 	if err := linkAuditAccount(ns.GlobalAccount(), registered, streams); err != nil {
 		return nil, err
 	}
+	backupRegistered, err := ns.LookupAccount(backupAccount)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	if err := linkBackupAccount(ns.GlobalAccount(), backupRegistered, streams); err != nil {
+		return nil, err
+	}
 	reserve := opts.MinFreeDisk
 	if reserve == 0 {
 		reserve = DefaultMinFreeDisk
@@ -180,7 +189,7 @@ func Start(opts Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
-	if srv.segments, err = watchSegments(srv.watcher, ns.GlobalAccount(), registered, opts.AuditStreams); err != nil {
+	if srv.segments, err = watchSegments(srv.watcher, ns.GlobalAccount(), []*server.Account{registered, backupRegistered}, opts.AuditStreams); err != nil {
 		srv.Shutdown()
 		return nil, err
 	}
@@ -201,6 +210,10 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 // AuditSeedFile is the path of the subscribe-only nkey seed audit
 // subscribers use.
 func (s *Server) AuditSeedFile() string { return s.id.auditFile }
+
+// BackupSeedFile is the path of the read-only nkey seed `keyledger backup`
+// uses on the listener.
+func (s *Server) BackupSeedFile() string { return s.id.backupFile }
 
 // ClientURL is the URL network clients use (tls://… when TLS is
 // required), or "" without a listener.

@@ -39,7 +39,13 @@
 // with the root key and the whole stream. A crash in between leaves a key
 // past its deletion date without material: nothing may use it,
 // CancelKeyDeletion refuses it, and the next scheduler run records the
-// deletion. tests/shred_test.go kills keyledger serve repeatedly around due
+// deletion. DeleteImportedKeyMaterial takes the other order — record,
+// destroy, answer — because nothing would finish it after a crash between
+// a destruction and its event (the key would look usable with its material
+// gone): a crash after the event leaves a recorded deletion that the
+// start-up sweep completes before the restarted server answers anything,
+// and a destruction that fails is answered KMSInternalException and
+// retried every scheduler run. tests/shred_test.go kills keyledger serve repeatedly around due
 // deletions and after every kill scans every file for each deleted
 // material's key and tries to decrypt its old ciphertext offline with the
 // root key and everything found.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -369,7 +370,8 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin, Writers: l.Writers})
 	n = &Node{Ledger: l, Materials: mats, State: state, Projections: proj, Checkpointer: cp, Service: svc, Rotation: rotation,
 		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),
-		feedOverflows: &feedOverflows, snapshots: snaps, snapStore: store, verifier: &verifier{}, stopTiles: stopTiles, tilesDone: tilesDone}
+		feedOverflows: &feedOverflows, snapshots: snaps, snapStore: store, verifier: &verifier{diagnose: diagnoser(b, lcfg.Stream)},
+		stopTiles: stopTiles, tilesDone: tilesDone}
 	started = true
 	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
 		Clock: cfg.Clock, Region: cfg.Region, Reports: n, Past: n})
@@ -420,6 +422,21 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		close(n.schedulerDone)
 	}()
 	return n, nil
+}
+
+// diagnoser reads the embedded server's block files of a damaged ledger
+// and summarises what they hold and what is lost.
+func diagnoser(b *backend.Backend, stream string) func(context.Context) string {
+	return func(ctx context.Context) string {
+		rep, err := b.Diagnose(ctx, stream)
+		if err != nil {
+			return "cannot be read: " + err.Error()
+		}
+		if rep == nil {
+			return ""
+		}
+		return strings.ReplaceAll(strings.TrimSpace(rep.Summary()), "\n", "; ")
+	}
 }
 
 // Live is the instance's live key state and compliance aggregates, which

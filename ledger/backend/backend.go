@@ -21,6 +21,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/salvage"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 )
 
@@ -177,6 +178,17 @@ func (b *Backend) ReadCheckpoints(ctx context.Context, ledgerStream string) (*ch
 // OpenTiles opens the Merkle tile bucket of a ledger stream.
 func (b *Backend) OpenTiles(ctx context.Context, ledgerStream string) (*checkpoint.Tiles, error) {
 	return checkpoint.OpenTiles(ctx, b.nc, ledgerStream, b.replicas)
+}
+
+// Diagnose reads the embedded server's block files of a ledger stream
+// directly, while it runs, and reports what they still hold and what is
+// lost (salvage.Diagnose); nil with an external deployment, whose files
+// are not here.
+func (b *Backend) Diagnose(ctx context.Context, ledgerStream string) (*salvage.Report, error) {
+	if b.srv == nil {
+		return nil, nil
+	}
+	return salvage.Salvage(ctx, salvage.Request{StoreDir: b.srv.StoreDir(), Stream: ledgerStream, Running: true})
 }
 
 // Feed returns the live audit feed of a ledger stream.

@@ -63,10 +63,11 @@ type Options struct {
 
 // Server is a running embedded nats-server.
 type Server struct {
-	ns      *server.Server
-	id      *identities
-	storage *storage
-	tls     bool // clients on the listener must use TLS
+	ns       *server.Server
+	storeDir string
+	id       *identities
+	storage  *storage
+	tls      bool // clients on the listener must use TLS
 
 	watcher  *nats.Conn // in-process: stream-created advisories
 	segments *segments  // segment streams linked for the audit identity
@@ -93,6 +94,9 @@ func Start(opts Options) (*Server, error) {
 		// start from one instead of folding the whole ledger.
 		// Segment streams <s>_<n> are linked as they appear (segments.go).
 		streams = append(streams, s, s+"_CHECKPOINTS", "OBJ_"+s+"_SNAPSHOTS", "KV_"+s+"_BASE")
+	}
+	if err := preflight(opts.DataDir, opts.AuditStreams); err != nil {
+		return nil, err
 	}
 	id, err := loadIdentities(opts.AuthDir)
 	if err != nil {
@@ -155,7 +159,8 @@ func Start(opts Options) (*Server, error) {
 	st := newStorage(opts.DataDir, reserve, server.JetStreamConfig{StoreDir: so.StoreDir, SyncAlways: so.SyncAlways,
 		Strict: true, MaxMemory: so.JetStreamMaxMemory, MaxStore: so.JetStreamMaxStore, CompressOK: true})
 	st.ns = ns
-	ns.SetLogger(serverLog{l: opts.Logger, storage: st}, false, false)
+	rec := &recoveries{}
+	ns.SetLogger(serverLog{l: opts.Logger, storage: st, recoveries: rec}, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
@@ -168,7 +173,12 @@ func Start(opts Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: JetStream: %w", err)
 	}
-	srv := &Server{ns: ns, id: id, storage: st, tls: so.TLSConfig != nil}
+	if err := checkRecovered(ns, opts.DataDir, opts.AuditStreams, rec); err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, err
+	}
+	srv := &Server{ns: ns, storeDir: opts.DataDir, id: id, storage: st, tls: so.TLSConfig != nil}
 	if srv.watcher, err = srv.Connect("keyledger-segments"); err != nil {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: %w", err)
@@ -190,6 +200,9 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1), auth,
 		nats.CustomInboxPrefix(keyledgerInbox))
 }
+
+// StoreDir is the JetStream storage directory (Options.DataDir).
+func (s *Server) StoreDir() string { return s.storeDir }
 
 // AuditSeedFile is the path of the subscribe-only nkey seed audit
 // subscribers use.

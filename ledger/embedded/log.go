@@ -12,15 +12,22 @@ import (
 // Failed writes are also reported to storage, which is how keyledger learns
 // of them at once (the server does not answer the publish).
 type serverLog struct {
-	l       *slog.Logger // nil: not logged
-	storage *storage
+	l          *slog.Logger // nil: not logged
+	storage    *storage
+	recoveries *recoveries // streams it could not recover (damaged.go)
 }
 
 func (s serverLog) Noticef(string, ...any) {}
 func (s serverLog) Debugf(string, ...any)  {}
 func (s serverLog) Tracef(string, ...any)  {}
 
-func (s serverLog) Warnf(format string, v ...any) { s.log(slog.LevelWarn, fmt.Sprintf(format, v...)) }
+func (s serverLog) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if s.recoveries != nil {
+		s.recoveries.note(msg)
+	}
+	s.log(slog.LevelWarn, msg)
+}
 
 func (s serverLog) Errorf(format string, v ...any) { s.log(slog.LevelError, fmt.Sprintf(format, v...)) }
 

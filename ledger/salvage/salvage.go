@@ -72,6 +72,9 @@ type Request struct {
 	// Progress, if set, is called after each block with the stream
 	// sequence reached.
 	Progress func(seq uint64)
+	// Running says nats-server is writing the stream meanwhile: the last
+	// block may end in a record being written, not lost.
+	Running bool
 }
 
 // Report is what a salvage found and saved.
@@ -153,6 +156,7 @@ type Checks struct {
 	BeyondGap   int   `json:"beyondGap"`  // cover events not salvaged before a gap: cannot be checked
 	Mismatch    int   `json:"mismatch"`   // size within the prefix but another root
 	BadSig      int   `json:"badSignature"`
+	NoKey       bool  `json:"noVerifierKey,omitempty"` // none given: nothing checked
 	LargestSize int64 `json:"largestSize"` // the largest verified-signature checkpoint's size
 }
 
@@ -179,6 +183,8 @@ func (r *Report) Summary() string {
 	switch {
 	case c.Stored == 0:
 		b.WriteString("checkpoints: none readable\n")
+	case c.NoKey:
+		fmt.Fprintf(&b, "checkpoints: %d stored, not checked (no verifier key)\n", c.Stored)
 	default:
 		fmt.Fprintf(&b, "checkpoints: %d stored; %d verify against the %d events before the first gap (newest: size %d); %d cover lost events and cannot be checked",
 			c.Stored, c.Verified, c.PrefixSize, c.NewestSize, c.BeyondGap)
@@ -207,6 +213,7 @@ func Salvage(ctx context.Context, req Request) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Stream: req.Stream, CheckedNATS: blockfile.CheckedVersion}
+	rep.Checkpoints.NoKey = req.VerifierKey == ""
 	cps, err := readCheckpoints(req.StoreDir, req.Stream, req.VerifierKey, rep)
 	if err != nil {
 		return nil, err
@@ -483,6 +490,9 @@ func (s *state) resume(m chain.Message) {
 // finish files what is still open at the end of the stream.
 func (s *state) finish() {
 	for _, d := range s.damage {
+		if s.req.Running && d.block == s.blockNo {
+			continue // the record being written
+		}
 		if d.Before == 0 && (d.block > s.lastBlock || d.After >= s.lastSeq) {
 			// Damage after the last record read: the stream's tail is
 			// lost, its length unknown (the checkpoints may say more).

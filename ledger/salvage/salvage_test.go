@@ -1,4 +1,4 @@
-package salvage
+package salvage_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/internal/blockfile"
 	"github.com/keyledger/keyledger/ledger/internal/ledgertest"
 	"github.com/keyledger/keyledger/ledger/offline"
+	. "github.com/keyledger/keyledger/ledger/salvage"
 )
 
 // damagedLedger is a 600-event ledger of single-event messages with

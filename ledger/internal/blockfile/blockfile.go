@@ -140,6 +140,20 @@ func Blocks(msgs string) ([]uint32, error) {
 	return out, nil
 }
 
+// IsCompressed reports whether block index in msgs is compressed, from
+// its first bytes.
+func IsCompressed(msgs string, index uint32) (bool, error) {
+	f, err := os.Open(filepath.Join(msgs, strconv.FormatUint(uint64(index), 10)+".blk"))
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	head := make([]byte, 16)
+	n, _ := f.Read(head)
+	_, ok := compressedBody(head[:n])
+	return ok, nil
+}
+
 // ReadBlock reads block index of stream from the directory msgs.
 func ReadBlock(msgs, stream string, index uint32) (*Block, error) {
 	name := strconv.FormatUint(uint64(index), 10) + ".blk"

@@ -157,7 +157,7 @@ type Checks struct {
 	Mismatch    int   `json:"mismatch"`   // size within the prefix but another root
 	BadSig      int   `json:"badSignature"`
 	NoKey       bool  `json:"noVerifierKey,omitempty"` // none given: nothing checked
-	LargestSize int64 `json:"largestSize"` // the largest verified-signature checkpoint's size
+	LargestSize int64 `json:"largestSize"`             // the largest verified-signature checkpoint's size
 }
 
 // Complete reports whether nothing was lost or refused.

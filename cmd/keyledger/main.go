@@ -11,6 +11,7 @@
 //	keyledger keys describe       a key as it was at a time, and who could use it
 //	keyledger backup              write a verifiable backup of a deployment
 //	keyledger restore             verify a backup and rebuild a deployment from it
+//	keyledger material restore    put back one key's unreadable material from a backup
 //	keyledger bench               measure a running service
 //	keyledger version             print the version
 //
@@ -46,6 +47,7 @@ Usage:
   keyledger backup --out DIR [--data-dir D | --nats-url U]   write a consistent, verifiable backup
   keyledger restore --from DIR --pubkey FILE [--deletions-from EXPORT] [--data-dir NEW | --nats-url U]
                                    verify a backup and rebuild a deployment from it
+  keyledger material restore --from DIR --key K   put back one key's material from a backup
   keyledger bench [flags]          drive load against a running service and report latency
   keyledger root init|seal|rotate|status   sealed root key: create, seal a plaintext one, rotate online
   keyledger unseal --url U --share S       submit one unseal share to a sealed deployment
@@ -117,6 +119,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return backupCmd(args[1:], stdout, stderr)
 	case "restore":
 		return restoreCmd(args[1:], stdout, stderr)
+	case "material":
+		return materialCmd(args[1:], stdout, stderr)
 	case "report":
 		if len(args) < 2 || args[1] != "compliance" {
 			fmt.Fprintln(stderr, "usage: keyledger report compliance [--format json|csv|html] [--out FILE]")

@@ -86,6 +86,10 @@ type Config struct {
 	// Snapshots tune snapshots of the projections and the background
 	// verification of the whole chain.
 	Snapshots Snapshots
+	// MaterialCheckInterval is how often every live key material is read
+	// again from both stored copies (default
+	// DefaultMaterialCheckInterval; negative: only at start).
+	MaterialCheckInterval time.Duration
 	// TileCache is how many Merkle tiles (8 KiB each) are kept in memory
 	// beyond the tree's right edge (default 256).
 	TileCache int
@@ -126,6 +130,7 @@ type Node struct {
 	snapshots     *snapshotter   // nil when snapshots are off
 	snapStore     *snapshot.Store
 	verifier      *verifier
+	materials     *materialWatch
 	stopTiles     context.CancelFunc
 	tilesDone     chan struct{} // closed when the tile flusher stopped
 }
@@ -343,6 +348,8 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		l.Close()
 		return nil, fmt.Errorf("node: finishing material destruction: %w", err)
 	}
+	mwatch := &materialWatch{svc: svc, log: cfg.Logger}
+	mwatch.check(ctx) // before serving: repair, or say which keys are lost
 	feed := b.Feed(lcfg.Stream)
 	hub := &auditapi.Hub{}
 	feedLive.Store(true)
@@ -370,7 +377,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		Signer: cfg.CheckpointSigner, Verifier: cfg.CheckpointVerifier, Origin: cfg.CheckpointOrigin, Writers: l.Writers})
 	n = &Node{Ledger: l, Materials: mats, State: state, Projections: proj, Checkpointer: cp, Service: svc, Rotation: rotation,
 		cfg: cfg, feed: feed, hub: hub, http: http, stopScheduler: cancel, schedulerDone: make(chan struct{}),
-		feedOverflows: &feedOverflows, snapshots: snaps, snapStore: store, verifier: &verifier{diagnose: diagnoser(b, lcfg.Stream)},
+		feedOverflows: &feedOverflows, snapshots: snaps, snapStore: store, verifier: &verifier{diagnose: diagnoser(b, lcfg.Stream)}, materials: mwatch,
 		stopTiles: stopTiles, tilesDone: tilesDone}
 	started = true
 	n.audit = auditapi.Register(http, auditapi.Config{Service: svc, Checkpoints: cp, Chain: l, History: l, Hub: hub,
@@ -405,6 +412,17 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		go func() {
 			defer wg.Done()
 			n.verifier.run(sctx, l, cfg.Snapshots.VerifyRate, cfg.Logger)
+		}()
+	}
+	if cfg.MaterialCheckInterval >= 0 {
+		every := cfg.MaterialCheckInterval
+		if every == 0 {
+			every = DefaultMaterialCheckInterval
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mwatch.run(sctx, every)
 		}()
 	}
 	if cfg.Throttle != nil {

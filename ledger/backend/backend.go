@@ -41,6 +41,9 @@ type Backend struct {
 // <parent of opts.DataDir>/shred, i.e. <data-dir>/shred for serve's
 // <data-dir>/jetstream.
 func Embedded(opts embedded.Options) (*Backend, error) {
+	if opts.Repairable == nil {
+		opts.Repairable = material.Streams("")
+	}
 	srv, err := embedded.Start(opts)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -35,6 +36,15 @@ import (
 // and refuses to start on one whose damage has intact records after it.
 // Damage at the very end of a stream (a write torn by a crash, never
 // acknowledged) is left to nats-server, whose cut loses nothing else.
+//
+// Streams whose contents another copy repairs (Options.Repairable: the
+// material buckets, kept twice) are not refused: a damaged block of theirs
+// is moved aside into <data-dir>/quarantine before the server starts, and
+// the stream's index.db removed, so nats-server rebuilds the stream without
+// it at once, rather than cutting the block while it serves (its rebuild
+// then runs in the background and has been seen to drop what was written
+// meanwhile, repairs included). The material store rewrites what the
+// block held from the other copy at start.
 
 // UnrecoveredError is Start's refusal when streams on disk were not
 // recovered.
@@ -218,4 +228,46 @@ func cutWouldDrop(storeDir, stream string) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// quarantine moves every damaged block of the repairable streams aside and
+// removes their index.db, returning what it moved (for the log).
+func quarantine(storeDir string, streams []string) ([]string, error) {
+	var moved []string
+	for _, stream := range streams {
+		msgs := blockfile.MsgsDir(storeDir, stream)
+		idx, err := blockfile.Blocks(msgs)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return moved, err
+		}
+		damaged := false
+		for _, i := range idx {
+			b, err := blockfile.ReadBlock(msgs, stream, i)
+			if err != nil {
+				return moved, err
+			}
+			if len(b.Damage) == 0 {
+				continue
+			}
+			dir := filepath.Join(filepath.Dir(filepath.Clean(storeDir)), "quarantine", stream)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return moved, err
+			}
+			to := filepath.Join(dir, fmt.Sprintf("%d.blk.%s", i, time.Now().UTC().Format("20060102T150405Z")))
+			if err := os.Rename(b.Path, to); err != nil {
+				return moved, err
+			}
+			moved = append(moved, fmt.Sprintf("%s/%s (%s) → %s", stream, filepath.Base(b.Path), b.Damage[0], to))
+			damaged = true
+		}
+		if damaged {
+			if err := os.Remove(filepath.Join(msgs, "index.db")); err != nil && !os.IsNotExist(err) {
+				return moved, err
+			}
+		}
+	}
+	return moved, nil
 }

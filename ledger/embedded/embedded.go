@@ -59,6 +59,9 @@ type Options struct {
 	// MinFreeDisk is the space kept free on DataDir's disk: writes are
 	// refused below it (default DefaultMinFreeDisk; negative: no check).
 	MinFreeDisk int64
+	// Repairable are streams another copy repairs (the material buckets):
+	// their damaged blocks are moved aside at start (damaged.go).
+	Repairable []string
 }
 
 // Server is a running embedded nats-server.
@@ -97,6 +100,15 @@ func Start(opts Options) (*Server, error) {
 	}
 	if err := preflight(opts.DataDir, opts.AuditStreams); err != nil {
 		return nil, err
+	}
+	moved, err := quarantine(opts.DataDir, opts.Repairable)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: moving damaged blocks aside: %w", err)
+	}
+	for _, m := range moved {
+		if opts.Logger != nil {
+			opts.Logger.Warn("damaged block moved aside before nats-server opened it; what it held is rewritten from the other copy", "block", m)
+		}
 	}
 	id, err := loadIdentities(opts.AuthDir)
 	if err != nil {

@@ -303,3 +303,45 @@ func TestStoreReclaim(t *testing.T) {
 		t.Fatal("a refused reclaim destroyed material")
 	}
 }
+
+// TestStoreRestore: a material no copy opens is put back from other bytes
+// only if they match the commitment, under a fresh key in both copies;
+// a readable one is left alone.
+func TestStoreRestore(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	ctx := context.Background()
+	root := rootkey.Generate()
+	wrapped := root.Wrap(secret.Random(32), "m")
+	if err := s.Put(ctx, "m", wrapped); err != nil {
+		t.Fatal(err)
+	}
+	c := Commitment(wrapped)
+	if err := s.Restore(ctx, "m", wrapped, c); !errors.Is(err, ErrReadable) {
+		t.Fatalf("restore of a readable material: %v", err)
+	}
+	old, _ := s.keys[0].Get(ctx, "m")
+	for i := range 2 { // lose both keys' bytes: the sealed copies no longer open
+		if err := s.keys[i].Put(ctx, "m", secret.Random(32)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Get(ctx, "m"); !errors.Is(err, ErrUnreadable) {
+		t.Fatalf("get: %v", err)
+	}
+	if err := s.Restore(ctx, "m", root.Wrap(secret.Random(32), "m"), c); !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("restore of other bytes: %v", err)
+	}
+	if err := s.Restore(ctx, "m", wrapped, c); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetChecked(ctx, "m", c); err != nil || !bytes.Equal(got, wrapped) {
+		t.Fatalf("after restore: %v", err)
+	}
+	if k, _ := s.keys[1].Get(ctx, "m"); k.Equal(old) {
+		t.Fatal("restored under the old key")
+	}
+	if res, err := s.Verify(ctx, map[string][]string{"m": {c}}); err != nil || len(res.Repaired) != 0 || len(res.Unreadable) != 0 {
+		t.Fatalf("both copies after restore: %+v %v", res, err)
+	}
+}

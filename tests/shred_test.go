@@ -168,6 +168,10 @@ func TestDeletionSurvivesKill9(t *testing.T) {
 		}
 	}
 	t.Logf("%d sealed blobs in the second copy's bucket files", copies)
+	// Crashes are not damage: no block was ever taken for damaged.
+	if q, _ := filepath.Glob(filepath.Join(dataDir, "quarantine", "*", "*")); len(q) > 0 {
+		t.Fatalf("kill -9 alone had blocks moved aside as damaged: %v", q)
+	}
 	t.Logf("%d kills, %d keys: %d seen deleted in the ledger right after a kill, %d times a key was still pending at a kill, "+
 		"%d kills in the middle of a round's deletions; %d sealed material blobs remain in the data directory (the bucket's own files), none opens",
 		shredKills, len(keys), deletedBefore, pendingAt, midway, remnants)

@@ -230,8 +230,9 @@ func cutWouldDrop(storeDir, stream string) (string, error) {
 	return "", nil
 }
 
-// quarantine moves every damaged block of the repairable streams aside and
-// removes their index.db, returning what it moved (for the log).
+// quarantine moves every damaged block of the repairable streams aside
+// (but a torn last write) and removes their index.db, returning what it
+// moved (for the log).
 func quarantine(storeDir string, streams []string) ([]string, error) {
 	var moved []string
 	for _, stream := range streams {
@@ -244,12 +245,16 @@ func quarantine(storeDir string, streams []string) ([]string, error) {
 			return moved, err
 		}
 		damaged := false
-		for _, i := range idx {
+		for n, i := range idx {
 			b, err := blockfile.ReadBlock(msgs, stream, i)
 			if err != nil {
 				return moved, err
 			}
-			if len(b.Damage) == 0 {
+			// Damage with nothing after it at the end of the last block
+			// is a write a crash tore, never acknowledged: nats-server
+			// drops it when it recovers, and nothing else.
+			last := n == len(idx)-1
+			if !slices.ContainsFunc(b.Damage, func(d blockfile.Damage) bool { return d.Before != 0 || !last }) {
 				continue
 			}
 			dir := filepath.Join(filepath.Dir(filepath.Clean(storeDir)), "quarantine", stream)

@@ -24,10 +24,11 @@
 //     configure one, and a block with a key file beside it is refused.
 //
 // Damage is survived at the smallest unit the format allows: an S2 chunk
-// (up to 1 MiB of records) whose CRC or decoding fails is lost, the chunks
-// after it are decoded; a record whose checksum fails is lost, and reading
-// resumes at the next offset where a whole record checks out. A record is
-// only ever returned whole and with a valid checksum.
+// (up to 1 MiB of records) whose CRC or decoding fails is decoded as far
+// as it goes and the chunks after it are decoded; a record whose checksum
+// fails is lost, and reading resumes at the next offset where a whole
+// record checks out. A record is only ever returned whole and with a valid
+// checksum, so what a damaged chunk decodes to wrongly is never returned.
 //
 // The package holds no state; its functions are safe for concurrent use.
 package blockfile
@@ -288,6 +289,11 @@ func chunks(stream []byte, name string) (spans []span, damage []Damage, lastOK b
 		switch {
 		case len(body) < n:
 			next := resync(stream, i+1)
+			if typ == chunkCompressed || typ == chunkUncompressed {
+				part := chunkPrefix(typ, stream[i+4:next])
+				cur.data = append(cur.data, part...)
+				out += int64(len(part))
+			}
 			lose(i, next, "chunk runs past the end of the block")
 			i = next
 			continue
@@ -306,6 +312,11 @@ func chunks(stream []byte, name string) (spans []span, damage []Damage, lastOK b
 			if !validChunkAt(stream, next) {
 				next = resync(stream, i+1)
 			}
+			// What the chunk still decodes to before the damage: its
+			// records are kept if their own checksums hold.
+			part := chunkPrefix(typ, stream[i+4:next])
+			cur.data = append(cur.data, part...)
+			out += int64(len(part))
 			lose(i, next, err.Error())
 			i = next
 			continue
@@ -337,6 +348,104 @@ func chunkData(typ byte, body []byte) ([]byte, error) {
 		return nil, errors.New("CRC mismatch")
 	}
 	return data, nil
+}
+
+// chunkPrefix is what a damaged data chunk still decodes to, from its
+// start up to where its damage makes decoding impossible. Bytes past the
+// damage may be wrong: only records whose own checksum holds are kept.
+func chunkPrefix(typ byte, body []byte) []byte {
+	if len(body) < 4 {
+		return nil
+	}
+	if typ == chunkUncompressed {
+		return body[4:]
+	}
+	return s2Prefix(body[4:])
+}
+
+// s2Prefix decodes an S2 block (the Snappy block format with S2's repeat
+// offsets; github.com/klauspost/compress/s2 decode_other.go) as far as it
+// can, and returns what it decoded before the first element that cannot
+// be.
+func s2Prefix(src []byte) []byte {
+	n, k := binary.Uvarint(src)
+	if k <= 0 || n > maxChunk {
+		return nil
+	}
+	dst := make([]byte, 0, n)
+	s, offset := k, 0
+	for s < len(src) {
+		var length int
+		tag := src[s]
+		switch tag & 0x03 {
+		case 0x00: // literal
+			x := int(tag >> 2)
+			s++
+			if x >= 60 {
+				nb := x - 59
+				if s+nb > len(src) {
+					return dst
+				}
+				x = 0
+				for j := nb - 1; j >= 0; j-- {
+					x = x<<8 | int(src[s+j])
+				}
+				s += nb
+			}
+			length = x + 1
+			if length > cap(dst)-len(dst) || s+length > len(src) {
+				return dst
+			}
+			dst = append(dst, src[s:s+length]...)
+			s += length
+			continue
+		case 0x01: // copy, 1-byte offset; offset 0: S2's repeat
+			if s+2 > len(src) {
+				return dst
+			}
+			length = int(tag>>2) & 0x7
+			toffset := int(tag&0xe0)<<3 | int(src[s+1])
+			s += 2
+			if toffset == 0 {
+				extra := map[int]int{5: 1, 6: 2, 7: 3}[length]
+				if s+extra > len(src) {
+					return dst
+				}
+				switch length {
+				case 5:
+					length = int(src[s]) + 4
+				case 6:
+					length = int(src[s]) | int(src[s+1])<<8 + 1<<8
+				case 7:
+					length = int(src[s]) | int(src[s+1])<<8 | int(src[s+2])<<16 + 1<<16
+				}
+				s += extra
+			} else {
+				offset = toffset
+			}
+			length += 4
+		case 0x02: // copy, 2-byte offset
+			if s+3 > len(src) {
+				return dst
+			}
+			length, offset = 1+int(tag>>2), int(src[s+1])|int(src[s+2])<<8
+			s += 3
+		case 0x03: // copy, 4-byte offset
+			if s+5 > len(src) {
+				return dst
+			}
+			length, offset = 1+int(tag>>2), int(binary.LittleEndian.Uint32(src[s+1:]))
+			s += 5
+		}
+		if offset <= 0 || offset > len(dst) || length > cap(dst)-len(dst) {
+			return dst
+		}
+		for j := range length { // forwards: the source may overlap
+			dst = append(dst, dst[len(dst)-offset])
+			_ = j
+		}
+	}
+	return dst
 }
 
 // validChunkAt reports whether a whole chunk that checks out (or the end

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -239,5 +240,26 @@ func TestEncryptedStoreRefused(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "1.key"), []byte("x"), 0o600)
 	if _, err := Blocks(dir); err != ErrEncrypted {
 		t.Fatalf("err = %v, want ErrEncrypted", err)
+	}
+}
+
+// TestS2Prefix: the tolerant decoder decodes a whole S2 block exactly as
+// the s2 package does (repeat offsets included), and a damaged one to a
+// prefix of the original up to where the damage is.
+func TestS2Prefix(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var plain bytes.Buffer
+	for plain.Len() < 600_000 {
+		fmt.Fprintf(&plain, `{"index":%d,"op":"Decrypt","key":"%08x"}`+"\n", plain.Len(), rng.Uint32()%64)
+	}
+	for _, enc := range []func([]byte, []byte) []byte{s2.Encode, s2.EncodeBetter, s2.EncodeBest} {
+		block := enc(nil, plain.Bytes())
+		if got := s2Prefix(block); !bytes.Equal(got, plain.Bytes()) {
+			t.Fatalf("whole block: %d bytes decoded, want %d", len(got), plain.Len())
+		}
+		cut := s2Prefix(block[:len(block)/2])
+		if len(cut) < plain.Len()/4 || !bytes.Equal(cut, plain.Bytes()[:len(cut)]) {
+			t.Fatalf("half a block: %d bytes, not a prefix of the original", len(cut))
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
@@ -135,6 +136,15 @@ func TestDamagedKeyMaterialSurvives(t *testing.T) {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) && strings.Contains(apiErr.ErrorMessage(), lost.material) {
 		t.Fatal("the error names internals")
+	}
+	// The log names the cause, for the operator.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if l := logs.String(); strings.Contains(l, `msg="internal error" op=Decrypt key=`+lost.id) && strings.Contains(l, "slot fails its checksum") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failed Decrypt's cause is not logged:\n%s", logs)
+		}
 	}
 	for _, k := range keys[1:] {
 		if _, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: k.blob}); err != nil {

@@ -109,6 +109,10 @@ func verifyMaterials(ctx context.Context, l *ledger.Ledger, b *backend.Backend, 
 		fmt.Fprintf(stderr, "keyledger: key material: %v\n", err)
 		return 1
 	}
+	if !mats.Present() {
+		fmt.Fprintln(stdout, "key material: no material store in this data directory: not checked")
+		return 0
+	}
 	res, err := verify.VerifyMaterials(ctx, l, keystate.New(), mats, time.Now())
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: key material: %v\n", err)

@@ -67,6 +67,8 @@ const auditUsage = `usage:
   keyledger audit verify --offline DIR --pubkey FILE --archive A [--archive B …]
                                                                   check archives and a later export join into one ledger
   keyledger audit export --format jsonl|cloudtrail [--since T] [--until T] [--out DIR]
+  keyledger audit export --salvage --data-dir D --out DIR [--pubkey FILE]
+                                                                  every event a damaged data directory still holds, and what is lost
   keyledger audit checkpoint [--data-dir D | --nats-url U]        print the newest signed checkpoint
   keyledger audit prove --index N [--size S]                      inclusion proof of event N
   keyledger audit prove --old A [--size B]                        consistency proof from tree size A to B

@@ -153,6 +153,20 @@ func openReadOnly(ctx context.Context, js jetstream.JetStream, cfg Config) (*Sto
 	return s, nil
 }
 
+// Present reports whether a store opened ReadOnly found anything of
+// itself (a bucket or a slot file); a store opened to write always has.
+func (s *Store) Present() bool {
+	for i := range 2 {
+		if _, missing := s.kv[i].(missingBucket); !missing {
+			return true
+		}
+		if f := s.slots[i]; f != nil && f.f != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // missingBucket is a bucket that does not exist, read-only: every key is
 // missing.
 type missingBucket struct{ jetstream.KeyValue }

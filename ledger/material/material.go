@@ -283,13 +283,19 @@ func (s *Store) put(ctx context.Context, id string, wrapped []byte) error {
 		return fmt.Errorf("material: put %s (second copy of its key): %w", id, err)
 	}
 	sealed := shred.Seal(key, id, wrapped)
-	if _, err := s.kv[0].Create(ctx, id, sealed); err != nil {
+	// The two buckets are written at once: each waits for its own fsync.
+	second := make(chan error, 1)
+	go func() {
+		_, err := s.kv[1].Put(ctx, id, sealed)
+		second <- err
+	}()
+	_, err = s.kv[0].Create(ctx, id, sealed)
+	if err2 := <-second; err == nil && err2 != nil {
+		err = fmt.Errorf("(second copy) %w", err2)
+	}
+	if err != nil {
 		_ = s.Destroy(ctx, id) // Reclaim retries after a crash
 		return fmt.Errorf("material: put %s: %w", id, err)
-	}
-	if _, err := s.kv[1].Put(ctx, id, sealed); err != nil {
-		_ = s.Destroy(ctx, id)
-		return fmt.Errorf("material: put %s (second copy): %w", id, err)
 	}
 	return nil
 }

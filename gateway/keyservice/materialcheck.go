@@ -47,6 +47,9 @@ func (s *Service) CheckMaterials(ctx context.Context) (MaterialCheck, error) {
 	return out, err
 }
 
+// commitments are the commitments the ledger accepts for a material,
+// newest first: its current one and, after a root key rotation, the one
+// before it.
 func commitments(current, previous string) []string {
 	if previous == "" {
 		return []string{current}

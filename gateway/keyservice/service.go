@@ -144,7 +144,7 @@ func (s *Service) record(ctx context.Context, ev *event.Event) error {
 // refuse records ev as refused with err and returns the AWS error.
 func (s *Service) refuse(ctx context.Context, ev *event.Event, err error) error {
 	e := AsError(err)
-	if e == errInternal && !errors.Is(err, errInternal) {
+	if (e == errInternal || e == errMaterialUnreadable) && !errors.Is(err, errInternal) {
 		s.internalErrors.Error("op", ev.Operation, "key", ev.KeyID, "error", err)
 	}
 	ev.Error = &event.Failure{Code: string(e.Code), Message: e.Message, Reason: e.Reason}

@@ -24,8 +24,9 @@ import (
 	"github.com/keyledger/keyledger/ledger/lease"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
-	"github.com/keyledger/keyledger/ledger/segment"
+	"github.com/keyledger/keyledger/ledger/salvage"
 	"github.com/keyledger/keyledger/ledger/sealstore"
+	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 )
 
@@ -45,6 +46,9 @@ type Backend struct {
 // <parent of opts.DataDir>/shred, i.e. <data-dir>/shred for serve's
 // <data-dir>/jetstream.
 func Embedded(opts embedded.Options) (*Backend, error) {
+	if opts.Repairable == nil {
+		opts.Repairable = material.Streams("")
+	}
 	srv, err := embedded.Start(opts)
 	if err != nil {
 		return nil, err
@@ -219,6 +223,17 @@ func (b *Backend) OpenLeases(ctx context.Context, ledgerStream string, ttl time.
 // file, shared by the instances of a ledger stream.
 func (b *Backend) OpenSealStore(ctx context.Context, ledgerStream string) (*sealstore.Store, error) {
 	return sealstore.Open(ctx, b.nc, ledgerStream, b.replicas)
+}
+
+// Diagnose reads the embedded server's block files of a ledger stream
+// directly, while it runs, and reports what they still hold and what is
+// lost (salvage.Diagnose); nil with an external deployment, whose files
+// are not here.
+func (b *Backend) Diagnose(ctx context.Context, ledgerStream string) (*salvage.Report, error) {
+	if b.srv == nil {
+		return nil, nil
+	}
+	return salvage.Salvage(ctx, salvage.Request{StoreDir: b.srv.StoreDir(), Stream: ledgerStream, Running: true})
 }
 
 // Feed returns the live audit feed of a ledger stream.

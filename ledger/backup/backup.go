@@ -65,7 +65,11 @@ type Fold interface {
 
 // MaterialReader reads root-wrapped material (material.Store).
 type MaterialReader interface {
-	Get(ctx context.Context, id string) ([]byte, error)
+	// GetChecked returns the root-wrapped material of id from a stored
+	// copy whose bytes match one of commitments; material.ErrNotFound if
+	// none is stored, an error matching material.ErrUnreadable if copies
+	// are stored but none opens (damage, not a deletion).
+	GetChecked(ctx context.Context, id string, commitments ...string) ([]byte, error)
 }
 
 // CheckpointReader reads a deployment's stored signed checkpoints
@@ -382,10 +386,14 @@ func writeMaterials(ctx context.Context, src Source, fold Fold, tmp string, sum 
 		return File{}, fmt.Errorf("backup: %w", err)
 	}
 	for _, id := range slices.Sorted(maps.Keys(live)) {
-		wrapped, err := src.Materials.Get(ctx, id)
+		wrapped, err := src.Materials.GetChecked(ctx, id, live[id])
 		if errors.Is(err, material.ErrNotFound) {
 			mats.close()
 			return File{}, missingMaterial(ctx, src, sum.Checkpoint.Size, id)
+		}
+		if errors.Is(err, material.ErrUnreadable) {
+			mats.close()
+			return File{}, fmt.Errorf("backup: %w (the deployment's damage must be repaired first; an earlier backup holds the material)", err)
 		}
 		if err != nil {
 			mats.close()

@@ -866,7 +866,7 @@ func (b *Backup) verifyRestored(ctx context.Context, t Target) (Result, error) {
 		if want != b.commitments[id] {
 			return Result{}, fmt.Errorf("backup: the restored ledger refers to material %s, which was not restored", id)
 		}
-		wrapped, err := t.Materials.Get(ctx, id)
+		wrapped, err := t.Materials.GetChecked(ctx, id, want)
 		if err != nil {
 			return Result{}, fmt.Errorf("backup: reading back material %s: %w", id, err)
 		}

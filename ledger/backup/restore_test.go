@@ -425,7 +425,9 @@ func TestOpenLegacyBackup(t *testing.T) {
 // noMaterials is a material store that holds nothing.
 type noMaterials struct{}
 
-func (noMaterials) Get(context.Context, string) ([]byte, error) { return nil, material.ErrNotFound }
+func (noMaterials) GetChecked(context.Context, string, ...string) ([]byte, error) {
+	return nil, material.ErrNotFound
+}
 
 // A material the ledger refers to and the store does not hold fails the
 // backup, and the error says no deletion of it is recorded (not that one

@@ -63,6 +63,11 @@ const backupAccount = "KEYLEDGER_BACKUP"
 // default bucket, keyledger-material), which the backup identity reads.
 const MaterialStream = "KV_keyledger-material"
 
+// MaterialCopyStream is the stream of the material bucket's second copy
+// (ledger/material keeps every part twice), which the backup identity
+// reads too, so a backup survives one damaged copy.
+const MaterialCopyStream = MaterialStream + "-copy"
+
 // identities are the embedded server's users.
 type identities struct {
 	keyledger  nkeys.KeyPair
@@ -197,7 +202,7 @@ func linkBackupAccount(keyledger, backup *server.Account, streams []string) erro
 			return err
 		}
 	}
-	for _, s := range append(streams, MaterialStream) {
+	for _, s := range append(streams, MaterialStream, MaterialCopyStream) {
 		if err := linkStream(keyledger, backup, s); err != nil {
 			return err
 		}

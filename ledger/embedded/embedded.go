@@ -61,14 +61,18 @@ type Options struct {
 	// MinFreeDisk is the space kept free on DataDir's disk: writes are
 	// refused below it (default DefaultMinFreeDisk; negative: no check).
 	MinFreeDisk int64
+	// Repairable are streams another copy repairs (the material buckets):
+	// their damaged blocks are moved aside at start (damaged.go).
+	Repairable []string
 }
 
 // Server is a running embedded nats-server.
 type Server struct {
-	ns      *server.Server
-	id      *identities
-	storage *storage
-	tls     bool // clients on the listener must use TLS
+	ns       *server.Server
+	storeDir string
+	id       *identities
+	storage  *storage
+	tls      bool // clients on the listener must use TLS
 
 	watcher  *nats.Conn // in-process: stream-created advisories
 	segments *segments  // segment streams linked for the audit identity
@@ -95,6 +99,18 @@ func Start(opts Options) (*Server, error) {
 		// start from one instead of folding the whole ledger.
 		// Segment streams <s>_<n> are linked as they appear (segments.go).
 		streams = append(streams, s, s+"_CHECKPOINTS", s+"_CHECKPOINTS_RECENT", "OBJ_"+s+"_SNAPSHOTS", "KV_"+s+"_BASE")
+	}
+	if err := preflight(opts.DataDir, opts.AuditStreams); err != nil {
+		return nil, err
+	}
+	moved, err := quarantine(opts.DataDir, opts.Repairable)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: moving damaged blocks aside: %w", err)
+	}
+	for _, m := range moved {
+		if opts.Logger != nil {
+			opts.Logger.Warn("damaged block moved aside before nats-server opened it; what it held is rewritten from the other copy", "block", m)
+		}
 	}
 	id, err := loadIdentities(opts.AuthDir)
 	if err != nil {
@@ -171,7 +187,8 @@ func Start(opts Options) (*Server, error) {
 		Strict: true, MaxMemory: so.JetStreamMaxMemory, MaxStore: so.JetStreamMaxStore, CompressOK: true})
 	st.ns = ns
 	fatal := make(chan string, 1)
-	ns.SetLogger(serverLog{l: opts.Logger, storage: st, fatal: fatal}, false, false)
+	rec := &recoveries{}
+	ns.SetLogger(serverLog{l: opts.Logger, storage: st, fatal: fatal, recoveries: rec}, false, false)
 	go ns.Start()
 	if err := waitReady(ns, fatal, 30*time.Second); err != nil {
 		ns.Shutdown()
@@ -184,7 +201,12 @@ func Start(opts Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: JetStream: %w", err)
 	}
-	srv := &Server{ns: ns, id: id, storage: st, tls: so.TLSConfig != nil}
+	if err := checkRecovered(ns, opts.DataDir, opts.AuditStreams, rec); err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, err
+	}
+	srv := &Server{ns: ns, storeDir: opts.DataDir, id: id, storage: st, tls: so.TLSConfig != nil}
 	if srv.watcher, err = srv.Connect("keyledger-segments"); err != nil {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: %w", err)
@@ -206,6 +228,9 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1), auth,
 		nats.CustomInboxPrefix(keyledgerInbox))
 }
+
+// StoreDir is the JetStream storage directory (Options.DataDir).
+func (s *Server) StoreDir() string { return s.storeDir }
 
 // AuditSeedFile is the path of the subscribe-only nkey seed audit
 // subscribers use.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -19,46 +20,64 @@ import (
 
 // Reader reads the materials of a running deployment without changing
 // anything: it creates and updates no stream (Open does both), repairs no
-// slot (Open zeroes torn ones — on a live server's file that could be a slot
-// being written), and writes nothing. It is what a backup reads with,
-// under an identity that can only read. It is safe for concurrent use.
+// slot or copy (Open zeroes torn slots — on a live server's file that could
+// be a slot being written — and rewrites damaged copies), and writes
+// nothing. It reads both copies of every part (see Two copies) and takes
+// the first pair that opens, so one damaged copy costs a backup nothing. It
+// is what a backup reads with, under an identity that can only read. It is
+// safe for concurrent use.
 type Reader struct {
-	kv   jetstream.KeyValue
-	keys interface {
+	kv   [2]jetstream.KeyValue
+	keys [2]interface {
 		Get(ctx context.Context, id string) (secret.Bytes, error)
 	}
-	slots *slotReader
+	slots [2]*slotReader
 }
 
-// OpenReader opens the bucket of cfg, which must exist, and its
-// per-material keys: the slot file in cfg.ShredDir, read-only (the
+// OpenReader opens the bucket of cfg, which must exist, its copy (if
+// there is one: deployments from before copies have none), and the
+// per-material keys: the slot files in cfg.ShredDir, read-only (the
 // embedded default, read beside its running server), or else the keys
-// bucket, which must exist too.
+// bucket, which must exist too, and its copy.
 func OpenReader(ctx context.Context, nc *nats.Conn, cfg Config) (*Reader, error) {
 	if cfg.Bucket == "" {
-		cfg.Bucket = "keyledger-material"
+		cfg.Bucket = DefaultBucket
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	kv, err := existingBucket(ctx, js, cfg.Bucket)
-	if err != nil {
+	r := &Reader{}
+	if r.kv[0], err = existingBucket(ctx, js, cfg.Bucket); err != nil {
 		return nil, err
 	}
-	r := &Reader{kv: kv}
+	if r.kv[1], err = optionalBucket(ctx, js, cfg.Bucket+CopySuffix); err != nil {
+		return nil, err
+	}
 	if cfg.ShredDir != "" {
-		if r.slots, err = openSlotReader(cfg.ShredDir); err != nil {
-			return nil, err
+		for i, name := range []string{slotsFile, copySlotsFile} {
+			sr, err := openSlotReader(cfg.ShredDir, name)
+			if errors.Is(err, os.ErrNotExist) && i == 1 {
+				r.keys[i] = noKeys{}
+				continue
+			}
+			if err != nil {
+				r.Close()
+				return nil, err
+			}
+			r.slots[i], r.keys[i] = sr, sr
 		}
-		r.keys = r.slots
 		return r, nil
 	}
 	kkv, err := existingBucket(ctx, js, cfg.Bucket+"-keys")
 	if err != nil {
 		return nil, fmt.Errorf("%w (the per-material keys of an embedded server are in its data directory's shred/, not on NATS)", err)
 	}
-	r.keys = bucketKeys{kv: kkv}
+	ckv, err := optionalBucket(ctx, js, cfg.Bucket+"-keys"+CopySuffix)
+	if err != nil {
+		return nil, err
+	}
+	r.keys[0], r.keys[1] = bucketKeys{kv: kkv}, bucketKeys{kv: ckv}
 	return r, nil
 }
 
@@ -70,38 +89,96 @@ func existingBucket(ctx context.Context, js jetstream.JetStream, bucket string) 
 	return kv, nil
 }
 
-// Get returns the root-wrapped material for id (ErrNotFound if there is
-// none, or its per-material key is gone).
-func (r *Reader) Get(ctx context.Context, id string) ([]byte, error) {
-	e, err := r.kv.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, ErrNotFound
+// optionalBucket is existingBucket for a bucket that may not exist (a
+// second copy, before copies): then every key is missing from it.
+func optionalBucket(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
+	kv, err := existingBucket(ctx, js, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return missingBucket{}, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("material: get %s: %w", id, err)
-	}
-	stored := e.Value()
-	if !shred.IsSealed(stored) {
-		return stored, nil
-	}
-	key, err := r.keys.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	defer key.Clear()
-	wrapped, err := shred.Open(key, id, stored)
-	if err != nil {
-		return nil, fmt.Errorf("material: get %s: %w", id, err)
-	}
-	return wrapped, nil
+	return kv, err
 }
 
-// Close closes the slot file, if any.
-func (r *Reader) Close() error {
-	if r.slots != nil {
-		return r.slots.Close()
+// noKeys is a key store that holds nothing (a missing second slot file).
+type noKeys struct{}
+
+func (noKeys) Get(context.Context, string) (secret.Bytes, error) { return secret.Bytes{}, ErrNotFound }
+
+// Get returns the root-wrapped material for id from the first copy that
+// opens: ErrNotFound if no copy holds it (or its per-material keys are
+// gone), an *UnreadableError if one does but none opens.
+func (r *Reader) Get(ctx context.Context, id string) ([]byte, error) {
+	return r.GetChecked(ctx, id)
+}
+
+// GetChecked is Get that accepts only root-wrapped bytes whose Commitment
+// is one of commitments (any, when none are given), so a copy holding
+// other bytes is passed over for one that matches.
+func (r *Reader) GetChecked(ctx context.Context, id string, commitments ...string) ([]byte, error) {
+	var (
+		keys   [2]secret.Bytes
+		keyErr [2]error
+		entErr [2]error
+		stored [2][]byte
+	)
+	for i := range 2 {
+		keys[i], keyErr[i] = r.keys[i].Get(ctx, id)
+		e, err := r.kv[i].Get(ctx, id)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+			entErr[i] = ErrNotFound
+		case err != nil:
+			entErr[i] = fmt.Errorf("material: get %s: %w", id, err)
+		default:
+			stored[i] = e.Value()
+		}
 	}
-	return nil
+	defer func() {
+		for _, k := range keys {
+			k.Clear()
+		}
+	}()
+	accept := func(wrapped []byte) bool {
+		return len(commitments) == 0 || slices.Contains(commitments, Commitment(wrapped))
+	}
+	opened := [2]bool{}
+	for c := range 2 {
+		if entErr[c] != nil {
+			continue
+		}
+		if !shred.IsSealed(stored[c]) { // version 1: the root wrap itself
+			opened[c] = true
+			if accept(stored[c]) {
+				return stored[c], nil
+			}
+			continue
+		}
+		for k := range 2 {
+			if keyErr[k] != nil {
+				continue
+			}
+			if w, err := shred.Open(keys[k], id, stored[c]); err == nil {
+				opened[c] = true
+				if accept(w) {
+					return w, nil
+				}
+			}
+		}
+	}
+	return nil, unreadable(keyErr, entErr, opened, describe(id, keyErr, entErr, opened, commitments))
+}
+
+// Close closes the slot files, if any.
+func (r *Reader) Close() error {
+	var first error
+	for _, sr := range r.slots {
+		if sr != nil {
+			if err := sr.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	return first
 }
 
 // slotReader reads the slot file (slots.go) of a running server, opened
@@ -110,13 +187,14 @@ func (r *Reader) Close() error {
 // does not check out (being written, or reused for another material since
 // the scan) is looked for again.
 type slotReader struct {
-	mu    sync.Mutex
-	f     *os.File
-	index map[string]int64
+	mu      sync.Mutex
+	f       *os.File
+	index   map[string]int64
+	damaged map[string]bool // materials a slot failing its checksum still names
 }
 
-func openSlotReader(dir string) (*slotReader, error) {
-	f, err := os.Open(filepath.Join(dir, slotsFile))
+func openSlotReader(dir, name string) (*slotReader, error) {
+	f, err := os.Open(filepath.Join(dir, name))
 	if err != nil {
 		return nil, fmt.Errorf("material: key slots: %w", err)
 	}
@@ -125,7 +203,7 @@ func openSlotReader(dir string) (*slotReader, error) {
 		f.Close()
 		return nil, fmt.Errorf("material: key slots %s: not a key slot file (bad header)", f.Name())
 	}
-	return &slotReader{f: f, index: map[string]int64{}}, nil
+	return &slotReader{f: f, index: map[string]int64{}, damaged: map[string]bool{}}, nil
 }
 
 // slotReadTries bounds how often a slot is looked for again while the
@@ -144,6 +222,9 @@ func (s *slotReader) Get(_ context.Context, id string) (secret.Bytes, error) {
 				return secret.Bytes{}, err
 			}
 			if slot, ok = s.index[id]; !ok {
+				if s.damaged[id] {
+					return secret.Bytes{}, errSlotBroken
+				}
 				return secret.Bytes{}, ErrNotFound
 			}
 		}
@@ -166,9 +247,15 @@ func (s *slotReader) scan() error {
 	}
 	defer clear(data)
 	clear(s.index)
+	clear(s.damaged)
 	for slot := int64(1); (slot+1)*slotSize <= int64(len(data)); slot++ {
-		if id, ok := parseSlot(data[slot*slotSize : (slot+1)*slotSize]); ok {
+		b := data[slot*slotSize : (slot+1)*slotSize]
+		if id, ok := parseSlot(b); ok {
 			s.index[id] = slot
+		} else if id := legibleID(b); id != "" {
+			// Damaged, or being written by the server as it is read: not
+			// a deletion either way (a destroyed slot is all zeros).
+			s.damaged[id] = true
 		}
 	}
 	return nil

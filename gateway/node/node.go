@@ -216,7 +216,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, b: b, live: newLiveFeed(), hub: &auditapi.Hub{},
-		verifier: &verifier{diagnose: diagnoser(b, cfg.Ledger.Stream)},
+		verifier:     &verifier{diagnose: diagnoser(b, cfg.Ledger.Stream)},
 		rootFollower: rootFollower{kick: make(chan struct{}, 1)}}
 	phases := []struct {
 		name string

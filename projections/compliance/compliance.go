@@ -16,9 +16,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keyledger/keyledger/ledger/event"

@@ -69,8 +69,11 @@ type request struct {
 	key    *keystate.Key // nil for operations on no key
 	ref    string        // the KeyId as the caller wrote it (for kms:RequestAlias)
 	encCtx map[string]string
-	extra  map[string]string   // further condition keys (lower-cased names)
-	multi  map[string][]string // further multi-valued condition keys
+	extra  map[string]string // further condition keys (lower-cased names)
+	// encryptionAlgorithm is kms:EncryptionAlgorithm, when not "" (a
+	// field, not an extra: no map per Encrypt and Decrypt)
+	encryptionAlgorithm string
+	multi               map[string][]string // further multi-valued condition keys
 }
 
 func accessDenied(c Caller, action, resource, because, reason string) *Error {
@@ -186,6 +189,9 @@ func (s *Service) conditions(c Caller, r request) func(string) []string {
 			return nil
 		case "kms:grantisforawsresource":
 			return one("false")
+		}
+		if key == "kms:encryptionalgorithm" && r.encryptionAlgorithm != "" {
+			return one(r.encryptionAlgorithm)
 		}
 		if v, ok := r.extra[key]; ok {
 			return one(v)

@@ -95,6 +95,8 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	compareRestart := fs.Bool("compare-restart", true, "compare mode: also time the restart after a clean stop under load")
 	serveFlags := fs.String("serve-flags", "", "compare mode: extra flags for keyledger serve, space-separated (e.g. --unsafe-no-fsync)")
 	profileDir := fs.String("profile-dir", "", "compare mode: save a CPU profile of keyledger over each measured window into this directory")
+	compareDir := fs.String("compare-data-dir", "", "compare mode: keyledger's data directory, kept afterwards (default a fresh temporary one)")
+	restartLoad := fs.Duration("restart-load", time.Second, "compare mode: how long Encrypt load runs before the clean stop whose restart is timed")
 	bareServe := fs.String("bare-serve", "", "serve the bare handler on this address until stopped (what --compare measures against)")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
@@ -105,7 +107,8 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	if *compare {
 		return runCompare(compareConfig{ops: strings.Split(*compareOps, ","), concurrency: *concurrency, warmup: *warmup,
 			duration: *duration, size: *size, single: *compareSingle, restart: *compareRestart,
-			serveFlags: strings.Fields(*serveFlags), profileDir: *profileDir}, stdout, stderr)
+			serveFlags: strings.Fields(*serveFlags), profileDir: *profileDir,
+			dataDir: *compareDir, restartLoad: *restartLoad}, stdout, stderr)
 	}
 	if *noisy {
 		loads, err := parseNoisyLoads(*noisyLoadList)

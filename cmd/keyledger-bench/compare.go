@@ -36,6 +36,8 @@ type compareConfig struct {
 	restart          bool // also the restart after a stop under load
 	serveFlags       []string
 	profileDir       string // when set, keep a CPU profile of keyledger per operation here
+	dataDir          string // keyledger's data directory: kept (default a fresh one, removed)
+	restartLoad      time.Duration
 }
 
 // cpuTime is a process's user plus system CPU time so far, read from
@@ -166,13 +168,17 @@ func runCompare(cfg compareConfig, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer logf.Close()
+	dataDir := cfg.dataDir
+	if dataDir == "" {
+		dataDir = filepath.Join(dir, "data")
+	}
 
 	bare, bareAddr, err := startBare(logf)
 	if err != nil {
 		return fail(err)
 	}
 	defer func() { _ = bare.Process.Signal(syscall.SIGTERM); _ = bare.Wait() }()
-	scfg := soakConfig{dir: filepath.Join(dir, "data"), serveFlags: cfg.serveFlags}
+	scfg := soakConfig{dir: dataDir, serveFlags: cfg.serveFlags}
 	srv, _, err := startSoakServer(scfg, logf)
 	if err != nil {
 		return fail(err)
@@ -201,7 +207,9 @@ func runCompare(cfg compareConfig, stdout, stderr io.Writer) int {
 	}
 	var jobs []job
 	for _, op := range cfg.ops {
-		jobs = append(jobs, job{op, cfg.concurrency})
+		if op != "" {
+			jobs = append(jobs, job{op, cfg.concurrency})
+		}
 	}
 	if cfg.single {
 		jobs = append(jobs, job{"encrypt", 1})
@@ -235,6 +243,10 @@ func runCompare(cfg compareConfig, stdout, stderr io.Writer) int {
 			})
 			if prof != nil {
 				if err := <-prof; err != nil {
+					fmt.Fprintf(stderr, "profile: %v\n", err)
+				}
+				// Allocations since start (diff two with pprof -base).
+				if err := srv.saveDebug("/debug/pprof/allocs", filepath.Join(cfg.profileDir, fmt.Sprintf("allocs-%s-c%d.pprof", j.op, j.conns))); err != nil {
 					fmt.Fprintf(stderr, "profile: %v\n", err)
 				}
 			}
@@ -280,24 +292,26 @@ func prepare(c *benchClient, op benchOp, size int) ([]byte, error) {
 	return op.body(c, created.KeyMetadata.KeyId, message)
 }
 
-// restartUnderLoad stops keyledger cleanly while Encrypt load runs at it,
-// restarts it on the same data directory and times the start to /readyz
-// 200, then reads its RSS 5 s later.
+// restartUnderLoad stops keyledger cleanly while Encrypt load runs at it
+// (for cfg.restartLoad, at least a second), restarts it on the same data
+// directory and times the start to /readyz 200, then reads its RSS 5 s
+// later.
 func restartUnderLoad(srv *soakServer, c *benchClient, scfg soakConfig, cfg compareConfig, logf io.Writer, stdout io.Writer) error {
 	body, err := prepare(c, benchOps["encrypt"], cfg.size)
 	if err != nil {
 		return err
 	}
+	load := max(cfg.restartLoad, time.Second)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		drive(cfg.concurrency, 0, load+2*time.Second, func(resp *fasthttp.Response) error { return c.call("Encrypt", body, resp) })
+	}()
+	time.Sleep(load)
 	events, err := c.ledgerSize()
 	if err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		drive(cfg.concurrency, 0, 3*time.Second, func(resp *fasthttp.Response) error { return c.call("Encrypt", body, resp) })
-	}()
-	time.Sleep(time.Second)
 	stopped := time.Now()
 	srv.stop()
 	stopTook := time.Since(stopped)
@@ -308,15 +322,21 @@ func restartUnderLoad(srv *soakServer, c *benchClient, scfg soakConfig, cfg comp
 	}
 	*srv = *next
 	time.Sleep(5 * time.Second)
-	fmt.Fprintf(stdout, "\nrestart after a clean stop under Encrypt load (%d connections; ~%d events in the ledger): stop %.2f s, start to /readyz %.2f s, RSS 5 s later %.0f MB\n",
-		cfg.concurrency, events, stopTook.Seconds(), took.Seconds(), float64(srv.rssBytes())/1e6)
+	fmt.Fprintf(stdout, "\nrestart after a clean stop under Encrypt load (%d connections, %s of load; ~%d events in the ledger): stop %.2f s, start to /readyz %.2f s, RSS 5 s later %.0f MB\n",
+		cfg.concurrency, load, events, stopTook.Seconds(), took.Seconds(), float64(srv.rssBytes())/1e6)
 	return nil
 }
 
 // saveProfile writes a CPU profile of the server over the next d to path
 // (from serve --debug-listen).
 func (s *soakServer) saveProfile(path string, d time.Duration) error {
-	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.debug, int(d.Seconds())))
+	return s.saveDebug(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())), path)
+}
+
+// saveDebug writes what the server's debug endpoint at route answers to
+// path.
+func (s *soakServer) saveDebug(route, path string) error {
+	resp, err := http.Get(s.debug + route)
 	if err != nil {
 		return err
 	}

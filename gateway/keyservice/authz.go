@@ -70,10 +70,11 @@ type request struct {
 	ref    string        // the KeyId as the caller wrote it (for kms:RequestAlias)
 	encCtx map[string]string
 	extra  map[string]string // further condition keys (lower-cased names)
-	// encryptionAlgorithm is kms:EncryptionAlgorithm, when not "" (a
-	// field, not an extra: no map per Encrypt and Decrypt)
-	encryptionAlgorithm string
-	multi               map[string][]string // further multi-valued condition keys
+	// kms:EncryptionAlgorithm, kms:SigningAlgorithm and kms:MessageType,
+	// when not "": fields rather than extras, so that Encrypt, Decrypt and
+	// Sign make no map per request
+	encryptionAlgorithm, signingAlgorithm, messageType string
+	multi                                              map[string][]string // further multi-valued condition keys
 }
 
 func accessDenied(c Caller, action, resource, because, reason string) *Error {
@@ -190,8 +191,13 @@ func (s *Service) conditions(c Caller, r request) func(string) []string {
 		case "kms:grantisforawsresource":
 			return one("false")
 		}
-		if key == "kms:encryptionalgorithm" && r.encryptionAlgorithm != "" {
+		switch {
+		case key == "kms:encryptionalgorithm" && r.encryptionAlgorithm != "":
 			return one(r.encryptionAlgorithm)
+		case key == "kms:signingalgorithm" && r.signingAlgorithm != "":
+			return one(r.signingAlgorithm)
+		case key == "kms:messagetype" && r.messageType != "":
+			return one(r.messageType)
 		}
 		if v, ok := r.extra[key]; ok {
 			return one(v)

@@ -1,18 +1,23 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"maps"
+	"slices"
 
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/writer"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ErrNotEmpty means Import was asked to write into a stream that already
@@ -58,22 +63,97 @@ func (l *Ledger) Import(ctx context.Context, events [][]byte) (chain.Head, error
 // only stay valid until the next call, so a restore streams a ledger of any
 // length from a file in memory bounded by one group-commit message.
 func (l *Ledger) ImportFrom(ctx context.Context, next func() ([]byte, error)) (chain.Head, error) {
-	info, err := l.segs.current().stream.Info(ctx)
-	if err != nil {
-		return chain.Head{}, fmt.Errorf("ledger: stream info: %w", err)
+	head, _, err := l.importFrom(ctx, chain.Head{}, nil, nil, nil, next)
+	return head, err
+}
+
+// ImportAfterBase is Import for a ledger whose oldest segments were
+// removed (archived and pruned): events continue the base, from its
+// FirstIndex. It writes into an empty deployment, as a restore of a
+// backup taken after a prune does, and reproduces the base: the live
+// ledger's first segment stream (segment 1) is created to start at the
+// stream sequence after base.Seq, so the SegmentRemoved event that names
+// the base (its Through) still does; the events are linked from the base
+// and signed with cfg.Writer, which the base must register (else
+// ErrImportWriter); then the base is stored, with the tiled tree's
+// frontier at it (tree), signed by cfg.Writer and named by the imported
+// SegmentRemoved event, as Prune stores it. The ledger is closed; Open
+// it to read it.
+func ImportAfterBase(ctx context.Context, nc *nats.Conn, cfg Config, base segment.Base, tree merkle.Frontier, next func() ([]byte, error)) (chain.Head, error) {
+	cfg.setDefaults()
+	w := cfg.Writer
+	switch {
+	case base.Empty():
+		return chain.Head{}, errors.New("ledger: import after a base: the base is empty")
+	case w == nil || base.Writers[w.ID()] != w.PublicText():
+		return chain.Head{}, fmt.Errorf("%w (the base registers writers %v)", ErrImportWriter, slices.Sorted(maps.Keys(base.Writers)))
 	}
-	if info.State.Msgs > 0 || info.State.LastSeq > 0 {
+	start, err := base.Head()
+	if err != nil {
+		return chain.Head{}, err
+	}
+	heads, err := base.Heads()
+	if err != nil {
+		return chain.Head{}, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return chain.Head{}, err
+	}
+	probe := &Ledger{cfg: cfg, js: js}
+	if segs, err := probe.discoverSegments(ctx); err != nil || len(segs) > 0 || probe.hasBaseBucket(ctx) {
+		if err != nil {
+			return chain.Head{}, err
+		}
 		return chain.Head{}, ErrNotEmpty
 	}
-	links := chain.NewLinks(nil)
-	var head chain.Head
+	first := probe.segmentConfig(1, base.Seq+1)
+	if _, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.CreateStream(ctx, first) }); err != nil {
+		return chain.Head{}, fmt.Errorf("ledger: stream %s: %w", first.Name, err)
+	}
+	l, err := Open(ctx, nc, cfg)
+	if err != nil {
+		return chain.Head{}, err
+	}
+	head, removed, err := l.importFrom(ctx, start, heads, w, &base, next)
+	if err != nil {
+		return head, err
+	}
+	if removed == nil {
+		return head, fmt.Errorf("ledger: import after a base: no SegmentRemoved event names the base (event %d, stream sequence %d)", base.FirstIndex, base.Seq)
+	}
+	return head, l.StoreBase(ctx, base, tree, *removed)
+}
+
+// importFrom writes events after start (empty: the first event) into the
+// current segment, which must hold nothing after start.Seq; heads is every
+// chain's head at start (nil for the first event). signer, if set, signs
+// every message (a ledger continued after a base); else the ledger's first
+// WriterRegistered event starts signing, with cfg.Writer. With base set it
+// returns the last imported SegmentRemoved event that names it, with the
+// stream sequence it landed at.
+func (l *Ledger) importFrom(ctx context.Context, start chain.Head, heads map[string]chain.ChainHead, signer *writer.Key, base *segment.Base, next func() ([]byte, error)) (chain.Head, *event.Record, error) {
+	info, err := l.segs.current().stream.Info(ctx)
+	if err != nil {
+		return chain.Head{}, nil, fmt.Errorf("ledger: stream info: %w", err)
+	}
+	if info.State.Msgs > 0 || info.State.LastSeq > start.Seq {
+		return chain.Head{}, nil, ErrNotEmpty
+	}
+	linkHeads := map[string]chain.Head{}
+	chainLast := map[string]uint64{} // of the last message on each chain
+	for name, c := range heads {
+		linkHeads[name] = chain.Head{Seq: c.Seq, Index: c.Index, Hash: c.Hash, Count: c.Count, Chain: name}
+		chainLast[name] = c.Last
+	}
+	links := chain.NewLinks(linkHeads)
+	head := start
 	var data []byte
 	var first event.Hash
 	var name string // the chain of the message being packed
 	firstIndex, n := uint64(0), 0
-	lastSeq := uint64(0)             // of the last message published
-	chainLast := map[string]uint64{} // of the last message on each chain
-	var signer *writer.Key           // nil until the first writer registers
+	lastSeq := start.Seq // of the last message published
+	var removed, pendingRemoved *event.Record
 	flush := func() error {
 		if n == 0 {
 			return nil
@@ -100,6 +180,10 @@ func (l *Ledger) ImportFrom(ctx context.Context, next func() ([]byte, error)) (c
 		lastSeq = ack.Sequence
 		chainLast[name] = lastSeq
 		head.Seq = lastSeq
+		if pendingRemoved != nil {
+			pendingRemoved.Seq = lastSeq
+			removed, pendingRemoved = pendingRemoved, nil
+		}
 		data, n = data[:0], 0
 		return nil
 	}
@@ -109,41 +193,48 @@ func (l *Ledger) ImportFrom(ctx context.Context, next func() ([]byte, error)) (c
 			break
 		}
 		if err != nil {
-			return head, err
+			return head, nil, err
 		}
 		link, _, err := event.DecodeLink(raw)
 		if err != nil {
-			return head, fmt.Errorf("ledger: import: event %d: %w", links.Count(), err)
+			return head, nil, fmt.Errorf("ledger: import: event %d: %w", links.Count(), err)
 		}
 		registers := signer == nil && registersWriter(raw)
 		if n > 0 && (link.Chain != name || registers || n >= l.cfg.MaxBatchEvents || len(data)+len(raw)+1 > l.cfg.MaxBatchBytes) {
 			if err := flush(); err != nil {
-				return head, err
+				return head, nil, err
 			}
 		}
 		if registers {
 			// The first writer registers itself, in a message it signs.
 			w := l.cfg.Writer
 			if ev, err := event.Decode(raw); err != nil || w == nil || ev.Body.(*event.WriterRegistered).WriterID != w.ID() {
-				return head, fmt.Errorf("%w (event %d registers it)", ErrImportWriter, links.Count())
+				return head, nil, fmt.Errorf("%w (event %d registers it)", ErrImportWriter, links.Count())
 			}
 			signer = w
 		}
 		h, err := links.Link(lastSeq+1, raw)
 		if err != nil {
-			return head, err
+			return head, nil, err
 		}
 		if n == 0 {
 			first, firstIndex, name = h, link.Index, link.Chain
 		}
 		head = chain.Head{Seq: head.Seq, Index: link.Index, Hash: h, Count: links.Count(), Chain: link.Chain}
+		if base != nil {
+			if ev, err := event.Decode(raw); err == nil {
+				if sr, ok := ev.Body.(*event.SegmentRemoved); ok && sr.NextIndex == base.FirstIndex && sr.LastHash == base.Prev && sr.Through == base.Seq {
+					pendingRemoved = &event.Record{Event: ev, Raw: bytes.Clone(raw), Hash: h, Pos: links.Count() - 1}
+				}
+			}
+		}
 		data = append(append(data, raw...), '\n')
 		n++
 	}
 	if err := flush(); err != nil {
-		return head, err
+		return head, nil, err
 	}
-	return head, nil
+	return head, removed, nil
 }
 
 // registersWriter reports whether raw is a WriterRegistered event.

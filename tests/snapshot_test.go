@@ -89,7 +89,7 @@ func TestRestartFromSnapshotEqualsReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := list[0].Index
+	base := list[0].Pos
 	corrupt := []byte(string(good))
 	corrupt[len(corrupt)-10] ^= 1
 	plant := func(offset uint64, data []byte) {

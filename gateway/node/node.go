@@ -88,6 +88,10 @@ type Config struct {
 	// SeedDev lets seeds (POST /seed) bring key material for AWS_KMS keys:
 	// development mode (serve --seed-dev), for test fixtures only.
 	SeedDev bool
+	// MaterialCheckInterval is how often every live key material is read
+	// again from both stored copies (default
+	// DefaultMaterialCheckInterval; negative: only at start).
+	MaterialCheckInterval time.Duration
 	// TileCache is how many Merkle tiles (8 KiB each) are kept in memory
 	// beyond the tree's right edge (default 256).
 	TileCache int
@@ -125,7 +129,7 @@ func (cfg *Config) setDefaults() error {
 		cfg.SchedulerLeaseTTL = DefaultSchedulerLeaseTTL
 	}
 	if cfg.Instance == "" {
-		cfg.Instance = instanceName()
+		cfg.Instance = instanceName(cfg.DataDir)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -179,6 +183,7 @@ type Node struct {
 	snapshots *snapshotter // nil when snapshots are off
 	snapStore *snapshot.Store
 	verifier  *verifier
+	materials *materialWatch // checks every live material's stored copies
 
 	// Background goroutines (background.go): tiles stops last, workers
 	// before the ledger closes.
@@ -210,7 +215,8 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, b: b, live: newLiveFeed(), hub: &auditapi.Hub{}, verifier: &verifier{},
+	n := &Node{cfg: cfg, b: b, live: newLiveFeed(), hub: &auditapi.Hub{},
+		verifier:     &verifier{diagnose: diagnoser(b, cfg.Ledger.Stream)},
 		rootFollower: rootFollower{kick: make(chan struct{}, 1)}}
 	phases := []struct {
 		name string
@@ -240,6 +246,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 func (n *Node) startBackground() {
 	n.startFeed()
 	n.startVerifier()
+	n.startMaterialCheck()
 	n.startSnapshotter()
 	n.startCheckpointer()
 	n.startThrottleReporter()
@@ -364,7 +371,7 @@ func (n *Node) storeFinal(ctx context.Context) {
 		}
 	}
 	if n.Checkpointer != nil && n.cfg.CheckpointSigner != nil && n.Checkpointer.Tree().Size() > 0 {
-		if _, err := n.Checkpointer.Checkpoint(ctx); err != nil {
+		if _, err := n.Checkpointer.Final(ctx); err != nil { // kept for good: see checkpoint.Thinning
 			n.cfg.Logger.Warn("no checkpoint at shutdown", "error", err)
 		}
 	}

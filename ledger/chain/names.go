@@ -34,6 +34,23 @@ func Partition(key string) int { return int(xxhash.Sum64String(key) % Partitions
 // ControlChainOf is the control chain of a partition key.
 func ControlChainOf(key string) string { return ControlChain(Partition(key)) }
 
+// FromSubject is the chain a ledger message stored on subject is on, read
+// from the subject alone (a reader of block files, without the ledger's
+// configuration): its last two tokens if they name a data or control
+// chain, else the legacy chain.
+func FromSubject(subject string) string {
+	i := strings.LastIndexByte(subject, '.')
+	if i <= 0 {
+		return Legacy
+	}
+	j := strings.LastIndexByte(subject[:i], '.')
+	name := subject[j+1:]
+	if name != Legacy && ValidName(name) {
+		return name
+	}
+	return Legacy
+}
+
 // DataWriter returns the writer ID of a data chain's name.
 func DataWriter(name string) (string, bool) {
 	id, ok := strings.CutPrefix(name, dataPrefix)

@@ -79,6 +79,23 @@ func (b Base) Head() (chain.Head, error) {
 	return chain.Head{Seq: b.Seq, Index: b.FirstIndex - 1, Hash: h, Count: b.FirstIndex}, nil
 }
 
+// Heads is every chain's head at the base (nil for an empty base): its
+// Chains, or for a ledger that had only the legacy chain then, that chain
+// ending at Prev.
+func (b Base) Heads() (map[string]chain.ChainHead, error) {
+	if b.Empty() {
+		return nil, nil
+	}
+	if b.Chains != nil {
+		return maps.Clone(b.Chains), nil
+	}
+	h, err := b.Head()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]chain.ChainHead{chain.Legacy: {Seq: h.Seq, Index: h.Index, Hash: h.Hash, Count: h.Count, Last: h.Seq}}, nil
+}
+
 // heads is every chain's head at the base, given its legacy Head.
 func (b Base) heads(legacy chain.Head) map[string]chain.Head {
 	if b.Empty() {

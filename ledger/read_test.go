@@ -1,7 +1,6 @@
 package ledger_test
 
 import (
-	"github.com/nats-io/nats.go/jetstream"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyledger/keyledger/ledger"

@@ -153,7 +153,9 @@ func (l *Ledger) segmentConfig(n int, first uint64) jetstream.StreamConfig {
 		AllowDirect: true,
 		Compression: jetstream.S2Compression,
 		// A change that depends on several control chains is one atomic
-		// batch (change.go).
+		// batch (change.go). (With it, nats-server reads a single-replica
+		// stream's last message when it starts, to finish a batch a crash
+		// cut: the last block is then in its cache for a while.)
 		AllowAtomicPublish: true,
 		Metadata:           map[string]string{metaPartitions: strconv.Itoa(chain.Partitions)},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -352,5 +353,25 @@ func TestLinksFollowsEveryChain(t *testing.T) {
 	var bl *BrokenLinkError
 	if !errors.As(err, &bl) || bl.Chain != DataChain(a.ID()) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A block-file reader knows a message's chain from its subject alone.
+func TestFromSubject(t *testing.T) {
+	id := strings.Repeat("ab", 16)
+	for subject, want := range map[string]string{
+		"keyledger.events":                Legacy,
+		"keyledger.events.3":              Legacy,
+		"keyledger.events.w." + id:        DataChain(id),
+		"keyledger.events.3.w." + id:      DataChain(id),
+		"keyledger.events.c.17":           ControlChain(17),
+		"keyledger.events.2.c.0":          ControlChain(0),
+		"keyledger.events.c.64":           Legacy, // no such partition
+		"keyledger.events.w.not-a-writer": Legacy,
+		"events":                          Legacy,
+	} {
+		if got := FromSubject(subject); got != want {
+			t.Errorf("FromSubject(%q) = %q, want %q", subject, got, want)
+		}
 	}
 }

@@ -42,6 +42,9 @@ type baseRecord struct {
 	// before it, which its signature names.
 	EventChain string `json:"eventChain,omitempty"`
 	EventAfter uint64 `json:"eventAfter,omitempty"`
+	// EventPos is the SegmentRemoved event's position (event.Record.Pos),
+	// for an event not on the legacy chain (whose index is its position).
+	EventPos uint64 `json:"eventPos,omitempty"`
 	// Tree is the tiled Merkle tree's frontier at the base (its size is
 	// Base.FirstIndex): with the tiles, which are never removed, it
 	// continues the tree; CheckBaseTree checks it against Base.Frontier.
@@ -121,7 +124,11 @@ func (l *Ledger) loadBase(ctx context.Context) error {
 // SegmentRemoved that names exactly this base, after it.
 func (l *Ledger) checkBaseEvent(ctx context.Context, rec baseRecord) error {
 	b := rec.Base
-	if b.Empty() || rec.EventSeq <= b.Seq || rec.EventIndex < b.FirstIndex {
+	pos := rec.EventIndex
+	if rec.EventChain != chain.Legacy {
+		pos = rec.EventPos
+	}
+	if b.Empty() || rec.EventSeq <= b.Seq || pos < b.FirstIndex {
 		return &BaseError{Reason: "it names no SegmentRemoved event after it"}
 	}
 	m, err := l.rawMsg(ctx, rec.EventSeq)
@@ -260,7 +267,7 @@ func (l *Ledger) StoreBase(ctx context.Context, base segment.Base, tree merkle.F
 		return errors.New("ledger: the Merkle frontier is not at the base")
 	}
 	rec := baseRecord{Base: base, EventIndex: removed.Event.Index, EventSeq: removed.Seq, EventChain: removed.Event.Chain,
-		EventAfter: removed.SignedAfter, Tree: tree, Writer: w.ID(), PublicKey: w.PublicText()}
+		EventAfter: removed.SignedAfter, EventPos: removed.Pos, Tree: tree, Writer: w.ID(), PublicKey: w.PublicText()}
 	rec.Signature = base64.StdEncoding.EncodeToString(w.SignRaw(rec.signedBytes()))
 	raw, err := json.Marshal(rec)
 	if err != nil {

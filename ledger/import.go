@@ -177,13 +177,13 @@ func (l *Ledger) importFrom(ctx context.Context, start chain.Head, heads map[str
 			return fmt.Errorf("ledger: import: %w", err)
 		}
 		// Every event of the message is now at ack.Sequence.
+		if pendingRemoved != nil {
+			pendingRemoved.Seq, pendingRemoved.SignedAfter = ack.Sequence, chainLast[name]
+			removed, pendingRemoved = pendingRemoved, nil
+		}
 		lastSeq = ack.Sequence
 		chainLast[name] = lastSeq
 		head.Seq = lastSeq
-		if pendingRemoved != nil {
-			pendingRemoved.Seq = lastSeq
-			removed, pendingRemoved = pendingRemoved, nil
-		}
 		data, n = data[:0], 0
 		return nil
 	}

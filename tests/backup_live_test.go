@@ -309,11 +309,15 @@ func serveWithArgs(t *testing.T, dataDir string, port int, extra ...string) *exe
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	admin := testCredentials["admin"]
 	c := newClient("http://127.0.0.1:"+strconv.Itoa(port), admin[0], admin[1])
-	waitFor(t, 20*time.Second, func() bool {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		_, err := c.ListKeys(context.Background(), &kms.ListKeysInput{})
-		return err == nil
-	})
-	return cmd
+		if err == nil {
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve does not answer within 20s: %v\n%s", err, stderr.String())
+		}
+	}
 }
 
 // waitFor polls cond until it holds or the timeout passes.

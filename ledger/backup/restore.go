@@ -606,13 +606,14 @@ type Target struct {
 	// (ledger.ImportAfterBase) and returns the ledger opened, and the
 	// backup's snapshot is stored again in Snapshots for the restored
 	// stream, its body restated by Rebase (the head's new stream
-	// sequence) and signed with Writer.
+	// sequence, and every chain's head there: the restored stream packs
+	// events into other messages) and signed with Writer.
 	ImportAfterBase func(ctx context.Context, base segment.Base, tree merkle.Frontier, next func() ([]byte, error)) (*ledger.Ledger, error)
 	Snapshots       interface {
 		Put(ctx context.Context, h snapshot.Header, body []byte, key *writer.Key) error
 	}
 	Writer *writer.Key
-	Rebase func(body []byte, seq uint64) ([]byte, error)
+	Rebase func(body []byte, seq uint64, chains map[string]chain.ChainHead) ([]byte, error)
 }
 
 // Result is what Restore wrote and checked.
@@ -804,10 +805,19 @@ func (b *Backup) readEvents(importFn func(next func() ([]byte, error)) error) er
 func (b *Backup) putSnapshot(ctx context.Context, t Target) error {
 	h := b.snapHeader
 	seq := b.base.Base.Seq // the snapshot is of the base's last event
+	at, err := b.base.Base.Heads()
+	if err != nil {
+		return fmt.Errorf("backup: the base: %w", err)
+	}
+	heads := chain.Heads(at)
+	if heads == nil {
+		heads = chain.Heads{}
+	}
 	if h.Pos() >= b.base.Base.FirstIndex {
 		seq = 0
 		stop := errors.New("found")
 		_, err := t.Ledger.Replay(ctx, chain.Head{}, func(r event.Record) error {
+			heads.Add(r) // a fresh import quarantines nothing
 			if r.Pos == h.Pos() {
 				seq = r.Seq
 				return stop
@@ -818,7 +828,7 @@ func (b *Backup) putSnapshot(ctx context.Context, t Target) error {
 			return fmt.Errorf("backup: the restored ledger has no event %d for the snapshot: %v", h.Pos(), err)
 		}
 	}
-	body, err := t.Rebase(b.snapBody, seq)
+	body, err := t.Rebase(b.snapBody, seq, heads)
 	if err != nil {
 		return fmt.Errorf("backup: the snapshot: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/asymmetric"
 	"github.com/keyledger/keyledger/crypto/secret"
+	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
@@ -134,6 +135,7 @@ func (s *Service) record(ctx context.Context, ev *event.Event) error {
 	if ev.Body == nil {
 		ev.Body = &event.APICall{}
 	}
+	throttle.ReleaseEarly(ctx) // only the commit is left: it costs the instance nothing
 	if _, err := s.ledger.Append(ctx, ev); err != nil {
 		s.appendFailures.Error("op", ev.Operation, "key", ev.KeyID, "error", err)
 		return errInternal

@@ -64,6 +64,12 @@ type Options struct {
 	// Repairable are streams another copy repairs (the material buckets):
 	// their damaged blocks are moved aside at start (damaged.go).
 	Repairable []string
+	// Auditors names auditors besides the default one (AuditSeedFile):
+	// each gets its own read-only nkey, AuditorSeedFileName(name) under
+	// AuthDir, in its own account, so that no auditor can have the server
+	// answer into another's reads (auth.go). A name dropped from the list
+	// no longer logs in; its seed file stays.
+	Auditors []string
 }
 
 // Server is a running embedded nats-server.
@@ -75,7 +81,8 @@ type Server struct {
 	tls      bool // clients on the listener must use TLS
 
 	watcher  *nats.Conn // in-process: stream-created advisories
-	segments *segments  // segment streams linked for the audit identity
+	segments *segments  // segment streams linked for the reading identities
+	proxy    *readProxy // serves the reading identities' reads (readproxy.go)
 }
 
 // tlsTimeout bounds a NATS client's TLS handshake.
@@ -112,17 +119,17 @@ func Start(opts Options) (*Server, error) {
 			opts.Logger.Warn("damaged block moved aside before nats-server opened it; what it held is rewritten from the other copy", "block", m)
 		}
 	}
-	id, err := loadIdentities(opts.AuthDir)
+	id, err := loadIdentities(opts.AuthDir, opts.Auditors)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: NATS identities: %w", err)
 	}
-	audit, backup := server.NewAccount(auditAccount), server.NewAccount(backupAccount)
-	users, err := id.users(audit, backup)
+	accounts := id.accounts()
+	users, err := id.users(accounts)
 	if err != nil {
 		return nil, err
 	}
 	so := &server.Options{
-		Accounts:           []*server.Account{audit, backup},
+		Accounts:           accounts,
 		Nkeys:              users,
 		ServerName:         "keyledger-embedded",
 		JetStream:          true,
@@ -165,19 +172,14 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	// The server registers copies of Options.Accounts.
-	registered, err := ns.LookupAccount(auditAccount)
-	if err != nil {
-		return nil, fmt.Errorf("embedded: %w", err)
-	}
-	if err := linkAuditAccount(ns.GlobalAccount(), registered, streams); err != nil {
-		return nil, err
-	}
-	backupRegistered, err := ns.LookupAccount(backupAccount)
-	if err != nil {
-		return nil, fmt.Errorf("embedded: %w", err)
-	}
-	if err := linkBackupAccount(ns.GlobalAccount(), backupRegistered, streams); err != nil {
-		return nil, err
+	readers := make([]*server.Account, len(id.readers))
+	for i, r := range id.readers {
+		if readers[i], err = ns.LookupAccount(r.account); err != nil {
+			return nil, fmt.Errorf("embedded: %w", err)
+		}
+		if err := linkReader(ns.GlobalAccount(), readers[i], r, streams); err != nil {
+			return nil, err
+		}
 	}
 	reserve := opts.MinFreeDisk
 	if reserve == 0 {
@@ -211,7 +213,11 @@ func Start(opts Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
-	if srv.segments, err = watchSegments(srv.watcher, ns.GlobalAccount(), []*server.Account{registered, backupRegistered}, opts.AuditStreams); err != nil {
+	if srv.segments, err = watchSegments(srv.watcher, ns.GlobalAccount(), readers, opts.AuditStreams); err != nil {
+		srv.Shutdown()
+		return nil, err
+	}
+	if srv.proxy, err = srv.startReadProxy(readers); err != nil {
 		srv.Shutdown()
 		return nil, err
 	}
@@ -232,13 +238,22 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 // StoreDir is the JetStream storage directory (Options.DataDir).
 func (s *Server) StoreDir() string { return s.storeDir }
 
-// AuditSeedFile is the path of the subscribe-only nkey seed audit
-// subscribers use.
-func (s *Server) AuditSeedFile() string { return s.id.auditFile }
+// AuditSeedFile is the path of the subscribe-only nkey seed of the
+// default auditor.
+func (s *Server) AuditSeedFile() string { return s.id.auditor("").file }
+
+// AuditorSeedFile is the path of the named auditor's nkey seed (one of
+// Options.Auditors; "" the default auditor's), or "" for no such auditor.
+func (s *Server) AuditorSeedFile(name string) string {
+	if r := s.id.auditor(name); r != nil {
+		return r.file
+	}
+	return ""
+}
 
 // BackupSeedFile is the path of the read-only nkey seed `keyledger backup`
 // uses on the listener.
-func (s *Server) BackupSeedFile() string { return s.id.backupFile }
+func (s *Server) BackupSeedFile() string { return s.id.readers[len(s.id.readers)-1].file }
 
 // ClientURL is the URL network clients use (tls://… when TLS is
 // required), or "" without a listener.
@@ -266,6 +281,9 @@ func (s *Server) WriteFault() context.Context { return s.storage.Fault() }
 
 // Shutdown stops the server and waits for it to finish.
 func (s *Server) Shutdown() {
+	if s.proxy != nil {
+		s.proxy.close()
+	}
 	if s.watcher != nil {
 		s.watcher.Close()
 	}

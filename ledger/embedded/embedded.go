@@ -70,6 +70,9 @@ type Options struct {
 	// answer into another's reads (auth.go). A name dropped from the list
 	// no longer logs in; its seed file stays.
 	Auditors []string
+
+	// pending replaces Server.pendingBytes in tests of the read proxy.
+	pending func(account string) int
 }
 
 // Server is a running embedded nats-server.
@@ -217,7 +220,7 @@ func Start(opts Options) (*Server, error) {
 		srv.Shutdown()
 		return nil, err
 	}
-	if srv.proxy, err = srv.startReadProxy(readers); err != nil {
+	if srv.proxy, err = srv.startReadProxy(readers, opts.pending); err != nil {
 		srv.Shutdown()
 		return nil, err
 	}

@@ -107,7 +107,10 @@ type proxyRequest struct {
 
 // startReadProxy serves the readers' accounts on a connection of its own
 // (so that a stalled relay never delays keyledger's writes).
-func (s *Server) startReadProxy(readers []*server.Account) (*readProxy, error) {
+func (s *Server) startReadProxy(readers []*server.Account, pending func(string) int) (*readProxy, error) {
+	if pending == nil {
+		pending = s.pendingBytes
+	}
 	nc, err := s.Connect("keyledger-read-proxy")
 	if err != nil {
 		return nil, err
@@ -116,7 +119,7 @@ func (s *Server) startReadProxy(readers []*server.Account) (*readProxy, error) {
 	for _, r := range readers {
 		names = append(names, r.Name)
 	}
-	p, err := newReadProxy(nc, names, s.pendingBytes)
+	p, err := newReadProxy(nc, names, pending)
 	if err != nil {
 		nc.Close()
 		return nil, err

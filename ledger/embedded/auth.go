@@ -206,13 +206,40 @@ func loadOrCreateSeed(path string) (nkeys.KeyPair, error) {
 	return kp, nil
 }
 
-// accounts are the readers' accounts, one each, for server.Options.
-func (id *identities) accounts() []*server.Account {
-	var out []*server.Account
+// Limits of each reader's account. A message the server delivers is
+// copied once per matching subscription into that connection's outbound
+// buffer (up to MaxPending, 64 MiB, before the server closes it as a slow
+// consumer), so a reader's connections and subscriptions multiply what
+// one answer costs the server; honest readers need few of either.
+const (
+	readerMaxConnections   = 16
+	readerMaxSubscriptions = 256 // per connection
+)
+
+// accounts are the readers' accounts, one each, for server.Options, with
+// the limits above (which nats-server sets only from configuration).
+func (id *identities) accounts() ([]*server.Account, error) {
+	var conf strings.Builder
+	conf.WriteString("accounts {\n")
 	for _, r := range id.readers {
-		out = append(out, server.NewAccount(r.account))
+		fmt.Fprintf(&conf, "  %s: { limits: { max_connections: %d, max_subscriptions: %d } }\n", r.account, readerMaxConnections, readerMaxSubscriptions)
 	}
-	return out
+	conf.WriteString("}\n")
+	var o server.Options
+	if err := o.ProcessConfigString(conf.String()); err != nil {
+		return nil, fmt.Errorf("embedded: reader accounts: %w", err)
+	}
+	byName := map[string]*server.Account{}
+	for _, a := range o.Accounts {
+		byName[a.Name] = a
+	}
+	out := make([]*server.Account, len(id.readers))
+	for i, r := range id.readers {
+		if out[i] = byName[r.account]; out[i] == nil {
+			return nil, fmt.Errorf("embedded: reader account %s not configured", r.account)
+		}
+	}
+	return out, nil
 }
 
 // users returns the server's nkey users: keyledger in the global account

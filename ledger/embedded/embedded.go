@@ -126,7 +126,10 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: NATS identities: %w", err)
 	}
-	accounts := id.accounts()
+	accounts, err := id.accounts()
+	if err != nil {
+		return nil, err
+	}
 	users, err := id.users(accounts)
 	if err != nil {
 		return nil, err
@@ -229,13 +232,16 @@ func Start(opts Options) (*Server, error) {
 
 // Connect opens an in-process client connection (no TCP).
 // as keyledger's own NATS user.
-func (s *Server) Connect(name string) (*nats.Conn, error) {
+func (s *Server) Connect(name string) (*nats.Conn, error) { return s.connect(name) }
+
+func (s *Server) connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	auth, err := s.id.connectOption()
 	if err != nil {
 		return nil, err
 	}
-	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1), auth,
-		nats.CustomInboxPrefix(keyledgerInbox))
+	opts := []nats.Option{nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1), auth,
+		nats.CustomInboxPrefix(keyledgerInbox)}
+	return nats.Connect("", append(opts, extra...)...)
 }
 
 // StoreDir is the JetStream storage directory (Options.DataDir).

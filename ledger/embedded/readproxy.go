@@ -92,7 +92,8 @@ type readProxy struct {
 	readers map[string]chan *proxyRequest // by account; fixed once started
 	done    chan struct{}
 	wg      sync.WaitGroup
-	refused atomic.Int64
+	refused atomic.Int64  // requests refused (status 429, 413, …)
+	dropped *atomic.Int64 // times the subscription dropped requests
 }
 
 // proxyRequest is one reader's request.
@@ -111,7 +112,14 @@ func (s *Server) startReadProxy(readers []*server.Account, pending func(string) 
 	if pending == nil {
 		pending = s.pendingBytes
 	}
-	nc, err := s.Connect("keyledger-read-proxy")
+	// Requests the proxy's subscription had no room for are dropped (their
+	// requesters time out): counted, not printed.
+	var dropped atomic.Int64
+	nc, err := s.connect("keyledger-read-proxy", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if err == nats.ErrSlowConsumer {
+			dropped.Add(1)
+		}
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +132,7 @@ func (s *Server) startReadProxy(readers []*server.Account, pending func(string) 
 		nc.Close()
 		return nil, err
 	}
+	p.dropped = &dropped
 	return p, nil
 }
 

@@ -164,3 +164,25 @@ func TestReadProxyBoundsOneReadersRequests(t *testing.T) {
 		}
 	}
 }
+
+// A reader's account takes at most readerMaxConnections connections (each
+// one more copy of every answer it subscribes to twice); another
+// reader's account is not affected.
+func TestReaderConnectionLimit(t *testing.T) {
+	srv := proxyServer(t, Options{Auditors: []string{"acme"}}, 1, 16)
+	for range readerMaxConnections {
+		auditorConn(t, srv, "acme")
+	}
+	seed := srv.AuditorSeedFile("acme")
+	auth, err := nats.NkeyOptionFromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := nats.Connect(srv.ClientURL(), auth, nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatalf("auditor acme's connection %d was accepted", readerMaxConnections+1)
+	}
+	if m, err := auditConn(t, srv).Request("$JS.API.DIRECT.GET.KEYLEDGER", []byte(`{"seq":1}`), 5*time.Second); err != nil || len(m.Data) == 0 {
+		t.Fatalf("the default auditor beside acme's full account: %v", err)
+	}
+}

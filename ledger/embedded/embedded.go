@@ -11,13 +11,17 @@
 // its own nkey user (seed in AuthDir, mode 0600), the only identity allowed
 // to publish to its streams, KV buckets and the JetStream API. Audit
 // subscribers on Listen use a second, read-only nkey (AuditSeedFile) in an
-// account of their own: they can read the ledger (every segment, linked as
-// it appears: segments.go), checkpoint and snapshot streams with direct
-// gets and the live feed, and have the server write nothing (auth.go says
-// why an account, not permissions, ensures that). `keyledger backup` on
-// Listen uses a third, read-only nkey (BackupSeedFile) in a third account,
-// which reads what audit reads but the feed, and the material bucket. With
-// Options.TLS the listener requires TLS.
+// account of their own, and each auditor named in Options.Auditors one of
+// its own in an account of its own: they can read the ledger (every
+// segment, linked as it appears: segments.go), checkpoint and snapshot
+// streams with direct gets and the live feed, and have the server write
+// nothing, nor answer into another auditor's reads (auth.go says why an
+// account, not permissions, ensures that). `keyledger backup` on Listen
+// uses a read-only nkey (BackupSeedFile) in another account, which reads
+// what audit reads but the feed, and the material bucket. Every reader's
+// requests are served by a bounded read proxy in keyledger's account, not
+// by JetStream directly (readproxy.go). With Options.TLS the listener
+// requires TLS.
 package embedded
 
 import (

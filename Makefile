@@ -5,7 +5,7 @@ BENCH    := bin/keyledger-bench
 DATA_DIR ?= ./data
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: run build test test-unit fuzz bench bench-nofsync bench-all bench-noisy soak vet clean
+.PHONY: run build test test-unit fuzz bench bench-nofsync bench-one bench-all bench-noisy soak vet clean
 
 ## run: build and start the service on the embedded default (JetStream under $(DATA_DIR))
 run: build
@@ -36,23 +36,31 @@ fuzz:
 	$(GO) test ./projections/policy -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./ledger/merkle -run '^$$' -fuzz FuzzAdversarialProofs -fuzztime $(FUZZTIME)
 
-## bench: start a fresh embedded server (fsync on every write) and drive Encrypt at it
-BENCH_FLAGS ?= --concurrency 64 --duration 20s --warmup 3s --size 1024
+## bench: drive Encrypt, GenerateDataKey and Sign P-256 (64 connections) and Encrypt on one
+## connection at the bare handler (Fiber + encoding/json + the crypto, nothing else) and at a fresh
+## embedded server (fsync on every write) in one run; print rate, latency and server CPU per request
+## side by side with the ratios, then the restart to /readyz after a clean stop under load
+BENCH_FLAGS ?= --concurrency 64 --duration 10s --warmup 2s --size 1024
 bench: build
-	@dir=$$(mktemp -d); \
-	$(BIN) serve --data-dir $$dir --listen 127.0.0.1:18080 --log-level warn $(SERVE_FLAGS) 2>/dev/null & pid=$$!; \
-	$(BENCH) --endpoint http://127.0.0.1:18080 --credentials-from $$dir/principals.json $(BENCH_FLAGS); status=$$?; \
-	kill $$pid; wait $$pid; rm -rf $$dir; exit $$status
+	$(BENCH) --compare $(BENCH_FLAGS) --serve-flags "$(SERVE_FLAGS)"
 
 ## bench-nofsync: the same without fsync, to measure what durability costs
 bench-nofsync:
 	$(MAKE) bench SERVE_FLAGS=--unsafe-no-fsync
 
+## bench-one: one operation (OP_FLAGS, e.g. --op sign-rsa2048) at a fresh embedded server
+OP_FLAGS ?= --op encrypt --concurrency 64 --duration 20s --warmup 3s --size 1024
+bench-one: build
+	@dir=$$(mktemp -d); \
+	$(BIN) serve --data-dir $$dir --listen 127.0.0.1:18080 --log-level warn $(SERVE_FLAGS) 2>/dev/null & pid=$$!; \
+	$(BENCH) --endpoint http://127.0.0.1:18080 --credentials-from $$dir/principals.json $(OP_FLAGS); status=$$?; \
+	kill $$pid; wait $$pid; rm -rf $$dir; exit $$status
+
 ## bench-all: every operation the bench drives, 10 s each on a fresh server; fails when a run
 ## fails (an error or a throttled request)
 bench-all: build
 	@for op in encrypt encrypt-policy generate-data-key sign-p256 sign-rsa2048 verify-p256 verify-rsa2048; do \
-	  $(MAKE) --no-print-directory bench BENCH_FLAGS="--op $$op --concurrency 64 --duration 10s --warmup 2s --size 1024" || exit 1; \
+	  $(MAKE) --no-print-directory bench-one OP_FLAGS="--op $$op --concurrency 64 --duration 10s --warmup 2s --size 1024" || exit 1; \
 	done
 
 ## bench-noisy: one account's Encrypt alone and beside a noisy neighbour (another account on 64 or

@@ -217,8 +217,28 @@ func (l *Ledger) openSegments(ctx context.Context) error {
 		}
 		segs = []*segStream{segmentOf(0, stream)}
 	}
+	l.updateDedupeWindow(ctx, segs)
 	l.segs.set(segs)
 	return checkContiguous(l.cfg.Stream, segs)
+}
+
+// updateDedupeWindow brings the current segment's Duplicates to
+// dedupeWindow when a roll made it (segment 0 of a ledger that never
+// rolled is brought up to date with its whole config above). A failure
+// costs only start-up time and is logged.
+func (l *Ledger) updateDedupeWindow(ctx context.Context, segs []*segStream) {
+	if len(segs) == 0 || l.cfg.ReadOnly {
+		return
+	}
+	cur := segs[len(segs)-1]
+	cfg := cur.stream.CachedInfo().Config
+	if cur.n == 0 || cur.sealed || cfg.Duplicates == dedupeWindow {
+		return
+	}
+	cfg.Duplicates = dedupeWindow
+	if _, err := l.js.UpdateStream(ctx, cfg); err != nil {
+		l.cfg.Logger.Warn("ledger: cannot shorten the duplicates window of the current segment", "stream", cur.name, "error", err)
+	}
 }
 
 // Replay folds the whole live ledger, authenticating and linking every

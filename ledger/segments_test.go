@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -144,5 +145,56 @@ func TestDeletedSegmentWithoutRemovalIsRefused(t *testing.T) {
 			t.Fatalf("after deleting %s: %v, want a MissingSegmentError", victim, err)
 		}
 		t.Logf("after deleting %s: %v", victim, err)
+	}
+}
+
+// The ledger streams keep Message-IDs for ten seconds, not nats-server's
+// two minutes (which a restart right after load spends seconds
+// rebuilding), and opening a ledger brings the current segment of an
+// older one, made by a roll with the old window, to it.
+func TestDedupeWindowOfTheCurrentSegment(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	cfg := ledger.Config{SegmentMessages: 2}
+	l, h := openWith(t, srv, cfg)
+	l.Start(h)
+	for range 6 {
+		if _, err := l.Append(context.Background(), newEvent("Encrypt")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	current := func() jetstream.StreamConfig {
+		t.Helper()
+		r, _ := openWith(t, srv, cfg)
+		segs, err := r.Segments(ctx)
+		if err != nil || len(segs) < 2 {
+			t.Fatalf("segments %v, %v: want a rolled ledger", segs, err)
+		}
+		st, err := js.Stream(ctx, segs[len(segs)-1].Stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().Config
+	}
+	c := current()
+	if c.Duplicates != 10*time.Second {
+		t.Fatalf("a new segment's duplicates window is %v, want 10s", c.Duplicates)
+	}
+	c.Duplicates = 2 * time.Minute // as rolled by an older build
+	if _, err := js.UpdateStream(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if got := current().Duplicates; got != 10*time.Second {
+		t.Fatalf("after opening, the current segment's duplicates window is %v, want 10s", got)
 	}
 }

@@ -318,6 +318,32 @@ func TestConditionKeysEndToEnd(t *testing.T) {
 	wantCode(t, err, "AccessDeniedException") // 127.0.0.1 is not in 10.0.0.0/8
 }
 
+// TestSigningConditionKeys: kms:SigningAlgorithm and kms:MessageType reach
+// the key policy of a Sign request.
+func TestSigningConditionKeys(t *testing.T) {
+	in := start(t)
+	ctx := context.Background()
+	out, err := in.kms.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecEccNistP256, KeyUsage: types.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := *out.KeyMetadata.KeyId
+	putPolicy(t, in, k, `{"Statement":[`+adminStatement+`,
+	 {"Sid":"DigestsOnly","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"kms:Sign","Resource":"*",
+	  "Condition":{"StringEquals":{"kms:SigningAlgorithm":"ECDSA_SHA_256","kms:MessageType":"DIGEST"}}}]}`)
+	alice := in.as("alice")
+	digest := make([]byte, 32)
+	if _, err := alice.Sign(ctx, &kms.SignInput{KeyId: &k, Message: digest, MessageType: types.MessageTypeDigest,
+		SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256}); err != nil {
+		t.Fatalf("a digest with ECDSA_SHA_256: %v", err)
+	}
+	_, err = alice.Sign(ctx, &kms.SignInput{KeyId: &k, Message: digest, SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256})
+	wantCode(t, err, "AccessDeniedException") // RAW
+	_, err = alice.Sign(ctx, &kms.SignInput{KeyId: &k, Message: make([]byte, 48), MessageType: types.MessageTypeDigest,
+		SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha384})
+	wantCode(t, err, "AccessDeniedException") // the policy is decided before the algorithm is checked against the key
+}
+
 // TestPrincipalsChangesAreRecorded: the principals configuration is in the
 // ledger once, and again only when it changes.
 func TestPrincipalsChangesAreRecorded(t *testing.T) {

@@ -89,8 +89,26 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	noisyServeList := fs.String("noisy-serve", "old=--quotas aws --no-fair-share;new=", "noisy-neighbour mode: NAME=SERVE FLAGS;... configurations to compare")
 	fs.StringVar(&keyledgerBinary, "keyledger", defaultKeyledger(), "soak and noisy-neighbour modes: the keyledger binary to start")
 	rounds := fs.Int("rounds", 1, "noisy-neighbour mode: how many times to measure every configuration, in turn")
+	compare := fs.Bool("compare", false, "compare mode: start the bare handler (--bare-serve) and a fresh `keyledger serve`, drive each of\n--compare-ops at both in one run and print rate, latency and server CPU per request side by side,\nwith the ratios; then Encrypt on one connection and the restart after a clean stop under load")
+	compareOps := fs.String("compare-ops", "encrypt,generate-data-key,sign-p256", "compare mode: the operations to drive (encrypt, generate-data-key, sign-p256)")
+	compareSingle := fs.Bool("compare-single", true, "compare mode: also drive Encrypt on one connection")
+	compareRestart := fs.Bool("compare-restart", true, "compare mode: also time the restart after a clean stop under load")
+	serveFlags := fs.String("serve-flags", "", "compare mode: extra flags for keyledger serve, space-separated (e.g. --unsafe-no-fsync)")
+	profileDir := fs.String("profile-dir", "", "compare mode: save a CPU profile of keyledger over each measured window into this directory")
+	compareDir := fs.String("compare-data-dir", "", "compare mode: keyledger's data directory, kept afterwards (default a fresh temporary one)")
+	restartLoad := fs.Duration("restart-load", time.Second, "compare mode: how long Encrypt load runs before the clean stop whose restart is timed")
+	bareServe := fs.String("bare-serve", "", "serve the bare handler on this address until stopped (what --compare measures against)")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
+	}
+	if *bareServe != "" {
+		return serveBare(*bareServe, stderr)
+	}
+	if *compare {
+		return runCompare(compareConfig{ops: strings.Split(*compareOps, ","), concurrency: *concurrency, warmup: *warmup,
+			duration: *duration, size: *size, single: *compareSingle, restart: *compareRestart,
+			serveFlags: strings.Fields(*serveFlags), profileDir: *profileDir,
+			dataDir: *compareDir, restartLoad: *restartLoad}, stdout, stderr)
 	}
 	if *noisy {
 		loads, err := parseNoisyLoads(*noisyLoadList)

@@ -17,10 +17,16 @@ import (
 func keysDescribe(args []string, stdout, stderr io.Writer) int {
 	fs, bf := ledgerFlagSet("keys describe", stderr)
 	asOfFlag := fs.String("as-of", "", "the time to answer for (RFC 3339 or YYYY-MM-DD; default now)")
-	region := fs.String("region", "us-east-1", "region in ARNs")
+	region := fs.String("region", "", "region in ARNs (default: the region the ledger recorded each key in)")
 	pubkey := fs.String("pubkey", "", "checkpoint verifier key file, whose checkpoints name the writers trusted to sign snapshots\n(default <data-dir>/checkpoint.key.pub)")
-	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
+	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: keyledger keys describe KEY_ID [--as-of T] [--data-dir D | --nats-url U]")
+		fs.PrintDefaults()
+	}
+	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
+		if parseFlags(fs, args) == nil { // -h prints the flags; anything else the usage too
+			fs.Usage()
+		}
 		return 2
 	}
 	keyID := args[0]

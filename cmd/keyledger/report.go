@@ -25,7 +25,7 @@ func reportCompliance(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("format", "json", "json, csv or html")
 	out := fs.String("out", "", "write to this file instead of stdout")
 	pubkey := fs.String("pubkey", "", "checkpoint verifier key file (default <data-dir>/checkpoint.key.pub)")
-	region := fs.String("region", "us-east-1", "region in ARNs")
+	region := fs.String("region", "", "region in ARNs (default: the region the ledger recorded each key in)")
 	maxAge := fs.Int("max-age-days", 365, "cryptoperiod: the oldest current key material allowed")
 	unused := fs.Int("unused-days", 90, "flag enabled keys unused this long")
 	endpoint := fs.String("url", "", "ask this running deployment (e.g. https://kms.example:8443) for the report from its live aggregates,\n"+
@@ -90,6 +90,9 @@ func reportCompliance(args []string, stdout, stderr io.Writer) int {
 // its live aggregates: the fast way while a server owns the ledger (the
 // data directory is locked, and folding its tail costs what the tail does).
 func reportFromDeployment(endpoint, region, caBundle, format, scope, out string, stdout, stderr io.Writer) int {
+	if region == "" { // the region to sign for: the deployment's
+		region = envOr("AWS_REGION", envOr("AWS_DEFAULT_REGION", "us-east-1"))
+	}
 	client := &auditclient.Client{Endpoint: endpoint, Region: region,
 		Credentials: sigv4.Credentials{AccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), Secret: os.Getenv("AWS_SECRET_ACCESS_KEY")}}
 	var err error

@@ -1,6 +1,7 @@
 package awsjson
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -303,7 +305,9 @@ func (s *Server) handle(c *fiber.Ctx) error {
 		e := keyservice.AsError(err)
 		return s.answer(c, label, start, s.fail(c, reqID, string(e.Code), e.Message))
 	}
-	body, err := json.Marshal(out)
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	defer putEncodeBuffer(buf)
+	body, err := encode(buf, out)
 	if err != nil {
 		s.log.Error("encoding a response failed", "op", opName, "error", err)
 		e := keyservice.AsError(err)
@@ -311,7 +315,32 @@ func (s *Server) handle(c *fiber.Ctx) error {
 	}
 	c.Set("x-amzn-RequestId", reqID)
 	c.Set(fiber.HeaderContentType, contentType)
-	return s.answer(c, label, start, c.Send(body))
+	c.Response().SetBody(body) // copies (c.Send would keep body, which goes back to the pool)
+	return s.answer(c, label, start, nil)
+}
+
+// encode writes a response as encoding/json marshals it into buf and
+// returns its bytes (valid until buf is reused): json.Marshal's output
+// without its allocation and copy of every body.
+func encode(buf *bytes.Buffer, out any) ([]byte, error) {
+	buf.Reset()
+	enc := json.NewEncoder(buf)
+	if err := enc.Encode(out); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil // Encode ends a value with a newline
+}
+
+// encodeBuffers holds response buffers; one larger than maxPooledBuffer
+// (a 32 KiB key policy, a long listing) is dropped rather than kept.
+var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBuffer = 64 << 10
+
+func putEncodeBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuffer {
+		encodeBuffers.Put(b)
+	}
 }
 
 // answer reports a finished request to the observer, with the AWS error

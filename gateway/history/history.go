@@ -22,10 +22,10 @@
 // before the snapshot and the signed checkpoints were not re-read (keyledger
 // audit verify does that); Compliance with full set (report compliance
 // --full) folds and verifies everything. Two costs
-// are not history's but still show: within two minutes of the last write,
+// are not history's but still show: within ten seconds of the last write,
 // opening an embedded store rebuilds JetStream's duplicate window (the
-// ledger stream's 2-minute Duplicates), loading those minutes of messages;
-// and the tail's fold, about 30–40 µs of CPU per event on a loaded 2-core
+// ledger stream's 10-second Duplicates), loading those seconds of
+// messages; and the tail's fold, about 30–40 µs of CPU per event on a loaded 2-core
 // machine (JSON parsing is about 75 % of it), so a tail near the
 // 100,000-event snapshot interval costs seconds.
 //

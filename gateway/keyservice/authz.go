@@ -69,8 +69,12 @@ type request struct {
 	key    *keystate.Key // nil for operations on no key
 	ref    string        // the KeyId as the caller wrote it (for kms:RequestAlias)
 	encCtx map[string]string
-	extra  map[string]string   // further condition keys (lower-cased names)
-	multi  map[string][]string // further multi-valued condition keys
+	extra  map[string]string // further condition keys (lower-cased names)
+	// kms:EncryptionAlgorithm, kms:SigningAlgorithm and kms:MessageType,
+	// when not "": fields rather than extras, so that Encrypt, Decrypt and
+	// Sign make no map per request
+	encryptionAlgorithm, signingAlgorithm, messageType string
+	multi                                              map[string][]string // further multi-valued condition keys
 }
 
 func accessDenied(c Caller, action, resource, because, reason string) *Error {
@@ -186,6 +190,14 @@ func (s *Service) conditions(c Caller, r request) func(string) []string {
 			return nil
 		case "kms:grantisforawsresource":
 			return one("false")
+		}
+		switch {
+		case key == "kms:encryptionalgorithm" && r.encryptionAlgorithm != "":
+			return one(r.encryptionAlgorithm)
+		case key == "kms:signingalgorithm" && r.signingAlgorithm != "":
+			return one(r.signingAlgorithm)
+		case key == "kms:messagetype" && r.messageType != "":
+			return one(r.messageType)
 		}
 		if v, ok := r.extra[key]; ok {
 			return one(v)

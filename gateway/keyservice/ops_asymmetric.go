@@ -147,7 +147,7 @@ func (s *Service) signingKey(c Caller, action, ref string, grantTokens []string,
 		return keystate.Key{}, keystate.Material{}, notInEnum("signingAlgorithm", alg, signingAlgorithms...)
 	}
 	k, err := s.asymmetricKey(c, ref, grantTokens, request{action: action,
-		extra: map[string]string{"kms:signingalgorithm": alg, "kms:messagetype": messageType(mt)}})
+		signingAlgorithm: alg, messageType: messageType(mt)})
 	if err != nil {
 		if e := AsError(err); e.Code == CodeUnsupportedOperation {
 			err = errorf(CodeInvalidKeyUsage, "%s key usage is %s which is not valid for signing.", s.arnOf(k), k.Usage)

@@ -76,12 +76,9 @@ func (s *Service) encryptionKey(c Caller, ref, alg string, grantTokens []string,
 	if err := s.checkGrantTokens(grantTokens); err != nil {
 		return keystate.Key{}, keystate.Material{}, err
 	}
-	if r.extra == nil {
-		r.extra = map[string]string{}
-	}
-	r.extra["kms:encryptionalgorithm"] = string(keyspec.AlgSymmetricDefault)
+	r.encryptionAlgorithm = string(keyspec.AlgSymmetricDefault)
 	if alg != "" {
-		r.extra["kms:encryptionalgorithm"] = alg
+		r.encryptionAlgorithm = alg
 	}
 	k, err := s.use(c, ref, true, r)
 	if err != nil {
@@ -274,7 +271,7 @@ func (s *Service) open(ctx context.Context, r openRequest) (openedBlob, error) {
 		decAlg = string(keyspec.AlgSymmetricDefault)
 	}
 	if err := s.authorize(r.caller, request{action: r.action, key: &k, ref: r.keyRef, encCtx: r.encCtx,
-		extra: map[string]string{"kms:encryptionalgorithm": decAlg}}); err != nil {
+		encryptionAlgorithm: decAlg}); err != nil {
 		return o, err
 	}
 	if namedID != "" && namedID != k.ID {
@@ -309,7 +306,7 @@ func (s *Service) open(ctx context.Context, r openRequest) (openedBlob, error) {
 func (s *Service) openAsymmetric(ctx context.Context, r openRequest, k keystate.Key) (openedBlob, error) {
 	var o openedBlob
 	r.ev.KeyID = k.ID
-	if err := s.authorize(r.caller, request{action: r.action, key: &k, ref: r.keyRef, extra: map[string]string{"kms:encryptionalgorithm": r.alg}}); err != nil {
+	if err := s.authorize(r.caller, request{action: r.action, key: &k, ref: r.keyRef, encryptionAlgorithm: r.alg}); err != nil {
 		return o, err
 	}
 	if err := s.usable(k, keyspec.EncryptDecrypt); err != nil {

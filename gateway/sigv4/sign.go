@@ -9,7 +9,9 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Header is one request header to sign.
@@ -65,14 +67,107 @@ func signingKey(secretKey []byte, date, region, service string) []byte {
 // signWith signs a request with a derived signing key. path may carry a
 // query string ("/audit?since=1").
 func signWith(key []byte, region, service, method, path string, headers []Header, body []byte, t time.Time) string {
-	scope := t.Format("20060102") + "/" + region + "/" + service + "/aws4_request"
-	canonical, signed := canonicalHeaders(headers)
-	payload := sha256.Sum256(body)
+	bp := scratch.Get().(*[]byte)
+	defer scratch.Put(bp)
+	*bp = appendStringToSign((*bp)[:0], region, service, method, path, headers, body, t)
+	m := hmac.New(sha256.New, key)
+	m.Write(*bp)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// scratch holds the buffers a signature is computed in: a canonical
+// request and a string to sign are about 1 KB.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// appendStringToSign appends the string to sign of a request.
+func appendStringToSign(dst []byte, region, service, method, path string, headers []Header, body []byte, t time.Time) []byte {
+	n := len(dst)
+	creq := appendCanonicalRequest(dst, method, path, headers, body)
+	creqHash := sha256.Sum256(creq[n:])
+	dst = append(creq[:n], Algorithm+"\n"...)
+	dst = t.AppendFormat(dst, AmzDateFormat)
+	dst = append(dst, '\n')
+	dst = t.AppendFormat(dst, "20060102")
+	dst = append(append(append(append(dst, '/'), region...), '/'), service...)
+	dst = append(dst, "/aws4_request\n"...)
+	return hex.AppendEncode(dst, creqHash[:])
+}
+
+// appendCanonicalRequest appends a request's canonical form.
+func appendCanonicalRequest(dst []byte, method, path string, headers []Header, body []byte) []byte {
 	uri, rawQuery, _ := strings.Cut(path, "?")
-	creq := method + "\n" + uri + "\n" + canonicalQuery(rawQuery) + "\n" + canonical + "\n" + signed + "\n" + hex.EncodeToString(payload[:])
-	creqHash := sha256.Sum256([]byte(creq))
-	sts := Algorithm + "\n" + t.Format(AmzDateFormat) + "\n" + scope + "\n" + hex.EncodeToString(creqHash[:])
-	return hex.EncodeToString(mac(key, sts))
+	dst = append(append(dst, method...), '\n')
+	dst = append(append(dst, uri...), '\n')
+	dst = append(append(dst, canonicalQuery(rawQuery)...), '\n')
+	dst = appendCanonicalHeaders(dst, headers)
+	payload := sha256.Sum256(body)
+	return hex.AppendEncode(dst, payload[:])
+}
+
+// appendCanonicalHeaders appends the canonical headers block and the
+// signed-headers line, each ending in a newline: what canonicalHeaders
+// returns, without allocating when the names are already lower-case and
+// sorted and the values need no folding (as SDKs send them).
+func appendCanonicalHeaders(dst []byte, headers []Header) []byte {
+	if !inCanonicalOrder(headers) {
+		canonical, signed := canonicalHeaders(headers)
+		return append(append(append(dst, canonical...), '\n'), signed+"\n"...)
+	}
+	for _, h := range headers {
+		dst = append(append(dst, h.Name...), ':')
+		dst = appendFolded(dst, h.Value)
+		dst = append(dst, '\n')
+	}
+	dst = append(dst, '\n')
+	for i, h := range headers {
+		if i > 0 {
+			dst = append(dst, ';')
+		}
+		dst = append(dst, h.Name...)
+	}
+	return append(dst, '\n')
+}
+
+// inCanonicalOrder reports whether header names are ASCII without upper
+// case and strictly ascending.
+func inCanonicalOrder(headers []Header) bool {
+	for i, h := range headers {
+		for j := 0; j < len(h.Name); j++ {
+			if c := h.Name[j]; c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
+				return false
+			}
+		}
+		if i > 0 && headers[i-1].Name >= h.Name {
+			return false
+		}
+	}
+	return true
+}
+
+// appendFolded appends strings.Join(strings.Fields(v), " "): the value
+// trimmed, each run of white space one space.
+func appendFolded(dst []byte, v string) []byte {
+	space, started := false, false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c >= utf8.RuneSelf {
+			return append(dst, strings.Join(strings.Fields(v), " ")...) // Unicode white space
+		}
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case ' ', '\t', '\n', '\v', '\f', '\r':
+			space = started
+		default:
+			if space {
+				dst = append(dst, ' ')
+				space = false
+			}
+			dst = append(dst, c)
+			started = true
+		}
+	}
+	return dst
 }
 
 func canonicalHeaders(headers []Header) (canonical, signed string) {

@@ -1,12 +1,15 @@
 package sigv4
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,16 +39,18 @@ type Request struct {
 
 // Verifier checks signatures, keeping each access key's derived signing
 // key for its day (the four HMACs that derive it are most of the cost of a
-// verification). Safe for concurrent use.
+// verification) and HMAC states keyed with it for reuse. It never caches a
+// verification's result. Safe for concurrent use.
 type Verifier struct {
 	mu   sync.RWMutex
-	keys map[string]scopedKey // access key id → its latest scope's signing key
+	keys map[string]*scopedKey // access key id → its latest scope's signing key
 }
 
 type scopedKey struct {
-	scope  string
-	secret secret.Bytes // what the key was derived from
-	key    secret.Bytes
+	date, region, service string       // the scope
+	secret                secret.Bytes // what the key was derived from
+	key                   secret.Bytes
+	macs                  sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key
 }
 
 // Verify checks a parsed Authorization header against the caller's secret:
@@ -66,7 +71,8 @@ func (v *Verifier) Verify(a Authorization, secretKey secret.Bytes, region, servi
 	if a.Service != service {
 		return &InvalidError{Reason: fmt.Sprintf("Credential should be scoped to correct service: '%s'.", service)}
 	}
-	if a.Date != t.Format("20060102") {
+	var day [8]byte
+	if a.Date != string(t.AppendFormat(day[:0], "20060102")) {
 		return &InvalidError{Reason: "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP."}
 	}
 	if d := now.Sub(t); d > MaxSkew || d < -MaxSkew {
@@ -78,40 +84,62 @@ func (v *Verifier) Verify(a Authorization, secretKey secret.Bytes, region, servi
 	}
 	if h := r.Header("x-amz-content-sha256"); h != "" && h != "UNSIGNED-PAYLOAD" {
 		sum := sha256.Sum256(r.Body)
-		if h != hex.EncodeToString(sum[:]) {
+		var hexSum [64]byte
+		hex.Encode(hexSum[:], sum[:])
+		if h != string(hexSum[:]) {
 			return &InvalidError{Reason: "The provided 'x-amz-content-sha256' header does not match what was computed."}
 		}
 	}
-	headers := make([]Header, len(a.SignedHeaders))
-	for i, name := range a.SignedHeaders {
-		headers[i] = Header{Name: name, Value: r.Header(name)}
+	var given [sha256.Size]byte
+	if n, err := hex.Decode(given[:], []byte(a.Signature)); err != nil || n != len(given) {
+		return &InvalidError{Reason: mismatch}
 	}
-	want := signWith(v.signingKey(a.AccessKeyID, secretKey, a.Date, region, service).Expose(), region, service, r.Method, r.Path, headers, r.Body, t)
-	if subtle.ConstantTimeCompare([]byte(want), []byte(a.Signature)) != 1 {
-		return &InvalidError{Reason: "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
+	var few [16]Header
+	headers := few[:0]
+	for _, name := range a.SignedHeaders {
+		headers = append(headers, Header{Name: name, Value: r.Header(name)})
+	}
+	bp := scratch.Get().(*[]byte)
+	defer scratch.Put(bp)
+	*bp = appendStringToSign((*bp)[:0], region, service, r.Method, r.Path, headers, r.Body, t)
+	sk := v.scoped(a.AccessKeyID, secretKey, a.Date, region, service)
+	m, _ := sk.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, sk.key.Expose())
+	}
+	m.Reset()
+	m.Write(*bp)
+	var want [sha256.Size]byte
+	m.Sum(want[:0])
+	sk.macs.Put(m)
+	if subtle.ConstantTimeCompare(want[:], given[:]) != 1 {
+		return &InvalidError{Reason: mismatch}
 	}
 	return nil
 }
 
-// signingKey returns the cached signing key of an access key's scope,
-// deriving it again when the scope (the day) or the secret changes: one
-// entry per access key.
-func (v *Verifier) signingKey(accessKeyID string, secretKey secret.Bytes, date, region, service string) secret.Bytes {
-	scope := date + "/" + region + "/" + service
+const mismatch = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+
+// scoped returns the cached signing key of an access key's scope, deriving
+// it again when the scope (the day) or the secret changes: one entry per
+// access key. The key depends on nothing but the secret and the scope, so
+// the cache cannot change a verification's outcome.
+func (v *Verifier) scoped(accessKeyID string, secretKey secret.Bytes, date, region, service string) *scopedKey {
 	v.mu.RLock()
 	c, ok := v.keys[accessKeyID]
 	v.mu.RUnlock()
-	if ok && c.scope == scope && c.secret.Equal(secretKey) {
-		return c.key
+	if ok && c.date == date && c.region == region && c.service == service && c.secret.Equal(secretKey) {
+		return c
 	}
 	derived := signingKey(secretKey.Expose(), date, region, service)
-	key := secret.New(derived)
+	c = &scopedKey{date: strings.Clone(date), region: strings.Clone(region), service: strings.Clone(service),
+		secret: secretKey, key: secret.New(derived)}
 	clear(derived)
 	v.mu.Lock()
 	if v.keys == nil {
-		v.keys = map[string]scopedKey{}
+		v.keys = map[string]*scopedKey{}
 	}
-	v.keys[accessKeyID] = scopedKey{scope: scope, secret: secretKey, key: key}
+	v.keys[strings.Clone(accessKeyID)] = c
 	v.mu.Unlock()
-	return key
+	return c
 }

@@ -28,7 +28,9 @@ import (
 
 // Options tune the checks.
 type Options struct {
-	Now    time.Time
+	Now time.Time
+	// Region names keys in ARNs; "" names each in the region the ledger
+	// recorded it in.
 	Region string
 	// Account limits the report to one account's keys, principals and
 	// requests; "" covers every account.
@@ -174,7 +176,11 @@ func (b *Builder) Add(r event.Record) {
 }
 
 func (b *Builder) arn(k keystate.Key) string {
-	return "arn:aws:kms:" + b.opts.Region + ":" + k.Account + ":key/" + k.ID
+	region := b.opts.Region
+	if region == "" {
+		region = k.Region
+	}
+	return "arn:aws:kms:" + region + ":" + k.Account + ":key/" + k.ID
 }
 
 // Report evaluates every check.
@@ -195,6 +201,15 @@ func (b *Builder) Report() *Report {
 			}
 			rep.Aliases[a.KeyID] = append(rep.Aliases[a.KeyID], a.Name)
 		}
+	}
+	regions := map[string]bool{}
+	for _, k := range snap.Keys {
+		if k.Region != "" {
+			regions[k.Region] = true
+		}
+	}
+	if rep.Region == "" {
+		rep.Region = strings.Join(slices.Sorted(maps.Keys(regions)), ", ")
 	}
 	for _, k := range snap.Keys {
 		rep.KeysByState[string(k.State)]++

@@ -127,7 +127,8 @@ type Answer struct {
 	WhoCanDecrypt []Access `json:"whoCouldDecrypt,omitempty"`
 }
 
-// Describe answers for one key id in region.
+// Describe answers for one key id, naming it in region ("": the region
+// the ledger recorded the key in).
 func (f *Folder) Describe(keyID, region string) Answer {
 	ans := Answer{AsOf: f.AsOf, EventsFolded: f.events, SnapshotIndex: f.snapshot}
 	k, ok := f.state.Key(keyID)
@@ -136,6 +137,9 @@ func (f *Folder) Describe(keyID, region string) Answer {
 		return ans
 	}
 	ans.Exists = true
+	if region == "" {
+		region = k.Region
+	}
 	arn := "arn:aws:kms:" + region + ":" + k.Account + ":key/" + k.ID
 	v := &KeyView{KeyID: k.ID, Arn: arn, State: string(k.State), Description: k.Description, KeySpec: string(k.Spec),
 		KeyUsage: string(k.Usage), Origin: k.Origin, Created: k.Created, RotationPeriodDays: k.RotationPeriodDays,

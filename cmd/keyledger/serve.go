@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ type backendFlags struct {
 	dataDir, natsURL, natsCreds, natsCA, stream string
 	replicas                                    int
 	natsTLS                                     *tls.Config // serve: TLS for --nats-listen
+	auditors                                    []string    // serve: --auditors
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet) {
@@ -62,7 +64,7 @@ func (b *backendFlags) open(natsListen string, noFsync bool, log *slog.Logger) (
 		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds, CAFile: b.natsCA})
 	}
 	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, TLS: b.natsTLS, NoSync: noFsync,
-		AuthDir: b.dataDir, AuditStreams: []string{b.stream}, Logger: log})
+		AuthDir: b.dataDir, AuditStreams: []string{b.stream}, Logger: log, Auditors: b.auditors})
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -74,6 +76,18 @@ func serve(args []string, stderr io.Writer) int {
 		"(the --tls-* certificate) unless it is a loopback address")
 	natsMonitor := fs.String("nats-monitor-url", "", "with --nats-url and --replicas 1: the NATS servers' monitoring endpoints (http://n1:8222,…),\n"+
 		"read at start to check that they fsync every write (sync_interval: always)")
+	fs.Func("auditors", "embedded mode: named auditors, comma-separated (e.g. acme,bigfour): each gets its own read-only NATS\n"+
+		"identity, <data-dir>/nats-audit-<name>.nk, in an account of its own; nats-audit.nk stays the default auditor", func(v string) error {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				if err := embedded.CheckAuditorName(name); err != nil {
+					return err
+				}
+				bf.auditors = append(bf.auditors, name)
+			}
+		}
+		return nil
+	})
 	insecureNATS := fs.Bool("insecure-nats", false, "allow plaintext NATS on a non-loopback --nats-listen (every ledger event travels unencrypted)")
 	rootKeyFile := fs.String("root-key-file", "", "file holding the 256-bit root key (default <data-dir>/root.key, generated if absent)")
 	rootSealFile := fs.String("root-seal", "", "sealed root key file (keyledger root init); no plaintext root key is read or written.\n"+
@@ -328,6 +342,9 @@ func serve(args []string, stderr io.Writer) int {
 		}
 		log.Info("audit subscribers connect with the subscribe-only NATS identity", "url", u, "tls", tlsConfig != nil,
 			"nkey_seed_file", b.AuditSeedFile(), "example", example)
+		for _, name := range bf.auditors {
+			log.Info("auditor "+name+" connects with its own subscribe-only NATS identity", "nkey_seed_file", b.AuditorSeedFile(name))
+		}
 	}
 	scheme := "http://"
 	if tlsConfig != nil {

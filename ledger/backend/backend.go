@@ -127,6 +127,15 @@ func (b *Backend) AuditSeedFile() string {
 	return b.srv.AuditSeedFile()
 }
 
+// AuditorSeedFile is the embedded server's nkey seed file of a named
+// auditor (embedded.Options.Auditors), or "".
+func (b *Backend) AuditorSeedFile(name string) string {
+	if b.srv == nil {
+		return ""
+	}
+	return b.srv.AuditorSeedFile(name)
+}
+
 // OpenLedger opens the ledger stream.
 func (b *Backend) OpenLedger(ctx context.Context, cfg ledger.Config) (*ledger.Ledger, error) {
 	if cfg.Replicas == 0 {

@@ -100,6 +100,9 @@ type Config struct {
 	// service use (tests: pausing renewals and appends).
 	wrapLeases func(keyservice.Leases) keyservice.Leases
 	wrapLedger func(keyservice.Ledger) keyservice.Ledger
+	// routed is set for a region other than the front of a multi-region
+	// process (regions.go): its HTTP front is reached through the front's.
+	routed bool
 }
 
 // RootSeal is a sealed root key's keeper (a *seal.Keeper).
@@ -187,6 +190,10 @@ type Node struct {
 	tiles        *task
 	workers      workers
 	rootFollower rootFollower
+
+	// alsoReady, on the front of a multi-region process, is the other
+	// regions' readiness, which /readyz reports with its own.
+	alsoReady atomic.Pointer[readyCheck]
 }
 
 // The phases of an instance's life, as Ready reports them.
@@ -322,7 +329,10 @@ func (n *Node) Serve(ln net.Listener) error { return n.http.Serve(ln) }
 func (n *Node) Close(ctx context.Context) error {
 	n.setPhase(phaseStopping)
 	n.audit.Close()
-	err := n.http.Shutdown(ctx)
+	var err error
+	if !n.cfg.routed { // a routed region's requests end with the front's listener
+		err = n.http.Shutdown(ctx)
+	}
 	n.stopWorkers()
 	if n.cfg.RootSeal != nil && !n.Service.Sealed() {
 		if rerr := n.Service.RecordSealed(ctx, n.cfg.RootSeal.Mode()); rerr != nil {

@@ -164,7 +164,7 @@ func (n *Node) buildService(ctx context.Context) error {
 	n.Scheduler = svc.NewScheduler(sl, n.cfg.Instance)
 	n.feed = n.b.Feed(n.cfg.Ledger.Stream)
 	n.http = awsjson.New(svc, awsjson.Options{Principals: n.cfg.Principals, Region: n.cfg.Region, Now: n.cfg.AuthClock,
-		Logger: n.cfg.Logger, Limits: n.cfg.HTTP, Ready: n.Ready, Limiter: n.cfg.Throttle, Observer: observer(n.cfg.Metrics),
+		Logger: n.cfg.Logger, Limits: n.cfg.HTTP, Ready: n.readyAll, Limiter: n.cfg.Throttle, Observer: observer(n.cfg.Metrics),
 		Sealed: svc.Sealed})
 	if n.cfg.RootSeal != nil {
 		// Instances that share a deployment (an external NATS: no DataDir)

@@ -120,6 +120,12 @@ func (b *Backend) AuditSeedFile() string {
 	return b.srv.AuditSeedFile()
 }
 
+// ShredDir is where the embedded default keeps its per-material key slot
+// file ("" with an external deployment, whose per-material keys live in a
+// bucket). A second region served by the same process keeps its own slot
+// file in a directory under it.
+func (b *Backend) ShredDir() string { return b.shredDir }
+
 // OpenLedger opens the ledger stream.
 func (b *Backend) OpenLedger(ctx context.Context, cfg ledger.Config) (*ledger.Ledger, error) {
 	if cfg.Replicas == 0 {

@@ -121,7 +121,9 @@ type Key struct {
 
 // HasMaterial reports whether the key has usable material (an EXTERNAL key
 // has none until it is imported, and none after it expires).
-func (k *Key) HasMaterial() bool { return slices.ContainsFunc(k.Materials, func(m Material) bool { return !m.Pending }) }
+func (k *Key) HasMaterial() bool {
+	return slices.ContainsFunc(k.Materials, func(m Material) bool { return !m.Pending })
+}
 
 // CurrentMaterial is the material new encryptions use: the newest one that
 // is not pending (a multi-Region key's new material becomes current once
@@ -197,15 +199,15 @@ type State struct {
 	keys        map[string]*Key
 	aliases     map[aliasID]*Alias
 	deleted     map[string]DeletedKey
-	destroyed   map[string]bool     // material ids the ledger says are destroyed
-	encryptions map[string]uint64   // material id → successful encryptions under it
-	lastUse     map[string]LastUse  // key id → last successful cryptographic use
-	applied     uint64              // events applied
-	principals  string              // hash of the principals configuration in force
-	scheduler   SchedulerLease      // the newest SchedulerLeaseTaken
-	root        RootVersions        // the root key versions the ledger names
-	grantTokens map[string]grantRef // grant token hash → the live grant
-	idx         index               // sorted indexes for paging
+	destroyed   map[string]bool       // material ids the ledger says are destroyed
+	encryptions map[string]uint64     // material id → successful encryptions under it
+	lastUse     map[string]LastUse    // key id → last successful cryptographic use
+	applied     uint64                // events applied
+	principals  string                // hash of the principals configuration in force
+	scheduler   SchedulerLease        // the newest SchedulerLeaseTaken
+	root        RootVersions          // the root key versions the ledger names
+	grantTokens map[string]grantRef   // grant token hash → the live grant
+	idx         index                 // sorted indexes for paging
 	mrks        map[string]bool       // multi-Region key ids
 	peers       map[string]PeerRegion // other regions' replication keys
 }

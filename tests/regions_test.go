@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/keyledger/keyledger/crypto/regionkey"
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/gateway/auditclient"
 	"github.com/keyledger/keyledger/gateway/node"
@@ -47,6 +48,32 @@ type regionSet struct {
 	endpoint string
 	// configure, if set, adjusts each region's config before start.
 	configure func(cfg *node.Config)
+	// regionKeys are the regions' replication keys (withMultiRegion).
+	regionKeys map[string]*regionkey.Key
+}
+
+// withMultiRegion replicates multi-Region keys between the regions,
+// looking for work every 20 ms and sending unconfirmed work again after
+// 300 ms.
+func withMultiRegion() func(*regionSet) {
+	return func(r *regionSet) {
+		r.regionKeys = map[string]*regionkey.Key{}
+		for _, region := range r.regions {
+			k, err := regionkey.Generate()
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			r.regionKeys[region] = k
+		}
+		prev := r.configure
+		r.configure = func(cfg *node.Config) {
+			if prev != nil {
+				prev(cfg)
+			}
+			cfg.MultiRegion = &node.MultiRegion{Key: r.regionKeys[cfg.Region], Interval: 20 * time.Millisecond,
+				ResendAfter: 300 * time.Millisecond}
+		}
+	}
 }
 
 func startRegions(t *testing.T, regions []string, opts ...func(*regionSet)) *regionSet {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -213,7 +214,15 @@ func (s *Service) conditions(c Caller, r request) func(string) []string {
 		case "kms:keyorigin":
 			return one(k.Origin)
 		case "kms:multiregion":
-			return one("false")
+			return one(strconv.FormatBool(k.MultiRegion))
+		case "kms:multiregionkeytype":
+			switch {
+			case k.IsPrimary():
+				return one("PRIMARY")
+			case k.IsReplica():
+				return one("REPLICA")
+			}
+			return nil
 		case "kms:resourcealiases":
 			var names []string
 			for _, a := range s.state.Aliases(k.Account, k.ID) {

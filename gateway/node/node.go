@@ -30,6 +30,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/replication"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 	"github.com/keyledger/keyledger/projections/compliance"
 	"github.com/keyledger/keyledger/projections/keystate"
@@ -90,6 +91,9 @@ type Config struct {
 	// Snapshots tune snapshots of the projections and the background
 	// verification of the whole chain.
 	Snapshots Snapshots
+	// MultiRegion, if set, replicates multi-Region keys to and from other
+	// regions (multiregion.go).
+	MultiRegion *MultiRegion
 	// TileCache is how many Merkle tiles (8 KiB each) are kept in memory
 	// beyond the tree's right edge (default 256).
 	TileCache int
@@ -162,6 +166,9 @@ type Node struct {
 	// Scheduler carries out due work while this instance holds the
 	// scheduler lease.
 	Scheduler *keyservice.Scheduler
+	// Replicator exchanges multi-Region keys with other regions (nil
+	// without Config.MultiRegion).
+	Replicator *keyservice.Replicator
 
 	cfg   Config
 	b     *backend.Backend // the caller's; kept for the phases that open its stores
@@ -184,6 +191,8 @@ type Node struct {
 	snapshots *snapshotter // nil when snapshots are off
 	snapStore *snapshot.Store
 	verifier  *verifier
+
+	replication *replication.Link // nil without Config.MultiRegion
 
 	// Background goroutines (background.go): tiles stops last, workers
 	// before the ledger closes.
@@ -254,6 +263,7 @@ func (n *Node) startBackground() {
 	n.startThrottleReporter()
 	n.startRootFollower()
 	n.startScheduler()
+	n.startReplicator()
 }
 
 func (n *Node) setPhase(p string) {

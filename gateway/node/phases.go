@@ -153,6 +153,9 @@ func (n *Node) buildService(ctx context.Context) error {
 		return fmt.Errorf("node: finishing material destruction: %w", err)
 	}
 	n.Service = svc
+	if err := n.openReplicator(ctx, svc); err != nil {
+		return err
+	}
 	leases, err := n.b.OpenLeases(ctx, n.cfg.Ledger.Stream, n.cfg.SchedulerLeaseTTL)
 	if err != nil {
 		return err

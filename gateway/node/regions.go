@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/keyledger/keyledger/gateway/awsjson"
@@ -92,6 +93,11 @@ func StartRegions(ctx context.Context, b *backend.Backend, cfgs []Config) (*Regi
 			}
 			cfg.routed = true
 		}
+		if cfg.MultiRegion != nil {
+			mr := *cfg.MultiRegion
+			mr.Peers = inProcessPeers(cfgs, i, mr.Peers)
+			cfg.MultiRegion = &mr
+		}
 		n, err := Start(ctx, b, cfg)
 		if err != nil {
 			r.Close(ctx)
@@ -149,3 +155,20 @@ func (r *Regions) readyOthers(ctx context.Context) error {
 }
 
 type readyCheck struct{ fn func(context.Context) error }
+
+// inProcessPeers adds to peers every other region served by the process
+// that peers does not name, with its ledger stream.
+func inProcessPeers(cfgs []Config, self int, peers []Peer) []Peer {
+	out := slices.Clone(peers)
+	for j, c := range cfgs {
+		if j == self || slices.ContainsFunc(out, func(p Peer) bool { return p.Region == c.Region }) {
+			continue
+		}
+		stream := c.Ledger.Stream
+		if j > 0 {
+			stream = RegionStream(c.Ledger.Stream, c.Region)
+		}
+		out = append(out, Peer{Region: c.Region, Stream: stream})
+	}
+	return out
+}

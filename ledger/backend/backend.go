@@ -22,6 +22,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/lease"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/replication"
 	"github.com/keyledger/keyledger/ledger/sealstore"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 )
@@ -158,6 +159,15 @@ func (b *Backend) OpenMaterials(ctx context.Context, cfg material.Config) (*mate
 	b.stores = append(b.stores, s)
 	b.mu.Unlock()
 	return s, nil
+}
+
+// OpenReplication opens a region's multi-Region key replication streams
+// (its outbox, and its inbox sourcing the peers' outboxes).
+func (b *Backend) OpenReplication(ctx context.Context, cfg replication.Config) (*replication.Link, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = b.replicas
+	}
+	return replication.Open(ctx, b.nc, cfg)
 }
 
 // OpenCheckpoints opens the checkpoint stream of a ledger stream.

@@ -92,9 +92,8 @@ func (s *State) foldMultiRegion(r event.Record, before *Key) {
 			k.SyncVersion, k.SyncEventID = k.SyncVersion+1, id
 			mats := slices.Clone(k.Materials)
 			last := &mats[len(mats)-1]
-			last.SyncVersion, last.Pending = k.SyncVersion, true
+			last.SyncVersion, last.Pending = k.SyncVersion, !allAcked(k.Replicas, k.SyncVersion)
 			k.Materials = mats
-			settle(k)
 		})
 	case *event.KeyRotationEnabled, *event.KeyRotationDisabled:
 		s.updatePrimary(e.KeyID, func(k *Key) { k.SyncVersion, k.SyncEventID = k.SyncVersion+1, id })
@@ -204,11 +203,10 @@ func applyShared(k *Key, sh *event.MultiRegionShared, id string) {
 				if r == k.Region {
 					continue
 				}
-				rep := Replica{Region: r}
-				if r == sh.SourceRegion { // the key that handed it over holds this version
-					rep.Acked = sh.Version
-				}
-				reps = append(reps, rep)
+				// Every related key is sent this version again, the
+				// one that handed the role over included: that is
+				// how it learns the role was taken.
+				reps = append(reps, Replica{Region: r})
 			}
 			k.Replicas = reps
 			settle(k)
@@ -244,12 +242,14 @@ func applyAcknowledged(k *Key, b *event.ReplicaAcknowledged, e *event.Event, id 
 		}
 		k.Replicas = reps
 	}
-	settle(k)
+	if settle(k) { // the current material changed: the replicas must hear of it
+		k.SyncVersion, k.SyncEventID = k.SyncVersion+1, id
+	}
 }
 
 // settle makes current, on a primary, the pending materials every replica
-// has confirmed.
-func settle(k *Key) {
+// has confirmed, and reports whether it did.
+func settle(k *Key) bool {
 	var mats []Material
 	for i, m := range k.Materials {
 		if !m.Pending || !allAcked(k.Replicas, m.SyncVersion) {
@@ -263,6 +263,7 @@ func settle(k *Key) {
 	if mats != nil {
 		k.Materials = mats
 	}
+	return mats != nil
 }
 
 func allAcked(reps []Replica, v uint64) bool {

@@ -87,7 +87,9 @@ func startRegions(t *testing.T, regions []string, opts ...func(*regionSet)) *reg
 	if r.signer, r.vkey, err = merkle.LoadOrCreateKey(filepath.Join(r.dir, "checkpoint.key"), "keyledger-test"); err != nil {
 		t.Fatal(err)
 	}
-	r.writer = testWriterKey(t, r.natsURL, r.dir)
+	if r.writer == nil {
+		r.writer = testWriterKey(t, r.natsURL, r.dir)
+	}
 	r.up()
 	t.Cleanup(r.down)
 	return r

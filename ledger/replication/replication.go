@@ -56,8 +56,9 @@ type Peer struct {
 	// ("$JS.<domain>.API"); empty when both regions share one JetStream.
 	APIPrefix string
 	// DeliverPrefix is where the peer's JetStream delivers sourced
-	// messages across domains (default: a subject under
-	// keyledger.mrk.deliver named after both regions).
+	// messages across domains (default: JetStream's own $JS.S.…
+	// subjects, which a leaf node link that denies keyledger.> still
+	// carries).
 	DeliverPrefix string
 }
 
@@ -121,11 +122,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Link, error) {
 	for _, p := range cfg.Peers {
 		src := &jetstream.StreamSource{Name: p.Outbox, FilterSubject: subjectPrefix + p.Region + "." + cfg.Region + ".>"}
 		if p.APIPrefix != "" {
-			deliver := p.DeliverPrefix
-			if deliver == "" {
-				deliver = subjectPrefix + "deliver." + p.Region + "." + cfg.Region
-			}
-			src.External = &jetstream.ExternalStream{APIPrefix: p.APIPrefix, DeliverPrefix: deliver}
+			src.External = &jetstream.ExternalStream{APIPrefix: p.APIPrefix, DeliverPrefix: p.DeliverPrefix}
 		}
 		sources = append(sources, src)
 	}

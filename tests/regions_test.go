@@ -1,11 +1,15 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -310,5 +314,61 @@ func TestRegionsKeepSingleRegionData(t *testing.T) {
 	out, err := r.client("admin", "eu-west-1").ListKeys(ctx, &kms.ListKeysInput{})
 	if err != nil || len(out.Keys) != 0 {
 		t.Fatalf("eu-west-1 keys %v, %v", out, err)
+	}
+}
+
+// TestServeRegions: `keyledger serve --regions` serves both regions on
+// one listener, replicates a multi-Region key between them, and
+// `audit verify` checks each region's ledger on its own (--stream).
+func TestServeRegions(t *testing.T) {
+	dataDir := t.TempDir()
+	port := freePort(t)
+	principalsFile := filepath.Join(t.TempDir(), "principals.json")
+	if err := os.WriteFile(principalsFile, []byte(testPrincipals), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "serve", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--principals", principalsFile,
+		"--regions", "us-east-1,eu-west-1", "--data-dir", dataDir, "--unsafe-no-fsync")
+	cmd.Env = append(os.Environ(), "KEYLEDGER_LOG_LEVEL=warn")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	r := &regionSet{t: t, endpoint: "http://127.0.0.1:" + strconv.Itoa(port)}
+	ctx := context.Background()
+	us, eu := r.client("admin", "us-east-1"), r.client("admin", "eu-west-1")
+	waitUntil(t, 30*time.Second, "serve up:\n"+stderr.String(), func() bool {
+		_, err1 := us.ListKeys(ctx, &kms.ListKeysInput{})
+		_, err2 := eu.ListKeys(ctx, &kms.ListKeysInput{})
+		return err1 == nil && err2 == nil
+	})
+	k, err := us.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := us.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: k.KeyMetadata.KeyId, ReplicaRegion: aws.String("eu-west-1")}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the replica in eu-west-1", func() bool {
+		out, err := eu.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: k.KeyMetadata.KeyId})
+		return err == nil && out.KeyMetadata.KeyState == "Enabled"
+	})
+	enc, err := eu.Encrypt(ctx, &kms.EncryptInput{KeyId: k.KeyMetadata.KeyId, Plaintext: []byte("eu")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := us.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	for _, args := range [][]string{{"--stream", "KEYLEDGER"}, {"--ledger-region", "eu-west-1"}} {
+		if code, out := cli(t, append([]string{"audit", "verify", "--data-dir", dataDir}, args...)...); code != 0 || !strings.Contains(out, "OK") {
+			t.Fatalf("audit verify %v: exit %d\n%s", args, code, out)
+		}
 	}
 }

@@ -36,6 +36,7 @@ type backendFlags struct {
 	replicas                                    int
 	natsTLS                                     *tls.Config // serve: TLS for --nats-listen
 	regionStreams                               []string    // serve: the other regions' ledger streams
+	subject                                     string      // --ledger-region: that region's ledger subject
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet) {
@@ -45,6 +46,15 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.natsCA, "nats-ca", "", "PEM CA certificates to trust for a --nats-url that requires TLS\n(e.g. <data-dir>/tls/ca.pem of a serve --tls-self-signed --nats-listen)")
 	fs.IntVar(&b.replicas, "replicas", 1, "JetStream replicas for the ledger and material streams with --nats-url (3 on a cluster)")
 	fs.StringVar(&b.stream, "stream", "KEYLEDGER", "ledger stream name")
+	fs.Func("ledger-region", "read the ledger of this region of a serve --regions deployment (not its first region, whose\n"+
+		"ledger is --stream's): its stream is <stream>_<REGION>; give --stream, if any, before it", func(region string) error {
+			if !node.ValidRegion(region) {
+				return fmt.Errorf("%q is not a region id", region)
+			}
+			b.stream = node.RegionStream(b.stream, region)
+			b.subject = node.ForRegion(node.Config{Region: region}, false).Ledger.Subject
+			return nil
+		})
 }
 
 // ledgerFlagSet is the flag set of a command that reads a ledger: the
@@ -97,6 +107,10 @@ func serve(args []string, stderr io.Writer) int {
 	compression := fs.String("ledger-compression", "s2", "how the ledger stream's blocks are stored on disk: s2 or none")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "embedded mode: do not fsync each write (acknowledged events can be lost on power cut; for measuring only)")
 	clockFile := fs.String("unsafe-clock-offset-file", "", "testing only: move the service clock (deletion windows, rotation, expiry) forward by the\nduration in this file (e.g. 192h), re-read every 100 ms")
+	var peers peerFlags
+	fs.Var(&peers, "region-peer", "another deployment's region that multi-Region keys replicate to and from (repeatable):\n"+
+		"REGION,domain=<its JetStream domain>,writer=<its writer public key>[,stream=<its ledger stream>]; the two NATS\n"+
+		"deployments must be joined (leaf node or gateway) with keyledger.> denied on the link (README)")
 	var tf tlsFlags
 	tf.register(fs)
 	var limits awsjson.Limits
@@ -297,10 +311,18 @@ func serve(args []string, stderr io.Writer) int {
 		log.Warn("the service clock is moved by a file: keys may be deleted early; never run like this in production", "path", *clockFile)
 		ncfg.Clock = clk
 	}
+	mr, err := multiRegion(bf.dataDir, regions, peers, log)
+	if err != nil {
+		log.Error("cannot set up multi-Region key replication", "error", err)
+		_ = starting.Stop(ctx)
+		return 1
+	}
+	ncfg.MultiRegion = mr[regions[0]]
 	cfgs := []node.Config{ncfg}
 	for _, r := range regions[1:] {
 		rc := ncfg
 		rc.Region, rc.Throttle, rc.Metrics = r, of.limiter(r, dir), nil // metrics: the first region's only
+		rc.MultiRegion = mr[r]
 		cfgs = append(cfgs, rc)
 	}
 	rs, err := node.StartRegions(ctx, b, cfgs)

@@ -48,13 +48,13 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.stream, "stream", "KEYLEDGER", "ledger stream name")
 	fs.Func("ledger-region", "read the ledger of this region of a serve --regions deployment (not its first region, whose\n"+
 		"ledger is --stream's): its stream is <stream>_<REGION>; give --stream, if any, before it", func(region string) error {
-			if !node.ValidRegion(region) {
-				return fmt.Errorf("%q is not a region id", region)
-			}
-			b.stream = node.RegionStream(b.stream, region)
-			b.subject = node.ForRegion(node.Config{Region: region}, false).Ledger.Subject
-			return nil
-		})
+		if !node.ValidRegion(region) {
+			return fmt.Errorf("%q is not a region id", region)
+		}
+		b.stream = node.RegionStream(b.stream, region)
+		b.subject = node.ForRegion(node.Config{Region: region}, false).Ledger.Subject
+		return nil
+	})
 }
 
 // ledgerFlagSet is the flag set of a command that reads a ledger: the

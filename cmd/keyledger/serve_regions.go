@@ -71,4 +71,3 @@ func multiRegion(dataDir string, regions []string, peers peerFlags, log *slog.Lo
 	}
 	return out, nil
 }
-

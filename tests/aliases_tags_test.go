@@ -66,7 +66,7 @@ func TestAliasNameRules(t *testing.T) {
 		"alias/":                            "ValidationException",
 		"alias/has space":                   "ValidationException",
 		"alias/my:alias":                    "ValidationException",
-		"alias/aws/reserved":                "InvalidAliasNameException",
+		"alias/aws/reserved":                "NotAuthorizedException",
 		"alias/" + strings.Repeat("x", 251): "ValidationException",
 	} {
 		_, err := in.kms.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(name), TargetKeyId: &k})

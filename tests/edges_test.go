@@ -84,7 +84,7 @@ func TestAWSEdges(t *testing.T) {
 				_, err := c.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: aws.String("alias/existing"), TargetKeyId: aws.String("alias/existing")})
 				return err
 			}},
-		{"CreateAlias with the reserved prefix", "InvalidAliasNameException", "",
+		{"CreateAlias with the reserved prefix", "NotAuthorizedException", "",
 			func() error {
 				_, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/aws/s3"), TargetKeyId: &sym})
 				return err

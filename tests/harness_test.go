@@ -146,6 +146,8 @@ type instance struct {
 	metrics   *metrics.Metrics    // withMetrics
 	minFree   int64               // embedded: space kept free on the data disk (0: default)
 	sealFile  string              // withSeal: a passphrase seal file, unsealed at each start
+	operator  string              // withOperator
+	seedDev   bool                // withSeedDev
 }
 
 type option func(*instance)
@@ -175,6 +177,12 @@ func withMetrics(m *metrics.Metrics) option { return func(i *instance) { i.metri
 // withSeal keeps the root key in the passphrase seal file at path (with
 // sealPassphrase), unsealed at each start, instead of a plaintext root key.
 func withSeal(path string) option { return func(i *instance) { i.sealFile = path } }
+
+// withOperator names the operator account (service-wide operations).
+func withOperator(account string) option { return func(i *instance) { i.operator = account } }
+
+// withSeedDev accepts known key material in seeds (serve --seed-dev).
+func withSeedDev() option { return func(i *instance) { i.seedDev = true } }
 
 func withPublishTimeout(d time.Duration) option {
 	return func(i *instance) { i.ledgerCf.PublishTimeout = d }
@@ -226,6 +234,7 @@ func (i *instance) up() {
 		SchedulerInterval: 20 * time.Millisecond, SchedulerLeaseTTL: time.Second, Ledger: i.ledgerCfg(), Logger: log, HTTP: i.limits,
 		CheckpointSigner: i.signer, CheckpointVerifier: i.vkey, CheckpointInterval: time.Hour, // tests checkpoint explicitly
 		Throttle: i.throttle, ThrottleReportInterval: 50 * time.Millisecond, Metrics: i.metrics, Snapshots: i.snapshots,
+		OperatorAccount: i.operator, SeedDev: i.seedDev,
 	}
 	if i.sealFile != "" {
 		cfg.RootKey, cfg.RootSeal = unsealedKeeper(t, i.sealFile)

@@ -24,7 +24,9 @@ const sealPassphrase = "shared by the instances"
 // of the seal file per instance, as a deployment hands each its own.
 func newSealFiles(t *testing.T, names ...string) []string {
 	t.Helper()
-	f, err := seal.NewPassphrase(rootkey.Generate(), []byte(sealPassphrase), seal.Argon2{Time: 1, MemoryKiB: 1024, Threads: 1})
+	// Cheap Argon2id parameters keep the test fast; they are below the
+	// minimum serve enforces, hence the unsafe constructor.
+	f, err := seal.UnsafeNewPassphrase(rootkey.Generate(), []byte(sealPassphrase), seal.Argon2{Time: 1, MemoryKiB: 1024, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +117,8 @@ func TestRootRotationReachesOtherInstances(t *testing.T) {
 	startNATS(t, t.TempDir(), port)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
 	seals := newSealFiles(t, "a", "b")
-	a := start(t, withNATS(url), withSeal(seals[0]))
-	b := start(t, withNATS(url), withSeal(seals[1]))
+	a := start(t, withNATS(url), withSeal(seals[0]), withOperator(testAccount))
+	b := start(t, withNATS(url), withSeal(seals[1]), withOperator(testAccount))
 	for _, i := range []*instance{a, b} {
 		// Two instances writing key state conflict now and then
 		// (KMSInternalException, 500): let the SDK retry, as by default.

@@ -11,6 +11,7 @@
 //	keyledger keys describe       a key as it was at a time, and who could use it
 //	keyledger backup              write a verifiable backup of a deployment
 //	keyledger restore             verify a backup and rebuild a deployment from it
+//	keyledger seed                seed a running service from a seed file
 //	keyledger version             print the version
 //
 // Each command lives in its own file (serve.go, audit_verify.go, …); they
@@ -47,6 +48,7 @@ Usage:
                                    verify a backup and rebuild a deployment from it
   keyledger root init|seal|rotate|status   sealed root key: create, seal a plaintext one, rotate online
   keyledger unseal --url U --share S       submit one unseal share to a sealed deployment
+  keyledger seed --url U [--dev] FILE      create the keys a seed file declares on a running deployment
   keyledger version
 
 Run "keyledger <command> -h" for a command's flags. Every flag can also be
@@ -132,6 +134,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return rootCmd(args[1:], stdout, stderr)
 	case "unseal":
 		return unsealCmd(args[1:], stdout, stderr)
+	case "seed":
+		return seedCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "keyledger", version)
 		return 0

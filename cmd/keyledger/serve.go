@@ -45,7 +45,7 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.natsCreds, "nats-creds", "", "NATS credentials file for --nats-url")
 	fs.StringVar(&b.natsCA, "nats-ca", "", "PEM CA certificates to trust for a --nats-url that requires TLS\n(e.g. <data-dir>/tls/ca.pem of a serve --tls-self-signed --nats-listen)")
 	fs.IntVar(&b.replicas, "replicas", 1, "JetStream replicas for the ledger and material streams with --nats-url (3 on a cluster)")
-	fs.StringVar(&b.stream, "stream", "KEYLEDGER", "ledger stream name")
+	fs.StringVar(&b.stream, "stream", ledger.DefaultStream, "ledger stream name")
 	fs.Func("ledger-region", "read the ledger of this region of a serve --regions deployment (not its first region, whose\n"+
 		"ledger is --stream's): its stream is <stream>_<REGION>; give --stream, if any, before it", func(region string) error {
 		if !node.ValidRegion(region) {
@@ -84,6 +84,8 @@ func serve(args []string, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:8080", "address the AWS KMS API listens on")
 	natsListen := fs.String("nats-listen", "", "embedded mode: also accept NATS clients (audit subscribers) on this address; with TLS\n"+
 		"(the --tls-* certificate) unless it is a loopback address")
+	natsMonitor := fs.String("nats-monitor-url", "", "with --nats-url and --replicas 1: the NATS servers' monitoring endpoints (http://n1:8222,…),\n"+
+		"read at start to check that they fsync every write (sync_interval: always)")
 	insecureNATS := fs.Bool("insecure-nats", false, "allow plaintext NATS on a non-loopback --nats-listen (every ledger event travels unencrypted)")
 	rootKeyFile := fs.String("root-key-file", "", "file holding the 256-bit root key (default <data-dir>/root.key, generated if absent)")
 	rootSealFile := fs.String("root-seal", "", "sealed root key file (keyledger root init); no plaintext root key is read or written.\n"+
@@ -102,6 +104,8 @@ func serve(args []string, stderr io.Writer) int {
 	segmentPeriod := fs.Duration("segment-period", 30*24*time.Hour, "start a new ledger segment stream once the current one is this old, so archived segments can be removed (audit prune); 0: never")
 	segmentMessages := fs.Uint64("segment-messages", 0, "also start a new segment once the current one holds this many messages (group commits); 0: no limit")
 	checkpointEvery := fs.Duration("checkpoint-interval", node.DefaultCheckpointInterval, "how often a signed checkpoint of the ledger's Merkle tree is stored (when it grew; also at clean shutdown)")
+	seedFile := fs.String("seed", "", "seed file (YAML): create the keys, aliases and settings it declares before serving;\nidempotent, recorded in the ledger (see the README's \"Seed files\")")
+	seedDev := fs.Bool("seed-dev", false, "development mode for seeds: accept key material for AWS_KMS keys (test fixtures), at start and\nfrom keyledger seed --dev; never in production")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	debugListen := fs.String("debug-listen", "", "serve Go's profiler (net/http/pprof: /debug/pprof/heap, …) on this address, e.g. 127.0.0.1:6060;\nunauthenticated, so loopback only")
 	compression := fs.String("ledger-compression", "s2", "how the ledger stream's blocks are stored on disk: s2 or none")
@@ -200,16 +204,18 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot load the root key", "error", err)
 		return 1
 	}
+	if *seedFile != "" && keeper != nil && keeper.Mode() == "shamir" {
+		log.Error("--seed cannot seed a server that starts sealed (shamir): unseal it, then run keyledger seed --url")
+		return 2
+	}
 
 	if *noFsync && bf.natsURL == "" {
 		log.Warn("fsync is OFF: acknowledged events can be lost on a power cut; never run like this in production")
 	}
 	if bf.natsURL != "" && bf.replicas == 1 {
-		log.Warn("DURABILITY RESTS ON ONE NATS SERVER'S FSYNC SETTING: with --replicas 1 an acknowledged event is on a single " +
-			"server, and nats-server acknowledges before fsync by default (sync_interval 2m), so a power cut can lose " +
-			"acknowledged events. Set `jetstream { sync_interval: always }` on that server, or run a 3-node cluster with --replicas 3.")
+		checkSingleReplica(log, *natsMonitor)
 	}
-	dir, err := loadPrincipals(*principalsFile, bf.dataDir, *account, *region, stderr)
+	dir, saveAdmin, err := loadPrincipals(*principalsFile, bf.dataDir, *account, *region, stderr)
 	if err != nil {
 		log.Error("cannot load principals", "error", err)
 		return 1
@@ -222,7 +228,7 @@ func serve(args []string, stderr io.Writer) int {
 
 	cpKeyPath := *checkpointKey
 	if cpKeyPath == "" {
-		cpKeyPath = filepath.Join(bf.dataDir, "checkpoint.key")
+		cpKeyPath = bf.checkpointKeyFile()
 	}
 	signer, vkey, err := merkle.LoadOrCreateKey(cpKeyPath, "keyledger-"+*region)
 	if err != nil {
@@ -277,7 +283,7 @@ func serve(args []string, stderr io.Writer) int {
 			SegmentPeriod: *segmentPeriod, SegmentMessages: *segmentMessages},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
 		DataDir: diskDir, HTTP: limits,
-		Throttle: of.limiter(*region, dir),
+		Throttle: of.limiter(*region, dir), SeedDev: *seedDev,
 	}
 	if of.metricsListen != "" {
 		m := metrics.New()
@@ -338,6 +344,20 @@ func serve(args []string, stderr io.Writer) int {
 	if keeper != nil {
 		if err := unsealAtStart(ctx, n, keeper, env, log); err != nil {
 			log.Error("the root key stays sealed", "error", err)
+			_ = rs.Close(ctx)
+			return 1
+		}
+	}
+	if *seedFile != "" {
+		if err := seedAtStart(ctx, n, *seedFile, *seedDev, *account, log); err != nil {
+			log.Error("cannot seed", "file", *seedFile, "error", err)
+			_ = rs.Close(ctx)
+			return 1
+		}
+	}
+	if saveAdmin != nil {
+		if err := saveAdmin(); err != nil {
+			log.Error("cannot save the generated admin user", "error", err)
 			_ = rs.Close(ctx)
 			return 1
 		}
@@ -403,25 +423,33 @@ wait:
 	return 0
 }
 
-// loadPrincipals reads the principals file, or on first start without one
-// writes <data-dir>/principals.json with a single admin user and prints its
-// credentials once, so the quick start works.
-func loadPrincipals(path, dataDir, account, region string, out io.Writer) (*principals.Directory, error) {
+// loadPrincipals reads the principals file. On a first start without one
+// it makes a single admin user in memory; saveAdmin writes it to
+// <data-dir>/principals.json and prints its credentials once. serve calls
+// it once the server has started, so a start that fails (a wrong
+// passphrase) leaves no file and shows no credentials nobody can use.
+func loadPrincipals(path, dataDir, account, region string, out io.Writer) (dir *principals.Directory, saveAdmin func() error, err error) {
 	if path != "" {
-		return principals.Load(path)
+		dir, err = principals.Load(path)
+		return dir, nil, err
 	}
 	path = filepath.Join(dataDir, "principals.json")
 	if _, err := os.Stat(path); err == nil {
-		return principals.Load(path)
+		dir, err = principals.Load(path)
+		return dir, nil, err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, err
-	}
-	id, secretKey, err := principals.Admin(path, account)
+	admin, err := principals.NewAdmin(account)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	fmt.Fprintf(out, `
+	return admin.Dir, func() error {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return err
+		}
+		if err := admin.Save(path); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, `
 ================================================================================
 keyledger created an admin user for account %s (shown only this once; kept in
 %s, mode 0600):
@@ -433,8 +461,9 @@ keyledger created an admin user for account %s (shown only this once; kept in
 Production deployments should pass their own --principals file.
 ================================================================================
 
-`, account, path, id, secretKey, region, region)
-	return principals.Load(path)
+`, account, path, admin.AccessKeyID, admin.SecretKey, region, region)
+		return nil
+	}, nil
 }
 
 // servedRegions is --regions, or --region alone: well-formed region ids,

@@ -81,6 +81,9 @@ func (c *Client) get(ctx context.Context, pathAndQuery string) ([]byte, error) {
 }
 
 func (c *Client) getLimited(ctx context.Context, pathAndQuery string, limit int64) ([]byte, error) {
+	if err := c.Credentials.Check(); err != nil {
+		return nil, err
+	}
 	base, err := url.Parse(strings.TrimSuffix(c.Endpoint, "/"))
 	if err != nil {
 		return nil, fmt.Errorf("auditclient: endpoint: %w", err)

@@ -429,6 +429,14 @@ func (s *Server) fiberError(c *fiber.Ctx, err error) error {
 	if errors.As(err, &fe) && fe.Code == fiber.StatusRequestHeaderFieldsTooLarge {
 		return s.fail(c, keyservice.NewID(), codeSerialization, "The request headers are larger than the service accepts.")
 	}
+	if errors.As(err, &fe) && fe.Code == fiber.StatusRequestTimeout {
+		// A connection that sent no whole request within the header
+		// timeout is closed unanswered: often an HTTP client's spare
+		// connection, idle in its pool, which would read an answer it
+		// never asked for as the answer to its next request.
+		_ = c.Context().Conn().Close()
+		return nil
+	}
 	s.log.Warn("http error", "error", err)
 	return s.fail(c, keyservice.NewID(), codeSerialization, "The request could not be read.")
 }

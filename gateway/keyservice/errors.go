@@ -35,6 +35,7 @@ const (
 	CodeLimitExceeded        Code = "LimitExceededException"
 	CodeMalformedPolicy      Code = "MalformedPolicyDocumentException"
 	CodeNotFound             Code = "NotFoundException"
+	CodeNotAuthorized        Code = "NotAuthorizedException"
 	CodeTag                  Code = "TagException"
 	CodeUnsupportedOperation Code = "UnsupportedOperationException"
 	CodeValidation           Code = "ValidationException"

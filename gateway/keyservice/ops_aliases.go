@@ -29,11 +29,15 @@ func validateAliasName(name string) error {
 			return badPattern("aliasName", name, aliasPattern)
 		}
 	}
+	// The texts and codes are AWS's where a real answer is on record; see
+	// TestAliasAndStateAnswersFollowAWS for the evidence.
 	switch {
-	case !strings.HasPrefix(name, "alias/") || len(name) == len("alias/"):
+	case !strings.HasPrefix(name, "alias/"):
+		return errorf(CodeValidation, "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+	case len(name) == len("alias/"):
 		return errorf(CodeValidation, "Alias must start with the prefix \"alias/\" and have a name after it.")
 	case strings.HasPrefix(name, "alias/aws/"):
-		return errorf(CodeInvalidAliasName, "Alias names beginning with alias/aws/ are reserved for AWS managed keys.")
+		return errorf(CodeNotAuthorized, "Alias names beginning with alias/aws/ are reserved for AWS managed keys.")
 	case strings.Contains(name, ":"):
 		return errorf(CodeValidation, "%s contains invalid characters for an alias", name)
 	}

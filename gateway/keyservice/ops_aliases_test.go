@@ -48,7 +48,7 @@ func TestAliases(t *testing.T) {
 	}{
 		{"create", "CreateAlias", create(alice, name, first), ""},
 		{"create again", "CreateAlias", create(alice, name, second), ks.CodeAlreadyExists},
-		{"reserved prefix", "CreateAlias", create(alice, "alias/aws/s3", first), ks.CodeInvalidAliasName},
+		{"reserved prefix", "CreateAlias", create(alice, "alias/aws/s3", first), ks.CodeNotAuthorized},
 		{"no prefix", "CreateAlias", create(alice, "app", first), ks.CodeValidation},
 		{"bad character", "CreateAlias", create(alice, "alias/a b", first), ks.CodeValidation},
 		{"colon", "CreateAlias", create(alice, "alias/my:alias", first), ks.CodeValidation},

@@ -1,8 +1,3 @@
-// Package node assembles one keyledger instance from its parts: it opens the
-// ledger and material store on a backend, rebuilds the key state by replaying
-// the ledger (checking every link), starts the group-commit writer, the
-// scheduler and the AWS JSON gateway. cmd/ and the end-to-end tests both
-// start instances through it, so they run the same wiring.
 package node
 
 import (
@@ -94,6 +89,9 @@ type Config struct {
 	// MultiRegion, if set, replicates multi-Region keys to and from other
 	// regions (multiregion.go).
 	MultiRegion *MultiRegion
+	// SeedDev lets seeds (POST /seed) bring key material for AWS_KMS keys:
+	// development mode (serve --seed-dev), for test fixtures only.
+	SeedDev bool
 	// TileCache is how many Merkle tiles (8 KiB each) are kept in memory
 	// beyond the tree's right edge (default 256).
 	TileCache int

@@ -10,6 +10,7 @@ import (
 	"github.com/keyledger/keyledger/gateway/console"
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/gateway/rootapi"
+	"github.com/keyledger/keyledger/gateway/seedapi"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
 )
@@ -188,6 +189,7 @@ func (n *Node) buildService(ctx context.Context) error {
 		}
 		rootapi.Register(n.http, unseal, n.Rotation)
 	}
+	seedapi.Register(n.http, svc, n.cfg.SeedDev)
 	n.Checkpointer = checkpoint.NewCheckpointer(checkpoint.Config{Tree: n.tree, Store: n.checkpoints,
 		Signer: n.cfg.CheckpointSigner, Verifier: n.cfg.CheckpointVerifier, Origin: n.cfg.CheckpointOrigin, Writers: n.Ledger.Writers})
 	n.audit = auditapi.Register(n.http, auditapi.Config{Service: svc, Checkpoints: n.Checkpointer, Chain: n.Ledger,

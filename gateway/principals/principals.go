@@ -219,26 +219,49 @@ func (d *Directory) Summary() (text, hash string) {
 	return string(b), hex.EncodeToString(h[:])
 }
 
-// Admin writes a new principals file for one account with an "admin" user
-// allowed kms:* and keyledger:* (mode 0600) and returns the access key id and secret.
-func Admin(path, account string) (accessKeyID, secretKey string, err error) {
-	accessKeyID = "AKIA" + randomString(16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-	secretKey = randomString(40, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+// Admin is a new principals document for one account with an "admin" user
+// allowed kms:* and keyledger:*, held in memory until Save writes it: a
+// first start creates it, and saves it only once the server started.
+type Admin struct {
+	Dir         *Directory
+	AccessKeyID string
+	SecretKey   string
+	doc         []byte
+}
+
+// NewAdmin makes the admin of a new deployment with a random access key.
+func NewAdmin(account string) (*Admin, error) {
+	id := "AKIA" + randomString(16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+	secretKey := randomString(40, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 	doc := map[string]any{"accounts": map[string]any{account: map[string]any{"users": map[string]any{"admin": map[string]any{
-		"accessKeys": []map[string]string{{"id": accessKeyID, "secret": secretKey}},
+		"accessKeys": []map[string]string{{"id": id, "secret": secretKey}},
 		"policies": []any{map[string]any{"Version": "2012-10-17", "Statement": []any{
 			map[string]any{"Sid": "KeyledgerAdmin", "Effect": "Allow", "Action": []string{"kms:*", "keyledger:*"}, "Resource": "*"}}}},
 	}}}}}
 	data, _ := json.MarshalIndent(doc, "", "  ")
+	dir, err := Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	return &Admin{Dir: dir, AccessKeyID: id, SecretKey: secretKey, doc: append(data, '\n')}, nil
+}
+
+// Save writes the document to a new file (mode 0600) and syncs it; it
+// refuses to replace an existing file.
+func (a *Admin) Save(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", "", err
+		return err
 	}
-	defer f.Close()
-	if _, err := f.Write(append(data, '\n')); err != nil {
-		return "", "", err
+	if _, err := f.Write(a.doc); err != nil {
+		f.Close()
+		return err
 	}
-	return accessKeyID, secretKey, f.Sync()
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func randomString(n int, alphabet string) string {

@@ -72,8 +72,17 @@ func TestParseRejects(t *testing.T) {
 
 func TestAdmin(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "principals.json")
-	id, sec, err := Admin(path, "111122223333")
+	a, err := NewAdmin("111122223333")
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("NewAdmin wrote a file")
+	}
+	if p, _, ok := a.Dir.Lookup(a.AccessKeyID); !ok || p.ARN != "arn:aws:iam::111122223333:user/admin" {
+		t.Fatal("the admin's directory does not know the admin")
+	}
+	if err := a.Save(path); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := os.Stat(path)
@@ -84,12 +93,13 @@ func TestAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, s, ok := d.Lookup(id)
-	if !ok || string(s.Expose()) != sec || p.ARN != "arn:aws:iam::111122223333:user/admin" {
+	p, s, ok := d.Lookup(a.AccessKeyID)
+	if !ok || string(s.Expose()) != a.SecretKey || p.ARN != "arn:aws:iam::111122223333:user/admin" {
 		t.Fatal("generated admin does not load")
 	}
-	if _, _, err := Admin(path, "111122223333"); err == nil {
-		t.Fatal("Admin overwrote an existing file")
+	b, _ := NewAdmin("111122223333")
+	if err := b.Save(path); err == nil {
+		t.Fatal("Save overwrote an existing file")
 	}
 }
 

@@ -61,6 +61,9 @@ func (c *Client) Rotation(ctx context.Context) (map[string]any, error) {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	if err := c.Credentials.Check(); err != nil {
+		return err
+	}
 	base, err := url.Parse(strings.TrimSuffix(c.Endpoint, "/"))
 	if err != nil {
 		return fmt.Errorf("rootclient: endpoint: %w", err)

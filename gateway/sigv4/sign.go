@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -18,6 +19,20 @@ type Header struct{ Name, Value string }
 type Credentials struct {
 	AccessKeyID string
 	Secret      string
+}
+
+// ErrNoCredentials is what a client answers before sending a request it
+// has no credentials to sign: the server would only say that the
+// Authorization header is malformed.
+var ErrNoCredentials = errors.New("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+
+// Check returns ErrNoCredentials when the access key id or the secret is
+// empty.
+func (c Credentials) Check() error {
+	if c.AccessKeyID == "" || c.Secret == "" {
+		return ErrNoCredentials
+	}
+	return nil
 }
 
 // AmzDateFormat is the X-Amz-Date layout.

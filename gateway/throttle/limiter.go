@@ -1,19 +1,3 @@
-// Package throttle decides whether a request may run: it shares the
-// instance fairly between accounts, and between the principals of an
-// account, when they compete for it (Fair), and it limits request rates
-// per account and quota family where a quota is set, as AWS KMS does
-// (token buckets refilled at the family's quota, in requests per second,
-// holding at most one second's worth).
-//
-// By default no per-operation quota applies (NoQuotas): AWS sizes its
-// quotas for its fleet, not for one instance, and a fixed rate neither
-// stops one account's load from slowing another's nor lets a lone client
-// use the machine. Fair sharing protects instead, refusing with
-// ThrottlingException only what would otherwise wait too long. AWSQuotas
-// reproduces AWS's published table, for testing retry behaviour; quotas
-// configured for every account or per account apply with either.
-//
-// A Limiter is safe for concurrent use and holds no secret.
 package throttle
 
 import (

@@ -130,6 +130,12 @@ func Start(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("embedded: listen port: %w", err)
 		}
+		if p == 0 {
+			// Port 0 means any free port, as for every Go listener; to
+			// nats-server it means its default, 4222, which two servers
+			// on one machine would both take.
+			p = server.RANDOM_PORT
+		}
 		so.Host, so.Port = host, p
 		if opts.TLS != nil {
 			so.TLSConfig = opts.TLS
@@ -155,11 +161,12 @@ func Start(opts Options) (*Server, error) {
 	st := newStorage(opts.DataDir, reserve, server.JetStreamConfig{StoreDir: so.StoreDir, SyncAlways: so.SyncAlways,
 		Strict: true, MaxMemory: so.JetStreamMaxMemory, MaxStore: so.JetStreamMaxStore, CompressOK: true})
 	st.ns = ns
-	ns.SetLogger(serverLog{l: opts.Logger, storage: st}, false, false)
+	fatal := make(chan string, 1)
+	ns.SetLogger(serverLog{l: opts.Logger, storage: st, fatal: fatal}, false, false)
 	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
+	if err := waitReady(ns, fatal, 30*time.Second); err != nil {
 		ns.Shutdown()
-		return nil, errors.New("embedded: nats-server did not become ready")
+		return nil, err
 	}
 	// With an account besides the global one, nats-server enables
 	// JetStream only where an account says so; keyledger's streams are in
@@ -226,4 +233,21 @@ func (s *Server) Shutdown() {
 	}
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
+}
+
+// waitReady waits until the server accepts connections, or returns at
+// once with the cause when it failed to start (a listen port taken, a
+// store it cannot open), rather than after the whole wait.
+func waitReady(ns *server.Server, fatal <-chan string, wait time.Duration) error {
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
+		if ns.ReadyForConnections(100 * time.Millisecond) {
+			return nil
+		}
+		select {
+		case msg := <-fatal:
+			return fmt.Errorf("embedded: nats-server: %s", msg)
+		default:
+		}
+	}
+	return errors.New("embedded: nats-server did not become ready")
 }

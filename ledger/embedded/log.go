@@ -14,6 +14,7 @@ import (
 type serverLog struct {
 	l       *slog.Logger // nil: not logged
 	storage *storage
+	fatal   chan string // the first fatal error (e.g. the port is taken), for Start
 }
 
 func (s serverLog) Noticef(string, ...any) {}
@@ -25,7 +26,12 @@ func (s serverLog) Warnf(format string, v ...any) { s.log(slog.LevelWarn, fmt.Sp
 func (s serverLog) Errorf(format string, v ...any) { s.log(slog.LevelError, fmt.Sprintf(format, v...)) }
 
 func (s serverLog) Fatalf(format string, v ...any) {
-	s.log(slog.LevelError, "fatal: "+fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	s.log(slog.LevelError, "fatal: "+msg)
+	select {
+	case s.fatal <- msg:
+	default:
+	}
 }
 
 func (s serverLog) log(level slog.Level, msg string) {

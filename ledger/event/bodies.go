@@ -130,6 +130,31 @@ type KeyCreated struct {
 	Tags        map[string]string `json:"tags,omitempty"`
 	Material    MaterialRef       `json:"material"`
 	PublicKey   string            `json:"publicKey,omitempty"`
+	// Seed is set when a seed file made the key (serve --seed, keyledger
+	// seed), with a fixed key id.
+	Seed *SeedRef `json:"seed,omitempty"`
+}
+
+// SeedRef says that a seed file made a change: the file's SHA-256, the
+// entry that asked for it, and whether the key material came from the file
+// (KnownMaterial: whoever holds the file holds the key, as test fixtures
+// want and production never should). The material itself is wrapped under
+// the root key like any other; the ledger holds only its commitment.
+type SeedRef struct {
+	FileHash      string `json:"fileHash"`
+	Entry         string `json:"entry"`
+	KnownMaterial bool   `json:"knownMaterial,omitempty"`
+}
+
+func (r *SeedRef) encode(w *writer) {
+	if r == nil {
+		return
+	}
+	w.object("seed", func(w *writer) {
+		w.str("fileHash", r.FileHash)
+		w.str("entry", r.Entry)
+		w.bool("knownMaterial", r.KnownMaterial)
+	})
 }
 
 func (*KeyCreated) Type() string { return TypeKeyCreated }
@@ -143,6 +168,7 @@ func (b *KeyCreated) encode(w *writer) {
 	w.strMap("tags", b.Tags)
 	b.Material.encode(w, "material")
 	w.str("publicKey", b.PublicKey)
+	b.Seed.encode(w)
 }
 
 // KeyEnabled records EnableKey.
@@ -337,6 +363,8 @@ type KeyMaterialImported struct {
 	ValidTo         time.Time   `json:"validTo"`
 	Description     string      `json:"description,omitempty"`
 	PublicKey       string      `json:"publicKey,omitempty"`
+	// Seed is set when the material came from a seed file (no import token).
+	Seed *SeedRef `json:"seed,omitempty"`
 }
 
 func (*KeyMaterialImported) Type() string { return TypeKeyMaterialImported }
@@ -347,6 +375,7 @@ func (b *KeyMaterialImported) encode(w *writer) {
 	w.time("validTo", b.ValidTo)
 	w.str("description", b.Description)
 	w.str("publicKey", b.PublicKey)
+	b.Seed.encode(w)
 }
 
 // KeyMaterialDeleted records imported material destroyed, by

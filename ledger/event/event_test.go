@@ -187,3 +187,34 @@ func TestSplitBatchRejectsMalformed(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedRefIsOptional: a seed marker is encoded and decoded when set,
+// and an event without one keeps the bytes it always had.
+func TestSeedRefIsOptional(t *testing.T) {
+	plain := &Event{Time: time.Unix(0, 0), Operation: "CreateKey", KeyID: "k", Body: &KeyCreated{KeySpec: "SYMMETRIC_DEFAULT"}}
+	if bytes.Contains(plain.AppendEncoded(nil), []byte("seed")) {
+		t.Fatal("an event without a seed marker encodes one")
+	}
+	ref := &SeedRef{FileHash: "ab", Entry: "keys[0]", KnownMaterial: true}
+	for _, body := range []Body{&KeyCreated{KeySpec: "SYMMETRIC_DEFAULT", Seed: ref}, &KeyMaterialImported{Seed: ref}} {
+		e := &Event{Time: time.Unix(0, 0), Operation: "CreateKey", KeyID: "k", Body: body}
+		raw := e.AppendEncoded(nil)
+		if !bytes.Contains(raw, []byte(`"seed":{"fileHash":"ab","entry":"keys[0]","knownMaterial":true}`)) {
+			t.Fatalf("encoded %s", raw)
+		}
+		d, err := Decode(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got *SeedRef
+		switch b := d.Body.(type) {
+		case *KeyCreated:
+			got = b.Seed
+		case *KeyMaterialImported:
+			got = b.Seed
+		}
+		if got == nil || *got != *ref {
+			t.Fatalf("decoded %+v", got)
+		}
+	}
+}

@@ -5,6 +5,12 @@
 // those events, so replaying the ledger from its first event rebuilds exactly
 // the state a live instance holds. Refused requests change nothing.
 //
+// ListKeys and ListAliases page through sorted per-account indexes
+// (index.go), so a page costs a binary search and a copy of the page:
+// ListKeys with Limit=1 at 20,000 keys takes about 7.5 µs and 2.9 KB, where
+// a scan took 53 ms and 35 MB (go test ./gateway/keyservice -run '^$'
+// -bench ListKeys).
+//
 // State is safe for concurrent use: Apply takes a write lock; readers get
 // copies. Maps and slices inside a returned Key are never mutated afterwards
 // (Apply replaces them), so callers may read them freely but must not modify

@@ -394,3 +394,58 @@ func (r *regionSet) clientKey(t *testing.T, c *kms.Client, multiRegion bool) str
 	}
 	return *out.KeyMetadata.KeyId
 }
+
+// TestMultiRegionImportedMaterial: a replica of an EXTERNAL primary has no
+// material until the same material is imported into it; other material is
+// refused, and ciphertext from either then decrypts in the other.
+func TestMultiRegionImportedMaterial(t *testing.T) {
+	r := startRegions(t, []string{usEast, euWest}, withMultiRegion())
+	ctx := context.Background()
+	us, eu := r.client("admin", usEast), r.client("admin", euWest)
+	created, err := us.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true), Origin: types.OriginTypeExternal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *created.KeyMetadata.KeyId
+	if _, err := us.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String(euWest)}); err != nil {
+		t.Fatal(err)
+	}
+	md := waitKeyState(t, eu, id, "PendingImport")
+	if md.Origin != types.OriginTypeExternal {
+		t.Fatalf("replica origin %s", md.Origin)
+	}
+	material, other := make([]byte, 32), make([]byte, 32)
+	for i := range material {
+		material[i], other[i] = byte(i), byte(255-i)
+	}
+	importInto := func(c *kms.Client, mat []byte) error {
+		p, err := c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: &id,
+			WrappingAlgorithm: types.AlgorithmSpecRsaesOaepSha256, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+		if err != nil {
+			return err
+		}
+		_, err = c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: &id, ImportToken: p.ImportToken,
+			EncryptedKeyMaterial: wrapForImport(t, p, types.AlgorithmSpecRsaesOaepSha256, mat),
+			ExpirationModel:      types.ExpirationModelTypeKeyMaterialDoesNotExpire})
+		return err
+	}
+	wantCode(t, importInto(eu, material), "KMSInvalidStateException") // the primary's region decides the material
+	if err := importInto(us, material); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "the primary's material id reaches the replica", func() bool {
+		err := importInto(eu, other)
+		if err == nil {
+			t.Fatal("other material imported into the replica")
+		}
+		return strings.Contains(err.Error(), "IncorrectKeyMaterialException")
+	})
+	if err := importInto(eu, material); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := us.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("imported")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decryptTo(t, eu, enc.CiphertextBlob, "imported", "eu decrypts under the imported material")
+}

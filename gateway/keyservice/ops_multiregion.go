@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
@@ -242,6 +243,29 @@ func (s *Service) UpdatePrimaryRegion(ctx context.Context, c Caller, in *UpdateP
 		}
 		return &event.PrimaryRegionUpdated{PrimaryRegion: in.PrimaryRegion}, nil
 	})
+}
+
+// checkReplicaImport is ImportKeyMaterial's check on a multi-Region
+// replica of an EXTERNAL key: every related key holds the same material,
+// and the primary's region decides which (AWS: import the primary's
+// material into each replica). The material's id is derived from the
+// material and the key id (importedMaterialID), so the same material has
+// the same id in every region and the replica compares ids, not secrets.
+// Departure: AWS accepts a replica's import before the primary's; here the
+// primary imports first, since a replica alone cannot tell which material
+// its related keys will hold.
+func (s *Service) checkReplicaImport(k keystate.Key, mat secret.Bytes) error {
+	if !k.IsReplica() {
+		return nil
+	}
+	if len(k.ExpectedImports) == 0 {
+		return errorf(CodeInvalidState, "%s is a multi-Region replica: import the key material into its primary key in %s first.",
+			s.arnOf(k), k.PrimaryRegion)
+	}
+	if !slices.Contains(k.ExpectedImports, importedMaterialID(k.ID, mat)) {
+		return errorf(CodeIncorrectKeyMaterial, "The key material is not the key material of the related multi-Region keys of %s.", s.arnOf(k))
+	}
+	return nil
 }
 
 // replicaRegions are the regions of k's replicas, sorted.

@@ -95,7 +95,7 @@ func (s *State) foldMultiRegion(r event.Record, before *Key) {
 			last.SyncVersion, last.Pending = k.SyncVersion, !allAcked(k.Replicas, k.SyncVersion)
 			k.Materials = mats
 		})
-	case *event.KeyRotationEnabled, *event.KeyRotationDisabled:
+	case *event.KeyRotationEnabled, *event.KeyRotationDisabled, *event.KeyMaterialImported:
 		s.updatePrimary(e.KeyID, func(k *Key) { k.SyncVersion, k.SyncEventID = k.SyncVersion+1, id })
 	case *event.KeyDeletionScheduled:
 		s.updatePrimary(e.KeyID, func(k *Key) {

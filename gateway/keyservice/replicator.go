@@ -91,6 +91,8 @@ type Replicator struct {
 	erased   map[string]uint64  // (to, key) → the confirmed version whose sync was erased
 	notified map[string]bool    // deleted replicas whose primary was told
 	helloed  bool
+
+	kick chan struct{} // Kick: look for work now
 }
 
 type sentMsg struct {
@@ -107,7 +109,7 @@ func (s *Service) NewReplicator(cfg ReplicatorConfig) *Replicator {
 		cfg.ResendAfter = 30 * time.Second
 	}
 	r := &Replicator{svc: s, cfg: cfg, log: s.log.With("component", "replicator"),
-		sent: map[string]sentMsg{}, erased: map[string]uint64{}, notified: map[string]bool{}}
+		sent: map[string]sentMsg{}, erased: map[string]uint64{}, notified: map[string]bool{}, kick: make(chan struct{}, 1)}
 	s.replicator = r
 	return r
 }
@@ -116,6 +118,16 @@ func (s *Service) NewReplicator(cfg ReplicatorConfig) *Replicator {
 func (r *Replicator) peer(region string) bool {
 	_, ok := r.cfg.Peers[region]
 	return ok
+}
+
+// Kick makes Run look for work now rather than at its next interval: the
+// node calls it when a committed event concerns a multi-Region key or a
+// peer region, so a change leaves for the other regions at once.
+func (r *Replicator) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Run receives and sends until ctx ends.
@@ -134,6 +146,7 @@ func (r *Replicator) Run(ctx context.Context) {
 			<-done
 			return
 		case <-t.C:
+		case <-r.kick:
 		}
 	}
 }

@@ -3,11 +3,13 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"strings"
 	"time"
 
 	"github.com/keyledger/keyledger/crypto/regionkey"
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/replication"
 )
 
@@ -80,7 +82,23 @@ func (n *Node) openReplicator(ctx context.Context, svc *keyservice.Service) erro
 	n.Replicator = svc.NewReplicator(keyservice.ReplicatorConfig{Link: link, Key: mr.Key, Writer: n.cfg.Ledger.Writer,
 		Peers: trust, Interval: mr.Interval, ResendAfter: mr.ResendAfter})
 	n.replication = link
+	n.kicks.Store(n.Replicator)
 	return nil
+}
+
+// kickReplicator wakes the replicator when a committed event concerns a
+// multi-Region key or a peer region (fold, on the writer's goroutine).
+func (n *Node) kickReplicator(recs []event.Record) {
+	rep := n.kicks.Load() // the writer may fold before buildService made it
+	if rep == nil {
+		return
+	}
+	for _, r := range recs {
+		if strings.HasPrefix(r.Event.KeyID, "mrk-") || r.Event.Body.Type() == event.TypePeerRegionRegistered {
+			rep.Kick()
+			return
+		}
+	}
 }
 
 // startReplicator runs the replicator: receiving from the peers' outboxes

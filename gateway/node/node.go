@@ -190,7 +190,8 @@ type Node struct {
 	snapStore *snapshot.Store
 	verifier  *verifier
 
-	replication *replication.Link // nil without Config.MultiRegion
+	replication *replication.Link                     // nil without Config.MultiRegion
+	kicks       atomic.Pointer[keyservice.Replicator] // Replicator, for the fold
 
 	// Background goroutines (background.go): tiles stops last, workers
 	// before the ledger closes.

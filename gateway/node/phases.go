@@ -209,6 +209,7 @@ func (n *Node) fold(recs []event.Record) {
 		n.cfg.Metrics.Committed(len(recs))
 	}
 	n.Projections.Apply(recs)
+	n.kickReplicator(recs)
 	n.snapshots.folded(len(recs))
 	n.live.offer(recs)
 	n.rootFollower.noticeRoot(recs)

@@ -435,8 +435,16 @@ func (r *Replicator) onAck(ctx context.Context, from string, b ackBody) error {
 	if !ok || (!b.Deleted && b.Version <= rep.Acked) || b.Version > k.SyncVersion {
 		return nil
 	}
-	return r.svc.record(ctx, r.serviceEvent("SynchronizeMultiRegionKey", k.Account, k.ID,
-		&event.ReplicaAcknowledged{Region: from, Version: b.Version, SourceEventID: b.EventID, Deleted: b.Deleted}))
+	if err := r.svc.record(ctx, r.serviceEvent("SynchronizeMultiRegionKey", k.Account, k.ID,
+		&event.ReplicaAcknowledged{Region: from, Version: b.Version, SourceEventID: b.EventID, Deleted: b.Deleted})); err != nil {
+		return err
+	}
+	if b.Deleted { // no longer a replica: what was sent to it goes, material and all
+		if err := r.cfg.Link.Erase(ctx, from, kindSync, k.ID); err != nil {
+			r.log.Warn("a deleted replica's last sync stays in the outbox until the next erase", "key", k.ID, "to", from, "error", err)
+		}
+	}
+	return nil
 }
 
 // serviceEvent is an event this region records on its own (AWS's

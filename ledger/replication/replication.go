@@ -18,7 +18,11 @@
 // replication key; see crypto/regionkey) are erased from both streams once
 // used: the inbox erases a message after it was applied, and the sender
 // erases what a peer confirmed (Erase). Erasure is JetStream's secure
-// delete (the record overwritten on disk), not a purge.
+// delete (the record overwritten on disk), not a purge. What stays: a
+// message whose erasure a crash interrupted (until its subject is erased
+// again), and one sent to a region that never confirmed it; both are
+// sealed to that region's replication key, so they are worth nothing
+// without its key file, and an operator retiring a region deletes both.
 //
 // This package moves bytes; it neither signs nor reads them. The
 // messages' authenticity (the sender's writer signature) and meaning are

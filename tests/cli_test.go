@@ -203,6 +203,7 @@ func serveProcess(t *testing.T, dataDir string, port int) *exec.Cmd {
 // middle of load: every Encrypt that was answered still decrypts after the
 // restart, and the chain verifies.
 func TestKill9LosesNothingAcknowledged(t *testing.T) {
+	t.Parallel() // its own servers and directories: runs beside the others
 	dataDir := t.TempDir()
 	port := freePort(t)
 	cmd := serveProcess(t, dataDir, port)

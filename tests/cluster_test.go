@@ -73,6 +73,7 @@ func startCluster(t *testing.T) ([]*server.Server, string) {
 // TestThreeNodeCluster runs keyledger on a real three-node JetStream
 // cluster with R3 streams, and keeps serving when a node dies.
 func TestThreeNodeCluster(t *testing.T) {
+	t.Parallel() // its own servers and directories: runs beside the others
 	servers, urls := startCluster(t)
 	in := start(t, withNATS(urls), withReplicas(3))
 	ctx := context.Background()

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -136,12 +138,17 @@ func TestOversizedRequestsRefused(t *testing.T) {
 	req.Header.Set("X-Amz-Target", "TrentService.ListKeys")
 	req.Header.Set("X-Padding", strings.Repeat("a", 2*awsjson.MaxHeaderBytes))
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	switch {
+	case err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET):
 		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode < 400 || resp.StatusCode >= 500 {
-		t.Fatalf("oversized headers: %d", resp.StatusCode)
+	case err != nil:
+		// Refused after the headers' limit and closed while the client
+		// still wrote them: the kernel reports that write, not the answer.
+	default:
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+			t.Fatalf("oversized headers: %d", resp.StatusCode)
+		}
 	}
 	if _, err := in.kms.ListKeys(context.Background(), &kms.ListKeysInput{}); err != nil {
 		t.Fatalf("still serving: %v", err)

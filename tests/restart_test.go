@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -173,6 +174,7 @@ func TestRestartRestoresTreeFromFrontier(t *testing.T) {
 // checkpoints serve stored every second (else it refuses to start); audit
 // verify then passes on the stopped directory.
 func TestKill9WhileStoringTilesRestartsFromFrontier(t *testing.T) {
+	t.Parallel() // its own servers and directories: runs beside the others
 	dataDir := t.TempDir()
 	port := freePort(t)
 	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
@@ -185,43 +187,54 @@ func TestKill9WhileStoringTilesRestartsFromFrontier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	load := func(d time.Duration) int {
-		var mu sync.Mutex
-		n := 0
+	// load encrypts on 16 connections until the server stops answering
+	// or, once at least min were answered, until stop is closed.
+	var answered atomic.Int64
+	load := func(min int64, stop <-chan struct{}) {
 		var wg sync.WaitGroup
-		deadline := time.Now().Add(d)
 		for w := 0; w < 16; w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for time.Now().Before(deadline) {
+				for {
+					select {
+					case <-stop:
+						if answered.Load() >= min {
+							return
+						}
+					default:
+					}
 					if _, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: created.KeyMetadata.KeyId, Plaintext: []byte("x")}); err != nil {
 						return
 					}
-					mu.Lock()
-					n++
-					mu.Unlock()
+					answered.Add(1)
 				}
 			}()
 		}
 		wg.Wait()
-		return n
 	}
-	if n := load(700 * time.Millisecond); n < 300 {
-		t.Fatalf("only %d encrypts before the clean stop", n)
-	}
+	stopped := make(chan struct{})
+	close(stopped)
+	load(300, stopped)
 	cmd.Process.Signal(syscall.SIGTERM) // snapshots the final state
 	cmd.Wait()
 
 	cmd, _ = serveLogged(t, dataDir, port)
-	done := make(chan int)
-	go func() { done <- load(3 * time.Second) }()
-	time.Sleep(1500 * time.Millisecond) // a checkpoint (every second) covers part of this load
+	answered.Store(0)
+	done := make(chan struct{})
+	go func() { defer close(done); load(0, nil) }() // until the kill
+	// Kill once a checkpoint (every second) covers part of this load and
+	// enough of it was answered.
+	began := time.Now()
+	for answered.Load() < 300 || time.Since(began) < 1500*time.Millisecond {
+		if time.Since(began) > time.Minute {
+			t.Fatalf("only %d encrypts in a minute", answered.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-	if n := <-done; n < 300 {
-		t.Fatalf("only %d encrypts before the kill", n)
-	}
+	<-done
 
 	cmd, stderr := serveLogged(t, dataDir, port)
 	if !strings.Contains(stderr.String(), "merkle_from=frontier") {

@@ -400,6 +400,7 @@ func (s *sealedServer) port(t *testing.T) int {
 // resumes and finishes, every ciphertext made before or during it
 // decrypts, and the old root version is gone from the seal file.
 func TestRootRotationSurvivesKill9(t *testing.T) {
+	t.Parallel() // its own servers and directories: runs beside the others
 	dir := t.TempDir()
 	sealFile := filepath.Join(dir, "root.seal")
 	dataDir := filepath.Join(dir, "data")

@@ -15,6 +15,7 @@ import (
 // could once read only KEYLEDGER_1…_128); `audit verify` as the audit
 // identity over the embedded server's NATS listener reads them all.
 func TestAuditIdentityReadsPastSegment128(t *testing.T) {
+	t.Parallel() // its own servers and directories: runs beside the others
 	in := start(t, withNATSListen(), func(i *instance) { i.ledgerCf.SegmentMessages = 1 })
 	ctx := context.Background()
 	key := in.createKey("segments")

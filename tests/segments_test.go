@@ -198,6 +198,7 @@ func TestDeletedLiveSegmentIsRefused(t *testing.T) {
 // segments), both agree on one head, and `audit verify` passes over all
 // the segments.
 func TestTwoInstancesRollSegments(t *testing.T) {
+	t.Parallel() // its own servers and directories: runs beside the others
 	port := freePort(t)
 	startNATS(t, t.TempDir(), port)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)

@@ -43,6 +43,7 @@ type doomedKey struct {
 // found in the files does not decrypt its old ciphertext. The restarted
 // server answers NotFoundException for that ciphertext.
 func TestDeletionSurvivesKill9(t *testing.T) {
+	t.Parallel() // its own servers and directories: runs beside the others
 	dataDir := t.TempDir()
 	port := freePort(t)
 	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)

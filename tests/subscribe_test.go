@@ -167,6 +167,7 @@ const slowSubscriberBound = 10 * time.Second
 // TestSlowSubscriberDoesNotBlock: subscribers that never read do not slow
 // or block requests.
 func TestSlowSubscriberDoesNotBlock(t *testing.T) {
+	t.Parallel() // its own servers and directories: runs beside the others
 	in := start(t)
 	ctx := context.Background()
 	k := in.createKey("busy")

@@ -23,6 +23,7 @@ import (
 // where, instead of hanging (a flipped byte or a cut block) or passing (a
 // tail removed cleanly, caught by the newest signed checkpoint).
 func TestCorruptOrTruncatedTailIsRefused(t *testing.T) {
+	t.Parallel() // its own servers and directories: runs beside the others
 	ledgerDir := writtenLedger(t)
 	cases := []struct {
 		name   string

@@ -132,7 +132,7 @@ func (cfg *Config) setDefaults() error {
 		cfg.SchedulerLeaseTTL = DefaultSchedulerLeaseTTL
 	}
 	if cfg.Instance == "" {
-		cfg.Instance = instanceName()
+		cfg.Instance = instanceName(cfg.DataDir)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

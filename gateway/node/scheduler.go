@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/keyledger/keyledger/gateway/keyservice"
@@ -32,10 +34,20 @@ func (s schedulerLeases) TTL() time.Duration { return s.b.TTL() }
 
 // instanceName is the host name and a random suffix: unique per process,
 // readable in the log and the ledger.
-func instanceName() string {
+func instanceName(dataDir string) string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "keyledger"
+	}
+	if dataDir != "" {
+		// The embedded deployment: one process at a time holds the data
+		// directory (its lock), so the name stays across restarts and a
+		// run after a kill -9 takes its own scheduler lease back at once.
+		if abs, err := filepath.Abs(dataDir); err == nil {
+			dataDir = abs
+		}
+		sum := sha256.Sum256([]byte(dataDir))
+		return host + "-" + hex.EncodeToString(sum[:4])
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])

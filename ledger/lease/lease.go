@@ -91,12 +91,25 @@ type Lease struct {
 }
 
 // Acquire takes the lease name for holder if nobody holds it (it was never
-// taken, was released, or expired); ErrHeld if somebody does.
+// taken, was released, or expired); ErrHeld if somebody else does. A lease
+// that names holder already was held by an earlier run of this holder
+// (killed before it could release it): it is taken over at once, under a
+// new token, rather than after it expires. So a holder name must belong to
+// one running process at a time (the embedded deployment's data directory
+// lock makes it so); a name shared by two live processes would have them
+// take the lease from each other, each then refused by its fence.
 func (b *Bucket) Acquire(ctx context.Context, name, holder string) (*Lease, error) {
 	sent := time.Now()
 	rev, err := b.kv.Create(ctx, name, []byte(holder))
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, ErrHeld
+		cur, curRev, gerr := b.Holder(ctx, name)
+		if gerr != nil || cur != holder {
+			return nil, ErrHeld
+		}
+		rev, err = b.kv.Update(ctx, name, []byte(holder), curRev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongLastSeq(err) {
+			return nil, ErrHeld
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lease: acquiring %s: %w", name, err)

@@ -117,3 +117,30 @@ func TestLeaseExpires(t *testing.T) {
 		t.Errorf("new lease: token %d (old %d), remaining %v", lb.Token(), la.Token(), lb.Remaining())
 	}
 }
+
+// TestHolderTakesItsOwnLeaseBack: a lease that names the holder (its run
+// before was killed and never released it) is taken back at once under a
+// new token; another holder still waits for it to expire, and the old
+// run's lease can no longer be renewed.
+func TestHolderTakesItsOwnLeaseBack(t *testing.T) {
+	srv := startServer(t)
+	b := openBucket(t, srv, time.Hour)
+	ctx := context.Background()
+	old, err := b.Acquire(ctx, "scheduler", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Acquire(ctx, "scheduler", "b"); !errors.Is(err, lease.ErrHeld) {
+		t.Fatalf("another holder: %v, want ErrHeld", err)
+	}
+	again, err := b.Acquire(ctx, "scheduler", "a")
+	if err != nil {
+		t.Fatalf("the same holder again: %v", err)
+	}
+	if again.Token() <= old.Token() {
+		t.Fatalf("token %d after %d: a new acquisition needs a new token", again.Token(), old.Token())
+	}
+	if err := old.Renew(ctx); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("the earlier run renewed: %v, want ErrLost", err)
+	}
+}

@@ -136,6 +136,7 @@ func deployment(t *testing.T, natsURL, region string, w *writer.Key, peer string
 // for the replica (the primary keeps its material); when the link heals the
 // change arrives, and the primary moves and a replica is deleted across it.
 func TestMultiRegionTwoDeployments(t *testing.T) {
+	t.Parallel()
 	hubURL, leafPort := startDomain(t, usEast, "")
 	proxy := newLinkProxy(t, fmt.Sprintf("127.0.0.1:%d", leafPort))
 	leafURL, _ := startDomain(t, euWest, proxy.addr())

@@ -321,6 +321,7 @@ func TestRegionsKeepSingleRegionData(t *testing.T) {
 // one listener, replicates a multi-Region key between them, and
 // `audit verify` checks each region's ledger on its own (--stream).
 func TestServeRegions(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
 	port := freePort(t)
 	principalsFile := filepath.Join(t.TempDir(), "principals.json")

@@ -88,8 +88,8 @@ func (p *linkProxy) setCut(cut bool) {
 // deployment, as a production link must be configured (README).
 func startDomain(t *testing.T, domain string, hub string) (clientURL string, leafPort int) {
 	t.Helper()
-	port, leaf := freePort(t), freePort(t)
-	opts := &server.Options{ServerName: "kl-" + domain, Host: "127.0.0.1", Port: port, JetStream: true,
+	leaf := freePort(t)
+	opts := &server.Options{ServerName: "kl-" + domain, Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
 		JetStreamDomain: domain, StoreDir: t.TempDir(), NoSigs: true, NoLog: true}
 	if hub == "" {
 		opts.LeafNode = server.LeafNodeOpts{Host: "127.0.0.1", Port: leaf, NoAdvertise: true} // leaves reach it only through the proxy
@@ -106,11 +106,11 @@ func startDomain(t *testing.T, domain string, hub string) (clientURL string, lea
 		t.Fatal(err)
 	}
 	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
 	t.Cleanup(ns.Shutdown)
-	return fmt.Sprintf("nats://127.0.0.1:%d", port), leaf
+	if !ns.ReadyForConnections(30 * time.Second) {
+		t.Fatalf("nats-server %s not ready (leaf node port %d)", domain, leaf)
+	}
+	return ns.ClientURL(), leaf
 }
 
 var urlParse = url.Parse

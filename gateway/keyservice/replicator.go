@@ -90,6 +90,7 @@ type Replicator struct {
 	sent     map[string]sentMsg // (to, kind, key) → what was last sent, when
 	erased   map[string]uint64  // (to, key) → the confirmed version whose sync was erased
 	notified map[string]bool    // deleted replicas whose primary was told
+	warned   map[string]bool    // (to, kind, key) whose send failed, said once
 	helloed  bool
 
 	kick chan struct{} // Kick: look for work now
@@ -109,7 +110,7 @@ func (s *Service) NewReplicator(cfg ReplicatorConfig) *Replicator {
 		cfg.ResendAfter = 30 * time.Second
 	}
 	r := &Replicator{svc: s, cfg: cfg, log: s.log.With("component", "replicator"),
-		sent: map[string]sentMsg{}, erased: map[string]uint64{}, notified: map[string]bool{}, kick: make(chan struct{}, 1)}
+		sent: map[string]sentMsg{}, erased: map[string]uint64{}, notified: map[string]bool{}, warned: map[string]bool{}, kick: make(chan struct{}, 1)}
 	s.replicator = r
 	return r
 }
@@ -173,7 +174,10 @@ func (r *Replicator) Step(ctx context.Context) {
 		r.mu.Lock()
 		done := r.notified[d.ID]
 		r.mu.Unlock()
-		if !done && r.ack(ctx, d.PrimaryRegion, ackBody{Account: d.Account, KeyID: d.ID, Deleted: true}) == nil {
+		if _, again := r.svc.state.Key(d.ID); again || d.PrimaryRegion == r.svc.region {
+			continue // replicated here again since, or a primary (it had no replicas left)
+		}
+		if !done && r.ack(ctx, d.PrimaryRegion, ackBody{Account: d.Account, KeyID: d.ID, Version: d.SyncVersion, Deleted: true}) == nil {
 			r.mu.Lock()
 			r.notified[d.ID] = true
 			r.mu.Unlock()
@@ -230,18 +234,21 @@ func (r *Replicator) send(ctx context.Context, k keystate.Key, to string, create
 		return
 	}
 	body, err := r.syncBody(ctx, k, to, create)
-	if err != nil {
-		r.log.Warn("cannot send a multi-Region key's shared properties yet", "key", k.ID, "to", to, "error", err)
-		return
-	}
-	data, _ := json.Marshal(body)
-	if err := r.publish(ctx, to, kindSync, k.ID, data); err != nil {
-		r.log.Warn("replication publish failed", "key", k.ID, "to", to, "error", err)
-		return
+	if err == nil {
+		data, _ := json.Marshal(body)
+		err = r.publish(ctx, to, kindSync, k.ID, data)
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil { // tried again every step; said once until it works
+		if !r.warned[id] {
+			r.warned[id] = true
+			r.log.Warn("cannot send a multi-Region key's shared properties yet; retrying", "key", k.ID, "to", to, "error", err)
+		}
+		return
+	}
+	delete(r.warned, id)
 	r.sent[id] = sentMsg{version: k.SyncVersion, at: now}
-	r.mu.Unlock()
 }
 
 // syncBody is k's shared properties for region to, its materials sealed to
@@ -344,9 +351,13 @@ func (r *Replicator) onHello(ctx context.Context, from, signer string, h helloBo
 // onSync applies a key's shared properties sent from region from.
 func (r *Replicator) onSync(ctx context.Context, from string, b *syncBody, stored time.Time) error {
 	k, exists := r.svc.state.Key(b.KeyID)
+	deleted, wasDeleted := r.svc.state.DeletedKey(b.KeyID)
 	switch {
-	case !exists && r.svc.state.WasDeleted(b.KeyID):
-		return r.ack(ctx, from, ackBody{Account: b.Account, KeyID: b.KeyID, Deleted: true})
+	case !exists && wasDeleted && (b.Create == nil || b.Version <= deleted.SyncVersion):
+		// Sent before the replica here was deleted: say so. A newer
+		// ReplicateKey (a higher version, with what to create it with)
+		// makes a replica here again.
+		return r.ack(ctx, from, ackBody{Account: b.Account, KeyID: b.KeyID, Version: deleted.SyncVersion, Deleted: true})
 	case !exists && (b.Create == nil || from != b.Primary):
 		return nil // nothing to create it with: the primary sends that
 	case exists && (!k.MultiRegion || k.Account != b.Account || (from != b.Primary && from != k.PrimaryRegion)):
@@ -432,7 +443,7 @@ func (r *Replicator) onAck(ctx context.Context, from string, b ackBody) error {
 		return nil
 	}
 	rep, ok := k.Replica(from)
-	if !ok || (!b.Deleted && b.Version <= rep.Acked) || b.Version > k.SyncVersion {
+	if !ok || (!b.Deleted && b.Version <= rep.Acked) || b.Version > k.SyncVersion || (b.Deleted && b.Version < rep.Since) {
 		return nil
 	}
 	if err := r.svc.record(ctx, r.serviceEvent("SynchronizeMultiRegionKey", k.Account, k.ID,

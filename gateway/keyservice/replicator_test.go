@@ -187,3 +187,53 @@ func TestReplicatorAcrossRegions(t *testing.T) {
 		t.Fatalf("eu-west-1 recorded %v", kinds)
 	}
 }
+
+// TestReplicaDeletedAndMadeAgain: a replica deleted after its window is
+// reported to the primary, which lists it no more; replicated to the same
+// region again, it comes back with the same material, which the region's
+// sweep of destroyed material leaves alone.
+func TestReplicaDeletedAndMadeAgain(t *testing.T) {
+	ctx := context.Background()
+	p := newRegionPair(t, "us-east-1", "eu-west-1")
+	us, eu := p.svcs["us-east-1"], p.svcs["eu-west-1"]
+	out, err := us.CreateKey(ctx, alice, &ks.CreateKeyInput{MultiRegion: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := out.KeyMetadata.KeyId
+	replicate := func() {
+		t.Helper()
+		if _, err := us.ReplicateKey(ctx, alice, &ks.ReplicateKeyInput{KeyId: id, ReplicaRegion: "eu-west-1"}); err != nil {
+			t.Fatal(err)
+		}
+		p.settle(t)
+	}
+	replicate()
+	enc, err := us.Encrypt(ctx, alice, &ks.EncryptInput{KeyId: id, Plaintext: []byte("kept")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eu.ScheduleKeyDeletion(ctx, alice, &ks.ScheduleKeyDeletionInput{KeyId: id}); err != nil {
+		t.Fatal(err)
+	}
+	p.regs["eu-west-1"].clock.advance(31 * 24 * time.Hour)
+	if err := eu.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.settle(t)
+	if k := p.regs["us-east-1"].key(t, id); len(k.Replicas) != 0 {
+		t.Fatalf("the primary still lists %v", k.Replicas)
+	}
+	replicate()
+	if err := eu.Sweep(ctx); err != nil { // as at the next start
+		t.Fatal(err)
+	}
+	p.regs["eu-west-1"].restart() // an empty material cache: read from the store
+	eu = p.regs["eu-west-1"].svc
+	if dec, err := eu.Decrypt(ctx, alice, &ks.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil || string(dec.Plaintext) != "kept" {
+		t.Fatalf("the replica made again: %v", err)
+	}
+	if k := p.regs["us-east-1"].key(t, id); len(k.Replicas) != 1 || k.Replicas[0].Acked == 0 {
+		t.Fatalf("the primary's replicas %+v", k.Replicas)
+	}
+}

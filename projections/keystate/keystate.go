@@ -197,6 +197,7 @@ type DeletedKey struct {
 	// replica's primary is told of its deletion.
 	Account       string `json:",omitempty"`
 	PrimaryRegion string `json:",omitempty"`
+	SyncVersion   uint64 `json:",omitempty"` // the version it last held
 }
 
 // State is the fold of the ledger.

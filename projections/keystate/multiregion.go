@@ -38,6 +38,10 @@ type Replica struct {
 	// Create is, on the primary until the replica is confirmed, what it is
 	// created with (ReplicateKey's own description, policy and tags).
 	Create *ReplicaCreate `json:",omitempty"`
+	// Since is, on the primary, the version at which ReplicateKey made
+	// this replica: a deletion reported of an earlier replica in the same
+	// region does not remove it.
+	Since uint64 `json:",omitempty"`
 }
 
 // ReplicaCreate is what a replica is made with in its region.
@@ -107,19 +111,21 @@ func (s *State) foldMultiRegion(r event.Record, before *Key) {
 		if before != nil && before.MultiRegion {
 			delete(s.mrks, e.KeyID)
 			d := s.deleted[e.KeyID]
-			d.Account, d.PrimaryRegion = before.Account, before.PrimaryRegion
+			d.Account, d.PrimaryRegion, d.SyncVersion = before.Account, before.PrimaryRegion, before.SyncVersion
 			s.deleted[e.KeyID] = d
 		}
 	case *event.KeyReplicated:
 		s.updatePrimary(e.KeyID, func(k *Key) {
 			k.SyncVersion, k.SyncEventID = k.SyncVersion+1, id
-			k.Replicas = withReplica(k.Replicas, Replica{Region: b.ReplicaRegion, Create: &ReplicaCreate{
+			k.Replicas = withReplica(k.Replicas, Replica{Region: b.ReplicaRegion, Since: k.SyncVersion, Create: &ReplicaCreate{
 				Description: b.Description, Policy: b.Policy, Tags: maps.Clone(b.Tags), Actor: e.Actor, EventID: id}})
 		})
 	case *event.ReplicaKeyCreated:
 		s.applyReplicaKeyCreated(e, b, id)
+		s.undestroy(b.Materials)
 	case *event.MultiRegionKeySynchronized:
 		s.update(e.KeyID, func(k *Key) { applyShared(k, &b.MultiRegionShared, id) })
+		s.undestroy(b.Materials)
 	case *event.ReplicaAcknowledged:
 		s.updatePrimary(e.KeyID, func(k *Key) { applyAcknowledged(k, b, e, id) })
 	case *event.PrimaryRegionUpdated:
@@ -137,6 +143,25 @@ func (s *State) foldMultiRegion(r event.Record, before *Key) {
 	case *event.PeerRegionRegistered:
 		s.peers[b.Region] = PeerRegion{Region: b.Region, PublicKey: b.PublicKey, WriterID: b.WriterID}
 	}
+}
+
+// undestroy forgets that materials were destroyed here: a replica made
+// again in a region where an earlier one was deleted holds the same
+// material ids again (as re-imported material does).
+func (s *State) undestroy(mats []event.SyncedMaterial) {
+	for _, m := range mats {
+		if !m.Imported {
+			delete(s.destroyed, m.Material.ID)
+		}
+	}
+}
+
+// DeletedKey returns what is remembered of a deleted key.
+func (s *State) DeletedKey(id string) (DeletedKey, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d, ok := s.deleted[id]
+	return d, ok
 }
 
 // updatePrimary is update for a multi-Region primary key only.
@@ -229,6 +254,9 @@ func applyAcknowledged(k *Key, b *event.ReplicaAcknowledged, e *event.Event, id 
 		return
 	}
 	reps := slices.Clone(k.Replicas)
+	if b.Deleted && b.Version < reps[i].Since {
+		return // an earlier replica's deletion, reported late
+	}
 	if b.Deleted {
 		k.Replicas = slices.Delete(reps, i, i+1)
 		k.SyncVersion, k.SyncEventID = k.SyncVersion+1, id

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -331,8 +330,8 @@ func TestServeRegions(t *testing.T) {
 	cmd := exec.Command(binary, "serve", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--principals", principalsFile,
 		"--regions", "us-east-1,eu-west-1", "--data-dir", dataDir, "--unsafe-no-fsync")
 	cmd.Env = append(os.Environ(), "KEYLEDGER_LOG_LEVEL=warn")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &syncBuffer{} // written by exec's goroutine
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -340,11 +339,16 @@ func TestServeRegions(t *testing.T) {
 	r := &regionSet{t: t, endpoint: "http://127.0.0.1:" + strconv.Itoa(port)}
 	ctx := context.Background()
 	us, eu := r.client("admin", "us-east-1"), r.client("admin", "eu-west-1")
-	waitUntil(t, 30*time.Second, "serve up:\n"+stderr.String(), func() bool {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		_, err1 := us.ListKeys(ctx, &kms.ListKeysInput{})
 		_, err2 := eu.ListKeys(ctx, &kms.ListKeysInput{})
-		return err1 == nil && err2 == nil
-	})
+		if err1 == nil && err2 == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve --regions did not come up: %v %v\n%s", err1, err2, stderr.String())
+		}
+	}
 	k, err := us.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
 	if err != nil {
 		t.Fatal(err)

@@ -1,14 +1,22 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/internal/jsretry"
+	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/writer"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ErrNotEmpty means Import was asked to write into a stream that already
@@ -49,19 +57,84 @@ func (l *Ledger) Import(ctx context.Context, events [][]byte) (chain.Head, error
 // only stay valid until the next call, so a restore streams a ledger of any
 // length from a file in memory bounded by one group-commit message.
 func (l *Ledger) ImportFrom(ctx context.Context, next func() ([]byte, error)) (chain.Head, error) {
-	info, err := l.segs.current().stream.Info(ctx)
-	if err != nil {
-		return chain.Head{}, fmt.Errorf("ledger: stream info: %w", err)
+	head, _, err := l.importFrom(ctx, chain.Head{}, nil, nil, next)
+	return head, err
+}
+
+// ImportAfterBase is Import for a ledger whose oldest segments were
+// removed (archived and pruned): events continue the base, from its
+// FirstIndex. It writes into an empty deployment, as a restore of a
+// backup taken after a prune does, and reproduces the base: the live
+// ledger's first segment stream (segment 1) is created to start at the
+// stream sequence after base.Seq, so the SegmentRemoved event that names
+// the base (its Through) still does; the events are linked from the base
+// and signed with cfg.Writer, which the base must register (else
+// ErrImportWriter); then the base is stored, with the tiled tree's
+// frontier at it (tree), signed by cfg.Writer and named by the imported
+// SegmentRemoved event, as Prune stores it. The ledger is closed; Open
+// it to read it.
+func ImportAfterBase(ctx context.Context, nc *nats.Conn, cfg Config, base segment.Base, tree merkle.Frontier, next func() ([]byte, error)) (chain.Head, error) {
+	cfg.setDefaults()
+	w := cfg.Writer
+	switch {
+	case base.Empty():
+		return chain.Head{}, errors.New("ledger: import after a base: the base is empty")
+	case w == nil || base.Writers[w.ID()] != w.PublicText():
+		return chain.Head{}, fmt.Errorf("%w (the base registers writers %v)", ErrImportWriter, slices.Sorted(maps.Keys(base.Writers)))
 	}
-	if info.State.Msgs > 0 || info.State.LastSeq > 0 {
+	start, err := base.Head()
+	if err != nil {
+		return chain.Head{}, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return chain.Head{}, err
+	}
+	probe := &Ledger{cfg: cfg, js: js}
+	if segs, err := probe.discoverSegments(ctx); err != nil || len(segs) > 0 || probe.hasBaseBucket(ctx) {
+		if err != nil {
+			return chain.Head{}, err
+		}
 		return chain.Head{}, ErrNotEmpty
 	}
-	linker := chain.NewLinker(chain.Head{})
+	first := probe.segmentConfig(1, base.Seq+1)
+	if _, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.CreateStream(ctx, first) }); err != nil {
+		return chain.Head{}, fmt.Errorf("ledger: stream %s: %w", first.Name, err)
+	}
+	l, err := Open(ctx, nc, cfg)
+	if err != nil {
+		return chain.Head{}, err
+	}
+	head, removed, err := l.importFrom(ctx, start, w, &base, next)
+	if err != nil {
+		return head, err
+	}
+	if removed == nil {
+		return head, fmt.Errorf("ledger: import after a base: no SegmentRemoved event names the base (event %d, stream sequence %d)", base.FirstIndex, base.Seq)
+	}
+	return head, l.StoreBase(ctx, base, tree, *removed)
+}
+
+// importFrom writes events after start (empty: the first event) into the
+// current segment, which must hold nothing after start.Seq. signer, if
+// set, signs every message (a ledger continued after a base); else the
+// ledger's first WriterRegistered event starts signing, with cfg.Writer.
+// With base set it returns the last imported SegmentRemoved event that
+// names it, with the stream sequence it landed at.
+func (l *Ledger) importFrom(ctx context.Context, start chain.Head, signer *writer.Key, base *segment.Base, next func() ([]byte, error)) (chain.Head, *event.Record, error) {
+	info, err := l.segs.current().stream.Info(ctx)
+	if err != nil {
+		return chain.Head{}, nil, fmt.Errorf("ledger: stream info: %w", err)
+	}
+	if info.State.Msgs > 0 || info.State.LastSeq > start.Seq {
+		return chain.Head{}, nil, ErrNotEmpty
+	}
+	linker := chain.NewLinker(start)
 	var data []byte
 	var first event.Hash
 	firstIndex, n := uint64(0), 0
-	lastSeq := uint64(0)   // of the last message published
-	var signer *writer.Key // nil until the first writer registers
+	lastSeq := start.Seq // of the last message published
+	var removed, pendingRemoved *event.Record
 	flush := func() error {
 		if n == 0 {
 			return nil
@@ -73,6 +146,10 @@ func (l *Ledger) ImportFrom(ctx context.Context, next func() ([]byte, error)) (c
 		}
 		// Every event of the message is now at ack.Sequence.
 		lastSeq = ack.Sequence
+		if pendingRemoved != nil {
+			pendingRemoved.Seq = lastSeq
+			removed, pendingRemoved = pendingRemoved, nil
+		}
 		h := linker.Head()
 		h.Seq = lastSeq
 		linker = chain.NewLinker(h)
@@ -85,36 +162,43 @@ func (l *Ledger) ImportFrom(ctx context.Context, next func() ([]byte, error)) (c
 			break
 		}
 		if err != nil {
-			return linker.Head(), err
+			return linker.Head(), nil, err
 		}
 		registers := signer == nil && registersWriter(raw)
 		if n > 0 && (registers || n >= l.cfg.MaxBatchEvents || len(data)+len(raw)+1 > l.cfg.MaxBatchBytes) {
 			if err := flush(); err != nil {
-				return linker.Head(), err
+				return linker.Head(), nil, err
 			}
 		}
 		if registers {
 			// The first writer registers itself, in a message it signs.
 			w := l.cfg.Writer
 			if ev, err := event.Decode(raw); err != nil || w == nil || ev.Body.(*event.WriterRegistered).WriterID != w.ID() {
-				return linker.Head(), fmt.Errorf("%w (event %d registers it)", ErrImportWriter, linker.Head().Count)
+				return linker.Head(), nil, fmt.Errorf("%w (event %d registers it)", ErrImportWriter, linker.Head().Count)
 			}
 			signer = w
 		}
 		h, err := linker.Link(lastSeq+1, raw)
 		if err != nil {
-			return linker.Head(), err
+			return linker.Head(), nil, err
 		}
 		if n == 0 {
 			first, firstIndex = h, linker.Head().Index
+		}
+		if base != nil {
+			if ev, err := event.Decode(raw); err == nil {
+				if sr, ok := ev.Body.(*event.SegmentRemoved); ok && sr.NextIndex == base.FirstIndex && sr.LastHash == base.Prev && sr.Through == base.Seq {
+					pendingRemoved = &event.Record{Event: ev, Raw: bytes.Clone(raw), Hash: h}
+				}
+			}
 		}
 		data = append(append(data, raw...), '\n')
 		n++
 	}
 	if err := flush(); err != nil {
-		return linker.Head(), err
+		return linker.Head(), nil, err
 	}
-	return linker.Head(), nil
+	return linker.Head(), removed, nil
 }
 
 // registersWriter reports whether raw is a WriterRegistered event.

@@ -75,7 +75,7 @@ func TestAuditIdentityCannotPushIntoTheLedger(t *testing.T) {
 	defer nc.Close()
 	targets := []string{"keyledger.events"}
 	for _, k := range mkeys {
-		targets = append(targets, "$KV.keyledger-material."+k)
+		targets = append(targets, "$KV.keyledger-material."+k, "$KV.keyledger-material-copy."+k) // both copies
 	}
 	for _, deliver := range targets {
 		// A push consumer: jetstream's API makes only pull ones, so ask

@@ -51,14 +51,20 @@ func TestInterruptedRestoreIsRefused(t *testing.T) {
 	}
 	bk := filepath.Join(t.TempDir(), "backup")
 	cpKey := filepath.Join(a.dir, "checkpoint.key")
-	if code, out := cli(t, "backup", "--nats-url", urlA, "--checkpoint-key", cpKey, "--out", bk); code != 0 {
+	bkey := filepath.Join(t.TempDir(), "backup.key")
+	if code, out := cli(t, "backup", "--nats-url", urlA, "--checkpoint-key", cpKey, "--signing-key", bkey, "--out", bk); code != 0 {
 		t.Fatalf("backup: exit %d\n%s", code, out)
 	}
 	vkey, err := os.ReadFile(cpKey + ".pub")
 	if err != nil {
 		t.Fatal(err)
 	}
-	bu, err := backup.Open(bk, backup.Options{Verifier: string(vkey), Fold: func() backup.Fold { return keystate.New() }})
+	bvkey, err := os.ReadFile(bkey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bu, err := backup.Open(bk, backup.Options{Verifier: string(vkey), BackupVerifier: string(bvkey),
+		Fresh: backup.Freshness{AllowRollback: true}, Fold: func() backup.Fold { return keystate.New() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +109,8 @@ func TestInterruptedRestoreIsRefused(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "ledger truncated") {
 		t.Fatalf("serve on a half-restored deployment: exit %d, want non-zero and \"ledger truncated\":\n%s", code, out)
 	}
-	code, out = cli(t, "restore", "--from", bk, "--nats-url", urlB, "--pubkey", cpKey+".pub", "--writer-key", wk)
+	code, out = cli(t, "restore", "--from", bk, "--nats-url", urlB, "--pubkey", cpKey+".pub", "--writer-key", wk,
+		"--backup-pubkey", bkey+".pub", "--allow-rollback")
 	if code != 1 || !strings.Contains(out, "unfinished restore") {
 		t.Fatalf("restore again into the half-restored deployment: exit %d, want 1 naming the unfinished restore:\n%s", code, out)
 	}

@@ -424,7 +424,7 @@ func TestSeedRefusals(t *testing.T) {
 		}
 	}
 	in.clock.Advance(8 * 24 * time.Hour)
-	waitFor(t, func() bool { return in.node.State.WasDeleted(doomed) })
+	waitFor(t, 10*time.Second, func() bool { return in.node.State.WasDeleted(doomed) })
 	_, err = seedInstance(t, in, seedFixtures, false)
 	var e *keyservice.Error
 	if !errors.As(err, &e) || !strings.Contains(e.Message, "was deleted") || !strings.Contains(e.Message, "keys[4]") {
@@ -474,16 +474,6 @@ func TestSeedCommand(t *testing.T) {
 	code, out = cliAs(t, "admin", "seed", "--url", dev.endpoint, "--dev", seedDevFixtures)
 	if code != 0 || !strings.Contains(out, "7c0b8e4a-2f1d-4e6b-9a3c-5d8e7f6a1b2c created") {
 		t.Fatalf("--dev against a --seed-dev server: exit %d\n%s", code, out)
-	}
-}
-
-// waitFor polls cond until it holds (10 s at most).
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10 s")
-		}
 	}
 }
 

@@ -39,8 +39,10 @@ type doomedKey struct {
 // again and again while scheduled deletions fall due (on the injected
 // clock), and after every kill checks the data directory as the crash left
 // it, before any restart could sweep it: for every key the ledger says is
-// deleted, no file holds its per-material key, and root.key plus anything
-// found in the files does not decrypt its old ciphertext. The restarted
+// deleted, no file holds its per-material key — neither slot file: each
+// key is kept twice while it lives — and root.key plus anything found in
+// the files (both buckets' blocks included) does not decrypt its old
+// ciphertext. The restarted
 // server answers NotFoundException for that ciphertext.
 func TestDeletionSurvivesKill9(t *testing.T) {
 	t.Parallel() // its own servers and directories: runs beside the others
@@ -159,8 +161,17 @@ func TestDeletionSurvivesKill9(t *testing.T) {
 			t.Fatalf("deleted key %s: its old ciphertext decrypts offline", k.keyID)
 		}
 	}
-	for _, data := range final {
+	copies := 0
+	for path, data := range final {
 		remnants += bytes.Count(data, []byte(shred.Prefix))
+		if strings.Contains(path, "KV_keyledger-material-copy") {
+			copies += bytes.Count(data, []byte(shred.Prefix))
+		}
+	}
+	t.Logf("%d sealed blobs in the second copy's bucket files", copies)
+	// Crashes are not damage: no block was ever taken for damaged.
+	if q, _ := filepath.Glob(filepath.Join(dataDir, "quarantine", "*", "*")); len(q) > 0 {
+		t.Fatalf("kill -9 alone had blocks moved aside as damaged: %v", q)
 	}
 	t.Logf("%d kills, %d keys: %d seen deleted in the ledger right after a kill, %d times a key was still pending at a kill, "+
 		"%d kills in the middle of a round's deletions; %d sealed material blobs remain in the data directory (the bucket's own files), none opens",
@@ -236,6 +247,15 @@ func newDoomedKey(t *testing.T, c *kms.Client, dataDir string) *doomedKey {
 	}
 	if k.shredKey = slotKeyOf(slots, k.materialID); k.shredKey == nil {
 		t.Fatalf("no slot for material %s", k.materialID)
+	}
+	// The second copy holds the same key while the key lives: the scans
+	// after each kill must find it gone from there too.
+	copySlots, err := os.ReadFile(filepath.Join(dataDir, "shred", "material-keys.copy.slots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(slotKeyOf(copySlots, k.materialID), k.shredKey) {
+		t.Fatalf("the second slot file does not hold material %s's key", k.materialID)
 	}
 	return k
 }

@@ -21,8 +21,14 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 	sinceFlag := fs.String("since", "", "only events at or after this time (RFC 3339 or YYYY-MM-DD)")
 	untilFlag := fs.String("until", "", "only events before this time")
 	out := fs.String("out", "", "write into this directory (events.jsonl or cloudtrail.json, and checkpoint) instead of stdout")
+	salvageFlag := fs.Bool("salvage", false, "read a damaged --data-dir's block files directly (server stopped): save every event that\n"+
+		"still checks out into --out and report what is lost (exit 3 when anything is)")
+	pubkey := fs.String("pubkey", "", "with --salvage: the checkpoint verifier key file (default <data-dir>/checkpoint.key.pub)")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
+	}
+	if *salvageFlag {
+		return auditSalvage(bf, *out, *pubkey, stdout, stderr)
 	}
 	since, err1 := parseTimeFlag(*sinceFlag)
 	until, err2 := parseTimeFlag(*untilFlag)

@@ -75,7 +75,12 @@ func auditPrune(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 1
 	}
-	res, err := retention.Prune(ctx, retention.PruneRequest{Ledger: l, Archive: a, Retention: *keep})
+	cps, err := b.OpenCheckpoints(ctx, bf.stream)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 1
+	}
+	res, err := retention.Prune(ctx, retention.PruneRequest{Ledger: l, Archive: a, Retention: *keep, Checkpoints: cps})
 	if res.Recorded {
 		fmt.Fprintf(stdout, "recorded: SegmentRemoved at event %d\n", res.Event)
 	}

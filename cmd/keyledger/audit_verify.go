@@ -6,16 +6,22 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/backend"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
+	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/verify"
+	"github.com/keyledger/keyledger/projections/keystate"
 )
 
 // auditVerify walks the whole ledger and checks every link (verify.Live),
@@ -87,7 +93,43 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 			first, l.FirstSeq())
 	}
 	fmt.Fprintln(stdout, checkpointNote(res, req.Verifier))
+	if bf.natsURL == "" && l.FirstIndex() == 0 {
+		if mcode := verifyMaterials(ctx, l, b, stdout, stderr); code == 0 {
+			code = mcode
+		}
+	}
 	return code
+}
+
+// verifyMaterials reads every live key material of a stopped data
+// directory from both stored copies, writing nothing (verify.VerifyMaterials).
+func verifyMaterials(ctx context.Context, l *ledger.Ledger, b *backend.Backend, stdout, stderr io.Writer) int {
+	mats, err := b.OpenMaterials(ctx, material.Config{ReadOnly: true})
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: key material: %v\n", err)
+		return 1
+	}
+	if !mats.Present() {
+		fmt.Fprintln(stdout, "key material: no material store in this data directory: not checked")
+		return 0
+	}
+	res, err := verify.VerifyMaterials(ctx, l, keystate.New(), mats, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: key material: %v\n", err)
+		return 1
+	}
+	for _, id := range slices.Sorted(maps.Keys(res.Repaired)) {
+		fmt.Fprintf(stdout, "WARNING: key %s, material %s: one stored copy is damaged or missing (%s); serve rewrites it from the other at its next start\n",
+			res.Owner[id], id, strings.Join(res.Repaired[id], ", "))
+	}
+	for _, u := range res.Unreadable {
+		fmt.Fprintf(stdout, "FAILED: key %s: %v\n", res.Owner[u.ID], u)
+	}
+	if len(res.Unreadable) > 0 {
+		return 1
+	}
+	fmt.Fprintf(stdout, "key material: %d live material(s) readable in a stored copy, matching the ledger's commitments\n", res.Materials)
+	return 0
 }
 
 // checkpointNote says what audit verify checked the ledger's tail against.

@@ -12,6 +12,7 @@
 //	keyledger backup              write a verifiable backup of a deployment
 //	keyledger restore             verify a backup and rebuild a deployment from it
 //	keyledger seed                seed a running service from a seed file
+//	keyledger material restore    put back one key's unreadable material from a backup
 //	keyledger version             print the version
 //
 // Each command lives in its own file (serve.go, audit_verify.go, …); they
@@ -43,9 +44,10 @@ Usage:
   keyledger audit witness [flags]  watch a deployment's signed checkpoints for rollback or fork
   keyledger report compliance      the compliance report (JSON, CSV or HTML with charts)
   keyledger keys describe K [--as-of T]   a key's state, policy, grants, aliases and who could decrypt, at T
-  keyledger backup --out DIR [--data-dir D | --nats-url U]   write a consistent, verifiable backup
-  keyledger restore --from DIR --pubkey FILE [--deletions-from EXPORT] [--data-dir NEW | --nats-url U]
-                                   verify a backup and rebuild a deployment from it
+  keyledger backup --out DIR --signing-key K [--data-dir D | --nats-url U]   write a consistent, signed, verifiable backup
+  keyledger restore --from DIR --pubkey FILE --backup-pubkey FILE (--not-before T | --witness-state F | --allow-rollback)
+          [--deletions-from EXPORT] [--data-dir NEW | --nats-url U]   verify a backup and rebuild a deployment from it
+  keyledger material restore --from DIR --key K   put back one key's material from a backup
   keyledger root init|seal|rotate|status   sealed root key: create, seal a plaintext one, rotate online
   keyledger unseal --url U --share S       submit one unseal share to a sealed deployment
   keyledger seed --url U [--dev] FILE      create the keys a seed file declares on a running deployment
@@ -65,6 +67,8 @@ const auditUsage = `usage:
   keyledger audit verify --offline DIR --pubkey FILE --archive A [--archive B …]
                                                                   check archives and a later export join into one ledger
   keyledger audit export --format jsonl|cloudtrail [--since T] [--until T] [--out DIR]
+  keyledger audit export --salvage --data-dir D --out DIR [--pubkey FILE]
+                                                                  every event a damaged data directory still holds, and what is lost
   keyledger audit checkpoint [--data-dir D | --nats-url U]        print the newest signed checkpoint
   keyledger audit prove --index N [--size S]                      inclusion proof of event N
   keyledger audit prove --old A [--size B]                        consistency proof from tree size A to B
@@ -118,6 +122,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return backupCmd(args[1:], stdout, stderr)
 	case "restore":
 		return restoreCmd(args[1:], stdout, stderr)
+	case "material":
+		return materialCmd(args[1:], stdout, stderr)
 	case "report":
 		if len(args) < 2 || args[1] != "compliance" {
 			fmt.Fprintln(stderr, "usage: keyledger report compliance [--format json|csv|html] [--out FILE]")

@@ -70,6 +70,9 @@ func AsError(err error) *Error {
 	if errors.As(err, &ie) {
 		return &Error{Code: CodeValidation, Message: ie.Reason}
 	}
+	if me := asMaterialError(err); me != nil {
+		return me
+	}
 	if errors.Is(err, asymmetric.ErrUnsupported) {
 		return &Error{Code: CodeUnsupportedOperation, Message: "This combination of key and message type is not supported by keyledger."}
 	}

@@ -24,7 +24,13 @@ func (s *Service) unwrapped(ctx context.Context, m keystate.Material) (secret.By
 		return sec, nil
 	}
 	s.cacheMisses.Add(1)
-	wrapped, err := s.materials.Get(ctx, m.ID)
+	var wrapped []byte
+	var err error
+	if c, ok := s.materials.(checkedGetter); ok { // both copies, the committed bytes preferred
+		wrapped, err = c.GetChecked(ctx, m.ID, commitments(m.WrappedHash, m.PreviousHash)...)
+	} else {
+		wrapped, err = s.materials.Get(ctx, m.ID)
+	}
 	if err != nil {
 		return secret.Bytes{}, fmt.Errorf("material %s: %w", m.ID, err)
 	}
@@ -39,6 +45,12 @@ func (s *Service) unwrapped(ctx context.Context, m keystate.Material) (secret.By
 	s.cache[m.ID] = sec
 	s.cacheMu.Unlock()
 	return sec, nil
+}
+
+// checkedGetter reads material accepting only the ledger's commitments
+// (material.Store).
+type checkedGetter interface {
+	GetChecked(ctx context.Context, id string, commitments ...string) ([]byte, error)
 }
 
 // CacheStats returns how often unwrapped key material was found in the

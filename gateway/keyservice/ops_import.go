@@ -330,10 +330,51 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, c Caller, in *D
 		return nil, err
 	}
 	s.forget(matID)
-	if err := s.materials.Destroy(ctx, matID); err != nil {
-		s.log.Error("destroying deleted key material failed; the start-up sweep retries", "material", matID, "error", err)
+	if err := s.destroyRecorded(ctx, matID); err != nil {
+		return nil, err
 	}
 	return &DeleteImportedKeyMaterialOutput{KeyId: s.arnOf(k), KeyMaterialId: matID}, nil
+}
+
+// errDestroyPending answers a deletion that is recorded (the key can no
+// longer use the material) but whose stored material could not be
+// destroyed yet.
+var errDestroyPending = &Error{Code: CodeInternal, Message: "The key material's deletion is recorded and the key can no longer use it, " +
+	"but destroying the stored material failed; it is retried until it is gone."}
+
+// destroyRecorded destroys a material whose deletion the ledger already
+// holds, before the request is answered: an answer of success means the
+// material is gone. The order is record, destroy, answer. A crash before
+// the event is acknowledged leaves the key usable and nothing recorded; a
+// crash after it leaves a recorded deletion that the start-up Sweep
+// completes before the restarted service answers anything (the mechanism
+// that finishes a DeleteKey cut short). Destroying first instead would let
+// a crash leave a key the ledger says is usable with its material gone,
+// and nothing that records or repairs it. A destruction that fails is
+// answered errDestroyPending and retried by the scheduler's next run
+// (RunDue) and at start-up.
+func (s *Service) destroyRecorded(ctx context.Context, id string) error {
+	if err := s.materials.Destroy(ctx, id); err != nil {
+		s.log.Error("destroying deleted key material failed; retried by the scheduler and at start-up", "material", id, "error", err)
+		s.undestroyedMu.Lock()
+		s.undestroyed[id] = true
+		s.undestroyedMu.Unlock()
+		return errDestroyPending
+	}
+	return nil
+}
+
+// retryDestroy retries the destructions destroyRecorded could not finish.
+func (s *Service) retryDestroy(ctx context.Context) {
+	s.undestroyedMu.Lock()
+	defer s.undestroyedMu.Unlock()
+	for id := range s.undestroyed {
+		if err := s.materials.Destroy(ctx, id); err != nil {
+			s.log.Error("destroying deleted key material failed again; retried at the next run", "material", id, "error", err)
+			continue
+		}
+		delete(s.undestroyed, id)
+	}
 }
 
 // expire is the scheduler's DeleteExpiredKeyMaterial service event.

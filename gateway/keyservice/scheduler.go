@@ -16,6 +16,7 @@ import (
 // scheduler it is one Scheduler.Step, without one (a lone service) the work
 // is done unfenced.
 func (s *Service) RunDue(ctx context.Context) error {
+	s.retryDestroy(ctx) // any instance may: destroying recorded deletions is idempotent, and needs no root key
 	if s.sched != nil {
 		return s.sched.Step(ctx)
 	}
@@ -181,11 +182,8 @@ func (s *Service) Sweep(ctx context.Context) error {
 		s.log.Error("key material unknown to the ledger kept; check the ledger for lost events", "error", err)
 		return nil
 	}
-	if errors.Is(err, material.ErrDamagedSlots) { // only those keys fail; serving is still safe
-		s.log.Error("ALARM: per-material key slots are damaged; the keys they hold cannot be used "+
-			"until shred/material-keys.slots is restored from a copy (the damaged slots are kept, not zeroed)", "error", err)
-		return nil
-	}
+	// Damaged key slots of live materials are kept here and repaired (or
+	// reported) by CheckMaterials.
 	return err
 }
 

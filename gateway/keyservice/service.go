@@ -95,6 +95,10 @@ type Service struct {
 	sched      *Scheduler    // nil: RunDue runs unfenced (NewScheduler)
 	rotation   *RootRotation // nil: no root key rotation (NewRootRotation)
 	replicator *Replicator   // nil: no other region to replicate to (NewReplicator)
+	// Materials whose deletion is recorded but whose destruction failed
+	// (destroyRecorded): retried by RunDue, and at start-up by Sweep.
+	undestroyedMu sync.Mutex
+	undestroyed   map[string]bool
 }
 
 // New returns a Service.
@@ -109,6 +113,7 @@ func New(cfg Config) *Service {
 		appendFailures: newBurstLog(cfg.Logger, "ledger append failed; request refused", refusalLogInterval),
 		internalErrors: newBurstLog(cfg.Logger, "internal error", refusalLogInterval),
 		cache:          map[string]secret.Bytes{}, parsed: map[string]*asymmetric.PrivateKey{},
+		undestroyed: map[string]bool{},
 	}
 }
 
@@ -140,7 +145,7 @@ func (s *Service) record(ctx context.Context, ev *event.Event) error {
 // refuse records ev as refused with err and returns the AWS error.
 func (s *Service) refuse(ctx context.Context, ev *event.Event, err error) error {
 	e := AsError(err)
-	if e == errInternal && !errors.Is(err, errInternal) {
+	if (e == errInternal || e == errMaterialUnreadable) && !errors.Is(err, errInternal) {
 		s.internalErrors.Error("op", ev.Operation, "key", ev.KeyID, "error", err)
 	}
 	ev.Error = &event.Failure{Code: string(e.Code), Message: e.Message, Reason: e.Reason}

@@ -92,6 +92,10 @@ type Config struct {
 	// SeedDev lets seeds (POST /seed) bring key material for AWS_KMS keys:
 	// development mode (serve --seed-dev), for test fixtures only.
 	SeedDev bool
+	// MaterialCheckInterval is how often every live key material is read
+	// again from both stored copies (default
+	// DefaultMaterialCheckInterval; negative: only at start).
+	MaterialCheckInterval time.Duration
 	// TileCache is how many Merkle tiles (8 KiB each) are kept in memory
 	// beyond the tree's right edge (default 256).
 	TileCache int
@@ -189,6 +193,7 @@ type Node struct {
 	snapshots *snapshotter // nil when snapshots are off
 	snapStore *snapshot.Store
 	verifier  *verifier
+	materials *materialWatch // checks every live material's stored copies
 
 	replication *replication.Link                     // nil without Config.MultiRegion
 	kicks       atomic.Pointer[keyservice.Replicator] // Replicator, for the fold
@@ -227,7 +232,8 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, b: b, live: newLiveFeed(), hub: &auditapi.Hub{}, verifier: &verifier{},
+	n := &Node{cfg: cfg, b: b, live: newLiveFeed(), hub: &auditapi.Hub{},
+		verifier:     &verifier{diagnose: diagnoser(b, cfg.Ledger.Stream)},
 		rootFollower: rootFollower{kick: make(chan struct{}, 1)}}
 	phases := []struct {
 		name string
@@ -257,6 +263,7 @@ func Start(ctx context.Context, b *backend.Backend, cfg Config) (*Node, error) {
 func (n *Node) startBackground() {
 	n.startFeed()
 	n.startVerifier()
+	n.startMaterialCheck()
 	n.startSnapshotter()
 	n.startCheckpointer()
 	n.startThrottleReporter()
@@ -384,7 +391,7 @@ func (n *Node) storeFinal(ctx context.Context) {
 		}
 	}
 	if n.Checkpointer != nil && n.cfg.CheckpointSigner != nil && n.Checkpointer.Tree().Size() > 0 {
-		if _, err := n.Checkpointer.Checkpoint(ctx); err != nil {
+		if _, err := n.Checkpointer.Final(ctx); err != nil { // kept for good: see checkpoint.Thinning
 			n.cfg.Logger.Warn("no checkpoint at shutdown", "error", err)
 		}
 	}

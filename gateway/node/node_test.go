@@ -234,8 +234,8 @@ func TestStartCloseLeavesNoGoroutine(t *testing.T) {
 			t.Fatalf("goroutines %v not running; running: %v", missing, running)
 		}
 	}
-	if got := len(n.workers); got != 5 { // feed, verifier, snapshotter, checkpointer, scheduler
-		t.Errorf("%d workers running, want 5", got)
+	if got := len(n.workers); got != 6 { // feed, verifier, material check, snapshotter, checkpointer, scheduler
+		t.Errorf("%d workers running, want 6", got)
 	}
 	createKey(t, n, "before close")
 	closeNode(t, n)

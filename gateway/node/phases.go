@@ -153,6 +153,8 @@ func (n *Node) buildService(ctx context.Context) error {
 	if err := svc.Sweep(ctx); err != nil {
 		return fmt.Errorf("node: finishing material destruction: %w", err)
 	}
+	n.materials = &materialWatch{svc: svc, log: n.cfg.Logger}
+	n.materials.check(ctx) // before serving: repair, or say which keys are lost
 	n.Service = svc
 	if err := n.openReplicator(ctx, svc); err != nil {
 		return err

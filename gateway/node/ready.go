@@ -16,8 +16,11 @@ const MinFreeDisk = 256 << 20
 var ErrNotReady = errors.New("not ready")
 
 // Ready reports whether the instance can serve requests: it is past its
-// start-up phases and not stopping, the ledger writer runs, JetStream answers, every stored event has been folded into the
-// projections, and the data directory's disk has room. The reason is for
+// start-up phases and not stopping, the ledger writer runs, JetStream
+// answers, every stored event has been folded into the projections, the
+// background verifier found every message readable and every live key
+// material readable in a stored copy, and the data directory's disk has
+// room. The reason is for
 // the log only; /readyz reveals none of it.
 func (n *Node) Ready(ctx context.Context) error {
 	if p := n.currentPhase(); p != phaseServing {
@@ -25,6 +28,12 @@ func (n *Node) Ready(ctx context.Context) error {
 	}
 	if n.Service.Sealed() {
 		return fmt.Errorf("%w: the root key is sealed", ErrNotReady)
+	}
+	if d := n.verifier.Damage(); d != "" {
+		return fmt.Errorf("%w: %s", ErrNotReady, d)
+	}
+	if d := n.materials.Damage(); d != "" {
+		return fmt.Errorf("%w: %s", ErrNotReady, d)
 	}
 	if !n.Ledger.Writing() {
 		return fmt.Errorf("%w: the ledger writer has stopped", ErrNotReady)

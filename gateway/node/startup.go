@@ -398,9 +398,22 @@ func (s *snapshotter) take(ctx context.Context) error {
 
 // verifier walks the whole chain in the background (rate-limited, with
 // progress in the log) and keeps the outcome for the compliance report.
+// A message the ledger cannot produce (a damaged block on disk) makes the
+// instance not ready: the next start would refuse (rule 13).
 type verifier struct {
 	mu     sync.Mutex
 	result *compliance.Integrity
+	// diagnose names what a damaged ledger's files still hold and what is
+	// lost ("" when it cannot tell, e.g. an external deployment).
+	diagnose func(ctx context.Context) string
+	damage   string // why the ledger is damaged; "" while it is not known to be
+}
+
+// Damage is why the background walk found the ledger damaged, or "".
+func (v *verifier) Damage() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.damage
 }
 
 // Integrity is the outcome so far: nil before the first walk ends.
@@ -433,13 +446,27 @@ func (v *verifier) run(ctx context.Context, l *ledger.Ledger, rate int, log *slo
 	if err != nil {
 		in.Problem = "the chain could not be read: " + err.Error()
 	}
+	var damage string
+	if unreadable := (*ledger.UnreadableError)(nil); errors.As(err, &unreadable) {
+		damage = "the ledger is damaged: " + unreadable.Error()
+		if v.diagnose != nil {
+			if d := v.diagnose(ctx); d != "" {
+				damage += "; its block files: " + d
+			}
+		}
+	}
 	v.mu.Lock()
 	v.result = in
+	v.damage = damage
 	v.mu.Unlock()
 	if in.Problem != "" || len(report.Quarantined) > 0 {
 		problem := in.Problem
 		if len(report.Quarantined) > 0 {
 			problem = fmt.Sprintf("%d message(s) quarantined; first: %v", len(report.Quarantined), report.Quarantined[0])
+		}
+		if damage != "" {
+			problem = damage + ". The instance is not ready; the next start will refuse. Save what the data directory " +
+				"holds with `keyledger audit export --salvage` (server stopped), then restore from a backup"
 		}
 		log.Error("ALARM: background chain verification failed", "problem", problem)
 		return

@@ -17,13 +17,17 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/lease"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/replication"
+	"github.com/keyledger/keyledger/ledger/salvage"
 	"github.com/keyledger/keyledger/ledger/sealstore"
+	"github.com/keyledger/keyledger/ledger/segment"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 )
 
@@ -43,6 +47,9 @@ type Backend struct {
 // <parent of opts.DataDir>/shred, i.e. <data-dir>/shred for serve's
 // <data-dir>/jetstream.
 func Embedded(opts embedded.Options) (*Backend, error) {
+	if opts.Repairable == nil {
+		opts.Repairable = material.Streams("")
+	}
 	srv, err := embedded.Start(opts)
 	if err != nil {
 		return nil, err
@@ -138,6 +145,18 @@ func (b *Backend) OpenLedger(ctx context.Context, cfg ledger.Config) (*ledger.Le
 	return ledger.Open(ctx, b.nc, cfg)
 }
 
+// ImportAfterBase imports a ledger that continues a base into the
+// deployment (ledger.ImportAfterBase).
+func (b *Backend) ImportAfterBase(ctx context.Context, cfg ledger.Config, base segment.Base, tree merkle.Frontier, next func() ([]byte, error)) (chain.Head, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = b.replicas
+	}
+	if b.srv != nil && cfg.Storage == nil {
+		cfg.Storage = b.srv
+	}
+	return ledger.ImportAfterBase(ctx, b.nc, cfg, base, tree, next)
+}
+
 // OpenMaterials opens the material store. On the embedded default its
 // per-material keys are in the slot file unless cfg says otherwise; with an
 // external deployment they are in a bucket shared by every instance.
@@ -168,6 +187,19 @@ func (b *Backend) OpenReplication(ctx context.Context, cfg replication.Config) (
 		cfg.Replicas = b.replicas
 	}
 	return replication.Open(ctx, b.nc, cfg)
+}
+
+// ReadMaterials opens the material store for reading only, creating and
+// changing nothing (material.OpenReader): per-material keys from the slot
+// file in shredDir, or on the embedded default its own when shredDir is
+// empty; with an external deployment and no shredDir, from its key
+// bucket. shredDir names the slot directory of an embedded server running
+// elsewhere (<data-dir>/shred), read beside it.
+func (b *Backend) ReadMaterials(ctx context.Context, shredDir string) (*material.Reader, error) {
+	if shredDir == "" {
+		shredDir = b.shredDir
+	}
+	return material.OpenReader(ctx, b.nc, material.Config{ShredDir: shredDir})
 }
 
 // OpenCheckpoints opens the checkpoint stream of a ledger stream.
@@ -207,6 +239,17 @@ func (b *Backend) OpenLeases(ctx context.Context, ledgerStream string, ttl time.
 // file, shared by the instances of a ledger stream.
 func (b *Backend) OpenSealStore(ctx context.Context, ledgerStream string) (*sealstore.Store, error) {
 	return sealstore.Open(ctx, b.nc, ledgerStream, b.replicas)
+}
+
+// Diagnose reads the embedded server's block files of a ledger stream
+// directly, while it runs, and reports what they still hold and what is
+// lost (salvage.Diagnose); nil with an external deployment, whose files
+// are not here.
+func (b *Backend) Diagnose(ctx context.Context, ledgerStream string) (*salvage.Report, error) {
+	if b.srv == nil {
+		return nil, nil
+	}
+	return salvage.Salvage(ctx, salvage.Request{StoreDir: b.srv.StoreDir(), Stream: ledgerStream, Running: true})
 }
 
 // Feed returns the live audit feed of a ledger stream.

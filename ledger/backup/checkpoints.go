@@ -106,8 +106,9 @@ func (c *checkpointCheck) finish(acc *roots) error {
 
 // verifyLate checks the checkpoints stored behind the stream, reading the
 // events again with stream (which calls add with each event's bytes, in
-// order) only if there are any.
-func (c *checkpointCheck) verifyLate(stream func(add func(raw []byte)) error) error {
+// order) only if there are any. start makes the compact range the events
+// continue (newRoots, or rootsFrom a base) asking for the roots at sizes.
+func (c *checkpointCheck) verifyLate(start func(sizes ...int64) (*roots, error), stream func(add func(raw []byte)) error) error {
 	if len(c.late) == 0 {
 		return nil
 	}
@@ -115,7 +116,10 @@ func (c *checkpointCheck) verifyLate(stream func(add func(raw []byte)) error) er
 	for i, s := range c.late {
 		sizes[i] = s.cp.Size
 	}
-	acc := newRoots(sizes...)
+	acc, err := start(sizes...)
+	if err != nil {
+		return err
+	}
 	if err := stream(acc.add); err != nil {
 		return err
 	}

@@ -3,13 +3,18 @@ package backup
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/keyledger/keyledger/crypto/durable"
 	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/segment"
+	"github.com/keyledger/keyledger/ledger/snapshot"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
 
@@ -19,6 +24,9 @@ type Deployment interface {
 	OpenLedger(ctx context.Context, cfg ledger.Config) (*ledger.Ledger, error)
 	OpenCheckpoints(ctx context.Context, ledgerStream string) (*checkpoint.Store, error)
 	OpenMaterials(ctx context.Context, cfg material.Config) (*material.Store, error)
+	OpenSnapshots(ctx context.Context, ledgerStream string) (*snapshot.Store, error)
+	// ImportAfterBase is ledger.ImportAfterBase on the deployment.
+	ImportAfterBase(ctx context.Context, cfg ledger.Config, base segment.Base, tree merkle.Frontier, next func() ([]byte, error)) (chain.Head, error)
 	Close()
 }
 
@@ -46,6 +54,10 @@ type RestoreRequest struct {
 	Writer        *writer.Key
 	WriterKeyFile string
 	Fold          Fold // empty; checks what was restored
+	// Rebase restates a snapshot's body for the restored stream (its
+	// head's stream sequence): needed for a backup after removed segments
+	// (Target.Rebase; projections/resume's image).
+	Rebase func(body []byte, seq uint64) ([]byte, error)
 }
 
 // ErrDirNotEmpty means the data directory to restore into already holds
@@ -92,19 +104,37 @@ func (b *Backup) restoreTo(ctx context.Context, req RestoreRequest, dir string) 
 		return Result{}, err
 	}
 	defer d.Close()
-	l, err := d.OpenLedger(ctx, ledger.Config{Stream: req.Stream, Writer: req.Writer})
-	if err != nil {
-		return Result{}, err
+	cfg := ledger.Config{Stream: req.Stream, Writer: req.Writer}
+	t := Target{Fold: req.Fold}
+	if b.base == nil {
+		if t.Ledger, err = d.OpenLedger(ctx, cfg); err != nil {
+			return Result{}, err
+		}
+	} else {
+		// The ledger is created by the import, after its base.
+		t.ImportAfterBase = func(ctx context.Context, base segment.Base, tree merkle.Frontier, next func() ([]byte, error)) (*ledger.Ledger, error) {
+			if _, err := d.ImportAfterBase(ctx, cfg, base, tree, next); err != nil {
+				return nil, err
+			}
+			return d.OpenLedger(ctx, cfg)
+		}
+		snaps, err := d.OpenSnapshots(ctx, req.Stream)
+		if err != nil {
+			return Result{}, err
+		}
+		t.Snapshots, t.Writer, t.Rebase = snaps, req.Writer, req.Rebase
+		if req.Writer == nil {
+			return Result{}, fmt.Errorf("%w (the backup continues a base its writers signed)", ledger.ErrImportWriter)
+		}
 	}
-	cps, err := d.OpenCheckpoints(ctx, req.Stream)
-	if err != nil {
-		return Result{}, err
+	var err2 error
+	if t.Checkpoints, err2 = d.OpenCheckpoints(ctx, req.Stream); err2 != nil {
+		return Result{}, err2
 	}
-	mats, err := d.OpenMaterials(ctx, material.Config{})
-	if err != nil {
-		return Result{}, err
+	if t.Materials, err2 = d.OpenMaterials(ctx, material.Config{}); err2 != nil {
+		return Result{}, err2
 	}
-	res, err := b.Restore(ctx, Target{Ledger: l, Checkpoints: cps, Materials: mats, Fold: req.Fold})
+	res, err := b.Restore(ctx, t)
 	if errors.Is(err, ledger.ErrNotEmpty) {
 		return res, errors.New("the target is not empty")
 	}

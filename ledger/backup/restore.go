@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/ledger"
@@ -22,6 +23,10 @@ import (
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
+	"github.com/keyledger/keyledger/ledger/segment"
+	"github.com/keyledger/keyledger/ledger/snapshot"
+	"github.com/keyledger/keyledger/ledger/writer"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // ErrRefused is wrapped by every error that means the backup (or the
@@ -40,12 +45,25 @@ type Unwrapper interface {
 
 // Options say how to check a backup.
 type Options struct {
-	Verifier string      // the checkpoint verifier key (note vkey), from escrow: required
-	Fold     func() Fold // a new, empty fold (projections/keystate.New)
-	// JournalFile, if set, names the events file (offline.EventsFile) of a
-	// ledger that survived: deletions it records after the cut win.
-	JournalFile string
-	RootKey     Unwrapper // optional
+	Verifier string // the checkpoint verifier key (note vkey), from escrow: required
+	// BackupVerifier is the backup signing key's verifier key (note vkey),
+	// from escrow: the manifest must verify with it (manifest.go).
+	BackupVerifier string
+	// AllowUnsigned opens a LegacyFormat backup, which has no manifest
+	// signature and no writer signatures: verified against its checkpoint
+	// alone, as it was written.
+	AllowUnsigned bool
+	// Fresh is what the operator knows of the newest state (fresh.go).
+	Fresh Freshness
+	Fold  func() Fold // a new, empty fold (projections/keystate.New)
+	// FoldFrom starts a Fold from a snapshot's body, for a backup of a
+	// ledger after removed segments (base.go): projections/resume's image.
+	FoldFrom func(body []byte) (Fold, error)
+	// JournalDir, if set, is the deletion journal: an export directory of a
+	// ledger that survived (journal.go). Deletions it records after the
+	// cut win.
+	JournalDir string
+	RootKey    Unwrapper // optional
 }
 
 // Backup is a backup directory that verified. It holds the backup's live
@@ -54,8 +72,14 @@ type Options struct {
 type Backup struct {
 	Manifest   Manifest
 	Checkpoint merkle.Checkpoint
+	// Last is the last event at the cut (covered by the checkpoint).
+	Last EventInfo
+	// SignedBy names the backup signing key that signed the manifest ("" for
+	// a LegacyFormat backup, which has no signature).
+	SignedBy   string
 	dir        string
 	eventsFile File // the manifest's entry for the events
+	sigsFile   File // for the writer signatures (none in LegacyFormat)
 	cpsFile    File // and for the stored checkpoints
 	signed     []byte
 	verifier   string
@@ -65,26 +89,39 @@ type Backup struct {
 	materials   map[string][]byte // id → root-wrapped, only those to restore
 	commitments map[string]string // id → commitment, of those
 	deletions   []*event.Event    // to record again after the events
+	atWitness   tlog.Hash         // the root at the witness's size, if ≤ the cut
+	atWitnessOK bool
+	witness     *merkle.Checkpoint
+	// After removed segments (base.go): the base, and the snapshot the
+	// state continues (its header, and body for the restored deployment).
+	base         *baseRecord
+	snapHeader   snapshot.Header
+	snapBody     []byte
+	baseRemoved  bool // a SegmentRemoved event at or before the cut names the base
+	foldFromBody func(body []byte) (Fold, error)
 	// Deleted lists the materials the journal records destroyed after the
 	// cut: they are not restored.
 	Deleted []string
-	// JournalEvents is how many events the journal held (0 without one).
-	JournalEvents int64
+	// Journal describes the deletion journal; nil without one.
+	Journal *JournalInfo
 }
 
 // Open reads a backup directory and verifies all of it before anything is
-// restored: the manifest's digests of every file (and that no file is
-// missing or extra), the checkpoint's signature under the verifier key,
-// every chain link, that the events rebuild the checkpoint's Merkle root
-// and are exactly the ones it covers, every stored checkpoint, that each
-// live material's bytes match the ledger's commitment (and that no
-// material is missing or extra), and the journal, if any. Any failure is
-// ErrRefused with what failed.
+// restored: the manifest's signature with the backup verifier key, its
+// digests of every file (and that no file is missing or extra), the
+// checkpoint's signature under the verifier key, that every event is in a
+// message a registered writer signed and links (chain.Folder), that the
+// events rebuild the checkpoint's Merkle root and are exactly the ones it
+// covers, every stored checkpoint, that each live material's bytes match
+// the ledger's commitment (and that no material is missing or extra), the
+// journal, if any, and that the cut is not older than opt.Fresh says (a
+// rollback is refused unless allowed). Any failure is ErrRefused with
+// what failed.
 //
-// The events are checked in one streaming pass (hashed, linked, added to a
-// compact Merkle range and folded as they are read), and each stored
-// checkpoint as the pass reaches its size, so memory does not grow with
-// the ledger's length or with how many checkpoints it has.
+// The events are checked in one streaming pass (hashed, folded, added to a
+// compact Merkle range and applied to the fold as they are read), and each
+// stored checkpoint as the pass reaches its size, so memory does not grow
+// with the ledger's length or with how many checkpoints it has.
 func Open(dir string, opt Options) (*Backup, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {
@@ -96,18 +133,37 @@ func Open(dir string, opt Options) (*Backup, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, refuse("manifest: %v", err)
 	}
-	if m.Format != Format {
+	b := &Backup{Manifest: m, dir: dir, verifier: opt.Verifier, witness: opt.Fresh.Witness}
+	switch {
+	case m.Format == Format:
+		sig, err := os.ReadFile(filepath.Join(dir, SignatureFile))
+		if err != nil {
+			return nil, refuse("%s: %v: %v", SignatureFile, ErrManifestSignature, err)
+		}
+		if opt.BackupVerifier == "" {
+			return nil, refuse("no backup verifier key given to check the manifest's signature with")
+		}
+		if b.SignedBy, err = verifyManifest(raw, sig, opt.BackupVerifier); err != nil {
+			return nil, refuse("%s: %v", SignatureFile, err)
+		}
+	case m.Format == LegacyFormat && opt.AllowUnsigned:
+	case m.Format == LegacyFormat:
+		return nil, refuse("manifest: format %q has no manifest signature and no writer signatures; "+
+			"restore it only if you trust where it was kept (allow unsigned backups explicitly)", m.Format)
+	default:
 		return nil, refuse("manifest: format %q, this build reads %q", m.Format, Format)
 	}
 	files, err := readFiles(dir, m)
 	if err != nil {
 		return nil, err
 	}
-	b := &Backup{Manifest: m, dir: dir, signed: files[checkpointPath], verifier: opt.Verifier}
+	b.signed = files[checkpointPath]
 	for _, f := range m.Files {
 		switch filepath.FromSlash(f.Path) {
 		case eventsPath:
 			b.eventsFile = f
+		case signaturesPath:
+			b.sigsFile = f
 		case CheckpointsFile:
 			b.cpsFile = f
 		}
@@ -118,31 +174,54 @@ func Open(dir string, opt Options) (*Backup, error) {
 	if err := b.checkManifestCut(); err != nil {
 		return nil, err
 	}
-	fold := opt.Fold()
+	fold, err := b.startFold(files, opt)
+	if err != nil {
+		return nil, err
+	}
 	if err := b.checkEvents(fold); err != nil {
 		return nil, err
 	}
-	if opt.JournalFile != "" {
-		if err := b.applyJournal(opt.JournalFile); err != nil {
+	if opt.JournalDir != "" {
+		if err := b.applyJournal(opt.JournalDir); err != nil {
 			return nil, err
 		}
 	}
 	if err := b.checkMaterials(files[MaterialsFile], fold.LiveMaterials(), opt); err != nil {
 		return nil, err
 	}
+	if err := b.checkFresh(opt.Fresh); err != nil {
+		return b, err
+	}
 	return b, nil
 }
 
-// checkEvents reads the events file once: its digest, every chain link,
-// the Merkle root at the cut, the head hash, and folds every event; and
-// beside it the stored checkpoints: the file's digest and each one's
-// signature and root.
+// checkEvents reads the events file once: its digest, every message's
+// writer signature and every chain link, the Merkle root at the cut, the
+// head hash, and folds every event; and beside it the stored checkpoints:
+// the file's digest and each one's signature and root.
 func (b *Backup) checkEvents(fold Fold) error {
 	lr, err := openLines(filepath.Join(b.dir, eventsPath))
 	if err != nil {
 		return refuse("%v", err)
 	}
 	defer lr.close()
+	var src recordSource = &linkedEvents{lines: lr, linker: chain.NewLinker(chain.Head{})}
+	var sigs *signedEvents
+	if b.Manifest.Format != LegacyFormat {
+		sr, err := openLines(filepath.Join(b.dir, signaturesPath))
+		if err != nil {
+			return refuse("%v", err)
+		}
+		defer sr.close()
+		f := chain.NewFolder()
+		if b.base != nil {
+			if f, err = b.base.Base.Folder(); err != nil {
+				return refuse("%s: %v", BaseFile, err)
+			}
+		}
+		sigs = &signedEvents{events: lr, sigs: sr, folder: f}
+		src = sigs
+	}
 	cr, err := openCheckpoints(filepath.Join(b.dir, CheckpointsFile))
 	if err != nil {
 		return refuse("%s: %v", CheckpointsFile, err)
@@ -162,13 +241,28 @@ func (b *Backup) checkEvents(fold Fold) error {
 		}
 		return storedCheckpoint{pos: cr.pos, cp: cp}, nil
 	})
-	acc := newRoots()
-	err = b.streamEvents(lr, acc, check, &folder{fold: fold})
+	var want []int64
+	if w := b.witness; w != nil && w.Size <= b.Checkpoint.Size {
+		want = append(want, w.Size)
+	}
+	acc, err := rootsAt(b.baseOrEmpty())(want...)
+	if err != nil {
+		return refuse("%s: %v", BaseFile, err)
+	}
+	err = b.streamEvents(src, acc, check, &folder{fold: fold})
 	// A file that was changed is reported as such, whatever broke first.
-	if ok, derr := lr.matches(b.eventsFile); derr != nil {
-		return refuse("%s: %v", b.eventsFile.Path, derr)
-	} else if !ok {
-		return refuse("%s: its SHA-256 does not match the manifest (the file was changed)", b.eventsFile.Path)
+	for _, f := range []struct {
+		r *lineReader
+		f File
+	}{{lr, b.eventsFile}, {sigsReader(sigs), b.sigsFile}} {
+		if f.r == nil {
+			continue
+		}
+		if ok, derr := f.r.matches(f.f); derr != nil {
+			return refuse("%s: %v", f.f.Path, derr)
+		} else if !ok {
+			return refuse("%s: its SHA-256 does not match the manifest (the file was changed)", f.f.Path)
+		}
 	}
 	if ok, derr := cr.matches(b.cpsFile); derr != nil {
 		return refuse("%s: %v", b.cpsFile.Path, derr)
@@ -178,9 +272,20 @@ func (b *Backup) checkEvents(fold Fold) error {
 	if err != nil {
 		return err
 	}
+	if sigs != nil {
+		if err := offline.CheckNamedWriters(b.Checkpoint.Writers(), sigs.folder.Writers()); err != nil {
+			return refuse("ledger: %v", err)
+		}
+	}
+	if b.base != nil && !b.baseRemoved {
+		return refuse("%s: no SegmentRemoved event among the events names the base", BaseFile)
+	}
+	b.atWitness, b.atWitnessOK = witnessRoot(acc, b.witness)
 	err = check.finish(acc)
 	if err == nil {
-		err = check.verifyLate(func(add func([]byte)) error { return eachLine(filepath.Join(b.dir, eventsPath), add) })
+		err = check.verifyLate(rootsAt(b.baseOrEmpty()), func(add func([]byte)) error {
+			return eachLine(filepath.Join(b.dir, eventsPath), b.Checkpoint.Size-int64(b.baseOrEmpty().FirstIndex), add)
+		})
 	}
 	if err != nil {
 		return refuse("%s: %d verified, then: %v", CheckpointsFile, check.checked, err)
@@ -188,53 +293,176 @@ func (b *Backup) checkEvents(fold Fold) error {
 	return nil
 }
 
-func (b *Backup) streamEvents(lr *lineReader, acc *roots, check *checkpointCheck, f *folder) error {
+// startFold returns the fold the events after the backup's start go into:
+// opt.Fold's, or after removed segments (base.go) one started from the
+// backup's snapshot, once the base and snapshot files checked out.
+func (b *Backup) startFold(files map[string][]byte, opt Options) (Fold, error) {
+	rawBase, hasBase := files[BaseFile]
+	if !hasBase {
+		if _, ok := files[SnapshotFile]; ok {
+			return nil, refuse("%s without %s", SnapshotFile, BaseFile)
+		}
+		return opt.Fold(), nil
+	}
+	var rec baseRecord
+	if err := json.Unmarshal(rawBase, &rec); err != nil || rec.Base.Empty() {
+		return nil, refuse("%s: malformed", BaseFile)
+	}
+	if err := checkBaseTree(rec); err != nil {
+		return nil, refuse("%s: %v", BaseFile, err)
+	}
+	named := b.Checkpoint.Writers()
+	if err := checkBaseWriters(rec.Base, named); err != nil {
+		return nil, refuse("%s: %v", BaseFile, err)
+	}
+	raw, ok := files[SnapshotFile]
+	if !ok {
+		return nil, refuse("manifest: a backup after removed segments (%s) must hold %s", BaseFile, SnapshotFile)
+	}
+	h, body, err := snapshot.Check(raw, b.Manifest.Stream, trustedWriters(named))
+	if err != nil {
+		return nil, refuse("%s: %v", SnapshotFile, err)
+	}
+	if h.Index+1 < rec.Base.FirstIndex || int64(h.Index) >= b.Checkpoint.Size {
+		return nil, refuse("%s: it covers event %d, not one from the base's last (%d) to the cut's", SnapshotFile, h.Index, rec.Base.FirstIndex-1)
+	}
+	if hash, _ := h.EventHash(); h.Index+1 == rec.Base.FirstIndex && hash.String() != rec.Base.Prev {
+		return nil, refuse("%s: it covers event %d with another hash than the base's", SnapshotFile, h.Index)
+	}
+	if opt.FoldFrom == nil {
+		return nil, refuse("a backup after removed segments needs a fold from its snapshot")
+	}
+	fold, err := opt.FoldFrom(body)
+	if err != nil {
+		return nil, refuse("%s: %v", SnapshotFile, err)
+	}
+	b.base, b.snapHeader, b.snapBody, b.foldFromBody = &rec, h, body, opt.FoldFrom
+	return fold, nil
+}
+
+// StartsAt is the first event the backup holds: 0, or after removed
+// (archived) segments the base's, with the event the snapshot the state
+// starts from covers.
+func (b *Backup) StartsAt() (first, snapshotIndex uint64) {
+	if b.base == nil {
+		return 0, 0
+	}
+	return b.base.Base.FirstIndex, b.snapHeader.Index
+}
+
+// baseOrEmpty is where the backup's ledger starts.
+func (b *Backup) baseOrEmpty() segment.Base {
+	if b.base == nil {
+		return segment.Base{}
+	}
+	return b.base.Base
+}
+
+// foldAfter is where the fold of the backup's events starts.
+func (b *Backup) foldAfter() foldAfter {
+	if b.base == nil {
+		return foldAfter{}
+	}
+	hash, _ := b.snapHeader.EventHash()
+	return foldAfter{n: int64(b.snapHeader.Index) + 1, hash: hash}
+}
+
+func sigsReader(s *signedEvents) *lineReader {
+	if s == nil {
+		return nil
+	}
+	return s.sigs
+}
+
+// recordSource yields a backup's events, a message at a time.
+type recordSource interface {
+	next() ([]event.Record, error) // io.EOF after the last
+}
+
+// linkedEvents reads a LegacyFormat backup's events, one a "message",
+// linking each (there are no writer signatures to check).
+type linkedEvents struct {
+	lines  *lineReader
+	linker *chain.Linker
+}
+
+func (l *linkedEvents) next() ([]event.Record, error) {
+	raw, err := l.lines.next()
+	if err != nil {
+		return nil, err
+	}
+	i := l.lines.line
+	h, err := l.linker.Link(uint64(i), raw)
+	if err != nil {
+		var bl *chain.BrokenLinkError
+		if errors.As(err, &bl) {
+			return nil, &offline.LinkError{Line: i, Link: bl}
+		}
+		return nil, fmt.Errorf("line %d: %v", i, err)
+	}
+	raw = bytes.Clone(raw) // the fold may keep it past the next line
+	ev, err := event.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("event %d: %v", i-1, err)
+	}
+	return []event.Record{{Seq: uint64(i), Event: ev, Raw: raw, Hash: h}}, nil
+}
+
+// streamEvents checks and folds the events up to the cut. Events after it
+// are allowed only to complete the message the cut falls in (so that its
+// writer signature can be checked); they are neither folded nor restored.
+func (b *Backup) streamEvents(src recordSource, acc *roots, check *checkpointCheck, f *folder) error {
 	cp := b.Checkpoint
-	linker := chain.NewLinker(chain.Head{})
-	var last event.Hash
+	n := int64(b.baseOrEmpty().FirstIndex)
+	var last event.Record
+	from := b.foldAfter()
 	for {
-		raw, err := lr.next()
+		recs, err := src.next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return refuse("ledger: %v", err)
 		}
-		i := lr.line
-		if _, err := linker.Link(uint64(i), raw); err != nil {
-			var bl *chain.BrokenLinkError
-			if errors.As(err, &bl) {
-				return refuse("ledger: %v", &offline.LinkError{Line: i, Link: bl})
+		if n >= cp.Size {
+			return refuse("ledger: events after the checkpoint's %d; a backup holds exactly the events its checkpoint covers, and the rest of the message the last one is in", cp.Size)
+		}
+		for _, r := range recs {
+			n++
+			if n > cp.Size {
+				continue
 			}
-			return refuse("ledger: line %d: %v", i, err)
+			acc.add(r.Raw)
+			if err := check.passed(acc); err != nil {
+				return refuse("%s: %d verified, then: %v", CheckpointsFile, check.checked, err)
+			}
+			switch {
+			case n > from.n:
+				f.add(r)
+			case n == from.n && r.Hash != from.hash:
+				return refuse("%s: it covers event %d with hash %s, the ledger holds %s", SnapshotFile, r.Event.Index, from.hash, r.Hash)
+			}
+			if b.base != nil && namesBase(r.Event, b.base.Base) {
+				b.baseRemoved = true
+			}
+			last = r
 		}
-		if int64(i) > cp.Size {
-			continue // counted, refused below
-		}
-		acc.add(raw)
-		if err := check.passed(acc); err != nil {
-			return refuse("%s: %d verified, then: %v", CheckpointsFile, check.checked, err)
-		}
-		raw = bytes.Clone(raw) // the fold may keep it past the next line
-		ev, err := event.Decode(raw)
-		if err != nil {
-			return refuse("ledger: event %d: %v", i-1, err)
-		}
-		last = event.Of(raw)
-		f.add(event.Record{Event: ev, Raw: raw, Hash: last})
 	}
 	f.flush()
-	switch n := int64(lr.line); {
-	case n < cp.Size:
+	if n < cp.Size {
 		return refuse("ledger: truncated: the signed checkpoint covers %d events, the backup has %d", cp.Size, n)
-	case n > cp.Size:
-		return refuse("ledger: %d events after the checkpoint; a backup holds exactly the events its checkpoint covers", n-cp.Size)
 	}
 	if root, err := acc.rootAt(cp.Size); err != nil || root != cp.Root {
 		return refuse("ledger: the first %d events do not match the signed checkpoint's root (an event was changed, dropped, inserted or reordered)", cp.Size)
 	}
-	if cp.Size > 0 && last.String() != b.Manifest.Head {
-		return refuse("manifest: its head hash is not the last event's")
+	if cp.Size > 0 && last.Event != nil {
+		if last.Hash.String() != b.Manifest.Head {
+			return refuse("manifest: its head hash is not the last event's")
+		}
+		b.Last = eventInfo(last)
+		if l := b.Manifest.Last; l != nil && (l.Index != last.Event.Index || !l.Time.Equal(last.Event.Time)) {
+			return refuse("manifest: its last event (#%d at %s) is not the cut's", l.Index, l.Time)
+		}
 	}
 	return nil
 }
@@ -252,14 +480,19 @@ func (b *Backup) checkManifestCut() error {
 
 // readFiles checks that the directory holds exactly the files the manifest
 // lists and returns the contents of the small ones (bounded by live state),
-// checked against their digests. The events and the stored checkpoints,
-// which grow with history, are checked as they are streamed (checkEvents).
+// checked against their digests. The events, their signatures and the
+// stored checkpoints, which grow with history, are checked as they are
+// streamed (checkEvents).
 func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 	want := map[string]File{}
 	for _, f := range m.Files {
 		want[filepath.FromSlash(f.Path)] = f
 	}
-	for _, p := range []string{eventsPath, checkpointPath, CheckpointsFile, MaterialsFile} {
+	required := []string{eventsPath, checkpointPath, CheckpointsFile, MaterialsFile}
+	if m.Format != LegacyFormat {
+		required = append(required, signaturesPath)
+	}
+	for _, p := range required {
 		if _, ok := want[p]; !ok {
 			return nil, refuse("manifest: does not list %s", filepath.ToSlash(p))
 		}
@@ -271,7 +504,7 @@ func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, path)
-		if rel == ManifestFile {
+		if rel == ManifestFile || (rel == SignatureFile && m.Format != LegacyFormat) {
 			return nil
 		}
 		f, ok := want[rel]
@@ -279,9 +512,11 @@ func readFiles(dir string, m Manifest) (map[string][]byte, error) {
 			return refuse("%s: a file the manifest does not list", filepath.ToSlash(rel))
 		}
 		seen[rel] = true
-		if rel == eventsPath || rel == CheckpointsFile {
+		if rel == eventsPath || rel == signaturesPath || rel == CheckpointsFile {
 			return nil // streamed, and checked as they are (checkEvents)
 		}
+		// The small files (the checkpoint, materials, base and snapshot)
+		// are read whole.
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
@@ -351,68 +586,6 @@ func (b *Backup) checkMaterials(data []byte, live map[string]string, opt Options
 	return nil
 }
 
-// applyJournal checks, streaming the journal file, that the journal is the
-// same ledger as the backup up to the cut and collects the deletions it
-// records after it.
-func (b *Backup) applyJournal(path string) error {
-	lr, err := openLines(path)
-	if err != nil {
-		return refuse("deletion journal: %v", err)
-	}
-	defer lr.close()
-	cut := b.Checkpoint.Size
-	linker := chain.NewLinker(chain.Head{})
-	acc := newRoots(cut)
-	seen := map[string]bool{}
-	for {
-		raw, err := lr.next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return refuse("deletion journal: %v", err)
-		}
-		i := int64(lr.line)
-		if _, err := linker.Link(uint64(i), raw); err != nil {
-			return refuse("deletion journal: line %d: %v", i, err)
-		}
-		if i <= cut {
-			acc.add(raw)
-			continue
-		}
-		ev, err := event.Decode(raw)
-		if err != nil {
-			return refuse("deletion journal: event %d: %v", i-1, err)
-		}
-		var destroyed []string
-		switch body := ev.Body.(type) {
-		case *event.KeyDeleted:
-			destroyed = body.DestroyedMaterials
-		case *event.KeyMaterialDeleted:
-			destroyed = []string{body.MaterialID}
-		default:
-			continue
-		}
-		ev.Index, ev.Prev = 0, event.Hash{}
-		b.deletions = append(b.deletions, ev)
-		for _, id := range destroyed {
-			if !seen[id] {
-				seen[id] = true
-				b.Deleted = append(b.Deleted, id)
-			}
-		}
-	}
-	b.JournalEvents = int64(lr.line)
-	if b.JournalEvents < cut {
-		return refuse("deletion journal: %d events, fewer than the backup's %d; it is older than the backup", b.JournalEvents, cut)
-	}
-	if root, err := acc.rootAt(cut); err != nil || root != b.Checkpoint.Root {
-		return refuse("deletion journal: its first %d events are not the backup's (another ledger, or a changed one)", cut)
-	}
-	slices.Sort(b.Deleted)
-	return nil
-}
-
 // MaterialStore stores root-wrapped material (material.Store).
 type MaterialStore interface {
 	MaterialReader
@@ -427,6 +600,19 @@ type Target struct {
 	Checkpoints *checkpoint.Store
 	Materials   MaterialStore
 	Fold        Fold // empty; for checking what was restored
+
+	// For a backup after removed segments (base.go) Ledger is nil:
+	// ImportAfterBase imports the events into the empty deployment
+	// (ledger.ImportAfterBase) and returns the ledger opened, and the
+	// backup's snapshot is stored again in Snapshots for the restored
+	// stream, its body restated by Rebase (the head's new stream
+	// sequence) and signed with Writer.
+	ImportAfterBase func(ctx context.Context, base segment.Base, tree merkle.Frontier, next func() ([]byte, error)) (*ledger.Ledger, error)
+	Snapshots       interface {
+		Put(ctx context.Context, h snapshot.Header, body []byte, key *writer.Key) error
+	}
+	Writer *writer.Key
+	Rebase func(body []byte, seq uint64) ([]byte, error)
 }
 
 // Result is what Restore wrote and checked.
@@ -456,7 +642,14 @@ func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 		return Result{}, fmt.Errorf("backup: %w", err)
 	}
 	if stored > 0 {
+		if t.Ledger == nil {
+			return Result{}, errors.New("backup: the target already holds checkpoints; restore into an empty deployment " +
+				"(an unfinished restore: delete its streams and restore again)")
+		}
 		return Result{}, b.notEmpty(ctx, t)
+	}
+	if b.base != nil && (t.ImportAfterBase == nil || t.Snapshots == nil || t.Writer == nil || t.Rebase == nil) {
+		return Result{}, errors.New("backup: a backup after removed segments is restored with ImportAfterBase, Snapshots, Writer and Rebase")
 	}
 	if err := b.putCheckpoints(ctx, t.Checkpoints); err != nil {
 		return Result{}, err
@@ -466,8 +659,19 @@ func (b *Backup) Restore(ctx context.Context, t Target) (Result, error) {
 			return Result{}, fmt.Errorf("backup: writing material: %w", err)
 		}
 	}
-	if err := b.importEvents(ctx, t.Ledger); err != nil {
-		return Result{}, err
+	if b.base == nil {
+		if err := b.importEvents(ctx, t.Ledger); err != nil {
+			return Result{}, err
+		}
+	} else {
+		l, err := b.importAfterBase(ctx, t)
+		if err != nil {
+			return Result{}, err
+		}
+		t.Ledger = l
+		if err := b.putSnapshot(ctx, t); err != nil {
+			return Result{}, err
+		}
 	}
 	if len(b.deletions) > 0 {
 		if err := b.recordDeletions(ctx, t.Ledger); err != nil {
@@ -519,7 +723,7 @@ func (b *Backup) putCheckpoints(ctx context.Context, c *checkpoint.Store) error 
 		if err != nil {
 			return fmt.Errorf("backup: %s changed after it was verified: %v", b.cpsFile.Path, err)
 		}
-		if err := c.Put(ctx, s); err != nil {
+		if err := c.Keep(ctx, s); err != nil { // the backup's, thinned already
 			return fmt.Errorf("backup: writing checkpoints: %w", err)
 		}
 	}
@@ -543,40 +747,108 @@ func (b *Backup) notEmpty(ctx context.Context, t Target) error {
 	head, err := t.Ledger.Replay(ctx, chain.Head{}, func(event.Record) error { n++; return nil })
 	if err != nil || head.Count < uint64(b.Checkpoint.Size) {
 		return fmt.Errorf("%w (its ledger holds %d of the backup's %d events; serve refuses it as truncated): "+
-			"delete the target's streams (the ledger, its _CHECKPOINTS and the material streams) and restore again", ErrUnfinished, n, b.Checkpoint.Size)
+			"delete the target's streams (the ledger, its _CHECKPOINTS, _CHECKPOINTS_RECENT and the material streams) and restore again", ErrUnfinished, n, b.Checkpoint.Size)
 	}
 	return errors.New("backup: the target already holds this backup's ledger (restored before); restore into an empty deployment")
 }
 
 // importEvents streams the backup's events into the target ledger.
 func (b *Backup) importEvents(ctx context.Context, l *ledger.Ledger) error {
+	return b.readEvents(func(next func() ([]byte, error)) error {
+		_, err := l.ImportFrom(ctx, next)
+		return err
+	})
+}
+
+// importAfterBase streams the backup's events into the target after its
+// base (ledger.ImportAfterBase) and returns the ledger opened.
+func (b *Backup) importAfterBase(ctx context.Context, t Target) (*ledger.Ledger, error) {
+	var l *ledger.Ledger
+	err := b.readEvents(func(next func() ([]byte, error)) error {
+		var err error
+		l, err = t.ImportAfterBase(ctx, b.base.Base, b.base.Tree, next)
+		return err
+	})
+	return l, err
+}
+
+// readEvents hands import the backup's events up to the cut, read again
+// from the directory, and checks they are still the ones Open verified.
+func (b *Backup) readEvents(importFn func(next func() ([]byte, error)) error) error {
 	lr, err := openLines(filepath.Join(b.dir, eventsPath))
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	defer lr.close()
-	_, err = l.ImportFrom(ctx, lr.next)
+	lines := b.Checkpoint.Size - int64(b.baseOrEmpty().FirstIndex)
+	err = importFn(func() ([]byte, error) {
+		if int64(lr.line) == lines {
+			return nil, io.EOF // the rest completes the cut's message
+		}
+		return lr.next()
+	})
 	if errors.Is(err, ledger.ErrNotEmpty) {
 		return errors.New("backup: the target ledger is not empty; restore into an empty deployment")
 	}
 	if err != nil {
 		return fmt.Errorf("backup: writing the ledger: %w", err)
 	}
-	if ok, err := lr.matches(b.eventsFile); err != nil || !ok || int64(lr.line) != b.Checkpoint.Size {
+	if ok, err := lr.matches(b.eventsFile); err != nil || !ok || int64(lr.line) != lines {
 		return fmt.Errorf("backup: %s changed after it was verified", b.eventsFile.Path)
+	}
+	return nil
+}
+
+// putSnapshot stores the backup's snapshot again for the restored stream:
+// the same state, its head's stream sequence the restored one.
+func (b *Backup) putSnapshot(ctx context.Context, t Target) error {
+	h := b.snapHeader
+	seq := b.base.Base.Seq // the snapshot is of the base's last event
+	if h.Index >= b.base.Base.FirstIndex {
+		seq = 0
+		stop := errors.New("found")
+		_, err := t.Ledger.Replay(ctx, chain.Head{}, func(r event.Record) error {
+			if r.Event.Index == h.Index {
+				seq = r.Seq
+				return stop
+			}
+			return nil
+		})
+		if !errors.Is(err, stop) || seq == 0 {
+			return fmt.Errorf("backup: the restored ledger has no event %d for the snapshot: %v", h.Index, err)
+		}
+	}
+	body, err := t.Rebase(b.snapBody, seq)
+	if err != nil {
+		return fmt.Errorf("backup: the snapshot: %w", err)
+	}
+	nh := snapshot.Header{Index: h.Index, Seq: seq, Hash: h.Hash, Count: h.Count, Taken: time.Now().UTC(), EventTime: h.EventTime}
+	if err := t.Snapshots.Put(ctx, nh, body, t.Writer); err != nil {
+		return fmt.Errorf("backup: storing the snapshot: %w", err)
 	}
 	return nil
 }
 
 // verifyRestored reads the restored deployment back and checks it.
 func (b *Backup) verifyRestored(ctx context.Context, t Target) (Result, error) {
-	acc := newRoots(b.Checkpoint.Size)
-	f := &folder{fold: t.Fold}
+	acc, err := rootsAt(b.baseOrEmpty())(b.Checkpoint.Size)
+	if err != nil {
+		return Result{}, fmt.Errorf("backup: %w", err)
+	}
+	fold, from := t.Fold, b.foldAfter()
+	if b.base != nil {
+		if fold, err = b.foldFromBody(b.snapBody); err != nil {
+			return Result{}, fmt.Errorf("backup: %w", err)
+		}
+	}
+	f := &folder{fold: fold}
 	head, err := t.Ledger.Replay(ctx, chain.Head{}, func(r event.Record) error {
 		if acc.n < b.Checkpoint.Size {
 			acc.add(r.Raw)
 		}
-		f.add(r)
+		if int64(r.Event.Index)+1 > from.n {
+			f.add(r)
+		}
 		return nil
 	})
 	if err != nil {
@@ -589,12 +861,12 @@ func (b *Backup) verifyRestored(ctx context.Context, t Target) (Result, error) {
 	if root, err := acc.rootAt(b.Checkpoint.Size); err != nil || root != b.Checkpoint.Root {
 		return Result{}, errors.New("backup: the restored ledger does not rebuild the checkpoint's Merkle root")
 	}
-	live := t.Fold.LiveMaterials()
+	live := fold.LiveMaterials()
 	for id, want := range live {
 		if want != b.commitments[id] {
 			return Result{}, fmt.Errorf("backup: the restored ledger refers to material %s, which was not restored", id)
 		}
-		wrapped, err := t.Materials.Get(ctx, id)
+		wrapped, err := t.Materials.GetChecked(ctx, id, want)
 		if err != nil {
 			return Result{}, fmt.Errorf("backup: reading back material %s: %w", id, err)
 		}

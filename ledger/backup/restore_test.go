@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
@@ -64,9 +66,13 @@ func openDataDir(t *testing.T, dir string) *backend.Backend {
 type backedUp struct {
 	dir        string // the backup
 	vkey       string // its checkpoint verifier key
+	bvkey      string // its backup (manifest) verifier key
 	writerFile string // the deployment's writer key file
 	wrapped    []byte // the material's root-wrapped bytes
 	head       chain.Head
+	src        string      // the data directory backed up
+	signer     note.Signer // its checkpoint signing key
+	bsigner    note.Signer
 }
 
 func newBackup(t *testing.T) backedUp {
@@ -124,22 +130,32 @@ func newBackup(t *testing.T) backedUp {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bskey, bvkey, _ := note.GenerateKey(rand.Reader, "keyledger-backup")
+	bsigner, _ := note.NewSigner(bskey)
 	dir := filepath.Join(t.TempDir(), "backup")
 	sum, err := backup.Write(ctx, backup.Source{Stream: ledger.DefaultStream, Ledger: r, Checkpoints: cps, Materials: mats,
-		Fold: newFold(), Verifier: vkey, Signer: signer, Origin: "backup-test"}, dir)
+		Fold: newFold(), Verifier: vkey, ManifestSigner: bsigner, Signer: signer, Origin: "backup-test"}, dir)
 	if err != nil || sum.Events != 4 || sum.Materials != 1 {
 		t.Fatalf("backup.Write = %+v, %v", sum, err)
 	}
-	return backedUp{dir: dir, vkey: vkey, writerFile: writerFile, wrapped: wrapped, head: head}
+	if n, err := cps.Count(ctx); err != nil || n != 0 {
+		t.Fatalf("the deployment stores %d checkpoints (%v) after the backup: a backup must write nothing there", n, err)
+	}
+	return backedUp{dir: dir, vkey: vkey, bvkey: bvkey, writerFile: writerFile, wrapped: wrapped, head: head, src: src, signer: signer, bsigner: bsigner}
 }
 
 func (bu backedUp) open(t *testing.T) *backup.Backup {
 	t.Helper()
-	bk, err := backup.Open(bu.dir, backup.Options{Verifier: bu.vkey, Fold: newFold})
+	bk, err := backup.Open(bu.dir, bu.options())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return bk
+}
+
+// options opens the backup with its keys, a rollback allowed.
+func (bu backedUp) options() backup.Options {
+	return backup.Options{Verifier: bu.vkey, BackupVerifier: bu.bvkey, Fold: newFold, Fresh: backup.Freshness{AllowRollback: true}}
 }
 
 // restoreReq restores into a new data directory at target.
@@ -254,7 +270,9 @@ func TestOpenRefusesTamperedBackup(t *testing.T) {
 			if tc.vkey != "" {
 				vkey = tc.vkey
 			}
-			_, err := backup.Open(bu.dir, backup.Options{Verifier: vkey, Fold: newFold})
+			opt := bu.options()
+			opt.Verifier = vkey
+			_, err := backup.Open(bu.dir, opt)
 			if !errors.Is(err, backup.ErrRefused) {
 				t.Fatalf("Open = %v, want ErrRefused", err)
 			}
@@ -310,5 +328,126 @@ func replace(t *testing.T, dir, path, old, new string, redo bool) {
 	raw, _ := json.MarshalIndent(m, "", "  ")
 	if err := os.WriteFile(mp, raw, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Open refuses a cut older than the operator's reference, and a history
+// other than the witness's whatever it is told, and refuses to guess
+// without a reference.
+func TestOpenFreshness(t *testing.T) {
+	bu := newBackup(t)
+	bk := bu.open(t)
+	cut := bk.Checkpoint
+	forked := cut
+	forked.Root[0] ^= 1
+	older := merkle.Checkpoint{Origin: cut.Origin, Size: cut.Size - 1}
+	for _, tc := range []struct {
+		name  string
+		fresh backup.Freshness
+		want  error // nil: opens
+	}{
+		{"no reference", backup.Freshness{}, backup.ErrNoFreshness},
+		{"not before a time after the cut", backup.Freshness{NotBefore: bk.Last.Time.Add(time.Second)}, backup.ErrRollback},
+		{"not before the cut's time", backup.Freshness{NotBefore: bk.Last.Time}, nil},
+		{"a witness that saw more", backup.Freshness{Witness: &merkle.Checkpoint{Origin: cut.Origin, Size: cut.Size + 1}}, backup.ErrRollback},
+		{"a witness that saw more, rollback allowed", backup.Freshness{Witness: &merkle.Checkpoint{Origin: cut.Origin, Size: cut.Size + 1}, AllowRollback: true}, nil},
+		{"a witness that saw this cut", backup.Freshness{Witness: &cut}, nil},
+		{"a witness that saw another tree of this size", backup.Freshness{Witness: &forked, AllowRollback: true}, backup.ErrFork},
+		{"a witness that saw another, smaller tree", backup.Freshness{Witness: &older, AllowRollback: true}, backup.ErrFork},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opt := bu.options()
+			opt.Fresh = tc.fresh
+			_, err := backup.Open(bu.dir, opt)
+			if tc.want == nil && err != nil || tc.want != nil && (!errors.Is(err, tc.want) || !errors.Is(err, backup.ErrRefused)) {
+				t.Fatalf("Open = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// The backup's own ledger/ directory is a deletion journal: signed,
+// covered by its checkpoint, the backup's events.
+func TestBackupLedgerIsAJournal(t *testing.T) {
+	bu := newBackup(t)
+	opt := bu.options()
+	opt.JournalDir = filepath.Join(bu.dir, backup.LedgerDir)
+	bk, err := backup.Open(bu.dir, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := bk.Journal; j == nil || j.Events != 4 || j.After != 0 || j.Checkpoint.Size != 4 {
+		t.Fatalf("journal %+v", bk.Journal)
+	}
+}
+
+// A backup from before manifest and writer signatures (LegacyFormat) is
+// refused unless allowed, and then verified against its checkpoint.
+func TestOpenLegacyBackup(t *testing.T) {
+	bu := newBackup(t)
+	sigs := filepath.Join(backup.LedgerDir, offline.SignaturesFile)
+	if err := os.Remove(filepath.Join(bu.dir, sigs)); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(bu.dir, backup.SignatureFile))
+	mp := filepath.Join(bu.dir, backup.ManifestFile)
+	var m backup.Manifest
+	if err := json.Unmarshal(mustRead(t, mp), &m); err != nil {
+		t.Fatal(err)
+	}
+	m.Format, m.Last = backup.LegacyFormat, nil
+	var files []backup.File
+	for _, f := range m.Files {
+		if filepath.FromSlash(f.Path) != sigs {
+			files = append(files, f)
+		}
+	}
+	m.Files = files
+	raw, _ := json.MarshalIndent(m, "", "  ")
+	if err := os.WriteFile(mp, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Open(bu.dir, bu.options()); !errors.Is(err, backup.ErrRefused) {
+		t.Fatalf("Open(legacy) = %v, want ErrRefused", err)
+	}
+	opt := bu.options()
+	opt.AllowUnsigned = true
+	bk, err := backup.Open(bu.dir, opt)
+	if err != nil || bk.SignedBy != "" || bk.Last.Index != 3 {
+		t.Fatalf("Open(legacy, allowed) = %+v, %v", bk, err)
+	}
+	replace(t, bu.dir, filepath.Join(backup.LedgerDir, offline.EventsFile), `"Decrypt"`, `"Encrypt"`, true)
+	if _, err := backup.Open(bu.dir, opt); !errors.Is(err, backup.ErrRefused) {
+		t.Fatalf("Open(legacy, changed event) = %v, want ErrRefused", err)
+	}
+}
+
+// noMaterials is a material store that holds nothing.
+type noMaterials struct{}
+
+func (noMaterials) GetChecked(context.Context, string, ...string) ([]byte, error) {
+	return nil, material.ErrNotFound
+}
+
+// A material the ledger refers to and the store does not hold fails the
+// backup, and the error says no deletion of it is recorded (not that one
+// fell due).
+func TestWriteNamesAMissingMaterial(t *testing.T) {
+	bu := newBackup(t)
+	ctx := context.Background()
+	b := openDataDir(t, bu.src)
+	defer b.Close()
+	r, err := b.OpenLedger(ctx, ledger.Config{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps, err := b.ReadCheckpoints(ctx, ledger.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = backup.Write(ctx, backup.Source{Stream: ledger.DefaultStream, Ledger: r, Checkpoints: cps, Materials: noMaterials{},
+		Fold: newFold(), Verifier: bu.vkey, ManifestSigner: bu.bsigner, Signer: bu.signer, Origin: "backup-test"}, filepath.Join(t.TempDir(), "b"))
+	if err == nil || !strings.Contains(err.Error(), "no deletion of it is recorded") {
+		t.Fatalf("Write = %v", err)
 	}
 }

@@ -208,14 +208,15 @@ func (lr *lineReader) matches(f File) (bool, error) {
 	return err == nil && size == f.Size && sum == f.SHA256, err
 }
 
-// eachLine calls fn with every line of a file (valid until fn returns).
-func eachLine(path string, fn func([]byte)) error {
+// eachLine calls fn with each of the first max lines of a file (valid
+// until fn returns).
+func eachLine(path string, max int64, fn func([]byte)) error {
 	lr, err := openLines(path)
 	if err != nil {
 		return err
 	}
 	defer lr.close()
-	for {
+	for int64(lr.line) < max {
 		b, err := lr.next()
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -225,4 +226,5 @@ func eachLine(path string, fn func([]byte)) error {
 		}
 		fn(b)
 	}
+	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -157,4 +159,117 @@ func TestCheckpointerAndStore(t *testing.T) {
 	if newest, stored, err := cpr.Newest(ctx); err != nil || stored != 2 || string(newest) != string(forged) {
 		t.Fatalf("Checkpointer.Newest: %d stored (%v), want 2 and the newest", stored, err)
 	}
+}
+
+// The store thins: every checkpoint of the recent window, then one per
+// Every and those kept on purpose. Age removes recent checkpoints though
+// the streams deny deletes; the newest stays readable, and Reader merges
+// the two streams by size.
+func TestStoreThins(t *testing.T) {
+	srv, err := embedded.Start(embedded.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx := context.Background()
+	skey, vkey, _ := note.GenerateKey(rand.Reader, "test")
+	signer, _ := note.NewSigner(skey)
+	signed := func(size int64) []byte {
+		b, err := merkle.Sign(merkle.Checkpoint{Origin: "test", Size: size, Root: tlog.Hash{byte(size)}}, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	sizes := func(s *checkpoint.Store) []int64 {
+		all, err := s.All(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for _, b := range all {
+			cp, err := merkle.Open(b, vkey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, cp.Size)
+		}
+		return out
+	}
+	thin := checkpoint.Thinning{Recent: time.Second, Every: time.Hour}
+	store, err := checkpoint.OpenThinned(ctx, nc, "", 0, thin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for size := int64(1); size <= 5; size++ { // the first is kept: none was
+		if err := store.Put(ctx, signed(size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.Keep(ctx, signed(6)); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, signed(7)); err != nil {
+		t.Fatal(err)
+	}
+	if got := sizes(store); !slices.Equal(got, []int64{1, 2, 3, 4, 5, 6, 7}) {
+		t.Fatalf("stored %v", got)
+	}
+	// The recent window passes: 2–5 and 7 age out, though deletes are denied.
+	deadline := time.Now().Add(10 * time.Second)
+	for n, _ := store.Count(ctx); n != 2; n, _ = store.Count(ctx) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d checkpoints stored after the window, want 2 (the kept ones)", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := sizes(store); !slices.Equal(got, []int64{1, 6}) {
+		t.Fatalf("kept %v, want [1 6]", got)
+	}
+	if cp, _, err := store.Newest(ctx, vkey); err != nil || cp.Size != 6 {
+		t.Fatalf("Newest = %d, %v; want 6", cp.Size, err)
+	}
+	ro, err := checkpoint.OpenExisting(ctx, nc, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if latest, err := ro.Latest(ctx); err != nil || sizeOf(t, latest, vkey) != 6 {
+		t.Fatalf("Latest read-only: %v", err)
+	}
+
+	// Once Every has passed since the last kept one, the next is kept.
+	store, err = checkpoint.OpenThinned(ctx, nc, "", 0, checkpoint.Thinning{Recent: time.Second, Every: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(250 * time.Millisecond)
+	if err := store.Put(ctx, signed(8)); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, signed(9)); err != nil {
+		t.Fatal(err)
+	}
+	for n, _ := store.Count(ctx); n != 3; n, _ = store.Count(ctx) {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("%d checkpoints stored, want 3 (9 ages out, 8 is kept)", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := sizes(store); !slices.Equal(got, []int64{1, 6, 8}) {
+		t.Fatalf("kept %v, want [1 6 8]", got)
+	}
+}
+
+func sizeOf(t *testing.T, signed []byte, vkey string) int64 {
+	t.Helper()
+	cp, err := merkle.Open(signed, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp.Size
 }

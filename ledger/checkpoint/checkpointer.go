@@ -69,6 +69,17 @@ func (c *Checkpointer) Newest(ctx context.Context) (signed []byte, stored uint64
 // Checkpoint signs and stores a checkpoint of the tree as it is now, if it
 // grew since the last one, and returns the newest signed note.
 func (c *Checkpointer) Checkpoint(ctx context.Context) ([]byte, error) {
+	return c.checkpoint(ctx, false)
+}
+
+// Final is Checkpoint at shutdown: the checkpoint is kept for good
+// (Store.Keep), so a deployment that stays down longer than the recent
+// window still starts against the checkpoint of everything it wrote.
+func (c *Checkpointer) Final(ctx context.Context) ([]byte, error) {
+	return c.checkpoint(ctx, true)
+}
+
+func (c *Checkpointer) checkpoint(ctx context.Context, keep bool) ([]byte, error) {
 	if c.cfg.Signer == nil {
 		return nil, errors.New("checkpoint: no checkpoint signing key configured")
 	}
@@ -79,7 +90,11 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) ([]byte, error) {
 		return nil, errors.New("checkpoint: the ledger is empty")
 	}
 	if size == c.last {
-		return c.cfg.Store.Latest(ctx)
+		signed, err := c.cfg.Store.Latest(ctx)
+		if err == nil && keep {
+			err = c.cfg.Store.Keep(ctx, signed)
+		}
+		return signed, err
 	}
 	// Every tile the checkpoint covers is stored before it is signed, so a
 	// tree restored from a frontier at or before it finds its tiles.
@@ -98,7 +113,11 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.cfg.Store.Put(ctx, signed); err != nil {
+	store := c.cfg.Store.Put
+	if keep {
+		store = c.cfg.Store.Keep
+	}
+	if err := store(ctx, signed); err != nil {
 		return nil, err
 	}
 	c.last, c.at = size, time.Now()

@@ -5,10 +5,13 @@
 //
 // # What it owns
 //
-// Store is the checkpoint stream <Stream>_CHECKPOINTS (deletes and purges
-// denied, in order): Open creates or opens it, OpenExisting opens it
-// without creating or changing it (what a subscribe-only audit identity
-// may do). Checkpointer signs a checkpoint (a C2SP tlog-checkpoint note)
+// Store is the checkpoint streams, thinned (Thinning): every checkpoint of
+// the recent window in <Stream>_CHECKPOINTS_RECENT, forgotten by age, and
+// one per hour plus those kept on purpose (Keep: at shutdown, the
+// archive a prune rests on) in <Stream>_CHECKPOINTS, kept for good; both
+// deny deletes and purges. Open creates or opens them, OpenExisting opens
+// them without creating or changing them (what a subscribe-only audit
+// identity may do). Checkpointer signs a checkpoint (a C2SP tlog-checkpoint note)
 // every interval, or on demand, once the tree has grown, after storing the
 // tree's completed tiles, so a tree restored from a frontier at or before
 // a checkpoint finds its tiles. Tiles is the KV bucket <Stream>_TILES that

@@ -21,6 +21,11 @@ const (
 	// AuditSeedFile is the subscribe-only identity for audit subscribers on
 	// --nats-listen: `nats --nkey <file>` or `keyledger audit … --nats-creds <file>`.
 	AuditSeedFile = "nats-audit.nk"
+	// BackupSeedFile is the read-only identity of `keyledger backup
+	// --nats-creds <file>` on --nats-listen: what audit reads, and the
+	// material bucket (its sealed entries; their per-material keys are in
+	// the data directory's slot file, never on NATS).
+	BackupSeedFile = "nats-backup.nk"
 )
 
 // keyledgerInbox is the reply-subject prefix of keyledger's own
@@ -46,11 +51,30 @@ const keyledgerInbox = "_KEYLEDGER_INBOX"
 // keyledger's account.
 const auditAccount = "KEYLEDGER_AUDIT"
 
+// backupAccount is the NATS account of the backup identity: read-only for
+// the same reason as audit's (a reply lands in the account that asked),
+// and apart from it so that an auditor, who may be a third party, does not
+// read the material bucket. It imports audit's reads of the ledger's
+// streams and the material bucket's, and neither the live feed nor any
+// write.
+const backupAccount = "KEYLEDGER_BACKUP"
+
+// MaterialStream is the stream of the material bucket (ledger/material's
+// default bucket, keyledger-material), which the backup identity reads.
+const MaterialStream = "KV_keyledger-material"
+
+// MaterialCopyStream is the stream of the material bucket's second copy
+// (ledger/material keeps every part twice), which the backup identity
+// reads too, so a backup survives one damaged copy.
+const MaterialCopyStream = MaterialStream + "-copy"
+
 // identities are the embedded server's users.
 type identities struct {
-	keyledger nkeys.KeyPair
-	auditPub  string
-	auditFile string
+	keyledger  nkeys.KeyPair
+	auditPub   string
+	auditFile  string
+	backupPub  string
+	backupFile string
 }
 
 func loadIdentities(dir string) (*identities, error) {
@@ -67,7 +91,16 @@ func loadIdentities(dir string) (*identities, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &identities{keyledger: kl, auditPub: apub, auditFile: auditFile}, nil
+	backupFile := filepath.Join(dir, BackupSeedFile)
+	bk, err := loadOrCreateSeed(backupFile)
+	if err != nil {
+		return nil, err
+	}
+	bpub, err := bk.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	return &identities{keyledger: kl, auditPub: apub, auditFile: auditFile, backupPub: bpub, backupFile: backupFile}, nil
 }
 
 // loadOrCreateSeed reads a user nkey seed file, or creates one (0600).
@@ -102,9 +135,9 @@ func loadOrCreateSeed(path string) (nkeys.KeyPair, error) {
 }
 
 // users returns the server's nkey users: keyledger in the global account
-// with every permission, the audit subscriber in audit, reading through
-// what linkAuditAccount imports.
-func (id *identities) users(audit *server.Account) ([]*server.NkeyUser, error) {
+// with every permission, the audit subscriber in audit and the backup
+// reader in backup, each reading through what its account imports.
+func (id *identities) users(audit, backup *server.Account) ([]*server.NkeyUser, error) {
 	kpub, err := id.keyledger.PublicKey()
 	if err != nil {
 		return nil, err
@@ -112,6 +145,7 @@ func (id *identities) users(audit *server.Account) ([]*server.NkeyUser, error) {
 	return []*server.NkeyUser{
 		{Nkey: kpub},
 		{Nkey: id.auditPub, Account: audit, Permissions: auditPermissions()},
+		{Nkey: id.backupPub, Account: backup, Permissions: backupPermissions()},
 	}, nil
 }
 
@@ -158,29 +192,49 @@ func linkAuditAccount(keyledger, audit *server.Account, streams []string) error 
 	return nil
 }
 
-// linkStream makes one stream's read API (streamAPI) reachable from the
-// audit account.
-func linkStream(keyledger, audit *server.Account, stream string) error {
-	for _, subj := range streamAPI(stream) {
-		if err := linkService(keyledger, audit, subj); err != nil {
+// linkBackupAccount exports accountAPI and streamAPI of each stream (the
+// ledger's, and the material bucket's) from keyledger's account to backup
+// only, and imports them there. Segment streams are linked as they
+// appear (segments.go).
+func linkBackupAccount(keyledger, backup *server.Account, streams []string) error {
+	for _, subj := range accountAPI {
+		if err := linkService(keyledger, backup, subj); err != nil {
+			return err
+		}
+	}
+	for _, s := range append(streams, MaterialStream, MaterialCopyStream) {
+		if err := linkStream(keyledger, backup, s); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// linkService exports subj from keyledger's account to audit and imports
-// it there. Batched direct gets answer with many messages, so those
-// services stream their responses.
-func linkService(keyledger, audit *server.Account, subj string) error {
+// linkStream makes one stream's read API (streamAPI) reachable from a
+// reader's account (audit or backup).
+func linkStream(keyledger, reader *server.Account, stream string) error {
+	for _, subj := range streamAPI(stream) {
+		if err := linkService(keyledger, reader, subj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// linkService exports subj from keyledger's account to a reader's account
+// and imports it there. An export names every account it is for, so an
+// export made for one reader is extended, not replaced, for the next.
+// Batched direct gets answer with many messages, so those services stream
+// their responses.
+func linkService(keyledger, reader *server.Account, subj string) error {
 	resp := server.Singleton
 	if strings.HasPrefix(subj, "$JS.API.DIRECT.GET.") {
 		resp = server.Streamed
 	}
-	if err := keyledger.AddServiceExportWithResponse(subj, resp, []*server.Account{audit}); err != nil {
+	if err := keyledger.AddServiceExportWithResponse(subj, resp, []*server.Account{reader}); err != nil {
 		return fmt.Errorf("embedded: export %s: %w", subj, err)
 	}
-	if err := audit.AddServiceImport(keyledger, subj, subj); err != nil {
+	if err := reader.AddServiceImport(keyledger, subj, subj); err != nil {
 		return fmt.Errorf("embedded: import %s: %w", subj, err)
 	}
 	return nil
@@ -198,6 +252,18 @@ func auditPermissions() *server.Permissions {
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: allow},
 		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", feedSubjects}},
+	}
+}
+
+// backupPermissions let the backup identity call the read API and
+// subscribe to its replies; nothing else (no live feed). As for audit,
+// what the stream API reaches is what its account imports.
+func backupPermissions() *server.Permissions {
+	allow := append([]string(nil), accountAPI...)
+	allow = append(allow, streamAPI("*")...)
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: allow},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 	}
 }
 

@@ -151,3 +151,102 @@ func TestAuditIdentityReadsThroughItsAccount(t *testing.T) {
 		t.Errorf("batched direct get: %q", got)
 	}
 }
+
+// connectAs connects to srv's listener with the nkey seed in file.
+func connectAs(t *testing.T, srv *Server, file string) *nats.Conn {
+	t.Helper()
+	seed, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	nc, err := nats.Connect(srv.ClientURL(), nats.Nkey(pub, kp.Sign))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// The backup identity reads the ledger and the material bucket and
+// changes nothing; the audit identity does not read the material bucket.
+func TestBackupIdentityReadsOnly(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := Start(Options{DataDir: filepath.Join(dir, "js"), AuthDir: dir, Listen: "127.0.0.1:-1", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("keyledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KEYLEDGER", Subjects: []string{"keyledger.events"}, AllowDirect: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "keyledger.events", []byte("event")); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "keyledger-material"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "m1", []byte("sealed material")); err != nil {
+		t.Fatal(err)
+	}
+	if "KV_"+"keyledger-material" != MaterialStream {
+		t.Fatalf("MaterialStream %q is not the material bucket's stream", MaterialStream)
+	}
+
+	backup := connectAs(t, srv, srv.BackupSeedFile())
+	bjs, _ := jetstream.New(backup)
+	bkv, err := bjs.KeyValue(ctx, "keyledger-material")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := bkv.Get(ctx, "m1"); err != nil || string(e.Value()) != "sealed material" {
+		t.Fatalf("the backup identity reads the material bucket: %v", err)
+	}
+	if m, err := backup.Request("$JS.API.DIRECT.GET.KEYLEDGER", []byte(`{"seq":1}`), 2*time.Second); err != nil || string(m.Data) != "event" {
+		t.Fatalf("the backup identity reads the ledger: %v", err)
+	}
+	for _, subj := range []string{"$JS.API.STREAM.UPDATE.KEYLEDGER", "$JS.API.STREAM.CREATE.X", "$JS.API.STREAM.DELETE.KV_keyledger-material",
+		"$KV.keyledger-material.m1", "keyledger.events"} {
+		if m, err := backup.Request(subj, []byte(`{}`), 500*time.Millisecond); err == nil {
+			t.Errorf("the backup identity published to %s: %s", subj, m.Data)
+		}
+	}
+	if e, err := kv.Get(ctx, "m1"); err != nil || string(e.Value()) != "sealed material" {
+		t.Fatalf("material after the backup identity's attempts: %v", err)
+	}
+	if names := js.StreamNames(ctx); names.Err() == nil {
+		n := 0
+		for range names.Name() {
+			n++
+		}
+		if n != 2 {
+			t.Errorf("%d streams after the backup identity's attempts, want 2", n)
+		}
+	}
+	if sub, err := backup.SubscribeSync("keyledger.audit.>"); err == nil {
+		backup.Flush()
+		nc.Publish("keyledger.audit.KEYLEDGER", []byte("an event"))
+		nc.Flush()
+		if _, err := sub.NextMsg(200 * time.Millisecond); err == nil {
+			t.Error("the backup identity reads the live feed")
+		}
+	}
+
+	audit := connectAs(t, srv, srv.AuditSeedFile())
+	if m, err := audit.Request("$JS.API.DIRECT.GET."+MaterialStream+".$KV.keyledger-material.m1", nil, 500*time.Millisecond); err == nil && string(m.Data) == "sealed material" {
+		t.Error("the audit identity reads the material bucket")
+	}
+}

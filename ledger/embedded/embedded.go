@@ -14,8 +14,10 @@
 // account of their own: they can read the ledger (every segment, linked as
 // it appears: segments.go), checkpoint and snapshot streams with direct
 // gets and the live feed, and have the server write nothing (auth.go says
-// why an account, not permissions, ensures that). With Options.TLS the
-// listener requires TLS.
+// why an account, not permissions, ensures that). `keyledger backup` on
+// Listen uses a third, read-only nkey (BackupSeedFile) in a third account,
+// which reads what audit reads but the feed, and the material bucket. With
+// Options.TLS the listener requires TLS.
 package embedded
 
 import (
@@ -59,14 +61,18 @@ type Options struct {
 	// MinFreeDisk is the space kept free on DataDir's disk: writes are
 	// refused below it (default DefaultMinFreeDisk; negative: no check).
 	MinFreeDisk int64
+	// Repairable are streams another copy repairs (the material buckets):
+	// their damaged blocks are moved aside at start (damaged.go).
+	Repairable []string
 }
 
 // Server is a running embedded nats-server.
 type Server struct {
-	ns      *server.Server
-	id      *identities
-	storage *storage
-	tls     bool // clients on the listener must use TLS
+	ns       *server.Server
+	storeDir string
+	id       *identities
+	storage  *storage
+	tls      bool // clients on the listener must use TLS
 
 	watcher  *nats.Conn // in-process: stream-created advisories
 	segments *segments  // segment streams linked for the audit identity
@@ -92,19 +98,31 @@ func Start(opts Options) (*Server, error) {
 		// read it; reading them lets an auditor's report and time travel
 		// start from one instead of folding the whole ledger.
 		// Segment streams <s>_<n> are linked as they appear (segments.go).
-		streams = append(streams, s, s+"_CHECKPOINTS", "OBJ_"+s+"_SNAPSHOTS", "KV_"+s+"_BASE")
+		streams = append(streams, s, s+"_CHECKPOINTS", s+"_CHECKPOINTS_RECENT", "OBJ_"+s+"_SNAPSHOTS", "KV_"+s+"_BASE")
+	}
+	if err := preflight(opts.DataDir, opts.AuditStreams); err != nil {
+		return nil, err
+	}
+	moved, err := quarantine(opts.DataDir, opts.Repairable)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: moving damaged blocks aside: %w", err)
+	}
+	for _, m := range moved {
+		if opts.Logger != nil {
+			opts.Logger.Warn("damaged block moved aside before nats-server opened it; what it held is rewritten from the other copy", "block", m)
+		}
 	}
 	id, err := loadIdentities(opts.AuthDir)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: NATS identities: %w", err)
 	}
-	audit := server.NewAccount(auditAccount)
-	users, err := id.users(audit)
+	audit, backup := server.NewAccount(auditAccount), server.NewAccount(backupAccount)
+	users, err := id.users(audit, backup)
 	if err != nil {
 		return nil, err
 	}
 	so := &server.Options{
-		Accounts:           []*server.Account{audit},
+		Accounts:           []*server.Account{audit, backup},
 		Nkeys:              users,
 		ServerName:         "keyledger-embedded",
 		JetStream:          true,
@@ -154,6 +172,13 @@ func Start(opts Options) (*Server, error) {
 	if err := linkAuditAccount(ns.GlobalAccount(), registered, streams); err != nil {
 		return nil, err
 	}
+	backupRegistered, err := ns.LookupAccount(backupAccount)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	if err := linkBackupAccount(ns.GlobalAccount(), backupRegistered, streams); err != nil {
+		return nil, err
+	}
 	reserve := opts.MinFreeDisk
 	if reserve == 0 {
 		reserve = DefaultMinFreeDisk
@@ -162,7 +187,8 @@ func Start(opts Options) (*Server, error) {
 		Strict: true, MaxMemory: so.JetStreamMaxMemory, MaxStore: so.JetStreamMaxStore, CompressOK: true})
 	st.ns = ns
 	fatal := make(chan string, 1)
-	ns.SetLogger(serverLog{l: opts.Logger, storage: st, fatal: fatal}, false, false)
+	rec := &recoveries{}
+	ns.SetLogger(serverLog{l: opts.Logger, storage: st, fatal: fatal, recoveries: rec}, false, false)
 	go ns.Start()
 	if err := waitReady(ns, fatal, 30*time.Second); err != nil {
 		ns.Shutdown()
@@ -175,12 +201,17 @@ func Start(opts Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: JetStream: %w", err)
 	}
-	srv := &Server{ns: ns, id: id, storage: st, tls: so.TLSConfig != nil}
+	if err := checkRecovered(ns, opts.DataDir, opts.AuditStreams, rec); err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, err
+	}
+	srv := &Server{ns: ns, storeDir: opts.DataDir, id: id, storage: st, tls: so.TLSConfig != nil}
 	if srv.watcher, err = srv.Connect("keyledger-segments"); err != nil {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
-	if srv.segments, err = watchSegments(srv.watcher, ns.GlobalAccount(), registered, opts.AuditStreams); err != nil {
+	if srv.segments, err = watchSegments(srv.watcher, ns.GlobalAccount(), []*server.Account{registered, backupRegistered}, opts.AuditStreams); err != nil {
 		srv.Shutdown()
 		return nil, err
 	}
@@ -198,9 +229,16 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 		nats.CustomInboxPrefix(keyledgerInbox))
 }
 
+// StoreDir is the JetStream storage directory (Options.DataDir).
+func (s *Server) StoreDir() string { return s.storeDir }
+
 // AuditSeedFile is the path of the subscribe-only nkey seed audit
 // subscribers use.
 func (s *Server) AuditSeedFile() string { return s.id.auditFile }
+
+// BackupSeedFile is the path of the read-only nkey seed `keyledger backup`
+// uses on the listener.
+func (s *Server) BackupSeedFile() string { return s.id.backupFile }
 
 // ClientURL is the URL network clients use (tls://… when TLS is
 // required), or "" without a listener.

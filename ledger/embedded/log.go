@@ -12,16 +12,23 @@ import (
 // Failed writes are also reported to storage, which is how keyledger learns
 // of them at once (the server does not answer the publish).
 type serverLog struct {
-	l       *slog.Logger // nil: not logged
-	storage *storage
-	fatal   chan string // the first fatal error (e.g. the port is taken), for Start
+	l          *slog.Logger // nil: not logged
+	storage    *storage
+	fatal      chan string // the first fatal error (e.g. the port is taken), for Start
+	recoveries *recoveries // streams it could not recover (damaged.go)
 }
 
 func (s serverLog) Noticef(string, ...any) {}
 func (s serverLog) Debugf(string, ...any)  {}
 func (s serverLog) Tracef(string, ...any)  {}
 
-func (s serverLog) Warnf(format string, v ...any) { s.log(slog.LevelWarn, fmt.Sprintf(format, v...)) }
+func (s serverLog) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if s.recoveries != nil {
+		s.recoveries.note(msg)
+	}
+	s.log(slog.LevelWarn, msg)
+}
 
 func (s serverLog) Errorf(format string, v ...any) { s.log(slog.LevelError, fmt.Sprintf(format, v...)) }
 

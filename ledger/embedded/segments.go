@@ -33,10 +33,12 @@ import (
 // its own, and no audit identity may subscribe to API subjects there.
 const segmentLookahead = 8
 
-// segments links the ledger's segment streams for the audit identity.
+// segments links the ledger's segment streams for the reading identities
+// (audit and backup).
 type segments struct {
-	keyledger, audit *server.Account
-	prefixes         []string // "<stream>_" of each audit stream
+	keyledger *server.Account
+	readers   []*server.Account
+	prefixes  []string // "<stream>_" of each audit stream
 
 	mu     sync.Mutex
 	linked map[string]int // stream prefix → highest segment linked
@@ -65,8 +67,10 @@ func (g *segments) saw(prefix string, n int) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for m := g.linked[prefix] + 1; m <= n+segmentLookahead; m++ {
-		if err := linkStream(g.keyledger, g.audit, prefix+strconv.Itoa(m)); err != nil {
-			return err
+		for _, r := range g.readers {
+			if err := linkStream(g.keyledger, r, prefix+strconv.Itoa(m)); err != nil {
+				return err
+			}
 		}
 		g.linked[prefix] = m
 	}
@@ -75,8 +79,8 @@ func (g *segments) saw(prefix string, n int) error {
 
 // watchSegments links the segments that exist and those created from now
 // on, through nc (keyledger's own in-process connection).
-func watchSegments(nc *nats.Conn, keyledger, audit *server.Account, streams []string) (*segments, error) {
-	g := &segments{keyledger: keyledger, audit: audit, linked: map[string]int{}}
+func watchSegments(nc *nats.Conn, keyledger *server.Account, readers []*server.Account, streams []string) (*segments, error) {
+	g := &segments{keyledger: keyledger, readers: readers, linked: map[string]int{}}
 	for _, s := range streams {
 		g.prefixes = append(g.prefixes, s+"_")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,38 +22,29 @@ type Stored struct {
 	revision uint64
 }
 
-// GetStored returns id's root-wrapped bytes with their revision.
+// GetStored returns id's root-wrapped bytes with the revision of their
+// first copy (repaired from the second first, if it was bad).
 func (s *Store) GetStored(ctx context.Context, id string) (Stored, error) {
-	e, err := s.kv.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return Stored{}, ErrNotFound
-	}
-	if err != nil {
-		return Stored{}, fmt.Errorf("material: get %s: %w", id, err)
-	}
-	stored := e.Value()
-	if !shred.IsSealed(stored) {
-		return Stored{Wrapped: stored, revision: e.Revision()}, nil
-	}
-	key, err := s.keys.Get(ctx, id)
+	wrapped, rev, err := s.read(ctx, id, nil, true)
 	if err != nil {
 		return Stored{}, err
 	}
-	defer key.Clear()
-	wrapped, err := shred.Open(key, id, stored)
-	if err != nil {
-		return Stored{}, fmt.Errorf("material: get %s: %w", id, err)
+	if rev == 0 {
+		return Stored{}, fmt.Errorf("material: get %s: its first copy could not be repaired", id)
 	}
-	return Stored{Wrapped: wrapped, revision: e.Revision()}, nil
+	return Stored{Wrapped: wrapped, revision: rev}, nil
 }
 
 // Rewrap replaces id's root-wrapped bytes (a root key rotation), sealed
-// under the material's existing per-material key, if the entry is still
-// the one GetStored returned: a material destroyed or changed meanwhile is
-// left alone (ErrChanged). Destroying the per-material key still destroys
-// the material, whichever root version wrapped it.
+// under the material's existing per-material key, in both copies, if the
+// first copy is still the one GetStored returned: a material destroyed or
+// changed meanwhile is left alone (ErrChanged). Destroying the per-material
+// key still destroys the material, whichever root version wrapped it.
 func (s *Store) Rewrap(ctx context.Context, id string, old Stored, wrapped []byte) error {
-	key, err := s.keys.Get(ctx, id)
+	key, err := s.keys[0].Get(ctx, id)
+	if err != nil {
+		key, err = s.keys[1].Get(ctx, id)
+	}
 	if errors.Is(err, ErrNotFound) {
 		return ErrChanged
 	}
@@ -61,24 +53,35 @@ func (s *Store) Rewrap(ctx context.Context, id string, old Stored, wrapped []byt
 	}
 	sealed := shred.Seal(key, id, wrapped)
 	key.Clear()
-	if _, err := s.kv.Update(ctx, id, sealed, old.revision); err != nil {
+	if _, err := s.kv[0].Update(ctx, id, sealed, old.revision); err != nil {
 		var apiErr *jetstream.APIError
 		if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
 			return ErrChanged
 		}
 		return fmt.Errorf("material: rewrap %s: %w", id, err)
 	}
+	// A crash before the second copy is rewritten leaves it under the old
+	// root version, which the ledger still accepts (its previous
+	// commitment); Check then prefers the first copy's and rewrites it.
+	if _, err := s.kv[1].Put(ctx, id, sealed); err != nil {
+		return fmt.Errorf("material: rewrap %s (second copy): %w", id, err)
+	}
 	return nil
 }
 
-// IDs lists every stored material id.
+// IDs lists every stored material id (in either copy).
 func (s *Store) IDs(ctx context.Context) ([]string, error) {
-	ids, err := s.kv.Keys(ctx)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
+	var all []string
+	for i := range s.kv {
+		ids, err := s.kv[i].Keys(ctx)
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("material: list: %w", err)
+		}
+		all = append(all, ids...)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("material: list: %w", err)
-	}
-	return ids, nil
+	slices.Sort(all)
+	return slices.Compact(all), nil
 }

@@ -42,6 +42,9 @@ const (
 	slotMagic  = "KLS1"
 	slotHeader = "keyledger per-material key slots v1\n"
 	slotsFile  = "material-keys.slots"
+	// copySlotsFile is the second copy: the same keys, each in a slot of
+	// its own with its own checksum, at slot numbers of its own.
+	copySlotsFile = "material-keys.copy.slots"
 )
 
 var (
@@ -60,6 +63,9 @@ type slotFile struct {
 	// damaged slots (bad checksum) → the material id they still name, or
 	// "" when not even that is legible. Neither indexed nor free.
 	damaged map[int64]string
+	// readOnly: opened to verify (audit); load writes nothing, and no
+	// method that writes may be called.
+	readOnly bool
 }
 
 // DamagedSlot is a slot whose checksum fails and that may hold a live key.
@@ -71,10 +77,29 @@ type DamagedSlot struct {
 // openSlots opens (or creates) the slot file in dir. repaired counts torn
 // slots it zeroed.
 func openSlots(dir string) (s *slotFile, repaired int, err error) {
+	return openSlotsFile(dir, slotsFile, false)
+}
+
+// openSlotsFile opens (or creates) the slot file name in dir. Read-only,
+// a missing file is an empty one and nothing is written.
+func openSlotsFile(dir, name string, readOnly bool) (s *slotFile, repaired int, err error) {
+	path := filepath.Join(dir, name)
+	if readOnly {
+		s = &slotFile{index: map[string]int64{}, damaged: map[int64]string{}, readOnly: true}
+		if s.f, err = os.Open(path); errors.Is(err, os.ErrNotExist) {
+			return s, 0, nil // no slot file: no keys; Get answers ErrNotFound
+		} else if err != nil {
+			return nil, 0, fmt.Errorf("material: key slots: %w", err)
+		}
+		if _, err := s.load(); err != nil {
+			s.f.Close()
+			return nil, 0, fmt.Errorf("material: key slots %s: %w", path, err)
+		}
+		return s, 0, nil
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, 0, fmt.Errorf("material: key slots: %w", err)
 	}
-	path := filepath.Join(dir, slotsFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		if err := createSlots(path); err != nil {
 			return nil, 0, fmt.Errorf("material: creating key slots: %w", err)
@@ -128,7 +153,9 @@ func (s *slotFile) load() (repaired int, err error) {
 	}
 	dirty := false
 	if tail := len(data) % slotSize; tail != 0 { // a torn extension
-		if _, err := s.f.WriteAt(make([]byte, tail), int64(len(data)-tail)); err != nil {
+		if s.readOnly {
+			data = data[:len(data)-tail]
+		} else if _, err := s.f.WriteAt(make([]byte, tail), int64(len(data)-tail)); err != nil {
 			return 0, err
 		}
 		data = data[:len(data)-tail]
@@ -158,7 +185,7 @@ func (s *slotFile) load() (repaired int, err error) {
 		s.count--
 		dirty = true
 	}
-	if dirty {
+	if dirty && !s.readOnly {
 		if err := s.f.Truncate(s.count * slotSize); err != nil {
 			return 0, err
 		}
@@ -227,6 +254,27 @@ func (s *slotFile) ResolveDamaged(live func(id string) bool) ([]string, error) {
 	return zeroed, nil
 }
 
+// DropDamaged zeroes the damaged slots nothing needs any more: those whose
+// material has a valid slot again (rewritten from the other copy), and,
+// when healthy says every live material has one, those naming no legible
+// material. It returns how many it zeroed.
+func (s *slotFile) DropDamaged(healthy bool) (int, error) {
+	n := 0
+	for _, d := range s.Damaged() {
+		s.mu.Lock()
+		_, rewritten := s.index[d.ID]
+		s.mu.Unlock()
+		if d.ID != "" && !rewritten || d.ID == "" && !healthy {
+			continue
+		}
+		if err := s.zeroDamaged(d.Slot); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
 // zeroDamaged overwrites a damaged slot with zeros, fsyncs and frees it.
 func (s *slotFile) zeroDamaged(slot int64) error {
 	s.mu.Lock()
@@ -259,11 +307,38 @@ func (s *slotFile) Create(id string) (secret.Bytes, error) {
 	if _, ok := s.index[id]; ok {
 		return secret.Bytes{}, errSlotExists
 	}
-	slot := s.count
-	if len(s.free) > 0 {
-		slot = s.free[0]
-	}
 	key := shred.NewKey()
+	if err := s.write(id, key); err != nil {
+		key.Clear()
+		return secret.Bytes{}, err
+	}
+	return key, nil
+}
+
+// Put writes key as id's key (a copy of the other file's, or a repair):
+// over id's slot if it has one, else into a free slot, and fsyncs.
+func (s *slotFile) Put(id string, key secret.Bytes) error {
+	if id == "" || len(id) > slotIDMax || key.Len() != shred.KeySize {
+		return fmt.Errorf("material: id of %d bytes or key of %d bytes does not fit a key slot", len(id), key.Len())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return os.ErrClosed
+	}
+	return s.write(id, key)
+}
+
+// write puts id's key in its slot or the lowest free one and fsyncs. mu
+// must be held.
+func (s *slotFile) write(id string, key secret.Bytes) error {
+	slot, had := s.index[id]
+	if !had {
+		slot = s.count
+		if len(s.free) > 0 {
+			slot = s.free[0]
+		}
+	}
 	b := make([]byte, slotSize)
 	defer clear(b)
 	copy(b, slotMagic)
@@ -272,12 +347,13 @@ func (s *slotFile) Create(id string) (secret.Bytes, error) {
 	copy(b[slotKeyAt:], key.Expose())
 	sealSlot(b)
 	if _, err := s.f.WriteAt(b, slot*slotSize); err != nil {
-		key.Clear()
-		return secret.Bytes{}, fmt.Errorf("material: writing key slot: %w", err)
+		return fmt.Errorf("material: writing key slot: %w", err)
 	}
 	if err := s.f.Sync(); err != nil {
-		key.Clear()
-		return secret.Bytes{}, fmt.Errorf("material: syncing key slot: %w", err)
+		return fmt.Errorf("material: syncing key slot: %w", err)
+	}
+	if had {
+		return nil
 	}
 	if slot == s.count {
 		s.count++
@@ -285,7 +361,7 @@ func (s *slotFile) Create(id string) (secret.Bytes, error) {
 		s.free = s.free[1:]
 	}
 	s.index[id] = slot
-	return key, nil
+	return nil
 }
 
 // Get reads id's key back from its slot.

@@ -32,6 +32,13 @@ type PruneRequest struct {
 	// Now is when the retention is measured from, and the time of the
 	// SegmentRemoved event; zero means time.Now().
 	Now time.Time
+	// Checkpoints, if set, is the deployment's checkpoint store: the
+	// archive's signed checkpoint, which the SegmentRemoved event names, is
+	// kept there for good (checkpoint.Thinning) before the event is
+	// recorded.
+	Checkpoints interface {
+		Keep(ctx context.Context, signed []byte) error
+	}
 }
 
 // PruneResult is what Prune did.
@@ -115,6 +122,15 @@ func recordRemoval(ctx context.Context, req PruneRequest) (event.Record, error) 
 	defer l.Close()
 	if err := checkRemoval(ctx, req); err != nil {
 		return event.Record{}, err
+	}
+	if req.Checkpoints != nil {
+		signed, err := os.ReadFile(filepath.Join(a.Dir, offline.CheckpointFile))
+		if err == nil {
+			err = req.Checkpoints.Keep(ctx, signed)
+		}
+		if err != nil {
+			return event.Record{}, fmt.Errorf("keeping the archive's checkpoint: %w", err)
+		}
 	}
 	tree, err := tiledFrontier(l, a)
 	if err != nil {

@@ -1,8 +1,11 @@
 package retention
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/offline"
 	"github.com/keyledger/keyledger/ledger/segment"
 )
 
@@ -57,12 +61,16 @@ func TestPruneRemovesTheArchivedSegments(t *testing.T) {
 	a := f.archive(f.L, f.before(5), true)
 	before := segmentNames(t, f.L)
 	l := f.Restart()
-	res, err := Prune(ctx, PruneRequest{Ledger: l, Archive: a, Retention: 30 * day, Now: later})
+	kept := &keptCheckpoints{}
+	res, err := Prune(ctx, PruneRequest{Ledger: l, Archive: a, Retention: 30 * day, Now: later, Checkpoints: kept})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.Recorded || len(res.Streams) == 0 {
 		t.Fatalf("Prune = %+v, want the removal recorded and streams deleted", res)
+	}
+	if signed, err := os.ReadFile(filepath.Join(a.Dir, offline.CheckpointFile)); err != nil || len(kept.signed) != 1 || !bytes.Equal(kept.signed[0], signed) {
+		t.Fatalf("kept %d checkpoints, want the archive's (%v)", len(kept.signed), err)
 	}
 
 	r := f.Open()
@@ -217,4 +225,12 @@ func TestPruneFinishesAfterACrash(t *testing.T) {
 			t.Fatalf("%d SegmentRemoved events after finishing, want the one recorded before the crash", len(rms))
 		}
 	})
+}
+
+// keptCheckpoints records what Prune keeps (checkpoint.Store.Keep).
+type keptCheckpoints struct{ signed [][]byte }
+
+func (k *keptCheckpoints) Keep(_ context.Context, signed []byte) error {
+	k.signed = append(k.signed, bytes.Clone(signed))
+	return nil
 }

@@ -42,6 +42,9 @@ type Ledger struct {
 	Vkey   string         // Signer's verifier key
 	L      *ledger.Ledger // started; nil after Restart
 	Recs   []event.Record // what was appended, in order
+	// StoreDir is the server's JetStream directory (block files, for
+	// tests that damage or read them).
+	StoreDir string
 }
 
 // New starts a nats-server, opens a ledger with cfg and a fresh writer
@@ -49,7 +52,8 @@ type Ledger struct {
 // registers the writer, the others are Encrypts, at At(i).
 func New(t *testing.T, cfg ledger.Config, events int) *Ledger {
 	t.Helper()
-	srv, err := embedded.Start(embedded.Options{DataDir: filepath.Join(t.TempDir(), "jetstream")})
+	store := filepath.Join(t.TempDir(), "jetstream")
+	srv, err := embedded.Start(embedded.Options{DataDir: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +79,7 @@ func New(t *testing.T, cfg ledger.Config, events int) *Ledger {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Ledger{t: t, NC: nc, JS: js, Writer: cfg.Writer, Config: cfg, Signer: signer, Vkey: vkey}
+	f := &Ledger{t: t, NC: nc, JS: js, Writer: cfg.Writer, Config: cfg, Signer: signer, Vkey: vkey, StoreDir: store}
 	f.L = f.Open()
 	head, err := f.L.Replay(context.Background(), chain.Head{}, func(event.Record) error { return nil })
 	if err != nil {

@@ -37,6 +37,7 @@ type backendFlags struct {
 	natsTLS                                     *tls.Config // serve: TLS for --nats-listen
 	regionStreams                               []string    // serve: the other regions' ledger streams
 	subject                                     string      // --ledger-region: that region's ledger subject
+	region                                      string      // --ledger-region
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet) {
@@ -53,6 +54,7 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 		}
 		b.stream = node.RegionStream(b.stream, region)
 		b.subject = node.ForRegion(node.Config{Region: region}, false).Ledger.Subject
+		b.region = region
 		return nil
 	})
 }

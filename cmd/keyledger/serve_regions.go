@@ -8,6 +8,8 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/regionkey"
 	"github.com/keyledger/keyledger/gateway/node"
+	"github.com/keyledger/keyledger/ledger/backend"
+	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
 
@@ -70,4 +72,17 @@ func multiRegion(dataDir string, regions []string, peers peerFlags, log *slog.Lo
 		out[r] = &node.MultiRegion{Key: k, Peers: append([]node.Peer(nil), peers...)}
 	}
 	return out, nil
+}
+
+// materials is the material store config of the ledger --ledger-region
+// names (the first region's, the defaults, without it).
+func (bf *backendFlags) materials(b *backend.Backend) material.Config {
+	if bf.region == "" {
+		return material.Config{}
+	}
+	cfg := node.ForRegion(node.Config{Region: bf.region}, false).Materials
+	if dir := b.ShredDir(); dir != "" {
+		cfg.ShredDir = filepath.Join(dir, bf.region)
+	}
+	return cfg
 }

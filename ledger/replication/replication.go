@@ -223,10 +223,13 @@ func (l *Link) handle(ctx context.Context, m jetstream.Msg, fn func(context.Cont
 		_ = m.NakWithDelay(retryDelay)
 		return
 	}
-	if err := m.DoubleAck(ctx); err != nil {
+	// Applied: acknowledge and erase it even if Receive is being stopped.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := m.DoubleAck(actx); err != nil {
 		return // delivered again; fn must (and does) take a message twice
 	}
-	_ = l.inbox.SecureDeleteMsg(ctx, meta.Sequence.Stream)
+	_ = l.inbox.SecureDeleteMsg(actx, meta.Sequence.Stream)
 }
 
 func parse(subject string) (Message, bool) {

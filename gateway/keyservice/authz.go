@@ -128,8 +128,14 @@ func (s *Service) decide(c Caller, r request) (*keystate.Grant, error) {
 // authorizeIdentity decides a request on no key (CreateKey, ListKeys, …)
 // or on an alias: identity policies alone.
 func (s *Service) authorizeIdentity(c Caller, action, resource string) error {
+	return s.authorizeIdentityWith(c, action, resource, nil)
+}
+
+// authorizeIdentityWith is authorizeIdentity with further condition keys
+// (lower-cased names), such as CreateKey's kms:MultiRegion.
+func (s *Service) authorizeIdentityWith(c Caller, action, resource string, extra map[string]string) error {
 	preq := policy.Request{Principal: policy.Principal{ARN: c.PrincipalARN, Account: c.Account},
-		Action: action, Resource: resource, Context: s.conditions(c, request{action: action})}
+		Action: action, Resource: resource, Context: s.conditions(c, request{action: action, extra: extra})}
 	ir, doc := evaluateIdentity(c, preq)
 	switch {
 	case ir.Deny != nil:

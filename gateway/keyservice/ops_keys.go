@@ -38,7 +38,7 @@ type (
 // An EXTERNAL key gets its material later, from ImportKeyMaterial.
 func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (*CreateKeyOutput, error) {
 	ev := s.newEvent(c, "CreateKey")
-	if err := s.authorizeIdentity(c, "kms:CreateKey", "*"); err != nil {
+	if err := s.authorizeIdentityWith(c, "kms:CreateKey", "*", map[string]string{"kms:multiregion": strconv.FormatBool(in.MultiRegion)}); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
 	body, err := s.validateCreateKey(c, in)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -207,6 +208,9 @@ type Node struct {
 	// alsoReady, on the front of a multi-region process, is the other
 	// regions' readiness, which /readyz reports with its own.
 	alsoReady atomic.Pointer[readyCheck]
+	// httpStopped: Regions.Close stopped the front's listener already.
+	httpStopped bool
+	auditOnce   sync.Once
 }
 
 // The phases of an instance's life, as Ready reports them.
@@ -344,9 +348,9 @@ func (n *Node) Serve(ln net.Listener) error { return n.http.Serve(ln) }
 // uncovered. The backend is the caller's to close.
 func (n *Node) Close(ctx context.Context) error {
 	n.setPhase(phaseStopping)
-	n.audit.Close()
+	n.closeAudit()
 	var err error
-	if !n.cfg.routed { // a routed region's requests end with the front's listener
+	if !n.cfg.routed && !n.httpStopped { // a routed region's requests end with the front's listener
 		err = n.http.Shutdown(ctx)
 	}
 	n.stopWorkers()
@@ -358,6 +362,9 @@ func (n *Node) Close(ctx context.Context) error {
 	n.stop(ctx, true)
 	return err
 }
+
+// closeAudit ends the audit API's live subscriptions, once.
+func (n *Node) closeAudit() { n.auditOnce.Do(n.audit.Close) }
 
 // stopWorkers stops the background workers, newest first.
 func (n *Node) stopWorkers() { n.workers.stopAll() }

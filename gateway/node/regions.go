@@ -135,6 +135,13 @@ func (r *Regions) Serve(ln net.Listener) error { return r.nodes[0].Serve(ln) }
 // whichever region answers them), then every region, the front last.
 func (r *Regions) Close(ctx context.Context) error {
 	var first error
+	if front := r.nodes[0]; len(r.nodes) > 1 {
+		for _, n := range r.nodes { // live audit subscribers of any region hold requests open
+			n.closeAudit()
+		}
+		first = front.http.Shutdown(ctx)
+		front.httpStopped = true
+	}
 	for i := len(r.nodes) - 1; i >= 0; i-- {
 		if err := r.nodes[i].Close(ctx); err != nil && first == nil {
 			first = err

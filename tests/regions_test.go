@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -316,19 +317,16 @@ func TestRegionsKeepSingleRegionData(t *testing.T) {
 	}
 }
 
-// TestServeRegions: `keyledger serve --regions` serves both regions on
-// one listener, replicates a multi-Region key between them, and
-// `audit verify` checks each region's ledger on its own (--stream).
-func TestServeRegions(t *testing.T) {
-	t.Parallel()
-	dataDir := t.TempDir()
-	port := freePort(t)
-	principalsFile := filepath.Join(t.TempDir(), "principals.json")
+// serveRegions starts `keyledger serve --regions us-east-1,eu-west-1` on
+// dataDir (fsync on: crash tests) and waits until both regions answer.
+func serveRegions(t *testing.T, dataDir string, port int) (*exec.Cmd, *regionSet) {
+	t.Helper()
+	principalsFile := filepath.Join(dataDir, "principals-test.json")
 	if err := os.WriteFile(principalsFile, []byte(testPrincipals), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binary, "serve", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--principals", principalsFile,
-		"--regions", "us-east-1,eu-west-1", "--data-dir", dataDir, "--unsafe-no-fsync")
+		"--regions", "us-east-1,eu-west-1", "--data-dir", dataDir)
 	cmd.Env = append(os.Environ(), "KEYLEDGER_LOG_LEVEL=warn")
 	stderr := &syncBuffer{} // written by exec's goroutine
 	cmd.Stderr = stderr
@@ -343,12 +341,23 @@ func TestServeRegions(t *testing.T) {
 		_, err1 := us.ListKeys(ctx, &kms.ListKeysInput{})
 		_, err2 := eu.ListKeys(ctx, &kms.ListKeysInput{})
 		if err1 == nil && err2 == nil {
-			break
+			return cmd, r
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("serve --regions did not come up: %v %v\n%s", err1, err2, stderr.String())
 		}
 	}
+}
+
+// TestServeRegions: `keyledger serve --regions` serves both regions on
+// one listener, replicates a multi-Region key between them, and
+// `audit verify` checks each region's ledger on its own (--ledger-region).
+func TestServeRegions(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	cmd, r := serveRegions(t, dataDir, freePort(t))
+	ctx := context.Background()
+	us, eu := r.client("admin", "us-east-1"), r.client("admin", "eu-west-1")
 	k, err := us.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
 	if err != nil {
 		t.Fatal(err)
@@ -373,6 +382,72 @@ func TestServeRegions(t *testing.T) {
 	cmd.Wait()
 	for _, args := range [][]string{{"--stream", "KEYLEDGER"}, {"--ledger-region", "eu-west-1"}} {
 		if code, out := cli(t, append([]string{"audit", "verify", "--data-dir", dataDir}, args...)...); code != 0 || !strings.Contains(out, "OK") {
+			t.Fatalf("audit verify %v: exit %d\n%s", args, code, out)
+		}
+	}
+}
+
+// TestServeRegionsKill9MidReplication: the process is killed right after
+// ReplicateKey and RotateKeyOnDemand were answered, before the replicas
+// can have them; after a restart every replica is made and every rotation
+// current in both regions, from what the ledgers hold, and both ledgers
+// verify.
+func TestServeRegionsKill9MidReplication(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	port := freePort(t)
+	ctx := context.Background()
+	var keys []string
+	for round := 0; round < 3; round++ {
+		cmd, r := serveRegions(t, dataDir, port)
+		us := r.client("admin", "us-east-1")
+		k, err := us.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, *k.KeyMetadata.KeyId)
+		if _, err := us.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: k.KeyMetadata.KeyId, ReplicaRegion: aws.String("eu-west-1")}); err != nil {
+			t.Fatal(err)
+		}
+		if round > 0 { // the previous round's key, replicated by now or not
+			if _, err := us.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &keys[round-1]}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+	}
+	cmd, r := serveRegions(t, dataDir, port)
+	us, eu := r.client("admin", "us-east-1"), r.client("admin", "eu-west-1")
+	for i, id := range keys {
+		waitUntil(t, 30*time.Second, "key "+id+" current and alike in both regions", func() bool {
+			a, err1 := us.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+			b, err2 := eu.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+			if err1 != nil || err2 != nil || b.KeyMetadata.KeyState != "Enabled" {
+				return false
+			}
+			rots, err := us.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: &id})
+			rotated := i < len(keys)-1
+			return err == nil && (len(rots.Rotations) == 1) == rotated &&
+				*a.KeyMetadata.CurrentKeyMaterialId == *b.KeyMetadata.CurrentKeyMaterialId &&
+				(!rotated || *a.KeyMetadata.CurrentKeyMaterialId == *rots.Rotations[0].KeyMaterialId)
+		})
+		enc, err := eu.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("after the crashes")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := us.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	for _, args := range [][]string{nil, {"--ledger-region", "eu-west-1"}} {
+		if code, out := cli(t, append([]string{"audit", "verify", "--data-dir", dataDir}, args...)...); code != 0 {
 			t.Fatalf("audit verify %v: exit %d\n%s", args, code, out)
 		}
 	}

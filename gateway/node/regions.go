@@ -135,7 +135,8 @@ func (r *Regions) Serve(ln net.Listener) error { return r.nodes[0].Serve(ln) }
 // whichever region answers them), then every region, the front last.
 func (r *Regions) Close(ctx context.Context) error {
 	var first error
-	if front := r.nodes[0]; len(r.nodes) > 1 {
+	if len(r.nodes) > 1 {
+		front := r.nodes[0]
 		for _, n := range r.nodes { // live audit subscribers of any region hold requests open
 			n.closeAudit()
 		}

@@ -86,13 +86,14 @@ func operations(svc *keyservice.Service) map[string]handler {
 		"ListRetirableGrants":                 op(svc.ListRetirableGrants),
 		"RetireGrant":                         op(svc.RetireGrant),
 		"RevokeGrant":                         op(svc.RevokeGrant),
+		"ReplicateKey":                        op(svc.ReplicateKey),
+		"UpdatePrimaryRegion":                 op(svc.UpdatePrimaryRegion),
 	}
 }
 
 // unimplemented names the AWS KMS operations this build does not serve yet;
 // they answer UnsupportedOperationException rather than "unknown".
 var unimplemented = map[string]bool{
-	"ReplicateKey": true, "UpdatePrimaryRegion": true,
 	"CreateCustomKeyStore": true, "UpdateCustomKeyStore": true, "DeleteCustomKeyStore": true,
 	"DescribeCustomKeyStores": true, "ConnectCustomKeyStore": true, "DisconnectCustomKeyStore": true,
 }

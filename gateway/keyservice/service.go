@@ -93,8 +93,9 @@ type Service struct {
 
 	cacheHits, cacheMisses atomic.Uint64
 
-	sched    *Scheduler    // nil: RunDue runs unfenced (NewScheduler)
-	rotation *RootRotation // nil: no root key rotation (NewRootRotation)
+	sched      *Scheduler    // nil: RunDue runs unfenced (NewScheduler)
+	rotation   *RootRotation // nil: no root key rotation (NewRootRotation)
+	replicator *Replicator   // nil: no other region to replicate to (NewReplicator)
 	// Materials whose deletion is recorded but whose destruction failed
 	// (destroyRecorded): retried by RunDue, and at start-up by Sweep.
 	undestroyedMu sync.Mutex

@@ -24,6 +24,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/lease"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/replication"
 	"github.com/keyledger/keyledger/ledger/salvage"
 	"github.com/keyledger/keyledger/ledger/sealstore"
 	"github.com/keyledger/keyledger/ledger/segment"
@@ -136,6 +137,12 @@ func (b *Backend) AuditorSeedFile(name string) string {
 	return b.srv.AuditorSeedFile(name)
 }
 
+// ShredDir is where the embedded default keeps its per-material key slot
+// file ("" with an external deployment, whose per-material keys live in a
+// bucket). A second region served by the same process keeps its own slot
+// file in a directory under it.
+func (b *Backend) ShredDir() string { return b.shredDir }
+
 // OpenLedger opens the ledger stream.
 func (b *Backend) OpenLedger(ctx context.Context, cfg ledger.Config) (*ledger.Ledger, error) {
 	if cfg.Replicas == 0 {
@@ -180,6 +187,15 @@ func (b *Backend) OpenMaterials(ctx context.Context, cfg material.Config) (*mate
 	b.stores = append(b.stores, s)
 	b.mu.Unlock()
 	return s, nil
+}
+
+// OpenReplication opens a region's multi-Region key replication streams
+// (its outbox, and its inbox sourcing the peers' outboxes).
+func (b *Backend) OpenReplication(ctx context.Context, cfg replication.Config) (*replication.Link, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = b.replicas
+	}
+	return replication.Open(ctx, b.nc, cfg)
 }
 
 // ReadMaterials opens the material store for reading only, creating and

@@ -54,6 +54,42 @@ func (l *Ledger) Positions() Positions {
 // chain.Partitions messages; such changes are rare.
 const EveryPartition = "*"
 
+// partitionsOf is the control chains a change on keys is appended to, its
+// home chain (keys[0]'s) first, in the order its messages are stored.
+func partitionsOf(keys []string) []int {
+	var parts []int
+	every := false
+	for _, k := range keys {
+		if k == EveryPartition {
+			every = true
+			continue
+		}
+		if p := chain.Partition(k); !slices.Contains(parts, p) {
+			parts = append(parts, p)
+		}
+	}
+	if every {
+		for p := range chain.Partitions {
+			if !slices.Contains(parts, p) {
+				parts = append(parts, p)
+			}
+		}
+	}
+	return parts
+}
+
+// After is at with the chains that a change AppendChange recorded as rec
+// (on keys, as passed to it) moved to that change's own messages, and no
+// further: an operation that records several changes validated at one
+// position (a seed) fences each on what it read, never on its own earlier
+// changes. A change's messages are stored contiguously, its home first.
+func (at Positions) After(rec event.Record, keys ...string) Positions {
+	for i, p := range partitionsOf(keys) {
+		at.last[p] = rec.Seq + uint64(i)
+	}
+	return at
+}
+
 // ErrChangeTooLarge means a change's event does not fit in one message.
 var ErrChangeTooLarge = errors.New("ledger: the change does not fit in one message")
 
@@ -76,24 +112,7 @@ func (l *Ledger) AppendChange(ctx context.Context, ev *event.Event, at Positions
 		return event.Record{}, ErrClosed
 	default:
 	}
-	var parts []int
-	every := false
-	for _, k := range keys {
-		if k == EveryPartition {
-			every = true
-			continue
-		}
-		if p := chain.Partition(k); !slices.Contains(parts, p) {
-			parts = append(parts, p)
-		}
-	}
-	if every {
-		for p := range chain.Partitions {
-			if !slices.Contains(parts, p) {
-				parts = append(parts, p)
-			}
-		}
-	}
+	parts := partitionsOf(keys)
 	l.cmu.Lock()
 	defer l.cmu.Unlock()
 	for attempt := 0; ; attempt++ {

@@ -89,7 +89,7 @@ func TestProtocolErrors(t *testing.T) {
 		{"unknown operation", "TrentService.FlyToMoon", ct, auth, `{}`, 400, "UnknownOperationException"},
 		{"missing target", "", ct, auth, `{}`, 400, "UnknownOperationException"},
 		{"wrong service prefix", "DynamoDB_20120810.ListTables", ct, auth, `{}`, 400, "UnknownOperationException"},
-		{"not yet built", "TrentService.ReplicateKey", ct, auth, `{}`, 400, "UnsupportedOperationException"},
+		{"not yet built", "TrentService.CreateCustomKeyStore", ct, auth, `{}`, 400, "UnsupportedOperationException"},
 		{"wrong content type", "TrentService.ListKeys", "text/plain", auth, `{}`, 400, "SerializationException"},
 		{"missing auth", "TrentService.ListKeys", ct, "", `{}`, 403, "MissingAuthenticationTokenException"},
 		{"malformed auth", "TrentService.ListKeys", ct, "AWS4-HMAC-SHA256 Credential=x", `{}`, 403, "IncompleteSignatureException"},

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
 	awshttp "github.com/aws/smithy-go/transport/http"
 
@@ -273,7 +274,15 @@ func TestFairShareRefusesTheNoisyNotTheVictim(t *testing.T) {
 		}
 		return *out.KeyMetadata.KeyId
 	}
-	noisyKey, victimKey := keyOf(noisy), keyOf(victim)
+	victimKey := keyOf(victim)
+	// The neighbour signs with an RSA key: milliseconds of CPU a request,
+	// held as its share while it runs (shares go back before the ledger
+	// commit, so Encrypts alone hardly overlap on two slots).
+	rsa, err := noisy.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noisyKey := *rsa.KeyMetadata.KeyId
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -289,7 +298,8 @@ func TestFairShareRefusesTheNoisyNotTheVictim(t *testing.T) {
 					return
 				default:
 				}
-				_, err := noisy.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(noisyKey), Plaintext: []byte("noise")})
+				_, err := noisy.Sign(ctx, &kms.SignInput{KeyId: aws.String(noisyKey), Message: []byte("noise"),
+					SigningAlgorithm: types.SigningAlgorithmSpecRsassaPssSha256})
 				mu.Lock()
 				switch {
 				case err == nil:
@@ -297,7 +307,7 @@ func TestFairShareRefusesTheNoisyNotTheVictim(t *testing.T) {
 				case throttledAsAWS(err):
 					noisyThrottled++
 				default:
-					t.Errorf("the neighbour's Encrypt: %v", err)
+					t.Errorf("the neighbour's Sign: %v", err)
 				}
 				mu.Unlock()
 			}
@@ -451,6 +461,13 @@ func TestOverloadRefusalsAreRecorded(t *testing.T) {
 			}
 		}
 	}()
+	// Account A signs with an RSA key: work that holds its share for
+	// milliseconds of CPU (a share is given back before the ledger commit,
+	// so cheap requests hardly ever overlap on one slot).
+	rsa, err := in.kms.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var mu sync.Mutex
 	throttled := 0
 	for range 16 {
@@ -458,7 +475,8 @@ func TestOverloadRefusalsAreRecorded(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 20 {
-				if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(key), Plaintext: []byte("x")}); err != nil {
+				if _, err := in.kms.Sign(ctx, &kms.SignInput{KeyId: rsa.KeyMetadata.KeyId, Message: []byte("x"),
+					SigningAlgorithm: types.SigningAlgorithmSpecRsassaPssSha256}); err != nil {
 					if !throttledAsAWS(err) {
 						t.Errorf("account A: %v", err)
 					}

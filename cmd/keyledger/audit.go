@@ -40,7 +40,7 @@ func openLedgerForAudit(bf *backendFlags, stderr io.Writer) (*ledger.Ledger, *ba
 	}
 	// Readers never create or change the stream: a subscribe-only audit
 	// identity may run them.
-	l, err := b.OpenLedger(context.Background(), ledger.Config{Stream: bf.stream, ReadOnly: true})
+	l, err := b.OpenLedger(context.Background(), ledger.Config{Stream: bf.stream, Subject: bf.subject, ReadOnly: true})
 	if err != nil {
 		b.Close()
 		release()

@@ -94,7 +94,7 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, checkpointNote(res, req.Verifier))
 	if bf.natsURL == "" && l.FirstIndex() == 0 {
-		if mcode := verifyMaterials(ctx, l, b, stdout, stderr); code == 0 {
+		if mcode := verifyMaterials(ctx, l, b, bf.materials(b), stdout, stderr); code == 0 {
 			code = mcode
 		}
 	}
@@ -103,8 +103,9 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 
 // verifyMaterials reads every live key material of a stopped data
 // directory from both stored copies, writing nothing (verify.VerifyMaterials).
-func verifyMaterials(ctx context.Context, l *ledger.Ledger, b *backend.Backend, stdout, stderr io.Writer) int {
-	mats, err := b.OpenMaterials(ctx, material.Config{ReadOnly: true})
+func verifyMaterials(ctx context.Context, l *ledger.Ledger, b *backend.Backend, cfg material.Config, stdout, stderr io.Writer) int {
+	cfg.ReadOnly = true
+	mats, err := b.OpenMaterials(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyledger: key material: %v\n", err)
 		return 1

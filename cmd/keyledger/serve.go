@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,6 +35,10 @@ type backendFlags struct {
 	dataDir, natsURL, natsCreds, natsCA, stream string
 	replicas                                    int
 	natsTLS                                     *tls.Config // serve: TLS for --nats-listen
+	auditors                                    []string    // serve: --auditors
+	regionStreams                               []string    // serve: the other regions' ledger streams
+	subject                                     string      // --ledger-region: that region's ledger subject
+	region                                      string      // --ledger-region
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet) {
@@ -43,6 +48,16 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.natsCA, "nats-ca", "", "PEM CA certificates to trust for a --nats-url that requires TLS\n(e.g. <data-dir>/tls/ca.pem of a serve --tls-self-signed --nats-listen)")
 	fs.IntVar(&b.replicas, "replicas", 1, "JetStream replicas for the ledger and material streams with --nats-url (3 on a cluster)")
 	fs.StringVar(&b.stream, "stream", ledger.DefaultStream, "ledger stream name")
+	fs.Func("ledger-region", "read the ledger of this region of a serve --regions deployment (not its first region, whose\n"+
+		"ledger is --stream's): its stream is <stream>_<REGION>; give --stream, if any, before it", func(region string) error {
+		if !node.ValidRegion(region) {
+			return fmt.Errorf("%q is not a region id", region)
+		}
+		b.stream = node.RegionStream(b.stream, region)
+		b.subject = node.ForRegion(node.Config{Region: region}, false).Ledger.Subject
+		b.region = region
+		return nil
+	})
 }
 
 // ledgerFlagSet is the flag set of a command that reads a ledger: the
@@ -62,7 +77,7 @@ func (b *backendFlags) open(natsListen string, noFsync bool, log *slog.Logger) (
 		return backend.Connect(b.natsURL, backend.Options{Replicas: b.replicas, CredsFile: b.natsCreds, CAFile: b.natsCA})
 	}
 	return backend.Embedded(embedded.Options{DataDir: filepath.Join(b.dataDir, "jetstream"), Listen: natsListen, TLS: b.natsTLS, NoSync: noFsync,
-		AuthDir: b.dataDir, AuditStreams: []string{b.stream}, Logger: log})
+		AuthDir: b.dataDir, AuditStreams: append([]string{b.stream}, b.regionStreams...), Logger: log, Auditors: b.auditors})
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -74,6 +89,18 @@ func serve(args []string, stderr io.Writer) int {
 		"(the --tls-* certificate) unless it is a loopback address")
 	natsMonitor := fs.String("nats-monitor-url", "", "with --nats-url and --replicas 1: the NATS servers' monitoring endpoints (http://n1:8222,…),\n"+
 		"read at start to check that they fsync every write (sync_interval: always)")
+	fs.Func("auditors", "embedded mode: named auditors, comma-separated (e.g. acme,bigfour): each gets its own read-only NATS\n"+
+		"identity, <data-dir>/nats-audit-<name>.nk, in an account of its own; nats-audit.nk stays the default auditor", func(v string) error {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				if err := embedded.CheckAuditorName(name); err != nil {
+					return err
+				}
+				bf.auditors = append(bf.auditors, name)
+			}
+		}
+		return nil
+	})
 	insecureNATS := fs.Bool("insecure-nats", false, "allow plaintext NATS on a non-loopback --nats-listen (every ledger event travels unencrypted)")
 	rootKeyFile := fs.String("root-key-file", "", "file holding the 256-bit root key (default <data-dir>/root.key, generated if absent)")
 	rootSealFile := fs.String("root-seal", "", "sealed root key file (keyledger root init); no plaintext root key is read or written.\n"+
@@ -83,6 +110,9 @@ func serve(args []string, stderr io.Writer) int {
 	operator := fs.String("operator-account", "", "the account whose principals may unseal and rotate the root key (service-wide operations),\n"+
 		"as their identity policies allow; no other account may, whatever its policies say (default: --account)")
 	region := fs.String("region", "us-east-1", "AWS region in ARNs")
+	regionList := fs.String("regions", "", "serve these AWS regions (comma-separated, e.g. us-east-1,eu-west-1) instead of --region alone: each its own\n"+
+		"ledger, keys, ARNs, quotas and audit; a request goes to the region its SigV4 credential scope names.\n"+
+		"The first keeps the names a single-region data directory has; the others' streams are <stream>_<REGION>")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	checkpointKey := fs.String("checkpoint-key", "", "Ed25519 note key that signs checkpoints (default <data-dir>/checkpoint.key, generated\nwith its verifier key beside it as checkpoint.key.pub if absent)")
 	writerKeyFile := fs.String("writer-key", "", "Ed25519 key that signs every ledger message (default <data-dir>/writer.key, generated if absent;\neach instance of a --nats-url deployment has its own: register a second one with keyledger writer register)")
@@ -96,6 +126,10 @@ func serve(args []string, stderr io.Writer) int {
 	compression := fs.String("ledger-compression", "s2", "how the ledger stream's blocks are stored on disk: s2 or none")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "embedded mode: do not fsync each write (acknowledged events can be lost on power cut; for measuring only)")
 	clockFile := fs.String("unsafe-clock-offset-file", "", "testing only: move the service clock (deletion windows, rotation, expiry) forward by the\nduration in this file (e.g. 192h), re-read every 100 ms")
+	var peers peerFlags
+	fs.Var(&peers, "region-peer", "another deployment's region that multi-Region keys replicate to and from (repeatable):\n"+
+		"REGION,domain=<its JetStream domain>,writer=<its writer public key>[,stream=<its ledger stream>]; the two NATS\n"+
+		"deployments must be joined (leaf node or gateway) with keyledger.> denied on the link (README)")
 	var tf tlsFlags
 	tf.register(fs)
 	var limits awsjson.Limits
@@ -125,6 +159,20 @@ func serve(args []string, stderr io.Writer) int {
 	if err := of.check(); err != nil {
 		fmt.Fprintf(stderr, "keyledger: %v\n", err)
 		return 2
+	}
+	regions, err := servedRegions(*region, *regionList)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyledger: %v\n", err)
+		return 2
+	}
+	if len(regions) > 1 && *rootSealFile != "" {
+		fmt.Fprintln(stderr, "keyledger: --root-seal serves one region: root key rotation and unsealing are per region, and several regions\n"+
+			"sharing one seal file are not supported yet; use --root-key-file (or one deployment per region)")
+		return 2
+	}
+	*region = regions[0]
+	for _, r := range regions[1:] {
+		bf.regionStreams = append(bf.regionStreams, node.RegionStream(bf.stream, r))
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -284,33 +332,48 @@ func serve(args []string, stderr io.Writer) int {
 		log.Warn("the service clock is moved by a file: keys may be deleted early; never run like this in production", "path", *clockFile)
 		ncfg.Clock = clk
 	}
-	n, err := node.Start(ctx, b, ncfg)
+	mr, err := multiRegion(bf.dataDir, regions, peers, log)
+	if err != nil {
+		log.Error("cannot set up multi-Region key replication", "error", err)
+		_ = starting.Stop(ctx)
+		return 1
+	}
+	ncfg.MultiRegion = mr[regions[0]]
+	cfgs := []node.Config{ncfg}
+	for _, r := range regions[1:] {
+		rc := ncfg
+		rc.Region, rc.Throttle, rc.Metrics = r, of.limiter(r, dir), nil // metrics: the first region's only
+		rc.MultiRegion = mr[r]
+		cfgs = append(cfgs, rc)
+	}
+	rs, err := node.StartRegions(ctx, b, cfgs)
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		_ = starting.Stop(ctx)
 		return 1
 	}
+	n := rs.Nodes()[0]
 	if err := starting.Stop(ctx); err != nil {
 		log.Warn("start-up responder", "error", err)
 	}
 	if keeper != nil {
 		if err := unsealAtStart(ctx, n, keeper, env, log); err != nil {
 			log.Error("the root key stays sealed", "error", err)
-			_ = n.Close(ctx)
+			_ = rs.Close(ctx)
 			return 1
 		}
 	}
 	if *seedFile != "" {
 		if err := seedAtStart(ctx, n, *seedFile, *seedDev, *account, log); err != nil {
 			log.Error("cannot seed", "file", *seedFile, "error", err)
-			_ = n.Close(ctx)
+			_ = rs.Close(ctx)
 			return 1
 		}
 	}
 	if saveAdmin != nil {
 		if err := saveAdmin(); err != nil {
 			log.Error("cannot save the generated admin user", "error", err)
-			_ = n.Close(ctx)
+			_ = rs.Close(ctx)
 			return 1
 		}
 	}
@@ -328,17 +391,24 @@ func serve(args []string, stderr io.Writer) int {
 		}
 		log.Info("audit subscribers connect with the subscribe-only NATS identity", "url", u, "tls", tlsConfig != nil,
 			"nkey_seed_file", b.AuditSeedFile(), "example", example)
+		for _, name := range bf.auditors {
+			log.Info("auditor "+name+" connects with its own subscribe-only NATS identity", "nkey_seed_file", b.AuditorSeedFile(name))
+		}
 	}
 	scheme := "http://"
 	if tlsConfig != nil {
 		scheme = "https://"
 	}
 	log.Info("keyledger serving the AWS KMS API", "endpoint", scheme+raw.Addr().String(), "ledger", mode,
-		"region", *region, "mutual_tls", tf.clientCA != "")
+		"region", strings.Join(regions, ","), "mutual_tls", tf.clientCA != "")
+	for _, rn := range rs.Nodes()[1:] {
+		log.Info("region served beside the first; requests signed for it go to its own ledger", "region", rn.Service.Region(),
+			"stream", node.RegionStream(bf.stream, rn.Service.Region()))
+	}
 	log.Info("web console (sign in with an access key; requests are signed in the browser)", "url", scheme+raw.Addr().String()+console.Prefix)
 
 	served := make(chan error, 1)
-	go func() { served <- n.Serve(sw.Next()) }()
+	go func() { served <- rs.Serve(sw.Next()) }()
 	stopWatch := make(chan struct{})
 	defer close(stopWatch)
 	if cert != nil {
@@ -365,7 +435,7 @@ wait:
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := n.Close(sctx); err != nil {
+	if err := rs.Close(sctx); err != nil {
 		log.Warn("shutdown", "error", err)
 	}
 	return 0
@@ -412,4 +482,26 @@ Production deployments should pass their own --principals file.
 `, account, path, admin.AccessKeyID, admin.SecretKey, region, region)
 		return nil
 	}, nil
+}
+
+// servedRegions is --regions, or --region alone: well-formed region ids,
+// each once.
+func servedRegions(region, list string) ([]string, error) {
+	if list == "" {
+		list = region
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range strings.Split(list, ",") {
+		r = strings.TrimSpace(r)
+		if !node.ValidRegion(r) {
+			return nil, fmt.Errorf("--regions: %q is not a region id (like us-east-1)", r)
+		}
+		if seen[r] {
+			return nil, fmt.Errorf("--regions: %s is named twice", r)
+		}
+		seen[r] = true
+		out = append(out, r)
+	}
+	return out, nil
 }

@@ -3,10 +3,15 @@
 //
 // Blob layout, format version 1 (all fields fixed size, then the sealed body):
 //
-//	version     1 byte   0x01
-//	key id     16 bytes  the KMS key's UUID
+//	version     1 byte   0x01, or 0x02 for a multi-Region key
+//	key id     16 bytes  the KMS key's UUID, or the 32 hex digits of a
+//	                     multi-Region key id (mrk-<32 hex>)
 //	material   32 bytes  the key material id that sealed it
 //	sealed      rest     aead.Seal(material, plaintext, aad = header || context)
+//
+// Related multi-Region keys share their key id and material, and the
+// header binds the id, not a region: ciphertext made by any of them opens
+// with any other, and with no unrelated key, whatever its material.
 //
 // The encryption context is bound as additional authenticated data in a
 // canonical form (sorted keys, length-prefixed), so the same pairs in any
@@ -19,6 +24,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/keyledger/keyledger/crypto/aead"
 	"github.com/keyledger/keyledger/crypto/secret"
@@ -26,18 +32,21 @@ import (
 
 const (
 	version1   = 0x01
+	versionMRK = 0x02 // the same layout, naming a multi-Region key
 	headerSize = 1 + 16 + 32
 	sealLabel  = "keyledger/v1 symmetric ciphertext"
 	// Overhead is how many bytes a blob adds to its plaintext.
 	Overhead = headerSize + aead.Overhead
 )
 
+const mrkPrefix = "mrk-"
+
 // ErrInvalid is the one error for any blob that does not parse or open.
 var ErrInvalid = errors.New("ciphertext: invalid ciphertext")
 
 // Header is the public part of a blob: which key and material made it.
 type Header struct {
-	KeyID      string // UUID text, lower case
+	KeyID      string // UUID text, or mrk-<32 hex> (lower case)
 	MaterialID string // 64 lower-case hex characters
 }
 
@@ -55,13 +64,14 @@ func Seal(h Header, material secret.Bytes, plaintext []byte, context map[string]
 
 // ParseHeader reads the header of a blob without decrypting it.
 func ParseHeader(blob []byte) (Header, error) {
-	if len(blob) < Overhead || blob[0] != version1 {
+	if len(blob) < Overhead || (blob[0] != version1 && blob[0] != versionMRK) {
 		return Header{}, ErrInvalid
 	}
-	return Header{
-		KeyID:      formatUUID(blob[1:17]),
-		MaterialID: hex.EncodeToString(blob[17:headerSize]),
-	}, nil
+	id := formatUUID(blob[1:17])
+	if blob[0] == versionMRK {
+		id = mrkPrefix + hex.EncodeToString(blob[1:17])
+	}
+	return Header{KeyID: id, MaterialID: hex.EncodeToString(blob[17:headerSize])}, nil
 }
 
 // Open decrypts a blob sealed under material with the given context.
@@ -77,13 +87,20 @@ func Open(blob []byte, material secret.Bytes, context map[string]string) ([]byte
 }
 
 func (h Header) marshal() ([]byte, error) {
+	version := byte(version1)
 	id, ok := parseUUID(h.KeyID)
+	if mrk, isMRK := strings.CutPrefix(h.KeyID, mrkPrefix); isMRK {
+		version = versionMRK
+		b, err := hex.DecodeString(mrk)
+		ok = err == nil && len(b) == 16 && mrk == strings.ToLower(mrk)
+		copy(id[:], b)
+	}
 	mat, err := hex.DecodeString(h.MaterialID)
 	if !ok || err != nil || len(mat) != 32 {
 		return nil, errors.New("ciphertext: malformed header")
 	}
 	out := make([]byte, 0, headerSize)
-	out = append(out, version1)
+	out = append(out, version)
 	out = append(out, id[:]...)
 	return append(out, mat...), nil
 }

@@ -69,11 +69,50 @@ func FuzzParseAndOpen(f *testing.F) {
 			}
 			return
 		}
-		if len(h.KeyID) != 36 || len(h.MaterialID) != 64 {
+		if (len(h.KeyID) != 36 && !strings.HasPrefix(h.KeyID, "mrk-")) || len(h.MaterialID) != 64 {
 			t.Fatalf("bad header %+v", h)
 		}
 		if pt, err := Open(blob, m, nil); err == nil && string(pt) != "seed" {
 			t.Fatalf("forged blob opened to %q", pt)
 		}
 	})
+}
+
+// A multi-Region key's id travels in the header as its own version, so
+// the blob names the same key in every region, and never a UUID key whose
+// 16 bytes happen to match.
+func TestMultiRegionKeyID(t *testing.T) {
+	m := secret.Random(32)
+	mrk := Header{KeyID: "mrk-1234abcd12ab34cd56ef1234567890ab", MaterialID: strings.Repeat("cd", 32)}
+	blob := Seal(mrk, m, []byte("mrk data"), nil)
+	if blob[0] != versionMRK {
+		t.Fatalf("version byte %#x", blob[0])
+	}
+	h, err := ParseHeader(blob)
+	if err != nil || h != mrk {
+		t.Fatalf("ParseHeader = %+v, %v", h, err)
+	}
+	if pt, err := Open(blob, m, nil); err != nil || string(pt) != "mrk data" {
+		t.Fatalf("Open = %q, %v", pt, err)
+	}
+	// The same 16 bytes as a UUID key: a different header, which the
+	// sealed body does not open under.
+	b := bytes.Clone(blob)
+	b[0] = version1
+	if h, _ := ParseHeader(b); h.KeyID != "1234abcd-12ab-34cd-56ef-1234567890ab" {
+		t.Fatalf("as version 1: %s", h.KeyID)
+	}
+	if _, err := Open(b, m, nil); err != ErrInvalid {
+		t.Fatal("an mrk blob opened as a UUID key's")
+	}
+	for _, bad := range []string{"mrk-1234", "mrk-1234ABCD12ab34cd56ef1234567890ab", "mrk-zz34abcd12ab34cd56ef1234567890ab"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s sealed", bad)
+				}
+			}()
+			Seal(Header{KeyID: bad, MaterialID: mrk.MaterialID}, m, nil, nil)
+		}()
+	}
 }

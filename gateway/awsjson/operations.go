@@ -9,11 +9,13 @@ import (
 	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/keyledger/keyledger/gateway/keyservice"
+	"github.com/keyledger/keyledger/gateway/throttle"
 )
 
 // handler decodes one operation's request body and runs it once admit
 // (the throttle) lets the decoded request through; it calls the release
-// admit returned when the work is done.
+// admit returned when the work is done (or the service does, before its
+// ledger commit: throttle.ReleaseEarly).
 type handler func(ctx context.Context, c keyservice.Caller, body []byte, admit func(in any) (release func(), err error)) (any, error)
 
 // op adapts a service method to a handler.
@@ -27,6 +29,9 @@ func op[In, Out any](fn func(context.Context, keyservice.Caller, *In) (*Out, err
 		if err != nil {
 			return nil, err
 		}
+		// The service gives the share back before its ledger commit
+		// (throttle.ReleaseEarly); otherwise it goes with the answer.
+		ctx, release = throttle.WithRelease(ctx, release)
 		defer release()
 		return fn(ctx, c, in)
 	}
@@ -81,13 +86,14 @@ func operations(svc *keyservice.Service) map[string]handler {
 		"ListRetirableGrants":                 op(svc.ListRetirableGrants),
 		"RetireGrant":                         op(svc.RetireGrant),
 		"RevokeGrant":                         op(svc.RevokeGrant),
+		"ReplicateKey":                        op(svc.ReplicateKey),
+		"UpdatePrimaryRegion":                 op(svc.UpdatePrimaryRegion),
 	}
 }
 
 // unimplemented names the AWS KMS operations this build does not serve yet;
 // they answer UnsupportedOperationException rather than "unknown".
 var unimplemented = map[string]bool{
-	"ReplicateKey": true, "UpdatePrimaryRegion": true,
 	"CreateCustomKeyStore": true, "UpdateCustomKeyStore": true, "DeleteCustomKeyStore": true,
 	"DescribeCustomKeyStores": true, "ConnectCustomKeyStore": true, "DisconnectCustomKeyStore": true,
 }

@@ -67,6 +67,7 @@ type Server struct {
 	observer   Observer
 	names      map[string]string // every operation name AWS KMS has, served or not
 	sealed     func() bool
+	routing    // regions.go
 }
 
 // Observer is told of every answered request (metrics). Implementations
@@ -189,7 +190,7 @@ func New(svc *keyservice.Service, o Options) *Server {
 		s.names[name] = name
 	}
 	s.app = newApp(o.Limits, s.fiberError)
-	s.app.Use(s.refuseFraming, s.gate)
+	s.app.Use(s.refuseFraming, s.gate, s.route)
 	s.app.Post("/", s.handle)
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
@@ -257,10 +258,13 @@ func (s *Server) Public(path string, h fiber.Handler) {
 // Serve accepts connections on ln until Shutdown. Routes registered after
 // Serve starts are not reachable.
 func (s *Server) Serve(ln net.Listener) error {
-	s.app.Use(func(c *fiber.Ctx) error {
-		return s.fail(c, keyservice.NewID(), codeUnknownOperation, "KMS serves POST / only.")
-	})
+	s.app.Use(s.unknownRoute)
 	return s.app.Listener(ln)
+}
+
+// unknownRoute answers what no route took.
+func (s *Server) unknownRoute(c *fiber.Ctx) error {
+	return s.fail(c, keyservice.NewID(), codeUnknownOperation, "KMS serves POST / only.")
 }
 
 // Shutdown stops accepting and waits for in-flight requests.

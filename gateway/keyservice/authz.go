@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -131,8 +132,14 @@ func (s *Service) decide(c Caller, r request) (*keystate.Grant, error) {
 // authorizeIdentity decides a request on no key (CreateKey, ListKeys, …)
 // or on an alias: identity policies alone.
 func (s *Service) authorizeIdentity(c Caller, action, resource string) error {
+	return s.authorizeIdentityWith(c, action, resource, nil)
+}
+
+// authorizeIdentityWith is authorizeIdentity with further condition keys
+// (lower-cased names), such as CreateKey's kms:MultiRegion.
+func (s *Service) authorizeIdentityWith(c Caller, action, resource string, extra map[string]string) error {
 	preq := policy.Request{Principal: policy.Principal{ARN: c.PrincipalARN, Account: c.Account},
-		Action: action, Resource: resource, Context: s.conditions(c, request{action: action})}
+		Action: action, Resource: resource, Context: s.conditions(c, request{action: action, extra: extra})}
 	ir, doc := evaluateIdentity(c, preq)
 	switch {
 	case ir.Deny != nil:
@@ -225,7 +232,15 @@ func (s *Service) conditions(c Caller, r request) func(string) []string {
 		case "kms:keyorigin":
 			return one(k.Origin)
 		case "kms:multiregion":
-			return one("false")
+			return one(strconv.FormatBool(k.MultiRegion))
+		case "kms:multiregionkeytype":
+			switch {
+			case k.IsPrimary():
+				return one("PRIMARY")
+			case k.IsReplica():
+				return one("REPLICA")
+			}
+			return nil
 		case "kms:resourcealiases":
 			var names []string
 			for _, a := range s.state.Aliases(k.Account, k.ID) {

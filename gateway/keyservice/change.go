@@ -79,6 +79,15 @@ func touch(ctx context.Context, p string) {
 	}
 }
 
+// dependOn starts the next step of a change that records several events
+// (a seed's entries): what the step's events depend on is p, and what it
+// touches from now on, no longer what earlier steps read.
+func dependOn(ctx context.Context, p string) {
+	if c := changeOf(ctx); c != nil {
+		c.touched = append(c.touched[:0], p)
+	}
+}
+
 // Partition keys (chain.Partition spreads them over the control chains).
 func keyPartition(id string) string { return "key/" + id }
 

@@ -82,6 +82,17 @@
 // carry key ids, material ids and commitments, never plaintext, ciphertext,
 // data keys or key material.
 //
+// # Multi-Region keys
+//
+// ops_multiregion.go serves CreateKey MultiRegion, ReplicateKey and
+// UpdatePrimaryRegion and the checks other operations make of related
+// keys; replicator.go carries what related keys share between regions
+// (signed messages over ledger/replication, key material sealed to the
+// receiving region's replication key) and records, in this region's
+// ledger, what reached it from the others, with their event ids. The
+// state the replicator sends from is the key-state projection, so what it
+// owes another region survives any crash.
+//
 // Scheduled work (a key whose deletion falls due) is driven by the injected
 // Clock: RunDue turns it into DeleteKey events and destroys the material.
 package keyservice

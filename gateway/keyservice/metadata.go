@@ -28,10 +28,14 @@ func (s *Service) metadata(k keystate.Key) *KeyMetadata {
 			md.ValidTo = epoch(m.ValidTo)
 		}
 	}
-	if k.State == keystate.PendingDeletion {
-		md.DeletionDate = epoch(k.DeletionDate)
+	if k.State == keystate.PendingDeletion || k.State == keystate.PendingReplicaDeletion {
+		md.DeletionDate = epoch(k.DeletionDate) // none while replicas remain
 		days := k.PendingWindowDays
 		md.PendingDeletionWindowInDays = &days
+	}
+	md.MultiRegionConfiguration = s.multiRegionConfiguration(k)
+	if k.Updating {
+		md.KeyState = "Updating"
 	}
 	return md
 }

@@ -249,6 +249,10 @@ func (s *Service) importMaterial(ctx context.Context, c Caller, ev *event.Event,
 		mat.Clear()
 		return nil, k, none, err
 	}
+	if err := s.checkReplicaImport(k, mat); err != nil {
+		mat.Clear()
+		return nil, k, none, err
+	}
 	if k.HasMaterial() {
 		cur := k.CurrentMaterial()
 		existing, err := s.unwrapped(ctx, cur)

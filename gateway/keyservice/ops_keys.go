@@ -38,7 +38,7 @@ type (
 // An EXTERNAL key gets its material later, from ImportKeyMaterial.
 func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (*CreateKeyOutput, error) {
 	ev := s.newEvent(c, "CreateKey")
-	if err := s.authorizeIdentity(c, "kms:CreateKey", "*"); err != nil {
+	if err := s.authorizeIdentityWith(c, "kms:CreateKey", "*", map[string]string{"kms:multiregion": strconv.FormatBool(in.MultiRegion)}); err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
 	body, err := s.validateCreateKey(c, in)
@@ -58,6 +58,9 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 		}
 	}
 	keyID := NewID()
+	if body.MultiRegion {
+		keyID = newMRKID()
+	}
 	out, err := changing(ctx, s, func(ctx context.Context) (*CreateKeyOutput, error) {
 		ev.KeyID, ev.Body = keyID, body
 		if err := s.record(ctx, ev); err != nil {
@@ -120,9 +123,6 @@ func (s *Service) validateCreateKey(c Caller, in *CreateKeyInput) (*event.KeyCre
 	if in.XksKeyId != "" {
 		return nil, errorf(CodeValidation, "XksKeyId requires Origin EXTERNAL_KEY_STORE.")
 	}
-	if in.MultiRegion {
-		return nil, errorf(CodeUnsupportedOperation, "Multi-Region keys are not supported by this keyledger version yet.")
-	}
 	desc := ""
 	if in.Description != nil {
 		if len(*in.Description) > 8192 {
@@ -142,7 +142,7 @@ func (s *Service) validateCreateKey(c Caller, in *CreateKeyInput) (*event.KeyCre
 		return nil, err
 	}
 	return &event.KeyCreated{Description: desc, KeySpec: string(spec), KeyUsage: string(usage),
-		Origin: origin, Policy: policy, Tags: tags}, nil
+		Origin: origin, Policy: policy, Tags: tags, MultiRegion: in.MultiRegion}, nil
 }
 
 // defaultPolicy is the key policy AWS gives a key created without one: the
@@ -280,6 +280,9 @@ func (s *Service) EnableKey(ctx context.Context, c Caller, in *KeyIDInput) (*str
 		if err := s.notPendingDeletion(k); err != nil {
 			return nil, err
 		}
+		if err := s.notUpdating(k); err != nil {
+			return nil, err
+		}
 		return &event.KeyEnabled{}, nil
 	})
 }
@@ -288,6 +291,9 @@ func (s *Service) EnableKey(ctx context.Context, c Caller, in *KeyIDInput) (*str
 func (s *Service) DisableKey(ctx context.Context, c Caller, in *KeyIDInput) (*struct{}, error) {
 	return s.change(ctx, c, "DisableKey", in.KeyId, nil, func(k keystate.Key) (event.Body, error) {
 		if err := s.notPendingDeletion(k); err != nil {
+			return nil, err
+		}
+		if err := s.notUpdating(k); err != nil {
 			return nil, err
 		}
 		return &event.KeyDisabled{}, nil
@@ -378,6 +384,9 @@ type CancelKeyDeletionOutput struct {
 // CancelKeyDeletion stops a scheduled deletion; the key becomes Disabled.
 func (s *Service) CancelKeyDeletion(ctx context.Context, c Caller, in *KeyIDInput) (*CancelKeyDeletionOutput, error) {
 	k, err := s.changeKey(ctx, c, "CancelKeyDeletion", in.KeyId, nil, func(k keystate.Key) (event.Body, error) {
+		if k.State == keystate.PendingReplicaDeletion { // its window has not started
+			return &event.KeyDeletionCanceled{}, nil
+		}
 		if k.State != keystate.PendingDeletion {
 			return nil, errorf(CodeInvalidState, "%s is not pending deletion.", s.arnOf(k))
 		}

@@ -157,7 +157,6 @@ func TestCreateKeyRefusals(t *testing.T) {
 		{"elliptic curve without usage", alice, ks.CreateKeyInput{KeySpec: "ECC_NIST_P256"}, ks.CodeValidation},
 		{"custom key store origin", alice, ks.CreateKeyInput{Origin: "AWS_CLOUDHSM"}, ks.CodeUnsupportedOperation},
 		{"custom key store id", alice, ks.CreateKeyInput{CustomKeyStoreId: "cks-1"}, ks.CodeCustomKeyStoreNotFnd},
-		{"multi-region", alice, ks.CreateKeyInput{MultiRegion: true}, ks.CodeUnsupportedOperation},
 		{"policy without principal", alice, ks.CreateKeyInput{Policy: ptr(`{"Version":"2012-10-17","Statement":[
 			{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}`)}, ks.CodeMalformedPolicy},
 	}

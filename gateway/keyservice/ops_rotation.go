@@ -19,6 +19,10 @@ const (
 // rotatable checks that AWS would rotate k: a symmetric encryption key with
 // KMS-made material, in a usable state.
 func (s *Service) rotatable(k keystate.Key, onDemand bool) error {
+	if k.IsReplica() {
+		return errorf(CodeUnsupportedOperation, "%s is a multi-Region replica key: its rotation is set and done on its primary key, in %s.",
+			s.arnOf(k), k.PrimaryRegion)
+	}
 	if k.Spec != keyspec.SymmetricDefault {
 		return errorf(CodeUnsupportedOperation, "%s does not support key rotation: only symmetric encryption keys rotate.", s.arnOf(k))
 	}

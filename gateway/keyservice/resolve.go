@@ -2,6 +2,7 @@ package keyservice
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -78,6 +79,10 @@ func (s *Service) resolve(c Caller, ref string, allowAlias bool) (keystate.Key, 
 func splitARN(arn string) []string { return strings.SplitN(arn, ":", 6) }
 
 func looksLikeKeyID(id string) bool {
+	if mrk, ok := strings.CutPrefix(id, "mrk-"); ok {
+		_, err := hex.DecodeString(mrk)
+		return len(mrk) == 32 && err == nil && strings.ToLower(mrk) == mrk
+	}
 	if len(id) != 36 {
 		return false
 	}
@@ -105,6 +110,8 @@ func (s *Service) usable(k keystate.Key, u keyspec.Usage) error {
 		return errorf(CodeInvalidState, "%s is pending deletion.", s.arnOf(k))
 	case keystate.PendingImport:
 		return errorf(CodeInvalidState, "%s is pending import.", s.arnOf(k))
+	case keystate.PendingReplicaDeletion:
+		return errorf(CodeInvalidState, "%s is pending replica deletion.", s.arnOf(k))
 	default:
 		return errorf(CodeInvalidState, "%s is %s.", s.arnOf(k), k.State)
 	}
@@ -116,8 +123,11 @@ func (s *Service) usable(k keystate.Key, u keyspec.Usage) error {
 
 // notPendingDeletion is the check management operations make.
 func (s *Service) notPendingDeletion(k keystate.Key) error {
-	if k.State == keystate.PendingDeletion {
+	switch k.State {
+	case keystate.PendingDeletion:
 		return errorf(CodeInvalidState, "%s is pending deletion.", s.arnOf(k))
+	case keystate.PendingReplicaDeletion:
+		return errorf(CodeInvalidState, "%s is pending replica deletion.", s.arnOf(k))
 	}
 	return nil
 }

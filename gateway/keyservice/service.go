@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/asymmetric"
 	"github.com/keyledger/keyledger/crypto/secret"
+	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
@@ -118,8 +119,9 @@ type Service struct {
 	syncMu  sync.Mutex // one shared catch-up for lookups that failed (resolve.go)
 	syncing *syncCall
 
-	sched    *Scheduler    // nil: RunDue runs unfenced (NewScheduler)
-	rotation *RootRotation // nil: no root key rotation (NewRootRotation)
+	sched      *Scheduler    // nil: RunDue runs unfenced (NewScheduler)
+	rotation   *RootRotation // nil: no root key rotation (NewRootRotation)
+	replicator *Replicator   // nil: no other region to replicate to (NewReplicator)
 	// Materials whose deletion is recorded but whose destruction failed
 	// (destroyRecorded): retried by RunDue, and at start-up by Sweep.
 	undestroyedMu sync.Mutex
@@ -169,12 +171,17 @@ func (s *Service) recordRec(ctx context.Context, ev *event.Event) (event.Record,
 	if ev.Body == nil {
 		ev.Body = &event.APICall{}
 	}
+	throttle.ReleaseEarly(ctx) // only the commit is left: it costs the instance nothing
 	var rec event.Record
 	var err error
 	if c := changeOf(ctx); c != nil {
-		rec, err = s.ledger.AppendChange(ctx, ev, c.at, c.partitionKeys(ev)...)
+		keys := c.partitionKeys(ev)
+		rec, err = s.ledger.AppendChange(ctx, ev, c.at, keys...)
 		if errors.Is(err, ledger.ErrConflict) {
 			return rec, errLostRace
+		}
+		if err == nil {
+			c.at = c.at.After(rec, keys...)
 		}
 	} else {
 		rec, err = s.ledger.Append(ctx, ev)

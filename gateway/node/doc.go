@@ -4,6 +4,11 @@
 // scheduler and the AWS JSON gateway. cmd/ and the end-to-end tests both
 // start instances through it, so they run the same wiring.
 //
+// One process may serve several regions, one Node each behind one HTTP
+// listener whose front routes by the SigV4 credential scope (regions.go),
+// and regions exchange multi-Region keys, within the process or with other
+// deployments (multiregion.go).
+//
 // # Start-up
 //
 // An instance snapshots its projections (package resume: key state with

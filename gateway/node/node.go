@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/feed"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/replication"
 	"github.com/keyledger/keyledger/ledger/snapshot"
 	"github.com/keyledger/keyledger/projections/compliance"
 	"github.com/keyledger/keyledger/projections/keystate"
@@ -85,6 +87,9 @@ type Config struct {
 	// Snapshots tune snapshots of the projections and the background
 	// verification of the whole chain.
 	Snapshots Snapshots
+	// MultiRegion, if set, replicates multi-Region keys to and from other
+	// regions (multiregion.go).
+	MultiRegion *MultiRegion
 	// SeedDev lets seeds (POST /seed) bring key material for AWS_KMS keys:
 	// development mode (serve --seed-dev), for test fixtures only.
 	SeedDev bool
@@ -102,6 +107,9 @@ type Config struct {
 	// service use (tests: pausing renewals and appends).
 	wrapLeases func(keyservice.Leases) keyservice.Leases
 	wrapLedger func(keyservice.Ledger) keyservice.Ledger
+	// routed is set for a region other than the front of a multi-region
+	// process (regions.go): its HTTP front is reached through the front's.
+	routed bool
 }
 
 // RootSeal is a sealed root key's keeper (a *seal.Keeper).
@@ -161,6 +169,9 @@ type Node struct {
 	// Scheduler carries out due work while this instance holds the
 	// scheduler lease.
 	Scheduler *keyservice.Scheduler
+	// Replicator exchanges multi-Region keys with other regions (nil
+	// without Config.MultiRegion).
+	Replicator *keyservice.Replicator
 
 	cfg   Config
 	b     *backend.Backend // the caller's; kept for the phases that open its stores
@@ -185,11 +196,21 @@ type Node struct {
 	verifier  *verifier
 	materials *materialWatch // checks every live material's stored copies
 
+	replication *replication.Link                     // nil without Config.MultiRegion
+	kicks       atomic.Pointer[keyservice.Replicator] // Replicator, for the fold
+
 	// Background goroutines (background.go): tiles stops last, workers
 	// before the ledger closes.
 	tiles        *task
 	workers      workers
 	rootFollower rootFollower
+
+	// alsoReady, on the front of a multi-region process, is the other
+	// regions' readiness, which /readyz reports with its own.
+	alsoReady atomic.Pointer[readyCheck]
+	// httpStopped: Regions.Close stopped the front's listener already.
+	httpStopped bool
+	auditOnce   sync.Once
 }
 
 // The phases of an instance's life, as Ready reports them.
@@ -253,6 +274,7 @@ func (n *Node) startBackground() {
 	n.startRootFollower()
 	n.startRegistration()
 	n.startScheduler()
+	n.startReplicator()
 }
 
 func (n *Node) setPhase(p string) {
@@ -327,8 +349,11 @@ func (n *Node) Serve(ln net.Listener) error { return n.http.Serve(ln) }
 // uncovered. The backend is the caller's to close.
 func (n *Node) Close(ctx context.Context) error {
 	n.setPhase(phaseStopping)
-	n.audit.Close()
-	err := n.http.Shutdown(ctx)
+	n.closeAudit()
+	var err error
+	if !n.cfg.routed && !n.httpStopped { // a routed region's requests end with the front's listener
+		err = n.http.Shutdown(ctx)
+	}
 	n.stopWorkers()
 	if n.cfg.RootSeal != nil && !n.Service.Sealed() {
 		if rerr := n.Service.RecordSealed(ctx, n.cfg.RootSeal.Mode()); rerr != nil {
@@ -338,6 +363,9 @@ func (n *Node) Close(ctx context.Context) error {
 	n.stop(ctx, true)
 	return err
 }
+
+// closeAudit ends the audit API's live subscriptions, once.
+func (n *Node) closeAudit() { n.auditOnce.Do(n.audit.Close) }
 
 // stopWorkers stops the background workers, newest first.
 func (n *Node) stopWorkers() { n.workers.stopAll() }

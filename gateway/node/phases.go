@@ -160,6 +160,9 @@ func (n *Node) buildService(ctx context.Context) error {
 	n.materials = &materialWatch{svc: svc, log: n.cfg.Logger}
 	n.materials.check(ctx) // before serving: repair, or say which keys are lost
 	n.Service = svc
+	if err := n.openReplicator(ctx, svc); err != nil {
+		return err
+	}
 	leases, err := n.b.OpenLeases(ctx, n.cfg.Ledger.Stream, n.cfg.SchedulerLeaseTTL)
 	if err != nil {
 		return err
@@ -171,7 +174,7 @@ func (n *Node) buildService(ctx context.Context) error {
 	n.Scheduler = svc.NewScheduler(sl, n.cfg.Instance)
 	n.feed = n.b.Feed(n.cfg.Ledger.Stream)
 	n.http = awsjson.New(svc, awsjson.Options{Principals: n.cfg.Principals, Region: n.cfg.Region, Now: n.cfg.AuthClock,
-		Logger: n.cfg.Logger, Limits: n.cfg.HTTP, Ready: n.Ready, Limiter: n.cfg.Throttle, Observer: observer(n.cfg.Metrics),
+		Logger: n.cfg.Logger, Limits: n.cfg.HTTP, Ready: n.readyAll, Limiter: n.cfg.Throttle, Observer: observer(n.cfg.Metrics),
 		Sealed: svc.Sealed})
 	if n.cfg.RootSeal != nil {
 		// Instances that share a deployment (an external NATS: no DataDir)
@@ -213,6 +216,7 @@ func (n *Node) fold(recs []event.Record) {
 		n.cfg.Metrics.Committed(len(recs))
 	}
 	n.Projections.Apply(recs)
+	n.kickReplicator(recs)
 	n.snapshots.folded(len(recs))
 	n.live.offer(recs)
 	n.rootFollower.noticeRoot(recs)

@@ -68,3 +68,15 @@ func (n *Node) Ready(ctx context.Context) error {
 	}
 	return nil
 }
+
+// readyAll is /readyz: this instance ready, and on the front of a
+// multi-region process every other region too.
+func (n *Node) readyAll(ctx context.Context) error {
+	if err := n.Ready(ctx); err != nil {
+		return err
+	}
+	if c := n.alsoReady.Load(); c != nil {
+		return c.fn(ctx)
+	}
+	return nil
+}

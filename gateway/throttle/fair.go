@@ -111,16 +111,26 @@ type waiter struct {
 	ready chan struct{}
 }
 
+// Defaults per core (GOMAXPROCS) of FairConfig's Slots and Queue.
+const (
+	DefaultSlotsPerCore = 4
+	DefaultQueuePerCore = 256
+)
+
 // NewFair returns a Fair admission controller.
 func NewFair(cfg FairConfig) *Fair {
 	if cfg.Cores <= 0 {
 		cfg.Cores = runtime.GOMAXPROCS(0)
 	}
 	if cfg.Slots <= 0 {
-		cfg.Slots = 32 * cfg.Cores
+		// Shares are given back before the ledger commit (ReleaseEarly),
+		// so they count CPU work only: a few per core keep every core
+		// busy, and more would only let one account queue its work in
+		// front of everyone else's.
+		cfg.Slots = DefaultSlotsPerCore * cfg.Cores
 	}
 	if cfg.Queue <= 0 {
-		cfg.Queue = 8 * cfg.Slots
+		cfg.Queue = DefaultQueuePerCore * cfg.Cores
 	}
 	if cfg.QueueWork <= 0 {
 		cfg.QueueWork = time.Second

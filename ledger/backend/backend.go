@@ -24,6 +24,7 @@ import (
 	"github.com/keyledger/keyledger/ledger/lease"
 	"github.com/keyledger/keyledger/ledger/material"
 	"github.com/keyledger/keyledger/ledger/merkle"
+	"github.com/keyledger/keyledger/ledger/replication"
 	"github.com/keyledger/keyledger/ledger/salvage"
 	"github.com/keyledger/keyledger/ledger/sealstore"
 	"github.com/keyledger/keyledger/ledger/segment"
@@ -134,6 +135,21 @@ func (b *Backend) AuditSeedFile() string {
 	return b.srv.AuditSeedFile()
 }
 
+// AuditorSeedFile is the embedded server's nkey seed file of a named
+// auditor (embedded.Options.Auditors), or "".
+func (b *Backend) AuditorSeedFile(name string) string {
+	if b.srv == nil {
+		return ""
+	}
+	return b.srv.AuditorSeedFile(name)
+}
+
+// ShredDir is where the embedded default keeps its per-material key slot
+// file ("" with an external deployment, whose per-material keys live in a
+// bucket). A second region served by the same process keeps its own slot
+// file in a directory under it.
+func (b *Backend) ShredDir() string { return b.shredDir }
+
 // OpenLedger opens the ledger stream.
 func (b *Backend) OpenLedger(ctx context.Context, cfg ledger.Config) (*ledger.Ledger, error) {
 	if cfg.Replicas == 0 {
@@ -178,6 +194,15 @@ func (b *Backend) OpenMaterials(ctx context.Context, cfg material.Config) (*mate
 	b.stores = append(b.stores, s)
 	b.mu.Unlock()
 	return s, nil
+}
+
+// OpenReplication opens a region's multi-Region key replication streams
+// (its outbox, and its inbox sourcing the peers' outboxes).
+func (b *Backend) OpenReplication(ctx context.Context, cfg replication.Config) (*replication.Link, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = b.replicas
+	}
+	return replication.Open(ctx, b.nc, cfg)
 }
 
 // ReadMaterials opens the material store for reading only, creating and

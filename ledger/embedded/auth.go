@@ -29,26 +29,35 @@ const (
 )
 
 // keyledgerInbox is the reply-subject prefix of keyledger's own
-// connections. Audit subscribers live in another account (auditAccount), so
+// connections. Audit subscribers live in other accounts (auditAccount), so
 // they cannot see keyledger's replies anyway; the prefix keeps it so
 // should an external deployment put both users in one account.
 const keyledgerInbox = "_KEYLEDGER_INBOX"
 
-// auditAccount is the NATS account of the audit identity. keyledger's own
-// user stays in the global account, where JetStream keeps its streams.
+// auditAccount is the NATS account of the default audit identity
+// (AuditSeedFile); a named auditor's is auditAccount + "_" + its name
+// (Options.Auditors). keyledger's own user stays in the global account,
+// where JetStream keeps its streams.
 //
-// A separate account is what makes the audit identity read-only. A NATS
+// A separate account is what makes an audit identity read-only. A NATS
 // client names any reply subject it likes, and the server publishes its
 // answer there past the client's publish permissions: in keyledger's
 // account, a stream info request with reply subject keyledger.events or
 // $KV.keyledger-material.<id> would have the server write the answer into
 // the ledger or over wrapped key material, as would a push consumer's
 // deliver subject. The audit account reaches keyledger's account only
-// through the imports linkAuditAccount sets up: reads answered to the
-// requester (replies of imported services are mapped back into the audit
-// account, so a reply subject can name nothing of keyledger's), and the
-// live feed. No consumer API is imported: a push consumer would deliver in
-// keyledger's account.
+// through the imports linkReader sets up: reads answered to the requester
+// by keyledger's read proxy (readproxy.go; replies of imported services
+// are mapped back into the account that asked, so a reply subject can
+// name nothing of keyledger's), and the live feed. No consumer API is
+// imported: a push consumer would deliver in keyledger's account.
+//
+// Each auditor has an account of its own for the same reason, one level
+// down: within one account a reply subject can name another client's
+// inbox or the live feed, so auditors sharing an account could have the
+// server answer into each other's reads (a fake line in `audit tail`, an
+// error ending a batch). Across accounts nothing is delivered without an
+// export, and auditor accounts export nothing.
 const auditAccount = "KEYLEDGER_AUDIT"
 
 // backupAccount is the NATS account of the backup identity: read-only for
@@ -68,39 +77,102 @@ const MaterialStream = "KV_keyledger-material"
 // reads too, so a backup survives one damaged copy.
 const MaterialCopyStream = MaterialStream + "-copy"
 
-// identities are the embedded server's users.
-type identities struct {
-	keyledger  nkeys.KeyPair
-	auditPub   string
-	auditFile  string
-	backupPub  string
-	backupFile string
+// ErrAuditorName is returned for an auditor name Options.Auditors cannot
+// take.
+var ErrAuditorName = errors.New("embedded: an auditor name is 1-32 of a-z, 0-9, '-', starting with a letter or digit")
+
+// CheckAuditorName returns nil when name can name an auditor: its seed
+// file is nats-audit-<name>.nk and its account KEYLEDGER_AUDIT_<name>.
+func CheckAuditorName(name string) error {
+	if len(name) == 0 || len(name) > 32 || name[0] == '-' {
+		return ErrAuditorName
+	}
+	for _, c := range []byte(name) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return ErrAuditorName
+		}
+	}
+	return nil
 }
 
-func loadIdentities(dir string) (*identities, error) {
+// AuditorSeedFileName is the seed file of the named auditor under
+// Options.AuthDir (AuditSeedFile for the default auditor, name "").
+func AuditorSeedFileName(name string) string {
+	if name == "" {
+		return AuditSeedFile
+	}
+	return "nats-audit-" + name + ".nk"
+}
+
+// reader is a read-only identity: an nkey user alone in its own account.
+type reader struct {
+	name    string // auditor name ("" the default auditor; backup: "")
+	account string // its NATS account
+	file    string // its seed file
+	pub     string // its public nkey
+	feed    bool   // it may subscribe to the live feed (auditors)
+	backup  bool   // it reads the material bucket (the backup identity)
+}
+
+// identities are the embedded server's users.
+type identities struct {
+	keyledger nkeys.KeyPair
+	readers   []*reader // the auditors, default first, then backup
+}
+
+func loadIdentities(dir string, auditors []string) (*identities, error) {
 	kl, err := loadOrCreateSeed(filepath.Join(dir, KeyledgerSeedFile))
 	if err != nil {
 		return nil, err
 	}
-	auditFile := filepath.Join(dir, AuditSeedFile)
-	au, err := loadOrCreateSeed(auditFile)
-	if err != nil {
+	id := &identities{keyledger: kl}
+	add := func(r *reader) error {
+		kp, err := loadOrCreateSeed(r.file)
+		if err != nil {
+			return err
+		}
+		if r.pub, err = kp.PublicKey(); err != nil {
+			return err
+		}
+		for _, o := range id.readers {
+			if o.pub == r.pub {
+				return fmt.Errorf("embedded: %s and %s hold the same nkey", o.file, r.file)
+			}
+		}
+		id.readers = append(id.readers, r)
+		return nil
+	}
+	if err := add(&reader{account: auditAccount, file: filepath.Join(dir, AuditSeedFile), feed: true}); err != nil {
 		return nil, err
 	}
-	apub, err := au.PublicKey()
-	if err != nil {
+	seen := map[string]bool{}
+	for _, name := range auditors {
+		if err := CheckAuditorName(name); err != nil {
+			return nil, fmt.Errorf("%w: %q", err, name)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("embedded: auditor %q named twice", name)
+		}
+		seen[name] = true
+		r := &reader{name: name, account: auditAccount + "_" + name, file: filepath.Join(dir, AuditorSeedFileName(name)), feed: true}
+		if err := add(r); err != nil {
+			return nil, err
+		}
+	}
+	if err := add(&reader{account: backupAccount, file: filepath.Join(dir, BackupSeedFile), backup: true}); err != nil {
 		return nil, err
 	}
-	backupFile := filepath.Join(dir, BackupSeedFile)
-	bk, err := loadOrCreateSeed(backupFile)
-	if err != nil {
-		return nil, err
+	return id, nil
+}
+
+// auditor is the named auditor's identity, or nil.
+func (id *identities) auditor(name string) *reader {
+	for _, r := range id.readers {
+		if r.feed && r.name == name {
+			return r
+		}
 	}
-	bpub, err := bk.PublicKey()
-	if err != nil {
-		return nil, err
-	}
-	return &identities{keyledger: kl, auditPub: apub, auditFile: auditFile, backupPub: bpub, backupFile: backupFile}, nil
+	return nil
 }
 
 // loadOrCreateSeed reads a user nkey seed file, or creates one (0600).
@@ -134,29 +206,64 @@ func loadOrCreateSeed(path string) (nkeys.KeyPair, error) {
 	return kp, nil
 }
 
+// Limits of each reader's account. A message the server delivers is
+// copied once per matching subscription into that connection's outbound
+// buffer (up to MaxPending, 64 MiB, before the server closes it as a slow
+// consumer), so a reader's connections and subscriptions multiply what
+// one answer costs the server; honest readers need few of either.
+const (
+	readerMaxConnections   = 16
+	readerMaxSubscriptions = 256 // per connection
+)
+
+// accounts are the readers' accounts, one each, for server.Options, with
+// the limits above (which nats-server sets only from configuration).
+func (id *identities) accounts() ([]*server.Account, error) {
+	var conf strings.Builder
+	conf.WriteString("accounts {\n")
+	for _, r := range id.readers {
+		fmt.Fprintf(&conf, "  %s: { limits: { max_connections: %d, max_subscriptions: %d } }\n", r.account, readerMaxConnections, readerMaxSubscriptions)
+	}
+	conf.WriteString("}\n")
+	var o server.Options
+	if err := o.ProcessConfigString(conf.String()); err != nil {
+		return nil, fmt.Errorf("embedded: reader accounts: %w", err)
+	}
+	byName := map[string]*server.Account{}
+	for _, a := range o.Accounts {
+		byName[a.Name] = a
+	}
+	out := make([]*server.Account, len(id.readers))
+	for i, r := range id.readers {
+		if out[i] = byName[r.account]; out[i] == nil {
+			return nil, fmt.Errorf("embedded: reader account %s not configured", r.account)
+		}
+	}
+	return out, nil
+}
+
 // users returns the server's nkey users: keyledger in the global account
-// with every permission, the audit subscriber in audit and the backup
-// reader in backup, each reading through what its account imports.
-func (id *identities) users(audit, backup *server.Account) ([]*server.NkeyUser, error) {
+// with every permission, and each reader alone in its account (accounts,
+// as accounts() made them), reading through what its account imports.
+func (id *identities) users(accounts []*server.Account) ([]*server.NkeyUser, error) {
 	kpub, err := id.keyledger.PublicKey()
 	if err != nil {
 		return nil, err
 	}
-	return []*server.NkeyUser{
-		{Nkey: kpub},
-		{Nkey: id.auditPub, Account: audit, Permissions: auditPermissions()},
-		{Nkey: id.backupPub, Account: backup, Permissions: backupPermissions()},
-	}, nil
+	users := []*server.NkeyUser{{Nkey: kpub}}
+	for i, r := range id.readers {
+		users = append(users, &server.NkeyUser{Nkey: r.pub, Account: accounts[i], Permissions: readerPermissions(r.feed)})
+	}
+	return users, nil
 }
 
-// accountAPI is the JetStream API the audit identity may call about the
-// account: stream names (finding the ledger's segments) and account info.
+// accountAPI is the JetStream API a reader may call about the account:
+// stream names (finding the ledger's segments) and account info.
 var accountAPI = []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES"}
 
-// streamAPI is the JetStream API the audit identity may call on one
-// stream: its info, and messages by direct get (single, last for a
-// subject, or batched) or from the stream leader, each answered to the
-// requester only.
+// streamAPI is the JetStream API a reader may call on one stream: its
+// info, and messages by direct get (single, last for a subject, or
+// batched) or from the stream leader, each answered to the requester only.
 func streamAPI(stream string) []string {
 	return []string{
 		"$JS.API.STREAM.INFO." + stream,
@@ -168,50 +275,42 @@ func streamAPI(stream string) []string {
 // feedSubjects is the live audit feed (package feed).
 const feedSubjects = "keyledger.audit.>"
 
-// linkAuditAccount exports accountAPI, streamAPI of each stream and the
-// live feed from keyledger's account to audit only, and imports them there
-// under the same subjects. Segment streams are linked as they appear
-// (segments.go).
-func linkAuditAccount(keyledger, audit *server.Account, streams []string) error {
+// linkReader sets up what a reader's account imports from keyledger's:
+// accountAPI and streamAPI of each stream (the ledger's; and the material
+// bucket's for backup), each served by keyledger's read proxy (readproxy.go)
+// rather than by JetStream directly, and for an auditor the live feed.
+// Segment streams are linked as they appear (segments.go).
+func linkReader(keyledger, acc *server.Account, r *reader, streams []string) error {
+	if err := exportReads(keyledger, acc); err != nil {
+		return err
+	}
 	for _, subj := range accountAPI {
-		if err := linkService(keyledger, audit, subj); err != nil {
+		if err := linkService(keyledger, acc, subj); err != nil {
 			return err
 		}
+	}
+	if r.backup {
+		streams = append(streams[:len(streams):len(streams)], MaterialStream, MaterialCopyStream)
 	}
 	for _, s := range streams {
-		if err := linkStream(keyledger, audit, s); err != nil {
+		if err := linkStream(keyledger, acc, s); err != nil {
 			return err
 		}
 	}
-	if err := keyledger.AddStreamExport(feedSubjects, []*server.Account{audit}); err != nil {
+	if !r.feed {
+		return nil
+	}
+	if err := keyledger.AddStreamExport(feedSubjects, []*server.Account{acc}); err != nil {
 		return fmt.Errorf("embedded: export %s: %w", feedSubjects, err)
 	}
-	if err := audit.AddStreamImport(keyledger, feedSubjects, ""); err != nil {
+	if err := acc.AddStreamImport(keyledger, feedSubjects, ""); err != nil {
 		return fmt.Errorf("embedded: import %s: %w", feedSubjects, err)
 	}
 	return nil
 }
 
-// linkBackupAccount exports accountAPI and streamAPI of each stream (the
-// ledger's, and the material bucket's) from keyledger's account to backup
-// only, and imports them there. Segment streams are linked as they
-// appear (segments.go).
-func linkBackupAccount(keyledger, backup *server.Account, streams []string) error {
-	for _, subj := range accountAPI {
-		if err := linkService(keyledger, backup, subj); err != nil {
-			return err
-		}
-	}
-	for _, s := range append(streams, MaterialStream, MaterialCopyStream) {
-		if err := linkStream(keyledger, backup, s); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // linkStream makes one stream's read API (streamAPI) reachable from a
-// reader's account (audit or backup).
+// reader's account.
 func linkStream(keyledger, reader *server.Account, stream string) error {
 	for _, subj := range streamAPI(stream) {
 		if err := linkService(keyledger, reader, subj); err != nil {
@@ -221,49 +320,55 @@ func linkStream(keyledger, reader *server.Account, stream string) error {
 	return nil
 }
 
-// linkService exports subj from keyledger's account to a reader's account
-// and imports it there. An export names every account it is for, so an
-// export made for one reader is extended, not replaced, for the next.
-// Batched direct gets answer with many messages, so those services stream
-// their responses.
+// exportReads exports the read proxy's subjects for one reader's account
+// (proxySubject) to that account only: requests answered once, and
+// direct gets, answered with a stream of messages the proxy ends with an
+// empty message (which drops the server's reply mapping at once; the
+// response threshold drops one the proxy never answered).
+func exportReads(keyledger, reader *server.Account) error {
+	api, direct := proxySubject(reader.Name, proxyAPI, ">"), proxySubject(reader.Name, proxyDirect, ">")
+	if err := keyledger.AddServiceExportWithResponse(api, server.Singleton, []*server.Account{reader}); err != nil {
+		return fmt.Errorf("embedded: export %s: %w", api, err)
+	}
+	if err := keyledger.AddServiceExportWithResponse(direct, server.Streamed, []*server.Account{reader}); err != nil {
+		return fmt.Errorf("embedded: export %s: %w", direct, err)
+	}
+	for _, e := range []string{api, direct} {
+		if err := keyledger.SetServiceExportResponseThreshold(e, proxyResponseThreshold); err != nil {
+			return fmt.Errorf("embedded: export %s: %w", e, err)
+		}
+	}
+	return nil
+}
+
+// linkService imports subj (a JetStream API subject) into a reader's
+// account, served by the read proxy's subject for that account and subj.
 func linkService(keyledger, reader *server.Account, subj string) error {
-	resp := server.Singleton
+	kind := proxyAPI
 	if strings.HasPrefix(subj, "$JS.API.DIRECT.GET.") {
-		resp = server.Streamed
+		kind = proxyDirect
 	}
-	if err := keyledger.AddServiceExportWithResponse(subj, resp, []*server.Account{reader}); err != nil {
-		return fmt.Errorf("embedded: export %s: %w", subj, err)
-	}
-	if err := reader.AddServiceImport(keyledger, subj, subj); err != nil {
+	if err := reader.AddServiceImport(keyledger, subj, proxySubject(reader.Name, kind, subj)); err != nil {
 		return fmt.Errorf("embedded: import %s: %w", subj, err)
 	}
 	return nil
 }
 
-// auditPermissions let the audit identity call the read API and subscribe
-// to its replies and the live feed; nothing else. The stream API is
-// allowed for any stream name (a permission cannot name "every segment"
-// either); what it reaches is what the account imports (segments.go says
-// why that is safe). The permissions keep one auditor from publishing to
-// another's inbox or to anything but the API.
-func auditPermissions() *server.Permissions {
+// readerPermissions let a reader call the read API and subscribe to its
+// replies, and an auditor (feed) the live feed; nothing else. The stream
+// API is allowed for any stream name (a permission cannot name "every
+// segment" either); what it reaches is what the account imports
+// (segments.go says why that is safe).
+func readerPermissions(feed bool) *server.Permissions {
 	allow := append([]string(nil), accountAPI...)
 	allow = append(allow, streamAPI("*")...)
-	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: allow},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", feedSubjects}},
+	sub := []string{"_INBOX.>"}
+	if feed {
+		sub = append(sub, feedSubjects)
 	}
-}
-
-// backupPermissions let the backup identity call the read API and
-// subscribe to its replies; nothing else (no live feed). As for audit,
-// what the stream API reaches is what its account imports.
-func backupPermissions() *server.Permissions {
-	allow := append([]string(nil), accountAPI...)
-	allow = append(allow, streamAPI("*")...)
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: allow},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: sub},
 	}
 }
 

@@ -11,13 +11,17 @@
 // its own nkey user (seed in AuthDir, mode 0600), the only identity allowed
 // to publish to its streams, KV buckets and the JetStream API. Audit
 // subscribers on Listen use a second, read-only nkey (AuditSeedFile) in an
-// account of their own: they can read the ledger (every segment, linked as
-// it appears: segments.go), checkpoint and snapshot streams with direct
-// gets and the live feed, and have the server write nothing (auth.go says
-// why an account, not permissions, ensures that). `keyledger backup` on
-// Listen uses a third, read-only nkey (BackupSeedFile) in a third account,
-// which reads what audit reads but the feed, and the material bucket. With
-// Options.TLS the listener requires TLS.
+// account of their own, and each auditor named in Options.Auditors one of
+// its own in an account of its own: they can read the ledger (every
+// segment, linked as it appears: segments.go), checkpoint and snapshot
+// streams with direct gets and the live feed, and have the server write
+// nothing, nor answer into another auditor's reads (auth.go says why an
+// account, not permissions, ensures that). `keyledger backup` on Listen
+// uses a read-only nkey (BackupSeedFile) in another account, which reads
+// what audit reads but the feed, and the material bucket. Every reader's
+// requests are served by a bounded read proxy in keyledger's account, not
+// by JetStream directly (readproxy.go). With Options.TLS the listener
+// requires TLS.
 package embedded
 
 import (
@@ -64,6 +68,15 @@ type Options struct {
 	// Repairable are streams another copy repairs (the material buckets):
 	// their damaged blocks are moved aside at start (damaged.go).
 	Repairable []string
+	// Auditors names auditors besides the default one (AuditSeedFile):
+	// each gets its own read-only nkey, AuditorSeedFileName(name) under
+	// AuthDir, in its own account, so that no auditor can have the server
+	// answer into another's reads (auth.go). A name dropped from the list
+	// no longer logs in; its seed file stays.
+	Auditors []string
+
+	// pending replaces Server.pendingBytes in tests of the read proxy.
+	pending func(account string) int
 }
 
 // Server is a running embedded nats-server.
@@ -75,7 +88,8 @@ type Server struct {
 	tls      bool // clients on the listener must use TLS
 
 	watcher  *nats.Conn // in-process: stream-created advisories
-	segments *segments  // segment streams linked for the audit identity
+	segments *segments  // segment streams linked for the reading identities
+	proxy    *readProxy // serves the reading identities' reads (readproxy.go)
 }
 
 // tlsTimeout bounds a NATS client's TLS handshake.
@@ -112,17 +126,20 @@ func Start(opts Options) (*Server, error) {
 			opts.Logger.Warn("damaged block moved aside before nats-server opened it; what it held is rewritten from the other copy", "block", m)
 		}
 	}
-	id, err := loadIdentities(opts.AuthDir)
+	id, err := loadIdentities(opts.AuthDir, opts.Auditors)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: NATS identities: %w", err)
 	}
-	audit, backup := server.NewAccount(auditAccount), server.NewAccount(backupAccount)
-	users, err := id.users(audit, backup)
+	accounts, err := id.accounts()
+	if err != nil {
+		return nil, err
+	}
+	users, err := id.users(accounts)
 	if err != nil {
 		return nil, err
 	}
 	so := &server.Options{
-		Accounts:           []*server.Account{audit, backup},
+		Accounts:           accounts,
 		Nkeys:              users,
 		ServerName:         "keyledger-embedded",
 		JetStream:          true,
@@ -165,19 +182,14 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	// The server registers copies of Options.Accounts.
-	registered, err := ns.LookupAccount(auditAccount)
-	if err != nil {
-		return nil, fmt.Errorf("embedded: %w", err)
-	}
-	if err := linkAuditAccount(ns.GlobalAccount(), registered, streams); err != nil {
-		return nil, err
-	}
-	backupRegistered, err := ns.LookupAccount(backupAccount)
-	if err != nil {
-		return nil, fmt.Errorf("embedded: %w", err)
-	}
-	if err := linkBackupAccount(ns.GlobalAccount(), backupRegistered, streams); err != nil {
-		return nil, err
+	readers := make([]*server.Account, len(id.readers))
+	for i, r := range id.readers {
+		if readers[i], err = ns.LookupAccount(r.account); err != nil {
+			return nil, fmt.Errorf("embedded: %w", err)
+		}
+		if err := linkReader(ns.GlobalAccount(), readers[i], r, streams); err != nil {
+			return nil, err
+		}
 	}
 	reserve := opts.MinFreeDisk
 	if reserve == 0 {
@@ -211,7 +223,11 @@ func Start(opts Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
-	if srv.segments, err = watchSegments(srv.watcher, ns.GlobalAccount(), []*server.Account{registered, backupRegistered}, opts.AuditStreams); err != nil {
+	if srv.segments, err = watchSegments(srv.watcher, ns.GlobalAccount(), readers, opts.AuditStreams); err != nil {
+		srv.Shutdown()
+		return nil, err
+	}
+	if srv.proxy, err = srv.startReadProxy(readers, opts.pending); err != nil {
 		srv.Shutdown()
 		return nil, err
 	}
@@ -220,25 +236,37 @@ func Start(opts Options) (*Server, error) {
 
 // Connect opens an in-process client connection (no TCP).
 // as keyledger's own NATS user.
-func (s *Server) Connect(name string) (*nats.Conn, error) {
+func (s *Server) Connect(name string) (*nats.Conn, error) { return s.connect(name) }
+
+func (s *Server) connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	auth, err := s.id.connectOption()
 	if err != nil {
 		return nil, err
 	}
-	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1), auth,
-		nats.CustomInboxPrefix(keyledgerInbox))
+	opts := []nats.Option{nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1), auth,
+		nats.CustomInboxPrefix(keyledgerInbox)}
+	return nats.Connect("", append(opts, extra...)...)
 }
 
 // StoreDir is the JetStream storage directory (Options.DataDir).
 func (s *Server) StoreDir() string { return s.storeDir }
 
-// AuditSeedFile is the path of the subscribe-only nkey seed audit
-// subscribers use.
-func (s *Server) AuditSeedFile() string { return s.id.auditFile }
+// AuditSeedFile is the path of the subscribe-only nkey seed of the
+// default auditor.
+func (s *Server) AuditSeedFile() string { return s.id.auditor("").file }
+
+// AuditorSeedFile is the path of the named auditor's nkey seed (one of
+// Options.Auditors; "" the default auditor's), or "" for no such auditor.
+func (s *Server) AuditorSeedFile(name string) string {
+	if r := s.id.auditor(name); r != nil {
+		return r.file
+	}
+	return ""
+}
 
 // BackupSeedFile is the path of the read-only nkey seed `keyledger backup`
 // uses on the listener.
-func (s *Server) BackupSeedFile() string { return s.id.backupFile }
+func (s *Server) BackupSeedFile() string { return s.id.readers[len(s.id.readers)-1].file }
 
 // ClientURL is the URL network clients use (tls://… when TLS is
 // required), or "" without a listener.
@@ -266,6 +294,9 @@ func (s *Server) WriteFault() context.Context { return s.storage.Fault() }
 
 // Shutdown stops the server and waits for it to finish.
 func (s *Server) Shutdown() {
+	if s.proxy != nil {
+		s.proxy.close()
+	}
 	if s.watcher != nil {
 		s.watcher.Close()
 	}

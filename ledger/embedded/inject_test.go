@@ -15,7 +15,13 @@ import (
 
 func auditConn(t *testing.T, srv *Server) *nats.Conn {
 	t.Helper()
-	seed, err := os.ReadFile(srv.AuditSeedFile())
+	return auditorConn(t, srv, "")
+}
+
+// auditorConn connects as the named auditor ("" the default one).
+func auditorConn(t *testing.T, srv *Server, name string) *nats.Conn {
+	t.Helper()
+	seed, err := os.ReadFile(srv.AuditorSeedFile(name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,19 +39,16 @@ func auditConn(t *testing.T, srv *Server) *nats.Conn {
 	return nc
 }
 
-// TestAuditorCannotAnswerForTheServer: every auditor uses the one audit
-// nkey, so all share the audit account. A reply subject is not subject to
-// publish permissions, so one auditor can have the server publish into
-// what another auditor reads: the live feed (keyledger.audit.>), or the
-// inbox of another's batched direct get (an error status ends that read,
-// a message of another stream with the sequence it waits for takes its
-// place).
+// TestAuditorCannotAnswerForTheServer: a reply subject is not subject to
+// publish permissions, so within one NATS account one client can have the
+// server publish into what another reads: the live feed
+// (keyledger.audit.>), or the inbox of a batched direct get (an error
+// status ends that read, a message of another stream with the sequence it
+// waits for takes its place). Each auditor has an account of its own, so
+// no auditor reaches another's (the default one's or a named one's).
 func TestAuditorCannotAnswerForTheServer(t *testing.T) {
-	t.Skip("not fixed: nats-server publishes a request's answer at whatever reply subject the requester names, and all auditors share the audit nkey and its account. " +
-		"Batched direct gets now ignore another stream's answer (directget), but a status answer (408) still ends another auditor's read, and the live feed takes any answer " +
-		"(ledger/feed Feed.Subscribe could drop messages without Keyledger-Index or with Nats-Stream; the real fix is an account per auditor: within one account, permissions do not restrict reply subjects)")
 	dir := t.TempDir()
-	srv, err := Start(Options{DataDir: filepath.Join(dir, "js"), AuthDir: dir, Listen: "127.0.0.1:-1", NoSync: true})
+	srv, err := Start(Options{DataDir: filepath.Join(dir, "js"), AuthDir: dir, Listen: "127.0.0.1:-1", NoSync: true, Auditors: []string{"acme", "mallory"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,35 +69,66 @@ func TestAuditorCannotAnswerForTheServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	victim, attacker := auditConn(t, srv), auditConn(t, srv)
-	feed, err := victim.SubscribeSync("keyledger.audit.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox := victim.NewInbox()
-	replies, err := victim.SubscribeSync(inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := victim.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for subj, body := range map[string]string{
-		"$JS.API.DIRECT.GET.KEYLEDGER_CHECKPOINTS": `{"seq":1}`, // another stream's message
-		"$JS.API.DIRECT.GET.KEYLEDGER":             ``,          // 408 Empty Request
-	} {
-		for _, reply := range []string{"keyledger.audit.x.key.Encrypt", inbox} {
-			if err := attacker.PublishRequest(subj, reply, []byte(body)); err != nil {
-				t.Fatal(err)
+	// The last case is the control: two connections of one auditor share
+	// its account, and there the server does answer into the other's
+	// subscriptions, so the test would see it across auditors too.
+	for _, tc := range []struct{ victim, attacker string }{{"", "mallory"}, {"acme", "mallory"}, {"mallory", ""}, {"acme", "acme"}} {
+		victim, attacker := auditorConn(t, srv, tc.victim), auditorConn(t, srv, tc.attacker)
+		feed, err := victim.SubscribeSync("keyledger.audit.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		inbox := victim.NewInbox()
+		replies, err := victim.SubscribeSync(inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := victim.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// The attacker's own inbox: its answers arrive there, so the
+		// requests did reach the server and were answered.
+		own, err := attacker.SubscribeSync(attacker.NewInbox())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for subj, body := range map[string]string{
+			"$JS.API.DIRECT.GET.KEYLEDGER_CHECKPOINTS": `{"seq":1}`, // another stream's message
+			"$JS.API.DIRECT.GET.KEYLEDGER":             ``,          // 408 Empty Request
+		} {
+			for _, reply := range []string{"keyledger.audit.x.key.Encrypt", inbox, own.Subject} {
+				if err := attacker.PublishRequest(subj, reply, []byte(body)); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
-	}
-	if err := attacker.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for name, sub := range map[string]*nats.Subscription{"live feed": feed, "direct-get inbox": replies} {
-		if m, err := sub.NextMsg(time.Second); err == nil {
-			t.Errorf("an auditor had the server publish into another auditor's %s: %s %q %q", name, m.Subject, m.Header, m.Data)
+		if err := attacker.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		answers := 0
+		for {
+			m, err := own.NextMsg(2 * time.Second)
+			if err != nil {
+				break
+			}
+			if len(m.Data) > 0 || m.Header.Get("Status") != "" {
+				answers++
+			}
+			if answers == 2 {
+				break
+			}
+		}
+		if answers != 2 {
+			t.Fatalf("%q → %q: the attacker's own requests got %d answers, want 2", tc.attacker, tc.victim, answers)
+		}
+		for name, sub := range map[string]*nats.Subscription{"live feed": feed, "direct-get inbox": replies} {
+			m, err := sub.NextMsg(200 * time.Millisecond)
+			switch {
+			case tc.victim == tc.attacker && err != nil:
+				t.Errorf("control: one connection of auditor %q did not have the server publish into another's %s", tc.victim, name)
+			case tc.victim != tc.attacker && err == nil:
+				t.Errorf("auditor %q had the server publish into auditor %q's %s: %s %q %q", tc.attacker, tc.victim, name, m.Subject, m.Header, m.Data)
+			}
 		}
 	}
 }

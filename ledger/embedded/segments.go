@@ -15,8 +15,9 @@ import (
 
 // Ledger segments. The ledger's segment streams are named <stream>_<n>
 // (ledger/segments.go), and NATS subjects match whole tokens only, so no
-// export or import can name "every segment": each segment stream is
-// exported to the audit account and imported there by name. The embedded
+// import can name "every segment": each segment stream's read API is
+// imported into every reader's account by name (from the read proxy's
+// subjects for that account, readproxy.go). The embedded
 // server derives that list from the live streams: at start from the
 // streams JetStream holds, and then from JetStream's stream-created
 // advisories. It always links segmentLookahead segments past the newest,
@@ -29,8 +30,9 @@ import (
 // cannot name a prefix within a token either. That is safe because the
 // permissions are not what bounds it: in the audit account a subject
 // reaches keyledger's account only through an import (above: the ledger's
-// own streams, never the material bucket), the account has no JetStream of
-// its own, and no audit identity may subscribe to API subjects there.
+// own streams, never the material bucket), the read proxy forwards only
+// what arrived through one, the account has no JetStream of its own, and
+// no audit identity may subscribe to API subjects there.
 const segmentLookahead = 8
 
 // segments links the ledger's segment streams for the reading identities

@@ -100,6 +100,9 @@ func newBody(typ string) Body {
 	case TypeSchedulerLeaseTaken:
 		return &SchedulerLeaseTaken{}
 	}
+	if b := newMultiRegionBody(typ); b != nil {
+		return b
+	}
 	return &Unknown{}
 }
 

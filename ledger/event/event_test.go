@@ -70,13 +70,31 @@ func goldenEvents() []*Event {
 			CheckpointSize: 1200, CheckpointRoot: "cm9vdA==", EventsSHA256: "ab12", RetentionDays: 365}, nil},
 		{"TakeSchedulerLease", &SchedulerLeaseTaken{Holder: "node-a-1f2e", Token: 7,
 			Supersedes: "45fb286aab4cf8b5d5501ca02706fd55f8e5c31dfffd7e3a2c518fc8ec73f6c5"}, nil},
+		{"CreateKey", &KeyCreated{KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT", Origin: "AWS_KMS", MultiRegion: true, Material: mat}, nil},
+		{"ReplicateKey", &KeyReplicated{ReplicaRegion: "eu-west-1", Description: "replica", Policy: `{"Statement":[]}`,
+			Tags: map[string]string{"env": "prod"}, BypassPolicyLockoutSafetyCheck: true}, nil},
+		{"CreateKey", &ReplicaKeyCreated{MultiRegionShared: MultiRegionShared{SourceRegion: "us-east-1",
+			SourceEventID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", Version: 2, PrimaryRegion: "us-east-1",
+			ReplicaRegions: []string{"eu-west-1"}, RotationPeriodDays: 365, NextRotation: t0.Add(365 * 24 * time.Hour),
+			Materials: []SyncedMaterial{{Material: mat, Created: t0}, {Material: MaterialRef{ID: "ee55", WrappedHash: "ff66"},
+				Created: t0.Add(time.Hour), RotationType: "ON_DEMAND"}}, CurrentMaterial: "ee55"},
+			KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT", Origin: "AWS_KMS", Description: "replica",
+			Policy: `{"Statement":[]}`, Tags: map[string]string{"env": "prod"}}, nil},
+		{"SynchronizeMultiRegionKey", &MultiRegionKeySynchronized{MultiRegionShared: MultiRegionShared{SourceRegion: "us-east-1",
+			SourceEventID: "1f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", Version: 3, PrimaryRegion: "eu-west-1",
+			ReplicaRegions: []string{"ap-south-1", "us-east-1"}, Materials: []SyncedMaterial{{Material: MaterialRef{ID: "imp"},
+				Created: t0, Imported: true}}, CurrentMaterial: "ee55"}}, nil},
+		{"SynchronizeMultiRegionKey", &ReplicaAcknowledged{Region: "eu-west-1", Version: 3,
+			SourceEventID: "2f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", Deleted: true}, nil},
+		{"UpdatePrimaryRegion", &PrimaryRegionUpdated{PrimaryRegion: "eu-west-1"}, nil},
+		{"RegisterPeerRegion", &PeerRegionRegistered{Region: "eu-west-1", PublicKey: "cHVibGlj", WriterID: "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}, nil},
 	}
 	var out []*Event
 	prev := Hash{}
 	for i, b := range bodies {
 		e := &Event{Index: uint64(i), Prev: prev, Time: t0.Add(time.Duration(i) * time.Second), Operation: b.op,
 			Account: "111122223333", Region: "us-east-1", KeyID: key, Actor: actor, Error: b.err, Body: b.body}
-		if b.op == "DeleteKey" {
+		if b.op == "DeleteKey" || b.op == "SynchronizeMultiRegionKey" || b.op == "RegisterPeerRegion" {
 			e.Actor = nil // a service event
 		}
 		out = append(out, e)

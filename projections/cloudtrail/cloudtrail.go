@@ -104,6 +104,7 @@ func Render(r event.Record) Record {
 		out.RequestParameters["keyId"] = arn
 	}
 	parameters(e, out.RequestParameters, &out)
+	multiRegion(e, out.RequestParameters, &out)
 	return out
 }
 

@@ -49,6 +49,11 @@ type Material struct {
 	Created      time.Time
 	RotationType string // "" for a key's first material, else AUTOMATIC or ON_DEMAND
 	Imported     bool
+	// SyncVersion is, for a multi-Region key, the version of the shared
+	// properties that brought the material; Pending, that it is not yet
+	// current because a related key may not hold it (multiregion.go).
+	SyncVersion uint64 `json:",omitempty"`
+	Pending     bool   `json:",omitempty"`
 	// For imported material:
 	ExpirationModel string
 	ValidTo         time.Time
@@ -105,15 +110,39 @@ type Key struct {
 	OnDemandRotations  int
 	ImportTokens       map[string]ImportToken
 	Grants             map[string]Grant
+
+	// Multi-Region keys (multiregion.go): the primary's region (this
+	// key's own on the primary), the related keys in other regions, the
+	// version of the shared properties this key holds and the event here
+	// that brought it, whether the primary role is moving away from this
+	// key, and the imported material ids a replica of an EXTERNAL key
+	// must be given.
+	PrimaryRegion   string    `json:",omitempty"`
+	Replicas        []Replica `json:",omitempty"`
+	SyncVersion     uint64    `json:",omitempty"`
+	SyncEventID     string    `json:",omitempty"`
+	Updating        bool      `json:",omitempty"`
+	ExpectedImports []string  `json:",omitempty"`
 }
 
 // HasMaterial reports whether the key has usable material (an EXTERNAL key
 // has none until it is imported, and none after it expires).
-func (k *Key) HasMaterial() bool { return len(k.Materials) > 0 }
+func (k *Key) HasMaterial() bool {
+	return slices.ContainsFunc(k.Materials, func(m Material) bool { return !m.Pending })
+}
 
-// CurrentMaterial is the material new encryptions use. It panics on a key
-// without material; check HasMaterial.
-func (k *Key) CurrentMaterial() Material { return k.Materials[len(k.Materials)-1] }
+// CurrentMaterial is the material new encryptions use: the newest one that
+// is not pending (a multi-Region key's new material becomes current once
+// every related key holds it). It panics on a key without material; check
+// HasMaterial.
+func (k *Key) CurrentMaterial() Material {
+	for i := len(k.Materials) - 1; i >= 0; i-- {
+		if !k.Materials[i].Pending {
+			return k.Materials[i]
+		}
+	}
+	panic("keystate: CurrentMaterial of a key without material")
+}
 
 // Material finds one of the key's materials by id.
 func (k *Key) Material(id string) (Material, bool) {
@@ -164,6 +193,11 @@ type DeletedKey struct {
 	ID        string
 	Materials []string
 	Deleted   time.Time
+	// A deleted multi-Region key's account and primary region: a
+	// replica's primary is told of its deletion.
+	Account       string `json:",omitempty"`
+	PrimaryRegion string `json:",omitempty"`
+	SyncVersion   uint64 `json:",omitempty"` // the version it last held
 }
 
 // State is the fold of the ledger.
@@ -172,15 +206,17 @@ type State struct {
 	keys        map[string]*Key
 	aliases     map[aliasID]*Alias
 	deleted     map[string]DeletedKey
-	destroyed   map[string]bool     // material ids the ledger says are destroyed
-	encryptions map[string]uint64   // material id → successful encryptions under it
-	lastUse     map[string]LastUse  // key id → last successful cryptographic use
-	applied     uint64              // events applied
-	principals  string              // hash of the principals configuration in force
-	scheduler   SchedulerLease      // the newest SchedulerLeaseTaken
-	root        RootVersions        // the root key versions the ledger names
-	grantTokens map[string]grantRef // grant token hash → the live grant
-	idx         index               // sorted indexes for paging
+	destroyed   map[string]bool       // material ids the ledger says are destroyed
+	encryptions map[string]uint64     // material id → successful encryptions under it
+	lastUse     map[string]LastUse    // key id → last successful cryptographic use
+	applied     uint64                // events applied
+	principals  string                // hash of the principals configuration in force
+	scheduler   SchedulerLease        // the newest SchedulerLeaseTaken
+	root        RootVersions          // the root key versions the ledger names
+	grantTokens map[string]grantRef   // grant token hash → the live grant
+	idx         index                 // sorted indexes for paging
+	mrks        map[string]bool       // multi-Region key ids
+	peers       map[string]PeerRegion // other regions' replication keys
 }
 
 type grantRef struct{ key, grant string }
@@ -191,7 +227,7 @@ type aliasID struct{ account, name string }
 func New() *State {
 	return &State{keys: map[string]*Key{}, aliases: map[aliasID]*Alias{}, deleted: map[string]DeletedKey{},
 		destroyed: map[string]bool{}, encryptions: map[string]uint64{}, lastUse: map[string]LastUse{},
-		grantTokens: map[string]grantRef{}, idx: newIndex()}
+		grantTokens: map[string]grantRef{}, idx: newIndex(), mrks: map[string]bool{}, peers: map[string]PeerRegion{}}
 }
 
 // Apply folds committed records in order.
@@ -211,6 +247,8 @@ func (s *State) apply(r event.Record) {
 	if e.Refused() {
 		return
 	}
+	before := s.keys[e.KeyID]
+	defer s.foldMultiRegion(r, before)
 	switch b := e.Body.(type) {
 	case *event.APICall:
 		s.count(r, b)
@@ -585,7 +623,7 @@ func (s *State) DueForDeletion(now time.Time) []Key {
 // DueForRotation returns enabled keys whose automatic rotation is due.
 func (s *State) DueForRotation(now time.Time) []Key {
 	return s.keysWhere(func(k *Key) bool {
-		return k.State == Enabled && k.RotationPeriodDays > 0 && !k.NextRotation.After(now)
+		return k.State == Enabled && k.RotationPeriodDays > 0 && !k.NextRotation.After(now) && !k.IsReplica()
 	})
 }
 
@@ -738,6 +776,7 @@ type Snapshot struct {
 	Principals  string
 	Scheduler   SchedulerLease
 	Root        RootVersions
+	Peers       map[string]PeerRegion `json:",omitempty"`
 }
 
 // Snapshot copies the whole state in a stable order.
@@ -751,6 +790,9 @@ func (s *State) Snapshot() Snapshot {
 	snap.Scheduler = s.scheduler
 	snap.Root = s.Root()
 	snap.LastUse = maps.Clone(s.lastUse)
+	if len(s.peers) > 0 {
+		snap.Peers = maps.Clone(s.peers)
+	}
 	for _, k := range s.keys {
 		snap.Keys = append(snap.Keys, *k)
 	}
@@ -782,10 +824,16 @@ func Restore(snap Snapshot) *State {
 	if snap.Destroyed != nil {
 		s.destroyed = maps.Clone(snap.Destroyed)
 	}
+	if snap.Peers != nil {
+		s.peers = maps.Clone(snap.Peers)
+	}
 	for _, k := range snap.Keys {
 		k := k
 		s.keys[k.ID] = &k
 		s.idx.addKey(&k)
+		if k.MultiRegion {
+			s.mrks[k.ID] = true
+		}
 		for _, g := range k.Grants {
 			s.grantTokens[g.TokenHash] = grantRef{key: k.ID, grant: g.ID}
 		}

@@ -24,9 +24,9 @@ import (
 // MaxBatch is the most messages one request asks for.
 const MaxBatch = 1024
 
-// maxBytes bounds one batch's payload (the server stops after the message
+// MaxBytes bounds one batch's payload (the server stops after the message
 // that crosses it), well under a subscription's pending limit (64 MiB).
-const maxBytes = 16 << 20
+const MaxBytes = 16 << 20
 
 // ErrStop, returned by a Batch callback, ends the batch early without error.
 var ErrStop = errors.New("directget: stop")
@@ -58,7 +58,7 @@ type Result struct {
 func Batch(ctx context.Context, nc *nats.Conn, stream string, req Request, stall time.Duration, fn func(m *nats.Msg, seq uint64) error) (Result, error) {
 	var res Result
 	req.Batch = min(max(req.Batch, 1), MaxBatch)
-	req.MaxBytes = maxBytes
+	req.MaxBytes = MaxBytes
 	if req.Seq == 0 && req.Subject == "" {
 		req.Seq = 1
 	}

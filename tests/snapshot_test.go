@@ -111,7 +111,7 @@ func TestRestartFromSnapshotEqualsReplay(t *testing.T) {
 	}
 	foreign, _ := other.Raw(ctx, snapshot.Name(h.Pos()))
 	plant(4, foreign)
-	h.Index, h.Count = base+5, base+6 // named by its position, Count-1
+	h.Index, h.Count = base+5, base+6                                          // named by its position, Count-1
 	if err := store.Put(ctx, h, []byte("{}"), writer.Generate()); err != nil { // a stranger's key
 		t.Fatal(err)
 	}

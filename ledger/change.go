@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -115,6 +116,7 @@ func (l *Ledger) AppendChange(ctx context.Context, ev *event.Event, at Positions
 	parts := partitionsOf(keys)
 	l.cmu.Lock()
 	defer l.cmu.Unlock()
+	l.yieldTo(ctx, parts)
 	for attempt := 0; ; attempt++ {
 		rec, err := l.tryChange(ctx, ev, at, parts)
 		if !isSealed(err) {
@@ -244,10 +246,20 @@ func (l *Ledger) tryChange(ctx context.Context, ev *event.Event, at Positions, p
 		if isSealed(err) {
 			return event.Record{}, err
 		}
+		l.lostOn(parts)
 		// Another instance's change took the place: fold it, so the
-		// caller's next attempt validates against it.
+		// caller's next attempt validates against it. JetStream names
+		// where the chain stands: folding through there, without first
+		// asking where the stream ends, keeps the loser's next attempt as
+		// quick as the winner's next change, so one instance cannot win
+		// every race while the other catches up.
 		cctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
-		cerr := l.catchUp(cctx)
+		var cerr error
+		if last, ok := wrongLastSequence(err); ok {
+			cerr = l.waitFolded(cctx, last)
+		} else {
+			cerr = l.catchUp(cctx)
+		}
 		cancel()
 		if cerr != nil {
 			return event.Record{}, fmt.Errorf("%w (and the stream could not be read back: %v)", ErrConflict, cerr)
@@ -337,4 +349,20 @@ func (l *Ledger) publishChange(ctx context.Context, msgs []*nats.Msg) (uint64, e
 		return 0, fmt.Errorf("ledger: a change's batch of %d messages was stored as %d", len(msgs), ack.Count)
 	}
 	return ack.Seq, nil
+}
+
+// wrongLastSequence is the sequence JetStream's wrong-last-sequence
+// refusal names: where the subject stands now.
+func wrongLastSequence(err error) (uint64, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return 0, false
+	}
+	const prefix = "wrong last sequence: "
+	i := strings.Index(apiErr.Description, prefix)
+	if i < 0 {
+		return 0, false
+	}
+	n, perr := strconv.ParseUint(strings.TrimSpace(apiErr.Description[i+len(prefix):]), 10, 64)
+	return n, perr == nil && n > 0
 }

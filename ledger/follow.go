@@ -64,8 +64,8 @@ func (l *Ledger) own(o *ownMsg) *ownMsg {
 // through it.
 func (l *Ledger) acked(o *ownMsg, seq uint64) {
 	l.omu.Lock()
-	o.seq = seq
-	if !o.claimed {
+	if !o.claimed { // claimed: the follower set seq, and may be reading it
+		o.seq = seq
 		l.ownSeq[seq] = o
 	}
 	l.omu.Unlock()
@@ -112,6 +112,7 @@ func (l *Ledger) claimStored(m chain.Message, msgID string) *ownMsg {
 	if o == nil || o.claimed || o.chain != m.Chain || !bytes.Equal(o.data, m.Data) || o.seq != 0 && o.seq != m.Seq {
 		return nil
 	}
+	o.seq = m.Seq // its acknowledgement, late or lost, would say the same
 	l.claimLocked(o)
 	return o
 }
@@ -260,6 +261,9 @@ func (l *Ledger) stopFollower() {
 	}
 	if l.noticeSub != nil {
 		_ = l.noticeSub.Unsubscribe()
+	}
+	if l.contend.sub != nil {
+		_ = l.contend.sub.Unsubscribe()
 	}
 }
 

@@ -178,8 +178,9 @@ type Ledger struct {
 
 	connEpoch atomic.Pointer[chan struct{}] // closed when the connection is lost (follow.go)
 
-	cmu    sync.Mutex // one change at a time (change.go)
-	rollMu sync.Mutex // one roll at a time (segments.go)
+	cmu     sync.Mutex // one change at a time (change.go)
+	contend contention // other instances' lost changes (contention.go)
+	rollMu  sync.Mutex // one roll at a time (segments.go)
 }
 
 // Open ensures the stream exists with deletes and purges denied. It does not
@@ -407,6 +408,7 @@ func (l *Ledger) Start(head chain.Head) {
 	l.started.Store(true)
 	l.watchConnection()
 	l.listenForNotices()
+	l.listenForContention()
 	go l.follower()
 	go l.writer()
 }

@@ -3,8 +3,10 @@ package keyservice
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
@@ -68,6 +70,13 @@ func changing[T any](ctx context.Context, s *Service, fn func(ctx context.Contex
 			s.log.Warn("a change lost every race to other instances' changes; answered ThrottlingException", "attempts", attempt)
 			var zero T
 			return zero, errBusy
+		}
+		if attempt > 1 {
+			// Lost twice running: another instance is changing these keys
+			// back to back, and trying again at once lands at the same
+			// moment of its cycle every time. A pause of random length
+			// (at most a few milliseconds) lands anywhere in it.
+			time.Sleep(time.Duration(rand.Int64N(int64(min(attempt, 8)) * int64(time.Millisecond))))
 		}
 	}
 }

@@ -186,15 +186,25 @@ func (l *Ledger) getMsgIn(ctx context.Context, s *segStream, seq uint64, info *j
 	return nil, &UnreadableError{Stream: s.name, Seq: seq, Last: info.State.LastSeq, Lost: lostText(info), Cause: jetstream.ErrMsgNotFound}
 }
 
+// directGetPatience is how long a direct get may go unanswered before the
+// stream's leader is asked instead. Any replica answers a direct get; one
+// cut off from its cluster is still offered requests until the routes to
+// it fail their pings (minutes, by nats-server's defaults), and what it is
+// offered is lost: a partition must not stall every read for that long.
+const directGetPatience = 500 * time.Millisecond
+
 // rawMsgIn fetches the message at seq from segment s, asking the leader
-// before answering jetstream.ErrMsgNotFound. The message's Subject is the
+// when no replica answers in time, and before answering
+// jetstream.ErrMsgNotFound. The message's Subject is the
 // one the server stored it on.
 func (l *Ledger) rawMsgIn(ctx context.Context, s *segStream, seq uint64) (*jetstream.RawStreamMsg, error) {
-	m, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.directGet(ctx, s, seq) })
+	dctx, cancel := context.WithTimeout(ctx, directGetPatience)
+	m, err := jsretry.Do(dctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.directGet(ctx, s, seq) })
+	cancel()
 	if err == nil {
 		return m, nil
 	}
-	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if ctx.Err() != nil {
 		return nil, fmt.Errorf("ledger: reading stream sequence %d (%s): %w", seq, s.name, err)
 	}
 	m, err = jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.leaderGetMsg(ctx, s, seq) })

@@ -37,6 +37,14 @@ type baseRecord struct {
 	Base       segment.Base `json:"base"`
 	EventIndex uint64       `json:"eventIndex"` // the SegmentRemoved event
 	EventSeq   uint64       `json:"eventSeq"`   // the stream sequence holding it
+	// EventChain is the chain of the SegmentRemoved event ("": the legacy
+	// chain) and EventAfter the stream sequence of the chain's message
+	// before it, which its signature names.
+	EventChain string `json:"eventChain,omitempty"`
+	EventAfter uint64 `json:"eventAfter,omitempty"`
+	// EventPos is the SegmentRemoved event's position (event.Record.Pos),
+	// for an event not on the legacy chain (whose index is its position).
+	EventPos uint64 `json:"eventPos,omitempty"`
 	// Tree is the tiled Merkle tree's frontier at the base (its size is
 	// Base.FirstIndex): with the tiles, which are never removed, it
 	// continues the tree; CheckBaseTree checks it against Base.Frontier.
@@ -116,7 +124,11 @@ func (l *Ledger) loadBase(ctx context.Context) error {
 // SegmentRemoved that names exactly this base, after it.
 func (l *Ledger) checkBaseEvent(ctx context.Context, rec baseRecord) error {
 	b := rec.Base
-	if b.Empty() || rec.EventSeq <= b.Seq || rec.EventIndex < b.FirstIndex {
+	pos := rec.EventIndex
+	if rec.EventChain != chain.Legacy {
+		pos = rec.EventPos
+	}
+	if b.Empty() || rec.EventSeq <= b.Seq || pos < b.FirstIndex {
 		return &BaseError{Reason: "it names no SegmentRemoved event after it"}
 	}
 	m, err := l.rawMsg(ctx, rec.EventSeq)
@@ -125,7 +137,13 @@ func (l *Ledger) checkBaseEvent(ctx context.Context, rec baseRecord) error {
 	}
 	pub, _ := writer.ParsePublic(rec.PublicKey)
 	sig, serr := base64.StdEncoding.DecodeString(m.Header.Get(writer.HeaderSignature))
-	if m.Header.Get(writer.HeaderWriter) != rec.Writer || serr != nil || !writer.Verify(pub, rec.EventSeq, m.Data, sig) {
+	signed := serr == nil && m.Header.Get(writer.HeaderWriter) == rec.Writer
+	if rec.EventChain == chain.Legacy {
+		signed = signed && writer.Verify(pub, rec.EventSeq, m.Data, sig)
+	} else {
+		signed = signed && writer.VerifyAt(pub, rec.EventChain, rec.EventAfter, m.Data, sig)
+	}
+	if !signed || l.chainOf(m.Subject) != rec.EventChain {
 		return &BaseError{Reason: fmt.Sprintf("its SegmentRemoved event (stream sequence %d) is not signed by the writer that signed the base", rec.EventSeq)}
 	}
 	lines, err := event.SplitBatch(m.Data)
@@ -134,7 +152,7 @@ func (l *Ledger) checkBaseEvent(ctx context.Context, rec baseRecord) error {
 	}
 	for _, raw := range lines {
 		ev, err := event.Decode(raw)
-		if err != nil || ev.Index != rec.EventIndex {
+		if err != nil || ev.Index != rec.EventIndex || ev.Chain != rec.EventChain {
 			continue
 		}
 		sr, ok := ev.Body.(*event.SegmentRemoved)
@@ -248,7 +266,8 @@ func (l *Ledger) StoreBase(ctx context.Context, base segment.Base, tree merkle.F
 	if tree.Size != int64(base.FirstIndex) {
 		return errors.New("ledger: the Merkle frontier is not at the base")
 	}
-	rec := baseRecord{Base: base, EventIndex: removed.Event.Index, EventSeq: removed.Seq, Tree: tree, Writer: w.ID(), PublicKey: w.PublicText()}
+	rec := baseRecord{Base: base, EventIndex: removed.Event.Index, EventSeq: removed.Seq, EventChain: removed.Event.Chain,
+		EventAfter: removed.SignedAfter, EventPos: removed.Pos, Tree: tree, Writer: w.ID(), PublicKey: w.PublicText()}
 	rec.Signature = base64.StdEncoding.EncodeToString(w.SignRaw(rec.signedBytes()))
 	raw, err := json.Marshal(rec)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/merkle"
@@ -125,14 +126,16 @@ func baseThrough(t *testing.T, nc *nats.Conn, recs []event.Record, writers map[s
 	tiled := merkle.New(merkle.NewMemoryStore(), 1)
 	var n uint64
 	var last event.Hash
+	heads := chain.Heads{}
 	for _, r := range recs {
 		if r.Seq <= through {
 			tree.Append(r.Raw)
 			tiled.Append(r.Raw)
-			n, last = r.Event.Index+1, r.Hash
+			n, last = r.Pos+1, r.Hash
+			heads.Add(r)
 		}
 	}
-	base, err := segment.At(tree, n, last, writers, through)
+	base, err := segment.At(tree, n, last, writers, through, heads)
 	if err != nil {
 		t.Fatal(err)
 	}

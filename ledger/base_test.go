@@ -87,14 +87,16 @@ func TestBaseAfterRemovedSegments(t *testing.T) {
 	tiled := merkle.New(tiles, 1)
 	var n uint64
 	var last event.Hash
+	heads := chain.Heads{}
 	for _, r := range recs {
 		if r.Seq <= through {
 			tree.Append(r.Raw)
 			tiled.Append(r.Raw)
-			n, last = r.Event.Index+1, r.Hash
+			n, last = r.Pos+1, r.Hash
+			heads.Add(r)
 		}
 	}
-	base, err := segment.At(tree, n, last, l.Writers(), through)
+	base, err := segment.At(tree, n, last, l.Writers(), through, heads)
 	if err != nil {
 		t.Fatal(err)
 	}

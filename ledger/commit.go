@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -17,20 +16,21 @@ import (
 	"github.com/keyledger/keyledger/ledger/writer"
 )
 
-// The commit path. Append queues an event; the writer goroutine takes
-// what is queued into a batch (one JetStream message), links and encodes
-// each event as it is added, publishes the batch after the last sequence
-// it folded (expected-last-sequence, Nats-Msg-Id), and only once JetStream
-// acknowledged it hands the records to OnCommit and releases the waiting
-// requests. A publish that fails is followed by a read-back (recover):
-// the stream, not the error, says what happened. Between batches an idle
-// writer folds what other instances appended (follow). Contention with
-// another writer is in contention.go, rolling to a new segment in
-// segments.go.
+// The data writer. Append queues an event; the writer goroutine takes what
+// is queued into a batch (one JetStream message), links and encodes each
+// event on this instance's data chain as it is added, signs the message
+// for its place on the chain and publishes it after the chain's last
+// message (Nats-Expected-Last-Subject-Sequence, Nats-Msg-Id). Once
+// JetStream acknowledges it, the follower folds it (follow.go) and
+// releases the waiting requests; the writer goes on with the next batch at
+// once. A publish that fails is followed by a read-back (recover): the
+// stream, not the error, says what happened. Without a writer key the
+// instance writes the legacy chain unsigned (ledgers from before writers
+// signed, and tests). Rolling to a new segment is in segments.go, changes
+// in change.go.
 
 type pending struct {
 	ev   *event.Event
-	cond func() error // AppendIf's condition; nil for Append
 	done chan result
 }
 
@@ -42,23 +42,7 @@ type result struct {
 // Append queues ev (its Index and Prev are set by the writer) and waits until
 // it is committed or has failed. The returned record is the stored event.
 func (l *Ledger) Append(ctx context.Context, ev *event.Event) (event.Record, error) {
-	return l.enqueue(ctx, &pending{ev: ev, done: make(chan result, 1)})
-}
-
-// AppendIf appends ev only if cond holds at the place ev takes in the
-// chain: the writer calls cond once every event before that place has been
-// handed to OnCommit (so cond reads the projections as of exactly that
-// head), and starts a batch with ev. If cond fails, its error is returned
-// and nothing is stored. JetStream's expected-last-sequence makes the check
-// and the append one step: if another instance appended after that head,
-// the message is refused and ev is not linked again after the newcomer's
-// events (ErrConflict; ask again). cond runs on the writer goroutine: it
-// must be quick and must not call Append.
-func (l *Ledger) AppendIf(ctx context.Context, ev *event.Event, cond func() error) (event.Record, error) {
-	return l.enqueue(ctx, &pending{ev: ev, cond: cond, done: make(chan result, 1)})
-}
-
-func (l *Ledger) enqueue(ctx context.Context, p *pending) (event.Record, error) {
+	p := &pending{ev: ev, done: make(chan result, 1)}
 	select {
 	case l.queue <- p:
 	case <-l.stop:
@@ -84,38 +68,30 @@ func (l *Ledger) enqueue(ctx context.Context, p *pending) (event.Record, error) 
 
 func (l *Ledger) writer() {
 	defer close(l.done)
-	if l.peerSub != nil {
-		defer func() { _ = l.peerSub.Unsubscribe() }()
-	}
+	l.fmu.Lock()
+	l.whead = l.fold.Chain(l.dataChain())
+	l.fmu.Unlock()
 	var carry *pending // an event that did not fit in the previous batch
-	follow := time.NewTicker(l.cfg.FollowInterval)
-	defer follow.Stop()
 	for {
-		b := newBatch(l.head)
-		p := carry
-		carry = nil
-		if p == nil {
+		b := newBatch(l.dataChain(), l.whead)
+		if carry != nil {
+			b.add(carry, l.cfg.MaxBatchBytes)
+			carry = nil
+		} else {
 			select {
-			case p = <-l.queue:
-			case <-follow.C:
-				l.follow()
-				continue
+			case p := <-l.queue:
+				b.add(p, l.cfg.MaxBatchBytes)
 			case <-l.stop:
 				l.drain(ErrClosed)
 				return
 			}
 		}
-		if !admit(p) {
-			continue
-		}
-		b.add(p, l.cfg.MaxBatchBytes)
-		l.yieldToPeers() // what is queued meanwhile joins this batch
 	fill:
 		for len(b.items) < l.cfg.MaxBatchEvents {
 			select {
 			case p := <-l.queue:
-				if p.cond != nil || !b.add(p, l.cfg.MaxBatchBytes) {
-					carry = p // a conditional event starts its own batch
+				if !b.add(p, l.cfg.MaxBatchBytes) {
+					carry = p
 					break fill
 				}
 			default:
@@ -126,31 +102,29 @@ func (l *Ledger) writer() {
 	}
 }
 
-// admit checks a conditional event's condition against the head the batch
-// it starts is linked after, settling the event if it fails.
-func admit(p *pending) bool {
-	if p.cond == nil {
-		return true
+// dataChain is this instance's data chain: its writer's, or the legacy
+// chain without a writer key.
+func (l *Ledger) dataChain() string {
+	if l.cfg.Writer == nil {
+		return chain.Legacy
 	}
-	if err := p.cond(); err != nil {
-		p.done <- result{err: err}
-		return false
-	}
-	return true
+	return chain.DataChain(l.cfg.Writer.ID())
 }
 
 // batch is one group commit being built: its events are linked and encoded
 // as they are added, into the message that will carry them.
 type batch struct {
+	chain string
 	items []*pending
 	recs  []event.Record
 	data  []byte
 	next  uint64
 	prev  event.Hash
+	last  uint64 // the stream sequence of the chain's last message
 }
 
-func newBatch(head chain.Head) *batch {
-	return &batch{next: head.NextIndex(), prev: head.Hash, data: make([]byte, 0, 16<<10)}
+func newBatch(name string, head chain.ChainHead) *batch {
+	return &batch{chain: name, next: head.NextIndex(), prev: head.Hash, last: head.Last, data: make([]byte, 0, 16<<10)}
 }
 
 // add links and encodes p as the next event. It refuses (leaving the batch
@@ -158,7 +132,7 @@ func newBatch(head chain.Head) *batch {
 // empty: a lone oversized event is tried, and fails on its own.
 func (b *batch) add(p *pending, maxBytes int) bool {
 	start := len(b.data)
-	p.ev.Index, p.ev.Prev = b.next, b.prev
+	p.ev.Index, p.ev.Prev, p.ev.Chain = b.next, b.prev, b.chain
 	b.data = p.ev.AppendEncoded(b.data)
 	if len(b.data)+1 > maxBytes && len(b.items) > 0 {
 		b.data = b.data[:start]
@@ -182,32 +156,53 @@ func (b *batch) seal() string {
 		b.recs[i].Raw = b.data[off : off+n : off+n]
 		off += n + 1
 	}
-	return messageID(b.recs[0].Event.Index, b.recs[0].Hash)
+	return messageID(b.chain, b.recs[0].Event.Index, b.recs[0].Hash)
+}
+
+// relink returns b's events linked after head, or b itself if it is
+// linked there already.
+func (b *batch) relink(head chain.ChainHead, maxBytes int) *batch {
+	first := b.recs[0].Event
+	if first.Index == head.NextIndex() && first.Prev == head.Hash && b.last == head.Last {
+		return b
+	}
+	nb := newBatch(b.chain, head)
+	for _, p := range b.items {
+		nb.add(p, maxBytes+len(b.data)) // the same events: they fit
+	}
+	nb.seal()
+	return nb
+}
+
+// events are the batch's decoded events, in order.
+func (b *batch) events() []*event.Event {
+	out := make([]*event.Event, len(b.recs))
+	for i, r := range b.recs {
+		out[i] = r.Event
+	}
+	return out
 }
 
 // messageID is the Nats-Msg-Id of the message whose first event has index
-// and hash first: JetStream drops a retried publish of the same message.
-func messageID(index uint64, first event.Hash) string {
-	return fmt.Sprintf("kl-%d-%s", index, hex.EncodeToString(first[:8]))
+// and hash first on chain: JetStream drops a retried publish of the same
+// message.
+func messageID(name string, index uint64, first event.Hash) string {
+	if name == chain.Legacy {
+		return fmt.Sprintf("kl-%d-%s", index, hex.EncodeToString(first[:8]))
+	}
+	return fmt.Sprintf("kl-%s-%d-%s", name, index, hex.EncodeToString(first[:8]))
 }
 
-// commit publishes and settles one batch.
+// commit publishes one batch; the follower settles it once folded.
 func (l *Ledger) commit(b *batch) {
-	msgID := b.seal()
-	if l.rollDue(l.fold.Through()) {
+	b.seal()
+	if l.rollDue(l.folded.Load()) {
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 		err := l.roll(ctx)
 		cancel()
 		if err != nil {
 			l.cfg.Logger.Error("ledger: cannot start a new segment", "error", err)
 			if l.segs.current().sealed {
-				settle(b.items, nil, err)
-				return
-			}
-		} else if head := l.fold.Head(); b.recs[0].Event.Index != head.NextIndex() || b.recs[0].Event.Prev != head.Hash {
-			// The roll folded other writers' messages: link after them.
-			var err error
-			if b, msgID, err = l.relinkAfter(b, msgID); err != nil {
 				settle(b.items, nil, err)
 				return
 			}
@@ -221,66 +216,96 @@ func (l *Ledger) commit(b *batch) {
 		settle(b.items, nil, err)
 		return
 	}
-	// Someone else's garbage taking the next sequence must not stop us: when
-	// the only thing between our head and the stream's end is quarantined,
-	// publish the same batch again after it. When another writer's events
-	// took it, a batch that changes no key state is linked after them
-	// (relinkAfter).
-	asked := false // peers were asked to wait for this batch
-	defer func() {
-		if asked {
-			l.notifyPeers("done")
-		}
-	}()
 	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			var err error
-			if b, msgID, err = l.relinkAfter(b, msgID); err != nil {
+		cur := l.segs.current()
+		if b.last != 0 && localSeq(cur, b.last) == 0 {
+			// The chain's last message is in an earlier segment, where the
+			// subject was another: JetStream checks nothing there, so the
+			// fold must have seen the chain's end before this segment.
+			if nb, err := l.relinkAtSegment(cur, b); err != nil {
 				settle(b.items, nil, err)
 				return
+			} else {
+				b = nb
 			}
 		}
-		after := l.fold.Through()
-		ack, err := l.publishOrFault(b.data, msgID, after)
+		msgID := b.seal()
+		o := l.own(&ownMsg{chain: b.chain, msgID: msgID, data: b.data, evs: b.events(), items: b.items})
+		msg := l.signed(cur, b.chain, b.last, b.data, o)
+		ack, err := l.publishOrFault(msg, msgID, localSeq(cur, b.last))
 		if err == nil {
-			l.accept(b.recs, ack.Sequence)
-			settle(b.items, b.recs, nil)
+			last := b.recs[len(b.recs)-1]
+			l.whead = chain.ChainHead{Seq: ack.Sequence, Index: last.Event.Index, Hash: last.Hash, Last: ack.Sequence, Count: l.whead.Count + uint64(len(b.recs))}
+			l.acked(o, ack.Sequence)
+			l.announce(ack.Sequence)
 			return
 		}
-		if isSealed(err) {
+		switch {
+		case isSealed(err):
 			// Another instance is rolling: finish the roll with it (sealing
 			// and creating are idempotent) rather than spin on the sealed
 			// stream, then publish again in the new segment.
-			// The sealed stream stored nothing of ours, and the roll folded
-			// what it holds: no read-back.
+			if l.disown(o) {
+				return // stored after all (another copy of it): the follower settles it
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 			rerr := l.roll(ctx)
 			cancel()
 			if rerr != nil {
 				l.cfg.Logger.Warn("ledger: following another instance into the next segment", "error", rerr)
 			}
-			if attempt >= maxRetries {
-				settle(b.items, nil, fmt.Errorf("%w (the ledger was starting a new segment)", ErrConflict))
+		case isWrongLastSequence(err):
+			// Something else took the chain's next place: garbage another
+			// NATS client put on the subject, or another process holding
+			// this writer key. Fold it, then link the batch after the
+			// chain's last valid event and publish it after that message.
+			if l.disown(o) {
 				return
 			}
-			continue
-		}
-		if isWrongLastSequence(err) {
-			l.notifyPeers("wait")
-			asked = true
-		}
-		retry := l.recover(b.items, b.recs, b.data, msgID, after, err)
-		if !retry || attempt >= maxRetries {
-			if retry {
-				settle(b.items, nil, ErrConflict)
+			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+			cerr := l.catchUp(ctx)
+			cancel()
+			if cerr != nil {
+				settle(b.items, nil, fmt.Errorf("ledger: append failed: %w (and the stream could not be read back: %v)", err, cerr))
+				return
 			}
+			l.fmu.Lock()
+			l.whead = l.fold.Chain(b.chain)
+			l.fmu.Unlock()
+			l.cfg.Logger.Warn("ledger: this instance's data chain had moved; linking the batch after it", "chain", b.chain, "last", l.whead.Last)
+			b = b.relink(l.whead, l.cfg.MaxBatchBytes)
+		default:
+			l.recover(o, b.items, err)
+			return
+		}
+		if attempt >= maxRetries {
+			settle(b.items, nil, ErrConflict)
 			return
 		}
 	}
 }
 
-// maxRetries bounds how often one batch is republished after quarantined
-// messages or another writer's events took its place.
+// relinkAtSegment returns b linked after its chain's last message before
+// segment cur, as the fold found it.
+func (l *Ledger) relinkAtSegment(cur *segStream, b *batch) (*batch, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+	defer cancel()
+	if err := l.waitFolded(ctx, cur.first-1); err != nil {
+		return b, fmt.Errorf("ledger: append failed: %w", err)
+	}
+	l.fmu.Lock()
+	h := l.fold.Chain(b.chain)
+	l.fmu.Unlock()
+	if h.Last == b.last {
+		return b, nil
+	}
+	l.whead = h
+	return b.relink(h, l.cfg.MaxBatchBytes), nil
+}
+
+// maxRetries bounds how often one message is published again after
+// something else took its place on its chain, or a roll sealed its
+// segment.
 const maxRetries = 8
 
 // mayWrite refuses a batch the ledger would quarantine: signed by a key it
@@ -289,16 +314,17 @@ const maxRetries = 8
 // registered).
 func (l *Ledger) mayWrite(first event.Record) error {
 	w := l.cfg.Writer
+	registered := len(l.Writers()) > 0
 	if w == nil {
-		if len(l.fold.Keys()) > 0 {
+		if registered {
 			return ErrNotRegistered
 		}
 		return nil
 	}
-	if l.fold.Registered(w.ID()) {
+	if l.Registered(w.ID()) {
 		return nil
 	}
-	if reg, ok := first.Event.Body.(*event.WriterRegistered); ok && len(l.fold.Keys()) == 0 &&
+	if reg, ok := first.Event.Body.(*event.WriterRegistered); ok && !registered &&
 		reg.WriterID == w.ID() && reg.RegisteredBy == w.ID() && reg.PublicKey == w.PublicText() {
 		return nil
 	}
@@ -327,18 +353,21 @@ func (l *Ledger) checkStorage(n int) error {
 	return nil
 }
 
-// publishOrFault publishes within PublishTimeout, but stops waiting as
+// publishOrFault publishes msg within PublishTimeout, after the
+// message at stream sequence expect on its subject, but stops waiting as
 // soon as the storage reports a failed write (the server then never
 // acknowledges); the error then names that failure.
-func (l *Ledger) publishOrFault(data []byte, msgID string, after uint64) (*jetstream.PubAck, error) {
+func (l *Ledger) publishOrFault(msg *nats.Msg, msgID string, expect uint64) (*jetstream.PubAck, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 	defer cancel()
+	ctx, cancelConn := l.onConnection(ctx)
+	defer cancelConn()
 	var fault context.Context
 	if st := l.cfg.Storage; st != nil {
 		fault = st.WriteFault()
 		defer context.AfterFunc(fault, cancel)()
 	}
-	ack, err := l.publish(ctx, data, msgID, after)
+	ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequencePerSubject(expect))
 	switch {
 	case err == nil:
 		return ack, nil
@@ -349,6 +378,28 @@ func (l *Ledger) publishOrFault(data []byte, msgID string, after uint64) (*jetst
 		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
 	}
 	return nil, err
+}
+
+// signed is data as a message on chain in segment s, after the chain's
+// message at stream sequence last, signed by this instance's writer (on
+// the legacy chain, unsigned without a writer key). o, when given, keeps
+// the headers for the follower.
+func (l *Ledger) signed(s *segStream, name string, last uint64, data []byte, o *ownMsg) *nats.Msg {
+	msg := &nats.Msg{Subject: chainSubject(s, name), Data: data, Header: nats.Header{}}
+	if w := l.cfg.Writer; w != nil {
+		var sig []byte
+		if name == chain.Legacy {
+			sig = w.Sign(last+1, data) // never used by this build's writers
+		} else {
+			sig = w.SignAt(name, last, data)
+		}
+		msg.Header.Set(writer.HeaderWriter, w.ID())
+		msg.Header.Set(writer.HeaderSignature, base64.StdEncoding.EncodeToString(sig))
+	}
+	if o != nil {
+		o.writer, o.sig = msg.Header.Get(writer.HeaderWriter), msg.Header.Get(writer.HeaderSignature)
+	}
+	return msg
 }
 
 // isStorageRefusal reports JetStream's answers for a server that cannot
@@ -373,13 +424,8 @@ const (
 	jsErrStreamStoreFailed        jetstream.ErrorCode = 10077
 )
 
-// publish stores data as the message after stream sequence lastSeq, signed
-// for exactly that place.
-func (l *Ledger) publish(ctx context.Context, data []byte, msgID string, lastSeq uint64) (*jetstream.PubAck, error) {
-	return l.publishAs(ctx, l.cfg.Writer, data, msgID, lastSeq)
-}
-
-// publishAs publishes a message signed by w, or unsigned if w is nil.
+// publishAs publishes a message on the legacy chain after stream sequence
+// lastSeq, signed by w for that place, or unsigned if w is nil (Import).
 func (l *Ledger) publishAs(ctx context.Context, w *writer.Key, data []byte, msgID string, lastSeq uint64) (*jetstream.PubAck, error) {
 	msg := &nats.Msg{Subject: l.segs.current().subject, Data: data, Header: nats.Header{}}
 	if w != nil {
@@ -389,69 +435,30 @@ func (l *Ledger) publishAs(ctx context.Context, w *writer.Key, data []byte, msgI
 	return l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequence(lastSeq))
 }
 
-// accept advances past our own committed records stored at seq and hands
-// them on.
-func (l *Ledger) accept(recs []event.Record, seq uint64) {
-	for i := range recs {
-		recs[i].Seq = seq
-	}
-	l.fold.Advance(seq, recs)
-	l.noteFolded()
-	l.publishHead(recs, seq)
-}
-
-// publishHead makes the folder's head visible and hands recs on.
-func (l *Ledger) publishHead(recs []event.Record, seq uint64) {
-	l.mu.Lock()
-	l.head = l.fold.Head()
-	l.mu.Unlock()
-	l.cfg.OnCommit(recs)
-}
-
-// recover reads back what the stream holds after the position we published
-// at. If our message is there it was committed after all; valid messages of
-// another writer are the truth and are handed on; anything else is
-// quarantined. It settles the batch and returns false, or returns true (the
-// batch unsettled) when something else took our place, so that commit can
-// publish it again after that or refuse it.
-func (l *Ledger) recover(batch []*pending, recs []event.Record, data []byte, msgID string, after uint64, pubErr error) bool {
+// recover settles a batch whose publish failed with pubErr: it waits until
+// the follower folded what the stream holds now. If the batch's message is
+// there it was stored after all, and the follower settles it; otherwise
+// nothing happened and the batch fails.
+func (l *Ledger) recover(o *ownMsg, items []*pending, pubErr error) {
 	wait := l.cfg.PublishTimeout
 	if errors.Is(pubErr, ErrStorage) && wait > readBackAfterFault {
 		wait = readBackAfterFault // fail fast; a later commit reconciles
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	ours, theirs := false, false
-	err := l.messagesAfter(ctx, after, func(m storedMsg, seq uint64) error {
-		if !ours && !theirs && seq == after+1 && m.Headers().Get(jetstream.MsgIDHeader) == msgID && bytes.Equal(m.Data(), data) {
-			ours = true
-			l.accept(recs, seq)
-			return nil
-		}
-		if found := l.foldMessage(l.fold, m, seq); found != nil {
-			theirs = true
-			l.publishHead(found, seq)
-		}
-		return nil
-	})
-	if err != nil {
-		l.cfg.Logger.Error("ledger: cannot read back after a failed publish", "error", err, "publish_error", pubErr)
-		settle(batch, nil, fmt.Errorf("ledger: append failed: %w", pubErr))
-		return false
+	cerr := l.catchUp(ctx)
+	cancel()
+	if l.disown(o) {
+		return // stored after all: the follower settles it
 	}
 	switch {
-	case ours:
-		settle(batch, recs, nil)
-	case isWrongLastSequence(pubErr):
-		return true // commit publishes again, or refuses the batch
+	case cerr != nil:
+		l.cfg.Logger.Error("ledger: cannot read back after a failed publish", "error", cerr, "publish_error", pubErr)
 	case errors.Is(pubErr, ErrStorage):
 		l.cfg.Logger.Error("ledger: append failed: the store refused the write", "cause", pubErr.Error())
-		settle(batch, nil, fmt.Errorf("ledger: append failed: %w", pubErr))
 	default:
 		l.cfg.Logger.Warn("ledger: append failed", "error", pubErr)
-		settle(batch, nil, fmt.Errorf("ledger: append failed: %w", pubErr))
 	}
-	return false
+	settle(items, nil, fmt.Errorf("ledger: append failed: %w", pubErr))
 }
 
 // readBackAfterFault bounds the read-back after the storage failed a
@@ -486,38 +493,5 @@ func (l *Ledger) drain(err error) {
 		default:
 			return
 		}
-	}
-}
-
-// follow folds what other writers appended since our head, so an instance
-// that is not writing still catches up (several instances share a stream).
-// It runs on the writer goroutine between batches. What does not
-// authenticate or link is quarantined, never applied.
-func (l *Ledger) follow() {
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
-	defer cancel()
-	through := l.fold.Through()
-	cur := l.segs.current()
-	info, err := cur.stream.Info(ctx)
-	if err != nil {
-		return // ask again next time
-	}
-	if info.Config.Sealed {
-		// Another instance rolled: follow it into the next segment.
-		if err := l.refreshSegments(ctx); err != nil {
-			l.cfg.Logger.Warn("ledger: looking for the next segment", "error", err)
-			return
-		}
-	} else if lastSeq(l.segs.list(), info) <= through {
-		return // nothing new
-	}
-	err = l.messagesAfter(ctx, through, func(m storedMsg, seq uint64) error {
-		if recs := l.foldMessage(l.fold, m, seq); recs != nil {
-			l.publishHead(recs, seq)
-		}
-		return nil
-	})
-	if err != nil && ctx.Err() == nil {
-		l.cfg.Logger.Warn("ledger: following the stream", "error", err)
 	}
 }

@@ -1,33 +1,54 @@
-// Package ledger is keyledger's system of record: an append-only,
-// hash-chained sequence of events on JetStream, written by one goroutine
-// per instance and read back, authenticated and linked, by every reader.
+// Package ledger is keyledger's system of record: an append-only sequence
+// of hash-chained events on JetStream, written by every instance at once
+// and read back, authenticated and linked, by every reader.
 //
 // # What it owns
 //
-// A Ledger is the chain over its segment streams (<Stream>, <Stream>_1, …)
-// and the base bucket (<Stream>_BASE) that says where the live ledger
+// A Ledger is the chains over its segment streams (<Stream>, <Stream>_1,
+// …) and the base bucket (<Stream>_BASE) that says where the live ledger
 // starts once archived segments were removed. Open finds the streams (and
 // creates the first), Replay or ReplayFrom folds what they hold, Start
-// starts the writer, Append commits an event. What vouches for the chain
+// starts the follower and the writer, Append and AppendChange commit an
+// event. What vouches for the chain
 // from beside it lives in its own packages: signed checkpoints, the
 // checkpointer and the Merkle tiles in package checkpoint, the live feed
 // in package feed, projection snapshots in package snapshot, archives of
 // removed segments in package segment.
 //
-// # Writing
+// # Chains and subjects
 //
-// One goroutine writes the chain (group commit). Requests call Append,
-// which queues their event and waits. The writer takes every queued event
-// (up to a limit), links each to its predecessor's hash, packs them into
+// Several instances write one ledger without taking turns. The stream
+// carries several hash chains (package chain), one per subject of the
+// current segment stream (segment 0 shown; segment n puts ".n" after
+// Subject):
+//
+//	<Subject>             the legacy chain: ledgers written before chains
+//	<Subject>.w.<writer>  the data chain of one writer (instance)
+//	<Subject>.c.<p>       control chain p of chain.Partitions
+//
+// The stream sequence is the one total order: every instance folds every
+// message in it, so every instance's state is the same pure fold (replay ==
+// live), and the Merkle tree's leaves are the accepted events in that order
+// (one tree, one signed checkpoint over every chain). Existing ledgers keep
+// their legacy chain, readable and verifiable forever; new events go to the
+// new chains, which start at index 0.
+//
+// # Writing: data events
+//
+// Append records an event that changes no key state (a cryptographic
+// operation, a read, a refusal: the bulk) on this instance's data chain.
+// One goroutine writes it (group commit): it takes every queued event (up
+// to a limit), links each to its predecessor on the chain, packs them into
 // one JetStream message, signs it with the instance's writer key for its
-// stream sequence, and publishes it with the expected-last-sequence
-// header, so a second writer on the same stream is refused by JetStream
-// itself (ErrConflict), never merged into a fork. Each message carries a
-// Nats-Msg-Id derived from its first event, so a retried publish is
-// deduplicated. Only after JetStream acknowledges the message (stored, and
-// with the embedded default fsynced) does the writer hand the records to
-// the commit hook (the projections) and release the waiting requests.
-// Nothing is ever answered early.
+// place on the chain (the chain's previous message) and publishes it with
+// Nats-Expected-Last-Subject-Sequence, with a Nats-Msg-Id derived from its
+// first event. Only this instance writes its subject, so appends never
+// conflict: a second process holding the same writer key is refused by the
+// header, never merged into a fork; so is garbage another NATS client put
+// on the subject, which the fold quarantines, after which the writer links
+// the batch again after the chain's last valid event and publishes it
+// after the garbage. The next batch is published as soon as JetStream
+// acknowledges the previous one.
 //
 // Why group commit: with JetStream fsyncing every stored message (the
 // embedded default, package embedded), one message per request would cap
@@ -38,27 +59,53 @@
 // answering early. Publishing while disconnected fails at once rather than
 // being buffered by the client and sent later.
 //
-// If a publish fails, the writer reads back what the stream actually holds
-// after its last known position: its own message if it was stored after
-// all, or another writer's messages, which it authenticates, links and
-// hands to the commit hook as the truth. Events that did not reach the
-// stream fail with an error and nothing happened. A full disk fails
+// # Writing: key-state changes
+//
+// AppendChange records a key-state change. The caller validated it
+// against the projections at Positions, taken before it read them;
+// AppendChange appends the event to the control chain of its first
+// partition key, and only if no chain it depends on (the partitions of
+// all its keys) has moved since: Nats-Expected-Last-Subject-Sequence on
+// each. A change that depends on one partition is one message. One that
+// depends on several (an alias moved between keys, an alias created for or
+// deleted from a key) is one JetStream atomic batch: the change on its own
+// chain and a Fence event on every other, each message with its own
+// expectation, all stored or none. So a concurrent change on any of those
+// chains makes one of the two fail. A change that lost (ErrConflict) was
+// not stored; AppendChange first folds what took its place, so the caller
+// validates again against the new state and retries (package keyservice
+// does, inside the server). A change that depends on every key names
+// EveryPartition: it fences every control chain. Control appends are one
+// change per message (plus its fences): an instance serializes its changes
+// anyway, and AWS allows a few a second.
+//
+// # Following, and read-your-writes
+//
+// One goroutine per instance folds the stream in order (follow.go): its own
+// messages from the copy it published, others' by direct get, woken by the
+// acknowledgements of its own appends, by a notice every instance sends
+// after each append (core NATS, not stored) and, as a fallback, every
+// FollowInterval. A request is answered only once this instance has folded
+// through its own message: it reads its own writes. Other instances see a
+// change once they fold it, usually within a millisecond or two of its
+// acknowledgement (README: measured lag); like AWS KMS, keyledger is
+// eventually consistent across instances for everything but the checks a
+// change makes before it is stored, which are linearizable.
+//
+// A server cut off by a partition falls silent: the instance moves to
+// another server after two unanswered pings (package backend), and ends
+// what it had in flight on the lost connection at once rather than at its
+// timeout. If a publish fails, the writer waits until the fold has read
+// what the stream holds: its own message, stored after all, settles the batch;
+// otherwise the batch failed and nothing happened. A full disk fails
 // requests at once with ErrStorage (Config.Storage), and writes resume
 // when space returns.
-//
-// Two instances appending at once: the loser links a batch that changes
-// no key state after the winner's events and publishes it again; a batch
-// that changes key state was validated against the old state and fails
-// with ErrConflict. The loser asks its peers, over core NATS, to hold
-// their next batch briefly, so a busy winner cannot starve it. An idle
-// writer also follows the stream (every FollowInterval), folding what
-// other instances appended, so instances sharing a deployment converge.
 //
 // # Reading
 //
 // Every reader goes through one fold (chain.Folder): each message must be
-// signed for its stream sequence by a writer the ledger registered, and
-// its events must link to the last valid event. A message that fails is
+// signed for its place by a writer the ledger registered, and its events
+// must link to the last valid event of their chain. A message that fails is
 // quarantined: never applied, counted, logged as an alarm, and skipped by
 // every reader of the history; it cannot stop the service. Replay streams
 // every message in order from where the live ledger starts; ReplayFrom
@@ -114,14 +161,15 @@
 //
 // A Ledger never sees secrets: events carry wrapped-material commitments
 // only. It trusts no transport: authorship is proven by writer signatures
-// over each message's place in the stream, checked by every reader, and
+// over each message's place on its chain, checked by every reader, and
 // the streams deny deletes and purges, so a gap is loss, never
-// housekeeping.
+// housekeeping. A message's subject is taken from what the server says it
+// stored, never from headers the publisher chose.
 //
 // # Concurrency
 //
 // A Ledger is safe for concurrent use after Start. ReplayFrom and Import
 // run before Start, on one goroutine; Replay before Start builds the
-// writer's fold, after it walks with a fold of its own. OnCommit runs on
-// the writer goroutine, in chain order, and must not call Append.
+// follower's fold, after it walks with a fold of its own. OnCommit runs on
+// the follower goroutine, in stream order, and must not call Append.
 package ledger

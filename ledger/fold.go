@@ -20,27 +20,35 @@ import (
 // foldMessage folds one message into f, quarantining it if need be; nil
 // records means quarantined. Only the ledger's own folder (l.fold) counts
 // and raises alarms: a Replay after Start walks with a folder of its own.
-func (l *Ledger) foldMessage(f *chain.Folder, m storedMsg, seq uint64) []event.Record {
-	recs, err := f.Fold(message(m, seq))
+func (l *Ledger) foldMessage(f *chain.Folder, m chain.Message) []event.Record {
+	recs, err := f.Fold(m)
+	l.folded1(f, recs, err)
+	return recs
+}
+
+// folded1 notes what folding one message into f did.
+func (l *Ledger) folded1(f *chain.Folder, recs []event.Record, err error) {
 	own := f == l.fold
 	if own {
 		l.noteFolded()
+		if len(recs) > 0 {
+			l.anchors.note(recs[0].Seq, recs[0].Pos, len(recs))
+		}
 	}
 	if err != nil {
 		var q *chain.Quarantine
 		if errors.As(err, &q) && own {
 			l.quarantine(q)
 		}
-		return nil
 	}
-	return recs
 }
 
 // message is the stored message m at stream sequence seq, as the fold
-// takes it.
-func message(m storedMsg, seq uint64) chain.Message {
+// takes it: on the chain its subject names.
+func (l *Ledger) message(m storedMsg, seq uint64) chain.Message {
 	h := m.Headers()
-	return chain.Message{Seq: seq, Data: m.Data(), Writer: h.Get(writer.HeaderWriter), Signature: h.Get(writer.HeaderSignature)}
+	return chain.Message{Seq: seq, Chain: l.chainOf(m.Subject()), Data: m.Data(),
+		Writer: h.Get(writer.HeaderWriter), Signature: h.Get(writer.HeaderSignature), Imported: h.Get(writer.HeaderImported) != ""}
 }
 
 // quarantine counts and raises the alarm for a refused message.
@@ -48,39 +56,41 @@ func (l *Ledger) quarantine(q *chain.Quarantine) {
 	l.quarantined.Add(1)
 	l.qmu.Lock()
 	if l.qseqs == nil {
-		l.qseqs = map[uint64]bool{}
+		l.qseqs = map[uint64]string{}
 	}
-	l.qseqs[q.Seq] = true
+	l.qseqs[q.Seq] = q.Chain
 	if len(l.qfirst) < reportedQuarantines {
-		l.qfirst = append(l.qfirst, fmt.Sprintf("stream sequence %d (writer %q): %v", q.Seq, q.Writer, q.Reason))
+		l.qfirst = append(l.qfirst, fmt.Sprintf("stream sequence %d (chain %q, writer %q): %v", q.Seq, q.Chain, q.Writer, q.Reason))
 	}
 	l.qmu.Unlock()
-	l.cfg.Logger.Error("ALARM: ledger message quarantined: not applied; the chain continues from the last valid event",
-		"stream_sequence", q.Seq, "writer", q.Writer, "reason", q.Reason.Error())
+	l.cfg.Logger.Error("ALARM: ledger message quarantined: not applied; its chain continues from its last valid event",
+		"stream_sequence", q.Seq, "chain", q.Chain, "writer", q.Writer, "reason", q.Reason.Error())
 }
 
 // reportedQuarantines is how many quarantines QuarantineReasons keeps.
 const reportedQuarantines = 5
 
 // noteFolded publishes the folder's position and writers to readers of
-// the history.
+// the history. With the follower running it is called under fmu.
 func (l *Ledger) noteFolded() {
-	l.through.Store(l.fold.Through())
 	if k := l.fold.Keys(); l.keys.Load() == nil || len(*l.keys.Load()) != len(k) {
 		l.keys.Store(&k)
 	}
 }
 
 // authentic reports whether a message may be shown to readers of the
-// history: folded and accepted, or (past what was folded) signed for its
-// place by a registered writer.
+// history: folded and accepted. Past what this instance folded, only a
+// legacy-chain message signed for its stream sequence by a registered
+// writer (or unsigned while none is) can be judged alone; any other is
+// not shown until folded.
 func (l *Ledger) authentic(m storedMsg, seq uint64) bool {
-	if seq <= l.through.Load() {
-		l.qmu.Lock()
-		defer l.qmu.Unlock()
-		return !l.qseqs[seq]
+	if seq <= l.folded.Load() || !l.started.Load() && seq <= l.foldThrough() {
+		return !l.quarantinedSeq(seq)
 	}
-	cm := message(m, seq)
+	cm := l.message(m, seq)
+	if cm.Chain != chain.Legacy {
+		return false
+	}
 	keys := l.keys.Load()
 	if keys == nil || len(*keys) == 0 {
 		return cm.Writer == ""
@@ -90,11 +100,19 @@ func (l *Ledger) authentic(m storedMsg, seq uint64) bool {
 	return ok && err == nil && writer.Verify(pub, seq, cm.Data, sig)
 }
 
+// foldThrough is the fold's Through (before Start: what Replay folded).
+func (l *Ledger) foldThrough() uint64 {
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
+	return l.fold.Through()
+}
+
 // quarantinedSeq reports whether folding refused the message at seq.
 func (l *Ledger) quarantinedSeq(seq uint64) bool {
 	l.qmu.Lock()
 	defer l.qmu.Unlock()
-	return l.qseqs[seq]
+	_, ok := l.qseqs[seq]
+	return ok
 }
 
 // Quarantined is how many messages this instance refused to fold.
@@ -120,6 +138,21 @@ func (l *Ledger) QuarantinedThrough(seq uint64) []uint64 {
 		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+// QuarantinedChains names the chain of every message quarantined at or
+// before seq (what a snapshot records, so a fold resumed from it signs and
+// checks each chain's next message after them).
+func (l *Ledger) QuarantinedChains(seq uint64) map[uint64]string {
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	out := map[uint64]string{}
+	for s, c := range l.qseqs {
+		if s <= seq {
+			out[s] = c
+		}
+	}
 	return out
 }
 

@@ -20,3 +20,13 @@ func (l *Ledger) Writing() bool {
 		return true
 	}
 }
+
+// Folded is the stream sequence through which this instance folded the
+// ledger (accepted or quarantined) and applied it: its lag behind
+// LastStreamSeq is how far its projections are behind the stream.
+func (l *Ledger) Folded() uint64 {
+	if l.started.Load() {
+		return l.folded.Load()
+	}
+	return l.foldThrough()
+}

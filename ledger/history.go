@@ -13,32 +13,34 @@ import (
 )
 
 // Reading the history back: the raw messages (for chain.Verify and
-// audits), events by index or time (EventsFrom, EventsSince: what a
+// audits), events by position or time (EventsFrom, EventsSince: what a
 // subscriber that missed live events resumes from), one event's hash (to
 // check a snapshot still names the ledger's event) and the exact stored
-// bytes under a Merkle tree (Leaves, LeavesFrom). Readers skip what the
-// fold quarantined.
+// bytes under a Merkle tree (Leaves, LeavesFrom). Readers show what the
+// fold accepted, and skip what it quarantined.
 
 // Messages yields every message of the live ledger (after removed
 // segments, from the first after them) in order, with its writer headers
 // (chain.Source). Fold them from Folder().
 func (l *Ledger) Messages(ctx context.Context, fn func(chain.Message) error) error {
-	return l.messagesAfter(ctx, l.base.Seq, func(m storedMsg, seq uint64) error { return fn(message(m, seq)) })
+	return l.messagesAfter(ctx, l.base.Seq, func(m storedMsg, seq uint64) error { return fn(l.message(m, seq)) })
 }
 
-// EventsFrom calls fn for every committed event with index >= from, in
-// order, up to the ledger's end when called. It does not re-check links
-// before from (the caller checks what it needs).
+// EventsFrom calls fn for every committed event at position >= from (its
+// place in stream order, on every chain: event.Record.Pos), in order, up
+// to what this instance folded when called. It starts at the nearest
+// position anchor the fold left at or before from (anchors.go) and does
+// not re-check links (the fold did).
 func (l *Ledger) EventsFrom(ctx context.Context, from uint64, fn func(event.Record) error) error {
 	if b := l.base; !b.Empty() && from < b.FirstIndex {
 		return &MissingSegmentError{Stream: l.cfg.Stream, From: 1, To: b.Seq, Base: b.Seq}
 	}
-	seq, err := l.seqAtOrBefore(ctx, from, time.Time{}, false)
-	if err != nil || seq == 0 {
+	if err := l.ensureFolded(ctx); err != nil {
 		return err
 	}
-	return l.eventsAfterSeq(ctx, seq-1, func(r event.Record) error {
-		if r.Event.Index < from {
+	a := l.anchorAtOrBefore(func(a anchor) bool { return a.pos <= from })
+	return l.eventsAfterSeq(ctx, a.seq-1, a.pos, func(r event.Record) error {
+		if r.Pos < from {
 			return nil
 		}
 		return fn(r)
@@ -47,7 +49,10 @@ func (l *Ledger) EventsFrom(ctx context.Context, from uint64, fn func(event.Reco
 
 // EventsSince calls fn for every committed event stored at or after since.
 func (l *Ledger) EventsSince(ctx context.Context, since time.Time, fn func(event.Record) error) error {
-	seq, err := l.seqAtOrBefore(ctx, 0, since, true)
+	if err := l.ensureFolded(ctx); err != nil {
+		return err
+	}
+	seq, err := l.seqAtOrBefore(ctx, since)
 	if err != nil || seq == 0 {
 		return err
 	}
@@ -57,32 +62,83 @@ func (l *Ledger) EventsSince(ctx context.Context, since time.Time, fn func(event
 			return &MissingSegmentError{Stream: l.cfg.Stream, From: 1, To: b.Seq, Base: b.Seq}
 		}
 	}
-	return l.eventsAfterSeq(ctx, seq-1, func(r event.Record) error {
-		if r.Event.Time.Before(since) {
+	a := l.anchorAtOrBefore(func(a anchor) bool { return a.seq <= seq })
+	return l.eventsAfterSeq(ctx, a.seq-1, a.pos, func(r event.Record) error {
+		if r.Seq < seq || r.Event.Time.Before(since) {
 			return nil
 		}
 		return fn(r)
 	})
 }
 
-func (l *Ledger) eventsAfterSeq(ctx context.Context, after uint64, fn func(event.Record) error) error {
-	return l.messagesAfter(ctx, after, func(m storedMsg, seq uint64) error {
+// eventsAfterSeq reads the accepted events of the messages after stream
+// sequence after, the first of which is at position pos, up to what this
+// instance folded.
+func (l *Ledger) eventsAfterSeq(ctx context.Context, after, pos uint64, fn func(event.Record) error) error {
+	end := l.readerEnd()
+	done := errors.New("done")
+	err := l.messagesAfter(ctx, after, func(m storedMsg, seq uint64) error {
+		if seq > end {
+			return done
+		}
 		if !l.authentic(m, seq) {
-			return nil // quarantined, or not signed for its place
+			return nil // quarantined
 		}
 		lines, err := event.SplitBatch(m.Data())
 		if err != nil {
 			return err
 		}
+		cm := l.message(m, seq)
 		for _, raw := range lines {
 			ev, err := event.Decode(raw)
 			if err != nil {
 				return err
 			}
-			if err := fn(event.Record{Seq: seq, Event: ev, Raw: raw, Hash: event.Of(raw)}); err != nil {
+			if err := fn(event.Record{Seq: seq, Event: ev, Raw: raw, Hash: event.Of(raw), Pos: pos, Writer: cm.Writer}); err != nil {
 				return err
 			}
+			pos++
 		}
+		return nil
+	})
+	if errors.Is(err, done) {
+		return nil
+	}
+	return err
+}
+
+// readerEnd is the last stream sequence readers of the history show: what
+// this instance folded.
+func (l *Ledger) readerEnd() uint64 {
+	if l.started.Load() {
+		return l.folded.Load()
+	}
+	return l.foldThrough()
+}
+
+// ensureFolded folds the live ledger, if this instance has not started
+// following it (a tool that opened it to read), up to the stream's end
+// now: readers show only what a fold accepted, and a reader that
+// subscribed to the live feed before reading the history must find in it
+// every event committed before it read.
+func (l *Ledger) ensureFolded(ctx context.Context) error {
+	if l.started.Load() {
+		return nil
+	}
+	l.rmu.Lock()
+	defer l.rmu.Unlock()
+	if l.foldThrough() <= l.base.Seq {
+		last, err := l.LastStreamSeq(ctx)
+		if err != nil || last <= l.base.Seq {
+			return err
+		}
+		_, err = l.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
+		return err
+	}
+	return l.messagesAfter(ctx, l.foldThrough(), func(m storedMsg, seq uint64) error {
+		l.fmu.Lock()
+		defer l.fmu.Unlock()
+		l.foldMessage(l.fold, l.message(m, seq))
 		return nil
 	})
 }
@@ -105,9 +161,8 @@ func (l *Ledger) firstIndex(ctx context.Context, seq, last uint64) (uint64, time
 }
 
 // seqAtOrBefore finds, by binary search over the stream, the last message
-// whose first event index (or stored time, when byTime) is at or before
-// the target; 1 if none is.
-func (l *Ledger) seqAtOrBefore(ctx context.Context, index uint64, at time.Time, byTime bool) (uint64, error) {
+// stored at or before at; 1 if none is.
+func (l *Ledger) seqAtOrBefore(ctx context.Context, at time.Time) (uint64, error) {
 	lo, hi, err := l.liveRange(ctx)
 	if err != nil {
 		return 0, err
@@ -118,15 +173,11 @@ func (l *Ledger) seqAtOrBefore(ctx context.Context, index uint64, at time.Time, 
 	best := lo
 	for lo <= hi {
 		mid := lo + (hi-lo)/2
-		idx, t, err := l.firstIndex(ctx, mid, hi)
+		_, t, err := l.firstIndex(ctx, mid, hi)
 		if err != nil {
 			return 0, err
 		}
-		before := idx <= index
-		if byTime {
-			before = !t.After(at)
-		}
-		if before {
+		if !t.After(at) {
 			best, lo = mid, mid+1
 		} else {
 			if mid == 0 {
@@ -206,7 +257,7 @@ func (l *Ledger) Leaves(ctx context.Context, through uint64, quarantined []uint6
 }
 
 // LeavesFrom calls fn with the exact stored bytes of the n events from
-// index first on, skipping quarantined messages as every reader does: the
+// position first on, skipping quarantined messages as every reader does: the
 // leaves under a Merkle tile the tree has to rebuild (merkle.LeafSource).
 func (l *Ledger) LeavesFrom(ctx context.Context, first int64, n int, fn func(raw []byte) error) error {
 	if first < 0 || n <= 0 {

@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -27,20 +28,25 @@ var ErrNotEmpty = errors.New("ledger: the stream is not empty")
 // registered writer, so the imported messages could not be signed.
 var ErrImportWriter = errors.New("ledger: import needs the key of the ledger's first writer")
 
-// Import writes events (each one's exact stored bytes, in chain order from
-// index 0) into an empty stream, as a restore from a backup does, and
-// returns the new head. Each event must link to the one before, so an
-// imported chain verifies exactly as the original did; events are packed
-// into group-commit-sized messages, so stream sequences may differ from
-// the original's (nothing outside the stream refers to them). Call it
-// after Open and before Replay and Start.
+// Import writes events (each one's exact stored bytes, in stream order
+// from the ledger's first event) into an empty stream, as a restore from a
+// backup does, and returns the new head. Each event must link to the one
+// before on its chain, so an imported ledger verifies exactly as the
+// original did and rebuilds the same Merkle tree; consecutive events of
+// one chain are packed into group-commit-sized messages on that chain's
+// subject, so stream sequences may differ from the original's (nothing
+// outside the stream refers to them). Call it after Open and before Replay
+// and Start.
 //
 // Messages are signed as the folding rule requires (see chain.Folder):
 // those before the ledger's first WriterRegistered event go unsigned, as
 // they were written; that event starts a message of its own, and it and
 // every message after it are signed with the configured writer key, which
 // must therefore be the ledger's first writer (the deployment's escrowed
-// writer key). Otherwise Import fails with ErrImportWriter.
+// writer key). Otherwise Import fails with ErrImportWriter. Messages on
+// the chains several writers write are marked imported
+// (writer.HeaderImported): the restoring writer signs every writer's data
+// chain, and the records of the restored ledger name it as their writer.
 func (l *Ledger) Import(ctx context.Context, events [][]byte) (chain.Head, error) {
 	i := 0
 	return l.ImportFrom(ctx, func() ([]byte, error) {
@@ -53,11 +59,11 @@ func (l *Ledger) Import(ctx context.Context, events [][]byte) (chain.Head, error
 }
 
 // ImportFrom is Import reading the events one at a time: next returns each
-// event's exact stored bytes in chain order, then io.EOF. The bytes need
+// event's exact stored bytes in stream order, then io.EOF. The bytes need
 // only stay valid until the next call, so a restore streams a ledger of any
 // length from a file in memory bounded by one group-commit message.
 func (l *Ledger) ImportFrom(ctx context.Context, next func() ([]byte, error)) (chain.Head, error) {
-	head, _, err := l.importFrom(ctx, chain.Head{}, nil, nil, next)
+	head, _, err := l.importFrom(ctx, chain.Head{}, nil, nil, nil, next)
 	return head, err
 }
 
@@ -86,6 +92,10 @@ func ImportAfterBase(ctx context.Context, nc *nats.Conn, cfg Config, base segmen
 	if err != nil {
 		return chain.Head{}, err
 	}
+	heads, err := base.Heads()
+	if err != nil {
+		return chain.Head{}, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return chain.Head{}, err
@@ -105,7 +115,7 @@ func ImportAfterBase(ctx context.Context, nc *nats.Conn, cfg Config, base segmen
 	if err != nil {
 		return chain.Head{}, err
 	}
-	head, removed, err := l.importFrom(ctx, start, w, &base, next)
+	head, removed, err := l.importFrom(ctx, start, heads, w, &base, next)
 	if err != nil {
 		return head, err
 	}
@@ -116,12 +126,13 @@ func ImportAfterBase(ctx context.Context, nc *nats.Conn, cfg Config, base segmen
 }
 
 // importFrom writes events after start (empty: the first event) into the
-// current segment, which must hold nothing after start.Seq. signer, if
-// set, signs every message (a ledger continued after a base); else the
-// ledger's first WriterRegistered event starts signing, with cfg.Writer.
-// With base set it returns the last imported SegmentRemoved event that
-// names it, with the stream sequence it landed at.
-func (l *Ledger) importFrom(ctx context.Context, start chain.Head, signer *writer.Key, base *segment.Base, next func() ([]byte, error)) (chain.Head, *event.Record, error) {
+// current segment, which must hold nothing after start.Seq; heads is every
+// chain's head at start (nil for the first event). signer, if set, signs
+// every message (a ledger continued after a base); else the ledger's first
+// WriterRegistered event starts signing, with cfg.Writer. With base set it
+// returns the last imported SegmentRemoved event that names it, with the
+// stream sequence it landed at.
+func (l *Ledger) importFrom(ctx context.Context, start chain.Head, heads map[string]chain.ChainHead, signer *writer.Key, base *segment.Base, next func() ([]byte, error)) (chain.Head, *event.Record, error) {
 	info, err := l.segs.current().stream.Info(ctx)
 	if err != nil {
 		return chain.Head{}, nil, fmt.Errorf("ledger: stream info: %w", err)
@@ -129,9 +140,17 @@ func (l *Ledger) importFrom(ctx context.Context, start chain.Head, signer *write
 	if info.State.Msgs > 0 || info.State.LastSeq > start.Seq {
 		return chain.Head{}, nil, ErrNotEmpty
 	}
-	linker := chain.NewLinker(start)
+	linkHeads := map[string]chain.Head{}
+	chainLast := map[string]uint64{} // of the last message on each chain
+	for name, c := range heads {
+		linkHeads[name] = chain.Head{Seq: c.Seq, Index: c.Index, Hash: c.Hash, Count: c.Count, Chain: name}
+		chainLast[name] = c.Last
+	}
+	links := chain.NewLinks(linkHeads)
+	head := start
 	var data []byte
 	var first event.Hash
+	var name string // the chain of the message being packed
 	firstIndex, n := uint64(0), 0
 	lastSeq := start.Seq // of the last message published
 	var removed, pendingRemoved *event.Record
@@ -139,20 +158,32 @@ func (l *Ledger) importFrom(ctx context.Context, start chain.Head, signer *write
 		if n == 0 {
 			return nil
 		}
-		msgID := messageID(firstIndex, first)
-		ack, err := l.publishAs(ctx, signer, data, msgID, lastSeq)
+		msgID := messageID(name, firstIndex, first)
+		var ack *jetstream.PubAck
+		var err error
+		if name == chain.Legacy {
+			ack, err = l.publishAs(ctx, signer, data, msgID, lastSeq)
+		} else {
+			cur := l.segs.current()
+			msg := &nats.Msg{Subject: chainSubject(cur, name), Data: data, Header: nats.Header{}}
+			if signer != nil {
+				msg.Header.Set(writer.HeaderWriter, signer.ID())
+				msg.Header.Set(writer.HeaderSignature, base64.StdEncoding.EncodeToString(signer.SignAt(name, chainLast[name], data)))
+				msg.Header.Set(writer.HeaderImported, "1")
+			}
+			ack, err = l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequence(lastSeq))
+		}
 		if err != nil {
 			return fmt.Errorf("ledger: import: %w", err)
 		}
 		// Every event of the message is now at ack.Sequence.
-		lastSeq = ack.Sequence
 		if pendingRemoved != nil {
-			pendingRemoved.Seq = lastSeq
+			pendingRemoved.Seq, pendingRemoved.SignedAfter = ack.Sequence, chainLast[name]
 			removed, pendingRemoved = pendingRemoved, nil
 		}
-		h := linker.Head()
-		h.Seq = lastSeq
-		linker = chain.NewLinker(h)
+		lastSeq = ack.Sequence
+		chainLast[name] = lastSeq
+		head.Seq = lastSeq
 		data, n = data[:0], 0
 		return nil
 	}
@@ -162,33 +193,38 @@ func (l *Ledger) importFrom(ctx context.Context, start chain.Head, signer *write
 			break
 		}
 		if err != nil {
-			return linker.Head(), nil, err
+			return head, nil, err
+		}
+		link, _, err := event.DecodeLink(raw)
+		if err != nil {
+			return head, nil, fmt.Errorf("ledger: import: event %d: %w", links.Count(), err)
 		}
 		registers := signer == nil && registersWriter(raw)
-		if n > 0 && (registers || n >= l.cfg.MaxBatchEvents || len(data)+len(raw)+1 > l.cfg.MaxBatchBytes) {
+		if n > 0 && (link.Chain != name || registers || n >= l.cfg.MaxBatchEvents || len(data)+len(raw)+1 > l.cfg.MaxBatchBytes) {
 			if err := flush(); err != nil {
-				return linker.Head(), nil, err
+				return head, nil, err
 			}
 		}
 		if registers {
 			// The first writer registers itself, in a message it signs.
 			w := l.cfg.Writer
 			if ev, err := event.Decode(raw); err != nil || w == nil || ev.Body.(*event.WriterRegistered).WriterID != w.ID() {
-				return linker.Head(), nil, fmt.Errorf("%w (event %d registers it)", ErrImportWriter, linker.Head().Count)
+				return head, nil, fmt.Errorf("%w (event %d registers it)", ErrImportWriter, links.Count())
 			}
 			signer = w
 		}
-		h, err := linker.Link(lastSeq+1, raw)
+		h, err := links.Link(lastSeq+1, raw)
 		if err != nil {
-			return linker.Head(), nil, err
+			return head, nil, err
 		}
 		if n == 0 {
-			first, firstIndex = h, linker.Head().Index
+			first, firstIndex, name = h, link.Index, link.Chain
 		}
+		head = chain.Head{Seq: head.Seq, Index: link.Index, Hash: h, Count: links.Count(), Chain: link.Chain}
 		if base != nil {
 			if ev, err := event.Decode(raw); err == nil {
 				if sr, ok := ev.Body.(*event.SegmentRemoved); ok && sr.NextIndex == base.FirstIndex && sr.LastHash == base.Prev && sr.Through == base.Seq {
-					pendingRemoved = &event.Record{Event: ev, Raw: bytes.Clone(raw), Hash: h}
+					pendingRemoved = &event.Record{Event: ev, Raw: bytes.Clone(raw), Hash: h, Pos: links.Count() - 1}
 				}
 			}
 		}
@@ -196,9 +232,9 @@ func (l *Ledger) importFrom(ctx context.Context, start chain.Head, signer *write
 		n++
 	}
 	if err := flush(); err != nil {
-		return linker.Head(), nil, err
+		return head, nil, err
 	}
-	return linker.Head(), removed, nil
+	return head, removed, nil
 }
 
 // registersWriter reports whether raw is a WriterRegistered event.

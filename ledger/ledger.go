@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,12 +69,13 @@ type Config struct {
 	MaxBatchBytes  int
 	// PublishTimeout bounds one round-trip to JetStream.
 	PublishTimeout time.Duration
-	// FollowInterval is how often an idle writer looks for events other
-	// instances appended (default 250ms).
+	// FollowInterval is how often the follower asks the stream for
+	// messages nobody told it about (default 250ms); other instances'
+	// appends are announced at once (follow.go).
 	FollowInterval time.Duration
-	// OnCommit receives committed records in chain order, before the
-	// requests that appended them are released. It runs on the writer
-	// goroutine and must not call Append.
+	// OnCommit receives the records of every accepted message in stream
+	// order, before the requests that appended them are released. It runs
+	// on the follower goroutine and must not call Append.
 	OnCommit func([]event.Record)
 	// Writer signs every message this instance publishes. Without one the
 	// ledger can be read but not written.
@@ -122,7 +125,7 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Ledger is the JetStream-backed chain.
+// Ledger is the JetStream-backed ledger.
 type Ledger struct {
 	cfg  Config
 	js   jetstream.JetStream
@@ -134,31 +137,50 @@ type Ledger struct {
 	baseSigner map[string]string
 
 	queue    chan *pending
-	stop     chan struct{}
+	stop     chan struct{} // closed by Close
 	stopOnce sync.Once
-	done     chan struct{}
+	done     chan struct{} // closed when the data writer stopped
 
-	mu   sync.Mutex // guards head after Start (read by Head)
-	head chain.Head
+	// The fold authenticates and links what the stream holds, in stream
+	// order. Replay owns it before Start, the follower after, under fmu,
+	// which the follower holds while it folds a message and hands its
+	// records to OnCommit: what anyone reads of the fold under fmu has
+	// been applied.
+	fmu sync.Mutex
+	// rmu orders the folds readers of a ledger not started ask for
+	// (ensureFolded).
+	rmu    sync.Mutex
+	fold   *chain.Folder
+	moved  chan struct{} // closed and replaced whenever the fold moves (under fmu)
+	folded atomic.Uint64 // the fold's Through, once applied
 
-	// fold authenticates and links what the stream holds. Replay owns it
-	// before Start, the writer goroutine after.
-	fold        *chain.Folder
+	anchors     anchors // positions the fold found (anchors.go)
 	quarantined atomic.Uint64
 	started     atomic.Bool
-	through     atomic.Uint64 // the folder's Through, for readers of the history
 	keys        atomic.Pointer[map[string]ed25519.PublicKey]
 	qmu         sync.Mutex
-	qseqs       map[uint64]bool // stream sequences quarantined
-	qfirst      []string        // the first few quarantines, for reports
+	qseqs       map[uint64]string // stream sequences quarantined → their chain
+	qfirst      []string          // the first few quarantines, for reports
 
-	refusing bool // the writer's storage refused the last batch (writer goroutine only)
+	// The follower (follow.go).
+	target     atomic.Uint64 // the stream sequence the follower folds up to
+	kick       chan struct{}
+	stopFollow chan struct{}
+	followDone chan struct{}
+	noticeSub  *nats.Subscription
+	omu        sync.Mutex
+	ownID      map[string]*ownMsg // this instance's messages in flight, by Nats-Msg-Id
+	ownSeq     map[uint64]*ownMsg // … once acknowledged, by stream sequence
 
-	// Contention between writers (contention.go).
-	token    string             // this instance in wait/done notices
-	peerSub  *nats.Subscription // nil: this writer does not yield
-	peerWait atomic.Int64       // unix nanos until which a peer asked us to hold
-	peerDone chan struct{}      // a peer settled its batch
+	// The data writer (commit.go; writer goroutine only).
+	whead    chain.ChainHead // its chain's head as it published it
+	refusing bool            // the storage refused the last batch
+
+	connEpoch atomic.Pointer[chan struct{}] // closed when the connection is lost (follow.go)
+
+	cmu     sync.Mutex // one change at a time (change.go)
+	contend contention // other instances' lost changes (contention.go)
+	rollMu  sync.Mutex // one roll at a time (segments.go)
 }
 
 // Open ensures the stream exists with deletes and purges denied. It does not
@@ -175,10 +197,16 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Ledger, error) {
 	}
 	l := &Ledger{
 		cfg: cfg, js: js,
-		queue: make(chan *pending, 16384),
-		fold:  chain.NewFolder(),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		queue:      make(chan *pending, 16384),
+		fold:       chain.NewFolder(),
+		moved:      make(chan struct{}),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+		stopFollow: make(chan struct{}),
+		followDone: make(chan struct{}),
+		ownID:      map[string]*ownMsg{},
+		ownSeq:     map[uint64]*ownMsg{},
 	}
 	if err := l.openSegments(ctx); err != nil {
 		return nil, err
@@ -216,6 +244,27 @@ func (l *Ledger) openSegments(ctx context.Context) error {
 			return fmt.Errorf("ledger: stream %s: %w", l.cfg.Stream, err)
 		}
 		segs = []*segStream{segmentOf(0, stream)}
+	case !l.cfg.ReadOnly && !segs[len(segs)-1].sealed:
+		// The segment written to, rolled to by an older build: it takes
+		// the chains' subjects from now on.
+		cur := segs[len(segs)-1]
+		info, err := cur.stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("ledger: stream %s: %w", cur.name, err)
+		}
+		if want := chainSubjects(cur.subject); !slices.Equal(info.Config.Subjects, want) || !info.Config.AllowAtomicPublish {
+			c := info.Config
+			c.Subjects, c.AllowAtomicPublish = want, true
+			if c.Metadata == nil {
+				c.Metadata = map[string]string{}
+			}
+			c.Metadata[metaPartitions] = strconv.Itoa(chain.Partitions)
+			st, err := jsretry.Do(ctx, func(ctx context.Context) (jetstream.Stream, error) { return l.js.UpdateStream(ctx, c) })
+			if err != nil {
+				return fmt.Errorf("ledger: stream %s: taking the chains' subjects: %w", cur.name, err)
+			}
+			segs[len(segs)-1] = segmentOf(cur.n, st)
+		}
 	}
 	l.updateDedupeWindow(ctx, segs)
 	l.segs.set(segs)
@@ -247,7 +296,9 @@ func (l *Ledger) updateDedupeWindow(ctx context.Context, segs []*segStream) {
 // returns the head, the last valid event. head must be the zero Head:
 // replay always starts from the first message (or the base, after a
 // removed segment), since authorship depends on the writers registered
-// before.
+// before. Before Start, reading the history (EventsFrom, EventsSince)
+// folds further what arrived since, without fn: an owner that applies what
+// Replay yields starts the ledger before it reads the history.
 func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Record) error) (chain.Head, error) {
 	if !head.Empty() {
 		return head, errors.New("ledger: replay starts from the first message")
@@ -257,11 +308,12 @@ func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Reco
 		return chain.Head{}, err
 	}
 	if !l.started.Load() {
-		l.fold = f // before Start, Replay builds the writer's folder
+		l.fold = f // before Start, Replay builds the follower's folder
+		l.anchors.reset()
 		l.noteFolded()
 	}
 	err = l.messagesAfter(ctx, l.base.Seq, func(m storedMsg, seq uint64) error {
-		for _, r := range l.foldMessage(f, m, seq) {
+		for _, r := range l.foldMessage(f, l.message(m, seq)) {
 			if err := fn(r); err != nil {
 				return err
 			}
@@ -276,30 +328,56 @@ func (l *Ledger) Replay(ctx context.Context, head chain.Head, fn func(event.Reco
 	return f.Head(), err
 }
 
-// Resume is where a snapshot leaves the fold: its last event, the writers
-// registered by then and the messages quarantined before it.
+// Resume is where a snapshot leaves the fold: its last event, every
+// chain's head, the writers registered by then and the messages
+// quarantined before it.
 type Resume struct {
-	Head        chain.Head
+	Head chain.Head
+	// Chains is every chain's head at Head.Seq; nil for a snapshot of a
+	// ledger from before chains, whose only chain ends at Head.
+	Chains      map[string]chain.ChainHead
 	Writers     map[string]ed25519.PublicKey
 	Quarantined []uint64 // stream sequences, all at or before Head.Seq
+	// QuarantinedChains names the chain of each quarantined message (if
+	// known): a chain's next message is signed after it.
+	QuarantinedChains map[uint64]string
+}
+
+// folder is the fold r continues.
+func (r Resume) folder() *chain.Folder {
+	if r.Chains == nil {
+		return chain.ResumeFolder(r.Head, r.Writers)
+	}
+	chains := make(map[string]chain.ChainHead, len(r.Chains))
+	for name, c := range r.Chains {
+		chains[name] = c
+	}
+	for seq, name := range r.QuarantinedChains {
+		if c := chains[name]; seq <= r.Head.Seq && seq > c.Last {
+			c.Last = seq
+			chains[name] = c
+		}
+	}
+	return chain.ResumeFolderAt(chain.State{Head: r.Head, Chains: chains, Writers: r.Writers})
 }
 
 // ReplayFrom is Replay continued from a snapshot: it folds the messages
-// after r.Head.Seq (authenticating and linking each to r.Head, quarantining
-// what fails) and calls fn for every accepted event. Called before Start,
-// it builds the writer's folder. r.Head must be an event the ledger holds
-// (EventHashAt).
+// after r.Head.Seq (authenticating and linking each to its chain's head in
+// r, quarantining what fails) and calls fn for every accepted event.
+// Called before Start, it builds the follower's folder. r.Head must be an
+// event the ledger holds (EventHashAt).
 func (l *Ledger) ReplayFrom(ctx context.Context, r Resume, fn func(event.Record) error) (chain.Head, error) {
 	if l.started.Load() {
 		return chain.Head{}, errors.New("ledger: ReplayFrom after Start")
 	}
-	f := chain.ResumeFolder(r.Head, r.Writers)
+	f := r.folder()
 	l.fold = f
+	l.anchors.reset()
 	l.qmu.Lock()
-	l.qseqs = map[uint64]bool{}
+	l.qseqs = map[uint64]string{}
 	l.qfirst = nil
 	for _, seq := range r.Quarantined {
-		l.qseqs[seq] = true
+		l.qseqs[seq] = r.QuarantinedChains[seq]
 		if len(l.qfirst) < reportedQuarantines {
 			// The reason was found before the snapshot; audit verify finds
 			// it again from the message itself.
@@ -310,7 +388,7 @@ func (l *Ledger) ReplayFrom(ctx context.Context, r Resume, fn func(event.Record)
 	l.quarantined.Store(uint64(len(r.Quarantined)))
 	l.noteFolded()
 	err := l.messagesAfter(ctx, r.Head.Seq, func(m storedMsg, seq uint64) error {
-		for _, rec := range l.foldMessage(f, m, seq) {
+		for _, rec := range l.foldMessage(f, l.message(m, seq)) {
 			if err := fn(rec); err != nil {
 				return err
 			}
@@ -320,25 +398,42 @@ func (l *Ledger) ReplayFrom(ctx context.Context, r Resume, fn func(event.Record)
 	return f.Head(), err
 }
 
-// Start begins writing after head (as returned by Replay).
+// Start begins following the stream and writing, after what Replay or
+// ReplayFrom folded (head is what they returned).
 func (l *Ledger) Start(head chain.Head) {
-	l.head = l.fold.Head()
+	l.fmu.Lock()
+	l.folded.Store(l.fold.Through())
+	l.target.Store(l.fold.Through())
+	l.fmu.Unlock()
 	l.started.Store(true)
-	if l.cfg.Writer != nil && !l.cfg.ReadOnly {
-		l.listenToPeers()
-	}
+	l.watchConnection()
+	l.listenForNotices()
+	l.listenForContention()
+	go l.follower()
 	go l.writer()
 }
 
-// Head returns the position of the last committed event.
+// Head returns the last event folded, in stream order.
 func (l *Ledger) Head() chain.Head {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.head
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
+	return l.fold.Head()
 }
 
-// Close stops the writer after the events already queued are settled.
+// Close stops the writer after the events already queued are settled,
+// and the follower once it folded what this instance appended (or after
+// PublishTimeout).
 func (l *Ledger) Close() {
-	l.stopOnce.Do(func() { close(l.stop) })
+	l.stopOnce.Do(func() {
+		close(l.stop)
+		if !l.started.Load() {
+			close(l.done)
+			close(l.followDone)
+			return
+		}
+		<-l.done
+		l.stopFollower()
+	})
 	<-l.done
+	<-l.followDone
 }

@@ -14,9 +14,10 @@ import (
 	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/material"
+	"github.com/keyledger/keyledger/ledger/writer"
 )
 
-func startServer(t *testing.T, dir string) *embedded.Server {
+func startServer(t testing.TB, dir string) *embedded.Server {
 	t.Helper()
 	srv, err := embedded.Start(embedded.Options{DataDir: dir})
 	if err != nil {
@@ -115,60 +116,195 @@ func TestConcurrentAppendsFormOneChain(t *testing.T) {
 	}
 }
 
-func TestSecondWriterIsRejected(t *testing.T) {
-	srv := startServer(t, t.TempDir())
-	var mu sync.Mutex
-	var seenByA []event.Record
-	a, head := openLedger(t, srv, func(rs []event.Record) {
-		mu.Lock()
-		seenByA = append(seenByA, rs...)
-		mu.Unlock()
-	})
-	b, _ := openLedger(t, srv, nil)
-	a.Start(head)
-	b.Start(head)
-	defer a.Close()
-	defer b.Close()
+// openWriter opens the ledger with writer key w, replayed and started.
+func openWriter(t testing.TB, srv *embedded.Server, w *writer.Key, onCommit func([]event.Record)) *ledger.Ledger {
+	t.Helper()
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	l, err := ledger.Open(context.Background(), nc, ledger.Config{Writer: w, OnCommit: onCommit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := l.Replay(context.Background(), chain.Head{}, func(event.Record) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Start(head)
+	t.Cleanup(l.Close)
+	return l
+}
+
+// twoWriters starts two instances with their own writer keys, the second
+// registered by the first, both folded up to the registration.
+func twoWriters(t *testing.T, srv *embedded.Server) (a, b *ledger.Ledger) {
+	t.Helper()
+	wa, wb := writer.Generate(), writer.Generate()
+	a = openWriter(t, srv, wa, nil)
 	ctx := context.Background()
-	if _, err := a.Append(ctx, stateEvent("EnableKey", &event.KeyEnabled{})); err != nil {
+	if _, err := a.Append(ctx, &event.Event{Time: time.Now(), Operation: "RegisterWriter",
+		Body: &event.WriterRegistered{WriterID: wa.ID(), PublicKey: wa.PublicText(), RegisteredBy: wa.ID()}}); err != nil {
 		t.Fatal(err)
 	}
-	// b still believes the stream is empty: JetStream refuses its append.
-	if _, err := b.Append(ctx, stateEvent("DisableKey", &event.KeyDisabled{})); !errors.Is(err, ledger.ErrConflict) {
-		t.Fatalf("second writer: err = %v, want ErrConflict", err)
-	}
-	// b has caught up from the stream and can now append, linked after a's.
-	rb, err := b.Append(ctx, stateEvent("DisableKey", &event.KeyDisabled{}))
+	reg, err := a.Append(ctx, &event.Event{Time: time.Now(), Operation: "RegisterWriter",
+		Body: &event.WriterRegistered{WriterID: wb.ID(), PublicKey: wb.PublicText(), RegisteredBy: wa.ID()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rb.Event.Index != 1 {
-		t.Fatalf("b's event index %d, want 1", rb.Event.Index)
+	b = openWriter(t, srv, wb, nil)
+	if !b.Registered(wb.ID()) || b.Head().Seq != reg.Seq {
+		t.Fatalf("b does not see its registration: head %+v", b.Head())
 	}
-	// a is now stale: rejected, then catches up and sees b's event as truth.
-	if _, err := a.Append(ctx, stateEvent("EnableKey", &event.KeyEnabled{})); !errors.Is(err, ledger.ErrConflict) {
-		t.Fatalf("stale writer: err = %v", err)
-	}
-	mu.Lock()
-	if len(seenByA) != 2 || seenByA[1].Hash != rb.Hash {
-		t.Fatalf("a did not fold b's event: %d records", len(seenByA))
-	}
-	mu.Unlock()
-	// A stale writer's record that changes no key state is not refused: it
-	// is linked after what the other writer appended.
-	ra, err := a.Append(ctx, newEvent("Decrypt"))
+	return a, b
+}
+
+// TestChangesConflictAcrossInstances: a change validated against a state
+// another instance has changed since is refused (ErrConflict), folded
+// meanwhile so the retry validates against it; a change on an unrelated
+// key is not; a change on several partitions is stored whole or not at
+// all.
+func TestChangesConflictAcrossInstances(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	a, b := twoWriters(t, srv)
+	ctx := context.Background()
+	pa, pb := a.Positions(), b.Positions()
+	ra, err := a.AppendChange(ctx, stateEvent("EnableKey", &event.KeyEnabled{}), pa, "key/k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb, err = b.Append(ctx, newEvent("Encrypt"))
+	if _, err := b.AppendChange(ctx, stateEvent("DisableKey", &event.KeyDisabled{}), pb, "key/k"); !errors.Is(err, ledger.ErrConflict) {
+		t.Fatalf("a change validated before another instance's: err = %v, want ErrConflict", err)
+	}
+	// b folded a's change before answering: validated again, it goes in,
+	// linked after a's on the key's control chain.
+	if b.Head().Seq < ra.Seq {
+		t.Fatalf("b's fold is at %d, a's change at %d", b.Head().Seq, ra.Seq)
+	}
+	rb, err := b.AppendChange(ctx, stateEvent("DisableKey", &event.KeyDisabled{}), b.Positions(), "key/k")
 	if err != nil {
-		t.Fatalf("stale writer's APICall record: %v", err)
+		t.Fatal(err)
 	}
-	if rb.Event.Index != ra.Event.Index+1 || rb.Event.Prev != ra.Hash {
-		t.Fatalf("b's record is index %d after %s, want index %d after a's %s", rb.Event.Index, rb.Event.Prev, ra.Event.Index+1, ra.Hash)
+	if rb.Event.Chain != ra.Event.Chain || rb.Event.Index != ra.Event.Index+1 || rb.Event.Prev != ra.Hash || rb.Event.Chain != chain.ControlChainOf("key/k") {
+		t.Fatalf("b's change %+v does not follow a's %+v on the key's chain", rb.Event, ra.Event)
 	}
-	if _, err := chain.Verify(ctx, a); err != nil {
-		t.Fatalf("chain forked: %v", err)
+	// A change on an unrelated key's partition is not held up by them.
+	other := "key/other"
+	for chain.Partition(other) == chain.Partition("key/k") {
+		other += "x"
+	}
+	stale := pa
+	if _, err := a.AppendChange(ctx, stateEvent("EnableKey", &event.KeyEnabled{}), stale, other); err != nil {
+		t.Fatalf("a change on an unrelated key: %v", err)
+	}
+	// A change that depends on two partitions (an alias of a key) loses to
+	// a change on either, and nothing of it is stored.
+	alias := "alias/111122223333/app"
+	for chain.Partition(alias) == chain.Partition("key/k") || chain.Partition(alias) == chain.Partition(other) {
+		alias += "x"
+	}
+	pb = b.Positions()
+	if _, err := a.AppendChange(ctx, stateEvent("ScheduleKeyDeletion", &event.KeyDeletionScheduled{}), a.Positions(), "key/k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AppendChange(ctx, stateEvent("CreateAlias", &event.AliasCreated{AliasName: "alias/app"}), pb, alias, "key/k"); !errors.Is(err, ledger.ErrConflict) {
+		t.Fatalf("an alias for a key changed meanwhile: err = %v", err)
+	}
+	if got, want := b.Head(), a.Head(); got != want {
+		t.Fatalf("after the lost change b is at %+v, want a's %+v: nothing of b's change is stored", got, want)
+	}
+	rc, err := b.AppendChange(ctx, stateEvent("CreateAlias", &event.AliasCreated{AliasName: "alias/app"}), b.Positions(), alias, "key/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Event.Chain != chain.ControlChainOf(alias) {
+		t.Fatalf("the alias change is on %s, want its own chain %s", rc.Event.Chain, chain.ControlChainOf(alias))
+	}
+	// Its fence on the key's chain is there, right after it, and a's next
+	// change on the key, validated before it, loses.
+	if _, err := a.AppendChange(ctx, stateEvent("CancelKeyDeletion", &event.KeyDeletionCanceled{}), pa, "key/k"); !errors.Is(err, ledger.ErrConflict) {
+		t.Fatalf("err = %v", err)
+	}
+	var fence *event.Fence
+	_, err = a.Replay(ctx, chain.Head{}, func(r event.Record) error {
+		if f, ok := r.Event.Body.(*event.Fence); ok && r.Seq == rc.Seq+1 {
+			fence = f
+			if r.Event.Chain != chain.ControlChainOf("key/k") {
+				t.Errorf("fence on %s", r.Event.Chain)
+			}
+		}
+		return nil
+	})
+	if err != nil || fence == nil || fence.Change != rc.Hash.String() || fence.Chain != rc.Event.Chain {
+		t.Fatalf("fence %+v, %v", fence, err)
+	}
+	for _, l := range []*ledger.Ledger{a, b} {
+		if err := l.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := chain.Audit(ctx, l); err != nil || len(rep.Quarantined) > 0 || l.Quarantined() > 0 {
+			t.Fatalf("audit: %v %v", err, rep.Quarantined)
+		}
+	}
+	if a.Head() != b.Head() {
+		t.Fatalf("the instances disagree: %+v and %+v", a.Head(), b.Head())
+	}
+}
+
+// TestSameWriterKeyCannotFork: two processes holding one writer key write
+// its data chain at once. JetStream refuses whichever publishes after the
+// other took the place (expected-last-subject-sequence); the loser folds
+// the winner's message and links after it, or after too many lost races
+// fails its batch (ErrConflict: nothing stored). Nothing forks, nothing is
+// quarantined, every acknowledged event is in the ledger once.
+func TestSameWriterKeyCannotFork(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	w := writer.Generate()
+	a := openWriter(t, srv, w, nil)
+	ctx := context.Background()
+	if _, err := a.Append(ctx, &event.Event{Time: time.Now(), Operation: "RegisterWriter",
+		Body: &event.WriterRegistered{WriterID: w.ID(), PublicKey: w.PublicText(), RegisteredBy: w.ID()}}); err != nil {
+		t.Fatal(err)
+	}
+	b := openWriter(t, srv, w, nil)
+	var mu sync.Mutex
+	acked := map[event.Hash]bool{}
+	var wg sync.WaitGroup
+	for _, l := range []*ledger.Ledger{a, b} {
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 25 {
+					r, err := l.Append(ctx, newEvent("Encrypt"))
+					if errors.Is(err, ledger.ErrConflict) {
+						continue
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					acked[r.Hash] = true
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	n := len(acked)
+	rep, err := chain.AuditFold(ctx, a, func(r event.Record) {
+		delete(acked, r.Hash)
+	})
+	if err != nil || len(rep.Quarantined) > 0 {
+		t.Fatalf("audit: %v %v", err, rep.Quarantined)
+	}
+	if len(acked) > 0 {
+		t.Fatalf("%d acknowledged events are not in the ledger", len(acked))
+	}
+	if c := rep.Chains[chain.DataChain(w.ID())]; c.Count != uint64(n)+1 {
+		t.Fatalf("the writer's chain holds %d events, %d were acknowledged", c.Count, n+1)
 	}
 }
 

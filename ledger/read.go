@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/internal/directget"
 	"github.com/keyledger/keyledger/ledger/internal/jsretry"
 )
 
@@ -76,16 +77,21 @@ func (e *UnreadableError) Error() string {
 func (e *UnreadableError) Unwrap() error { return e.Cause }
 
 // storedMsg is a message as read back by a direct get, single or batched.
+// Subject is the subject the server stored it on (the chain it is on),
+// never one its publisher put in its headers.
 type storedMsg interface {
 	Data() []byte
 	Headers() nats.Header
+	Subject() string
 }
 
-// rawMsg is a directly fetched message.
+// rawMsg is a directly fetched message (rawMsgIn: its Subject is the
+// server's).
 type rawMsg struct{ m *jetstream.RawStreamMsg }
 
 func (r rawMsg) Data() []byte         { return r.m.Data }
 func (r rawMsg) Headers() nats.Header { return r.m.Header }
+func (r rawMsg) Subject() string      { return r.m.Subject }
 
 // messagesAfter yields messages with sequence > after, up to the last
 // segment's last sequence when called, across segments, and fails rather
@@ -162,7 +168,8 @@ func (l *Ledger) readDirect(ctx context.Context, s *segStream, from, last uint64
 // getMsgIn fetches the message at seq from segment s, or explains why it
 // cannot be had. A direct get may be answered by a replica that has not
 // caught up, so a message it does not find is asked of the stream leader
-// before it is declared unreadable.
+// before it is declared unreadable. info is the segment's, or nil (asked
+// for then).
 func (l *Ledger) getMsgIn(ctx context.Context, s *segStream, seq uint64, info *jetstream.StreamInfo) (storedMsg, error) {
 	m, err := l.rawMsgIn(ctx, s, seq)
 	if err == nil {
@@ -171,17 +178,33 @@ func (l *Ledger) getMsgIn(ctx context.Context, s *segStream, seq uint64, info *j
 	if !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, err
 	}
-	return nil, &UnreadableError{Stream: s.name, Seq: seq, Last: info.State.LastSeq, Lost: lostText(info), Cause: err}
+	if info == nil {
+		if info, err = s.stream.Info(ctx); err != nil {
+			return nil, &UnreadableError{Stream: s.name, Seq: seq, Cause: err}
+		}
+	}
+	return nil, &UnreadableError{Stream: s.name, Seq: seq, Last: info.State.LastSeq, Lost: lostText(info), Cause: jetstream.ErrMsgNotFound}
 }
 
+// directGetPatience is how long a direct get may go unanswered before the
+// stream's leader is asked instead. Any replica answers a direct get; one
+// cut off from its cluster is still offered requests until the routes to
+// it fail their pings (minutes, by nats-server's defaults), and what it is
+// offered is lost: a partition must not stall every read for that long.
+const directGetPatience = 500 * time.Millisecond
+
 // rawMsgIn fetches the message at seq from segment s, asking the leader
-// before answering jetstream.ErrMsgNotFound.
+// when no replica answers in time, and before answering
+// jetstream.ErrMsgNotFound. The message's Subject is the
+// one the server stored it on.
 func (l *Ledger) rawMsgIn(ctx context.Context, s *segStream, seq uint64) (*jetstream.RawStreamMsg, error) {
-	m, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return s.stream.GetMsg(ctx, seq) })
+	dctx, cancel := context.WithTimeout(ctx, directGetPatience)
+	m, err := jsretry.Do(dctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.directGet(ctx, s, seq) })
+	cancel()
 	if err == nil {
 		return m, nil
 	}
-	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if ctx.Err() != nil {
 		return nil, fmt.Errorf("ledger: reading stream sequence %d (%s): %w", seq, s.name, err)
 	}
 	m, err = jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.leaderGetMsg(ctx, s, seq) })
@@ -208,6 +231,22 @@ func (l *Ledger) rawMsg(ctx context.Context, seq uint64) (*jetstream.RawStreamMs
 		}
 	}
 	return m, err
+}
+
+// directGet reads the message at seq of segment s by a direct get, taking
+// its subject, sequence and time from what the server says
+// (jetstream.ErrMsgNotFound if the stream does not hold it).
+func (l *Ledger) directGet(ctx context.Context, s *segStream, seq uint64) (*jetstream.RawStreamMsg, error) {
+	m, err := directget.Get(ctx, l.js.Conn(), s.name, seq)
+	if errors.Is(err, directget.ErrNotFound) {
+		return nil, jetstream.ErrMsgNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	t, _ := time.Parse(time.RFC3339Nano, directget.ServerHeader(m.Header, nats.JSTimeStamp))
+	return &jetstream.RawStreamMsg{Subject: directget.ServerHeader(m.Header, nats.JSSubject), Sequence: seq,
+		Header: m.Header, Data: m.Data, Time: t}, nil
 }
 
 // leaderGetMsg asks the stream leader (not a replica) for the message at seq.

@@ -15,6 +15,7 @@ type batchMsg struct{ m *nats.Msg }
 
 func (b batchMsg) Data() []byte         { return b.m.Data }
 func (b batchMsg) Headers() nats.Header { return b.m.Header }
+func (b batchMsg) Subject() string      { return directget.ServerHeader(b.m.Header, nats.JSSubject) }
 
 // fetched is one batch read ahead: the messages from its first sequence on,
 // in order and without a gap, up to where it ended.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyledger/keyledger/ledger"
@@ -80,11 +81,40 @@ func flipInRecord(t *testing.T, dir string, seq uint64) {
 	t.Fatalf("no record of stream sequence %d", seq)
 }
 
+// waitUncached waits until the server reads the message at seq from disk,
+// not from its cache: the ledger streams allow atomic batches, so at start
+// nats-server loads the last message of each (to finish a partial batch),
+// which caches the last block for its cache expiry (10 s without use).
+func waitUncached(t *testing.T, srv *embedded.Server, seq uint64) {
+	t.Helper()
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		time.Sleep(11 * time.Second) // any read meanwhile would keep it cached
+		st, err := js.Stream(context.Background(), "KEYLEDGER")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.GetMsg(context.Background(), seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+			return
+		}
+	}
+	t.Fatalf("the server still serves the damaged message at stream sequence %d", seq)
+}
+
 // TestUnreadableMessageIsNamedNotAwaited: a message corrupted on disk in
 // the middle of a long ledger (read with batched direct gets) and near its end
 // (read with direct gets) stops every reader within seconds with an
 // *UnreadableError naming its stream sequence.
 func TestUnreadableMessageIsNamedNotAwaited(t *testing.T) {
+	t.Parallel() // waitUncached takes 10–20 s
 	dir := t.TempDir()
 	recs := writeMessages(t, dir, 400)
 	bad := recs[150].Seq
@@ -93,6 +123,7 @@ func TestUnreadableMessageIsNamedNotAwaited(t *testing.T) {
 	// refused by embedded.Start (nats-server would cut the block).
 	srv := startServer(t, dir)
 	flipInRecord(t, dir, bad)
+	waitUncached(t, srv, bad)
 	l, err := func() (*ledger.Ledger, error) {
 		nc, err := srv.Connect("test")
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/internal/jsretry"
 )
 
@@ -75,11 +76,55 @@ func (s *segmentSet) current() *segStream {
 	return s.segs[len(s.segs)-1]
 }
 
-// Segment metadata on every segment stream after the first.
+// Segment metadata on every segment stream after the first; the number of
+// control partitions on every segment stream written by this build.
 const (
-	metaSegment  = "keyledger-segment"
-	metaFirstSeq = "keyledger-first-seq"
+	metaSegment    = "keyledger-segment"
+	metaFirstSeq   = "keyledger-first-seq"
+	metaPartitions = "keyledger-partitions"
 )
+
+// chainSubjects are the subjects a segment stream takes besides its own
+// (the legacy chain's): the writers' data chains and the control chains.
+func chainSubjects(subject string) []string {
+	return []string{subject, subject + ".w.*", subject + ".c.*"}
+}
+
+// chainSubject is the subject of chain name in segment s.
+func chainSubject(s *segStream, name string) string {
+	if name == chain.Legacy {
+		return s.subject
+	}
+	return s.subject + "." + name
+}
+
+// chainOf names the chain a message stored on subject is on:
+// <Subject>[.<n>] is the legacy chain, <Subject>[.<n>].w.<id> and
+// <Subject>[.<n>].c.<p> are chains "w.<id>" and "c.<p>". Anything else is
+// no chain (the fold quarantines it).
+func (l *Ledger) chainOf(subject string) string {
+	rest, ok := strings.CutPrefix(subject, l.cfg.Subject)
+	if !ok {
+		return "?" + subject
+	}
+	if rest == "" {
+		return chain.Legacy
+	}
+	if rest[0] != '.' {
+		return "?" + subject
+	}
+	toks := strings.Split(rest[1:], ".")
+	if n, err := strconv.Atoi(toks[0]); err == nil && n > 0 && strconv.Itoa(n) == toks[0] {
+		toks = toks[1:] // segment n
+	}
+	switch {
+	case len(toks) == 0:
+		return chain.Legacy
+	case len(toks) == 2 && (toks[0] == "w" || toks[0] == "c"):
+		return toks[0] + "." + toks[1]
+	}
+	return "?" + subject
+}
 
 func (l *Ledger) segmentName(n int) (name, subject string) {
 	if n == 0 {
@@ -94,7 +139,7 @@ func (l *Ledger) segmentConfig(n int, first uint64) jetstream.StreamConfig {
 	sc := jetstream.StreamConfig{
 		Name:        name,
 		Description: "keyledger: hash-chained ledger of every key operation",
-		Subjects:    []string{subject},
+		Subjects:    chainSubjects(subject),
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.cfg.Replicas,
@@ -107,6 +152,12 @@ func (l *Ledger) segmentConfig(n int, first uint64) jetstream.StreamConfig {
 		DenyPurge:   true,
 		AllowDirect: true,
 		Compression: jetstream.S2Compression,
+		// A change that depends on several control chains is one atomic
+		// batch (change.go). (With it, nats-server reads a single-replica
+		// stream's last message when it starts, to finish a batch a crash
+		// cut: the last block is then in its cache for a while.)
+		AllowAtomicPublish: true,
+		Metadata:           map[string]string{metaPartitions: strconv.Itoa(chain.Partitions)},
 	}
 	if l.cfg.Uncompressed {
 		sc.Compression = jetstream.NoCompression
@@ -114,7 +165,8 @@ func (l *Ledger) segmentConfig(n int, first uint64) jetstream.StreamConfig {
 	if n > 0 {
 		sc.Description = fmt.Sprintf("keyledger: ledger segment %d, from stream sequence %d", n, first)
 		sc.FirstSeq = first
-		sc.Metadata = map[string]string{metaSegment: strconv.Itoa(n), metaFirstSeq: strconv.FormatUint(first, 10)}
+		sc.Metadata[metaSegment] = strconv.Itoa(n)
+		sc.Metadata[metaFirstSeq] = strconv.FormatUint(first, 10)
 	}
 	return sc
 }
@@ -213,8 +265,10 @@ func (l *Ledger) checkSegmentConfig(n int, c jetstream.StreamConfig) error {
 		why = "it allows deletes or purges"
 	case c.Retention != jetstream.LimitsPolicy, c.MaxMsgs > 0, c.MaxBytes > 0, c.MaxAge > 0, c.MaxMsgsPerSubject > 0, c.AllowMsgTTL:
 		why = "its retention or limits can drop messages"
-	case n > 0 && !slices.Equal(c.Subjects, []string{subject}):
-		why = fmt.Sprintf("its subjects are %v, not [%s]", c.Subjects, subject)
+	case n > 0 && !slices.Equal(c.Subjects, []string{subject}) && !slices.Equal(c.Subjects, chainSubjects(subject)):
+		why = fmt.Sprintf("its subjects are %v, not %v", c.Subjects, chainSubjects(subject))
+	case c.Metadata[metaPartitions] != "" && c.Metadata[metaPartitions] != strconv.Itoa(chain.Partitions):
+		why = fmt.Sprintf("it was written with %s control partitions, this build uses %d", c.Metadata[metaPartitions], chain.Partitions)
 	default:
 		return nil
 	}
@@ -349,10 +403,20 @@ func (l *Ledger) rollDue(through uint64) bool {
 	return l.cfg.SegmentPeriod > 0 && time.Since(cur.created) >= l.cfg.SegmentPeriod
 }
 
-// roll seals the current segment, folds what it holds, and creates (or
-// joins, if another instance made it) the next one. Writer goroutine only.
+// roll seals the current segment, waits until the follower folded what
+// it holds, and creates (or joins, if another instance made it) the next
+// one. One roll at a time per instance (rollMu); the data writer and
+// changes roll when they find the segment due or sealed.
 func (l *Ledger) roll(ctx context.Context) error {
+	l.rollMu.Lock()
+	defer l.rollMu.Unlock()
 	cur := l.segs.current()
+	if err := l.refreshSegments(ctx); err != nil {
+		return err
+	}
+	if c := l.segs.current(); c.n > cur.n {
+		return nil // rolled meanwhile
+	}
 	info, err := cur.stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("ledger: roll: stream %s: %w", cur.name, err)
@@ -370,12 +434,7 @@ func (l *Ledger) roll(ctx context.Context) error {
 	last := info.State.LastSeq
 	// Fold whatever other writers stored before the seal: the head is then
 	// the segment's end, and the next segment starts right after it.
-	if err := l.messagesAfter(ctx, l.fold.Through(), func(m storedMsg, seq uint64) error {
-		if recs := l.foldMessage(l.fold, m, seq); recs != nil {
-			l.publishHead(recs, seq)
-		}
-		return nil
-	}); err != nil {
+	if err := l.waitFolded(ctx, last); err != nil {
 		return fmt.Errorf("ledger: roll: folding %s: %w", cur.name, err)
 	}
 	if err := l.refreshSegments(ctx); err != nil {
@@ -402,6 +461,16 @@ func (l *Ledger) roll(ctx context.Context) error {
 	}
 	l.cfg.Logger.Info("ledger: new segment", "stream", next.name, "first_sequence", next.first, "sealed", cur.name)
 	return nil
+}
+
+// localSeq is the value of Nats-Expected-Last-Subject-Sequence in segment
+// s for a chain whose last message is at stream sequence last: 0 when that
+// message is in an earlier segment (the subject is new in s).
+func localSeq(s *segStream, last uint64) uint64 {
+	if last < s.first {
+		return 0
+	}
+	return last
 }
 
 // liveRange is the first and last stream sequence the segments hold now

@@ -179,12 +179,12 @@ func indexOps(t *testing.T, eventsFile string) ledgerPlaces {
 		t.Fatal(err)
 	}
 	p := ledgerPlaces{created: map[string]int64{}, disabled: map[string]int64{}, alias: map[string]int64{}, grant: map[string]int64{}}
-	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+	for i, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
 		ev, err := event.Decode(line)
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := int64(ev.Index) + 1
+		n := int64(i) + 1 // the events up to it, in stream order (its position + 1)
 		switch b := ev.Body.(type) {
 		case *event.KeyCreated:
 			p.created[ev.KeyID] = n
@@ -309,11 +309,15 @@ func serveWithArgs(t *testing.T, dataDir string, port int, extra ...string) *exe
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	admin := testCredentials["admin"]
 	c := newClient("http://127.0.0.1:"+strconv.Itoa(port), admin[0], admin[1])
-	waitFor(t, 20*time.Second, func() bool {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		_, err := c.ListKeys(context.Background(), &kms.ListKeysInput{})
-		return err == nil
-	})
-	return cmd
+		if err == nil {
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve does not answer within 20s: %v\n%s", err, stderr.String())
+		}
+	}
 }
 
 // waitFor polls cond until it holds or the timeout passes.

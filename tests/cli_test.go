@@ -62,6 +62,7 @@ func cli(t *testing.T, args ...string) (int, string) {
 
 // rawMsg is a stored ledger message: its bytes and the writer's signature.
 type rawMsg struct {
+	chain       string
 	data        []byte
 	writer, sig string
 }
@@ -76,7 +77,7 @@ func ledgerMessages(t *testing.T) []rawMsg {
 	}
 	var msgs []rawMsg
 	if err := in.node.Ledger.Messages(ctx, func(m chain.Message) error {
-		msgs = append(msgs, rawMsg{data: bytes.Clone(m.Data), writer: m.Writer, sig: m.Signature})
+		msgs = append(msgs, rawMsg{chain: m.Chain, data: bytes.Clone(m.Data), writer: m.Writer, sig: m.Signature})
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -103,7 +104,11 @@ func writeCopy(t *testing.T, msgs []rawMsg) string {
 		t.Fatal(err)
 	}
 	for _, m := range msgs {
-		msg := nats.NewMsg("keyledger.events")
+		subject := "keyledger.events"
+		if m.chain != "" {
+			subject += "." + m.chain
+		}
+		msg := nats.NewMsg(subject)
 		msg.Data = m.data
 		msg.Header.Set(writer.HeaderWriter, m.writer)
 		msg.Header.Set(writer.HeaderSignature, m.sig)
@@ -128,19 +133,27 @@ func TestAuditVerifyCatchesTampering(t *testing.T) {
 		tamper  func() []rawMsg
 		wantSeq int
 	}{
+		// Messages 4 and 5 (stream sequences 5 and 6) are Encrypts, one
+		// after the other on the writer's data chain (CreateKey, message 2,
+		// is on a control chain).
 		{"changed byte", func() []rawMsg {
 			m := clone()
-			m[2].data = bytes.Replace(m[2].data, []byte(`"op":"CreateKey"`), []byte(`"op":"CreateKez"`), 1)
+			m[4].data = bytes.Replace(m[4].data, []byte(`"op":"Encrypt"`), []byte(`"op":"Encrypz"`), 1)
 			return m
-		}, 3},
-		{"dropped event", func() []rawMsg { m := clone(); return append(m[:2:2], m[3:]...) }, 3},
-		{"swapped events", func() []rawMsg { m := clone(); m[2], m[3] = m[3], m[2]; return m }, 3},
-		{"inserted event", func() []rawMsg { m := clone(); return append(append(m[:3:3], m[1]), m[3:]...) }, 4},
+		}, 5},
+		{"dropped event", func() []rawMsg { m := clone(); return append(m[:4:4], m[5:]...) }, 5},
+		{"swapped events", func() []rawMsg { m := clone(); m[4], m[5] = m[5], m[4]; return m }, 5},
+		{"inserted event", func() []rawMsg { m := clone(); return append(append(m[:5:5], m[1]), m[5:]...) }, 6},
+	}
+	for i := 3; i <= 6; i++ {
+		if msgs[i].chain != msgs[1].chain {
+			t.Fatalf("message %d is on chain %q, not the writer's data chain %q", i, msgs[i].chain, msgs[1].chain)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tampered := tt.tamper()
-			if tt.name == "changed byte" && bytes.Equal(tampered[2].data, msgs[2].data) {
+			if tt.name == "changed byte" && bytes.Equal(tampered[4].data, msgs[4].data) {
 				t.Fatal("the tamper changed nothing")
 			}
 			code, out := cli(t, "audit", "verify", "--data-dir", writeCopy(t, tampered))

@@ -22,6 +22,9 @@ func TestDiskFullLogIsRateLimited(t *testing.T) {
 	in := start(t, func(i *instance) { i.dir = mnt })
 	ctx := context.Background()
 	key := in.createKey("before")
+	// The scheduler takes its lease (a write) within its first interval:
+	// before the disk fills, or its write errors join the count.
+	waitUntil(t, 10*time.Second, "the scheduler takes its lease", in.node.Scheduler.Holding)
 	filler := fillDisk(t, mnt)
 	defer os.Remove(filler)
 	in.logs.Reset()

@@ -71,9 +71,10 @@ func TestNATSWithoutKeyledgerCredentialsCannotWrite(t *testing.T) {
 
 // TestForgedEventsAreQuarantined: with keyledger's own NATS credentials
 // stolen, a correctly linked forged GrantCreated (unsigned, and signed by
-// the attacker's own key), a replayed old batch and garbage are all
-// quarantined: the grant never takes effect, the service keeps serving and
-// restarts, and audit verify reports each.
+// the attacker's own key), a replayed old batch on its own chain and
+// garbage on the writer's data chain are all quarantined: the grant never
+// takes effect, the service keeps serving (its writer links its next batch
+// after the garbage) and restarts, and audit verify reports each.
 func TestForgedEventsAreQuarantined(t *testing.T) {
 	in := start(t, withNATSListen())
 	ctx := context.Background()
@@ -120,12 +121,16 @@ func TestForgedEventsAreQuarantined(t *testing.T) {
 		}
 		return info.State.LastSeq, append(ev.AppendEncoded(nil), '\n')
 	}
-	publish := func(data []byte, hdr nats.Header, lastSeq uint64) {
+	publishOn := func(subject string, data []byte, hdr nats.Header, lastSeq uint64) {
 		t.Helper()
-		m := &nats.Msg{Subject: "keyledger.events", Data: data, Header: hdr}
+		m := &nats.Msg{Subject: subject, Data: data, Header: hdr}
 		if _, err := js.PublishMsg(ctx, m, jetstream.WithExpectLastSequence(lastSeq)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	publish := func(data []byte, hdr nats.Header, lastSeq uint64) {
+		t.Helper()
+		publishOn("keyledger.events", data, hdr, lastSeq)
 	}
 	// 1. Unsigned.
 	last, data := forge()
@@ -135,17 +140,18 @@ func TestForgedEventsAreQuarantined(t *testing.T) {
 	attacker := writer.Generate()
 	publish(data, nats.Header{writer.HeaderWriter: {in.writer.ID()},
 		writer.HeaderSignature: {base64.StdEncoding.EncodeToString(attacker.Sign(last+1, data))}}, last)
-	// 3. A replayed old batch, with its genuine signature.
+	// 3. A replayed old batch, with its genuine signature, on its chain.
 	old, err := stream.GetMsg(ctx, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	old.Header.Del(jetstream.MsgIDHeader) // else JetStream drops it as a duplicate
+	old.Header.Del(jetstream.ExpectedLastSubjSeqHeader)
 	info, _ := stream.Info(ctx)
-	publish(old.Data, old.Header, info.State.LastSeq)
-	// 4. Garbage.
+	publishOn(old.Subject, old.Data, old.Header, info.State.LastSeq)
+	// 4. Garbage, on the writer's data chain.
 	info, _ = stream.Info(ctx)
-	publish([]byte("\x00not an event"), nats.Header{}, info.State.LastSeq)
+	publishOn("keyledger.events.w."+in.writer.ID(), []byte("\x00not an event"), nats.Header{}, info.State.LastSeq)
 
 	deadline := time.Now().Add(10 * time.Second)
 	for in.node.Ledger.Quarantined() < 4 && time.Now().Before(deadline) {
@@ -204,7 +210,7 @@ func TestForgedEventsAreQuarantined(t *testing.T) {
 
 	code, out := cli(t, "audit", "verify", "--nats-url", in.backend.ClientURL(), "--nats-creds", in.backend.AuditSeedFile())
 	if code != 3 || !strings.Contains(out, "FAILED: 4 message(s) quarantined") ||
-		!strings.Contains(out, "not signed") || !strings.Contains(out, "signature does not verify") || !strings.Contains(out, "chain broken") {
+		!strings.Contains(out, "not signed") || !strings.Contains(out, "signature does not verify") || !strings.Contains(out, "broken at stream sequence") {
 		t.Fatalf("audit verify: exit %d\n%s", code, out)
 	}
 	_ = aws.String

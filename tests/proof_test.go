@@ -246,8 +246,12 @@ func offlineWriterTampering(t *testing.T, in *instance, export, pub string) {
 	badSig.Signature = base64.StdEncoding.EncodeToString(sig)
 	stranger := ms
 	stranger.Writer = "0123456789abcdef0123456789abcdef"
-	moved := ms
-	moved.Seq++
+	moved := ms // to another place: after another message of its chain (v2), or another stream sequence (v1)
+	if ms.Chain != "" {
+		moved.After--
+	} else {
+		moved.Seq++
+	}
 	otherKey := merkle.Checkpoint{Origin: cp.Origin, Size: cp.Size, Root: cp.Root,
 		Extensions: merkle.WriterLines(map[string]string{in.writer.ID(): base64.StdEncoding.EncodeToString(make([]byte, 32))})}
 	forgedNames, err := merkle.Sign(otherKey, in.signer)

@@ -89,7 +89,7 @@ func TestRestartFromSnapshotEqualsReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := list[0].Index
+	base := list[0].Pos
 	corrupt := []byte(string(good))
 	corrupt[len(corrupt)-10] ^= 1
 	plant := func(offset uint64, data []byte) {
@@ -109,13 +109,13 @@ func TestRestartFromSnapshotEqualsReplay(t *testing.T) {
 	if err := other.Put(ctx, h, []byte("{}"), i.writer); err != nil {
 		t.Fatal(err)
 	}
-	foreign, _ := other.Raw(ctx, snapshot.Name(head.Index))
+	foreign, _ := other.Raw(ctx, snapshot.Name(h.Pos()))
 	plant(4, foreign)
-	h.Index = base + 5
+	h.Index, h.Count = base+5, base+6                                          // named by its position, Count-1
 	if err := store.Put(ctx, h, []byte("{}"), writer.Generate()); err != nil { // a stranger's key
 		t.Fatal(err)
 	}
-	h.Index, h.Hash = base+6, strings.Repeat("ab", 32)
+	h.Index, h.Count, h.Hash = base+6, base+7, strings.Repeat("ab", 32)
 	if err := store.Put(ctx, h, []byte("{}"), i.writer); err != nil { // not the ledger's event
 		t.Fatal(err)
 	}

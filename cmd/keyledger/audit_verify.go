@@ -181,7 +181,31 @@ func printAudit(stdout io.Writer, r chain.Report, took time.Duration) int {
 	for id, pub := range r.Writers {
 		fmt.Fprintf(stdout, "writer: %s (public key %s)\n", id, pub)
 	}
+	printChains(stdout, r.Chains)
 	return 0
+}
+
+// printChains says what each chain holds: who wrote what (a writer's data
+// chain), key-state changes (the control chains), a ledger from before
+// chains (the legacy chain).
+func printChains(stdout io.Writer, chains map[string]chain.ChainHead) {
+	names := slices.Sorted(maps.Keys(chains))
+	var control, controlEvents uint64
+	for _, name := range names {
+		c := chains[name]
+		switch id, data := chain.DataWriter(name); {
+		case data:
+			fmt.Fprintf(stdout, "chain %s: %d events written by writer %s\n", name, c.Count, id)
+		case name == chain.Legacy:
+			fmt.Fprintf(stdout, "legacy chain (from before chains): %d events\n", c.Count)
+		default:
+			control++
+			controlEvents += c.Count
+		}
+	}
+	if control > 0 {
+		fmt.Fprintf(stdout, "control chains: %d holding %d key-state changes and fences\n", control, controlEvents)
+	}
 }
 
 // verifyOffline checks an export directory with nothing but the checkpoint

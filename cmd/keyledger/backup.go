@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/keyledger/keyledger/ledger/backup"
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/merkle"
 	"github.com/keyledger/keyledger/projections/keystate"
@@ -179,11 +180,14 @@ func foldFromSnapshot(body []byte) (backup.Fold, error) {
 // rebaseSnapshot restates a snapshot's body for a restored stream: the
 // same state, its head at the restored stream sequence seq, and no
 // quarantined messages (those were the original stream's).
-func rebaseSnapshot(body []byte, seq uint64) ([]byte, error) {
+func rebaseSnapshot(body []byte, seq uint64, chains map[string]chain.ChainHead) ([]byte, error) {
 	im, err := resume.Decode(body)
 	if err != nil {
 		return nil, err
 	}
-	im.Head.Seq, im.Quarantined = seq, nil
+	im.Head.Seq, im.Quarantined, im.QuarantinedChains = seq, nil, nil
+	if im.Chains != nil {
+		im.Chains = chains
+	}
 	return im.Encode()
 }

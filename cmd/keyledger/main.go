@@ -50,6 +50,7 @@ Usage:
   keyledger material restore --from DIR --key K   put back one key's material from a backup
   keyledger root init|seal|rotate|status   sealed root key: create, seal a plaintext one, rotate online
   keyledger unseal --url U --share S       submit one unseal share to a sealed deployment
+  keyledger writer pubkey|register|list    register another instance's writer key (several instances)
   keyledger seed --url U [--dev] FILE      create the keys a seed file declares on a running deployment
   keyledger version
 
@@ -140,6 +141,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return rootCmd(args[1:], stdout, stderr)
 	case "unseal":
 		return unsealCmd(args[1:], stdout, stderr)
+	case "writer":
+		return writerCmd(args[1:], stdout, stderr)
 	case "seed":
 		return seedCmd(args[1:], stdout, stderr)
 	case "version":

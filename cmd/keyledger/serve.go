@@ -115,7 +115,7 @@ func serve(args []string, stderr io.Writer) int {
 		"The first keeps the names a single-region data directory has; the others' streams are <stream>_<REGION>")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	checkpointKey := fs.String("checkpoint-key", "", "Ed25519 note key that signs checkpoints (default <data-dir>/checkpoint.key, generated\nwith its verifier key beside it as checkpoint.key.pub if absent)")
-	writerKeyFile := fs.String("writer-key", "", "Ed25519 key that signs every ledger message (default <data-dir>/writer.key, generated if absent;\ninstances sharing one --nats-url ledger share this file)")
+	writerKeyFile := fs.String("writer-key", "", "Ed25519 key that signs every ledger message (default <data-dir>/writer.key, generated if absent;\neach instance of a --nats-url deployment has its own: register a second one with keyledger writer register)")
 	segmentPeriod := fs.Duration("segment-period", 30*24*time.Hour, "start a new ledger segment stream once the current one is this old, so archived segments can be removed (audit prune); 0: never")
 	segmentMessages := fs.Uint64("segment-messages", 0, "also start a new segment once the current one holds this many messages (group commits); 0: no limit")
 	checkpointEvery := fs.Duration("checkpoint-interval", node.DefaultCheckpointInterval, "how often a signed checkpoint of the ledger's Merkle tree is stored (when it grew; also at clean shutdown)")

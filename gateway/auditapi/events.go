@@ -192,7 +192,7 @@ var errBefore = errors.New("auditapi: page ends")
 
 // send buffers one history event, flushing in large writes.
 func (s *eventStream) send(r event.Record) error {
-	if s.q.before >= 0 && int64(r.Event.Index) >= s.q.before {
+	if s.q.before >= 0 && int64(r.Pos) >= s.q.before {
 		return errBefore
 	}
 	s.write(r)
@@ -204,10 +204,10 @@ func (s *eventStream) send(r event.Record) error {
 
 // write buffers one event, unless it was sent already or does not match.
 func (s *eventStream) write(r event.Record) {
-	if int64(r.Event.Index) <= s.last || !s.q.match(r) {
+	if int64(r.Pos) <= s.last || !s.q.match(r) {
 		return
 	}
-	s.num = strconv.AppendUint(s.num[:0], r.Event.Index, 10)
+	s.num = strconv.AppendUint(s.num[:0], r.Pos, 10)
 	s.w.WriteString("id: ")
 	s.w.Write(s.num)
 	s.w.WriteString("\nevent: ")
@@ -215,5 +215,5 @@ func (s *eventStream) write(r event.Record) {
 	s.w.WriteString("\ndata: ")
 	s.w.Write(r.Raw)
 	s.w.WriteString("\n\n")
-	s.last = int64(r.Event.Index)
+	s.last = int64(r.Pos)
 }

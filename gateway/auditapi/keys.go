@@ -191,7 +191,7 @@ func (a *API) oneEvent(c *fiber.Ctx, caller keyservice.Caller) error {
 	var found *OneEvent
 	var keyID, account string
 	err = a.history.EventsFrom(c.UserContext(), index, func(r event.Record) error {
-		if r.Event.Index == index {
+		if r.Pos == index {
 			found = &OneEvent{Index: index, Raw: base64.StdEncoding.EncodeToString(r.Raw), CloudTrail: cloudtrail.Render(r)}
 			keyID, account = r.Event.KeyID, r.Event.Account
 		}

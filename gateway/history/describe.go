@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/projections/timetravel"
@@ -39,8 +40,8 @@ func Describe(ctx context.Context, s *Source, keyID, region string, asOf time.Ti
 	var from *ledger.Resume
 	if im := s.image(ctx, asOf); im != nil {
 		if g, err := timetravel.Resume(asOf, im); err == nil {
-			writers, _ := im.WriterKeys() // checked with the snapshot
-			f, from = g, &ledger.Resume{Head: im.Head, Writers: writers, Quarantined: im.Quarantined}
+			r, _ := node.ResumeAt(im) // writers checked with the snapshot
+			f, from = g, &r
 		}
 	}
 	var err error

@@ -140,7 +140,7 @@ func (d *deployment) snapshot(through int, key *writer.Key) {
 	d.t.Helper()
 	p := resume.New(&merkle.MemTree{}, nil)
 	p.Apply(d.recs[:through+1])
-	im, err := p.Capture(func(uint64) []uint64 { return nil })
+	im, err := p.Capture(func(uint64) map[uint64]string { return nil })
 	if err != nil {
 		d.t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
@@ -41,8 +42,8 @@ func Compliance(ctx context.Context, s *Source, opts compliance.Options, full bo
 // does while its background verifier runs.
 func fromSnapshot(ctx context.Context, l *ledger.Ledger, im *resume.Image, opts compliance.Options) *compliance.Builder {
 	state, agg := keystate.Restore(im.Keys), compliance.RestoreAggregates(im.Compliance)
-	writers, _ := im.WriterKeys() // checked with the snapshot
-	head, err := l.ReplayFrom(ctx, ledger.Resume{Head: im.Head, Writers: writers, Quarantined: im.Quarantined}, func(r event.Record) error {
+	at, _ := node.ResumeAt(im) // writers checked with the snapshot
+	head, err := l.ReplayFrom(ctx, at, func(r event.Record) error {
 		recs := []event.Record{r}
 		state.Apply(recs)
 		agg.Apply(recs)

@@ -19,12 +19,61 @@
 //
 // # Ordering
 //
-// State-changing operations hold the service's lock exclusively from
-// validation until their event is folded; every other operation holds it
-// shared until its event is committed. So no Encrypt is ever recorded after
-// the DisableKey that should have stopped it, and two CreateAlias calls cannot
-// both claim a name. Changes are rare (AWS's quota is 5/s), uses are not; the
-// shared side is cheap.
+// On one instance, state-changing operations hold the service's lock
+// exclusively from validation until their event is folded; every other
+// operation holds it shared until its event is folded. So no Encrypt is
+// ever recorded after the DisableKey that should have stopped it, and two
+// CreateAlias calls cannot both claim a name. Changes are rare (AWS's
+// quota is 5/s), uses are not; the shared side is cheap.
+//
+// Across instances, key-state changes are linearizable (changing, in
+// change.go): a change takes the ledger's fold positions (ledger.Positions)
+// before it reads any state, validates against the projections, and
+// appends its event (or its refusal: a refusal is an answer about the state
+// too) with ledger.AppendChange, fenced on the partitions of everything it
+// read: the key it names (also when no such key exists: NotFound is an
+// answer about that key), the alias it names, and the key an alias it
+// read points to. If another instance changed any of them meanwhile, the
+// ledger refuses the append and folds what took its place, and the
+// operation runs again against the new state: it may now be refused with
+// the proper AWS error, recorded as such. A caller never sees an error for
+// losing a race; after maxChangeAttempts lost races in a row it gets
+// ThrottlingException, retryable, as AWS answers changes to a "hot" key
+// (never KMSInternalException).
+//
+// Operations that span keys stay correct because every key they read is
+// in the fence: CreateAlias fences the alias and its target key,
+// DeleteAlias the alias and the key it pointed to, UpdateAlias the alias,
+// its old key and its new key (an alias moved between keys); the count of
+// a key's aliases is exact because every alias change of a key writes to
+// its chain. A grant lives on its key's chain whichever account the
+// grantee or the caller is in (cross-account access is decided by that
+// key's policy and grants, and by identity policies, which are not ledger
+// state); RetireGrant and RevokeGrant fence the grant's key, and a grant
+// token this instance does not know is looked up again after it folded
+// everything stored so far (Ledger.Sync), since a token names no key. The
+// scheduler's DeleteKey, RotateKey and DeleteExpiredKeyMaterial are
+// changes like any other, so a due deletion is recorded once even if two
+// schedulers find it due; their conditions read the scheduler's lease
+// record too (the service partition), so a holder that lost the lease
+// records nothing. Retiring a root key version depends on every key's
+// material: it is fenced on every partition (one atomic batch). Unsealing
+// and sealing are recorded on the data chain of the instance they
+// happened on. Seed files are applied by one instance at start-up and
+// recorded on its data chain. Identity policies come from the principals file, the same on
+// every instance (each records it, PrincipalsConfigured).
+//
+// Cryptographic operations and reads are recorded on the instance's own
+// data chain without a fence: they are checked against this instance's
+// projection, which is at most the follow lag behind the newest change on
+// another instance, as AWS KMS documents its own eventual consistency. A
+// key or alias this instance does not know is looked up again once it
+// folded what the ledger holds (resolve, caughtUp), so one created on
+// another instance a moment ago is found.
+// ReEncrypt is one of them, on two keys: it changes no state, so there is
+// nothing for a fence to protect; a concurrent DisableKey of either key on
+// another instance orders before or after it like any Decrypt or Encrypt
+// would.
 //
 // # Secrets
 //

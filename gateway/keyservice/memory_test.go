@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/gateway/keyservice"
+	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
 	"github.com/keyledger/keyledger/projections/policy"
@@ -32,6 +33,10 @@ type memLedger struct {
 	recs []event.Record
 	prev event.Hash
 	fail error // when set, every Append fails with it
+	// lose is how many changes in a row lose their race; changes are the
+	// partition keys of every change appended (or lost).
+	lose    int
+	changes [][]string
 }
 
 func (l *memLedger) Append(ctx context.Context, ev *event.Event) (event.Record, error) {
@@ -48,6 +53,24 @@ func (l *memLedger) Append(ctx context.Context, ev *event.Event) (event.Record, 
 	l.state.Apply([]event.Record{rec})
 	return rec, nil
 }
+
+// Positions, AppendChange and Sync: one instance alone never loses a
+// race (unless lose says how many times it should, in a row).
+func (l *memLedger) Positions() ledger.Positions { return ledger.Positions{} }
+
+func (l *memLedger) AppendChange(ctx context.Context, ev *event.Event, _ ledger.Positions, keys ...string) (event.Record, error) {
+	l.mu.Lock()
+	l.changes = append(l.changes, keys)
+	if l.lose > 0 {
+		l.lose--
+		l.mu.Unlock()
+		return event.Record{}, ledger.ErrConflict
+	}
+	l.mu.Unlock()
+	return l.Append(ctx, ev)
+}
+
+func (l *memLedger) Sync(context.Context) error { return nil }
 
 // records returns a copy of everything appended so far.
 func (l *memLedger) records() []event.Record {

@@ -65,9 +65,15 @@ type AliasInput struct {
 	TargetKeyId string `json:"TargetKeyId"`
 }
 
-// CreateAlias gives a key a new alias.
+// CreateAlias gives a key a new alias. It reads the alias and the target
+// key: the change is fenced on both.
 func (s *Service) CreateAlias(ctx context.Context, c Caller, in *AliasInput) (*struct{}, error) {
-	defer s.exclusive()()
+	return changing(ctx, s, func(ctx context.Context) (*struct{}, error) { return s.createAlias(ctx, c, in) })
+}
+
+func (s *Service) createAlias(ctx context.Context, c Caller, in *AliasInput) (*struct{}, error) {
+	touch(ctx, aliasPartition(c.Account, in.AliasName))
+	s.touchRef(ctx, c, in.TargetKeyId)
 	ev := s.newEvent(c, "CreateAlias")
 	ev.Body = &event.APICall{Params: map[string]string{"aliasName": in.AliasName}}
 	if err := validateAliasName(in.AliasName); err != nil {
@@ -84,7 +90,8 @@ func (s *Service) CreateAlias(ctx context.Context, c Caller, in *AliasInput) (*s
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	if _, exists := s.state.Alias(c.Account, in.AliasName); exists {
+	if a, exists := s.state.Alias(c.Account, in.AliasName); exists {
+		touch(ctx, keyPartition(a.KeyID)) // the answer depends on that key (its deletion removes the alias)
 		return nil, s.refuse(ctx, ev, errorf(CodeAlreadyExists, "An alias with the name %s already exists", s.aliasArn(c.Account, in.AliasName)))
 	}
 	if err := s.notPendingDeletion(k); err != nil {
@@ -100,9 +107,15 @@ func (s *Service) CreateAlias(ctx context.Context, c Caller, in *AliasInput) (*s
 	return &struct{}{}, nil
 }
 
-// UpdateAlias points an existing alias at another key of the same type.
+// UpdateAlias points an existing alias at another key of the same type:
+// an alias moved between keys, fenced on the alias, its old key and its
+// new key.
 func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) (*struct{}, error) {
-	defer s.exclusive()()
+	return changing(ctx, s, func(ctx context.Context) (*struct{}, error) { return s.updateAlias(ctx, c, in) })
+}
+
+func (s *Service) updateAlias(ctx context.Context, c Caller, in *AliasInput) (*struct{}, error) {
+	touch(ctx, aliasPartition(c.Account, in.AliasName))
 	ev := s.newEvent(c, "UpdateAlias")
 	ev.Body = &event.APICall{Params: map[string]string{"aliasName": in.AliasName}}
 	if err := validateAliasName(in.AliasName); err != nil {
@@ -118,6 +131,8 @@ func (s *Service) UpdateAlias(ctx context.Context, c Caller, in *AliasInput) (*s
 	if !ok {
 		return nil, s.refuse(ctx, ev, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(c.Account, in.AliasName)))
 	}
+	touch(ctx, keyPartition(a.KeyID))
+	s.touchRef(ctx, c, in.TargetKeyId)
 	k, err := s.use(c, in.TargetKeyId, false, request{action: "kms:UpdateAlias"})
 	ev.KeyID = k.ID
 	if err != nil {
@@ -142,9 +157,14 @@ type DeleteAliasInput struct {
 	AliasName string `json:"AliasName"`
 }
 
-// DeleteAlias removes an alias; the key is unaffected.
+// DeleteAlias removes an alias; the key is unaffected. Fenced on the alias
+// and its key.
 func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInput) (*struct{}, error) {
-	defer s.exclusive()()
+	return changing(ctx, s, func(ctx context.Context) (*struct{}, error) { return s.deleteAlias(ctx, c, in) })
+}
+
+func (s *Service) deleteAlias(ctx context.Context, c Caller, in *DeleteAliasInput) (*struct{}, error) {
+	touch(ctx, aliasPartition(c.Account, in.AliasName))
 	ev := s.newEvent(c, "DeleteAlias")
 	ev.Body = &event.APICall{Params: map[string]string{"aliasName": in.AliasName}}
 	if err := validateAliasName(in.AliasName); err != nil {
@@ -158,6 +178,7 @@ func (s *Service) DeleteAlias(ctx context.Context, c Caller, in *DeleteAliasInpu
 		return nil, s.refuse(ctx, ev, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(c.Account, in.AliasName)))
 	}
 	ev.KeyID = a.KeyID
+	touch(ctx, keyPartition(a.KeyID))
 	if k, ok := s.state.Key(a.KeyID); ok {
 		if err := s.authorize(c, request{action: "kms:DeleteAlias", key: &k}); err != nil {
 			return nil, s.refuse(ctx, ev, err)

@@ -49,8 +49,14 @@ type (
 )
 
 // CreateGrant lets a principal use a key for exactly the named operations.
+// A grant lives on its key's chain, whichever account the caller or the
+// grantee is in: the change is fenced on the key.
 func (s *Service) CreateGrant(ctx context.Context, c Caller, in *CreateGrantInput) (*CreateGrantOutput, error) {
-	defer s.exclusive()()
+	return changing(ctx, s, func(ctx context.Context) (*CreateGrantOutput, error) { return s.createGrant(ctx, c, in) })
+}
+
+func (s *Service) createGrant(ctx context.Context, c Caller, in *CreateGrantInput) (*CreateGrantOutput, error) {
+	s.touchRef(ctx, c, in.KeyId)
 	ev := s.newEvent(c, "CreateGrant")
 	ev.Body = &event.APICall{Params: map[string]string{"granteePrincipal": in.GranteePrincipal, "operations": strings.Join(in.Operations, ",")}}
 	fail := func(err error) (*CreateGrantOutput, error) { return nil, s.refuse(ctx, ev, err) }
@@ -270,18 +276,39 @@ type RetireGrantInput struct {
 
 // RetireGrant ends a grant; the retiring principal may always, the grantee
 // when the grant names RetireGrant.
+//
+// A grant token names no key: one this instance does not know is looked
+// up again once it folded every change stored before (Sync), so a grant
+// another instance created is found; the grant's key fences the change.
 func (s *Service) RetireGrant(ctx context.Context, c Caller, in *RetireGrantInput) (*struct{}, error) {
-	defer s.exclusive()()
+	if in.GrantToken != "" {
+		if _, ok := s.grantByToken(in.GrantToken); !ok {
+			if err := s.ledger.Sync(ctx); err != nil {
+				s.log.Warn("could not catch up with the ledger before refusing a grant token", "error", err)
+			}
+		}
+	}
+	return changing(ctx, s, func(ctx context.Context) (*struct{}, error) { return s.retireGrant(ctx, c, in) })
+}
+
+// grantByToken finds the grant a grant token is for.
+func (s *Service) grantByToken(token string) (keystate.Grant, bool) {
+	return s.state.GrantByTokenHash(tokenHash(token))
+}
+
+func (s *Service) retireGrant(ctx context.Context, c Caller, in *RetireGrantInput) (*struct{}, error) {
 	ev := s.newEvent(c, "RetireGrant")
 	var g keystate.Grant
 	err := func() error {
 		switch {
 		case in.GrantToken != "":
 			var ok bool
-			if g, ok = s.state.GrantByTokenHash(tokenHash(in.GrantToken)); !ok {
+			if g, ok = s.grantByToken(in.GrantToken); !ok {
 				return errorf(CodeInvalidGrantToken, "The grant token is not valid.")
 			}
+			touch(ctx, keyPartition(g.KeyID))
 		case in.KeyId != "" && in.GrantId != "":
+			s.touchRef(ctx, c, in.KeyId)
 			k, err := s.resolve(c, in.KeyId, false)
 			if err != nil {
 				return err

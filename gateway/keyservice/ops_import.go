@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"time"
 
 	"github.com/keyledger/keyledger/crypto/asymmetric"
@@ -90,25 +91,35 @@ func (s *Service) GetParametersForImport(ctx context.Context, c Caller, in *GetP
 	if err != nil {
 		return nil, s.refuse(ctx, ev, err)
 	}
-	defer s.exclusive()()
-	k, err := check()
-	ev.KeyID = k.ID
-	if err != nil {
-		_ = s.materials.Destroy(ctx, ref.ID)
-		return nil, s.refuse(ctx, ev, err)
-	}
-	// The token is a bearer credential: the ledger records only its hash.
 	token := secret.Random(32)
-	tokenID := importTokenID(token.Expose())
-	validTo := s.clock.Now().Add(importTokenLifetime)
-	ev.Body = &event.ImportParametersIssued{TokenID: tokenID, WrappingAlgorithm: in.WrappingAlgorithm,
-		WrappingKeySpec: in.WrappingKeySpec, ValidTo: validTo, WrappingKey: ref}
-	if err := s.record(ctx, ev); err != nil {
-		return nil, err
+	out, err := changing(ctx, s, func(ctx context.Context) (*GetParametersForImportOutput, error) {
+		s.touchRef(ctx, c, in.KeyId)
+		ev := *ev // each attempt records its own
+		k, err := check()
+		ev.KeyID = k.ID
+		if err != nil {
+			rerr := s.refuse(ctx, &ev, err)
+			if !errors.Is(rerr, errLostRace) {
+				_ = s.materials.Destroy(ctx, ref.ID) // never committed to
+			}
+			return nil, rerr
+		}
+		// The token is a bearer credential: the ledger records only its hash.
+		tokenID := importTokenID(token.Expose())
+		validTo := s.clock.Now().Add(importTokenLifetime)
+		ev.Body = &event.ImportParametersIssued{TokenID: tokenID, WrappingAlgorithm: in.WrappingAlgorithm,
+			WrappingKeySpec: in.WrappingKeySpec, ValidTo: validTo, WrappingKey: ref}
+		if err := s.record(ctx, &ev); err != nil {
+			return nil, err
+		}
+		pubDER, _ := base64.StdEncoding.DecodeString(pub)
+		return &GetParametersForImportOutput{KeyId: s.arnOf(k), ImportToken: token.Expose(), PublicKey: pubDER,
+			ParametersValidTo: epoch(validTo)}, nil
+	})
+	if errors.Is(err, errBusy) {
+		_ = s.materials.Destroy(ctx, ref.ID) // never committed to
 	}
-	pubDER, _ := base64.StdEncoding.DecodeString(pub)
-	return &GetParametersForImportOutput{KeyId: s.arnOf(k), ImportToken: token.Expose(), PublicKey: pubDER,
-		ParametersValidTo: epoch(validTo)}, nil
+	return out, err
 }
 
 // ImportKeyMaterialInput and ImportKeyMaterialOutput are the AWS
@@ -135,7 +146,14 @@ type (
 // wrapping key, checks it fits the key, and stores it wrapped under the root
 // key. Re-importing must bring the same material.
 func (s *Service) ImportKeyMaterial(ctx context.Context, c Caller, in *ImportKeyMaterialInput) (*ImportKeyMaterialOutput, error) {
-	defer s.exclusive()()
+	return changing(ctx, s, func(ctx context.Context) (*ImportKeyMaterialOutput, error) { return s.importKeyMaterial(ctx, c, in) })
+}
+
+// importKeyMaterial is one attempt at ImportKeyMaterial; storing the
+// material again after a lost race is idempotent (its id derives from
+// the key and the material).
+func (s *Service) importKeyMaterial(ctx context.Context, c Caller, in *ImportKeyMaterialInput) (*ImportKeyMaterialOutput, error) {
+	s.touchRef(ctx, c, in.KeyId)
 	ev := s.newEvent(c, "ImportKeyMaterial")
 	ev.Body = &event.APICall{Params: map[string]string{"expirationModel": in.ExpirationModel, "importType": in.ImportType}}
 	body, k, mat, err := s.importMaterial(ctx, c, ev, in)
@@ -379,7 +397,12 @@ func (s *Service) retryDestroy(ctx context.Context) {
 
 // expire is the scheduler's DeleteExpiredKeyMaterial service event.
 func (s *Service) expire(ctx context.Context, id string, f fence) error {
-	defer s.exclusive()()
+	_, err := changing(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.expireOnce(ctx, id, f) })
+	return err
+}
+
+func (s *Service) expireOnce(ctx context.Context, id string, f fence) error {
+	touch(ctx, keyPartition(id))
 	now := s.clock.Now()
 	k, ok := s.state.Key(id)
 	if !ok || f() != nil {

@@ -61,17 +61,21 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, in *CreateKeyInput) (
 	if body.MultiRegion {
 		keyID = newMRKID()
 	}
-	defer s.exclusive()()
-	ev.KeyID, ev.Body = keyID, body
-	if err := s.record(ctx, ev); err != nil {
+	out, err := changing(ctx, s, func(ctx context.Context) (*CreateKeyOutput, error) {
+		ev.KeyID, ev.Body = keyID, body
+		if err := s.record(ctx, ev); err != nil {
+			return nil, err
+		}
+		if body.Material.ID != "" {
+			s.remember(body.Material.ID, mat)
+		}
+		k, _ := s.state.Key(keyID)
+		return &CreateKeyOutput{KeyMetadata: s.metadata(k)}, nil
+	})
+	if err != nil {
 		mat.Clear()
-		return nil, err
 	}
-	if body.Material.ID != "" {
-		s.remember(body.Material.ID, mat)
-	}
-	k, _ := s.state.Key(keyID)
-	return &CreateKeyOutput{KeyMetadata: s.metadata(k)}, nil
+	return out, err
 }
 
 func (s *Service) validateCreateKey(c Caller, in *CreateKeyInput) (*event.KeyCreated, error) {
@@ -308,23 +312,25 @@ func (s *Service) change(ctx context.Context, c Caller, op, ref string, extra ma
 }
 
 func (s *Service) changeKey(ctx context.Context, c Caller, op, ref string, extra map[string]string, decide func(keystate.Key) (event.Body, error)) (keystate.Key, error) {
-	defer s.exclusive()()
-	ev := s.newEvent(c, op)
-	k, err := s.use(c, ref, false, request{action: "kms:" + op, extra: extra})
-	ev.KeyID = k.ID
-	if err != nil {
-		return k, s.refuse(ctx, ev, err)
-	}
-	body, err := decide(k)
-	if err != nil {
-		return k, s.refuse(ctx, ev, err)
-	}
-	ev.Body = body
-	if err := s.record(ctx, ev); err != nil {
-		return k, err
-	}
-	k, _ = s.state.Key(k.ID)
-	return k, nil
+	return changing(ctx, s, func(ctx context.Context) (keystate.Key, error) {
+		s.touchRef(ctx, c, ref)
+		ev := s.newEvent(c, op)
+		k, err := s.use(c, ref, false, request{action: "kms:" + op, extra: extra})
+		ev.KeyID = k.ID
+		if err != nil {
+			return k, s.refuse(ctx, ev, err)
+		}
+		body, err := decide(k)
+		if err != nil {
+			return k, s.refuse(ctx, ev, err)
+		}
+		ev.Body = body
+		if err := s.record(ctx, ev); err != nil {
+			return k, err
+		}
+		k, _ = s.state.Key(k.ID)
+		return k, nil
+	})
 }
 
 // ScheduleKeyDeletionInput and ScheduleKeyDeletionOutput are the AWS

@@ -2,6 +2,7 @@ package keyservice
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	"github.com/keyledger/keyledger/crypto/keyspec"
@@ -128,21 +129,28 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, c Caller, in *KeyIDInpu
 		mat.Clear()
 		return nil, s.refuse(ctx, ev, err)
 	}
-	defer s.exclusive()()
-	k, err := check() // again, under the lock
-	ev.KeyID = k.ID
+	out, err := changing(ctx, s, func(ctx context.Context) (*RotateKeyOnDemandOutput, error) {
+		s.touchRef(ctx, c, in.KeyId)
+		ev := *ev         // each attempt records its own
+		k, err := check() // again, under the lock
+		ev.KeyID = k.ID
+		if err != nil {
+			return nil, s.refuse(ctx, &ev, err)
+		}
+		ev.Body = &event.KeyRotated{Material: ref, RotationType: "ON_DEMAND"}
+		if err := s.record(ctx, &ev); err != nil {
+			return nil, err
+		}
+		s.remember(ref.ID, mat)
+		return &RotateKeyOnDemandOutput{KeyId: k.ID}, nil
+	})
 	if err != nil {
 		mat.Clear()
-		_ = s.materials.Destroy(ctx, ref.ID) // never committed to: nothing refers to it
-		return nil, s.refuse(ctx, ev, err)
+		if AsError(err) != errInternal { // refused: never committed to, nothing refers to it
+			_ = s.materials.Destroy(ctx, ref.ID)
+		}
 	}
-	ev.Body = &event.KeyRotated{Material: ref, RotationType: "ON_DEMAND"}
-	if err := s.record(ctx, ev); err != nil {
-		mat.Clear()
-		return nil, err
-	}
-	s.remember(ref.ID, mat)
-	return &RotateKeyOnDemandOutput{KeyId: k.ID}, nil
+	return out, err
 }
 
 // rotate is the scheduler's automatic rotation: a RotateKey service event.
@@ -153,21 +161,28 @@ func (s *Service) rotate(ctx context.Context, id string, f fence) error {
 		mat.Clear()
 		return err
 	}
-	defer s.exclusive()()
-	now := s.clock.Now()
-	due := func() bool {
-		k, ok := s.state.Key(id)
-		return ok && k.State == keystate.Enabled && k.RotationPeriodDays > 0 && !k.NextRotation.After(now)
-	}
-	k, _ := s.state.Key(id)
-	ok := due() && f() == nil
-	if ok {
+	var ok bool
+	_, err = changing(ctx, s, func(ctx context.Context) (struct{}, error) {
+		touch(ctx, keyPartition(id))
+		now := s.clock.Now()
+		due := func() bool {
+			k, ok := s.state.Key(id)
+			return ok && k.State == keystate.Enabled && k.RotationPeriodDays > 0 && !k.NextRotation.After(now)
+		}
+		k, _ := s.state.Key(id)
+		ok = due() && f() == nil
+		if !ok {
+			return struct{}{}, nil
+		}
 		ev := &event.Event{Time: now, Operation: "RotateKey", Account: k.Account, Region: k.Region, KeyID: k.ID,
 			Body: &event.KeyRotated{Material: ref, RotationType: "AUTOMATIC"}}
-		if ok, err = s.appendDue(ctx, ev, f, due); err != nil {
-			mat.Clear()
-			return err
-		}
+		var err error
+		ok, err = s.appendDue(ctx, ev, f, due)
+		return struct{}{}, err
+	})
+	if err != nil && !errors.Is(err, errBusy) {
+		mat.Clear()
+		return err
 	}
 	if !ok {
 		mat.Clear()

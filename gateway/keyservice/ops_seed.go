@@ -167,7 +167,17 @@ func (s *Service) seed(ctx context.Context, c Caller, ev *event.Event, in *SeedI
 		fresh[i] = freshMaterial{mat: mat, pub: pub, ref: ref}
 	}
 
-	defer s.exclusive()()
+	// Planning and recording are one change (change.go): a seed that loses
+	// a race to another instance plans again from the new state, and what
+	// it recorded before the loss is then found done.
+	return changing(ctx, s, func(ctx context.Context) (*SeedOutput, error) {
+		return s.applySeed(ctx, c, as, ev, in, fresh, withActor)
+	})
+}
+
+// applySeed plans every entry against the key state and records the plan.
+func (s *Service) applySeed(ctx context.Context, c Caller, as Caller, ev *event.Event, in *SeedInput, fresh map[int]freshMaterial, withActor bool) (*SeedOutput, error) {
+	acct := as.Account
 	plans := make([]seedPlan, len(in.Keys))
 	ids, aliases := map[string]string{}, map[string]string{}
 	for i, k := range in.Keys {
@@ -198,6 +208,10 @@ func (s *Service) seed(ctx context.Context, c Caller, ev *event.Event, in *SeedI
 	var created, changed int
 	for i, p := range plans {
 		res := SeedResult{Entry: p.key.Entry, KeyId: p.id, Created: p.create != nil, Note: p.note}
+		dependOn(ctx, keyPartition(p.id))
+		for _, a := range p.key.Aliases {
+			touch(ctx, aliasPartition(acct, a))
+		}
 		record := func(op string, body event.Body) error {
 			e := &event.Event{Time: s.clock.Now(), Operation: op, Account: acct, Region: s.region, KeyID: p.id, Body: body}
 			if withActor {
@@ -256,6 +270,7 @@ func (s *Service) seed(ctx context.Context, c Caller, ev *event.Event, in *SeedI
 	params := ev.Body.(*event.APICall).Params
 	params["created"], params["changed"] = strconv.Itoa(created), strconv.Itoa(changed)
 	params["unchanged"] = strconv.Itoa(len(plans) - created - changed)
+	dependOn(ctx, servicePartition) // the summary names no key: it fences none
 	if err := s.record(ctx, ev); err != nil {
 		return nil, err
 	}

@@ -342,10 +342,15 @@ func (r *Replicator) onHello(ctx context.Context, from, signer string, h helloBo
 	if p, ok := r.svc.state.Peer(from); ok && p.PublicKey == h.PublicKey {
 		return nil
 	}
-	defer r.svc.exclusive()()
-	ev := r.serviceEvent("RegisterPeerRegion", "", "", &event.PeerRegionRegistered{Region: from, PublicKey: h.PublicKey,
-		WriterID: signer})
-	return r.svc.record(ctx, ev)
+	_, err := changing(ctx, r.svc, func(ctx context.Context) (struct{}, error) {
+		if p, ok := r.svc.state.Peer(from); ok && p.PublicKey == h.PublicKey {
+			return struct{}{}, nil // registered meanwhile, here or by another instance
+		}
+		ev := r.serviceEvent("RegisterPeerRegion", "", "", &event.PeerRegionRegistered{Region: from, PublicKey: h.PublicKey,
+			WriterID: signer})
+		return struct{}{}, r.svc.record(ctx, ev)
+	})
+	return err
 }
 
 // onSync applies a key's shared properties sent from region from.
@@ -399,34 +404,34 @@ func (r *Replicator) onSync(ctx context.Context, from string, b *syncBody, store
 	shared := event.MultiRegionShared{SourceRegion: from, SourceEventID: b.EventID, Version: b.Version, PrimaryRegion: b.Primary,
 		ReplicaRegions: b.Replicas, RotationPeriodDays: b.RotationPeriodDays, NextRotation: b.NextRotation,
 		Materials: mats, CurrentMaterial: b.Current}
-	release := r.svc.exclusive()
-	k, exists = r.svc.state.Key(b.KeyID)
-	if exists && b.Version <= k.SyncVersion && !k.Updating {
-		release()
-		return nil // applied meanwhile
-	}
-	var ev *event.Event
-	if !exists {
-		c := b.Create
-		ev = r.serviceEvent("CreateKey", b.Account, b.KeyID, &event.ReplicaKeyCreated{MultiRegionShared: shared,
-			KeySpec: b.Spec, KeyUsage: b.Usage, Origin: b.Origin, Description: c.Description, Policy: c.Policy, Tags: c.Tags,
-			PublicKey: b.PublicKey})
-		ev.Actor = c.Actor
-	} else {
-		ev = r.serviceEvent("SynchronizeMultiRegionKey", b.Account, b.KeyID, &event.MultiRegionKeySynchronized{MultiRegionShared: shared})
-	}
-	err := r.svc.record(ctx, ev)
-	if err == nil {
+	applied, err := changing(ctx, r.svc, func(ctx context.Context) (bool, error) {
+		k, exists := r.svc.state.Key(b.KeyID)
+		if exists && b.Version <= k.SyncVersion && !k.Updating {
+			return false, nil // applied meanwhile
+		}
+		var ev *event.Event
+		if !exists {
+			c := b.Create
+			ev = r.serviceEvent("CreateKey", b.Account, b.KeyID, &event.ReplicaKeyCreated{MultiRegionShared: shared,
+				KeySpec: b.Spec, KeyUsage: b.Usage, Origin: b.Origin, Description: c.Description, Policy: c.Policy, Tags: c.Tags,
+				PublicKey: b.PublicKey})
+			ev.Actor = c.Actor
+		} else {
+			ev = r.serviceEvent("SynchronizeMultiRegionKey", b.Account, b.KeyID, &event.MultiRegionKeySynchronized{MultiRegionShared: shared})
+		}
+		if err := r.svc.record(ctx, ev); err != nil {
+			return false, err
+		}
 		for id, sec := range opened {
 			r.svc.remember(id, sec)
 			delete(opened, id)
 		}
-	}
-	k, _ = r.svc.state.Key(b.KeyID)
-	release()
-	if err != nil {
+		return true, nil
+	})
+	if err != nil || !applied {
 		return err
 	}
+	k, _ = r.svc.state.Key(b.KeyID)
 	r.log.Info("multi-Region key synchronized", "key", b.KeyID, "from", from, "version", b.Version,
 		"source_event", b.EventID, "event", k.SyncEventID, "lag", time.Since(stored).Round(time.Millisecond))
 	if k.IsPrimary() {
@@ -437,22 +442,24 @@ func (r *Replicator) onSync(ctx context.Context, from string, b *syncBody, store
 
 // onAck records, on the primary, what a replica's region confirmed.
 func (r *Replicator) onAck(ctx context.Context, from string, b ackBody) error {
-	defer r.svc.exclusive()()
-	k, ok := r.svc.state.Key(b.KeyID)
-	if !ok || !k.IsPrimary() || k.Account != b.Account {
-		return nil
-	}
-	rep, ok := k.Replica(from)
-	if !ok || (!b.Deleted && b.Version <= rep.Acked) || b.Version > k.SyncVersion || (b.Deleted && b.Version < rep.Since) {
-		return nil
-	}
-	if err := r.svc.record(ctx, r.serviceEvent("SynchronizeMultiRegionKey", k.Account, k.ID,
-		&event.ReplicaAcknowledged{Region: from, Version: b.Version, SourceEventID: b.EventID, Deleted: b.Deleted})); err != nil {
+	recorded, err := changing(ctx, r.svc, func(ctx context.Context) (bool, error) {
+		k, ok := r.svc.state.Key(b.KeyID)
+		if !ok || !k.IsPrimary() || k.Account != b.Account {
+			return false, nil
+		}
+		rep, ok := k.Replica(from)
+		if !ok || (!b.Deleted && b.Version <= rep.Acked) || b.Version > k.SyncVersion || (b.Deleted && b.Version < rep.Since) {
+			return false, nil
+		}
+		return true, r.svc.record(ctx, r.serviceEvent("SynchronizeMultiRegionKey", k.Account, k.ID,
+			&event.ReplicaAcknowledged{Region: from, Version: b.Version, SourceEventID: b.EventID, Deleted: b.Deleted}))
+	})
+	if err != nil || !recorded {
 		return err
 	}
 	if b.Deleted { // no longer a replica: what was sent to it goes, material and all
-		if err := r.cfg.Link.Erase(ctx, from, kindSync, k.ID); err != nil {
-			r.log.Warn("a deleted replica's last sync stays in the outbox until the next erase", "key", k.ID, "to", from, "error", err)
+		if err := r.cfg.Link.Erase(ctx, from, kindSync, b.KeyID); err != nil {
+			r.log.Warn("a deleted replica's last sync stays in the outbox until the next erase", "key", b.KeyID, "to", from, "error", err)
 		}
 	}
 	return nil

@@ -1,9 +1,11 @@
 package keyservice
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/keyledger/keyledger/crypto/keyspec"
 	"github.com/keyledger/keyledger/projections/keystate"
@@ -53,12 +55,18 @@ func (s *Service) resolve(c Caller, ref string, allowAlias bool) (keystate.Key, 
 			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId '%s'", ref)
 		}
 		a, ok := s.state.Alias(account, id)
+		if !ok && s.caughtUp() {
+			a, ok = s.state.Alias(account, id)
+		}
 		if !ok {
 			return keystate.Key{}, errorf(CodeNotFound, "Alias %s is not found.", s.aliasArn(account, id))
 		}
 		id = a.KeyID
 	}
 	k, ok := s.state.Key(id)
+	if (!ok || k.Account != account) && looksLikeKeyID(id) && s.caughtUp() {
+		k, ok = s.state.Key(id)
+	}
 	if !ok || k.Account != account {
 		if !looksLikeKeyID(id) {
 			return keystate.Key{}, errorf(CodeNotFound, "Invalid keyId '%s'", ref)
@@ -122,4 +130,40 @@ func (s *Service) notPendingDeletion(k keystate.Key) error {
 		return errorf(CodeInvalidState, "%s is pending replica deletion.", s.arnOf(k))
 	}
 	return nil
+}
+
+// caughtUp has this instance fold everything the ledger holds now, so that
+// a key or alias another instance created a moment ago is found rather
+// than answered NotFoundException (what AWS's eventual consistency would
+// allow). Concurrent callers share one catch-up; it reports whether one
+// was made. It is the slow path of a lookup that failed, bounded by a
+// second.
+func (s *Service) caughtUp() bool {
+	if s.ledger == nil {
+		return false
+	}
+	s.syncMu.Lock()
+	call := s.syncing
+	if call == nil {
+		call = &syncCall{done: make(chan struct{})}
+		s.syncing = call
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			call.err = s.ledger.Sync(ctx)
+			cancel()
+			s.syncMu.Lock()
+			s.syncing = nil
+			s.syncMu.Unlock()
+			close(call.done)
+		}()
+	}
+	s.syncMu.Unlock()
+	<-call.done
+	return call.err == nil
+}
+
+// syncCall is one catch-up callers share.
+type syncCall struct {
+	done chan struct{}
+	err  error
 }

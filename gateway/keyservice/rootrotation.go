@@ -540,9 +540,19 @@ func (r *RootRotation) liveDigest() [32]byte {
 // the check (and this instance still holds the scheduler); the version is
 // destroyed after the event, here and in the shared file (finishRetired
 // completes it after a crash).
+//
+// The check reads every key's materials: RootVersionRetired is a change
+// fenced on every partition, so a material committed by any instance since
+// the check refuses it (and the check runs again).
 func (r *RootRotation) retire(ctx context.Context, all []uint32, cur uint32, f fence) (done bool, err error) {
 	r.setState("retiring", "")
-	defer r.svc.exclusive()()
+	return changing(ctx, r.svc, func(ctx context.Context) (bool, error) {
+		touch(ctx, everyPartition)
+		return r.retireOnce(ctx, all, cur, f)
+	})
+}
+
+func (r *RootRotation) retireOnce(ctx context.Context, all []uint32, cur uint32, f fence) (done bool, err error) {
 	known := map[string]bool{}
 	for _, ref := range r.committed() {
 		known[ref.id] = true

@@ -88,7 +88,7 @@ func (s *Service) appendDue(ctx context.Context, ev *event.Event, f fence, due f
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, errNotDue), errors.Is(err, errFenced), errors.Is(err, ledger.ErrConflict):
+	case errors.Is(err, errNotDue), errors.Is(err, errFenced), errors.Is(err, ledger.ErrConflict), errors.Is(err, errBusy):
 		s.log.Info("scheduled work not recorded: no longer this instance's to do", "op", ev.Operation, "key", ev.KeyID,
 			"reason", err.Error())
 		return false, nil
@@ -96,27 +96,33 @@ func (s *Service) appendDue(ctx context.Context, ev *event.Event, f fence, due f
 	return false, err
 }
 
-// conditionalLedger checks a condition at the event's place in the chain
-// (ledger.Ledger.AppendIf).
-type conditionalLedger interface {
-	AppendIf(ctx context.Context, ev *event.Event, cond func() error) (event.Record, error)
-}
-
-// appendIf appends ev if cond holds at its place in the chain. A ledger
-// that cannot check it there (an in-memory one, which folds each event
-// before the next) is asked after cond is checked here.
+// appendIf appends ev if cond holds at its place: as a change (changing),
+// fenced on the partitions cond and the event read, so cond and the append
+// are one step. cond reads the scheduler's lease record (the service
+// partition) and the key's state (the key's partition, which the event
+// names). A change that lost its race runs again; cond then sees what won.
 func (s *Service) appendIf(ctx context.Context, ev *event.Event, cond func() error) (event.Record, error) {
-	if c, ok := s.ledger.(conditionalLedger); ok {
-		return c.AppendIf(ctx, ev, cond)
+	if changeOf(ctx) == nil {
+		return changing(ctx, s, func(ctx context.Context) (event.Record, error) { return s.appendIf(ctx, ev, cond) })
 	}
+	touch(ctx, servicePartition)
 	if err := cond(); err != nil {
 		return event.Record{}, err
 	}
-	return s.ledger.Append(ctx, ev)
+	return s.recordRec(ctx, ev)
 }
 
+// deleteKey records a due deletion, fenced on the key and on the
+// scheduler's lease record: it happens exactly once even if two instances'
+// schedulers find it due at once (the second loses the race and, validating
+// again, finds the key deleted).
 func (s *Service) deleteKey(ctx context.Context, id string, f fence) error {
-	defer s.exclusive()()
+	_, err := changing(ctx, s, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.deleteKeyOnce(ctx, id, f) })
+	return err
+}
+
+func (s *Service) deleteKeyOnce(ctx context.Context, id string, f fence) error {
+	touch(ctx, keyPartition(id))
 	now := s.clock.Now()
 	due := func() bool {
 		k, ok := s.state.Key(id)

@@ -30,9 +30,10 @@ type HeldLease interface {
 // the one holding the scheduler lease. Taking the lease is not enough to
 // act: the holder first records SchedulerLeaseTaken in the ledger,
 // superseding the newest one there, and appends every piece of due work
-// with AppendIf on two conditions checked at the event's place in the
-// chain — its own SchedulerLeaseTaken is still the newest (the fence), and
-// the work is still due. So an instance that lost the lease (killed,
+// as a change (appendIf) on two conditions checked against the state the
+// change is fenced on — its own SchedulerLeaseTaken is still the newest
+// (the fence, in the service partition), and the work is still due (the
+// key's partition). So an instance that lost the lease (killed,
 // paused past the lease's TTL, cut off) cannot record anything once the
 // next holder recorded its own, and due work is recorded once whoever
 // races for it, across restarts and takeovers. The holder renews the lease

@@ -11,6 +11,7 @@ import (
 	"github.com/keyledger/keyledger/crypto/asymmetric"
 	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/gateway/throttle"
+	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
@@ -18,9 +19,19 @@ import (
 // Clock tells the time. Tests move it to make deletions fall due.
 type Clock interface{ Now() time.Time }
 
-// Ledger appends events and waits for them to be committed.
+// Ledger appends events and waits until this instance folded them
+// (package ledger).
 type Ledger interface {
+	// Append records an event that changes no key state.
 	Append(ctx context.Context, ev *event.Event) (event.Record, error)
+	// Positions is where the fold stands, taken before a change reads
+	// state; AppendChange records a change validated at those positions,
+	// unless a chain of its partition keys moved since (ledger.ErrConflict).
+	Positions() ledger.Positions
+	AppendChange(ctx context.Context, ev *event.Event, at ledger.Positions, keys ...string) (event.Record, error)
+	// Sync waits until this instance folded everything stored when it
+	// was called: a read after it sees every change acknowledged before.
+	Sync(ctx context.Context) error
 }
 
 // MaterialStore keeps wrapped key material.
@@ -41,11 +52,21 @@ type Config struct {
 	// Principals says which principals exist, to validate key policies and
 	// grants.
 	Principals Directory
-	Logger     *slog.Logger
+	// Writers are the ledger's registered writers, and WriterID this
+	// instance's (RegisterWriter).
+	Writers  WriterRegistry
+	WriterID string
+	Logger   *slog.Logger
 	// OperatorAccount is the account whose principals may run service-wide
 	// operations (unsealing, root key rotation), as their identity
 	// policies allow; "" means nobody may.
 	OperatorAccount string
+}
+
+// WriterRegistry is the ledger's view of its writers (ledger.Ledger).
+type WriterRegistry interface {
+	Registered(id string) bool
+	Writers() map[string]string
 }
 
 // RootKey wraps and unwraps key material (a rootkey.Key, or a
@@ -77,6 +98,8 @@ type Service struct {
 	materials  MaterialStore
 	root       RootKey
 	principals Directory
+	writers    WriterRegistry
+	writerID   string
 	log        *slog.Logger
 	operator   string // OperatorAccount
 
@@ -92,6 +115,9 @@ type Service struct {
 	parsed  map[string]*asymmetric.PrivateKey // material id → parsed private key
 
 	cacheHits, cacheMisses atomic.Uint64
+
+	syncMu  sync.Mutex // one shared catch-up for lookups that failed (resolve.go)
+	syncing *syncCall
 
 	sched      *Scheduler    // nil: RunDue runs unfenced (NewScheduler)
 	rotation   *RootRotation // nil: no root key rotation (NewRootRotation)
@@ -110,6 +136,7 @@ func New(cfg Config) *Service {
 	return &Service{
 		region: cfg.Region, clock: cfg.Clock, ledger: cfg.Ledger,
 		state: cfg.State, materials: cfg.Materials, root: cfg.RootKey, principals: cfg.Principals, log: cfg.Logger,
+		writers: cfg.Writers, writerID: cfg.WriterID,
 		operator:       cfg.OperatorAccount,
 		appendFailures: newBurstLog(cfg.Logger, "ledger append failed; request refused", refusalLogInterval),
 		internalErrors: newBurstLog(cfg.Logger, "internal error", refusalLogInterval),
@@ -130,18 +157,43 @@ func (s *Service) newEvent(c Caller, op string) *event.Event {
 	}
 }
 
-// record appends ev and waits for the ledger. If the ledger cannot take the
-// event the request fails with KMSInternalException.
+// record appends ev and waits for the ledger. In a change (changing) it
+// is appended fenced on what the change read, and a lost race is
+// errLostRace: the change runs again. If the ledger cannot take the event
+// the request fails with KMSInternalException.
 func (s *Service) record(ctx context.Context, ev *event.Event) error {
+	_, err := s.recordRec(ctx, ev)
+	return err
+}
+
+// recordRec is record, returning the stored record.
+func (s *Service) recordRec(ctx context.Context, ev *event.Event) (event.Record, error) {
 	if ev.Body == nil {
 		ev.Body = &event.APICall{}
 	}
 	throttle.ReleaseEarly(ctx) // only the commit is left: it costs the instance nothing
-	if _, err := s.ledger.Append(ctx, ev); err != nil {
-		s.appendFailures.Error("op", ev.Operation, "key", ev.KeyID, "error", err)
-		return errInternal
+	var rec event.Record
+	var err error
+	if c := changeOf(ctx); c != nil {
+		keys := c.partitionKeys(ev)
+		rec, err = s.ledger.AppendChange(ctx, ev, c.at, keys...)
+		if errors.Is(err, ledger.ErrConflict) {
+			return rec, errLostRace
+		}
+		if err == nil {
+			c.at = c.at.After(rec, keys...)
+		}
+	} else {
+		rec, err = s.ledger.Append(ctx, ev)
 	}
-	return nil
+	if notRegistered(err) {
+		return rec, errNotRegistered
+	}
+	if err != nil {
+		s.appendFailures.Error("op", ev.Operation, "key", ev.KeyID, "error", err)
+		return rec, errInternal
+	}
+	return rec, nil
 }
 
 // refuse records ev as refused with err and returns the AWS error.

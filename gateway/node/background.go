@@ -70,6 +70,24 @@ func (n *Node) startTiles() {
 	n.tiles = goTask("tiles", func(ctx context.Context) { runTiles(ctx, n.tree, n.cfg.Logger) })
 }
 
+// startRegistration waits, on an instance whose writer key is not
+// registered yet, until the ledger registers it (another instance recorded
+// the registration an operator asked for), then records the principals
+// configuration it serves with.
+func (n *Node) startRegistration() {
+	w := n.cfg.Ledger.Writer
+	if w == nil || n.Ledger.Registered(w.ID()) {
+		return
+	}
+	n.workers.start("registration", func(ctx context.Context) {
+		whenRegistered(ctx, n.Ledger, w.ID(), n.cfg.Logger, func() {
+			if err := recordPrincipals(ctx, n.Ledger, n.State, n.cfg); err != nil {
+				n.cfg.Logger.Error("recording the principals configuration", "error", err)
+			}
+		})
+	})
+}
+
 // startScheduler turns due work (deletion, rotation, expiry) into events
 // while this instance holds the scheduler lease, and releases the lease as
 // it stops.

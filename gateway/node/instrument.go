@@ -15,22 +15,22 @@ import (
 
 // timedLedger times each append for the metrics.
 type timedLedger struct {
-	l *ledger.Ledger
+	*ledger.Ledger
 	m *metrics.Metrics
 }
 
 func (t timedLedger) Append(ctx context.Context, ev *event.Event) (event.Record, error) {
 	start := time.Now()
-	r, err := t.l.Append(ctx, ev)
+	r, err := t.Ledger.Append(ctx, ev)
 	if err == nil {
 		t.m.Appended(time.Since(start))
 	}
 	return r, err
 }
 
-func (t timedLedger) AppendIf(ctx context.Context, ev *event.Event, cond func() error) (event.Record, error) {
+func (t timedLedger) AppendChange(ctx context.Context, ev *event.Event, at ledger.Positions, keys ...string) (event.Record, error) {
 	start := time.Now()
-	r, err := t.l.AppendIf(ctx, ev, cond)
+	r, err := t.Ledger.AppendChange(ctx, ev, at, keys...)
 	if err == nil {
 		t.m.Appended(time.Since(start))
 	}

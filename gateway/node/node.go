@@ -272,6 +272,7 @@ func (n *Node) startBackground() {
 	n.startCheckpointer()
 	n.startThrottleReporter()
 	n.startRootFollower()
+	n.startRegistration()
 	n.startScheduler()
 	n.startReplicator()
 }

@@ -249,28 +249,50 @@ func TestStartCloseLeavesNoGoroutine(t *testing.T) {
 }
 
 // TestFailedStartLeavesNoGoroutine: a start that fails after the ledger
-// writer and the tile flusher run (another deployment's writer key, refused
-// once the ledger has a writer) stops them again and writes nothing.
+// writer and the tile flusher run (the scheduler's lease bucket cannot be
+// opened: a TTL it refuses) stops them again.
 func TestFailedStartLeavesNoGoroutine(t *testing.T) {
 	s := newSite(t)
 	b := s.backend()
 	defer b.Close()
 	closeNode(t, s.start(b))
 	baseline := ownGoroutines()
-	other := writer.Generate()
 	var phases []string
 	_, err := Start(context.Background(), b, s.config(func(c *Config) {
-		c.Ledger.Writer = other
+		c.SchedulerLeaseTTL = -time.Second
 		c.onPhase = func(_ *Node, p string) { phases = append(phases, p) }
 	}))
-	if err == nil || !strings.Contains(err.Error(), "not registered") {
-		t.Fatalf("Start with an unregistered writer key: err = %v", err)
+	if err == nil || !strings.Contains(err.Error(), "TTL") {
+		t.Fatalf("Start with a lease TTL the bucket refuses: err = %v", err)
 	}
-	if want := []string{phaseOpening, phaseOpening, phaseRestoring, phaseReplaying, phaseWriting, phaseStopped}; !slices.Equal(phases, want) {
+	if want := []string{phaseOpening, phaseOpening, phaseRestoring, phaseReplaying, phaseWriting, phaseWiring, phaseStopped}; !slices.Equal(phases, want) {
 		t.Errorf("phases = %q, want %q", phases, want)
 	}
 	if extra := leftOver(baseline); len(extra) > 0 {
 		t.Errorf("goroutines left running after a failed Start: %v", extra)
+	}
+}
+
+// TestUnregisteredWriterStartsReadOnly: an instance with a writer key the
+// ledger has not registered (another instance's, or a new one) starts, is
+// not ready, answers nothing and names the command that registers it.
+func TestUnregisteredWriterStartsReadOnly(t *testing.T) {
+	s := newSite(t)
+	b := s.backend()
+	defer b.Close()
+	closeNode(t, s.start(b))
+	other := writer.Generate()
+	n, err := Start(context.Background(), b, s.config(func(c *Config) { c.Ledger.Writer = other }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeNode(t, n)
+	if err := n.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "keyledger writer register") ||
+		!strings.Contains(err.Error(), other.PublicText()) {
+		t.Fatalf("readiness of an unregistered instance: %v", err)
+	}
+	if !strings.Contains(s.log(), "keyledger writer register") {
+		t.Error("the log does not say what to run")
 	}
 }
 
@@ -362,8 +384,8 @@ func TestRestartResumesState(t *testing.T) {
 				t.Errorf("key %s after restart: %+v, %v; want Disabled", keys[1], k.State, ok)
 			}
 			keys = append(keys, createKey(t, n, tc.name))
-			if got := n.Ledger.Head().Index; got <= head.Index {
-				t.Errorf("no event written after the restart: head %d", got)
+			if got := n.Ledger.Head().Count; got <= head.Count {
+				t.Errorf("no event written after the restart: %d events", got)
 			}
 		})
 	}

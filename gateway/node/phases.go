@@ -11,6 +11,7 @@ import (
 	"github.com/keyledger/keyledger/gateway/keyservice"
 	"github.com/keyledger/keyledger/gateway/rootapi"
 	"github.com/keyledger/keyledger/gateway/seedapi"
+	"github.com/keyledger/keyledger/gateway/writerapi"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
 	"github.com/keyledger/keyledger/ledger/event"
 )
@@ -124,11 +125,14 @@ func (n *Node) replayLedger(ctx context.Context) error {
 
 // startWriting starts the ledger writer after the replayed head, makes
 // sure the ledger accepts this instance's writer key, and records a changed
-// principals configuration.
+// principals configuration. An instance whose key is not registered yet
+// starts all the same (see registerWriter); it records its principals once
+// registered (startRegistration).
 func (n *Node) startWriting(ctx context.Context) error {
 	n.Ledger.Start(n.head)
 	n.writing = true
-	if err := registerWriter(ctx, n.Ledger, n.cfg); err != nil {
+	registered, err := registerWriter(ctx, n.Ledger, n.cfg)
+	if err != nil || !registered {
 		return err
 	}
 	return recordPrincipals(ctx, n.Ledger, n.State, n.cfg)
@@ -148,7 +152,7 @@ func (n *Node) buildService(ctx context.Context) error {
 	svc := keyservice.New(keyservice.Config{
 		Region: n.cfg.Region, Clock: n.cfg.Clock, Ledger: appender, State: n.State,
 		Materials: n.Materials, RootKey: n.cfg.RootKey, Principals: n.cfg.Principals, Logger: n.cfg.Logger,
-		OperatorAccount: n.cfg.OperatorAccount,
+		OperatorAccount: n.cfg.OperatorAccount, Writers: n.Ledger, WriterID: n.cfg.Ledger.Writer.ID(),
 	})
 	if err := svc.Sweep(ctx); err != nil {
 		return fmt.Errorf("node: finishing material destruction: %w", err)
@@ -192,6 +196,7 @@ func (n *Node) buildService(ctx context.Context) error {
 		rootapi.Register(n.http, unseal, n.Rotation)
 	}
 	seedapi.Register(n.http, svc, n.cfg.SeedDev)
+	writerapi.Register(n.http, svc)
 	n.Checkpointer = checkpoint.NewCheckpointer(checkpoint.Config{Tree: n.tree, Store: n.checkpoints,
 		Signer: n.cfg.CheckpointSigner, Verifier: n.cfg.CheckpointVerifier, Origin: n.cfg.CheckpointOrigin, Writers: n.Ledger.Writers})
 	n.audit = auditapi.Register(n.http, auditapi.Config{Service: svc, Checkpoints: n.Checkpointer, Chain: n.Ledger,

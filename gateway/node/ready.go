@@ -38,6 +38,10 @@ func (n *Node) Ready(ctx context.Context) error {
 	if !n.Ledger.Writing() {
 		return fmt.Errorf("%w: the ledger writer has stopped", ErrNotReady)
 	}
+	if w := n.cfg.Ledger.Writer; w != nil && !n.Ledger.Registered(w.ID()) {
+		return fmt.Errorf("%w: this instance's writer key %s is not registered: keyledger writer register --url <a registered instance> --pubkey %s",
+			ErrNotReady, w.ID(), w.PublicText())
+	}
 	last, err := n.Ledger.LastStreamSeq(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: the ledger is unreachable: %v", ErrNotReady, err)
@@ -45,11 +49,11 @@ func (n *Node) Ready(ctx context.Context) error {
 	// A commit stored a moment ago may not be folded yet, and an instance
 	// that is not writing folds others' events every follow interval: give
 	// the head a moment to reach what the stream held.
-	for wait := time.NewTicker(20 * time.Millisecond); n.Ledger.Head().Seq < last; {
+	for wait := time.NewTicker(20 * time.Millisecond); n.Ledger.Folded() < last; {
 		select {
 		case <-ctx.Done():
 			wait.Stop()
-			return fmt.Errorf("%w: the projections are behind the ledger (at %d of %d)", ErrNotReady, n.Ledger.Head().Seq, last)
+			return fmt.Errorf("%w: the projections are behind the ledger (at %d of %d)", ErrNotReady, n.Ledger.Folded(), last)
 		case <-wait.C:
 		}
 	}

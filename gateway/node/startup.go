@@ -159,6 +159,18 @@ func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg C
 	return fresh()
 }
 
+// ResumeAt is where a fold of the ledger continues after the snapshot
+// image im (ledger.ReplayFrom): its last event, every chain's head, its
+// writers (which must be well formed) and what it quarantined.
+func ResumeAt(im *resume.Image) (ledger.Resume, error) {
+	w, err := im.WriterKeys()
+	if err != nil {
+		return ledger.Resume{}, err
+	}
+	return ledger.Resume{Head: im.Head, Chains: im.Chains, Writers: w, Quarantined: im.Quarantined,
+		QuarantinedChains: im.QuarantinedChains}, nil
+}
+
 // loadImage reads one snapshot and checks it: whole, of this ledger,
 // signed by a trusted key, the event it covers still the ledger's, and its
 // image covering that event and naming well-formed writer keys.
@@ -220,7 +232,7 @@ func restoreOne(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, in
 	if err != nil {
 		return restored{}, err
 	}
-	writers, err := im.WriterKeys()
+	at, err := ResumeAt(im)
 	if err != nil {
 		return restored{}, err
 	}
@@ -235,7 +247,7 @@ func restoreOne(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, in
 	}
 	log.Info("projections restored from snapshot", "snapshot", info.Name, "events", im.Head.Count,
 		"index", im.Head.Index, "merkle_from", from, "merkle_took", time.Since(started).Round(time.Millisecond))
-	return restored{proj: proj, tree: tree, resume: &ledger.Resume{Head: im.Head, Writers: writers, Quarantined: im.Quarantined},
+	return restored{proj: proj, tree: tree, resume: &at,
 		rebuilt: from == "events"}, nil
 }
 
@@ -366,7 +378,7 @@ func (s *snapshotter) run(ctx context.Context) {
 // take captures, signs and stores one snapshot, then thins old ones.
 func (s *snapshotter) take(ctx context.Context) error {
 	n := s.pending.Swap(0)
-	im, err := s.proj.Capture(s.l.QuarantinedThrough)
+	im, err := s.proj.Capture(s.l.QuarantinedChains)
 	if err != nil {
 		s.pending.Add(n)
 		return err

@@ -229,14 +229,14 @@ func readLedger(ctx context.Context, src Source, tmp string, limit int64, acc *r
 				case p.n > from.n:
 					fold.add(r)
 				case p.n == from.n && r.Hash != from.hash:
-					return fmt.Errorf("the snapshot covers event %d with hash %s, the ledger holds %s", r.Event.Index, from.hash, r.Hash)
+					return fmt.Errorf("the snapshot covers event %d with hash %s, the ledger holds %s", r.Pos, from.hash, r.Hash)
 				}
 				p.last = r
 				if err := check.passed(acc); err != nil {
 					return err
 				}
 			}
-			line, _ := json.Marshal(offline.MessageSignature{Seq: m.Seq, Events: len(recs), Writer: m.Writer, Signature: m.Signature})
+			line, _ := json.Marshal(offline.Signature(m, recs, len(recs)))
 			return sigs.writeLine(line)
 		})
 	}
@@ -422,7 +422,7 @@ func writeMaterials(ctx context.Context, src Source, fold Fold, tmp string, sum 
 // (the ledger is read again from the cut to find it), or missing with no
 // deletion recorded — lost, or a store that is not this deployment's.
 func missingMaterial(ctx context.Context, src Source, cut int64, id string) error {
-	var found *event.Event
+	var found *event.Record
 	stop := errors.New("found")
 	err := src.Ledger.EventsFrom(ctx, uint64(cut), func(r event.Record) error {
 		var destroyed []string
@@ -433,14 +433,14 @@ func missingMaterial(ctx context.Context, src Source, cut int64, id string) erro
 			destroyed = []string{b.MaterialID}
 		}
 		if slices.Contains(destroyed, id) {
-			found = r.Event
+			found = &r
 			return stop
 		}
 		return nil
 	})
 	if found != nil {
 		return fmt.Errorf("backup: material %s, which the ledger at the cut refers to, was destroyed after the cut (%s, event #%d); take the backup again",
-			id, found.Operation, found.Index)
+			id, found.Event.Operation, found.Pos)
 	}
 	if err != nil && !errors.Is(err, stop) {
 		return fmt.Errorf("backup: material %s is not in the material store, and reading the ledger after the cut failed: %w", id, err)
@@ -480,11 +480,11 @@ func startFold(ctx context.Context, src Source, tmp string, latest *merkle.Check
 	}
 	fold, err := src.FoldFrom(body)
 	if err != nil {
-		return nil, nil, foldAfter{}, fmt.Errorf("the snapshot at event %d: %w", h.Index, err)
+		return nil, nil, foldAfter{}, fmt.Errorf("the snapshot at event %d: %w", h.Pos(), err)
 	}
 	hash, _ := h.EventHash()
-	if h.Index+1 == b.FirstIndex && hash.String() != b.Prev {
-		return nil, nil, foldAfter{}, fmt.Errorf("the snapshot at event %d is not of the base's last event", h.Index)
+	if h.Pos()+1 == b.FirstIndex && hash.String() != b.Prev {
+		return nil, nil, foldAfter{}, fmt.Errorf("the snapshot at event %d is not of the base's last event", h.Pos())
 	}
 	if err := writeSynced(filepath.Join(tmp, BaseFile), marshalBase(rec)); err != nil {
 		return nil, nil, foldAfter{}, err
@@ -492,7 +492,7 @@ func startFold(ctx context.Context, src Source, tmp string, latest *merkle.Check
 	if err := writeSynced(filepath.Join(tmp, SnapshotFile), raw); err != nil {
 		return nil, nil, foldAfter{}, err
 	}
-	return acc, &folder{fold: fold}, foldAfter{n: int64(h.Index) + 1, hash: hash}, nil
+	return acc, &folder{fold: fold}, foldAfter{n: int64(h.Pos()) + 1, hash: hash}, nil
 }
 
 // newest reads the newest stored checkpoint, if any.

@@ -162,7 +162,7 @@ func pickSnapshot(ctx context.Context, snaps SnapshotReader, stream string, b se
 	}
 	var why error
 	for _, info := range list {
-		if info.Index+1 < b.FirstIndex || int64(info.Index) >= limit {
+		if info.Pos+1 < b.FirstIndex || int64(info.Pos) >= limit {
 			continue
 		}
 		raw, err := snaps.Raw(ctx, info.Name)

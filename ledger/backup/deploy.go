@@ -55,9 +55,10 @@ type RestoreRequest struct {
 	WriterKeyFile string
 	Fold          Fold // empty; checks what was restored
 	// Rebase restates a snapshot's body for the restored stream (its
-	// head's stream sequence): needed for a backup after removed segments
-	// (Target.Rebase; projections/resume's image).
-	Rebase func(body []byte, seq uint64) ([]byte, error)
+	// head's stream sequence, every chain's head there): needed for a
+	// backup after removed segments (Target.Rebase; projections/resume's
+	// image).
+	Rebase func(body []byte, seq uint64, chains map[string]chain.ChainHead) ([]byte, error)
 }
 
 // ErrDirNotEmpty means the data directory to restore into already holds

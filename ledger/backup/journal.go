@@ -80,7 +80,7 @@ type EventInfo struct {
 }
 
 func eventInfo(r event.Record) EventInfo {
-	return EventInfo{Index: r.Event.Index, Hash: r.Hash, Time: r.Event.Time}
+	return EventInfo{Index: r.Pos, Hash: r.Hash, Time: r.Event.Time}
 }
 
 // ErrJournalNotExport means the deletion journal given is not an export
@@ -184,7 +184,7 @@ func (b *Backup) applyJournal(dir string) error {
 				continue
 			}
 			ev := *r.Event
-			ev.Index, ev.Prev = 0, event.Hash{}
+			ev.Index, ev.Prev, ev.Chain = 0, event.Hash{}, ""
 			b.deletions = append(b.deletions, &ev)
 			for _, id := range destroyed {
 				if !seen[id] {

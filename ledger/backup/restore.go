@@ -205,7 +205,7 @@ func (b *Backup) checkEvents(fold Fold) error {
 		return refuse("%v", err)
 	}
 	defer lr.close()
-	var src recordSource = &linkedEvents{lines: lr, linker: chain.NewLinker(chain.Head{})}
+	var src recordSource = &linkedEvents{lines: lr, links: chain.NewLinks(nil)}
 	var sigs *signedEvents
 	if b.Manifest.Format != LegacyFormat {
 		sr, err := openLines(filepath.Join(b.dir, signaturesPath))
@@ -323,11 +323,11 @@ func (b *Backup) startFold(files map[string][]byte, opt Options) (Fold, error) {
 	if err != nil {
 		return nil, refuse("%s: %v", SnapshotFile, err)
 	}
-	if h.Index+1 < rec.Base.FirstIndex || int64(h.Index) >= b.Checkpoint.Size {
-		return nil, refuse("%s: it covers event %d, not one from the base's last (%d) to the cut's", SnapshotFile, h.Index, rec.Base.FirstIndex-1)
+	if h.Pos()+1 < rec.Base.FirstIndex || int64(h.Pos()) >= b.Checkpoint.Size {
+		return nil, refuse("%s: it covers event %d, not one from the base's last (%d) to the cut's", SnapshotFile, h.Pos(), rec.Base.FirstIndex-1)
 	}
-	if hash, _ := h.EventHash(); h.Index+1 == rec.Base.FirstIndex && hash.String() != rec.Base.Prev {
-		return nil, refuse("%s: it covers event %d with another hash than the base's", SnapshotFile, h.Index)
+	if hash, _ := h.EventHash(); h.Pos()+1 == rec.Base.FirstIndex && hash.String() != rec.Base.Prev {
+		return nil, refuse("%s: it covers event %d with another hash than the base's", SnapshotFile, h.Pos())
 	}
 	if opt.FoldFrom == nil {
 		return nil, refuse("a backup after removed segments needs a fold from its snapshot")
@@ -347,7 +347,7 @@ func (b *Backup) StartsAt() (first, snapshotIndex uint64) {
 	if b.base == nil {
 		return 0, 0
 	}
-	return b.base.Base.FirstIndex, b.snapHeader.Index
+	return b.base.Base.FirstIndex, b.snapHeader.Pos()
 }
 
 // baseOrEmpty is where the backup's ledger starts.
@@ -364,7 +364,7 @@ func (b *Backup) foldAfter() foldAfter {
 		return foldAfter{}
 	}
 	hash, _ := b.snapHeader.EventHash()
-	return foldAfter{n: int64(b.snapHeader.Index) + 1, hash: hash}
+	return foldAfter{n: int64(b.snapHeader.Pos()) + 1, hash: hash}
 }
 
 func sigsReader(s *signedEvents) *lineReader {
@@ -382,8 +382,8 @@ type recordSource interface {
 // linkedEvents reads a LegacyFormat backup's events, one a "message",
 // linking each (there are no writer signatures to check).
 type linkedEvents struct {
-	lines  *lineReader
-	linker *chain.Linker
+	lines *lineReader
+	links *chain.Links
 }
 
 func (l *linkedEvents) next() ([]event.Record, error) {
@@ -392,7 +392,7 @@ func (l *linkedEvents) next() ([]event.Record, error) {
 		return nil, err
 	}
 	i := l.lines.line
-	h, err := l.linker.Link(uint64(i), raw)
+	h, err := l.links.Link(uint64(i), raw)
 	if err != nil {
 		var bl *chain.BrokenLinkError
 		if errors.As(err, &bl) {
@@ -405,7 +405,7 @@ func (l *linkedEvents) next() ([]event.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("event %d: %v", i-1, err)
 	}
-	return []event.Record{{Seq: uint64(i), Event: ev, Raw: raw, Hash: h}}, nil
+	return []event.Record{{Seq: uint64(i), Event: ev, Raw: raw, Hash: h, Pos: uint64(i - 1)}}, nil
 }
 
 // streamEvents checks and folds the events up to the cut. Events after it
@@ -440,7 +440,7 @@ func (b *Backup) streamEvents(src recordSource, acc *roots, check *checkpointChe
 			case n > from.n:
 				f.add(r)
 			case n == from.n && r.Hash != from.hash:
-				return refuse("%s: it covers event %d with hash %s, the ledger holds %s", SnapshotFile, r.Event.Index, from.hash, r.Hash)
+				return refuse("%s: it covers event %d with hash %s, the ledger holds %s", SnapshotFile, r.Pos, from.hash, r.Hash)
 			}
 			if b.base != nil && namesBase(r.Event, b.base.Base) {
 				b.baseRemoved = true
@@ -460,7 +460,7 @@ func (b *Backup) streamEvents(src recordSource, acc *roots, check *checkpointChe
 			return refuse("manifest: its head hash is not the last event's")
 		}
 		b.Last = eventInfo(last)
-		if l := b.Manifest.Last; l != nil && (l.Index != last.Event.Index || !l.Time.Equal(last.Event.Time)) {
+		if l := b.Manifest.Last; l != nil && (l.Index != last.Pos || !l.Time.Equal(last.Event.Time)) {
 			return refuse("manifest: its last event (#%d at %s) is not the cut's", l.Index, l.Time)
 		}
 	}
@@ -606,13 +606,14 @@ type Target struct {
 	// (ledger.ImportAfterBase) and returns the ledger opened, and the
 	// backup's snapshot is stored again in Snapshots for the restored
 	// stream, its body restated by Rebase (the head's new stream
-	// sequence) and signed with Writer.
+	// sequence, and every chain's head there: the restored stream packs
+	// events into other messages) and signed with Writer.
 	ImportAfterBase func(ctx context.Context, base segment.Base, tree merkle.Frontier, next func() ([]byte, error)) (*ledger.Ledger, error)
 	Snapshots       interface {
 		Put(ctx context.Context, h snapshot.Header, body []byte, key *writer.Key) error
 	}
 	Writer *writer.Key
-	Rebase func(body []byte, seq uint64) ([]byte, error)
+	Rebase func(body []byte, seq uint64, chains map[string]chain.ChainHead) ([]byte, error)
 }
 
 // Result is what Restore wrote and checked.
@@ -804,21 +805,30 @@ func (b *Backup) readEvents(importFn func(next func() ([]byte, error)) error) er
 func (b *Backup) putSnapshot(ctx context.Context, t Target) error {
 	h := b.snapHeader
 	seq := b.base.Base.Seq // the snapshot is of the base's last event
-	if h.Index >= b.base.Base.FirstIndex {
+	at, err := b.base.Base.Heads()
+	if err != nil {
+		return fmt.Errorf("backup: the base: %w", err)
+	}
+	heads := chain.Heads(at)
+	if heads == nil {
+		heads = chain.Heads{}
+	}
+	if h.Pos() >= b.base.Base.FirstIndex {
 		seq = 0
 		stop := errors.New("found")
 		_, err := t.Ledger.Replay(ctx, chain.Head{}, func(r event.Record) error {
-			if r.Event.Index == h.Index {
+			heads.Add(r) // a fresh import quarantines nothing
+			if r.Pos == h.Pos() {
 				seq = r.Seq
 				return stop
 			}
 			return nil
 		})
 		if !errors.Is(err, stop) || seq == 0 {
-			return fmt.Errorf("backup: the restored ledger has no event %d for the snapshot: %v", h.Index, err)
+			return fmt.Errorf("backup: the restored ledger has no event %d for the snapshot: %v", h.Pos(), err)
 		}
 	}
-	body, err := t.Rebase(b.snapBody, seq)
+	body, err := t.Rebase(b.snapBody, seq, heads)
 	if err != nil {
 		return fmt.Errorf("backup: the snapshot: %w", err)
 	}
@@ -846,7 +856,7 @@ func (b *Backup) verifyRestored(ctx context.Context, t Target) (Result, error) {
 		if acc.n < b.Checkpoint.Size {
 			acc.add(r.Raw)
 		}
-		if int64(r.Event.Index)+1 > from.n {
+		if int64(r.Pos)+1 > from.n {
 			f.add(r)
 		}
 		return nil

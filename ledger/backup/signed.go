@@ -15,8 +15,8 @@ import (
 // the ledger messages they came from, as described by their writer
 // signatures (offline.SignaturesFile), and folds each message with a
 // chain.Folder: the one rule every reader of the live ledger applies
-// (signed by a registered writer for its stream sequence, linked to the
-// last valid event). Nothing in the files is trusted before it folded.
+// (signed by a registered writer for its place on its chain, linked to
+// its chain's last valid event). Nothing in the files is trusted before it folded.
 //
 // Both files are read one line at a time through lineReaders, which hash
 // every byte read, so a caller also learns each file's digest; memory is
@@ -73,7 +73,7 @@ func (s *signedEvents) next() ([]event.Record, error) {
 		}
 		data = append(append(data, raw...), '\n')
 	}
-	recs, err := s.folder.Fold(chain.Message{Seq: ms.Seq, Data: data, Writer: ms.Writer, Signature: ms.Signature})
+	recs, err := s.folder.FoldAfter(chain.Message{Seq: ms.Seq, Chain: ms.Chain, Data: data, Writer: ms.Writer, Signature: ms.Signature, Imported: ms.Imported}, ms.After)
 	if err != nil {
 		var q *chain.Quarantine
 		if errors.As(err, &q) {

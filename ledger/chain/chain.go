@@ -1,16 +1,3 @@
-// Package chain checks the hash chain that links ledger events.
-//
-// Every event names its dense index and the SHA-256 of the previous event's
-// stored bytes. A Linker follows a chain event by event and reports the first
-// link that does not hold: a changed, removed, inserted or reordered event
-// breaks the link to its successor (or its own index). The chain alone cannot
-// tell a truncated tail from a short ledger; signed checkpoints do that.
-//
-// A Folder adds authorship: every message must be signed by a writer the
-// ledger registered (package writer), and a message that is not, or does
-// not link, is quarantined: never applied, always reported, and the chain
-// continues from the last valid event.
-// A Linker is not safe for concurrent use.
 package chain
 
 import (
@@ -19,12 +6,16 @@ import (
 	"github.com/keyledger/keyledger/ledger/event"
 )
 
-// Head is the position of the last linked event.
+// Head is the position of the last linked event: of one chain (a
+// Linker's), or of the ledger in stream order (a Folder's), where Count is
+// then the number of events on every chain so far, the next event's
+// position.
 type Head struct {
 	Seq   uint64     // stream sequence of the message holding the event
-	Index uint64     // the event's index
+	Index uint64     // the event's index on its chain
 	Hash  event.Hash // the event's hash
 	Count uint64     // number of events linked so far
+	Chain string     `json:",omitempty"` // the event's chain
 }
 
 // Empty reports whether no event has been linked.
@@ -41,17 +32,22 @@ func (h Head) NextIndex() uint64 {
 // BrokenLinkError names the first link that does not hold.
 type BrokenLinkError struct {
 	Seq      uint64 // stream sequence of the message holding the bad event
-	Index    uint64 // the index the event should have had
+	Chain    string // the chain it is on
+	Index    uint64 // the index the event should have had on it
 	Expected string // what the link should have been
 	Found    string // what the event holds
 }
 
 func (e *BrokenLinkError) Error() string {
-	return fmt.Sprintf("chain broken at stream sequence %d, event index %d: expected %s, found %s",
-		e.Seq, e.Index, e.Expected, e.Found)
+	name := "chain"
+	if e.Chain != Legacy {
+		name = "chain " + e.Chain
+	}
+	return fmt.Sprintf("%s broken at stream sequence %d, event index %d: expected %s, found %s",
+		name, e.Seq, e.Index, e.Expected, e.Found)
 }
 
-// Linker links events one at a time.
+// Linker links the events of one chain one at a time.
 type Linker struct {
 	head Head
 }
@@ -83,14 +79,68 @@ func (l *Linker) LinkDecoded(seq uint64, raw []byte, ev *event.Event) (event.Has
 func (l *Linker) link(seq uint64, raw []byte, index uint64, prev event.Hash) (event.Hash, error) {
 	want := l.head.NextIndex()
 	if index != want {
-		return event.Hash{}, &BrokenLinkError{Seq: seq, Index: want,
+		return event.Hash{}, &BrokenLinkError{Seq: seq, Chain: l.head.Chain, Index: want,
 			Expected: fmt.Sprintf("index %d", want), Found: fmt.Sprintf("index %d", index)}
 	}
 	if prev != l.head.Hash {
-		return event.Hash{}, &BrokenLinkError{Seq: seq, Index: want,
+		return event.Hash{}, &BrokenLinkError{Seq: seq, Chain: l.head.Chain, Index: want,
 			Expected: "prev " + l.head.Hash.String(), Found: "prev " + prev.String()}
 	}
 	h := event.Of(raw)
-	l.head = Head{Seq: seq, Index: index, Hash: h, Count: l.head.Count + 1}
+	l.head = Head{Seq: seq, Index: index, Hash: h, Count: l.head.Count + 1, Chain: l.head.Chain}
 	return h, nil
 }
+
+// Links links events of every chain, each to the last event of the chain
+// it names (its "chain" member): what a reader of exported event bytes,
+// without the messages they came in, checks.
+type Links struct {
+	chains map[string]*Linker
+	count  uint64
+}
+
+// NewLinks starts linking every chain from its first event, or after
+// heads (by chain name; nil for a whole ledger).
+func NewLinks(heads map[string]Head) *Links {
+	ls := &Links{chains: map[string]*Linker{}}
+	for name, h := range heads {
+		h.Chain = name
+		ls.chains[name] = NewLinker(h)
+		ls.count += h.Count
+	}
+	return ls
+}
+
+// Link checks that raw (found in the message at stream sequence seq, or at
+// a line number) is the next event of the chain it names.
+func (ls *Links) Link(seq uint64, raw []byte) (event.Hash, error) {
+	link, prev, err := event.DecodeLink(raw)
+	if err != nil {
+		return event.Hash{}, &BrokenLinkError{Seq: seq, Expected: "a decodable event", Found: err.Error()}
+	}
+	if !ValidName(link.Chain) {
+		return event.Hash{}, &BrokenLinkError{Seq: seq, Chain: link.Chain, Index: link.Index, Expected: "a chain name", Found: fmt.Sprintf("chain %q", link.Chain)}
+	}
+	l := ls.chains[link.Chain]
+	if l == nil {
+		l = NewLinker(Head{Chain: link.Chain})
+		ls.chains[link.Chain] = l
+	}
+	h, err := l.link(seq, raw, link.Index, prev)
+	if err == nil {
+		ls.count++
+	}
+	return h, err
+}
+
+// Heads returns every chain's head.
+func (ls *Links) Heads() map[string]Head {
+	out := make(map[string]Head, len(ls.chains))
+	for name, l := range ls.chains {
+		out[name] = l.head
+	}
+	return out
+}
+
+// Count is how many events were linked, on every chain.
+func (ls *Links) Count() uint64 { return ls.count }

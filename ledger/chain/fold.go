@@ -6,18 +6,24 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
 
-// Message is one ledger message as stored: its stream sequence, its exact
-// bytes (event lines) and the writer's headers.
+// Message is one ledger message as stored: its stream sequence, its chain
+// (from the subject the server stored it on), its exact bytes (event
+// lines) and the writer's headers.
 type Message struct {
 	Seq       uint64
+	Chain     string // Legacy, DataChain(id) or ControlChain(p); see ValidName
 	Data      []byte
 	Writer    string // writer ID (writer.HeaderWriter)
 	Signature string // base64 Ed25519 signature (writer.HeaderSignature)
+	// Imported marks a message a restore re-signed (writer.HeaderImported):
+	// it may be on another writer's data chain.
+	Imported bool
 }
 
 // Why a message is quarantined, besides a *BrokenLinkError (it does not
@@ -26,12 +32,15 @@ var (
 	ErrUnsigned      = errors.New("the message is not signed by a writer")
 	ErrUnknownWriter = errors.New("the message is signed by a writer the ledger has not registered")
 	ErrBadSignature  = errors.New("the writer's signature does not verify (forged, changed, or stored out of place)")
+	ErrNotItsChain   = errors.New("the message is on another writer's data chain")
+	ErrUnknownChain  = errors.New("the message is on a subject that is no chain")
 )
 
 // Quarantine names a message that folding refused. Nothing in it was
-// applied; the chain continues from the last valid event.
+// applied; its chain continues from the last valid event.
 type Quarantine struct {
 	Seq    uint64 // stream sequence of the message
+	Chain  string // the chain it is on
 	Writer string // the writer it claims, if any
 	Reason error
 }
@@ -42,37 +51,109 @@ func (q *Quarantine) Error() string {
 
 func (q *Quarantine) Unwrap() error { return q.Reason }
 
-// Folder authenticates and links ledger messages one at a time, the single
-// rule every reader of the ledger applies (replay, follow, audit verify):
+// ChainHead is where one chain stands: its last valid event (Index, Hash,
+// the stream sequence Seq of its message, Count events on the chain) and
+// Last, the stream sequence of the chain's last message, quarantined ones
+// included: the sequence the chain's next message is signed after, and
+// what its writer's Nats-Expected-Last-Subject-Sequence names.
+type ChainHead struct {
+	Seq   uint64     `json:"seq"`
+	Index uint64     `json:"index"`
+	Hash  event.Hash `json:"hash"`
+	Count uint64     `json:"count"`
+	Last  uint64     `json:"last"`
+}
+
+// Empty reports whether the chain has no valid event.
+func (c ChainHead) Empty() bool { return c.Count == 0 }
+
+// NextIndex is the index the chain's next event must carry.
+func (c ChainHead) NextIndex() uint64 {
+	if c.Empty() {
+		return 0
+	}
+	return c.Index + 1
+}
+
+func (c ChainHead) head(name string) Head {
+	return Head{Seq: c.Seq, Index: c.Index, Hash: c.Hash, Count: c.Count, Chain: name}
+}
+
+// State is where a fold stands, enough to continue it (ResumeFolderAt):
+// the last valid event in stream order (Head, whose Count is the number of
+// events so far: the next event's position), every chain's head, and the
+// writers registered by then.
+type State struct {
+	Head    Head
+	Chains  map[string]ChainHead
+	Writers map[string]ed25519.PublicKey
+}
+
+// Folder authenticates and links ledger messages one at a time, in stream
+// order, the single rule every reader of the ledger applies (replay,
+// follow, audit verify):
 //
-//   - a message must be signed by a registered writer for the stream
-//     sequence it is stored at;
+//   - a message on the legacy chain must be signed by a registered writer
+//     for the stream sequence it is stored at (writer.Verify); unsigned
+//     messages are accepted only while no writer is registered (ledgers
+//     written before writers signed), never after;
+//   - a message on any other chain must be signed by a registered writer
+//     for its chain and the stream sequence of the chain's previous
+//     message, quarantined ones included (writer.VerifyAt), and a message
+//     on a data chain by that chain's writer (unless a restore re-signed
+//     it: Message.Imported, and the record names the restoring writer);
 //   - the ledger's very first writer registers itself: while no writer is
 //     registered, a message whose first event is a WriterRegistered naming
 //     the key that signed the message is accepted, and registers it;
-//   - unsigned messages are accepted only while no writer is registered
-//     (ledgers written before writers signed), never after;
-//   - every event must link to the last valid event;
+//   - every event must link to the last valid event of its chain and name
+//     that chain;
 //   - a WriterRegistered event in an accepted message registers its writer
 //     for the following messages.
 //
 // A message that breaks a rule is quarantined whole. A Folder is not safe
 // for concurrent use.
 type Folder struct {
-	linker  Linker
+	head    Head
+	chains  map[string]*ChainHead
 	writers map[string]ed25519.PublicKey
 	through uint64
 }
 
 // NewFolder starts folding a ledger from its first message.
-func NewFolder() *Folder { return &Folder{writers: map[string]ed25519.PublicKey{}} }
+func NewFolder() *Folder {
+	return &Folder{chains: map[string]*ChainHead{}, writers: map[string]ed25519.PublicKey{}}
+}
 
-// Head is the last valid event.
-func (f *Folder) Head() Head { return f.linker.head }
+// Head is the last valid event in stream order; its Count is the number of
+// valid events so far on every chain.
+func (f *Folder) Head() Head { return f.head }
+
+// Chain is where one chain stands (the zero ChainHead for a chain with no
+// message yet).
+func (f *Folder) Chain(name string) ChainHead {
+	if c := f.chains[name]; c != nil {
+		return *c
+	}
+	return ChainHead{}
+}
+
+// Chains returns every chain's head, by name.
+func (f *Folder) Chains() map[string]ChainHead {
+	out := make(map[string]ChainHead, len(f.chains))
+	for name, c := range f.chains {
+		out[name] = *c
+	}
+	return out
+}
+
+// State is where the fold stands (see State); the maps are copies.
+func (f *Folder) State() State {
+	return State{Head: f.head, Chains: f.Chains(), Writers: maps.Clone(f.writers)}
+}
 
 // Through is the stream sequence of the last message folded, valid or
 // quarantined: where the next message will be stored.
-func (f *Folder) Through() uint64 { return max(f.through, f.linker.head.Seq) }
+func (f *Folder) Through() uint64 { return max(f.through, f.head.Seq) }
 
 // Registered reports whether a writer is registered.
 func (f *Folder) Registered(id string) bool { _, ok := f.writers[id]; return ok }
@@ -92,40 +173,79 @@ func (f *Folder) Writers() map[string]string {
 }
 
 // Fold authenticates and links one message and returns its records, or a
-// *Quarantine and leaves the chain as it was.
+// *Quarantine and leaves every chain's events as they were (the chain's
+// Last still moves to the message: it is the chain's last message).
 func (f *Folder) Fold(m Message) ([]event.Record, error) {
+	return f.fold(m, nil)
+}
+
+// FoldAfter is Fold for a message read out of its stream (an export, an
+// archive) without the messages quarantined before it: after is the stream
+// sequence of its chain's previous message, which its signature names. It
+// must lie between the chain's last message folded and the message itself;
+// what was between is what the export left out.
+func (f *Folder) FoldAfter(m Message, after uint64) ([]event.Record, error) {
+	if m.Chain != Legacy {
+		if after >= m.Seq || after < f.Chain(m.Chain).Last {
+			f.through = max(f.through, m.Seq)
+			return nil, &Quarantine{Seq: m.Seq, Chain: m.Chain, Writer: m.Writer, Reason: ErrBadSignature}
+		}
+		if cs := f.chains[m.Chain]; cs != nil {
+			cs.Last = after
+		} else if after > 0 {
+			f.chains[m.Chain] = &ChainHead{Last: after}
+		}
+	}
+	return f.fold(m, nil)
+}
+
+// FoldOwn folds a message this process published itself, whose events it
+// holds decoded (evs, one per line of m.Data, as Decode would give them):
+// the signature it made is not checked again and nothing is decoded, but
+// every rule that depends on the ledger (registration, links) is.
+func (f *Folder) FoldOwn(m Message, evs []*event.Event) ([]event.Record, error) {
+	return f.fold(m, evs)
+}
+
+func (f *Folder) fold(m Message, evs []*event.Event) ([]event.Record, error) {
 	f.through = max(f.through, m.Seq)
-	q := func(reason error) error { return &Quarantine{Seq: m.Seq, Writer: m.Writer, Reason: reason} }
+	q := func(reason error) error {
+		return &Quarantine{Seq: m.Seq, Chain: m.Chain, Writer: m.Writer, Reason: reason}
+	}
+	if !ValidName(m.Chain) {
+		return nil, q(ErrUnknownChain)
+	}
+	cs := f.chains[m.Chain]
+	if cs == nil {
+		cs = &ChainHead{}
+		f.chains[m.Chain] = cs
+	}
+	prevSeq := cs.Last
+	cs.Last = max(cs.Last, m.Seq)
 	lines, err := event.SplitBatch(m.Data)
 	if err != nil {
-		return nil, q(&BrokenLinkError{Seq: m.Seq, Index: f.linker.head.NextIndex(), Expected: "a message of events", Found: err.Error()})
+		return nil, q(&BrokenLinkError{Seq: m.Seq, Chain: m.Chain, Index: cs.NextIndex(), Expected: "a message of events", Found: err.Error()})
 	}
-
-	if m.Writer != "" || m.Signature != "" || len(f.writers) > 0 {
-		pub, ok := f.writers[m.Writer]
-		switch {
-		case m.Writer == "" || m.Signature == "":
-			return nil, q(ErrUnsigned)
-		case !ok && len(f.writers) == 0:
-			pub, ok = selfRegistration(m.Writer, lines[0])
-
-		}
-		if !ok {
-			return nil, q(ErrUnknownWriter)
-		}
-		sig, err := base64.StdEncoding.DecodeString(m.Signature)
-		if err != nil || !writer.Verify(pub, m.Seq, m.Data, sig) {
-			return nil, q(ErrBadSignature)
-		}
+	if evs != nil && len(evs) != len(lines) {
+		evs = nil // not what the caller thinks it published: check it all
 	}
-	linker := f.linker
+	if err := f.authenticate(m, prevSeq, lines[0], evs != nil); err != nil {
+		return nil, q(err)
+	}
+	linker := Linker{head: cs.head(m.Chain)}
 	recs := make([]event.Record, 0, len(lines))
-	for _, raw := range lines {
+	for i, raw := range lines {
 		// Decoding first links from the decoded event: JSON parsing is
 		// most of a fold's cost, and an event is parsed once. An event
 		// that does not decode is linked the slow way, so the reason it is
 		// refused stays the first rule it breaks.
-		ev, derr := event.Decode(raw)
+		var ev *event.Event
+		var derr error
+		if evs != nil {
+			ev = evs[i]
+		} else {
+			ev, derr = event.Decode(raw)
+		}
 		var h event.Hash
 		if derr == nil {
 			h, err = linker.LinkDecoded(m.Seq, raw, ev)
@@ -136,13 +256,59 @@ func (f *Folder) Fold(m Message) ([]event.Record, error) {
 			return nil, q(err)
 		}
 		if derr != nil {
-			return nil, q(&BrokenLinkError{Seq: m.Seq, Index: linker.head.Index, Expected: "a decodable event", Found: derr.Error()})
+			return nil, q(&BrokenLinkError{Seq: m.Seq, Chain: m.Chain, Index: linker.head.Index, Expected: "a decodable event", Found: derr.Error()})
 		}
-		recs = append(recs, event.Record{Seq: m.Seq, Event: ev, Raw: raw, Hash: h})
+		if ev.Chain != m.Chain {
+			return nil, q(&BrokenLinkError{Seq: m.Seq, Chain: m.Chain, Index: ev.Index,
+				Expected: fmt.Sprintf("an event of chain %q", m.Chain), Found: fmt.Sprintf("an event of chain %q", ev.Chain)})
+		}
+		rec := event.Record{Seq: m.Seq, Event: ev, Raw: raw, Hash: h, Pos: f.head.Count + uint64(i), Writer: m.Writer}
+		if m.Chain != Legacy {
+			rec.SignedAfter = prevSeq
+		}
+		recs = append(recs, rec)
 	}
-	f.linker = linker
+	lh := linker.head
+	last := cs.Last
+	*cs = ChainHead{Seq: lh.Seq, Index: lh.Index, Hash: lh.Hash, Count: lh.Count, Last: last}
+	f.head = Head{Seq: m.Seq, Index: lh.Index, Hash: lh.Hash, Count: f.head.Count + uint64(len(recs)), Chain: m.Chain}
 	f.register(recs)
 	return recs, nil
+}
+
+// authenticate applies the signature rules to m, whose chain's previous
+// message is at stream sequence prevSeq and whose first event is first.
+// own skips the signature check (FoldOwn), not the rules about who may
+// sign.
+func (f *Folder) authenticate(m Message, prevSeq uint64, first []byte, own bool) error {
+	legacy := m.Chain == Legacy
+	if legacy && m.Writer == "" && m.Signature == "" && len(f.writers) == 0 {
+		return nil // a ledger from before writers signed
+	}
+	if m.Writer == "" || m.Signature == "" {
+		return ErrUnsigned
+	}
+	pub, ok := f.writers[m.Writer]
+	if !ok && len(f.writers) == 0 {
+		pub, ok = selfRegistration(m.Writer, first)
+	}
+	if !ok {
+		return ErrUnknownWriter
+	}
+	if id, data := DataWriter(m.Chain); data && id != m.Writer && !m.Imported {
+		return ErrNotItsChain
+	}
+	if own {
+		return nil
+	}
+	sig, err := base64.StdEncoding.DecodeString(m.Signature)
+	if err != nil {
+		return ErrBadSignature
+	}
+	if legacy && !writer.Verify(pub, m.Seq, m.Data, sig) || !legacy && !writer.VerifyAt(pub, m.Chain, prevSeq, m.Data, sig) {
+		return ErrBadSignature
+	}
+	return nil
 }
 
 // selfRegistration returns the key of a ledger's first writer if raw (the
@@ -163,11 +329,20 @@ func selfRegistration(id string, raw []byte) (ed25519.PublicKey, bool) {
 	return pub, true
 }
 
-// Advance moves past records the caller linked itself (a writer's own
-// committed batch, stored at seq).
+// Advance moves the legacy chain past records the caller linked itself (a
+// writer's own committed batch on the legacy chain, stored at seq).
 func (f *Folder) Advance(seq uint64, recs []event.Record) {
 	last := recs[len(recs)-1]
-	f.linker.head = Head{Seq: seq, Index: last.Event.Index, Hash: last.Hash, Count: f.linker.head.Count + uint64(len(recs))}
+	cs := f.chains[Legacy]
+	if cs == nil {
+		cs = &ChainHead{}
+		f.chains[Legacy] = cs
+	}
+	*cs = ChainHead{Seq: seq, Index: last.Event.Index, Hash: last.Hash, Count: cs.Count + uint64(len(recs)), Last: max(cs.Last, seq)}
+	for i := range recs {
+		recs[i].Pos = f.head.Count + uint64(i)
+	}
+	f.head = Head{Seq: seq, Index: last.Event.Index, Hash: last.Hash, Count: f.head.Count + uint64(len(recs))}
 	f.through = max(f.through, seq)
 	f.register(recs)
 }
@@ -203,9 +378,10 @@ type Source interface {
 
 // Report is what Audit found.
 type Report struct {
-	Head        Head              // the last valid event
-	Writers     map[string]string // registered writers: ID → public key (base64)
-	Quarantined []*Quarantine     // every refused message, in stream order
+	Head        Head                 // the last valid event in stream order; Count: events on every chain
+	Chains      map[string]ChainHead // every chain's head, by name
+	Writers     map[string]string    // registered writers: ID → public key (base64)
+	Quarantined []*Quarantine        // every refused message, in stream order
 }
 
 // Audit folds a whole ledger as every reader does and reports its head,
@@ -241,7 +417,7 @@ func AuditFoldFrom(ctx context.Context, src Source, f *Folder, fn func(event.Rec
 		}
 		return nil
 	})
-	return Report{Head: f.Head(), Writers: f.Writers(), Quarantined: qs}, err
+	return Report{Head: f.Head(), Chains: f.Chains(), Writers: f.Writers(), Quarantined: qs}, err
 }
 
 // Verify walks a whole ledger and returns its head. If any message was
@@ -254,3 +430,30 @@ func Verify(ctx context.Context, src Source) (Head, error) {
 	}
 	return r.Head, err
 }
+
+// Heads follows every chain's head over accepted records in stream order:
+// what a fold of records, not messages, knows (projections, archives). A
+// chain's Last is its last accepted message; messages quarantined after it
+// are the caller's to add (AddQuarantined).
+type Heads map[string]ChainHead
+
+// Add moves r's chain past r.
+func (h Heads) Add(r event.Record) {
+	c := h[r.Event.Chain]
+	c.Seq, c.Index, c.Hash, c.Count = r.Seq, r.Event.Index, r.Hash, c.Count+1
+	c.Last = max(c.Last, r.Seq)
+	h[r.Event.Chain] = c
+}
+
+// AddQuarantined moves a chain's Last past a quarantined message.
+func (h Heads) AddQuarantined(name string, seq uint64) {
+	if !ValidName(name) {
+		return
+	}
+	c := h[name]
+	c.Last = max(c.Last, seq)
+	h[name] = c
+}
+
+// Clone is a copy of h.
+func (h Heads) Clone() Heads { return maps.Clone(h) }

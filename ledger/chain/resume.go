@@ -11,8 +11,32 @@ import (
 // the ledger through head), with the writers registered by then: messages
 // after head.Seq are authenticated and linked exactly as a fold from the
 // first message would.
+//
+// head is the last event of the legacy chain, what snapshots and bases of
+// ledgers from before chains record; ResumeFolderAt continues any fold.
 func ResumeFolder(head Head, writers map[string]ed25519.PublicKey) *Folder {
-	return &Folder{linker: Linker{head: head}, writers: maps.Clone(writers), through: head.Seq}
+	head.Chain = Legacy
+	chains := map[string]ChainHead{}
+	if !head.Empty() {
+		chains[Legacy] = ChainHead{Seq: head.Seq, Index: head.Index, Hash: head.Hash, Count: head.Count, Last: head.Seq}
+	}
+	return ResumeFolderAt(State{Head: head, Chains: chains, Writers: writers})
+}
+
+// ResumeFolderAt continues a fold from where st says it stood: messages
+// after st.Head.Seq are authenticated and linked exactly as a fold from
+// the first message would. Every chain's Last must be at or before
+// st.Head.Seq.
+func ResumeFolderAt(st State) *Folder {
+	f := &Folder{head: st.Head, chains: map[string]*ChainHead{}, writers: maps.Clone(st.Writers), through: st.Head.Seq}
+	if f.writers == nil {
+		f.writers = map[string]ed25519.PublicKey{}
+	}
+	for name, c := range st.Chains {
+		c := c
+		f.chains[name] = &c
+	}
+	return f
 }
 
 // Register returns writers with the writers recs register added (writers

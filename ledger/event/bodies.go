@@ -28,6 +28,7 @@ const (
 	TypeGrantRetired          = "GrantRetired.v1"
 	TypePrincipalsConfigured  = "PrincipalsConfigured.v1"
 	TypeWriterRegistered      = "WriterRegistered.v1"
+	TypeFence                 = "Fence.v1"
 )
 
 func newBody(typ string) Body {
@@ -80,6 +81,8 @@ func newBody(typ string) Body {
 		return &PrincipalsConfigured{}
 	case TypeWriterRegistered:
 		return &WriterRegistered{}
+	case TypeFence:
+		return &Fence{}
 	case TypeRootUnsealed:
 		return &RootUnsealed{}
 	case TypeRootUnsealFailed:
@@ -467,6 +470,23 @@ func (b *WriterRegistered) encode(w *writer) {
 	w.str("registeredBy", b.RegisteredBy)
 }
 
+// Fence is the part of a key-state change that lands on a control chain
+// other than the change's own, when the change depends on several
+// (package ledger, AppendChange): it is stored in the same atomic batch as
+// the change, so a concurrent change on its chain cannot slip between the
+// validation and the commit. It changes no state. Change is the hex hash
+// of the change's event, on chain Chain.
+type Fence struct {
+	Chain  string `json:"chain"`
+	Change string `json:"change"`
+}
+
+func (*Fence) Type() string { return TypeFence }
+func (b *Fence) encode(w *writer) {
+	w.str("chain", b.Chain)
+	w.str("change", b.Change)
+}
+
 // Unknown is the body of an event type this build does not know. Its raw
 // JSON is kept so nothing is lost; it cannot be re-encoded.
 type Unknown struct {
@@ -477,4 +497,14 @@ type Unknown struct {
 func (u *Unknown) Type() string { return u.TypeName }
 func (u *Unknown) encode(w *writer) {
 	panic("event: cannot encode an event of unknown type " + u.TypeName)
+}
+
+// FenceFor is the Fence event that stands for change (whose hash is
+// changeHash) on control chain name, at index after prev: it names the
+// change's operation, account, region, key and actor, so the chain it
+// lands on reads on its own.
+func FenceFor(change *Event, changeHash Hash, name string, index uint64, prev Hash) *Event {
+	return &Event{Index: index, Prev: prev, Chain: name, Time: change.Time, Operation: change.Operation,
+		Account: change.Account, Region: change.Region, KeyID: change.KeyID, Actor: change.Actor,
+		Body: &Fence{Chain: change.Chain, Change: changeHash.String()}}
 }

@@ -22,11 +22,18 @@
 //
 // The envelope is
 //
-//	{"v":1,"index":N,"prev":HEX,"time":T,"type":TYPE,"op":OPERATION,
+//	{"v":1,"index":N,"prev":HEX,"chain":C,"time":T,"type":TYPE,"op":OPERATION,
 //	 "account":…,"region":…,"keyId":…,"actor":{…},"error":{…},"body":{…}}
 //
-// An event's hash is SHA-256 over exactly its stored bytes; prev is the hash
-// of the event before it on the chain (64 zeros for the first). A ledger
+// An event's hash is SHA-256 over exactly its stored bytes; index is its
+// dense position on its chain and prev is the hash of the event before it
+// on that chain (64 zeros for the first). chain names the chain the event
+// belongs to ("w.<writer ID>" for a writer's data chain, "c.<p>" for a
+// control chain; package chain) and is omitted for the legacy chain, so
+// every event written before chains existed keeps its exact bytes
+// (testdata/events.golden) and events of the new chains are pinned by
+// testdata/chained.golden. It was added as an optional member, within
+// version 1: a build that does not know it would still decode the event. A ledger
 // message holds one or more events, each followed by a newline, which the
 // canonical encoding never contains.
 //

@@ -60,8 +60,9 @@ type Failure struct {
 
 // Event is one ledger entry: the envelope and a typed body.
 type Event struct {
-	Index     uint64    // dense position on the chain, from 0
-	Prev      Hash      // hash of the previous event's bytes
+	Index     uint64    // dense position on its chain, from 0
+	Prev      Hash      // hash of the previous event's bytes on its chain
+	Chain     string    // the chain ("w.<writer>", "c.<p>"); "" for the legacy chain
 	Time      time.Time // from the injected clock
 	Operation string    // the AWS eventName, e.g. "Encrypt" or "DeleteKey"
 	Account   string    // the account that owns the resource
@@ -88,6 +89,7 @@ func (e *Event) AppendEncoded(dst []byte) []byte {
 	w.uintAlways("v", Version)
 	w.uintAlways("index", e.Index)
 	w.strAlways("prev", e.Prev.String())
+	w.str("chain", e.Chain)
 	w.strAlways("time", e.Time.UTC().Format(TimeFormat))
 	w.strAlways("type", e.Body.Type())
 	w.strAlways("op", e.Operation)
@@ -120,6 +122,7 @@ type Link struct {
 	Version int    `json:"v"`
 	Index   uint64 `json:"index"`
 	Prev    string `json:"prev"`
+	Chain   string `json:"chain"`
 }
 
 // DecodeLink reads only the chain fields of an event's bytes.
@@ -139,6 +142,7 @@ type envelope struct {
 	Version   int             `json:"v"`
 	Index     uint64          `json:"index"`
 	Prev      string          `json:"prev"`
+	Chain     string          `json:"chain"`
 	Time      string          `json:"time"`
 	Type      string          `json:"type"`
 	Operation string          `json:"op"`
@@ -177,7 +181,7 @@ func Decode(raw []byte) (*Event, error) {
 		}
 	}
 	return &Event{
-		Index: env.Index, Prev: prev, Time: t, Operation: env.Operation,
+		Index: env.Index, Prev: prev, Chain: env.Chain, Time: t, Operation: env.Operation,
 		Account: env.Account, Region: env.Region, KeyID: env.KeyID,
 		Actor: env.Actor, Error: env.Error, Body: body,
 	}, nil

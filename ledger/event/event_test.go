@@ -188,6 +188,59 @@ func TestSplitBatchRejectsMalformed(t *testing.T) {
 	}
 }
 
+// chainedEvents are events of the chains several writers write: a data
+// chain and a control chain, with a Fence.
+func chainedEvents() []*Event {
+	actor := &Actor{AccessKeyID: "AKIAEXAMPLE", RequestID: "req-2"}
+	data := "w.0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	e0 := &Event{Index: 0, Chain: data, Time: t0, Operation: "Encrypt", Account: "111122223333", Region: "us-east-1",
+		KeyID: "k1", Actor: actor, Body: &APICall{MaterialID: "aa11"}}
+	e1 := &Event{Index: 1, Prev: Of(e0.AppendEncoded(nil)), Chain: data, Time: t0.Add(time.Second), Operation: "Decrypt",
+		Account: "111122223333", Region: "us-east-1", KeyID: "k1", Actor: actor, Body: &APICall{}}
+	c := &Event{Index: 0, Chain: "c.17", Time: t0.Add(2 * time.Second), Operation: "UpdateAlias", Account: "111122223333",
+		Region: "us-east-1", KeyID: "k2", Actor: actor, Body: &AliasUpdated{AliasName: "alias/app", PreviousKeyID: "k1"}}
+	f := &Event{Index: 4, Prev: Of(e1.AppendEncoded(nil)), Chain: "c.63", Time: c.Time, Operation: "UpdateAlias",
+		Account: "111122223333", Region: "us-east-1", KeyID: "k1", Actor: actor, Body: &Fence{Chain: "c.17", Change: Of(c.AppendEncoded(nil)).String()}}
+	return []*Event{e0, e1, c, f}
+}
+
+func TestGoldenChainedEncoding(t *testing.T) {
+	var got bytes.Buffer
+	for _, e := range chainedEvents() {
+		got.Write(e.AppendEncoded(nil))
+		got.WriteByte('\n')
+	}
+	path := filepath.Join("testdata", "chained.golden")
+	if *update {
+		if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("canonical encoding changed (-want +got):\n%s", cmp.Diff(string(want), got.String()))
+	}
+	lines, err := SplitBatch(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range lines {
+		e, err := Decode(line)
+		if err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		if diff := cmp.Diff(chainedEvents()[i], e); diff != "" {
+			t.Fatalf("line %d decoded differently (-want +got):\n%s", i, diff)
+		}
+		if l, _, err := DecodeLink(line); err != nil || l.Chain != e.Chain || l.Index != e.Index {
+			t.Fatalf("line %d link = %+v %v", i, l, err)
+		}
+	}
+}
+
 // TestSeedRefIsOptional: a seed marker is encoded and decoded when set,
 // and an event without one keeps the bytes it always had.
 func TestSeedRefIsOptional(t *testing.T) {

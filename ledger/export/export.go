@@ -194,7 +194,7 @@ func walk(ctx context.Context, req Request, w *bufio.Writer, sigs *output) (Resu
 			res.Events++
 		}
 		if sigs != nil && k > 0 {
-			line, _ := json.Marshal(offline.MessageSignature{Seq: m.Seq, Events: k, Writer: m.Writer, Signature: m.Signature})
+			line, _ := json.Marshal(offline.Signature(m, recs, k))
 			if _, err := sigs.w.Write(append(line, '\n')); err != nil {
 				return err
 			}

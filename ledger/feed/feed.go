@@ -15,7 +15,7 @@ type Feed struct {
 	prefix string
 }
 
-// indexHeader carries an announced event's index.
+// indexHeader carries an announced event's position (event.Record.Pos).
 const indexHeader = "Keyledger-Index"
 
 // New returns the feed of a ledger stream.
@@ -54,7 +54,7 @@ func (f *Feed) Filter(account, keyID, op string) string {
 func (f *Feed) Publish(recs []event.Record) error {
 	for _, r := range recs {
 		msg := &nats.Msg{Subject: f.Subject(r.Event), Data: r.Raw, Header: nats.Header{}}
-		msg.Header.Set(indexHeader, fmt.Sprint(r.Event.Index))
+		msg.Header.Set(indexHeader, fmt.Sprint(r.Pos))
 		if err := f.nc.PublishMsg(msg); err != nil {
 			return err
 		}

@@ -61,10 +61,10 @@ func TestPublishReachesMatchingSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := []event.Record{
-		{Event: &event.Event{Index: 7, Account: "111122223333", KeyID: "k", Operation: "Decrypt"}, Raw: []byte(`{"i":7}`)},
-		{Event: &event.Event{Index: 8, Account: "111122223333", KeyID: "k", Operation: "Encrypt"}, Raw: []byte(`{"i":8}`)},
-		{Event: &event.Event{Index: 9, Account: "444455556666", KeyID: "k", Operation: "Encrypt"}, Raw: []byte(`{"i":9}`)},
-		{Event: &event.Event{Index: 10, Account: "111122223333", Operation: "Encrypt"}, Raw: []byte(`{"i":10}`)},
+		{Pos: 7, Event: &event.Event{Index: 7, Account: "111122223333", KeyID: "k", Operation: "Decrypt"}, Raw: []byte(`{"i":7}`)},
+		{Pos: 8, Event: &event.Event{Index: 8, Account: "111122223333", KeyID: "k", Operation: "Encrypt"}, Raw: []byte(`{"i":8}`)},
+		{Pos: 9, Event: &event.Event{Index: 9, Account: "444455556666", KeyID: "k", Operation: "Encrypt"}, Raw: []byte(`{"i":9}`)},
+		{Pos: 10, Event: &event.Event{Index: 10, Account: "111122223333", Operation: "Encrypt"}, Raw: []byte(`{"i":10}`)},
 	}
 	if err := f.Publish(recs); err != nil {
 		t.Fatal(err)

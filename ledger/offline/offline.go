@@ -66,10 +66,10 @@ func Verify(events, signedCheckpoint []byte, vkey string) (Result, error) {
 	if len(events) > 0 {
 		lines = bytes.Split(bytes.TrimSuffix(events, []byte("\n")), []byte("\n"))
 	}
-	linker := chain.NewLinker(chain.Head{})
+	links := chain.NewLinks(nil)
 	var tree merkle.Tree
 	for i, raw := range lines {
-		if _, err := linker.Link(uint64(i+1), raw); err != nil {
+		if _, err := links.Link(uint64(i+1), raw); err != nil {
 			var bl *chain.BrokenLinkError
 			if errors.As(err, &bl) {
 				return Result{}, &LinkError{Line: i + 1, Link: bl}

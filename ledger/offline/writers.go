@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/event"
 )
 
 // SignaturesFile holds, one JSON object a line in stream order, the writer
@@ -15,7 +16,10 @@ import (
 // {"seq":N,"events":K,"writer":"<id>","signature":"<base64>"} covers the
 // next K lines of EventsFile, which joined with "\n" (each line ended by
 // one) are the message's exact bytes. Legacy unsigned messages have empty
-// writer and signature.
+// writer and signature. A message on one of the chains several writers
+// write also names its chain and the stream sequence of the chain's
+// previous message its signature names ("chain", "after"), and a restored
+// message is marked "imported" (package chain).
 const SignaturesFile = "signatures.jsonl"
 
 // MessageSignature is one line of SignaturesFile.
@@ -24,6 +28,19 @@ type MessageSignature struct {
 	Events    int    `json:"events"`
 	Writer    string `json:"writer"`
 	Signature string `json:"signature"`
+	Chain     string `json:"chain,omitempty"`
+	After     uint64 `json:"after,omitempty"`
+	Imported  bool   `json:"imported,omitempty"`
+}
+
+// Signature is the line of SignaturesFile for message m, whose records
+// (recs, as folded) the export holds k of.
+func Signature(m chain.Message, recs []event.Record, k int) MessageSignature {
+	ms := MessageSignature{Seq: m.Seq, Events: k, Writer: m.Writer, Signature: m.Signature, Chain: m.Chain, Imported: m.Imported}
+	if len(recs) > 0 {
+		ms.After = recs[0].SignedAfter
+	}
+	return ms
 }
 
 // WriterResult is what VerifyWriters established.
@@ -36,7 +53,9 @@ type WriterResult struct {
 // with the rule every online reader applies (chain.Folder): each message
 // must be signed, for the stream sequence it was stored at, by a writer the
 // exported ledger itself registered before it; the first writer registers
-// itself. Every event must be covered by exactly one message. The writers
+// itself (on the chains several writers write: for its chain and the
+// chain's previous message). Every event must be covered by exactly one
+// message. The writers
 // need no trust in the transport the export came over.
 func VerifyWriters(events, signatures []byte) (WriterResult, error) {
 	return VerifyWritersFrom(chain.NewFolder(), events, signatures)
@@ -66,7 +85,8 @@ func VerifyWritersFrom(f *chain.Folder, events, signatures []byte) (WriterResult
 		for _, raw := range lines[next : next+ms.Events] {
 			data = append(append(data, raw...), '\n')
 		}
-		if _, err := f.Fold(chain.Message{Seq: ms.Seq, Data: data, Writer: ms.Writer, Signature: ms.Signature}); err != nil {
+		m := chain.Message{Seq: ms.Seq, Chain: ms.Chain, Data: data, Writer: ms.Writer, Signature: ms.Signature, Imported: ms.Imported}
+		if _, err := f.FoldAfter(m, ms.After); err != nil {
 			var q *chain.Quarantine
 			if errors.As(err, &q) {
 				return WriterResult{}, fmt.Errorf("%s line %d (events %d–%d, stream sequence %d): %v", SignaturesFile, i+1, next+1, next+ms.Events, ms.Seq, q.Reason)

@@ -53,7 +53,7 @@ func tree(ctx context.Context, l *ledger.Ledger, index int64) (*merkle.MemTree, 
 	}
 	var leaf []byte
 	_, err = l.Replay(ctx, chain.Head{}, func(r event.Record) error {
-		if int64(r.Event.Index) == index {
+		if int64(r.Pos) == index {
 			leaf = r.Raw
 		}
 		return t.Append(r.Raw)

@@ -99,6 +99,7 @@ type archived struct {
 	end          chain.Head
 	writers      map[string]string
 	last         time.Time
+	chains       map[string]chain.ChainHead // every chain's head at the cut
 }
 
 // Archive walks the live ledger from its base as every reader does
@@ -168,9 +169,9 @@ func Archive(ctx context.Context, req ArchiveRequest) (ArchiveResult, error) {
 				events.Write(r.Raw)
 				events.WriteByte('\n')
 			}
-			line, _ := json.Marshal(offline.MessageSignature{Seq: m.Seq, Events: len(recs), Writer: m.Writer, Signature: m.Signature})
+			line, _ := json.Marshal(offline.Signature(m, recs, len(recs)))
 			sigs.Write(append(line, '\n'))
-			cut.events, cut.sigs, cut.end, cut.writers = events.Len(), sigs.Len(), f.Head(), f.Writers()
+			cut.events, cut.sigs, cut.end, cut.writers, cut.chains = events.Len(), sigs.Len(), f.Head(), f.Writers(), f.Chains()
 			if segEnds[m.Seq] {
 				atEnd = cut
 			}
@@ -189,21 +190,25 @@ func Archive(ctx context.Context, req ArchiveRequest) (ArchiveResult, error) {
 		events.Truncate(atEnd.events)
 		sigs.Truncate(atEnd.sigs)
 		cut = atEnd
-		if cut.end.Empty() || cut.end.NextIndex() <= l.FirstIndex() {
+		if cut.end.Empty() || cut.end.Count <= l.FirstIndex() {
 			return ArchiveResult{}, &NothingError{Before: req.Before, WholeSegments: true}
 		}
 	}
 	if cut.end.Empty() {
 		return ArchiveResult{}, &NothingError{Before: req.Before}
 	}
-	n := int64(cut.end.NextIndex())
+	n := int64(cut.end.Count) // events before the next base: its first position
 	if cp.Size < n || cp.Size > tree.Size() {
 		return ArchiveResult{}, &CoverageError{Checkpoint: cp.Size, Archive: n, Ledger: tree.Size()}
 	}
 	if root, err := tree.Root(cp.Size); err != nil || root != cp.Root {
 		return ArchiveResult{}, &MismatchError{Size: cp.Size}
 	}
-	next, err := segment.At(tree, cut.end.NextIndex(), cut.end.Hash, cut.writers, cut.end.Seq)
+	chains := cut.chains
+	if len(chains) == 1 && chains[chain.Legacy].Count > 0 {
+		chains = nil // a ledger of the legacy chain alone: its base names no chains, as before chains
+	}
+	next, err := segment.At(tree, cut.end.Count, cut.end.Hash, cut.writers, cut.end.Seq, chains)
 	if err != nil {
 		return ArchiveResult{}, err
 	}

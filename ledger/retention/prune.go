@@ -100,7 +100,7 @@ func Prune(ctx context.Context, req PruneRequest) (PruneResult, error) {
 		if err != nil {
 			return res, err
 		}
-		res.Recorded, res.Event = true, rec.Event.Index
+		res.Recorded, res.Event = true, rec.Pos
 	}
 	names, err := req.Ledger.DeleteSegmentsThrough(ctx)
 	res.Streams = names
@@ -141,7 +141,7 @@ func recordRemoval(ctx context.Context, req PruneRequest) (event.Record, error) 
 		return event.Record{}, fmt.Errorf("recording the removal: %w", err)
 	}
 	if err := l.StoreBase(ctx, a.Manifest.Next, tree, rec); err != nil {
-		return rec, fmt.Errorf("the removal is recorded (event %d) but the base is not stored (run again): %w", rec.Event.Index, err)
+		return rec, fmt.Errorf("the removal is recorded (event %d) but the base is not stored (run again): %w", rec.Pos, err)
 	}
 	return rec, nil
 }
@@ -168,7 +168,7 @@ func hashAt(ctx context.Context, l *ledger.Ledger, index uint64) (string, uint64
 	var seq uint64
 	stop := errors.New("found")
 	err := l.EventsFrom(ctx, index, func(r event.Record) error {
-		if r.Event.Index == index {
+		if r.Pos == index {
 			hash, seq = hex.EncodeToString(r.Hash[:]), r.Seq
 		}
 		return stop

@@ -183,7 +183,7 @@ func (w *writerSet) message(m chain.Message, recs []event.Record) error {
 		w.ew.Write(r.Raw)
 		w.ew.WriteByte('\n')
 	}
-	line, err := json.Marshal(offline.MessageSignature{Seq: m.Seq, Events: len(recs), Writer: m.Writer, Signature: m.Signature})
+	line, err := json.Marshal(offline.Signature(m, recs, len(recs)))
 	if err != nil {
 		return err
 	}

@@ -6,8 +6,8 @@
 // Salvage reads the ledger's segment streams block by block
 // (ledger/internal/blockfile: only records whose nats-server checksum
 // holds), folds every message with the rule every reader applies
-// (chain.Folder: signed by a registered writer for its stream sequence,
-// linked to the last valid event), and writes the messages that pass into
+// (chain.Folder: signed by a registered writer for its place on its
+// chain, linked to its chain's last valid event), and writes the messages that pass into
 // an export directory in the offline form `audit export` writes:
 // offline.EventsFile, offline.SignaturesFile, offline.CheckpointFile, plus
 // ReportFile naming what was lost.
@@ -29,6 +29,16 @@
 // --offline` on the export checks its signature and names the gap as the
 // first broken link.
 //
+// On a ledger with several chains (package chain) each chain resumes
+// after a gap on its own, at its first message after it: a chain whose
+// message there continues what it held before lost nothing; another is
+// reported as a break on that chain (Break.Chain), resumed at the previous
+// hash its event names and the previous message its writer's
+// Nats-Expected-Last-Subject-Sequence header names (the writer signed
+// over that sequence, so the header is checked, not trusted). Positions
+// (Report.FirstIndex, LastIndex: events in stream order) after a gap count
+// the events saved, not those lost.
+//
 // Memory holds one block (8 MiB of records) and the stored checkpoints'
 // sizes and roots, whatever the ledger's length. Salvage never sees key
 // material: events hold none.
@@ -39,6 +49,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,6 +57,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
@@ -105,6 +117,10 @@ type Loss struct {
 	FromIndex uint64 `json:"fromIndex"`
 	ToIndex   uint64 `json:"toIndex"` // 0 with ToSeq 0: unknown
 	Blocks    string `json:"blocks"`  // the damaged block files
+	// PerChain: the gap was closed by a message on a writer's data chain
+	// or a control chain; which events were lost is said per chain, by
+	// the breaks (FromIndex, ToIndex are not set).
+	PerChain bool `json:"perChain,omitempty"`
 }
 
 func (l Loss) String() string {
@@ -117,14 +133,18 @@ func (l Loss) String() string {
 	if l.ToIndex < l.FromIndex && l.ToSeq != 0 {
 		idx = "no event"
 	}
+	if l.PerChain {
+		idx = "events of the chains the breaks name"
+	}
 	return fmt.Sprintf("%s (%s) lost in %s", seqs, idx, l.Blocks)
 }
 
 // Break is where the salvaged chain does not link: the first event saved
 // after a gap names a previous hash no saved event has.
 type Break struct {
-	Seq        uint64 `json:"seq"`   // the message after the gap
-	Index      uint64 `json:"index"` // its first event
+	Seq        uint64 `json:"seq"`             // the message after the gap
+	Chain      string `json:"chain,omitempty"` // its chain (package chain; empty: the legacy chain)
+	Index      uint64 `json:"index"`           // its first event, on its chain
 	NamesPrev  string `json:"namesPrevious"`
 	AfterIndex uint64 `json:"afterIndex"` // the last event saved before the gap
 	AfterHash  string `json:"afterHash"`
@@ -136,8 +156,12 @@ func (b Break) String() string {
 	if b.HasBefore {
 		before = fmt.Sprintf("the last event saved before it is index %d (%s)", b.AfterIndex, b.AfterHash)
 	}
-	return fmt.Sprintf("chain broken at stream sequence %d, event index %d: it names previous hash %s, which was lost; %s",
-		b.Seq, b.Index, b.NamesPrev, before)
+	on := ""
+	if b.Chain != "" {
+		on = " on chain " + b.Chain
+	}
+	return fmt.Sprintf("chain broken at stream sequence %d, event index %d%s: it names previous hash %s, which was lost; %s",
+		b.Seq, b.Index, on, b.NamesPrev, before)
 }
 
 // Refuse is a message read intact but refused by the fold.
@@ -319,6 +343,11 @@ type state struct {
 	lastBlock int // the block of the last record read
 
 	bestCheckpoint []byte
+
+	// Chains other than the legacy one, after a gap: gapped names those
+	// that may have lost messages in it (every chain seen before it), each
+	// resumed at its first message after it (resumeChain).
+	gapped map[string]bool
 }
 
 // located is damage in the block-th block read.
@@ -383,6 +412,14 @@ func (s *state) gap(next uint64) {
 	}
 	s.pendingLoss = &l
 	s.inPrefix = false
+	if s.gapped == nil {
+		s.gapped = map[string]bool{}
+	}
+	for name := range s.folder.Chains() {
+		if name != chain.Legacy {
+			s.gapped[name] = true
+		}
+	}
 }
 
 func (s *state) nextIndex() uint64 {
@@ -401,14 +438,19 @@ func (s *state) closeLoss() {
 }
 
 func (s *state) message(r blockfile.Record) error {
-	m := chain.Message{Seq: r.Seq, Data: r.Data}
+	m := chain.Message{Seq: r.Seq, Chain: chain.FromSubject(r.Subject), Data: r.Data}
+	var expect uint64 // Nats-Expected-Last-Subject-Sequence, as stored
 	if len(r.Header) > 0 {
 		if h, err := nats.DecodeHeadersMsg(r.Header); err == nil {
 			m.Writer, m.Signature = h.Get(writer.HeaderWriter), h.Get(writer.HeaderSignature)
+			m.Imported = h.Get(writer.HeaderImported) != ""
+			expect, _ = strconv.ParseUint(h.Get(jetstream.ExpectedLastSubjSeqHeader), 10, 64)
 		}
 	}
-	if s.pendingLoss != nil {
+	if s.pendingLoss != nil && m.Chain == chain.Legacy {
 		s.resume(m)
+	} else if s.pendingLoss != nil || s.gapped[m.Chain] {
+		s.resumeChain(m, expect)
 	}
 	recs, err := s.folder.Fold(m)
 	if err != nil {
@@ -420,10 +462,10 @@ func (s *state) message(r blockfile.Record) error {
 		return nil
 	}
 	if !s.haveEvents {
-		s.rep.FirstIndex = recs[0].Event.Index
+		s.rep.FirstIndex = recs[0].Pos
 	}
 	s.haveEvents = true
-	s.lastIndex = recs[len(recs)-1].Event.Index
+	s.lastIndex = recs[len(recs)-1].Pos
 	s.lastHead = s.folder.Head()
 	s.rep.Messages++
 	s.rep.Events += len(recs)
@@ -458,19 +500,8 @@ func (s *state) resume(m chain.Message) {
 		l.ToIndex = 0
 	}
 	s.closeLoss()
-	writers := map[string]string{}
-	for id, pub := range s.folder.Writers() {
-		writers[id] = pub
-	}
-	for _, cp := range s.cps {
-		if cp.sigOK {
-			for id, pub := range cp.writers {
-				writers[id] = pub
-			}
-		}
-	}
 	keys := map[string]ed25519.PublicKey{}
-	for id, pub := range writers {
+	for id, pub := range s.trustedWriters() {
 		if k, err := writer.ParsePublic(pub); err == nil {
 			keys[id] = k
 		}
@@ -485,6 +516,89 @@ func (s *state) resume(m chain.Message) {
 		br.AfterIndex, br.AfterHash = s.lastHead.Index, s.lastHead.Hash.String()
 	}
 	s.rep.Breaks = append(s.rep.Breaks, br)
+}
+
+// resumeChain is resume for a message on a writer's data chain or a
+// control chain after a gap. If the message continues what its chain held
+// before the gap, the chain lost nothing; else the chain resumes at the
+// previous hash its first event names, its previous message at the
+// sequence its writer's Nats-Expected-Last-Subject-Sequence asserted
+// (expect, which the writer signed over), and the break is reported. Other
+// chains are untouched. The events a chain lost are counted from its
+// indexes and added to the positions after the gap; the loss names them
+// when this chain is the only one that may have lost any, else the breaks
+// say which (Loss.PerChain).
+func (s *state) resumeChain(m chain.Message, expect uint64) {
+	lines, err := event.SplitBatch(m.Data)
+	if err != nil {
+		return
+	}
+	ev, err := event.Decode(lines[0])
+	if err != nil {
+		return
+	}
+	st := s.folder.State()
+	before, had := st.Chains[m.Chain]
+	var lost uint64
+	if next := before.NextIndex(); ev.Index > next {
+		lost = ev.Index - next
+	}
+	if l := s.pendingLoss; l != nil {
+		alone := len(s.gapped) == 0 || len(s.gapped) == 1 && s.gapped[m.Chain]
+		if alone {
+			l.ToIndex = l.FromIndex + lost - 1 // below FromIndex: no event
+		} else {
+			l.PerChain, l.FromIndex, l.ToIndex = true, 0, 0
+		}
+		s.closeLoss()
+	}
+	delete(s.gapped, m.Chain)
+	if had && lost == 0 && ev.Prev == before.Hash && (expect == 0 || expect == before.Last) {
+		return // nothing of this chain was lost
+	}
+	for id, pub := range s.trustedWriters() {
+		if _, ok := st.Writers[id]; !ok {
+			if k, err := writer.ParsePublic(pub); err == nil {
+				st.Writers = maps.Clone(st.Writers)
+				st.Writers[id] = k
+			}
+		}
+	}
+	c := chain.ChainHead{Seq: m.Seq - 1, Last: before.Last}
+	if expect > 0 {
+		c.Last = expect
+	}
+	if ev.Index > 0 {
+		c.Index, c.Hash, c.Count = ev.Index-1, ev.Prev, ev.Index
+	}
+	if st.Chains == nil {
+		st.Chains = map[string]chain.ChainHead{}
+	}
+	st.Chains[m.Chain] = c
+	st.Head.Count += lost
+	s.folder = chain.ResumeFolderAt(st)
+	br := Break{Seq: m.Seq, Index: ev.Index, NamesPrev: ev.Prev.String(), HasBefore: had, Chain: m.Chain}
+	if had {
+		br.AfterIndex, br.AfterHash = before.Index, before.Hash.String()
+	}
+	s.rep.Breaks = append(s.rep.Breaks, br)
+}
+
+// trustedWriters is every writer registered before a gap or named by a
+// checkpoint that verifies.
+func (s *state) trustedWriters() map[string]string {
+	writers := map[string]string{}
+	for id, pub := range s.folder.Writers() {
+		writers[id] = pub
+	}
+	for _, cp := range s.cps {
+		if cp.sigOK {
+			for id, pub := range cp.writers {
+				writers[id] = pub
+			}
+		}
+	}
+	return writers
 }
 
 // finish files what is still open at the end of the stream.

@@ -11,11 +11,14 @@ import (
 	"testing"
 
 	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/checkpoint"
+	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/internal/blockfile"
 	"github.com/keyledger/keyledger/ledger/internal/ledgertest"
 	"github.com/keyledger/keyledger/ledger/offline"
 	. "github.com/keyledger/keyledger/ledger/salvage"
+	"github.com/keyledger/keyledger/ledger/writer"
 )
 
 // damagedLedger is a 600-event ledger of single-event messages with
@@ -157,5 +160,85 @@ func TestSalvageLosesTheTail(t *testing.T) {
 	}
 	if c := rep.Checkpoints; c.Verified != 2 || c.BeyondGap != 1 || c.LargestSize != 600 {
 		t.Fatalf("checkpoints: %+v", c)
+	}
+}
+
+// TestSalvageSeveralChains: two writers, each on its own data chain; a
+// message of the second is lost. The first writer's chain goes on
+// unbroken across the gap, the second's is reported broken where it lost
+// the event, and positions after the gap count the lost event.
+func TestSalvageSeveralChains(t *testing.T) {
+	f := ledgertest.New(t, ledger.Config{}, 2)
+	ctx := context.Background()
+	wb := writer.Generate()
+	f.Append(&event.Event{Time: ledgertest.At(2), Operation: "RegisterWriter",
+		Body: &event.WriterRegistered{WriterID: wb.ID(), PublicKey: wb.PublicText(), RegisteredBy: f.Writer.ID()}})
+	lb, err := ledger.Open(ctx, f.NC, ledger.Config{Writer: wb, Logger: f.Config.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := lb.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb.Start(head)
+	t.Cleanup(lb.Close)
+	all := append([]event.Record(nil), f.Recs...)
+	var lost event.Record
+	for i := 3; i < 63; i++ {
+		ev := &event.Event{Time: ledgertest.At(i), Operation: "Encrypt", Account: "111122223333", KeyID: "k", Body: &event.APICall{}}
+		if i%2 == 0 {
+			all = append(all, f.Append(ev))
+			continue
+		}
+		r, err := lb.Append(ctx, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, r)
+		if i == 31 {
+			lost = r
+		}
+	}
+	blk := filepath.Join(blockfile.MsgsDir(f.StoreDir, "KEYLEDGER"), "1.blk")
+	raw, err := os.ReadFile(blk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(raw, lost.Raw)
+	if at < 0 {
+		t.Fatal("the event is not in the block file as stored")
+	}
+	for i := at + 10; i < at+26; i++ {
+		raw[i] ^= 0xff
+	}
+	if err := os.WriteFile(blk, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	rep, err := Salvage(ctx, Request{StoreDir: f.StoreDir, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(rep.Summary())
+	if len(rep.Lost) != 1 || rep.Lost[0].FromSeq != lost.Seq || rep.Lost[0].ToSeq != lost.Seq || !rep.Lost[0].PerChain {
+		t.Fatalf("lost: %+v", rep.Lost)
+	}
+	if len(rep.Breaks) != 1 || rep.Breaks[0].Chain != chain.DataChain(wb.ID()) || rep.Breaks[0].Index != lost.Event.Index+1 ||
+		rep.Breaks[0].NamesPrev != lost.Hash.String() || len(rep.Quarantined) != 0 {
+		t.Fatalf("breaks: %+v, refused %+v", rep.Breaks, rep.Quarantined)
+	}
+	if rep.Events != len(all)-1 || rep.LastIndex != uint64(len(all)-1) {
+		t.Fatalf("saved %d events up to position %d, want %d up to %d", rep.Events, rep.LastIndex, len(all)-1, len(all)-1)
+	}
+	events, _ := os.ReadFile(filepath.Join(dir, offline.EventsFile))
+	var want []byte
+	for _, r := range all {
+		if r.Seq != lost.Seq {
+			want = append(append(want, r.Raw...), '\n')
+		}
+	}
+	if !bytes.Equal(events, want) {
+		t.Fatal("the saved events are not every event but the lost one, byte for byte")
 	}
 }

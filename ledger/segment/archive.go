@@ -137,9 +137,11 @@ func VerifySpan(base Base, events, signatures []byte) (Span, error) {
 	if len(events) > 0 {
 		lines = bytes.Split(bytes.TrimSuffix(events, []byte("\n")), []byte("\n"))
 	}
-	linker := chain.NewLinker(head)
+	links := chain.NewLinks(base.heads(head))
+	var end chain.Head
 	for i, raw := range lines {
-		if _, err := linker.Link(uint64(i+1), raw); err != nil {
+		h, err := links.Link(uint64(i+1), raw)
+		if err != nil {
 			var bl *chain.BrokenLinkError
 			if errors.As(err, &bl) {
 				return Span{}, &offline.LinkError{Line: i + 1, Link: bl}
@@ -149,6 +151,7 @@ func VerifySpan(base Base, events, signatures []byte) (Span, error) {
 		if err := tree.Append(raw); err != nil {
 			return Span{}, fmt.Errorf("line %d: %w", i+1, err)
 		}
+		end.Hash = h
 		if i == 0 || i == len(lines)-1 {
 			ev, err := event.Decode(raw)
 			if err != nil {
@@ -160,18 +163,32 @@ func VerifySpan(base Base, events, signatures []byte) (Span, error) {
 			s.Last = ev.Time
 		}
 	}
-	end := linker.Head()
 	seq := base.Seq
 	if len(lines) > 0 {
 		seq = lastSeq(signatures)
 	}
-	if s.Next, err = At(tree, end.NextIndex(), end.Hash, wr.Writers, seq); err != nil {
+	var chains map[string]chain.ChainHead
+	if base.Chains != nil || !onlyLegacy(f.Chains()) {
+		chains = f.Chains()
+	}
+	if s.Next, err = At(tree, base.FirstIndex+uint64(len(lines)), end.Hash, wr.Writers, seq, chains); err != nil {
 		return Span{}, err
 	}
 	if len(lines) == 0 {
 		s.Next = base
 	}
 	return s, nil
+}
+
+// onlyLegacy reports whether chains are the legacy chain alone (a base of
+// such a ledger records no chains, as before chains existed).
+func onlyLegacy(chains map[string]chain.ChainHead) bool {
+	for name := range chains {
+		if name != chain.Legacy {
+			return false
+		}
+	}
+	return true
 }
 
 // lastSeq is the stream sequence of the last message in a SignaturesFile.

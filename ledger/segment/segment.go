@@ -51,6 +51,9 @@ type Base struct {
 	// Seq is the last stream sequence before the base (removed with the
 	// segment); zero for a ledger that starts at its first message.
 	Seq uint64 `json:"seq,omitempty"`
+	// Chains is every chain's head at the base (package chain); absent for
+	// a ledger that had only the legacy chain then, which ends at Prev.
+	Chains map[string]chain.ChainHead `json:"chains,omitempty"`
 }
 
 // Empty reports whether the base is the ledger's very beginning.
@@ -59,7 +62,7 @@ func (b Base) Empty() bool { return b.FirstIndex == 0 }
 // Equal reports whether two bases name the same place with the same state.
 func (b Base) Equal(o Base) bool {
 	return b.FirstIndex == o.FirstIndex && b.Prev == o.Prev && b.Seq == o.Seq &&
-		fmt.Sprint(b.Frontier) == fmt.Sprint(o.Frontier) && maps.Equal(b.Writers, o.Writers)
+		fmt.Sprint(b.Frontier) == fmt.Sprint(o.Frontier) && maps.Equal(b.Writers, o.Writers) && maps.Equal(b.Chains, o.Chains)
 }
 
 // Head is the chain position before the base's first event.
@@ -74,6 +77,38 @@ func (b Base) Head() (chain.Head, error) {
 	}
 	copy(h[:], raw)
 	return chain.Head{Seq: b.Seq, Index: b.FirstIndex - 1, Hash: h, Count: b.FirstIndex}, nil
+}
+
+// Heads is every chain's head at the base (nil for an empty base): its
+// Chains, or for a ledger that had only the legacy chain then, that chain
+// ending at Prev.
+func (b Base) Heads() (map[string]chain.ChainHead, error) {
+	if b.Empty() {
+		return nil, nil
+	}
+	if b.Chains != nil {
+		return maps.Clone(b.Chains), nil
+	}
+	h, err := b.Head()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]chain.ChainHead{chain.Legacy: {Seq: h.Seq, Index: h.Index, Hash: h.Hash, Count: h.Count, Last: h.Seq}}, nil
+}
+
+// heads is every chain's head at the base, given its legacy Head.
+func (b Base) heads(legacy chain.Head) map[string]chain.Head {
+	if b.Empty() {
+		return nil
+	}
+	if b.Chains == nil {
+		return map[string]chain.Head{chain.Legacy: legacy}
+	}
+	out := make(map[string]chain.Head, len(b.Chains))
+	for name, c := range b.Chains {
+		out[name] = chain.Head{Seq: c.Seq, Index: c.Index, Hash: c.Hash, Count: c.Count, Chain: name}
+	}
+	return out
 }
 
 // Tree is the Merkle tree continued from the base's frontier.
@@ -119,17 +154,22 @@ func (b Base) Folder() (*chain.Folder, error) {
 	if b.Empty() {
 		return chain.NewFolder(), nil
 	}
-	return chain.ResumeFolder(head, keys), nil
+	if b.Chains == nil {
+		return chain.ResumeFolder(head, keys), nil
+	}
+	head.Seq = b.Seq
+	return chain.ResumeFolderAt(chain.State{Head: head, Chains: b.Chains, Writers: keys}), nil
 }
 
 // At is the base after the first n leaves of tree, whose last event has
-// hash last and lies in the message at stream sequence seq.
-func At(tree *merkle.MemTree, n uint64, last event.Hash, writers map[string]string, seq uint64) (Base, error) {
+// hash last and lies in the message at stream sequence seq; chains is
+// every chain's head there (nil: only the legacy chain).
+func At(tree *merkle.MemTree, n uint64, last event.Hash, writers map[string]string, seq uint64, chains map[string]chain.ChainHead) (Base, error) {
 	fr, err := tree.Frontier(int64(n))
 	if err != nil {
 		return Base{}, err
 	}
-	b := Base{FirstIndex: n, Prev: hex.EncodeToString(last[:]), Writers: writers, Seq: seq}
+	b := Base{FirstIndex: n, Prev: hex.EncodeToString(last[:]), Writers: writers, Seq: seq, Chains: chains}
 	for _, h := range fr {
 		b.Frontier = append(b.Frontier, base64.StdEncoding.EncodeToString(h[:]))
 	}

@@ -99,7 +99,7 @@ func (l *testLedger) base(t *testing.T, n int) Base {
 	if n == 0 {
 		return Base{}
 	}
-	b, err := At(&l.tree, uint64(n), l.hashes[n-1], map[string]string{l.w.ID(): l.w.PublicText()}, uint64(n/perMessage))
+	b, err := At(&l.tree, uint64(n), l.hashes[n-1], map[string]string{l.w.ID(): l.w.PublicText()}, uint64(n/perMessage), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

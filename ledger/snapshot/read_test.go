@@ -57,7 +57,7 @@ func TestReadsWithDirectGets(t *testing.T) {
 		t.Fatal(err)
 	}
 	list, err := store.List(ctx)
-	if err != nil || len(list) != 2 || list[0].Index != 2 || list[1].Index != 1 {
+	if err != nil || len(list) != 2 || list[0].Pos != 2 || list[1].Pos != 1 {
 		t.Fatalf("List: %v %+v", err, list)
 	}
 	h, body, err := store.Load(ctx, list[0].Name, trusted)
@@ -67,7 +67,7 @@ func TestReadsWithDirectGets(t *testing.T) {
 	if err := store.Thin(ctx, snapshot.Retention{Recent: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if list, err = store.List(ctx); err != nil || len(list) != 1 || list[0].Index != 2 {
+	if list, err = store.List(ctx); err != nil || len(list) != 1 || list[0].Pos != 2 {
 		t.Fatalf("List after Thin: %v %+v", err, list)
 	}
 	if _, _, err := store.Load(ctx, snapshot.Name(1), trusted); !errors.Is(err, jetstream.ErrObjectNotFound) {

@@ -13,7 +13,7 @@ func hourly(days int) []Info {
 	var out []Info
 	for h := range days * 24 {
 		idx := uint64(h+1) * 1000
-		out = append([]Info{{Name: Name(idx), Index: idx, EventTime: start.Add(time.Duration(h) * time.Hour)}}, out...)
+		out = append([]Info{{Name: Name(idx), Pos: idx, EventTime: start.Add(time.Duration(h) * time.Hour)}}, out...)
 	}
 	return out
 }
@@ -67,7 +67,7 @@ func TestRetentionIsStable(t *testing.T) {
 }
 
 func TestRetentionKeepsUnknownTimesOnlyAsNewest(t *testing.T) {
-	list := []Info{{Name: "3", Index: 3}, {Name: "2", Index: 2}, {Name: "1", Index: 1}}
+	list := []Info{{Name: "3", Pos: 3}, {Name: "2", Pos: 2}, {Name: "1", Pos: 1}}
 	got := Retention{Recent: 1, Daily: 5}.Keep(list)
 	if len(got) != 1 || got[0].Name != "3" {
 		t.Fatalf("kept %v", got)

@@ -63,7 +63,7 @@ var (
 type Header struct {
 	Format     string    `json:"format"`
 	Ledger     string    `json:"ledger"` // the ledger stream's name
-	Index      uint64    `json:"index"`  // the last event folded in
+	Index      uint64    `json:"index"`  // the last event folded in: its index on its chain
 	Seq        uint64    `json:"seq"`    // its stream sequence
 	Hash       string    `json:"hash"`   // its hash
 	Count      uint64    `json:"count"`  // events folded in
@@ -72,6 +72,16 @@ type Header struct {
 	BodySHA256 string    `json:"bodySha256"`
 	Writer     string    `json:"writer"`
 	Signature  string    `json:"signature"` // base64 Ed25519 over the header with this field empty
+}
+
+// Pos is the covered event's position in the ledger (its place in stream
+// order, on every chain: event.Record.Pos). A ledger with only the legacy
+// chain has Pos == Index.
+func (h Header) Pos() uint64 {
+	if h.Count == 0 {
+		return h.Index
+	}
+	return h.Count - 1
 }
 
 // EventHash is the covered event's hash.
@@ -93,8 +103,8 @@ func (h Header) signedBytes() []byte {
 
 // Info names a stored snapshot.
 type Info struct {
-	Name  string
-	Index uint64
+	Name string
+	Pos  uint64 // of the covered event (Header.Pos), from the name
 	// EventTime is the header's, as the object's metadata repeats it
 	// (unsigned: for choosing only; Load checks the header). Zero when the
 	// snapshot does not say (older snapshots).
@@ -167,9 +177,10 @@ func OpenExisting(ctx context.Context, nc *nats.Conn, ledgerStream string) (*Sto
 	return newStore(ctx, js, nc, obj, ledgerStream)
 }
 
-// Name is the object name of the snapshot covering index: zero-padded, so
-// names sort by index.
-func Name(index uint64) string { return fmt.Sprintf("%020d", index) }
+// Name is the object name of the snapshot covering the event at position
+// pos (Header.Pos): zero-padded, so names sort by position. (A snapshot of
+// a ledger with only the legacy chain is named by its index, the same.)
+func Name(pos uint64) string { return fmt.Sprintf("%020d", pos) }
 
 // Put signs h (Format, Ledger, BodySHA256, Writer and Signature are filled
 // in) and stores it with body.
@@ -183,7 +194,7 @@ func (s *Store) Put(ctx context.Context, h Header, body []byte, key *writer.Key)
 	}
 	data := make([]byte, 0, len(head)+1+len(body))
 	data = append(append(append(data, head...), '\n'), body...)
-	_, err = s.obj.Put(ctx, jetstream.ObjectMeta{Name: Name(h.Index),
+	_, err = s.obj.Put(ctx, jetstream.ObjectMeta{Name: Name(h.Pos()),
 		Metadata: map[string]string{eventTimeMeta: h.EventTime.UTC().Format(time.RFC3339Nano)}}, bytes.NewReader(data))
 	return err
 }
@@ -195,7 +206,7 @@ func (s *Store) PutRaw(ctx context.Context, name string, data []byte) error {
 	return err
 }
 
-// List names the stored snapshots, newest (highest index) first.
+// List names the stored snapshots, newest (highest position) first.
 func (s *Store) List(ctx context.Context) ([]Info, error) {
 	objs, err := s.infos(ctx)
 	if err != nil {
@@ -207,13 +218,13 @@ func (s *Store) List(ctx context.Context) ([]Info, error) {
 		if err != nil {
 			continue // not a snapshot; Load would refuse it anyway
 		}
-		info := Info{Name: o.Name, Index: idx}
+		info := Info{Name: o.Name, Pos: idx}
 		if t, err := time.Parse(time.RFC3339Nano, o.Metadata[eventTimeMeta]); err == nil {
 			info.EventTime = t
 		}
 		out = append(out, info)
 	}
-	slices.SortFunc(out, func(a, b Info) int { return cmpUint(b.Index, a.Index) })
+	slices.SortFunc(out, func(a, b Info) int { return cmpUint(b.Pos, a.Pos) })
 	return out, nil
 }
 
@@ -320,7 +331,7 @@ func (r Retention) Keep(list []Info) []Info {
 			if !seen {
 				order = append(order, k)
 			}
-			if !seen || info.Index < prev.Index {
+			if !seen || info.Pos < prev.Pos {
 				first[k] = info
 			}
 		}

@@ -141,7 +141,7 @@ func follow(ctx context.Context, req Request) error {
 	defer sub.Unsubscribe()
 	fn := func(r event.Record) error {
 		if req.match(r.Event) {
-			emit(r.Event.Index, r.Raw)
+			emit(r.Pos, r.Raw)
 		}
 		return ctx.Err()
 	}

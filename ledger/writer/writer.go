@@ -1,18 +1,28 @@
 // Package writer holds the key a keyledger instance signs its ledger
 // messages with, so that verification needs no trust in the transport.
 //
-// Each group-commit message is signed with Ed25519 over
+// Each group-commit message is signed with Ed25519 for its place. A
+// message on one of the chains several writers write (package chain) is
+// signed over
+//
+//	"keyledger ledger message v2\n" || chain || "\n" || decimal previous || "\n" || SHA-256(message bytes)
+//
+// where previous is the stream sequence of the previous message on the
+// same chain (0 for its first): exactly what the writer's
+// Nats-Expected-Last-Subject-Sequence asserts, so a writer signs its place
+// without knowing, or contending for, the stream sequence the message will
+// get. A message on the legacy chain (ledgers from before chains) is signed
+// over
 //
 //	"keyledger ledger message v1\n" || decimal stream sequence || "\n" || SHA-256(message bytes)
 //
-// (the message is hashed once with SHA-256, which this hardware
-// accelerates, rather than twice with Ed25519's SHA-512: a group commit can
-// be a megabyte).
-//
-// The stream sequence is the one the message must be stored at (the
-// writer's expected last sequence plus one), so a signed message is valid at
-// exactly one place in the stream: a captured batch replayed later is out of
-// place even before its links are checked. The message bytes are the exact
+// the stream sequence it must be stored at. Either way a signed message is
+// valid at exactly one place: a captured batch replayed later, or moved to
+// another chain, is out of place even before its links are checked, and
+// the domains keep one kind of signature from passing as the other. (The
+// message is hashed once with SHA-256, which this hardware accelerates,
+// rather than twice with Ed25519's SHA-512: a group commit can be a
+// megabyte.) The message bytes are the exact
 // stored event lines the hash chain covers; the signature travels in NATS
 // headers beside them.
 //
@@ -39,9 +49,16 @@ import (
 const (
 	HeaderWriter    = "Keyledger-Writer"
 	HeaderSignature = "Keyledger-Signature"
+	// HeaderImported marks a message a restore wrote (package ledger,
+	// Import): its events were another ledger's, re-signed by the
+	// restoring writer, on whichever writer's data chain they were.
+	HeaderImported = "Keyledger-Imported"
 )
 
-const domain = "keyledger ledger message v1\n"
+const (
+	domain   = "keyledger ledger message v1\n"
+	domainV2 = "keyledger ledger message v2\n"
+)
 
 // Key is a writer's private signing key.
 type Key struct {
@@ -89,6 +106,12 @@ func (k *Key) Sign(seq uint64, data []byte) []byte {
 	return ed25519.Sign(k.priv, signingInput(seq, data))
 }
 
+// SignAt signs a message for its place on chain: after the message at
+// stream sequence prev on that chain (0: the chain's first).
+func (k *Key) SignAt(chain string, prev uint64, data []byte) []byte {
+	return ed25519.Sign(k.priv, signingInputAt(chain, prev, data))
+}
+
 // SignRaw signs data that is not a ledger message (a stored base). data
 // must start with a domain string of its own, so the signature never
 // passes as a message's.
@@ -112,6 +135,23 @@ func ParsePublic(text string) (ed25519.PublicKey, error) {
 // Verify reports whether sig is pub's signature of data at stream sequence seq.
 func Verify(pub ed25519.PublicKey, seq uint64, data, sig []byte) bool {
 	return len(sig) == ed25519.SignatureSize && ed25519.Verify(pub, signingInput(seq, data), sig)
+}
+
+// VerifyAt reports whether sig is pub's signature of data on chain after
+// the message at stream sequence prev.
+func VerifyAt(pub ed25519.PublicKey, chain string, prev uint64, data, sig []byte) bool {
+	return len(sig) == ed25519.SignatureSize && ed25519.Verify(pub, signingInputAt(chain, prev, data), sig)
+}
+
+func signingInputAt(chain string, prev uint64, data []byte) []byte {
+	sum := sha256.Sum256(data)
+	b := make([]byte, 0, len(domainV2)+len(chain)+22+len(sum))
+	b = append(b, domainV2...)
+	b = append(b, chain...)
+	b = append(b, '\n')
+	b = strconv.AppendUint(b, prev, 10)
+	b = append(b, '\n')
+	return append(b, sum[:]...)
 }
 
 func signingInput(seq uint64, data []byte) []byte {

@@ -26,6 +26,33 @@ func TestSignatureBindsBytesAndPlace(t *testing.T) {
 	}
 }
 
+func TestChainSignatureBindsChainPlaceAndBytes(t *testing.T) {
+	k := Generate()
+	data := []byte(`{"v":1}` + "\n")
+	sig := k.SignAt("w.ab", 7, data)
+	if !VerifyAt(k.Public(), "w.ab", 7, data, sig) {
+		t.Fatal("a good signature does not verify")
+	}
+	for _, c := range []struct {
+		chain string
+		prev  uint64
+		data  []byte
+	}{
+		{"w.ab", 8, data},                     // another place on the chain
+		{"c.7", 7, data},                      // another chain
+		{"w.a", 7, data},                      // a prefix of the chain name
+		{"w.ab", 7, []byte(`{"v":2}` + "\n")}, // other bytes
+	} {
+		if VerifyAt(k.Public(), c.chain, c.prev, c.data, sig) {
+			t.Errorf("the signature verifies for %q after %d over %q", c.chain, c.prev, c.data)
+		}
+	}
+	// Neither kind of signature passes as the other.
+	if Verify(k.Public(), 7, data, sig) || VerifyAt(k.Public(), "", 7, data, k.Sign(7, data)) {
+		t.Fatal("a v1 and a v2 signature are interchangeable")
+	}
+}
+
 func TestLoadOrCreateKeepsTheKeyPrivate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "writer.key")
 	k, created, err := LoadOrCreate(path)

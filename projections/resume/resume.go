@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,15 +51,20 @@ type FrontierTree interface {
 
 // Image is one snapshot of every projection.
 type Image struct {
-	Head        chain.Head                    `json:"head"`
-	Time        time.Time                     `json:"time"`    // the last event's time
-	Latest      time.Time                     `json:"latest"`  // the latest time of any event folded in (time travel)
-	Writers     map[string]string             `json:"writers"` // registered by then: ID → public key (base64)
-	Quarantined []uint64                      `json:"quarantined,omitempty"`
-	FeedNext    uint64                        `json:"feedNext"` // the index the audit feed announces next
-	Keys        keystate.Snapshot             `json:"keys"`
-	Compliance  compliance.AggregatesSnapshot `json:"compliance"`
-	Merkle      Merkle                        `json:"merkle"`
+	Head chain.Head `json:"head"` // the last event folded; Count: events on every chain
+	// Chains is every chain's head (absent in snapshots taken before
+	// chains existed, when the legacy chain ended at Head).
+	Chains      map[string]chain.ChainHead `json:"chains,omitempty"`
+	Time        time.Time                  `json:"time"`    // the last event's time
+	Latest      time.Time                  `json:"latest"`  // the latest time of any event folded in (time travel)
+	Writers     map[string]string          `json:"writers"` // registered by then: ID → public key (base64)
+	Quarantined []uint64                   `json:"quarantined,omitempty"`
+	// QuarantinedChains is the chain of each quarantined message.
+	QuarantinedChains map[uint64]string             `json:"quarantinedChains,omitempty"`
+	FeedNext          uint64                        `json:"feedNext"` // the position the audit feed announces next
+	Keys              keystate.Snapshot             `json:"keys"`
+	Compliance        compliance.AggregatesSnapshot `json:"compliance"`
+	Merkle            Merkle                        `json:"merkle"`
 }
 
 // Merkle is the tree's size, root and (from a FrontierTree) right edge:
@@ -116,6 +122,7 @@ type Projections struct {
 
 	mu      sync.Mutex
 	head    chain.Head
+	chains  chain.Heads
 	time    time.Time
 	latest  time.Time
 	writers map[string]ed25519.PublicKey
@@ -124,7 +131,7 @@ type Projections struct {
 
 // New returns empty projections over tree.
 func New(tree Tree, onTreeError func(error)) *Projections {
-	return &Projections{State: keystate.New(), Agg: compliance.NewAggregates(), Tree: tree,
+	return &Projections{State: keystate.New(), Agg: compliance.NewAggregates(), Tree: tree, chains: chain.Heads{},
 		writers: map[string]ed25519.PublicKey{}, onTree: onTreeError}
 }
 
@@ -135,8 +142,16 @@ func Restore(im *Image, tree Tree, onTreeError func(error)) (*Projections, error
 	if err != nil {
 		return nil, err
 	}
+	chains := chain.Heads(im.Chains).Clone()
+	if im.Chains == nil {
+		chains = chain.Heads{}
+		if !im.Head.Empty() {
+			h := im.Head
+			chains[chain.Legacy] = chain.ChainHead{Seq: h.Seq, Index: h.Index, Hash: h.Hash, Count: h.Count, Last: h.Seq}
+		}
+	}
 	return &Projections{State: keystate.Restore(im.Keys), Agg: compliance.RestoreAggregates(im.Compliance), Tree: tree,
-		head: im.Head, time: im.Time, latest: im.Latest, writers: w, onTree: onTreeError}, nil
+		head: im.Head, chains: chains, time: im.Time, latest: im.Latest, writers: w, onTree: onTreeError}, nil
 }
 
 // Apply folds committed records (in order) into every projection.
@@ -155,9 +170,10 @@ func (p *Projections) Apply(recs []event.Record) {
 		if r.Event.Time.After(p.latest) {
 			p.latest = r.Event.Time // clocks of several writers need not agree
 		}
+		p.chains.Add(r)
 	}
 	last := recs[len(recs)-1]
-	p.head = chain.Head{Seq: last.Seq, Index: last.Event.Index, Hash: last.Hash, Count: p.head.Count + uint64(len(recs))}
+	p.head = chain.Head{Seq: last.Seq, Index: last.Event.Index, Hash: last.Hash, Count: p.head.Count + uint64(len(recs)), Chain: last.Event.Chain}
 	p.time = last.Event.Time
 	p.writers = chain.Register(p.writers, recs)
 }
@@ -169,14 +185,21 @@ func (p *Projections) Head() chain.Head {
 	return p.head
 }
 
-// Capture takes a consistent image; quarantined lists the stream
-// sequences quarantined at or before a sequence. It holds the fold for the
-// time it takes to copy the state (not to encode or store it).
-func (p *Projections) Capture(quarantined func(seq uint64) []uint64) (*Image, error) {
+// Capture takes a consistent image; quarantined names the chains of the
+// messages quarantined at or before a stream sequence. It holds the fold
+// for the time it takes to copy the state (not to encode or store it).
+func (p *Projections) Capture(quarantined func(seq uint64) map[uint64]string) (*Image, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	im := &Image{Head: p.head, Time: p.time, Latest: p.latest, Writers: map[string]string{}, FeedNext: p.head.NextIndex(),
-		Keys: p.State.Snapshot(), Compliance: p.Agg.Snapshot(), Quarantined: quarantined(p.head.Seq)}
+	im := &Image{Head: p.head, Chains: p.chains.Clone(), Time: p.time, Latest: p.latest, Writers: map[string]string{}, FeedNext: p.head.Count,
+		Keys: p.State.Snapshot(), Compliance: p.Agg.Snapshot()}
+	if q := quarantined(p.head.Seq); len(q) > 0 {
+		im.QuarantinedChains = q
+		for seq := range q {
+			im.Quarantined = append(im.Quarantined, seq)
+		}
+		slices.Sort(im.Quarantined)
+	}
 	for id, pub := range p.writers {
 		im.Writers[id] = base64.StdEncoding.EncodeToString(pub)
 	}

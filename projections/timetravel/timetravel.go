@@ -41,9 +41,9 @@ type Folder struct {
 	state      *keystate.State
 	principals string // the PrincipalsConfigured summary in force
 	events     uint64
-	next       uint64 // the index of the next event to fold
+	next       uint64 // the position of the next event to fold
 	passed     bool
-	snapshot   *uint64 // the index the snapshot it started from covers
+	snapshot   *uint64 // the position of the last event the snapshot it started from covers
 }
 
 // NewFolder starts a fold from the ledger's first event.
@@ -57,11 +57,13 @@ func Resume(asOf time.Time, im *resume.Image) (*Folder, error) {
 	if im.Latest.IsZero() || im.Latest.After(asOf) {
 		return nil, ErrImageTooLate // an image that does not say is no use either
 	}
+	last := im.Head.Count - 1
 	return &Folder{AsOf: asOf, state: keystate.Restore(im.Keys), principals: im.Compliance.Principals,
-		events: im.Head.Count, next: im.Head.NextIndex(), snapshot: &im.Head.Index}, nil
+		events: im.Head.Count, next: im.Head.Count, snapshot: &last}, nil
 }
 
-// Next is the index of the first event the fold still needs.
+// Next is the position (event.Record.Pos) of the first event the fold
+// still needs.
 func (f *Folder) Next() uint64 { return f.next }
 
 // Fold folds the next record, or returns ErrPassed (and folds nothing more)
@@ -72,7 +74,7 @@ func (f *Folder) Fold(r event.Record) error {
 		return ErrPassed
 	}
 	f.events++
-	f.next = r.Event.Index + 1
+	f.next = r.Pos + 1
 	if b, ok := r.Event.Body.(*event.PrincipalsConfigured); ok && !r.Event.Refused() {
 		f.principals = b.Summary
 	}
@@ -118,8 +120,8 @@ type GrantView struct {
 type Answer struct {
 	AsOf         time.Time `json:"asOf"`
 	EventsFolded uint64    `json:"eventsFolded"`
-	// SnapshotIndex is the last event of the snapshot the fold started
-	// from (absent: it started from the first event).
+	// SnapshotIndex is the position of the last event of the snapshot the
+	// fold started from (absent: it started from the first event).
 	SnapshotIndex *uint64  `json:"snapshotIndex,omitempty"`
 	Exists        bool     `json:"exists"`
 	Deleted       bool     `json:"deleted,omitempty"`

@@ -127,3 +127,37 @@ func serverHeader(h nats.Header, key string) string {
 	}
 	return v[len(v)-1]
 }
+
+// ErrNotFound is Get's answer for a sequence the stream does not hold.
+var ErrNotFound = errors.New("directget: no message at that sequence")
+
+// Get reads the message at seq by a single direct get. Its headers are
+// the stored message's followed by the server's (Nats-Stream,
+// Nats-Sequence, Nats-Subject, Nats-Time-Stamp): read those with
+// ServerHeader, never with Header.Get, which takes the first value, one
+// the publisher may have chosen.
+func Get(ctx context.Context, nc *nats.Conn, stream string, seq uint64) (*nats.Msg, error) {
+	body, _ := json.Marshal(map[string]uint64{"seq": seq})
+	m, err := nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream, body)
+	if err != nil {
+		return nil, err
+	}
+	switch status := m.Header.Get("Status"); status {
+	case "":
+	case "404":
+		return nil, ErrNotFound
+	default:
+		return nil, fmt.Errorf("directget: stream %s: status %s %s", stream, status, m.Header.Get("Description"))
+	}
+	if ServerHeader(m.Header, nats.JSStream) != stream {
+		return nil, fmt.Errorf("directget: stream %s: an answer from another stream", stream)
+	}
+	if got, err := strconv.ParseUint(ServerHeader(m.Header, nats.JSSequence), 10, 64); err != nil || got != seq {
+		return nil, fmt.Errorf("directget: stream %s: asked for sequence %d, got %q", stream, seq, ServerHeader(m.Header, nats.JSSequence))
+	}
+	return m, nil
+}
+
+// ServerHeader is the value nats-server set for key on a message it
+// served (see serverHeader).
+func ServerHeader(h nats.Header, key string) string { return serverHeader(h, key) }

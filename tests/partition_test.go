@@ -1,0 +1,367 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/nats-io/nats.go"
+
+	"github.com/keyledger/keyledger/crypto/rootkey"
+	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/chain"
+)
+
+// Partitions, not just crashes: NATS nodes and gateways in network
+// namespaces of their own, on one bridge; a node is cut off from the
+// others (its link to the bridge goes down) while a gateway beside it, in
+// its namespace, still reaches it.
+
+// netLab is a set of network namespaces on one bridge, created and
+// removed by the test.
+type netLab struct {
+	t      *testing.T
+	prefix string // of every name the lab creates
+	bridge string
+	subnet string // 10.77.N
+	spaces []string
+}
+
+// run runs a command, failing the test if it fails.
+func (lab *netLab) run(args ...string) {
+	lab.t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		lab.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// newNetLab makes the bridge, or skips the test saying why it cannot.
+func newNetLab(t *testing.T) *netLab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root: run as root (or in a container with CAP_NET_ADMIN) to test partitions")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("the ip command (iproute2) is not installed: partitions are not tested")
+	}
+	var b [2]byte
+	rand.Read(b[:])
+	lab := &netLab{t: t, prefix: "kl" + hex.EncodeToString(b[:]), subnet: fmt.Sprintf("10.77.%d", 100+int(b[0])%100)}
+	probe := lab.prefix + "p"
+	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
+		t.Skipf("network namespaces are not permitted here (%v: %s): partitions are not tested", err, bytes.TrimSpace(out))
+	}
+	exec.Command("ip", "netns", "del", probe).Run()
+	lab.bridge = lab.prefix + "br"
+	lab.run("ip", "link", "add", lab.bridge, "type", "bridge")
+	t.Cleanup(func() { exec.Command("ip", "link", "del", lab.bridge).Run() })
+	lab.run("ip", "addr", "add", lab.subnet+".1/24", "dev", lab.bridge)
+	lab.run("ip", "link", "set", lab.bridge, "up")
+	return lab
+}
+
+// space makes a namespace joined to the bridge at address host (the last
+// octet) and returns its name; its host-side link is name+"h".
+func (lab *netLab) space(role string, host int) (name, addr string) {
+	lab.t.Helper()
+	name = lab.prefix + role
+	lab.run("ip", "netns", "add", name)
+	lab.t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	lab.spaces = append(lab.spaces, name)
+	lab.run("ip", "link", "add", name+"h", "type", "veth", "peer", "name", name+"c")
+	lab.run("ip", "link", "set", name+"c", "netns", name)
+	lab.run("ip", "link", "set", name+"h", "master", lab.bridge, "up")
+	addr = fmt.Sprintf("%s.%d", lab.subnet, host)
+	lab.run("ip", "netns", "exec", name, "ip", "addr", "add", addr+"/24", "dev", name+"c")
+	lab.run("ip", "netns", "exec", name, "ip", "link", "set", name+"c", "up")
+	lab.run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+	return name, addr
+}
+
+// direct adds a point-to-point link from the host to a namespace, beside
+// its link to the bridge, and returns the namespace's address on it: how
+// the test reaches a gateway on the far side of a cut.
+func (lab *netLab) direct(name string) string {
+	lab.t.Helper()
+	hostAddr, spaceAddr := "10.78."+strings.TrimPrefix(lab.subnet, "10.77.")+".1", "10.78."+strings.TrimPrefix(lab.subnet, "10.77.")+".2"
+	lab.run("ip", "link", "add", name+"d", "type", "veth", "peer", "name", name+"e")
+	lab.run("ip", "link", "set", name+"e", "netns", name)
+	lab.run("ip", "addr", "add", hostAddr+"/30", "dev", name+"d")
+	lab.run("ip", "link", "set", name+"d", "up")
+	lab.run("ip", "netns", "exec", name, "ip", "addr", "add", spaceAddr+"/30", "dev", name+"e")
+	lab.run("ip", "netns", "exec", name, "ip", "link", "set", name+"e", "up")
+	return spaceAddr
+}
+
+// cut takes a namespace's link to the bridge down (a partition), and
+// heal brings it back.
+func (lab *netLab) cut(name string)  { lab.run("ip", "link", "set", name+"h", "down") }
+func (lab *netLab) heal(name string) { lab.run("ip", "link", "set", name+"h", "up") }
+
+// inSpace is a command run in a namespace.
+func inSpace(space, bin string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", space, bin}, args...)...)
+}
+
+// TestPartitionedNodeAcknowledgesNothing: a three-node R3 cluster, each
+// node in its own namespace; two gateways in namespaces of their own talk
+// to every node, a third lives beside node n2 and talks to it alone. n2 is
+// cut off: the gateway beside it acknowledges nothing while the majority
+// (the other two nodes and gateways) serves; after the link comes back,
+// n2 and its gateway catch up, everything acknowledged on either side is
+// there and the ledger verifies. With tc netem (a kernel module) the same
+// load then runs through 50 ms of delay and 5 % loss on n2's link.
+func TestPartitionedNodeAcknowledgesNothing(t *testing.T) {
+	lab := newNetLab(t)
+	dir := t.TempDir()
+	type node struct {
+		space, addr string
+		cmd         *exec.Cmd
+		out         *syncBuffer
+	}
+	var nodes []*node
+	for i := range 3 {
+		space, addr := lab.space(fmt.Sprintf("n%d", i), 10+i)
+		nodes = append(nodes, &node{space: space, addr: addr})
+	}
+	var routes []string
+	for _, n := range nodes {
+		routes = append(routes, "nats-route://"+n.addr+":6222")
+	}
+	for i, n := range nodes {
+		conf := filepath.Join(dir, fmt.Sprintf("n%d.conf", i))
+		text := fmt.Sprintf("server_name: n%d\nlisten: %s:4222\njetstream { store_dir: %q }\ncluster { name: part, listen: %s:6222, routes: [%s] }\n",
+			i, n.addr, filepath.Join(dir, fmt.Sprintf("n%d", i)), n.addr, strings.Join(routes, ", "))
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.out = &syncBuffer{}
+		n.cmd = inSpace(n.space, natsServerBinary(t), "-c", conf)
+		n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
+		if err := n.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.cmd.Process.Signal(syscall.SIGKILL); n.cmd.Wait() })
+	}
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, "nats://"+n.addr+":4222")
+	}
+	all := strings.Join(urls, ",")
+	waitUntil(t, 60*time.Second, "the cluster to form", func() bool {
+		nc, err := nats.Connect(all, nats.Timeout(time.Second))
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		_, err = nc.Request("$JS.API.INFO", nil, 2*time.Second)
+		return err == nil
+	})
+
+	principals := filepath.Join(dir, "principals.json")
+	if err := os.WriteFile(principals, []byte(testPrincipals), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rootFile := filepath.Join(dir, "root.key")
+	if _, _, err := rootkey.LoadOrCreate(rootFile); err != nil {
+		t.Fatal(err)
+	}
+	type gateway struct {
+		name, space, endpoint string
+		cmd                   *exec.Cmd
+		log                   *syncBuffer
+		data                  string
+	}
+	startGateway := func(name, space, addr, natsURL string) *gateway {
+		g := &gateway{name: name, space: space, endpoint: "http://" + addr + ":8080", log: &syncBuffer{}, data: filepath.Join(dir, name)}
+		g.cmd = inSpace(space, binary, "serve", "--listen", "0.0.0.0:8080", "--insecure-http", "--nats-url", natsURL, "--replicas", "3",
+			"--principals", principals, "--root-key-file", rootFile, "--log-level", "info")
+		g.cmd.Env = append(os.Environ(), "KEYLEDGER_DATA_DIR="+g.data)
+		g.cmd.Stdout, g.cmd.Stderr = g.log, g.log
+		if err := g.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.cmd.Process.Signal(syscall.SIGKILL); g.cmd.Wait() })
+		return g
+	}
+	ready := func(g *gateway) func() bool {
+		c := newClient(g.endpoint, testCredentials["admin"][0], testCredentials["admin"][1])
+		return func() bool {
+			_, err := c.ListKeys(context.Background(), &kms.ListKeysInput{})
+			return err == nil
+		}
+	}
+	s0, a0 := lab.space("g0", 20)
+	s1, a1 := lab.space("g1", 21)
+	gws := []*gateway{startGateway("g0", s0, a0, all)}
+	if !waitFor60(ready(gws[0])) {
+		t.Fatalf("g0 does not serve; its log:\n%s\nn0:\n%s", gws[0].log.String(), nodes[0].out.String())
+	}
+	gws = append(gws, startGateway("g1", s1, a1, all))
+	// g2 lives in n2's namespace and talks to n2 only; the test reaches it
+	// over a link of its own, which the cut below leaves up.
+	gws = append(gws, startGateway("g2", nodes[2].space, lab.direct(nodes[2].space), urls[2]))
+	t.Setenv("AWS_ACCESS_KEY_ID", testCredentials["admin"][0])
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testCredentials["admin"][1])
+	for _, g := range gws[1:] {
+		waitUntil(t, 30*time.Second, g.name+" to start unregistered", func() bool { return strings.Contains(g.log.String(), "writer register") })
+		code, pub := cli(t, "writer", "pubkey", "--data-dir", g.data)
+		if code != 0 {
+			t.Fatal(pub)
+		}
+		if code, out := cli(t, "writer", "register", "--url", gws[0].endpoint, "--pubkey", strings.TrimSpace(pub)); code != 0 {
+			t.Fatalf("register %s: %s", g.name, out)
+		}
+		waitUntil(t, 30*time.Second, g.name+" to serve", ready(g))
+	}
+	ctx := context.Background()
+	clients := make([]*kms.Client, len(gws))
+	for i, g := range gws {
+		clients[i] = newClient(g.endpoint, testCredentials["admin"][0], testCredentials["admin"][1])
+	}
+	out, err := clients[0].CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("partitioned")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := *out.KeyMetadata.KeyId
+	waitUntil(t, 10*time.Second, "g2 to know the key", func() bool {
+		_, err := clients[2].DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &key})
+		return err == nil
+	})
+
+	// load drives Encrypts at the gateways for d and returns what each
+	// acknowledged.
+	type acked struct{ blob, pt []byte }
+	load := func(d time.Duration, on ...int) (map[int][]acked, map[int]int) {
+		var mu sync.Mutex
+		got, failed := map[int][]acked{}, map[int]int{}
+		stop := time.Now().Add(d)
+		var wg sync.WaitGroup
+		for _, gi := range on {
+			for w := range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; time.Now().Before(stop); i++ {
+						pt := []byte(fmt.Sprintf("g%d-%d-%d", gi, w, i))
+						cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+						o, err := clients[gi].Encrypt(cctx, &kms.EncryptInput{KeyId: &key, Plaintext: pt})
+						cancel()
+						mu.Lock()
+						if err == nil {
+							got[gi] = append(got[gi], acked{o.CiphertextBlob, pt})
+						} else {
+							if failed[gi]++; failed[gi] == 1 {
+								t.Logf("g%d: first failure: %v", gi, err)
+							}
+						}
+						mu.Unlock()
+						if err != nil {
+							time.Sleep(50 * time.Millisecond)
+						}
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		return got, failed
+	}
+	before, _ := load(2*time.Second, 0, 1, 2)
+	if len(before[2]) == 0 {
+		t.Fatal("g2 acknowledged nothing before the partition")
+	}
+
+	// Cut n2 off. Requests g2 started a moment after the cut are never
+	// acknowledged; the majority keeps serving, once it elected new
+	// leaders where n2 led (nats-server's Raft election timeout is 4–9 s)
+	// and a gateway connected to n2 noticed (two missed pings, 2 s apart)
+	// and reconnected to another node: a window of 15 s holds both.
+	lab.cut(nodes[2].space)
+	t.Logf("n2 cut off")
+	time.Sleep(time.Second)
+	during, failed := load(15*time.Second, 0, 1, 2)
+	t.Logf("during the partition: g0 %d acknowledged (%d failed), g1 %d (%d), g2 %d (%d)",
+		len(during[0]), failed[0], len(during[1]), failed[1], len(during[2]), failed[2])
+	if len(during[2]) != 0 {
+		t.Errorf("the minority side's gateway acknowledged %d requests", len(during[2]))
+	}
+	if failed[2] == 0 {
+		t.Error("the minority side's gateway was never asked")
+	}
+	if len(during[0])+len(during[1]) < 20 {
+		t.Errorf("the majority served only %d requests while n2 was cut off", len(during[0])+len(during[1]))
+	}
+
+	lab.heal(nodes[2].space)
+	t.Logf("n2 back")
+	waitUntil(t, 60*time.Second, "g2 to serve again", ready(gws[2]))
+	after, _ := load(2*time.Second, 0, 1, 2)
+	if len(after[2]) == 0 {
+		t.Error("g2 acknowledged nothing after the partition healed")
+	}
+
+	// netem: delay and loss on n2's link under load, when the kernel has it.
+	if err := exec.Command("ip", "netns", "exec", nodes[2].space, "tc", "qdisc", "add", "dev", nodes[2].space+"c",
+		"root", "netem", "delay", "50ms", "loss", "5%").Run(); err != nil {
+		t.Logf("tc netem is not available here (%v: no sch_netem in this kernel): delay and loss are not tested", err)
+	} else {
+		lossy, lf := load(6*time.Second, 0, 1, 2)
+		t.Logf("with 50 ms delay and 5 %% loss on n2's link: %d, %d, %d acknowledged (%v failed)", len(lossy[0]), len(lossy[1]), len(lossy[2]), lf)
+		exec.Command("ip", "netns", "exec", nodes[2].space, "tc", "qdisc", "del", "dev", nodes[2].space+"c", "root").Run()
+		for gi, a := range lossy {
+			after[gi] = append(after[gi], a...)
+		}
+	}
+
+	// Nothing acknowledged on any side is lost, on any gateway.
+	for _, set := range []map[int][]acked{before, during, after} {
+		for gi, as := range set {
+			for i := 0; i < len(as); i += max(1, len(as)/20) {
+				for ci, c := range clients {
+					o, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: as[i].blob})
+					if err != nil || !bytes.Equal(o.Plaintext, as[i].pt) {
+						t.Fatalf("a ciphertext g%d acknowledged does not decrypt on g%d: %v", gi, ci, err)
+					}
+				}
+			}
+		}
+	}
+	nc, err := nats.Connect(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	l, err := ledger.Open(ctx, nc, ledger.Config{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := chain.Audit(ctx, l)
+	if err != nil || len(rep.Quarantined) > 0 {
+		t.Fatalf("audit after healing: %v %v", err, rep.Quarantined)
+	}
+	if code, out := cli(t, "audit", "verify", "--nats-url", all); code != 0 || !strings.Contains(out, "OK:") {
+		t.Fatalf("audit verify: exit %d\n%s", code, out)
+	}
+}
+
+// waitFor60 polls cond for a minute.
+func waitFor60(cond func() bool) bool {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return false
+}

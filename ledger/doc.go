@@ -79,6 +79,14 @@
 // change per message (plus its fences): an instance serializes its changes
 // anyway, and AWS allows a few a second.
 //
+// Turns on a busy chain are fair (contention.go): the instance that just
+// won would otherwise win every race, since the loser must fold the
+// winner's change before it can try again. A change that loses publishes a
+// contention notice (core NATS, <Subject>.contended); the other instances
+// hold their next change on those chains for a few milliseconds. A notice
+// is a courtesy, not a lock: losing one costs a turn, forging them a few
+// milliseconds per change.
+//
 // # Following, and read-your-writes
 //
 // One goroutine per instance folds the stream in order (follow.go): its own

@@ -193,7 +193,7 @@ func (l *Ledger) tryChange(ctx context.Context, ev *event.Event, at Positions, p
 	nms := make([]*nats.Msg, len(msgs))
 	for i, m := range msgs {
 		recHash := event.Of(m.data[:len(m.data)-1])
-		owns[i] = l.own(&ownMsg{chain: m.name, msgID: messageID(m.name, m.ev.Index, recHash), data: m.data, evs: append([]*event.Event(nil), m.ev)})
+		owns[i] = l.own(&ownMsg{chain: m.name, msgID: l.changeMessageID(m.name, m.ev.Index, recHash), data: m.data, evs: append([]*event.Event(nil), m.ev)})
 		nms[i] = l.signed(cur, m.name, m.last, m.data, owns[i])
 		nms[i].Header.Set(jetstream.MsgIDHeader, owns[i].msgID)
 		nms[i].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(localSeq(cur, m.last), 10))
@@ -349,6 +349,20 @@ func (l *Ledger) publishChange(ctx context.Context, msgs []*nats.Msg) (uint64, e
 		return 0, fmt.Errorf("ledger: a change's batch of %d messages was stored as %d", len(msgs), ack.Count)
 	}
 	return ack.Seq, nil
+}
+
+// changeMessageID is the Nats-Msg-Id of a change's message on control
+// chain name: what messageID gives, and this instance's writer. Two
+// instances can make byte-identical changes (a seed at start under one
+// clock, a replicated event), and JetStream would take the second for a
+// retry of the first — acknowledged, not stored — and each instance's
+// follower would take the other's message for its own.
+func (l *Ledger) changeMessageID(name string, index uint64, first event.Hash) string {
+	id := messageID(name, index, first)
+	if w := l.cfg.Writer; w != nil {
+		id += "-" + w.ID()
+	}
+	return id
 }
 
 // wrongLastSequence is the sequence JetStream's wrong-last-sequence

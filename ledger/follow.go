@@ -109,7 +109,7 @@ func (l *Ledger) claimStored(m chain.Message, msgID string) *ownMsg {
 	l.omu.Lock()
 	defer l.omu.Unlock()
 	o := l.ownID[msgID]
-	if o == nil || o.claimed || o.chain != m.Chain || !bytes.Equal(o.data, m.Data) || o.seq != 0 && o.seq != m.Seq {
+	if o == nil || o.claimed || o.chain != m.Chain || o.writer != m.Writer || !bytes.Equal(o.data, m.Data) || o.seq != 0 && o.seq != m.Seq {
 		return nil
 	}
 	o.seq = m.Seq // its acknowledgement, late or lost, would say the same

@@ -11,11 +11,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -543,5 +545,66 @@ func TestServeSeedFlag(t *testing.T) {
 	}
 	if seeds != 3 { // the refused start, and one per start
 		t.Fatalf("%d Seed events, want 3", seeds)
+	}
+}
+
+// TestSeedOnTwoGatewaysAtOnce: two gateways of one deployment seeding the
+// same file at the same moment (as every instance's `serve --seed` does at
+// start) create each key and alias once: a seed is one change, fenced on
+// its keys and aliases, and the loser plans again from what the winner
+// recorded.
+func TestSeedOnTwoGatewaysAtOnce(t *testing.T) {
+	port := freePort(t)
+	startNATS(t, t.TempDir(), port)
+	gws := gateways(t, "nats://127.0.0.1:"+strconv.Itoa(port), 2)
+	var file strings.Builder
+	file.WriteString("account: \"111122223333\"\nkeys:\n")
+	const n = 30
+	for i := range n {
+		fmt.Fprintf(&file, "  - keyId: 00000000-0000-4000-8000-%012d\n    aliases: [alias/at-once-%d]\n", i, i)
+	}
+	path := filepath.Join(t.TempDir(), "seed.yaml")
+	if err := os.WriteFile(path, []byte(file.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	outs, errs := make([]*keyservice.SeedOutput, 2), make([]error, 2)
+	ready := make(chan struct{})
+	for i, g := range gws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-ready
+			outs[i], errs[i] = seedInstance(t, g, path, false)
+		}()
+	}
+	close(ready)
+	wg.Wait()
+	created := 0
+	for i := range gws {
+		if errs[i] != nil {
+			t.Fatalf("seed through gateway %d: %v", i, errs[i])
+		}
+		for _, k := range outs[i].Keys {
+			if k.Created {
+				created++
+			}
+		}
+	}
+	if created != n {
+		t.Fatalf("%d keys reported created by the two seeds, want %d", created, n)
+	}
+	caughtUp(t, gws...)
+	var keys, aliases int
+	for _, r := range gws[0].records() {
+		switch r.Event.Body.(type) {
+		case *event.KeyCreated:
+			keys++
+		case *event.AliasCreated:
+			aliases++
+		}
+	}
+	if keys != n || aliases != n {
+		t.Fatalf("%d KeyCreated and %d AliasCreated events in the ledger, want %d of each", keys, aliases, n)
 	}
 }

@@ -59,6 +59,13 @@ func changeOf(ctx context.Context) *change {
 // recording, under the service's exclusive lock, again while it loses
 // races (errLostRace), at most maxChangeAttempts times.
 func changing[T any](ctx context.Context, s *Service, fn func(ctx context.Context) (T, error)) (T, error) {
+	return changingAtMost(ctx, s, maxChangeAttempts, fn)
+}
+
+// changingAtMost is changing with its own bound on attempts: an operation
+// that records many events (a seed) may lose once per event another
+// instance records meanwhile, and each loss still leaves it further on.
+func changingAtMost[T any](ctx context.Context, s *Service, attempts int, fn func(ctx context.Context) (T, error)) (T, error) {
 	defer s.exclusive()()
 	for attempt := 1; ; attempt++ {
 		c := &change{at: s.ledger.Positions()}
@@ -66,7 +73,7 @@ func changing[T any](ctx context.Context, s *Service, fn func(ctx context.Contex
 		if !errors.Is(err, errLostRace) {
 			return out, err
 		}
-		if attempt == maxChangeAttempts {
+		if attempt >= attempts {
 			s.log.Warn("a change lost every race to other instances' changes; answered ThrottlingException", "attempts", attempt)
 			var zero T
 			return zero, errBusy

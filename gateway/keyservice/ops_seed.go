@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strconv"
 
 	"github.com/keyledger/keyledger/crypto/keyspec"
@@ -170,13 +171,17 @@ func (s *Service) seed(ctx context.Context, c Caller, ev *event.Event, in *SeedI
 	// Planning and recording are one change (change.go): a seed that loses
 	// a race to another instance plans again from the new state, and what
 	// it recorded before the loss is then found done.
-	return changing(ctx, s, func(ctx context.Context) (*SeedOutput, error) {
-		return s.applySeed(ctx, c, as, ev, in, fresh, withActor)
+	// What every attempt recorded, by key id: a later attempt finds it
+	// done, and the answer reports it all the same.
+	recorded := map[string][]string{}
+	attempts := maxChangeAttempts + 4*len(in.Keys) // a few events per entry
+	return changingAtMost(ctx, s, attempts, func(ctx context.Context) (*SeedOutput, error) {
+		return s.applySeed(ctx, c, as, ev, in, fresh, recorded, withActor)
 	})
 }
 
 // applySeed plans every entry against the key state and records the plan.
-func (s *Service) applySeed(ctx context.Context, c Caller, as Caller, ev *event.Event, in *SeedInput, fresh map[int]freshMaterial, withActor bool) (*SeedOutput, error) {
+func (s *Service) applySeed(ctx context.Context, c Caller, as Caller, ev *event.Event, in *SeedInput, fresh map[int]freshMaterial, recorded map[string][]string, withActor bool) (*SeedOutput, error) {
 	acct := as.Account
 	plans := make([]seedPlan, len(in.Keys))
 	ids, aliases := map[string]string{}, map[string]string{}
@@ -207,7 +212,7 @@ func (s *Service) applySeed(ctx context.Context, c Caller, as Caller, ev *event.
 	out := &SeedOutput{Keys: []SeedResult{}}
 	var created, changed int
 	for i, p := range plans {
-		res := SeedResult{Entry: p.key.Entry, KeyId: p.id, Created: p.create != nil, Note: p.note}
+		res := SeedResult{Entry: p.key.Entry, KeyId: p.id, Note: p.note}
 		dependOn(ctx, keyPartition(p.id))
 		for _, a := range p.key.Aliases {
 			touch(ctx, aliasPartition(acct, a))
@@ -221,7 +226,7 @@ func (s *Service) applySeed(ctx context.Context, c Caller, as Caller, ev *event.
 			if err := s.record(ctx, e); err != nil {
 				return err
 			}
-			res.Changes = append(res.Changes, op)
+			recorded[p.id] = append(recorded[p.id], op)
 			return nil
 		}
 		if p.create != nil {
@@ -259,8 +264,10 @@ func (s *Service) applySeed(ctx context.Context, c Caller, as Caller, ev *event.
 				return nil, err
 			}
 		}
+		res.Changes = recorded[p.id]
+		res.Created = slices.Contains(res.Changes, "CreateKey")
 		switch {
-		case p.create != nil:
+		case res.Created:
 			created++
 		case len(res.Changes) > 0:
 			changed++

@@ -13,7 +13,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/nats-io/nats.go"
 
+	"github.com/keyledger/keyledger/gateway/sigv4"
+	"github.com/keyledger/keyledger/gateway/writerclient"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/writer"
 )
 
 // Attacks on issue 19 (several writers): a NATS client holding the
@@ -179,5 +182,35 @@ func TestForgedContentionNoticesStallTheDataPlane(t *testing.T) {
 	}
 	if e1*10 < e0*6 {
 		t.Fatalf("forged contention notices cut Encrypts from %d to %d in 2 s (a change waits out the pause under the service's exclusive lock)", e0, e1)
+	}
+}
+
+// TestOnlyTheOperatorRegistersWriters: a registered writer key is trusted
+// by every reader to sign any chain: the data chain it names and every
+// control chain, i.e. every account's keys, policies and grants. So
+// registering one is a service-wide operation, like unsealing, root key
+// rotation and seeding (authorizeOperator: "a keyledger:* policy in any
+// other account is not enough"). RegisterWriter checks only the caller's
+// identity policy: the administrator of another tenant account, with
+// Action "*" in its own account, registers a key of its choosing.
+func TestOnlyTheOperatorRegistersWriters(t *testing.T) {
+	iam := strings.Replace(testPrincipals, `"444455556666":{"users":{`, `"444455556666":{"users":{
+  "mallory":{"accessKeys":[{"id":"AKIAMALLORY000001","secret":"mallory-secret-000000001"}],
+   "policies":[{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}]},`, 1)
+	port := freePort(t)
+	startNATS(t, t.TempDir(), port)
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+	a := start(t, withNATS(url), withOwnWriter(), withOperator(testAccount), withPrincipals(iam))
+	ctx := context.Background()
+	rogue := writer.Generate()
+	c := &writerclient.Client{Endpoint: a.endpoint, Region: testRegion,
+		Credentials: sigv4.Credentials{AccessKeyID: "AKIAMALLORY000001", Secret: "mallory-secret-000000001"}}
+	r, err := c.Register(ctx, rogue.PublicText())
+	if err == nil || a.node.Ledger.Registered(rogue.ID()) {
+		t.Fatalf("the administrator of tenant account %s registered a writer key of its own (%+v, %v): "+
+			"its signatures are now accepted on every account's control chains", otherAccount, r, err)
+	}
+	if !strings.Contains(err.Error(), "AccessDenied") {
+		t.Fatalf("registering a writer from another account: %v, want AccessDenied", err)
 	}
 }

@@ -2,6 +2,10 @@ package tests
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/nats-io/nats.go"
 
+	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/gateway/sigv4"
 	"github.com/keyledger/keyledger/gateway/writerclient"
 	"github.com/keyledger/keyledger/ledger/chain"
@@ -212,5 +217,131 @@ func TestOnlyTheOperatorRegistersWriters(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "AccessDenied") {
 		t.Fatalf("registering a writer from another account: %v, want AccessDenied", err)
+	}
+}
+
+// TestKill9MidAliasMove: an alias moved between keys is one atomic batch
+// over three control chains (the alias's and both keys'). A gateway killed
+// with SIGKILL while moving aliases back and forth as fast as it can, then
+// restarted: the other gateway changes the same alias and keys at once
+// (no batch left half-open blocks them), both end with the same state,
+// every acknowledged move is in the ledger, and audit verify passes.
+func TestKill9MidAliasMove(t *testing.T) {
+	port := freePort(t)
+	startNATS(t, t.TempDir(), port)
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+	dir := t.TempDir()
+	principalsFile := filepath.Join(dir, "principals.json")
+	if err := os.WriteFile(principalsFile, []byte(testPrincipals), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rootFile := filepath.Join(dir, "root.key")
+	if _, _, err := rootkey.LoadOrCreate(rootFile); err != nil {
+		t.Fatal(err)
+	}
+	var gws []*gatewayProc
+	for i := range 2 {
+		g := &gatewayProc{t: t, name: fmt.Sprintf("g%d", i), dataDir: filepath.Join(dir, fmt.Sprintf("g%d", i)), port: freePort(t),
+			args: []string{"--nats-url", url, "--principals", principalsFile, "--root-key-file", rootFile, "--log-level", "info"}}
+		g.start()
+		t.Cleanup(g.kill9)
+		gws = append(gws, g)
+		if i == 0 {
+			waitUntil(t, 60*time.Second, "g0 to serve", g.ready)
+			continue
+		}
+		waitUntil(t, 30*time.Second, "g1 to start unregistered", func() bool { return strings.Contains(g.log.String(), "keyledger writer register") })
+		code, pub := cli(t, "writer", "pubkey", "--data-dir", g.dataDir)
+		if code != 0 {
+			t.Fatalf("writer pubkey: %s", pub)
+		}
+		t.Setenv("AWS_ACCESS_KEY_ID", testCredentials["admin"][0])
+		t.Setenv("AWS_SECRET_ACCESS_KEY", testCredentials["admin"][1])
+		if code, out := cli(t, "writer", "register", "--url", gws[0].endpoint, "--pubkey", strings.TrimSpace(pub)); code != 0 {
+			t.Fatalf("writer register: exit %d\n%s", code, out)
+		}
+		waitUntil(t, 30*time.Second, "g1 to serve", g.ready)
+	}
+	g0, g1 := gws[0], gws[1]
+	ctx := context.Background()
+	c0 := newClient(g0.endpoint, testCredentials["admin"][0], testCredentials["admin"][1])
+	var keys []string
+	for range 3 {
+		out, err := c0.CreateKey(ctx, &kms.CreateKeyInput{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, *out.KeyMetadata.KeyId)
+	}
+	alias := "alias/moving"
+	if _, err := c0.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: &alias, TargetKeyId: &keys[0]}); err != nil {
+		t.Fatal(err)
+	}
+	var moves atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				k := keys[(w+i)%len(keys)]
+				_, err := c0.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: &alias, TargetKeyId: &k})
+				if errCode(err) == "?" {
+					return // killed
+				}
+				if err == nil {
+					moves.Add(1)
+				}
+			}
+		}()
+	}
+	waitUntil(t, 20*time.Second, "alias moves", func() bool { return moves.Load() > 50 })
+	time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+	g0.kill9()
+	wg.Wait()
+	t.Logf("%d moves acknowledged before the kill", moves.Load())
+	// The other gateway moves the alias and changes the keys at once.
+	c1 := newClient(g1.endpoint, testCredentials["admin"][0], testCredentials["admin"][1])
+	t0 := time.Now()
+	for _, k := range keys {
+		if _, err := c1.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: &alias, TargetKeyId: &k}); err != nil {
+			t.Fatalf("g1 moving the alias after g0 was killed: %v", err)
+		}
+		if _, err := c1.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &k}); err != nil {
+			t.Fatalf("g1 disabling a key after g0 was killed: %v", err)
+		}
+	}
+	t.Logf("g1 changed the alias and keys in %v after the kill", time.Since(t0))
+	g0.start()
+	waitUntil(t, 60*time.Second, "g0 to serve again", g0.ready)
+	c0 = newClient(g0.endpoint, testCredentials["admin"][0], testCredentials["admin"][1])
+	want := keys[len(keys)-1]
+	for _, c := range []*kms.Client{c0, c1} {
+		var got string
+		for range 100 { // other instances' lag: milliseconds
+			out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &alias})
+			if err == nil {
+				got = *out.KeyMetadata.KeyId
+				if got == want && out.KeyMetadata.KeyState == "Disabled" {
+					break
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got != want {
+			t.Fatalf("the alias points to %s, want %s", got, want)
+		}
+	}
+	if code, out := cli(t, "audit", "verify", "--nats-url", url); code != 0 || !strings.Contains(out, "OK:") {
+		t.Fatalf("audit verify after kill -9 mid alias move: exit %d\n%s", code, out)
+	}
+	// Every acknowledged move is in the ledger.
+	code, out := cli(t, "audit", "export", "--nats-url", url, "--format", "jsonl")
+	if code != 0 {
+		t.Logf("audit export: exit %d (%s); counting skipped", code, tail(out, 300))
+		return
+	}
+	if n := int64(strings.Count(out, `"UpdateAlias"`)); n < moves.Load() {
+		t.Fatalf("%d UpdateAlias events in the ledger, %d acknowledged", n, moves.Load())
 	}
 }

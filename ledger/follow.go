@@ -197,6 +197,14 @@ func (l *Ledger) follower() {
 				failures = 0
 				continue
 			}
+			if pastEnd(err) {
+				// The target is beyond what the stream holds: an
+				// announcement (core NATS, unauthenticated) of a sequence
+				// not stored. Folded up to the end already; no back-off,
+				// or a stream of such notices would stall every request.
+				l.clampTarget()
+				continue
+			}
 			failures++
 			if failures == 1 || failures%20 == 0 {
 				l.cfg.Logger.Warn("ledger: following the stream", "error", err, "folded", l.folded.Load(), "target", target)
@@ -217,6 +225,13 @@ func (l *Ledger) follower() {
 			return
 		}
 	}
+}
+
+// pastEnd reports whether err is a read of a sequence past the stream's
+// last, which is no damage: nothing is stored there yet.
+func pastEnd(err error) bool {
+	var ue *UnreadableError
+	return errors.As(err, &ue) && ue.Last > 0 && ue.Seq > ue.Last
 }
 
 // stopFollower stops the follower once it folded every message this

@@ -38,14 +38,14 @@ func withRoot(k rootkey.Key) option { return func(i *instance) { i.root = k } }
 // gateways starts n instances of one deployment on the NATS server at
 // url, each with its own writer key and the same root key: the first
 // registers its key itself, the others are registered through it (what
-// `keyledger writer register` sends), and each then writes without a
-// restart.
+// `keyledger writer register` sends, as admin of the operator account),
+// and each then writes without a restart.
 func gateways(t *testing.T, url string, n int, opts ...option) []*instance {
 	t.Helper()
-	first := start(t, append([]option{withNATS(url), withOwnWriter()}, opts...)...)
+	first := start(t, append([]option{withNATS(url), withOwnWriter(), withOperator(testAccount)}, opts...)...)
 	gws := []*instance{first}
 	for len(gws) < n {
-		in := start(t, append([]option{withNATS(url), withOwnWriter(), withRoot(first.root)}, opts...)...)
+		in := start(t, append([]option{withNATS(url), withOwnWriter(), withRoot(first.root), withOperator(testAccount)}, opts...)...)
 		register(t, first, in)
 		gws = append(gws, in)
 	}
@@ -99,8 +99,8 @@ func TestSecondGatewayIsRegisteredNotCopied(t *testing.T) {
 	port := freePort(t)
 	startNATS(t, t.TempDir(), port)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
-	a := start(t, withNATS(url), withOwnWriter())
-	b := start(t, withNATS(url), withOwnWriter(), withRoot(a.root))
+	a := start(t, withNATS(url), withOwnWriter(), withOperator(testAccount))
+	b := start(t, withNATS(url), withOwnWriter(), withRoot(a.root), withOperator(testAccount))
 	ctx := context.Background()
 	_, err := b.kms.CreateKey(ctx, &kms.CreateKeyInput{})
 	if code := errCode(err); code != "ServiceUnavailableException" {

@@ -148,6 +148,7 @@ type instance struct {
 	sealFile  string              // withSeal: a passphrase seal file, unsealed at each start
 	operator  string              // withOperator
 	seedDev   bool                // withSeedDev
+	iam       string              // withPrincipals (default testPrincipals)
 }
 
 type option func(*instance)
@@ -180,6 +181,10 @@ func withSeal(path string) option { return func(i *instance) { i.sealFile = path
 
 // withOperator names the operator account (service-wide operations).
 func withOperator(account string) option { return func(i *instance) { i.operator = account } }
+
+// withPrincipals serves the principals configuration doc instead of
+// testPrincipals.
+func withPrincipals(doc string) option { return func(i *instance) { i.iam = doc } }
 
 // withSeedDev accepts known key material in seeds (serve --seed-dev).
 func withSeedDev() option { return func(i *instance) { i.seedDev = true } }
@@ -225,7 +230,11 @@ func (i *instance) up() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := principals.Parse([]byte(testPrincipals))
+	doc := testPrincipals
+	if i.iam != "" {
+		doc = i.iam
+	}
+	dir, err := principals.Parse([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ const writerUsage = `usage:
   keyledger writer register --url URL --pubkey KEY
       register another instance's writer public key (as pubkey prints it) through
       the registered instance at URL, signing with AWS_ACCESS_KEY_ID and
-      AWS_SECRET_ACCESS_KEY (a principal allowed keyledger:RegisterWriter)
+      AWS_SECRET_ACCESS_KEY (an operator-account principal allowed keyledger:RegisterWriter)
   keyledger writer list --url URL
       list the registered writers
 `

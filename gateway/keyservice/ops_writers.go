@@ -35,13 +35,14 @@ var errNotRegistered = &Error{Code: "ServiceUnavailableException",
 // RegisterWriter registers another instance's writer public key (base64
 // Ed25519, as `keyledger writer pubkey` prints it), recorded as a
 // WriterRegistered event this instance signs. It needs
-// keyledger:RegisterWriter. Registering a key twice records nothing the
+// keyledger:RegisterWriter, in the operator account: a writer's signature
+// is accepted on every chain, so on every account's keys. Registering a key twice records nothing the
 // second time.
 func (s *Service) RegisterWriter(ctx context.Context, c Caller, publicKey string) (RegisteredWriter, error) {
 	return changing(ctx, s, func(ctx context.Context) (RegisteredWriter, error) {
 		touch(ctx, servicePartition)
 		ev := s.newEvent(c, "RegisterWriter")
-		if err := s.authorizeIdentity(c, "keyledger:RegisterWriter", "*"); err != nil {
+		if err := s.authorizeOperator(c, "keyledger:RegisterWriter"); err != nil {
 			return RegisteredWriter{}, s.refuse(ctx, ev, err)
 		}
 		pub, err := writer.ParsePublic(publicKey)
@@ -61,9 +62,9 @@ func (s *Service) RegisterWriter(ctx context.Context, c Caller, publicKey string
 }
 
 // Writers lists the registered writers (ID → public key), for whoever may
-// register them.
+// register them (the operator account's principals).
 func (s *Service) Writers(c Caller) (map[string]string, error) {
-	if err := s.authorizeIdentity(c, "keyledger:RegisterWriter", "*"); err != nil {
+	if err := s.authorizeOperator(c, "keyledger:RegisterWriter"); err != nil {
 		return nil, err
 	}
 	if s.writers == nil {

@@ -2,13 +2,22 @@ package tests
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/nats-io/nats.go"
+
+	"github.com/keyledger/keyledger/crypto/regionkey"
+	"github.com/keyledger/keyledger/ledger/writer"
 )
 
 // Attacks on multi-Region keys (issue 20), from outside: what a caller of
@@ -72,3 +81,184 @@ func isCode(err error, code string) bool {
 }
 
 func containsCreating(err error) bool { return strings.Contains(err.Error(), "is creating") }
+
+// replicationEnvelope is the wire form of a replication message
+// (keyservice's envelope), as an attacker would write it.
+type replicationEnvelope struct {
+	V      int             `json:"v"`
+	From   string          `json:"from"`
+	To     string          `json:"to"`
+	Kind   string          `json:"kind"`
+	Key    string          `json:"key"`
+	Writer string          `json:"writer"`
+	Body   json.RawMessage `json:"body"`
+	Sig    []byte          `json:"sig"`
+}
+
+func forgeEnvelope(w *writer.Key, from, to, kind, key string, body []byte) []byte {
+	sum := sha256.Sum256(body)
+	in := append([]byte("keyledger replication message v1\n"+from+"\n"+to+"\n"+kind+"\n"+key+"\n"), sum[:]...)
+	env := replicationEnvelope{V: 1, From: from, To: to, Kind: kind, Key: key, Body: body}
+	if w != nil {
+		env.Writer, env.Sig = w.ID(), w.SignRaw(in)
+	}
+	data, _ := json.Marshal(env)
+	return data
+}
+
+// TestMultiRegionForgedReplicationRefused: a NATS client with keyledger's
+// NATS access (here: an unauthenticated external NATS, as a stolen
+// credential gives) publishes into the replication subjects: garbage, an
+// unsigned sync, a sync signed by its own writer key and one naming
+// keyledger's writer with the attacker's signature (each claiming a newer
+// version, another primary and other material), a forged hello swapping
+// the region's replication key, replays of every message it recorded
+// (an older sync with what to create the replica with, older acks), a
+// message on a malformed subject and a near-maximal one. Neither region
+// records anything, both keep serving, the replica keeps its material and
+// its primary, and replication keeps working afterwards.
+func TestMultiRegionForgedReplicationRefused(t *testing.T) {
+	natsURL, _ := startDomain(t, "hub", "")
+	r := startRegions(t, []string{usEast, euWest}, func(r *regionSet) { r.natsURL = natsURL }, withMultiRegion())
+	ctx := context.Background()
+	us, eu := r.client("admin", usEast), r.client("admin", euWest)
+
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	var recorded []*nats.Msg
+	if _, err := nc.Subscribe("keyledger.mrk.>", func(m *nats.Msg) {
+		mu.Lock()
+		recorded = append(recorded, m)
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+
+	id := r.clientKey(t, us, true)
+	if _, err := us.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String(euWest)}); err != nil {
+		t.Fatal(err)
+	}
+	waitKeyState(t, eu, id, "Enabled")
+	first, _ := eu.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+	if _, err := us.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	var current string
+	waitUntil(t, 20*time.Second, "the rotation current in both regions", func() bool {
+		a, err1 := us.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		b, err2 := eu.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		current = *a.KeyMetadata.CurrentKeyMaterialId
+		return current != *first.KeyMetadata.CurrentKeyMaterialId && *b.KeyMetadata.CurrentKeyMaterialId == current
+	})
+	enc, err := us.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("before the attack")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // acknowledgements settle
+	usBefore, euBefore := len(r.records(usEast)), len(r.records(euWest))
+
+	mu.Lock()
+	replays := slices.Clone(recorded)
+	mu.Unlock()
+	if len(replays) < 3 {
+		t.Fatalf("recorded only %d replication messages", len(replays))
+	}
+	attacker := writer.Generate()
+	syncBody := func(primary string, version int, extra string) []byte {
+		return []byte(fmt.Sprintf(`{"account":%q,"keyId":%q,"version":%d,"eventId":"forged","primary":%q,"replicas":["eu-west-1"],`+
+			`"spec":"SYMMETRIC_DEFAULT","usage":"ENCRYPT_DECRYPT","origin":"AWS_KMS","materials":[{"id":"forged","created":"2026-01-01T00:00:00Z","sealed":"AAAA"}],"current":"forged"%s}`,
+			testAccount, id, version, primary, extra))
+	}
+	subj := func(from, to, kind, key string) string { return "keyledger.mrk." + from + "." + to + "." + kind + "." + key }
+	toEU := subj(usEast, euWest, "sync", id)
+	publish := func(subject string, data []byte) {
+		t.Helper()
+		if err := nc.Publish(subject, data); err != nil {
+			t.Fatalf("publish %s: %v", subject, err)
+		}
+		// The outbox keeps one message per subject: let the inbox's
+		// source copy each before the next replaces it.
+		nc.Flush()
+		time.Sleep(100 * time.Millisecond)
+	}
+	publish(toEU, []byte("garbage"))
+	publish(toEU, forgeEnvelope(nil, usEast, euWest, "sync", id, syncBody(usEast, 1000, "")))
+	publish(toEU, forgeEnvelope(attacker, usEast, euWest, "sync", id, syncBody(euWest, 1000, "")))
+	// The right writer id, the attacker's signature.
+	forged := forgeEnvelope(attacker, usEast, euWest, "sync", id, syncBody(usEast, 1001, ""))
+	var env replicationEnvelope
+	_ = json.Unmarshal(forged, &env)
+	env.Writer = r.writer.ID()
+	forged, _ = json.Marshal(env)
+	publish(toEU, forged)
+	// A hello swapping us-east-1's replication key in eu-west-1.
+	other, err := regionkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(subj(usEast, euWest, "hello", "_"), forgeEnvelope(attacker, usEast, euWest, "hello", "_",
+		[]byte(fmt.Sprintf(`{"publicKey":%q}`, other.PublicText()))))
+	// A forged deletion of the replica, reported to the primary.
+	publish(subj(euWest, usEast, "ack", id), forgeEnvelope(attacker, euWest, usEast, "ack", id,
+		[]byte(fmt.Sprintf(`{"account":%q,"keyId":%q,"version":3,"deleted":true}`, testAccount, id))))
+	// Malformed subjects and a near-maximal message.
+	publish(toEU+".extra", forgeEnvelope(attacker, usEast, euWest, "sync", id, syncBody(usEast, 1002, "")))
+	publish(subj(usEast, euWest, "sync", "mrk-00000000000000000000000000000000"), []byte(`{"v":1}`))
+	big := make([]byte, 900<<10)
+	for i := range big {
+		big[i] = 'A'
+	}
+	publish(toEU, forgeEnvelope(attacker, usEast, euWest, "sync", id, syncBody(usEast, 1003, `,"description":"`+string(big)+`"`)))
+	// Every recorded message, replayed.
+	for _, m := range replays {
+		publish(m.Subject, m.Data)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // many replicator rounds
+
+	for region, before := range map[string]int{usEast: usBefore, euWest: euBefore} {
+		if recs := r.records(region); len(recs) != before {
+			for _, rec := range recs[before:] {
+				t.Errorf("%s recorded %s %T after the forgeries", region, rec.Event.Operation, rec.Event.Body)
+			}
+		}
+	}
+	for name, c := range map[string]*kms.Client{usEast: us, euWest: eu} {
+		out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		md := out.KeyMetadata
+		if md.KeyState != types.KeyStateEnabled || *md.CurrentKeyMaterialId != current ||
+			*md.MultiRegionConfiguration.PrimaryKey.Region != usEast || len(md.MultiRegionConfiguration.ReplicaKeys) != 1 {
+			t.Fatalf("%s after the forgeries: %s current %s primary %s replicas %d", name, md.KeyState, *md.CurrentKeyMaterialId,
+				*md.MultiRegionConfiguration.PrimaryKey.Region, len(md.MultiRegionConfiguration.ReplicaKeys))
+		}
+		decryptTo(t, c, enc.CiphertextBlob, "before the attack", name+" decrypts after the forgeries")
+	}
+	// Replication still works: a rotation reaches the replica.
+	if _, err := us.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "a rotation after the attack current in both regions", func() bool {
+		a, err1 := us.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		b, err2 := eu.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		return err1 == nil && err2 == nil && *a.KeyMetadata.CurrentKeyMaterialId != current &&
+			*b.KeyMetadata.CurrentKeyMaterialId == *a.KeyMetadata.CurrentKeyMaterialId
+	})
+	// Each forgery reached a replicator and was refused there (not lost
+	// on the way, which would prove nothing).
+	if n := strings.Count(r.logs.String(), "replication message refused"); n < 8 {
+		t.Fatalf("%d refusals logged, want one per forgery (8)", n)
+	}
+}

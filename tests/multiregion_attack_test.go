@@ -177,7 +177,9 @@ func TestMultiRegionForgedReplicationRefused(t *testing.T) {
 			`"spec":"SYMMETRIC_DEFAULT","usage":"ENCRYPT_DECRYPT","origin":"AWS_KMS","materials":[{"id":"forged","created":"2026-01-01T00:00:00Z","sealed":"AAAA"}],"current":"forged"%s}`,
 			testAccount, id, version, primary, extra))
 	}
-	subj := func(from, to, kind, key string) string { return "keyledger.mrk." + from + "." + to + "." + kind + "." + key }
+	subj := func(from, to, kind, key string) string {
+		return "keyledger.mrk." + from + "." + to + "." + kind + "." + key
+	}
 	toEU := subj(usEast, euWest, "sync", id)
 	publish := func(subject string, data []byte) {
 		t.Helper()

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keyledger/keyledger/crypto/regionkey"
+	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
 
@@ -262,5 +263,67 @@ func TestMultiRegionForgedReplicationRefused(t *testing.T) {
 	// on the way, which would prove nothing).
 	if n := strings.Count(r.logs.String(), "replication message refused"); n < 8 {
 		t.Fatalf("%d refusals logged, want one per forgery (8)", n)
+	}
+}
+
+// TestMultiRegionMoveToReplicaDeletedWhileCutOff: two deployments. With
+// the link cut, us-east-1 hands the primary role to eu-west-1, and
+// eu-west-1 (which cannot know) deletes its replica after its window. When
+// the link heals the move can never complete: the surviving related key
+// must not stay a replica, Updating, of a deleted primary (no related key
+// could ever rotate, replicate or be managed again); it takes its role
+// back.
+func TestMultiRegionMoveToReplicaDeletedWhileCutOff(t *testing.T) {
+	t.Parallel()
+	hubURL, leafPort := startDomain(t, usEast, "")
+	proxy := newLinkProxy(t, fmt.Sprintf("127.0.0.1:%d", leafPort))
+	leafURL, _ := startDomain(t, euWest, proxy.addr())
+	wa, wb := writer.Generate(), writer.Generate()
+	a := deployment(t, hubURL, usEast, wa, euWest, wb.Public())
+	b := deployment(t, leafURL, euWest, wb, usEast, wa.Public())
+	ctx := context.Background()
+	us, eu := a.client("admin", usEast), b.client("admin", euWest)
+	id := a.clientKey(t, us, true)
+	if _, err := us.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String(euWest)}); err != nil {
+		t.Fatal(err)
+	}
+	waitKeyState(t, eu, id, "Enabled")
+	waitUntil(t, 30*time.Second, "the primary has the replica's confirmation", func() bool {
+		return slices.ContainsFunc(recordsOf(a, usEast, id), func(rec event.Record) bool {
+			_, ok := rec.Event.Body.(*event.ReplicaAcknowledged)
+			return ok
+		})
+	})
+
+	proxy.setCut(true)
+	if _, err := us.UpdatePrimaryRegion(ctx, &kms.UpdatePrimaryRegionInput{KeyId: &id, PrimaryRegion: aws.String(euWest)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eu.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &id, PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Advance(8 * 24 * time.Hour)
+	waitUntil(t, 20*time.Second, "the replica deleted in eu-west-1", func() bool {
+		_, err := eu.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		return err != nil
+	})
+	proxy.setCut(false)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := us.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := out.KeyMetadata.MultiRegionConfiguration
+		_, enableErr := us.EnableKey(ctx, &kms.EnableKeyInput{KeyId: &id})
+		if cfg.MultiRegionKeyType == types.MultiRegionKeyTypePrimary && enableErr == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after the link healed us-east-1's key is a %s of %s (deleted), and EnableKey says %v",
+				cfg.MultiRegionKeyType, *cfg.PrimaryKey.Arn, enableErr)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

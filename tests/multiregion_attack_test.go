@@ -327,3 +327,50 @@ func TestMultiRegionMoveToReplicaDeletedWhileCutOff(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestMultiRegionCrossAccountReplicateKeepsOwnersPolicy: account A's key
+// policy lets erin, account B's administrator, call kms:ReplicateKey on
+// its primary (and nothing else). AWS documents ReplicateKey as not
+// cross-account; whether keyledger refuses her or makes the replica, the
+// replica is account A's key: its default policy must be A's, not the
+// caller's — else erin's account owns A's key in eu-west-1 (decrypts A's
+// ciphertext, rewrites its policy) and A's own administrator is locked
+// out of it.
+func TestMultiRegionCrossAccountReplicateKeepsOwnersPolicy(t *testing.T) {
+	r := startRegions(t, []string{usEast, euWest}, withMultiRegion())
+	ctx := context.Background()
+	us, eu := r.client("admin", usEast), r.client("admin", euWest)
+	id := r.clientKey(t, us, true)
+	policy := `{"Version":"2012-10-17","Statement":[
+ {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"},
+ {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:user/erin"},"Action":"kms:ReplicateKey","Resource":"*"}]}`
+	if _, err := us.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: &id, Policy: &policy}); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := us.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("account A's secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := "arn:aws:kms:us-east-1:" + testAccount + ":key/" + id
+	_, err = r.client("erin", usEast).ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &arn, ReplicaRegion: aws.String(euWest)})
+	if err != nil {
+		t.Logf("cross-account ReplicateKey refused: %v", err)
+		return
+	}
+	waitUntil(t, 20*time.Second, "the replica made in eu-west-1", func() bool {
+		return slices.ContainsFunc(recordsOf(r, euWest, id), func(rec event.Record) bool {
+			_, ok := rec.Event.Body.(*event.ReplicaKeyCreated)
+			return ok
+		})
+	})
+	got, err := eu.GetKeyPolicy(ctx, &kms.GetKeyPolicyInput{KeyId: &id})
+	if err != nil {
+		t.Errorf("account A's administrator cannot read its own replica's policy: %v", err)
+	} else if strings.Contains(*got.Policy, "444455556666") {
+		t.Errorf("the replica's default policy names the caller's account:\n%s", *got.Policy)
+	}
+	euARN := "arn:aws:kms:eu-west-1:" + testAccount + ":key/" + id
+	if out, err := r.client("erin", euWest).Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: secret.CiphertextBlob, KeyId: &euARN}); err == nil {
+		t.Fatalf("account B decrypts account A's ciphertext with A's replica: %q", out.Plaintext)
+	}
+}

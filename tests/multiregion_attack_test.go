@@ -15,8 +15,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keyledger/keyledger/crypto/regionkey"
+	"github.com/keyledger/keyledger/gateway/node"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
@@ -372,5 +374,138 @@ func TestMultiRegionCrossAccountReplicateKeepsOwnersPolicy(t *testing.T) {
 	euARN := "arn:aws:kms:eu-west-1:" + testAccount + ":key/" + id
 	if out, err := r.client("erin", euWest).Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: secret.CiphertextBlob, KeyId: &euARN}); err == nil {
 		t.Fatalf("account B decrypts account A's ciphertext with A's replica: %q", out.Plaintext)
+	}
+}
+
+// TestMultiRegionManyKeysLeaveNothingBehind: many multi-Region keys
+// replicated at once. When every replica is made and confirmed, the inboxes
+// are empty (applied messages erased), no sync (which carries sealed
+// material) stays in the primary's outbox, and the replica's outbox holds
+// at most its latest acknowledgement per key. A restart records nothing
+// new and is timed.
+func TestMultiRegionManyKeysLeaveNothingBehind(t *testing.T) {
+	const n = 500 // 2,000 measured: see the commit
+	natsURL, _ := startDomain(t, "hub", "")
+	r := startRegions(t, []string{usEast, euWest}, func(r *regionSet) { r.natsURL = natsURL }, withMultiRegion(),
+		func(r *regionSet) {
+			prev := r.configure
+			r.configure = func(cfg *node.Config) {
+				prev(cfg)
+				cfg.MultiRegion.ResendAfter = 30 * time.Second // the default
+			}
+		})
+	ctx := context.Background()
+	us, eu := r.client("admin", usEast), r.client("admin", euWest)
+	began := time.Now()
+	ids := make(chan string, 8*(n/8+1))
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n/8+1; i++ {
+				out, err := us.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := us.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: out.KeyMetadata.KeyId, ReplicaRegion: aws.String(euWest)}); err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- *out.KeyMetadata.KeyId
+			}
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	if t.Failed() {
+		t.FailNow()
+	}
+	total := len(ids)
+	t.Logf("%d keys created and ReplicateKey answered in %v", total, time.Since(began).Round(time.Millisecond))
+	countKeys := func(c *kms.Client) int {
+		count, marker := 0, (*string)(nil)
+		for {
+			out, err := c.ListKeys(ctx, &kms.ListKeysInput{Limit: aws.Int32(1000), Marker: marker})
+			if err != nil {
+				return -1
+			}
+			count += len(out.Keys)
+			if !out.Truncated {
+				return count
+			}
+			marker = out.NextMarker
+		}
+	}
+	waitUntil(t, 120*time.Second, "every replica made", func() bool { return countKeys(eu) == total })
+	t.Logf("every replica made %v after the first CreateKey", time.Since(began).Round(time.Millisecond))
+	acked := func() int {
+		c := 0
+		for _, rec := range r.records(usEast) {
+			if _, ok := rec.Event.Body.(*event.ReplicaAcknowledged); ok {
+				c++
+			}
+		}
+		return c
+	}
+	waitUntil(t, 120*time.Second, "every replica confirmed", func() bool { return acked() >= total })
+
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := func(stream, filter string) (msgs uint64, bytes uint64, perSubject map[string]uint64) {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatalf("stream %s: %v", stream, err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs, info.State.Bytes, info.State.Subjects
+	}
+	var state string
+	defer func() {
+		if t.Failed() {
+			t.Log(state)
+		}
+	}()
+	waitUntil(t, 60*time.Second, "inboxes empty and no sync left in the outbox", func() bool {
+		inUS, _, _ := subjects("KEYLEDGER_MRK_IN", ">")
+		inEU, _, _ := subjects("KEYLEDGER_EU_WEST_1_MRK_IN", ">")
+		_, _, syncs := subjects("KEYLEDGER_MRK_OUT", "keyledger.mrk.us-east-1.eu-west-1.sync.>")
+		state = fmt.Sprintf("us inbox %d, eu inbox %d, syncs in us's outbox %d", inUS, inEU, len(syncs))
+		return inUS == 0 && inEU == 0 && len(syncs) == 0
+	})
+	outUS, bytesUS, _ := subjects("KEYLEDGER_MRK_OUT", ">")
+	outEU, bytesEU, acks := subjects("KEYLEDGER_EU_WEST_1_MRK_OUT", ">")
+	t.Logf("%s; us outbox %d msgs %d B; eu outbox %d msgs %d B (%d subjects)", state, outUS, bytesUS, outEU, bytesEU, len(acks))
+	if outEU > uint64(total)+1 {
+		t.Fatalf("eu's outbox holds %d messages for %d keys", outEU, total)
+	}
+
+	usBefore, euBefore := len(r.records(usEast)), len(r.records(euWest))
+	restarted := time.Now()
+	r.restart()
+	us, eu = r.client("admin", usEast), r.client("admin", euWest)
+	waitUntil(t, 60*time.Second, "both regions answer after the restart", func() bool {
+		return countKeys(us) == total && countKeys(eu) == total
+	})
+	t.Logf("restart with %d multi-Region keys: serving after %v", total, time.Since(restarted).Round(time.Millisecond))
+	time.Sleep(2 * time.Second) // replicator rounds after the start
+	for region, before := range map[string]int{usEast: usBefore, euWest: euBefore} {
+		for _, rec := range r.records(region)[before:] {
+			if _, call := rec.Event.Body.(*event.APICall); call {
+				continue // this test's own ListKeys
+			}
+			t.Errorf("%s recorded %s %T (key %q) after the restart", region, rec.Event.Operation, rec.Event.Body, rec.Event.KeyID)
+		}
 	}
 }

@@ -509,3 +509,131 @@ func TestMultiRegionManyKeysLeaveNothingBehind(t *testing.T) {
 		}
 	}
 }
+
+// TestMultiRegionCrossRegionIsolation: a request signed for one region
+// names the other region's key ARN, alias ARN or grant; a single-Region
+// key's ciphertext goes to the other region; an mrk ciphertext is named
+// with an unrelated mrk key. Everything is refused with AWS's codes.
+func TestMultiRegionCrossRegionIsolation(t *testing.T) {
+	r := startRegions(t, []string{usEast, euWest}, withMultiRegion())
+	ctx := context.Background()
+	us, eu := r.client("admin", usEast), r.client("admin", euWest)
+	single := r.clientKey(t, us, false)
+	mrk := r.clientKey(t, us, true)
+	unrelated := r.clientKey(t, us, true)
+	for _, id := range []string{mrk, unrelated} {
+		if _, err := us.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String(euWest)}); err != nil {
+			t.Fatal(err)
+		}
+		waitKeyState(t, eu, id, "Enabled")
+	}
+	if _, err := us.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/only-us"), TargetKeyId: &mrk}); err != nil {
+		t.Fatal(err)
+	}
+	usARN := func(s string) *string { return aws.String("arn:aws:kms:us-east-1:" + testAccount + ":" + s) }
+	_, err := eu.Encrypt(ctx, &kms.EncryptInput{KeyId: usARN("key/" + mrk), Plaintext: []byte("x")})
+	wantCode(t, err, "NotFoundException")
+	_, err = eu.Encrypt(ctx, &kms.EncryptInput{KeyId: usARN("alias/only-us"), Plaintext: []byte("x")})
+	wantCode(t, err, "NotFoundException")
+	_, err = eu.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: usARN("key/" + single)})
+	wantCode(t, err, "NotFoundException")
+
+	// A grant made in us-east-1 gives alice nothing in eu-west-1, even
+	// with its token.
+	g, err := us.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: &mrk, GranteePrincipal: aws.String("arn:aws:iam::" + testAccount + ":user/alice"),
+		Operations: []types.GrantOperation{types.GrantOperationEncrypt, types.GrantOperationDecrypt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := func(region string) error {
+		_, err := r.client("alice", region).Encrypt(ctx, &kms.EncryptInput{KeyId: &mrk, Plaintext: []byte("x"), GrantTokens: []string{*g.GrantToken}})
+		return err
+	}
+	if err := alice(usEast); err != nil {
+		t.Fatalf("alice with her grant in us-east-1: %v", err)
+	}
+	if err := alice(euWest); !isCode(err, "AccessDeniedException") && !isCode(err, "InvalidGrantTokenException") {
+		t.Fatalf("alice with us-east-1's grant token in eu-west-1: %v", err)
+	}
+	_, err = eu.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: g.GrantToken})
+	if err == nil {
+		t.Fatal("us-east-1's grant token retired a grant in eu-west-1")
+	}
+	if grants, err := eu.ListGrants(ctx, &kms.ListGrantsInput{KeyId: &mrk}); err != nil || len(grants.Grants) != 0 {
+		t.Fatalf("eu-west-1 lists grants %v (%v)", grants, err)
+	}
+
+	// Ciphertext: a single-Region key's is not eu's to open; an mrk's is,
+	// but not under an unrelated mrk key named in the request.
+	enc, err := us.Encrypt(ctx, &kms.EncryptInput{KeyId: &single, Plaintext: []byte("single")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = eu.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	wantCode(t, err, "InvalidCiphertextException")
+	menc, err := us.Encrypt(ctx, &kms.EncryptInput{KeyId: &mrk, Plaintext: []byte("mrk")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = eu.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: menc.CiphertextBlob, KeyId: &unrelated})
+	wantCode(t, err, "IncorrectKeyException")
+	_, err = eu.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: menc.CiphertextBlob, DestinationKeyId: usARN("key/" + unrelated)})
+	wantCode(t, err, "NotFoundException")
+	decryptTo(t, eu, menc.CiphertextBlob, "mrk", "eu decrypts the related key's ciphertext")
+}
+
+// TestMultiRegionReplicateAgainAfterDeletion: a replica deleted after its
+// window, then made again in the same region, holds every material
+// again (older ciphertext decrypts there) and follows rotations; a
+// primary whose deletion was cancelled while PendingReplicaDeletion stays
+// Disabled when its last replica goes.
+func TestMultiRegionReplicateAgainAfterDeletion(t *testing.T) {
+	r := startRegions(t, []string{usEast, euWest}, withMultiRegion())
+	ctx := context.Background()
+	us, eu := r.client("admin", usEast), r.client("admin", euWest)
+	id := r.clientKey(t, us, true)
+	old, err := us.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte("old")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ {
+		if _, err := us.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String(euWest)}); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		waitKeyState(t, eu, id, "Enabled")
+		decryptTo(t, eu, old.CiphertextBlob, "old", fmt.Sprintf("round %d: eu decrypts the oldest ciphertext", round))
+		prev, err := us.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := us.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id}); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 20*time.Second, "the rotation current in both", func() bool {
+			a, err1 := us.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+			b, err2 := eu.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+			return err1 == nil && err2 == nil && *a.KeyMetadata.CurrentKeyMaterialId == *b.KeyMetadata.CurrentKeyMaterialId &&
+				*a.KeyMetadata.CurrentKeyMaterialId != *prev.KeyMetadata.CurrentKeyMaterialId
+		})
+		if round == 1 { // the primary's deletion, cancelled, waits for nothing
+			if _, err := us.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &id, PendingWindowInDays: aws.Int32(7)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := us.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: &id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := eu.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &id, PendingWindowInDays: aws.Int32(7)}); err != nil {
+			t.Fatal(err)
+		}
+		r.clock.Advance(8 * 24 * time.Hour)
+		waitUntil(t, 20*time.Second, fmt.Sprintf("round %d: the primary lists no replica", round), func() bool {
+			out, err := us.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+			return err == nil && len(out.KeyMetadata.MultiRegionConfiguration.ReplicaKeys) == 0
+		})
+	}
+	out, err := us.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+	if err != nil || out.KeyMetadata.KeyState != types.KeyStateDisabled {
+		t.Fatalf("the primary after a cancelled deletion and its last replica gone: %v %v", out.KeyMetadata.KeyState, err)
+	}
+}

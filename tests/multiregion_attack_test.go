@@ -637,3 +637,69 @@ func TestMultiRegionReplicateAgainAfterDeletion(t *testing.T) {
 		t.Fatalf("the primary after a cancelled deletion and its last replica gone: %v %v", out.KeyMetadata.KeyState, err)
 	}
 }
+
+// TestMultiRegionChangesDuringCutArriveInOrder: two deployments; with the
+// link cut the primary rotates twice, enables rotation with one period,
+// then changes it; ciphertext is made under each material the primary
+// uses. When the link heals the replica holds every material, the last
+// period, and the primary's current material; everything decrypts in both.
+func TestMultiRegionChangesDuringCutArriveInOrder(t *testing.T) {
+	t.Parallel()
+	hubURL, leafPort := startDomain(t, usEast, "")
+	proxy := newLinkProxy(t, fmt.Sprintf("127.0.0.1:%d", leafPort))
+	leafURL, _ := startDomain(t, euWest, proxy.addr())
+	wa, wb := writer.Generate(), writer.Generate()
+	a := deployment(t, hubURL, usEast, wa, euWest, wb.Public())
+	b := deployment(t, leafURL, euWest, wb, usEast, wa.Public())
+	ctx := context.Background()
+	us, eu := a.client("admin", usEast), b.client("admin", euWest)
+	id := a.clientKey(t, us, true)
+	if _, err := us.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &id, ReplicaRegion: aws.String(euWest)}); err != nil {
+		t.Fatal(err)
+	}
+	waitKeyState(t, eu, id, "Enabled")
+	proxy.setCut(true)
+	var blobs [][]byte
+	for i, step := range []func() error{
+		func() error { _, err := us.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id}); return err },
+		func() error {
+			_, err := us.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: &id, RotationPeriodInDays: aws.Int32(400)})
+			return err
+		},
+		func() error { _, err := us.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &id}); return err },
+		func() error {
+			_, err := us.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: &id, RotationPeriodInDays: aws.Int32(120)})
+			return err
+		},
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		enc, err := us.Encrypt(ctx, &kms.EncryptInput{KeyId: &id, Plaintext: []byte(fmt.Sprint("step ", i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs = append(blobs, enc.CiphertextBlob)
+		time.Sleep(100 * time.Millisecond)
+	}
+	proxy.setCut(false)
+	waitUntil(t, 60*time.Second, "the replica caught up", func() bool {
+		x, err1 := us.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		y, err2 := eu.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &id})
+		rots, err3 := us.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: &id})
+		st, err4 := eu.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: &id})
+		return err1 == nil && err2 == nil && err3 == nil && err4 == nil && len(rots.Rotations) == 2 &&
+			*x.KeyMetadata.CurrentKeyMaterialId == *rots.Rotations[1].KeyMaterialId &&
+			*y.KeyMetadata.CurrentKeyMaterialId == *x.KeyMetadata.CurrentKeyMaterialId &&
+			st.KeyRotationEnabled && aws.ToInt32(st.RotationPeriodInDays) == 120
+	})
+	erots, err := eu.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: &id})
+	if err != nil || len(erots.Rotations) != 2 {
+		t.Fatalf("the replica's rotations: %+v %v", erots, err)
+	}
+	for i, blob := range blobs {
+		for name, c := range map[string]*kms.Client{usEast: us, euWest: eu} {
+			decryptTo(t, c, blob, fmt.Sprint("step ", i), name)
+		}
+	}
+}

@@ -140,6 +140,12 @@ func (s *Service) ReplicateKey(ctx context.Context, c Caller, in *ReplicateKeyIn
 }
 
 func (s *Service) validateReplicateKey(c Caller, k keystate.Key, in *ReplicateKeyInput) (*event.KeyReplicated, error) {
+	// AWS: "Cross-account use: No." The replica is the key owner's; a
+	// caller of another account would choose its policy.
+	if c.Account != k.Account {
+		return nil, accessDenied(c, "kms:ReplicateKey", s.arnOf(k), "because ReplicateKey cannot be used across accounts",
+			"caller of another account")
+	}
 	if err := checkRegion("replicaRegion", in.ReplicaRegion); err != nil {
 		return nil, err
 	}
@@ -170,7 +176,7 @@ func (s *Service) validateReplicateKey(c Caller, k keystate.Key, in *ReplicateKe
 			return nil, err
 		}
 	}
-	body := &event.KeyReplicated{ReplicaRegion: in.ReplicaRegion, Policy: s.defaultPolicy(c.Account),
+	body := &event.KeyReplicated{ReplicaRegion: in.ReplicaRegion, Policy: s.defaultPolicy(k.Account),
 		BypassPolicyLockoutSafetyCheck: in.BypassPolicyLockoutSafetyCheck}
 	if in.Description != nil {
 		if len(*in.Description) > 8192 {

@@ -89,7 +89,7 @@ type Replicator struct {
 	mu       sync.Mutex
 	sent     map[string]sentMsg // (to, kind, key) → what was last sent, when
 	erased   map[string]uint64  // (to, key) → the confirmed version whose sync was erased
-	notified map[string]bool    // deleted replicas whose primary was told
+	notified map[string]uint64  // deleted replicas whose primary was told: the version they were deleted at
 	warned   map[string]bool    // (to, kind, key) whose send failed, said once
 	helloed  bool
 
@@ -110,7 +110,7 @@ func (s *Service) NewReplicator(cfg ReplicatorConfig) *Replicator {
 		cfg.ResendAfter = 30 * time.Second
 	}
 	r := &Replicator{svc: s, cfg: cfg, log: s.log.With("component", "replicator"),
-		sent: map[string]sentMsg{}, erased: map[string]uint64{}, notified: map[string]bool{}, warned: map[string]bool{}, kick: make(chan struct{}, 1)}
+		sent: map[string]sentMsg{}, erased: map[string]uint64{}, notified: map[string]uint64{}, warned: map[string]bool{}, kick: make(chan struct{}, 1)}
 	s.replicator = r
 	return r
 }
@@ -172,14 +172,14 @@ func (r *Replicator) Step(ctx context.Context) {
 	}
 	for _, d := range r.svc.state.DeletedReplicas() {
 		r.mu.Lock()
-		done := r.notified[d.ID]
+		done := r.notified[d.ID] == d.SyncVersion // a replica made again and deleted again is told again
 		r.mu.Unlock()
 		if _, again := r.svc.state.Key(d.ID); again || d.PrimaryRegion == r.svc.region {
 			continue // replicated here again since, or a primary (it had no replicas left)
 		}
 		if !done && r.ack(ctx, d.PrimaryRegion, ackBody{Account: d.Account, KeyID: d.ID, Version: d.SyncVersion, Deleted: true}) == nil {
 			r.mu.Lock()
-			r.notified[d.ID] = true
+			r.notified[d.ID] = d.SyncVersion
 			r.mu.Unlock()
 		}
 	}

@@ -235,6 +235,13 @@ func applyShared(k *Key, sh *event.MultiRegionShared, id string) {
 			}
 			k.Replicas = reps
 			settle(k)
+			// A replica scheduled for deletion that takes the role is a
+			// primary with replicas pending deletion: its window starts
+			// when the last replica is deleted, as ScheduleKeyDeletion
+			// of a primary has it; never deleted under its replicas.
+			if k.State == PendingDeletion && len(reps) > 0 {
+				k.State, k.DeletionDate = PendingReplicaDeletion, time.Time{}
+			}
 		}
 		return
 	}

@@ -116,7 +116,6 @@ func (l *Ledger) AppendChange(ctx context.Context, ev *event.Event, at Positions
 	parts := partitionsOf(keys)
 	l.cmu.Lock()
 	defer l.cmu.Unlock()
-	l.yieldTo(ctx, parts)
 	for attempt := 0; ; attempt++ {
 		rec, err := l.tryChange(ctx, ev, at, parts)
 		if !isSealed(err) {

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"strconv"
@@ -26,11 +25,14 @@ import (
 //
 // So a loser says so: a change that loses publishes a contention notice
 // (core NATS, <Subject>.contended: the chains it lost on and its
-// instance), and every other instance holds its own next change on those
-// chains for contentionPause, long enough for the loser to fold and try
-// again. The notice costs nothing without contention, a lost notice only
-// loses the turn, and nothing waits longer than the pause: a notice is a
-// courtesy, never a lock.
+// instance), and every other instance holds its next change for
+// contentionPause (ContentionHold: the caller waits before it takes its
+// change lock, so requests that only read never wait with it), long
+// enough for the loser to fold and try again. The notice costs nothing
+// without contention, a lost notice only loses the turn, and nothing waits
+// longer than the pause per attempt: a notice is a courtesy, never a lock.
+// A forged flood of notices costs each change at most the pause per
+// attempt, and nothing else (TestForgedContentionNoticesStallTheDataPlane).
 
 // contentionPause is how long a change on a chain waits after another
 // instance lost a race on it: a few of the loser's round trips to the
@@ -91,25 +93,19 @@ func (l *Ledger) lostOn(parts []int) {
 	_ = l.js.Conn().Publish(l.contendedSubject(), b)
 }
 
-// yieldTo waits while another instance that lost a race on one of parts
-// has its turn.
-func (l *Ledger) yieldTo(ctx context.Context, parts []int) {
+// ContentionHold is how long this instance's next change should wait
+// because another instance lost a race on a busy chain (0: not at all).
+// The caller waits before it takes whatever lock its changes hold, so
+// that nothing else waits with it; the chains the change will touch are
+// not known yet, so a hold on any chain counts.
+func (l *Ledger) ContentionHold() time.Duration {
 	l.contend.mu.Lock()
 	var until time.Time
-	for _, p := range parts {
-		if l.contend.until[p].After(until) {
-			until = l.contend.until[p]
+	for _, u := range l.contend.until {
+		if u.After(until) {
+			until = u
 		}
 	}
 	l.contend.mu.Unlock()
-	d := time.Until(until)
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	return max(time.Until(until), 0)
 }

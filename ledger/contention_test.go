@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -64,14 +63,12 @@ func TestContentionNotices(t *testing.T) {
 			t.Fatalf("b holds its own changes on chain %d after its own notice", p)
 		}
 	}
-	// The hold ends by itself; yieldTo returns once it has.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	a.yieldTo(ctx, []int{3})
-	a.contend.mu.Lock()
-	still := time.Now().Before(a.contend.until[3])
-	a.contend.mu.Unlock()
-	if still || ctx.Err() != nil {
-		t.Fatal("yieldTo returned while the chain was still held, or waited past the pause")
+	// The hold ends by itself, and says how long it has left.
+	if d := a.ContentionHold(); d > contentionPause {
+		t.Fatalf("a hold of %v, longer than the pause", d)
+	}
+	time.Sleep(contentionPause)
+	if d := a.ContentionHold(); d != 0 {
+		t.Fatalf("still held %v after the pause", d)
 	}
 }

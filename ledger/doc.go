@@ -83,7 +83,7 @@
 // won would otherwise win every race, since the loser must fold the
 // winner's change before it can try again. A change that loses publishes a
 // contention notice (core NATS, <Subject>.contended); the other instances
-// hold their next change on those chains for a few milliseconds. A notice
+// hold their next change for a few milliseconds. A notice
 // is a courtesy, not a lock: losing one costs a turn, forging them a few
 // milliseconds per change.
 //

@@ -66,8 +66,16 @@ func changing[T any](ctx context.Context, s *Service, fn func(ctx context.Contex
 // that records many events (a seed) may lose once per event another
 // instance records meanwhile, and each loss still leaves it further on.
 func changingAtMost[T any](ctx context.Context, s *Service, attempts int, fn func(ctx context.Context) (T, error)) (T, error) {
-	defer s.exclusive()()
+	release := s.exclusive()
+	defer func() { release() }()
 	for attempt := 1; ; attempt++ {
+		if d := s.ledger.ContentionHold(); d > 0 {
+			// Another instance lost a race and has its turn. Wait without
+			// the lock: requests that only read state go on meanwhile.
+			release()
+			time.Sleep(d)
+			release = s.exclusive()
+		}
 		c := &change{at: s.ledger.Positions()}
 		out, err := fn(context.WithValue(ctx, changeCtx{}, c))
 		if !errors.Is(err, errLostRace) {

@@ -58,6 +58,8 @@ func (l *memLedger) Append(ctx context.Context, ev *event.Event) (event.Record, 
 // race (unless lose says how many times it should, in a row).
 func (l *memLedger) Positions() ledger.Positions { return ledger.Positions{} }
 
+func (l *memLedger) ContentionHold() time.Duration { return 0 }
+
 func (l *memLedger) AppendChange(ctx context.Context, ev *event.Event, _ ledger.Positions, keys ...string) (event.Record, error) {
 	l.mu.Lock()
 	l.changes = append(l.changes, keys)

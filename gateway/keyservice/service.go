@@ -29,6 +29,9 @@ type Ledger interface {
 	// unless a chain of its partition keys moved since (ledger.ErrConflict).
 	Positions() ledger.Positions
 	AppendChange(ctx context.Context, ev *event.Event, at ledger.Positions, keys ...string) (event.Record, error)
+	// ContentionHold is how long the next change should wait to let
+	// another instance that lost a race have its turn.
+	ContentionHold() time.Duration
 	// Sync waits until this instance folded everything stored when it
 	// was called: a read after it sees every change acknowledged before.
 	Sync(ctx context.Context) error

@@ -444,8 +444,18 @@ func (r *Replicator) onSync(ctx context.Context, from string, b *syncBody, store
 func (r *Replicator) onAck(ctx context.Context, from string, b ackBody) error {
 	recorded, err := changing(ctx, r.svc, func(ctx context.Context) (bool, error) {
 		k, ok := r.svc.state.Key(b.KeyID)
-		if !ok || !k.IsPrimary() || k.Account != b.Account {
+		if !ok || k.Account != b.Account {
 			return false, nil
+		}
+		if !k.IsPrimary() {
+			// A move of the primary role here to from that from can no
+			// longer take: its replica was deleted before the move reached
+			// it. The role comes back (keystate: the move is undone).
+			if !k.Updating || !b.Deleted || from != k.PrimaryRegion {
+				return false, nil
+			}
+			return true, r.svc.record(ctx, r.serviceEvent("SynchronizeMultiRegionKey", k.Account, k.ID,
+				&event.ReplicaAcknowledged{Region: from, Version: b.Version, SourceEventID: b.EventID, Deleted: true}))
 		}
 		rep, ok := k.Replica(from)
 		if !ok || (!b.Deleted && b.Version <= rep.Acked) || b.Version > k.SyncVersion || (b.Deleted && b.Version < rep.Since) {

@@ -127,7 +127,14 @@ func (s *State) foldMultiRegion(r event.Record, before *Key) {
 		s.update(e.KeyID, func(k *Key) { applyShared(k, &b.MultiRegionShared, id) })
 		s.undestroy(b.Materials)
 	case *event.ReplicaAcknowledged:
-		s.updatePrimary(e.KeyID, func(k *Key) { applyAcknowledged(k, b, e, id) })
+		s.update(e.KeyID, func(k *Key) {
+			switch {
+			case k.IsPrimary():
+				applyAcknowledged(k, b, e, id)
+			case k.Updating && b.Deleted && b.Region == k.PrimaryRegion:
+				undoMove(k, b, id)
+			}
+		})
 	case *event.PrimaryRegionUpdated:
 		s.updatePrimary(e.KeyID, func(k *Key) {
 			var reps []Replica
@@ -252,6 +259,25 @@ func applyShared(k *Key, sh *event.MultiRegionShared, id string) {
 	k.Replicas = reps
 	if k.Updating && sh.SourceRegion == sh.PrimaryRegion { // the new primary confirms the move
 		k.Updating = false
+	}
+}
+
+// undoMove gives the primary role back to k, a former primary still
+// Updating, whose move to region b.Region failed: the replica there was
+// deleted before the move reached it (its region says so). Without it, k
+// would be a replica of a deleted key, Updating for ever.
+func undoMove(k *Key, b *event.ReplicaAcknowledged, id string) {
+	var reps []Replica
+	for _, rep := range k.Replicas {
+		if rep.Region != b.Region && rep.Region != k.Region {
+			reps = append(reps, Replica{Region: rep.Region})
+		}
+	}
+	k.Replicas = reps
+	k.PrimaryRegion, k.Updating = k.Region, false
+	k.SyncVersion, k.SyncEventID = k.SyncVersion+1, id
+	if k.State == PendingDeletion && len(reps) > 0 {
+		k.State, k.DeletionDate = PendingReplicaDeletion, time.Time{}
 	}
 }
 

@@ -5,7 +5,7 @@ BENCH    := bin/keyledger-bench
 DATA_DIR ?= ./data
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: run build test test-unit fuzz bench bench-nofsync bench-one bench-all bench-noisy soak vet clean
+.PHONY: run build test test-unit fuzz bench bench-restart bench-nofsync bench-one bench-all bench-noisy soak vet clean
 
 ## run: build and start the service on the embedded default (JetStream under $(DATA_DIR))
 run: build
@@ -39,10 +39,19 @@ fuzz:
 ## bench: drive Encrypt, GenerateDataKey and Sign P-256 (64 connections) and Encrypt on one
 ## connection at the bare handler (Fiber + encoding/json + the crypto, nothing else) and at a fresh
 ## embedded server (fsync on every write) in one run; print rate, latency and server CPU per request
-## side by side with the ratios, then the restart to /readyz after a clean stop under load
+## side by side with the ratios; then grow the ledger under Encrypt load to RESTART_EVENTS, stop
+## the server under that load (SIGTERM, then kill -9), and print the restart to /readyz and the RSS
+## after it
 BENCH_FLAGS ?= --concurrency 64 --duration 10s --warmup 2s --size 1024
+RESTART_EVENTS ?= 1M
 bench: build
-	$(BENCH) --compare $(BENCH_FLAGS) --serve-flags "$(SERVE_FLAGS)"
+	$(BENCH) --compare $(BENCH_FLAGS) --restart-events $(RESTART_EVENTS) --serve-flags "$(SERVE_FLAGS)"
+
+## bench-restart: only the restarts of make bench, at several ledger sizes (RESTART_EVENTS), each
+## after a stop under load; RESTART_BUILDS=old=PATH,new=PATH restarts two builds in turn on one ledger
+bench-restart: build
+	$(BENCH) --compare --compare-ops "" --compare-single=false $(BENCH_FLAGS) --restart-events $(RESTART_EVENTS) \
+	  --restart-builds "$(RESTART_BUILDS)" --serve-flags "$(SERVE_FLAGS)"
 
 ## bench-nofsync: the same without fsync, to measure what durability costs
 bench-nofsync:

@@ -17,10 +17,22 @@ func (b batchMsg) Data() []byte         { return b.m.Data }
 func (b batchMsg) Headers() nats.Header { return b.m.Header }
 func (b batchMsg) Subject() string      { return directget.ServerHeader(b.m.Header, nats.JSSubject) }
 
+// readBatchBytes bounds one batch of a bulk read (the payload the server
+// sends before it ends the batch). A batch is held up to three times at
+// once — queued by the server, pending on the connection, and read ahead
+// while the previous one is folded — so it sets the memory a walk of the
+// whole history takes (the background verifier after every start),
+// whatever the history's length. 2 MiB is about a hundred group commits
+// under load: round trips stay a small part of a walk's time.
+const readBatchBytes = 2 << 20
+
 // fetched is one batch read ahead: the messages from its first sequence on,
 // in order and without a gap, up to where it ended.
 type fetched struct {
 	msgs []*nats.Msg
+	// more: the server ended the batch (at its byte bound) with messages
+	// left after it; the next batch goes on from where it stopped.
+	more bool
 	err  error
 }
 
@@ -31,7 +43,8 @@ func (l *Ledger) fetch(ctx context.Context, s *segStream, from, last uint64) <-c
 	go func() {
 		var f fetched
 		next := from
-		_, f.err = directget.Batch(ctx, l.js.Conn(), s.name, directget.Request{Seq: from, Batch: int(min(last-from+1, directget.MaxBatch))}, readStall,
+		req := directget.Request{Seq: from, Batch: int(min(last-from+1, directget.MaxBatch)), MaxBytes: readBatchBytes}
+		res, err := directget.Batch(ctx, l.js.Conn(), s.name, req, readStall,
 			func(m *nats.Msg, seq uint64) error {
 				if seq != next || seq > last {
 					return directget.ErrStop // skipped: asked for alone by the reader
@@ -40,6 +53,8 @@ func (l *Ledger) fetch(ctx context.Context, s *segStream, from, last uint64) <-c
 				next++
 				return nil
 			})
+		f.err = err
+		f.more = res.Ended && res.Pending > 0 && len(f.msgs) > 0
 		out <- f
 	}()
 	return out
@@ -74,7 +89,7 @@ func (l *Ledger) readBatched(ctx context.Context, s *segStream, from, last uint6
 			return fmt.Errorf("ledger: reading stream %s: %w", s.name, f.err)
 		}
 		end := next + uint64(len(f.msgs)) // where this batch stops
-		if end <= last && len(f.msgs) == directget.MaxBatch {
+		if end <= last && (len(f.msgs) == directget.MaxBatch || f.more) {
 			ahead = l.fetch(ctx, s, end, last) // a full batch: read on meanwhile
 		}
 		for _, m := range f.msgs {
@@ -90,8 +105,7 @@ func (l *Ledger) readBatched(ctx context.Context, s *segStream, from, last uint6
 			continue
 		}
 		// The batch ended, stalled or skipped before last (a replica behind
-		// the leader, a byte limit, or a message the stream cannot
-		// produce): ask for next alone, then go on batching after it.
+		// the leader, or a message the stream cannot produce): ask for next alone, then go on batching after it.
 		m, err := l.getMsgIn(ctx, s, next, info)
 		if err != nil {
 			return err

@@ -2,14 +2,19 @@ package ledger_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/embedded"
 	"github.com/keyledger/keyledger/ledger/event"
 )
 
@@ -61,5 +66,83 @@ func TestReadAheadEndsWithTheRead(t *testing.T) {
 	n := 0
 	if _, err := l.Replay(context.Background(), chain.Head{}, func(event.Record) error { n++; return nil }); err != nil || n != 2100 {
 		t.Fatalf("replay: %d events, %v", n, err)
+	}
+}
+
+// TestBulkReadBatchesAreBounded: a read of the whole history asks for
+// batches of at most 2 MiB, whatever the history's size (a batch is held
+// up to three times in memory at once), and goes on batching after a batch
+// the server ended at that bound: every message arrives by batch, none by
+// a direct get of its own.
+func TestBulkReadBatchesAreBounded(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := embedded.Start(embedded.Options{DataDir: dir, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	l, _ := openLedger(t, srv, nil)
+	l.Start(chain.Head{})
+	// Concurrent appends share messages (group commits): about 6 MiB in a
+	// few hundred messages, far under a batch's 1024 messages.
+	const writers, each = 64, 250
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				e := newEvent("Encrypt")
+				e.KeyID = strings.Repeat("k", 2000)
+				if _, err := l.Append(context.Background(), e); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	l.Close()
+
+	nc, err := srv.Connect("test-watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	var mu sync.Mutex
+	var batches, singles []string
+	sub, err := nc.Subscribe("$JS.API.DIRECT.GET."+ledger.DefaultStream, func(m *nats.Msg) {
+		var req struct {
+			Batch    int `json:"batch"`
+			MaxBytes int `json:"max_bytes"`
+		}
+		_ = json.Unmarshal(m.Data, &req)
+		mu.Lock()
+		defer mu.Unlock()
+		if req.Batch > 0 {
+			batches = append(batches, string(m.Data))
+			if req.MaxBytes <= 0 || req.MaxBytes > 2<<20 {
+				t.Errorf("a batch of up to %d bytes: %s", req.MaxBytes, m.Data)
+			}
+		} else {
+			singles = append(singles, string(m.Data))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := l.AuditAgainst(context.Background(), nil, nil)
+	if err != nil || r.Head.Count != writers*each {
+		t.Fatalf("audit: %d events, %v", r.Head.Count, err)
+	}
+	_ = sub.Unsubscribe()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(batches) < 3 || len(singles) > 0 {
+		t.Fatalf("%d batches, %d single gets (%v): want the ~6 MiB read in several bounded batches and nothing else", len(batches), len(singles), singles)
 	}
 }

@@ -89,14 +89,18 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	noisyServeList := fs.String("noisy-serve", "old=--quotas aws --no-fair-share;new=", "noisy-neighbour mode: NAME=SERVE FLAGS;... configurations to compare")
 	fs.StringVar(&keyledgerBinary, "keyledger", defaultKeyledger(), "soak and noisy-neighbour modes: the keyledger binary to start")
 	rounds := fs.Int("rounds", 1, "noisy-neighbour mode: how many times to measure every configuration, in turn")
-	compare := fs.Bool("compare", false, "compare mode: start the bare handler (--bare-serve) and a fresh `keyledger serve`, drive each of\n--compare-ops at both in one run and print rate, latency and server CPU per request side by side,\nwith the ratios; then Encrypt on one connection and the restart after a clean stop under load")
+	compare := fs.Bool("compare", false, "compare mode: start the bare handler (--bare-serve) and a fresh `keyledger serve`, drive each of\n--compare-ops at both in one run and print rate, latency and server CPU per request side by side,\nwith the ratios; then Encrypt on one connection and the restarts after a stop under load")
 	compareOps := fs.String("compare-ops", "encrypt,generate-data-key,sign-p256", "compare mode: the operations to drive (encrypt, generate-data-key, sign-p256)")
 	compareSingle := fs.Bool("compare-single", true, "compare mode: also drive Encrypt on one connection")
 	compareRestart := fs.Bool("compare-restart", true, "compare mode: also time the restart after a clean stop under load")
 	serveFlags := fs.String("serve-flags", "", "compare mode: extra flags for keyledger serve, space-separated (e.g. --unsafe-no-fsync)")
 	profileDir := fs.String("profile-dir", "", "compare mode: save a CPU profile of keyledger over each measured window into this directory")
 	compareDir := fs.String("compare-data-dir", "", "compare mode: keyledger's data directory, kept afterwards (default a fresh temporary one)")
-	restartLoad := fs.Duration("restart-load", time.Second, "compare mode: how long Encrypt load runs before the clean stop whose restart is timed")
+	restartLoad := fs.Duration("restart-load", time.Second, "compare mode: how long Encrypt load runs before each stop whose restart is timed")
+	restartSizes := fs.String("restart-events", "", "compare mode: grow the ledger under Encrypt load to each of these sizes (e.g. 1M,2M,4M) and time\nthe restarts there (default: once, after --restart-load)")
+	restartWatch := fs.Duration("restart-watch", 2*time.Minute, "compare mode: how long the RSS of a restarted server is followed, at most")
+	restartKill := fs.Bool("restart-kill", true, "compare mode: also time the restart after kill -9 under load")
+	restartBuilds := fs.String("restart-builds", "", "compare mode: NAME=BINARY,... keyledger binaries restarted in turn after each stop, on the same ledger\n(before/after comparisons; default --keyledger)")
 	bareServe := fs.String("bare-serve", "", "serve the bare handler on this address until stopped (what --compare measures against)")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
@@ -105,10 +109,22 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		return serveBare(*bareServe, stderr)
 	}
 	if *compare {
+		rc := restartConfig{load: *restartLoad, watch: *restartWatch, kill: *restartKill}
+		var err error
+		if *restartSizes != "" {
+			if rc.sizes, err = parseSizes(*restartSizes); err != nil {
+				fmt.Fprintf(stderr, "keyledger-bench: --restart-events: %v\n", err)
+				return 2
+			}
+		}
+		if rc.builds, err = parseBuilds(*restartBuilds); err != nil {
+			fmt.Fprintf(stderr, "keyledger-bench: --restart-builds: %v\n", err)
+			return 2
+		}
 		return runCompare(compareConfig{ops: strings.Split(*compareOps, ","), concurrency: *concurrency, warmup: *warmup,
 			duration: *duration, size: *size, single: *compareSingle, restart: *compareRestart,
 			serveFlags: strings.Fields(*serveFlags), profileDir: *profileDir,
-			dataDir: *compareDir, restartLoad: *restartLoad}, stdout, stderr)
+			dataDir: *compareDir, restarts: rc}, stdout, stderr)
 	}
 	if *noisy {
 		loads, err := parseNoisyLoads(*noisyLoadList)

@@ -37,7 +37,7 @@ type compareConfig struct {
 	serveFlags       []string
 	profileDir       string // when set, keep a CPU profile of keyledger per operation here
 	dataDir          string // keyledger's data directory: kept (default a fresh one, removed)
-	restartLoad      time.Duration
+	restarts         restartConfig
 }
 
 // cpuTime is a process's user plus system CPU time so far, read from
@@ -268,7 +268,7 @@ func runCompare(cfg compareConfig, stdout, stderr io.Writer) int {
 		}
 	}
 	if cfg.restart {
-		if err := restartUnderLoad(srv, kl, scfg, cfg, logf, stdout); err != nil {
+		if err := restartUnderLoad(srv, kl, scfg, cfg, logf, stdout, stderr); err != nil {
 			return fail(err)
 		}
 	}
@@ -290,41 +290,6 @@ func prepare(c *benchClient, op benchOp, size int) ([]byte, error) {
 	message := make([]byte, size)
 	_, _ = rand.Read(message)
 	return op.body(c, created.KeyMetadata.KeyId, message)
-}
-
-// restartUnderLoad stops keyledger cleanly while Encrypt load runs at it
-// (for cfg.restartLoad, at least a second), restarts it on the same data
-// directory and times the start to /readyz 200, then reads its RSS 5 s
-// later.
-func restartUnderLoad(srv *soakServer, c *benchClient, scfg soakConfig, cfg compareConfig, logf io.Writer, stdout io.Writer) error {
-	body, err := prepare(c, benchOps["encrypt"], cfg.size)
-	if err != nil {
-		return err
-	}
-	load := max(cfg.restartLoad, time.Second)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		drive(cfg.concurrency, 0, load+2*time.Second, func(resp *fasthttp.Response) error { return c.call("Encrypt", body, resp) })
-	}()
-	time.Sleep(load)
-	events, err := c.ledgerSize()
-	if err != nil {
-		return err
-	}
-	stopped := time.Now()
-	srv.stop()
-	stopTook := time.Since(stopped)
-	<-done
-	next, took, err := startSoakServer(scfg, logf)
-	if err != nil {
-		return err
-	}
-	*srv = *next
-	time.Sleep(5 * time.Second)
-	fmt.Fprintf(stdout, "\nrestart after a clean stop under Encrypt load (%d connections, %s of load; ~%d events in the ledger): stop %.2f s, start to /readyz %.2f s, RSS 5 s later %.0f MB\n",
-		cfg.concurrency, load, events, stopTook.Seconds(), took.Seconds(), float64(srv.rssBytes())/1e6)
-	return nil
 }
 
 // saveProfile writes a CPU profile of the server over the next d to path

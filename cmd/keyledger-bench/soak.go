@@ -30,6 +30,7 @@ type soakConfig struct {
 	size        int
 	measure     time.Duration // the throughput/p99 window before each milestone
 	serveFlags  []string
+	bin         string // the keyledger binary (default --keyledger)
 }
 
 // parseSizes reads "1M,5M,20M".
@@ -77,6 +78,9 @@ func freeLoopbackAddr() (string, error) {
 // returns how long that took (the restart time on a non-empty ledger).
 func startSoakServer(cfg soakConfig, logTo io.Writer) (*soakServer, time.Duration, error) {
 	exe := keyledgerBinary
+	if cfg.bin != "" {
+		exe = cfg.bin
+	}
 	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, 0, err

@@ -36,7 +36,8 @@ type Request struct {
 	Seq     uint64 `json:"seq,omitempty"`          // the first sequence to consider
 	Subject string `json:"next_by_subj,omitempty"` // only messages on this subject (wildcards allowed)
 	Batch   int    `json:"batch"`                  // at most this many messages (≤ MaxBatch)
-	// MaxBytes is filled in.
+	// MaxBytes bounds the batch's payload: the server stops after the
+	// message that crosses it. 0 (or more than MaxBytes) is MaxBytes.
 	MaxBytes int `json:"max_bytes"`
 }
 
@@ -58,7 +59,9 @@ type Result struct {
 func Batch(ctx context.Context, nc *nats.Conn, stream string, req Request, stall time.Duration, fn func(m *nats.Msg, seq uint64) error) (Result, error) {
 	var res Result
 	req.Batch = min(max(req.Batch, 1), MaxBatch)
-	req.MaxBytes = MaxBytes
+	if req.MaxBytes <= 0 || req.MaxBytes > MaxBytes {
+		req.MaxBytes = MaxBytes
+	}
 	if req.Seq == 0 && req.Subject == "" {
 		req.Seq = 1
 	}

@@ -314,14 +314,14 @@ const maxRetries = 8
 // registered).
 func (l *Ledger) mayWrite(first event.Record) error {
 	w := l.cfg.Writer
+	if w != nil && l.Registered(w.ID()) {
+		return nil // the usual case, first: Writers lists (and encodes) every writer
+	}
 	registered := len(l.Writers()) > 0
 	if w == nil {
 		if registered {
 			return ErrNotRegistered
 		}
-		return nil
-	}
-	if l.Registered(w.ID()) {
 		return nil
 	}
 	if reg, ok := first.Event.Body.(*event.WriterRegistered); ok && !registered &&

@@ -1,7 +1,9 @@
 package ledger
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"strconv"
 	"strings"
@@ -25,19 +27,28 @@ import (
 //
 // So a loser says so: a change that loses publishes a contention notice
 // (core NATS, <Subject>.contended: the chains it lost on and its
-// instance), and every other instance holds its next change for
+// instance, signed by its writer key), and every other instance holds its next change for
 // contentionPause (ContentionHold: the caller waits before it takes its
 // change lock, so requests that only read never wait with it), long
 // enough for the loser to fold and try again. The notice costs nothing
 // without contention, a lost notice only loses the turn, and nothing waits
 // longer than the pause per attempt: a notice is a courtesy, never a lock.
-// A forged flood of notices costs each change at most the pause per
-// attempt, and nothing else (TestForgedContentionNoticesStallTheDataPlane).
+// Only a registered writer's signed, fresh notice holds anything: a
+// forged flood costs nothing (TestForgedContentionNoticesStallTheDataPlane).
 
 // contentionPause is how long a change on a chain waits after another
 // instance lost a race on it: a few of the loser's round trips to the
 // server (fold the winner, publish again).
 const contentionPause = 5 * time.Millisecond
+
+// noticeMaxAge bounds how old a notice may be (by its sender's clock):
+// a copy replayed later is ignored. Generous for clock skew between hosts:
+// a replay within it costs what a real notice does.
+const noticeMaxAge = 10 * time.Second
+
+// noticeDomain begins what a notice's signature covers, so it never
+// passes for a signature of anything else.
+const noticeDomain = "keyledger contention notice v1\n"
 
 // contention holds, per control chain, until when this instance's changes
 // on it wait.
@@ -50,26 +61,35 @@ type contention struct {
 
 func (l *Ledger) contendedSubject() string { return l.cfg.Subject + ".contended" }
 
-// instanceTag names this instance in its notices, to ignore its own.
-func (l *Ledger) instanceTag() string { return l.dataChain() + "@" + l.contend.nonce }
+// A notice is "<writer> <nonce> <unix ms> <chains> <signature>": the
+// sending instance (its writer ID and a nonce of its process), when, the
+// chains it lost on (comma-separated), and its writer key's signature of
+// the rest. Only a registered writer's notice holds anything, so a NATS
+// client without a writer key cannot slow changes down.
+
+// noticeBody is what a notice's signature covers.
+func (l *Ledger) noticeBody(fields string) []byte {
+	return []byte(noticeDomain + l.contendedSubject() + "\n" + fields)
+}
 
 // listenForContention follows the other instances' notices.
 func (l *Ledger) listenForContention() {
+	w := l.cfg.Writer
+	if w == nil {
+		return // a ledger without writer keys has one writer: nobody to yield to
+	}
 	var nonce [6]byte
 	_, _ = rand.Read(nonce[:])
 	l.contend.nonce = hex.EncodeToString(nonce[:])
-	me := l.instanceTag()
 	sub, err := l.js.Conn().Subscribe(l.contendedSubject(), func(m *nats.Msg) {
-		who, parts, ok := strings.Cut(string(m.Data), " ")
-		if !ok || who == me {
+		parts, ok := l.checkNotice(string(m.Data), time.Now())
+		if !ok {
 			return
 		}
 		until := time.Now().Add(contentionPause)
 		l.contend.mu.Lock()
-		for _, f := range strings.Split(parts, ",") {
-			if p, err := strconv.Atoi(f); err == nil && p >= 0 && p < chain.Partitions {
-				l.contend.until[p] = until
-			}
+		for _, p := range parts {
+			l.contend.until[p] = until
 		}
 		l.contend.mu.Unlock()
 	})
@@ -80,16 +100,64 @@ func (l *Ledger) listenForContention() {
 	l.contend.sub = sub
 }
 
+// checkNotice returns the chains a notice names if it is another
+// instance's, fresh at now, and signed by its registered writer.
+func (l *Ledger) checkNotice(text string, now time.Time) ([]int, bool) {
+	i := strings.LastIndexByte(text, ' ')
+	if i < 0 {
+		return nil, false
+	}
+	fields, sig64 := text[:i], text[i+1:]
+	f := strings.Split(fields, " ")
+	if len(f) != 4 || f[0] == l.cfg.Writer.ID() && f[1] == l.contend.nonce {
+		return nil, false
+	}
+	ms, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil {
+		return nil, false
+	}
+	if age := now.Sub(time.UnixMilli(ms)); age > noticeMaxAge || age < -noticeMaxAge {
+		return nil, false
+	}
+	keys := l.keys.Load()
+	if keys == nil {
+		return nil, false
+	}
+	pub, ok := (*keys)[f[0]]
+	sig, err := base64.StdEncoding.DecodeString(sig64)
+	if !ok || err != nil || len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, l.noticeBody(fields), sig) {
+		return nil, false
+	}
+	var parts []int
+	for _, c := range strings.Split(f[3], ",") {
+		p, err := strconv.Atoi(c)
+		if err != nil || p < 0 || p >= chain.Partitions {
+			return nil, false
+		}
+		parts = append(parts, p)
+	}
+	return parts, true
+}
+
 // lostOn tells the other instances that a change of this one lost on the
 // chains parts.
 func (l *Ledger) lostOn(parts []int) {
-	b := []byte(l.instanceTag() + " ")
+	w := l.cfg.Writer
+	if w == nil || len(parts) == 0 {
+		return
+	}
+	b := []byte(w.ID() + " " + l.contend.nonce + " ")
+	b = strconv.AppendInt(b, time.Now().UnixMilli(), 10)
+	b = append(b, ' ')
 	for i, p := range parts {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = strconv.AppendInt(b, int64(p), 10)
 	}
+	sig := w.SignRaw(l.noticeBody(string(b)))
+	b = append(b, ' ')
+	b = base64.StdEncoding.AppendEncode(b, sig)
 	_ = l.js.Conn().Publish(l.contendedSubject(), b)
 }
 

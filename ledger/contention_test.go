@@ -1,11 +1,15 @@
 package ledger
 
 import (
+	"context"
+	"encoding/base64"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/embedded"
+	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/ledger/writer"
 )
 
@@ -18,18 +22,28 @@ func TestContentionNotices(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	start := func() *Ledger {
+	start := func(w *writer.Key) *Ledger {
 		nc, err := srv.Connect("test")
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(nc.Close)
-		l, head := openSigned(t, nc, writer.Generate())
+		l, head := openSigned(t, nc, w)
 		l.Start(head)
 		t.Cleanup(l.Close)
 		return l
 	}
-	a, b := start(), start()
+	wa, wb, stranger := writer.Generate(), writer.Generate(), writer.Generate()
+	a := start(wa)
+	ctx := context.Background()
+	for _, w := range []*writer.Key{wa, wb} {
+		if _, err := a.Append(ctx, &event.Event{Time: time.Now(), Operation: "RegisterWriter",
+			Body: &event.WriterRegistered{WriterID: w.ID(), PublicKey: w.PublicText(), RegisteredBy: wa.ID()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := start(wb)
+	c := start(stranger) // never registered: its notices hold nothing
 	// held: a notice ever held chain p (the hold itself lasts only
 	// milliseconds: a loaded machine could miss it).
 	held := func(l *Ledger, p int) bool {
@@ -37,12 +51,28 @@ func TestContentionNotices(t *testing.T) {
 		defer l.contend.mu.Unlock()
 		return !l.contend.until[p].IsZero()
 	}
-	// Garbage first: none of it may hold anything.
+	// Garbage, a stranger's notice and forgeries first: none of them may
+	// hold anything.
 	nc := b.js.Conn()
-	for _, junk := range []string{"", "x", "someone", "someone -1,64,999999999999,abc", "someone  "} {
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	old := strconv.FormatInt(time.Now().Add(-time.Minute).UnixMilli(), 10)
+	signed := func(k *writer.Key, fields string) string {
+		return fields + " " + base64.StdEncoding.EncodeToString(k.SignRaw(b.noticeBody(fields)))
+	}
+	for _, junk := range []string{"", "x", "someone", "someone -1,64,999999999999,abc", "someone  ",
+		wb.ID() + " n " + now + " 5 AAAA",                 // unsigned
+		signed(stranger, stranger.ID()+" n "+now+" 5"),    // not a registered writer
+		signed(stranger, wb.ID()+" n "+now+" 5"),          // another's name, the stranger's key
+		signed(wb, wb.ID()+" n "+old+" 5"),                // a minute old: a replay
+		signed(wb, wb.ID()+" n "+now+" 5,64"),             // a chain out of range
+		signed(wb, wb.ID()+" n "+now+" 5")[:60] + "x=="} { // a signature cut
 		if err := nc.Publish(b.contendedSubject(), []byte(junk)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	c.lostOn([]int{5})
+	if err := c.js.Conn().Flush(); err != nil { // the server has c's notice before b's
+		t.Fatal(err)
 	}
 	b.lostOn([]int{3, 17})
 	if err := nc.Flush(); err != nil {
@@ -56,7 +86,7 @@ func TestContentionNotices(t *testing.T) {
 		t.Fatal("the other instance does not hold its changes on the chains b lost on")
 	}
 	for p := range chain.Partitions {
-		if p != 3 && p != 17 && held(a, p) {
+		if p != 3 && p != 17 && held(a, p) || held(c, p) && p != 3 && p != 17 {
 			t.Fatalf("chain %d is held though nobody lost on it", p)
 		}
 		if held(b, p) {

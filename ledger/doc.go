@@ -82,10 +82,10 @@
 // Turns on a busy chain are fair (contention.go): the instance that just
 // won would otherwise win every race, since the loser must fold the
 // winner's change before it can try again. A change that loses publishes a
-// contention notice (core NATS, <Subject>.contended); the other instances
-// hold their next change for a few milliseconds. A notice
-// is a courtesy, not a lock: losing one costs a turn, forging them a few
-// milliseconds per change.
+// contention notice (core NATS, <Subject>.contended, signed by its
+// writer key); the other instances hold their next change for a few
+// milliseconds. A notice is a courtesy, not a lock: losing one costs a
+// turn, and one not signed by a registered writer is ignored.
 //
 // # Following, and read-your-writes
 //

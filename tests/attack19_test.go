@@ -127,15 +127,14 @@ func sum(ds []time.Duration) time.Duration {
 }
 
 // TestForgedContentionNoticesStallTheDataPlane: keyledger.events.contended
-// is core NATS and unauthenticated; every instance holds its next change
-// on the chains a notice names for 5 ms. That holds each change up by at
-// most 5 ms (measured: it does), but the change waits while holding the
-// service's exclusive lock (keyservice.changing → ledger.AppendChange →
-// yieldTo), and every Encrypt takes that lock shared: so while a client
-// changes keys, forged notices naming every chain freeze the whole data
-// plane 5 ms per change. Measured: Encrypts by 4 clients in 2 s beside one
-// client disabling a key, 4,480 alone, 1,470 with 1,000 forged notices a
-// second (and 4,700 with the same flood on an unrelated subject).
+// is core NATS, open to any client of keyledger's account; an instance
+// holds its next change for 5 ms after another instance's notice. Found
+// by attack: the change waited holding the service's exclusive lock, which
+// every Encrypt takes shared, so forged notices froze the data plane 5 ms
+// per change (Encrypts by 4 clients in 2 s beside one client disabling a
+// key: 4,480 alone, 1,470 with 1,000 forged notices a second). Now the
+// hold is waited out without the lock, and only notices signed by a
+// registered writer count: the flood costs neither Encrypts nor changes.
 func TestForgedContentionNoticesStallTheDataPlane(t *testing.T) {
 	url, gws := natsGateways(t, 1)
 	in := gws[0]

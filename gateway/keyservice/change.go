@@ -68,10 +68,12 @@ func changing[T any](ctx context.Context, s *Service, fn func(ctx context.Contex
 func changingAtMost[T any](ctx context.Context, s *Service, attempts int, fn func(ctx context.Context) (T, error)) (T, error) {
 	release := s.exclusive()
 	defer func() { release() }()
+	var pause time.Duration
 	for attempt := 1; ; attempt++ {
-		if d := s.ledger.ContentionHold(); d > 0 {
-			// Another instance lost a race and has its turn. Wait without
-			// the lock: requests that only read state go on meanwhile.
+		if d := max(pause, s.ledger.ContentionHold()); d > 0 {
+			// Another instance lost a race and has its turn, or won twice
+			// running. Wait without the lock: requests that only read
+			// state go on meanwhile.
 			release()
 			time.Sleep(d)
 			release = s.exclusive()
@@ -91,7 +93,7 @@ func changingAtMost[T any](ctx context.Context, s *Service, attempts int, fn fun
 			// back to back, and trying again at once lands at the same
 			// moment of its cycle every time. A pause of random length
 			// (at most a few milliseconds) lands anywhere in it.
-			time.Sleep(time.Duration(rand.Int64N(int64(min(attempt, 8)) * int64(time.Millisecond))))
+			pause = time.Duration(rand.Int64N(int64(min(attempt, 8)) * int64(time.Millisecond)))
 		}
 	}
 }

@@ -17,7 +17,7 @@ build:
 
 ## test: the whole suite (unit, end-to-end through the AWS SDK, CLI, crash and architecture tests)
 test: vet
-	$(GO) test -race -count=1 -parallel 4 ./...
+	$(GO) test -race -count=1 -parallel 4 -timeout 30m ./...
 
 ## test-unit: the packages' own tests, without the end-to-end suite under tests/ (no browser,
 ## HSM, cluster or server processes): the quick loop while editing

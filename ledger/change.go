@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -226,7 +227,9 @@ func (l *Ledger) tryChange(ctx context.Context, ev *event.Event, at Positions, p
 		stopWatch := context.AfterFunc(fault, cancel)
 		defer stopWatch()
 	}
+	began := time.Now()
 	seq, err := l.publishChange(pctx, nms)
+	rtt := time.Since(began)
 	cancel()
 	if err != nil && fault != nil && fault.Err() != nil {
 		err = fmt.Errorf("%w: %v", ErrStorage, context.Cause(fault))
@@ -245,7 +248,7 @@ func (l *Ledger) tryChange(ctx context.Context, ev *event.Event, at Positions, p
 		if isSealed(err) {
 			return event.Record{}, err
 		}
-		l.lostOn(parts)
+		l.lostOn(parts, 3*rtt) // fold the winner, validate, publish again
 		// Another instance's change took the place: fold it, so the
 		// caller's next attempt validates against it. JetStream names
 		// where the chain stands: folding through there, without first

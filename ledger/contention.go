@@ -27,19 +27,25 @@ import (
 //
 // So a loser says so: a change that loses publishes a contention notice
 // (core NATS, <Subject>.contended: the chains it lost on and its
-// instance, signed by its writer key), and every other instance holds its next change for
-// contentionPause (ContentionHold: the caller waits before it takes its
-// change lock, so requests that only read never wait with it), long
-// enough for the loser to fold and try again. The notice costs nothing
-// without contention, a lost notice only loses the turn, and nothing waits
-// longer than the pause per attempt: a notice is a courtesy, never a lock.
+// instance, signed by its writer key), and every other instance holds its
+// next change for as long as the loser asks, 5–50 ms (ContentionHold: the
+// caller waits before it takes its change lock, so requests that only
+// read never wait with it): long enough for the loser to fold and try
+// again. The notice costs nothing without contention, a lost notice only
+// loses the turn, and nothing waits longer than 50 ms per attempt: a
+// notice is a courtesy, never a lock.
 // Only a registered writer's signed, fresh notice holds anything: a
 // forged flood costs nothing (TestForgedContentionNoticesStallTheDataPlane).
 
-// contentionPause is how long a change on a chain waits after another
-// instance lost a race on it: a few of the loser's round trips to the
-// server (fold the winner, publish again).
-const contentionPause = 5 * time.Millisecond
+// How long a change waits after another instance lost a race: what the
+// loser asks for (three of its publish round trips: fold the winner,
+// validate, publish again), at least contentionPause and at most
+// maxContentionPause. On a loaded machine a round trip is tens of
+// milliseconds, and a fixed 5 ms let the winner win 32 races in a row.
+const (
+	contentionPause    = 5 * time.Millisecond
+	maxContentionPause = 50 * time.Millisecond
+)
 
 // noticeMaxAge bounds how old a notice may be (by its sender's clock):
 // a copy replayed later is ignored. Generous for clock skew between hosts:
@@ -61,10 +67,10 @@ type contention struct {
 
 func (l *Ledger) contendedSubject() string { return l.cfg.Subject + ".contended" }
 
-// A notice is "<writer> <nonce> <unix ms> <chains> <signature>": the
-// sending instance (its writer ID and a nonce of its process), when, the
-// chains it lost on (comma-separated), and its writer key's signature of
-// the rest. Only a registered writer's notice holds anything, so a NATS
+// A notice is "<writer> <nonce> <unix ms> <chains> <hold µs> <signature>":
+// the sending instance (its writer ID and a nonce of its process), when,
+// the chains it lost on (comma-separated), how long it asks the others to
+// hold, and its writer key's signature of the rest. Only a registered writer's notice holds anything, so a NATS
 // client without a writer key cannot slow changes down.
 
 // noticeBody is what a notice's signature covers.
@@ -82,11 +88,11 @@ func (l *Ledger) listenForContention() {
 	_, _ = rand.Read(nonce[:])
 	l.contend.nonce = hex.EncodeToString(nonce[:])
 	sub, err := l.js.Conn().Subscribe(l.contendedSubject(), func(m *nats.Msg) {
-		parts, ok := l.checkNotice(string(m.Data), time.Now())
+		parts, hold, ok := l.checkNotice(string(m.Data), time.Now())
 		if !ok {
 			return
 		}
-		until := time.Now().Add(contentionPause)
+		until := time.Now().Add(min(max(hold, contentionPause), maxContentionPause))
 		l.contend.mu.Lock()
 		for _, p := range parts {
 			l.contend.until[p] = until
@@ -100,48 +106,53 @@ func (l *Ledger) listenForContention() {
 	l.contend.sub = sub
 }
 
-// checkNotice returns the chains a notice names if it is another
-// instance's, fresh at now, and signed by its registered writer.
-func (l *Ledger) checkNotice(text string, now time.Time) ([]int, bool) {
+// checkNotice returns the chains a notice names and the hold it asks for,
+// if it is another instance's, fresh at now, and signed by its registered
+// writer.
+func (l *Ledger) checkNotice(text string, now time.Time) ([]int, time.Duration, bool) {
 	i := strings.LastIndexByte(text, ' ')
 	if i < 0 {
-		return nil, false
+		return nil, 0, false
 	}
 	fields, sig64 := text[:i], text[i+1:]
 	f := strings.Split(fields, " ")
-	if len(f) != 4 || f[0] == l.cfg.Writer.ID() && f[1] == l.contend.nonce {
-		return nil, false
+	if len(f) != 5 || f[0] == l.cfg.Writer.ID() && f[1] == l.contend.nonce {
+		return nil, 0, false
 	}
 	ms, err := strconv.ParseInt(f[2], 10, 64)
 	if err != nil {
-		return nil, false
+		return nil, 0, false
 	}
 	if age := now.Sub(time.UnixMilli(ms)); age > noticeMaxAge || age < -noticeMaxAge {
-		return nil, false
+		return nil, 0, false
+	}
+	holdMicros, err := strconv.ParseUint(f[4], 10, 32)
+	if err != nil {
+		return nil, 0, false
 	}
 	keys := l.keys.Load()
 	if keys == nil {
-		return nil, false
+		return nil, 0, false
 	}
 	pub, ok := (*keys)[f[0]]
 	sig, err := base64.StdEncoding.DecodeString(sig64)
 	if !ok || err != nil || len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, l.noticeBody(fields), sig) {
-		return nil, false
+		return nil, 0, false
 	}
 	var parts []int
 	for _, c := range strings.Split(f[3], ",") {
 		p, err := strconv.Atoi(c)
 		if err != nil || p < 0 || p >= chain.Partitions {
-			return nil, false
+			return nil, 0, false
 		}
 		parts = append(parts, p)
 	}
-	return parts, true
+	return parts, time.Duration(holdMicros) * time.Microsecond, true
 }
 
 // lostOn tells the other instances that a change of this one lost on the
 // chains parts.
-func (l *Ledger) lostOn(parts []int) {
+func (l *Ledger) lostOn(parts []int, hold time.Duration) {
 	w := l.cfg.Writer
 	if w == nil || len(parts) == 0 {
 		return
@@ -155,6 +166,8 @@ func (l *Ledger) lostOn(parts []int) {
 		}
 		b = strconv.AppendInt(b, int64(p), 10)
 	}
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, min(hold, maxContentionPause).Microseconds(), 10)
 	sig := w.SignRaw(l.noticeBody(string(b)))
 	b = append(b, ' ')
 	b = base64.StdEncoding.AppendEncode(b, sig)

@@ -60,21 +60,21 @@ func TestContentionNotices(t *testing.T) {
 		return fields + " " + base64.StdEncoding.EncodeToString(k.SignRaw(b.noticeBody(fields)))
 	}
 	for _, junk := range []string{"", "x", "someone", "someone -1,64,999999999999,abc", "someone  ",
-		wb.ID() + " n " + now + " 5 AAAA",                 // unsigned
-		signed(stranger, stranger.ID()+" n "+now+" 5"),    // not a registered writer
-		signed(stranger, wb.ID()+" n "+now+" 5"),          // another's name, the stranger's key
-		signed(wb, wb.ID()+" n "+old+" 5"),                // a minute old: a replay
-		signed(wb, wb.ID()+" n "+now+" 5,64"),             // a chain out of range
-		signed(wb, wb.ID()+" n "+now+" 5")[:60] + "x=="} { // a signature cut
+		wb.ID() + " n " + now + " 5 1000 AAAA",                 // unsigned
+		signed(stranger, stranger.ID()+" n "+now+" 5 1000"),    // not a registered writer
+		signed(stranger, wb.ID()+" n "+now+" 5 1000"),          // another's name, the stranger's key
+		signed(wb, wb.ID()+" n "+old+" 5 1000"),                // a minute old: a replay
+		signed(wb, wb.ID()+" n "+now+" 5,64 1000"),             // a chain out of range
+		signed(wb, wb.ID()+" n "+now+" 5 1000")[:60] + "x=="} { // a signature cut
 		if err := nc.Publish(b.contendedSubject(), []byte(junk)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c.lostOn([]int{5})
+	c.lostOn([]int{5}, time.Millisecond)
 	if err := c.js.Conn().Flush(); err != nil { // the server has c's notice before b's
 		t.Fatal(err)
 	}
-	b.lostOn([]int{3, 17})
+	b.lostOn([]int{3, 17}, time.Hour) // asks too much: held maxContentionPause
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,10 +94,10 @@ func TestContentionNotices(t *testing.T) {
 		}
 	}
 	// The hold ends by itself, and says how long it has left.
-	if d := a.ContentionHold(); d > contentionPause {
-		t.Fatalf("a hold of %v, longer than the pause", d)
+	if d := a.ContentionHold(); d > maxContentionPause {
+		t.Fatalf("a hold of %v, longer than the longest pause", d)
 	}
-	time.Sleep(contentionPause)
+	time.Sleep(maxContentionPause)
 	if d := a.ContentionHold(); d != 0 {
 		t.Fatalf("still held %v after the pause", d)
 	}

@@ -83,8 +83,8 @@
 // won would otherwise win every race, since the loser must fold the
 // winner's change before it can try again. A change that loses publishes a
 // contention notice (core NATS, <Subject>.contended, signed by its
-// writer key); the other instances hold their next change for a few
-// milliseconds. A notice is a courtesy, not a lock: losing one costs a
+// writer key); the other instances hold their next change for as long
+// as it asks (three of its round trips, 5–50 ms). A notice is a courtesy, not a lock: losing one costs a
 // turn, and one not signed by a registered writer is ignored.
 //
 // # Following, and read-your-writes

@@ -102,7 +102,14 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
+	err := chromedp.Do(ctx, actions...)
+	for try := 0; err != nil && strings.Contains(err.Error(), "Could not find node with given id") && try < 3; try++ {
+		// The page re-rendered between finding the node and acting on it:
+		// the action never reached it. Find it again.
+		time.Sleep(100 * time.Millisecond)
+		err = chromedp.Do(ctx, actions...)
+	}
+	if err != nil {
 		b.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
 		b.t.Fatalf("%s: %v (page errors: %v)", what, err, b.pageErrors())
 	}

@@ -43,8 +43,8 @@ import (
 // Delivery is at least once and order does not matter: a receiver applies
 // only versions newer than it holds (a duplicate is answered with a fresh
 // ack), and the sender derives what to send from its state alone — every
-// replica that has not confirmed the key's version is sent it again every
-// ResendAfter — so a crash between an event and its message, a lost
+// replica that has not confirmed the key's version is sent it again after
+// ResendAfter, doubling each time — so a crash between an event and its message, a lost
 // message or a region that was down for a week all end the same way. The
 // primary's new material becomes current only when every replica
 // confirmed it (keystate), so no related key encrypts under material
@@ -99,7 +99,16 @@ type Replicator struct {
 type sentMsg struct {
 	version uint64
 	at      time.Time
+	times   int // how often this version was sent
 }
+
+// maxResendDoublings bounds the back-off of a message sent again and again
+// without confirmation: ResendAfter doubles each time up to 2^5 times it
+// (16 min by default). A backlog the peer drains slower than ResendAfter
+// would otherwise be sealed and sent whole again every ResendAfter, each
+// copy confirmed in turn; a region that was down gets what its inbox's
+// source copies when it returns, not a resend.
+const maxResendDoublings = 5
 
 // NewReplicator makes the service's replicator.
 func (s *Service) NewReplicator(cfg ReplicatorConfig) *Replicator {
@@ -230,7 +239,7 @@ func (r *Replicator) send(ctx context.Context, k keystate.Key, to string, create
 	r.mu.Lock()
 	last, ok := r.sent[id]
 	r.mu.Unlock()
-	if ok && last.version == k.SyncVersion && now.Sub(last.at) < r.cfg.ResendAfter {
+	if ok && last.version == k.SyncVersion && now.Sub(last.at) < r.cfg.ResendAfter<<min(last.times-1, maxResendDoublings) {
 		return
 	}
 	body, err := r.syncBody(ctx, k, to, create)
@@ -248,7 +257,11 @@ func (r *Replicator) send(ctx context.Context, k keystate.Key, to string, create
 		return
 	}
 	delete(r.warned, id)
-	r.sent[id] = sentMsg{version: k.SyncVersion, at: now}
+	times := 1
+	if ok && last.version == k.SyncVersion {
+		times = last.times + 1
+	}
+	r.sent[id] = sentMsg{version: k.SyncVersion, at: now, times: times}
 }
 
 // syncBody is k's shared properties for region to, its materials sealed to

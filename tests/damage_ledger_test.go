@@ -184,8 +184,9 @@ func TestDamagedLedgerBlock(t *testing.T) {
 					t.Fatalf("the salvage holds events the ledger does not, or out of order (%d of %d matched)", k, len(saved))
 				}
 				var firstLost, lastLost uint64 = uint64(len(events)), 0
-				lastOnChain := map[string]*event.Event{} // the last event each chain lost
-				lastHash := map[string]string{}
+				// What each chain lost, by index: a chain may lose two short
+				// runs, and each break names the last event of the run before it.
+				lostOnChain := map[string]map[uint64]string{} // chain → index → hash
 				for x := range lostIdx {
 					firstLost, lastLost = min(firstLost, x), max(lastLost, x)
 				}
@@ -197,7 +198,10 @@ func TestDamagedLedgerBlock(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					lastOnChain[ev.Chain], lastHash[ev.Chain] = ev, eventHash(t, events[x])
+					if lostOnChain[ev.Chain] == nil {
+						lostOnChain[ev.Chain] = map[uint64]string{}
+					}
+					lostOnChain[ev.Chain][ev.Index] = eventHash(t, events[x])
 				}
 				for _, lost := range rep.Lost {
 					if !lost.PerChain && (lost.FromIndex < firstLost || lost.ToIndex > lastLost) {
@@ -205,9 +209,9 @@ func TestDamagedLedgerBlock(t *testing.T) {
 					}
 				}
 				for _, br := range rep.Breaks {
-					ev := lastOnChain[br.Chain]
-					if ev == nil || br.Index != ev.Index+1 || br.NamesPrev != lastHash[br.Chain] {
-						t.Fatalf("break %+v does not name the last event its chain lost (%+v)", br, ev)
+					lostHash, ok := lostOnChain[br.Chain][br.Index-1]
+					if !ok || br.NamesPrev != lostHash {
+						t.Fatalf("break %+v does not name the event its chain lost before it (lost on that chain: %v)", br, lostOnChain[br.Chain])
 					}
 				}
 				if len(lostIdx) > tc.maxLost || lastLost-firstLost > uint64(tc.maxLost) {

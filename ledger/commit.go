@@ -269,10 +269,11 @@ func (l *Ledger) commit(b *batch) {
 				settle(b.items, nil, fmt.Errorf("ledger: append failed: %w (and the stream could not be read back: %v)", err, cerr))
 				return
 			}
+			before := l.whead
 			l.fmu.Lock()
 			l.whead = l.fold.Chain(b.chain)
 			l.fmu.Unlock()
-			l.cfg.Logger.Warn("ledger: this instance's data chain had moved; linking the batch after it", "chain", b.chain, "last", l.whead.Last)
+			l.noteChainMoved(b.chain, before)
 			b = b.relink(l.whead, l.cfg.MaxBatchBytes)
 		default:
 			l.recover(o, b.items, err)
@@ -493,5 +494,28 @@ func (l *Ledger) drain(err error) {
 		default:
 			return
 		}
+	}
+}
+
+// copiedKeyAlarmEvery bounds how often a second process writing with this
+// instance's writer key is reported while it goes on.
+const copiedKeyAlarmEvery = time.Minute
+
+// noteChainMoved reports what took this instance's data chain's next
+// place (the chain stood at before). If the chain's head moved, a valid
+// event signed with this writer key was stored by someone else: a copy of
+// writer.key runs elsewhere, and the two take turns on one chain (no
+// fork, but each loses races and some requests fail). Anything else was a
+// message the fold refused. Writer loop only.
+func (l *Ledger) noteChainMoved(name string, before chain.ChainHead) {
+	if l.whead.Index == before.Index && l.whead.Hash == before.Hash {
+		l.cfg.Logger.Warn("ledger: a message that is not this instance's took its data chain's next place (refused by the fold); publishing after it",
+			"chain", name, "last", l.whead.Last)
+		return
+	}
+	if now := time.Now(); now.Sub(l.copiedKeyAlarm) >= copiedKeyAlarmEvery {
+		l.copiedKeyAlarm = now
+		l.cfg.Logger.Error("ALARM: another process writes with this instance's writer key: its data chain moved under it. Stop the copy: every instance needs a writer key of its own (keyledger writer register)",
+			"chain", name, "last", l.whead.Last)
 	}
 }

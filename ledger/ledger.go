@@ -175,6 +175,8 @@ type Ledger struct {
 	// The data writer (commit.go; writer goroutine only).
 	whead    chain.ChainHead // its chain's head as it published it
 	refusing bool            // the storage refused the last batch
+	// copiedKeyAlarm is when a copy of this writer key was last reported.
+	copiedKeyAlarm time.Time
 
 	connEpoch atomic.Pointer[chan struct{}] // closed when the connection is lost (follow.go)
 

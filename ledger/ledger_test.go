@@ -1,8 +1,11 @@
 package ledger_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -257,17 +260,20 @@ func TestChangesConflictAcrossInstances(t *testing.T) {
 // other took the place (expected-last-subject-sequence); the loser folds
 // the winner's message and links after it, or after too many lost races
 // fails its batch (ErrConflict: nothing stored). Nothing forks, nothing is
-// quarantined, every acknowledged event is in the ledger once.
+// quarantined, every acknowledged event is in the ledger once, and the
+// instances say in their logs that a copy of their key is writing.
 func TestSameWriterKeyCannotFork(t *testing.T) {
 	srv := startServer(t, t.TempDir())
 	w := writer.Generate()
-	a := openWriter(t, srv, w, nil)
+	var logs syncLog
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	a := openWriterLogged(t, srv, w, logger)
 	ctx := context.Background()
 	if _, err := a.Append(ctx, &event.Event{Time: time.Now(), Operation: "RegisterWriter",
 		Body: &event.WriterRegistered{WriterID: w.ID(), PublicKey: w.PublicText(), RegisteredBy: w.ID()}}); err != nil {
 		t.Fatal(err)
 	}
-	b := openWriter(t, srv, w, nil)
+	b := openWriterLogged(t, srv, w, logger)
 	var mu sync.Mutex
 	acked := map[event.Hash]bool{}
 	var wg sync.WaitGroup
@@ -306,6 +312,51 @@ func TestSameWriterKeyCannotFork(t *testing.T) {
 	if c := rep.Chains[chain.DataChain(w.ID())]; c.Count != uint64(n)+1 {
 		t.Fatalf("the writer's chain holds %d events, %d were acknowledged", c.Count, n+1)
 	}
+	// Whichever lost a race says so, once a minute at most: one or two
+	// alarms in the two instances' logs.
+	if got := logs.String(); strings.Count(got, "ALARM: another process writes with this instance's writer key") == 0 ||
+		strings.Count(got, "ALARM") > 2 {
+		t.Fatalf("want one alarm from each instance that lost a race, no more:\n%s", got)
+	}
+}
+
+// syncLog is a log destination safe for concurrent writers.
+type syncLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncLog) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncLog) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// openWriterLogged is openWriter logging to logger.
+func openWriterLogged(t *testing.T, srv *embedded.Server, w *writer.Key, logger *slog.Logger) *ledger.Ledger {
+	t.Helper()
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	l, err := ledger.Open(context.Background(), nc, ledger.Config{Writer: w, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := l.Replay(context.Background(), chain.Head{}, func(event.Record) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Start(head)
+	t.Cleanup(l.Close)
+	return l
 }
 
 func TestAcknowledgedEventsSurviveRestart(t *testing.T) {

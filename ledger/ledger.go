@@ -91,9 +91,12 @@ type Config struct {
 	Storage Storage
 	// SegmentPeriod starts a new segment stream once the current one is
 	// this old (segments.go); SegmentMessages once it holds this many
-	// messages. Zero: never.
+	// messages; SegmentBytes once it holds this many bytes (as JetStream
+	// counts them, uncompressed), which bounds a restart after a crash.
+	// Zero: never.
 	SegmentPeriod   time.Duration
 	SegmentMessages uint64
+	SegmentBytes    uint64
 	Logger          *slog.Logger
 }
 
@@ -163,6 +166,7 @@ type Ledger struct {
 	qfirst      []string          // the first few quarantines, for reports
 
 	// The follower (follow.go).
+	foldMu     sync.Mutex    // held by whoever folds past folded: the follower, or acked's foldNext
 	target     atomic.Uint64 // the stream sequence the follower folds up to
 	kick       chan struct{}
 	stopFollow chan struct{}

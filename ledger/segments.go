@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,6 +47,9 @@ type segStream struct {
 	last    uint64 // its last sequence once sealed
 	sealed  bool
 	created time.Time
+	// bytes is what it held when last asked (JetStream's count, for
+	// SegmentBytes): updated by every look at the stream's end.
+	bytes atomic.Uint64
 }
 
 // segmentSet is the ledger's segments, in order; the last is the one
@@ -200,6 +204,7 @@ func segmentOf(n int, st jetstream.Stream) *segStream {
 	if s.sealed {
 		s.last = info.State.LastSeq
 	}
+	s.bytes.Store(info.State.Bytes)
 	return s
 }
 
@@ -295,6 +300,7 @@ type SegmentInfo struct {
 	First, Last uint64 // stream sequences; Last < First when empty
 	Sealed      bool
 	Created     time.Time
+	Bytes       uint64 // as JetStream counts them (uncompressed)
 }
 
 // Segments lists the ledger's segments as they are now.
@@ -312,7 +318,8 @@ func (l *Ledger) Segments(ctx context.Context) ([]SegmentInfo, error) {
 		if last < s.first {
 			last = s.first - 1
 		}
-		out = append(out, SegmentInfo{Number: s.n, Stream: s.name, First: s.first, Last: last, Sealed: info.Config.Sealed, Created: info.Created})
+		out = append(out, SegmentInfo{Number: s.n, Stream: s.name, First: s.first, Last: last, Sealed: info.Config.Sealed, Created: info.Created,
+			Bytes: info.State.Bytes})
 	}
 	return out, nil
 }
@@ -385,7 +392,16 @@ func isSealed(err error) bool {
 // rollDue reports whether the writer should start a new segment before
 // its next batch: the current one is sealed (a crash mid-roll, or another
 // instance rolled), or it is older than SegmentPeriod or holds
-// SegmentMessages messages. An empty segment never rolls.
+// SegmentMessages messages or SegmentBytes bytes (as of the follower's
+// last look, at most FollowInterval ago when idle). An empty segment
+// never rolls.
+//
+// Why a bound in bytes: after kill -9, nats-server finds the current
+// stream's index older than its last block and rebuilds the stream's
+// state from every block (filestore recoverFullState → errPriorState);
+// sealed segments' indexes are current. A crash's restart therefore grows
+// with the current segment's bytes (measured in the README's "Restart
+// right after load"), and SegmentBytes bounds it whatever the traffic.
 func (l *Ledger) rollDue(through uint64) bool {
 	cur := l.segs.current()
 	if cur == nil || l.cfg.ReadOnly {
@@ -398,6 +414,9 @@ func (l *Ledger) rollDue(through uint64) bool {
 		return false
 	}
 	if l.cfg.SegmentMessages > 0 && through-cur.first+1 >= l.cfg.SegmentMessages {
+		return true
+	}
+	if l.cfg.SegmentBytes > 0 && cur.bytes.Load() >= l.cfg.SegmentBytes {
 		return true
 	}
 	return l.cfg.SegmentPeriod > 0 && time.Since(cur.created) >= l.cfg.SegmentPeriod
@@ -489,6 +508,7 @@ func (l *Ledger) liveRange(ctx context.Context) (first, last uint64, err error) 
 			return 0, 0, err
 		}
 	}
+	l.segs.current().bytes.Store(info.State.Bytes)
 	segs := l.segs.list()
 	return segs[0].first, lastSeq(segs, info), nil
 }

@@ -198,3 +198,42 @@ func TestDedupeWindowOfTheCurrentSegment(t *testing.T) {
 		t.Fatalf("after opening, the current segment's duplicates window is %v, want 10s", got)
 	}
 }
+
+// A segment rolls once it holds SegmentBytes, whatever its messages
+// hold: every sealed segment reached the bound, the last is still being
+// written, and a fresh reader reads the chain whole across them.
+func TestRollBySize(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	cfg := ledger.Config{SegmentBytes: 4 << 10, FollowInterval: 10 * time.Millisecond}
+	l, h := openWith(t, srv, cfg)
+	l.Start(h)
+	const n = 80
+	for range n {
+		if _, err := l.Append(context.Background(), newEvent("Encrypt")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // one message each, so the bound is what rolls
+	}
+	segs, err := l.Segments(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if len(segs) < 2 {
+		t.Fatalf("%d segment(s) after %d messages of about 300 bytes under a bound of %d bytes", len(segs), n, cfg.SegmentBytes)
+	}
+	for _, s := range segs[:len(segs)-1] {
+		if !s.Sealed || s.Bytes < cfg.SegmentBytes {
+			t.Errorf("segment %s: sealed %v, %d bytes; want sealed at %d bytes or more", s.Stream, s.Sealed, s.Bytes, cfg.SegmentBytes)
+		}
+	}
+	if last := segs[len(segs)-1]; last.Sealed {
+		t.Errorf("the last segment %s is sealed", last.Stream)
+	}
+	r, _ := openWith(t, srv, cfg)
+	head, err := r.Replay(context.Background(), chain.Head{}, func(event.Record) error { return nil })
+	if err != nil || head.Index+1 != n {
+		t.Fatalf("a fresh reader read %+v, %v; want %d events", head, err, n)
+	}
+	t.Logf("%d segments for %d messages under %d bytes each", len(segs), n, cfg.SegmentBytes)
+}

@@ -118,6 +118,8 @@ func serve(args []string, stderr io.Writer) int {
 	writerKeyFile := fs.String("writer-key", "", "Ed25519 key that signs every ledger message (default <data-dir>/writer.key, generated if absent;\neach instance of a --nats-url deployment has its own: register a second one with keyledger writer register)")
 	segmentPeriod := fs.Duration("segment-period", 30*24*time.Hour, "start a new ledger segment stream once the current one is this old, so archived segments can be removed (audit prune); 0: never")
 	segmentMessages := fs.Uint64("segment-messages", 0, "also start a new segment once the current one holds this many messages (group commits); 0: no limit")
+	segmentSize := byteSize(defaultSegmentSize)
+	fs.Var(&segmentSize, "segment-size", "also start a new segment once the current one holds this many bytes (as JetStream counts them,\nuncompressed; e.g. 512MiB): a restart after a crash rebuilds the current segment, so this bounds it; 0: no limit")
 	checkpointEvery := fs.Duration("checkpoint-interval", node.DefaultCheckpointInterval, "how often a signed checkpoint of the ledger's Merkle tree is stored (when it grew; also at clean shutdown)")
 	seedFile := fs.String("seed", "", "seed file (YAML): create the keys, aliases and settings it declares before serving;\nidempotent, recorded in the ledger (see the README's \"Seed files\")")
 	seedDev := fs.Bool("seed-dev", false, "development mode for seeds: accept key material for AWS_KMS keys (test fixtures), at start and\nfrom keyledger seed --dev; never in production")
@@ -295,7 +297,7 @@ func serve(args []string, stderr io.Writer) int {
 	ncfg := node.Config{
 		Region: *region, RootKey: rootKey, Principals: dir, OperatorAccount: operatorAccount, Logger: log,
 		Ledger: ledger.Config{Stream: bf.stream, Writer: wk, Uncompressed: *compression == "none",
-			SegmentPeriod: *segmentPeriod, SegmentMessages: *segmentMessages},
+			SegmentPeriod: *segmentPeriod, SegmentMessages: *segmentMessages, SegmentBytes: uint64(segmentSize)},
 		CheckpointSigner: signer, CheckpointVerifier: vkey, CheckpointInterval: *checkpointEvery,
 		DataDir: diskDir, HTTP: limits,
 		Throttle: of.limiter(*region, dir), SeedDev: *seedDev,

@@ -61,7 +61,9 @@ func (l *Ledger) own(o *ownMsg) *ownMsg {
 }
 
 // acked records that o was stored at seq and has the follower fold
-// through it.
+// through it — or, when o is the very next message and nothing else
+// waits to be written, folds it at once on the caller's goroutine (see
+// foldNext).
 func (l *Ledger) acked(o *ownMsg, seq uint64) {
 	l.omu.Lock()
 	if !o.claimed { // claimed: the follower set seq, and may be reading it
@@ -69,7 +71,29 @@ func (l *Ledger) acked(o *ownMsg, seq uint64) {
 		l.ownSeq[seq] = o
 	}
 	l.omu.Unlock()
+	if len(l.queue) == 0 {
+		l.foldNext(seq)
+	}
 	l.follow(seq)
+}
+
+// foldNext folds this instance's own message at seq if it is the next
+// message of the stream and no fold is running: one hand-off less for a
+// lone request (its answer waits for the fold), at the cost of the fold's
+// time on the writer, which is why acked does it only when nothing is
+// queued behind. The follower's fold holds foldMu for its whole run, so
+// the two never fold around each other.
+func (l *Ledger) foldNext(seq uint64) {
+	if !l.foldMu.TryLock() {
+		return // the follower is folding: it will come to seq
+	}
+	defer l.foldMu.Unlock()
+	if l.folded.Load()+1 != seq {
+		return // others' messages come first: the follower reads them
+	}
+	if o := l.claimAt(seq); o != nil {
+		l.foldOne(chain.Message{Seq: seq, Chain: o.chain, Data: o.data, Writer: o.writer, Signature: o.sig}, o)
+	}
 }
 
 // disown forgets o, a message that was not stored (or whose fate is given
@@ -318,14 +342,15 @@ func (l *Ledger) streamLast(ctx context.Context) (uint64, error) {
 // foldTo folds every message up to stream sequence target, own messages
 // from their copies, runs of others' by direct get.
 func (l *Ledger) foldTo(target uint64) error {
+	l.foldMu.Lock()
+	defer l.foldMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 	defer cancel()
 	ctx, cancelConn := l.onConnection(ctx)
 	defer cancelConn()
 	for seq := l.folded.Load() + 1; seq <= target; {
 		if o := l.claimAt(seq); o != nil {
-			m := chain.Message{Seq: seq, Chain: o.chain, Data: o.data, Writer: o.writer, Signature: o.sig}
-			l.foldOne(m, o)
+			l.foldOne(chain.Message{Seq: seq, Chain: o.chain, Data: o.data, Writer: o.writer, Signature: o.sig}, o)
 			seq++
 			continue
 		}

@@ -44,9 +44,12 @@ type noisyLoad struct {
 	rate  float64
 }
 
-// noisyServe is one serve configuration to measure under.
+// noisyServe is one serve configuration to measure under: serve's flags,
+// and the keyledger binary to run (default --keyledger), so that two
+// builds compare in one run.
 type noisyServe struct {
 	name  string
+	bin   string
 	flags []string
 }
 
@@ -91,15 +94,17 @@ func parseNoisyLoads(s string) ([]noisyLoad, error) {
 	return out, nil
 }
 
-// parseNoisyServes reads "old=--quotas aws --no-fair-share;new=".
+// parseNoisyServes reads "old=--quotas aws --no-fair-share;new=" or, to
+// run another build, "main@bin/keyledger-main=;branch=": NAME[@BINARY]=FLAGS.
 func parseNoisyServes(s string) ([]noisyServe, error) {
 	var out []noisyServe
 	for _, f := range strings.Split(s, ";") {
 		name, flags, ok := strings.Cut(strings.TrimSpace(f), "=")
+		name, bin, _ := strings.Cut(name, "@")
 		if !ok || name == "" {
-			return nil, fmt.Errorf("want NAME=SERVE FLAGS, got %q", f)
+			return nil, fmt.Errorf("want NAME[@BINARY]=SERVE FLAGS, got %q", f)
 		}
-		out = append(out, noisyServe{name: name, flags: strings.Fields(flags)})
+		out = append(out, noisyServe{name: name, bin: bin, flags: strings.Fields(flags)})
 	}
 	return out, nil
 }
@@ -131,10 +136,12 @@ func noisyPrincipals(path string) (victim, noisy sigv4.Credentials, err error) {
 }
 
 // noisyRow is one measurement: the victim's result, alone or beside a
-// load, and the neighbour's.
+// load, and the neighbour's; or, with alone, the neighbour's load alone
+// (what fair sharing must not cost it).
 type noisyRow struct {
 	serve  string
 	load   string // "" for the victim alone
+	alone  bool   // the neighbour's load alone: noisy holds its result
 	victim benchResult
 	noisy  benchResult
 }
@@ -168,6 +175,17 @@ func runNoisy(cfg noisyConfig, stdout, stderr io.Writer) int {
 			alone[r.serve] = rate
 		} else if a := alone[r.serve]; a > 0 {
 			share = fmt.Sprintf("%.0f%%", 100*rate/a)
+		}
+		if r.alone {
+			fmt.Fprintf(stdout, "%-8s %-24s %12s %9s %9s %9s %12.1f %12.1f\n", r.serve, r.load+" alone", "", "",
+				fmtMS(r.noisy.pct(0.50)), fmtMS(r.noisy.pct(0.99)), float64(len(r.noisy.latencies))/r.noisy.elapsed.Seconds(),
+				float64(r.noisy.throttled)/r.noisy.elapsed.Seconds())
+			if n := r.noisy.errors - r.noisy.throttled; n > 0 {
+				fmt.Fprintf(stderr, "keyledger-bench: %s: %s alone saw %d errors other than throttling; first: %v\n",
+					r.serve, r.load, n, r.noisy.firstErr)
+				failed = true
+			}
+			continue
 		}
 		load, nok, nthr := "none (alone)", "", ""
 		if r.load != "" {
@@ -212,7 +230,7 @@ func noisyServeRun(cfg noisyConfig, sv noisyServe, stdout io.Writer) ([]noisyRow
 		return nil, err
 	}
 	var serveLog strings.Builder
-	srv, _, err := startSoakServer(soakConfig{dir: filepath.Join(dir, "data"),
+	srv, _, err := startSoakServer(soakConfig{dir: filepath.Join(dir, "data"), bin: sv.bin,
 		serveFlags: append([]string{"--principals", pfile}, sv.flags...)}, &lockedWriter{w: &serveLog})
 	if err != nil {
 		return nil, fmt.Errorf("%v\n%s", err, serveLog.String())
@@ -244,17 +262,25 @@ func noisyServeRun(cfg noisyConfig, sv noisyServe, stdout io.Writer) ([]noisyRow
 		if err != nil {
 			return rows, fmt.Errorf("neighbour %s: %v", l.name, err)
 		}
+		noisyRun := func(tokens <-chan struct{}) benchResult {
+			return drivePaced(conns, cfg.warmup, cfg.duration, tokens, func(resp *fasthttp.Response) error {
+				return noisy.call(l.op.target, nbody, resp)
+			})
+		}
+		if l.rate == 0 {
+			// The neighbour alone: fair sharing must not cost a lone
+			// busy account its rate.
+			r := noisyRow{serve: sv.name, load: l.name, alone: true, noisy: noisyRun(nil)}
+			printNoisyRow(stdout, r)
+			rows = append(rows, r)
+		}
 		var tokens chan struct{}
 		if l.rate > 0 {
 			tokens = make(chan struct{})
 			go pace(tokens, l.rate, cfg.warmup+cfg.duration)
 		}
 		done := make(chan benchResult)
-		go func() {
-			done <- drivePaced(conns, cfg.warmup, cfg.duration, tokens, func(resp *fasthttp.Response) error {
-				return noisy.call(l.op.target, nbody, resp)
-			})
-		}()
+		go func() { done <- noisyRun(tokens) }()
 		r := noisyRow{serve: sv.name, load: l.name, victim: victimRun()}
 		r.noisy = <-done
 		printNoisyRow(stdout, r)
@@ -304,6 +330,11 @@ func keyAndBody(c *benchClient, op benchOp, msg []byte) ([]byte, error) {
 }
 
 func printNoisyRow(w io.Writer, r noisyRow) {
+	if r.alone {
+		fmt.Fprintf(w, "  %-40s %6.0f req/s  p50 %s  p99 %s\n", "neighbour "+r.load+" alone",
+			float64(len(r.noisy.latencies))/r.noisy.elapsed.Seconds(), fmtMS(r.noisy.pct(0.50)), fmtMS(r.noisy.pct(0.99)))
+		return
+	}
 	what := "victim alone"
 	if r.load != "" {
 		what = "victim beside " + r.load

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -42,6 +43,7 @@ type noisyLoad struct {
 	op    benchOp
 	conns int
 	rate  float64
+	forge bool // sign as the victim's key id with a wrong secret
 }
 
 // noisyServe is one serve configuration to measure under: serve's flags,
@@ -61,6 +63,12 @@ var noisyLoads = map[string]benchOp{
 	"create-key-rsa4096": {"CreateKey", "", func(*benchClient, string, []byte) ([]byte, error) {
 		return []byte(`{"KeySpec":"RSA_4096","KeyUsage":"SIGN_VERIFY","Description":"keyledger bench noisy neighbour"}`), nil
 	}},
+	// forged sends the victim's Encrypt claiming the victim's access key
+	// id, signed with a wrong secret: each is refused by SigV4
+	// (InvalidSignatureException, counted as the neighbour's "ok").
+	"forged": {"Encrypt", "", func(_ *benchClient, _ string, msg []byte) ([]byte, error) {
+		return json.Marshal(map[string]any{"KeyId": "alias/victim", "Plaintext": msg})
+	}},
 }
 
 // parseNoisyLoads reads "encrypt,encrypt:256,create-key-rsa4096@5/s":
@@ -72,9 +80,9 @@ func parseNoisyLoads(s string) ([]noisyLoad, error) {
 		name, conns, many := strings.Cut(name, ":")
 		op, ok := noisyLoads[name]
 		if !ok {
-			return nil, fmt.Errorf("unknown load %q (want encrypt or create-key-rsa4096, optionally :CONNECTIONS and @N/s)", name)
+			return nil, fmt.Errorf("unknown load %q (want encrypt, forged or create-key-rsa4096, optionally :CONNECTIONS and @N/s)", name)
 		}
-		l := noisyLoad{name: strings.TrimSpace(f), op: op}
+		l := noisyLoad{name: strings.TrimSpace(f), op: op, forge: name == "forged"}
 		if many {
 			n, err := strconv.Atoi(conns)
 			if err != nil || n < 1 {
@@ -257,14 +265,28 @@ func noisyServeRun(cfg noisyConfig, sv noisyServe, stdout io.Writer) ([]noisyRow
 	printNoisyRow(stdout, rows[0])
 	for _, l := range cfg.loads {
 		conns := cmp.Or(l.conns, cfg.noisyConns)
-		noisy := client(nc, conns)
+		creds := nc
+		if l.forge {
+			creds = sigv4.Credentials{AccessKeyID: vc.AccessKeyID, Secret: "not-the-victims-secret"}
+		}
+		noisy := client(creds, conns)
 		nbody, err := keyAndBody(noisy, l.op, msg)
 		if err != nil {
 			return rows, fmt.Errorf("neighbour %s: %v", l.name, err)
 		}
 		noisyRun := func(tokens <-chan struct{}) benchResult {
 			return drivePaced(conns, cfg.warmup, cfg.duration, tokens, func(resp *fasthttp.Response) error {
-				return noisy.call(l.op.target, nbody, resp)
+				err := noisy.call(l.op.target, nbody, resp)
+				if !l.forge {
+					return err
+				}
+				if err == nil {
+					return errors.New("a forged request was answered as the victim's")
+				}
+				if strings.Contains(err.Error(), "InvalidSignatureException") {
+					return nil // refused as it must be
+				}
+				return err
 			})
 		}
 		if l.rate == 0 {

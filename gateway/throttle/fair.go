@@ -360,6 +360,9 @@ type FairStats struct {
 	Long      int // core-sized requests in service
 	Queued    int // requests waiting
 	Active    int // active accounts
+	// Principals counts the principals tracked (active, or idle but not
+	// yet forgotten): what the controller's memory grows with.
+	Principals int
 }
 
 // Stats returns the controller's state now.
@@ -369,6 +372,9 @@ func (f *Fair) Stats() FairStats {
 	s := FairStats{InService: f.inService, Long: f.long, Active: f.active}
 	for a := range f.waiting {
 		s.Queued += a.queued
+	}
+	for _, a := range f.accounts {
+		s.Principals += len(a.principals)
 	}
 	return s
 }

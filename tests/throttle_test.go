@@ -276,8 +276,8 @@ func TestFairShareRefusesTheNoisyNotTheVictim(t *testing.T) {
 	}
 	victimKey := keyOf(victim)
 	// The neighbour signs with an RSA key: milliseconds of CPU a request,
-	// held as its share while it runs (shares go back before the ledger
-	// commit, so Encrypts alone hardly overlap on two slots).
+	// each holding a core's worth of slots (TestFairVictimServedBesideACheapFlood
+	// floods with Encrypts).
 	rsa, err := noisy.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeSignVerify})
 	if err != nil {
 		t.Fatal(err)
@@ -462,8 +462,8 @@ func TestOverloadRefusalsAreRecorded(t *testing.T) {
 		}
 	}()
 	// Account A signs with an RSA key: work that holds its share for
-	// milliseconds of CPU (a share is given back before the ledger commit,
-	// so cheap requests hardly ever overlap on one slot).
+	// milliseconds of CPU, so its requests overlap on the one slot however
+	// fast the ledger commits.
 	rsa, err := in.kms.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeSignVerify})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -42,11 +43,15 @@ type noisyLoad struct {
 	op    benchOp
 	conns int
 	rate  float64
+	forge bool // sign as the victim's key id with a wrong secret
 }
 
-// noisyServe is one serve configuration to measure under.
+// noisyServe is one serve configuration to measure under: serve's flags,
+// and the keyledger binary to run (default --keyledger), so that two
+// builds compare in one run.
 type noisyServe struct {
 	name  string
+	bin   string
 	flags []string
 }
 
@@ -57,6 +62,12 @@ var noisyLoads = map[string]benchOp{
 	// CPU each.
 	"create-key-rsa4096": {"CreateKey", "", func(*benchClient, string, []byte) ([]byte, error) {
 		return []byte(`{"KeySpec":"RSA_4096","KeyUsage":"SIGN_VERIFY","Description":"keyledger bench noisy neighbour"}`), nil
+	}},
+	// forged sends the victim's Encrypt claiming the victim's access key
+	// id, signed with a wrong secret: each is refused by SigV4
+	// (InvalidSignatureException, counted as the neighbour's "ok").
+	"forged": {"Encrypt", "", func(_ *benchClient, _ string, msg []byte) ([]byte, error) {
+		return json.Marshal(map[string]any{"KeyId": "alias/victim", "Plaintext": msg})
 	}},
 }
 
@@ -69,9 +80,9 @@ func parseNoisyLoads(s string) ([]noisyLoad, error) {
 		name, conns, many := strings.Cut(name, ":")
 		op, ok := noisyLoads[name]
 		if !ok {
-			return nil, fmt.Errorf("unknown load %q (want encrypt or create-key-rsa4096, optionally :CONNECTIONS and @N/s)", name)
+			return nil, fmt.Errorf("unknown load %q (want encrypt, forged or create-key-rsa4096, optionally :CONNECTIONS and @N/s)", name)
 		}
-		l := noisyLoad{name: strings.TrimSpace(f), op: op}
+		l := noisyLoad{name: strings.TrimSpace(f), op: op, forge: name == "forged"}
 		if many {
 			n, err := strconv.Atoi(conns)
 			if err != nil || n < 1 {
@@ -91,15 +102,17 @@ func parseNoisyLoads(s string) ([]noisyLoad, error) {
 	return out, nil
 }
 
-// parseNoisyServes reads "old=--quotas aws --no-fair-share;new=".
+// parseNoisyServes reads "old=--quotas aws --no-fair-share;new=" or, to
+// run another build, "main@bin/keyledger-main=;branch=": NAME[@BINARY]=FLAGS.
 func parseNoisyServes(s string) ([]noisyServe, error) {
 	var out []noisyServe
 	for _, f := range strings.Split(s, ";") {
 		name, flags, ok := strings.Cut(strings.TrimSpace(f), "=")
+		name, bin, _ := strings.Cut(name, "@")
 		if !ok || name == "" {
-			return nil, fmt.Errorf("want NAME=SERVE FLAGS, got %q", f)
+			return nil, fmt.Errorf("want NAME[@BINARY]=SERVE FLAGS, got %q", f)
 		}
-		out = append(out, noisyServe{name: name, flags: strings.Fields(flags)})
+		out = append(out, noisyServe{name: name, bin: bin, flags: strings.Fields(flags)})
 	}
 	return out, nil
 }
@@ -131,10 +144,12 @@ func noisyPrincipals(path string) (victim, noisy sigv4.Credentials, err error) {
 }
 
 // noisyRow is one measurement: the victim's result, alone or beside a
-// load, and the neighbour's.
+// load, and the neighbour's; or, with alone, the neighbour's load alone
+// (what fair sharing must not cost it).
 type noisyRow struct {
 	serve  string
 	load   string // "" for the victim alone
+	alone  bool   // the neighbour's load alone: noisy holds its result
 	victim benchResult
 	noisy  benchResult
 }
@@ -168,6 +183,17 @@ func runNoisy(cfg noisyConfig, stdout, stderr io.Writer) int {
 			alone[r.serve] = rate
 		} else if a := alone[r.serve]; a > 0 {
 			share = fmt.Sprintf("%.0f%%", 100*rate/a)
+		}
+		if r.alone {
+			fmt.Fprintf(stdout, "%-8s %-24s %12s %9s %9s %9s %12.1f %12.1f\n", r.serve, r.load+" alone", "", "",
+				fmtMS(r.noisy.pct(0.50)), fmtMS(r.noisy.pct(0.99)), float64(len(r.noisy.latencies))/r.noisy.elapsed.Seconds(),
+				float64(r.noisy.throttled)/r.noisy.elapsed.Seconds())
+			if n := r.noisy.errors - r.noisy.throttled; n > 0 {
+				fmt.Fprintf(stderr, "keyledger-bench: %s: %s alone saw %d errors other than throttling; first: %v\n",
+					r.serve, r.load, n, r.noisy.firstErr)
+				failed = true
+			}
+			continue
 		}
 		load, nok, nthr := "none (alone)", "", ""
 		if r.load != "" {
@@ -212,7 +238,7 @@ func noisyServeRun(cfg noisyConfig, sv noisyServe, stdout io.Writer) ([]noisyRow
 		return nil, err
 	}
 	var serveLog strings.Builder
-	srv, _, err := startSoakServer(soakConfig{dir: filepath.Join(dir, "data"),
+	srv, _, err := startSoakServer(soakConfig{dir: filepath.Join(dir, "data"), bin: sv.bin,
 		serveFlags: append([]string{"--principals", pfile}, sv.flags...)}, &lockedWriter{w: &serveLog})
 	if err != nil {
 		return nil, fmt.Errorf("%v\n%s", err, serveLog.String())
@@ -239,10 +265,36 @@ func noisyServeRun(cfg noisyConfig, sv noisyServe, stdout io.Writer) ([]noisyRow
 	printNoisyRow(stdout, rows[0])
 	for _, l := range cfg.loads {
 		conns := cmp.Or(l.conns, cfg.noisyConns)
-		noisy := client(nc, conns)
+		creds := nc
+		if l.forge {
+			creds = sigv4.Credentials{AccessKeyID: vc.AccessKeyID, Secret: "not-the-victims-secret"}
+		}
+		noisy := client(creds, conns)
 		nbody, err := keyAndBody(noisy, l.op, msg)
 		if err != nil {
 			return rows, fmt.Errorf("neighbour %s: %v", l.name, err)
+		}
+		noisyRun := func(tokens <-chan struct{}) benchResult {
+			return drivePaced(conns, cfg.warmup, cfg.duration, tokens, func(resp *fasthttp.Response) error {
+				err := noisy.call(l.op.target, nbody, resp)
+				if !l.forge {
+					return err
+				}
+				if err == nil {
+					return errors.New("a forged request was answered as the victim's")
+				}
+				if strings.Contains(err.Error(), "InvalidSignatureException") {
+					return nil // refused as it must be
+				}
+				return err
+			})
+		}
+		if l.rate == 0 {
+			// The neighbour alone: fair sharing must not cost a lone
+			// busy account its rate.
+			r := noisyRow{serve: sv.name, load: l.name, alone: true, noisy: noisyRun(nil)}
+			printNoisyRow(stdout, r)
+			rows = append(rows, r)
 		}
 		var tokens chan struct{}
 		if l.rate > 0 {
@@ -250,11 +302,7 @@ func noisyServeRun(cfg noisyConfig, sv noisyServe, stdout io.Writer) ([]noisyRow
 			go pace(tokens, l.rate, cfg.warmup+cfg.duration)
 		}
 		done := make(chan benchResult)
-		go func() {
-			done <- drivePaced(conns, cfg.warmup, cfg.duration, tokens, func(resp *fasthttp.Response) error {
-				return noisy.call(l.op.target, nbody, resp)
-			})
-		}()
+		go func() { done <- noisyRun(tokens) }()
 		r := noisyRow{serve: sv.name, load: l.name, victim: victimRun()}
 		r.noisy = <-done
 		printNoisyRow(stdout, r)
@@ -304,6 +352,11 @@ func keyAndBody(c *benchClient, op benchOp, msg []byte) ([]byte, error) {
 }
 
 func printNoisyRow(w io.Writer, r noisyRow) {
+	if r.alone {
+		fmt.Fprintf(w, "  %-40s %6.0f req/s  p50 %s  p99 %s\n", "neighbour "+r.load+" alone",
+			float64(len(r.noisy.latencies))/r.noisy.elapsed.Seconds(), fmtMS(r.noisy.pct(0.50)), fmtMS(r.noisy.pct(0.99)))
+		return
+	}
 	what := "victim alone"
 	if r.load != "" {
 		what = "victim beside " + r.load

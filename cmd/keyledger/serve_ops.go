@@ -29,7 +29,7 @@ func (o *opsFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.metricsInsecure, "metrics-insecure-http", false, "allow a non-loopback --metrics-listen address (metrics hold no secret, but show request rates and error codes)")
 	fs.BoolVar(&o.noThrottle, "no-throttle", false, "neither share the instance fairly under load nor apply any quota (one caller can take everything)")
 	fs.BoolVar(&o.noFairShare, "no-fair-share", false, "do not share the instance fairly between accounts and principals under load (quotas still apply)")
-	fs.IntVar(&o.fairSlots, "fair-share-slots", 0, "fair sharing: work in service while principals compete, in slots (a cheap request holds one,\na costly one up to a core's worth), held while its work runs and given back before its ledger commit;\ndefault 4 per core (GOMAXPROCS)")
+	fs.IntVar(&o.fairSlots, "fair-share-slots", 0, "fair sharing: work in service while principals compete, in slots (a cheap request holds one,\na costly one up to a core's worth), held until the request is answered, its ledger commit included;\nfewer isolate a light account better, more give busy ones more together; default 16 per core (GOMAXPROCS)")
 	fs.IntVar(&o.fairQueue, "fair-share-queue", 0, "fair sharing: most requests one account may have waiting; more are refused with ThrottlingException\n(default 256 per core)")
 	o.table = throttle.NoQuotas
 	fs.Func("quotas", "default per-account request quotas: none (default: fair sharing protects instead) or aws (AWS's\npublished table, e.g. CreateKey 5/s, RSA and ECC 1000/s, to test retry behaviour)", func(v string) error {

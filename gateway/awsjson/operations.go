@@ -9,13 +9,12 @@ import (
 	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/keyledger/keyledger/gateway/keyservice"
-	"github.com/keyledger/keyledger/gateway/throttle"
 )
 
 // handler decodes one operation's request body and runs it once admit
 // (the throttle) lets the decoded request through; it calls the release
-// admit returned when the work is done (or the service does, before its
-// ledger commit: throttle.ReleaseEarly).
+// admit returned once the request is answered, its ledger commit
+// included (see throttle.Fair).
 type handler func(ctx context.Context, c keyservice.Caller, body []byte, admit func(in any) (release func(), err error)) (any, error)
 
 // op adapts a service method to a handler.
@@ -29,9 +28,6 @@ func op[In, Out any](fn func(context.Context, keyservice.Caller, *In) (*Out, err
 		if err != nil {
 			return nil, err
 		}
-		// The service gives the share back before its ledger commit
-		// (throttle.ReleaseEarly); otherwise it goes with the answer.
-		ctx, release = throttle.WithRelease(ctx, release)
 		defer release()
 		return fn(ctx, c, in)
 	}

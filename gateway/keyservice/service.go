@@ -10,7 +10,6 @@ import (
 
 	"github.com/keyledger/keyledger/crypto/asymmetric"
 	"github.com/keyledger/keyledger/crypto/secret"
-	"github.com/keyledger/keyledger/gateway/throttle"
 	"github.com/keyledger/keyledger/ledger"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
@@ -174,7 +173,6 @@ func (s *Service) recordRec(ctx context.Context, ev *event.Event) (event.Record,
 	if ev.Body == nil {
 		ev.Body = &event.APICall{}
 	}
-	throttle.ReleaseEarly(ctx) // only the commit is left: it costs the instance nothing
 	var rec event.Record
 	var err error
 	if c := changeOf(ctx); c != nil {

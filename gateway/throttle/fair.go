@@ -12,18 +12,20 @@ type FairConfig struct {
 	// Slots is how much work may be in service at once while principals
 	// compete, in slots: a request whose cost is at most BaseCost holds
 	// one slot, a costlier one proportionally more, up to one core's
-	// worth (Slots/Cores). Default 32 per core: about as many cheap
-	// requests as the instance needs in flight for its full rate (the
-	// ledger's group commit fills its batches from them; on a 2-core
-	// machine with fsync, Encrypt reaches 9,000/s at 64 in flight, 5,500/s
-	// at 16). Fewer slots isolate accounts better and cost throughput
-	// whenever two principals are busy.
+	// worth (Slots/Cores). A request holds its slots until it is
+	// answered, its ledger commit included: most of a cheap request's
+	// time is that commit, whose latency every request shares and which
+	// grows with the requests in it, so the slots bound what competing
+	// principals put in the commit pipeline. More slots give two busy
+	// principals more together (group commit fills its batches from the
+	// requests in flight) and a light one a longer wait; fewer, the
+	// reverse. Default 16 per core (see the package doc's measurements).
 	Slots int
 	// Cores is how many requests may burn a whole core at once (key
 	// generation): default runtime.GOMAXPROCS.
 	Cores int
 	// Queue bounds one account's waiting requests; a request that finds
-	// its account's queue full is refused at once. Default 8×Slots.
+	// its account's queue full is refused at once. Default 256 per core.
 	Queue int
 	// QueueWork bounds one account's waiting work by its estimated
 	// duration: the queued cost (µs of CPU) divided by Cores. A request
@@ -42,7 +44,7 @@ type FairConfig struct {
 // shares it fairly, first between accounts and then between the
 // principals of an account, weighting each request by its estimated cost
 // (CostOf). Requests beyond their shares wait in a queue per principal
-// and are let in, in start-time fair queuing order, as work ends; a
+// and are let in, in start-time fair queuing order, as requests end; a
 // request that finds its account's queued requests at their bound is
 // refused at once. Nothing waits on a timer.
 //
@@ -59,7 +61,7 @@ type FairConfig struct {
 //     an account may run its share of them, at least one.
 //   - Otherwise it waits, and starts when it fits in its shares or in the
 //     slots left over (never a core-burning one: it could not give them
-//     back for as long as it runs). Whenever work ends, waiting requests
+//     back for as long as it runs). Whenever a request ends, waiting requests
 //     within their shares go first; the spare slots go to the one whose
 //     account, then principal, has received the least service so far,
 //     counted in cost (start-time fair queuing's virtual start tags).
@@ -113,7 +115,7 @@ type waiter struct {
 
 // Defaults per core (GOMAXPROCS) of FairConfig's Slots and Queue.
 const (
-	DefaultSlotsPerCore = 4
+	DefaultSlotsPerCore = 16
 	DefaultQueuePerCore = 256
 )
 
@@ -123,10 +125,6 @@ func NewFair(cfg FairConfig) *Fair {
 		cfg.Cores = runtime.GOMAXPROCS(0)
 	}
 	if cfg.Slots <= 0 {
-		// Shares are given back before the ledger commit (ReleaseEarly),
-		// so they count CPU work only: a few per core keep every core
-		// busy, and more would only let one account queue its work in
-		// front of everyone else's.
 		cfg.Slots = DefaultSlotsPerCore * cfg.Cores
 	}
 	if cfg.Queue <= 0 {
@@ -151,7 +149,7 @@ func (f *Fair) Config() FairConfig { return f.cfg }
 // Admit lets a request of cost (µs of CPU, CostOf) from principal of
 // account in: at once, after waiting its turn, or not at all when its
 // account's queue is full (ok false, at once). When ok, release must be
-// called once the request's work is done.
+// called once the request is answered, its ledger commit included.
 func (f *Fair) Admit(account, principal string, cost int64) (release func(), ok bool) {
 	now := f.cfg.Now()
 	f.mu.Lock()
@@ -362,6 +360,9 @@ type FairStats struct {
 	Long      int // core-sized requests in service
 	Queued    int // requests waiting
 	Active    int // active accounts
+	// Principals counts the principals tracked (active, or idle but not
+	// yet forgotten): what the controller's memory grows with.
+	Principals int
 }
 
 // Stats returns the controller's state now.
@@ -371,6 +372,9 @@ func (f *Fair) Stats() FairStats {
 	s := FairStats{InService: f.inService, Long: f.long, Active: f.active}
 	for a := range f.waiting {
 		s.Queued += a.queued
+	}
+	for _, a := range f.accounts {
+		s.Principals += len(a.principals)
 	}
 	return s
 }

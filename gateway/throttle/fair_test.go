@@ -183,7 +183,7 @@ func drain(t *testing.T, f *Fair, out chan started, wg *sync.WaitGroup) {
 	for len(out) > 0 {
 		(<-out).release()
 	}
-	if s := f.Stats(); s != (FairStats{Active: s.Active}) {
+	if s := f.Stats(); s != (FairStats{Active: s.Active, Principals: s.Principals}) {
 		t.Fatalf("after every release: %+v", s)
 	}
 }

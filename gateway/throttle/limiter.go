@@ -90,8 +90,8 @@ func (l *Limiter) Fair() *Fair { return l.fair }
 // Admit decides whether a request may run: first against its account's
 // quota for family, where one applies, then, with fair sharing, by its
 // turn (which it may wait for; see Fair). cost is the request's estimated
-// cost (CostOf). It returns release, to be called once the request's work
-// is done, or the family that refused it (Overload for fair sharing); a
+// cost (CostOf). It returns release, to be called once the request is
+// answered, or the family that refused it (Overload for fair sharing); a
 // refusal is noted for Flush.
 func (l *Limiter) Admit(account, family string, cost int64, r Request) (release func(), refused string) {
 	if !l.Allow(account, family) {

@@ -284,6 +284,13 @@ func (l *Ledger) stopFollower() {
 			left = append(left, o)
 		}
 	}
+	for _, o := range left {
+		// Settled here: a change whose acknowledgement comes after this
+		// (its caller does not stop with the writer) must neither be
+		// registered again nor folded by acked's foldNext, which would
+		// settle it a second time.
+		o.claimed = true
+	}
 	l.ownID, l.ownSeq = map[string]*ownMsg{}, map[uint64]*ownMsg{}
 	l.omu.Unlock()
 	seen := map[*ownMsg]bool{}

@@ -504,11 +504,15 @@ func (l *Ledger) liveRange(ctx context.Context) (first, last uint64, err error) 
 		if err := l.refreshSegments(ctx); err != nil {
 			return 0, 0, err
 		}
-		if info, err = l.segs.current().stream.Info(ctx); err != nil {
+		cur = l.segs.current()
+		if info, err = cur.stream.Info(ctx); err != nil {
 			return 0, 0, err
 		}
 	}
-	l.segs.current().bytes.Store(info.State.Bytes)
+	// The count is the segment's whose info it is: a roll meanwhile must
+	// not give the new (empty) segment the old one's bytes, or it would
+	// roll again after its first message.
+	cur.bytes.Store(info.State.Bytes)
 	segs := l.segs.list()
 	return segs[0].first, lastSeq(segs, info), nil
 }

@@ -119,7 +119,7 @@ func serve(args []string, stderr io.Writer) int {
 	segmentPeriod := fs.Duration("segment-period", 30*24*time.Hour, "start a new ledger segment stream once the current one is this old, so archived segments can be removed (audit prune); 0: never")
 	segmentMessages := fs.Uint64("segment-messages", 0, "also start a new segment once the current one holds this many messages (group commits); 0: no limit")
 	segmentSize := byteSize(defaultSegmentSize)
-	fs.Var(&segmentSize, "segment-size", "also start a new segment once the current one holds this many bytes (as JetStream counts them,\nuncompressed; e.g. 512MiB): a restart after a crash rebuilds the current segment, so this bounds it; 0: no limit")
+	fs.Var(&segmentSize, "segment-size", "also start a new segment once the current one holds this many bytes (as JetStream counts them,\nuncompressed; e.g. 512MiB): a restart after a crash rebuilds the current segment, so this bounds it; checked every\nquarter second, so a segment may overshoot by what arrives meanwhile; a few KiB starts a stream every few commits\n(tests only: each is a stream nats-server keeps open); 0: no limit")
 	checkpointEvery := fs.Duration("checkpoint-interval", node.DefaultCheckpointInterval, "how often a signed checkpoint of the ledger's Merkle tree is stored (when it grew; also at clean shutdown)")
 	seedFile := fs.String("seed", "", "seed file (YAML): create the keys, aliases and settings it declares before serving;\nidempotent, recorded in the ledger (see the README's \"Seed files\")")
 	seedDev := fs.Bool("seed-dev", false, "development mode for seeds: accept key material for AWS_KMS keys (test fixtures), at start and\nfrom keyledger seed --dev; never in production")

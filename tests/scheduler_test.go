@@ -52,8 +52,8 @@ func TestDueDeletionOnceAfterTakeover(t *testing.T) {
 	if _, err := other.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &key, PendingWindowInDays: aws.Int32(7)}); err != nil {
 		t.Fatal(err)
 	}
-	head := other.node.Ledger.Head().Index
-	waitUntil(t, 10*time.Second, "the holder folds the schedule", func() bool { return holder.node.Ledger.Head().Index >= head })
+	head := other.node.Ledger.Head().Seq
+	waitUntil(t, 10*time.Second, "the holder folds the schedule", func() bool { return holder.node.Ledger.Head().Seq >= head })
 	holder.kill()
 	killed := time.Now()
 	other.clock.Advance(8 * 24 * time.Hour)

@@ -10,9 +10,7 @@ package aead
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 
 	"github.com/keyledger/keyledger/crypto/secret"
@@ -59,12 +57,10 @@ func derive(key secret.Bytes, salt []byte, label string) cipher.AEAD {
 	if key.Len() != 32 {
 		panic("aead: key must be 32 bytes")
 	}
-	k, err := hkdf.Key(sha256.New, key.Expose(), salt, label, 32)
-	if err != nil {
-		panic("aead: hkdf: " + err.Error())
-	}
-	defer clear(k)
-	block, err := aes.NewCipher(k)
+	var k [32]byte
+	deriveKey(&k, key.Expose(), salt, label)
+	defer clear(k[:])
+	block, err := aes.NewCipher(k[:])
 	if err != nil {
 		panic("aead: " + err.Error())
 	}

@@ -5,8 +5,11 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/keyledger/keyledger/crypto/secret"
@@ -64,5 +67,54 @@ func TestKnownAnswer(t *testing.T) {
 	const want = "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babb"
 	if hex.EncodeToString(sealed[:28]) != want {
 		t.Fatal("layout changed")
+	}
+}
+
+// TestDeriveKeyMatchesCryptoHKDF holds the pooled derivation to the
+// standard library's HKDF: RFC 5869's first test case, then random keys,
+// salts (empty, short, longer than a SHA-256 block) and labels, including
+// derivations interleaved on several goroutines through the pool.
+func TestDeriveKeyMatchesCryptoHKDF(t *testing.T) {
+	ikm, _ := hex.DecodeString("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b")
+	salt, _ := hex.DecodeString("000102030405060708090a0b0c")
+	info, _ := hex.DecodeString("f0f1f2f3f4f5f6f7f8f9")
+	var got [32]byte
+	deriveKey(&got, ikm, salt, string(info))
+	if want := "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"; hex.EncodeToString(got[:]) != want {
+		t.Fatalf("RFC 5869 A.1: got %x, want the first 32 bytes %s", got, want)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				ikm, salt := make([]byte, 32), make([]byte, (i*7+g)%150)
+				rand.Read(ikm)
+				rand.Read(salt)
+				label := strings.Repeat("l", i%90)
+				want, err := hkdf.Key(sha256.New, ikm, salt, label, 32)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var got [32]byte
+				deriveKey(&got, ikm, salt, label)
+				if !bytes.Equal(got[:], want) {
+					t.Errorf("salt %d bytes, label %q: got %x, want %x", len(salt), label, got, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func BenchmarkSeal(b *testing.B) {
+	key, pt, aad := secret.Random(32), make([]byte, 1024), make([]byte, 64)
+	dst := make([]byte, 0, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		Seal(dst[:0], key, "bench", pt, aad)
 	}
 }

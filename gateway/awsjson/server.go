@@ -67,6 +67,7 @@ type Server struct {
 	observer   Observer
 	names      map[string]string // every operation name AWS KMS has, served or not
 	sealed     func() bool
+	deadlines  requestDeadlines
 	routing    // regions.go
 }
 
@@ -302,8 +303,7 @@ func (s *Server) handle(c *fiber.Ctx) error {
 		return s.answer(c, label, start, s.fail(c, reqID, code, msg))
 	}
 	caller.RequestID = reqID
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
+	ctx := s.deadlines.context(start)
 	out, err := h(ctx, caller, c.Request().Body(), s.admit(label, &caller))
 	if err != nil {
 		e := keyservice.AsError(err)

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding/hex"
 	"slices"
 	"strconv"
 	"time"
@@ -15,6 +16,14 @@ const TimeFormat = "2006-01-02T15:04:05.000000000Z"
 type writer struct {
 	b     []byte
 	first []bool
+	depth [8]bool // first's storage while events nest no deeper
+}
+
+// newWriter returns a writer appending to dst.
+func newWriter(dst []byte) *writer {
+	w := &writer{b: dst}
+	w.first = w.depth[:0]
+	return w
 }
 
 func (w *writer) open() {
@@ -51,6 +60,25 @@ func (w *writer) strAlways(n, v string) {
 	w.b = appendString(w.b, v)
 }
 
+// hashAlways writes a hash member as lowercase hex: the bytes strAlways
+// writes for h.String(), without making the string.
+func (w *writer) hashAlways(n string, h Hash) {
+	w.name(n)
+	w.b = append(w.b, '"')
+	w.b = hex.AppendEncode(w.b, h[:])
+	w.b = append(w.b, '"')
+}
+
+// timeAlways writes a time member in TimeFormat, in UTC: the bytes
+// strAlways writes for its formatted string (which needs no escaping),
+// without making the string.
+func (w *writer) timeAlways(n string, t time.Time) {
+	w.name(n)
+	w.b = append(w.b, '"')
+	w.b = t.UTC().AppendFormat(w.b, TimeFormat)
+	w.b = append(w.b, '"')
+}
+
 // int writes an integer member, omitted when zero.
 func (w *writer) int(n string, v int64) {
 	if v != 0 {
@@ -76,7 +104,7 @@ func (w *writer) bool(n string, v bool) {
 // time writes a time member, omitted when zero.
 func (w *writer) time(n string, t time.Time) {
 	if !t.IsZero() {
-		w.strAlways(n, t.UTC().Format(TimeFormat))
+		w.timeAlways(n, t)
 	}
 }
 

@@ -84,13 +84,13 @@ func (e *Event) Refused() bool { return e.Error != nil && e.Error.Code != "" }
 
 // AppendEncoded appends the event's canonical bytes to dst.
 func (e *Event) AppendEncoded(dst []byte) []byte {
-	w := writer{b: dst}
+	w := newWriter(dst)
 	w.open()
 	w.uintAlways("v", Version)
 	w.uintAlways("index", e.Index)
-	w.strAlways("prev", e.Prev.String())
+	w.hashAlways("prev", e.Prev)
 	w.str("chain", e.Chain)
-	w.strAlways("time", e.Time.UTC().Format(TimeFormat))
+	w.timeAlways("time", e.Time)
 	w.strAlways("type", e.Body.Type())
 	w.strAlways("op", e.Operation)
 	w.str("account", e.Account)

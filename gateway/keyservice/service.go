@@ -152,11 +152,18 @@ func (s *Service) Region() string { return s.region }
 
 // newEvent starts the event that will record one request.
 func (s *Service) newEvent(c Caller, op string) *event.Event {
-	return &event.Event{
-		Time: s.clock.Now(), Operation: op, Account: c.Account, Region: s.region,
-		Actor: &event.Actor{AccessKeyID: c.AccessKeyID, PrincipalARN: c.PrincipalARN, SourceIP: c.SourceIP,
+	ea := &eventAndActor{ // one allocation, on every request
+		ev: event.Event{Time: s.clock.Now(), Operation: op, Account: c.Account, Region: s.region},
+		actor: event.Actor{AccessKeyID: c.AccessKeyID, PrincipalARN: c.PrincipalARN, SourceIP: c.SourceIP,
 			UserAgent: c.UserAgent, RequestID: c.RequestID},
 	}
+	ea.ev.Actor = &ea.actor
+	return &ea.ev
+}
+
+type eventAndActor struct {
+	ev    event.Event
+	actor event.Actor
 }
 
 // record appends ev and waits for the ledger. In a change (changing) it

@@ -18,8 +18,27 @@ import (
 // each key's account. It is a pure fold, safe for concurrent use, and
 // snapshotted with the other projections (AggregatesSnapshot).
 type Aggregates struct {
-	mu sync.RWMutex
-	s  AggregatesSnapshot
+	mu  sync.RWMutex
+	s   AggregatesSnapshot
+	day day // the last day apply named
+}
+
+// day is one UTC day and its name in the aggregates.
+type day struct {
+	start, end time.Time
+	name       string
+}
+
+// dayOf names t's UTC day: events come in time order, so this formats a
+// new name once a day rather than once per event.
+func (a *Aggregates) dayOf(t time.Time) string {
+	if !t.Before(a.day.start) && t.Before(a.day.end) {
+		return a.day.name
+	}
+	u := t.UTC()
+	start := time.Date(u.Year(), u.Month(), u.Day(), 0, 0, 0, 0, time.UTC)
+	a.day = day{start: start, end: start.AddDate(0, 0, 1), name: u.Format("2006-01-02")}
+	return a.day.name
 }
 
 // AggregatesSnapshot is the whole of Aggregates, as stored in a snapshot.
@@ -98,7 +117,7 @@ func (a *Aggregates) apply(r event.Record) {
 	}
 	if cryptoOps[e.Operation] && e.KeyID != "" && !e.Refused() {
 		// Usage is the key's, whoever used it: it counts for the key's account.
-		day := e.Time.UTC().Format("2006-01-02")
+		day := a.dayOf(e.Time)
 		if s.Usage[e.KeyID] == nil {
 			s.Usage[e.KeyID] = map[string]int{}
 		}
@@ -118,7 +137,7 @@ func (a *Aggregates) apply(r event.Record) {
 		if s.Denied[e.Account] == nil {
 			s.Denied[e.Account] = map[string]int{}
 		}
-		s.Denied[e.Account][e.Time.UTC().Format("2006-01-02")]++
+		s.Denied[e.Account][a.dayOf(e.Time)]++
 	}
 }
 

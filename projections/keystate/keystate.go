@@ -208,7 +208,7 @@ type State struct {
 	deleted     map[string]DeletedKey
 	destroyed   map[string]bool       // material ids the ledger says are destroyed
 	encryptions map[string]uint64     // material id → successful encryptions under it
-	lastUse     map[string]LastUse    // key id → last successful cryptographic use
+	lastUse     map[string]lastUse    // key id → last successful cryptographic use
 	applied     uint64                // events applied
 	principals  string                // hash of the principals configuration in force
 	scheduler   SchedulerLease        // the newest SchedulerLeaseTaken
@@ -226,7 +226,7 @@ type aliasID struct{ account, name string }
 // New returns an empty state.
 func New() *State {
 	return &State{keys: map[string]*Key{}, aliases: map[aliasID]*Alias{}, deleted: map[string]DeletedKey{},
-		destroyed: map[string]bool{}, encryptions: map[string]uint64{}, lastUse: map[string]LastUse{},
+		destroyed: map[string]bool{}, encryptions: map[string]uint64{}, lastUse: map[string]lastUse{},
 		grantTokens: map[string]grantRef{}, idx: newIndex(), mrks: map[string]bool{}, peers: map[string]PeerRegion{}}
 }
 
@@ -542,7 +542,7 @@ func (s *State) count(r event.Record, b *event.APICall) {
 	if e.Actor != nil {
 		requestID = e.Actor.RequestID
 	}
-	use := LastUse{Operation: e.Operation, Time: e.Time, EventID: r.Hash.EventID(), RequestID: requestID}
+	use := lastUse{LastUse: LastUse{Operation: e.Operation, Time: e.Time, RequestID: requestID}, event: r.Hash}
 	if e.KeyID != "" {
 		s.lastUse[e.KeyID] = use
 	}
@@ -664,7 +664,21 @@ func (s *State) LastUse(keyID string) (LastUse, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	u, ok := s.lastUse[keyID]
-	return u, ok
+	return u.public(), ok
+}
+
+// lastUse is a LastUse as the fold keeps it: the event's hash, made into
+// an event ID only when read (every Encrypt and Decrypt is a use).
+type lastUse struct {
+	LastUse
+	event event.Hash // when EventID is empty
+}
+
+func (u lastUse) public() LastUse {
+	if u.EventID == "" && u.event != (event.Hash{}) {
+		u.EventID = u.event.EventID()
+	}
+	return u.LastUse
 }
 
 // SchedulerLease is the newest SchedulerLeaseTaken in the ledger: who runs
@@ -789,7 +803,10 @@ func (s *State) Snapshot() Snapshot {
 	snap.Principals = s.principals
 	snap.Scheduler = s.scheduler
 	snap.Root = s.Root()
-	snap.LastUse = maps.Clone(s.lastUse)
+	snap.LastUse = make(map[string]LastUse, len(s.lastUse))
+	for id, u := range s.lastUse {
+		snap.LastUse[id] = u.public()
+	}
 	if len(s.peers) > 0 {
 		snap.Peers = maps.Clone(s.peers)
 	}
@@ -818,8 +835,8 @@ func Restore(snap Snapshot) *State {
 	if snap.Encryptions != nil {
 		s.encryptions = maps.Clone(snap.Encryptions)
 	}
-	if snap.LastUse != nil {
-		s.lastUse = maps.Clone(snap.LastUse)
+	for id, u := range snap.LastUse {
+		s.lastUse[id] = lastUse{LastUse: u}
 	}
 	if snap.Destroyed != nil {
 		s.destroyed = maps.Clone(snap.Destroyed)

@@ -53,13 +53,11 @@ type Header struct {
 // Seal encrypts plaintext under material and returns the blob.
 // It panics if the header is malformed (a programmer error).
 func Seal(h Header, material secret.Bytes, plaintext []byte, context map[string]string) []byte {
-	hdr, err := h.marshal()
+	blob, err := h.appendTo(make([]byte, 0, headerSize+len(plaintext)+aead.Overhead))
 	if err != nil {
 		panic(err)
 	}
-	blob := make([]byte, 0, len(hdr)+len(plaintext)+aead.Overhead)
-	blob = append(blob, hdr...)
-	return aead.Seal(blob, material, sealLabel, plaintext, aad(hdr, context))
+	return aead.Seal(blob, material, sealLabel, plaintext, aad(blob[:headerSize], context))
 }
 
 // ParseHeader reads the header of a blob without decrypting it.
@@ -86,29 +84,28 @@ func Open(blob []byte, material secret.Bytes, context map[string]string) ([]byte
 	return pt, nil
 }
 
-func (h Header) marshal() ([]byte, error) {
+// appendTo appends the header's bytes to dst.
+func (h Header) appendTo(dst []byte) ([]byte, error) {
 	version := byte(version1)
 	id, ok := parseUUID(h.KeyID)
 	if mrk, isMRK := strings.CutPrefix(h.KeyID, mrkPrefix); isMRK {
 		version = versionMRK
-		b, err := hex.DecodeString(mrk)
-		ok = err == nil && len(b) == 16 && mrk == strings.ToLower(mrk)
-		copy(id[:], b)
+		ok = len(mrk) == 32 && mrk == strings.ToLower(mrk) && decodeHex(id[:], mrk)
 	}
-	mat, err := hex.DecodeString(h.MaterialID)
-	if !ok || err != nil || len(mat) != 32 {
+	var mat [32]byte
+	if !ok || len(h.MaterialID) != 64 || !decodeHex(mat[:], h.MaterialID) {
 		return nil, errors.New("ciphertext: malformed header")
 	}
-	out := make([]byte, 0, headerSize)
-	out = append(out, version)
-	out = append(out, id[:]...)
-	return append(out, mat...), nil
+	dst = append(dst, version)
+	dst = append(dst, id[:]...)
+	return append(dst, mat[:]...), nil
 }
 
 // aad is header || count || (len key || key || len value || value)* with
 // keys in byte order and lengths as unsigned varints.
 func aad(header []byte, context map[string]string) []byte {
-	keys := make([]string, 0, len(context))
+	var few [8]string // most contexts have fewer pairs: no allocation
+	keys := few[:0]
 	size := len(header) + binary.MaxVarintLen64
 	for k, v := range context {
 		keys = append(keys, k)
@@ -132,13 +129,38 @@ func parseUUID(s string) (id [16]byte, ok bool) {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return id, false
 	}
-	compact := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:36]
-	b, err := hex.DecodeString(compact)
-	if err != nil {
-		return id, false
+	ok = decodeHex(id[0:4], s[0:8]) && decodeHex(id[4:6], s[9:13]) && decodeHex(id[6:8], s[14:18]) &&
+		decodeHex(id[8:10], s[19:23]) && decodeHex(id[10:16], s[24:36])
+	return id, ok
+}
+
+// decodeHex decodes s, 2*len(dst) hex digits of either case, into dst
+// (hex.DecodeString without allocating on the Encrypt path).
+func decodeHex(dst []byte, s string) bool {
+	if len(s) != 2*len(dst) {
+		return false
 	}
-	copy(id[:], b)
-	return id, true
+	for i := range dst {
+		hi, ok1 := fromHex(s[2*i])
+		lo, ok2 := fromHex(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 func formatUUID(b []byte) string {

@@ -2,6 +2,8 @@ package ciphertext
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -114,5 +116,51 @@ func TestMultiRegionKeyID(t *testing.T) {
 			}()
 			Seal(Header{KeyID: bad, MaterialID: mrk.MaterialID}, m, nil, nil)
 		}()
+	}
+}
+
+// TestHeaderBytes pins the header's bytes for the ids a header may name,
+// and refuses malformed ones (the decoding is the package's own, so it is
+// held to encoding/hex here).
+func TestHeaderBytes(t *testing.T) {
+	mat := strings.Repeat("0f", 32)
+	for _, tc := range []struct {
+		keyID string
+		want  string // hex of version || id; "" when refused
+	}{
+		{"1234abcd-12ab-34cd-56ef-1234567890ab", "011234abcd12ab34cd56ef1234567890ab"},
+		{"1234ABCD-12AB-34CD-56EF-1234567890AB", "011234abcd12ab34cd56ef1234567890ab"},
+		{"mrk-1234abcd12ab34cd56ef1234567890ab", "021234abcd12ab34cd56ef1234567890ab"},
+		{"mrk-1234ABCD12ab34cd56ef1234567890ab", ""},
+		{"mrk-1234abcd12ab34cd56ef1234567890a", ""},
+		{"1234abcd-12ab-34cd-56ef-1234567890ag", ""},
+		{"1234abcd-12ab-34cd-56ef_1234567890ab", ""},
+		{"1234abcd-12ab-34cd-56ef-1234567890abc", ""},
+		{"", ""},
+	} {
+		got, err := Header{KeyID: tc.keyID, MaterialID: mat}.appendTo(nil)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("%q: accepted as %x", tc.keyID, got)
+			}
+			continue
+		}
+		if err != nil || hex.EncodeToString(got) != tc.want+mat {
+			t.Errorf("%q: got %x, %v; want %s%s", tc.keyID, got, err, tc.want, mat)
+		}
+	}
+	for _, m := range []string{strings.Repeat("0f", 31), strings.Repeat("0f", 31) + "0g", strings.Repeat("0F", 32) + "00"} {
+		if got, err := (Header{KeyID: "1234abcd-12ab-34cd-56ef-1234567890ab", MaterialID: m}).appendTo(nil); err == nil {
+			t.Errorf("material %q accepted as %x", m, got)
+		}
+	}
+	for range 1000 {
+		var b [16]byte
+		rand.Read(b[:])
+		want := hex.EncodeToString(b[:])
+		var got [16]byte
+		if !decodeHex(got[:], want) || hex.EncodeToString(got[:]) != want || !decodeHex(got[:], strings.ToUpper(want)) || hex.EncodeToString(got[:]) != want {
+			t.Fatalf("decodeHex(%s) = %x", want, got)
+		}
 	}
 }

@@ -47,7 +47,7 @@ func Parse(header string) (Authorization, error) {
 		return a, &IncompleteError{Reason: "Authorization header must use the " + Algorithm + " algorithm."}
 	}
 	var credential, signed, sig string
-	for _, part := range strings.Split(rest, ",") {
+	for part := range strings.SplitSeq(rest, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok {
 			return a, &IncompleteError{Reason: "Authorization header parameters must be name=value pairs."}
@@ -66,8 +66,17 @@ func Parse(header string) (Authorization, error) {
 			return a, &IncompleteError{Reason: "Authorization header requires '" + p.name + "' parameter."}
 		}
 	}
-	scope := strings.Split(credential, "/")
-	if len(scope) != 5 || scope[4] != "aws4_request" || scope[0] == "" || len(scope[1]) != 8 || scope[2] == "" || scope[3] == "" {
+	var scope [5]string
+	n := 0
+	for part := range strings.SplitSeq(credential, "/") {
+		if n == len(scope) {
+			n++
+			break
+		}
+		scope[n] = part
+		n++
+	}
+	if n != 5 || scope[4] != "aws4_request" || scope[0] == "" || len(scope[1]) != 8 || scope[2] == "" || scope[3] == "" {
 		return a, &IncompleteError{Reason: "Credential must have the form <access key>/<yyyymmdd>/<region>/<service>/aws4_request."}
 	}
 	if !isHex(sig) || len(sig) != 64 {

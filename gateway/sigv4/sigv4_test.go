@@ -22,10 +22,13 @@ func TestParseRejects(t *testing.T) {
 	tests := map[string]error{
 		"":          ErrMissing,
 		"Basic abc": ErrIncomplete,
-		strings.Replace(good, "Credential", "Cred", 1):           ErrIncomplete,
-		strings.Replace(good, "/aws4_request", "", 1):            ErrIncomplete,
-		strings.Replace(good, "Signature=5d", "Signature=zz", 1): ErrIncomplete,
-		"AWS4-HMAC-SHA256 garbage":                               ErrIncomplete,
+		strings.Replace(good, "Credential", "Cred", 1):               ErrIncomplete,
+		strings.Replace(good, "/aws4_request", "", 1):                ErrIncomplete,
+		strings.Replace(good, "/aws4_request", "/aws4_request/x", 1): ErrIncomplete,
+		strings.Replace(good, "/kms/", "/kms/x/", 1):                 ErrIncomplete,
+		strings.Replace(good, "AKIDEXAMPLE/", "/", 1):                ErrIncomplete,
+		strings.Replace(good, "Signature=5d", "Signature=zz", 1):     ErrIncomplete,
+		"AWS4-HMAC-SHA256 garbage":                                   ErrIncomplete,
 	}
 	for in, want := range tests {
 		if _, err := Parse(in); !errors.Is(err, want) {

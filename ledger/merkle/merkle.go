@@ -71,6 +71,9 @@ type Tree struct {
 	// the store from the ledger's events (RepairFrom); rebuilt counts them.
 	leaves  LeafSource
 	rebuilt int
+	// appending is Append's view, reused under mu: Append reads only the
+	// edge, as it is, so it needs neither a copy of it nor a new view.
+	appending view
 }
 
 // LeafSource calls fn with the exact stored bytes of the n leaves from
@@ -137,9 +140,10 @@ func (t *Tree) Append(event []byte) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.init()
-	v := t.viewLocked(context.Background())
-	v.edgeOnly = true // the right frontier is always in the edge
+	v := &t.appending
+	*v = view{t: t, ctx: context.Background(), size: t.size, edge: t.edge, edgeOnly: true} // the right frontier is always in the edge
 	hs, err := tlog.StoredHashes(t.size, event, v)
+	v.edge = nil
 	if err != nil {
 		return err
 	}

@@ -269,7 +269,14 @@ func (b *Backend) Diagnose(ctx context.Context, ledgerStream string) (*salvage.R
 }
 
 // Feed returns the live audit feed of a ledger stream.
-func (b *Backend) Feed(ledgerStream string) *feed.Feed { return feed.New(b.nc, ledgerStream) }
+// With the embedded server, events no one subscribes to are not sent.
+func (b *Backend) Feed(ledgerStream string) *feed.Feed {
+	f := feed.New(b.nc, ledgerStream)
+	if b.srv != nil {
+		f.OnlyHeard(b.srv.HasInterest)
+	}
+	return f
+}
 
 // ClientURL is where NATS clients (audit subscribers) reach the embedded
 // server, or "" when it has no listener or the deployment is external.

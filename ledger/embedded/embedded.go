@@ -251,6 +251,13 @@ func (s *Server) connect(name string, extra ...nats.Option) (*nats.Conn, error) 
 // StoreDir is the JetStream storage directory (Options.DataDir).
 func (s *Server) StoreDir() string { return s.storeDir }
 
+// HasInterest reports whether a subscription in keyledger's account
+// matches subject: a client's, an auditor's through its account's import
+// (nats-server shadows it here), or one on another server of a cluster.
+func (s *Server) HasInterest(subject string) bool {
+	return s.ns.GlobalAccount().SubscriptionInterest(subject)
+}
+
 // AuditSeedFile is the path of the subscribe-only nkey seed of the
 // default auditor.
 func (s *Server) AuditSeedFile() string { return s.id.auditor("").file }

@@ -2,6 +2,7 @@ package feed
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go"
 
@@ -13,6 +14,7 @@ import (
 type Feed struct {
 	nc     *nats.Conn
 	prefix string
+	heard  func(subject string) bool // see OnlyHeard; nil: publish every event
 }
 
 // indexHeader carries an announced event's position (event.Record.Pos).
@@ -53,14 +55,24 @@ func (f *Feed) Filter(account, keyID, op string) string {
 // Publish announces committed records.
 func (f *Feed) Publish(recs []event.Record) error {
 	for _, r := range recs {
-		msg := &nats.Msg{Subject: f.Subject(r.Event), Data: r.Raw, Header: nats.Header{}}
-		msg.Header.Set(indexHeader, fmt.Sprint(r.Pos))
+		subject := f.Subject(r.Event)
+		if f.heard != nil && !f.heard(subject) {
+			continue
+		}
+		msg := &nats.Msg{Subject: subject, Data: r.Raw, Header: nats.Header{indexHeader: {strconv.FormatUint(r.Pos, 10)}}}
 		if err := f.nc.PublishMsg(msg); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// OnlyHeard makes Publish skip an event no one listens for, as heard
+// tells from its subject. The embedded server can tell (counting
+// subscribers in auditors' accounts and on the servers of its cluster);
+// core NATS would drop such a message anyway, so what subscribers get is
+// the same, without building, sending and routing every event for none.
+func (f *Feed) OnlyHeard(heard func(subject string) bool) { f.heard = heard }
 
 // Subscribe calls fn for every live event matching filter until the
 // subscription is drained.

@@ -82,3 +82,53 @@ func TestPublishReachesMatchingSubscribers(t *testing.T) {
 		}
 	}
 }
+
+// With OnlyHeard and the embedded server's interest, an event no one
+// subscribes to is not sent at all, and one someone subscribes to is.
+func TestOnlyHeardSkipsUnheardEvents(t *testing.T) {
+	srv, err := embedded.Start(embedded.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	f := feed.New(nc, "")
+	f.OnlyHeard(srv.HasInterest)
+	recs := []event.Record{
+		{Pos: 1, Event: &event.Event{Account: "111122223333", KeyID: "k", Operation: "Encrypt"}, Raw: []byte(`{"i":1}`)},
+		{Pos: 2, Event: &event.Event{Account: "111122223333", KeyID: "k", Operation: "Decrypt"}, Raw: []byte(`{"i":2}`)},
+	}
+	before := nc.Stats().OutMsgs
+	if err := f.Publish(recs); err != nil {
+		t.Fatal(err)
+	}
+	if sent := nc.Stats().OutMsgs - before; sent != 0 {
+		t.Fatalf("%d events sent with no subscriber", sent)
+	}
+	listener, err := srv.Connect("listener")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(listener.Close)
+	sub, err := listener.SubscribeSync(f.Filter("", "", "Decrypt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := listener.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	before = nc.Stats().OutMsgs
+	if err := f.Publish(recs); err != nil {
+		t.Fatal(err)
+	}
+	if sent := nc.Stats().OutMsgs - before; sent != 1 {
+		t.Fatalf("%d events sent for one subscriber of one of them, want 1", sent)
+	}
+	if m, err := sub.NextMsg(5 * time.Second); err != nil || string(m.Data) != `{"i":2}` || m.Header.Get("Keyledger-Index") != "2" {
+		t.Fatalf("the heard event: %v %v", m, err)
+	}
+}

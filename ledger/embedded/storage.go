@@ -42,10 +42,43 @@ type storage struct {
 	faultCtx context.Context
 	signal   context.CancelCauseFunc
 	lastHeal time.Time
+
+	statMu    sync.Mutex
+	statfs    func(dir string) (int64, error) // freeBytes; tests count calls
+	statFree  int64                           // free bytes at the last statfs
+	statAt    time.Time                       // when; zero: none yet
+	sinceStat int64                           // bytes checked for since then
+}
+
+// A statfs per group commit was 1 % of the server's CPU under load. Check
+// skips it while the last one is under statFresh old and left more than
+// statSlack beyond the reserve and what was written since: another process
+// would have to write that much in that time to fill the disk unseen (and
+// JetStream's own write failure is the backstop, see writeFailed). Near
+// the reserve every Check looks again.
+const (
+	statFresh = 50 * time.Millisecond
+	statSlack = 256 << 20
+)
+
+// freeBytes returns the free bytes on the store's disk, for a write of n.
+func (s *storage) freeBytes(n int) (int64, error) {
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	if !s.statAt.IsZero() && time.Since(s.statAt) < statFresh &&
+		s.statFree-s.sinceStat-int64(n) > s.reserve+statSlack {
+		s.sinceStat += int64(n)
+		return s.statFree - s.sinceStat + int64(n), nil
+	}
+	free, err := s.statfs(s.dir)
+	if err == nil {
+		s.statFree, s.statAt, s.sinceStat = free, time.Now(), int64(n)
+	}
+	return free, err
 }
 
 func newStorage(dir string, reserve int64, jsc server.JetStreamConfig) *storage {
-	s := &storage{dir: dir, reserve: reserve, jsc: jsc}
+	s := &storage{dir: dir, reserve: reserve, jsc: jsc, statfs: freeBytes}
 	s.faultCtx, s.signal = context.WithCancelCause(context.Background())
 	return s
 }
@@ -92,7 +125,7 @@ func (s *storage) Fault() context.Context {
 // disk has room again (at most once per healEvery), so writes resume
 // without a restart.
 func (s *storage) Check(n int) error {
-	free, statErr := freeBytes(s.dir)
+	free, statErr := s.freeBytes(n)
 	need := s.reserve + int64(n)
 	room := statErr != nil || s.reserve < 0 || free >= need
 	s.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -79,5 +80,42 @@ func TestStorageRefusesAndHeals(t *testing.T) {
 	defer cancel()
 	if _, err := js.Publish(pctx, "s", []byte("after reopening")); err != nil {
 		t.Fatalf("publish after JetStream was reopened: %v", err)
+	}
+}
+
+// TestStorageStatfsCache: with plenty of room, one statfs serves the
+// checks of the next statFresh; close to the reserve (counting what was
+// checked for since), and after statFresh, every check looks again, and
+// a disk that fills is refused.
+func TestStorageStatfsCache(t *testing.T) {
+	s := newStorage(t.TempDir(), 4<<20, server.JetStreamConfig{})
+	calls, free := 0, int64(1<<40)
+	s.statfs = func(string) (int64, error) { calls++; return free, nil }
+	for range 100 {
+		if got, err := s.freeBytes(1 << 20); err != nil || got > free || got < free-100<<20 {
+			t.Fatalf("freeBytes = %d, %v (free %d)", got, err, free)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("%d statfs calls for 100 checks with a terabyte free, want 1", calls)
+	}
+	s.statAt = time.Now().Add(-statFresh)
+	s.freeBytes(1)
+	if calls != 2 {
+		t.Fatalf("%d statfs calls after statFresh, want 2", calls)
+	}
+	free, calls = s.reserve+statSlack+8<<20, 0
+	s.statAt = time.Time{}
+	for range 20 {
+		s.freeBytes(1 << 20)
+		free -= 1 << 20 // the write
+	}
+	if calls < 12 {
+		t.Fatalf("%d statfs calls for 20 checks of 1 MiB each with 8 MiB of slack, want one per check past the slack", calls)
+	}
+	free = s.reserve // the disk fills behind our back
+	s.statAt = time.Time{}
+	if got, _ := s.freeBytes(1); got != free {
+		t.Fatalf("freeBytes = %d on a full disk, want %d", got, free)
 	}
 }

@@ -2,6 +2,7 @@ package keyservice_test
 
 import (
 	"context"
+	"regexp"
 	"testing"
 	"time"
 
@@ -73,5 +74,19 @@ func TestReplayRebuildsState(t *testing.T) {
 	}
 	if _, ok := replayed.Key(doomed); ok {
 		t.Error("the replay lost the deletion")
+	}
+}
+
+// TestNewIDIsAVersion4UUID: request and key ids are random version 4
+// UUIDs in their canonical text form.
+func TestNewIDIsAVersion4UUID(t *testing.T) {
+	form := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for range 1000 {
+		id := ks.NewID()
+		if !form.MatchString(id) || seen[id] {
+			t.Fatalf("NewID() = %q (seen before: %v)", id, seen[id])
+		}
+		seen[id] = true
 	}
 }

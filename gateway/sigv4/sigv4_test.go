@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 const good = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261127/us-east-1/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
@@ -46,4 +47,20 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted %q as %+v", h, a)
 		}
 	})
+}
+
+// TestParseDateCache: the verifier's last parsed X-Amz-Date is reused only
+// for the same text, and a malformed date after a good one still fails.
+func TestParseDateCache(t *testing.T) {
+	var v Verifier
+	for _, tc := range []struct {
+		text string
+		ok   bool
+	}{{"20261127T101112Z", true}, {"20261127T101112Z", true}, {"20261127T101113Z", true}, {"20261127T1011Z", false}, {"20261127T101113Z", true}, {"2026-11-27T10:11:13Z", false}} {
+		got, err := v.parseDate(tc.text)
+		want, werr := time.Parse(AmzDateFormat, tc.text)
+		if (err == nil) != tc.ok || (werr == nil) != tc.ok || tc.ok && !got.Equal(want) {
+			t.Fatalf("parseDate(%q) = %v, %v; want %v, %v", tc.text, got, err, want, werr)
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyledger/keyledger/crypto/secret"
@@ -44,6 +45,26 @@ type Request struct {
 type Verifier struct {
 	mu   sync.RWMutex
 	keys map[string]*scopedKey // access key id → its latest scope's signing key
+	date atomic.Pointer[parsedDate]
+}
+
+// parsedDate is the last X-Amz-Date parsed: clients sign many requests
+// within one second, and time.Parse was a tenth of a verification.
+type parsedDate struct {
+	text string
+	t    time.Time
+}
+
+// parseDate parses an X-Amz-Date value.
+func (v *Verifier) parseDate(text string) (time.Time, error) {
+	if d := v.date.Load(); d != nil && d.text == text {
+		return d.t, nil
+	}
+	t, err := time.Parse(AmzDateFormat, text)
+	if err == nil {
+		v.date.Store(&parsedDate{text: strings.Clone(text), t: t}) // text may live in a reused request buffer
+	}
+	return t, err
 }
 
 type scopedKey struct {
@@ -61,7 +82,7 @@ func (v *Verifier) Verify(a Authorization, secretKey secret.Bytes, region, servi
 	if amzDate == "" {
 		return &IncompleteError{Reason: "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."}
 	}
-	t, err := time.Parse(AmzDateFormat, amzDate)
+	t, err := v.parseDate(amzDate)
 	if err != nil {
 		return &IncompleteError{Reason: "X-Amz-Date must have the form 20060102T150405Z."}
 	}
@@ -71,8 +92,7 @@ func (v *Verifier) Verify(a Authorization, secretKey secret.Bytes, region, servi
 	if a.Service != service {
 		return &InvalidError{Reason: fmt.Sprintf("Credential should be scoped to correct service: '%s'.", service)}
 	}
-	var day [8]byte
-	if a.Date != string(t.AppendFormat(day[:0], "20060102")) {
+	if a.Date != amzDate[:8] { // the date of a parsed 20060102T150405Z
 		return &InvalidError{Reason: "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP."}
 	}
 	if d := now.Sub(t); d > MaxSkew || d < -MaxSkew {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyledger/keyledger/crypto/keyspec"
@@ -13,7 +14,38 @@ import (
 
 // keyArn is the ARN of the key id in account, in this service's region.
 func (s *Service) keyArn(account, id string) string {
-	return "arn:aws:kms:" + s.region + ":" + account + ":key/" + id // on every request: no fmt
+	return s.arns.get(s.region, account, id)
+}
+
+// arnCache keeps the ARNs of the keys requests name: authorization and the
+// answer each needed one, built afresh, on every request. An ARN never
+// changes, so nothing is invalidated; the cache is emptied when it holds
+// maxCachedARNs, which bounds it whatever ids requests name.
+type arnCache struct {
+	mu   sync.RWMutex
+	arns map[accountKey]string
+}
+
+type accountKey struct{ account, id string }
+
+const maxCachedARNs = 4096 // about 1 MB at most
+
+func (c *arnCache) get(region, account, id string) string {
+	k := accountKey{account, id}
+	c.mu.RLock()
+	arn, ok := c.arns[k]
+	c.mu.RUnlock()
+	if ok {
+		return arn
+	}
+	arn = "arn:aws:kms:" + region + ":" + account + ":key/" + id
+	c.mu.Lock()
+	if c.arns == nil || len(c.arns) >= maxCachedARNs {
+		c.arns = make(map[accountKey]string)
+	}
+	c.arns[accountKey{strings.Clone(account), strings.Clone(id)}] = arn
+	c.mu.Unlock()
+	return arn
 }
 
 // arnOf is a key's ARN.

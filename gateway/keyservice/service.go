@@ -118,6 +118,8 @@ type Service struct {
 
 	cacheHits, cacheMisses atomic.Uint64
 
+	arns arnCache // resolve.go
+
 	syncMu  sync.Mutex // one shared catch-up for lookups that failed (resolve.go)
 	syncing *syncCall
 

@@ -503,27 +503,40 @@ func (l *Ledger) Sync(ctx context.Context) error { return l.catchUp(ctx) }
 
 // watchConnection has the ledger hear when its connection is lost.
 func (l *Ledger) watchConnection() {
-	ch := make(chan struct{})
-	l.connEpoch.Store(&ch)
+	l.connEpoch.Store(newConnEpoch())
 	l.js.Conn().SetDisconnectErrHandler(func(*nats.Conn, error) {
-		next := make(chan struct{})
-		if old := l.connEpoch.Swap(&next); old != nil {
-			close(*old)
+		if old := l.connEpoch.Swap(newConnEpoch()); old != nil {
+			old.lose()
 		}
 	})
 }
 
+// connEpoch is the life of one connection: lost ends when it is lost.
+type connEpoch struct {
+	lost context.Context
+	lose context.CancelFunc
+}
+
+func newConnEpoch() *connEpoch {
+	e := &connEpoch{}
+	e.lost, e.lose = context.WithCancel(context.Background())
+	return e
+}
+
 // onConnection is ctx, also ended when the connection in use now is lost.
+// It registers with the connection's epoch rather than start a goroutine
+// to watch it: every commit and every look at the stream asks for one, and
+// on one connection that goroutine was a fifth of a publish's CPU, besides
+// waking another thread for it.
 func (l *Ledger) onConnection(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
-	if p := l.connEpoch.Load(); p != nil {
-		go func() {
-			select {
-			case <-*p:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+	e := l.connEpoch.Load()
+	if e == nil {
+		return ctx, cancel
 	}
-	return ctx, cancel
+	stop := context.AfterFunc(e.lost, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }

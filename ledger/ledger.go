@@ -182,7 +182,7 @@ type Ledger struct {
 	// copiedKeyAlarm is when a copy of this writer key was last reported.
 	copiedKeyAlarm time.Time
 
-	connEpoch atomic.Pointer[chan struct{}] // closed when the connection is lost (follow.go)
+	connEpoch atomic.Pointer[connEpoch] // ends when the connection is lost (follow.go)
 
 	cmu     sync.Mutex // one change at a time (change.go)
 	contend contention // other instances' lost changes (contention.go)

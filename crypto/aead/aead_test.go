@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -71,9 +72,10 @@ func TestKnownAnswer(t *testing.T) {
 }
 
 // TestDeriveKeyMatchesCryptoHKDF holds the pooled derivation to the
-// standard library's HKDF: RFC 5869's first test case, then random keys,
-// salts (empty, short, longer than a SHA-256 block) and labels, including
-// derivations interleaved on several goroutines through the pool.
+// standard library's HKDF: RFC 5869's first test case, then random keys
+// (0 to 129 bytes), salts (empty, short, longer than a SHA-256 block) and
+// labels (some not ASCII), including derivations interleaved on several
+// goroutines through the pool.
 func TestDeriveKeyMatchesCryptoHKDF(t *testing.T) {
 	ikm, _ := hex.DecodeString("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b")
 	salt, _ := hex.DecodeString("000102030405060708090a0b0c")
@@ -89,10 +91,10 @@ func TestDeriveKeyMatchesCryptoHKDF(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 500 {
-				ikm, salt := make([]byte, 32), make([]byte, (i*7+g)%150)
+				ikm, salt := make([]byte, (i*13+g)%130), make([]byte, (i*7+g)%150)
 				rand.Read(ikm)
 				rand.Read(salt)
-				label := strings.Repeat("l", i%90)
+				label := strings.Repeat("l", i%90) + string(salt[:min(len(salt), i%5)])
 				want, err := hkdf.Key(sha256.New, ikm, salt, label, 32)
 				if err != nil {
 					t.Error(err)
@@ -116,5 +118,36 @@ func BenchmarkSeal(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Seal(dst[:0], key, "bench", pt, aad)
+	}
+}
+
+// TestDeriveKeyLeavesNoSecretInPool: a state goes back to the pool
+// holding nothing derived from the key, its SHA-256 digest included (a
+// digest keeps the last partial block it hashed across Reset: here the
+// Expand HMAC's inner hash, and before it the key itself).
+func TestDeriveKeyLeavesNoSecretInPool(t *testing.T) {
+	for _, label := range []string{"keyledger/v1 ciphertext", strings.Repeat("l", 70)} {
+		s := hkdfStates.New().(*hkdfState)
+		var out [32]byte
+		s.derive(&out, bytes.Repeat([]byte{0xab}, 32), make([]byte, 16), label)
+		if out == ([32]byte{}) {
+			t.Fatal("no key derived")
+		}
+		if s.pad != [64]byte{} || s.inner != [32]byte{} || s.prk != [32]byte{} || s.okm != [32]byte{} {
+			t.Fatalf("label %d bytes: scratch not cleared", len(label))
+		}
+		d := reflect.ValueOf(s.h).Elem()
+		x, nx := d.FieldByName("x"), d.FieldByName("nx")
+		if !x.IsValid() || x.Kind() != reflect.Array || !nx.IsValid() {
+			t.Skipf("%T has no buffer x to inspect", s.h)
+		}
+		for i := range x.Len() {
+			if x.Index(i).Uint() != 0 {
+				t.Fatalf("label %d bytes: the pooled digest's buffer keeps bytes: x[%d] = %#x", len(label), i, x.Index(i).Uint())
+			}
+		}
+		if nx.Int() != 0 {
+			t.Fatalf("pooled digest not reset: nx = %d", nx.Int())
+		}
 	}
 }

@@ -26,6 +26,13 @@ var hkdfStates = sync.Pool{New: func() any { return &hkdfState{h: sha256.New(), 
 // salt, info, 32) returns (TestDeriveKeyMatchesCryptoHKDF).
 func deriveKey(out *[sha256.Size]byte, ikm, salt []byte, info string) {
 	s := hkdfStates.Get().(*hkdfState)
+	s.derive(out, ikm, salt, info)
+	hkdfStates.Put(s)
+}
+
+// derive is deriveKey on s, which it leaves holding nothing derived from
+// ikm.
+func (s *hkdfState) derive(out *[sha256.Size]byte, ikm, salt []byte, info string) {
 	s.hmac(&s.prk, salt, ikm, nil) // Extract
 	s.info = append(append(s.info[:0], info...), 1)
 	s.hmac(&s.okm, s.prk[:], s.info, nil) // Expand, T(1)
@@ -34,8 +41,12 @@ func deriveKey(out *[sha256.Size]byte, ikm, salt []byte, info string) {
 	clear(s.prk[:])
 	clear(s.inner[:])
 	clear(s.pad[:])
+	// Reset leaves the digest's buffer as it was: it holds the last
+	// partial block hashed, the Expand HMAC's inner hash (and, for a
+	// while, ikm itself). Overwrite it with zeros before the pool keeps it.
 	s.h.Reset()
-	hkdfStates.Put(s)
+	s.h.Write(s.pad[:sha256.BlockSize-1])
+	s.h.Reset()
 }
 
 // hmac sets out to HMAC-SHA256(key, a || b) (RFC 2104).

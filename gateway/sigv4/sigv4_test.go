@@ -2,6 +2,8 @@ package sigv4
 
 import (
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -63,4 +65,64 @@ func TestParseDateCache(t *testing.T) {
 			t.Fatalf("parseDate(%q) = %v, %v; want %v, %v", tc.text, got, err, want, werr)
 		}
 	}
+}
+
+// previousParse is Parse as of 1a15faf (strings.Split).
+func previousParse(header string) (Authorization, error) {
+	var a Authorization
+	header = strings.TrimSpace(header)
+	if header == "" {
+		return a, ErrMissing
+	}
+	alg, rest, _ := strings.Cut(header, " ")
+	if alg != Algorithm {
+		return a, &IncompleteError{Reason: "Authorization header must use the " + Algorithm + " algorithm."}
+	}
+	var credential, signed, sig string
+	for _, part := range strings.Split(rest, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return a, &IncompleteError{Reason: "Authorization header parameters must be name=value pairs."}
+		}
+		switch k {
+		case "Credential":
+			credential = v
+		case "SignedHeaders":
+			signed = v
+		case "Signature":
+			sig = v
+		}
+	}
+	for _, p := range []struct{ name, v string }{{"Credential", credential}, {"SignedHeaders", signed}, {"Signature", sig}} {
+		if p.v == "" {
+			return a, &IncompleteError{Reason: "Authorization header requires '" + p.name + "' parameter."}
+		}
+	}
+	scope := strings.Split(credential, "/")
+	if len(scope) != 5 || scope[4] != "aws4_request" || scope[0] == "" || len(scope[1]) != 8 || scope[2] == "" || scope[3] == "" {
+		return a, &IncompleteError{Reason: "Credential must have the form <access key>/<yyyymmdd>/<region>/<service>/aws4_request."}
+	}
+	if !isHex(sig) || len(sig) != 64 {
+		return a, &IncompleteError{Reason: "Signature must be 64 hexadecimal characters."}
+	}
+	a.AccessKeyID, a.Date, a.Region, a.Service = scope[0], scope[1], scope[2], scope[3]
+	a.SignedHeaders = strings.Split(signed, ";")
+	a.Signature = sig
+	return a, nil
+}
+
+// FuzzParseMatchesPrevious: Parse accepts, refuses (with the same
+// reason) and reads what it read before it stopped making slices.
+func FuzzParseMatchesPrevious(f *testing.F) {
+	f.Add(good)
+	f.Add(strings.Replace(good, "/aws4_request", "/aws4_request/", 1))
+	f.Add(strings.Replace(good, "AKIDEXAMPLE/", "/", 1))
+	f.Add("AWS4-HMAC-SHA256 Credential=a/b/c/d/e/f, SignedHeaders=host, Signature=" + strings.Repeat("a", 64))
+	f.Fuzz(func(t *testing.T, h string) {
+		got, err := Parse(h)
+		want, werr := previousParse(h)
+		if fmt.Sprint(err) != fmt.Sprint(werr) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Parse(%q) = %+v, %v; before %+v, %v", h, got, err, want, werr)
+		}
+	})
 }

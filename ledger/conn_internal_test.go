@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"reflect"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -41,5 +43,54 @@ func TestOnConnection(t *testing.T) {
 	}
 	if _, cancel := (&Ledger{}).onConnection(context.Background()); cancel == nil {
 		t.Fatal("no cancel without a watched connection")
+	}
+}
+
+// TestOnConnectionLeavesNothingRegistered: thousands of publishes'
+// contexts, ended by their cancel (after their deadline passed, or with
+// their parent already ended), leave no registration on the
+// connection's epoch and no goroutine; one still running is ended at
+// once when the connection is lost.
+func TestOnConnectionLeavesNothingRegistered(t *testing.T) {
+	l := &Ledger{}
+	e := newConnEpoch()
+	l.connEpoch.Store(e)
+	registered := func() int {
+		children := reflect.ValueOf(e.lost).Elem().FieldByName("children")
+		if !children.IsValid() || children.Kind() != reflect.Map {
+			t.Skipf("%T keeps no children map to count", e.lost)
+		}
+		return children.Len()
+	}
+	goroutines := runtime.NumGoroutine()
+	for i := range 5000 {
+		parent, cancelParent := context.WithTimeout(context.Background(), time.Hour)
+		if i%3 == 1 {
+			cancelParent() // the publish's deadline passed first
+		}
+		ctx, cancel := l.onConnection(parent)
+		if i%3 == 2 {
+			cancelParent()
+			<-ctx.Done()
+		}
+		cancel()
+		cancelParent()
+	}
+	if n := registered(); n != 0 {
+		t.Fatalf("%d registrations left on the connection after 5000 ended publishes", n)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines {
+		t.Fatalf("%d goroutines after 5000 publishes, %d before", n, goroutines)
+	}
+	inFlight, cancel := l.onConnection(context.Background())
+	defer cancel()
+	if registered() != 1 {
+		t.Fatalf("a publish in flight: %d registrations, want 1", registered())
+	}
+	e.lose()
+	select {
+	case <-inFlight.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("losing the connection did not end the publish in flight")
 	}
 }

@@ -72,7 +72,7 @@ func TestKnownAnswer(t *testing.T) {
 }
 
 // TestDeriveKeyMatchesCryptoHKDF holds the pooled derivation to the
-// standard library's HKDF: RFC 5869's first test case, then random keys
+// standard library's HKDF: RFC 5869's SHA-256 test cases, then random keys
 // (0 to 129 bytes), salts (empty, short, longer than a SHA-256 block) and
 // labels (some not ASCII), including derivations interleaved on several
 // goroutines through the pool.
@@ -84,6 +84,23 @@ func TestDeriveKeyMatchesCryptoHKDF(t *testing.T) {
 	deriveKey(&got, ikm, salt, string(info))
 	if want := "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"; hex.EncodeToString(got[:]) != want {
 		t.Fatalf("RFC 5869 A.1: got %x, want the first 32 bytes %s", got, want)
+	}
+	// A.2: 80-byte inputs (a salt longer than a block, hashed as HMAC's
+	// key); A.3: no salt and no info.
+	seq := func(from, to int) []byte {
+		var b []byte
+		for c := from; c <= to; c++ {
+			b = append(b, byte(c))
+		}
+		return b
+	}
+	deriveKey(&got, seq(0x00, 0x4f), seq(0x60, 0xaf), string(seq(0xb0, 0xff)))
+	if want := "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c"; hex.EncodeToString(got[:]) != want {
+		t.Fatalf("RFC 5869 A.2: got %x, want the first 32 bytes %s", got, want)
+	}
+	deriveKey(&got, ikm, nil, "")
+	if want := "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"; hex.EncodeToString(got[:]) != want {
+		t.Fatalf("RFC 5869 A.3: got %x, want the first 32 bytes %s", got, want)
 	}
 	var wg sync.WaitGroup
 	for g := range 4 {

@@ -183,6 +183,9 @@ type Ledger struct {
 	copiedKeyAlarm time.Time
 
 	connEpoch atomic.Pointer[chan struct{}] // closed when the connection is lost (follow.go)
+	// directShunned is when reads try direct gets again (unix ns), after
+	// one went unanswered (read.go).
+	directShunned atomic.Int64
 
 	cmu     sync.Mutex // one change at a time (change.go)
 	contend contention // other instances' lost changes (contention.go)

@@ -114,6 +114,9 @@ func (l *Ledger) AppendChange(ctx context.Context, ev *event.Event, at Positions
 		return event.Record{}, ErrClosed
 	default:
 	}
+	if l.stall.stalled.Load() {
+		return event.Record{}, ErrUnavailable
+	}
 	parts := partitionsOf(keys)
 	l.cmu.Lock()
 	defer l.cmu.Unlock()
@@ -228,7 +231,9 @@ func (l *Ledger) tryChange(ctx context.Context, ev *event.Event, at Positions, p
 		defer stopWatch()
 	}
 	began := time.Now()
+	end := l.watchCommit()
 	seq, err := l.publishChange(pctx, nms)
+	end()
 	rtt := time.Since(began)
 	cancel()
 	if err != nil && fault != nil && fault.Err() != nil {

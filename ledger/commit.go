@@ -42,6 +42,9 @@ type result struct {
 // Append queues ev (its Index and Prev are set by the writer) and waits until
 // it is committed or has failed. The returned record is the stored event.
 func (l *Ledger) Append(ctx context.Context, ev *event.Event) (event.Record, error) {
+	if l.stall.stalled.Load() {
+		return event.Record{}, ErrUnavailable // not queued behind a commit JetStream does not answer
+	}
 	p := &pending{ev: ev, done: make(chan result, 1)}
 	select {
 	case l.queue <- p:
@@ -98,7 +101,9 @@ func (l *Ledger) writer() {
 				break fill
 			}
 		}
+		end := l.watchCommit()
 		l.commit(b)
+		end()
 	}
 }
 

@@ -41,6 +41,10 @@ var (
 	// full disk, a failed write, JetStream out of resources); the error
 	// names the cause. The event was not stored.
 	ErrStorage = errors.New("ledger: storage refuses writes")
+	// ErrUnavailable means a commit has gone unanswered by JetStream for
+	// longer than Config.StallTimeout (stall.go); the event was not
+	// stored.
+	ErrUnavailable = errors.New("ledger: JetStream is not answering commits")
 )
 
 // DefaultStream is the ledger stream's name when Config.Stream is empty.
@@ -69,6 +73,9 @@ type Config struct {
 	MaxBatchBytes  int
 	// PublishTimeout bounds one round-trip to JetStream.
 	PublishTimeout time.Duration
+	// StallTimeout is how long a commit may go unanswered before requests
+	// fail at once instead of queueing behind it (stall.go); default 2s.
+	StallTimeout time.Duration
 	// FollowInterval is how often the follower asks the stream for
 	// messages nobody told it about (default 250ms); other instances'
 	// appends are announced at once (follow.go).
@@ -116,6 +123,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 10 * time.Second
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = 2 * time.Second
 	}
 	if c.FollowInterval == 0 {
 		c.FollowInterval = 250 * time.Millisecond
@@ -179,6 +189,7 @@ type Ledger struct {
 	// The data writer (commit.go; writer goroutine only).
 	whead    chain.ChainHead // its chain's head as it published it
 	refusing bool            // the storage refused the last batch
+	stall    stallWatch      // commits JetStream leaves unanswered (stall.go)
 	// copiedKeyAlarm is when a copy of this writer key was last reported.
 	copiedKeyAlarm time.Time
 

@@ -114,8 +114,8 @@ func (l *Ledger) AppendChange(ctx context.Context, ev *event.Event, at Positions
 		return event.Record{}, ErrClosed
 	default:
 	}
-	if l.stall.stalled.Load() {
-		return event.Record{}, ErrUnavailable
+	if l.stall.refusing() {
+		return event.Record{}, ErrUnavailable // see stall.go
 	}
 	parts := partitionsOf(keys)
 	l.cmu.Lock()
@@ -231,9 +231,7 @@ func (l *Ledger) tryChange(ctx context.Context, ev *event.Event, at Positions, p
 		defer stopWatch()
 	}
 	began := time.Now()
-	end := l.watchCommit()
 	seq, err := l.publishChange(pctx, nms)
-	end()
 	rtt := time.Since(began)
 	cancel()
 	if err != nil && fault != nil && fault.Err() != nil {

@@ -29,9 +29,9 @@ func (s *heldStorage) CheckWrite(int) error {
 func (s *heldStorage) WriteFault() context.Context { return context.Background() }
 
 // A commit unanswered for StallTimeout fails the requests queued behind
-// it and those that come after at once, with ErrUnavailable; the one in
-// it waits for its outcome, and once it has one the ledger takes requests
-// again.
+// it and those that come while it is in flight at once, with
+// ErrUnavailable; the one in it waits for its outcome, and once a commit
+// is acknowledged the ledger takes requests again.
 func TestStalledCommitFailsOthersAtOnce(t *testing.T) {
 	srv := startServer(t, t.TempDir())
 	nc, err := srv.Connect("test")

@@ -59,6 +59,13 @@ func newNetLab(t *testing.T) *netLab {
 	var b [2]byte
 	rand.Read(b[:])
 	lab := &netLab{t: t, prefix: "kl" + hex.EncodeToString(b[:]), subnet: fmt.Sprintf("10.77.%d", 100+int(b[0])%100)}
+	// A subnet the host already has (a lab a killed run left behind) would
+	// route the cluster's traffic to the wrong bridge.
+	if used, err := exec.Command("ip", "-4", "-o", "addr").Output(); err == nil {
+		for i := 1; i < 100 && bytes.Contains(used, []byte(" "+lab.subnet+".")); i++ {
+			lab.subnet = fmt.Sprintf("10.77.%d", 100+(int(b[0])+i)%100)
+		}
+	}
 	probe := lab.prefix + "p"
 	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
 		t.Skipf("network namespaces are not permitted here (%v: %s): partitions are not tested", err, bytes.TrimSpace(out))
@@ -155,6 +162,13 @@ func TestPartitionedNodeAcknowledgesNothing(t *testing.T) {
 		}
 		t.Cleanup(func() { n.cmd.Process.Signal(syscall.SIGKILL); n.cmd.Wait() })
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, n := range nodes {
+				t.Logf("n%d's log (subnet %s):\n%s", i, lab.subnet, n.out.String())
+			}
+		}
+	})
 	var urls []string
 	for _, n := range nodes {
 		urls = append(urls, "nats://"+n.addr+":4222")
@@ -219,9 +233,6 @@ func TestPartitionedNodeAcknowledgesNothing(t *testing.T) {
 		}
 		for _, g := range gws {
 			t.Logf("%s's log:\n%s", g.name, g.log.String())
-		}
-		for i, n := range nodes {
-			t.Logf("n%d's log:\n%s", i, n.out.String())
 		}
 	})
 	t.Setenv("AWS_ACCESS_KEY_ID", testCredentials["admin"][0])

@@ -70,9 +70,12 @@ func (l *Ledger) fetch(ctx context.Context, s *segStream, from, last uint64) <-c
 
 // shunnedPatience is how long the first message of a batch may take while
 // direct gets are shunned (read.go): a replica that did not answer lately
-// is likely to be offered the batch again (nats-server picks at random),
-// and a live one answers in milliseconds.
-const shunnedPatience = 100 * time.Millisecond
+// is offered about one batch in three again (nats-server picks at random,
+// for minutes if its interest rides an idle pooled route, which no write
+// deadline closes), a live one answers in milliseconds, and a miss costs
+// one get from the leader. The follower of the slower instance reads a
+// run of the other's messages for almost every request it answers.
+const shunnedPatience = 25 * time.Millisecond
 
 // batchPatience is how long the first message of a batch may take.
 func (l *Ledger) batchPatience() time.Duration {

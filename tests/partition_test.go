@@ -200,8 +200,12 @@ func TestPartitionedNodeAcknowledgesNothing(t *testing.T) {
 	}
 	startGateway := func(name, space, addr, natsURL string) *gateway {
 		g := &gateway{name: name, space: space, endpoint: "http://" + addr + ":8080", log: &syncBuffer{}, data: filepath.Join(dir, name)}
-		g.cmd = inSpace(space, binary, "serve", "--listen", "0.0.0.0:8080", "--insecure-http", "--nats-url", natsURL, "--replicas", "3",
-			"--principals", principals, "--root-key-file", rootFile, "--log-level", "info", "--debug-listen", "127.0.0.1:6060")
+		args := []string{"serve", "--listen", "0.0.0.0:8080", "--insecure-http", "--nats-url", natsURL, "--replicas", "3",
+			"--principals", principals, "--root-key-file", rootFile, "--log-level", "info"}
+		if os.Getenv("KEYLEDGER_TEST_PARTITION_DUMPS") != "" {
+			args = append(args, "--debug-listen", "127.0.0.1:6060") // pprof on the namespace's loopback
+		}
+		g.cmd = inSpace(space, binary, args...)
 		g.cmd.Env = append(os.Environ(), "KEYLEDGER_DATA_DIR="+g.data)
 		g.cmd.Stdout, g.cmd.Stderr = g.log, g.log
 		if err := g.cmd.Start(); err != nil {
@@ -263,10 +267,15 @@ func TestPartitionedNodeAcknowledgesNothing(t *testing.T) {
 		return err == nil
 	})
 
-	// load drives Encrypts at the gateways for d and returns what each
-	// acknowledged, how many failed, and how many of those failed within
-	// a second (rather than hang until the client's 3 s timeout); it logs
-	// what each acknowledged in each second.
+	// load drives Encrypts at the gateways for d, two clients each, each
+	// at most one request every 5 ms, and returns what each acknowledged,
+	// how many failed, and how many of those failed within a second
+	// (rather than hang until the client's 3 s timeout); it logs what each
+	// acknowledged in each second. Paced, the two majority gateways leave
+	// the machine's two cores room to fold each other's messages: flat
+	// out, the one that fell behind in the partition folds the other's
+	// backlog at a few hundred messages a second while the other adds a
+	// thousand, and that race, not the partition, decides their counts.
 	type acked struct{ blob, pt []byte }
 	load := func(d time.Duration, on ...int) (got map[int][]acked, failed, quick map[int]int) {
 		var mu sync.Mutex
@@ -283,7 +292,10 @@ func TestPartitionedNodeAcknowledgesNothing(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					pace := time.NewTicker(5 * time.Millisecond)
+					defer pace.Stop()
 					for i := 0; time.Now().Before(stop); i++ {
+						<-pace.C
 						pt := []byte(fmt.Sprintf("g%d-%d-%d", gi, w, i))
 						cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 						began := time.Now()
@@ -368,10 +380,9 @@ func TestPartitionedNodeAcknowledgesNothing(t *testing.T) {
 	// for long (a direct get n0 or n1 offered to n2 until their routes to
 	// it fail, a look at the stream's end sent on a connection to n2).
 	// One connected to n2 serves once it moved to another node (up to 6
-	// s) and shares two cores with the other: measured 0.36-0.98 of the
-	// other's count, against 0-0.13 before the fix.
-	if lo, hi := min(len(during[0]), len(during[1])), max(len(during[0]), len(during[1])); lo*6 < hi {
-		t.Errorf("a majority-side gateway stalled: g0 acknowledged %d, g1 %d (want each at least a sixth of the other)", len(during[0]), len(during[1]))
+	// s): measured 0.58-0.98 of the other's count, 0.003-0.06 before.
+	if lo, hi := min(len(during[0]), len(during[1])), max(len(during[0]), len(during[1])); lo*3 < hi {
+		t.Errorf("a majority-side gateway stalled: g0 acknowledged %d, g1 %d (want each at least a third of the other)", len(during[0]), len(during[1]))
 	}
 	// g2 fails fast: a request waits only if it is in a commit JetStream
 	// does not answer, or queued behind one for less than the ledger's

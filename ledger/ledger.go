@@ -41,9 +41,9 @@ var (
 	// full disk, a failed write, JetStream out of resources); the error
 	// names the cause. The event was not stored.
 	ErrStorage = errors.New("ledger: storage refuses writes")
-	// ErrUnavailable means a commit has gone unanswered by JetStream for
-	// longer than Config.StallTimeout (stall.go); the event was not
-	// stored.
+	// ErrUnavailable means JetStream stopped answering this instance's
+	// commits (for Config.StallTimeout, or a whole PublishTimeout) and
+	// one is in flight (stall.go); the event was not stored.
 	ErrUnavailable = errors.New("ledger: JetStream is not answering commits")
 )
 
@@ -73,8 +73,9 @@ type Config struct {
 	MaxBatchBytes  int
 	// PublishTimeout bounds one round-trip to JetStream.
 	PublishTimeout time.Duration
-	// StallTimeout is how long a commit may go unanswered before requests
-	// fail at once instead of queueing behind it (stall.go); default 2s.
+	// StallTimeout is how long a commit may go without any answer from
+	// JetStream before requests fail at once instead of queueing behind
+	// it (stall.go); default 2s.
 	StallTimeout time.Duration
 	// FollowInterval is how often the follower asks the stream for
 	// messages nobody told it about (default 250ms); other instances'

@@ -114,6 +114,9 @@ func (l *Ledger) AppendChange(ctx context.Context, ev *event.Event, at Positions
 		return event.Record{}, ErrClosed
 	default:
 	}
+	if l.stall.refusing() {
+		return event.Record{}, ErrUnavailable // see stall.go
+	}
 	parts := partitionsOf(keys)
 	l.cmu.Lock()
 	defer l.cmu.Unlock()

@@ -42,6 +42,9 @@ type result struct {
 // Append queues ev (its Index and Prev are set by the writer) and waits until
 // it is committed or has failed. The returned record is the stored event.
 func (l *Ledger) Append(ctx context.Context, ev *event.Event) (event.Record, error) {
+	if l.stall.refusing() {
+		return event.Record{}, ErrUnavailable // not queued behind a commit JetStream does not answer (stall.go)
+	}
 	p := &pending{ev: ev, done: make(chan result, 1)}
 	select {
 	case l.queue <- p:
@@ -98,7 +101,9 @@ func (l *Ledger) writer() {
 				break fill
 			}
 		}
+		l.beginCommit()
 		l.commit(b)
+		l.endCommit()
 	}
 }
 
@@ -355,9 +360,10 @@ func (l *Ledger) checkStorage(n int) error {
 }
 
 // publishOrFault publishes msg within PublishTimeout, after the
-// message at stream sequence expect on its subject, but stops waiting as
-// soon as the storage reports a failed write (the server then never
-// acknowledges); the error then names that failure.
+// message at stream sequence expect on its subject, sending it again
+// while no server answers or none leads the stream (stall.go), but stops
+// waiting as soon as the storage reports a failed write (the server then
+// never acknowledges); the error then names that failure.
 func (l *Ledger) publishOrFault(msg *nats.Msg, msgID string, expect uint64) (*jetstream.PubAck, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
 	defer cancel()
@@ -368,7 +374,22 @@ func (l *Ledger) publishOrFault(msg *nats.Msg, msgID string, expect uint64) (*je
 		fault = st.WriteFault()
 		defer context.AfterFunc(fault, cancel)()
 	}
-	ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequencePerSubject(expect))
+	var ack *jetstream.PubAck
+	var err error
+	for {
+		actx, cancelAttempt := context.WithTimeout(ctx, publishAttempt)
+		ack, err = l.js.PublishMsg(actx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequencePerSubject(expect))
+		cancelAttempt()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			l.answered() // the cluster is there, electing the stream's leader
+		} else if !errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+	}
+	l.noteAck(err)
 	switch {
 	case err == nil:
 		return ack, nil

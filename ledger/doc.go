@@ -116,9 +116,16 @@
 // what it had in flight on the lost connection at once rather than at its
 // timeout. If a publish fails, the writer waits until the fold has read
 // what the stream holds: its own message, stored after all, settles the batch;
-// otherwise the batch failed and nothing happened. A full disk fails
-// requests at once with ErrStorage (Config.Storage), and writes resume
-// when space returns.
+// otherwise the batch failed and nothing happened. A publish no server
+// answers is sent again every second; once a commit has gone StallTimeout
+// without any answer (a server cut off from its quorum), requests fail at
+// once with ErrUnavailable while a commit is in flight, until one is
+// acknowledged. A cluster electing the stream's leader answers "no
+// responders", and requests wait for the election (stall.go). A direct
+// get a cut-off replica was offered is asked of the stream's leader after
+// a short patience (read.go).
+// A full disk fails requests at once with ErrStorage (Config.Storage), and
+// writes resume when space returns.
 //
 // # Reading
 //

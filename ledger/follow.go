@@ -314,14 +314,23 @@ func (l *Ledger) stopFollower() {
 }
 
 // poll asks the stream for its last sequence (following a roll) and has
-// the follower fold through it.
+// the follower fold through it. The follower waits for the answer, and
+// this instance's acknowledged appends wait for the follower, so a look
+// that goes unanswered (sent to a server just cut off, or while the
+// stream's leader is being elected) is given up after pollTimeout, or as
+// soon as the connection is lost: the next tick looks again.
 func (l *Ledger) poll() {
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), min(pollTimeout, l.cfg.PublishTimeout))
 	defer cancel()
+	ctx, cancelConn := l.onConnection(ctx)
+	defer cancelConn()
 	if last, err := l.streamLast(ctx); err == nil {
 		l.follow(last)
 	}
 }
+
+// pollTimeout bounds one look at the stream's end by the follower.
+const pollTimeout = time.Second
 
 // clampTarget brings a target beyond the stream's end (an announcement
 // of a sequence the stream does not hold) back to the end.

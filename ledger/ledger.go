@@ -41,6 +41,10 @@ var (
 	// full disk, a failed write, JetStream out of resources); the error
 	// names the cause. The event was not stored.
 	ErrStorage = errors.New("ledger: storage refuses writes")
+	// ErrUnavailable means JetStream stopped answering this instance's
+	// commits (for Config.StallTimeout, or a whole PublishTimeout) and
+	// one is in flight (stall.go); the event was not stored.
+	ErrUnavailable = errors.New("ledger: JetStream is not answering commits")
 )
 
 // DefaultStream is the ledger stream's name when Config.Stream is empty.
@@ -69,6 +73,10 @@ type Config struct {
 	MaxBatchBytes  int
 	// PublishTimeout bounds one round-trip to JetStream.
 	PublishTimeout time.Duration
+	// StallTimeout is how long a commit may go without any answer from
+	// JetStream before requests fail at once instead of queueing behind
+	// it (stall.go); default 2s.
+	StallTimeout time.Duration
 	// FollowInterval is how often the follower asks the stream for
 	// messages nobody told it about (default 250ms); other instances'
 	// appends are announced at once (follow.go).
@@ -116,6 +124,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 10 * time.Second
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = 2 * time.Second
 	}
 	if c.FollowInterval == 0 {
 		c.FollowInterval = 250 * time.Millisecond
@@ -179,10 +190,14 @@ type Ledger struct {
 	// The data writer (commit.go; writer goroutine only).
 	whead    chain.ChainHead // its chain's head as it published it
 	refusing bool            // the storage refused the last batch
+	stall    stallWatch      // commits JetStream leaves unanswered (stall.go)
 	// copiedKeyAlarm is when a copy of this writer key was last reported.
 	copiedKeyAlarm time.Time
 
 	connEpoch atomic.Pointer[connEpoch] // ends when the connection is lost (follow.go)
+	// directShunned is when reads try direct gets again (unix ns), after
+	// one went unanswered (read.go).
+	directShunned atomic.Int64
 
 	cmu     sync.Mutex // one change at a time (change.go)
 	contend contention // other instances' lost changes (contention.go)

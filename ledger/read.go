@@ -189,25 +189,45 @@ func (l *Ledger) getMsgIn(ctx context.Context, s *segStream, seq uint64, info *j
 // directGetPatience is how long a direct get may go unanswered before the
 // stream's leader is asked instead. Any replica answers a direct get; one
 // cut off from its cluster is still offered requests until the routes to
-// it fail their pings (minutes, by nats-server's defaults), and what it is
-// offered is lost: a partition must not stall every read for that long.
+// it fail (its peers give up writing to it after their write deadline,
+// 10 s by nats-server's default, or after missed pings, minutes), and what
+// it is offered is lost: a partition must not stall every read for that
+// long.
 const directGetPatience = 500 * time.Millisecond
 
+// directShun is how long, after a direct get went unanswered, messages
+// are asked of the leader without trying a direct get first. nats-server
+// picks a replica's queue subscription at random, local or across a
+// route, so about one direct get in three goes to the cut-off replica of
+// an R3 stream: the follower, which reads others' short runs a message at
+// a time, would lose the patience on every third message until the routes
+// fail, and its instance's requests wait for the follower.
+const directShun = 5 * time.Second
+
+// shunDirect has reads skip direct gets for directShun.
+func (l *Ledger) shunDirect() { l.directShunned.Store(time.Now().Add(directShun).UnixNano()) }
+
 // rawMsgIn fetches the message at seq from segment s, asking the leader
-// when no replica answers in time, and before answering
-// jetstream.ErrMsgNotFound. The message's Subject is the
-// one the server stored it on.
+// when no replica answers in time (or one did not lately), and before
+// answering jetstream.ErrMsgNotFound. The message's Subject is the one
+// the server stored it on.
 func (l *Ledger) rawMsgIn(ctx context.Context, s *segStream, seq uint64) (*jetstream.RawStreamMsg, error) {
-	dctx, cancel := context.WithTimeout(ctx, directGetPatience)
-	m, err := jsretry.Do(dctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.directGet(ctx, s, seq) })
-	cancel()
-	if err == nil {
-		return m, nil
+	if time.Now().UnixNano() >= l.directShunned.Load() {
+		dctx, cancel := context.WithTimeout(ctx, directGetPatience)
+		m, err := jsretry.Do(dctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.directGet(ctx, s, seq) })
+		unanswered := dctx.Err() != nil
+		cancel()
+		if err == nil {
+			return m, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("ledger: reading stream sequence %d (%s): %w", seq, s.name, err)
+		}
+		if unanswered {
+			l.shunDirect()
+		}
 	}
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("ledger: reading stream sequence %d (%s): %w", seq, s.name, err)
-	}
-	m, err = jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.leaderGetMsg(ctx, s, seq) })
+	m, err := jsretry.Do(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return l.leaderGetMsg(ctx, s, seq) })
 	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
 		return m, err
 	}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,7 +44,11 @@ func (l *Ledger) fetch(ctx context.Context, s *segStream, from, last uint64) <-c
 	go func() {
 		var f fetched
 		next := from
-		req := directget.Request{Seq: from, Batch: int(min(last-from+1, directget.MaxBatch)), MaxBytes: readBatchBytes}
+		// A batch whose first message is not there within its patience
+		// went to a replica that does not answer (rawMsgIn): the reader
+		// asks the leader for that message and batches on after it.
+		req := directget.Request{Seq: from, Batch: int(min(last-from+1, directget.MaxBatch)), MaxBytes: readBatchBytes,
+			Patience: l.batchPatience()}
 		res, err := directget.Batch(ctx, l.js.Conn(), s.name, req, readStall,
 			func(m *nats.Msg, seq uint64) error {
 				if seq != next || seq > last {
@@ -55,9 +60,29 @@ func (l *Ledger) fetch(ctx context.Context, s *segStream, from, last uint64) <-c
 			})
 		f.err = err
 		f.more = res.Ended && res.Pending > 0 && len(f.msgs) > 0
+		if res.Stalled && len(f.msgs) == 0 {
+			l.shunDirect() // the reader asks the leader for the next message
+		}
 		out <- f
 	}()
 	return out
+}
+
+// shunnedPatience is how long the first message of a batch may take while
+// direct gets are shunned (read.go): a replica that did not answer lately
+// is offered about one batch in three again (nats-server picks at random,
+// for minutes if its interest rides an idle pooled route, which no write
+// deadline closes), a live one answers in milliseconds, and a miss costs
+// one get from the leader. The follower of the slower instance reads a
+// run of the other's messages for almost every request it answers.
+const shunnedPatience = 25 * time.Millisecond
+
+// batchPatience is how long the first message of a batch may take.
+func (l *Ledger) batchPatience() time.Duration {
+	if time.Now().UnixNano() < l.directShunned.Load() {
+		return shunnedPatience
+	}
+	return directGetPatience
 }
 
 // readBatched streams from..last of segment s with batched direct gets

@@ -482,6 +482,25 @@ func (l *Ledger) roll(ctx context.Context) error {
 	return nil
 }
 
+// infoAttempt bounds one ask for a segment's info within a look at the
+// stream's end. A request sent while the stream elects a leader, or to a
+// server just cut off, is never answered; one sent again once a leader is
+// elected (or on the connection that replaced the lost one) is answered at
+// once.
+const infoAttempt = time.Second
+
+// askInfo asks for s's info in attempts of infoAttempt until ctx ends.
+func askInfo(ctx context.Context, s jetstream.Stream) (*jetstream.StreamInfo, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, infoAttempt)
+		info, err := s.Info(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return info, err
+		}
+	}
+}
+
 // localSeq is the value of Nats-Expected-Last-Subject-Sequence in segment
 // s for a chain whose last message is at stream sequence last: 0 when that
 // message is in an earlier segment (the subject is new in s).
@@ -496,7 +515,7 @@ func localSeq(s *segStream, last uint64) uint64 {
 // (last < first when the ledger is empty).
 func (l *Ledger) liveRange(ctx context.Context) (first, last uint64, err error) {
 	cur := l.segs.current()
-	info, err := cur.stream.Info(ctx)
+	info, err := askInfo(ctx, cur.stream)
 	if err != nil {
 		return 0, 0, err
 	}

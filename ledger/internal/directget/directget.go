@@ -39,6 +39,12 @@ type Request struct {
 	// MaxBytes bounds the batch's payload: the server stops after the
 	// message that crosses it. 0 (or more than MaxBytes) is MaxBytes.
 	MaxBytes int `json:"max_bytes"`
+	// Patience, when set, is how long the first message may take; stall
+	// then applies between messages. Any replica of a clustered stream
+	// answers a direct get, including one cut off from its cluster, which
+	// is still offered requests until the routes to it fail and answers
+	// none: the caller asks elsewhere after Patience rather than stall.
+	Patience time.Duration `json:"-"`
 }
 
 // Result says how a batch ended.
@@ -51,6 +57,9 @@ type Result struct {
 	// Pending is how many matching messages the server said remain after
 	// the batch (meaningful when Ended after at least one message).
 	Pending uint64
+	// Stalled is true when nothing arrived for a wait (Patience before the
+	// first message, stall after).
+	Stalled bool
 }
 
 // Batch sends req to stream and calls fn for each message the server
@@ -75,15 +84,21 @@ func Batch(ctx context.Context, nc *nats.Conn, stream string, req Request, stall
 	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
 		return res, err
 	}
+	wait := stall
+	if req.Patience > 0 {
+		wait = req.Patience
+	}
 	for {
-		sctx, cancel := context.WithTimeout(ctx, stall)
+		sctx, cancel := context.WithTimeout(ctx, wait)
 		m, err := sub.NextMsgWithContext(sctx)
 		cancel()
+		wait = stall
 		switch {
 		case ctx.Err() != nil:
 			return res, ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
-			return res, nil // stalled
+			res.Stalled = true
+			return res, nil
 		case err != nil:
 			return res, err
 		}

@@ -103,3 +103,15 @@ func TestBatchCanceled(t *testing.T) {
 		t.Fatalf("canceled batch: %v", err)
 	}
 }
+
+// A batch whose first message does not come within Patience is stalled
+// then (a responder that answers nothing), not after the longer stall.
+func TestBatchPatienceForTheFirstMessage(t *testing.T) {
+	nc := fakeStream(t, func(*nats.Conn, string) {})
+	began := time.Now()
+	res, err := Batch(context.Background(), nc, "S", Request{Seq: 1, Batch: 10, Patience: 50 * time.Millisecond}, time.Hour,
+		func(*nats.Msg, uint64) error { return nil })
+	if err != nil || !res.Stalled || res.Ended || time.Since(began) > 10*time.Second {
+		t.Fatalf("unanswered batch: %+v %v after %v, want stalled after its patience", res, err, time.Since(began))
+	}
+}

@@ -14,7 +14,10 @@
 // what does not fit rather than holding the ledger's writer). The ledger
 // stream itself is the history: Ledger.EventsFrom and Ledger.EventsSince
 // resume from an index or a time, and a subscriber that sees a gap in the
-// indexes fills it from there.
+// indexes fills it from there. With the embedded server an event whose
+// subject no subscription matches is not sent at all (OnlyHeard): core
+// NATS would drop it, and building and routing every event for no one was
+// about 3 % of the server's CPU under load.
 //
 // # Security
 //

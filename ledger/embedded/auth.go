@@ -252,7 +252,7 @@ func (id *identities) users(accounts []*server.Account) ([]*server.NkeyUser, err
 	}
 	users := []*server.NkeyUser{{Nkey: kpub}}
 	for i, r := range id.readers {
-		users = append(users, &server.NkeyUser{Nkey: r.pub, Account: accounts[i], Permissions: readerPermissions(r.feed)})
+		users = append(users, &server.NkeyUser{Nkey: r.pub, Account: accounts[i], Permissions: readerPermissions(r)})
 	}
 	return users, nil
 }
@@ -359,17 +359,36 @@ func linkService(keyledger, reader *server.Account, subj string) error {
 // API is allowed for any stream name (a permission cannot name "every
 // segment" either); what it reaches is what the account imports
 // (segments.go says why that is safe).
-func readerPermissions(feed bool) *server.Permissions {
+//
+// An auditor's queue groups on the feed must be named under its account
+// (FeedQueuePrefix). nats-server serves an imported stream to a queue
+// group through a shadow subscription in the exporting account, under
+// the group's own name, so two accounts' groups of one name would be one
+// group there: each auditor would get only part of the events, and one
+// could take events from another by naming its group. Account names are
+// distinct tokens, so the prefixes never overlap.
+func readerPermissions(r *reader) *server.Permissions {
 	allow := append([]string(nil), accountAPI...)
 	allow = append(allow, streamAPI("*")...)
 	sub := []string{"_INBOX.>"}
-	if feed {
-		sub = append(sub, feedSubjects)
+	if r.feed {
+		sub = append(sub, feedSubjects, feedSubjects+" "+r.account+".>")
 	}
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: allow},
 		Subscribe: &server.SubjectPermission{Allow: sub},
 	}
+}
+
+// FeedQueuePrefix is what the named auditor's queue groups on the live
+// feed must start with ("" the default auditor): its account's name and a
+// dot, e.g. KEYLEDGER_AUDIT_acme.siem. A queue subscription named
+// otherwise is refused (a permissions violation).
+func FeedQueuePrefix(auditor string) string {
+	if auditor == "" {
+		return auditAccount + "."
+	}
+	return auditAccount + "_" + auditor + "."
 }
 
 // connectOption authenticates as keyledger's own user.

@@ -14,11 +14,10 @@ import (
 
 // TestOnlyHeardReachesEveryKindOfSubscriber: with OnlyHeard and the
 // embedded server's interest, the default auditor and a named one (each
-// in its own account, connected over the listener), a queue group and an
-// in-process subscriber each get the event they subscribed for (queue
-// groups named apart: nats-server puts two accounts' groups of one name,
-// shadowed here, into one group, with or without OnlyHeard), and one
-// who subscribes then waits gets the very next event published.
+// in its own account, connected over the listener), a queue group (named
+// under its auditor's FeedQueuePrefix, as it must be) and an in-process
+// subscriber each get the event they subscribed for, and one who
+// subscribes then waits gets the very next event published.
 func TestOnlyHeardReachesEveryKindOfSubscriber(t *testing.T) {
 	srv, err := embedded.Start(embedded.Options{DataDir: t.TempDir(), Listen: "127.0.0.1:0", Auditors: []string{"erin"}})
 	if err != nil {
@@ -34,8 +33,8 @@ func TestOnlyHeardReachesEveryKindOfSubscriber(t *testing.T) {
 	f.OnlyHeard(srv.HasInterest)
 
 	var subs []*nats.Subscription
-	for _, seed := range []string{srv.AuditSeedFile(), srv.AuditorSeedFile("erin")} {
-		auth, err := nats.NkeyOptionFromSeed(seed)
+	for _, name := range []string{"", "erin"} {
+		auth, err := nats.NkeyOptionFromSeed(srv.AuditorSeedFile(name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +47,7 @@ func TestOnlyHeardReachesEveryKindOfSubscriber(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		q, err := anc.QueueSubscribeSync(f.Filter("", "k2", ""), "workers"+fmt.Sprint(len(subs)))
+		q, err := anc.QueueSubscribeSync(f.Filter("", "k2", ""), embedded.FeedQueuePrefix(name)+"workers")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -326,3 +326,68 @@ func TestGarbledTileUnderGarbledParentIsRepaired(t *testing.T) {
 		t.Fatalf("repaired tiles not stored again: %v", err)
 	}
 }
+
+// TestAppendHashesEverySize: Append takes a level's left sibling from the
+// newest hash it stored there (Tree.newest) rather than from the edge's
+// tiles; every root it leads to, at every size, equals the reference's,
+// and so does a tree restored at an odd size (nothing remembered yet) that
+// goes on appending.
+func TestAppendHashesEverySize(t *testing.T) {
+	const n, cut = 3000, 1337
+	tree, ref := New(NewMemoryStore(), 4), &refTree{}
+	var restored *Tree
+	for i := 0; i < n; i++ {
+		hs, err := tlog.StoredHashes(int64(i), leaf(i), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref.hashes = append(ref.hashes, hs...)
+		trees := []*Tree{tree}
+		if restored != nil {
+			trees = append(trees, restored)
+		}
+		for _, tr := range trees {
+			if err := tr.Append(leaf(i)); err != nil {
+				t.Fatal(err)
+			}
+			want, _ := tlog.TreeHash(int64(i+1), ref)
+			if got, err := tr.Root(int64(i + 1)); err != nil || got != want {
+				t.Fatalf("root at size %d (restored: %v): %v", i+1, tr == restored, err)
+			}
+		}
+		if i+1 == cut {
+			if _, err := tree.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if restored, err = Restore(tree.Frontier(), tree.store, 4); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkAppend is Append alone, at a size past the first tile level.
+func BenchmarkAppend(b *testing.B) {
+	tree := New(NewMemoryStore(), 4)
+	ev := make([]byte, 400)
+	for i := 0; i < 70000; i++ {
+		if err := tree.Append(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := tree.Append(ev); err != nil {
+			b.Fatal(err)
+		}
+		if tree.Pending() > 64 {
+			b.StopTimer()
+			if _, err := tree.Flush(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	}
+}

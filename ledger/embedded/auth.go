@@ -57,7 +57,10 @@ const keyledgerInbox = "_KEYLEDGER_INBOX"
 // inbox or the live feed, so auditors sharing an account could have the
 // server answer into each other's reads (a fake line in `audit tail`, an
 // error ending a batch). Across accounts nothing is delivered without an
-// export, and auditor accounts export nothing.
+// export, and auditor accounts export nothing. The one thing accounts
+// share is a queue group's name on the imported feed, which nats-server
+// keeps in keyledger's account: readerPermissions keeps each auditor's
+// group names under its own account's.
 const auditAccount = "KEYLEDGER_AUDIT"
 
 // backupAccount is the NATS account of the backup identity: read-only for

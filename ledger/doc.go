@@ -120,10 +120,12 @@
 // answers is sent again every second; once a commit has gone StallTimeout
 // without any answer (a server cut off from its quorum), requests fail at
 // once with ErrUnavailable while a commit is in flight, until one is
-// acknowledged. A cluster electing the stream's leader answers "no
-// responders", and requests wait for the election (stall.go). A direct
-// get a cut-off replica was offered is asked of the stream's leader after
-// a short patience (read.go).
+// acknowledged or Reachable (readiness) finds the stream's leader in touch
+// with a quorum again. A replica cut off answers a look at the stream's
+// end from what it holds: Reachable counts only the leader's. A cluster
+// electing the stream's leader answers "no responders", and requests wait
+// for the election (stall.go). A direct get a cut-off replica was offered
+// is asked of the stream's leader after a short patience (read.go).
 // A full disk fails requests at once with ErrStorage (Config.Storage), and
 // writes resume when space returns.
 //

@@ -514,8 +514,15 @@ func localSeq(s *segStream, last uint64) uint64 {
 // liveRange is the first and last stream sequence the segments hold now
 // (last < first when the ledger is empty).
 func (l *Ledger) liveRange(ctx context.Context) (first, last uint64, err error) {
+	return l.liveRangeBy(ctx, func(ctx context.Context, s *segStream) (*jetstream.StreamInfo, error) {
+		return askInfo(ctx, s.stream)
+	})
+}
+
+// liveRangeBy is liveRange with the segments' info got by ask.
+func (l *Ledger) liveRangeBy(ctx context.Context, ask func(context.Context, *segStream) (*jetstream.StreamInfo, error)) (first, last uint64, err error) {
 	cur := l.segs.current()
-	info, err := askInfo(ctx, cur.stream)
+	info, err := ask(ctx, cur)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -524,7 +531,7 @@ func (l *Ledger) liveRange(ctx context.Context) (first, last uint64, err error) 
 			return 0, 0, err
 		}
 		cur = l.segs.current()
-		if info, err = cur.stream.Info(ctx); err != nil {
+		if info, err = ask(ctx, cur); err != nil {
 			return 0, 0, err
 		}
 	}

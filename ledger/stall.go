@@ -27,7 +27,10 @@ import (
 //     fail at once with ErrUnavailable, as do the requests queued behind
 //     the commit, which were never published. The next batch, taken when
 //     the writer is free, finds whether JetStream answers again; the first
-//     acknowledged one ends it.
+//     acknowledged one ends it. So does Reachable (/readyz), when the
+//     stream's leader answers having heard from a quorum since the stall
+//     began: a gateway a load balancer left for not ready gets no request
+//     whose commit could end it.
 //   - "No responders" is an answer: the cluster is there and electing the
 //     stream's leader (a leader killed: 4-9 s by nats-server's Raft
 //     timeouts). Requests then wait for the election, as they did, rather
@@ -39,10 +42,11 @@ const publishAttempt = time.Second
 
 // stallWatch follows the data writer's commits.
 type stallWatch struct {
-	mu   sync.Mutex
-	down atomic.Bool // JetStream stopped answering commits (until one is acknowledged)
-	busy atomic.Bool // a commit is in flight
-	cur  *watchedCommit
+	mu    sync.Mutex
+	down  atomic.Bool // JetStream stopped answering commits (until one is acknowledged)
+	since time.Time   // when down last turned true (under mu)
+	busy  atomic.Bool // a commit is in flight
+	cur   *watchedCommit
 }
 
 // watchedCommit is one commit in flight (writer goroutine, but done,
@@ -105,7 +109,7 @@ func (l *Ledger) endCommit() {
 	case c.acked:
 		s.down.Store(false)
 	case c.unanswered:
-		s.down.Store(true)
+		s.goDown()
 	}
 	s.busy.Store(false)
 	s.mu.Unlock()
@@ -125,7 +129,7 @@ func (l *Ledger) silent(c *watchedCommit) {
 		s.mu.Unlock()
 		return
 	}
-	wasDown := s.down.Swap(true)
+	wasDown := s.goDown()
 	s.mu.Unlock()
 	if !wasDown {
 		l.stopped()
@@ -142,12 +146,46 @@ func (l *Ledger) silent(c *watchedCommit) {
 	}
 }
 
+// goDown notes JetStream down (under s.mu) and reports whether it was.
+func (s *stallWatch) goDown() (was bool) {
+	if was = s.down.Load(); !was {
+		s.since = time.Now()
+		s.down.Store(true)
+	}
+	return was
+}
+
+// stalledSince is when the stall began, if the ledger is Stalled.
+func (l *Ledger) stalledSince() (time.Time, bool) {
+	s := &l.stall
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.since, s.down.Load()
+}
+
+// answersAgain ends the stall that began at since, if it has not ended
+// (and another begun) meanwhile: the stream's leader answered with a
+// quorum heard from since then (Reachable).
+func (l *Ledger) answersAgain(since time.Time) {
+	s := &l.stall
+	s.mu.Lock()
+	ended := s.down.Load() && s.since.Equal(since)
+	if ended {
+		s.down.Store(false)
+	}
+	s.mu.Unlock()
+	if ended {
+		l.cfg.Logger.Warn("ledger: the stream's leader answers again, in touch with a quorum; requests are queued for the ledger again")
+	}
+}
+
 func (l *Ledger) stopped() {
 	l.cfg.Logger.Error("ledger: JetStream does not answer commits; requests fail at once while a commit is in flight, until one is acknowledged",
 		"stall_timeout", l.cfg.StallTimeout)
 }
 
 // Stalled reports whether JetStream stopped answering this instance's
-// commits: until one is acknowledged, Append fails at once with
+// commits: until one is acknowledged (or Reachable finds the stream's
+// leader in touch with a quorum again), Append fails at once with
 // ErrUnavailable while a commit is in flight.
 func (l *Ledger) Stalled() bool { return l.stall.down.Load() }

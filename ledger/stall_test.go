@@ -89,3 +89,56 @@ func TestStalledCommitFailsOthersAtOnce(t *testing.T) {
 		t.Fatalf("after the stall: %v", err)
 	}
 }
+
+// Reachable ends a stall when the stream's leader answers with a quorum
+// in touch: an instance whose /readyz failed gets no request whose commit
+// could end it. The commit in flight still waits for its own outcome.
+func TestReachableEndsStall(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	st := &heldStorage{held: make(chan struct{}, 1), release: make(chan struct{})}
+	l, err := ledger.Open(context.Background(), nc, ledger.Config{Storage: st, StallTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := l.Replay(context.Background(), chain.Head{}, func(event.Record) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Start(head)
+	t.Cleanup(l.Close)
+	ctx := context.Background()
+
+	inFlight := make(chan error, 1)
+	go func() { _, err := l.Append(ctx, newEvent("Encrypt")); inFlight <- err }()
+	<-st.held
+	for deadline := time.Now().Add(5 * time.Second); !l.Stalled(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not stalled 5 s into an unanswered commit")
+		}
+	}
+	want, err := l.LastStreamSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Reachable(ctx)
+	if err != nil || got != want {
+		t.Fatalf("Reachable = %d, %v; want %d (LastStreamSeq)", got, err, want)
+	}
+	if l.Stalled() {
+		t.Fatal("still stalled after the stream's leader answered")
+	}
+	select {
+	case err := <-inFlight:
+		t.Fatalf("the request in the stalled commit was answered before its outcome: %v", err)
+	default:
+	}
+	close(st.release)
+	if err := <-inFlight; err != nil {
+		t.Fatalf("the stalled commit, once answered: %v", err)
+	}
+}

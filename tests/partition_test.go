@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keyledger/keyledger/crypto/rootkey"
 	"github.com/keyledger/keyledger/ledger"
@@ -128,7 +130,10 @@ func inSpace(space, bin string, args ...string) *exec.Cmd {
 // cut off: the gateway beside it acknowledges nothing while the majority
 // (the other two nodes and gateways) serves; after the link comes back,
 // n2 and its gateway catch up, everything acknowledged on either side is
-// there and the ledger verifies. With tc netem (a kernel module) the same
+// there and the ledger verifies. /readyz, polled on every gateway as a
+// load balancer would, is 503 on the cut-off one and 200 again after the
+// link comes back with no request made, 200 on the majority's but for an
+// election, and never hangs. With tc netem (a kernel module) the same
 // load then runs through 50 ms of delay and 5 % loss on n2's link.
 func TestPartitionedNodeAcknowledgesNothing(t *testing.T) {
 	lab := newNetLab(t)
@@ -338,8 +343,46 @@ func TestPartitionedNodeAcknowledgesNothing(t *testing.T) {
 	// leaders where n2 led (nats-server's Raft election timeout is 4–9 s)
 	// and a gateway connected to n2 noticed (two missed pings, 2 s apart)
 	// and reconnected to another node: a window of 15 s holds both.
+	// watchAll polls every gateway's /readyz from a cut on; endCut waits
+	// (40 s at most) for g2's to turn and checks what each answered: g2's
+	// turns 503 and stays so, for a load balancer to route away from it;
+	// the majority's is 200 but for an election; none hangs. healed checks
+	// that g2's is 200 again within 60 s of healing, with no request to
+	// any gateway: nothing but the readiness check itself tells g2 that
+	// JetStream answers once more.
+	watchAll := func() (ws []*readyzWatch) {
+		for _, g := range gws {
+			ws = append(ws, watchReadyz(g.endpoint))
+		}
+		return ws
+	}
+	endCut := func(ws []*readyzWatch, cutAt time.Time) {
+		t.Helper()
+		for time.Since(cutAt) < 40*time.Second && !ws[2].saw(func(code int) bool { return code != http.StatusOK }) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		for gi, w := range ws {
+			checkReadyzCut(t, gws[gi].name, w.end(), cutAt, gi == 2)
+		}
+	}
+	healed := func(healAt time.Time) {
+		t.Helper()
+		ws := watchAll()
+		for time.Since(healAt) < 60*time.Second && !ws[2].saw(func(code int) bool { return code == http.StatusOK }) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		for gi, w := range ws[:2] {
+			// Logged only: n2 rejoining with a higher Raft term may make
+			// the majority elect again (503 spells of up to 5 s seen).
+			t.Logf("%s's /readyz while g2's came back: %s", gws[gi].name, readyzRuns(w.end(), healAt))
+		}
+		checkReadyzHeal(t, gws[2].name, ws[2].end(), healAt)
+	}
+
 	lab.cut(nodes[2].space)
+	cutAt := time.Now()
 	t.Logf("n2 cut off")
+	cutReadyz := watchAll()
 	time.Sleep(time.Second)
 	// KEYLEDGER_TEST_PARTITION_DUMPS=<dir> keeps each gateway's goroutines
 	// (pprof, --debug-listen in its namespace) and TCP connections 4, 8
@@ -392,8 +435,11 @@ func TestPartitionedNodeAcknowledgesNothing(t *testing.T) {
 		t.Errorf("the minority side's gateway did not fail fast: %d of its %d failures came within a second (want at least 50, 90 %%)", quick[2], failed[2])
 	}
 
+	endCut(cutReadyz, cutAt)
+
 	lab.heal(nodes[2].space)
 	t.Logf("n2 back")
+	healed(time.Now())
 	waitUntil(t, 60*time.Second, "g2 to serve again", ready(gws[2]))
 	// Ready is not yet writing: g2's writer may still be settling what it
 	// had in flight when cut off (a publish timeout and a read-back, 10 s
@@ -406,6 +452,36 @@ func TestPartitionedNodeAcknowledgesNothing(t *testing.T) {
 	if len(after[2]) == 0 {
 		t.Error("g2 acknowledged nothing in 22 s after the partition healed")
 	}
+
+	// A second cut, with n2 leading the ledger's stream and no request
+	// made: a leader cut off answers for the stream until it steps down
+	// (10 s), naming itself, and g2 has no stalled commit to go by.
+	admin, err := nats.Connect(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	leadN2(t, admin)
+	probe := &http.Client{Timeout: readyzPatience}
+	waitUntil(t, 30*time.Second, "g2's /readyz to be 200 with n2 leading", func() bool {
+		resp, err := probe.Get(gws[2].endpoint + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	lab.cut(nodes[2].space)
+	cutAt = time.Now()
+	t.Logf("n2, leading the stream, cut off")
+	cutReadyz = watchAll()
+	// Past n2's step-down (10 s) and the majority's election: g2's must
+	// not turn 200 again when n2 stops naming itself the leader.
+	time.Sleep(16 * time.Second)
+	endCut(cutReadyz, cutAt)
+	lab.heal(nodes[2].space)
+	t.Logf("n2 back")
+	healed(time.Now())
 
 	// netem: delay and loss on n2's link under load, when the kernel has it.
 	if err := exec.Command("ip", "netns", "exec", nodes[2].space, "tc", "qdisc", "add", "dev", nodes[2].space+"c",
@@ -459,4 +535,200 @@ func waitFor60(cond func() bool) bool {
 		}
 	}
 	return false
+}
+
+// readyzSample is one GET /readyz: when it was sent, its status (0: no
+// answer within readyzPatience) and how long the answer took.
+type readyzSample struct {
+	at   time.Time
+	code int
+	took time.Duration
+}
+
+// readyzPatience is how long a poll waits for /readyz; readyzPrompt is
+// how soon every answer must come (the gateway gives its own check 3 s).
+const (
+	readyzPatience = 15 * time.Second
+	readyzPrompt   = 5 * time.Second
+)
+
+// readyzWatch polls a gateway's /readyz, one GET every 200 ms, as a load
+// balancer would, until end.
+type readyzWatch struct {
+	mu      sync.Mutex
+	samples []readyzSample
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func watchReadyz(endpoint string) *readyzWatch {
+	w := &readyzWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	hc := &http.Client{Timeout: readyzPatience}
+	go func() {
+		defer close(w.done)
+		for {
+			began := time.Now()
+			code := 0
+			if resp, err := hc.Get(endpoint + "/readyz"); err == nil {
+				code = resp.StatusCode
+				resp.Body.Close()
+			}
+			w.mu.Lock()
+			w.samples = append(w.samples, readyzSample{began, code, time.Since(began)})
+			w.mu.Unlock()
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+// saw reports whether any answer so far had a code that ok accepts.
+func (w *readyzWatch) saw(ok func(code int) bool) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.samples {
+		if ok(s.code) {
+			return true
+		}
+	}
+	return false
+}
+
+// end stops the polls and returns every answer.
+func (w *readyzWatch) end() []readyzSample {
+	close(w.stop)
+	<-w.done
+	return w.samples
+}
+
+// readyzRuns describes samples as runs of one status, seconds from since:
+// "200 0.0-3.1s, 503 3.3-20.0s".
+func readyzRuns(samples []readyzSample, since time.Time) string {
+	var b strings.Builder
+	for i := 0; i < len(samples); {
+		j := i
+		for j+1 < len(samples) && samples[j+1].code == samples[i].code {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d %.1f-%.1fs", samples[i].code, samples[i].at.Sub(since).Seconds(), samples[j].at.Sub(since).Seconds())
+		i = j + 1
+	}
+	return b.String()
+}
+
+// checkReadyzPrompt fails the test if any /readyz answer was missing or
+// slow: a load balancer's check must not hang.
+func checkReadyzPrompt(t *testing.T, name string, samples []readyzSample) {
+	t.Helper()
+	var slowest time.Duration
+	for _, s := range samples {
+		slowest = max(slowest, s.took)
+		if s.code == 0 {
+			t.Errorf("%s's /readyz gave no answer within %v", name, readyzPatience)
+		}
+	}
+	if slowest > readyzPrompt {
+		t.Errorf("%s's /readyz took %v to answer (want every answer within %v)", name, slowest, readyzPrompt)
+	}
+	t.Logf("%s's slowest /readyz answer took %v", name, slowest.Round(time.Millisecond))
+}
+
+// checkReadyzCut checks /readyz while n2 is cut off: the gateway beside
+// it (cutOff) turns non-200 within 30 s and stays so; a majority gateway
+// is 200 but for one spell of at most 15 s (a leader elected, a
+// connection to n2 moved), and 200 at the end.
+func checkReadyzCut(t *testing.T, name string, samples []readyzSample, cutAt time.Time, cutOff bool) {
+	t.Helper()
+	t.Logf("%s's /readyz while n2 was cut off: %s", name, readyzRuns(samples, cutAt))
+	checkReadyzPrompt(t, name, samples)
+	if len(samples) == 0 {
+		t.Fatalf("%s's /readyz was never asked", name)
+	}
+	if cutOff {
+		first := -1
+		for i, s := range samples {
+			if s.code != http.StatusOK {
+				first = i
+				break
+			}
+		}
+		if first < 0 || samples[first].at.Sub(cutAt) > 30*time.Second {
+			t.Errorf("%s's /readyz stayed 200 for 30 s after it was cut off", name)
+			return
+		}
+		t.Logf("%s's /readyz turned %d %.1f s after the cut", name, samples[first].code, samples[first].at.Sub(cutAt).Seconds())
+		for _, s := range samples[first:] {
+			if s.code == http.StatusOK {
+				t.Errorf("%s's /readyz was 200 again %.1f s after the cut, still cut off", name, s.at.Sub(cutAt).Seconds())
+				break
+			}
+		}
+		return
+	}
+	var spells int
+	var longest time.Duration
+	for i := 0; i < len(samples); i++ {
+		if samples[i].code == http.StatusOK {
+			continue
+		}
+		j := i
+		for j+1 < len(samples) && samples[j+1].code != http.StatusOK {
+			j++
+		}
+		spells++
+		longest = max(longest, samples[j].at.Add(samples[j].took).Sub(samples[i].at))
+		i = j
+	}
+	if spells > 1 || longest > 15*time.Second {
+		t.Errorf("%s's /readyz was not 200 in %d spells, the longest %v, while n2 was cut off (want at most one, of 15 s)", name, spells, longest.Round(100*time.Millisecond))
+	}
+	if last := samples[len(samples)-1]; last.code != http.StatusOK {
+		t.Errorf("%s's /readyz was %d at the end of the cut", name, last.code)
+	}
+}
+
+// checkReadyzHeal checks g2's /readyz once n2's link is back and no
+// request is made: 200 within 60 s.
+func checkReadyzHeal(t *testing.T, name string, samples []readyzSample, healAt time.Time) {
+	t.Helper()
+	t.Logf("%s's /readyz after the partition healed: %s", name, readyzRuns(samples, healAt))
+	checkReadyzPrompt(t, name, samples)
+	for _, s := range samples {
+		if s.code == http.StatusOK {
+			t.Logf("%s's /readyz was 200 again %.1f s after the partition healed", name, s.at.Add(s.took).Sub(healAt).Seconds())
+			return
+		}
+	}
+	t.Errorf("%s's /readyz was not 200 within 60 s after the partition healed, with no request made", name)
+}
+
+// leadN2 moves the ledger stream's leadership to n2.
+func leadN2(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		s, err := js.Stream(ctx, "KEYLEDGER")
+		if err == nil {
+			var info *jetstream.StreamInfo
+			if info, err = s.Info(ctx); err == nil && info.Cluster != nil && info.Cluster.Leader == "n2" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 does not lead the ledger stream after 60 s (%v)", err)
+		}
+		nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.KEYLEDGER", []byte(`{"placement":{"preferred":"n2"}}`), 5*time.Second)
+		time.Sleep(2 * time.Second)
+	}
 }

@@ -16,11 +16,11 @@ const MinFreeDisk = 256 << 20
 var ErrNotReady = errors.New("not ready")
 
 // Ready reports whether the instance can serve requests: it is past its
-// start-up phases and not stopping, the ledger writer runs, JetStream
-// answers, every stored event has been folded into the projections, the
-// background verifier found every message readable and every live key
-// material readable in a stored copy, and the data directory's disk has
-// room. The reason is for
+// start-up phases and not stopping, the ledger writer runs, the stream's
+// leader answers in touch with a quorum of its replicas, every stored
+// event has been folded into the projections, the background verifier
+// found every message readable and every live key material readable in a
+// stored copy, and the data directory's disk has room. The reason is for
 // the log only; /readyz reveals none of it.
 func (n *Node) Ready(ctx context.Context) error {
 	if p := n.currentPhase(); p != phaseServing {
@@ -42,7 +42,11 @@ func (n *Node) Ready(ctx context.Context) error {
 		return fmt.Errorf("%w: this instance's writer key %s is not registered: keyledger writer register --url <a registered instance> --pubkey %s",
 			ErrNotReady, w.ID(), w.PublicText())
 	}
-	last, err := n.Ledger.LastStreamSeq(ctx)
+	// Reachable, not LastStreamSeq: a NATS server cut off from its
+	// cluster's quorum answers from its own replica, and only the stream's
+	// leader in touch with a quorum proves commits can be stored. With no
+	// requests while not ready, it is also what ends a stall.
+	last, err := n.Ledger.Reachable(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: the ledger is unreachable: %v", ErrNotReady, err)
 	}

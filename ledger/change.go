@@ -121,12 +121,15 @@ func (l *Ledger) AppendChange(ctx context.Context, ev *event.Event, at Positions
 	l.cmu.Lock()
 	defer l.cmu.Unlock()
 	for attempt := 0; ; attempt++ {
+		// At most the segment tryChange published to: roll seals no
+		// segment after the one it is given.
+		seen := l.segs.current()
 		rec, err := l.tryChange(ctx, ev, at, parts)
 		if !isSealed(err) {
 			return rec, err
 		}
 		rctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
-		rerr := l.roll(rctx)
+		rerr := l.roll(rctx, seen)
 		cancel()
 		if rerr != nil {
 			l.cfg.Logger.Warn("ledger: following another instance into the next segment", "error", rerr)

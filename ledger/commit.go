@@ -201,9 +201,9 @@ func messageID(name string, index uint64, first event.Hash) string {
 // commit publishes one batch; the follower settles it once folded.
 func (l *Ledger) commit(b *batch) {
 	b.seal()
-	if l.rollDue(l.folded.Load()) {
+	if seen := l.segs.current(); l.rollDue(seen, l.folded.Load()) {
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
-		err := l.roll(ctx)
+		err := l.roll(ctx, seen)
 		cancel()
 		if err != nil {
 			l.cfg.Logger.Error("ledger: cannot start a new segment", "error", err)
@@ -254,7 +254,7 @@ func (l *Ledger) commit(b *batch) {
 				return // stored after all (another copy of it): the follower settles it
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
-			rerr := l.roll(ctx)
+			rerr := l.roll(ctx, cur)
 			cancel()
 			if rerr != nil {
 				l.cfg.Logger.Warn("ledger: following another instance into the next segment", "error", rerr)

@@ -65,9 +65,16 @@ func (s *segmentSet) list() []*segStream {
 	return slices.Clone(s.segs)
 }
 
+// set replaces the segments with a newer look, but never with one that
+// ends in an earlier segment: two looks run at once (the writer's roll, a
+// reader of the stream's end), and the slower may have listed the streams
+// before the roll created the next one. Going back to the sealed segment
+// would have the writer find it due again.
 func (s *segmentSet) set(segs []*segStream) {
 	s.mu.Lock()
-	s.segs = segs
+	if n := len(s.segs); n == 0 || segs[len(segs)-1].n >= s.segs[n-1].n {
+		s.segs = segs
+	}
 	s.mu.Unlock()
 }
 
@@ -282,15 +289,22 @@ func (l *Ledger) checkSegmentConfig(n int, c jetstream.StreamConfig) error {
 
 // refreshSegments re-reads the segment list.
 func (l *Ledger) refreshSegments(ctx context.Context) error {
+	_, err := l.lookSegments(ctx)
+	return err
+}
+
+// lookSegments is refreshSegments returning the segments it found: what
+// the streams held when it looked, whatever a concurrent look left.
+func (l *Ledger) lookSegments(ctx context.Context) ([]*segStream, error) {
 	segs, err := l.discoverSegments(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(segs) == 0 {
-		return fmt.Errorf("ledger: no segment stream of %s is left", l.cfg.Stream)
+		return nil, fmt.Errorf("ledger: no segment stream of %s is left", l.cfg.Stream)
 	}
 	l.segs.set(segs)
-	return nil
+	return segs, nil
 }
 
 // SegmentInfo describes one segment for operators and tests.
@@ -402,8 +416,7 @@ func isSealed(err error) bool {
 // sealed segments' indexes are current. A crash's restart therefore grows
 // with the current segment's bytes (measured in the README's "Restart
 // right after load"), and SegmentBytes bounds it whatever the traffic.
-func (l *Ledger) rollDue(through uint64) bool {
-	cur := l.segs.current()
+func (l *Ledger) rollDue(cur *segStream, through uint64) bool {
 	if cur == nil || l.cfg.ReadOnly {
 		return false
 	}
@@ -422,18 +435,24 @@ func (l *Ledger) rollDue(through uint64) bool {
 	return l.cfg.SegmentPeriod > 0 && time.Since(cur.created) >= l.cfg.SegmentPeriod
 }
 
-// roll seals the current segment, waits until the follower folded what
-// it holds, and creates (or joins, if another instance made it) the next
-// one. One roll at a time per instance (rollMu); the data writer and
-// changes roll when they find the segment due or sealed.
-func (l *Ledger) roll(ctx context.Context) error {
+// roll seals segment seen (the one its caller found due, or sealed when it
+// published), waits until the follower folded what it holds, and creates
+// (or joins, if another instance made it) the next one. One roll at a time
+// per instance (rollMu); the data writer and changes roll when they find
+// the segment due or sealed. If a later segment exists already, seen was
+// rolled meanwhile and roll does nothing: it must never seal the segment
+// that follows seen, which another look at the streams may have made
+// current since the caller looked (found by TestRollBySizeWhileFollowing:
+// a fresh segment sealed with one message, or none).
+func (l *Ledger) roll(ctx context.Context, seen *segStream) error {
 	l.rollMu.Lock()
 	defer l.rollMu.Unlock()
-	cur := l.segs.current()
-	if err := l.refreshSegments(ctx); err != nil {
+	segs, err := l.lookSegments(ctx)
+	if err != nil {
 		return err
 	}
-	if c := l.segs.current(); c.n > cur.n {
+	cur := segs[len(segs)-1]
+	if cur.n != seen.n {
 		return nil // rolled meanwhile
 	}
 	info, err := cur.stream.Info(ctx)

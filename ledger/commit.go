@@ -522,6 +522,12 @@ func (l *Ledger) drain(err error) {
 // instance's writer key is reported while it goes on.
 const copiedKeyAlarmEvery = time.Minute
 
+// placeTakenWarnEvery bounds how often a refused message in the data
+// chain's next place is reported. It can happen on every publish: a
+// stream leader cut off from its quorum answered each one so (about 275
+// a second in the partition test), and a forger can keep publishing.
+const placeTakenWarnEvery = 10 * time.Second
+
 // noteChainMoved reports what took this instance's data chain's next
 // place (the chain stood at before). If the chain's head moved, a valid
 // event signed with this writer key was stored by someone else: a copy of
@@ -530,8 +536,12 @@ const copiedKeyAlarmEvery = time.Minute
 // message the fold refused. Writer loop only.
 func (l *Ledger) noteChainMoved(name string, before chain.ChainHead) {
 	if l.whead.Index == before.Index && l.whead.Hash == before.Hash {
-		l.cfg.Logger.Warn("ledger: a message that is not this instance's took its data chain's next place (refused by the fold); publishing after it",
-			"chain", name, "last", l.whead.Last)
+		l.placeTaken++
+		if now := time.Now(); now.Sub(l.placeTakenWarn) >= placeTakenWarnEvery {
+			l.cfg.Logger.Warn("ledger: a message that is not this instance's took its data chain's next place (refused by the fold); publishing after it",
+				"chain", name, "last", l.whead.Last, "times_since_last_report", l.placeTaken)
+			l.placeTakenWarn, l.placeTaken = now, 0
+		}
 		return
 	}
 	if now := time.Now(); now.Sub(l.copiedKeyAlarm) >= copiedKeyAlarmEvery {

@@ -193,6 +193,10 @@ type Ledger struct {
 	stall    stallWatch      // commits JetStream leaves unanswered (stall.go)
 	// copiedKeyAlarm is when a copy of this writer key was last reported.
 	copiedKeyAlarm time.Time
+	// placeTakenWarn is when a refused message taking the data chain's next
+	// place was last reported, and placeTaken how many since (writer loop).
+	placeTakenWarn time.Time
+	placeTaken     int
 
 	connEpoch atomic.Pointer[connEpoch] // ends when the connection is lost (follow.go)
 	// directShunned is when reads try direct gets again (unix ns), after

@@ -239,3 +239,51 @@ func TestAuditIdentityReadsCheckpointsFromTheCLI(t *testing.T) {
 		t.Fatalf("audit export: exit %d, checkpoint %v\n%s", code, err, out)
 	}
 }
+
+// TestGarbageOnTheDataChainIsReportedBounded: a forger holding keyledger's
+// NATS credentials puts garbage in the writer's data chain's next place
+// before every request. Each request is still served (the writer links
+// after the garbage), every piece is quarantined, and the log says so a
+// few times, not once per publish: a stream leader cut off from its quorum
+// answered every publish this way, about 275 times a second.
+func TestGarbageOnTheDataChainIsReportedBounded(t *testing.T) {
+	in := start(t, withNATSListen())
+	ctx := context.Background()
+	key := in.createKey("victim")
+	stolen, err := nats.NkeyOptionFromSeed(filepath.Join(in.dir, "jetstream", embedded.KeyledgerSeedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(in.backend.ClientURL(), stolen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	stream, err := js.Stream(ctx, "KEYLEDGER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := in.node.Ledger.Quarantined()
+	const rounds = 30
+	for i := range rounds {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &nats.Msg{Subject: "keyledger.events.w." + in.writer.ID(), Data: append([]byte("\x00garbage "), byte(i))}
+		if _, err := js.PublishMsg(ctx, m, jetstream.WithExpectLastSequence(info.State.LastSeq)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &key, Plaintext: []byte("x")}); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	if n := in.node.Ledger.Quarantined() - before; n != rounds {
+		t.Fatalf("%d of %d garbage messages quarantined", n, rounds)
+	}
+	got := strings.Count(in.logs.String(), "took its data chain's next place")
+	if got == 0 || got > 3 {
+		t.Fatalf("the taken place was reported %d times for %d garbage messages; want a few", got, rounds)
+	}
+}

@@ -63,6 +63,7 @@ type Server struct {
 	now        func() time.Time
 	log        *slog.Logger
 	ready      func(context.Context) error
+	readyLog   readyLog
 	limiter    *throttle.Limiter
 	observer   Observer
 	names      map[string]string // every operation name AWS KMS has, served or not
@@ -442,10 +443,51 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	if err := s.ready(ctx); err != nil {
-		s.log.Warn("not ready", "reason", err)
+		s.readyLog.notReady(s.log, err)
 		return c.Status(fiber.StatusServiceUnavailable).SendString("not ready\n")
 	}
+	s.readyLog.isReady(s.log)
 	return c.Status(fiber.StatusOK).SendString("ready\n")
+}
+
+// notReadyLogEvery bounds how often /readyz logs that the instance is not
+// ready while it stays so: a load balancer asks every second or so, and a
+// partition or a full disk can last hours.
+const notReadyLogEvery = 10 * time.Second
+
+// readyLog reports /readyz's answers: the first refusal at once, then at
+// most one every notReadyLogEvery with how many were not logged, and the
+// return to ready once.
+type readyLog struct {
+	mu     sync.Mutex
+	down   bool
+	since  time.Time // the first refusal of this spell
+	logged time.Time
+	quiet  int
+}
+
+func (r *readyLog) notReady(log *slog.Logger, reason error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if r.down && now.Sub(r.logged) < notReadyLogEvery {
+		r.quiet++
+		return
+	}
+	log.Warn("not ready", "reason", reason, "not_logged_since_last", r.quiet)
+	if !r.down {
+		r.since = now
+	}
+	r.down, r.logged, r.quiet = true, now, 0
+}
+
+func (r *readyLog) isReady(log *slog.Logger) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		log.Info("ready again", "not_ready_for", time.Since(r.since).Round(time.Millisecond))
+		r.down, r.quiet = false, 0
+	}
 }
 
 // fiberError renders Fiber's own errors (body too large, malformed HTTP) in

@@ -167,7 +167,7 @@ func ResumeAt(im *resume.Image) (ledger.Resume, error) {
 	if err != nil {
 		return ledger.Resume{}, err
 	}
-	return ledger.Resume{Head: im.Head, Chains: im.Chains, Writers: w, Quarantined: im.Quarantined,
+	return ledger.Resume{Head: im.Head, Chains: im.Chains, Writers: w, Revoked: im.Revoked, Quarantined: im.Quarantined,
 		QuarantinedChains: im.QuarantinedChains}, nil
 }
 

@@ -98,6 +98,7 @@ type archived struct {
 	events, sigs int // bytes of EventsFile and SignaturesFile
 	end          chain.Head
 	writers      map[string]string
+	revoked      map[string]chain.Revocation
 	last         time.Time
 	chains       map[string]chain.ChainHead // every chain's head at the cut
 }
@@ -172,6 +173,7 @@ func Archive(ctx context.Context, req ArchiveRequest) (ArchiveResult, error) {
 			line, _ := json.Marshal(offline.Signature(m, recs, len(recs)))
 			sigs.Write(append(line, '\n'))
 			cut.events, cut.sigs, cut.end, cut.writers, cut.chains = events.Len(), sigs.Len(), f.Head(), f.Writers(), f.Chains()
+			cut.revoked = f.State().Revoked
 			if segEnds[m.Seq] {
 				atEnd = cut
 			}
@@ -211,6 +213,9 @@ func Archive(ctx context.Context, req ArchiveRequest) (ArchiveResult, error) {
 	next, err := segment.At(tree, cut.end.Count, cut.end.Hash, cut.writers, cut.end.Seq, chains)
 	if err != nil {
 		return ArchiveResult{}, err
+	}
+	if len(cut.revoked) > 0 {
+		next.Revoked = cut.revoked // a fold from the base still refuses them
 	}
 	proof, err := tree.Consistency(n, cp.Size)
 	if err != nil {

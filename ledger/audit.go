@@ -64,7 +64,7 @@ func auditFrom(ctx context.Context, src chain.Source, base segment.Base, cp *mer
 		}
 		// The base's writers are whom the fold trusts: a checkpoint that
 		// names the ledger's writers vouches for them.
-		if ws := cp.Writers(); ws != nil && !base.Empty() {
+		if ws := cp.Known(); ws != nil && !base.Empty() {
 			if err := checkBaseWriters(base, ws, "the signed checkpoint"); err != nil {
 				return chain.Report{}, err
 			}

@@ -81,7 +81,17 @@ func (l *Ledger) noteFolded() {
 		l.keys.Store(&k)
 	}
 	if r := l.fold.Revoked(); l.revoked.Load() == nil || !sameMap(*l.revoked.Load(), r) {
+		var was bool
+		if old := l.revoked.Load(); old != nil && l.cfg.Writer != nil {
+			_, was = (*old)[l.cfg.Writer.ID()]
+		}
 		l.revoked.Store(&r)
+		if w := l.cfg.Writer; w != nil && !was {
+			if rv, ok := r[w.ID()]; ok {
+				l.cfg.Logger.Error("ALARM: this instance's writer key was revoked: it appends nothing from now on and answers every request 503; give it a new writer key and register that",
+					"writer", w.ID(), "revoked_by", rv.By, "event", rv.Pos, "stream_sequence", rv.Seq)
+			}
+		}
 	}
 }
 
@@ -175,6 +185,27 @@ func (l *Ledger) Writers() map[string]string {
 		for id, pub := range *k {
 			out[id] = base64.StdEncoding.EncodeToString(pub)
 		}
+	}
+	return out
+}
+
+// RevokedKeys returns the writers the ledger has revoked (ID → public key,
+// base64).
+func (l *Ledger) RevokedKeys() map[string]string {
+	out := map[string]string{}
+	for id, r := range l.Revoked() {
+		out[id] = r.PublicKey
+	}
+	return out
+}
+
+// KnownWriters returns every writer the ledger ever registered, revoked
+// ones included (ID → public key, base64): whom a base or a snapshot from
+// before a revocation may name.
+func (l *Ledger) KnownWriters() map[string]string {
+	out := l.Writers()
+	for id, r := range l.Revoked() {
+		out[id] = r.PublicKey
 	}
 	return out
 }

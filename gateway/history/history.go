@@ -36,7 +36,6 @@ package history
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"time"
@@ -64,18 +63,21 @@ type Source struct {
 	Log *slog.Logger
 
 	named map[string]ed25519.PublicKey // the checkpoint's writers, read once
+	known map[string]string            // and those with the revoked ones
 }
 
 // checkpointWriters are the writers the newest checkpoint that verifies
-// with the Verifier names, read once. Writers are only ever registered,
-// never dropped, so the newest checkpoint names every writer an older one
-// does: reading it alone keeps this cost flat however many checkpoints
-// the ledger holds (one a second under load).
+// with the Verifier names, read once (and, in s.known, with the revoked
+// writers it names). A writer is only ever registered, or revoked and
+// then named as revoked, so the newest checkpoint knows every writer an
+// older one does: reading it alone keeps this cost flat however many
+// checkpoints the ledger holds (one a second under load). A revoked
+// writer signs no snapshot this trusts.
 func (s *Source) checkpointWriters(ctx context.Context) map[string]ed25519.PublicKey {
 	if s.named != nil {
 		return s.named
 	}
-	s.named = map[string]ed25519.PublicKey{}
+	s.named, s.known = map[string]ed25519.PublicKey{}, map[string]string{}
 	if s.Verifier == "" || s.Checkpoints == nil {
 		return s.named
 	}
@@ -90,6 +92,7 @@ func (s *Source) checkpointWriters(ctx context.Context) map[string]ed25519.Publi
 			s.named[id] = pub
 		}
 	}
+	s.known = cp.Known()
 	return s.named
 }
 
@@ -106,11 +109,8 @@ func (s *Source) CheckBase(ctx context.Context) error {
 		return fmt.Errorf("the ledger starts at event %d after removed segments, and no signed checkpoint verifying with %s names its writers to vouch for that base",
 			l.FirstIndex(), s.VerifierFile)
 	}
-	trusted := make(map[string]string, len(named))
-	for id, pub := range named {
-		trusted[id] = base64.StdEncoding.EncodeToString(pub)
-	}
-	return l.CheckBaseWriters(trusted, "the newest signed checkpoint")
+	// A base from before a revocation names the revoked writer.
+	return l.CheckBaseWriters(s.known, "the newest signed checkpoint")
 }
 
 // trusted is who may sign snapshots, and whether anyone may: the own

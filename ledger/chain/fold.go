@@ -199,6 +199,17 @@ func (f *Folder) Writers() map[string]string {
 	return out
 }
 
+// Known returns every writer the ledger ever registered, revoked ones
+// included (ID → base64 public key): what a checkpoint or base signed
+// before a revocation may name.
+func (f *Folder) Known() map[string]string {
+	out := f.Writers()
+	for id, r := range f.revoked {
+		out[id] = r.PublicKey
+	}
+	return out
+}
+
 // Fold authenticates and links one message and returns its records, or a
 // *Quarantine and leaves every chain's events as they were (the chain's
 // Last still moves to the message: it is the chain's last message).

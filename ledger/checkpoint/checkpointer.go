@@ -25,6 +25,9 @@ type Config struct {
 	// Writers, when set, returns the registered ledger writers (ID →
 	// base64 public key), which each checkpoint then names.
 	Writers func() map[string]string
+	// Revoked, when set, returns the revoked writers (ID → base64 public
+	// key), which each checkpoint names apart from the writers.
+	Revoked func() map[string]string
 }
 
 // Checkpointer signs checkpoints of the ledger's Merkle tree and stores
@@ -108,6 +111,9 @@ func (c *Checkpointer) checkpoint(ctx context.Context, keep bool) ([]byte, error
 	cp := merkle.Checkpoint{Origin: c.cfg.Origin, Size: size, Root: root}
 	if c.cfg.Writers != nil {
 		cp.Extensions = merkle.WriterLines(c.cfg.Writers())
+	}
+	if c.cfg.Revoked != nil {
+		cp.Extensions += merkle.RevokedLines(c.cfg.Revoked())
 	}
 	signed, err := merkle.Sign(cp, c.cfg.Signer)
 	if err != nil {

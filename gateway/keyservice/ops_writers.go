@@ -53,7 +53,7 @@ var errNotRegistered = &Error{Code: "ServiceUnavailableException",
 // WriterRegistered event this instance signs. It needs
 // keyledger:RegisterWriter, in the operator account: a writer's signature
 // is accepted on every chain, so on every account's keys. Registering a key twice records nothing the
-// second time.
+// second time; a revoked key is refused.
 func (s *Service) RegisterWriter(ctx context.Context, c Caller, publicKey string) (RegisteredWriter, error) {
 	return changing(ctx, s, func(ctx context.Context) (RegisteredWriter, error) {
 		touch(ctx, servicePartition)
@@ -66,6 +66,13 @@ func (s *Service) RegisterWriter(ctx context.Context, c Caller, publicKey string
 			return RegisteredWriter{}, s.refuse(ctx, ev, errorf(CodeValidation, "The public key must be a base64 Ed25519 public key (keyledger writer pubkey prints it)."))
 		}
 		id := writer.ID(pub)
+		if s.writers != nil {
+			if _, gone := s.writers.Revoked()[id]; gone {
+				// The fold would register nothing: say so rather than record it.
+				return RegisteredWriter{}, s.refuse(ctx, ev, errorf(CodeValidation,
+					"Writer %s was revoked, and a revoked key is never registered again; give the instance a new writer key and register that.", id))
+			}
+		}
 		if s.writers != nil && s.writers.Registered(id) {
 			return RegisteredWriter{WriterID: id, Already: true}, s.record(ctx, ev)
 		}

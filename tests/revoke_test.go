@@ -1,0 +1,242 @@
+package tests
+
+import (
+	"context"
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keyledger/keyledger/gateway/node"
+	"github.com/keyledger/keyledger/gateway/sigv4"
+	"github.com/keyledger/keyledger/gateway/writerclient"
+	"github.com/keyledger/keyledger/ledger/chain"
+	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/writer"
+)
+
+// asOperator makes the CLI sign as user.
+func asOperator(t *testing.T, user string) {
+	t.Setenv("AWS_ACCESS_KEY_ID", testCredentials[user][0])
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testCredentials[user][1])
+}
+
+// TestRevokedGatewayServesNothing: an operator revokes a second gateway's
+// writer with `keyledger writer revoke` through the first; the revoked one
+// goes not ready and answers 503, the first serves on, the revoked key is
+// never registered again, and audit verify names the revocation while the
+// revoked writer's earlier events still verify. What the API refuses is
+// refused with AWS errors.
+func TestRevokedGatewayServesNothing(t *testing.T) {
+	port := freePort(t)
+	startNATS(t, t.TempDir(), port)
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+	gws := gateways(t, url, 2)
+	a, b := gws[0], gws[1]
+	ctx := context.Background()
+	kb := b.createKey("written by b before its revocation")
+	if _, err := b.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &kb, Plaintext: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+
+	asOperator(t, "alice")
+	if code, out := cli(t, "writer", "revoke", "--url", a.endpoint, "--writer-id", b.writer.ID()); code == 0 || !strings.Contains(out, "AccessDenied") {
+		t.Fatalf("alice (no keyledger:RevokeWriter) revoked a writer: exit %d\n%s", code, out)
+	}
+	asOperator(t, "admin")
+	refusals := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"its own writer", []string{"--url", b.endpoint, "--writer-id", b.writer.ID()}, "ValidationException"},
+		{"an unknown writer", []string{"--url", a.endpoint, "--pubkey", writer.Generate().PublicText()}, "NotFoundException"},
+		{"a malformed id", []string{"--url", a.endpoint, "--writer-id", "nope"}, "ValidationException"},
+		{"a reason with a line break", []string{"--url", a.endpoint, "--writer-id", b.writer.ID(), "--reason", "a\nforged log line"}, "ValidationException"},
+	}
+	for _, r := range refusals {
+		code, out := cli(t, append([]string{"writer", "revoke"}, r.args...)...)
+		if code == 0 || !strings.Contains(out, r.want) || strings.Contains(out, "forged log line") {
+			t.Fatalf("revoking %s: exit %d, want %s\n%s", r.name, code, r.want, out)
+		}
+	}
+	if !b.node.Ledger.Registered(b.writer.ID()) {
+		t.Fatal("a refused revocation revoked")
+	}
+
+	code, out := cli(t, "writer", "revoke", "--url", a.endpoint, "--writer-id", b.writer.ID(), "--reason", "host kms-2 decommissioned")
+	if code != 0 || !strings.Contains(out, b.writer.ID()+" revoked (by writer "+a.writer.ID()) {
+		t.Fatalf("writer revoke: exit %d\n%s", code, out)
+	}
+	waitUntil(t, 10*time.Second, "b to fold its revocation", func() bool {
+		err := b.node.Ready(ctx)
+		return err != nil && strings.Contains(err.Error(), "was revoked by writer "+a.writer.ID())
+	})
+	if !strings.Contains(b.logs.String(), "ALARM: this instance's writer key was revoked") {
+		t.Error("no alarm in the revoked instance's log")
+	}
+	_, err := b.kms.CreateKey(ctx, &kms.CreateKeyInput{})
+	wantCode(t, err, "ServiceUnavailableException")
+	_, err = b.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &kb, Plaintext: []byte("x")})
+	wantCode(t, err, "ServiceUnavailableException")
+
+	// The first serves on, on keys either wrote.
+	if err := a.node.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.createKey("after the revocation")
+	if _, err := a.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &kb, Plaintext: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+
+	if code, out := cli(t, "writer", "revoke", "--url", a.endpoint, "--pubkey", b.writer.PublicText()); code != 0 || !strings.Contains(out, "revoked already") {
+		t.Fatalf("revoking again: exit %d\n%s", code, out)
+	}
+	// The last writer left is the one the request goes to, and b records nothing.
+	if code, out := cli(t, "writer", "revoke", "--url", a.endpoint, "--writer-id", a.writer.ID()); code == 0 || !strings.Contains(out, "another registered instance") {
+		t.Fatalf("revoking the last writer through itself: exit %d\n%s", code, out)
+	}
+	if code, out := cli(t, "writer", "revoke", "--url", b.endpoint, "--writer-id", a.writer.ID()); code == 0 || !strings.Contains(out, "ServiceUnavailableException") {
+		t.Fatalf("the revoked instance revoking the last writer: exit %d\n%s", code, out)
+	}
+	if code, out := cli(t, "writer", "register", "--url", a.endpoint, "--pubkey", b.writer.PublicText()); code == 0 || !strings.Contains(out, "never registered again") {
+		t.Fatalf("registering the revoked key again: exit %d\n%s", code, out)
+	}
+	code, out = cli(t, "writer", "list", "--url", a.endpoint)
+	if code != 0 || !strings.Contains(out, a.writer.ID()+" "+a.writer.PublicText()) ||
+		!strings.Contains(out, b.writer.ID()+" "+b.writer.PublicText()+" revoked by "+a.writer.ID()) {
+		t.Fatalf("writer list: exit %d\n%s", code, out)
+	}
+
+	caughtUp(t, a)
+	var revokedAt event.Record
+	var before int
+	for _, r := range a.records() {
+		if rv, ok := r.Event.Body.(*event.WriterRevoked); ok {
+			if rv.WriterID != b.writer.ID() || rv.RevokedBy != a.writer.ID() || rv.Reason != "host kms-2 decommissioned" || r.Writer != a.writer.ID() {
+				t.Fatalf("revocation %+v signed by %s", rv, r.Writer)
+			}
+			revokedAt = r
+		}
+		if r.Writer == b.writer.ID() {
+			before++
+		}
+	}
+	if revokedAt.Event == nil || before < 3 {
+		t.Fatalf("revocation %+v, %d events by b before it", revokedAt, before)
+	}
+	if a.node.Ledger.Quarantined() != 0 || b.node.Ledger.Quarantined() != 0 {
+		t.Fatalf("quarantined %d on a, %d on b: the revoked instance published after it knew", a.node.Ledger.Quarantined(), b.node.Ledger.Quarantined())
+	}
+	code, out = cli(t, "audit", "verify", "--nats-url", url)
+	if code != 0 || !strings.Contains(out, "OK:") ||
+		!strings.Contains(out, "revoked writer: "+b.writer.ID()) || !strings.Contains(out, "by writer "+a.writer.ID()+" at event "+strconv.FormatUint(revokedAt.Pos, 10)) ||
+		!strings.Contains(out, "written by writer "+b.writer.ID()) {
+		t.Fatalf("audit verify: exit %d\n%s", code, out)
+	}
+}
+
+// TestRevokedKeyForgeryIsQuarantined: a thief holding a revoked instance's
+// key file and NATS access publishes a correctly linked message, correctly
+// signed with the revoked key, on its data chain: every reader quarantines
+// it as revoked (the live fold, a restart resumed from a snapshot taken
+// after the revocation, a full replay, audit verify), and nothing in it is
+// applied. The revoked writer's events from before stay valid.
+func TestRevokedKeyForgeryIsQuarantined(t *testing.T) {
+	port := freePort(t)
+	startNATS(t, t.TempDir(), port)
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+	gws := gateways(t, url, 2, withSnapshots(node.Snapshots{NotAtShutdown: true}))
+	a, b := gws[0], gws[1]
+	ctx := context.Background()
+	kb := b.createKey("written by b before its revocation")
+	if _, err := b.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &kb, Plaintext: []byte("x")}); err != nil { // on b's data chain
+		t.Fatal(err)
+	}
+	thief := b.writer
+	c := &writerclient.Client{Endpoint: a.endpoint, Region: testRegion,
+		Credentials: sigv4.Credentials{AccessKeyID: testCredentials["admin"][0], Secret: testCredentials["admin"][1]}}
+	if _, err := c.Revoke(ctx, thief.ID(), "", "key file stolen"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "b to fold its revocation", func() bool { return b.node.Ready(ctx) != nil })
+	b.down() // decommissioned; its key and NATS access are the thief's
+	caughtUp(t, a)
+	if err := a.node.Snapshot(ctx); err != nil { // the resumed fold must know the revocation from it
+		t.Fatal(err)
+	}
+
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	stream, err := js.Stream(ctx, "KEYLEDGER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := chain.DataChain(thief.ID())
+	subject := "keyledger.events." + name
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, _ := event.SplitBatch(last.Data)
+	prev := lines[len(lines)-1]
+	link, _, _ := event.DecodeLink(prev)
+	ev := &event.Event{Index: link.Index + 1, Prev: event.Of(prev), Chain: name, Time: a.clock.Now(), Operation: "CreateKey",
+		Account: testAccount, Region: testRegion, KeyID: "0b3c7a9e-1d2f-4e5a-8b6c-7d8e9f0a1b2c",
+		Body: &event.KeyCreated{KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT", Origin: "AWS_KMS"}}
+	data := append(ev.AppendEncoded(nil), '\n')
+	sig := thief.SignAt(name, last.Sequence, data)
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data, Header: nats.Header{writer.HeaderWriter: {thief.ID()},
+		writer.HeaderSignature: {base64.StdEncoding.EncodeToString(sig)}}}, jetstream.WithExpectLastSequencePerSubject(last.Sequence)); err != nil {
+		t.Fatal(err)
+	}
+
+	revokedOnly := func(when string) {
+		t.Helper()
+		waitUntil(t, 10*time.Second, when+": the forgery folded", func() bool { return a.node.Ledger.Quarantined() >= 1 })
+		reasons := a.node.Ledger.QuarantineReasons()
+		if n := a.node.Ledger.Quarantined(); n != 1 || len(reasons) != 1 || !strings.Contains(reasons[0], "writer revoked") || !strings.Contains(reasons[0], thief.ID()) {
+			t.Fatalf("%s: %d quarantined: %v", when, n, reasons)
+		}
+		if _, err := a.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &ev.KeyID}); errCode(err) != "NotFoundException" {
+			t.Fatalf("%s: the forged key: %v", when, err)
+		}
+		if _, err := a.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &kb, Plaintext: []byte("x")}); err != nil {
+			t.Fatalf("%s: the key b created before its revocation: %v", when, err)
+		}
+	}
+	revokedOnly("live")
+	if !strings.Contains(a.logs.String(), "ALARM: ledger message quarantined") {
+		t.Fatal("no alarm in the log")
+	}
+	a.logs.Reset()
+	a.restart() // resumes from the snapshot, folds the forgery again
+	revokedOnly("resumed from a snapshot")
+	if !strings.Contains(a.logs.String(), "from_snapshot=true") {
+		t.Fatalf("the restart did not resume from the snapshot:\n%s", a.logs.String())
+	}
+	full := start(t, withNATS(url), withOwnWriter(), withRoot(a.root), withOperator(testAccount), withSnapshots(node.Snapshots{Off: true}))
+	waitUntil(t, 10*time.Second, "a full replay", func() bool { return full.node.Ledger.Quarantined() >= 1 })
+	if r := full.node.Ledger.QuarantineReasons(); full.node.Ledger.Quarantined() != 1 || !strings.Contains(r[0], "writer revoked") {
+		t.Fatalf("full replay: %d quarantined: %v", full.node.Ledger.Quarantined(), r)
+	}
+	caughtUp(t, a, full)
+	if got, want := full.node.Ledger.Head(), a.node.Ledger.Head(); got != want || len(full.node.Ledger.Revoked()) != 1 {
+		t.Fatalf("full replay at %+v with %v revoked; a at %+v", got, full.node.Ledger.Revoked(), want)
+	}
+
+	code, out := cli(t, "audit", "verify", "--nats-url", url)
+	if code != 3 || !strings.Contains(out, "FAILED: 1 message(s) quarantined") || !strings.Contains(out, "writer revoked") ||
+		!strings.Contains(out, thief.ID()) || !strings.Contains(out, "revoked writer: "+thief.ID()) {
+		t.Fatalf("audit verify: exit %d\n%s", code, out)
+	}
+}

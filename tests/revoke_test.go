@@ -240,3 +240,53 @@ func TestRevokedKeyForgeryIsQuarantined(t *testing.T) {
 		t.Fatalf("audit verify: exit %d\n%s", code, out)
 	}
 }
+
+// TestGatewaysRevokingEachOther: two instances each asked at once to
+// revoke the other. Revocations go on one control chain, so one wins; the
+// other finds itself revoked (or the winner the last writer) and records
+// nothing. The ledger keeps exactly one writer, and it serves.
+func TestGatewaysRevokingEachOther(t *testing.T) {
+	port := freePort(t)
+	startNATS(t, t.TempDir(), port)
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+	gws := gateways(t, url, 2)
+	ctx := context.Background()
+	client := func(in *instance) *writerclient.Client {
+		return &writerclient.Client{Endpoint: in.endpoint, Region: testRegion,
+			Credentials: sigv4.Credentials{AccessKeyID: testCredentials["admin"][0], Secret: testCredentials["admin"][1]}}
+	}
+	errs := make([]error, 2)
+	done := make(chan int)
+	for i := range gws {
+		go func() {
+			_, errs[i] = client(gws[i]).Revoke(ctx, gws[1-i].writer.ID(), "", "")
+			done <- i
+		}()
+	}
+	<-done
+	<-done
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("revocations answered %v and %v: want exactly one", errs[0], errs[1])
+	}
+	win := 0
+	if errs[1] == nil {
+		win = 1
+	}
+	if e := errs[1-win].Error(); !strings.Contains(e, "ServiceUnavailableException") && !strings.Contains(e, "KMSInvalidStateException") {
+		t.Fatalf("the loser answered %v", e)
+	}
+	caughtUp(t, gws...)
+	for _, in := range gws {
+		if ws, rv := in.node.Ledger.Writers(), in.node.Ledger.Revoked(); len(ws) != 1 || ws[gws[win].writer.ID()] == "" || len(rv) != 1 {
+			t.Fatalf("writers %v, revoked %v", ws, rv)
+		}
+	}
+	if err := gws[win].node.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gws[win].createKey("the survivor serves")
+	code, out := cli(t, "audit", "verify", "--nats-url", url)
+	if code != 0 {
+		t.Fatalf("audit verify: exit %d\n%s", code, out)
+	}
+}

@@ -3,6 +3,8 @@ package tests
 import (
 	"context"
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,6 +140,29 @@ func TestRevokedGatewayServesNothing(t *testing.T) {
 		!strings.Contains(out, "revoked writer: "+b.writer.ID()) || !strings.Contains(out, "by writer "+a.writer.ID()+" at event "+strconv.FormatUint(revokedAt.Pos, 10)) ||
 		!strings.Contains(out, "written by writer "+b.writer.ID()) {
 		t.Fatalf("audit verify: exit %d\n%s", code, out)
+	}
+
+	// Checkpoints name b apart, as revoked; an export verifies offline
+	// and names the revocation too.
+	cp, err := a.node.Checkpointer.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(cp)
+	if strings.Contains(body, "keyledger-writer "+b.writer.ID()) || !strings.Contains(body, "keyledger-revoked-writer "+b.writer.ID()+" "+b.writer.PublicText()) ||
+		!strings.Contains(body, "keyledger-writer "+a.writer.ID()) {
+		t.Fatalf("checkpoint after the revocation:\n%s", body)
+	}
+	dir := t.TempDir()
+	pub := filepath.Join(dir, "checkpoint.pub")
+	os.WriteFile(pub, []byte(a.vkey+"\n"), 0o644)
+	export := filepath.Join(dir, "export")
+	if code, out := cli(t, "audit", "export", "--nats-url", url, "--out", export); code != 0 {
+		t.Fatalf("export: %d %s", code, out)
+	}
+	code, out = cli(t, "audit", "verify", "--offline", export, "--pubkey", pub)
+	if code != 0 || !strings.Contains(out, "OK:") || !strings.Contains(out, "revoked writer: "+b.writer.ID()) {
+		t.Fatalf("audit verify --offline: exit %d\n%s", code, out)
 	}
 }
 
@@ -288,5 +313,127 @@ func TestGatewaysRevokingEachOther(t *testing.T) {
 	code, out := cli(t, "audit", "verify", "--nats-url", url)
 	if code != 0 {
 		t.Fatalf("audit verify: exit %d\n%s", code, out)
+	}
+}
+
+// TestRevocationAndRemovedSegments: a revocation inside segments later
+// removed, and one after the cut of a removal whose base still names the
+// revoked writer as live. Either way the instance restarts from the base,
+// audit verify passes from it and names the revocation, the revoked key
+// is not registered again, and a message it signs is quarantined as
+// revoked (the base carries the revoked set).
+func TestRevocationAndRemovedSegments(t *testing.T) {
+	for _, revokeBeforeCut := range []bool{true, false} {
+		t.Run(map[bool]string{true: "revoked in a removed segment", false: "revoked after the base"}[revokeBeforeCut], func(t *testing.T) {
+			port := freePort(t)
+			startNATS(t, t.TempDir(), port)
+			url := "nats://127.0.0.1:" + strconv.Itoa(port)
+			dir := t.TempDir()
+			seed := make([]byte, 32)
+			copy(seed, "revocation and removed segments")
+			ka, err := writer.FromSeed(seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wk := filepath.Join(dir, "writer.key")
+			os.WriteFile(wk, []byte(base64.StdEncoding.EncodeToString(seed)+"\n"), 0o600)
+			segs := func(i *instance) { i.ledgerCf.SegmentMessages = 3 }
+			a := start(t, withNATS(url), withWriter(ka), withOperator(testAccount), segs)
+			b := start(t, withNATS(url), withOwnWriter(), withRoot(a.root), withOperator(testAccount), segs)
+			register(t, a, b)
+			ctx := context.Background()
+			k := b.createKey("written by b")
+			encrypt := func(in *instance, n int) {
+				for i := 0; i < n; i++ {
+					if _, err := in.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &k, Plaintext: []byte("x")}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			encrypt(b, 3)
+			c := &writerclient.Client{Endpoint: a.endpoint, Region: testRegion,
+				Credentials: sigv4.Credentials{AccessKeyID: testCredentials["admin"][0], Secret: testCredentials["admin"][1]}}
+			revoke := func() {
+				if _, err := c.Revoke(ctx, b.writer.ID(), "", ""); err != nil {
+					t.Fatal(err)
+				}
+				waitUntil(t, 10*time.Second, "b to fold its revocation", func() bool { return b.node.Ready(ctx) != nil })
+				b.down()
+			}
+			if revokeBeforeCut {
+				revoke()
+			}
+			encrypt(a, 8)
+			a.clock.Advance(2 * time.Hour)
+			cut := a.clock.Now().Add(-time.Hour)
+			if !revokeBeforeCut {
+				revoke()
+			}
+			encrypt(a, 8)
+			if _, err := a.node.Checkpointer.Checkpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+			pub := filepath.Join(dir, "checkpoint.pub")
+			os.WriteFile(pub, []byte(a.vkey+"\n"), 0o644)
+			archive := filepath.Join(dir, "archive")
+			if code, out := cli(t, "audit", "archive", "--nats-url", url, "--before", cut.Format(time.RFC3339), "--out", archive, "--pubkey", pub, "--whole-segments"); code != 0 {
+				t.Fatalf("archive: %d %s", code, out)
+			}
+			a.down()
+			if code, out := cli(t, "audit", "prune", "--nats-url", url, "--archive", archive, "--pubkey", pub, "--writer-key", wk, "--retention", "24h"); code != 0 || !strings.Contains(out, "OK: removed events 0–") {
+				t.Fatalf("prune: %d %s", code, out)
+			}
+			a.up()
+			c.Endpoint = a.endpoint
+			if err := a.node.Ready(ctx); err != nil {
+				t.Fatalf("restarted from the base: %v", err)
+			}
+			if _, ok := a.node.Ledger.RevokedWriter(b.writer.ID()); !ok || a.node.Ledger.FirstIndex() == 0 {
+				t.Fatalf("after the removal (first index %d): b not revoked", a.node.Ledger.FirstIndex())
+			}
+			if _, err := c.Register(ctx, b.writer.PublicText()); err == nil || !strings.Contains(err.Error(), "never registered again") {
+				t.Fatalf("registering the revoked key after the removal: %v", err)
+			}
+			code, out := cli(t, "audit", "verify", "--nats-url", url, "--pubkey", pub)
+			if code != 0 || !strings.Contains(out, "after removed segments") || !strings.Contains(out, "revoked writer: "+b.writer.ID()) {
+				t.Fatalf("audit verify from the base: exit %d\n%s", code, out)
+			}
+
+			// The thief signs on b's data chain in the live segment.
+			nc, err := nats.Connect(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			js, _ := jetstream.New(nc)
+			all, err := a.node.Ledger.Segments(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := js.Stream(ctx, all[len(all)-1].Stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := st.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := chain.DataChain(b.writer.ID())
+			ev := &event.Event{Index: 99, Chain: name, Time: a.clock.Now(), Operation: "Encrypt", Account: testAccount, Region: testRegion, Body: &event.APICall{}}
+			data := append(ev.AppendEncoded(nil), '\n')
+			if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: info.Config.Subjects[0] + "." + name, Data: data, Header: nats.Header{
+				writer.HeaderWriter:    {b.writer.ID()},
+				writer.HeaderSignature: {base64.StdEncoding.EncodeToString(b.writer.SignAt(name, 0, data))}}}); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, 10*time.Second, "the forgery folded", func() bool { return a.node.Ledger.Quarantined() >= 1 })
+			if r := a.node.Ledger.QuarantineReasons(); len(r) != 1 || !strings.Contains(r[0], "writer revoked") {
+				t.Fatalf("quarantined: %v", r)
+			}
+			code, out = cli(t, "audit", "verify", "--nats-url", url, "--pubkey", pub)
+			if code != 3 || !strings.Contains(out, "writer revoked") {
+				t.Fatalf("audit verify after the forgery: exit %d\n%s", code, out)
+			}
+		})
 	}
 }

@@ -214,9 +214,7 @@ func Archive(ctx context.Context, req ArchiveRequest) (ArchiveResult, error) {
 	if err != nil {
 		return ArchiveResult{}, err
 	}
-	if len(cut.revoked) > 0 {
-		next.Revoked = cut.revoked // a fold from the base still refuses them
-	}
+	next = next.WithRevoked(cut.revoked)
 	proof, err := tree.Consistency(n, cp.Size)
 	if err != nil {
 		return ArchiveResult{}, err

@@ -60,6 +60,18 @@ type Base struct {
 	Revoked map[string]chain.Revocation `json:"revoked,omitempty"`
 }
 
+// WithRevoked is b naming the writers revoked by then (none: no member,
+// as in bases from before revocation): a fold from the base keeps refusing
+// their messages and their re-registration. Every writer of a base is
+// recorded this way, so the archive's and the verifier's bases compare.
+func (b Base) WithRevoked(revoked map[string]chain.Revocation) Base {
+	b.Revoked = nil
+	if len(revoked) > 0 {
+		b.Revoked = maps.Clone(revoked)
+	}
+	return b
+}
+
 // Empty reports whether the base is the ledger's very beginning.
 func (b Base) Empty() bool { return b.FirstIndex == 0 }
 

@@ -86,6 +86,14 @@ func TestRevokedGatewayServesNothing(t *testing.T) {
 	wantCode(t, err, "ServiceUnavailableException")
 	_, err = b.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &kb, Plaintext: []byte("x")})
 	wantCode(t, err, "ServiceUnavailableException")
+	// Restarted, it still serves nothing, and says why.
+	b.logs.Reset()
+	b.restart()
+	_, err = b.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &kb, Plaintext: []byte("x")})
+	wantCode(t, err, "ServiceUnavailableException")
+	if err := b.node.Ready(ctx); err == nil || !strings.Contains(err.Error(), "was revoked") || !strings.Contains(b.logs.String(), "writer key was revoked") {
+		t.Fatalf("the revoked instance restarted: ready %v\n%s", err, b.logs.String())
+	}
 
 	// The first serves on, on keys either wrote.
 	if err := a.node.Ready(ctx); err != nil {

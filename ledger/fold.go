@@ -189,16 +189,6 @@ func (l *Ledger) Writers() map[string]string {
 	return out
 }
 
-// RevokedKeys returns the writers the ledger has revoked (ID → public key,
-// base64).
-func (l *Ledger) RevokedKeys() map[string]string {
-	out := map[string]string{}
-	for id, r := range l.Revoked() {
-		out[id] = r.PublicKey
-	}
-	return out
-}
-
 // KnownWriters returns every writer the ledger ever registered, revoked
 // ones included (ID → public key, base64): whom a base or a snapshot from
 // before a revocation may name.

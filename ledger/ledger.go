@@ -151,7 +151,8 @@ type Ledger struct {
 	// baseTree is the tiled Merkle tree's frontier at the base.
 	baseTree merkle.Frontier
 	// baseSigner is the writer that signed the stored base (ID → public key).
-	baseSigner map[string]string
+	baseSigner   map[string]string
+	baseEventSeq uint64 // the stream sequence of its SegmentRemoved event
 
 	queue    chan *pending
 	stop     chan struct{} // closed by Close

@@ -116,7 +116,9 @@ func (n *Node) replayLedger(ctx context.Context) error {
 	// After removed segments every fold from the base (the background
 	// verifier, audit) trusts the writers it names; the fold from this
 	// instance's own snapshot vouches for them, not the base bucket.
-	if err := n.Ledger.CheckBaseWriters(n.Ledger.KnownWriters(), "the fold from this instance's snapshot"); err != nil {
+	// It also knows where each writer was revoked: a base may name a
+	// writer revoked after it, never one revoked before.
+	if err := n.Ledger.CheckBaseRevoked(n.Ledger.Writers(), n.Ledger.Revoked(), "the fold from this instance's snapshot"); err != nil {
 		return fmt.Errorf("node: refusing to start: %w", err)
 	}
 	n.head = head
@@ -198,7 +200,7 @@ func (n *Node) buildService(ctx context.Context) error {
 	seedapi.Register(n.http, svc, n.cfg.SeedDev)
 	writerapi.Register(n.http, svc)
 	n.Checkpointer = checkpoint.NewCheckpointer(checkpoint.Config{Tree: n.tree, Store: n.checkpoints,
-		Signer: n.cfg.CheckpointSigner, Verifier: n.cfg.CheckpointVerifier, Origin: n.cfg.CheckpointOrigin, Writers: n.Ledger.Writers, Revoked: n.Ledger.RevokedKeys})
+		Signer: n.cfg.CheckpointSigner, Verifier: n.cfg.CheckpointVerifier, Origin: n.cfg.CheckpointOrigin, Writers: n.Ledger.Writers, Revoked: n.Ledger.Revoked})
 	n.audit = auditapi.Register(n.http, auditapi.Config{Service: svc, Checkpoints: n.Checkpointer, Chain: n.Ledger,
 		History: n.Ledger, Hub: n.hub, Clock: n.cfg.Clock, Region: n.cfg.Region, Reports: n, Past: n})
 	console.Register(n.http, console.Options{Region: n.cfg.Region}) // at /console/, a client of the APIs above

@@ -204,3 +204,38 @@ func TestNoSelfRegistrationAfterRevocation(t *testing.T) {
 		t.Fatal("the stranger registered itself")
 	}
 }
+
+// TestCheckNamedRevoked: what a checkpoint of size events names revoked
+// must be exactly what the fold revoked before size, with the same keys;
+// RevokedBefore gives a checkpointer whose tree lags the fold those lines.
+func TestCheckNamedRevoked(t *testing.T) {
+	rv := map[string]Revocation{"aa": {PublicKey: "YQ==", Pos: 3}, "bb": {PublicKey: "Yg==", Pos: 9}}
+	tests := []struct {
+		name  string
+		named map[string]string
+		size  uint64
+		ok    bool
+	}{
+		{"both before", map[string]string{"aa": "YQ==", "bb": "Yg=="}, 10, true},
+		{"one before, one after", map[string]string{"aa": "YQ=="}, 5, true},
+		{"none before", nil, 3, true},
+		{"named, revoked at its size", map[string]string{"aa": "YQ==", "bb": "Yg=="}, 9, false},
+		{"named, never revoked (a base brought it back)", map[string]string{"aa": "YQ==", "cc": "Yw=="}, 5, false},
+		{"named with another key", map[string]string{"aa": "Yw=="}, 5, false},
+		{"revoked before, not named (a base added it)", map[string]string{"aa": "YQ=="}, 10, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := CheckNamedRevoked(tc.named, tc.size, rv); (err == nil) != tc.ok {
+				t.Fatalf("CheckNamedRevoked = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+	live, gone := RevokedBefore(map[string]string{"cc": "Yw=="}, rv, 5)
+	if !maps.Equal(live, map[string]string{"bb": "Yg==", "cc": "Yw=="}) || !maps.Equal(gone, map[string]string{"aa": "YQ=="}) {
+		t.Fatalf("RevokedBefore: live %v, revoked %v", live, gone)
+	}
+	if err := CheckNamedRevoked(gone, 5, rv); err != nil {
+		t.Fatalf("what RevokedBefore names does not check: %v", err)
+	}
+}

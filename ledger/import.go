@@ -227,7 +227,7 @@ func (l *Ledger) importFrom(ctx context.Context, start chain.Head, heads map[str
 			}
 			signer = w
 		}
-		if signer != nil && bytes.Contains(raw, writerEventType) {
+		if signer != nil && mayBeWriterEvent(raw) {
 			if ev, err := event.Decode(raw); err == nil {
 				keys, revoked = chain.Register(keys, revoked, []event.Record{{Event: ev, Seq: lastSeq + 1, Writer: signer.ID()}})
 				if _, gone := revoked[signer.ID()]; gone {
@@ -260,9 +260,15 @@ func (l *Ledger) importFrom(ctx context.Context, start chain.Head, heads map[str
 	return head, removed, nil
 }
 
-// writerEventType is in every WriterRegistered and WriterRevoked event's
-// canonical encoding: a cheap test before decoding.
-var writerEventType = []byte(`"type":"Writer`)
+// mayBeWriterEvent is a cheap test before decoding: false only for an
+// event that is neither a WriterRegistered nor a WriterRevoked. The fold
+// decodes as encoding/json does (any letter case in names, escapes in
+// strings, the last of repeated names), so whoever holds a registered
+// key may spell a type name other than the canonical encoding does: its
+// value holds "Writer" as it is, or an escape.
+func mayBeWriterEvent(raw []byte) bool {
+	return bytes.Contains(raw, []byte("Writer")) || bytes.Contains(raw, []byte(`\u`))
+}
 
 // registersWriter reports whether raw is a WriterRegistered event.
 func registersWriter(raw []byte) bool {

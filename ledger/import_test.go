@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -212,5 +213,25 @@ func TestImportRevokedWriter(t *testing.T) {
 	defer dst.Close()
 	if _, err := dst.Import(ctx, history("SRC2", first)); !errors.Is(err, ledger.ErrImportWriter) || !strings.Contains(err.Error(), "revokes the key") {
 		t.Fatalf("importing a history that revokes the importing key: %v", err)
+	}
+	// The fold decodes JSON as encoding/json does, so an event another
+	// registered writer (or a thief holding its key) encoded its own way
+	// revokes as well as the canonical one: the import must see it too.
+	for _, spelled := range []string{`"type":"\u0057riterRevoked.v1"`, `"TYPE":"WriterRevoked.v1"`} {
+		events := history("SRC3"+strconv.Itoa(len(spelled)), first)
+		last := &events[len(events)-1]
+		*last = bytes.Replace(*last, []byte(`"type":"WriterRevoked.v1"`), []byte(spelled), 1)
+		if ev, err := event.Decode(*last); err != nil || ev.Body.Type() != event.TypeWriterRevoked {
+			t.Fatalf("%s: %v", *last, err)
+		}
+		dst, err := ledger.Open(ctx, nc, ledger.Config{Stream: "DST3" + strconv.Itoa(len(spelled)), Subject: "dst3" + strconv.Itoa(len(spelled)) + ".events", Writer: first})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dst.Close()
+		if _, err := dst.Import(ctx, events); !errors.Is(err, ledger.ErrImportWriter) {
+			rep, _ := chain.Audit(ctx, dst)
+			t.Fatalf("importing a history that revokes the importing key in %s: %v; the restored ledger revokes %v", spelled, err, rep.Revoked)
+		}
 	}
 }

@@ -173,7 +173,7 @@ func Archive(ctx context.Context, req ArchiveRequest) (ArchiveResult, error) {
 			line, _ := json.Marshal(offline.Signature(m, recs, len(recs)))
 			sigs.Write(append(line, '\n'))
 			cut.events, cut.sigs, cut.end, cut.writers, cut.chains = events.Len(), sigs.Len(), f.Head(), f.Writers(), f.Chains()
-			cut.revoked = f.State().Revoked
+			cut.revoked = f.Revoked() // never changed in place (WithRevoked copies it)
 			if segEnds[m.Seq] {
 				atEnd = cut
 			}

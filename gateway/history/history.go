@@ -8,8 +8,8 @@
 // trusted writer signed and that still matches the ledger, and folds the
 // events after it, at a cost that follows the distance from the snapshot;
 // without one it folds from the first event. Trusted are the data
-// directory's own writer key and the writers the newest signed checkpoint
-// names. A ledger that starts after removed segments is answered only when
+// directory's own writer key (unless the newest signed checkpoint names it
+// revoked) and the writers that checkpoint names. A ledger that starts after removed segments is answered only when
 // such a checkpoint vouches for the writers of its base (the base lives in
 // a bucket whoever holds keyledger's NATS identity can write).
 //
@@ -62,8 +62,9 @@ type Source struct {
 	// Log gets a warning for every snapshot skipped; nil discards them.
 	Log *slog.Logger
 
-	named map[string]ed25519.PublicKey // the checkpoint's writers, read once
-	known map[string]string            // and those with the revoked ones
+	named   map[string]ed25519.PublicKey // the checkpoint's writers, read once
+	known   map[string]string            // and those with the revoked ones
+	revoked map[string]string            // the revoked ones alone
 }
 
 // checkpointWriters are the writers the newest checkpoint that verifies
@@ -92,7 +93,7 @@ func (s *Source) checkpointWriters(ctx context.Context) map[string]ed25519.Publi
 			s.named[id] = pub
 		}
 	}
-	s.known = cp.Known()
+	s.known, s.revoked = cp.Known(), cp.Revoked()
 	return s.named
 }
 
@@ -114,14 +115,23 @@ func (s *Source) CheckBase(ctx context.Context) error {
 }
 
 // trusted is who may sign snapshots, and whether anyone may: the own
-// writer key, else the checkpoint's writers (read only when needed).
+// writer key, else the checkpoint's writers (read only when needed). The
+// own key is not trusted once the checkpoint names it revoked: a revoked
+// key may be a thief's as well.
 func (s *Source) trusted(ctx context.Context) (func(id string) ed25519.PublicKey, bool) {
-	if s.Own == nil && len(s.checkpointWriters(ctx)) == 0 {
+	own := s.Own
+	if own != nil {
+		s.checkpointWriters(ctx)
+		if _, gone := s.revoked[own.ID()]; gone {
+			own = nil
+		}
+	}
+	if own == nil && len(s.checkpointWriters(ctx)) == 0 {
 		return nil, false
 	}
 	return func(id string) ed25519.PublicKey {
-		if s.Own != nil && s.Own.ID() == id {
-			return s.Own.Public()
+		if own != nil && own.ID() == id {
+			return own.Public()
 		}
 		return s.checkpointWriters(ctx)[id]
 	}, true

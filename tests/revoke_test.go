@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"os"
 	"path/filepath"
@@ -19,7 +20,9 @@ import (
 	"github.com/keyledger/keyledger/gateway/writerclient"
 	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
+	"github.com/keyledger/keyledger/ledger/snapshot"
 	"github.com/keyledger/keyledger/ledger/writer"
+	"github.com/keyledger/keyledger/projections/resume"
 )
 
 // asOperator makes the CLI sign as user.
@@ -444,4 +447,85 @@ func TestRevocationAndRemovedSegments(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Finding: an instance trusts the snapshots its own writer key signed,
+// even once the ledger revoked that key, though the revoked key may be
+// the thief's (the reason to revoke it). With it and keyledger's NATS
+// identity, the thief re-signs a genuine snapshot taken after the
+// revocation with the revoked writer put back among the writers; the
+// revoked instance, restarted with its key still in place, resumed from
+// it, counted itself registered, went ready and answered requests as
+// done whose events every other reader quarantines.
+func TestRevokedInstanceTrustsNoSnapshotItsKeySigned(t *testing.T) {
+	port := freePort(t)
+	startNATS(t, t.TempDir(), port)
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+	gws := gateways(t, url, 2, withSnapshots(node.Snapshots{NotAtShutdown: true}))
+	a, b := gws[0], gws[1]
+	ctx := context.Background()
+	c := &writerclient.Client{Endpoint: a.endpoint, Region: testRegion,
+		Credentials: sigv4.Credentials{AccessKeyID: testCredentials["admin"][0], Secret: testCredentials["admin"][1]}}
+	if _, err := c.Revoke(ctx, b.writer.ID(), "", "key file stolen"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "b to fold its revocation", func() bool { return b.node.Ready(ctx) != nil })
+	b.down()
+	a.createKey("after the revocation")
+	caughtUp(t, a)
+	if err := a.node.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.node.Checkpointer.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	store, err := snapshot.OpenExisting(ctx, nc, "KEYLEDGER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := store.List(ctx)
+	if err != nil || len(list) == 0 {
+		t.Fatalf("snapshots %v, %v", list, err)
+	}
+	h, body, err := store.Load(ctx, list[0].Name, func(id string) ed25519.PublicKey {
+		if id == a.writer.ID() {
+			return a.writer.Public()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := resume.Decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := im.Revoked[b.writer.ID()]; !ok {
+		t.Fatalf("a's snapshot does not name b revoked: %v", im.Revoked)
+	}
+	im.Revoked = nil
+	im.Writers[b.writer.ID()] = b.writer.PublicText()
+	forged, err := im.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, h, forged, b.writer); err != nil { // the thief signs with the revoked key
+		t.Fatal(err)
+	}
+
+	b.up() // restarted with the revoked key still in place
+	if _, ok := b.node.Ledger.RevokedWriter(b.writer.ID()); !ok {
+		t.Errorf("the restarted instance does not know its key revoked (writers %v)", b.node.Ledger.Writers())
+	}
+	if err := b.node.Ready(ctx); err == nil {
+		t.Error("the revoked instance is ready")
+	}
+	_, err = b.kms.CreateKey(ctx, &kms.CreateKeyInput{})
+	wantCode(t, err, "ServiceUnavailableException")
 }

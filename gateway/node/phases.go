@@ -72,7 +72,7 @@ func (n *Node) openStores(ctx context.Context) error {
 // starts the tile flusher, which stores tiles as the replay completes them.
 func (n *Node) restoreState(ctx context.Context) error {
 	onTree := func(err error) { n.cfg.Logger.Error("merkle tree append failed", "error", err) }
-	r := restore(ctx, n.Ledger, n.snapStore, n.cfg, n.trees, onTree)
+	r := restore(ctx, n.Ledger, n.snapStore, n.cfg, n.trees, n.newest, onTree)
 	if r.resume == nil && n.Ledger.FirstIndex() > 0 {
 		// Key state lives in events; those before the base were removed.
 		return fmt.Errorf("node: refusing to start: the live ledger starts at event %d after a removed segment, "+

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -528,4 +529,42 @@ func TestRevokedInstanceTrustsNoSnapshotItsKeySigned(t *testing.T) {
 	}
 	_, err = b.kms.CreateKey(ctx, &kms.CreateKeyInput{})
 	wantCode(t, err, "ServiceUnavailableException")
+}
+
+// Finding: the scheduler lease is a KV entry, which a revoked instance
+// kept renewing: its scheduler could record nothing (every append 503),
+// and no other instance could take the scheduler over, so due deletions
+// and rotations stopped for the whole deployment while it ran. A revoked
+// instance now gives the lease up; the other deletes the key when due.
+func TestRevokedInstanceGivesUpTheScheduler(t *testing.T) {
+	port := freePort(t)
+	startNATS(t, t.TempDir(), port)
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+	gws := gateways(t, url, 2)
+	ctx := context.Background()
+	waitUntil(t, 10*time.Second, "an instance runs the scheduler", func() bool {
+		return gws[0].node.Scheduler.Holding() || gws[1].node.Scheduler.Holding()
+	})
+	holder, other := gws[0], gws[1]
+	if other.node.Scheduler.Holding() {
+		holder, other = other, holder
+	}
+	key := other.createKey("deleted while the revoked instance runs")
+	if _, err := other.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &key, PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	c := &writerclient.Client{Endpoint: other.endpoint, Region: testRegion,
+		Credentials: sigv4.Credentials{AccessKeyID: testCredentials["admin"][0], Secret: testCredentials["admin"][1]}}
+	if _, err := c.Revoke(ctx, holder.writer.ID(), "", "decommissioned"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the holder to fold its revocation", func() bool { return holder.node.Ready(ctx) != nil })
+	other.clock.Advance(8 * 24 * time.Hour)
+	waitUntil(t, 15*time.Second, "the other instance deletes the key", func() bool {
+		_, err := other.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &key})
+		return errCode(err) == "NotFoundException"
+	})
+	if holder.node.Scheduler.Holding() || !other.node.Scheduler.Holding() {
+		t.Fatalf("the revoked instance holds the scheduler: %v; the other: %v", holder.node.Scheduler.Holding(), other.node.Scheduler.Holding())
+	}
 }

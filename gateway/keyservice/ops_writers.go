@@ -96,6 +96,13 @@ func (s *Service) Writers(c Caller) (map[string]string, error) {
 	return s.writers.Writers(), nil
 }
 
+// mayWrite reports whether the ledger accepts what this instance signs:
+// false once its writer key is revoked, or while it is not registered.
+// Without writer keys (an unsigned ledger) it may.
+func (s *Service) mayWrite() bool {
+	return s.writers == nil || s.writerID == "" || s.writers.Registered(s.writerID)
+}
+
 // notRegistered reports whether err is the ledger refusing an append
 // because this instance's writer key is not registered.
 func notRegistered(err error) bool { return errors.Is(err, ledger.ErrNotRegistered) }

@@ -64,7 +64,7 @@ func auditFrom(ctx context.Context, src chain.Source, base segment.Base, cp *mer
 		}
 		// The base's writers are whom the fold trusts: a checkpoint that
 		// names the ledger's writers vouches for them.
-		if ws := cp.Writers(); ws != nil && !base.Empty() {
+		if ws := cp.Known(); ws != nil && !base.Empty() {
 			if err := checkBaseWriters(base, ws, "the signed checkpoint"); err != nil {
 				return chain.Report{}, err
 			}
@@ -83,7 +83,19 @@ func auditFrom(ctx context.Context, src chain.Source, base segment.Base, cp *mer
 	if err != nil || cp == nil {
 		return r, err
 	}
-	return r, checkpoint.CheckExtends(*cp, int64(r.Head.Count), acc.rootAt)
+	if err := checkpoint.CheckExtends(*cp, int64(r.Head.Count), acc.rootAt); err != nil {
+		return r, err
+	}
+	// The base's writers were taken on the checkpoint's word, revoked ones
+	// included (a base from before a revocation names them live): the fold
+	// must have revoked exactly those the checkpoint names revoked, before
+	// its size. Without a base the root covers the revocations themselves.
+	if !base.Empty() {
+		if err := chain.CheckNamedRevoked(cp.Revoked(), uint64(cp.Size), r.Revoked); err != nil {
+			return r, &BaseError{Reason: err.Error()}
+		}
+	}
+	return r, nil
 }
 
 // rootAccumulator computes the RFC 6962 root of the first want leaves as

@@ -117,6 +117,7 @@ func (l *Ledger) loadBase(ctx context.Context) error {
 	}
 	l.base, l.baseTree = rec.Base, rec.Tree
 	l.baseSigner = map[string]string{rec.Writer: rec.PublicKey}
+	l.baseEventSeq = rec.EventSeq
 	return nil
 }
 
@@ -342,4 +343,48 @@ func baseAccumulator(b segment.Base) (rootAccumulator, error) {
 		acc.stack = append(acc.stack, h)
 	}
 	return acc, nil
+}
+
+// CheckBaseRevoked is CheckBaseWriters against a fold that knows where
+// each writer was revoked (start-up's, resumed from this instance's own
+// snapshot): live are its writers (ID → base64 public key), revoked its
+// revocations. The base's signer and writers must be live, or revoked
+// only after they signed the removal and after the base; the base must
+// carry exactly the revocations before it. A revoked key cannot sign a
+// base that brings it back, nor one that drops or adds a revocation.
+func (l *Ledger) CheckBaseRevoked(live map[string]string, revoked map[string]chain.Revocation, anchor string) error {
+	if l.base.Empty() {
+		return nil
+	}
+	liveAt := func(id, pub string, seq uint64) bool {
+		if live[id] == pub {
+			return true
+		}
+		r, ok := revoked[id]
+		return ok && r.PublicKey == pub && r.Seq > seq
+	}
+	for id, pub := range l.baseSigner {
+		if !liveAt(id, pub, l.baseEventSeq) {
+			return &BaseError{Reason: fmt.Sprintf("it is signed by writer %s, which %s does not register, or revoked before the removal", id, anchor)}
+		}
+	}
+	b := l.base
+	for _, id := range slices.Sorted(maps.Keys(b.Writers)) {
+		if !liveAt(id, b.Writers[id], b.Seq) {
+			return &BaseError{Reason: fmt.Sprintf("it names writer %s, which %s does not register, or revoked before the base", id, anchor)}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(revoked)) {
+		r := revoked[id]
+		got, ok := b.Revoked[id]
+		if r.Seq <= b.Seq && (!ok || got.PublicKey != r.PublicKey || got.Seq != r.Seq) {
+			return &BaseError{Reason: fmt.Sprintf("it does not name writer %s as revoked, which %s revoked before the base", id, anchor)}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(b.Revoked)) {
+		if r, ok := revoked[id]; !ok || r.Seq > b.Seq {
+			return &BaseError{Reason: fmt.Sprintf("it names writer %s as revoked, which %s did not revoke before the base", id, anchor)}
+		}
+	}
+	return nil
 }

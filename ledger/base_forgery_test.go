@@ -241,3 +241,174 @@ func TestForgedRemovalByAnUnregisteredWriterIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// revokedLedger is rolledLedger where w registers a second writer and
+// revokes it again in the first segments; it returns the revoked key and
+// where the ledger revoked it.
+func revokedLedger(t *testing.T) (*nats.Conn, *writer.Key, *writer.Key, chain.Revocation, []event.Record) {
+	t.Helper()
+	srv, err := embedded.Start(embedded.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	w, v := writer.Generate(), writer.Generate()
+	l, head := openSigned(t, nc, w)
+	l.Start(head)
+	bodies := []event.Body{
+		&event.WriterRegistered{WriterID: w.ID(), PublicKey: w.PublicText(), RegisteredBy: w.ID()},
+		&event.WriterRegistered{WriterID: v.ID(), PublicKey: v.PublicText(), RegisteredBy: w.ID()},
+		&event.WriterRevoked{WriterID: v.ID(), RevokedBy: w.ID(), Reason: "key file stolen"},
+		&event.APICall{}, &event.APICall{}, &event.APICall{}, &event.APICall{},
+	}
+	var recs []event.Record
+	for _, body := range bodies {
+		r, err := l.Append(context.Background(), &event.Event{Time: time.Now(), Operation: "Test", Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	rv, ok := l.RevokedWriter(v.ID())
+	l.Close()
+	if !ok {
+		t.Fatal("the ledger did not revoke the second writer")
+	}
+	return nc, w, v, rv, recs
+}
+
+// Finding: a base may name writers the anchor (a signed checkpoint, or
+// the fold from the instance's own snapshot) knows as revoked, so that a
+// base from before a revocation still verifies. A thief holding a revoked
+// key and keyledger's NATS identity therefore signs a base of their own
+// that moves the revoked writer back among the live ones (the genuine
+// base carries it as revoked), names a SegmentRemoved the thief signed,
+// and every fold from the base (audit verify, the background verifier,
+// report --full) accepted the thief's later messages. Signing a
+// revocation of the key after them does not help the thief either.
+func TestForgedBaseReinstatingARevokedWriterIsRefused(t *testing.T) {
+	for _, selfRevoke := range []bool{false, true} {
+		t.Run(map[bool]string{false: "reinstated", true: "reinstated, then revoked again"}[selfRevoke], func(t *testing.T) {
+			nc, w, thief, rv, recs := revokedLedger(t)
+			ctx := context.Background()
+			base, tree := baseThrough(t, nc, recs, map[string]string{w.ID(): w.PublicText()})
+			if rv.Seq > base.Seq {
+				t.Fatalf("the revocation (stream sequence %d) is after the base (%d)", rv.Seq, base.Seq)
+			}
+			base = base.WithRevoked(map[string]chain.Revocation{thief.ID(): rv})
+			l, head := openSigned(t, nc, w)
+			l.Start(head)
+			removed, err := l.Append(ctx, &event.Event{Time: time.Now(), Operation: "Test",
+				Body: &event.SegmentRemoved{NextIndex: base.FirstIndex, LastHash: base.Prev, Through: base.Seq}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.StoreBase(ctx, base, tree, removed); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			recs = append(recs, removed)
+			full := &merkle.MemTree{}
+			for _, r := range recs {
+				full.Append(r.Raw)
+			}
+			root, err := full.Root(int64(len(recs)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp := merkle.Checkpoint{Origin: "test", Size: int64(len(recs)), Root: root,
+				Extensions: merkle.WriterLines(map[string]string{w.ID(): w.PublicText()}) + merkle.RevokedLines(map[string]string{thief.ID(): thief.PublicText()})}
+			genuine, err := Open(ctx, nc, Config{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := genuine.AuditAgainst(ctx, &cp, nil); err != nil || len(rep.Quarantined) != 0 || rep.Revoked[thief.ID()].Seq != rv.Seq {
+				t.Fatalf("the genuine base: %v, %d quarantined, revoked %v", err, len(rep.Quarantined), rep.Revoked)
+			}
+
+			forged := base.WithRevoked(nil)
+			forged.Writers = maps.Clone(base.Writers)
+			forged.Writers[thief.ID()] = thief.PublicText()
+			on := forgeOnOwnChain(t, nc, thief)
+			sr, after := on(&event.SegmentRemoved{NextIndex: base.FirstIndex, LastHash: base.Prev, Through: base.Seq})
+			putBase(t, nc, baseRecord{Base: forged, EventIndex: sr.Event.Index, EventSeq: sr.Seq, EventChain: sr.Event.Chain,
+				EventAfter: after, EventPos: base.FirstIndex + uint64(len(recs)), Tree: tree}, thief)
+			grant, _ := on(&event.GrantCreated{GrantID: "forged", GranteePrincipal: "arn:aws:iam::111122223333:user/mallory", Operations: []string{"Decrypt"}})
+			if selfRevoke {
+				on(&event.WriterRevoked{WriterID: thief.ID(), RevokedBy: thief.ID()})
+			}
+
+			r, err := Open(ctx, nc, Config{ReadOnly: true})
+			var be *BaseError
+			if errors.As(err, &be) {
+				t.Logf("Open refused: %v", err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := r.AuditAgainst(ctx, &cp, nil)
+			if errors.As(err, &be) {
+				t.Logf("audit refused: %v", err)
+			} else {
+				for _, q := range rep.Quarantined {
+					if q.Seq == grant.Seq {
+						t.Fatalf("audit quarantined the forgery (%v) but did not refuse the base: %v", q, err)
+					}
+				}
+				t.Fatalf("audit from a base reinstating the revoked writer: %v, %d quarantined, writers %v, revoked %v; the forged grant (stream sequence %d) accepted",
+					err, len(rep.Quarantined), rep.Writers, rep.Revoked, grant.Seq)
+			}
+			// Start-up's anchor, the fold from the instance's own
+			// snapshot, knows where the writer was revoked.
+			if err := r.CheckBaseRevoked(map[string]string{w.ID(): w.PublicText()}, map[string]chain.Revocation{thief.ID(): rv}, "the fold from this instance's snapshot"); !errors.As(err, &be) {
+				t.Fatalf("CheckBaseRevoked = %v, want a BaseError", err)
+			}
+			if err := genuine.CheckBaseRevoked(map[string]string{w.ID(): w.PublicText()}, map[string]chain.Revocation{thief.ID(): rv}, "the fold from this instance's snapshot"); err != nil {
+				t.Fatalf("CheckBaseRevoked refused the genuine base: %v", err)
+			}
+		})
+	}
+}
+
+// forgeOnOwnChain returns a function that publishes, as the holder of k
+// and keyledger's NATS identity, one event per message on k's data chain
+// in the segment written to, each linked and signed after the one before
+// (the chain starts empty); it returns the record and the stream sequence
+// the signature names.
+func forgeOnOwnChain(t *testing.T, nc *nats.Conn, k *writer.Key) func(event.Body) (event.Record, uint64) {
+	t.Helper()
+	ctx := context.Background()
+	l, err := Open(ctx, nc, Config{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := l.segs.list()
+	cur := segs[len(segs)-1]
+	name := chain.DataChain(k.ID())
+	js, _ := jetstream.New(nc)
+	var index, last uint64
+	var prev event.Hash
+	return func(body event.Body) (event.Record, uint64) {
+		t.Helper()
+		ev := &event.Event{Index: index, Prev: prev, Chain: name, Time: time.Now().UTC(), Operation: "Test", Body: body}
+		raw := ev.AppendEncoded(nil)
+		data := append(append([]byte(nil), raw...), '\n')
+		msg := &nats.Msg{Subject: chainSubject(cur, name), Data: data, Header: nats.Header{
+			writer.HeaderWriter:    {k.ID()},
+			writer.HeaderSignature: {base64.StdEncoding.EncodeToString(k.SignAt(name, last, data))},
+		}}
+		ack, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last))
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := last
+		index, prev, last = index+1, event.Of(raw), ack.Sequence
+		return event.Record{Seq: ack.Sequence, Event: ev, Raw: raw, Hash: event.Of(raw)}, after
+	}
+}

@@ -323,7 +323,12 @@ func (l *Ledger) mayWrite(first event.Record) error {
 	if w != nil && l.Registered(w.ID()) {
 		return nil // the usual case, first: Writers lists (and encodes) every writer
 	}
-	registered := len(l.Writers()) > 0
+	if w != nil {
+		if _, gone := l.RevokedWriter(w.ID()); gone {
+			return ErrRevoked
+		}
+	}
+	registered := len(l.Writers()) > 0 || len(l.Revoked()) > 0
 	if w == nil {
 		if registered {
 			return ErrNotRegistered

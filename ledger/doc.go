@@ -166,7 +166,10 @@
 // writer is stored, then the streams are deleted. The live ledger then
 // starts at that base; a base is accepted only with its SegmentRemoved
 // event, and its writers only when an anchor outside the bucket vouches
-// for them (CheckBaseWriters). Readers of the history do not handle the
+// for them (CheckBaseWriters; a writer revoked since the base was signed
+// is vouched for by the revoked writers the anchor names, and the base
+// carries those revoked before it, so a fold from it still refuses them,
+// package chain). Readers of the history do not handle the
 // base: FirstIndex says where the live history starts, and Folder, MemTree
 // and TiledTree give a fold and Merkle trees that already hold what the
 // removed prefix contributes; Replay, Messages and AuditAgainst start

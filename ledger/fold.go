@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 
 	"github.com/keyledger/keyledger/ledger/chain"
@@ -73,9 +74,30 @@ const reportedQuarantines = 5
 // noteFolded publishes the folder's position and writers to readers of
 // the history. With the follower running it is called under fmu.
 func (l *Ledger) noteFolded() {
-	if k := l.fold.Keys(); l.keys.Load() == nil || len(*l.keys.Load()) != len(k) {
+	// The folder replaces its maps on every change, never edits them: a
+	// new map is a change (a revocation and a registration in one batch
+	// keep the count).
+	if k := l.fold.Keys(); l.keys.Load() == nil || !sameMap(*l.keys.Load(), k) {
 		l.keys.Store(&k)
 	}
+	if r := l.fold.Revoked(); l.revoked.Load() == nil || !sameMap(*l.revoked.Load(), r) {
+		var was bool
+		if old := l.revoked.Load(); old != nil && l.cfg.Writer != nil {
+			_, was = (*old)[l.cfg.Writer.ID()]
+		}
+		l.revoked.Store(&r)
+		if w := l.cfg.Writer; w != nil && !was {
+			if rv, ok := r[w.ID()]; ok {
+				l.cfg.Logger.Error("ALARM: this instance's writer key was revoked: it appends nothing from now on and answers every request 503; give it a new writer key and register that",
+					"writer", w.ID(), "revoked_by", rv.By, "event", rv.Pos, "stream_sequence", rv.Seq)
+			}
+		}
+	}
+}
+
+// sameMap reports whether a and b are the same map (not equal ones).
+func sameMap[K comparable, V any](a, b map[K]V) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // authentic reports whether a message may be shown to readers of the
@@ -167,7 +189,34 @@ func (l *Ledger) Writers() map[string]string {
 	return out
 }
 
-// Registered reports whether the ledger has registered a writer.
+// KnownWriters returns every writer the ledger ever registered, revoked
+// ones included (ID → public key, base64): whom a base or a snapshot from
+// before a revocation may name.
+func (l *Ledger) KnownWriters() map[string]string {
+	out := l.Writers()
+	for id, r := range l.Revoked() {
+		out[id] = r.PublicKey
+	}
+	return out
+}
+
+// Revoked returns the writers the ledger has revoked, by ID; callers must
+// not change the map.
+func (l *Ledger) Revoked() map[string]chain.Revocation {
+	if r := l.revoked.Load(); r != nil {
+		return *r
+	}
+	return nil
+}
+
+// RevokedWriter reports whether the ledger has revoked a writer, and where.
+func (l *Ledger) RevokedWriter(id string) (chain.Revocation, bool) {
+	r, ok := l.Revoked()[id]
+	return r, ok
+}
+
+// Registered reports whether the ledger has registered a writer (and not
+// revoked it).
 func (l *Ledger) Registered(id string) bool {
 	k := l.keys.Load()
 	if k == nil {

@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -47,6 +48,9 @@ var ErrImportWriter = errors.New("ledger: import needs the key of the ledger's f
 // the chains several writers write are marked imported
 // (writer.HeaderImported): the restoring writer signs every writer's data
 // chain, and the records of the restored ledger name it as their writer.
+// A history that revokes that key cannot be imported with it
+// (ErrImportWriter): every message after the revocation would be
+// quarantined.
 func (l *Ledger) Import(ctx context.Context, events [][]byte) (chain.Head, error) {
 	i := 0
 	return l.ImportFrom(ctx, func() ([]byte, error) {
@@ -154,6 +158,16 @@ func (l *Ledger) importFrom(ctx context.Context, start chain.Head, heads map[str
 	firstIndex, n := uint64(0), 0
 	lastSeq := start.Seq // of the last message published
 	var removed, pendingRemoved *event.Record
+	// The writers the history registers and revokes, from the first
+	// signed message on: the signer must stay registered.
+	var keys map[string]ed25519.PublicKey
+	var revoked map[string]chain.Revocation
+	if base != nil {
+		if keys, err = base.WriterKeys(); err != nil {
+			return chain.Head{}, nil, err
+		}
+		revoked = base.Revoked
+	}
 	flush := func() error {
 		if n == 0 {
 			return nil
@@ -213,6 +227,15 @@ func (l *Ledger) importFrom(ctx context.Context, start chain.Head, heads map[str
 			}
 			signer = w
 		}
+		if signer != nil && mayBeWriterEvent(raw) {
+			if ev, err := event.Decode(raw); err == nil {
+				keys, revoked = chain.Register(keys, revoked, []event.Record{{Event: ev, Seq: lastSeq + 1, Writer: signer.ID()}})
+				if _, gone := revoked[signer.ID()]; gone {
+					return head, nil, fmt.Errorf("%w: event %d revokes the key it is restored with (%s); every message after it would be quarantined",
+						ErrImportWriter, links.Count(), signer.ID())
+				}
+			}
+		}
 		h, err := links.Link(lastSeq+1, raw)
 		if err != nil {
 			return head, nil, err
@@ -235,6 +258,16 @@ func (l *Ledger) importFrom(ctx context.Context, start chain.Head, heads map[str
 		return head, nil, err
 	}
 	return head, removed, nil
+}
+
+// mayBeWriterEvent is a cheap test before decoding: false only for an
+// event that is neither a WriterRegistered nor a WriterRevoked. The fold
+// decodes as encoding/json does (any letter case in names, escapes in
+// strings, the last of repeated names), so whoever holds a registered
+// key may spell a type name other than the canonical encoding does: its
+// value holds "Writer" as it is, or an escape.
+func mayBeWriterEvent(raw []byte) bool {
+	return bytes.Contains(raw, []byte("Writer")) || bytes.Contains(raw, []byte(`\u`))
 }
 
 // registersWriter reports whether raw is a WriterRegistered event.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,5 +144,94 @@ func TestImportSignsWithTheFirstWriter(t *testing.T) {
 	if len(rep.Quarantined) != 0 || rep.Head.Count != uint64(len(events)) || rep.Writers[w.ID()] == "" {
 		t.Fatalf("imported signed ledger: %d quarantined (%v), %d of %d events, writers %v",
 			len(rep.Quarantined), rep.Quarantined, rep.Head.Count, len(events), rep.Writers)
+	}
+}
+
+// TestImportRevokedWriter: a history that revokes a second writer imports
+// with the first writer's key and verifies; one that revokes the key it
+// is imported with is refused (ErrImportWriter), since every message after
+// the revocation would be quarantined.
+func TestImportRevokedWriter(t *testing.T) {
+	ctx := context.Background()
+	first, second := writer.Generate(), writer.Generate()
+	srv := startServer(t, t.TempDir())
+	nc, err := srv.Connect("revoked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	history := func(stream string, revoke *writer.Key) [][]byte {
+		t.Helper()
+		src, err := ledger.Open(ctx, nc, ledger.Config{Stream: stream, Subject: stream + ".events", Writer: first})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		h, err := src.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.Start(h)
+		for _, b := range []event.Body{
+			&event.WriterRegistered{WriterID: first.ID(), PublicKey: first.PublicText(), RegisteredBy: first.ID()},
+			&event.WriterRegistered{WriterID: second.ID(), PublicKey: second.PublicText(), RegisteredBy: first.ID()},
+			&event.WriterRevoked{WriterID: revoke.ID(), RevokedBy: first.ID()},
+		} {
+			if _, err := src.Append(ctx, &event.Event{Time: time.Now(), Operation: "RegisterWriter", Body: b}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if revoke == second {
+			if _, err := src.Append(ctx, newEvent("Encrypt")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var events [][]byte
+		if _, err := src.Replay(ctx, chain.Head{}, func(r event.Record) error {
+			events = append(events, bytes.Clone(r.Raw))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return events
+	}
+	dst, err := ledger.Open(ctx, nc, ledger.Config{Stream: "DST1", Subject: "dst1.events", Writer: first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.Import(ctx, history("SRC1", second)); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := chain.Audit(ctx, dst); err != nil || len(rep.Quarantined) != 0 || len(rep.Revoked) != 1 || rep.Writers[first.ID()] == "" {
+		t.Fatalf("imported: %+v %v", rep, err)
+	}
+	dst.Close()
+	dst, err = ledger.Open(ctx, nc, ledger.Config{Stream: "DST2", Subject: "dst2.events", Writer: first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if _, err := dst.Import(ctx, history("SRC2", first)); !errors.Is(err, ledger.ErrImportWriter) || !strings.Contains(err.Error(), "revokes the key") {
+		t.Fatalf("importing a history that revokes the importing key: %v", err)
+	}
+	// The fold decodes JSON as encoding/json does, so an event another
+	// registered writer (or a thief holding its key) encoded its own way
+	// revokes as well as the canonical one: the import must see it too.
+	for _, spelled := range []string{`"type":"\u0057riterRevoked.v1"`, `"TYPE":"WriterRevoked.v1"`} {
+		events := history("SRC3"+strconv.Itoa(len(spelled)), first)
+		last := &events[len(events)-1]
+		*last = bytes.Replace(*last, []byte(`"type":"WriterRevoked.v1"`), []byte(spelled), 1)
+		if ev, err := event.Decode(*last); err != nil || ev.Body.Type() != event.TypeWriterRevoked {
+			t.Fatalf("%s: %v", *last, err)
+		}
+		dst, err := ledger.Open(ctx, nc, ledger.Config{Stream: "DST3" + strconv.Itoa(len(spelled)), Subject: "dst3" + strconv.Itoa(len(spelled)) + ".events", Writer: first})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dst.Close()
+		if _, err := dst.Import(ctx, events); !errors.Is(err, ledger.ErrImportWriter) {
+			rep, _ := chain.Audit(ctx, dst)
+			t.Fatalf("importing a history that revokes the importing key in %s: %v; the restored ledger revokes %v", spelled, err, rep.Revoked)
+		}
 	}
 }

@@ -37,6 +37,9 @@ var (
 	// ErrNotRegistered means this instance's writer key is not registered
 	// in the ledger, so nothing it signs would be accepted.
 	ErrNotRegistered = errors.New("ledger: this instance's writer key is not registered in the ledger")
+	// ErrRevoked means this instance's writer key was revoked: nothing it
+	// signs will ever be accepted again. It is an ErrNotRegistered.
+	ErrRevoked = fmt.Errorf("%w: it was revoked", ErrNotRegistered)
 	// ErrStorage means the store under the stream refused the write (a
 	// full disk, a failed write, JetStream out of resources); the error
 	// names the cause. The event was not stored.
@@ -148,7 +151,8 @@ type Ledger struct {
 	// baseTree is the tiled Merkle tree's frontier at the base.
 	baseTree merkle.Frontier
 	// baseSigner is the writer that signed the stored base (ID → public key).
-	baseSigner map[string]string
+	baseSigner   map[string]string
+	baseEventSeq uint64 // the stream sequence of its SegmentRemoved event
 
 	queue    chan *pending
 	stop     chan struct{} // closed by Close
@@ -172,6 +176,7 @@ type Ledger struct {
 	quarantined atomic.Uint64
 	started     atomic.Bool
 	keys        atomic.Pointer[map[string]ed25519.PublicKey]
+	revoked     atomic.Pointer[map[string]chain.Revocation]
 	qmu         sync.Mutex
 	qseqs       map[uint64]string // stream sequences quarantined → their chain
 	qfirst      []string          // the first few quarantines, for reports
@@ -362,7 +367,8 @@ type Resume struct {
 	// ledger from before chains, whose only chain ends at Head.
 	Chains      map[string]chain.ChainHead
 	Writers     map[string]ed25519.PublicKey
-	Quarantined []uint64 // stream sequences, all at or before Head.Seq
+	Revoked     map[string]chain.Revocation // nil in snapshots from before revocation
+	Quarantined []uint64                    // stream sequences, all at or before Head.Seq
 	// QuarantinedChains names the chain of each quarantined message (if
 	// known): a chain's next message is signed after it.
 	QuarantinedChains map[uint64]string
@@ -371,7 +377,9 @@ type Resume struct {
 // folder is the fold r continues.
 func (r Resume) folder() *chain.Folder {
 	if r.Chains == nil {
-		return chain.ResumeFolder(r.Head, r.Writers)
+		st := chain.ResumeFolder(r.Head, r.Writers).State()
+		st.Revoked = r.Revoked
+		return chain.ResumeFolderAt(st)
 	}
 	chains := make(map[string]chain.ChainHead, len(r.Chains))
 	for name, c := range r.Chains {
@@ -383,7 +391,7 @@ func (r Resume) folder() *chain.Folder {
 			chains[name] = c
 		}
 	}
-	return chain.ResumeFolderAt(chain.State{Head: r.Head, Chains: chains, Writers: r.Writers})
+	return chain.ResumeFolderAt(chain.State{Head: r.Head, Chains: chains, Writers: r.Writers, Revoked: r.Revoked})
 }
 
 // ReplayFrom is Replay continued from a snapshot: it folds the messages

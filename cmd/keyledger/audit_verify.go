@@ -153,10 +153,11 @@ func checkpointNote(res verify.Result, vkey string) string {
 // that folding refused (forged, replayed, garbage, or changed on disk).
 const exitQuarantined = 3
 
-// printAudit reports a verified ledger: its head and writers, and every
-// quarantined message.
+// printAudit reports a verified ledger: its head, writers and revoked
+// writers, and every quarantined message.
 func printAudit(stdout io.Writer, r chain.Report, took time.Duration) int {
 	head := r.Head
+	printRevoked(stdout, r.Revoked)
 	if n := len(r.Quarantined); n > 0 {
 		fmt.Fprintf(stdout, "FAILED: %d message(s) quarantined: not applied by keyledger; the chain continues from the last valid event\n", n)
 		for i, q := range r.Quarantined {
@@ -178,11 +179,21 @@ func printAudit(stdout io.Writer, r chain.Report, took time.Duration) int {
 	rate := float64(head.Count) / took.Seconds()
 	fmt.Fprintf(stdout, "OK: %d events verified in %s (%.0f events/s)\nhead: %s (index %d, stream sequence %d)\n",
 		head.Count, took.Round(time.Millisecond), rate, head.Hash, head.Index, head.Seq)
-	for id, pub := range r.Writers {
-		fmt.Fprintf(stdout, "writer: %s (public key %s)\n", id, pub)
+	for _, id := range slices.Sorted(maps.Keys(r.Writers)) {
+		fmt.Fprintf(stdout, "writer: %s (public key %s)\n", id, r.Writers[id])
 	}
 	printChains(stdout, r.Chains)
 	return 0
+}
+
+// printRevoked names every revoked writer, who revoked it and where: its
+// messages after that event are quarantined, those before are history.
+func printRevoked(stdout io.Writer, revoked map[string]chain.Revocation) {
+	for _, id := range slices.Sorted(maps.Keys(revoked)) {
+		r := revoked[id]
+		fmt.Fprintf(stdout, "revoked writer: %s (public key %s) by writer %s at event %d (chain %q index %d, stream sequence %d)\n",
+			id, r.PublicKey, r.By, r.Pos, r.Chain, r.Index, r.Seq)
+	}
 }
 
 // printChains says what each chain holds: who wrote what (a writer's data
@@ -239,6 +250,9 @@ func verifyOffline(dir, pubkeyFile string, stdout, stderr io.Writer) int {
 		sort.Strings(ids)
 		writers = fmt.Sprintf("writer signatures: %d messages signed by registered writers (%s); the checkpoint names %d\n",
 			wr.Messages, strings.Join(ids, ", "), len(res.Checkpoint.Writers()))
+		var b strings.Builder
+		printRevoked(&b, wr.Revoked)
+		writers += b.String()
 	}
 	extra := ""
 	if n := res.Uncovered(); n > 0 {

@@ -8,8 +8,8 @@
 // trusted writer signed and that still matches the ledger, and folds the
 // events after it, at a cost that follows the distance from the snapshot;
 // without one it folds from the first event. Trusted are the data
-// directory's own writer key and the writers the newest signed checkpoint
-// names. A ledger that starts after removed segments is answered only when
+// directory's own writer key (unless the newest signed checkpoint names it
+// revoked) and the writers that checkpoint names. A ledger that starts after removed segments is answered only when
 // such a checkpoint vouches for the writers of its base (the base lives in
 // a bucket whoever holds keyledger's NATS identity can write).
 //
@@ -36,7 +36,6 @@ package history
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"time"
@@ -63,19 +62,23 @@ type Source struct {
 	// Log gets a warning for every snapshot skipped; nil discards them.
 	Log *slog.Logger
 
-	named map[string]ed25519.PublicKey // the checkpoint's writers, read once
+	named   map[string]ed25519.PublicKey // the checkpoint's writers, read once
+	known   map[string]string            // and those with the revoked ones
+	revoked map[string]string            // the revoked ones alone
 }
 
 // checkpointWriters are the writers the newest checkpoint that verifies
-// with the Verifier names, read once. Writers are only ever registered,
-// never dropped, so the newest checkpoint names every writer an older one
-// does: reading it alone keeps this cost flat however many checkpoints
-// the ledger holds (one a second under load).
+// with the Verifier names, read once (and, in s.known, with the revoked
+// writers it names). A writer is only ever registered, or revoked and
+// then named as revoked, so the newest checkpoint knows every writer an
+// older one does: reading it alone keeps this cost flat however many
+// checkpoints the ledger holds (one a second under load). A revoked
+// writer signs no snapshot this trusts.
 func (s *Source) checkpointWriters(ctx context.Context) map[string]ed25519.PublicKey {
 	if s.named != nil {
 		return s.named
 	}
-	s.named = map[string]ed25519.PublicKey{}
+	s.named, s.known = map[string]ed25519.PublicKey{}, map[string]string{}
 	if s.Verifier == "" || s.Checkpoints == nil {
 		return s.named
 	}
@@ -90,6 +93,7 @@ func (s *Source) checkpointWriters(ctx context.Context) map[string]ed25519.Publi
 			s.named[id] = pub
 		}
 	}
+	s.known, s.revoked = cp.Known(), cp.Revoked()
 	return s.named
 }
 
@@ -106,22 +110,28 @@ func (s *Source) CheckBase(ctx context.Context) error {
 		return fmt.Errorf("the ledger starts at event %d after removed segments, and no signed checkpoint verifying with %s names its writers to vouch for that base",
 			l.FirstIndex(), s.VerifierFile)
 	}
-	trusted := make(map[string]string, len(named))
-	for id, pub := range named {
-		trusted[id] = base64.StdEncoding.EncodeToString(pub)
-	}
-	return l.CheckBaseWriters(trusted, "the newest signed checkpoint")
+	// A base from before a revocation names the revoked writer.
+	return l.CheckBaseWriters(s.known, "the newest signed checkpoint")
 }
 
 // trusted is who may sign snapshots, and whether anyone may: the own
-// writer key, else the checkpoint's writers (read only when needed).
+// writer key, else the checkpoint's writers (read only when needed). The
+// own key is not trusted once the checkpoint names it revoked: a revoked
+// key may be a thief's as well.
 func (s *Source) trusted(ctx context.Context) (func(id string) ed25519.PublicKey, bool) {
-	if s.Own == nil && len(s.checkpointWriters(ctx)) == 0 {
+	own := s.Own
+	if own != nil {
+		s.checkpointWriters(ctx)
+		if _, gone := s.revoked[own.ID()]; gone {
+			own = nil
+		}
+	}
+	if own == nil && len(s.checkpointWriters(ctx)) == 0 {
 		return nil, false
 	}
 	return func(id string) ed25519.PublicKey {
-		if s.Own != nil && s.Own.ID() == id {
-			return s.Own.Public()
+		if own != nil && own.ID() == id {
+			return own.Public()
 		}
 		return s.checkpointWriters(ctx)[id]
 	}, true

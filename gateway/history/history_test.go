@@ -312,3 +312,62 @@ func removeFirstSegments(t *testing.T, d *deployment) {
 		t.Fatal("nothing was removed")
 	}
 }
+
+// Finding: the data directory's own writer key was trusted to sign
+// snapshots even once the ledger had revoked it, though a revoked key is
+// the thief's as much as the instance's: with the key and keyledger's
+// NATS identity, a snapshot of any key state they like was what
+// `keyledger keys describe` and `report compliance` answered from on the
+// revoked instance's data directory.
+func TestRevokedOwnKeySignsNoTrustedSnapshot(t *testing.T) {
+	d := newDeployment(t, ledger.Config{})
+	ctx := context.Background()
+	successor := writer.Generate()
+	l := d.open()
+	head, err := l.Replay(ctx, chain.Head{}, func(event.Record) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Start(head)
+	for i, body := range []event.Body{
+		&event.WriterRegistered{WriterID: successor.ID(), PublicKey: successor.PublicText(), RegisteredBy: d.w.ID()},
+		&event.WriterRevoked{WriterID: d.w.ID(), RevokedBy: d.w.ID(), Reason: "data directory copied"},
+	} {
+		r, err := l.Append(ctx, &event.Event{Time: at(len(d.recs) + i), Operation: "RegisterWriter", Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.recs = append(d.recs, r)
+	}
+	if _, ok := l.RevokedWriter(d.w.ID()); !ok {
+		t.Fatal("the ledger did not revoke the key")
+	}
+	l.Close()
+	tree := &merkle.MemTree{}
+	for _, r := range d.recs {
+		tree.Append(r.Raw)
+	}
+	cp := merkle.Checkpoint{Origin: "history-test", Size: tree.Size(), Extensions: merkle.WriterLines(map[string]string{successor.ID(): successor.PublicText()}) +
+		merkle.RevokedLines(map[string]string{d.w.ID(): d.w.PublicText()})}
+	cp.Root, _ = tree.Root(tree.Size())
+	signed, err := merkle.Sign(cp, d.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cps.Put(ctx, signed); err != nil {
+		t.Fatal(err)
+	}
+	d.snapshot(len(d.recs)-1, d.w) // signed with the revoked key, after its revocation
+	got, err := history.Describe(ctx, d.source(func(s *history.Source) { s.Own = d.w }), "k1", "us-east-1", at(len(d.recs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SnapshotIndex != nil {
+		t.Fatalf("answered from a snapshot the revoked own key signed (event %d)", *got.SnapshotIndex)
+	}
+	// Signed by the successor, the same snapshot is trusted.
+	d.snapshot(len(d.recs)-1, successor)
+	if got, err := history.Describe(ctx, d.source(func(s *history.Source) { s.Own = d.w }), "k1", "us-east-1", at(len(d.recs))); err != nil || got.SnapshotIndex == nil {
+		t.Fatalf("a snapshot the live writer signed: %+v, %v", got.SnapshotIndex, err)
+	}
+}

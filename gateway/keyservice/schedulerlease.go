@@ -94,6 +94,13 @@ func (sc *Scheduler) Run(ctx context.Context, every time.Duration) {
 func (sc *Scheduler) Step(ctx context.Context) error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	if !sc.svc.mayWrite() {
+		// The lease is a KV entry, not a ledger write: held by an instance
+		// that can record nothing (its key revoked, or not registered),
+		// it would stop every due deletion and rotation of the deployment.
+		sc.releaseLocked()
+		return nil
+	}
 	if !sc.hold(ctx) {
 		return nil
 	}
@@ -186,6 +193,10 @@ func (sc *Scheduler) record(ctx context.Context) error {
 func (sc *Scheduler) release() {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	sc.releaseLocked()
+}
+
+func (sc *Scheduler) releaseLocked() {
 	if sc.held == nil {
 		return
 	}

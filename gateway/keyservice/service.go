@@ -11,6 +11,7 @@ import (
 	"github.com/keyledger/keyledger/crypto/asymmetric"
 	"github.com/keyledger/keyledger/crypto/secret"
 	"github.com/keyledger/keyledger/ledger"
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/event"
 	"github.com/keyledger/keyledger/projections/keystate"
 )
@@ -69,6 +70,7 @@ type Config struct {
 type WriterRegistry interface {
 	Registered(id string) bool
 	Writers() map[string]string
+	Revoked() map[string]chain.Revocation
 }
 
 // RootKey wraps and unwraps key material (a rootkey.Key, or a
@@ -195,6 +197,9 @@ func (s *Service) recordRec(ctx context.Context, ev *event.Event) (event.Record,
 		}
 	} else {
 		rec, err = s.ledger.Append(ctx, ev)
+	}
+	if revoked(err) {
+		return rec, errRevoked
 	}
 	if notRegistered(err) {
 		return rec, errNotRegistered

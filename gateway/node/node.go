@@ -299,13 +299,16 @@ func (n *Node) Live() (*keystate.State, *compliance.Aggregates) { return n.State
 func (n *Node) Integrity() *compliance.Integrity { return n.verifier.Integrity() }
 
 // ImageAt is the newest snapshot of the projections whose events all
-// happened at or before t, signed by this instance's writer key and still
-// matching the ledger; nil when there is none (time travel then folds from
+// happened at or before t, signed by this instance's writer key (not
+// revoked) and still matching the ledger; nil when there is none (time travel then folds from
 // the first event).
 func (n *Node) ImageAt(ctx context.Context, t time.Time) (*resume.Image, error) {
 	own := n.cfg.Ledger.Writer
 	if n.snapStore == nil || own == nil {
 		return nil, nil
+	}
+	if _, gone := n.Ledger.RevokedWriter(own.ID()); gone {
+		return nil, nil // a revoked key may be a thief's: fold from the first event
 	}
 	return ImageAt(ctx, n.Ledger, n.snapStore, t, func(id string) ed25519.PublicKey {
 		if id == own.ID() {

@@ -72,7 +72,7 @@ func (n *Node) openStores(ctx context.Context) error {
 // starts the tile flusher, which stores tiles as the replay completes them.
 func (n *Node) restoreState(ctx context.Context) error {
 	onTree := func(err error) { n.cfg.Logger.Error("merkle tree append failed", "error", err) }
-	r := restore(ctx, n.Ledger, n.snapStore, n.cfg, n.trees, onTree)
+	r := restore(ctx, n.Ledger, n.snapStore, n.cfg, n.trees, n.newest, onTree)
 	if r.resume == nil && n.Ledger.FirstIndex() > 0 {
 		// Key state lives in events; those before the base were removed.
 		return fmt.Errorf("node: refusing to start: the live ledger starts at event %d after a removed segment, "+
@@ -116,7 +116,9 @@ func (n *Node) replayLedger(ctx context.Context) error {
 	// After removed segments every fold from the base (the background
 	// verifier, audit) trusts the writers it names; the fold from this
 	// instance's own snapshot vouches for them, not the base bucket.
-	if err := n.Ledger.CheckBaseWriters(n.Ledger.Writers(), "the fold from this instance's snapshot"); err != nil {
+	// It also knows where each writer was revoked: a base may name a
+	// writer revoked after it, never one revoked before.
+	if err := n.Ledger.CheckBaseRevoked(n.Ledger.Writers(), n.Ledger.Revoked(), "the fold from this instance's snapshot"); err != nil {
 		return fmt.Errorf("node: refusing to start: %w", err)
 	}
 	n.head = head
@@ -198,7 +200,7 @@ func (n *Node) buildService(ctx context.Context) error {
 	seedapi.Register(n.http, svc, n.cfg.SeedDev)
 	writerapi.Register(n.http, svc)
 	n.Checkpointer = checkpoint.NewCheckpointer(checkpoint.Config{Tree: n.tree, Store: n.checkpoints,
-		Signer: n.cfg.CheckpointSigner, Verifier: n.cfg.CheckpointVerifier, Origin: n.cfg.CheckpointOrigin, Writers: n.Ledger.Writers})
+		Signer: n.cfg.CheckpointSigner, Verifier: n.cfg.CheckpointVerifier, Origin: n.cfg.CheckpointOrigin, Writers: n.Ledger.Writers, Revoked: n.Ledger.Revoked})
 	n.audit = auditapi.Register(n.http, auditapi.Config{Service: svc, Checkpoints: n.Checkpointer, Chain: n.Ledger,
 		History: n.Ledger, Hub: n.hub, Clock: n.cfg.Clock, Region: n.cfg.Region, Reports: n, Past: n})
 	console.Register(n.http, console.Options{Region: n.cfg.Region}) // at /console/, a client of the APIs above

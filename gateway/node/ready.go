@@ -20,7 +20,8 @@ var ErrNotReady = errors.New("not ready")
 // leader answers in touch with a quorum of its replicas, every stored
 // event has been folded into the projections, the background verifier
 // found every message readable and every live key material readable in a
-// stored copy, and the data directory's disk has room. The reason is for
+// stored copy, the data directory's disk has room, and this instance's
+// writer key is registered and not revoked. The reason is for
 // the log only; /readyz reveals none of it.
 func (n *Node) Ready(ctx context.Context) error {
 	if p := n.currentPhase(); p != phaseServing {
@@ -37,6 +38,13 @@ func (n *Node) Ready(ctx context.Context) error {
 	}
 	if !n.Ledger.Writing() {
 		return fmt.Errorf("%w: the ledger writer has stopped", ErrNotReady)
+	}
+	if w := n.cfg.Ledger.Writer; w != nil {
+		if r, ok := n.Ledger.RevokedWriter(w.ID()); ok {
+			return fmt.Errorf("%w: this instance's writer key %s was revoked by writer %s (event %d, stream sequence %d): "+
+				"it can never write again; give it a new key (move <data-dir>/writer.key away, restart, register the new key)",
+				ErrNotReady, w.ID(), r.By, r.Pos, r.Seq)
+		}
 	}
 	if w := n.cfg.Ledger.Writer; w != nil && !n.Ledger.Registered(w.ID()) {
 		return fmt.Errorf("%w: this instance's writer key %s is not registered: keyledger writer register --url <a registered instance> --pubkey %s",

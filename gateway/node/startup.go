@@ -128,13 +128,23 @@ type restored struct {
 // snapshot (corrupt, truncated, foreign, untrusted, no longer the ledger's
 // event, a Merkle root that does not match) skips it with a log line: an
 // older one is tried, and with none left the ledger is replayed whole.
-func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg Config, tr trees, onTree func(error)) restored {
+// Only this instance's writer key is trusted to have signed a snapshot,
+// and not once the newest signed checkpoint names it revoked: a revoked
+// key may be a thief's as well, whose snapshot could put it back among the
+// writers. The fold from the first event then finds the revocation.
+func restore(ctx context.Context, l *ledger.Ledger, store *snapshot.Store, cfg Config, tr trees, newest *merkle.Checkpoint, onTree func(error)) restored {
 	fresh := func() restored {
 		tree := tr.fresh()
 		return restored{proj: resume.New(tree, onTree), tree: tree}
 	}
 	if store == nil || cfg.Ledger.Writer == nil {
 		return fresh()
+	}
+	if newest != nil {
+		if _, gone := newest.Revoked()[cfg.Ledger.Writer.ID()]; gone {
+			cfg.Logger.Warn("the newest signed checkpoint names this instance's writer key revoked: no snapshot it signed is trusted; replaying the whole ledger")
+			return fresh()
+		}
 	}
 	list, err := store.List(ctx)
 	if err != nil {
@@ -167,7 +177,7 @@ func ResumeAt(im *resume.Image) (ledger.Resume, error) {
 	if err != nil {
 		return ledger.Resume{}, err
 	}
-	return ledger.Resume{Head: im.Head, Chains: im.Chains, Writers: w, Quarantined: im.Quarantined,
+	return ledger.Resume{Head: im.Head, Chains: im.Chains, Writers: w, Revoked: im.Revoked, Quarantined: im.Quarantined,
 		QuarantinedChains: im.QuarantinedChains}, nil
 }
 

@@ -25,6 +25,12 @@ func registerWriter(ctx context.Context, l *ledger.Ledger, cfg Config) (bool, er
 	if w == nil {
 		return false, errors.New("node: a writer key is required")
 	}
+	if r, ok := l.RevokedWriter(w.ID()); ok {
+		cfg.Logger.Error("this instance's writer key was revoked: it records and serves nothing, ever. "+
+			"Move its writer key away, restart it (it generates a new one) and register the new key through a registered instance",
+			"writer", w.ID(), "revoked_by", r.By, "event", r.Pos)
+		return false, nil
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		if l.Registered(w.ID()) {
 			return true, nil

@@ -1,14 +1,18 @@
 // Package writerapi serves the endpoints that register instances' writer
 // keys, beside the KMS API and SigV4-signed like it:
 //
-//	POST /writers  {"publicKey": "<base64 Ed25519>"}  keyledger:RegisterWriter
-//	GET  /writers  the registered writers            keyledger:RegisterWriter
+//	POST /writers         {"publicKey": "<base64 Ed25519>"}  keyledger:RegisterWriter
+//	POST /writers/revoke  {"writerId": "<id>"} or            keyledger:RevokeWriter
+//	                      {"publicKey": "<key>"}, "reason"
+//	GET  /writers         the registered and revoked writers keyledger:RegisterWriter
 //
 // A second (or later) instance of a deployment starts with its own writer
 // key and records nothing until an operator registers that key through an
 // instance that is registered already (`keyledger writer register`); the
-// registration is a WriterRegistered event that instance signs. Handlers
-// hold no state of their own.
+// registration is a WriterRegistered event that instance signs. A
+// revocation is a WriterRevoked event another registered instance signs;
+// from then on the revoked instance serves nothing. Handlers hold no state
+// of their own.
 package writerapi
 
 import (
@@ -35,11 +39,22 @@ func Register(srv *awsjson.Server, svc *keyservice.Service) {
 		}
 		return c.JSON(r)
 	})
-	srv.Get("/writers", func(c *fiber.Ctx, caller keyservice.Caller) error {
-		w, err := svc.Writers(caller)
+	srv.Post("/writers/revoke", func(c *fiber.Ctx, caller keyservice.Caller) error {
+		var in keyservice.RevokeWriterInput
+		if err := json.Unmarshal(c.Request().Body(), &in); err != nil || in.WriterID == "" && in.PublicKey == "" {
+			return &keyservice.Error{Code: keyservice.CodeValidation, Message: `The body must be {"writerId": "<writer ID>"} or {"publicKey": "<base64 Ed25519 public key>"}, with an optional "reason".`}
+		}
+		r, err := svc.RevokeWriter(c.UserContext(), caller, in)
 		if err != nil {
 			return err
 		}
-		return c.JSON(map[string]any{"writers": w})
+		return c.JSON(r)
+	})
+	srv.Get("/writers", func(c *fiber.Ctx, caller keyservice.Caller) error {
+		w, err := svc.ListWriters(caller)
+		if err != nil {
+			return err
+		}
+		return c.JSON(w)
 	})
 }

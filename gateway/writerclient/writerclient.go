@@ -1,7 +1,7 @@
 // Package writerclient is the client side of package writerapi: a
 // SigV4-signed request that registers an instance's writer public key
-// through a registered instance, and one that lists the registered
-// writers. A Client is safe for concurrent use; it never logs or returns
+// through a registered instance, one that revokes a writer, and one that
+// lists the registered and revoked writers. A Client is safe for concurrent use; it never logs or returns
 // the secret it signs with.
 package writerclient
 
@@ -43,7 +43,48 @@ func (c *Client) Register(ctx context.Context, publicKey string) (Registration, 
 	return r, c.do(ctx, http.MethodPost, "/writers", body, &r)
 }
 
-// Writers lists the registered writers: ID → public key.
+// Revocation is what revoking a writer answered.
+type Revocation struct {
+	WriterID  string `json:"writerId"`
+	RevokedBy string `json:"revokedBy"`
+	Already   bool   `json:"already"`
+}
+
+// Revoke revokes a registered writer, named by its ID or (if id is empty)
+// its public key, for the operator's reason (optional).
+func (c *Client) Revoke(ctx context.Context, id, publicKey, reason string) (Revocation, error) {
+	body, _ := json.Marshal(struct {
+		WriterID  string `json:"writerId,omitempty"`
+		PublicKey string `json:"publicKey,omitempty"`
+		Reason    string `json:"reason,omitempty"`
+	}{id, publicKey, reason})
+	var r Revocation
+	return r, c.do(ctx, http.MethodPost, "/writers/revoke", body, &r)
+}
+
+// Revoked is a revoked writer: its key, the writer that revoked it, and
+// where the revocation is in the ledger.
+type Revoked struct {
+	PublicKey string `json:"publicKey"`
+	By        string `json:"by"`
+	Seq       uint64 `json:"seq"`
+	Chain     string `json:"chain"`
+	Index     uint64 `json:"index"`
+	Pos       uint64 `json:"pos"`
+}
+
+// List lists the registered writers (ID → public key) and the revoked
+// ones.
+func (c *Client) List(ctx context.Context) (writers map[string]string, revoked map[string]Revoked, err error) {
+	var out struct {
+		Writers map[string]string  `json:"writers"`
+		Revoked map[string]Revoked `json:"revoked"`
+	}
+	err = c.do(ctx, http.MethodGet, "/writers", nil, &out)
+	return out.Writers, out.Revoked, err
+}
+
+// Writers lists the registered (not revoked) writers: ID → public key.
 func (c *Client) Writers(ctx context.Context) (map[string]string, error) {
 	var out struct {
 		Writers map[string]string `json:"writers"`

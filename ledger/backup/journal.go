@@ -143,7 +143,7 @@ func (b *Backup) applyJournal(dir string) error {
 	if err != nil {
 		return refuseJ("%s: %v", segment.BaseFile, err)
 	}
-	if err := checkBaseWriters(base, jcp.Writers()); err != nil {
+	if err := checkBaseWriters(base, jcp.Known()); err != nil {
 		return refuseJ("%s: %v", segment.BaseFile, err)
 	}
 	in := &signedEvents{events: events, sigs: sigs, folder: folder}
@@ -210,7 +210,7 @@ func (b *Backup) applyJournal(dir string) error {
 	if root, err := acc.rootAt(cut); err != nil || root != b.Checkpoint.Root {
 		return refuseJ("its first %d events are not the backup's (another ledger, or a changed one)", cut)
 	}
-	if err := offline.CheckNamedWriters(jcp.Writers(), in.folder.Writers()); err != nil {
+	if err := offline.CheckNamedWriters(jcp.Known(), in.folder.Known()); err != nil {
 		return refuseJ("%v", err)
 	}
 	info.atWitness, info.atWitnessOK = witnessRoot(acc, b.witness)

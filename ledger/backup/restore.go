@@ -273,7 +273,7 @@ func (b *Backup) checkEvents(fold Fold) error {
 		return err
 	}
 	if sigs != nil {
-		if err := offline.CheckNamedWriters(b.Checkpoint.Writers(), sigs.folder.Writers()); err != nil {
+		if err := offline.CheckNamedWriters(b.Checkpoint.Known(), sigs.folder.Known()); err != nil {
 			return refuse("ledger: %v", err)
 		}
 	}
@@ -311,8 +311,8 @@ func (b *Backup) startFold(files map[string][]byte, opt Options) (Fold, error) {
 	if err := checkBaseTree(rec); err != nil {
 		return nil, refuse("%s: %v", BaseFile, err)
 	}
-	named := b.Checkpoint.Writers()
-	if err := checkBaseWriters(rec.Base, named); err != nil {
+	named := b.Checkpoint.Writers() // a revoked writer's snapshot is not trusted
+	if err := checkBaseWriters(rec.Base, b.Checkpoint.Known()); err != nil {
 		return nil, refuse("%s: %v", BaseFile, err)
 	}
 	raw, ok := files[SnapshotFile]

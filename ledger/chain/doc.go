@@ -52,6 +52,31 @@
 // A message that breaks a rule is quarantined whole: never applied, always
 // reported, and its chain continues from its last valid event.
 //
+// # Revoked writers
+//
+// A WriterRevoked event in an accepted message revokes its writer from the
+// next message on: every later message that writer signs is quarantined
+// (ErrRevokedWriter), on any chain, while its messages before stay valid
+// history. A WriterRegistered naming a revoked writer registers nothing: a
+// revoked key never comes back, the operator registers a new one. The
+// fold never revokes the last writer (the event then changes nothing), so
+// a ledger that had a writer always has one, and the first-writer
+// bootstrap and unsigned legacy messages stay closed for good.
+//
+// Revocation is recorded with the same authority as registration: any
+// registered writer may sign either. A thief holding a writer key (and a
+// NATS credential) can therefore revoke honest writers, down to its own
+// key alone, as it could register keys of its own; what it cannot do is
+// hide it: every revocation is a signed event audit verify names. The
+// operator's answer is to revoke the stolen key through an honest
+// instance, or, if the thief revoked them all, to restore from a backup
+// (package backup) taken before and rotate every key.
+//
+// The revoked set is part of the fold's State, kept in snapshots and in
+// the base a removed segment leaves (package segment): a fold resumed
+// from either refuses what a fold from the first message refuses. A State
+// saved before revocation existed has none, which is what it held.
+//
 // Globally: the accepted events in stream order are the ledger. An
 // event's position (event.Record.Pos) is its place in that order, counted
 // from the ledger's first event; it is the leaf index of the ledger's one

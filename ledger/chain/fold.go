@@ -31,6 +31,7 @@ type Message struct {
 var (
 	ErrUnsigned      = errors.New("the message is not signed by a writer")
 	ErrUnknownWriter = errors.New("the message is signed by a writer the ledger has not registered")
+	ErrRevokedWriter = errors.New("writer revoked: the message is signed by a writer the ledger had revoked before it")
 	ErrBadSignature  = errors.New("the writer's signature does not verify (forged, changed, or stored out of place)")
 	ErrNotItsChain   = errors.New("the message is on another writer's data chain")
 	ErrUnknownChain  = errors.New("the message is on a subject that is no chain")
@@ -81,12 +82,28 @@ func (c ChainHead) head(name string) Head {
 
 // State is where a fold stands, enough to continue it (ResumeFolderAt):
 // the last valid event in stream order (Head, whose Count is the number of
-// events so far: the next event's position), every chain's head, and the
-// writers registered by then.
+// events so far: the next event's position), every chain's head, the
+// writers registered and not revoked by then, and those revoked.
 type State struct {
 	Head    Head
 	Chains  map[string]ChainHead
 	Writers map[string]ed25519.PublicKey
+	// Revoked is every revoked writer (nil in states saved before
+	// revocation existed: none was revoked).
+	Revoked map[string]Revocation
+}
+
+// Revocation is where a writer was revoked: by the WriterRevoked event at
+// position Pos (stream sequence Seq, chain Chain, index Index), in a
+// message writer By signed. The writer's messages after Seq are
+// quarantined (ErrRevokedWriter).
+type Revocation struct {
+	PublicKey string `json:"publicKey"` // base64, as it was registered
+	By        string `json:"by"`
+	Seq       uint64 `json:"seq"`
+	Chain     string `json:"chain,omitempty"`
+	Index     uint64 `json:"index"`
+	Pos       uint64 `json:"pos"`
 }
 
 // Folder authenticates and links ledger messages one at a time, in stream
@@ -108,7 +125,11 @@ type State struct {
 //   - every event must link to the last valid event of its chain and name
 //     that chain;
 //   - a WriterRegistered event in an accepted message registers its writer
-//     for the following messages.
+//     for the following messages, unless that writer was revoked;
+//   - a WriterRevoked event in an accepted message revokes its writer for
+//     the following messages (ErrRevokedWriter), unless it names no
+//     registered writer or the last one: a ledger always keeps a writer, and
+//     once any was registered nobody registers themselves again.
 //
 // A message that breaks a rule is quarantined whole. A Folder is not safe
 // for concurrent use.
@@ -116,12 +137,13 @@ type Folder struct {
 	head    Head
 	chains  map[string]*ChainHead
 	writers map[string]ed25519.PublicKey
+	revoked map[string]Revocation // copied on change, like writers
 	through uint64
 }
 
 // NewFolder starts folding a ledger from its first message.
 func NewFolder() *Folder {
-	return &Folder{chains: map[string]*ChainHead{}, writers: map[string]ed25519.PublicKey{}}
+	return &Folder{chains: map[string]*ChainHead{}, writers: map[string]ed25519.PublicKey{}, revoked: map[string]Revocation{}}
 }
 
 // Head is the last valid event in stream order; its Count is the number of
@@ -148,26 +170,42 @@ func (f *Folder) Chains() map[string]ChainHead {
 
 // State is where the fold stands (see State); the maps are copies.
 func (f *Folder) State() State {
-	return State{Head: f.head, Chains: f.Chains(), Writers: maps.Clone(f.writers)}
+	return State{Head: f.head, Chains: f.Chains(), Writers: maps.Clone(f.writers), Revoked: maps.Clone(f.revoked)}
 }
 
 // Through is the stream sequence of the last message folded, valid or
 // quarantined: where the next message will be stored.
 func (f *Folder) Through() uint64 { return max(f.through, f.head.Seq) }
 
-// Registered reports whether a writer is registered.
+// Registered reports whether a writer is registered (and not revoked).
 func (f *Folder) Registered(id string) bool { _, ok := f.writers[id]; return ok }
 
-// Keys returns the registered writers' public keys by ID. The map is never
+// Revoked returns the revoked writers by ID. Like Keys, the map is never
+// modified after it is returned; callers must not change it.
+func (f *Folder) Revoked() map[string]Revocation { return f.revoked }
+
+// Keys returns the registered (not revoked) writers' public keys by ID. The map is never
 // modified after it is returned (registration copies it), so it may be read
 // concurrently; callers must not change it.
 func (f *Folder) Keys() map[string]ed25519.PublicKey { return f.writers }
 
-// Writers returns the registered writers' IDs and public keys (base64).
+// Writers returns the registered (not revoked) writers' IDs and public
+// keys (base64): what a checkpoint lists.
 func (f *Folder) Writers() map[string]string {
 	out := make(map[string]string, len(f.writers))
 	for id, pub := range f.writers {
 		out[id] = base64.StdEncoding.EncodeToString(pub)
+	}
+	return out
+}
+
+// Known returns every writer the ledger ever registered, revoked ones
+// included (ID → base64 public key): what a checkpoint or base signed
+// before a revocation may name.
+func (f *Folder) Known() map[string]string {
+	out := f.Writers()
+	for id, r := range f.revoked {
+		out[id] = r.PublicKey
 	}
 	return out
 }
@@ -272,7 +310,7 @@ func (f *Folder) fold(m Message, evs []*event.Event) ([]event.Record, error) {
 	last := cs.Last
 	*cs = ChainHead{Seq: lh.Seq, Index: lh.Index, Hash: lh.Hash, Count: lh.Count, Last: last}
 	f.head = Head{Seq: m.Seq, Index: lh.Index, Hash: lh.Hash, Count: f.head.Count + uint64(len(recs)), Chain: m.Chain}
-	f.register(recs)
+	f.apply(recs)
 	return recs, nil
 }
 
@@ -282,14 +320,20 @@ func (f *Folder) fold(m Message, evs []*event.Event) ([]event.Record, error) {
 // sign.
 func (f *Folder) authenticate(m Message, prevSeq uint64, first []byte, own bool) error {
 	legacy := m.Chain == Legacy
-	if legacy && m.Writer == "" && m.Signature == "" && len(f.writers) == 0 {
+	// A ledger that ever had a writer has one still (apply keeps the
+	// last), but a revoked set alone is proof enough that it had one.
+	none := len(f.writers) == 0 && len(f.revoked) == 0
+	if legacy && m.Writer == "" && m.Signature == "" && none {
 		return nil // a ledger from before writers signed
 	}
 	if m.Writer == "" || m.Signature == "" {
 		return ErrUnsigned
 	}
+	if _, ok := f.revoked[m.Writer]; ok {
+		return ErrRevokedWriter
+	}
 	pub, ok := f.writers[m.Writer]
-	if !ok && len(f.writers) == 0 {
+	if !ok && none {
 		pub, ok = selfRegistration(m.Writer, first)
 	}
 	if !ok {
@@ -344,22 +388,60 @@ func (f *Folder) Advance(seq uint64, recs []event.Record) {
 	}
 	f.head = Head{Seq: seq, Index: last.Event.Index, Hash: last.Hash, Count: f.head.Count + uint64(len(recs))}
 	f.through = max(f.through, seq)
-	f.register(recs)
+	f.apply(recs)
 }
 
-// register adds the writers that recs register.
-func (f *Folder) register(recs []event.Record) {
+// apply registers and revokes the writers recs register and revoke, in
+// order. Both maps are replaced, never changed in place (Keys, Revoked).
+func (f *Folder) apply(recs []event.Record) {
 	for _, r := range recs {
-		wr, ok := r.Event.Body.(*event.WriterRegistered)
-		if !ok {
-			continue
-		}
-		if pub, err := writer.ParsePublic(wr.PublicKey); err == nil && writer.ID(pub) == wr.WriterID {
-			if _, dup := f.writers[wr.WriterID]; !dup {
-				f.writers = cloneWith(f.writers, wr.WriterID, pub)
-			}
+		switch b := r.Event.Body.(type) {
+		case *event.WriterRegistered:
+			f.registerWriter(b)
+		case *event.WriterRevoked:
+			f.revokeWriter(r, b)
 		}
 	}
+}
+
+// registerWriter adds wr's writer, unless it is registered already or was
+// revoked: a revoked key never signs again (the operator registers a new
+// one).
+func (f *Folder) registerWriter(wr *event.WriterRegistered) {
+	if _, dup := f.writers[wr.WriterID]; dup {
+		return
+	}
+	if _, gone := f.revoked[wr.WriterID]; gone {
+		return
+	}
+	if pub, err := writer.ParsePublic(wr.PublicKey); err == nil && writer.ID(pub) == wr.WriterID {
+		f.writers = cloneWith(f.writers, wr.WriterID, pub)
+	}
+}
+
+// revokeWriter removes wr's writer, recorded by r, unless it is not
+// registered or is the last one left. The floor is the fold's, not only
+// the API's: two instances revoking each other on different partitions, a
+// restore, or a forger holding one key must never leave a ledger nobody
+// may sign, or one whose next message may register itself.
+func (f *Folder) revokeWriter(r event.Record, wr *event.WriterRevoked) {
+	pub, ok := f.writers[wr.WriterID]
+	if !ok || len(f.writers) < 2 {
+		return
+	}
+	by := r.Writer
+	if by == "" {
+		by = wr.RevokedBy
+	}
+	writers := maps.Clone(f.writers)
+	delete(writers, wr.WriterID)
+	revoked := maps.Clone(f.revoked)
+	if revoked == nil {
+		revoked = map[string]Revocation{}
+	}
+	revoked[wr.WriterID] = Revocation{PublicKey: base64.StdEncoding.EncodeToString(pub), By: by,
+		Seq: r.Seq, Chain: r.Event.Chain, Index: r.Event.Index, Pos: r.Pos}
+	f.writers, f.revoked = writers, revoked
 }
 
 func cloneWith(m map[string]ed25519.PublicKey, id string, pub ed25519.PublicKey) map[string]ed25519.PublicKey {
@@ -378,10 +460,11 @@ type Source interface {
 
 // Report is what Audit found.
 type Report struct {
-	Head        Head                 // the last valid event in stream order; Count: events on every chain
-	Chains      map[string]ChainHead // every chain's head, by name
-	Writers     map[string]string    // registered writers: ID → public key (base64)
-	Quarantined []*Quarantine        // every refused message, in stream order
+	Head        Head                  // the last valid event in stream order; Count: events on every chain
+	Chains      map[string]ChainHead  // every chain's head, by name
+	Writers     map[string]string     // registered, not revoked writers: ID → public key (base64)
+	Revoked     map[string]Revocation // revoked writers, by ID
+	Quarantined []*Quarantine         // every refused message, in stream order
 }
 
 // Audit folds a whole ledger as every reader does and reports its head,
@@ -417,7 +500,7 @@ func AuditFoldFrom(ctx context.Context, src Source, f *Folder, fn func(event.Rec
 		}
 		return nil
 	})
-	return Report{Head: f.Head(), Chains: f.Chains(), Writers: f.Writers(), Quarantined: qs}, err
+	return Report{Head: f.Head(), Chains: f.Chains(), Writers: f.Writers(), Revoked: maps.Clone(f.revoked), Quarantined: qs}, err
 }
 
 // Verify walks a whole ledger and returns its head. If any message was

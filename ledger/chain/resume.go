@@ -28,9 +28,13 @@ func ResumeFolder(head Head, writers map[string]ed25519.PublicKey) *Folder {
 // the first message would. Every chain's Last must be at or before
 // st.Head.Seq.
 func ResumeFolderAt(st State) *Folder {
-	f := &Folder{head: st.Head, chains: map[string]*ChainHead{}, writers: maps.Clone(st.Writers), through: st.Head.Seq}
+	f := &Folder{head: st.Head, chains: map[string]*ChainHead{}, writers: maps.Clone(st.Writers),
+		revoked: maps.Clone(st.Revoked), through: st.Head.Seq}
 	if f.writers == nil {
 		f.writers = map[string]ed25519.PublicKey{}
+	}
+	if f.revoked == nil {
+		f.revoked = map[string]Revocation{} // a state saved before revocation existed
 	}
 	for name, c := range st.Chains {
 		c := c
@@ -39,11 +43,12 @@ func ResumeFolderAt(st State) *Folder {
 	return f
 }
 
-// Register returns writers with the writers recs register added (writers
-// itself is not modified): the rule a Folder applies, for folds that track
+// Register returns writers with the writers recs register added and those
+// they revoke removed, and revoked with those they revoke added (neither
+// map is modified): the rule a Folder applies, for folds that track
 // writers beside it (snapshots).
-func Register(writers map[string]ed25519.PublicKey, recs []event.Record) map[string]ed25519.PublicKey {
-	f := Folder{writers: writers}
-	f.register(recs)
-	return f.writers
+func Register(writers map[string]ed25519.PublicKey, revoked map[string]Revocation, recs []event.Record) (map[string]ed25519.PublicKey, map[string]Revocation) {
+	f := Folder{writers: writers, revoked: revoked}
+	f.apply(recs)
+	return f.writers, f.revoked
 }

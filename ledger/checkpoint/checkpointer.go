@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/keyledger/keyledger/ledger/chain"
 	"github.com/keyledger/keyledger/ledger/merkle"
 )
 
@@ -25,6 +26,12 @@ type Config struct {
 	// Writers, when set, returns the registered ledger writers (ID →
 	// base64 public key), which each checkpoint then names.
 	Writers func() map[string]string
+	// Revoked, when set, returns the revoked writers and where the ledger
+	// revoked them. A checkpoint of n events names those revoked before
+	// event n apart from the writers, and those revoked since (the tree
+	// lags the fold) among them: what the ledger held after n events, which
+	// a fold from a base is checked against (chain.CheckNamedRevoked).
+	Revoked func() map[string]chain.Revocation
 }
 
 // Checkpointer signs checkpoints of the ledger's Merkle tree and stores
@@ -107,7 +114,11 @@ func (c *Checkpointer) checkpoint(ctx context.Context, keep bool) ([]byte, error
 	}
 	cp := merkle.Checkpoint{Origin: c.cfg.Origin, Size: size, Root: root}
 	if c.cfg.Writers != nil {
-		cp.Extensions = merkle.WriterLines(c.cfg.Writers())
+		writers, revoked := c.cfg.Writers(), map[string]string{}
+		if c.cfg.Revoked != nil {
+			writers, revoked = chain.RevokedBefore(writers, c.cfg.Revoked(), uint64(size))
+		}
+		cp.Extensions = merkle.WriterLines(writers) + merkle.RevokedLines(revoked)
 	}
 	signed, err := merkle.Sign(cp, c.cfg.Signer)
 	if err != nil {

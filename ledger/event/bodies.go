@@ -28,6 +28,7 @@ const (
 	TypeGrantRetired          = "GrantRetired.v1"
 	TypePrincipalsConfigured  = "PrincipalsConfigured.v1"
 	TypeWriterRegistered      = "WriterRegistered.v1"
+	TypeWriterRevoked         = "WriterRevoked.v1"
 	TypeFence                 = "Fence.v1"
 )
 
@@ -81,6 +82,8 @@ func newBody(typ string) Body {
 		return &PrincipalsConfigured{}
 	case TypeWriterRegistered:
 		return &WriterRegistered{}
+	case TypeWriterRevoked:
+		return &WriterRevoked{}
 	case TypeFence:
 		return &Fence{}
 	case TypeRootUnsealed:
@@ -468,6 +471,29 @@ func (b *WriterRegistered) encode(w *writer) {
 	w.str("writerId", b.WriterID)
 	w.str("publicKey", b.PublicKey)
 	w.str("registeredBy", b.RegisteredBy)
+}
+
+// WriterRevoked records that a registered writer's key may sign nothing
+// from the next message on (package chain): its messages before stay
+// valid history, later ones are quarantined, and a WriterRegistered naming
+// it again registers nothing (a revoked key never comes back). RevokedBy
+// is the writer that recorded the revocation (the message's signer);
+// Reason is the operator's optional text (at most MaxRevokeReason bytes
+// of printable UTF-8, no secret).
+type WriterRevoked struct {
+	WriterID  string `json:"writerId"`
+	RevokedBy string `json:"revokedBy"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// MaxRevokeReason bounds WriterRevoked.Reason, in bytes.
+const MaxRevokeReason = 256
+
+func (*WriterRevoked) Type() string { return TypeWriterRevoked }
+func (b *WriterRevoked) encode(w *writer) {
+	w.str("writerId", b.WriterID)
+	w.str("revokedBy", b.RevokedBy)
+	w.str("reason", b.Reason)
 }
 
 // Fence is the part of a key-state change that lands on a control chain

@@ -88,6 +88,9 @@ func goldenEvents() []*Event {
 			SourceEventID: "2f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", Deleted: true}, nil},
 		{"UpdatePrimaryRegion", &PrimaryRegionUpdated{PrimaryRegion: "eu-west-1"}, nil},
 		{"RegisterPeerRegion", &PeerRegionRegistered{Region: "eu-west-1", PublicKey: "cHVibGlj", WriterID: "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}, nil},
+		{"RevokeWriter", &WriterRevoked{WriterID: "1f1e2d3c4b5a69788796a5b4c3d2e1f0", RevokedBy: "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+			Reason: "host \"kms-2\" decommissioned é"}, nil},
+		{"RevokeWriter", &WriterRevoked{WriterID: "2f1e2d3c4b5a69788796a5b4c3d2e1f0", RevokedBy: "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}, nil},
 	}
 	var out []*Event
 	prev := Hash{}

@@ -19,9 +19,12 @@ import (
 // (C2SP tlog-checkpoint): "<origin>\n<size>\n<base64 root>\n", then
 // extension lines, plus the note's signature lines. keyledger's extension
 // names each registered ledger writer,
-// "keyledger-writer <id> <base64 Ed25519 public key>\n" (sorted by id).
-// C2SP readers ignore extension lines; ours read the writers and ignore
-// any other extension.
+// "keyledger-writer <id> <base64 Ed25519 public key>\n" (sorted by id),
+// then each revoked one, "keyledger-revoked-writer <id> <key>\n": a
+// revoked writer signs nothing any more, but bases, snapshots and older
+// checkpoints signed before its revocation still name it. C2SP readers
+// ignore extension lines; ours read the writers and ignore any other
+// extension (so older builds read only the writers).
 type Checkpoint struct {
 	Origin string
 	Size   int64
@@ -31,12 +34,22 @@ type Checkpoint struct {
 	Extensions string
 }
 
-// writerExtension starts the extension line naming a ledger writer.
-const writerExtension = "keyledger-writer "
+// writerExtension starts the extension line naming a ledger writer,
+// revokedExtension one naming a revoked writer.
+const (
+	writerExtension  = "keyledger-writer "
+	revokedExtension = "keyledger-revoked-writer "
+)
 
 // WriterLines are the extension lines naming writers (ID → base64 public
 // key), sorted by ID.
-func WriterLines(writers map[string]string) string {
+func WriterLines(writers map[string]string) string { return extensionLines(writerExtension, writers) }
+
+// RevokedLines are the extension lines naming revoked writers (ID →
+// base64 public key), sorted by ID.
+func RevokedLines(revoked map[string]string) string { return extensionLines(revokedExtension, revoked) }
+
+func extensionLines(prefix string, writers map[string]string) string {
 	ids := make([]string, 0, len(writers))
 	for id := range writers {
 		ids = append(ids, id)
@@ -44,17 +57,36 @@ func WriterLines(writers map[string]string) string {
 	sort.Strings(ids)
 	var b strings.Builder
 	for _, id := range ids {
-		fmt.Fprintf(&b, "%s%s %s\n", writerExtension, id, writers[id])
+		fmt.Fprintf(&b, "%s%s %s\n", prefix, id, writers[id])
 	}
 	return b.String()
 }
 
 // Writers returns the ledger writers the checkpoint names (ID → base64
+// public key); nil when it names none. Revoked writers are not among them.
+func (c Checkpoint) Writers() map[string]string { return c.named(writerExtension) }
+
+// Revoked returns the revoked writers the checkpoint names (ID → base64
 // public key); nil when it names none.
-func (c Checkpoint) Writers() map[string]string {
+func (c Checkpoint) Revoked() map[string]string { return c.named(revokedExtension) }
+
+// Known returns every writer the checkpoint names, registered or revoked:
+// those a base or checkpoint from before a revocation may name.
+func (c Checkpoint) Known() map[string]string {
+	out := c.Writers()
+	for id, pub := range c.Revoked() {
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[id] = pub
+	}
+	return out
+}
+
+func (c Checkpoint) named(prefix string) map[string]string {
 	var out map[string]string
 	for _, ext := range strings.Split(c.Extensions, "\n") {
-		w, ok := strings.CutPrefix(ext, writerExtension)
+		w, ok := strings.CutPrefix(ext, prefix)
 		if !ok {
 			continue
 		}

@@ -285,3 +285,15 @@ func TestMemTreeFromFrontier(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpointNamesRevokedWriters: revoked writers are named apart, never
+// among Writers (what an older build reads), and Known is both.
+func TestCheckpointNamesRevokedWriters(t *testing.T) {
+	cp := Checkpoint{Origin: "o", Size: 1, Extensions: WriterLines(map[string]string{"aa": "YQ=="}) + RevokedLines(map[string]string{"bb": "Yg=="})}
+	if want := "keyledger-writer aa YQ==\nkeyledger-revoked-writer bb Yg==\n"; cp.Extensions != want {
+		t.Fatalf("extensions %q, want %q", cp.Extensions, want)
+	}
+	if w, r, k := cp.Writers(), cp.Revoked(), cp.Known(); len(w) != 1 || w["aa"] != "YQ==" || len(r) != 1 || r["bb"] != "Yg==" || len(k) != 2 {
+		t.Fatalf("writers %v, revoked %v, known %v", w, r, k)
+	}
+}

@@ -59,7 +59,7 @@ func VerifyDir(dir, vkey string) (DirResult, error) {
 	}
 	wr, err := VerifyWriters(events, sigs)
 	if err == nil {
-		err = CheckNamedWriters(res.Checkpoint.Writers(), wr.Writers)
+		err = CheckNamedWriters(res.Checkpoint.Known(), wr.Known)
 	}
 	if err != nil {
 		return DirResult{}, &WriterError{Err: err}

@@ -47,6 +47,9 @@ func Signature(m chain.Message, recs []event.Record, k int) MessageSignature {
 type WriterResult struct {
 	Messages int               // messages whose signatures verified
 	Writers  map[string]string // writers the exported ledger registers: ID → public key (base64)
+	// Revoked are the writers it revoked, Known those and Writers.
+	Revoked map[string]chain.Revocation
+	Known   map[string]string
 }
 
 // VerifyWriters re-folds the exported events as the ledger's messages,
@@ -99,7 +102,7 @@ func VerifyWritersFrom(f *chain.Folder, events, signatures []byte) (WriterResult
 	if next != len(lines) {
 		return WriterResult{}, fmt.Errorf("%d of %d events are not covered by a writer signature in %s", len(lines)-next, len(lines), SignaturesFile)
 	}
-	return WriterResult{Messages: n, Writers: f.Writers()}, nil
+	return WriterResult{Messages: n, Writers: f.Writers(), Revoked: f.State().Revoked, Known: f.Known()}, nil
 }
 
 // CheckNamedWriters reports an error unless every writer a checkpoint names

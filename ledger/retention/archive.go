@@ -98,6 +98,7 @@ type archived struct {
 	events, sigs int // bytes of EventsFile and SignaturesFile
 	end          chain.Head
 	writers      map[string]string
+	revoked      map[string]chain.Revocation
 	last         time.Time
 	chains       map[string]chain.ChainHead // every chain's head at the cut
 }
@@ -172,6 +173,7 @@ func Archive(ctx context.Context, req ArchiveRequest) (ArchiveResult, error) {
 			line, _ := json.Marshal(offline.Signature(m, recs, len(recs)))
 			sigs.Write(append(line, '\n'))
 			cut.events, cut.sigs, cut.end, cut.writers, cut.chains = events.Len(), sigs.Len(), f.Head(), f.Writers(), f.Chains()
+			cut.revoked = f.Revoked() // never changed in place (WithRevoked copies it)
 			if segEnds[m.Seq] {
 				atEnd = cut
 			}
@@ -212,6 +214,7 @@ func Archive(ctx context.Context, req ArchiveRequest) (ArchiveResult, error) {
 	if err != nil {
 		return ArchiveResult{}, err
 	}
+	next = next.WithRevoked(cut.revoked)
 	proof, err := tree.Consistency(n, cp.Size)
 	if err != nil {
 		return ArchiveResult{}, err

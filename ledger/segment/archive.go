@@ -174,6 +174,7 @@ func VerifySpan(base Base, events, signatures []byte) (Span, error) {
 	if s.Next, err = At(tree, base.FirstIndex+uint64(len(lines)), end.Hash, wr.Writers, seq, chains); err != nil {
 		return Span{}, err
 	}
+	s.Next = s.Next.WithRevoked(wr.Revoked)
 	if len(lines) == 0 {
 		s.Next = base
 	}

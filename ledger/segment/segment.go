@@ -54,6 +54,22 @@ type Base struct {
 	// Chains is every chain's head at the base (package chain); absent for
 	// a ledger that had only the legacy chain then, which ends at Prev.
 	Chains map[string]chain.ChainHead `json:"chains,omitempty"`
+	// Revoked is every writer revoked before the base (absent when none
+	// was): a fold from the base keeps refusing their messages and their
+	// re-registration. Writers never names them.
+	Revoked map[string]chain.Revocation `json:"revoked,omitempty"`
+}
+
+// WithRevoked is b naming the writers revoked by then (none: no member,
+// as in bases from before revocation): a fold from the base keeps refusing
+// their messages and their re-registration. Every writer of a base is
+// recorded this way, so the archive's and the verifier's bases compare.
+func (b Base) WithRevoked(revoked map[string]chain.Revocation) Base {
+	b.Revoked = nil
+	if len(revoked) > 0 {
+		b.Revoked = maps.Clone(revoked)
+	}
+	return b
 }
 
 // Empty reports whether the base is the ledger's very beginning.
@@ -62,7 +78,8 @@ func (b Base) Empty() bool { return b.FirstIndex == 0 }
 // Equal reports whether two bases name the same place with the same state.
 func (b Base) Equal(o Base) bool {
 	return b.FirstIndex == o.FirstIndex && b.Prev == o.Prev && b.Seq == o.Seq &&
-		fmt.Sprint(b.Frontier) == fmt.Sprint(o.Frontier) && maps.Equal(b.Writers, o.Writers) && maps.Equal(b.Chains, o.Chains)
+		fmt.Sprint(b.Frontier) == fmt.Sprint(o.Frontier) && maps.Equal(b.Writers, o.Writers) && maps.Equal(b.Chains, o.Chains) &&
+		maps.Equal(b.Revoked, o.Revoked)
 }
 
 // Head is the chain position before the base's first event.
@@ -155,10 +172,12 @@ func (b Base) Folder() (*chain.Folder, error) {
 		return chain.NewFolder(), nil
 	}
 	if b.Chains == nil {
-		return chain.ResumeFolder(head, keys), nil
+		st := chain.ResumeFolder(head, keys).State()
+		st.Revoked = b.Revoked
+		return chain.ResumeFolderAt(st), nil
 	}
 	head.Seq = b.Seq
-	return chain.ResumeFolderAt(chain.State{Head: head, Chains: b.Chains, Writers: keys}), nil
+	return chain.ResumeFolderAt(chain.State{Head: head, Chains: b.Chains, Writers: keys, Revoked: b.Revoked}), nil
 }
 
 // At is the base after the first n leaves of tree, whose last event has

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -54,11 +55,14 @@ type Image struct {
 	Head chain.Head `json:"head"` // the last event folded; Count: events on every chain
 	// Chains is every chain's head (absent in snapshots taken before
 	// chains existed, when the legacy chain ended at Head).
-	Chains      map[string]chain.ChainHead `json:"chains,omitempty"`
-	Time        time.Time                  `json:"time"`    // the last event's time
-	Latest      time.Time                  `json:"latest"`  // the latest time of any event folded in (time travel)
-	Writers     map[string]string          `json:"writers"` // registered by then: ID → public key (base64)
-	Quarantined []uint64                   `json:"quarantined,omitempty"`
+	Chains  map[string]chain.ChainHead `json:"chains,omitempty"`
+	Time    time.Time                  `json:"time"`    // the last event's time
+	Latest  time.Time                  `json:"latest"`  // the latest time of any event folded in (time travel)
+	Writers map[string]string          `json:"writers"` // registered and not revoked by then: ID → public key (base64)
+	// Revoked is every writer revoked by then (absent in snapshots taken
+	// before revocation existed: none was).
+	Revoked     map[string]chain.Revocation `json:"revoked,omitempty"`
+	Quarantined []uint64                    `json:"quarantined,omitempty"`
 	// QuarantinedChains is the chain of each quarantined message.
 	QuarantinedChains map[uint64]string             `json:"quarantinedChains,omitempty"`
 	FeedNext          uint64                        `json:"feedNext"` // the position the audit feed announces next
@@ -126,6 +130,7 @@ type Projections struct {
 	time    time.Time
 	latest  time.Time
 	writers map[string]ed25519.PublicKey
+	revoked map[string]chain.Revocation
 	onTree  func(error)
 }
 
@@ -151,7 +156,7 @@ func Restore(im *Image, tree Tree, onTreeError func(error)) (*Projections, error
 		}
 	}
 	return &Projections{State: keystate.Restore(im.Keys), Agg: compliance.RestoreAggregates(im.Compliance), Tree: tree,
-		head: im.Head, chains: chains, time: im.Time, latest: im.Latest, writers: w, onTree: onTreeError}, nil
+		head: im.Head, chains: chains, time: im.Time, latest: im.Latest, writers: w, revoked: maps.Clone(im.Revoked), onTree: onTreeError}, nil
 }
 
 // Apply folds committed records (in order) into every projection.
@@ -175,7 +180,7 @@ func (p *Projections) Apply(recs []event.Record) {
 	last := recs[len(recs)-1]
 	p.head = chain.Head{Seq: last.Seq, Index: last.Event.Index, Hash: last.Hash, Count: p.head.Count + uint64(len(recs)), Chain: last.Event.Chain}
 	p.time = last.Event.Time
-	p.writers = chain.Register(p.writers, recs)
+	p.writers, p.revoked = chain.Register(p.writers, p.revoked, recs)
 }
 
 // Head is the last event folded.
@@ -202,6 +207,9 @@ func (p *Projections) Capture(quarantined func(seq uint64) map[uint64]string) (*
 	}
 	for id, pub := range p.writers {
 		im.Writers[id] = base64.StdEncoding.EncodeToString(pub)
+	}
+	if len(p.revoked) > 0 {
+		im.Revoked = maps.Clone(p.revoked)
 	}
 	size := p.Tree.Size()
 	root, err := p.Tree.Root(size)

@@ -25,8 +25,9 @@ type storedCheckpoint struct {
 	size    int64
 	root    tlog.Hash
 	writers map[string]string
-	sigOK   bool // its signature verifies under the verifier key
-	checked bool // compared with the salvaged prefix
+	revoked map[string]string // writers it names as revoked
+	sigOK   bool              // its signature verifies under the verifier key
+	checked bool              // compared with the salvaged prefix
 }
 
 // readCheckpoints reads the blocks of both checkpoint streams — the kept
@@ -61,7 +62,7 @@ func readCheckpoints(storeDir, stream, vkey string, rep *Report) ([]storedCheckp
 						rep.Checkpoints.BadSig++
 						continue
 					}
-					cp.size, cp.root, cp.writers, cp.sigOK = c.Size, c.Root, c.Writers(), true
+					cp.size, cp.root, cp.writers, cp.revoked, cp.sigOK = c.Size, c.Root, c.Writers(), c.Revoked(), true
 				}
 				out = append(out, cp)
 			}

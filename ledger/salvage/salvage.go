@@ -506,11 +506,16 @@ func (s *state) resume(m chain.Message) {
 			keys[id] = k
 		}
 	}
+	// The revoked set goes on across the gap: a revoked key signs nothing
+	// after it either, and is never registered again.
+	revoked := maps.Clone(s.folder.Revoked())
 	if ev.Index == 0 {
-		s.folder = chain.NewFolder()
+		s.folder = chain.ResumeFolderAt(chain.State{Revoked: revoked})
 		return
 	}
-	s.folder = chain.ResumeFolder(chain.Head{Seq: m.Seq - 1, Index: ev.Index - 1, Hash: ev.Prev, Count: ev.Index}, keys)
+	st := chain.ResumeFolder(chain.Head{Seq: m.Seq - 1, Index: ev.Index - 1, Hash: ev.Prev, Count: ev.Index}, keys).State()
+	st.Revoked = revoked
+	s.folder = chain.ResumeFolderAt(st)
 	br := Break{Seq: m.Seq, Index: ev.Index, NamesPrev: ev.Prev.String(), HasBefore: s.haveEvents}
 	if s.haveEvents {
 		br.AfterIndex, br.AfterHash = s.lastHead.Index, s.lastHead.Hash.String()
@@ -585,7 +590,9 @@ func (s *state) resumeChain(m chain.Message, expect uint64) {
 }
 
 // trustedWriters is every writer registered before a gap or named by a
-// checkpoint that verifies.
+// checkpoint that verifies, but none revoked before the gap or named
+// revoked by such a checkpoint: an older checkpoint naming a writer live
+// does not bring back a key revoked since.
 func (s *state) trustedWriters() map[string]string {
 	writers := map[string]string{}
 	for id, pub := range s.folder.Writers() {
@@ -595,6 +602,16 @@ func (s *state) trustedWriters() map[string]string {
 		if cp.sigOK {
 			for id, pub := range cp.writers {
 				writers[id] = pub
+			}
+		}
+	}
+	for id := range s.folder.Revoked() {
+		delete(writers, id)
+	}
+	for _, cp := range s.cps {
+		if cp.sigOK {
+			for id := range cp.revoked {
+				delete(writers, id)
 			}
 		}
 	}
